@@ -1,0 +1,279 @@
+//! Commands: what enters the in-ring. Fixed-size, `Copy`, no heap: a ring slot is written in place.
+
+use crate::math::Side;
+use crate::num::{Price, Qty, Usdc};
+
+/// Identifies a request; assigned by the adapter that accepted it. `RequestId::NONE` (0) asks for
+/// no reply (fire-and-forget price ticks from a feed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub u64);
+
+impl RequestId {
+    /// "Do not reply".
+    pub const NONE: RequestId = RequestId(0);
+}
+
+/// Dense account id, assigned by the engine in creation order (1, 2, ...).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountId(pub u32);
+
+/// Dense market id: the index of the market in [`crate::config::EngineConfig::markets`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MarketId(pub u16);
+
+/// Position id, assigned by the engine in open order (1, 2, ...). A partial close keeps the id.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PositionId(pub u64);
+
+/// A short string stored inline (no heap), at most `N` bytes of UTF-8.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InlineStr<const N: usize> {
+    len: u8,
+    bytes: [u8; N],
+}
+
+impl<const N: usize> InlineStr<N> {
+    /// Capacity in bytes.
+    pub const CAPACITY: usize = N;
+
+    /// The empty string.
+    pub const fn empty() -> Self {
+        InlineStr { len: 0, bytes: [0; N] }
+    }
+
+    /// Copies `s`; `None` if longer than `N` bytes (or than 255).
+    pub fn new(s: &str) -> Option<Self> {
+        if s.len() > N || s.len() > usize::from(u8::MAX) {
+            return None;
+        }
+        let mut bytes = [0u8; N];
+        bytes[..s.len()].copy_from_slice(s.as_bytes());
+        Some(InlineStr { len: u8::try_from(s.len()).ok()?, bytes })
+    }
+
+    /// The string.
+    pub fn as_str(&self) -> &str {
+        // Constructed only from a `&str`, so the prefix is valid UTF-8; fall back to "" rather
+        // than panic if a future constructor ever broke that.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    /// True if empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl<const N: usize> Default for InlineStr<N> {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl<const N: usize> std::fmt::Debug for InlineStr<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+/// A login (normalised email), at most 64 bytes.
+pub type Login = InlineStr<64>;
+/// An opaque credential (the adapter's password hash, e.g. an argon2id PHC string), at most 128 bytes.
+pub type Credential = InlineStr<128>;
+/// A client-chosen order id, unique per account, at most 36 bytes (fits a UUID).
+pub type ClientOrderId = InlineStr<36>;
+
+/// How big a position should be: exactly one of margin or quantity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    /// Lock this margin; quantity = margin * leverage / price, rounded down.
+    Margin(Usdc),
+    /// Open this quantity; margin = quantity * price / leverage, rounded up.
+    Quantity(Qty),
+}
+
+/// Parameters of an open-position command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenRequest {
+    /// Owner.
+    pub account: AccountId,
+    /// Market.
+    pub market: MarketId,
+    /// Long or short.
+    pub side: Side,
+    /// Integer leverage, 1..=max_leverage.
+    pub leverage: u32,
+    /// Margin or quantity.
+    pub size: Size,
+    /// With `max_slippage_bps`: reject if the fill is worse than this by more than the slippage.
+    pub expected_price: Option<Price>,
+    /// Allowed slippage from `expected_price`, in basis points.
+    pub max_slippage_bps: u32,
+    /// Take-profit trigger price.
+    pub take_profit: Option<Price>,
+    /// Stop-loss trigger price.
+    pub stop_loss: Option<Price>,
+    /// Idempotency key: a repeat by the same account returns the first result.
+    pub client_order_id: Option<ClientOrderId>,
+}
+
+/// Which positions a query lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PositionStatus {
+    /// Open positions, ascending id.
+    #[default]
+    Open,
+    /// Closed positions kept in history, newest first.
+    Closed,
+}
+
+impl PositionStatus {
+    /// `"open"` / `"closed"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PositionStatus::Open => "open",
+            PositionStatus::Closed => "closed",
+        }
+    }
+}
+
+/// A price update for one market.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tick {
+    /// Market.
+    pub market: MarketId,
+    /// Best bid (longs are valued and closed here; shorts open here).
+    pub bid: Price,
+    /// Best ask (shorts are valued and closed here; longs open here).
+    pub ask: Price,
+    /// The exchange's update id; must increase.
+    pub update_id: u64,
+    /// The exchange's event time, in microseconds since the epoch (informational).
+    pub exchange_time_us: u64,
+}
+
+/// What a command asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CommandKind {
+    /// An empty slot (the ring factory's default). Ignored.
+    #[default]
+    Noop,
+    /// Create an account; login must be unique.
+    CreateAccount {
+        /// Unique login.
+        login: Login,
+        /// Opaque credential.
+        credential: Credential,
+    },
+    /// Credit `amount` to an account's available balance.
+    Deposit {
+        /// Account.
+        account: AccountId,
+        /// Positive amount.
+        amount: Usdc,
+    },
+    /// Debit `amount` from an account's available balance.
+    Withdraw {
+        /// Account.
+        account: AccountId,
+        /// Positive amount, at most the available balance.
+        amount: Usdc,
+    },
+    /// A new best bid/ask.
+    PriceTick(Tick),
+    /// Open a position.
+    OpenPosition(OpenRequest),
+    /// Close all or part of a position at the current mark.
+    ClosePosition {
+        /// Owner (a position of another account is `unknown_position`).
+        account: AccountId,
+        /// Position.
+        position: PositionId,
+        /// Part to close; `None` closes all.
+        quantity: Option<Qty>,
+    },
+    /// Move `amount` from available balance into a position's margin.
+    AddMargin {
+        /// Owner.
+        account: AccountId,
+        /// Position.
+        position: PositionId,
+        /// Positive amount.
+        amount: Usdc,
+    },
+    /// The account's balances.
+    QueryAccount {
+        /// Account.
+        account: AccountId,
+    },
+    /// The account's positions: one item per position, then the reply.
+    QueryPositions {
+        /// Account.
+        account: AccountId,
+        /// Open or closed.
+        status: PositionStatus,
+    },
+    /// One position (open or in history) of the account.
+    QueryPosition {
+        /// Owner.
+        account: AccountId,
+        /// Position.
+        position: PositionId,
+    },
+    /// The account id and credential stored for a login (for sign-in).
+    QueryCredential {
+        /// Login.
+        login: Login,
+    },
+    /// Every market's latest price: one item per market, then the reply.
+    QueryMarkets,
+    /// The canonical state hash and conservation check.
+    QueryStateHash,
+}
+
+/// One in-ring entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Command {
+    /// Assigned by the adapter; echoed in the reply.
+    pub request_id: RequestId,
+    /// When the adapter received it, in nanoseconds since the epoch. The engine's only clock.
+    pub ts_ns: u64,
+    /// What to do.
+    pub kind: CommandKind,
+}
+
+impl Command {
+    /// A command.
+    pub const fn new(request_id: RequestId, ts_ns: u64, kind: CommandKind) -> Command {
+        Command { request_id, ts_ns, kind }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_str_bounds() {
+        assert_eq!(Login::new("a@b.c").map(|l| l.len()), Some(5));
+        assert!(Login::new(&"x".repeat(64)).is_some());
+        assert!(Login::new(&"x".repeat(65)).is_none());
+        assert_eq!(ClientOrderId::new("ü").map(|c| c.as_str().to_owned()), Some("ü".into()));
+    }
+
+    #[test]
+    fn slot_size_is_bounded() {
+        // A ring slot is copied in place; keep it within a few cache lines.
+        assert!(std::mem::size_of::<Command>() <= 256, "{}", std::mem::size_of::<Command>());
+    }
+}

@@ -1,0 +1,271 @@
+//! Engine and market configuration, validated once at start.
+//!
+//! Every collection the engine thread owns has a limit here. [`EngineConfig::validate`] checks them
+//! together so that nothing inside the engine can overflow: with the price and quantity limits below,
+//! every intermediate product of the risk math fits an `i128` (see [`crate::math`]).
+
+use crate::num::{PPM_ONE, Ppm, Usdc};
+
+/// Largest `price_decimals + qty_decimals` a market may have. Keeps `10^(pd+qd)` and every product
+/// in [`crate::math`] far inside `i128`.
+pub const MAX_DECIMALS_SUM: u32 = 18;
+/// Largest price, in ticks, any market may configure.
+pub const MAX_PRICE_TICKS_LIMIT: i64 = 1_000_000_000_000;
+/// Largest quantity, in steps, any market may configure.
+pub const MAX_QTY_STEPS_LIMIT: i64 = 1_000_000_000_000;
+/// Largest single money amount (deposit, withdrawal, margin) the engine accepts: 10^12 USDC.
+pub const MAX_AMOUNT: Usdc = Usdc(1_000_000_000_000_000_000);
+
+/// One tradable market.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MarketConfig {
+    /// Exchange symbol, e.g. `BTC_USDC`. Only adapters use it: the engine uses the market's index.
+    pub symbol: String,
+    /// Price step is `10^-price_decimals` USDC.
+    pub price_decimals: u32,
+    /// Quantity step is `10^-qty_decimals` base units.
+    pub qty_decimals: u32,
+    /// Highest leverage a position may use (integer, >= 1).
+    pub max_leverage: u32,
+    /// Maintenance margin rate.
+    pub maintenance_margin_rate: Ppm,
+    /// Share of the notional taken into the insurance fund on liquidation (capped by equity).
+    pub liquidation_fee_rate: Ppm,
+    /// Fee on the notional when opening.
+    pub open_fee_rate: Ppm,
+    /// Fee on the notional when closing (manual, TP, SL).
+    pub close_fee_rate: Ppm,
+    /// A price older than this (by command receive time) cannot be traded on.
+    pub max_price_age_ns: u64,
+    /// Smallest quantity a position (or what remains of it) may have.
+    pub min_qty: i64,
+    /// Smallest margin a position may lock.
+    pub min_margin: Usdc,
+    /// Highest accepted price, in ticks (ticks above are rejected as `price_out_of_range`).
+    pub max_price_ticks: i64,
+    /// Largest quantity of one position, in steps.
+    pub max_qty_steps: i64,
+}
+
+impl MarketConfig {
+    /// A market with DESIGN.md's defaults: 100x, mmr 0.5%, liquidation fee 0.5%, no open/close
+    /// fees, 5 s price age, min quantity one step, min margin 1 USDC.
+    pub fn new(symbol: &str, price_decimals: u32, qty_decimals: u32) -> MarketConfig {
+        MarketConfig {
+            symbol: symbol.to_owned(),
+            price_decimals,
+            qty_decimals,
+            max_leverage: 100,
+            maintenance_margin_rate: Ppm(5_000),
+            liquidation_fee_rate: Ppm(5_000),
+            open_fee_rate: Ppm(0),
+            close_fee_rate: Ppm(0),
+            max_price_age_ns: 5_000_000_000,
+            min_qty: 1,
+            min_margin: Usdc::from_whole(1),
+            max_price_ticks: 10_000_000_000,
+            max_qty_steps: 10_000_000_000,
+        }
+    }
+
+    /// BTC_USDC, ETH_USDC and SOL_USDC as in DESIGN.md.
+    pub fn defaults() -> Vec<MarketConfig> {
+        vec![
+            MarketConfig::new("BTC_USDC", 2, 5),
+            MarketConfig::new("ETH_USDC", 2, 4),
+            MarketConfig::new("SOL_USDC", 2, 2),
+        ]
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |why: &'static str| Err(ConfigError::Market { symbol: self.symbol.clone(), why });
+        if self.symbol.is_empty() || self.symbol.len() > 32 {
+            return bad("symbol must be 1..=32 bytes");
+        }
+        if self.price_decimals + self.qty_decimals > MAX_DECIMALS_SUM {
+            return bad("price_decimals + qty_decimals must be <= 18");
+        }
+        if self.max_leverage == 0 || self.max_leverage > 1_000 {
+            return bad("max_leverage must be 1..=1000");
+        }
+        // mmr must leave the long liquidation formula's denominator positive and must make a
+        // position at max leverage openable at all (mmr * max_leverage < 1).
+        let mmr = self.maintenance_margin_rate.0;
+        if mmr <= 0 || i128::from(mmr) * i128::from(self.max_leverage) >= i128::from(PPM_ONE) {
+            return bad("maintenance_margin_rate must be > 0 and below 1 / max_leverage");
+        }
+        for (rate, name) in [
+            (self.liquidation_fee_rate, "liquidation_fee_rate must be in 0..1"),
+            (self.open_fee_rate, "open_fee_rate must be in 0..1"),
+            (self.close_fee_rate, "close_fee_rate must be in 0..1"),
+        ] {
+            if rate.0 < 0 || rate.0 >= PPM_ONE {
+                return bad(name);
+            }
+        }
+        if self.max_price_age_ns == 0 {
+            return bad("max_price_age must be > 0");
+        }
+        if self.min_qty < 1 || self.min_qty > self.max_qty_steps {
+            return bad("min_qty must be in 1..=max_qty_steps");
+        }
+        if self.min_margin.0 < 0 || self.min_margin > MAX_AMOUNT {
+            return bad("min_margin must be in 0..=10^12 USDC");
+        }
+        if !(1..=MAX_PRICE_TICKS_LIMIT).contains(&self.max_price_ticks) {
+            return bad("max_price_ticks must be in 1..=10^12");
+        }
+        if !(1..=MAX_QTY_STEPS_LIMIT).contains(&self.max_qty_steps) {
+            return bad("max_qty_steps must be in 1..=10^12");
+        }
+        Ok(())
+    }
+}
+
+/// How the engine thread waits for work when its ring is empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WaitMode {
+    /// Spin without pause: lowest latency, burns a whole core. For benchmarks.
+    BusySpin,
+    /// Spin briefly, then yield, then sleep with growing pauses (capped at 1 ms): an idle engine
+    /// uses almost no CPU. The default.
+    #[default]
+    Adaptive,
+}
+
+/// Everything the engine needs to start. [`EngineConfig::validate`] runs in
+/// [`crate::Engine::new`] and [`crate::processor::EngineRunner::start`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Markets in index order: `MarketId(i)` is `markets[i]`.
+    pub markets: Vec<MarketConfig>,
+    /// Credit `initial_balance` to every new account.
+    pub demo_deposits: bool,
+    /// Balance of a new account when `demo_deposits` is on.
+    pub initial_balance: Usdc,
+    /// Most accounts the engine will hold.
+    pub max_accounts: u32,
+    /// Most open positions across all accounts.
+    pub max_open_positions: u32,
+    /// Most open positions one account may hold.
+    pub max_positions_per_account: u32,
+    /// Closed positions kept per account (newest kept).
+    pub closed_history_per_account: u32,
+    /// How many recent `client_order_id`s (all accounts together) are remembered for idempotency.
+    pub client_order_id_window: u32,
+    /// In-ring slots (power of two).
+    pub in_ring_size: usize,
+    /// Out-ring slots (power of two).
+    pub out_ring_size: usize,
+    /// Most requests awaiting a reply at once through one engine handle set.
+    pub max_in_flight: usize,
+    /// Pin the engine thread to this core.
+    pub pin_core: Option<usize>,
+    /// How the engine and reply threads wait when idle.
+    pub wait: WaitMode,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            markets: MarketConfig::defaults(),
+            demo_deposits: true,
+            initial_balance: Usdc::from_whole(5_000),
+            max_accounts: 100_000,
+            max_open_positions: 1_000_000,
+            max_positions_per_account: 100,
+            closed_history_per_account: 100,
+            client_order_id_window: 100_000,
+            in_ring_size: 1 << 16,
+            out_ring_size: 1 << 16,
+            max_in_flight: 65_536,
+            pin_core: None,
+            wait: WaitMode::Adaptive,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Checks every limit. Called before anything is allocated.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.markets.is_empty() || self.markets.len() > usize::from(u16::MAX) {
+            return Err(ConfigError::Limit("markets must hold 1..=65535 markets"));
+        }
+        for (i, m) in self.markets.iter().enumerate() {
+            m.validate()?;
+            if self.markets[..i].iter().any(|o| o.symbol == m.symbol) {
+                return Err(ConfigError::Market {
+                    symbol: m.symbol.clone(),
+                    why: "duplicate symbol",
+                });
+            }
+        }
+        let limits: [(bool, &'static str); 8] = [
+            (self.initial_balance.0 < 0 || self.initial_balance > MAX_AMOUNT, "initial_balance"),
+            (self.max_accounts == 0 || self.max_accounts > 50_000_000, "max_accounts"),
+            (
+                self.max_open_positions == 0 || self.max_open_positions > 100_000_000,
+                "max_open_positions",
+            ),
+            (
+                self.max_positions_per_account == 0 || self.max_positions_per_account > 10_000,
+                "max_positions_per_account",
+            ),
+            (self.closed_history_per_account > 100_000, "closed_history_per_account"),
+            (self.client_order_id_window > 10_000_000, "client_order_id_window"),
+            (!ring_size_ok(self.in_ring_size) || !ring_size_ok(self.out_ring_size), "ring sizes"),
+            (self.max_in_flight == 0 || self.max_in_flight > 10_000_000, "max_in_flight"),
+        ];
+        if let Some((_, what)) = limits.iter().find(|(bad, _)| *bad) {
+            return Err(ConfigError::Limit(what));
+        }
+        Ok(())
+    }
+}
+
+fn ring_size_ok(n: usize) -> bool {
+    n.is_power_of_two() && (64..=(1 << 24)).contains(&n)
+}
+
+/// A configuration that cannot be run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A market's parameters are inconsistent or out of range.
+    #[error("market {symbol}: {why}")]
+    Market {
+        /// The offending market.
+        symbol: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// An engine limit is out of its allowed range.
+    #[error("engine limit out of range: {0}")]
+    Limit(&'static str),
+    /// The engine thread cannot be pinned to the requested core.
+    #[error("cannot pin the engine thread to core {0}: not in this process's affinity mask")]
+    NoSuchCore(usize),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(EngineConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn bad_limits_are_rejected() {
+        let mut c = EngineConfig { in_ring_size: 1000, ..EngineConfig::default() };
+        assert_eq!(c.validate(), Err(ConfigError::Limit("ring sizes")));
+        c.in_ring_size = 1024;
+        c.markets[0].max_leverage = 0;
+        assert!(matches!(c.validate(), Err(ConfigError::Market { .. })));
+        c.markets[0].max_leverage = 300; // 300 * 0.005 >= 1: unopenable at max leverage
+        assert!(matches!(c.validate(), Err(ConfigError::Market { .. })));
+        c.markets[0].max_leverage = 100;
+        c.markets[1].symbol = "BTC_USDC".into();
+        assert!(matches!(c.validate(), Err(ConfigError::Market { why: "duplicate symbol", .. })));
+    }
+}

@@ -1,0 +1,393 @@
+//! Outputs: what the engine writes to the out-ring. Fixed-size, `Copy`, no heap.
+//!
+//! Every command with a request id gets exactly one [`Output::Reply`]. List queries first emit one
+//! [`Output::Item`] per element with the same request id. Unsolicited events
+//! ([`Output::Event`]) report what the engine did on its own: TP/SL/liquidation closes, bad debt,
+//! rejected prices.
+
+use crate::command::{AccountId, Credential, MarketId, PositionId, PositionStatus, RequestId};
+use crate::math::Side;
+use crate::num::{Price, Qty, Usdc};
+
+/// Why a command was rejected. The codes ([`Reason::code`]) are stable API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The market id is not configured.
+    UnknownMarket,
+    /// No such account.
+    UnknownAccount,
+    /// No such position, or it belongs to another account.
+    UnknownPosition,
+    /// The position is already closed.
+    PositionClosed,
+    /// An amount is zero, negative or above the engine's maximum.
+    InvalidAmount,
+    /// Leverage is 0 or above the market's maximum.
+    InvalidLeverage,
+    /// Quantity is zero, negative, above the limit or above the position's quantity.
+    InvalidQuantity,
+    /// The resulting quantity is below the market's minimum.
+    QuantityTooSmall,
+    /// The margin is below the market's minimum.
+    MarginTooSmall,
+    /// Available balance does not cover margin + fee (or the withdrawal).
+    InsufficientBalance,
+    /// The position would be liquidatable at the current price.
+    WouldLiquidate,
+    /// No price has been received for the market.
+    NoPrice,
+    /// The latest price is older than `max_price_age`.
+    StalePrice,
+    /// The fill price is worse than `expected_price` by more than `max_slippage_bps`.
+    SlippageExceeded,
+    /// Take-profit not on the profitable side of the fill.
+    InvalidTakeProfit,
+    /// Stop-loss not on the losing side of the fill.
+    InvalidStopLoss,
+    /// Another account already has this login.
+    DuplicateLogin,
+    /// Empty login.
+    InvalidLogin,
+    /// The account holds `max_positions_per_account` open positions.
+    TooManyPositions,
+    /// The engine holds `max_open_positions`.
+    PositionCapacity,
+    /// The engine holds `max_accounts`.
+    AccountCapacity,
+    /// A price is <= 0 or the ask is below the bid.
+    InvalidPrice,
+    /// A price is above the market's `max_price_ticks`.
+    PriceOutOfRange,
+    /// A tick's update id is not greater than the last applied one.
+    StaleUpdate,
+    /// A value overflowed the engine's representation.
+    Overflow,
+    /// The command is malformed (e.g. a no-op with a request id).
+    InvalidRequest,
+}
+
+impl Reason {
+    /// The stable snake_case code.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Reason::UnknownMarket => "unknown_market",
+            Reason::UnknownAccount => "unknown_account",
+            Reason::UnknownPosition => "unknown_position",
+            Reason::PositionClosed => "position_closed",
+            Reason::InvalidAmount => "invalid_amount",
+            Reason::InvalidLeverage => "invalid_leverage",
+            Reason::InvalidQuantity => "invalid_quantity",
+            Reason::QuantityTooSmall => "quantity_too_small",
+            Reason::MarginTooSmall => "margin_too_small",
+            Reason::InsufficientBalance => "insufficient_balance",
+            Reason::WouldLiquidate => "would_liquidate",
+            Reason::NoPrice => "no_price",
+            Reason::StalePrice => "stale_price",
+            Reason::SlippageExceeded => "slippage_exceeded",
+            Reason::InvalidTakeProfit => "invalid_take_profit",
+            Reason::InvalidStopLoss => "invalid_stop_loss",
+            Reason::DuplicateLogin => "duplicate_login",
+            Reason::InvalidLogin => "invalid_login",
+            Reason::TooManyPositions => "too_many_positions",
+            Reason::PositionCapacity => "position_capacity",
+            Reason::AccountCapacity => "account_capacity",
+            Reason::InvalidPrice => "invalid_price",
+            Reason::PriceOutOfRange => "price_out_of_range",
+            Reason::StaleUpdate => "stale_update",
+            Reason::Overflow => "overflow",
+            Reason::InvalidRequest => "invalid_request",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// Why a position was closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// By its owner.
+    Manual,
+    /// Take-profit triggered.
+    TakeProfit,
+    /// Stop-loss triggered.
+    StopLoss,
+    /// Liquidated.
+    Liquidation,
+}
+
+impl CloseReason {
+    /// `"manual"`, `"take_profit"`, `"stop_loss"`, `"liquidation"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Manual => "manual",
+            CloseReason::TakeProfit => "take_profit",
+            CloseReason::StopLoss => "stop_loss",
+            CloseReason::Liquidation => "liquidation",
+        }
+    }
+}
+
+/// How a position (or a closed part of it) ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CloseInfo {
+    /// The mark it closed at (the tick's bid for a long, ask for a short).
+    pub exit_price: Price,
+    /// PnL of the closed quantity at the exit price, rounded toward -infinity, before fees.
+    pub realized_pnl: Usdc,
+    /// Close fee (to the house) or liquidation fee (to the insurance fund).
+    pub fee: Usdc,
+    /// What the trader received: margin released + PnL - fee, floored at 0.
+    pub payout: Usdc,
+    /// Why.
+    pub reason: CloseReason,
+    /// Receive time of the command that closed it.
+    pub closed_at_ns: u64,
+}
+
+/// A position as the API shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PositionView {
+    /// Id.
+    pub id: PositionId,
+    /// Owner.
+    pub account: AccountId,
+    /// Market.
+    pub market: MarketId,
+    /// Side.
+    pub side: Side,
+    /// Open, or closed (`close` is set).
+    pub status: PositionStatus,
+    /// Quantity (for a closed part: the quantity closed).
+    pub quantity: Qty,
+    /// Fill price at open.
+    pub entry_price: Price,
+    /// Locked margin (for a closed part: the margin released).
+    pub margin: Usdc,
+    /// Leverage chosen at open.
+    pub leverage: u32,
+    /// The price at which the engine liquidates it; 0 means never (a long at 1x).
+    pub liquidation_price: Price,
+    /// Take-profit trigger.
+    pub take_profit: Option<Price>,
+    /// Stop-loss trigger.
+    pub stop_loss: Option<Price>,
+    /// Unrealized PnL at the current mark (0 when closed or no price).
+    pub unrealized_pnl: Usdc,
+    /// Receive time of the open command.
+    pub opened_at_ns: u64,
+    /// Set once closed.
+    pub close: Option<CloseInfo>,
+}
+
+/// An account's balances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountView {
+    /// Id.
+    pub id: AccountId,
+    /// Free balance.
+    pub available: Usdc,
+    /// Sum of open positions' margins.
+    pub locked_margin: Usdc,
+    /// Sum of open positions' uPnL at current marks.
+    pub unrealized_pnl: Usdc,
+    /// available + locked_margin + unrealized_pnl.
+    pub equity: Usdc,
+    /// Open positions.
+    pub open_positions: u32,
+}
+
+/// A market's latest price.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MarketView {
+    /// Market.
+    pub market: MarketId,
+    /// Latest bid (0 before the first tick).
+    pub bid: Price,
+    /// Latest ask (0 before the first tick).
+    pub ask: Price,
+    /// Update id of the latest tick.
+    pub update_id: u64,
+    /// Receive time of the latest tick (0 before the first).
+    pub updated_at_ns: u64,
+}
+
+/// The state hash and the conservation totals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateSummary {
+    /// SHA-256 of the canonical state encoding.
+    pub hash: [u8; 32],
+    /// Σ deposits − Σ withdrawals.
+    pub net_deposits: Usdc,
+    /// Σ available.
+    pub total_available: Usdc,
+    /// Σ open margins.
+    pub total_margin: Usdc,
+    /// Insurance fund.
+    pub insurance_fund: Usdc,
+    /// House balance.
+    pub house_balance: Usdc,
+    /// Accounts.
+    pub accounts: u32,
+    /// Open positions.
+    pub open_positions: u32,
+}
+
+/// The data of an accepted command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyData {
+    /// The new account.
+    AccountCreated {
+        /// Its id.
+        account: AccountId,
+    },
+    /// Balances after a deposit, withdrawal or account query.
+    Account(AccountView),
+    /// The tick was applied.
+    PriceApplied,
+    /// The opened position (or, for a repeated client order id, the first result).
+    Opened(PositionView),
+    /// The closed part, as a closed position.
+    Closed(PositionView),
+    /// The position after adding margin, or a single-position query.
+    Position(PositionView),
+    /// End of a list; `count` items preceded it.
+    List {
+        /// Items emitted before this reply.
+        count: u32,
+    },
+    /// Login lookup result.
+    Credential {
+        /// The account.
+        account: AccountId,
+        /// Its stored credential.
+        credential: Credential,
+    },
+    /// State hash and totals.
+    State(StateSummary),
+}
+
+/// An element of a list reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Item {
+    /// A position.
+    Position(PositionView),
+    /// A market.
+    Market(MarketView),
+}
+
+/// Something the engine did on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A position closed by take-profit, stop-loss or liquidation.
+    PositionClosed(PositionView),
+    /// A close whose loss exceeded the margin: who paid the deficit.
+    BadDebt {
+        /// Position.
+        position: PositionId,
+        /// Owner.
+        account: AccountId,
+        /// Deficit: loss beyond margin (and fee).
+        amount: Usdc,
+        /// Paid by the insurance fund.
+        insurance_paid: Usdc,
+        /// Paid by the house (what the fund could not).
+        house_paid: Usdc,
+    },
+    /// A tick was not applied.
+    PriceRejected {
+        /// Market (raw id, may be unknown).
+        market: MarketId,
+        /// Why.
+        reason: Reason,
+        /// The tick's update id.
+        update_id: u64,
+    },
+}
+
+/// One out-ring entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Output {
+    /// An empty slot (the ring factory's default).
+    #[default]
+    Empty,
+    /// The one reply to a request.
+    Reply {
+        /// The request.
+        request_id: RequestId,
+        /// Accepted with data, or rejected with a reason.
+        result: Result<ReplyData, Reason>,
+    },
+    /// One element of a list reply, before the reply itself.
+    Item {
+        /// The request.
+        request_id: RequestId,
+        /// The element.
+        item: Item,
+    },
+    /// An unsolicited event.
+    Event(Event),
+}
+
+/// Where [`crate::Engine::apply`] writes its outputs. Implemented for `Vec<Output>` and by the
+/// processor for the out-ring, so the same code path runs in tests and on the engine thread.
+pub trait Sink {
+    /// Emits one output.
+    fn emit(&mut self, output: Output);
+}
+
+impl Sink for Vec<Output> {
+    fn emit(&mut self, output: Output) {
+        self.push(output);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_snake_case_and_unique() {
+        let all = [
+            Reason::UnknownMarket,
+            Reason::UnknownAccount,
+            Reason::UnknownPosition,
+            Reason::PositionClosed,
+            Reason::InvalidAmount,
+            Reason::InvalidLeverage,
+            Reason::InvalidQuantity,
+            Reason::QuantityTooSmall,
+            Reason::MarginTooSmall,
+            Reason::InsufficientBalance,
+            Reason::WouldLiquidate,
+            Reason::NoPrice,
+            Reason::StalePrice,
+            Reason::SlippageExceeded,
+            Reason::InvalidTakeProfit,
+            Reason::InvalidStopLoss,
+            Reason::DuplicateLogin,
+            Reason::InvalidLogin,
+            Reason::TooManyPositions,
+            Reason::PositionCapacity,
+            Reason::AccountCapacity,
+            Reason::InvalidPrice,
+            Reason::PriceOutOfRange,
+            Reason::StaleUpdate,
+            Reason::Overflow,
+            Reason::InvalidRequest,
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for r in all {
+            assert!(r.code().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{r:?}");
+            assert!(seen.insert(r.code()), "duplicate {}", r.code());
+        }
+    }
+
+    #[test]
+    fn slot_size_is_bounded() {
+        assert!(std::mem::size_of::<Output>() <= 256, "{}", std::mem::size_of::<Output>());
+    }
+}

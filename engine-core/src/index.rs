@@ -1,0 +1,160 @@
+//! The trigger index: per market and side, open positions ordered by liquidation price, by
+//! take-profit and by stop-loss trigger price.
+//!
+//! A tick asks each ordered set for the range that the new bid/ask crosses, so its cost is
+//! `O(log n + k)` for `k` triggered positions, whatever the number `n` of open positions. Keys are
+//! `(price_ticks, position_id)` so that equal prices stay distinct and ordered by id.
+
+use std::collections::BTreeSet;
+use std::ops::Bound::{Included, Unbounded};
+
+use crate::command::PositionId;
+use crate::math::Side;
+use crate::num::Price;
+
+type Key = (i64, u64);
+
+/// The three orderings for one side of one market.
+#[derive(Debug, Default, Clone)]
+struct SideIndex {
+    liq: BTreeSet<Key>,
+    tp: BTreeSet<Key>,
+    sl: BTreeSet<Key>,
+}
+
+/// The trigger prices of one position, as indexed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Triggers {
+    /// Liquidation price (a long's 0 means never and is not indexed).
+    pub liq: Price,
+    /// Take-profit.
+    pub tp: Option<Price>,
+    /// Stop-loss.
+    pub sl: Option<Price>,
+}
+
+/// Trigger index of one market.
+#[derive(Debug, Default, Clone)]
+pub struct MarketIndex {
+    long: SideIndex,
+    short: SideIndex,
+}
+
+impl MarketIndex {
+    fn side(&mut self, side: Side) -> &mut SideIndex {
+        match side {
+            Side::Long => &mut self.long,
+            Side::Short => &mut self.short,
+        }
+    }
+
+    /// Indexes a position's triggers.
+    pub fn insert(&mut self, id: PositionId, side: Side, t: Triggers) {
+        let s = self.side(side);
+        if t.liq.0 > 0 {
+            let fresh = s.liq.insert((t.liq.0, id.0));
+            assert!(fresh, "position {} indexed twice", id.0);
+        }
+        if let Some(tp) = t.tp {
+            s.tp.insert((tp.0, id.0));
+        }
+        if let Some(sl) = t.sl {
+            s.sl.insert((sl.0, id.0));
+        }
+    }
+
+    /// Removes a position's triggers; `t` must be what was inserted.
+    pub fn remove(&mut self, id: PositionId, side: Side, t: Triggers) {
+        let s = self.side(side);
+        if t.liq.0 > 0 {
+            let was = s.liq.remove(&(t.liq.0, id.0));
+            assert!(was, "position {} missing from the liquidation index", id.0);
+        }
+        if let Some(tp) = t.tp {
+            s.tp.remove(&(tp.0, id.0));
+        }
+        if let Some(sl) = t.sl {
+            s.sl.remove(&(sl.0, id.0));
+        }
+    }
+
+    /// Moves a position's liquidation price (partial close, add margin).
+    pub fn move_liq(&mut self, id: PositionId, side: Side, old: Price, new: Price) {
+        let s = self.side(side);
+        if old.0 > 0 {
+            let was = s.liq.remove(&(old.0, id.0));
+            assert!(was, "position {} missing from the liquidation index", id.0);
+        }
+        if new.0 > 0 {
+            s.liq.insert((new.0, id.0));
+        }
+    }
+
+    /// Appends the ids of positions whose take-profit or stop-loss the tick crosses.
+    /// Long: TP when bid >= tp, SL when bid <= sl. Short: TP when ask <= tp, SL when ask >= sl.
+    pub fn collect_tp_sl(&self, bid: Price, ask: Price, out: &mut Vec<PositionId>) {
+        let long_tp = self.long.tp.range((Unbounded, Included((bid.0, u64::MAX))));
+        let long_sl = self.long.sl.range((Included((bid.0, 0)), Unbounded));
+        let short_tp = self.short.tp.range((Included((ask.0, 0)), Unbounded));
+        let short_sl = self.short.sl.range((Unbounded, Included((ask.0, u64::MAX))));
+        out.extend(long_tp.chain(long_sl).chain(short_tp).chain(short_sl).map(|k| PositionId(k.1)));
+    }
+
+    /// Appends the ids of positions the tick liquidates: long when bid <= liq, short when
+    /// ask >= liq.
+    pub fn collect_liquidations(&self, bid: Price, ask: Price, out: &mut Vec<PositionId>) {
+        let long = self.long.liq.range((Included((bid.0, 0)), Unbounded));
+        let short = self.short.liq.range((Unbounded, Included((ask.0, u64::MAX))));
+        out.extend(long.chain(short).map(|k| PositionId(k.1)));
+    }
+
+    /// Number of indexed entries (liq + tp + sl, both sides), for tests and memory accounting.
+    pub fn len(&self) -> usize {
+        [&self.long, &self.short].iter().map(|s| s.liq.len() + s.tp.len() + s.sl.len()).sum()
+    }
+
+    /// True if nothing is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(liq: i64, tp: Option<i64>, sl: Option<i64>) -> Triggers {
+        Triggers { liq: Price(liq), tp: tp.map(Price), sl: sl.map(Price) }
+    }
+
+    #[test]
+    fn ranges_match_trigger_rules() {
+        let mut ix = MarketIndex::default();
+        ix.insert(PositionId(1), Side::Long, t(90, Some(120), Some(95)));
+        ix.insert(PositionId(2), Side::Short, t(110, Some(80), Some(105)));
+        ix.insert(PositionId(3), Side::Long, t(0, None, None)); // 1x: never liquidated
+        let mut out = Vec::new();
+        ix.collect_tp_sl(Price(100), Price(101), &mut out);
+        assert!(out.is_empty());
+        ix.collect_tp_sl(Price(120), Price(121), &mut out);
+        assert_eq!(out, vec![PositionId(1), PositionId(2)]); // long TP, short SL (ask >= 105)
+        out.clear();
+        ix.collect_tp_sl(Price(79), Price(80), &mut out);
+        assert_eq!(out, vec![PositionId(1), PositionId(2)]); // long SL, short TP
+        out.clear();
+        ix.collect_liquidations(Price(90), Price(91), &mut out);
+        assert_eq!(out, vec![PositionId(1)]);
+        out.clear();
+        ix.collect_liquidations(Price(91), Price(109), &mut out);
+        assert!(out.is_empty());
+        ix.collect_liquidations(Price(109), Price(110), &mut out);
+        assert_eq!(out, vec![PositionId(2)]);
+        assert_eq!(ix.len(), 6);
+        ix.remove(PositionId(1), Side::Long, t(90, Some(120), Some(95)));
+        ix.move_liq(PositionId(2), Side::Short, Price(110), Price(115));
+        out.clear();
+        ix.collect_liquidations(Price(1), Price(114), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(ix.len(), 3);
+    }
+}

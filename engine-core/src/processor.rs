@@ -1,0 +1,527 @@
+//! The processor: the [`Engine`] on its own thread between two `disruptor` rings.
+//!
+//! ```text
+//!  Submitter(s) ──publish──► in-ring (multi-producer) ──► engine thread: Engine::apply
+//!                                                              │ publish
+//!  Ticket::wait ◄── waiter map ◄── reply thread ◄── out-ring ◄─┘
+//!  subscribe()  ◄── bounded channels ◄─┘
+//! ```
+//!
+//! - The in-ring is multi-producer: every [`Submitter`] (cloned from the handle) owns a producer.
+//! - The engine thread is the only consumer of the in-ring and the only producer of the out-ring.
+//!   It may be pinned to a core ([`EngineConfig::pin_core`]) and busy-spin ([`WaitMode::BusySpin`]),
+//!   or use the default adaptive wait that idles at near-zero CPU.
+//! - The reply thread consumes the out-ring: it hands each reply (with the items that preceded
+//!   it) to the [`Ticket`] waiting for it, and copies unsolicited events to subscribers. It never
+//!   blocks: a full subscriber channel loses the event and counts it.
+//! - Shutdown: when the handle and every submitter are dropped, the in-ring drains and the engine
+//!   thread stops; the out-ring then drains and the reply thread stops. [`EngineHandle::shutdown`]
+//!   does that and returns the final [`Engine`] state.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use disruptor::{
+    MultiProducer, ProcessorSettings, Producer, Sequence, SingleConsumerBarrier, SingleProducer,
+};
+use rustc_hash::FxHashMap;
+
+use crate::command::{Command, CommandKind, RequestId};
+use crate::config::{ConfigError, EngineConfig, WaitMode};
+use crate::event::{Item, Output, Reason, ReplyData, Sink};
+use crate::state::{Counters, Engine};
+
+/// The one reply to a submitted command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The request it answers.
+    pub request_id: RequestId,
+    /// Accepted with data, or rejected with a reason code.
+    pub result: Result<ReplyData, Reason>,
+    /// For list queries: the items, in order.
+    pub items: Vec<Item>,
+}
+
+/// Why a command could not be submitted or its reply not received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The in-ring has no free slot (only from the `try_` methods).
+    #[error("the engine's input ring is full")]
+    RingFull,
+    /// `max_in_flight` requests already await replies.
+    #[error("too many requests in flight")]
+    TooManyInFlight,
+    /// No reply within the timeout; the waiter was removed and a late reply is discarded.
+    #[error("timed out waiting for the engine's reply")]
+    Timeout,
+    /// The engine stopped before replying.
+    #[error("the engine has shut down")]
+    Shutdown,
+}
+
+/// What a subscriber receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscription {
+    /// Only unsolicited events ([`Output::Event`]).
+    Events,
+    /// Every output, in out-ring order (replies, items and events). For audits and tests.
+    All,
+}
+
+type InProducer = MultiProducer<Command, SingleConsumerBarrier>;
+type OutProducer = SingleProducer<Output, SingleConsumerBarrier>;
+
+struct Waiter {
+    tx: Sender<Response>,
+    items: Vec<Item>,
+}
+
+struct Subscriber {
+    what: Subscription,
+    tx: Sender<Output>,
+}
+
+/// Counter snapshot published by the engine thread at the end of each batch.
+#[derive(Default)]
+struct SharedCounters {
+    values: [AtomicU64; 9],
+}
+
+impl SharedCounters {
+    fn store(&self, c: &Counters) {
+        let v = [
+            c.commands,
+            c.rejections,
+            c.ticks_applied,
+            c.ticks_rejected,
+            c.opened,
+            c.take_profits,
+            c.stop_losses,
+            c.liquidations,
+            c.bad_debts,
+        ];
+        for (slot, x) in self.values.iter().zip(v) {
+            slot.store(x, Ordering::Relaxed);
+        }
+    }
+
+    fn load(&self) -> Counters {
+        let v: Vec<u64> = self.values.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+        Counters {
+            commands: v[0],
+            rejections: v[1],
+            ticks_applied: v[2],
+            ticks_rejected: v[3],
+            opened: v[4],
+            take_profits: v[5],
+            stop_losses: v[6],
+            liquidations: v[7],
+            bad_debts: v[8],
+        }
+    }
+}
+
+struct Shared {
+    next_request_id: AtomicU64,
+    max_in_flight: usize,
+    waiters: Mutex<FxHashMap<RequestId, Waiter>>,
+    subscribers: Mutex<Vec<Subscriber>>,
+    events_dropped: AtomicU64,
+    late_replies: AtomicU64,
+    counters: SharedCounters,
+}
+
+impl Shared {
+    fn waiters(&self) -> MutexGuard<'_, FxHashMap<RequestId, Waiter>> {
+        // A panic while holding the lock cannot leave the map inconsistent (single inserts and
+        // removes), so a poisoned lock is still usable.
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn subscribers(&self) -> MutexGuard<'_, Vec<Subscriber>> {
+        self.subscribers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A pending reply.
+#[must_use = "a ticket is the only way to receive the reply"]
+#[derive(Debug)]
+pub struct Ticket {
+    request_id: RequestId,
+    rx: Receiver<Response>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+impl Ticket {
+    /// The request id assigned to the command.
+    pub fn request_id(&self) -> RequestId {
+        self.request_id
+    }
+
+    /// Blocks until the reply arrives.
+    pub fn wait(self) -> Result<Response, EngineError> {
+        self.rx.recv().map_err(|_| EngineError::Shutdown)
+    }
+
+    /// Blocks until the reply arrives or `timeout` passes; on timeout the waiter is removed.
+    pub fn wait_timeout(self, timeout: Duration) -> Result<Response, EngineError> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(r) => Ok(r),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(EngineError::Shutdown),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                self.shared.waiters().remove(&self.request_id);
+                // The reply may have landed between the timeout and the removal.
+                self.rx.try_recv().map_err(|_| EngineError::Timeout)
+            }
+        }
+    }
+
+    /// The reply if it has arrived.
+    pub fn try_get(&self) -> Option<Response> {
+        self.rx.try_recv().ok()
+    }
+}
+
+/// A cloneable, `Send` way to put commands into the in-ring from any thread.
+pub struct Submitter {
+    producer: InProducer,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Submitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submitter").finish_non_exhaustive()
+    }
+}
+
+impl Clone for Submitter {
+    fn clone(&self) -> Self {
+        Submitter { producer: self.producer.clone(), shared: Arc::clone(&self.shared) }
+    }
+}
+
+impl Submitter {
+    fn register(&self) -> Result<(RequestId, Receiver<Response>), EngineError> {
+        let id = RequestId(self.shared.next_request_id.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let mut waiters = self.shared.waiters();
+        if waiters.len() >= self.shared.max_in_flight {
+            return Err(EngineError::TooManyInFlight);
+        }
+        // Registered before publishing, so a fast reply always finds its waiter.
+        waiters.insert(id, Waiter { tx, items: Vec::new() });
+        Ok((id, rx))
+    }
+
+    /// Submits a command received at `ts_ns` (nanoseconds since the epoch: the engine has no
+    /// clock of its own); spins while the in-ring is full. The ticket yields the reply.
+    pub fn submit(&mut self, ts_ns: u64, kind: CommandKind) -> Result<Ticket, EngineError> {
+        let (request_id, rx) = self.register()?;
+        self.producer.publish(|slot| *slot = Command::new(request_id, ts_ns, kind));
+        Ok(Ticket { request_id, rx, shared: Arc::clone(&self.shared) })
+    }
+
+    /// As [`Submitter::submit`], but fails with [`EngineError::RingFull`] instead of spinning.
+    pub fn try_submit(&mut self, ts_ns: u64, kind: CommandKind) -> Result<Ticket, EngineError> {
+        let (request_id, rx) = self.register()?;
+        let published =
+            self.producer.try_publish(|slot| *slot = Command::new(request_id, ts_ns, kind));
+        if published.is_err() {
+            self.shared.waiters().remove(&request_id);
+            return Err(EngineError::RingFull);
+        }
+        Ok(Ticket { request_id, rx, shared: Arc::clone(&self.shared) })
+    }
+
+    /// Publishes a command that wants no reply (e.g. a feed's price tick); spins while full.
+    pub fn send(&mut self, ts_ns: u64, kind: CommandKind) {
+        self.producer.publish(|slot| *slot = Command::new(RequestId::NONE, ts_ns, kind));
+    }
+
+    /// As [`Submitter::send`], but fails with [`EngineError::RingFull`] instead of spinning.
+    pub fn try_send(&mut self, ts_ns: u64, kind: CommandKind) -> Result<(), EngineError> {
+        self.producer
+            .try_publish(|slot| *slot = Command::new(RequestId::NONE, ts_ns, kind))
+            .map(|_| ())
+            .map_err(|_| EngineError::RingFull)
+    }
+
+    /// Submits and waits up to `timeout` for the reply.
+    pub fn call(
+        &mut self,
+        ts_ns: u64,
+        kind: CommandKind,
+        timeout: Duration,
+    ) -> Result<Response, EngineError> {
+        self.submit(ts_ns, kind)?.wait_timeout(timeout)
+    }
+
+    /// A receiver of outputs (see [`Subscription`]); at most `capacity` buffered, the rest
+    /// dropped and counted ([`EngineHandle::events_dropped`]).
+    pub fn subscribe(&self, what: Subscription, capacity: usize) -> Receiver<Output> {
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        self.shared.subscribers().push(Subscriber { what, tx });
+        rx
+    }
+}
+
+/// The running engine: submit commands, subscribe to events, shut down.
+#[derive(Debug)]
+pub struct EngineHandle {
+    submitter: Submitter,
+    final_state: Receiver<Engine>,
+}
+
+impl EngineHandle {
+    /// Starts a fresh engine with `config` on its own thread.
+    pub fn start(config: EngineConfig) -> Result<EngineHandle, ConfigError> {
+        Self::start_with(Engine::new(config)?)
+    }
+
+    /// Starts an engine from existing state (e.g. recovered from a snapshot).
+    pub fn start_with(engine: Engine) -> Result<EngineHandle, ConfigError> {
+        let cfg = engine.config().clone();
+        cfg.validate()?;
+        if let Some(core) = cfg.pin_core {
+            let available = core_affinity::get_core_ids().unwrap_or_default();
+            if !available.iter().any(|c| c.id == core) {
+                return Err(ConfigError::NoSuchCore(core));
+            }
+        }
+        let wait = Wait(cfg.wait);
+        let shared = Arc::new(Shared {
+            next_request_id: AtomicU64::new(1),
+            max_in_flight: cfg.max_in_flight,
+            waiters: Mutex::new(FxHashMap::default()),
+            subscribers: Mutex::new(Vec::new()),
+            events_dropped: AtomicU64::new(0),
+            late_replies: AtomicU64::new(0),
+            counters: SharedCounters::default(),
+        });
+
+        // The out-ring is built first, on this thread: `pin_at_core` checks the core against the
+        // calling thread's affinity, so nothing here may run on an already pinned thread.
+        let router_shared = Arc::clone(&shared);
+        let out: OutProducer =
+            disruptor::build_single_producer(cfg.out_ring_size, Output::default, wait)
+                .thread_name("hundredx-replies")
+                .handle_events_and_state_with(
+                    |s: &mut Arc<Shared>, o: &Output, _: Sequence, _: bool| route(s, o),
+                    move || router_shared,
+                )
+                .build();
+
+        let (state_tx, final_state) = crossbeam_channel::bounded(1);
+        let engine_shared = Arc::clone(&shared);
+        let builder = disruptor::build_multi_producer(cfg.in_ring_size, Command::default, wait)
+            .thread_name("hundredx-engine");
+        let builder = match cfg.pin_core {
+            Some(core) => builder.pin_at_core(core),
+            None => builder,
+        };
+        let producer = builder
+            .handle_events_and_state_with(
+                |t: &mut EngineThread, cmd: &Command, _: Sequence, end_of_batch: bool| {
+                    t.step(cmd, end_of_batch)
+                },
+                move || EngineThread {
+                    engine: Some(engine),
+                    out: OutSink(out),
+                    shared: engine_shared,
+                    state_tx,
+                },
+            )
+            .build();
+        Ok(EngineHandle { submitter: Submitter { producer, shared }, final_state })
+    }
+
+    /// Another submitter for another thread.
+    pub fn submitter(&self) -> Submitter {
+        self.submitter.clone()
+    }
+
+    /// See [`Submitter::submit`].
+    pub fn submit(&mut self, ts_ns: u64, kind: CommandKind) -> Result<Ticket, EngineError> {
+        self.submitter.submit(ts_ns, kind)
+    }
+
+    /// See [`Submitter::try_submit`].
+    pub fn try_submit(&mut self, ts_ns: u64, kind: CommandKind) -> Result<Ticket, EngineError> {
+        self.submitter.try_submit(ts_ns, kind)
+    }
+
+    /// See [`Submitter::send`].
+    pub fn send(&mut self, ts_ns: u64, kind: CommandKind) {
+        self.submitter.send(ts_ns, kind)
+    }
+
+    /// See [`Submitter::try_send`].
+    pub fn try_send(&mut self, ts_ns: u64, kind: CommandKind) -> Result<(), EngineError> {
+        self.submitter.try_send(ts_ns, kind)
+    }
+
+    /// See [`Submitter::call`].
+    pub fn call(
+        &mut self,
+        ts_ns: u64,
+        kind: CommandKind,
+        timeout: Duration,
+    ) -> Result<Response, EngineError> {
+        self.submitter.call(ts_ns, kind, timeout)
+    }
+
+    /// See [`Submitter::subscribe`].
+    pub fn subscribe(&self, what: Subscription, capacity: usize) -> Receiver<Output> {
+        self.submitter.subscribe(what, capacity)
+    }
+
+    /// The engine's counters as of its last completed batch.
+    pub fn counters(&self) -> Counters {
+        self.submitter.shared.counters.load()
+    }
+
+    /// Outputs lost because a subscriber's channel was full.
+    pub fn events_dropped(&self) -> u64 {
+        self.submitter.shared.events_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Replies that arrived after their ticket timed out.
+    pub fn late_replies(&self) -> u64 {
+        self.submitter.shared.late_replies.load(Ordering::Relaxed)
+    }
+
+    /// Stops the engine once every command already published is applied, and returns its final
+    /// state. Blocks until every other [`Submitter`] is dropped too.
+    pub fn shutdown(self) -> Result<Engine, EngineError> {
+        let EngineHandle { submitter, final_state } = self;
+        drop(submitter);
+        final_state.recv().map_err(|_| EngineError::Shutdown)
+    }
+}
+
+/// The engine thread's state: the engine and its out-ring producer. On drop (the in-ring shut
+/// down) it hands the engine back to [`EngineHandle::shutdown`], then drops the out-ring producer,
+/// which drains and stops the reply thread.
+struct EngineThread {
+    engine: Option<Engine>,
+    out: OutSink,
+    shared: Arc<Shared>,
+    state_tx: Sender<Engine>,
+}
+
+impl EngineThread {
+    #[inline]
+    fn step(&mut self, cmd: &Command, end_of_batch: bool) {
+        let engine = self.engine.as_mut().expect("engine present until drop");
+        engine.apply(cmd, &mut self.out);
+        if end_of_batch {
+            self.shared.counters.store(&engine.counters());
+        }
+    }
+}
+
+impl Drop for EngineThread {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return; // state may be half-applied: do not hand it out
+        }
+        if let Some(engine) = self.engine.take() {
+            let _ = self.state_tx.send(engine);
+        }
+    }
+}
+
+struct OutSink(OutProducer);
+
+impl Sink for OutSink {
+    #[inline]
+    fn emit(&mut self, output: Output) {
+        self.0.publish(|slot| *slot = output);
+    }
+}
+
+/// The reply thread's handler.
+fn route(shared: &Shared, output: &Output) {
+    match output {
+        Output::Empty => return,
+        Output::Item { request_id, item } => {
+            if let Some(w) = shared.waiters().get_mut(request_id) {
+                w.items.push(*item);
+            }
+        }
+        Output::Reply { request_id, result } => {
+            match shared.waiters().remove(request_id) {
+                Some(w) => {
+                    let response =
+                        Response { request_id: *request_id, result: *result, items: w.items };
+                    // Capacity 1 and one reply per request: never full. Disconnected means the
+                    // ticket was dropped unread, which is the caller's choice.
+                    let _ = w.tx.try_send(response);
+                }
+                None => {
+                    shared.late_replies.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Output::Event(_) => {}
+    }
+    let mut subscribers = shared.subscribers();
+    if subscribers.is_empty() {
+        return;
+    }
+    let is_event = matches!(output, Output::Event(_));
+    subscribers.retain(|s| {
+        if s.what == Subscription::Events && !is_event {
+            return true;
+        }
+        match s.tx.try_send(*output) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                shared.events_dropped.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    });
+}
+
+/// The wait strategy of both processor threads.
+#[derive(Clone, Copy, Debug)]
+struct Wait(WaitMode);
+
+thread_local! {
+    /// (sequence waited for, consecutive waits for it): the adaptive strategy's backoff state.
+    static IDLE: Cell<(Sequence, u32)> = const { Cell::new((Sequence::MIN, 0)) };
+}
+
+impl disruptor::wait_strategies::WaitStrategy for Wait {
+    #[inline]
+    fn wait_for(&self, sequence: Sequence) {
+        if self.0 == WaitMode::BusySpin {
+            return;
+        }
+        let n = IDLE.with(|c| {
+            let (s, n) = c.get();
+            let n = if s == sequence { n.saturating_add(1) } else { 0 };
+            c.set((sequence, n));
+            n
+        });
+        // Spin ~100 times (a hand-off in flight arrives within ~100 ns), then yield, then sleep:
+        // first briefly, then 1 ms, so an idle engine wakes ~1000 times a second.
+        match n {
+            0..100 => std::hint::spin_loop(),
+            100..200 => std::thread::yield_now(),
+            200..300 => std::thread::sleep(Duration::from_micros(50)),
+            _ => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}

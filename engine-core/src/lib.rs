@@ -76,6 +76,8 @@
 //! engine-core does no I/O, reads no clock and uses no randomness: time arrives in
 //! [`command::Command::ts_ns`]. The same command log gives the same outputs and state hash.
 
+#![forbid(unsafe_code)]
+
 pub mod command;
 pub mod config;
 pub mod event;

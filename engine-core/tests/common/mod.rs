@@ -27,6 +27,8 @@ pub struct Harness {
     pub now: u64,
     next_rid: u64,
     update_ids: Vec<u64>,
+    /// Every command applied, in order: the input log for determinism checks.
+    pub log: Vec<Command>,
 }
 
 impl Harness {
@@ -34,14 +36,21 @@ impl Harness {
         Harness::with(EngineConfig::default())
     }
 
+    /// Test configs keep the default markets and limits, but reserve less: `check_conservation`
+    /// runs after every command and walks the whole (reserved) position map.
+    pub fn small(cfg: EngineConfig) -> EngineConfig {
+        EngineConfig { max_open_positions: 20_000, max_accounts: 10_000, ..cfg }
+    }
+
     pub fn with(cfg: EngineConfig) -> Harness {
         let n = cfg.markets.len();
         Harness {
-            engine: Engine::new(cfg).expect("valid config"),
+            engine: Engine::new(Harness::small(cfg)).expect("valid config"),
             out: Vec::new(),
             now: T0,
             next_rid: 1,
             update_ids: vec![0; n],
+            log: Vec::new(),
         }
     }
 
@@ -50,7 +59,9 @@ impl Harness {
         let rid = RequestId(self.next_rid);
         self.next_rid += 1;
         let start = self.out.len();
-        self.engine.apply(&Command::new(rid, self.now, kind), &mut self.out);
+        let cmd = Command::new(rid, self.now, kind);
+        self.log.push(cmd);
+        self.engine.apply(&cmd, &mut self.out);
         let replies: Vec<_> = self.out[start..]
             .iter()
             .filter_map(|o| match o {

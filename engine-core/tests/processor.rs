@@ -1,0 +1,200 @@
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
+//! The processor path (submitter -> in-ring -> engine thread -> out-ring -> reply thread) gives the
+//! same outputs and state hash as calling `Engine::apply` directly on the same input.
+
+use std::time::Duration;
+
+use engine_core::prelude::*;
+
+const T0: u64 = 1_700_000_000_000_000_000;
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A deterministic mixed workload: accounts, ticks with occasional crashes, opens, closes.
+fn workload(n: usize) -> Vec<(bool, u64, CommandKind)> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut cmds = Vec::new();
+    for i in 0..20u32 {
+        let login = Login::new(&format!("user{i}@example.com")).unwrap();
+        let kind = CommandKind::CreateAccount { login, credential: Credential::new("h").unwrap() };
+        cmds.push((true, T0, kind));
+    }
+    let mut mid = 6_000_000i64;
+    let mut update_id = 0;
+    for i in 0..n {
+        let ts = T0 + i as u64 * 1_000_000;
+        let r = next();
+        match r % 10 {
+            0..=4 => {
+                let bps = (r >> 8) as i64 % 200 - 100;
+                let bps = if (r >> 20) % 50 == 0 { bps * 20 } else { bps };
+                mid = (mid * (10_000 + bps) / 10_000).max(100);
+                update_id += 1;
+                let tick = Tick {
+                    market: MarketId(0),
+                    bid: Price(mid),
+                    ask: Price(mid + 50),
+                    update_id,
+                    exchange_time_us: 0,
+                };
+                // Feed ticks carry no request id, like a price feed's.
+                cmds.push((false, ts, CommandKind::PriceTick(tick)));
+            }
+            5..=7 => {
+                let req = OpenRequest {
+                    account: AccountId((r >> 8) as u32 % 20 + 1),
+                    market: MarketId(0),
+                    side: if r & 1 == 0 { Side::Long } else { Side::Short },
+                    leverage: (r >> 16) as u32 % 100 + 1,
+                    size: Size::Margin(Usdc::from_whole((r >> 24) as i64 % 200 + 1)),
+                    expected_price: None,
+                    max_slippage_bps: 0,
+                    take_profit: None,
+                    stop_loss: None,
+                    client_order_id: None,
+                };
+                cmds.push((true, ts, CommandKind::OpenPosition(req)));
+            }
+            8 => {
+                let kind = CommandKind::ClosePosition {
+                    account: AccountId((r >> 8) as u32 % 20 + 1),
+                    position: PositionId((r >> 16) % (i as u64 / 3 + 1) + 1),
+                    quantity: None,
+                };
+                cmds.push((true, ts, kind));
+            }
+            _ => {
+                let account = AccountId((r >> 8) as u32 % 20 + 1);
+                cmds.push((
+                    true,
+                    ts,
+                    CommandKind::QueryPositions { account, status: PositionStatus::Open },
+                ));
+            }
+        }
+    }
+    cmds
+}
+
+#[test]
+fn ring_path_matches_direct_apply() {
+    let cmds = workload(20_000);
+
+    // Direct: request ids assigned 1, 2, ... in submission order, as the handle does.
+    let mut engine = Engine::new(EngineConfig::default()).unwrap();
+    let mut direct = Vec::new();
+    let mut rid = 0;
+    for &(reply, ts, kind) in &cmds {
+        let request_id = if reply {
+            rid += 1;
+            RequestId(rid)
+        } else {
+            RequestId::NONE
+        };
+        engine.apply(&Command::new(request_id, ts, kind), &mut direct);
+    }
+    assert!(engine.counters().liquidations > 0, "the workload should liquidate something");
+
+    // Through the rings, with a small in-ring so producers wrap and wait.
+    let cfg = EngineConfig { in_ring_size: 256, out_ring_size: 256, ..EngineConfig::default() };
+    let mut handle = EngineHandle::start(cfg).unwrap();
+    let all = handle.subscribe(Subscription::All, direct.len() + 16);
+    let mut tickets = Vec::new();
+    for &(reply, ts, kind) in &cmds {
+        if reply {
+            tickets.push(handle.submit(ts, kind).unwrap());
+        } else {
+            handle.send(ts, kind);
+        }
+    }
+    let mut items = 0;
+    for t in tickets {
+        let r = t.wait_timeout(TIMEOUT).expect("reply");
+        items += r.items.len();
+    }
+    let counters = handle.counters();
+    assert_eq!(handle.events_dropped(), 0);
+    let final_state = handle.shutdown().unwrap();
+    let through: Vec<Output> = all.try_iter().collect();
+
+    assert_eq!(through.len(), direct.len());
+    assert!(through == direct, "ring outputs differ from direct apply");
+    assert_eq!(final_state.state_hash(), engine.state_hash());
+    assert_eq!(final_state.counters(), engine.counters());
+    assert_eq!(counters, engine.counters(), "counters published at end of batch");
+    let direct_items = direct.iter().filter(|o| matches!(o, Output::Item { .. })).count();
+    assert_eq!(items, direct_items, "tickets carry their list items");
+}
+
+#[test]
+fn replies_route_to_the_right_caller_from_many_threads() {
+    let mut handle = EngineHandle::start(EngineConfig::default()).unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let mut s = handle.submitter();
+            std::thread::spawn(move || {
+                let mut ids = Vec::new();
+                for i in 0..200 {
+                    let login = Login::new(&format!("t{t}-{i}@x")).unwrap();
+                    let kind = CommandKind::CreateAccount { login, credential: Credential::empty() };
+                    let r = s.call(T0, kind, TIMEOUT).unwrap();
+                    let Ok(ReplyData::AccountCreated { account }) = r.result else { panic!("{r:?}") };
+                    // Read back through the engine: the login maps to the id we were given.
+                    let r = s.call(T0, CommandKind::QueryCredential { login }, TIMEOUT).unwrap();
+                    assert!(matches!(r.result, Ok(ReplyData::Credential { account: a, .. }) if a == account));
+                    ids.push(account.0);
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut all: Vec<u32> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    all.sort_unstable();
+    assert_eq!(all, (1..=800).collect::<Vec<_>>());
+    let s = handle.call(T0, CommandKind::QueryStateHash, TIMEOUT).unwrap();
+    assert!(matches!(s.result, Ok(ReplyData::State(st)) if st.accounts == 800));
+    assert_eq!(handle.shutdown().unwrap().summary().accounts, 800);
+}
+
+#[test]
+fn try_variants_publish_when_there_is_room() {
+    let mut handle = EngineHandle::start(EngineConfig::default()).unwrap();
+    let t = handle.try_submit(T0, CommandKind::QueryMarkets).unwrap();
+    assert_eq!(t.wait_timeout(TIMEOUT).unwrap().items.len(), 3);
+    handle.try_send(T0, CommandKind::Noop).unwrap();
+    handle.shutdown().unwrap();
+}
+
+#[test]
+fn unsolicited_events_reach_subscribers() {
+    let mut handle = EngineHandle::start(EngineConfig::default()).unwrap();
+    let events = handle.subscribe(Subscription::Events, 64);
+    let tick = Tick {
+        market: MarketId(0),
+        bid: Price(0),
+        ask: Price(1),
+        update_id: 1,
+        exchange_time_us: 0,
+    };
+    handle.send(T0, CommandKind::PriceTick(tick));
+    let got = events.recv_timeout(TIMEOUT).unwrap();
+    assert!(matches!(
+        got,
+        Output::Event(Event::PriceRejected { reason: Reason::InvalidPrice, .. })
+    ));
+    handle.shutdown().unwrap();
+}
+
+#[test]
+fn pinning_to_a_missing_core_is_a_config_error_not_a_panic() {
+    let cfg = EngineConfig { pin_core: Some(10_000), ..EngineConfig::default() };
+    assert!(matches!(
+        EngineHandle::start(cfg),
+        Err(engine_core::config::ConfigError::NoSuchCore(10_000))
+    ));
+}

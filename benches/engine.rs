@@ -1,1 +1,201 @@
-fn main() {}
+//! Criterion micro-benchmarks of the engine's hot paths, on `Engine::apply` directly (the code the
+//! engine thread runs for each ring slot):
+//!
+//! - `tick_no_trigger/{n}`: one price tick with `n` open positions (with TP, SL and liquidation
+//!   prices indexed) of which none triggers. Must be flat in `n`.
+//! - `open_close`: open a position and close it, with 100k others open.
+//! - `liquidation_cascade`: one tick that liquidates 10k positions; throughput is per liquidation,
+//!   each including its `PositionClosed` event.
+//!
+//! Run: `cargo bench --bench engine`. Figures are in docs/BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use engine_core::prelude::*;
+
+const T0: u64 = 1_700_000_000_000_000_000;
+const BTC: MarketId = MarketId(0);
+const MID: i64 = 6_000_000; // 60 000.00
+
+struct Bench {
+    engine: Engine,
+    out: Vec<Output>,
+    update_id: u64,
+    rid: u64,
+}
+
+impl Bench {
+    fn new(max_positions: u32) -> Bench {
+        let cfg = EngineConfig {
+            max_open_positions: max_positions + 16,
+            max_accounts: 20_000,
+            closed_history_per_account: 64,
+            ..EngineConfig::default()
+        };
+        let mut b = Bench {
+            engine: Engine::new(cfg).unwrap(),
+            out: Vec::with_capacity(64),
+            update_id: 0,
+            rid: 0,
+        };
+        b.tick(MID, MID);
+        b
+    }
+
+    fn apply(&mut self, kind: CommandKind) -> Option<Result<ReplyData, Reason>> {
+        self.out.clear();
+        self.rid += 1;
+        self.engine.apply(&Command::new(RequestId(self.rid), T0, kind), &mut self.out);
+        self.out.iter().rev().find_map(|o| match o {
+            Output::Reply { result, .. } => Some(*result),
+            _ => None,
+        })
+    }
+
+    fn tick(&mut self, bid: i64, ask: i64) {
+        self.update_id += 1;
+        let tick = Tick {
+            market: BTC,
+            bid: Price(bid),
+            ask: Price(ask),
+            update_id: self.update_id,
+            exchange_time_us: 0,
+        };
+        self.out.clear();
+        self.engine
+            .apply(&Command::new(RequestId::NONE, T0, CommandKind::PriceTick(tick)), &mut self.out);
+    }
+
+    fn account(&mut self, i: u32) -> AccountId {
+        let login = Login::new(&format!("bench{i}@x")).unwrap();
+        let kind = CommandKind::CreateAccount { login, credential: Credential::empty() };
+        let Some(Ok(ReplyData::AccountCreated { account })) = self.apply(kind) else {
+            panic!("account")
+        };
+        self.apply(CommandKind::Deposit { account, amount: Usdc::from_whole(1_000_000_000) });
+        account
+    }
+
+    /// `n` positions spread over leverages 2..=50, both sides, with TP and SL far from the mid:
+    /// every index is populated and nothing triggers near 60 000.
+    fn populate(&mut self, n: u32, leverage: impl Fn(u32) -> u32, far_triggers: bool) {
+        let mut account = self.account(0);
+        for i in 0..n {
+            // Accounts hold the default limit of 100 positions each.
+            if i > 0 && i % 100 == 0 {
+                account = self.account(i / 100);
+            }
+            let side = if i % 2 == 0 { Side::Long } else { Side::Short };
+            let spread = i64::from(i % 1_000);
+            let (tp, sl) = match side {
+                Side::Long => (MID * 3 / 2 + spread, MID / 2 - spread),
+                Side::Short => (MID / 2 - spread, MID * 3 / 2 + spread),
+            };
+            let req = OpenRequest {
+                account,
+                market: BTC,
+                side,
+                leverage: leverage(i),
+                size: Size::Margin(Usdc::from_whole(100 + i64::from(i % 50))),
+                expected_price: None,
+                max_slippage_bps: 0,
+                take_profit: far_triggers.then_some(Price(tp)),
+                stop_loss: far_triggers.then_some(Price(sl)),
+                client_order_id: None,
+            };
+            match self.apply(CommandKind::OpenPosition(req)) {
+                Some(Ok(ReplyData::Opened(_))) => {}
+                other => panic!("populate: {other:?}"),
+            }
+        }
+        assert_eq!(self.engine.open_positions(), n as usize);
+    }
+}
+
+fn tick_no_trigger(c: &mut Criterion) {
+    let mut group = c.benchmark_group("tick_no_trigger");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(4));
+    for n in [1_000u32, 100_000, 1_000_000] {
+        let mut b = Bench::new(n);
+        b.populate(n, |i| 2 + i % 49, true);
+        let mut flip = 0i64;
+        group.bench_function(n.to_string(), |bencher| {
+            bencher.iter(|| {
+                flip ^= 1;
+                b.tick(black_box(MID + flip), MID + flip);
+            })
+        });
+        assert_eq!(b.engine.open_positions(), n as usize, "nothing triggered");
+    }
+    group.finish();
+}
+
+fn open_close(c: &mut Criterion) {
+    let mut group = c.benchmark_group("open_close");
+    group.throughput(Throughput::Elements(1));
+    let mut b = Bench::new(100_000);
+    b.populate(100_000, |i| 2 + i % 49, true);
+    let trader = b.account(u32::MAX);
+    let req = OpenRequest {
+        account: trader,
+        market: BTC,
+        side: Side::Long,
+        leverage: 20,
+        size: Size::Margin(Usdc::from_whole(250)),
+        expected_price: Some(Price(MID)),
+        max_slippage_bps: 10,
+        take_profit: Some(Price(MID * 2)),
+        stop_loss: Some(Price(MID / 2)),
+        client_order_id: None,
+    };
+    group.bench_function("open+close with 100k open", |bencher| {
+        bencher.iter(|| {
+            let Some(Ok(ReplyData::Opened(p))) = b.apply(CommandKind::OpenPosition(black_box(req)))
+            else {
+                panic!("open")
+            };
+            b.apply(CommandKind::ClosePosition { account: trader, position: p.id, quantity: None });
+        })
+    });
+    group.finish();
+}
+
+fn liquidation_cascade(c: &mut Criterion) {
+    const N: u32 = 10_000;
+    let mut group = c.benchmark_group("liquidation_cascade");
+    group.throughput(Throughput::Elements(u64::from(N)));
+    group.sample_size(20);
+    let mut b = Bench::new(N);
+    b.populate(N, |_| 50, false); // longs liq ~59 100, shorts ~60 900
+    let template = b.engine;
+    group.bench_function("10k positions in one tick", |bencher| {
+        bencher.iter_batched(
+            || (template.clone(), Vec::with_capacity(2 * N as usize + 8)),
+            |(mut engine, mut out)| {
+                // The bid falls through every long's liquidation price, the ask rises through
+                // every short's: one tick liquidates all 10k.
+                let tick = Tick {
+                    market: BTC,
+                    bid: Price(MID / 2),
+                    ask: Price(MID * 2),
+                    update_id: 99,
+                    exchange_time_us: 0,
+                };
+                engine.apply(
+                    &Command::new(RequestId::NONE, T0, CommandKind::PriceTick(tick)),
+                    &mut out,
+                );
+                debug_assert_eq!(engine.open_positions(), 0);
+                (engine, out)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, tick_no_trigger, open_close, liquidation_cascade);
+criterion_main!(benches);

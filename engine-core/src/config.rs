@@ -127,8 +127,8 @@ impl MarketConfig {
 pub enum WaitMode {
     /// Spin without pause: lowest latency, burns a whole core. For benchmarks.
     BusySpin,
-    /// Spin briefly, then yield, then sleep with growing pauses (capped at 1 ms): an idle engine
-    /// uses almost no CPU. The default.
+    /// Spin briefly, then yield, then park until a producer publishes (producers pay a fence and
+    /// a load per publish to check): an idle engine uses no CPU. The default.
     #[default]
     Adaptive,
 }

@@ -1,7 +1,13 @@
-//! Backpack Exchange bookTicker feed, plus synthetic and replay feeds.
+//! Price feeds for the engine: Backpack Exchange's bookTicker stream, and offline feeds.
 //!
-//! Skeleton only: the WebSocket client, parser and offline feeds are built by the feed issue.
-//! It will depend on `engine-core` and never the reverse.
+//! Layout (nautilus-style: pure parsing apart from I/O):
+//! - [`synthetic`]: a seeded random walk per market, for machines without internet and for
+//!   reproducible runs. Pure: it produces [`engine_core::command::Tick`]s, the caller decides
+//!   where they go and at what pace.
+//!
+//! The live WebSocket client, its parser and the replay feed are built by the feed issue.
+
+pub mod synthetic;
 
 /// Default public WebSocket endpoint.
 pub const DEFAULT_BACKPACK_URL: &str = "wss://ws.backpack.exchange";

@@ -47,16 +47,21 @@ impl OrderedSet {
         was
     }
 
-    /// Keys with price <= `p`, ascending.
-    fn at_or_below(&self, p: i64) -> impl Iterator<Item = &Key> {
-        let any = self.first.is_some_and(|f| f.0 <= p);
-        any.then(|| self.set.range((Unbounded, Included((p, u64::MAX))))).into_iter().flatten()
+    /// Appends the ids with price <= `p`, ascending. O(1) when there are none.
+    #[inline]
+    fn collect_at_or_below(&self, p: i64, out: &mut Vec<PositionId>) {
+        if self.first.is_some_and(|f| f.0 <= p) {
+            let range = self.set.range((Unbounded, Included((p, u64::MAX))));
+            out.extend(range.map(|k| PositionId(k.1)));
+        }
     }
 
-    /// Keys with price >= `p`, ascending.
-    fn at_or_above(&self, p: i64) -> impl Iterator<Item = &Key> {
-        let any = self.last.is_some_and(|l| l.0 >= p);
-        any.then(|| self.set.range((Included((p, 0)), Unbounded))).into_iter().flatten()
+    /// Appends the ids with price >= `p`, ascending. O(1) when there are none.
+    #[inline]
+    fn collect_at_or_above(&self, p: i64, out: &mut Vec<PositionId>) {
+        if self.last.is_some_and(|l| l.0 >= p) {
+            out.extend(self.set.range((Included((p, 0)), Unbounded)).map(|k| PositionId(k.1)));
+        }
     }
 
     fn len(&self) -> usize {
@@ -144,20 +149,18 @@ impl MarketIndex {
     /// Long: TP when bid >= tp, SL when bid <= sl. Short: TP when ask <= tp, SL when ask >= sl.
     #[inline]
     pub fn collect_tp_sl(&self, bid: Price, ask: Price, out: &mut Vec<PositionId>) {
-        let long_tp = self.long.tp.at_or_below(bid.0);
-        let long_sl = self.long.sl.at_or_above(bid.0);
-        let short_tp = self.short.tp.at_or_above(ask.0);
-        let short_sl = self.short.sl.at_or_below(ask.0);
-        out.extend(long_tp.chain(long_sl).chain(short_tp).chain(short_sl).map(|k| PositionId(k.1)));
+        self.long.tp.collect_at_or_below(bid.0, out);
+        self.long.sl.collect_at_or_above(bid.0, out);
+        self.short.tp.collect_at_or_above(ask.0, out);
+        self.short.sl.collect_at_or_below(ask.0, out);
     }
 
     /// Appends the ids of positions the tick liquidates: long when bid <= liq, short when
     /// ask >= liq.
     #[inline]
     pub fn collect_liquidations(&self, bid: Price, ask: Price, out: &mut Vec<PositionId>) {
-        let long = self.long.liq.at_or_above(bid.0);
-        let short = self.short.liq.at_or_below(ask.0);
-        out.extend(long.chain(short).map(|k| PositionId(k.1)));
+        self.long.liq.collect_at_or_above(bid.0, out);
+        self.short.liq.collect_at_or_below(ask.0, out);
     }
 
     /// Number of indexed entries (liq + tp + sl, both sides), for tests and memory accounting.

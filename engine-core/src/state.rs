@@ -194,7 +194,7 @@ impl Engine {
         self.counters.commands += 1;
         let rid = cmd.request_id;
         let ts = cmd.ts_ns;
-        let outcome = match cmd.kind {
+        let outcome = match &cmd.kind {
             CommandKind::Noop => {
                 if rid == RequestId::NONE {
                     return;
@@ -202,28 +202,28 @@ impl Engine {
                 Err(Reason::InvalidRequest)
             }
             CommandKind::CreateAccount { login, credential } => {
-                self.create_account(login, credential)
+                self.create_account(*login, *credential)
             }
-            CommandKind::Deposit { account, amount } => self.deposit(account, amount),
-            CommandKind::Withdraw { account, amount } => self.withdraw(account, amount),
-            CommandKind::PriceTick(tick) => self.tick(ts, tick, sink),
-            CommandKind::OpenPosition(req) => self.open_idempotent(ts, &req).map(ReplyData::Opened),
+            CommandKind::Deposit { account, amount } => self.deposit(*account, *amount),
+            CommandKind::Withdraw { account, amount } => self.withdraw(*account, *amount),
+            CommandKind::PriceTick(tick) => self.tick(ts, *tick, sink),
+            CommandKind::OpenPosition(req) => self.open_idempotent(ts, req).map(ReplyData::Opened),
             CommandKind::ClosePosition { account, position, quantity } => {
-                self.close_manual(ts, account, position, quantity, sink)
+                self.close_manual(ts, *account, *position, *quantity, sink)
             }
             CommandKind::AddMargin { account, position, amount } => {
-                self.add_margin(account, position, amount)
+                self.add_margin(*account, *position, *amount)
             }
             CommandKind::QueryAccount { account } => {
-                self.account_view(account).map(ReplyData::Account)
+                self.account_view(*account).map(ReplyData::Account)
             }
             CommandKind::QueryPositions { account, status } => {
-                self.list_positions(rid, account, status, sink)
+                self.list_positions(rid, *account, *status, sink)
             }
             CommandKind::QueryPosition { account, position } => {
-                self.find_position(account, position).map(ReplyData::Position)
+                self.find_position(*account, *position).map(ReplyData::Position)
             }
-            CommandKind::QueryCredential { login } => self.credential(&login),
+            CommandKind::QueryCredential { login } => self.credential(login),
             CommandKind::QueryMarkets => Ok(self.list_markets(rid, sink)),
             CommandKind::QueryStateHash => Ok(ReplyData::State(self.summary())),
         };

@@ -7,7 +7,7 @@ use crate::event::PositionView;
 use crate::math::Side;
 
 /// A SHA-256 over canonically encoded fields.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Canonical {
     hasher: Sha256,
 }

@@ -111,17 +111,27 @@ impl SharedCounters {
     }
 
     fn load(&self) -> Counters {
-        let v: Vec<u64> = self.values.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+        let [
+            commands,
+            rejections,
+            ticks_applied,
+            ticks_rejected,
+            opened,
+            take_profits,
+            stop_losses,
+            liquidations,
+            bad_debts,
+        ] = std::array::from_fn(|i| self.values[i].load(Ordering::Relaxed));
         Counters {
-            commands: v[0],
-            rejections: v[1],
-            ticks_applied: v[2],
-            ticks_rejected: v[3],
-            opened: v[4],
-            take_profits: v[5],
-            stop_losses: v[6],
-            liquidations: v[7],
-            bad_debts: v[8],
+            commands,
+            rejections,
+            ticks_applied,
+            ticks_rejected,
+            opened,
+            take_profits,
+            stop_losses,
+            liquidations,
+            bad_debts,
         }
     }
 }

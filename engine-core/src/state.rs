@@ -188,6 +188,14 @@ impl Engine {
         self.positions.len()
     }
 
+    /// Applies one command and returns its outputs (allocates a `Vec`: for tests and tools; the
+    /// engine thread uses [`Engine::apply`] with its out-ring as the sink).
+    pub fn apply_collect(&mut self, cmd: &Command) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.apply(cmd, &mut out);
+        out
+    }
+
     /// Applies one command, writing its outputs to `sink`: for a command with a request id exactly
     /// one [`Output::Reply`] (after any [`Output::Item`]s), plus unsolicited [`Output::Event`]s.
     pub fn apply<S: Sink>(&mut self, cmd: &Command, sink: &mut S) {

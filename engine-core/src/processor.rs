@@ -89,50 +89,18 @@ struct Subscriber {
 /// Counter snapshot published by the engine thread at the end of each batch.
 #[derive(Default)]
 struct SharedCounters {
-    values: [AtomicU64; 9],
+    values: [AtomicU64; Counters::LEN],
 }
 
 impl SharedCounters {
     fn store(&self, c: &Counters) {
-        let v = [
-            c.commands,
-            c.rejections,
-            c.ticks_applied,
-            c.ticks_rejected,
-            c.opened,
-            c.take_profits,
-            c.stop_losses,
-            c.liquidations,
-            c.bad_debts,
-        ];
-        for (slot, x) in self.values.iter().zip(v) {
+        for (slot, x) in self.values.iter().zip(c.to_array()) {
             slot.store(x, Ordering::Relaxed);
         }
     }
 
     fn load(&self) -> Counters {
-        let [
-            commands,
-            rejections,
-            ticks_applied,
-            ticks_rejected,
-            opened,
-            take_profits,
-            stop_losses,
-            liquidations,
-            bad_debts,
-        ] = std::array::from_fn(|i| self.values[i].load(Ordering::Relaxed));
-        Counters {
-            commands,
-            rejections,
-            ticks_applied,
-            ticks_rejected,
-            opened,
-            take_profits,
-            stop_losses,
-            liquidations,
-            bad_debts,
-        }
+        Counters::from_array(std::array::from_fn(|i| self.values[i].load(Ordering::Relaxed)))
     }
 }
 

@@ -105,6 +105,53 @@ pub struct Counters {
     pub bad_debts: u64,
 }
 
+impl Counters {
+    /// Number of counters.
+    pub const LEN: usize = 9;
+
+    /// The counters in declaration order (for lock-free publication as atomics).
+    pub fn to_array(&self) -> [u64; Counters::LEN] {
+        let c = self;
+        [
+            c.commands,
+            c.rejections,
+            c.ticks_applied,
+            c.ticks_rejected,
+            c.opened,
+            c.take_profits,
+            c.stop_losses,
+            c.liquidations,
+            c.bad_debts,
+        ]
+    }
+
+    /// Inverse of [`Counters::to_array`].
+    pub fn from_array(a: [u64; Counters::LEN]) -> Counters {
+        let [
+            commands,
+            rejections,
+            ticks_applied,
+            ticks_rejected,
+            opened,
+            take_profits,
+            stop_losses,
+            liquidations,
+            bad_debts,
+        ] = a;
+        Counters {
+            commands,
+            rejections,
+            ticks_applied,
+            ticks_rejected,
+            opened,
+            take_profits,
+            stop_losses,
+            liquidations,
+            bad_debts,
+        }
+    }
+}
+
 /// The whole business state, owned by one thread.
 #[derive(Debug, Clone)]
 pub struct Engine {

@@ -5,7 +5,19 @@ use crate::num::{Price, Qty, Usdc};
 
 /// Identifies a request; assigned by the adapter that accepted it. `RequestId::NONE` (0) asks for
 /// no reply (fire-and-forget price ticks from a feed).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct RequestId(pub u64);
 
 impl RequestId {
@@ -14,15 +26,51 @@ impl RequestId {
 }
 
 /// Dense account id, assigned by the engine in creation order (1, 2, ...).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct AccountId(pub u32);
 
 /// Dense market id: the index of the market in [`crate::config::EngineConfig::markets`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct MarketId(pub u16);
 
 /// Position id, assigned by the engine in open order (1, 2, ...). A partial close keeps the id.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct PositionId(pub u64);
 
 /// A short string stored inline (no heap), at most `N` bytes of UTF-8.
@@ -80,6 +128,20 @@ impl<const N: usize> Default for InlineStr<N> {
     }
 }
 
+impl<const N: usize> serde::Serialize for InlineStr<N> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de, const N: usize> serde::Deserialize<'de> for InlineStr<N> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        InlineStr::new(&s)
+            .ok_or_else(|| serde::de::Error::invalid_length(s.len(), &"a short string"))
+    }
+}
+
 impl<const N: usize> std::fmt::Debug for InlineStr<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}", self.as_str())
@@ -94,7 +156,7 @@ pub type Credential = InlineStr<128>;
 pub type ClientOrderId = InlineStr<36>;
 
 /// How big a position should be: exactly one of margin or quantity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Size {
     /// Lock this margin; quantity = margin * leverage / price, rounded down.
     Margin(Usdc),
@@ -103,7 +165,7 @@ pub enum Size {
 }
 
 /// Parameters of an open-position command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OpenRequest {
     /// Owner.
     pub account: AccountId,
@@ -128,7 +190,7 @@ pub struct OpenRequest {
 }
 
 /// Which positions a query lists.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum PositionStatus {
     /// Open positions, ascending id.
     #[default]
@@ -148,7 +210,7 @@ impl PositionStatus {
 }
 
 /// A price update for one market.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tick {
     /// Market.
     pub market: MarketId,
@@ -163,7 +225,7 @@ pub struct Tick {
 }
 
 /// What a command asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum CommandKind {
     /// An empty slot (the ring factory's default). Ignored.
     #[default]
@@ -239,10 +301,31 @@ pub enum CommandKind {
     QueryMarkets,
     /// The canonical state hash and conservation check.
     QueryStateHash,
+    /// Ask the processor to write a snapshot after this command (journaled like any other; the
+    /// engine itself only acknowledges it).
+    AdminSnapshot,
+}
+
+impl CommandKind {
+    /// True for commands that never change business state (queries, snapshot requests): their
+    /// replies are not remembered for request-id deduplication.
+    pub const fn is_read_only(&self) -> bool {
+        matches!(
+            self,
+            CommandKind::Noop
+                | CommandKind::QueryAccount { .. }
+                | CommandKind::QueryPositions { .. }
+                | CommandKind::QueryPosition { .. }
+                | CommandKind::QueryCredential { .. }
+                | CommandKind::QueryMarkets
+                | CommandKind::QueryStateHash
+                | CommandKind::AdminSnapshot
+        )
+    }
 }
 
 /// One in-ring entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Command {
     /// Assigned by the adapter; echoed in the reply.
     pub request_id: RequestId,

@@ -153,6 +153,10 @@ pub struct EngineConfig {
     pub closed_history_per_account: u32,
     /// How many recent `client_order_id`s (all accounts together) are remembered for idempotency.
     pub client_order_id_window: u32,
+    /// How many recent request ids of state-changing commands are remembered: a repeated request
+    /// id gets the first reply again instead of being applied twice (e.g. a redelivered stream
+    /// entry after a crash).
+    pub request_id_window: u32,
     /// In-ring slots (power of two).
     pub in_ring_size: usize,
     /// Out-ring slots (power of two).
@@ -176,6 +180,7 @@ impl Default for EngineConfig {
             max_positions_per_account: 100,
             closed_history_per_account: 100,
             client_order_id_window: 100_000,
+            request_id_window: 100_000,
             in_ring_size: 1 << 16,
             out_ring_size: 1 << 16,
             max_in_flight: 65_536,
@@ -200,7 +205,7 @@ impl EngineConfig {
                 });
             }
         }
-        let limits: [(bool, &'static str); 8] = [
+        let limits: [(bool, &'static str); 9] = [
             (self.initial_balance.0 < 0 || self.initial_balance > MAX_AMOUNT, "initial_balance"),
             (self.max_accounts == 0 || self.max_accounts > 50_000_000, "max_accounts"),
             (
@@ -213,6 +218,7 @@ impl EngineConfig {
             ),
             (self.closed_history_per_account > 100_000, "closed_history_per_account"),
             (self.client_order_id_window > 10_000_000, "client_order_id_window"),
+            (self.request_id_window > 10_000_000, "request_id_window"),
             (!ring_size_ok(self.in_ring_size) || !ring_size_ok(self.out_ring_size), "ring sizes"),
             (self.max_in_flight == 0 || self.max_in_flight > 10_000_000, "max_in_flight"),
         ];

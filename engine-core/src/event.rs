@@ -10,7 +10,7 @@ use crate::math::Side;
 use crate::num::{Price, Qty, Usdc};
 
 /// Why a command was rejected. The codes ([`Reason::code`]) are stable API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Reason {
     /// The market id is not configured.
     UnknownMarket,
@@ -107,7 +107,7 @@ impl std::fmt::Display for Reason {
 }
 
 /// Why a position was closed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum CloseReason {
     /// By its owner.
     Manual,
@@ -132,7 +132,7 @@ impl CloseReason {
 }
 
 /// How a position (or a closed part of it) ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CloseInfo {
     /// The mark it closed at (the tick's bid for a long, ask for a short).
     pub exit_price: Price,
@@ -149,7 +149,7 @@ pub struct CloseInfo {
 }
 
 /// A position as the API shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PositionView {
     /// Id.
     pub id: PositionId,
@@ -184,7 +184,7 @@ pub struct PositionView {
 }
 
 /// An account's balances.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AccountView {
     /// Id.
     pub id: AccountId,
@@ -201,7 +201,7 @@ pub struct AccountView {
 }
 
 /// A market's latest price.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MarketView {
     /// Market.
     pub market: MarketId,
@@ -216,7 +216,7 @@ pub struct MarketView {
 }
 
 /// The state hash and the conservation totals.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StateSummary {
     /// SHA-256 of the canonical state encoding.
     pub hash: [u8; 32],
@@ -237,7 +237,7 @@ pub struct StateSummary {
 }
 
 /// The data of an accepted command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ReplyData {
     /// The new account.
     AccountCreated {
@@ -268,10 +268,12 @@ pub enum ReplyData {
     },
     /// State hash and totals.
     State(StateSummary),
+    /// A snapshot was requested; the processor writes it after this command.
+    SnapshotRequested,
 }
 
 /// An element of a list reply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Item {
     /// A position.
     Position(PositionView),
@@ -280,7 +282,7 @@ pub enum Item {
 }
 
 /// Something the engine did on its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Event {
     /// A position closed by take-profit, stop-loss or liquidation.
     PositionClosed(PositionView),
@@ -309,7 +311,7 @@ pub enum Event {
 }
 
 /// One out-ring entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Output {
     /// An empty slot (the ring factory's default).
     #[default]

@@ -85,7 +85,9 @@ pub mod hash;
 pub mod index;
 pub mod math;
 pub mod num;
+pub mod persist;
 pub mod processor;
+pub mod snapshot;
 pub mod state;
 
 pub use state::Engine;

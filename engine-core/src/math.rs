@@ -19,7 +19,19 @@
 use crate::num::{PPM_ONE, Ppm, Price, Qty, Usdc, div_ceil, div_floor};
 
 /// Long or short.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum Side {
     /// Profits when the price rises; valued at the bid; opened at the ask.
     #[default]

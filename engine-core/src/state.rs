@@ -27,16 +27,16 @@ use crate::num::{Price, Qty, Usdc};
 
 /// A market's configuration, latest price and trigger index.
 #[derive(Debug, Clone)]
-struct Market {
-    cfg: MarketConfig,
-    scale: Scale,
-    bid: Price,
-    ask: Price,
-    update_id: u64,
-    updated_at_ns: u64,
-    exchange_time_us: u64,
-    has_price: bool,
-    index: MarketIndex,
+pub(crate) struct Market {
+    pub(crate) cfg: MarketConfig,
+    pub(crate) scale: Scale,
+    pub(crate) bid: Price,
+    pub(crate) ask: Price,
+    pub(crate) update_id: u64,
+    pub(crate) updated_at_ns: u64,
+    pub(crate) exchange_time_us: u64,
+    pub(crate) has_price: bool,
+    pub(crate) index: MarketIndex,
 }
 
 impl Market {
@@ -50,40 +50,40 @@ impl Market {
 }
 
 #[derive(Debug, Clone)]
-struct Account {
-    login: Login,
-    credential: Credential,
-    available: Usdc,
+pub(crate) struct Account {
+    pub(crate) login: Login,
+    pub(crate) credential: Credential,
+    pub(crate) available: Usdc,
     /// Open positions, ascending id (ids are assigned increasing, removal keeps order).
-    open: Vec<PositionId>,
+    pub(crate) open: Vec<PositionId>,
     /// Closed positions and closed parts, oldest first, at most `closed_history_per_account`.
-    history: VecDeque<PositionView>,
+    pub(crate) history: VecDeque<PositionView>,
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Position {
-    id: PositionId,
-    account: AccountId,
-    market: MarketId,
-    side: Side,
-    qty: Qty,
-    entry: Price,
-    margin: Usdc,
-    leverage: u32,
-    liq: Price,
-    tp: Option<Price>,
-    sl: Option<Price>,
-    opened_at_ns: u64,
+pub(crate) struct Position {
+    pub(crate) id: PositionId,
+    pub(crate) account: AccountId,
+    pub(crate) market: MarketId,
+    pub(crate) side: Side,
+    pub(crate) qty: Qty,
+    pub(crate) entry: Price,
+    pub(crate) margin: Usdc,
+    pub(crate) leverage: u32,
+    pub(crate) liq: Price,
+    pub(crate) tp: Option<Price>,
+    pub(crate) sl: Option<Price>,
+    pub(crate) opened_at_ns: u64,
 }
 
 impl Position {
-    fn triggers(&self) -> Triggers {
+    pub(crate) fn triggers(&self) -> Triggers {
         Triggers { liq: self.liq, tp: self.tp, sl: self.sl }
     }
 }
 
 /// Counts of what the engine has done, for metrics. Not part of the state hash.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     /// Commands applied (including no-ops).
     pub commands: u64,
@@ -103,11 +103,13 @@ pub struct Counters {
     pub liquidations: u64,
     /// Closes that left bad debt.
     pub bad_debts: u64,
+    /// Commands whose request id was already applied (answered with the first reply).
+    pub duplicates: u64,
 }
 
 impl Counters {
     /// Number of counters.
-    pub const LEN: usize = 9;
+    pub const LEN: usize = 10;
 
     /// The counters in declaration order (for lock-free publication as atomics).
     pub fn to_array(&self) -> [u64; Counters::LEN] {
@@ -122,6 +124,7 @@ impl Counters {
             c.stop_losses,
             c.liquidations,
             c.bad_debts,
+            c.duplicates,
         ]
     }
 
@@ -137,6 +140,7 @@ impl Counters {
             stop_losses,
             liquidations,
             bad_debts,
+            duplicates,
         ] = a;
         Counters {
             commands,
@@ -148,6 +152,7 @@ impl Counters {
             stop_losses,
             liquidations,
             bad_debts,
+            duplicates,
         }
     }
 }
@@ -155,28 +160,33 @@ impl Counters {
 /// The whole business state, owned by one thread.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    cfg: EngineConfig,
-    markets: Vec<Market>,
+    pub(crate) cfg: EngineConfig,
+    pub(crate) markets: Vec<Market>,
     /// `accounts[i]` is `AccountId(i + 1)`.
-    accounts: Vec<Account>,
-    logins: FxHashMap<Login, AccountId>,
-    positions: FxHashMap<PositionId, Position>,
-    next_position_id: u64,
-    insurance_fund: Usdc,
-    house_balance: Usdc,
-    total_deposits: Usdc,
-    total_withdrawals: Usdc,
+    pub(crate) accounts: Vec<Account>,
+    pub(crate) logins: FxHashMap<Login, AccountId>,
+    pub(crate) positions: FxHashMap<PositionId, Position>,
+    pub(crate) next_position_id: u64,
+    pub(crate) insurance_fund: Usdc,
+    pub(crate) house_balance: Usdc,
+    pub(crate) total_deposits: Usdc,
+    pub(crate) total_withdrawals: Usdc,
     /// Running Σ available and Σ open margins, so conservation is checked in O(1) per command.
-    total_available: Usdc,
-    total_margin: Usdc,
-    client_orders: FxHashMap<(AccountId, ClientOrderId), Result<PositionView, Reason>>,
-    client_order_fifo: VecDeque<(AccountId, ClientOrderId)>,
+    pub(crate) total_available: Usdc,
+    pub(crate) total_margin: Usdc,
+    pub(crate) client_orders: FxHashMap<(AccountId, ClientOrderId), Result<PositionView, Reason>>,
+    pub(crate) client_order_fifo: VecDeque<(AccountId, ClientOrderId)>,
+    /// Replies to recent state-changing requests, for request-id deduplication.
+    pub(crate) requests: FxHashMap<RequestId, Outcome>,
+    pub(crate) request_fifo: VecDeque<RequestId>,
+    /// Highest request id applied: a restarted submitter continues above it.
+    pub(crate) max_request_id: u64,
     /// Reused for the ids a tick triggers: no allocation per tick once warm.
-    scratch: Vec<PositionId>,
-    counters: Counters,
+    pub(crate) scratch: Vec<PositionId>,
+    pub(crate) counters: Counters,
 }
 
-type Outcome = Result<ReplyData, Reason>;
+pub(crate) type Outcome = Result<ReplyData, Reason>;
 
 impl Engine {
     /// A fresh engine. Validates the configuration and reserves every bounded collection.
@@ -200,6 +210,7 @@ impl Engine {
         let max_accounts = usize_from(cfg.max_accounts);
         let max_positions = usize_from(cfg.max_open_positions);
         let window = usize_from(cfg.client_order_id_window);
+        let request_window = usize_from(cfg.request_id_window);
         Ok(Engine {
             markets,
             accounts: Vec::with_capacity(max_accounts),
@@ -214,6 +225,9 @@ impl Engine {
             total_margin: Usdc::ZERO,
             client_orders: FxHashMap::with_capacity_and_hasher(window, Default::default()),
             client_order_fifo: VecDeque::with_capacity(window),
+            requests: FxHashMap::with_capacity_and_hasher(request_window, Default::default()),
+            request_fifo: VecDeque::with_capacity(request_window),
+            max_request_id: 0,
             scratch: Vec::with_capacity(1024),
             counters: Counters::default(),
             cfg,
@@ -249,6 +263,15 @@ impl Engine {
         self.counters.commands += 1;
         let rid = cmd.request_id;
         let ts = cmd.ts_ns;
+        let remember =
+            rid != RequestId::NONE && !cmd.kind.is_read_only() && self.cfg.request_id_window > 0;
+        if remember && let Some(first) = self.requests.get(&rid) {
+            // Applied before (a redelivery): answer as the first time, change nothing.
+            self.counters.duplicates += 1;
+            sink.emit(Output::Reply { request_id: rid, result: *first });
+            return;
+        }
+        self.max_request_id = self.max_request_id.max(rid.0);
         let outcome = match &cmd.kind {
             CommandKind::Noop => {
                 if rid == RequestId::NONE {
@@ -281,14 +304,38 @@ impl Engine {
             CommandKind::QueryCredential { login } => self.credential(login),
             CommandKind::QueryMarkets => Ok(self.list_markets(rid, sink)),
             CommandKind::QueryStateHash => Ok(ReplyData::State(self.summary())),
+            CommandKind::AdminSnapshot => Ok(ReplyData::SnapshotRequested),
         };
         if outcome.is_err() {
             self.counters.rejections += 1;
+        }
+        if remember {
+            self.remember_request(rid, outcome);
         }
         if rid != RequestId::NONE {
             sink.emit(Output::Reply { request_id: rid, result: outcome });
         }
         self.assert_conservation();
+    }
+
+    fn remember_request(&mut self, rid: RequestId, outcome: Outcome) {
+        if self.request_fifo.len() >= usize_from(self.cfg.request_id_window)
+            && let Some(old) = self.request_fifo.pop_front()
+        {
+            self.requests.remove(&old);
+        }
+        self.request_fifo.push_back(rid);
+        self.requests.insert(rid, outcome);
+    }
+
+    /// Highest request id applied so far (0 if none).
+    pub fn max_request_id(&self) -> u64 {
+        self.max_request_id
+    }
+
+    /// The first reply to `rid` if it is still in the request-id window.
+    pub fn remembered_reply(&self, rid: RequestId) -> Option<Result<ReplyData, Reason>> {
+        self.requests.get(&rid).copied()
     }
 
     // ----- accounts -----
@@ -955,6 +1002,10 @@ impl Engine {
         {
             h.i128(v.0);
         }
+        h.u64(self.max_request_id).u64(self.request_fifo.len() as u64);
+        for rid in &self.request_fifo {
+            h.u64(rid.0).bytes(&crate::persist::encode_value(&self.requests[rid]));
+        }
         h.u64(self.client_order_fifo.len() as u64);
         for key in &self.client_order_fifo {
             h.u64(u64::from(key.0.0)).bytes(key.1.as_bytes());
@@ -969,7 +1020,7 @@ impl Engine {
 
 // ----- pure helpers -----
 
-fn usize_from(n: u32) -> usize {
+pub(crate) fn usize_from(n: u32) -> usize {
     usize::try_from(n).expect("u32 fits usize on supported targets")
 }
 

@@ -52,6 +52,7 @@ struct Rig {
     out: Vec<Output>,
     now: u64,
     update_id: u64,
+    rid: u64,
     trader: AccountId,
 }
 
@@ -59,7 +60,8 @@ impl Rig {
     fn apply(&mut self, kind: CommandKind) {
         self.out.clear();
         self.now += 1_000;
-        self.engine.apply(&Command::new(RequestId(1), self.now, kind), &mut self.out);
+        self.rid += 1; // distinct ids: a repeated id would be answered from the request window
+        self.engine.apply(&Command::new(RequestId(self.rid), self.now, kind), &mut self.out);
     }
 
     fn tick(&mut self, bid: i64) {
@@ -146,8 +148,14 @@ fn steady_state_ticks_opens_closes_and_liquidations_do_not_allocate() {
             h.open(OpenRequest { account: fresh, ..req }).unwrap();
         }
     }
-    let mut rig =
-        Rig { engine: h.engine, out: Vec::with_capacity(64), now: h.now, update_id: 1, trader };
+    let mut rig = Rig {
+        engine: h.engine,
+        out: Vec::with_capacity(64),
+        now: h.now,
+        update_id: 1,
+        rid: 1 << 40,
+        trader,
+    };
 
     for _ in 0..2_000 {
         rig.round(); // warm-up: history fills, trees and maps reach their steady shape

@@ -173,6 +173,16 @@ impl Harness {
     pub fn summary(&self) -> StateSummary {
         self.engine.summary()
     }
+
+    /// The business state: the snapshot without the request-id window (which records every
+    /// request, rejected ones included, so a redelivery is answered the same way) and counters.
+    pub fn business(&self) -> engine_core::snapshot::EngineSnapshot {
+        let mut s = self.engine.snapshot();
+        s.requests.clear();
+        s.max_request_id = 0;
+        s.counters = Counters::default();
+        s
+    }
 }
 
 /// The closed positions reported by events since `from`.

@@ -1,0 +1,280 @@
+//! On-disk formats of the journal and of snapshots. Pure: bytes in, bytes out; the file handling
+//! lives in the `hundredx` crate.
+//!
+//! **Journal record**: `[len: u32 LE][crc32: u32 LE][payload: len bytes]`, where the payload is
+//! the postcard encoding of `(seq: u64, command: Command)` and the CRC-32 (IEEE) covers the
+//! payload. A record is at most [`MAX_RECORD_BYTES`]. A crash mid-write leaves a short or
+//! mismatching last record, which [`RecordReader`] reports instead of decoding.
+//!
+//! **Snapshot file**: `"HXSNAP01"`, `seq: u64 LE` (the journal sequence of the last command it
+//! contains), `state_hash: [u8; 32]`, `len: u64 LE`, `crc32: u32 LE`, then the postcard encoding of
+//! [`crate::snapshot::EngineSnapshot`].
+
+use serde::Serialize;
+
+use crate::command::Command;
+use crate::snapshot::EngineSnapshot;
+
+/// Bytes of a record header (length and CRC).
+pub const RECORD_HEADER_BYTES: usize = 8;
+/// Largest record, header included. A command encodes to well under 400 bytes.
+pub const MAX_RECORD_BYTES: usize = 1024;
+const SNAPSHOT_MAGIC: &[u8; 8] = b"HXSNAP01";
+const SNAPSHOT_HEADER_BYTES: usize = 8 + 8 + 32 + 8 + 4;
+
+/// Postcard encoding of any value (deterministic for equal values). Allocates: not for the hot path.
+pub fn encode_value<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_allocvec(v).expect("in-memory serialization of plain data cannot fail")
+}
+
+/// Writes the record for `(seq, cmd)` into `buf` and returns its length. No allocation.
+pub fn encode_record(seq: u64, cmd: &Command, buf: &mut [u8; MAX_RECORD_BYTES]) -> usize {
+    let (header, body) = buf.split_at_mut(RECORD_HEADER_BYTES);
+    let len = postcard::to_slice(&(seq, cmd), body)
+        .expect("a command always fits MAX_RECORD_BYTES (inline strings are bounded)")
+        .len();
+    let crc = crc32fast::hash(&body[..len]);
+    header[..4].copy_from_slice(&u32::try_from(len).expect("len < 1024").to_le_bytes());
+    header[4..].copy_from_slice(&crc.to_le_bytes());
+    RECORD_HEADER_BYTES + len
+}
+
+/// Why a record could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The bytes end inside the record (a torn write if at the end of the last segment).
+    #[error("record at byte {offset} is incomplete")]
+    Truncated {
+        /// Where the record starts.
+        offset: usize,
+    },
+    /// The length is impossible or the checksum does not match.
+    #[error("record at byte {offset} is corrupt (bad length or checksum)")]
+    Corrupt {
+        /// Where the record starts.
+        offset: usize,
+    },
+    /// The checksum matches but the payload does not decode (a format bug, not a torn write).
+    #[error("record at byte {offset} does not decode")]
+    Undecodable {
+        /// Where the record starts.
+        offset: usize,
+    },
+}
+
+impl RecordError {
+    /// Where the bad record starts: everything before it is good.
+    pub fn offset(&self) -> usize {
+        match *self {
+            RecordError::Truncated { offset }
+            | RecordError::Corrupt { offset }
+            | RecordError::Undecodable { offset } => offset,
+        }
+    }
+}
+
+/// Iterates the records of a journal segment's bytes: `(seq, command, end offset)`. Stops after
+/// the first error.
+#[derive(Debug)]
+pub struct RecordReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    failed: bool,
+}
+
+impl<'a> RecordReader<'a> {
+    /// Reads `bytes` from the start.
+    pub fn new(bytes: &'a [u8]) -> RecordReader<'a> {
+        RecordReader { bytes, pos: 0, failed: false }
+    }
+
+    /// Offset just past the last record returned.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    fn read(&mut self) -> Result<(u64, Command), RecordError> {
+        let offset = self.pos;
+        let rest = &self.bytes[offset..];
+        if rest.len() < RECORD_HEADER_BYTES {
+            return Err(RecordError::Truncated { offset });
+        }
+        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+        if len == 0 || len > MAX_RECORD_BYTES - RECORD_HEADER_BYTES {
+            return Err(RecordError::Corrupt { offset });
+        }
+        let Some(payload) = rest.get(RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + len) else {
+            return Err(RecordError::Truncated { offset });
+        };
+        if crc32fast::hash(payload) != crc {
+            return Err(RecordError::Corrupt { offset });
+        }
+        let rec = postcard::from_bytes::<(u64, Command)>(payload)
+            .map_err(|_| RecordError::Undecodable { offset })?;
+        self.pos = offset + RECORD_HEADER_BYTES + len;
+        Ok(rec)
+    }
+}
+
+impl Iterator for RecordReader<'_> {
+    type Item = Result<(u64, Command), RecordError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.pos >= self.bytes.len() {
+            return None;
+        }
+        let r = self.read();
+        self.failed = r.is_err();
+        Some(r)
+    }
+}
+
+/// Why a snapshot file could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// Not a snapshot, wrong version, or cut short.
+    #[error("not a complete hundredx snapshot (bad magic or length)")]
+    Malformed,
+    /// The payload's checksum does not match.
+    #[error("snapshot checksum mismatch")]
+    Checksum,
+    /// The payload does not decode.
+    #[error("snapshot payload does not decode")]
+    Undecodable,
+    /// The restored state's hash differs from the one recorded in the file.
+    #[error("restored state hash differs from the recorded one")]
+    HashMismatch,
+    /// The snapshot does not fit the configuration (different markets, limits too small).
+    #[error("snapshot does not fit the configuration: {0}")]
+    Config(String),
+}
+
+/// A decoded snapshot file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotFile {
+    /// Journal sequence of the last command the snapshot contains.
+    pub seq: u64,
+    /// State hash recorded when it was taken.
+    pub state_hash: [u8; 32],
+    /// The state.
+    pub snapshot: EngineSnapshot,
+}
+
+/// Encodes a snapshot file.
+pub fn encode_snapshot(seq: u64, state_hash: &[u8; 32], snapshot: &EngineSnapshot) -> Vec<u8> {
+    let payload = encode_value(snapshot);
+    let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + payload.len());
+    out.extend_from_slice(SNAPSHOT_MAGIC);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(state_hash);
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Decodes and checks a snapshot file's framing (not yet the state hash: that needs the
+/// configuration, see [`crate::Engine::restore`]).
+pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
+    if bytes.len() < SNAPSHOT_HEADER_BYTES || &bytes[..8] != SNAPSHOT_MAGIC {
+        return Err(SnapshotError::Malformed);
+    }
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let seq = u64_at(8);
+    let state_hash: [u8; 32] = bytes[16..48].try_into().expect("32 bytes");
+    let len = usize::try_from(u64_at(48)).map_err(|_| SnapshotError::Malformed)?;
+    let crc = u32::from_le_bytes(bytes[56..60].try_into().expect("4 bytes"));
+    let payload = &bytes[SNAPSHOT_HEADER_BYTES..];
+    if payload.len() != len {
+        return Err(SnapshotError::Malformed);
+    }
+    if crc32fast::hash(payload) != crc {
+        return Err(SnapshotError::Checksum);
+    }
+    let snapshot = postcard::from_bytes(payload).map_err(|_| SnapshotError::Undecodable)?;
+    Ok(SnapshotFile { seq, state_hash, snapshot })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{
+        ClientOrderId, CommandKind, Credential, Login, OpenRequest, RequestId, Size,
+    };
+    use crate::prelude::*;
+
+    fn biggest_command() -> Command {
+        let open = OpenRequest {
+            account: AccountId(u32::MAX),
+            market: MarketId(u16::MAX),
+            side: Side::Short,
+            leverage: u32::MAX,
+            size: Size::Margin(Usdc(i128::MIN)),
+            expected_price: Some(Price(i64::MIN)),
+            max_slippage_bps: u32::MAX,
+            take_profit: Some(Price(i64::MIN)),
+            stop_loss: Some(Price(i64::MIN)),
+            client_order_id: ClientOrderId::new(&"é".repeat(18)),
+        };
+        Command::new(RequestId(u64::MAX), u64::MAX, CommandKind::OpenPosition(open))
+    }
+
+    #[test]
+    fn records_round_trip_and_the_largest_command_fits() {
+        let mut buf = [0u8; MAX_RECORD_BYTES];
+        let cmds = [
+            biggest_command(),
+            Command::new(
+                RequestId(1),
+                2,
+                CommandKind::CreateAccount {
+                    login: Login::new(&"x".repeat(64)).unwrap(),
+                    credential: Credential::new(&"y".repeat(128)).unwrap(),
+                },
+            ),
+            Command::default(),
+        ];
+        let mut bytes = Vec::new();
+        for (i, c) in cmds.iter().enumerate() {
+            let n = encode_record(i as u64 + 7, c, &mut buf);
+            assert!(n < 400, "{n}");
+            bytes.extend_from_slice(&buf[..n]);
+        }
+        let back: Vec<_> = RecordReader::new(&bytes).map(|r| r.unwrap()).collect();
+        assert_eq!(
+            back,
+            cmds.iter().enumerate().map(|(i, c)| (i as u64 + 7, *c)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn torn_and_corrupt_records_are_reported_with_the_good_prefix() {
+        let mut buf = [0u8; MAX_RECORD_BYTES];
+        let mut bytes = Vec::new();
+        for i in 0..3 {
+            let n = encode_record(i, &Command::default(), &mut buf);
+            bytes.extend_from_slice(&buf[..n]);
+        }
+        let whole = bytes.len();
+        let one = whole / 3;
+        // Cut inside the last record: two good, then Truncated at the third's offset.
+        let mut r = RecordReader::new(&bytes[..whole - 1]);
+        assert!(r.next().unwrap().is_ok() && r.next().unwrap().is_ok());
+        assert_eq!(r.next(), Some(Err(RecordError::Truncated { offset: 2 * one })));
+        assert_eq!(r.next(), None);
+        // Flip a payload byte of the second record.
+        let mut bad = bytes.clone();
+        bad[one + RECORD_HEADER_BYTES] ^= 0xff;
+        let res: Vec<_> = RecordReader::new(&bad).collect();
+        assert_eq!(res.len(), 2);
+        assert_eq!(res[1], Err(RecordError::Corrupt { offset: one }));
+        // Zeroed tail (pre-allocated file space): corrupt length.
+        let mut zeros = bytes.clone();
+        zeros.extend_from_slice(&[0u8; 16]);
+        assert_eq!(
+            RecordReader::new(&zeros).last(),
+            Some(Err(RecordError::Corrupt { offset: whole }))
+        );
+    }
+}

@@ -1,0 +1,376 @@
+//! The engine's state as plain, canonical data: what a snapshot file holds.
+//!
+//! [`Engine::snapshot`] lists everything in a canonical order (accounts by id, positions by id,
+//! idempotency windows oldest first), so equal states give equal bytes. [`Engine::restore`]
+//! rebuilds the maps and trigger indexes from it and checks every invariant before the engine may
+//! run: the markets must match the configuration, the limits must hold, and money must conserve.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{
+    AccountId, ClientOrderId, Credential, Login, MarketId, PositionId, RequestId,
+};
+use crate::config::EngineConfig;
+use crate::event::{PositionView, Reason, ReplyData};
+use crate::math::Side;
+use crate::num::{Price, Qty, Usdc};
+use crate::persist::SnapshotError;
+use crate::state::{Account, Counters, Engine, Position, usize_from};
+
+/// A market's identity and latest price.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarketSnapshot {
+    /// Symbol (checked against the configuration on restore).
+    pub symbol: String,
+    /// Price decimals (checked).
+    pub price_decimals: u32,
+    /// Quantity decimals (checked).
+    pub qty_decimals: u32,
+    /// A price has been received.
+    pub has_price: bool,
+    /// Latest bid.
+    pub bid: Price,
+    /// Latest ask.
+    pub ask: Price,
+    /// Latest update id.
+    pub update_id: u64,
+    /// Receive time of the latest tick.
+    pub updated_at_ns: u64,
+    /// Exchange time of the latest tick.
+    pub exchange_time_us: u64,
+}
+
+/// An account (its id is its index + 1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountSnapshot {
+    /// Login.
+    pub login: Login,
+    /// Credential.
+    pub credential: Credential,
+    /// Available balance.
+    pub available: Usdc,
+    /// Closed positions, oldest first.
+    pub history: Vec<PositionView>,
+}
+
+/// An open position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PositionSnapshot {
+    /// Id.
+    pub id: PositionId,
+    /// Owner.
+    pub account: AccountId,
+    /// Market.
+    pub market: MarketId,
+    /// Side.
+    pub side: Side,
+    /// Quantity.
+    pub qty: Qty,
+    /// Entry price.
+    pub entry: Price,
+    /// Margin.
+    pub margin: Usdc,
+    /// Leverage.
+    pub leverage: u32,
+    /// Liquidation price as stored (not recomputed: it is part of the state).
+    pub liq: Price,
+    /// Take-profit.
+    pub tp: Option<Price>,
+    /// Stop-loss.
+    pub sl: Option<Price>,
+    /// Open time.
+    pub opened_at_ns: u64,
+}
+
+/// The whole business state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineSnapshot {
+    /// Markets in id order.
+    pub markets: Vec<MarketSnapshot>,
+    /// Accounts in id order.
+    pub accounts: Vec<AccountSnapshot>,
+    /// Open positions in id order.
+    pub positions: Vec<PositionSnapshot>,
+    /// Next position id.
+    pub next_position_id: u64,
+    /// Insurance fund.
+    pub insurance_fund: Usdc,
+    /// House balance.
+    pub house_balance: Usdc,
+    /// Σ deposits.
+    pub total_deposits: Usdc,
+    /// Σ withdrawals.
+    pub total_withdrawals: Usdc,
+    /// Client order id window, oldest first.
+    pub client_orders: Vec<(AccountId, ClientOrderId, Result<PositionView, Reason>)>,
+    /// Request id window, oldest first.
+    pub requests: Vec<(RequestId, Result<ReplyData, Reason>)>,
+    /// Highest request id applied.
+    pub max_request_id: u64,
+    /// Counters (not hashed, kept so metrics continue across restarts).
+    pub counters: Counters,
+}
+
+impl Engine {
+    /// The state as canonical plain data. Allocates; O(state).
+    pub fn snapshot(&self) -> EngineSnapshot {
+        let mut positions: Vec<PositionSnapshot> = self
+            .positions
+            .values()
+            .map(|p| PositionSnapshot {
+                id: p.id,
+                account: p.account,
+                market: p.market,
+                side: p.side,
+                qty: p.qty,
+                entry: p.entry,
+                margin: p.margin,
+                leverage: p.leverage,
+                liq: p.liq,
+                tp: p.tp,
+                sl: p.sl,
+                opened_at_ns: p.opened_at_ns,
+            })
+            .collect();
+        positions.sort_unstable_by_key(|p| p.id);
+        EngineSnapshot {
+            markets: self
+                .markets
+                .iter()
+                .map(|m| MarketSnapshot {
+                    symbol: m.cfg.symbol.clone(),
+                    price_decimals: m.cfg.price_decimals,
+                    qty_decimals: m.cfg.qty_decimals,
+                    has_price: m.has_price,
+                    bid: m.bid,
+                    ask: m.ask,
+                    update_id: m.update_id,
+                    updated_at_ns: m.updated_at_ns,
+                    exchange_time_us: m.exchange_time_us,
+                })
+                .collect(),
+            accounts: self
+                .accounts
+                .iter()
+                .map(|a| AccountSnapshot {
+                    login: a.login,
+                    credential: a.credential,
+                    available: a.available,
+                    history: a.history.iter().copied().collect(),
+                })
+                .collect(),
+            positions,
+            next_position_id: self.next_position_id,
+            insurance_fund: self.insurance_fund,
+            house_balance: self.house_balance,
+            total_deposits: self.total_deposits,
+            total_withdrawals: self.total_withdrawals,
+            client_orders: self
+                .client_order_fifo
+                .iter()
+                .map(|k| (k.0, k.1, self.client_orders[k]))
+                .collect(),
+            requests: self.request_fifo.iter().map(|r| (*r, self.requests[r])).collect(),
+            max_request_id: self.max_request_id,
+            counters: self.counters,
+        }
+    }
+
+    /// Rebuilds an engine from a snapshot under `cfg`, checking that the snapshot fits the
+    /// configuration and that every invariant holds.
+    pub fn restore(cfg: EngineConfig, snap: &EngineSnapshot) -> Result<Engine, SnapshotError> {
+        let bad = |why: String| Err(SnapshotError::Config(why));
+        let mut e = Engine::new(cfg).map_err(|err| SnapshotError::Config(err.to_string()))?;
+        if snap.markets.len() != e.markets.len() {
+            return bad(format!(
+                "{} markets in snapshot, {} configured",
+                snap.markets.len(),
+                e.markets.len()
+            ));
+        }
+        for (m, s) in e.markets.iter_mut().zip(&snap.markets) {
+            if m.cfg.symbol != s.symbol
+                || m.cfg.price_decimals != s.price_decimals
+                || m.cfg.qty_decimals != s.qty_decimals
+            {
+                return bad(format!("market {} changed (symbol or decimals)", s.symbol));
+            }
+            m.has_price = s.has_price;
+            m.bid = s.bid;
+            m.ask = s.ask;
+            m.update_id = s.update_id;
+            m.updated_at_ns = s.updated_at_ns;
+            m.exchange_time_us = s.exchange_time_us;
+        }
+        if snap.accounts.len() > usize_from(e.cfg.max_accounts)
+            || snap.positions.len() > usize_from(e.cfg.max_open_positions)
+        {
+            return bad("more accounts or positions than the configured limits".into());
+        }
+        for (i, a) in snap.accounts.iter().enumerate() {
+            let id = AccountId(u32::try_from(i + 1).map_err(|_| SnapshotError::Malformed)?);
+            let keep = usize_from(e.cfg.closed_history_per_account);
+            let skip = a.history.len().saturating_sub(keep);
+            e.accounts.push(Account {
+                login: a.login,
+                credential: a.credential,
+                available: a.available,
+                open: Vec::with_capacity(usize_from(e.cfg.max_positions_per_account)),
+                history: a.history[skip..].iter().copied().collect::<VecDeque<_>>(),
+            });
+            if e.logins.insert(a.login, id).is_some() {
+                return bad(format!("duplicate login {:?}", a.login));
+            }
+        }
+        let mut last = PositionId(0);
+        for p in &snap.positions {
+            if p.id <= last || p.id.0 >= snap.next_position_id {
+                return bad("positions out of order or beyond next_position_id".into());
+            }
+            last = p.id;
+            let ai = usize_from(p.account.0).checked_sub(1).filter(|i| *i < e.accounts.len());
+            let Some(ai) = ai else { return bad(format!("position {} has no account", p.id.0)) };
+            let Some(m) = e.markets.get_mut(usize::from(p.market.0)) else {
+                return bad(format!("position {} has no market", p.id.0));
+            };
+            let pos = Position {
+                id: p.id,
+                account: p.account,
+                market: p.market,
+                side: p.side,
+                qty: p.qty,
+                entry: p.entry,
+                margin: p.margin,
+                leverage: p.leverage,
+                liq: p.liq,
+                tp: p.tp,
+                sl: p.sl,
+                opened_at_ns: p.opened_at_ns,
+            };
+            m.index.insert(p.id, p.side, pos.triggers());
+            e.positions.insert(p.id, pos);
+            if e.accounts[ai].open.len() >= usize_from(e.cfg.max_positions_per_account) {
+                return bad("an account holds more positions than allowed".into());
+            }
+            e.accounts[ai].open.push(p.id);
+        }
+        e.next_position_id = snap.next_position_id;
+        e.insurance_fund = snap.insurance_fund;
+        e.house_balance = snap.house_balance;
+        e.total_deposits = snap.total_deposits;
+        e.total_withdrawals = snap.total_withdrawals;
+        e.total_available = Usdc(e.accounts.iter().map(|a| a.available.0).sum());
+        e.total_margin = Usdc(e.positions.values().map(|p| p.margin.0).sum());
+        let window = usize_from(e.cfg.client_order_id_window);
+        for &(a, c, r) in &snap.client_orders[snap.client_orders.len().saturating_sub(window)..] {
+            e.client_order_fifo.push_back((a, c));
+            e.client_orders.insert((a, c), r);
+        }
+        let window = usize_from(e.cfg.request_id_window);
+        for &(rid, r) in &snap.requests[snap.requests.len().saturating_sub(window)..] {
+            e.request_fifo.push_back(rid);
+            e.requests.insert(rid, r);
+        }
+        e.max_request_id = snap.max_request_id;
+        e.counters = snap.counters;
+        e.check_conservation().map_err(SnapshotError::Config)?;
+        Ok(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persist::{decode_snapshot, encode_snapshot};
+    use crate::prelude::*;
+
+    #[test]
+    fn snapshot_restores_to_the_same_hash_and_behaviour() {
+        let mut e = Engine::new(EngineConfig::default()).unwrap();
+        let mut out = Vec::new();
+        let mut rid = 0;
+        let mut run = |e: &mut Engine, kind| {
+            rid += 1;
+            e.apply(&Command::new(RequestId(rid), 1_000, kind), &mut out);
+        };
+        let login = Login::new("a@x").unwrap();
+        run(
+            &mut e,
+            CommandKind::CreateAccount { login, credential: Credential::new("c").unwrap() },
+        );
+        let tick = Tick {
+            market: MarketId(0),
+            bid: Price(6_000_000),
+            ask: Price(6_000_000),
+            update_id: 1,
+            exchange_time_us: 0,
+        };
+        run(&mut e, CommandKind::PriceTick(tick));
+        let open = OpenRequest {
+            account: AccountId(1),
+            market: MarketId(0),
+            side: Side::Long,
+            leverage: 10,
+            size: Size::Margin(Usdc::from_whole(100)),
+            expected_price: None,
+            max_slippage_bps: 0,
+            take_profit: Some(Price(7_000_000)),
+            stop_loss: None,
+            client_order_id: ClientOrderId::new("c1"),
+        };
+        run(&mut e, CommandKind::OpenPosition(open));
+        run(&mut e, CommandKind::OpenPosition(OpenRequest { client_order_id: None, ..open }));
+        run(
+            &mut e,
+            CommandKind::ClosePosition {
+                account: AccountId(1),
+                position: PositionId(2),
+                quantity: None,
+            },
+        );
+
+        let snap = e.snapshot();
+        let bytes = encode_snapshot(5, &e.state_hash(), &snap);
+        let file = decode_snapshot(&bytes).unwrap();
+        assert_eq!(file.seq, 5);
+        let mut r = Engine::restore(EngineConfig::default(), &file.snapshot).unwrap();
+        assert_eq!(r.state_hash(), e.state_hash());
+        assert_eq!(r.snapshot(), snap);
+
+        // Both continue identically: the TP triggers in both; a repeated request id is recognised.
+        let up = Tick { update_id: 2, bid: Price(7_000_000), ask: Price(7_000_000), ..tick };
+        for engine in [&mut e, &mut r] {
+            let outs = engine.apply_collect(&Command::new(
+                RequestId::NONE,
+                2_000,
+                CommandKind::PriceTick(up),
+            ));
+            assert_eq!(outs.len(), 1, "{outs:?}");
+            let again = engine.apply_collect(&Command::new(
+                RequestId(3),
+                2_000,
+                CommandKind::OpenPosition(open),
+            ));
+            assert!(matches!(again[..], [Output::Reply { result: Ok(ReplyData::Opened(_)), .. }]));
+        }
+        assert_eq!(r.state_hash(), e.state_hash());
+        assert_eq!(r.counters().duplicates, 1);
+    }
+
+    #[test]
+    fn damaged_or_mismatched_snapshots_are_refused() {
+        let e = Engine::new(EngineConfig::default()).unwrap();
+        let bytes = encode_snapshot(0, &e.state_hash(), &e.snapshot());
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert_eq!(decode_snapshot(&flipped), Err(SnapshotError::Checksum));
+        assert_eq!(decode_snapshot(&bytes[..bytes.len() - 1]), Err(SnapshotError::Malformed));
+        assert_eq!(decode_snapshot(b"nope"), Err(SnapshotError::Malformed));
+        let mut cfg = EngineConfig::default();
+        cfg.markets.pop();
+        assert!(matches!(Engine::restore(cfg, &e.snapshot()), Err(SnapshotError::Config(_))));
+    }
+}

@@ -111,9 +111,10 @@ struct Shared {
     subscribers: Mutex<Vec<Subscriber>>,
     events_dropped: AtomicU64,
     late_replies: AtomicU64,
+    snapshots_skipped: AtomicU64,
     counters: SharedCounters,
-    /// Wakes the engine thread when it is parked (adaptive wait only).
-    engine_parker: Arc<Parker>,
+    /// Wakes the in-ring's first consumer (journal or engine thread) when it is parked.
+    input_parker: Arc<Parker>,
 }
 
 impl Shared {
@@ -209,7 +210,7 @@ impl Submitter {
     pub fn submit(&mut self, ts_ns: u64, kind: CommandKind) -> Result<Ticket, EngineError> {
         let (request_id, rx) = self.register()?;
         self.producer.publish(|slot| *slot = Command::new(request_id, ts_ns, kind));
-        self.shared.engine_parker.wake();
+        self.shared.input_parker.wake();
         Ok(Ticket { request_id, rx, shared: Arc::clone(&self.shared) })
     }
 
@@ -222,14 +223,14 @@ impl Submitter {
             self.shared.waiters().remove(&request_id);
             return Err(EngineError::RingFull);
         }
-        self.shared.engine_parker.wake();
+        self.shared.input_parker.wake();
         Ok(Ticket { request_id, rx, shared: Arc::clone(&self.shared) })
     }
 
     /// Publishes a command that wants no reply (e.g. a feed's price tick); spins while full.
     pub fn send(&mut self, ts_ns: u64, kind: CommandKind) {
         self.producer.publish(|slot| *slot = Command::new(RequestId::NONE, ts_ns, kind));
-        self.shared.engine_parker.wake();
+        self.shared.input_parker.wake();
     }
 
     /// As [`Submitter::send`], but fails with [`EngineError::RingFull`] instead of spinning.
@@ -237,7 +238,7 @@ impl Submitter {
         self.producer
             .try_publish(|slot| *slot = Command::new(RequestId::NONE, ts_ns, kind))
             .map_err(|_| EngineError::RingFull)?;
-        self.shared.engine_parker.wake();
+        self.shared.input_parker.wake();
         Ok(())
     }
 
@@ -264,17 +265,69 @@ impl Submitter {
 #[derive(Debug)]
 pub struct EngineHandle {
     submitter: Submitter,
-    final_state: Receiver<Engine>,
+    final_state: Receiver<(Engine, u64)>,
+}
+
+/// A stage that sees every command before the engine does, in ring order: the journaller.
+///
+/// The engine thread only sees a command after the stage has returned from the call that carried
+/// `end_of_batch == true` for its batch, so a stage that makes each batch durable there
+/// guarantees that no reply leaves the engine before its command is durable.
+pub trait InputStage: Send + 'static {
+    /// `seq` is the command's journal sequence number (`StartOptions::first_seq` + ring index).
+    fn on_command(&mut self, seq: u64, cmd: &Command, end_of_batch: bool);
+}
+
+/// When the engine thread hands a copy of its state to the snapshot writer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// After this many commands since the last snapshot.
+    pub every_commands: Option<u64>,
+    /// When this much command time (`Command::ts_ns`) has passed since the last snapshot.
+    pub every_ns: Option<u64>,
+}
+
+/// A copy of the state at journal sequence `seq` (the last command it contains), for the
+/// snapshot writer to serialize off the engine thread.
+#[derive(Debug)]
+pub struct SnapshotRequest {
+    /// Journal sequence of the last command applied to `engine`.
+    pub seq: u64,
+    /// The copy.
+    pub engine: Engine,
+}
+
+/// Options of [`EngineHandle::start_with`].
+#[derive(Default)]
+pub struct StartOptions {
+    /// Journal sequence of the first command this run publishes (last recovered + 1). Default 1.
+    pub first_seq: u64,
+    /// Runs before the engine on its own thread (the journaller).
+    pub input_stage: Option<Box<dyn InputStage>>,
+    /// Periodic and on-demand (`AdminSnapshot`) snapshots go to this channel. A copy is dropped
+    /// (and counted) if the writer is still busy with the previous one.
+    pub snapshots: Option<(SnapshotPolicy, Sender<SnapshotRequest>)>,
+}
+
+impl std::fmt::Debug for StartOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartOptions")
+            .field("first_seq", &self.first_seq)
+            .field("input_stage", &self.input_stage.is_some())
+            .field("snapshots", &self.snapshots.as_ref().map(|s| s.0))
+            .finish()
+    }
 }
 
 impl EngineHandle {
     /// Starts a fresh engine with `config` on its own thread.
     pub fn start(config: EngineConfig) -> Result<EngineHandle, ConfigError> {
-        Self::start_with(Engine::new(config)?)
+        Self::start_with(Engine::new(config)?, StartOptions::default())
     }
 
-    /// Starts an engine from existing state (e.g. recovered from a snapshot).
-    pub fn start_with(engine: Engine) -> Result<EngineHandle, ConfigError> {
+    /// Starts an engine from existing state (e.g. recovered), with a journal stage and snapshots.
+    /// Request ids continue above the highest one the engine has applied.
+    pub fn start_with(engine: Engine, options: StartOptions) -> Result<EngineHandle, ConfigError> {
         let cfg = engine.config().clone();
         cfg.validate()?;
         if let Some(core) = cfg.pin_core {
@@ -285,15 +338,21 @@ impl EngineHandle {
         }
         let wait = Wait(cfg.wait);
         let shared = Arc::new(Shared {
-            next_request_id: AtomicU64::new(1),
+            next_request_id: AtomicU64::new(engine.max_request_id() + 1),
             max_in_flight: cfg.max_in_flight,
             waiters: Mutex::new(FxHashMap::default()),
             subscribers: Mutex::new(Vec::new()),
             events_dropped: AtomicU64::new(0),
             late_replies: AtomicU64::new(0),
+            snapshots_skipped: AtomicU64::new(0),
             counters: SharedCounters::default(),
-            engine_parker: Arc::new(Parker::new(cfg.wait)),
+            input_parker: Arc::new(Parker::new(cfg.wait)),
         });
+        // With an input stage the engine thread has its own parker, woken by the stage's thread.
+        let engine_parker = match options.input_stage {
+            Some(_) => Arc::new(Parker::new(cfg.wait)),
+            None => Arc::clone(&shared.input_parker),
+        };
         let reply_parker = Arc::new(Parker::new(cfg.wait));
 
         // The out-ring is built first, on this thread: `pin_at_core` checks the core against the
@@ -315,30 +374,62 @@ impl EngineHandle {
                 .build();
 
         let (state_tx, final_state) = crossbeam_channel::bounded(1);
+        let first_seq = options.first_seq.max(1);
+        let input_parker = Arc::clone(&shared.input_parker);
         let engine_shared = Arc::clone(&shared);
-        let builder = disruptor::build_multi_producer(cfg.in_ring_size, Command::default, wait)
-            .thread_name("hundredx-engine");
-        let builder = match cfg.pin_core {
-            Some(core) => builder.pin_at_core(core),
-            None => builder,
+        let (snapshot_policy, snapshot_tx) = match options.snapshots {
+            Some((p, tx)) => (p, Some(tx)),
+            None => (SnapshotPolicy::default(), None),
         };
-        let producer = builder
-            .handle_events_and_state_with(
-                |t: &mut EngineThread, cmd: &Command, _: Sequence, end_of_batch: bool| {
-                    t.step(cmd, end_of_batch)
-                },
-                move || {
-                    engine_shared.engine_parker.register_current_thread();
-                    EngineThread {
-                        engine: Some(engine),
-                        out: OutSink(out),
-                        shared: engine_shared,
-                        reply_parker,
-                        state_tx,
-                    }
-                },
-            )
-            .build();
+        let engine_handler =
+            |t: &mut EngineThread, cmd: &Command, seq: Sequence, end: bool| t.step(cmd, seq, end);
+        let stage_wakes = Arc::clone(&engine_parker);
+        let engine_init = move || {
+            engine_parker.register_current_thread();
+            EngineThread {
+                engine: Some(engine),
+                out: OutSink(out),
+                shared: engine_shared,
+                reply_parker,
+                state_tx,
+                first_seq,
+                last_seq: first_seq - 1,
+                snapshot_policy,
+                snapshot_tx,
+                since_snapshot: 0,
+                last_snapshot_ns: None,
+            }
+        };
+        let builder = disruptor::build_multi_producer(cfg.in_ring_size, Command::default, wait);
+        let producer = match options.input_stage {
+            None => builder
+                .thread_name("hundredx-engine")
+                .pin_at_core_if(cfg.pin_core)
+                .handle_events_and_state_with(engine_handler, engine_init)
+                .build(),
+            Some(stage) => builder
+                .thread_name("hundredx-journal")
+                .handle_events_and_state_with(
+                    |s: &mut StageThread, cmd: &Command, seq: Sequence, end: bool| {
+                        s.step(cmd, seq, end)
+                    },
+                    move || {
+                        input_parker.register_current_thread();
+                        DOWNSTREAM.with_borrow_mut(|d| *d = Some(Arc::clone(&stage_wakes)));
+                        StageThread {
+                            stage,
+                            first_seq,
+                            engine_parker: stage_wakes,
+                            batch_start: true,
+                        }
+                    },
+                )
+                .and_then()
+                .thread_name("hundredx-engine")
+                .pin_at_core_if(cfg.pin_core)
+                .handle_events_and_state_with(engine_handler, engine_init)
+                .build(),
+        };
         Ok(EngineHandle { submitter: Submitter { producer, shared }, final_state })
     }
 
@@ -397,9 +488,20 @@ impl EngineHandle {
         self.submitter.shared.late_replies.load(Ordering::Relaxed)
     }
 
+    /// Snapshot copies dropped because the writer was still busy.
+    pub fn snapshots_skipped(&self) -> u64 {
+        self.submitter.shared.snapshots_skipped.load(Ordering::Relaxed)
+    }
+
     /// Stops the engine once every command already published is applied, and returns its final
     /// state. Blocks until every other [`Submitter`] is dropped too.
     pub fn shutdown(self) -> Result<Engine, EngineError> {
+        self.shutdown_at().map(|(engine, _)| engine)
+    }
+
+    /// As [`EngineHandle::shutdown`], also returning the journal sequence of the last command
+    /// applied (`first_seq - 1` if none was).
+    pub fn shutdown_at(self) -> Result<(Engine, u64), EngineError> {
         let EngineHandle { submitter, final_state } = self;
         drop(submitter);
         final_state.recv().map_err(|_| EngineError::Shutdown)
@@ -414,17 +516,50 @@ struct EngineThread {
     out: OutSink,
     shared: Arc<Shared>,
     reply_parker: Arc<Parker>,
-    state_tx: Sender<Engine>,
+    state_tx: Sender<(Engine, u64)>,
+    first_seq: u64,
+    last_seq: u64,
+    snapshot_policy: SnapshotPolicy,
+    snapshot_tx: Option<Sender<SnapshotRequest>>,
+    since_snapshot: u64,
+    last_snapshot_ns: Option<u64>,
 }
 
 impl EngineThread {
     #[inline]
-    fn step(&mut self, cmd: &Command, end_of_batch: bool) {
+    fn step(&mut self, cmd: &Command, seq: Sequence, end_of_batch: bool) {
         let engine = self.engine.as_mut().expect("engine present until drop");
         engine.apply(cmd, &mut self.out);
+        self.last_seq = self.first_seq + seq_u64(seq);
         if end_of_batch {
             self.shared.counters.store(&engine.counters());
             self.reply_parker.wake();
+        }
+        if self.snapshot_tx.is_some() {
+            self.since_snapshot += 1;
+            if self.snapshot_due(cmd) {
+                self.take_snapshot();
+            }
+        }
+    }
+
+    fn snapshot_due(&mut self, cmd: &Command) -> bool {
+        let started = *self.last_snapshot_ns.get_or_insert(cmd.ts_ns);
+        matches!(cmd.kind, CommandKind::AdminSnapshot)
+            || self.snapshot_policy.every_commands.is_some_and(|n| self.since_snapshot >= n)
+            || self.snapshot_policy.every_ns.is_some_and(|n| cmd.ts_ns.saturating_sub(started) >= n)
+    }
+
+    /// Copies the state (the only time the engine thread allocates on purpose) and hands it to
+    /// the writer; serialization and I/O happen there.
+    #[cold]
+    fn take_snapshot(&mut self) {
+        let (Some(engine), Some(tx)) = (&self.engine, &self.snapshot_tx) else { return };
+        self.since_snapshot = 0;
+        self.last_snapshot_ns = None;
+        let request = SnapshotRequest { seq: self.last_seq, engine: engine.clone() };
+        if tx.try_send(request).is_err() {
+            self.shared.snapshots_skipped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -435,9 +570,49 @@ impl Drop for EngineThread {
             return; // state may be half-applied: do not hand it out
         }
         if let Some(engine) = self.engine.take() {
-            let _ = self.state_tx.send(engine);
+            let _ = self.state_tx.send((engine, self.last_seq));
         }
     }
+}
+
+/// The input stage's thread state.
+struct StageThread {
+    stage: Box<dyn InputStage>,
+    first_seq: u64,
+    engine_parker: Arc<Parker>,
+    batch_start: bool,
+}
+
+impl StageThread {
+    #[inline]
+    fn step(&mut self, cmd: &Command, seq: Sequence, end_of_batch: bool) {
+        // The engine's barrier is this stage's cursor, which the ring stores only after a whole
+        // batch. So the engine is woken once that store has happened: at the start of the next
+        // batch here, or (when idle) on this thread's first wait, see `Wait::wait_for`.
+        if self.batch_start {
+            self.engine_parker.wake();
+        }
+        self.batch_start = end_of_batch;
+        self.stage.on_command(self.first_seq + seq_u64(seq), cmd, end_of_batch);
+    }
+}
+
+/// Pins the next processor only when a core is configured.
+trait PinIf: Sized {
+    fn pin_at_core_if(self, core: Option<usize>) -> Self;
+}
+
+impl<T: ProcessorSettings<Command, Wait>> PinIf for T {
+    fn pin_at_core_if(self, core: Option<usize>) -> Self {
+        match core {
+            Some(c) => self.pin_at_core(c),
+            None => self,
+        }
+    }
+}
+
+fn seq_u64(seq: Sequence) -> u64 {
+    u64::try_from(seq).expect("ring sequences start at 0")
 }
 
 struct OutSink(OutProducer);
@@ -547,6 +722,9 @@ thread_local! {
     static IDLE: Cell<(Sequence, u32)> = const { Cell::new((Sequence::MIN, 0)) };
     /// This processor thread's parker, set before its loop starts.
     static PARKER: RefCell<Option<Arc<Parker>>> = const { RefCell::new(None) };
+    /// The parker of the consumer that depends on this thread's cursor, if that one is only
+    /// advanced after a batch (the input stage's): woken on the first wait after a batch.
+    static DOWNSTREAM: RefCell<Option<Arc<Parker>>> = const { RefCell::new(None) };
 }
 
 impl disruptor::wait_strategies::WaitStrategy for Wait {
@@ -561,6 +739,10 @@ impl disruptor::wait_strategies::WaitStrategy for Wait {
             c.set((sequence, n));
             n
         });
+        if n == 0 {
+            // This thread just finished a batch and stored its cursor: wake whoever waits on it.
+            DOWNSTREAM.with_borrow(|d| d.as_ref().map(|p| p.wake()));
+        }
         // Spin ~100 times (a hand-off in flight arrives within ~100 ns), yield ~100 times, then
         // park until a producer wakes us: an idle engine uses no CPU.
         match n {

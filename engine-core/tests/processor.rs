@@ -198,3 +198,59 @@ fn pinning_to_a_missing_core_is_a_config_error_not_a_panic() {
         Err(engine_core::config::ConfigError::NoSuchCore(10_000))
     ));
 }
+
+/// A stage that makes each batch "durable" slowly and records how far it got.
+struct SlowJournal {
+    durable_upto: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pending: u64,
+}
+
+impl engine_core::processor::InputStage for SlowJournal {
+    fn on_command(&mut self, seq: u64, _cmd: &Command, end_of_batch: bool) {
+        self.pending = seq;
+        if end_of_batch {
+            std::thread::sleep(Duration::from_millis(2));
+            self.durable_upto.store(self.pending, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn no_reply_leaves_before_the_input_stage_finished_its_batch_and_snapshots_carry_their_seq() {
+    use engine_core::processor::{SnapshotPolicy, StartOptions};
+    use std::sync::atomic::Ordering;
+    let durable = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (snap_tx, snap_rx) = crossbeam_channel::bounded(4);
+    let options = StartOptions {
+        first_seq: 101,
+        input_stage: Some(Box::new(SlowJournal { durable_upto: durable.clone(), pending: 0 })),
+        snapshots: Some((SnapshotPolicy { every_commands: Some(50), every_ns: None }, snap_tx)),
+    };
+    let mut handle =
+        EngineHandle::start_with(Engine::new(EngineConfig::default()).unwrap(), options).unwrap();
+    for i in 0..120u64 {
+        let login = Login::new(&format!("u{i}@x")).unwrap();
+        let r = handle
+            .call(
+                T0,
+                CommandKind::CreateAccount { login, credential: Credential::empty() },
+                TIMEOUT,
+            )
+            .unwrap();
+        assert!(r.result.is_ok());
+        // Command i has journal seq 101 + i; its reply implies it was made durable.
+        assert!(
+            durable.load(Ordering::SeqCst) >= 101 + i,
+            "reply {i} before its batch was durable"
+        );
+    }
+    let r = handle.call(T0, CommandKind::AdminSnapshot, TIMEOUT).unwrap();
+    assert_eq!(r.result, Ok(ReplyData::SnapshotRequested));
+    let (engine, last_seq) = handle.shutdown_at().unwrap();
+    assert_eq!(last_seq, 101 + 120);
+    let seqs: Vec<(u64, u32)> =
+        snap_rx.try_iter().map(|s| (s.seq, s.engine.summary().accounts)).collect();
+    // Every 50 commands (seq 150, 200) and on demand (seq 221, after 120 accounts).
+    assert_eq!(seqs, vec![(150, 50), (200, 100), (221, 120)]);
+    assert_eq!(engine.summary().accounts, 120);
+}

@@ -1,18 +1,27 @@
 //! `hundredx`: the binary that wires the engine to its adapters.
 //!
-//! - `hundredx serve`: the whole system in one process — the engine thread between its rings and
-//!   a price feed. The HTTP API, journal and live Backpack feed arrive with their issues; until
-//!   then `serve` runs the engine against the synthetic feed and logs what it does.
+//! - `hundredx serve`: the whole system in one process — the engine thread between its rings,
+//!   its journal and snapshots under `--data-dir`, and a price feed. The HTTP API and the live
+//!   Backpack feed arrive with their issues; until then `serve` runs the synthetic feed.
+//! - `hundredx replay --data-dir D`: re-applies a journal offline and prints the state hash and
+//!   a summary, for audits.
+//! - `hundredx snapshot --data-dir D`: recovers a stopped engine's state and writes a snapshot
+//!   (compacting the journal).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::path::PathBuf;
+
 use anyhow::{Context, Result, bail};
 use backpack_feed::synthetic::{SyntheticConfig, SyntheticFeed};
 use clap::{Parser, Subcommand};
 use engine_core::prelude::*;
+use engine_core::processor::SnapshotPolicy;
+use hundredx::durability::{DataDir, SnapshotWriter, SyncPolicy, recover};
+use hundredx::{DurableEngine, DurableOptions};
 use tracing::{info, warn};
 
 #[derive(Parser, Debug)]
@@ -26,10 +35,87 @@ struct Cli {
 enum Command {
     /// Run the engine embedded, with a price feed, in one process (no Redis).
     Serve(ServeArgs),
+    /// Re-apply a data directory's journal offline; print the final state hash and a summary.
+    Replay(ReplayArgs),
+    /// Recover a stopped engine's state and write a snapshot of it (prunes old journal).
+    Snapshot(DataArgs),
+    /// Crash drill for the durability tests: a steady workload printing `ACK <request id>` for
+    /// every applied state change, until killed.
+    #[command(hide = true)]
+    Drill(DrillArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct DataArgs {
+    /// Data directory (journal, snapshots).
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+struct ReplayArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Ignore snapshots: replay the whole journal from its first record.
+    #[arg(long)]
+    from_scratch: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct DurabilityArgs {
+    /// Data directory (journal, snapshots).
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    /// Journal sync policy: `fsync` (every batch: no reply before its command is on disk),
+    /// `interval:<ms>`, or `none`.
+    #[arg(long, default_value = "fsync")]
+    sync: SyncPolicy,
+    /// Snapshot after this many commands.
+    #[arg(long, default_value_t = 1_000_000)]
+    snapshot_every: u64,
+    /// Snapshot after this many seconds (of command time).
+    #[arg(long, default_value_t = 300)]
+    snapshot_secs: u64,
+    /// Snapshots kept; older ones and the journal they cover are pruned.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    keep_snapshots: u64,
+    /// Keep the whole journal (no pruning), so `replay --from-scratch` can audit everything.
+    #[arg(long)]
+    keep_journal: bool,
+    /// Journal segment size in MiB.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    segment_mib: u64,
+}
+
+impl DurabilityArgs {
+    fn options(&self) -> DurableOptions {
+        DurableOptions {
+            data_dir: self.data_dir.clone(),
+            sync: self.sync,
+            segment_bytes: self.segment_mib << 20,
+            snapshots: SnapshotPolicy {
+                every_commands: Some(self.snapshot_every.max(1)),
+                every_ns: Some(self.snapshot_secs.max(1).saturating_mul(1_000_000_000)),
+            },
+            keep_snapshots: usize::try_from(self.keep_snapshots).unwrap_or(3),
+            prune_journal: !self.keep_journal,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct DrillArgs {
+    #[command(flatten)]
+    durability: DurabilityArgs,
+    /// Workload seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
+    #[command(flatten)]
+    durability: DurabilityArgs,
     /// Price feed: `backpack` (live), `synthetic` (seeded random walk, offline) or `replay:FILE`.
     #[arg(long, default_value = "backpack")]
     feed: String,
@@ -65,9 +151,13 @@ fn main() -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args),
+        Command::Replay(args) => replay(args),
+        Command::Snapshot(args) => snapshot(args),
+        Command::Drill(args) => drill(args),
     }
 }
 
@@ -97,7 +187,8 @@ fn serve(args: ServeArgs) -> Result<()> {
         },
         &cfg.markets,
     );
-    let engine = EngineHandle::start(cfg).context("starting the engine")?;
+    let durable = DurableEngine::start(cfg, &args.durability.options())?;
+    let engine = &durable.handle;
     info!(markets = ?symbols, feed = "synthetic", seed = args.seed, "engine started");
 
     let events = engine.subscribe(Subscription::Events, 4_096);
@@ -166,10 +257,138 @@ fn serve(args: ServeArgs) -> Result<()> {
 
     stop.store(true, Ordering::Relaxed);
     feed_thread.join().map_err(|_| anyhow::anyhow!("feed thread panicked"))?;
-    let state = engine.shutdown().context("stopping the engine")?;
+    let (state, last_seq) = durable.shutdown()?;
     events_thread.join().map_err(|_| anyhow::anyhow!("events thread panicked"))?;
     let s = state.summary();
-    info!(accounts = s.accounts, open_positions = s.open_positions, state_hash = %engine_core::hash::hex(&s.hash),
-        "engine stopped cleanly");
+    info!(last_seq, accounts = s.accounts, open_positions = s.open_positions,
+        state_hash = %engine_core::hash::hex(&s.hash), "engine stopped cleanly");
     Ok(())
+}
+
+fn replay(args: ReplayArgs) -> Result<()> {
+    let data = DataDir::create(&args.data.data_dir)?;
+    let (engine, report) = recover(&data, &EngineConfig::default(), !args.from_scratch, true)?;
+    let s = engine.summary();
+    let c = engine.counters();
+    println!("data dir        {}", args.data.data_dir.display());
+    println!(
+        "snapshot used   {}",
+        if report.snapshot_seq == 0 { "none".to_string() } else { report.snapshot_seq.to_string() }
+    );
+    println!(
+        "replayed        {} records in {:?} ({} /s)",
+        report.replayed,
+        report.elapsed,
+        hundredx::durability::per_second(report.replayed, report.elapsed)
+    );
+    if let Some((seg, at)) = &report.torn_tail {
+        println!("torn tail       {} at byte {at} (ignored)", seg.display());
+    }
+    println!("last seq        {}", report.last_seq);
+    println!("state hash      {}", engine_core::hash::hex(&s.hash));
+    println!("accounts        {}", s.accounts);
+    println!("open positions  {}", s.open_positions);
+    println!("net deposits    {}", s.net_deposits);
+    println!("available       {}", s.total_available);
+    println!("locked margin   {}", s.total_margin);
+    println!("insurance fund  {}", s.insurance_fund);
+    println!("house balance   {}", s.house_balance);
+    println!("liquidations    {} (bad debt {})", c.liquidations, c.bad_debts);
+    engine.check_conservation().map_err(|e| anyhow::anyhow!("conservation check failed: {e}"))?;
+    println!("conservation    ok");
+    Ok(())
+}
+
+fn snapshot(args: DataArgs) -> Result<()> {
+    let data = DataDir::create(&args.data_dir)?;
+    let _lock = data.lock()?;
+    let (engine, report) = recover(&data, &EngineConfig::default(), true, false)?;
+    let path = SnapshotWriter::new(&data, 3, true).write(report.last_seq, &engine)?;
+    println!(
+        "{} (seq {}, hash {})",
+        path.display(),
+        report.last_seq,
+        engine_core::hash::hex(&engine.state_hash())
+    );
+    Ok(())
+}
+
+fn drill(args: DrillArgs) -> Result<()> {
+    use std::io::Write;
+    let durable = DurableEngine::start(EngineConfig::default(), &args.durability.options())?;
+    let mut engine = durable.handle.submitter();
+    let timeout = Duration::from_secs(10);
+    let mut accounts = Vec::new();
+    for i in 0..10 {
+        let login = Login::new(&format!("drill{i}@x")).context("login")?;
+        let r = engine.call(now_ns(), CommandKind::QueryCredential { login }, timeout)?;
+        let account = match r.result {
+            Ok(ReplyData::Credential { account, .. }) => account,
+            _ => {
+                let kind = CommandKind::CreateAccount { login, credential: Credential::empty() };
+                match engine.call(now_ns(), kind, timeout)?.result {
+                    Ok(ReplyData::AccountCreated { account }) => account,
+                    other => bail!("create account: {other:?}"),
+                }
+            }
+        };
+        accounts.push(account);
+    }
+    let mut feed = SyntheticFeed::new(
+        SyntheticConfig { seed: args.seed, volatility_ppm: 3_000, ..SyntheticConfig::default() },
+        &MarketConfig::defaults()[..1],
+    );
+    // Continue the price's update ids above what the engine has seen.
+    let r = engine.call(now_ns(), CommandKind::QueryMarkets, timeout)?;
+    let base_update = r
+        .items
+        .iter()
+        .find_map(|i| match i {
+            Item::Market(m) if m.market.0 == 0 => Some(m.update_id),
+            _ => None,
+        })
+        .unwrap_or(0);
+    let stdout = std::io::stdout();
+    let mut x = args.seed | 1;
+    let mut open_ids: Vec<(AccountId, PositionId)> = Vec::new();
+    loop {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let account = accounts[usize::try_from(x % 10).unwrap_or(0)];
+        let kind = match x % 7 {
+            0..=2 => {
+                let mut t = feed.next_tick(now_ns() / 1_000).context("tick")?;
+                t.update_id += base_update;
+                CommandKind::PriceTick(t)
+            }
+            3 | 4 => CommandKind::OpenPosition(OpenRequest {
+                account,
+                market: MarketId(0),
+                side: if x & 8 == 0 { Side::Long } else { Side::Short },
+                leverage: u32::try_from(x % 50 + 1).unwrap_or(1),
+                size: Size::Margin(Usdc::from_whole(10)),
+                expected_price: None,
+                max_slippage_bps: 0,
+                take_profit: None,
+                stop_loss: None,
+                client_order_id: None,
+            }),
+            5 if !open_ids.is_empty() => {
+                let (account, position) =
+                    open_ids.swap_remove(usize::try_from(x % open_ids.len() as u64).unwrap_or(0));
+                CommandKind::ClosePosition { account, position, quantity: None }
+            }
+            _ => CommandKind::Deposit { account, amount: Usdc::from_whole(1) },
+        };
+        let r = engine.call(now_ns(), kind, timeout)?;
+        if let Ok(data) = r.result {
+            if let ReplyData::Opened(v) = data {
+                open_ids.push((v.account, v.id));
+            }
+            let mut out = stdout.lock();
+            writeln!(out, "ACK {}", r.request_id.0)?;
+            out.flush()?;
+        }
+    }
 }

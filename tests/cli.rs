@@ -24,6 +24,7 @@ fn serve_with_an_unavailable_feed_says_so() {
 
 #[test]
 fn serve_runs_the_synthetic_feed_and_stops_cleanly_on_sigint() {
+    let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -36,14 +37,14 @@ fn serve_runs_the_synthetic_feed_and_stops_cleanly_on_sigint() {
         ])
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let logs = child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in BufReader::new(logs).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
                 break;
             }
@@ -66,4 +67,12 @@ fn serve_runs_the_synthetic_feed_and_stops_cleanly_on_sigint() {
     wait_for(&|l| l.contains("engine stopped cleanly"));
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+    // The clean stop left a snapshot; replay agrees with it.
+    let out = Command::new(BIN).arg("replay").arg("--data-dir").arg(dir.path()).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("conservation    ok") && text.contains("replayed        0 records"),
+        "{text}"
+    );
 }

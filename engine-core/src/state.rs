@@ -179,7 +179,8 @@ pub struct Engine {
     /// Replies to recent state-changing requests, for request-id deduplication.
     pub(crate) requests: FxHashMap<RequestId, Outcome>,
     pub(crate) request_fifo: VecDeque<RequestId>,
-    /// Highest request id applied: a restarted submitter continues above it.
+    /// Highest request id of a state-changing command applied: a restarted submitter continues
+    /// above it (ids of queries may be reused: they are never remembered).
     pub(crate) max_request_id: u64,
     /// Reused for the ids a tick triggers: no allocation per tick once warm.
     pub(crate) scratch: Vec<PositionId>,
@@ -271,7 +272,10 @@ impl Engine {
             sink.emit(Output::Reply { request_id: rid, result: *first });
             return;
         }
-        self.max_request_id = self.max_request_id.max(rid.0);
+        if remember {
+            // Only state changes move it: a query must not change the state hash.
+            self.max_request_id = self.max_request_id.max(rid.0);
+        }
         let outcome = match &cmd.kind {
             CommandKind::Noop => {
                 if rid == RequestId::NONE {

@@ -1,0 +1,125 @@
+//! The `hundredx` crate: wiring of the engine to its adapters, and durability.
+//!
+//! - [`durability`]: journal (input stage), snapshot writer, recovery.
+//! - [`DurableEngine`]: recover from a data directory, then run the engine with its journal and
+//!   snapshot writer; shut down with a final snapshot.
+//!
+//! The binary (`src/main.rs`) parses the command line and runs `serve`, `replay`, `snapshot`.
+
+pub mod durability;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
+
+use anyhow::{Context, Result};
+use durability::{DataDir, Journal, RecoveryReport, SnapshotWriter, SyncPolicy, recover};
+use engine_core::config::EngineConfig;
+use engine_core::processor::{EngineHandle, SnapshotPolicy, StartOptions};
+use engine_core::state::Engine;
+use tracing::info;
+
+/// How a durable engine journals and snapshots.
+#[derive(Clone, Debug)]
+pub struct DurableOptions {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// When the journal syncs.
+    pub sync: SyncPolicy,
+    /// Journal segment size before rotation.
+    pub segment_bytes: u64,
+    /// When the engine snapshots.
+    pub snapshots: SnapshotPolicy,
+    /// Snapshots kept (older ones are deleted).
+    pub keep_snapshots: usize,
+    /// Delete journal segments wholly covered by the oldest snapshot kept. Off keeps the whole
+    /// journal, so `hundredx replay --from-scratch` can audit everything.
+    pub prune_journal: bool,
+}
+
+impl DurableOptions {
+    /// `fsync`, 64 MiB segments, a snapshot every million commands or 5 minutes, keep 3.
+    pub fn new(data_dir: &Path) -> DurableOptions {
+        DurableOptions {
+            data_dir: data_dir.to_path_buf(),
+            sync: SyncPolicy::Fsync,
+            segment_bytes: 64 << 20,
+            snapshots: SnapshotPolicy {
+                every_commands: Some(1_000_000),
+                every_ns: Some(300_000_000_000),
+            },
+            keep_snapshots: 3,
+            prune_journal: true,
+        }
+    }
+}
+
+/// A running engine with its journal and snapshot writer.
+#[derive(Debug)]
+pub struct DurableEngine {
+    /// Submit commands and subscribe here.
+    pub handle: EngineHandle,
+    /// What recovery found on start.
+    pub recovery: RecoveryReport,
+    writer: JoinHandle<()>,
+    data: DataDir,
+    keep_snapshots: usize,
+    prune_journal: bool,
+    journal_failed: Arc<AtomicBool>,
+    _lock: File,
+}
+
+impl DurableEngine {
+    /// Recovers from `opts.data_dir` (creating it if new) and starts the engine.
+    pub fn start(cfg: EngineConfig, opts: &DurableOptions) -> Result<DurableEngine> {
+        let data = DataDir::create(&opts.data_dir)?;
+        let lock = data.lock()?;
+        let (engine, recovery) = recover(&data, &cfg, true, false)?;
+        let first_seq = recovery.last_seq + 1;
+        let journal = Journal::open(&data, first_seq, opts.sync, opts.segment_bytes)?;
+        let journal_failed = journal.failed_flag();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let writer = SnapshotWriter::new(&data, opts.keep_snapshots, opts.prune_journal);
+        let writer = std::thread::Builder::new()
+            .name("hundredx-snapshots".into())
+            .spawn(move || writer.run(rx))?;
+        let options = StartOptions {
+            first_seq,
+            input_stage: Some(Box::new(journal)),
+            snapshots: Some((opts.snapshots, tx)),
+        };
+        let handle = EngineHandle::start_with(engine, options).context("starting the engine")?;
+        info!(data_dir = %opts.data_dir.display(), first_seq, sync = ?opts.sync, "engine running with journal");
+        Ok(DurableEngine {
+            handle,
+            recovery,
+            writer,
+            data,
+            keep_snapshots: opts.keep_snapshots,
+            prune_journal: opts.prune_journal,
+            journal_failed,
+            _lock: lock,
+        })
+    }
+
+    /// True once the journal failed to write (the engine has stopped applying commands).
+    pub fn journal_failed(&self) -> bool {
+        self.journal_failed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Drains the rings, flushes the journal, writes a final snapshot so the next start replays
+    /// nothing, and returns the final state and its last sequence.
+    pub fn shutdown(self) -> Result<(Engine, u64)> {
+        let DurableEngine { handle, recovery, writer, data, keep_snapshots, prune_journal, .. } =
+            self;
+        let (engine, last_seq) = handle.shutdown_at().context("stopping the engine")?;
+        writer.join().map_err(|_| anyhow::anyhow!("snapshot writer panicked"))?;
+        let newest = data.snapshot_files()?.last().map_or(0, |s| s.0);
+        if last_seq > newest.max(recovery.snapshot_seq) {
+            SnapshotWriter::new(&data, keep_snapshots, prune_journal).write(last_seq, &engine)?;
+        }
+        Ok((engine, last_seq))
+    }
+}

@@ -1,10 +1,16 @@
 //! On-disk formats of the journal and of snapshots. Pure: bytes in, bytes out; the file handling
 //! lives in the `hundredx` crate.
 //!
-//! **Journal record**: `[len: u32 LE][crc32: u32 LE][payload: len bytes]`, where the payload is
-//! the postcard encoding of `(seq: u64, command: Command)` and the CRC-32 (IEEE) covers the
-//! payload. A record is at most [`MAX_RECORD_BYTES`]. A crash mid-write leaves a short or
-//! mismatching last record, which [`RecordReader`] reports instead of decoding.
+//! **Journal record**: `[len: u32 LE][crc32: u32 LE][payload: len bytes]`; the CRC-32C (Castagnoli; SSE4.2 hardware where available)
+//! covers the payload. The payload's first byte says how the rest is encoded:
+//! - `1`: postcard encoding of `(seq: u64, command: Command)` — any command;
+//! - `2`: a price tick in a fixed little-endian layout (`seq, request_id, ts_ns: u64`,
+//!   `market: u16`, `bid, ask: i64`, `update_id, exchange_time_us: u64`). Ticks are most of the
+//!   journal; this layout encodes and decodes in a few nanoseconds where postcard's varints take
+//!   ~50, which decides journal throughput and recovery rate.
+//!
+//! A record is at most [`MAX_RECORD_BYTES`]. A crash mid-write leaves a short or mismatching last
+//! record, which [`RecordReader`] reports instead of decoding.
 //!
 //! **Snapshot file**: `"HXSNAP01"`, `seq: u64 LE` (the journal sequence of the last command it
 //! contains), `state_hash: [u8; 32]`, `len: u64 LE`, `crc32: u32 LE`, then the postcard encoding of
@@ -12,7 +18,8 @@
 
 use serde::Serialize;
 
-use crate::command::Command;
+use crate::command::{Command, CommandKind, MarketId, RequestId, Tick};
+use crate::num::Price;
 use crate::snapshot::EngineSnapshot;
 
 /// Bytes of a record header (length and CRC).
@@ -20,6 +27,9 @@ pub const RECORD_HEADER_BYTES: usize = 8;
 /// Largest record, header included. A command encodes to well under 400 bytes.
 pub const MAX_RECORD_BYTES: usize = 1024;
 const SNAPSHOT_MAGIC: &[u8; 8] = b"HXSNAP01";
+const FORMAT_POSTCARD: u8 = 1;
+const FORMAT_TICK: u8 = 2;
+const TICK_PAYLOAD_BYTES: usize = 1 + 8 + 8 + 8 + 2 + 8 + 8 + 8 + 8;
 const SNAPSHOT_HEADER_BYTES: usize = 8 + 8 + 32 + 8 + 4;
 
 /// Postcard encoding of any value (deterministic for equal values). Allocates: not for the hot path.
@@ -30,13 +40,62 @@ pub fn encode_value<T: Serialize>(v: &T) -> Vec<u8> {
 /// Writes the record for `(seq, cmd)` into `buf` and returns its length. No allocation.
 pub fn encode_record(seq: u64, cmd: &Command, buf: &mut [u8; MAX_RECORD_BYTES]) -> usize {
     let (header, body) = buf.split_at_mut(RECORD_HEADER_BYTES);
-    let len = postcard::to_slice(&(seq, cmd), body)
-        .expect("a command always fits MAX_RECORD_BYTES (inline strings are bounded)")
-        .len();
-    let crc = crc32fast::hash(&body[..len]);
+    let len = match &cmd.kind {
+        CommandKind::PriceTick(t) => encode_tick(seq, cmd, t, body),
+        _ => {
+            body[0] = FORMAT_POSTCARD;
+            1 + postcard::to_slice(&(seq, cmd), &mut body[1..])
+                .expect("a command always fits MAX_RECORD_BYTES (inline strings are bounded)")
+                .len()
+        }
+    };
+    let crc = crc32c::crc32c(&body[..len]);
     header[..4].copy_from_slice(&u32::try_from(len).expect("len < 1024").to_le_bytes());
     header[4..].copy_from_slice(&crc.to_le_bytes());
     RECORD_HEADER_BYTES + len
+}
+
+fn encode_tick(seq: u64, cmd: &Command, t: &Tick, out: &mut [u8]) -> usize {
+    let out = &mut out[..TICK_PAYLOAD_BYTES];
+    out[0] = FORMAT_TICK;
+    let mut at = 1;
+    let mut put = |bytes: &[u8]| {
+        out[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    put(&seq.to_le_bytes());
+    put(&cmd.request_id.0.to_le_bytes());
+    put(&cmd.ts_ns.to_le_bytes());
+    put(&t.market.0.to_le_bytes());
+    put(&t.bid.0.to_le_bytes());
+    put(&t.ask.0.to_le_bytes());
+    put(&t.update_id.to_le_bytes());
+    put(&t.exchange_time_us.to_le_bytes());
+    TICK_PAYLOAD_BYTES
+}
+
+fn decode_tick(p: &[u8]) -> Option<(u64, Command)> {
+    if p.len() != TICK_PAYLOAD_BYTES {
+        return None;
+    }
+    let u64_at = |at: usize| u64::from_le_bytes(p[at..at + 8].try_into().expect("8 bytes"));
+    let i64_at = |at: usize| i64::from_le_bytes(p[at..at + 8].try_into().expect("8 bytes"));
+    let tick = Tick {
+        market: MarketId(u16::from_le_bytes([p[25], p[26]])),
+        bid: Price(i64_at(27)),
+        ask: Price(i64_at(35)),
+        update_id: u64_at(43),
+        exchange_time_us: u64_at(51),
+    };
+    Some((u64_at(1), Command::new(RequestId(u64_at(9)), u64_at(17), CommandKind::PriceTick(tick))))
+}
+
+fn decode_payload(p: &[u8]) -> Option<(u64, Command)> {
+    match *p.first()? {
+        FORMAT_TICK => decode_tick(p),
+        FORMAT_POSTCARD => postcard::from_bytes::<(u64, Command)>(&p[1..]).ok(),
+        _ => None,
+    }
 }
 
 /// Why a record could not be read.
@@ -107,11 +166,10 @@ impl<'a> RecordReader<'a> {
         let Some(payload) = rest.get(RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + len) else {
             return Err(RecordError::Truncated { offset });
         };
-        if crc32fast::hash(payload) != crc {
+        if crc32c::crc32c(payload) != crc {
             return Err(RecordError::Corrupt { offset });
         }
-        let rec = postcard::from_bytes::<(u64, Command)>(payload)
-            .map_err(|_| RecordError::Undecodable { offset })?;
+        let rec = decode_payload(payload).ok_or(RecordError::Undecodable { offset })?;
         self.pos = offset + RECORD_HEADER_BYTES + len;
         Ok(rec)
     }
@@ -169,7 +227,7 @@ pub fn encode_snapshot(seq: u64, state_hash: &[u8; 32], snapshot: &EngineSnapsho
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(state_hash);
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
     out.extend_from_slice(&payload);
     out
 }
@@ -189,7 +247,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
     if payload.len() != len {
         return Err(SnapshotError::Malformed);
     }
-    if crc32fast::hash(payload) != crc {
+    if crc32c::crc32c(payload) != crc {
         return Err(SnapshotError::Checksum);
     }
     let snapshot = postcard::from_bytes(payload).map_err(|_| SnapshotError::Undecodable)?;
@@ -234,6 +292,17 @@ mod tests {
                 },
             ),
             Command::default(),
+            Command::new(
+                RequestId(9),
+                10,
+                CommandKind::PriceTick(Tick {
+                    market: MarketId(2),
+                    bid: Price(-1),
+                    ask: Price(i64::MAX),
+                    update_id: u64::MAX,
+                    exchange_time_us: 3,
+                }),
+            ),
         ];
         let mut bytes = Vec::new();
         for (i, c) in cmds.iter().enumerate() {

@@ -1,0 +1,201 @@
+#![allow(clippy::cast_precision_loss, clippy::float_arithmetic)]
+//! Durability figures (a plain bench binary that prints tables; HDR histograms for latency):
+//!
+//! 1. journal append throughput per sync policy (the journal stage alone, batches of 256);
+//! 2. engine throughput through the rings with no journal and with each policy (1M ticks);
+//! 3. round-trip latency of a request (submit -> reply) without a journal and with `fsync`,
+//!    closed loop, one client: the latency `fsync` adds to the ring-to-ring path;
+//! 4. recovery rate: replaying a journal of 1M commands from scratch.
+//!
+//! Run: `cargo bench --bench durability` (add `-- --quick` for a smoke run).
+
+use std::time::{Duration, Instant};
+
+use engine_core::prelude::*;
+use engine_core::processor::{InputStage, StartOptions};
+use hdrhistogram::Histogram;
+use hundredx::durability::{DataDir, Journal, SyncPolicy, per_second, recover};
+
+const T0: u64 = 1_700_000_000_000_000_000;
+
+fn tick(i: u64) -> CommandKind {
+    let wiggle = i64::try_from(i % 100).unwrap_or(0);
+    CommandKind::PriceTick(Tick {
+        market: MarketId(0),
+        bid: Price(6_000_000 + wiggle),
+        ask: Price(6_000_050 + wiggle),
+        update_id: i + 1,
+        exchange_time_us: 0,
+    })
+}
+
+fn policies() -> [(&'static str, SyncPolicy); 3] {
+    [
+        ("none", SyncPolicy::None),
+        ("interval:10ms", SyncPolicy::Interval(Duration::from_millis(10))),
+        ("fsync", SyncPolicy::Fsync),
+    ]
+}
+
+fn journal_append(n: u64) {
+    println!("\n## 1. Journal append, batches of 256 ({n} commands)\n");
+    println!("| policy | events/s | ns/event |");
+    println!("|---|---|---|");
+    for (name, policy) in policies() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::create(dir.path()).unwrap();
+        let mut j = Journal::open(&data, 1, policy, 64 << 20).unwrap();
+        let start = Instant::now();
+        for i in 0..n {
+            let cmd = Command::new(RequestId::NONE, T0 + i, tick(i));
+            j.on_command(i + 1, &cmd, i % 256 == 255);
+        }
+        drop(j); // final flush + sync
+        let el = start.elapsed();
+        println!("| {name} | {} | {} |", per_second(n, el), el.as_nanos() / u128::from(n));
+    }
+}
+
+fn start(journal: Option<(&DataDir, SyncPolicy)>) -> EngineHandle {
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    let options = StartOptions {
+        first_seq: 1,
+        input_stage: journal.map(|(d, p)| {
+            Box::new(Journal::open(d, 1, p, 256 << 20).unwrap()) as Box<dyn InputStage>
+        }),
+        snapshots: None,
+    };
+    EngineHandle::start_with(engine, options).unwrap()
+}
+
+fn ring_throughput(n: u64) {
+    println!("\n## 2. Engine throughput through the rings, {n} ticks from one producer\n");
+    println!("| journal | events/s | vs no journal |");
+    println!("|---|---|---|");
+    let mut base = 0;
+    let mut runs: Vec<(&str, Option<SyncPolicy>)> = vec![("no journal", None)];
+    runs.extend(policies().map(|(n, p)| (n, Some(p))));
+    for (name, policy) in runs {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::create(dir.path()).unwrap();
+        let mut h = start(policy.map(|p| (&data, p)));
+        let started = Instant::now();
+        for i in 0..n {
+            h.send(T0 + i, tick(i));
+        }
+        // The reply to a final query means every tick before it was applied.
+        h.call(T0 + n, CommandKind::QueryMarkets, Duration::from_secs(60)).unwrap();
+        let el = started.elapsed();
+        assert_eq!(h.counters().ticks_applied, n);
+        drop(h.shutdown().unwrap());
+        let rate = per_second(n, el);
+        if policy.is_none() {
+            base = rate;
+        }
+        let pct = (i128::from(rate) - i128::from(base)) * 100 / i128::from(base.max(1));
+        println!("| {name} | {rate} | {pct:+}% |");
+    }
+}
+
+fn latency(calls: u64) {
+    println!("\n## 3. Round trip submit -> reply, closed loop, one client ({calls} calls)\n");
+    println!("| journal | p50 | p90 | p99 | p99.9 | max |");
+    println!("|---|---|---|---|---|---|");
+    let runs: [(&str, Option<SyncPolicy>); 3] = [
+        ("no journal", None),
+        ("interval:10ms", Some(SyncPolicy::Interval(Duration::from_millis(10)))),
+        ("fsync", Some(SyncPolicy::Fsync)),
+    ];
+    for (name, policy) in runs {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::create(dir.path()).unwrap();
+        let mut h = start(policy.map(|p| (&data, p)));
+        let mut hist = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).unwrap();
+        for i in 0..calls {
+            let t = Instant::now();
+            h.call(T0 + i, tick(i), Duration::from_secs(10)).unwrap();
+            hist.record(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX)).unwrap();
+        }
+        drop(h.shutdown().unwrap());
+        let us = |q: f64| format!("{:.1} µs", hist.value_at_quantile(q) as f64 / 1_000.0);
+        println!(
+            "| {name} | {} | {} | {} | {} | {:.1} µs |",
+            us(0.5),
+            us(0.9),
+            us(0.99),
+            us(0.999),
+            hist.max() as f64 / 1_000.0
+        );
+    }
+}
+
+fn replay_rate(n: u64) {
+    println!("\n## 4. Recovery: replay {n} journaled commands from scratch\n");
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::create(dir.path()).unwrap();
+    {
+        // A realistic mix: accounts, 90% ticks, opens and closes.
+        let mut j = Journal::open(&data, 1, SyncPolicy::None, 1 << 30).unwrap();
+        let mut engine = Engine::new(EngineConfig::default()).unwrap();
+        let mut out = Vec::new();
+        let mut seq = 0;
+        let mut write = |j: &mut Journal, engine: &mut Engine, cmd: Command| {
+            seq += 1;
+            j.on_command(seq, &cmd, seq % 256 == 0);
+            out.clear();
+            engine.apply(&cmd, &mut out);
+        };
+        for a in 0..1_000u32 {
+            let login = Login::new(&format!("r{a}@x")).unwrap();
+            write(
+                &mut j,
+                &mut engine,
+                Command::new(
+                    RequestId(u64::from(a) + 1),
+                    T0,
+                    CommandKind::CreateAccount { login, credential: Credential::empty() },
+                ),
+            );
+        }
+        for i in 0..n - 1_000 {
+            let rid = RequestId(10_000 + i);
+            let kind = if i % 10 == 9 {
+                CommandKind::OpenPosition(OpenRequest {
+                    account: AccountId(u32::try_from(i % 1_000).unwrap() + 1),
+                    market: MarketId(0),
+                    side: if i % 20 == 9 { Side::Long } else { Side::Short },
+                    leverage: 10,
+                    size: Size::Margin(Usdc::from_whole(1)),
+                    expected_price: None,
+                    max_slippage_bps: 0,
+                    take_profit: None,
+                    stop_loss: None,
+                    client_order_id: None,
+                })
+            } else {
+                tick(i)
+            };
+            // Feed ticks carry no request id (no reply, not remembered), as in production.
+            let rid = if matches!(kind, CommandKind::PriceTick(_)) { RequestId::NONE } else { rid };
+            write(&mut j, &mut engine, Command::new(rid, T0 + i, kind));
+        }
+    }
+    let (engine, report) = recover(&data, &EngineConfig::default(), false, true).unwrap();
+    println!(
+        "replayed {} commands in {:?}: **{} events/s** ({} open positions at the end)",
+        report.replayed,
+        report.elapsed,
+        per_second(report.replayed, report.elapsed),
+        engine.open_positions()
+    );
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let scale = if quick { 100 } else { 1 };
+    println!("# hundredx durability bench{}", if quick { " (--quick)" } else { "" });
+    journal_append(2_000_000 / scale);
+    ring_throughput(1_000_000 / scale);
+    latency(5_000 / scale);
+    replay_rate(1_000_000 / scale);
+}

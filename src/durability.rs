@@ -48,9 +48,9 @@ const SNAPSHOT_EXT: &str = "snap";
 pub enum SyncPolicy {
     /// At the end of every batch (group commit): a reply implies its command is on disk.
     Fsync,
-    /// At the end of a batch if this long has passed since the last sync. Every batch is still
-    /// written to the OS, so a process crash loses nothing; a machine crash loses at most the
-    /// last interval (plus the last batch if the engine then went idle).
+    /// By a background thread, every this long, if anything was written since the last sync.
+    /// Every batch is still written to the OS at its end, so a process crash loses nothing; a
+    /// machine crash loses at most the last interval.
     Interval(Duration),
     /// Never (only at rotation and shutdown): for benchmarks and throwaway runs.
     None,
@@ -148,9 +148,63 @@ pub struct Journal {
     segment_bytes_max: u64,
     file: BufWriter<File>,
     segment_bytes: u64,
-    last_sync: Instant,
     record: [u8; MAX_RECORD_BYTES],
     failed: Arc<AtomicBool>,
+    syncer: Option<Syncer>,
+}
+
+/// The interval policy's background `fdatasync`: a second handle on the current segment.
+struct Syncer {
+    shared: Arc<SyncerShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct SyncerShared {
+    file: std::sync::Mutex<File>,
+    dirty: AtomicBool,
+    stop: AtomicBool,
+    failed: Arc<AtomicBool>,
+}
+
+impl Syncer {
+    fn start(file: &File, every: Duration, failed: Arc<AtomicBool>) -> Result<Syncer> {
+        let shared = Arc::new(SyncerShared {
+            file: std::sync::Mutex::new(file.try_clone()?),
+            dirty: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            failed,
+        });
+        let s = Arc::clone(&shared);
+        let thread =
+            std::thread::Builder::new().name("hundredx-fsync".into()).spawn(move || {
+                while !s.stop.load(Ordering::Relaxed) {
+                    std::thread::park_timeout(every);
+                    if s.dirty.swap(false, Ordering::AcqRel) {
+                        let file = s.file.lock().unwrap_or_else(|e| e.into_inner());
+                        if let Err(e) = file.sync_data() {
+                            s.failed.store(true, Ordering::SeqCst);
+                            tracing::error!(error = %e, "journal fdatasync failed");
+                        }
+                    }
+                }
+            })?;
+        Ok(Syncer { shared, thread: Some(thread) })
+    }
+
+    fn switch_to(&self, file: &File) -> std::io::Result<()> {
+        *self.shared.file.lock().unwrap_or_else(|e| e.into_inner()) = file.try_clone()?;
+        Ok(())
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for Journal {
@@ -169,15 +223,20 @@ impl Journal {
     ) -> Result<Journal> {
         let dir = data.journal();
         let file = open_segment(&dir, first_seq)?;
+        let failed = Arc::new(AtomicBool::new(false));
+        let syncer = match policy {
+            SyncPolicy::Interval(every) => Some(Syncer::start(&file, every, Arc::clone(&failed))?),
+            _ => None,
+        };
         Ok(Journal {
             dir,
             policy,
             segment_bytes_max: segment_bytes_max.max(MAX_RECORD_BYTES as u64),
             file: BufWriter::with_capacity(1 << 18, file),
             segment_bytes: 0,
-            last_sync: Instant::now(),
             record: [0; MAX_RECORD_BYTES],
-            failed: Arc::new(AtomicBool::new(false)),
+            failed,
+            syncer,
         })
     }
 
@@ -200,6 +259,9 @@ impl Journal {
         self.file.flush()?;
         self.file.get_ref().sync_data()?;
         let file = open_segment(&self.dir, next_seq).map_err(std::io::Error::other)?;
+        if let Some(s) = &self.syncer {
+            s.switch_to(&file)?;
+        }
         self.file = BufWriter::with_capacity(1 << 18, file);
         self.segment_bytes = 0;
         Ok(())
@@ -207,14 +269,10 @@ impl Journal {
 
     fn end_batch(&mut self) -> std::io::Result<()> {
         self.file.flush()?;
-        let due = match self.policy {
-            SyncPolicy::Fsync => true,
-            SyncPolicy::Interval(d) => self.last_sync.elapsed() >= d,
-            SyncPolicy::None => false,
-        };
-        if due {
-            self.file.get_ref().sync_data()?;
-            self.last_sync = Instant::now();
+        match (&self.policy, &self.syncer) {
+            (SyncPolicy::Fsync, _) => self.file.get_ref().sync_data()?,
+            (SyncPolicy::Interval(_), Some(s)) => s.shared.dirty.store(true, Ordering::Release),
+            _ => {}
         }
         Ok(())
     }
@@ -252,6 +310,7 @@ impl InputStage for Journal {
 
 impl Drop for Journal {
     fn drop(&mut self) {
+        self.syncer = None; // stop the background syncer first
         let synced = self.file.flush().and_then(|()| self.file.get_ref().sync_data());
         if let Err(e) = synced {
             warn!(error = %e, "journal: final flush failed");

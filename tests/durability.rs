@@ -114,9 +114,11 @@ fn live_hash(h: &mut EngineHandle) -> [u8; 32] {
 #[test]
 fn recovery_from_snapshot_plus_journal_equals_the_live_engine() {
     let dir = tempfile::tempdir().unwrap();
-    let mut d =
-        DurableEngine::start(EngineConfig::default(), &options(dir.path(), SyncPolicy::None, 700))
-            .unwrap();
+    let mut d = DurableEngine::start(
+        EngineConfig::default(),
+        &options(dir.path(), SyncPolicy::Interval(Duration::from_millis(5)), 700),
+    )
+    .unwrap();
     create_accounts(&mut d.handle, 20);
     let mut w = Workload::new(7, 0);
     run(&mut d.handle, &mut w, 3_000);

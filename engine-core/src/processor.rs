@@ -76,8 +76,16 @@ pub enum Subscription {
 type InProducer = MultiProducer<Command, SingleConsumerBarrier>;
 type OutProducer = SingleProducer<Output, SingleConsumerBarrier>;
 
+/// Where a reply goes.
+enum ReplyTo {
+    /// A [`Ticket`]'s channel.
+    Ticket(Sender<Response>),
+    /// A callback, run on the reply thread (see [`Submitter::submit_with`]).
+    Callback(Box<dyn FnOnce(Response) + Send>),
+}
+
 struct Waiter {
-    tx: Sender<Response>,
+    to: ReplyTo,
     items: Vec<Item>,
 }
 
@@ -193,22 +201,52 @@ impl Clone for Submitter {
 }
 
 impl Submitter {
-    fn register(&self) -> Result<(RequestId, Receiver<Response>), EngineError> {
+    fn register(&self, to: ReplyTo) -> Result<RequestId, EngineError> {
         let id = RequestId(self.shared.next_request_id.fetch_add(1, Ordering::Relaxed));
-        let (tx, rx) = crossbeam_channel::bounded(1);
         let mut waiters = self.shared.waiters();
         if waiters.len() >= self.shared.max_in_flight {
             return Err(EngineError::TooManyInFlight);
         }
         // Registered before publishing, so a fast reply always finds its waiter.
-        waiters.insert(id, Waiter { tx, items: Vec::new() });
-        Ok((id, rx))
+        waiters.insert(id, Waiter { to, items: Vec::new() });
+        Ok(id)
+    }
+
+    fn register_ticket(&self) -> Result<(RequestId, Receiver<Response>), EngineError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        Ok((self.register(ReplyTo::Ticket(tx))?, rx))
+    }
+
+    /// Submits a command whose reply is handed to `on_reply`, which runs on the reply thread and
+    /// must not block (an async adapter sends it on a oneshot channel). Fails like
+    /// [`Submitter::try_submit`] (never spins). Returns the request id, for [`Submitter::cancel`].
+    pub fn submit_with(
+        &mut self,
+        ts_ns: u64,
+        kind: CommandKind,
+        on_reply: Box<dyn FnOnce(Response) + Send>,
+    ) -> Result<RequestId, EngineError> {
+        let request_id = self.register(ReplyTo::Callback(on_reply))?;
+        let published =
+            self.producer.try_publish(|slot| *slot = Command::new(request_id, ts_ns, kind));
+        if published.is_err() {
+            self.shared.waiters().remove(&request_id);
+            return Err(EngineError::RingFull);
+        }
+        self.shared.input_parker.wake();
+        Ok(request_id)
+    }
+
+    /// Forgets the waiter of `request_id` (its caller gave up, e.g. timed out); a late reply is
+    /// then counted and dropped.
+    pub fn cancel(&self, request_id: RequestId) {
+        self.shared.waiters().remove(&request_id);
     }
 
     /// Submits a command received at `ts_ns` (nanoseconds since the epoch: the engine has no
     /// clock of its own); spins while the in-ring is full. The ticket yields the reply.
     pub fn submit(&mut self, ts_ns: u64, kind: CommandKind) -> Result<Ticket, EngineError> {
-        let (request_id, rx) = self.register()?;
+        let (request_id, rx) = self.register_ticket()?;
         self.producer.publish(|slot| *slot = Command::new(request_id, ts_ns, kind));
         self.shared.input_parker.wake();
         Ok(Ticket { request_id, rx, shared: Arc::clone(&self.shared) })
@@ -216,7 +254,7 @@ impl Submitter {
 
     /// As [`Submitter::submit`], but fails with [`EngineError::RingFull`] instead of spinning.
     pub fn try_submit(&mut self, ts_ns: u64, kind: CommandKind) -> Result<Ticket, EngineError> {
-        let (request_id, rx) = self.register()?;
+        let (request_id, rx) = self.register_ticket()?;
         let published =
             self.producer.try_publish(|slot| *slot = Command::new(request_id, ts_ns, kind));
         if published.is_err() {
@@ -634,13 +672,20 @@ fn route(shared: &Shared, output: &Output) {
             }
         }
         Output::Reply { request_id, result } => {
-            match shared.waiters().remove(request_id) {
+            // Take the waiter out first: the lock must not be held while a callback runs.
+            let waiter = shared.waiters().remove(request_id);
+            match waiter {
                 Some(w) => {
                     let response =
                         Response { request_id: *request_id, result: *result, items: w.items };
-                    // Capacity 1 and one reply per request: never full. Disconnected means the
-                    // ticket was dropped unread, which is the caller's choice.
-                    let _ = w.tx.try_send(response);
+                    match w.to {
+                        // Capacity 1 and one reply per request: never full. Disconnected means
+                        // the ticket was dropped unread, which is the caller's choice.
+                        ReplyTo::Ticket(tx) => {
+                            let _ = tx.try_send(response);
+                        }
+                        ReplyTo::Callback(f) => f(response),
+                    }
                 }
                 None => {
                     shared.late_replies.fetch_add(1, Ordering::Relaxed);

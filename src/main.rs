@@ -22,6 +22,7 @@ use engine_core::prelude::*;
 use engine_core::processor::SnapshotPolicy;
 use hundredx::durability::{DataDir, SnapshotWriter, SyncPolicy, recover};
 use hundredx::{DurableEngine, DurableOptions};
+use hundredx_http::{ApiConfig, AppState};
 use tracing::{info, warn};
 
 #[derive(Parser, Debug)]
@@ -116,6 +117,19 @@ struct DrillArgs {
 struct ServeArgs {
     #[command(flatten)]
     durability: DurabilityArgs,
+    /// Address of the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// HS256 secret for JWTs (at least 16 bytes). Without one, a random secret is generated and
+    /// tokens do not survive a restart.
+    #[arg(long, env = "HUNDREDX_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Markets to trade, comma-separated, from BTC_USDC, ETH_USDC, SOL_USDC (default: all).
+    #[arg(long, value_delimiter = ',')]
+    markets: Vec<String>,
+    /// Disable `POST /user/deposit` and the demo balance of new accounts.
+    #[arg(long)]
+    no_demo_deposits: bool,
     /// Price feed: `backpack` (live), `synthetic` (seeded random walk, offline) or `replay:FILE`.
     #[arg(long, default_value = "backpack")]
     feed: String,
@@ -173,8 +187,29 @@ fn serve(args: ServeArgs) -> Result<()> {
         }
         other => bail!("unknown feed {other:?}: expected backpack, synthetic or replay:FILE"),
     }
+    let mut markets = MarketConfig::defaults();
+    if !args.markets.is_empty() {
+        for m in &args.markets {
+            if !markets.iter().any(|d| &d.symbol == m) {
+                bail!("unknown market {m:?}: known markets are BTC_USDC, ETH_USDC, SOL_USDC");
+            }
+        }
+        markets.retain(|d| args.markets.contains(&d.symbol));
+    }
+    let jwt_secret = match &args.jwt_secret {
+        Some(s) if s.len() >= 16 => s.as_bytes().to_vec(),
+        Some(_) => bail!("--jwt-secret must be at least 16 bytes"),
+        None => {
+            warn!(
+                "no --jwt-secret / HUNDREDX_JWT_SECRET: generated a random secret; tokens will not survive a restart"
+            );
+            random_secret()?
+        }
+    };
     let cfg = EngineConfig {
         pin_core: args.pin_core,
+        markets,
+        demo_deposits: !args.no_demo_deposits,
         wait: if args.busy_spin { WaitMode::BusySpin } else { WaitMode::Adaptive },
         ..EngineConfig::default()
     };
@@ -234,8 +269,25 @@ fn serve(args: ServeArgs) -> Result<()> {
         }
     })?;
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut api_cfg = ApiConfig::new(jwt_secret, durable.handle.config_markets());
+    api_cfg.demo_deposits = !args.no_demo_deposits;
+    let api_state = AppState::new(api_cfg, engine.submitter());
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        println!("hundredx listening on http://{addr}");
+        println!("markets: {}", symbols.join(", "));
+        println!(
+            "try:  curl -s -X POST http://{addr}/api/v1/user/signup -H 'content-type: application/json' \\\n        -d '{{\"email\":\"me@example.com\",\"password\":\"correct horse\"}}'"
+        );
+        let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(hundredx_http::serve(listener, api_state, async {
+            let _ = http_stopped.await;
+        }));
         let mut status = tokio::time::interval(Duration::from_secs(args.status_interval));
         status.tick().await;
         loop {
@@ -243,7 +295,7 @@ fn serve(args: ServeArgs) -> Result<()> {
                 r = tokio::signal::ctrl_c() => {
                     r.context("waiting for ctrl-c")?;
                     info!("ctrl-c: shutting down");
-                    return anyhow::Ok(());
+                    break;
                 }
                 _ = status.tick() => {
                     let c = engine.counters();
@@ -253,7 +305,11 @@ fn serve(args: ServeArgs) -> Result<()> {
                 }
             }
         }
+        let _ = stop_http.send(());
+        server.await.context("HTTP server task")?.context("HTTP server")?;
+        anyhow::Ok(())
     })?;
+    drop(runtime);
 
     stop.store(true, Ordering::Relaxed);
     feed_thread.join().map_err(|_| anyhow::anyhow!("feed thread panicked"))?;
@@ -263,6 +319,16 @@ fn serve(args: ServeArgs) -> Result<()> {
     info!(last_seq, accounts = s.accounts, open_positions = s.open_positions,
         state_hash = %engine_core::hash::hex(&s.hash), "engine stopped cleanly");
     Ok(())
+}
+
+/// 32 random bytes, hex: the JWT secret when none is configured.
+fn random_secret() -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom for a JWT secret")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes())
 }
 
 fn replay(args: ReplayArgs) -> Result<()> {

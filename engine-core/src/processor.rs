@@ -237,6 +237,21 @@ impl Submitter {
         Ok(request_id)
     }
 
+    /// The engine's counters as of its last completed batch.
+    pub fn counters(&self) -> Counters {
+        self.shared.counters.load()
+    }
+
+    /// Requests awaiting their reply now.
+    pub fn in_flight(&self) -> usize {
+        self.shared.waiters().len()
+    }
+
+    /// Outputs lost because a subscriber's channel was full.
+    pub fn events_dropped(&self) -> u64 {
+        self.shared.events_dropped.load(Ordering::Relaxed)
+    }
+
     /// Forgets the waiter of `request_id` (its caller gave up, e.g. timed out); a late reply is
     /// then counted and dropped.
     pub fn cancel(&self, request_id: RequestId) {
@@ -304,6 +319,7 @@ impl Submitter {
 pub struct EngineHandle {
     submitter: Submitter,
     final_state: Receiver<(Engine, u64)>,
+    markets: Vec<crate::config::MarketConfig>,
 }
 
 /// A stage that sees every command before the engine does, in ring order: the journaller.
@@ -468,7 +484,11 @@ impl EngineHandle {
                 .handle_events_and_state_with(engine_handler, engine_init)
                 .build(),
         };
-        Ok(EngineHandle { submitter: Submitter { producer, shared }, final_state })
+        Ok(EngineHandle {
+            submitter: Submitter { producer, shared },
+            final_state,
+            markets: cfg.markets,
+        })
     }
 
     /// Another submitter for another thread.
@@ -526,6 +546,11 @@ impl EngineHandle {
         self.submitter.shared.late_replies.load(Ordering::Relaxed)
     }
 
+    /// The markets the engine runs with, in market-id order.
+    pub fn config_markets(&self) -> Vec<crate::config::MarketConfig> {
+        self.markets.clone()
+    }
+
     /// Snapshot copies dropped because the writer was still busy.
     pub fn snapshots_skipped(&self) -> u64 {
         self.submitter.shared.snapshots_skipped.load(Ordering::Relaxed)
@@ -540,7 +565,7 @@ impl EngineHandle {
     /// As [`EngineHandle::shutdown`], also returning the journal sequence of the last command
     /// applied (`first_seq - 1` if none was).
     pub fn shutdown_at(self) -> Result<(Engine, u64), EngineError> {
-        let EngineHandle { submitter, final_state } = self;
+        let EngineHandle { submitter, final_state, .. } = self;
         drop(submitter);
         final_state.recv().map_err(|_| EngineError::Shutdown)
     }

@@ -1,0 +1,635 @@
+//! Routes, request and response shapes, handlers.
+//!
+//! Decimals travel as strings (`"62000.5"`); inputs accept strings or JSON numbers, parsed exactly
+//! (serde_json keeps a number's text) with the market's precision: too many decimals is a 400,
+//! never a rounding. Unknown fields are rejected. Ids are strings.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use engine_core::command::{
+    AccountId, ClientOrderId, CommandKind, Credential, Login, OpenRequest, PositionId,
+    PositionStatus, Size,
+};
+use engine_core::config::MarketConfig;
+use engine_core::event::{AccountView, Item, PositionView, ReplyData};
+use engine_core::math::Side;
+use engine_core::num::{
+    DecimalError, Price, Qty, Usdc, format_fixed, parse_fixed, parse_fixed_i128,
+};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::auth::{hash_password, normalize_email, verify_password};
+use crate::error::ApiError;
+use crate::{AppState, now_ns};
+
+type St = State<Arc<AppState>>;
+
+/// Every route; [`crate::openapi::ROUTES`] lists the same (a test keeps them equal).
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/user/signup", post(signup))
+        .route("/api/v1/user/signin", post(signin))
+        .route("/api/v1/user/balance", get(balance))
+        .route("/api/v1/user/deposit", post(deposit))
+        .route("/api/v1/markets", get(markets))
+        .route("/api/v1/positions", post(open).get(list_positions))
+        .route("/api/v1/positions/{id}", get(get_position))
+        .route("/api/v1/positions/{id}/close", post(close))
+        .route("/api/v1/positions/{id}/margin", post(add_margin))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(crate::metrics::render))
+        .route("/api/v1/openapi.json", get(openapi))
+        .fallback(|| async { ApiError::not_found("not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed",
+            )
+        })
+}
+
+// ----- extractors -----
+
+/// JSON body with the API's error shape on rejection (400, or 413 / 415).
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(json_rejection(&rejection)),
+        }
+    }
+}
+
+fn json_rejection(r: &JsonRejection) -> ApiError {
+    match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body too large",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected Content-Type: application/json",
+        ),
+        _ => ApiError::bad_request("invalid_json", r.body_text()),
+    }
+}
+
+/// The authenticated caller, from `Authorization: Bearer <JWT>`.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthUser(pub AccountId);
+
+impl FromRequestParts<Arc<AppState>> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization header"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| ApiError::unauthorized("expected a Bearer token"))?;
+        Ok(AuthUser(AccountId(state.tokens.verify(token.trim())?)))
+    }
+}
+
+/// A decimal input: a JSON string or number, kept as text for exact parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dec(pub String);
+
+impl<'de> Deserialize<'de> for Dec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(Dec(s)),
+            Value::Number(n) => Ok(Dec(n.to_string())),
+            _ => Err(serde::de::Error::custom("expected a decimal as a string or number")),
+        }
+    }
+}
+
+fn dec_error(field: &str, e: DecimalError) -> ApiError {
+    let code = match e {
+        DecimalError::TooManyDecimals { .. } => "too_many_decimals",
+        DecimalError::Malformed | DecimalError::OutOfRange => "invalid_number",
+    };
+    ApiError::bad_request(code, format!("{field}: {e}"))
+}
+
+fn positive(field: &str, v: i128) -> Result<i128, ApiError> {
+    if v > 0 {
+        Ok(v)
+    } else {
+        Err(ApiError::bad_request("invalid_number", format!("{field}: must be positive")))
+    }
+}
+
+fn price(field: &str, d: &Dec, m: &MarketConfig) -> Result<Price, ApiError> {
+    let v = parse_fixed(&d.0, m.price_decimals).map_err(|e| dec_error(field, e))?;
+    positive(field, i128::from(v)).map(|_| Price(v))
+}
+
+fn qty(field: &str, d: &Dec, m: &MarketConfig) -> Result<Qty, ApiError> {
+    let v = parse_fixed(&d.0, m.qty_decimals).map_err(|e| dec_error(field, e))?;
+    positive(field, i128::from(v)).map(|_| Qty(v))
+}
+
+fn usdc(field: &str, d: &Dec) -> Result<Usdc, ApiError> {
+    let v =
+        parse_fixed_i128(&d.0, engine_core::num::USDC_DECIMALS).map_err(|e| dec_error(field, e))?;
+    positive(field, v).map(|_| Usdc(v))
+}
+
+// ----- response shapes -----
+
+fn money(v: Usdc) -> String {
+    v.to_string()
+}
+
+fn px(v: Price, m: &MarketConfig) -> String {
+    format_fixed(i128::from(v.0), m.price_decimals)
+}
+
+fn ms(ns: u64) -> u64 {
+    ns / 1_000_000
+}
+
+/// A position as JSON.
+pub fn position_json(v: &PositionView, m: &MarketConfig) -> Value {
+    let mut o = json!({
+        "id": v.id.0.to_string(),
+        "market": m.symbol,
+        "side": v.side.as_str(),
+        "status": v.status.as_str(),
+        "quantity": format_fixed(i128::from(v.quantity.0), m.qty_decimals),
+        "entry_price": px(v.entry_price, m),
+        "margin": money(v.margin),
+        "leverage": v.leverage,
+        "liquidation_price": (v.liquidation_price.0 > 0).then(|| px(v.liquidation_price, m)),
+        "take_profit": v.take_profit.map(|p| px(p, m)),
+        "stop_loss": v.stop_loss.map(|p| px(p, m)),
+        "unrealized_pnl": money(v.unrealized_pnl),
+        "opened_at": ms(v.opened_at_ns),
+    });
+    if let (Some(c), Some(obj)) = (v.close, o.as_object_mut()) {
+        obj.insert("exit_price".into(), json!(px(c.exit_price, m)));
+        obj.insert("realized_pnl".into(), json!(money(c.realized_pnl)));
+        obj.insert("fee".into(), json!(money(c.fee)));
+        obj.insert("payout".into(), json!(money(c.payout)));
+        obj.insert("close_reason".into(), json!(c.reason.as_str()));
+        obj.insert("closed_at".into(), json!(ms(c.closed_at_ns)));
+    }
+    o
+}
+
+fn balance_json(a: &AccountView) -> Value {
+    json!({
+        "available": money(a.available),
+        "locked_margin": money(a.locked_margin),
+        "equity": money(a.equity),
+        "unrealized_pnl": money(a.unrealized_pnl),
+    })
+}
+
+fn view_response(
+    state: &AppState,
+    status: StatusCode,
+    v: &PositionView,
+) -> Result<Response, ApiError> {
+    let m = state
+        .market_cfg(v.market)
+        .ok_or_else(|| ApiError::bad_request("unknown_market", "unknown market"))?;
+    Ok((status, Json(position_json(v, m))).into_response())
+}
+
+async fn engine(state: &AppState, kind: CommandKind) -> Result<(ReplyData, Vec<Item>), ApiError> {
+    let r = state.call(kind).await?;
+    r.result.map(|d| (d, r.items)).map_err(ApiError::from_reason)
+}
+
+fn unexpected(d: &ReplyData) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "unexpected_reply",
+        format!("unexpected engine reply {d:?}"),
+    )
+}
+
+// ----- user -----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    email: String,
+    password: String,
+}
+
+fn check_password(p: &str) -> Result<(), ApiError> {
+    if (8..=128).contains(&p.chars().count()) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("invalid_password", "password must be 8 to 128 characters"))
+    }
+}
+
+async fn signup(
+    State(state): St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<Response, ApiError> {
+    AppState::limited(&state.signin_ip, &peer.ip())?;
+    let email = normalize_email(&body.email).ok_or_else(|| {
+        ApiError::bad_request("invalid_email", "expected an email address of at most 64 bytes")
+    })?;
+    check_password(&body.password)?;
+    let password = body.password;
+    let hash =
+        tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "hashing_failed",
+                "password hashing failed",
+            )
+        })??;
+    let login = Login::new(&email)
+        .ok_or_else(|| ApiError::bad_request("invalid_email", "email too long"))?;
+    let credential = Credential::new(&hash).ok_or_else(|| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "hashing_failed", "hash too long")
+    })?;
+    match engine(&state, CommandKind::CreateAccount { login, credential }).await? {
+        (ReplyData::AccountCreated { account }, _) => {
+            tracing::info!(account = account.0, "signed up");
+            Ok((StatusCode::CREATED, Json(json!({ "user_id": account.0.to_string() })))
+                .into_response())
+        }
+        (d, _) => Err(unexpected(&d)),
+    }
+}
+
+/// A real hash, verified when the login is unknown, so an unknown email takes as long as a wrong
+/// password (no account enumeration by timing).
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("not-a-real-password").unwrap_or_default())
+}
+
+async fn signin(
+    State(state): St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<Response, ApiError> {
+    AppState::limited(&state.signin_ip, &peer.ip())?;
+    let email = normalize_email(&body.email)
+        .ok_or_else(|| ApiError::unauthorized("invalid email or password"))?;
+    AppState::limited(&state.signin_login, &email)?;
+    let login =
+        Login::new(&email).ok_or_else(|| ApiError::unauthorized("invalid email or password"))?;
+    let found = match state.call(CommandKind::QueryCredential { login }).await?.result {
+        Ok(ReplyData::Credential { account, credential }) => {
+            Some((account, credential.as_str().to_owned()))
+        }
+        _ => None,
+    };
+    let (account, hash) = match found {
+        Some((a, h)) => (Some(a), Some(h)),
+        None => (None, None),
+    };
+    let password = body.password;
+    let ok = tokio::task::spawn_blocking(move || match &hash {
+        Some(h) => verify_password(&password, h),
+        None => verify_password(&password, dummy_hash()),
+    })
+    .await
+    .unwrap_or(false);
+    let account = account
+        .filter(|_| ok)
+        .ok_or_else(|| ApiError::unauthorized("invalid email or password"))?;
+    let (token, expires_at) = state.tokens.issue(account.0)?;
+    Ok(Json(json!({ "token": token, "expires_at": expires_at })).into_response())
+}
+
+async fn balance(State(state): St, AuthUser(account): AuthUser) -> Result<Response, ApiError> {
+    match engine(&state, CommandKind::QueryAccount { account }).await? {
+        (ReplyData::Account(a), _) => Ok(Json(balance_json(&a)).into_response()),
+        (d, _) => Err(unexpected(&d)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AmountBody {
+    amount: Dec,
+}
+
+async fn deposit(
+    State(state): St,
+    AuthUser(account): AuthUser,
+    ApiJson(body): ApiJson<AmountBody>,
+) -> Result<Response, ApiError> {
+    if !state.cfg.demo_deposits {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "deposits_disabled",
+            "demo deposits are off",
+        ));
+    }
+    AppState::limited(&state.trading, &account.0)?;
+    let amount = usdc("amount", &body.amount)?;
+    match engine(&state, CommandKind::Deposit { account, amount }).await? {
+        (ReplyData::Account(a), _) => Ok(Json(balance_json(&a)).into_response()),
+        (d, _) => Err(unexpected(&d)),
+    }
+}
+
+// ----- markets -----
+
+async fn markets(State(state): St) -> Result<Response, ApiError> {
+    let (_, items) = engine(&state, CommandKind::QueryMarkets).await?;
+    let list: Vec<Value> = items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Market(mv) => {
+                let m = state.market_cfg(mv.market)?;
+                let has = mv.updated_at_ns > 0;
+                Some(json!({
+                    "symbol": m.symbol,
+                    "bid": has.then(|| px(mv.bid, m)),
+                    "ask": has.then(|| px(mv.ask, m)),
+                    "updated_at": has.then(|| ms(mv.updated_at_ns)),
+                    "price_decimals": m.price_decimals,
+                    "qty_decimals": m.qty_decimals,
+                    "max_leverage": m.max_leverage,
+                    "maintenance_margin_rate": format_fixed(i128::from(m.maintenance_margin_rate.0), 6),
+                }))
+            }
+            Item::Position(_) => None,
+        })
+        .collect();
+    Ok(Json(json!({ "markets": list })).into_response())
+}
+
+// ----- positions -----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenBody {
+    market: String,
+    side: String,
+    leverage: u64,
+    margin: Option<Dec>,
+    quantity: Option<Dec>,
+    expected_price: Option<Dec>,
+    max_slippage_bps: Option<u32>,
+    take_profit: Option<Dec>,
+    stop_loss: Option<Dec>,
+    client_order_id: Option<String>,
+}
+
+fn open_request(
+    state: &AppState,
+    account: AccountId,
+    b: &OpenBody,
+) -> Result<OpenRequest, ApiError> {
+    let (market, m) = state.market(&b.market)?;
+    let side = match b.side.as_str() {
+        "long" => Side::Long,
+        "short" => Side::Short,
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_side",
+                "side must be \"long\" or \"short\"",
+            ));
+        }
+    };
+    let leverage = u32::try_from(b.leverage)
+        .ok()
+        .filter(|l| (1..=m.max_leverage).contains(l))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_leverage",
+                format!("leverage must be 1..={}", m.max_leverage),
+            )
+        })?;
+    let size = match (&b.margin, &b.quantity) {
+        (Some(d), None) => Size::Margin(usdc("margin", d)?),
+        (None, Some(d)) => Size::Quantity(qty("quantity", d, m)?),
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "give exactly one of margin or quantity",
+            ));
+        }
+    };
+    let opt_price = |f: &str, d: &Option<Dec>| d.as_ref().map(|d| price(f, d, m)).transpose();
+    let client_order_id = b
+        .client_order_id
+        .as_deref()
+        .map(|c| {
+            ClientOrderId::new(c).filter(|c| !c.is_empty()).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_client_order_id",
+                    "client_order_id must be 1..=36 bytes",
+                )
+            })
+        })
+        .transpose()?;
+    if b.max_slippage_bps.is_some() != b.expected_price.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "expected_price and max_slippage_bps go together",
+        ));
+    }
+    Ok(OpenRequest {
+        account,
+        market,
+        side,
+        leverage,
+        size,
+        expected_price: opt_price("expected_price", &b.expected_price)?,
+        max_slippage_bps: b.max_slippage_bps.unwrap_or(0).min(10_000),
+        take_profit: opt_price("take_profit", &b.take_profit)?,
+        stop_loss: opt_price("stop_loss", &b.stop_loss)?,
+        client_order_id,
+    })
+}
+
+async fn open(
+    State(state): St,
+    AuthUser(account): AuthUser,
+    ApiJson(body): ApiJson<OpenBody>,
+) -> Result<Response, ApiError> {
+    AppState::limited(&state.trading, &account.0)?;
+    let req = open_request(&state, account, &body)?;
+    match engine(&state, CommandKind::OpenPosition(req)).await? {
+        (ReplyData::Opened(v), _) => view_response(&state, StatusCode::CREATED, &v),
+        (d, _) => Err(unexpected(&d)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+}
+
+async fn list_positions(
+    State(state): St,
+    AuthUser(account): AuthUser,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let status = match q.status.as_deref() {
+        None | Some("open") => PositionStatus::Open,
+        Some("closed") => PositionStatus::Closed,
+        Some(_) => {
+            return Err(ApiError::bad_request("invalid_status", "status must be open or closed"));
+        }
+    };
+    let (_, items) = engine(&state, CommandKind::QueryPositions { account, status }).await?;
+    let list: Vec<Value> = items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Position(v) => state.market_cfg(v.market).map(|m| position_json(v, m)),
+            Item::Market(_) => None,
+        })
+        .collect();
+    Ok(Json(json!({ "positions": list })).into_response())
+}
+
+fn position_id(raw: &str) -> Result<PositionId, ApiError> {
+    // Anything that is not one of the caller's positions is 404, junk ids included.
+    raw.parse::<u64>()
+        .map(PositionId)
+        .map_err(|_| ApiError::not_found("unknown_position", "no such position"))
+}
+
+async fn get_position(
+    State(state): St,
+    AuthUser(account): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let position = position_id(&id)?;
+    match engine(&state, CommandKind::QueryPosition { account, position }).await? {
+        (ReplyData::Position(v), _) => view_response(&state, StatusCode::OK, &v),
+        (d, _) => Err(unexpected(&d)),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CloseBody {
+    quantity: Option<Dec>,
+}
+
+async fn close(
+    State(state): St,
+    AuthUser(account): AuthUser,
+    Path(id): Path<String>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    AppState::limited(&state.trading, &account.0)?;
+    let position = position_id(&id)?;
+    // The body is optional here: empty closes everything.
+    let body = body.map_err(|r| match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body too large",
+        ),
+        _ => ApiError::bad_request("invalid_body", r.body_text()),
+    })?;
+    let body: CloseBody = if body.iter().all(u8::is_ascii_whitespace) {
+        CloseBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?
+    };
+    let quantity = match &body.quantity {
+        None => None,
+        Some(d) => {
+            // The quantity's precision is its market's: look the position up first.
+            let (v, _) = engine(&state, CommandKind::QueryPosition { account, position }).await?;
+            let ReplyData::Position(v) = v else { return Err(unexpected(&v)) };
+            let m = state
+                .market_cfg(v.market)
+                .ok_or_else(|| ApiError::bad_request("unknown_market", "unknown market"))?;
+            Some(qty("quantity", d, m)?)
+        }
+    };
+    match engine(&state, CommandKind::ClosePosition { account, position, quantity }).await? {
+        (ReplyData::Closed(v), _) => view_response(&state, StatusCode::OK, &v),
+        (d, _) => Err(unexpected(&d)),
+    }
+}
+
+async fn add_margin(
+    State(state): St,
+    AuthUser(account): AuthUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AmountBody>,
+) -> Result<Response, ApiError> {
+    AppState::limited(&state.trading, &account.0)?;
+    let position = position_id(&id)?;
+    let amount = usdc("amount", &body.amount)?;
+    match engine(&state, CommandKind::AddMargin { account, position, amount }).await? {
+        (ReplyData::Position(v), _) => view_response(&state, StatusCode::OK, &v),
+        (d, _) => Err(unexpected(&d)),
+    }
+}
+
+// ----- operations -----
+
+async fn healthz(State(state): St) -> Response {
+    let probe =
+        tokio::time::timeout(Duration::from_secs(1), state.call(CommandKind::QueryMarkets)).await;
+    let Ok(Ok(reply)) = probe else {
+        let body = json!({ "status": "unavailable", "engine": "not answering" });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    };
+    let now = now_ns();
+    let markets: Vec<Value> = reply
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Market(mv) => state.market_cfg(mv.market).map(|m| {
+                let age = (mv.updated_at_ns > 0).then(|| ms(now.saturating_sub(mv.updated_at_ns)));
+                let fresh = mv.updated_at_ns > 0
+                    && now.saturating_sub(mv.updated_at_ns) <= m.max_price_age_ns;
+                json!({ "symbol": m.symbol, "price_age_ms": age, "fresh": fresh })
+            }),
+            Item::Position(_) => None,
+        })
+        .collect();
+    let body = json!({
+        "status": "ok",
+        "engine": "alive",
+        "uptime_s": state.started.elapsed().as_secs(),
+        "markets": markets,
+    });
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+async fn openapi() -> Response {
+    Json(crate::openapi::document()).into_response()
+}

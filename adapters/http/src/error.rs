@@ -1,0 +1,123 @@
+//! The one error shape of the API: `{"error": {"code": "...", "message": "..."}}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use engine_core::event::Reason;
+use engine_core::processor::EngineError;
+use serde_json::json;
+
+/// An error response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable snake_case code.
+    pub code: &'static str,
+    /// Human-readable detail.
+    pub message: String,
+    /// Seconds to wait (429 only).
+    pub retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with a status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), retry_after_secs: None }
+    }
+
+    /// 400 with a code.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 401.
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 404.
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// 429 with `Retry-After`.
+    pub fn rate_limited(retry_after_secs: u64) -> ApiError {
+        ApiError {
+            retry_after_secs: Some(retry_after_secs.max(1)),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests")
+        }
+    }
+
+    /// A business rejection from the engine: 400 for invalid input, 404 for what the caller
+    /// cannot see, 409 for a taken login, 422 for the rest.
+    pub fn from_reason(reason: Reason) -> ApiError {
+        use Reason::*;
+        let status = match reason {
+            UnknownMarket | InvalidAmount | InvalidLeverage | InvalidQuantity | InvalidPrice
+            | InvalidTakeProfit | InvalidStopLoss | InvalidLogin | PriceOutOfRange | Overflow
+            | InvalidRequest => StatusCode::BAD_REQUEST,
+            UnknownPosition | UnknownAccount => StatusCode::NOT_FOUND,
+            DuplicateLogin => StatusCode::CONFLICT,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::new(status, reason.code(), describe(reason))
+    }
+
+    /// The engine could not take or answer the request.
+    pub fn from_engine(e: EngineError) -> ApiError {
+        match e {
+            EngineError::Timeout => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "engine_timeout", e.to_string())
+            }
+            _ => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable", e.to_string())
+            }
+        }
+    }
+}
+
+fn describe(reason: Reason) -> &'static str {
+    match reason {
+        Reason::InsufficientBalance => "available balance does not cover margin and fees",
+        Reason::WouldLiquidate => "the position would be liquidatable at the current price",
+        Reason::NoPrice => "no price has been received for this market yet",
+        Reason::StalePrice => "the latest price is too old to trade on",
+        Reason::SlippageExceeded => "the fill price is worse than expected_price allows",
+        Reason::UnknownPosition => "no such position",
+        Reason::DuplicateLogin => "this email is already registered",
+        Reason::InvalidLeverage => "leverage must be an integer from 1 to the market's maximum",
+        Reason::QuantityTooSmall => "the quantity is below the market's minimum",
+        Reason::MarginTooSmall => "the margin is below the market's minimum",
+        Reason::TooManyPositions => "too many open positions",
+        Reason::InvalidTakeProfit => "take_profit must lie on the profitable side of the fill",
+        Reason::InvalidStopLoss => "stop_loss must lie on the losing side of the fill",
+        _ => "the engine rejected the request",
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_map_to_statuses() {
+        assert_eq!(ApiError::from_reason(Reason::UnknownPosition).status, StatusCode::NOT_FOUND);
+        assert_eq!(ApiError::from_reason(Reason::DuplicateLogin).status, StatusCode::CONFLICT);
+        assert_eq!(ApiError::from_reason(Reason::InvalidLeverage).status, StatusCode::BAD_REQUEST);
+        let e = ApiError::from_reason(Reason::InsufficientBalance);
+        assert_eq!((e.status, e.code), (StatusCode::UNPROCESSABLE_ENTITY, "insufficient_balance"));
+    }
+}

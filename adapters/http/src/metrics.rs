@@ -1,0 +1,158 @@
+//! Prometheus text metrics: requests by route and status, engine reply latency, engine counters.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use engine_core::processor::Submitter;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CounterLabels {
+    counter: &'static str,
+}
+
+/// The registry and the handles the API updates.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RouteLabels, Counter>,
+    request_seconds: Histogram,
+    reply_seconds: Histogram,
+    engine: Family<CounterLabels, Gauge>,
+    in_flight: Gauge,
+    events_dropped: Gauge,
+    source: Mutex<Submitter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Metrics reading engine counters through `source`.
+    pub fn new(source: Submitter) -> Metrics {
+        let mut registry = Registry::with_prefix("hundredx");
+        let requests = Family::<RouteLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
+        let request_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        registry.register("http_request_seconds", "HTTP request latency", request_seconds.clone());
+        let reply_seconds = Histogram::new(exponential_buckets(0.000_005, 2.0, 20));
+        registry.register(
+            "engine_reply_seconds",
+            "Engine reply latency seen by the API",
+            reply_seconds.clone(),
+        );
+        let engine = Family::<CounterLabels, Gauge>::default();
+        registry.register(
+            "engine_events",
+            "Engine counters (ticks, opens, liquidations, ...)",
+            engine.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "engine_requests_in_flight",
+            "Requests awaiting the engine's reply",
+            in_flight.clone(),
+        );
+        let events_dropped = Gauge::default();
+        registry.register(
+            "engine_events_dropped",
+            "Events lost by slow subscribers",
+            events_dropped.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            reply_seconds,
+            engine,
+            in_flight,
+            events_dropped,
+            source: Mutex::new(source),
+        }
+    }
+
+    /// Records one engine round trip.
+    pub fn observe_reply(&self, d: Duration) {
+        self.reply_seconds.observe(d.as_secs_f64());
+    }
+
+    fn encode(&self) -> String {
+        {
+            let source = self.source.lock().unwrap_or_else(|e| e.into_inner());
+            let c = source.counters();
+            let counters = [
+                ("commands", c.commands),
+                ("rejections", c.rejections),
+                ("ticks_applied", c.ticks_applied),
+                ("ticks_rejected", c.ticks_rejected),
+                ("positions_opened", c.opened),
+                ("take_profits", c.take_profits),
+                ("stop_losses", c.stop_losses),
+                ("liquidations", c.liquidations),
+                ("bad_debts", c.bad_debts),
+                ("duplicates", c.duplicates),
+            ];
+            for (name, v) in counters {
+                self.engine
+                    .get_or_create(&CounterLabels { counter: name })
+                    .set(i64::try_from(v).unwrap_or(i64::MAX));
+            }
+            self.in_flight.set(i64::try_from(source.in_flight()).unwrap_or(i64::MAX));
+            self.events_dropped.set(i64::try_from(source.events_dropped()).unwrap_or(i64::MAX));
+        }
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// `GET /metrics`.
+pub async fn render(State(state): State<Arc<AppState>>) -> Response {
+    let body = state.metrics.encode();
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+        .into_response()
+}
+
+/// Middleware: counts every request by matched route and status, and times it.
+pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    state
+        .metrics
+        .requests
+        .get_or_create(&RouteLabels { method: method.clone(), route: route.clone(), status })
+        .inc();
+    state.metrics.request_seconds.observe(started.elapsed().as_secs_f64());
+    if status >= 500 {
+        tracing::warn!(%method, %route, status, "request failed");
+    } else {
+        tracing::debug!(%method, %route, status, elapsed = ?started.elapsed(), "request");
+    }
+    resp
+}

@@ -1,0 +1,504 @@
+//! The API over real HTTP: a server on 127.0.0.1:0 in front of a real engine, a minimal HTTP/1.1
+//! client on a TCP socket. Lifecycle, liquidation, idempotency, isolation, security, limits,
+//! junk input (never a 500), and the OpenAPI document against the routes served.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use engine_core::prelude::*;
+use hundredx_http::{ApiConfig, AppState, now_ns};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const SECRET: &[u8] = b"test-secret-of-enough-length";
+
+struct Server {
+    addr: std::net::SocketAddr,
+    engine: EngineHandle,
+    update_ids: Vec<u64>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+struct Reply {
+    status: u16,
+    headers: String,
+    body: Value,
+}
+
+impl Server {
+    async fn start(tweak: impl FnOnce(&mut ApiConfig)) -> Server {
+        let engine = EngineHandle::start(EngineConfig {
+            max_open_positions: 10_000,
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        let mut cfg = ApiConfig::new(SECRET.to_vec(), MarketConfig::defaults());
+        tweak(&mut cfg);
+        let state = AppState::new(cfg, engine.submitter());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(hundredx_http::serve(listener, state, async {
+            let _ = stopped.await;
+        }));
+        Server { addr, engine, update_ids: vec![0; 3], stop: Some(stop) }
+    }
+
+    /// Sets a market's price (bid = ask = `p` in whole units of its price step * 100).
+    fn price(&mut self, market: u16, bid: i64, ask: i64) {
+        let i = usize::from(market);
+        self.update_ids[i] += 1;
+        let tick = Tick {
+            market: MarketId(market),
+            bid: Price(bid),
+            ask: Price(ask),
+            update_id: self.update_ids[i],
+            exchange_time_us: 0,
+        };
+        let r = self
+            .engine
+            .call(now_ns(), CommandKind::PriceTick(tick), Duration::from_secs(5))
+            .unwrap();
+        assert!(r.result.is_ok(), "{r:?}");
+    }
+
+    async fn raw(&self, request: &[u8]) -> Reply {
+        let mut s = TcpStream::connect(self.addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+            .await
+            .expect("response in time")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = serde_json::from_str(body).unwrap_or(Value::String(body.to_string()));
+        Reply { status, headers: head.to_lowercase(), body }
+    }
+
+    async fn req(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Reply {
+        let mut r = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+        if let Some(t) = token {
+            r += &format!("Authorization: Bearer {t}\r\n");
+        }
+        if let Some(b) = body {
+            r += &format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len());
+        }
+        r += "\r\n";
+        r += body.unwrap_or("");
+        let reply = self.raw(r.as_bytes()).await;
+        assert_ne!(reply.status, 500, "{method} {path} {body:?} -> 500: {}", reply.body);
+        assert_ne!(reply.status, 0, "{method} {path}: no HTTP response");
+        if reply.status >= 400 {
+            assert!(
+                reply.body["error"]["code"].is_string(),
+                "{method} {path}: error shape: {}",
+                reply.body
+            );
+        }
+        reply
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.req("POST", path, token, Some(&body.to_string())).await
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Reply {
+        self.req("GET", path, Some(token), None).await
+    }
+
+    /// Signs up and in; returns the token and user id.
+    async fn user(&self, email: &str) -> (String, String) {
+        let creds = json!({ "email": email, "password": "correct horse" });
+        let r = self.post("/api/v1/user/signup", None, creds.clone()).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let id = r.body["user_id"].as_str().unwrap().to_string();
+        let r = self.post("/api/v1/user/signin", None, creds).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        (r.body["token"].as_str().unwrap().to_string(), id)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+fn open_body(margin: &str, leverage: u64) -> Value {
+    json!({ "market": "BTC_USDC", "side": "long", "leverage": leverage, "margin": margin })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_trading_lifecycle() {
+    let mut s = Server::start(|_| {}).await;
+    s.price(0, 6_000_000, 6_000_000);
+    let (t, _) = s.user("  Trader@Example.com ").await;
+    // Logins are normalised: the same person cannot sign up twice by changing case.
+    let dup = s
+        .post(
+            "/api/v1/user/signup",
+            None,
+            json!({ "email": "trader@example.COM", "password": "another one" }),
+        )
+        .await;
+    assert_eq!((dup.status, dup.body["error"]["code"].as_str()), (409, Some("duplicate_login")));
+
+    let r = s.post("/api/v1/user/deposit", Some(&t), json!({ "amount": "1000.5" })).await;
+    assert_eq!((r.status, r.body["available"].as_str()), (200, Some("6000.500000")));
+    let m = s.req("GET", "/api/v1/markets", None, None).await;
+    assert_eq!(m.body["markets"][0]["bid"], "60000.00");
+
+    let body = json!({ "market": "BTC_USDC", "side": "long", "leverage": 10, "quantity": "0.5",
+        "take_profit": 70000, "stop_loss": "50000.00" });
+    let p = s.post("/api/v1/positions", Some(&t), body).await;
+    assert_eq!(p.status, 201, "{}", p.body);
+    assert_eq!(p.body["margin"], "3000.000000");
+    assert_eq!(p.body["liquidation_price"], "54271.36");
+    assert_eq!(p.body["take_profit"], "70000.00");
+    let id = p.body["id"].as_str().unwrap().to_string();
+
+    s.price(0, 6_100_000, 6_100_000);
+    let b = s.get("/api/v1/user/balance", &t).await;
+    assert_eq!(
+        b.body,
+        json!({ "available": "3000.500000", "locked_margin": "3000.000000",
+        "equity": "6500.500000", "unrealized_pnl": "500.000000" })
+    );
+    let one = s.get(&format!("/api/v1/positions/{id}"), &t).await;
+    assert_eq!(one.body["unrealized_pnl"], "500.000000");
+    let open = s.get("/api/v1/positions?status=open", &t).await;
+    assert_eq!(open.body["positions"].as_array().unwrap().len(), 1);
+
+    let part = s
+        .post(&format!("/api/v1/positions/{id}/close"), Some(&t), json!({ "quantity": "0.2" }))
+        .await;
+    assert_eq!((part.status, part.body["status"].as_str()), (200, Some("closed")));
+    assert_eq!(part.body["realized_pnl"], "200.000000");
+    assert_eq!(part.body["close_reason"], "manual");
+    let add =
+        s.post(&format!("/api/v1/positions/{id}/margin"), Some(&t), json!({ "amount": 100 })).await;
+    assert_eq!(add.body["margin"], "1900.000000");
+    let rest = s.req("POST", &format!("/api/v1/positions/{id}/close"), Some(&t), None).await;
+    assert_eq!((rest.status, rest.body["quantity"].as_str()), (200, Some("0.30000")));
+    let closed = s.get("/api/v1/positions?status=closed", &t).await;
+    assert_eq!(closed.body["positions"].as_array().unwrap().len(), 2);
+    let b = s.get("/api/v1/user/balance", &t).await;
+    assert_eq!(b.body["available"], "6500.500000");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_move_liquidates_and_shows_as_a_closed_position() {
+    let mut s = Server::start(|_| {}).await;
+    s.price(0, 6_000_000, 6_000_000);
+    let (t, _) = s.user("a@example.com").await;
+    let p = s.post("/api/v1/positions", Some(&t), open_body("100", 100)).await;
+    assert_eq!(p.status, 201, "{}", p.body);
+    let liq =
+        p.body["liquidation_price"].as_str().unwrap().replace('.', "").parse::<i64>().unwrap();
+    s.price(0, liq, liq);
+    let closed = s.get("/api/v1/positions?status=closed", &t).await;
+    let v = &closed.body["positions"][0];
+    assert_eq!(
+        (v["close_reason"].as_str(), v["id"].clone()),
+        (Some("liquidation"), p.body["id"].clone())
+    );
+    assert_eq!(v["exit_price"], p.body["liquidation_price"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_order_id_is_idempotent_and_users_are_isolated() {
+    let mut s = Server::start(|_| {}).await;
+    s.price(0, 6_000_000, 6_000_000);
+    let (a, _) = s.user("a@example.com").await;
+    let (b, _) = s.user("b@example.com").await;
+    let mut body = open_body("100", 10);
+    body["client_order_id"] = json!("retry-me");
+    let first = s.post("/api/v1/positions", Some(&a), body.clone()).await;
+    let again = s.post("/api/v1/positions", Some(&a), body.clone()).await;
+    assert_eq!(first.body["id"], again.body["id"]);
+    assert_eq!(s.get("/api/v1/positions", &a).await.body["positions"].as_array().unwrap().len(), 1);
+    let id = first.body["id"].as_str().unwrap();
+    // B sees nothing of A's and can touch nothing: 404, as if it did not exist.
+    assert_eq!(s.get(&format!("/api/v1/positions/{id}"), &b).await.status, 404);
+    assert_eq!(
+        s.post(&format!("/api/v1/positions/{id}/close"), Some(&b), json!({})).await.status,
+        404
+    );
+    assert_eq!(
+        s.post(&format!("/api/v1/positions/{id}/margin"), Some(&b), json!({ "amount": "1" }))
+            .await
+            .status,
+        404
+    );
+    assert!(s.get("/api/v1/positions", &b).await.body["positions"].as_array().unwrap().is_empty());
+    // B's own order with the same client order id is B's.
+    let theirs = s.post("/api/v1/positions", Some(&b), body).await;
+    assert_ne!(theirs.body["id"], first.body["id"]);
+}
+
+fn token_with(header: Value, claims: Value, secret: &[u8]) -> String {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    let alg: jsonwebtoken::Algorithm = serde_json::from_value(header["alg"].clone()).unwrap();
+    encode(&Header::new(alg), &claims, &EncodingKey::from_secret(secret)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_are_refused() {
+    let s = Server::start(|_| {}).await;
+    let (good, id) = s.user("a@example.com").await;
+    let now = now_ns() / 1_000_000_000;
+    let hs256 = json!({ "alg": "HS256" });
+    let expired = token_with(
+        hs256.clone(),
+        json!({ "sub": id, "exp": now - 3600, "iat": now - 7200 }),
+        SECRET,
+    );
+    let wrong_secret = token_with(
+        hs256.clone(),
+        json!({ "sub": id, "exp": now + 3600, "iat": now }),
+        b"another-secret-entirely",
+    );
+    let hs512 = token_with(
+        json!({ "alg": "HS512" }),
+        json!({ "sub": id, "exp": now + 3600, "iat": now }),
+        SECRET,
+    );
+    let no_exp = token_with(hs256, json!({ "sub": id, "iat": now }), SECRET);
+    let b64 = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let alg_none = format!(
+        "{}.{}.",
+        b64(json!({ "alg": "none", "typ": "JWT" })),
+        b64(json!({ "sub": id, "exp": now + 3600 }))
+    );
+    let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
+    parts[1] = b64(json!({ "sub": "2", "exp": now + 3600, "iat": now })); // someone else
+    let tampered = parts.join(".");
+    for (name, token) in [
+        ("expired", Some(expired.as_str())),
+        ("wrong secret", Some(&wrong_secret)),
+        ("HS512", Some(&hs512)),
+        ("no exp", Some(&no_exp)),
+        ("alg none", Some(&alg_none)),
+        ("tampered", Some(&tampered)),
+        ("garbage", Some("not-a-token")),
+        ("missing", None),
+    ] {
+        let r = s.req("GET", "/api/v1/user/balance", token, None).await;
+        assert_eq!(r.status, 401, "{name}: {}", r.body);
+    }
+    let r = s.req("GET", "/api/v1/user/balance", Some(&good), None).await;
+    assert_eq!(r.status, 200);
+    let wrong_pw = s
+        .post(
+            "/api/v1/user/signin",
+            None,
+            json!({ "email": "a@example.com", "password": "wrong horse" }),
+        )
+        .await;
+    assert_eq!(wrong_pw.status, 401);
+    let nobody = s
+        .post(
+            "/api/v1/user/signin",
+            None,
+            json!({ "email": "nobody@example.com", "password": "correct horse" }),
+        )
+        .await;
+    assert_eq!(nobody.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_oversized_bodies_and_rate() {
+    let s = Server::start(|c| {
+        c.signin_per_minute = 3;
+        c.trading_per_second = 2;
+    })
+    .await;
+    let (t, _) = s.user("a@example.com").await; // one sign-up + one sign-in from this IP
+    let big = format!("{{\"amount\": \"1\", \"pad\": \"{}\"}}", "x".repeat(20_000));
+    let r = s.req("POST", "/api/v1/user/deposit", Some(&t), Some(&big)).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    let creds = json!({ "email": "a@example.com", "password": "correct horse" });
+    let r = s.post("/api/v1/user/signin", None, creds.clone()).await;
+    assert_eq!(r.status, 200, "third attempt within quota");
+    let r = s.post("/api/v1/user/signin", None, creds).await;
+    assert_eq!(r.status, 429);
+    assert!(r.headers.contains("retry-after:"), "{}", r.headers);
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses
+            .push(s.post("/api/v1/user/deposit", Some(&t), json!({ "amount": "1" })).await.status);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_input_gets_400_or_422_with_a_code_never_500() {
+    let mut s = Server::start(|c| c.trading_per_second = 10_000).await;
+    s.price(0, 6_000_000, 6_000_000);
+    let (t, _) = s.user("a@example.com").await;
+    let cases: Vec<(&str, u16, &str)> = vec![
+        ("not json at all", 400, "invalid_json"),
+        ("{\"market\": \"BTC_USDC\"", 400, "invalid_json"),
+        ("[]", 400, "invalid_json"),
+        (
+            r#"{"market":"BTC_USDC","side":"long","leverage":10,"margin":"1","admin":true}"#,
+            400,
+            "invalid_json",
+        ),
+        (
+            r#"{"market":"BTC_USDC'; DROP TABLE users;--","side":"long","leverage":10,"margin":"1"}"#,
+            400,
+            "unknown_market",
+        ),
+        (
+            r#"{"market":"DOGE_USDC","side":"long","leverage":10,"margin":"1"}"#,
+            400,
+            "unknown_market",
+        ),
+        (
+            r#"{"market":"BTC_USDC","side":"sideways","leverage":10,"margin":"1"}"#,
+            400,
+            "invalid_side",
+        ),
+        (
+            r#"{"market":"BTC_USDC","side":"long","leverage":0,"margin":"1"}"#,
+            400,
+            "invalid_leverage",
+        ),
+        (
+            r#"{"market":"BTC_USDC","side":"long","leverage":1000000000,"margin":"1"}"#,
+            400,
+            "invalid_leverage",
+        ),
+        (r#"{"market":"BTC_USDC","side":"long","leverage":-1,"margin":"1"}"#, 400, "invalid_json"),
+        (
+            r#"{"market":"BTC_USDC","side":"long","leverage":1e999,"margin":"1"}"#,
+            400,
+            "invalid_json",
+        ),
+        (
+            r#"{"market":"BTC_USDC","side":"long","leverage":10,"margin":"-5"}"#,
+            400,
+            "invalid_number",
+        ),
+        (
+            r#"{"market":"BTC_USDC","side":"long","leverage":10,"margin":"NaN"}"#,
+            400,
+            "invalid_number",
+        ),
+        (r#"{"market":"BTC_USDC","side":"long","leverage":10,"margin":NaN}"#, 400, "invalid_json"),
+        (
+            r#"{"market":"BTC_USDC","side":"long","leverage":10,"margin":1e400}"#,
+            400,
+            "invalid_number",
+        ),
+        (
+            r#"{"market":"BTC_USDC","side":"long","leverage":10,"margin":"99999999999999999999999999999999999"}"#,
+            400,
+            "invalid_number",
+        ),
+        (
+            r#"{"market":"BTC_USDC","side":"long","leverage":10,"margin":"1.0000001"}"#,
+            400,
+            "too_many_decimals",
+        ),
+        (
+            r#"{"market":"BTC_USDC","side":"long","leverage":10,"quantity":"0.000001"}"#,
+            400,
+            "too_many_decimals",
+        ),
+        (
+            r#"{"market":"BTC_USDC","side":"long","leverage":10,"margin":"1","quantity":"1"}"#,
+            400,
+            "invalid_request",
+        ),
+        (r#"{"market":"BTC_USDC","side":"long","leverage":10}"#, 400, "invalid_request"),
+        (
+            r#"{"market":"BTC_USDC","side":"long","leverage":10,"margin":"1000000"}"#,
+            422,
+            "insufficient_balance",
+        ),
+        (
+            r#"{"market":"BTC_USDC","side":"long","leverage":10,"margin":"100","take_profit":"1"}"#,
+            400,
+            "invalid_take_profit",
+        ),
+        (r#"{"market":"ETH_USDC","side":"long","leverage":10,"margin":"100"}"#, 422, "no_price"),
+        (
+            r#"{"market":"BTC_USDC","side":"long","leverage":10,"margin":"100","client_order_id":"0123456789012345678901234567890123456789"}"#,
+            400,
+            "invalid_client_order_id",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let r = s.req("POST", "/api/v1/positions", Some(&t), Some(body)).await;
+        assert_eq!((r.status, r.body["error"]["code"].as_str()), (status, Some(code)), "{body}");
+    }
+    for (path, body, status) in [
+        ("/api/v1/user/signup", r#"{"email":"' OR 1=1 --","password":"correct horse"}"#, 400),
+        ("/api/v1/user/signup", r#"{"email":"x@example.com","password":"short"}"#, 400),
+        ("/api/v1/user/signup", r#"{"email":"x@example.com"}"#, 400),
+        ("/api/v1/user/deposit", r#"{"amount":"0"}"#, 400),
+        ("/api/v1/user/deposit", r#"{"amount":true}"#, 400),
+        ("/api/v1/positions/abc/close", r#"{}"#, 404),
+        ("/api/v1/positions/99999999999999999999999/close", r#"{}"#, 404),
+        ("/api/v1/positions/1/close", r#"{"quantity": "x"}"#, 404),
+    ] {
+        let r = s.req("POST", path, Some(&t), Some(body)).await;
+        assert_eq!(r.status, status, "{path} {body}: {}", r.body);
+    }
+    assert_eq!(s.get("/api/v1/positions?status=maybe", &t).await.status, 400);
+    assert_eq!(s.req("GET", "/nope", None, None).await.status, 404);
+    assert_eq!(s.req("DELETE", "/api/v1/markets", None, None).await.status, 405);
+    let r = s.raw(b"POST /api/v1/user/signin HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi").await;
+    assert_eq!(r.status, 415);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_lists_every_route_and_every_listed_route_is_served() {
+    let s = Server::start(|_| {}).await;
+    let doc = s.req("GET", "/api/v1/openapi.json", None, None).await.body;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut listed = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            listed.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    assert_eq!(listed.len(), hundredx_http::openapi::ROUTES.len());
+    for (method, path) in &listed {
+        let concrete = path.replace("{id}", "1");
+        let body = (method == "POST").then_some("{}");
+        let r = s.req(method, &concrete, None, body).await;
+        // Served: anything but the router's own "no such route" / "method not allowed".
+        let code = r.body["error"]["code"].as_str().unwrap_or("");
+        assert!(
+            code != "not_found" && code != "method_not_allowed",
+            "{method} {path} not served: {}",
+            r.body
+        );
+    }
+    let health = s.req("GET", "/healthz", None, None).await;
+    assert_eq!((health.status, health.body["engine"].as_str()), (200, Some("alive")));
+    let metrics = s.req("GET", "/metrics", None, None).await;
+    let text = metrics.body.as_str().unwrap_or("").to_string();
+    assert!(
+        text.contains("hundredx_http_requests_total")
+            && text.contains("hundredx_engine_reply_seconds"),
+        "{text}"
+    );
+    let _ = Arc::new(());
+}

@@ -23,7 +23,8 @@ struct Client {
 
 impl Client {
     fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.host);
+        let mut req =
+            format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.host);
         if let Some(t) = &self.token {
             req += &format!("Authorization: Bearer {t}\r\n");
         }
@@ -60,7 +61,8 @@ fn main() -> Result<()> {
     let host = url.trim_start_matches("http://").trim_end_matches('/').to_string();
     let mut c = Client { host, token: None };
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let creds = format!(r#"{{"email":"trader{stamp}@example.com","password":"correct horse battery"}}"#);
+    let creds =
+        format!(r#"{{"email":"trader{stamp}@example.com","password":"correct horse battery"}}"#);
 
     c.call("POST", "/api/v1/user/signup", Some(&creds))?;
     let (status, body) = c.call("POST", "/api/v1/user/signin", Some(&creds))?;

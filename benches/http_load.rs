@@ -4,7 +4,8 @@
 //! fixed offered rate; each request's latency is measured from its *planned* send time (no
 //! coordinated omission) into an HDR histogram.
 //!
-//! Run: `cargo bench --bench http_load` (`-- --quick` for a smoke run). Client and server share
+//! Run: `cargo bench --bench http_load` (`-- --quick` for a smoke run, `-- --sync=interval:10`
+//! for another journal policy). Client and server share
 //! this 2-core machine, so the figures are a lower bound for a server with its own cores.
 
 #![allow(clippy::cast_precision_loss, clippy::float_arithmetic)]
@@ -61,8 +62,11 @@ fn main() {
     let secs = if quick { 1 } else { 5 };
     let users = if quick { 4 } else { 40 };
 
+    let sync: SyncPolicy = std::env::args()
+        .find_map(|a| a.strip_prefix("--sync=").map(str::to_owned))
+        .map_or(SyncPolicy::Fsync, |s| s.parse().expect("--sync=fsync|interval:<ms>|none"));
     let dir = tempfile::tempdir().unwrap();
-    let opts = DurableOptions { sync: SyncPolicy::Fsync, ..DurableOptions::new(dir.path()) };
+    let opts = DurableOptions { sync, ..DurableOptions::new(dir.path()) };
     let cfg = EngineConfig { max_positions_per_account: 10_000, ..EngineConfig::default() };
     let markets = cfg.markets.clone();
     let durable = DurableEngine::start(cfg, &opts).unwrap();
@@ -107,7 +111,7 @@ fn main() {
             call(&client, &base, "/api/v1/user/deposit", Some(&t), r#"{"amount":"1000000000"}"#).await;
             tokens.push(t);
         }
-        println!("# HTTP load: open-loop, alternating open / close, {users} users, {secs} s per rate\n");
+        println!("# HTTP load: open-loop, alternating open / close, {users} users, {secs} s per rate, journal {sync:?}\n");
         println!("| offered req/s | achieved req/s | p50 | p90 | p99 | p99.9 | max | errors |");
         println!("|---|---|---|---|---|---|---|---|");
         let tokens = Arc::new(tokens);

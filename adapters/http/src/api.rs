@@ -346,6 +346,7 @@ struct AmountBody {
 async fn deposit(
     State(state): St,
     AuthUser(account): AuthUser,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<AmountBody>,
 ) -> Result<Response, ApiError> {
     if !state.cfg.demo_deposits {
@@ -355,7 +356,7 @@ async fn deposit(
             "demo deposits are off",
         ));
     }
-    AppState::limited(&state.trading, &account.0)?;
+    state.limit_trading(account.0, peer.ip())?;
     let amount = usdc("amount", &body.amount)?;
     match engine(&state, CommandKind::Deposit { account, amount }).await? {
         (ReplyData::Account(a), _) => Ok(Json(balance_json(&a)).into_response()),
@@ -478,9 +479,10 @@ fn open_request(
 async fn open(
     State(state): St,
     AuthUser(account): AuthUser,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<OpenBody>,
 ) -> Result<Response, ApiError> {
-    AppState::limited(&state.trading, &account.0)?;
+    state.limit_trading(account.0, peer.ip())?;
     let req = open_request(&state, account, &body)?;
     match engine(&state, CommandKind::OpenPosition(req)).await? {
         (ReplyData::Opened(v), _) => view_response(&state, StatusCode::CREATED, &v),
@@ -545,10 +547,11 @@ struct CloseBody {
 async fn close(
     State(state): St,
     AuthUser(account): AuthUser,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    AppState::limited(&state.trading, &account.0)?;
+    state.limit_trading(account.0, peer.ip())?;
     let position = position_id(&id)?;
     // The body is optional here: empty closes everything.
     let body = body.map_err(|r| match r.status() {
@@ -586,10 +589,11 @@ async fn close(
 async fn add_margin(
     State(state): St,
     AuthUser(account): AuthUser,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<AmountBody>,
 ) -> Result<Response, ApiError> {
-    AppState::limited(&state.trading, &account.0)?;
+    state.limit_trading(account.0, peer.ip())?;
     let position = position_id(&id)?;
     let amount = usdc("amount", &body.amount)?;
     match engine(&state, CommandKind::AddMargin { account, position, amount }).await? {

@@ -53,7 +53,7 @@ pub struct ApiConfig {
     pub demo_deposits: bool,
     /// Sign-in attempts per IP per minute (and per login per minute).
     pub signin_per_minute: u32,
-    /// Trading requests per user per second (burst the same).
+    /// Trading requests per user per second (burst the same); per IP, ten times that.
     pub trading_per_second: u32,
     /// Markets, in engine id order (from the engine's configuration).
     pub markets: Vec<MarketConfig>,
@@ -85,6 +85,7 @@ pub struct AppState {
     signin_ip: DefaultKeyedRateLimiter<IpAddr>,
     signin_login: DefaultKeyedRateLimiter<String>,
     trading: DefaultKeyedRateLimiter<u32>,
+    trading_ip: DefaultKeyedRateLimiter<IpAddr>,
     metrics: metrics::Metrics,
     started: Instant,
 }
@@ -123,6 +124,11 @@ impl AppState {
             signin_ip: RateLimiter::keyed(per_minute(cfg.signin_per_minute)),
             signin_login: RateLimiter::keyed(per_minute(cfg.signin_per_minute)),
             trading: RateLimiter::keyed(trading),
+            // Several users may share an address (NAT): the per-IP allowance is 10 users' worth.
+            trading_ip: RateLimiter::keyed(Quota::per_second(
+                NonZeroU32::new(cfg.trading_per_second.max(1).saturating_mul(10))
+                    .unwrap_or(NonZeroU32::MIN),
+            )),
             metrics: metrics::Metrics::new(engine.clone()),
             engine: Mutex::new(engine),
             cfg,
@@ -188,6 +194,13 @@ impl AppState {
         self.signin_ip.retain_recent();
         self.signin_login.retain_recent();
         self.trading.retain_recent();
+        self.trading_ip.retain_recent();
+    }
+
+    /// Per-user and per-IP limits of the trading endpoints.
+    pub fn limit_trading(&self, account: u32, ip: IpAddr) -> Result<(), ApiError> {
+        AppState::limited(&self.trading_ip, &ip)?;
+        AppState::limited(&self.trading, &account)
     }
 }
 

@@ -1,11 +1,13 @@
 //! The `hundredx` crate: wiring of the engine to its adapters, and durability.
 //!
 //! - [`durability`]: journal (input stage), snapshot writer, recovery.
+//! - [`config_file`]: `serve --config FILE` (markets and limits as JSON).
 //! - [`DurableEngine`]: recover from a data directory, then run the engine with its journal and
 //!   snapshot writer; shut down with a final snapshot.
 //!
 //! The binary (`src/main.rs`) parses the command line and runs `serve`, `replay`, `snapshot`.
 
+pub mod config_file;
 pub mod durability;
 
 use std::fs::File;

@@ -51,6 +51,18 @@ struct DataArgs {
     /// Data directory (journal, snapshots).
     #[arg(long, default_value = "data")]
     data_dir: PathBuf,
+    /// The JSON configuration `serve` ran with, if any (markets must match the data).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl DataArgs {
+    fn engine_config(&self) -> Result<EngineConfig> {
+        match &self.config {
+            Some(path) => hundredx::config_file::load(path, EngineConfig::default()),
+            None => Ok(EngineConfig::default()),
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -124,7 +136,10 @@ struct ServeArgs {
     /// tokens do not survive a restart.
     #[arg(long, env = "HUNDREDX_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
-    /// Markets to trade, comma-separated, from BTC_USDC, ETH_USDC, SOL_USDC (default: all).
+    /// JSON file with markets and engine limits (see `hundredx::config_file`); flags win.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Markets to trade, comma-separated, from the configured ones (default: all).
     #[arg(long, value_delimiter = ',')]
     markets: Vec<String>,
     /// Disable `POST /user/deposit` and the demo balance of new accounts.
@@ -187,11 +202,16 @@ fn serve(args: ServeArgs) -> Result<()> {
         }
         other => bail!("unknown feed {other:?}: expected backpack, synthetic or replay:FILE"),
     }
-    let mut markets = MarketConfig::defaults();
+    let base = match &args.config {
+        Some(path) => hundredx::config_file::load(path, EngineConfig::default())?,
+        None => EngineConfig::default(),
+    };
+    let mut markets = base.markets.clone();
     if !args.markets.is_empty() {
         for m in &args.markets {
             if !markets.iter().any(|d| &d.symbol == m) {
-                bail!("unknown market {m:?}: known markets are BTC_USDC, ETH_USDC, SOL_USDC");
+                let known: Vec<&str> = markets.iter().map(|d| d.symbol.as_str()).collect();
+                bail!("unknown market {m:?}: configured markets are {}", known.join(", "));
             }
         }
         markets.retain(|d| args.markets.contains(&d.symbol));
@@ -209,10 +229,11 @@ fn serve(args: ServeArgs) -> Result<()> {
     let cfg = EngineConfig {
         pin_core: args.pin_core,
         markets,
-        demo_deposits: !args.no_demo_deposits,
+        demo_deposits: base.demo_deposits && !args.no_demo_deposits,
         wait: if args.busy_spin { WaitMode::BusySpin } else { WaitMode::Adaptive },
-        ..EngineConfig::default()
+        ..base
     };
+    let demo_deposits = cfg.demo_deposits;
     let symbols: Vec<String> = cfg.markets.iter().map(|m| m.symbol.clone()).collect();
     let mut feed = SyntheticFeed::new(
         SyntheticConfig {
@@ -270,7 +291,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     })?;
 
     let mut api_cfg = ApiConfig::new(jwt_secret, durable.handle.config_markets());
-    api_cfg.demo_deposits = !args.no_demo_deposits;
+    api_cfg.demo_deposits = demo_deposits;
     let api_state = AppState::new(api_cfg, engine.submitter());
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -333,7 +354,7 @@ fn random_secret() -> Result<Vec<u8>> {
 
 fn replay(args: ReplayArgs) -> Result<()> {
     let data = DataDir::create(&args.data.data_dir)?;
-    let (engine, report) = recover(&data, &EngineConfig::default(), !args.from_scratch, true)?;
+    let (engine, report) = recover(&data, &args.data.engine_config()?, !args.from_scratch, true)?;
     let s = engine.summary();
     let c = engine.counters();
     println!("data dir        {}", args.data.data_dir.display());
@@ -368,7 +389,7 @@ fn replay(args: ReplayArgs) -> Result<()> {
 fn snapshot(args: DataArgs) -> Result<()> {
     let data = DataDir::create(&args.data_dir)?;
     let _lock = data.lock()?;
-    let (engine, report) = recover(&data, &EngineConfig::default(), true, false)?;
+    let (engine, report) = recover(&data, &args.engine_config()?, true, false)?;
     let path = SnapshotWriter::new(&data, 3, true).write(report.last_seq, &engine)?;
     println!(
         "{} (seq {}, hash {})",

@@ -7,8 +7,10 @@
 //!   reproducible runs. Pure: it produces [`engine_core::command::Tick`]s, the caller decides
 //!   where they go and at what pace.
 //!
-//! The live WebSocket client, its parser and the replay feed are built by the feed issue.
+//! - [`client`]: the live WebSocket client (reconnecting, watchdog, health), the replay feed and
+//!   the [`client::TickSink`] they publish into (the engine's in-ring, or Redis in service mode).
 
+pub mod client;
 pub mod parse;
 pub mod synthetic;
 

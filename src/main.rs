@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use backpack_feed::client::{ClientConfig, EngineSink, FeedHealth, TickSink};
 use backpack_feed::synthetic::{SyntheticConfig, SyntheticFeed};
 use clap::{Parser, Subcommand};
 use engine_core::prelude::*;
@@ -40,10 +41,26 @@ enum Command {
     Replay(ReplayArgs),
     /// Recover a stopped engine's state and write a snapshot of it (prunes old journal).
     Snapshot(DataArgs),
+    /// Price feed on its own: `--record FILE` writes Backpack's raw bookTicker frames (JSON lines,
+    /// playable with `serve --feed replay:FILE`). Publishing to Redis comes with service mode.
+    Feed(FeedArgs),
     /// Crash drill for the durability tests: a steady workload printing `ACK <request id>` for
     /// every applied state change, until killed.
     #[command(hide = true)]
     Drill(DrillArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct FeedArgs {
+    /// Write every frame received to this file (JSON lines).
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Backpack WebSocket endpoint.
+    #[arg(long, default_value = backpack_feed::DEFAULT_BACKPACK_URL)]
+    backpack_url: String,
+    /// Markets, comma-separated (default: BTC_USDC, ETH_USDC, SOL_USDC).
+    #[arg(long, value_delimiter = ',')]
+    markets: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -142,6 +159,12 @@ struct ServeArgs {
     /// Markets to trade, comma-separated, from the configured ones (default: all).
     #[arg(long, value_delimiter = ',')]
     markets: Vec<String>,
+    /// Backpack WebSocket endpoint (a local server can stand in for it).
+    #[arg(long, default_value = backpack_feed::DEFAULT_BACKPACK_URL)]
+    backpack_url: String,
+    /// With `--feed replay:FILE`: play as fast as possible instead of at the recorded pace.
+    #[arg(long)]
+    replay_fast: bool,
     /// Disable `POST /user/deposit` and the demo balance of new accounts.
     #[arg(long)]
     no_demo_deposits: bool,
@@ -187,21 +210,12 @@ fn main() -> Result<()> {
         Command::Replay(args) => replay(args),
         Command::Snapshot(args) => snapshot(args),
         Command::Drill(args) => drill(args),
+        Command::Feed(args) => feed(args),
     }
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
-    match args.feed.as_str() {
-        "synthetic" => {}
-        "backpack" => bail!(
-            "the live Backpack feed is not available yet (it is built by the feed issue); \
-             run with `--feed synthetic`"
-        ),
-        f if f.starts_with("replay:") => {
-            bail!("the replay feed is not available yet; run with `--feed synthetic`")
-        }
-        other => bail!("unknown feed {other:?}: expected backpack, synthetic or replay:FILE"),
-    }
+    let feed_kind = FeedKind::parse(&args.feed)?;
     let base = match &args.config {
         Some(path) => hundredx::config_file::load(path, EngineConfig::default())?,
         None => EngineConfig::default(),
@@ -235,7 +249,8 @@ fn serve(args: ServeArgs) -> Result<()> {
     };
     let demo_deposits = cfg.demo_deposits;
     let symbols: Vec<String> = cfg.markets.iter().map(|m| m.symbol.clone()).collect();
-    let mut feed = SyntheticFeed::new(
+    let markets_cfg = cfg.markets.clone();
+    let mut synthetic = SyntheticFeed::new(
         SyntheticConfig {
             seed: args.seed,
             volatility_ppm: args.volatility_ppm,
@@ -245,23 +260,32 @@ fn serve(args: ServeArgs) -> Result<()> {
     );
     let durable = DurableEngine::start(cfg, &args.durability.options())?;
     let engine = &durable.handle;
-    info!(markets = ?symbols, feed = "synthetic", seed = args.seed, "engine started");
+    info!(markets = ?symbols, feed = %args.feed, "engine started");
+    let feed_health = FeedHealth::new(markets_cfg.len());
 
     let events = engine.subscribe(Subscription::Events, 4_096);
     let stop = Arc::new(AtomicBool::new(false));
-    let feed_thread = {
-        let stop = Arc::clone(&stop);
-        let mut submitter = engine.submitter();
-        let pause = Duration::from_secs(1) / args.ticks_per_second;
-        thread::Builder::new().name("hundredx-feed".into()).spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let now = now_ns();
-                if let Some(tick) = feed.next_tick(now / 1_000) {
-                    submitter.send(now, CommandKind::PriceTick(tick));
+    let feed_thread = match &feed_kind {
+        FeedKind::Synthetic => {
+            let stop = Arc::clone(&stop);
+            let mut submitter = engine.submitter();
+            let pause = Duration::from_secs(1) / args.ticks_per_second;
+            let health = Arc::clone(&feed_health);
+            Some(thread::Builder::new().name("hundredx-feed".into()).spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let now = now_ns();
+                    if let Some(tick) = synthetic.next_tick(now / 1_000) {
+                        health.ticks.fetch_add(1, Ordering::Relaxed);
+                        if let Some(slot) = health.last_tick_ns.get(usize::from(tick.market.0)) {
+                            slot.store(now, Ordering::Relaxed);
+                        }
+                        submitter.send(now, CommandKind::PriceTick(tick));
+                    }
+                    thread::sleep(pause);
                 }
-                thread::sleep(pause);
-            }
-        })?
+            })?)
+        }
+        _ => None,
     };
     let events_thread = thread::Builder::new().name("hundredx-events".into()).spawn(move || {
         for output in events {
@@ -292,7 +316,9 @@ fn serve(args: ServeArgs) -> Result<()> {
 
     let mut api_cfg = ApiConfig::new(jwt_secret, durable.handle.config_markets());
     api_cfg.demo_deposits = demo_deposits;
-    let api_state = AppState::new(api_cfg, engine.submitter());
+    let report: Arc<dyn hundredx_http::FeedStatus> =
+        Arc::new(FeedReport { kind: feed_kind.name(), health: Arc::clone(&feed_health) });
+    let api_state = AppState::with_feed(api_cfg, engine.submitter(), Some(report));
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
@@ -309,6 +335,29 @@ fn serve(args: ServeArgs) -> Result<()> {
         let server = tokio::spawn(hundredx_http::serve(listener, api_state, async {
             let _ = http_stopped.await;
         }));
+        let (stop_feed, feed_stopped) = tokio::sync::oneshot::channel::<()>();
+        let feed_task = match &feed_kind {
+            FeedKind::Backpack => {
+                let cfg = ClientConfig::new(&args.backpack_url, markets_cfg.clone());
+                let sink = EngineSink(engine.submitter());
+                Some(tokio::spawn(backpack_feed::client::run(cfg, Arc::clone(&feed_health), sink, async {
+                    let _ = feed_stopped.await;
+                })))
+            }
+            FeedKind::Replay(path) => {
+                let (path, markets, health) = (path.clone(), markets_cfg.clone(), Arc::clone(&feed_health));
+                let mut sink = EngineSink(engine.submitter());
+                let paced = !args.replay_fast;
+                Some(tokio::spawn(async move {
+                    match backpack_feed::client::replay(&path, &markets, &health, &mut sink, paced).await {
+                        Ok(n) => info!(ticks = n, file = %path.display(), "replay finished"),
+                        Err(e) => warn!(error = %e, file = %path.display(), "replay failed"),
+                    }
+                    drop(feed_stopped);
+                }))
+            }
+            FeedKind::Synthetic => None,
+        };
         let mut status = tokio::time::interval(Duration::from_secs(args.status_interval));
         status.tick().await;
         loop {
@@ -326,6 +375,10 @@ fn serve(args: ServeArgs) -> Result<()> {
                 }
             }
         }
+        let _ = stop_feed.send(());
+        if let Some(t) = feed_task {
+            let _ = t.await;
+        }
         let _ = stop_http.send(());
         server.await.context("HTTP server task")?.context("HTTP server")?;
         anyhow::Ok(())
@@ -333,12 +386,132 @@ fn serve(args: ServeArgs) -> Result<()> {
     drop(runtime);
 
     stop.store(true, Ordering::Relaxed);
-    feed_thread.join().map_err(|_| anyhow::anyhow!("feed thread panicked"))?;
+    if let Some(t) = feed_thread {
+        t.join().map_err(|_| anyhow::anyhow!("feed thread panicked"))?;
+    }
     let (state, last_seq) = durable.shutdown()?;
     events_thread.join().map_err(|_| anyhow::anyhow!("events thread panicked"))?;
     let s = state.summary();
     info!(last_seq, accounts = s.accounts, open_positions = s.open_positions,
         state_hash = %engine_core::hash::hex(&s.hash), "engine stopped cleanly");
+    Ok(())
+}
+
+/// Which price feed `serve` runs.
+#[derive(Debug, Clone)]
+enum FeedKind {
+    Backpack,
+    Synthetic,
+    Replay(PathBuf),
+}
+
+impl FeedKind {
+    fn parse(s: &str) -> Result<FeedKind> {
+        match s {
+            "backpack" => Ok(FeedKind::Backpack),
+            "synthetic" => Ok(FeedKind::Synthetic),
+            f => match f.strip_prefix("replay:") {
+                Some(path) if !path.is_empty() => {
+                    let path = PathBuf::from(path);
+                    if !path.is_file() {
+                        bail!("replay file {} not found", path.display());
+                    }
+                    Ok(FeedKind::Replay(path))
+                }
+                _ => bail!("unknown feed {f:?}: expected backpack, synthetic or replay:FILE"),
+            },
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            FeedKind::Backpack => "backpack",
+            FeedKind::Synthetic => "synthetic",
+            FeedKind::Replay(_) => "replay",
+        }
+    }
+}
+
+/// The feed's health as `/healthz` and `/metrics` show it.
+struct FeedReport {
+    kind: &'static str,
+    health: Arc<FeedHealth>,
+}
+
+impl hundredx_http::FeedStatus for FeedReport {
+    fn health(&self) -> serde_json::Value {
+        let h = &self.health;
+        let now = now_ns();
+        let ages: Vec<Option<u64>> = h
+            .last_tick_ns
+            .iter()
+            .map(|t| t.load(Ordering::Relaxed))
+            .map(|t| (t > 0).then(|| now.saturating_sub(t) / 1_000_000))
+            .collect();
+        serde_json::json!({
+            "kind": self.kind,
+            "connected": h.connected.load(Ordering::Relaxed),
+            "reconnects": h.reconnects.load(Ordering::Relaxed),
+            "ticks": h.ticks.load(Ordering::Relaxed),
+            "last_tick_age_ms": ages,
+        })
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let h = &self.health;
+        let mut v = vec![
+            ("connected", u64::from(h.connected.load(Ordering::Relaxed))),
+            ("connects", h.connects.load(Ordering::Relaxed)),
+            ("reconnects", h.reconnects.load(Ordering::Relaxed)),
+            ("connect_failures", h.connect_failures.load(Ordering::Relaxed)),
+            ("watchdog_timeouts", h.watchdog_timeouts.load(Ordering::Relaxed)),
+            ("frames", h.frames.load(Ordering::Relaxed)),
+            ("ticks", h.ticks.load(Ordering::Relaxed)),
+            ("duplicates", h.duplicates.load(Ordering::Relaxed)),
+            ("error_frames", h.error_frames.load(Ordering::Relaxed)),
+        ];
+        for (label, n) in backpack_feed::client::ERROR_LABELS.iter().zip(&h.parse_errors) {
+            v.push((label, n.load(Ordering::Relaxed)));
+        }
+        v
+    }
+}
+
+/// Records raw frames, one per line.
+struct Recorder(std::io::BufWriter<std::fs::File>);
+
+impl TickSink for Recorder {
+    fn publish(&mut self, _: Tick) {}
+
+    fn raw(&mut self, frame: &str) {
+        use std::io::Write;
+        if let Err(e) = writeln!(self.0, "{frame}").and_then(|()| self.0.flush()) {
+            warn!(error = %e, "recording failed");
+        }
+    }
+}
+
+fn feed(args: FeedArgs) -> Result<()> {
+    let Some(path) = args.record else {
+        bail!("publishing to Redis comes with service mode (not built yet); use --record FILE");
+    };
+    let mut markets = MarketConfig::defaults();
+    if !args.markets.is_empty() {
+        markets.retain(|m| args.markets.contains(&m.symbol));
+    }
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let health = FeedHealth::new(markets.len());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(backpack_feed::client::run(
+        ClientConfig::new(&args.backpack_url, markets),
+        Arc::clone(&health),
+        Recorder(std::io::BufWriter::new(file)),
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+    ));
+    info!(frames = health.frames.load(Ordering::Relaxed), file = %path.display(), "recording stopped");
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! The `hundredx` binary over a real process: `serve` starts, applies synthetic ticks, logs its
-//! status, and stops cleanly on SIGINT; feeds that are not built yet fail with a clear message.
+//! status, and stops cleanly on SIGINT; a recording replays into the engine; bad feeds are refused.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -9,17 +9,58 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_hundredx");
 
 #[test]
-fn serve_with_an_unavailable_feed_says_so() {
-    for feed in ["backpack", "replay:x.jsonl", "nonsense"] {
+fn serve_with_a_bad_feed_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    for (feed, says) in [("replay:no-such-file.jsonl", "not found"), ("nonsense", "unknown feed")] {
         let out = Command::new(BIN)
             .args(["serve", "--feed", feed])
+            .arg("--data-dir")
+            .arg(dir.path())
             .env("RUST_BACKTRACE", "0")
             .output()
             .unwrap();
         assert!(!out.status.success(), "{feed}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("--feed synthetic") || err.contains("unknown feed"), "{feed}: {err}");
+        assert!(err.contains(says), "{feed}: {err}");
     }
+}
+
+/// `serve --feed replay:FILE` plays the recorded fixture into the engine; the API shows its prices.
+#[test]
+fn serve_replays_a_recording_into_the_engine() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let fixture =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/adapters/backpack-feed/test_data/book_ticker.jsonl");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--replay-fast", "--feed"])
+        .arg(format!("replay:{fixture}"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first.rsplit("http://").next().unwrap().trim().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.write_all(b"GET /api/v1/markets HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        if resp.contains("61989.90") || Instant::now() > deadline {
+            break resp;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let _ = child.wait();
+    // The fixture's last BTC frame: bid 61989.90, ask 61990.00; ETH and SOL arrived too.
+    assert!(body.contains(r#""bid":"61989.90""#) && body.contains(r#""ask":"61990.00""#), "{body}");
+    assert!(body.contains(r#""bid":"3050.01""#) && body.contains(r#""bid":"236.46""#), "{body}");
 }
 
 #[test]
@@ -34,7 +75,11 @@ fn serve_runs_the_synthetic_feed_and_stops_cleanly_on_sigint() {
             "1",
             "--ticks-per-second",
             "200",
+            "--listen",
+            "127.0.0.1:0",
         ])
+        .arg("--data-dir")
+        .arg(dir.path())
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())

@@ -630,6 +630,7 @@ async fn healthz(State(state): St) -> Response {
         "engine": "alive",
         "uptime_s": state.started.elapsed().as_secs(),
         "markets": markets,
+        "feed": state.feed.as_ref().map(|f| f.health()),
     });
     (StatusCode::OK, Json(body)).into_response()
 }

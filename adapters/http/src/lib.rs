@@ -76,8 +76,18 @@ impl ApiConfig {
     }
 }
 
+/// The price feed's health, as the API shows it (`/healthz`, `/metrics`). Implemented by the
+/// binary for whatever feed runs; the API does not depend on the feed crate.
+pub trait FeedStatus: Send + Sync {
+    /// A JSON object for `/healthz` (e.g. connected, reconnects).
+    fn health(&self) -> serde_json::Value;
+    /// Named counters for `/metrics`.
+    fn counters(&self) -> Vec<(&'static str, u64)>;
+}
+
 /// Shared state of the handlers.
 pub struct AppState {
+    feed: Option<Arc<dyn FeedStatus>>,
     cfg: ApiConfig,
     engine: Mutex<Submitter>,
     tokens: Tokens,
@@ -109,6 +119,15 @@ pub fn now_ns() -> u64 {
 impl AppState {
     /// State for a router over `engine`.
     pub fn new(cfg: ApiConfig, engine: Submitter) -> Arc<AppState> {
+        AppState::with_feed(cfg, engine, None)
+    }
+
+    /// As [`AppState::new`], reporting the price feed's health too.
+    pub fn with_feed(
+        cfg: ApiConfig,
+        engine: Submitter,
+        feed: Option<Arc<dyn FeedStatus>>,
+    ) -> Arc<AppState> {
         let symbols = cfg
             .markets
             .iter()
@@ -119,6 +138,8 @@ impl AppState {
             NonZeroU32::new(cfg.trading_per_second.max(1)).unwrap_or(NonZeroU32::MIN),
         );
         Arc::new(AppState {
+            metrics: metrics::Metrics::new(engine.clone(), feed.clone()),
+            feed,
             tokens: Tokens::new(&cfg.jwt_secret, cfg.token_ttl.as_secs()),
             symbols,
             signin_ip: RateLimiter::keyed(per_minute(cfg.signin_per_minute)),
@@ -129,7 +150,6 @@ impl AppState {
                 NonZeroU32::new(cfg.trading_per_second.max(1).saturating_mul(10))
                     .unwrap_or(NonZeroU32::MIN),
             )),
-            metrics: metrics::Metrics::new(engine.clone()),
             engine: Mutex::new(engine),
             cfg,
             started: Instant::now(),

@@ -38,7 +38,9 @@ pub struct Metrics {
     engine: Family<CounterLabels, Gauge>,
     in_flight: Gauge,
     events_dropped: Gauge,
+    feed_counters: Family<CounterLabels, Gauge>,
     source: Mutex<Submitter>,
+    feed: Option<Arc<dyn crate::FeedStatus>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -49,7 +51,7 @@ impl std::fmt::Debug for Metrics {
 
 impl Metrics {
     /// Metrics reading engine counters through `source`.
-    pub fn new(source: Submitter) -> Metrics {
+    pub fn new(source: Submitter, feed: Option<Arc<dyn crate::FeedStatus>>) -> Metrics {
         let mut registry = Registry::with_prefix("hundredx");
         let requests = Family::<RouteLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
@@ -79,7 +81,15 @@ impl Metrics {
             "Events lost by slow subscribers",
             events_dropped.clone(),
         );
+        let feed_counters = Family::<CounterLabels, Gauge>::default();
+        registry.register(
+            "feed",
+            "Price feed counters (ticks, reconnects, errors, ...)",
+            feed_counters.clone(),
+        );
         Metrics {
+            feed_counters,
+            feed,
             registry,
             requests,
             request_seconds,
@@ -119,6 +129,13 @@ impl Metrics {
             }
             self.in_flight.set(i64::try_from(source.in_flight()).unwrap_or(i64::MAX));
             self.events_dropped.set(i64::try_from(source.events_dropped()).unwrap_or(i64::MAX));
+        }
+        if let Some(feed) = &self.feed {
+            for (name, v) in feed.counters() {
+                self.feed_counters
+                    .get_or_create(&CounterLabels { counter: name })
+                    .set(i64::try_from(v).unwrap_or(i64::MAX));
+            }
         }
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

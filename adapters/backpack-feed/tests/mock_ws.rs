@@ -104,6 +104,7 @@ async fn subscribes_streams_answers_pings_reconnects_and_resubscribes() {
                 .await
                 .unwrap(); // duplicate
             ws.send(Message::text("garbage")).await.unwrap();
+            ws.send(Message::Binary(vec![0xde, 0xad].into())).await.unwrap();
             ws.send(Message::text(r#"{"error":{"code":4006,"message":"bad"}}"#)).await.unwrap();
             // Read until the client's Pong arrives (it must, while it keeps reading).
             while let Ok(Some(Ok(m))) =
@@ -156,6 +157,7 @@ async fn subscribes_streams_answers_pings_reconnects_and_resubscribes() {
     assert!(health.reconnects.load(Ordering::SeqCst) >= 1);
     assert_eq!(health.duplicates.load(Ordering::SeqCst), 2);
     assert_eq!(health.parse_errors[0].load(Ordering::SeqCst), 2, "garbage counted as malformed");
+    assert_eq!(health.parse_errors[8].load(Ordering::SeqCst), 2, "binary frames counted");
     assert_eq!(health.error_frames.load(Ordering::SeqCst), 2);
 }
 

@@ -56,6 +56,9 @@ pub enum EngineError {
     /// `max_in_flight` requests already await replies.
     #[error("too many requests in flight")]
     TooManyInFlight,
+    /// A request with this id is already awaiting its reply (or the id is reserved).
+    #[error("a request with this id is already in flight")]
+    DuplicateInFlight,
     /// No reply within the timeout; the waiter was removed and a late reply is discarded.
     #[error("timed out waiting for the engine's reply")]
     Timeout,
@@ -203,13 +206,38 @@ impl Clone for Submitter {
 impl Submitter {
     fn register(&self, to: ReplyTo) -> Result<RequestId, EngineError> {
         let id = RequestId(self.shared.next_request_id.fetch_add(1, Ordering::Relaxed));
+        self.register_as(id, to)?;
+        Ok(id)
+    }
+
+    fn register_as(&self, id: RequestId, to: ReplyTo) -> Result<(), EngineError> {
         let mut waiters = self.shared.waiters();
         if waiters.len() >= self.shared.max_in_flight {
             return Err(EngineError::TooManyInFlight);
         }
+        if waiters.contains_key(&id) {
+            return Err(EngineError::DuplicateInFlight);
+        }
         // Registered before publishing, so a fast reply always finds its waiter.
         waiters.insert(id, Waiter { to, items: Vec::new() });
-        Ok(id)
+        Ok(())
+    }
+
+    /// Publishes a registered request without spinning; on a full ring the waiter is removed.
+    fn try_publish_registered(
+        &mut self,
+        request_id: RequestId,
+        ts_ns: u64,
+        kind: CommandKind,
+    ) -> Result<(), EngineError> {
+        let published =
+            self.producer.try_publish(|slot| *slot = Command::new(request_id, ts_ns, kind));
+        if published.is_err() {
+            self.shared.waiters().remove(&request_id);
+            return Err(EngineError::RingFull);
+        }
+        self.shared.input_parker.wake();
+        Ok(())
     }
 
     fn register_ticket(&self) -> Result<(RequestId, Receiver<Response>), EngineError> {
@@ -227,14 +255,25 @@ impl Submitter {
         on_reply: Box<dyn FnOnce(Response) + Send>,
     ) -> Result<RequestId, EngineError> {
         let request_id = self.register(ReplyTo::Callback(on_reply))?;
-        let published =
-            self.producer.try_publish(|slot| *slot = Command::new(request_id, ts_ns, kind));
-        if published.is_err() {
-            self.shared.waiters().remove(&request_id);
-            return Err(EngineError::RingFull);
-        }
-        self.shared.input_parker.wake();
+        self.try_publish_registered(request_id, ts_ns, kind)?;
         Ok(request_id)
+    }
+
+    /// As [`Submitter::submit_with`], under a request id chosen by the caller (e.g. a bridge
+    /// relaying another process's ids, so the engine recognises redeliveries). The id must not
+    /// be [`RequestId::NONE`] nor already in flight.
+    pub fn submit_with_id(
+        &mut self,
+        request_id: RequestId,
+        ts_ns: u64,
+        kind: CommandKind,
+        on_reply: Box<dyn FnOnce(Response) + Send>,
+    ) -> Result<(), EngineError> {
+        if request_id == RequestId::NONE {
+            return Err(EngineError::DuplicateInFlight);
+        }
+        self.register_as(request_id, ReplyTo::Callback(on_reply))?;
+        self.try_publish_registered(request_id, ts_ns, kind)
     }
 
     /// The engine's counters as of its last completed batch.
@@ -270,13 +309,7 @@ impl Submitter {
     /// As [`Submitter::submit`], but fails with [`EngineError::RingFull`] instead of spinning.
     pub fn try_submit(&mut self, ts_ns: u64, kind: CommandKind) -> Result<Ticket, EngineError> {
         let (request_id, rx) = self.register_ticket()?;
-        let published =
-            self.producer.try_publish(|slot| *slot = Command::new(request_id, ts_ns, kind));
-        if published.is_err() {
-            self.shared.waiters().remove(&request_id);
-            return Err(EngineError::RingFull);
-        }
-        self.shared.input_parker.wake();
+        self.try_publish_registered(request_id, ts_ns, kind)?;
         Ok(Ticket { request_id, rx, shared: Arc::clone(&self.shared) })
     }
 

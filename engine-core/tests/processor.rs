@@ -254,3 +254,28 @@ fn no_reply_leaves_before_the_input_stage_finished_its_batch_and_snapshots_carry
     assert_eq!(seqs, vec![(150, 50), (200, 100), (221, 120)]);
     assert_eq!(engine.summary().accounts, 120);
 }
+
+#[test]
+fn caller_chosen_request_ids_are_deduplicated_by_the_engine() {
+    let mut handle = EngineHandle::start(EngineConfig::default()).unwrap();
+    let mut s = handle.submitter();
+    let ask = |s: &mut Submitter, id: u64| {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let login = Login::new("same@x").unwrap();
+        let kind = CommandKind::CreateAccount { login, credential: Credential::empty() };
+        s.submit_with_id(RequestId(id), T0, kind, Box::new(move |r| tx.send(r).unwrap()))
+            .map(|()| rx)
+    };
+    let first = ask(&mut s, 1 << 50).unwrap().recv_timeout(TIMEOUT).unwrap();
+    // A redelivery of the same request: the first reply again, not a duplicate-login rejection.
+    let again = ask(&mut s, 1 << 50).unwrap().recv_timeout(TIMEOUT).unwrap();
+    assert_eq!(first.result, again.result);
+    assert!(matches!(first.result, Ok(ReplyData::AccountCreated { .. })));
+    // A different id is a different request: now the login is taken.
+    let other = ask(&mut s, (1 << 50) + 1).unwrap().recv_timeout(TIMEOUT).unwrap();
+    assert_eq!(other.result, Err(Reason::DuplicateLogin));
+    assert!(matches!(ask(&mut s, 0), Err(EngineError::DuplicateInFlight)));
+    drop(s);
+    assert_eq!(handle.counters().duplicates, 1);
+    handle.shutdown().unwrap();
+}

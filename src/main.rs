@@ -1,8 +1,9 @@
 //! `hundredx`: the binary that wires the engine to its adapters.
 //!
 //! - `hundredx serve`: the whole system in one process — the engine thread between its rings,
-//!   its journal and snapshots under `--data-dir`, and a price feed. The HTTP API and the live
-//!   Backpack feed arrive with their issues; until then `serve` runs the synthetic feed.
+//!   its journal and snapshots under `--data-dir`, the HTTP API on `--listen`, and a price feed
+//!   (`backpack`, `synthetic` or `replay:FILE`).
+//! - `hundredx feed --record FILE`: records Backpack's frames for later replay.
 //! - `hundredx replay --data-dir D`: re-applies a journal offline and prints the state hash and
 //!   a summary, for audits.
 //! - `hundredx snapshot --data-dir D`: recovers a stopped engine's state and writes a snapshot

@@ -58,7 +58,9 @@ struct Run {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let rates: &[u64] = if quick { &[500] } else { &[2_000, 5_000, 10_000, 15_000, 20_000] };
+    let rates: Vec<u64> = std::env::args()
+        .find_map(|a| a.strip_prefix("--rates=").map(|r| r.split(',').filter_map(|x| x.parse().ok()).collect()))
+        .unwrap_or_else(|| if quick { vec![500] } else { vec![2_000, 5_000, 10_000, 15_000, 20_000] });
     let secs = if quick { 1 } else { 5 };
     let users = if quick { 4 } else { 40 };
 
@@ -115,7 +117,7 @@ fn main() {
         println!("| offered req/s | achieved req/s | p50 | p90 | p99 | p99.9 | max | errors |");
         println!("|---|---|---|---|---|---|---|---|");
         let tokens = Arc::new(tokens);
-        for &rate in rates {
+        for &rate in &rates {
             let run = Arc::new(Mutex::new(Run { hist: Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap(), ok: 0, failed: 0 }));
             let open_ids: Arc<Mutex<VecDeque<(usize, String)>>> = Arc::new(Mutex::new(VecDeque::new()));
             let total = rate * secs;

@@ -91,6 +91,7 @@ impl DurableEngine {
             first_seq,
             input_stage: Some(Box::new(journal)),
             snapshots: Some((opts.snapshots, tx)),
+            poll_outputs: false,
         };
         let handle = EngineHandle::start_with(engine, options).context("starting the engine")?;
         info!(data_dir = %opts.data_dir.display(), first_seq, sync = ?opts.sync, "engine running with journal");

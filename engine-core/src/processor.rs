@@ -313,6 +313,18 @@ impl Submitter {
         Ok(Ticket { request_id, rx, shared: Arc::clone(&self.shared) })
     }
 
+    /// Publishes commands as they are (request ids included, no waiters registered) in one
+    /// batch claim; spins while the ring lacks room. For benchmarks and bridges that read replies
+    /// from the out-ring themselves. `cmds` must be non-empty and at most the ring size.
+    pub fn publish_batch(&mut self, cmds: &[Command]) {
+        self.producer.batch_publish(cmds.len(), |slots| {
+            for (slot, cmd) in slots.zip(cmds) {
+                *slot = *cmd;
+            }
+        });
+        self.shared.input_parker.wake();
+    }
+
     /// Publishes a command that wants no reply (e.g. a feed's price tick); spins while full.
     pub fn send(&mut self, ts_ns: u64, kind: CommandKind) {
         self.producer.publish(|slot| *slot = Command::new(RequestId::NONE, ts_ns, kind));
@@ -353,6 +365,7 @@ pub struct EngineHandle {
     submitter: Submitter,
     final_state: Receiver<(Engine, u64)>,
     markets: Vec<crate::config::MarketConfig>,
+    output_poller: Option<OutputPoller>,
 }
 
 /// A stage that sees every command before the engine does, in ring order: the journaller.
@@ -394,6 +407,40 @@ pub struct StartOptions {
     /// Periodic and on-demand (`AdminSnapshot`) snapshots go to this channel. A copy is dropped
     /// (and counted) if the writer is still busy with the previous one.
     pub snapshots: Option<(SnapshotPolicy, Sender<SnapshotRequest>)>,
+    /// Hand the out-ring to the caller as an [`OutputPoller`] (see
+    /// [`EngineHandle::take_output_poller`]) instead of running the reply thread: tickets and
+    /// subscriptions then receive nothing. For benchmarks that read results on their own thread.
+    pub poll_outputs: bool,
+}
+
+/// Reads the out-ring directly (the disruptor's event poller), on the caller's thread.
+pub struct OutputPoller {
+    poller: disruptor::EventPoller<Output, disruptor::SingleProducerBarrier>,
+}
+
+impl std::fmt::Debug for OutputPoller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputPoller").finish_non_exhaustive()
+    }
+}
+
+impl OutputPoller {
+    /// Hands every output available now to `f`; returns how many, or `Err(EngineError::Shutdown)`
+    /// once the engine has stopped and everything was read. Never blocks.
+    pub fn poll(&mut self, mut f: impl FnMut(&Output)) -> Result<usize, EngineError> {
+        match self.poller.poll() {
+            Ok(mut guard) => {
+                let mut n = 0;
+                for o in &mut guard {
+                    f(o);
+                    n += 1;
+                }
+                Ok(n)
+            }
+            Err(disruptor::Polling::NoEvents) => Ok(0),
+            Err(disruptor::Polling::Shutdown) => Err(EngineError::Shutdown),
+        }
+    }
 }
 
 impl std::fmt::Debug for StartOptions {
@@ -402,6 +449,7 @@ impl std::fmt::Debug for StartOptions {
             .field("first_seq", &self.first_seq)
             .field("input_stage", &self.input_stage.is_some())
             .field("snapshots", &self.snapshots.as_ref().map(|s| s.0))
+            .field("poll_outputs", &self.poll_outputs)
             .finish()
     }
 }
@@ -445,8 +493,12 @@ impl EngineHandle {
         // The out-ring is built first, on this thread: `pin_at_core` checks the core against the
         // calling thread's affinity, so nothing here may run on an already pinned thread.
         let router_shared = Arc::clone(&shared);
-        let out: OutProducer =
-            disruptor::build_single_producer(cfg.out_ring_size, Output::default, wait)
+        let out_builder = disruptor::build_single_producer(cfg.out_ring_size, Output::default, wait);
+        let (out, output_poller): (OutProducer, _) = if options.poll_outputs {
+            let (poller, builder) = out_builder.new_event_poller();
+            (builder.build(), Some(OutputPoller { poller }))
+        } else {
+            let out = out_builder
                 .thread_name("hundredx-replies")
                 .handle_events_and_state_with(
                     |s: &mut Arc<Shared>, o: &Output, _: Sequence, _: bool| route(s, o),
@@ -459,6 +511,8 @@ impl EngineHandle {
                     },
                 )
                 .build();
+            (out, None)
+        };
 
         let (state_tx, final_state) = crossbeam_channel::bounded(1);
         let first_seq = options.first_seq.max(1);
@@ -521,6 +575,7 @@ impl EngineHandle {
             submitter: Submitter { producer, shared },
             final_state,
             markets: cfg.markets,
+            output_poller,
         })
     }
 
@@ -579,6 +634,11 @@ impl EngineHandle {
         self.submitter.shared.late_replies.load(Ordering::Relaxed)
     }
 
+    /// The out-ring poller, if started with [`StartOptions::poll_outputs`] (once).
+    pub fn take_output_poller(&mut self) -> Option<OutputPoller> {
+        self.output_poller.take()
+    }
+
     /// The markets the engine runs with, in market-id order.
     pub fn config_markets(&self) -> Vec<crate::config::MarketConfig> {
         self.markets.clone()
@@ -598,7 +658,8 @@ impl EngineHandle {
     /// As [`EngineHandle::shutdown`], also returning the journal sequence of the last command
     /// applied (`first_seq - 1` if none was).
     pub fn shutdown_at(self) -> Result<(Engine, u64), EngineError> {
-        let EngineHandle { submitter, final_state, .. } = self;
+        let EngineHandle { submitter, final_state, output_poller, .. } = self;
+        drop(output_poller);
         drop(submitter);
         final_state.recv().map_err(|_| EngineError::Shutdown)
     }

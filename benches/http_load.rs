@@ -59,8 +59,13 @@ struct Run {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let rates: Vec<u64> = std::env::args()
-        .find_map(|a| a.strip_prefix("--rates=").map(|r| r.split(',').filter_map(|x| x.parse().ok()).collect()))
-        .unwrap_or_else(|| if quick { vec![500] } else { vec![2_000, 5_000, 10_000, 15_000, 20_000] });
+        .find_map(|a| {
+            a.strip_prefix("--rates=")
+                .map(|r| r.split(',').filter_map(|x| x.parse().ok()).collect())
+        })
+        .unwrap_or_else(
+            || if quick { vec![500] } else { vec![2_000, 5_000, 10_000, 15_000, 20_000] },
+        );
     let secs = if quick { 1 } else { 5 };
     let users = if quick { 4 } else { 40 };
 

@@ -325,6 +325,20 @@ impl Submitter {
         self.shared.input_parker.wake();
     }
 
+    /// As [`Submitter::publish_batch`], but fails with [`EngineError::RingFull`] (publishing
+    /// nothing) instead of spinning.
+    pub fn try_publish_batch(&mut self, cmds: &[Command]) -> Result<(), EngineError> {
+        self.producer
+            .try_batch_publish(cmds.len(), |slots| {
+                for (slot, cmd) in slots.zip(cmds) {
+                    *slot = *cmd;
+                }
+            })
+            .map_err(|_| EngineError::RingFull)?;
+        self.shared.input_parker.wake();
+        Ok(())
+    }
+
     /// Publishes a command that wants no reply (e.g. a feed's price tick); spins while full.
     pub fn send(&mut self, ts_ns: u64, kind: CommandKind) {
         self.producer.publish(|slot| *slot = Command::new(RequestId::NONE, ts_ns, kind));
@@ -493,7 +507,8 @@ impl EngineHandle {
         // The out-ring is built first, on this thread: `pin_at_core` checks the core against the
         // calling thread's affinity, so nothing here may run on an already pinned thread.
         let router_shared = Arc::clone(&shared);
-        let out_builder = disruptor::build_single_producer(cfg.out_ring_size, Output::default, wait);
+        let out_builder =
+            disruptor::build_single_producer(cfg.out_ring_size, Output::default, wait);
         let (out, output_poller): (OutProducer, _) = if options.poll_outputs {
             let (poller, builder) = out_builder.new_event_poller();
             (builder.build(), Some(OutputPoller { poller }))

@@ -258,7 +258,7 @@ fn no_reply_leaves_before_the_input_stage_finished_its_batch_and_snapshots_carry
 
 #[test]
 fn caller_chosen_request_ids_are_deduplicated_by_the_engine() {
-    let mut handle = EngineHandle::start(EngineConfig::default()).unwrap();
+    let handle = EngineHandle::start(EngineConfig::default()).unwrap();
     let mut s = handle.submitter();
     let ask = |s: &mut Submitter, id: u64| {
         let (tx, rx) = crossbeam_channel::bounded(1);

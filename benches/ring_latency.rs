@@ -1,0 +1,153 @@
+//! Open-loop latency and throughput of the engine behind the disruptor rings, with crossbeam and
+//! std mpsc baselines measured in the same run, plus memory per open position. Writes the tables
+//! to stdout and a percentile plot to `docs/latency.svg`.
+//!
+//! Run: `cargo bench --bench ring_latency` (several minutes; `-- --quick` runs in seconds).
+//! See `hundredx::bench_harness` for the method.
+
+#![allow(clippy::cast_precision_loss, clippy::float_arithmetic, clippy::cast_possible_truncation)]
+
+use hundredx::bench_harness::{
+    HarnessConfig, Pipeline, RateResult, preloaded_engine, rss_bytes, run,
+};
+use plotters::prelude::*;
+
+const QUANTILES: [(f64, &str); 6] =
+    [(0.5, "p50"), (0.9, "p90"), (0.99, "p99"), (0.999, "p99.9"), (0.9999, "p99.99"), (1.0, "max")];
+
+fn fmt_ns(ns: u64) -> String {
+    if ns < 10_000 {
+        format!("{ns} ns")
+    } else if ns < 10_000_000 {
+        format!("{:.1} µs", ns as f64 / 1e3)
+    } else {
+        format!("{:.1} ms", ns as f64 / 1e6)
+    }
+}
+
+fn table(results: &[RateResult]) {
+    println!(
+        "| pipeline | offered/s | achieved/s | p50 | p90 | p99 | p99.9 | p99.99 | max | liquidations |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for r in results {
+        let q: Vec<String> = QUANTILES
+            .iter()
+            .map(|(q, _)| {
+                fmt_ns(if *q >= 1.0 { r.hist.max() } else { r.hist.value_at_quantile(*q) })
+            })
+            .collect();
+        let sat = if r.sustained() { "" } else { " (saturated)" };
+        println!(
+            "| {} | {} | {}{sat} | {} | {} | {} | {} | {} | {} | {} |",
+            r.pipeline.name(),
+            r.offered,
+            r.achieved,
+            q[0],
+            q[1],
+            q[2],
+            q[3],
+            q[4],
+            q[5],
+            r.liquidations
+        );
+    }
+}
+
+/// The highest offered rate a pipeline sustained (all replies, >= 90% achieved).
+fn knee(results: &[RateResult], p: Pipeline) -> Option<u64> {
+    results.iter().filter(|r| r.pipeline == p && r.sustained()).map(|r| r.offered).max()
+}
+
+fn plot(results: &[RateResult], path: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let x = |q: f64| -(1.0 - q.min(0.99999)).log10();
+    let max_us = results
+        .iter()
+        .filter(|r| r.sustained())
+        .map(|r| r.hist.max() as f64 / 1e3)
+        .fold(1.0, f64::max);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "hundredx: latency by percentile (open loop, from planned send time)",
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.25f64..4.2f64, (0.05f64..max_us * 1.5).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile")
+        .y_desc("latency (µs, log)")
+        .x_labels(5)
+        .x_label_formatter(&|v| match (v * 10.0).round() as i64 {
+            3 => "50%".into(),
+            10 => "90%".into(),
+            20 => "99%".into(),
+            30 => "99.9%".into(),
+            40 => "99.99%".into(),
+            _ => String::new(),
+        })
+        .draw()?;
+    let colors = [&BLUE, &RED, &GREEN, &MAGENTA, &CYAN, &BLACK];
+    for (k, r) in results.iter().filter(|r| r.sustained()).enumerate() {
+        let color = colors[k % colors.len()];
+        let points: Vec<(f64, f64)> = [0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999]
+            .iter()
+            .map(|q| (x(*q), (r.hist.value_at_quantile(*q) as f64 / 1e3).max(0.05)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points, color))?
+            .label(format!("{} {}k/s", r.pipeline.name(), r.offered / 1000))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let cfg = if quick { HarnessConfig::quick() } else { HarnessConfig::full() };
+    println!(
+        "# Ring latency: {} accounts, {} preloaded positions, {:?} measured + {:?} warm-up per rate{}\n",
+        cfg.accounts,
+        cfg.preload,
+        cfg.run,
+        cfg.warmup,
+        if cfg.pin { ", engine pinned to core 1, generator to core 0, busy-spin" } else { "" }
+    );
+    let results = run(&cfg, |line| eprintln!("{line}"));
+    table(&results);
+    println!();
+    let d = knee(&results, Pipeline::Disruptor);
+    let c = knee(&results, Pipeline::Crossbeam);
+    let m = knee(&results, Pipeline::Mpsc);
+    println!("Highest sustained offered rate: disruptor {d:?}, crossbeam {c:?}, std mpsc {m:?}");
+    if let (Some(d), Some(c)) = (d, c) {
+        println!(
+            "disruptor / crossbeam: {:.2}x (at the resolution of the rate sweep)",
+            d as f64 / c as f64
+        );
+    }
+    let svg = if quick { "target/latency-quick.svg" } else { "docs/latency.svg" };
+    match plot(&results, svg) {
+        Ok(()) => println!("plot: {svg}"),
+        Err(e) => eprintln!("plot failed: {e}"),
+    }
+
+    // Memory per open position: RSS before and after opening them.
+    let n: u32 = if quick { 20_000 } else { 1_000_000 };
+    let before = rss_bytes().unwrap_or(0);
+    let engine = preloaded_engine(10_000, n, 0, None);
+    let after = rss_bytes().unwrap_or(0);
+    println!(
+        "\nMemory: {} open positions in 10k accounts: RSS {} MiB (+{} MiB for the engine), {} bytes per open position (positions, hash table, trigger indexes, accounts)",
+        engine.open_positions(),
+        after >> 20,
+        (after.saturating_sub(before)) >> 20,
+        after.saturating_sub(before) / u64::from(n)
+    );
+}

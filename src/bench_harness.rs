@@ -1,0 +1,570 @@
+//! The open-loop latency harness (exchange-core style), shared by `benches/ring_latency.rs` and
+//! its `--quick` test.
+//!
+//! A generator publishes a realistic mix — 90% price ticks over three markets, 10% opens, closes
+//! and margin adds from many accounts, on top of preloaded open positions, with occasional price
+//! jumps that liquidate — at a fixed offered rate. Command `i` is *planned* at `i / rate` after the
+//! start; its latency is the moment its reply is seen minus that planned time, so a stall delays
+//! every command queued behind it (no coordinated omission). Every command carries a request id,
+//! so every command, ticks included, produces exactly one reply to time.
+//!
+//! Three pipelines run the same `Engine::apply` on a second thread:
+//! - `disruptor`: the engine's in-ring and out-ring; the generator thread also polls the out-ring
+//!   (the event poller), so two threads own the two cores;
+//! - `crossbeam`: bounded crossbeam channels in and out;
+//! - `mpsc`: `std::sync::mpsc::sync_channel` in and out.
+
+use std::time::{Duration, Instant};
+
+use engine_core::prelude::*;
+use engine_core::processor::StartOptions;
+use hdrhistogram::Histogram;
+
+/// Which transport carries commands to the engine thread and results back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pipeline {
+    /// The engine's disruptor rings.
+    Disruptor,
+    /// crossbeam bounded channels.
+    Crossbeam,
+    /// std mpsc sync channels.
+    Mpsc,
+}
+
+impl Pipeline {
+    /// Short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pipeline::Disruptor => "disruptor",
+            Pipeline::Crossbeam => "crossbeam",
+            Pipeline::Mpsc => "std mpsc",
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct HarnessConfig {
+    /// Offered rates, commands per second.
+    pub rates: Vec<u64>,
+    /// Measured time per rate (after the warm-up).
+    pub run: Duration,
+    /// Warm-up per rate (sent, not recorded).
+    pub warmup: Duration,
+    /// Accounts.
+    pub accounts: u32,
+    /// Positions opened before the run.
+    pub preload: u32,
+    /// Pin the engine thread to core 1 and the generator to core 0 (if they exist).
+    pub pin: bool,
+    /// Pipelines to compare.
+    pub pipelines: Vec<Pipeline>,
+}
+
+impl HarnessConfig {
+    /// Seconds, for CI: tiny preload, one modest rate.
+    pub fn quick() -> HarnessConfig {
+        HarnessConfig {
+            rates: vec![50_000],
+            run: Duration::from_millis(200),
+            warmup: Duration::from_millis(50),
+            accounts: 100,
+            preload: 1_000,
+            pin: false,
+            pipelines: vec![Pipeline::Disruptor, Pipeline::Crossbeam, Pipeline::Mpsc],
+        }
+    }
+
+    /// The full sweep: 10k accounts, 100k preloaded positions, 100k .. 10M commands/s.
+    pub fn full() -> HarnessConfig {
+        HarnessConfig {
+            rates: vec![100_000, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000],
+            run: Duration::from_secs(3),
+            warmup: Duration::from_millis(500),
+            accounts: 10_000,
+            preload: 100_000,
+            pin: true,
+            pipelines: vec![Pipeline::Disruptor, Pipeline::Crossbeam, Pipeline::Mpsc],
+        }
+    }
+}
+
+/// One pipeline at one rate.
+#[derive(Debug)]
+pub struct RateResult {
+    /// Pipeline.
+    pub pipeline: Pipeline,
+    /// Offered commands/s.
+    pub offered: u64,
+    /// Commands planned (warm-up included).
+    pub planned: u64,
+    /// Commands sent (warm-up included).
+    pub sent: u64,
+    /// Replies seen (warm-up included).
+    pub received: u64,
+    /// Achieved replies/s over the whole run.
+    pub achieved: u64,
+    /// Latency from planned send time to reply, ns (warm-up excluded).
+    pub hist: Histogram<u64>,
+    /// Positions liquidated during the run.
+    pub liquidations: u64,
+}
+
+const BASE_TS: u64 = 1_700_000_000_000_000_000;
+
+/// The command mix: deterministic, so every pipeline sees the same commands.
+struct Mix {
+    x: u64,
+    mids: [i64; 3],
+    updates: [u64; 3],
+    accounts: u32,
+    preload: u64,
+    next_close: u64,
+}
+
+impl Mix {
+    fn new(accounts: u32, preload: u32) -> Mix {
+        Mix {
+            x: 0x9E37_79B9_7F4A_7C15,
+            mids: [6_000_000, 300_000, 15_000],
+            updates: [1; 3],
+            accounts,
+            preload: u64::from(preload),
+            next_close: 1,
+        }
+    }
+
+    fn rnd(&mut self) -> u64 {
+        self.x ^= self.x << 13;
+        self.x ^= self.x >> 7;
+        self.x ^= self.x << 17;
+        self.x
+    }
+
+    /// Owner of preloaded position `p` (round-robin over accounts).
+    fn owner(&self, p: u64) -> AccountId {
+        AccountId(u32::try_from((p - 1) % u64::from(self.accounts)).unwrap_or(0) + 1)
+    }
+
+    fn next(&mut self) -> CommandKind {
+        let r = self.rnd();
+        let m = usize::try_from(r % 3).unwrap_or(0);
+        if r % 10 < 9 {
+            let mid = self.mids[m];
+            // A walk of up to ±10 ppm per tick, pulled back towards the start so it stays within
+            // a fraction of a percent; no preloaded position (at most 50x, liquidated ~1.5% away)
+            // is touched by it.
+            let step = mid * (i64::try_from((r >> 8) % 21).unwrap_or(0) - 10) / 1_000_000;
+            let start = [6_000_000, 300_000, 15_000][m];
+            let revert = (start - mid) / 1_000;
+            // One tick in 200k jumps 1.6%, up or down, past the liquidation price of the
+            // 49-50x positions on one side: the occasional liquidation cascade of the mix.
+            let jump = if (r >> 20).is_multiple_of(200_000) {
+                mid * 16 / 1_000 * if r & 1 == 0 { 1 } else { -1 }
+            } else {
+                0
+            };
+            self.mids[m] = (mid + step + jump + revert).max(100);
+            self.updates[m] += 1;
+            let bid = Price(self.mids[m]);
+            return CommandKind::PriceTick(Tick {
+                market: MarketId(u16::try_from(m).unwrap_or(0)),
+                bid,
+                ask: Price(bid.0 + 2),
+                update_id: self.updates[m],
+                exchange_time_us: 0,
+            });
+        }
+        let account = AccountId(u32::try_from(r % u64::from(self.accounts)).unwrap_or(0) + 1);
+        match (r >> 4) % 3 {
+            0 => CommandKind::OpenPosition(OpenRequest {
+                account,
+                market: MarketId(u16::try_from(m).unwrap_or(0)),
+                side: if r & 32 == 0 { Side::Long } else { Side::Short },
+                leverage: u32::try_from(r % 46).unwrap_or(0) + 5,
+                size: Size::Margin(Usdc::from_whole(10 + i64::try_from(r % 90).unwrap_or(0))),
+                expected_price: None,
+                max_slippage_bps: 0,
+                take_profit: None,
+                stop_loss: None,
+                client_order_id: None,
+            }),
+            1 if self.next_close <= self.preload => {
+                let p = self.next_close;
+                self.next_close += 1;
+                CommandKind::ClosePosition {
+                    account: self.owner(p),
+                    position: PositionId(p),
+                    quantity: None,
+                }
+            }
+            _ => {
+                let p = 1 + r % self.preload.max(1);
+                CommandKind::AddMargin {
+                    account: self.owner(p),
+                    position: PositionId(p),
+                    amount: Usdc::from_whole(1),
+                }
+            }
+        }
+    }
+}
+
+/// A fresh engine with accounts, prices and preloaded positions, configured for the harness,
+/// with room for `headroom` more open positions.
+pub fn preloaded_engine(
+    accounts: u32,
+    preload: u32,
+    headroom: u32,
+    pin_core: Option<usize>,
+) -> Engine {
+    let cfg = EngineConfig {
+        max_accounts: accounts + 16,
+        max_open_positions: preload + headroom.max(1),
+        closed_history_per_account: 16,
+        request_id_window: 0, // every command has an id here; do not remember them
+        client_order_id_window: 0,
+        wait: WaitMode::BusySpin,
+        pin_core,
+        in_ring_size: 1 << 16,
+        out_ring_size: 1 << 17,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(cfg).expect("harness config is valid");
+    let mut out = Vec::new();
+    let mut apply = |e: &mut Engine, kind| {
+        out.clear();
+        e.apply(&Command::new(RequestId::NONE, BASE_TS, kind), &mut out);
+    };
+    for a in 0..accounts {
+        let login = Login::new(&format!("h{a}@x")).expect("short login");
+        apply(&mut e, CommandKind::CreateAccount { login, credential: Credential::empty() });
+        apply(
+            &mut e,
+            CommandKind::Deposit {
+                account: AccountId(a + 1),
+                amount: Usdc::from_whole(1_000_000_000),
+            },
+        );
+    }
+    for (m, mid) in [6_000_000i64, 300_000, 15_000].into_iter().enumerate() {
+        let tick = Tick {
+            market: MarketId(u16::try_from(m).unwrap_or(0)),
+            bid: Price(mid),
+            ask: Price(mid + 2),
+            update_id: 1,
+            exchange_time_us: 0,
+        };
+        apply(&mut e, CommandKind::PriceTick(tick));
+    }
+    for p in 0..preload {
+        let open = OpenRequest {
+            account: AccountId(p % accounts + 1),
+            market: MarketId(u16::try_from(p % 3).unwrap_or(0)),
+            side: if p % 2 == 0 { Side::Long } else { Side::Short },
+            leverage: 2 + p % 49,
+            size: Size::Margin(Usdc::from_whole(100)),
+            expected_price: None,
+            max_slippage_bps: 0,
+            take_profit: None,
+            stop_loss: None,
+            client_order_id: None,
+        };
+        apply(&mut e, CommandKind::OpenPosition(open));
+    }
+    assert_eq!(e.open_positions(), preload as usize, "preload opened every position");
+    e
+}
+
+fn pin_current(core: usize) {
+    if let Some(id) =
+        core_affinity::get_core_ids().unwrap_or_default().into_iter().find(|c| c.id == core)
+    {
+        core_affinity::set_for_current(id);
+    }
+}
+
+/// The transport-independent half: publish on schedule, drain replies, time them.
+trait Transport: Send {
+    /// Hands over a prefix of `cmds` without blocking; returns how many were taken.
+    fn try_send(&mut self, cmds: &[Command]) -> usize;
+    /// Calls `f(request_id)` for every reply available now.
+    fn drain(&mut self, f: &mut dyn FnMut(u64));
+    /// Stops the engine thread; returns the engine's liquidation count.
+    fn finish(self: Box<Self>) -> u64;
+}
+
+struct DisruptorT {
+    handle: EngineHandle,
+    submitter: Submitter,
+    poller: engine_core::processor::OutputPoller,
+}
+
+impl Transport for DisruptorT {
+    fn try_send(&mut self, cmds: &[Command]) -> usize {
+        if self.submitter.try_publish_batch(cmds).is_ok() { cmds.len() } else { 0 }
+    }
+
+    fn drain(&mut self, f: &mut dyn FnMut(u64)) {
+        let _ = self.poller.poll(|o| {
+            if let Output::Reply { request_id, .. } = o {
+                f(request_id.0);
+            }
+        });
+    }
+
+    fn finish(self: Box<Self>) -> u64 {
+        let DisruptorT { handle, submitter, mut poller } = *self;
+        drop(submitter);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let drainer = std::thread::spawn(move || {
+            // Keep the out-ring flowing while the engine drains its in-ring.
+            while poller.poll(|_| {}).is_ok() {
+                if rx.try_recv().is_ok() {
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+        });
+        let engine = handle.shutdown().expect("engine stops");
+        let _ = tx.send(());
+        let _ = drainer.join();
+        engine.counters().liquidations
+    }
+}
+
+/// A channel pair and the engine thread between them.
+struct ChannelT<S, R> {
+    tx: Option<S>,
+    rx: R,
+    engine: Option<std::thread::JoinHandle<u64>>,
+    try_send: fn(&S, Command) -> bool,
+    try_recv: fn(&R) -> Option<Output>,
+}
+
+impl<S: Send, R: Send> Transport for ChannelT<S, R> {
+    fn try_send(&mut self, cmds: &[Command]) -> usize {
+        let tx = self.tx.as_ref().expect("open until finish");
+        cmds.iter().take_while(|c| (self.try_send)(tx, **c)).count()
+    }
+
+    fn drain(&mut self, f: &mut dyn FnMut(u64)) {
+        while let Some(o) = (self.try_recv)(&self.rx) {
+            if let Output::Reply { request_id, .. } = o {
+                f(request_id.0);
+            }
+        }
+    }
+
+    fn finish(mut self: Box<Self>) -> u64 {
+        self.tx = None;
+        // Drain until the engine thread is done (it exits when the command channel closes).
+        let engine = self.engine.take().expect("running");
+        while !engine.is_finished() {
+            while (self.try_recv)(&self.rx).is_some() {}
+            std::hint::spin_loop();
+        }
+        engine.join().unwrap_or(0)
+    }
+}
+
+struct SinkTx<F: FnMut(Output)>(F);
+
+impl<F: FnMut(Output)> Sink for SinkTx<F> {
+    fn emit(&mut self, output: Output) {
+        (self.0)(output);
+    }
+}
+
+fn spawn_engine(
+    mut engine: Engine,
+    pin: bool,
+    mut recv: impl FnMut() -> Option<Option<Command>> + Send + 'static,
+    emit: impl FnMut(Output) + Send + 'static,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        if pin {
+            pin_current(1);
+        }
+        let mut sink = SinkTx(emit);
+        loop {
+            match recv() {
+                Some(Some(cmd)) => engine.apply(&cmd, &mut sink),
+                Some(None) => std::hint::spin_loop(), // busy-spin like the disruptor engine
+                None => break,
+            }
+        }
+        engine.counters().liquidations
+    })
+}
+
+fn transport(p: Pipeline, engine: Engine, pin: bool) -> Box<dyn Transport> {
+    // (Built on the calling thread, before any pinning: see `run_one`.)
+    match p {
+        Pipeline::Disruptor => {
+            let options = StartOptions { poll_outputs: true, ..StartOptions::default() };
+            let mut handle = EngineHandle::start_with(engine, options).expect("engine starts");
+            let poller = handle.take_output_poller().expect("poller requested");
+            let submitter = handle.submitter();
+            Box::new(DisruptorT { handle, submitter, poller })
+        }
+        Pipeline::Crossbeam => {
+            let (tx, in_rx) = crossbeam_channel::bounded::<Command>(1 << 16);
+            let (out_tx, rx) = crossbeam_channel::bounded::<Output>(1 << 17);
+            let recv = move || match in_rx.try_recv() {
+                Ok(c) => Some(Some(c)),
+                Err(crossbeam_channel::TryRecvError::Empty) => Some(None),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => None,
+            };
+            let emit = move |o| {
+                let _ = out_tx.send(o);
+            };
+            let engine = Some(spawn_engine(engine, pin, recv, emit));
+            Box::new(ChannelT {
+                tx: Some(tx),
+                rx,
+                engine,
+                try_send: |tx, c| tx.try_send(c).is_ok(),
+                try_recv: |rx| rx.try_recv().ok(),
+            })
+        }
+        Pipeline::Mpsc => {
+            let (tx, in_rx) = std::sync::mpsc::sync_channel::<Command>(1 << 16);
+            let (out_tx, rx) = std::sync::mpsc::sync_channel::<Output>(1 << 17);
+            let recv = move || match in_rx.try_recv() {
+                Ok(c) => Some(Some(c)),
+                Err(std::sync::mpsc::TryRecvError::Empty) => Some(None),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
+            };
+            let emit = move |o| {
+                let _ = out_tx.send(o);
+            };
+            let engine = Some(spawn_engine(engine, pin, recv, emit));
+            Box::new(ChannelT {
+                tx: Some(tx),
+                rx,
+                engine,
+                try_send: |tx, c| tx.try_send(c).is_ok(),
+                try_recv: |rx| rx.try_recv().ok(),
+            })
+        }
+    }
+}
+
+/// Runs one pipeline at one offered rate.
+pub fn run_one(cfg: &HarnessConfig, pipeline: Pipeline, rate: u64) -> RateResult {
+    let pin = cfg.pin && core_affinity::get_core_ids().is_some_and(|c| c.len() >= 2);
+    let engine_core = (pin && pipeline == Pipeline::Disruptor).then_some(1);
+    let engine = preloaded_engine(cfg.accounts, cfg.preload, 4_000_000, engine_core);
+    let t = transport(pipeline, engine, pin);
+    // The generator runs on a thread of its own, so pinning it leaves this thread's affinity
+    // (which the next run's ring builder checks) untouched.
+    let cfg = cfg.clone();
+    std::thread::spawn(move || generate(&cfg, pipeline, rate, t, pin)).join().expect("generator")
+}
+
+fn generate(
+    cfg: &HarnessConfig,
+    pipeline: Pipeline,
+    rate: u64,
+    mut t: Box<dyn Transport>,
+    pin: bool,
+) -> RateResult {
+    if pin {
+        pin_current(0);
+    }
+    let mut mix = Mix::new(cfg.accounts, cfg.preload);
+    let interval_ns = 1_000_000_000 / rate.max(1);
+    let warmup_n = u64::try_from(cfg.warmup.as_nanos()).unwrap_or(0) / interval_ns;
+    let total = warmup_n + u64::try_from(cfg.run.as_nanos()).unwrap_or(0) / interval_ns;
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
+    let mut batch: Vec<Command> = Vec::with_capacity(256);
+    let (mut sent, mut received) = (0u64, 0u64);
+    let start = Instant::now();
+    // Give up (the pipeline is saturated) well after the schedule ends.
+    let deadline = start + cfg.run * 4 + cfg.warmup + Duration::from_secs(2);
+    while received < total {
+        let now = Instant::now();
+        if now > deadline {
+            break;
+        }
+        let now_ns = u64::try_from((now - start).as_nanos()).unwrap_or(u64::MAX);
+        let due = (now_ns / interval_ns + 1).min(total);
+        while sent + (batch.len() as u64) < due && batch.len() < 256 {
+            let i = sent + batch.len() as u64;
+            batch.push(Command::new(RequestId(i + 1), BASE_TS + i * interval_ns, mix.next()));
+        }
+        if !batch.is_empty() {
+            let n = t.try_send(&batch);
+            sent += n as u64;
+            batch.drain(..n);
+        }
+        let seen_ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        t.drain(&mut |rid| {
+            received += 1;
+            let i = rid - 1;
+            if i >= warmup_n {
+                let planned = i * interval_ns;
+                let _ = hist.record(seen_ns.saturating_sub(planned).max(1));
+            }
+        });
+    }
+    let elapsed = start.elapsed();
+    let liquidations = t.finish();
+    RateResult {
+        pipeline,
+        offered: rate,
+        planned: total,
+        sent,
+        received,
+        achieved: crate::durability::per_second(received, elapsed),
+        hist,
+        liquidations,
+    }
+}
+
+/// Runs every pipeline at every rate (stopping a pipeline's sweep once it saturates), reporting
+/// progress.
+pub fn run(cfg: &HarnessConfig, mut progress: impl FnMut(&str)) -> Vec<RateResult> {
+    let mut out = Vec::new();
+    let runs = cfg.pipelines.len() * cfg.rates.len();
+    let per_run = cfg.run + cfg.warmup;
+    let mut k = 0;
+    for &p in &cfg.pipelines {
+        for &rate in &cfg.rates {
+            k += 1;
+            let left = per_run * u32::try_from(runs + 1 - k).unwrap_or(0);
+            progress(&format!(
+                "[{k}/{runs}] {} at {rate}/s (at most ~{}s left)",
+                p.name(),
+                left.as_secs()
+            ));
+            let r = run_one(cfg, p, rate);
+            let saturated = !r.sustained();
+            out.push(r);
+            if saturated {
+                progress(&format!("    {} saturated at {rate}/s: higher rates skipped", p.name()));
+                k += cfg.rates.iter().filter(|r| **r > rate).count();
+                break;
+            }
+        }
+    }
+    out
+}
+
+impl RateResult {
+    /// Kept up with the offered rate: every reply arrived, >= 90% of the rate was achieved, and no
+    /// queue built up (median latency under 100 µs).
+    pub fn sustained(&self) -> bool {
+        self.received == self.planned
+            && self.achieved >= self.offered * 9 / 10
+            && self.hist.value_at_quantile(0.5) < 100_000
+    }
+}
+
+/// Resident memory of this process, bytes (Linux `/proc/self/statm`).
+pub fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}

@@ -1,0 +1,22 @@
+//! The latency harness must not rot: its `--quick` mode runs here, checking sanity only (every
+//! command sent got its reply, the histograms are filled), never timings.
+
+use hundredx::bench_harness::{HarnessConfig, Pipeline, run};
+
+#[test]
+fn quick_harness_counts_every_command_and_records_latency() {
+    let cfg = HarnessConfig::quick();
+    let mut lines = Vec::new();
+    let results = run(&cfg, |l| lines.push(l.to_owned()));
+    assert_eq!(results.len(), 3, "{lines:?}");
+    for r in &results {
+        assert_eq!(r.sent, r.planned, "{:?}: everything planned was sent", r.pipeline);
+        assert_eq!(r.received, r.sent, "{:?}: one reply per command", r.pipeline);
+        assert!(!r.hist.is_empty() && r.hist.max() > 0, "{:?}: latencies recorded", r.pipeline);
+    }
+    assert_eq!(
+        results.iter().map(|r| r.pipeline).collect::<Vec<_>>(),
+        vec![Pipeline::Disruptor, Pipeline::Crossbeam, Pipeline::Mpsc]
+    );
+    assert!(lines.iter().any(|l| l.contains("[1/3] disruptor")), "progress is reported: {lines:?}");
+}

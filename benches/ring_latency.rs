@@ -91,17 +91,18 @@ fn plot(results: &[RateResult], path: &str) -> Result<(), Box<dyn std::error::Er
             _ => String::new(),
         })
         .draw()?;
-    let colors = [&BLUE, &RED, &GREEN, &MAGENTA, &CYAN, &BLACK];
     for (k, r) in results.iter().filter(|r| r.sustained()).enumerate() {
-        let color = colors[k % colors.len()];
+        let color = Palette99::pick(k).to_rgba();
         let points: Vec<(f64, f64)> = [0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999]
             .iter()
             .map(|q| (x(*q), (r.hist.value_at_quantile(*q) as f64 / 1e3).max(0.05)))
             .collect();
         chart
-            .draw_series(LineSeries::new(points, color))?
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
             .label(format!("{} {}k/s", r.pipeline.name(), r.offered / 1000))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
     }
     chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
     root.present()?;

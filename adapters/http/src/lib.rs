@@ -8,9 +8,11 @@
 //! - [`openapi`]: the route table and the OpenAPI document built from it.
 //!
 //! The server takes a bound listener and a shutdown future ([`serve`]), so tests bind port 0.
-//! Every engine call gets a request id from the engine handle, is published to the in-ring and
-//! awaited on a oneshot with a timeout (504 on timeout; the waiter is removed). Reads go through
-//! the engine too, so a client always reads its own writes.
+//! The handlers reach the engine through an [`EngineClient`]: [`LocalEngine`] publishes into the
+//! in-ring of an engine in this process (each call gets a request id, is awaited on a oneshot
+//! with a timeout: 504 on timeout, the waiter removed); a Redis-bridged client can stand in for it
+//! without the handlers changing. Reads go through the engine too, so a client always reads its
+//! own writes.
 
 pub mod api;
 pub mod auth;
@@ -28,7 +30,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use engine_core::command::{CommandKind, MarketId};
 use engine_core::config::MarketConfig;
-use engine_core::processor::{Response, Submitter};
+use engine_core::processor::{EngineError, Response, Submitter};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::net::TcpListener;
 
@@ -76,6 +78,91 @@ impl ApiConfig {
     }
 }
 
+/// How the handlers reach the engine.
+pub trait EngineClient: Send + Sync + 'static {
+    /// Sends `kind` and awaits its reply (with the client's own timeout).
+    fn call(
+        &self,
+        kind: CommandKind,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, ApiError>> + Send + '_>>;
+    /// The engine's counters, if this client can see them.
+    fn counters(&self) -> Option<engine_core::state::Counters> {
+        None
+    }
+    /// Requests awaiting their reply.
+    fn in_flight(&self) -> usize {
+        0
+    }
+    /// Events lost by slow subscribers.
+    fn events_dropped(&self) -> u64 {
+        0
+    }
+}
+
+/// An engine in this process, reached through its in-ring.
+pub struct LocalEngine {
+    submitter: Mutex<Submitter>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for LocalEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalEngine").field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+impl LocalEngine {
+    /// A client of the engine behind `submitter`, giving up on a reply after `timeout`.
+    pub fn new(submitter: Submitter, timeout: Duration) -> LocalEngine {
+        LocalEngine { submitter: Mutex::new(submitter), timeout }
+    }
+
+    fn submitter(&self) -> std::sync::MutexGuard<'_, Submitter> {
+        self.submitter.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn call_inner(&self, kind: CommandKind) -> Result<Response, ApiError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let on_reply = Box::new(move |r| {
+            let _ = tx.send(r);
+        });
+        let request_id = self
+            .submitter()
+            .submit_with(now_ns(), kind, on_reply)
+            .map_err(ApiError::from_engine)?;
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(_)) => Err(ApiError::from_engine(EngineError::Shutdown)),
+            Err(_) => {
+                self.submitter().cancel(request_id);
+                Err(ApiError::from_engine(EngineError::Timeout))
+            }
+        }
+    }
+}
+
+impl EngineClient for LocalEngine {
+    fn call(
+        &self,
+        kind: CommandKind,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, ApiError>> + Send + '_>>
+    {
+        Box::pin(self.call_inner(kind))
+    }
+
+    fn counters(&self) -> Option<engine_core::state::Counters> {
+        Some(self.submitter().counters())
+    }
+
+    fn in_flight(&self) -> usize {
+        self.submitter().in_flight()
+    }
+
+    fn events_dropped(&self) -> u64 {
+        self.submitter().events_dropped()
+    }
+}
+
 /// The price feed's health, as the API shows it (`/healthz`, `/metrics`). Implemented by the
 /// binary for whatever feed runs; the API does not depend on the feed crate.
 pub trait FeedStatus: Send + Sync {
@@ -89,7 +176,7 @@ pub trait FeedStatus: Send + Sync {
 pub struct AppState {
     feed: Option<Arc<dyn FeedStatus>>,
     cfg: ApiConfig,
-    engine: Mutex<Submitter>,
+    engine: Arc<dyn EngineClient>,
     tokens: Tokens,
     symbols: HashMap<String, MarketId>,
     signin_ip: DefaultKeyedRateLimiter<IpAddr>,
@@ -117,7 +204,7 @@ pub fn now_ns() -> u64 {
 }
 
 impl AppState {
-    /// State for a router over `engine`.
+    /// State for a router over the engine behind `engine` (in this process).
     pub fn new(cfg: ApiConfig, engine: Submitter) -> Arc<AppState> {
         AppState::with_feed(cfg, engine, None)
     }
@@ -126,6 +213,16 @@ impl AppState {
     pub fn with_feed(
         cfg: ApiConfig,
         engine: Submitter,
+        feed: Option<Arc<dyn FeedStatus>>,
+    ) -> Arc<AppState> {
+        let client = Arc::new(LocalEngine::new(engine, cfg.reply_timeout));
+        AppState::with_client(cfg, client, feed)
+    }
+
+    /// State over any [`EngineClient`] (e.g. one that reaches the engine through Redis).
+    pub fn with_client(
+        cfg: ApiConfig,
+        engine: Arc<dyn EngineClient>,
         feed: Option<Arc<dyn FeedStatus>>,
     ) -> Arc<AppState> {
         let symbols = cfg
@@ -138,7 +235,7 @@ impl AppState {
             NonZeroU32::new(cfg.trading_per_second.max(1)).unwrap_or(NonZeroU32::MIN),
         );
         Arc::new(AppState {
-            metrics: metrics::Metrics::new(engine.clone(), feed.clone()),
+            metrics: metrics::Metrics::new(Arc::clone(&engine), feed.clone()),
             feed,
             tokens: Tokens::new(&cfg.jwt_secret, cfg.token_ttl.as_secs()),
             symbols,
@@ -150,7 +247,7 @@ impl AppState {
                 NonZeroU32::new(cfg.trading_per_second.max(1).saturating_mul(10))
                     .unwrap_or(NonZeroU32::MIN),
             )),
-            engine: Mutex::new(engine),
+            engine,
             cfg,
             started: Instant::now(),
         })
@@ -159,29 +256,9 @@ impl AppState {
     /// Sends `kind` to the engine and awaits its reply.
     pub async fn call(&self, kind: CommandKind) -> Result<Response, ApiError> {
         let started = Instant::now();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let request_id = {
-            let mut engine = self.engine.lock().unwrap_or_else(|e| e.into_inner());
-            engine
-                .submit_with(
-                    now_ns(),
-                    kind,
-                    Box::new(move |r| {
-                        let _ = tx.send(r);
-                    }),
-                )
-                .map_err(ApiError::from_engine)?
-        };
-        let reply = tokio::time::timeout(self.cfg.reply_timeout, rx).await;
+        let reply = self.engine.call(kind).await;
         self.metrics.observe_reply(started.elapsed());
-        match reply {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(_)) => Err(ApiError::from_engine(engine_core::processor::EngineError::Shutdown)),
-            Err(_) => {
-                self.engine.lock().unwrap_or_else(|e| e.into_inner()).cancel(request_id);
-                Err(ApiError::from_engine(engine_core::processor::EngineError::Timeout))
-            }
-        }
+        reply
     }
 
     /// Looks up a market by symbol.

@@ -1,13 +1,12 @@
 //! Prometheus text metrics: requests by route and status, engine reply latency, engine counters.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use engine_core::processor::Submitter;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -39,7 +38,7 @@ pub struct Metrics {
     in_flight: Gauge,
     events_dropped: Gauge,
     feed_counters: Family<CounterLabels, Gauge>,
-    source: Mutex<Submitter>,
+    source: Arc<dyn crate::EngineClient>,
     feed: Option<Arc<dyn crate::FeedStatus>>,
 }
 
@@ -51,7 +50,10 @@ impl std::fmt::Debug for Metrics {
 
 impl Metrics {
     /// Metrics reading engine counters through `source`.
-    pub fn new(source: Submitter, feed: Option<Arc<dyn crate::FeedStatus>>) -> Metrics {
+    pub fn new(
+        source: Arc<dyn crate::EngineClient>,
+        feed: Option<Arc<dyn crate::FeedStatus>>,
+    ) -> Metrics {
         let mut registry = Registry::with_prefix("hundredx");
         let requests = Family::<RouteLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
@@ -97,7 +99,7 @@ impl Metrics {
             engine,
             in_flight,
             events_dropped,
-            source: Mutex::new(source),
+            source,
         }
     }
 
@@ -108,8 +110,8 @@ impl Metrics {
 
     fn encode(&self) -> String {
         {
-            let source = self.source.lock().unwrap_or_else(|e| e.into_inner());
-            let c = source.counters();
+            let source = &self.source;
+            let c = source.counters().unwrap_or_default();
             let counters = [
                 ("commands", c.commands),
                 ("rejections", c.rejections),

@@ -67,6 +67,41 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, for lookups by code.
+    pub const ALL: [Reason; 26] = [
+        Reason::UnknownMarket,
+        Reason::UnknownAccount,
+        Reason::UnknownPosition,
+        Reason::PositionClosed,
+        Reason::InvalidAmount,
+        Reason::InvalidLeverage,
+        Reason::InvalidQuantity,
+        Reason::QuantityTooSmall,
+        Reason::MarginTooSmall,
+        Reason::InsufficientBalance,
+        Reason::WouldLiquidate,
+        Reason::NoPrice,
+        Reason::StalePrice,
+        Reason::SlippageExceeded,
+        Reason::InvalidTakeProfit,
+        Reason::InvalidStopLoss,
+        Reason::DuplicateLogin,
+        Reason::InvalidLogin,
+        Reason::TooManyPositions,
+        Reason::PositionCapacity,
+        Reason::AccountCapacity,
+        Reason::InvalidPrice,
+        Reason::PriceOutOfRange,
+        Reason::StaleUpdate,
+        Reason::Overflow,
+        Reason::InvalidRequest,
+    ];
+
+    /// The reason with this code.
+    pub fn from_code(code: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.code() == code)
+    }
+
     /// The stable snake_case code.
     pub const fn code(self) -> &'static str {
         match self {
@@ -352,40 +387,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_are_snake_case_and_unique() {
-        let all = [
-            Reason::UnknownMarket,
-            Reason::UnknownAccount,
-            Reason::UnknownPosition,
-            Reason::PositionClosed,
-            Reason::InvalidAmount,
-            Reason::InvalidLeverage,
-            Reason::InvalidQuantity,
-            Reason::QuantityTooSmall,
-            Reason::MarginTooSmall,
-            Reason::InsufficientBalance,
-            Reason::WouldLiquidate,
-            Reason::NoPrice,
-            Reason::StalePrice,
-            Reason::SlippageExceeded,
-            Reason::InvalidTakeProfit,
-            Reason::InvalidStopLoss,
-            Reason::DuplicateLogin,
-            Reason::InvalidLogin,
-            Reason::TooManyPositions,
-            Reason::PositionCapacity,
-            Reason::AccountCapacity,
-            Reason::InvalidPrice,
-            Reason::PriceOutOfRange,
-            Reason::StaleUpdate,
-            Reason::Overflow,
-            Reason::InvalidRequest,
-        ];
+    fn codes_are_snake_case_unique_and_round_trip() {
         let mut seen = std::collections::HashSet::new();
-        for r in all {
+        for r in Reason::ALL {
             assert!(r.code().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{r:?}");
             assert!(seen.insert(r.code()), "duplicate {}", r.code());
+            assert_eq!(Reason::from_code(r.code()), Some(r));
         }
+        assert_eq!(Reason::from_code("nope"), None);
     }
 
     #[test]

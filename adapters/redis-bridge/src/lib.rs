@@ -1,8 +1,10 @@
 //! Redis streams <-> engine rings (service mode).
 //!
-//! Skeleton only: the bridge (`engine-stream` consumer group, reply streams, `engine-events`,
-//! `send_request_and_wait`) is built by the redis-bridge issue. It will depend on `engine-core`
-//! and never the reverse.
+//! Built so far: [`wire`], the JSON carried in stream entries (requests, replies, ticks), pure and
+//! tested. Still to build (the redis-bridge issue): the engine-side consumer group and reply
+//! writer, the API-side `send_request_and_wait`, and the `engine | api | feed` subcommands.
+
+pub mod wire;
 
 /// The stream the engine consumes requests from (DESIGN.md, "Redis-bridged protocol").
 pub const ENGINE_STREAM: &str = "engine-stream";

@@ -1,0 +1,259 @@
+//! The JSON carried in the `data` field of stream entries (pure; no I/O). Documented with examples
+//! in docs/STREAMS.md.
+//!
+//! - `engine-stream` request: `{"id": "42", "reply_to": "callback-queue:api-1", "kind":
+//!   "Deposit", "payload": {"account": 1, "amount": 5000000}}`. `kind` is a
+//!   [`CommandKind`] variant name; `payload` its content as serde writes it (`null` for the unit
+//!   variants `QueryMarkets`, `QueryStateHash`, `AdminSnapshot`). Money is in micro-USDC, prices and
+//!   quantities in the market's steps: the bridge carries the engine's integers, the API converts.
+//! - reply (to the request's `reply_to` stream): `{"id": "42", "ok": true, "data": {...},
+//!   "items": [...]}` or `{"id": "42", "ok": false, "error": "insufficient_balance", "items": []}`.
+//! - `price-stream` tick: a [`Tick`] as JSON.
+
+use engine_core::command::{CommandKind, RequestId, Tick};
+use engine_core::event::{Item, Reason, ReplyData};
+use engine_core::processor::Response;
+use serde_json::{Value, json};
+
+/// A request as read from `engine-stream`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The sender's request id (unique across API processes).
+    pub id: RequestId,
+    /// The stream the reply goes to.
+    pub reply_to: String,
+    /// What to do.
+    pub kind: CommandKind,
+}
+
+/// Why an entry could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Not JSON.
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    /// A required field is missing or has the wrong type.
+    #[error("missing or invalid field {0}")]
+    Field(&'static str),
+    /// `kind` is not a command, or `payload` does not fit it.
+    #[error("bad command {kind}: {why}")]
+    Command {
+        /// The kind given.
+        kind: String,
+        /// What serde said.
+        why: String,
+    },
+}
+
+fn id_of(v: &Value) -> Option<u64> {
+    match v {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.to_string().parse().ok(),
+        _ => None,
+    }
+    .filter(|id| *id != 0)
+}
+
+/// The `reply_to` of an entry, if it has a usable one (even when the rest is malformed), so an
+/// error reply can still be sent.
+pub fn reply_to_of(data: &str) -> Option<(Option<RequestId>, String)> {
+    let v: Value = serde_json::from_str(data).ok()?;
+    let to = v.get("reply_to")?.as_str()?.to_owned();
+    Some((v.get("id").and_then(id_of).map(RequestId), to))
+}
+
+/// Decodes a request.
+pub fn decode_request(data: &str) -> Result<Request, WireError> {
+    let v: Value = serde_json::from_str(data).map_err(|e| WireError::NotJson(e.to_string()))?;
+    let id = v.get("id").and_then(id_of).ok_or(WireError::Field("id"))?;
+    let reply_to = v
+        .get("reply_to")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or(WireError::Field("reply_to"))?;
+    let kind = v.get("kind").and_then(Value::as_str).ok_or(WireError::Field("kind"))?;
+    let payload = v.get("payload").cloned().unwrap_or(Value::Null);
+    let tagged =
+        if payload.is_null() { Value::String(kind.to_owned()) } else { json!({ kind: payload }) };
+    let kind_parsed = serde_json::from_value::<CommandKind>(tagged)
+        .map_err(|e| WireError::Command { kind: kind.to_owned(), why: e.to_string() })?;
+    Ok(Request { id: RequestId(id), reply_to: reply_to.to_owned(), kind: kind_parsed })
+}
+
+/// Encodes a request.
+pub fn encode_request(id: RequestId, reply_to: &str, kind: &CommandKind) -> String {
+    let (name, payload) = match serde_json::to_value(kind).unwrap_or(Value::Null) {
+        Value::String(unit) => (unit, Value::Null),
+        Value::Object(map) => map.into_iter().next().unwrap_or((String::new(), Value::Null)),
+        _ => (String::new(), Value::Null),
+    };
+    json!({ "id": id.0.to_string(), "reply_to": reply_to, "kind": name, "payload": payload })
+        .to_string()
+}
+
+/// Encodes a reply.
+pub fn encode_reply(r: &Response) -> String {
+    let mut v = match &r.result {
+        Ok(d) => json!({ "id": r.request_id.0.to_string(), "ok": true, "data": d }),
+        Err(e) => json!({ "id": r.request_id.0.to_string(), "ok": false, "error": e.code() }),
+    };
+    v["items"] = serde_json::to_value(&r.items).unwrap_or(Value::Array(Vec::new()));
+    v.to_string()
+}
+
+/// An error reply for a request the engine never saw (malformed): `invalid_request`.
+pub fn encode_error_reply(id: Option<RequestId>, reason: Reason) -> String {
+    json!({ "id": id.map_or_else(String::new, |i| i.0.to_string()), "ok": false, "error": reason.code(), "items": [] })
+        .to_string()
+}
+
+/// Decodes a reply.
+pub fn decode_reply(data: &str) -> Result<Response, WireError> {
+    let v: Value = serde_json::from_str(data).map_err(|e| WireError::NotJson(e.to_string()))?;
+    let id = v.get("id").and_then(id_of).ok_or(WireError::Field("id"))?;
+    let items: Vec<Item> = match v.get("items") {
+        Some(items) => {
+            serde_json::from_value(items.clone()).map_err(|_| WireError::Field("items"))?
+        }
+        None => Vec::new(),
+    };
+    let result = if v.get("ok").and_then(Value::as_bool).ok_or(WireError::Field("ok"))? {
+        let data = v.get("data").cloned().ok_or(WireError::Field("data"))?;
+        Ok(serde_json::from_value::<ReplyData>(data).map_err(|_| WireError::Field("data"))?)
+    } else {
+        let code = v.get("error").and_then(Value::as_str).ok_or(WireError::Field("error"))?;
+        Err(Reason::from_code(code).unwrap_or(Reason::InvalidRequest))
+    };
+    Ok(Response { request_id: RequestId(id), result, items })
+}
+
+/// Encodes a tick for `price-stream`.
+pub fn encode_tick(t: &Tick) -> String {
+    serde_json::to_string(t).unwrap_or_default()
+}
+
+/// Decodes a tick from `price-stream`.
+pub fn decode_tick(data: &str) -> Result<Tick, WireError> {
+    serde_json::from_str(data).map_err(|e| WireError::NotJson(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine_core::prelude::*;
+
+    #[test]
+    fn every_kind_of_request_round_trips() {
+        let open = OpenRequest {
+            account: AccountId(3),
+            market: MarketId(1),
+            side: Side::Short,
+            leverage: 25,
+            size: Size::Quantity(Qty(12_345)),
+            expected_price: Some(Price(300_000)),
+            max_slippage_bps: 10,
+            take_profit: None,
+            stop_loss: Some(Price(310_000)),
+            client_order_id: ClientOrderId::new("abc"),
+        };
+        let kinds = [
+            CommandKind::CreateAccount {
+                login: Login::new("a@x").unwrap(),
+                credential: Credential::new("$argon2id$x").unwrap(),
+            },
+            CommandKind::Deposit { account: AccountId(1), amount: Usdc(i128::from(i64::MAX) * 4) },
+            CommandKind::OpenPosition(open),
+            CommandKind::ClosePosition {
+                account: AccountId(1),
+                position: PositionId(9),
+                quantity: None,
+            },
+            CommandKind::QueryPositions { account: AccountId(1), status: PositionStatus::Closed },
+            CommandKind::QueryMarkets,
+            CommandKind::AdminSnapshot,
+        ];
+        for kind in kinds {
+            let wire = encode_request(RequestId(42), "callback-queue:api-1", &kind);
+            let back = decode_request(&wire).unwrap();
+            assert_eq!(
+                back,
+                Request { id: RequestId(42), reply_to: "callback-queue:api-1".into(), kind },
+                "{wire}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_requests_are_typed_errors_and_keep_their_reply_to() {
+        let cases = [
+            ("not json", "not_json"),
+            (r#"{"reply_to":"r","kind":"QueryMarkets"}"#, "field"),
+            (r#"{"id":"0","reply_to":"r","kind":"QueryMarkets"}"#, "field"),
+            (r#"{"id":"7","kind":"QueryMarkets"}"#, "field"),
+            (r#"{"id":"7","reply_to":"r","kind":"Explode"}"#, "command"),
+            (r#"{"id":"7","reply_to":"r","kind":"Deposit","payload":{"account":1}}"#, "command"),
+            (
+                r#"{"id":"7","reply_to":"r","kind":"Deposit","payload":{"account":1,"amount":"x"}}"#,
+                "command",
+            ),
+        ];
+        for (data, want) in cases {
+            let got = match decode_request(data) {
+                Err(WireError::NotJson(_)) => "not_json",
+                Err(WireError::Field(_)) => "field",
+                Err(WireError::Command { .. }) => "command",
+                Ok(r) => panic!("{data} decoded as {r:?}"),
+            };
+            assert_eq!(got, want, "{data}");
+        }
+        assert_eq!(
+            reply_to_of(r#"{"id":"7","reply_to":"r","kind":"Explode"}"#),
+            Some((Some(RequestId(7)), "r".into()))
+        );
+        assert_eq!(reply_to_of("junk"), None);
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        let v = PositionView {
+            id: PositionId(1),
+            account: AccountId(2),
+            market: MarketId(0),
+            side: Side::Long,
+            status: PositionStatus::Open,
+            quantity: Qty(5),
+            entry_price: Price(6_000_000),
+            margin: Usdc(100_000_000),
+            leverage: 10,
+            liquidation_price: Price(5_427_136),
+            take_profit: None,
+            stop_loss: None,
+            unrealized_pnl: Usdc(-5),
+            opened_at_ns: 1,
+            close: None,
+        };
+        for r in [
+            Response { request_id: RequestId(5), result: Ok(ReplyData::Opened(v)), items: vec![] },
+            Response {
+                request_id: RequestId(6),
+                result: Err(Reason::InsufficientBalance),
+                items: vec![],
+            },
+            Response {
+                request_id: RequestId(7),
+                result: Ok(ReplyData::List { count: 1 }),
+                items: vec![Item::Position(v)],
+            },
+        ] {
+            assert_eq!(decode_reply(&encode_reply(&r)).unwrap(), r);
+        }
+        let t = Tick {
+            market: MarketId(2),
+            bid: Price(1),
+            ask: Price(2),
+            update_id: 3,
+            exchange_time_us: 4,
+        };
+        assert_eq!(decode_tick(&encode_tick(&t)), Ok(t));
+    }
+}

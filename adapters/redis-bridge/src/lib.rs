@@ -1,9 +1,16 @@
 //! Redis streams <-> engine rings (service mode).
 //!
-//! Built so far: [`wire`], the JSON carried in stream entries (requests, replies, ticks), pure and
-//! tested. Still to build (the redis-bridge issue): the engine-side consumer group and reply
-//! writer, the API-side `send_request_and_wait`, and the `engine | api | feed` subcommands.
+//! - [`wire`]: the JSON carried in stream entries (requests, replies, ticks); pure.
+//! - [`bridge`]: the engine side (consumer group `engine` on `engine-stream` and `price-stream`,
+//!   pending entries re-read after a restart, stale ones reclaimed with XAUTOCLAIM, replies
+//!   XADDed to each request's `reply_to` and the request XACKed only then, malformed entries to
+//!   a dead-letter stream, events to `engine-events`) and the API side
+//!   ([`bridge::RedisEngineClient::send_request_and_wait`]).
+//!
+//! Still to build (the redis-bridge issue): the `engine | api | feed --redis` subcommands and their
+//! multi-process tests.
 
+pub mod bridge;
 pub mod wire;
 
 /// The stream the engine consumes requests from (DESIGN.md, "Redis-bridged protocol").

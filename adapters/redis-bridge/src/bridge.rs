@@ -1,0 +1,537 @@
+//! Both ends of the bridge: the engine side (consumer group -> in-ring; out-ring -> reply streams
+//! and `engine-events`) and the API side (`send_request_and_wait`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use engine_core::command::{CommandKind, RequestId};
+use engine_core::event::{Output, Reason};
+use engine_core::processor::{EngineError, Response, Submitter};
+use redis::aio::MultiplexedConnection;
+use redis::streams::StreamReadReply;
+use redis::{AsyncConnectionConfig, Client, RedisResult, cmd};
+use tracing::{info, warn};
+
+use crate::wire::{self, WireError};
+use crate::{ENGINE_EVENTS_STREAM, ENGINE_STREAM, PRICE_STREAM};
+
+/// The stream malformed requests are moved to.
+pub const DEAD_LETTER_STREAM: &str = "engine-dead-letter";
+/// The consumer group of the engine.
+pub const ENGINE_GROUP: &str = "engine";
+
+/// Why the bridge could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    /// Redis said no, or the connection failed.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// No reply within the timeout (the waiter was removed).
+    #[error("timed out waiting for the engine")]
+    Timeout,
+    /// The reply could not be decoded.
+    #[error("bad reply: {0}")]
+    Wire(#[from] WireError),
+    /// Too many requests awaiting replies in this process.
+    #[error("too many requests in flight")]
+    TooManyInFlight,
+}
+
+fn now_ns() -> u64 {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A connection for blocking reads: redis-rs times replies out after 500 ms by default, which a
+/// `BLOCK` read would always hit.
+async fn blocking_connection(client: &Client) -> RedisResult<MultiplexedConnection> {
+    let cfg = AsyncConnectionConfig::new().set_response_timeout(None);
+    client.get_multiplexed_async_connection_with_config(&cfg).await
+}
+
+async fn ensure_group(con: &mut MultiplexedConnection, stream: &str) -> RedisResult<()> {
+    // From the start of the stream: a request written before the engine first ran is still one.
+    let r: RedisResult<()> = cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream)
+        .arg(ENGINE_GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(con)
+        .await;
+    match r {
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        other => other,
+    }
+}
+
+/// Settings of the engine side.
+#[derive(Debug, Clone)]
+pub struct EngineBridgeConfig {
+    /// `redis://host:port`.
+    pub url: String,
+    /// This engine's stable consumer name (its pending entries are re-read after a restart).
+    pub consumer: String,
+    /// Entries per read.
+    pub batch: usize,
+    /// Approximate length kept in reply streams and `engine-events`.
+    pub maxlen: usize,
+    /// Reclaim entries pending on other consumers for longer than this.
+    pub claim_idle: Duration,
+}
+
+impl EngineBridgeConfig {
+    /// Defaults: consumer `engine-1`, 256 per read, 100k kept, reclaim after 30 s.
+    pub fn new(url: &str) -> EngineBridgeConfig {
+        EngineBridgeConfig {
+            url: url.to_owned(),
+            consumer: "engine-1".into(),
+            batch: 256,
+            maxlen: 100_000,
+            claim_idle: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A reply the engine produced, to write and acknowledge.
+struct Done {
+    entry: String,
+    reply_to: String,
+    body: String,
+}
+
+/// Runs the engine side until `shutdown` resolves, reconnecting with backoff on errors.
+/// `events` is the engine's event subscription (copied to `engine-events`).
+pub async fn run_engine_bridge(
+    cfg: EngineBridgeConfig,
+    submitter: Submitter,
+    events: crossbeam_channel::Receiver<Output>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), BridgeError> {
+    let client = Client::open(cfg.url.as_str())?;
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Done>();
+    let submitter = Arc::new(Mutex::new(submitter));
+    tokio::pin!(shutdown);
+
+    // Events: a blocking receiver drained on the blocking pool, written on its own connection.
+    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::channel::<String>(4096);
+    tokio::task::spawn_blocking(move || {
+        for o in events {
+            if let Output::Event(e) = o
+                && ev_tx.blocking_send(serde_json::to_string(&e).unwrap_or_default()).is_err()
+            {
+                break;
+            }
+        }
+    });
+
+    // Replies and events are written as they come, by their own task on a reconnecting
+    // connection; an item is retried until written (a reply is never dropped for a blip).
+    let manager = redis::aio::ConnectionManager::new(client.clone()).await?;
+    let writer = {
+        let mut con = manager.clone();
+        let maxlen = cfg.maxlen;
+        tokio::spawn(async move {
+            loop {
+                let item = tokio::select! {
+                    d = done_rx.recv() => d.map(|d| (d.reply_to, d.body, Some(d.entry))),
+                    e = ev_rx.recv() => e.map(|e| (ENGINE_EVENTS_STREAM.to_owned(), e, None)),
+                };
+                let Some((stream, body, entry)) = item else { return };
+                let mut wait = Duration::from_millis(50);
+                loop {
+                    let written = async {
+                        xadd(&mut con, &stream, maxlen, &body).await?;
+                        if let Some(entry) = &entry {
+                            // Journaled and applied (the reply exists), and the reply written.
+                            ack(&mut con, entry).await?;
+                        }
+                        RedisResult::Ok(())
+                    };
+                    match written.await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            warn!(error = %e, "bridge: write failed, retrying");
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                }
+            }
+        })
+    };
+    let mut backoff = Duration::from_millis(100);
+    let result = loop {
+        let session = async {
+            let mut read = blocking_connection(&client).await?;
+            let mut write = manager.clone();
+            ensure_group(&mut read, ENGINE_STREAM).await?;
+            ensure_group(&mut read, PRICE_STREAM).await?;
+            info!(consumer = %cfg.consumer, "bridge: connected; re-reading pending entries first");
+            // After a crash: this consumer's delivered-but-unacknowledged entries first ("0"),
+            // then entries other (dead) consumers left pending too long, then new ones (">").
+            let mut cursor = "0";
+            let mut last_claim = std::time::Instant::now();
+            loop {
+                let reply: Option<StreamReadReply> = cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(ENGINE_GROUP)
+                    .arg(&cfg.consumer)
+                    .arg("COUNT")
+                    .arg(cfg.batch)
+                    .arg("BLOCK")
+                    .arg(200)
+                    .arg("STREAMS")
+                    .arg(ENGINE_STREAM)
+                    .arg(PRICE_STREAM)
+                    .arg(cursor)
+                    .arg(cursor)
+                    .query_async(&mut read)
+                    .await?;
+                let mut got = 0;
+                for key in reply.map(|r| r.keys).unwrap_or_default() {
+                    for e in key.ids {
+                        got += 1;
+                        let data: String = e.get("data").unwrap_or_default();
+                        if key.key == PRICE_STREAM {
+                            handle_tick(&submitter, &data);
+                            let _: RedisResult<()> = cmd("XACK")
+                                .arg(PRICE_STREAM)
+                                .arg(ENGINE_GROUP)
+                                .arg(&e.id)
+                                .query_async(&mut write)
+                                .await;
+                        } else {
+                            handle_request(&cfg, &submitter, &done_tx, &mut write, &e.id, &data)
+                                .await?;
+                        }
+                    }
+                }
+                if cursor == "0" && got == 0 {
+                    cursor = ">";
+                }
+                if last_claim.elapsed() >= cfg.claim_idle {
+                    last_claim = std::time::Instant::now();
+                    reclaim(&cfg, &submitter, &done_tx, &mut write).await?;
+                }
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), BridgeError>(())
+        };
+        tokio::select! {
+            () = &mut shutdown => break Ok(()),
+            r = session => {
+                if let Err(e) = r {
+                    warn!(error = %e, retry_in = ?backoff, "bridge: redis connection lost");
+                }
+            }
+        }
+        tokio::select! {
+            () = &mut shutdown => break Ok(()),
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    };
+    writer.abort();
+    result
+}
+
+fn handle_tick(submitter: &Mutex<Submitter>, data: &str) {
+    match wire::decode_tick(data) {
+        // A tick wants no reply; a lost one is superseded by the next.
+        Ok(t) => submitter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(now_ns(), CommandKind::PriceTick(t)),
+        Err(e) => warn!(error = %e, "bridge: bad price-stream entry"),
+    }
+}
+
+async fn handle_request(
+    cfg: &EngineBridgeConfig,
+    submitter: &Mutex<Submitter>,
+    done: &tokio::sync::mpsc::UnboundedSender<Done>,
+    write: &mut redis::aio::ConnectionManager,
+    entry: &str,
+    data: &str,
+) -> Result<(), BridgeError> {
+    match wire::decode_request(data) {
+        Ok(req) => {
+            let (entry_id, reply_to, done) = (entry.to_owned(), req.reply_to.clone(), done.clone());
+            let on_reply = Box::new(move |r: Response| {
+                let _ = done.send(Done { entry: entry_id, reply_to, body: wire::encode_reply(&r) });
+            });
+            let sent = submitter.lock().unwrap_or_else(|e| e.into_inner()).submit_with_id(
+                req.id,
+                now_ns(),
+                req.kind,
+                on_reply,
+            );
+            match sent {
+                Ok(()) => {}
+                // The same request is already in flight (a redelivery): its reply will come.
+                Err(EngineError::DuplicateInFlight) => ack(write, entry).await?,
+                Err(e) => {
+                    // Not taken: leave it pending; it is re-read after a reconnect.
+                    warn!(error = %e, "bridge: engine did not take a request");
+                }
+            }
+        }
+        Err(e) => {
+            warn!(entry, error = %e, "bridge: malformed request moved to the dead-letter stream");
+            let _: () = cmd("XADD")
+                .arg(DEAD_LETTER_STREAM)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(cfg.maxlen)
+                .arg("*")
+                .arg("data")
+                .arg(data)
+                .arg("error")
+                .arg(e.to_string())
+                .arg("entry")
+                .arg(entry)
+                .query_async(write)
+                .await?;
+            if let Some((id, reply_to)) = wire::reply_to_of(data) {
+                let body = wire::encode_error_reply(id, Reason::InvalidRequest);
+                xadd(write, &reply_to, cfg.maxlen, &body).await?;
+            }
+            ack(write, entry).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn reclaim(
+    cfg: &EngineBridgeConfig,
+    submitter: &Mutex<Submitter>,
+    done: &tokio::sync::mpsc::UnboundedSender<Done>,
+    write: &mut redis::aio::ConnectionManager,
+) -> Result<(), BridgeError> {
+    let idle = u64::try_from(cfg.claim_idle.as_millis()).unwrap_or(u64::MAX);
+    let r: redis::Value = cmd("XAUTOCLAIM")
+        .arg(ENGINE_STREAM)
+        .arg(ENGINE_GROUP)
+        .arg(&cfg.consumer)
+        .arg(idle)
+        .arg("0-0")
+        .arg("COUNT")
+        .arg(cfg.batch)
+        .query_async(write)
+        .await?;
+    // Reply: [next-cursor, [[id, [field, value, ...]], ...], [deleted ids]]
+    let redis::Value::Array(parts) = r else { return Ok(()) };
+    let Some(redis::Value::Array(entries)) = parts.get(1) else { return Ok(()) };
+    for entry in entries {
+        let redis::Value::Array(pair) = entry else { continue };
+        let (Some(id), Some(redis::Value::Array(fields))) = (pair.first(), pair.get(1)) else {
+            continue;
+        };
+        let id: String = redis::from_redis_value(id.clone()).unwrap_or_default();
+        let data = fields.chunks(2).find_map(|kv| {
+            let k: String = redis::from_redis_value(kv.first()?.clone()).ok()?;
+            if k == "data" {
+                redis::from_redis_value::<String>(kv.get(1)?.clone()).ok()
+            } else {
+                None
+            }
+        });
+        info!(entry = %id, "bridge: reclaimed a stale pending entry");
+        handle_request(cfg, submitter, done, write, &id, &data.unwrap_or_default()).await?;
+    }
+    Ok(())
+}
+
+async fn xadd(
+    write: &mut impl redis::aio::ConnectionLike,
+    stream: &str,
+    maxlen: usize,
+    body: &str,
+) -> RedisResult<()> {
+    cmd("XADD")
+        .arg(stream)
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(maxlen)
+        .arg("*")
+        .arg("data")
+        .arg(body)
+        .query_async(write)
+        .await
+}
+
+async fn ack(write: &mut impl redis::aio::ConnectionLike, entry: &str) -> RedisResult<()> {
+    cmd("XACK").arg(ENGINE_STREAM).arg(ENGINE_GROUP).arg(entry).query_async(write).await
+}
+
+/// The API side: sends requests to `engine-stream` and waits for their replies on this process's
+/// own reply stream.
+pub struct RedisEngineClient {
+    write: MultiplexedConnection,
+    reply_to: String,
+    waiters: Arc<Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Response>>>>,
+    next: AtomicU64,
+    id_base: u64,
+    timeout: Duration,
+    max_in_flight: usize,
+    late: Arc<AtomicU64>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RedisEngineClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisEngineClient")
+            .field("reply_to", &self.reply_to)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisEngineClient {
+    /// Connects as API instance `instance` (its replies go to `callback-queue:<instance>`).
+    /// `id_base` (e.g. random, shifted left 40 bits) keeps request ids unique across instances.
+    pub async fn connect(
+        url: &str,
+        instance: &str,
+        id_base: u64,
+        timeout: Duration,
+    ) -> Result<RedisEngineClient, BridgeError> {
+        let client = Client::open(url)?;
+        let mut write = client.get_multiplexed_async_connection().await?;
+        let reply_to = format!("callback-queue:{instance}");
+        // Start after the reply stream's current last entry, resolved now: with "$" the reader's
+        // first XREAD (in its task, later) would miss replies written in between.
+        let newest: redis::streams::StreamRangeReply = cmd("XREVRANGE")
+            .arg(&reply_to)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut write)
+            .await?;
+        let start = newest.ids.first().map_or_else(|| "0-0".to_owned(), |e| e.id.clone());
+        let waiters: Arc<Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Response>>>> =
+            Arc::default();
+        let late = Arc::new(AtomicU64::new(0));
+        let reader = tokio::spawn(read_replies(
+            client,
+            reply_to.clone(),
+            start,
+            Arc::clone(&waiters),
+            Arc::clone(&late),
+        ));
+        Ok(RedisEngineClient {
+            write,
+            reply_to,
+            waiters,
+            next: AtomicU64::new(1),
+            id_base,
+            timeout,
+            max_in_flight: 65_536,
+            late,
+            reader,
+        })
+    }
+
+    /// Sends `kind` and waits for its reply (the waiter is registered before the XADD and removed
+    /// on timeout).
+    pub async fn send_request_and_wait(&self, kind: CommandKind) -> Result<Response, BridgeError> {
+        let id = self.id_base | self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        {
+            let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            if w.len() >= self.max_in_flight {
+                return Err(BridgeError::TooManyInFlight);
+            }
+            w.insert(id, tx);
+        }
+        let body = wire::encode_request(RequestId(id), &self.reply_to, &kind);
+        let mut write = self.write.clone();
+        if let Err(e) = xadd(&mut write, ENGINE_STREAM, 1_000_000, &body).await {
+            self.forget(id);
+            return Err(e.into());
+        }
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(r)) => Ok(r),
+            _ => {
+                self.forget(id);
+                Err(BridgeError::Timeout)
+            }
+        }
+    }
+
+    fn forget(&self, id: u64) {
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
+
+    /// Requests awaiting replies now.
+    pub fn in_flight(&self) -> usize {
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Replies that arrived after their waiter timed out (dropped).
+    pub fn late_replies(&self) -> u64 {
+        self.late.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for RedisEngineClient {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// One reader per process, on its own connection, reading its reply stream from the last id it
+/// saw (starting where the stream ended when the client connected), reconnecting with backoff.
+async fn read_replies(
+    client: Client,
+    stream: String,
+    start: String,
+    waiters: Arc<Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Response>>>>,
+    late: Arc<AtomicU64>,
+) {
+    let mut last = start;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Ok(mut con) = blocking_connection(&client).await else {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            continue;
+        };
+        backoff = Duration::from_millis(100);
+        loop {
+            let r: RedisResult<Option<StreamReadReply>> = cmd("XREAD")
+                .arg("BLOCK")
+                .arg(1000)
+                .arg("COUNT")
+                .arg(1024)
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg(&last)
+                .query_async(&mut con)
+                .await;
+            let Ok(reply) = r else { break };
+            for key in reply.map(|r| r.keys).unwrap_or_default() {
+                for e in key.ids {
+                    last = e.id.clone();
+                    let data: String = e.get("data").unwrap_or_default();
+                    let Ok(resp) = wire::decode_reply(&data) else { continue };
+                    let waiter = waiters
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&resp.request_id.0);
+                    match waiter {
+                        Some(tx) => {
+                            let _ = tx.send(resp);
+                        }
+                        None => {
+                            late.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -16,6 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use std::path::PathBuf;
 
+mod service;
+
 use anyhow::{Context, Result, bail};
 use backpack_feed::client::{ClientConfig, EngineSink, FeedHealth, TickSink};
 use backpack_feed::synthetic::{SyntheticConfig, SyntheticFeed};
@@ -42,9 +44,13 @@ enum Command {
     Replay(ReplayArgs),
     /// Recover a stopped engine's state and write a snapshot of it (prunes old journal).
     Snapshot(DataArgs),
-    /// Price feed on its own: `--record FILE` writes Backpack's raw bookTicker frames (JSON lines,
-    /// playable with `serve --feed replay:FILE`). Publishing to Redis comes with service mode.
+    /// Price feed on its own: `--redis URL` writes `price-stream` (service mode); `--record FILE`
+    /// writes Backpack's raw bookTicker frames (JSON lines, playable with `--feed replay:FILE`).
     Feed(FeedArgs),
+    /// Service mode: the engine (with its journal) serving `engine-stream` and `price-stream`.
+    Engine(EngineArgs),
+    /// Service mode: the HTTP API reaching the engine through Redis (several may run at once).
+    Api(ApiArgs),
     /// Crash drill for the durability tests: a steady workload printing `ACK <request id>` for
     /// every applied state change, until killed.
     #[command(hide = true)]
@@ -56,12 +62,58 @@ struct FeedArgs {
     /// Write every frame received to this file (JSON lines).
     #[arg(long)]
     record: Option<PathBuf>,
+    /// Publish ticks to this Redis's `price-stream`.
+    #[arg(long)]
+    redis: Option<String>,
+    /// With --redis: `backpack`, `synthetic` or `replay:FILE`.
+    #[arg(long, default_value = "backpack")]
+    feed: String,
+    /// Seed of the synthetic feed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
     /// Backpack WebSocket endpoint.
     #[arg(long, default_value = backpack_feed::DEFAULT_BACKPACK_URL)]
     backpack_url: String,
     /// Markets, comma-separated (default: BTC_USDC, ETH_USDC, SOL_USDC).
     #[arg(long, value_delimiter = ',')]
     markets: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct EngineArgs {
+    /// Redis URL, e.g. redis://127.0.0.1:6379/.
+    #[arg(long)]
+    redis: String,
+    /// This engine's stable consumer name in the `engine` group.
+    #[arg(long, default_value = "engine-1")]
+    consumer: String,
+    /// JSON configuration (markets, limits), as for serve.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    durability: DurabilityArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct ApiArgs {
+    /// Redis URL, e.g. redis://127.0.0.1:6379/.
+    #[arg(long)]
+    redis: String,
+    /// Address of the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// This instance's name: its replies come on `callback-queue:<instance>` (default: random).
+    #[arg(long)]
+    instance: Option<String>,
+    /// HS256 secret shared by every api instance (at least 16 bytes). Required in service mode.
+    #[arg(long, env = "HUNDREDX_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: String,
+    /// JSON configuration (markets), as the engine's.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Disable `POST /user/deposit`.
+    #[arg(long)]
+    no_demo_deposits: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -193,7 +245,7 @@ struct ServeArgs {
     status_interval: u64,
 }
 
-fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -212,6 +264,25 @@ fn main() -> Result<()> {
         Command::Snapshot(args) => snapshot(args),
         Command::Drill(args) => drill(args),
         Command::Feed(args) => feed(args),
+        Command::Engine(args) => {
+            let cfg = match &args.config {
+                Some(p) => hundredx::config_file::load(p, EngineConfig::default())?,
+                None => EngineConfig::default(),
+            };
+            service::engine(&args.redis, &args.consumer, cfg, &args.durability.options())
+        }
+        Command::Api(args) => {
+            if args.jwt_secret.len() < 16 {
+                bail!("--jwt-secret / HUNDREDX_JWT_SECRET must be at least 16 bytes");
+            }
+            let cfg = match &args.config {
+                Some(p) => hundredx::config_file::load(p, EngineConfig::default())?,
+                None => EngineConfig::default(),
+            };
+            let mut api = ApiConfig::new(args.jwt_secret.into_bytes(), cfg.markets);
+            api.demo_deposits = !args.no_demo_deposits;
+            service::api(&args.redis, args.instance, args.listen, api)
+        }
     }
 }
 
@@ -493,13 +564,16 @@ impl TickSink for Recorder {
 }
 
 fn feed(args: FeedArgs) -> Result<()> {
-    let Some(path) = args.record else {
-        bail!("publishing to Redis comes with service mode (not built yet); use --record FILE");
-    };
     let mut markets = MarketConfig::defaults();
     if !args.markets.is_empty() {
         markets.retain(|m| args.markets.contains(&m.symbol));
     }
+    if let Some(redis) = &args.redis {
+        return service::feed(redis, &args.feed, &args.backpack_url, markets, args.seed);
+    }
+    let Some(path) = args.record else {
+        bail!("give --redis URL (publish to price-stream) or --record FILE");
+    };
     let file =
         std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     let health = FeedHealth::new(markets.len());

@@ -1,0 +1,157 @@
+//! Service mode with real processes: `redis-server` (started by the test: a free port, a temp dir,
+//! no persistence, killed on drop — needs `apt-get install redis-server`), `hundredx engine`,
+//! `hundredx feed --redis` and two `hundredx api` processes. The trading lifecycle goes
+//! HTTP -> api -> Redis -> engine -> Redis -> api -> HTTP.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hundredx");
+const SECRET: &str = "service-test-secret-0123456789";
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn redis_server(dir: &std::path::Path) -> (Proc, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start redis-server ({e}): install it with `apt-get install redis-server`"
+            )
+        });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (Proc(child), format!("redis://127.0.0.1:{port}/"))
+}
+
+fn hundredx(args: &[&str]) -> Proc {
+    Proc(
+        Command::new(BIN)
+            .args(args)
+            .env("HUNDREDX_JWT_SECRET", SECRET)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Starts an api process and returns it with its HTTP address.
+fn api(redis: &str, instance: &str) -> (Proc, String) {
+    let mut p =
+        hundredx(&["api", "--redis", redis, "--listen", "127.0.0.1:0", "--instance", instance]);
+    let mut lines = BufReader::new(p.0.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("api prints its address").unwrap();
+    let addr = first.rsplit("http://").next().unwrap().trim().to_string();
+    (p, addr)
+}
+
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req += &format!("Authorization: Bearer {t}\r\n");
+    }
+    if let Some(b) = body {
+        req += &format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len());
+    }
+    req += "\r\n";
+    req += body.unwrap_or("");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    (head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0), body.to_string())
+}
+
+fn field(json: &str, name: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    v[name].as_str().map(str::to_owned).unwrap_or_default()
+}
+
+#[test]
+fn trading_lifecycle_through_three_kinds_of_process_and_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_redis, url) = redis_server(dir.path());
+    let data = dir.path().join("engine");
+    let _engine = hundredx(&[
+        "engine",
+        "--redis",
+        &url,
+        "--sync",
+        "fsync",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let _feed = hundredx(&["feed", "--redis", &url, "--feed", "synthetic"]);
+    let (_api1, a1) = api(&url, "api-1");
+    let (_api2, a2) = api(&url, "api-2");
+
+    let creds = r#"{"email":"svc@example.com","password":"correct horse"}"#;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (status, body) = loop {
+        // The engine may still be starting: 503/504 until it answers.
+        let r = http(&a1, "POST", "/api/v1/user/signup", None, Some(creds));
+        if r.0 == 201 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status, 201, "{body}");
+    // Sign in through the other api process: one engine, one state.
+    let (status, body) = http(&a2, "POST", "/api/v1/user/signin", None, Some(creds));
+    assert_eq!(status, 200, "{body}");
+    let token = field(&body, "token");
+
+    let open = r#"{"market":"BTC_USDC","side":"long","leverage":10,"margin":"100"}"#;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (status, body) = loop {
+        let r = http(&a1, "POST", "/api/v1/positions", Some(&token), Some(open));
+        if r.0 == 201 || Instant::now() > deadline {
+            break r; // until the feed's first price reached the engine: 422 no_price
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status, 201, "{body}");
+    let id = field(&body, "id");
+    let (status, body) = http(&a2, "GET", &format!("/api/v1/positions/{id}"), Some(&token), None);
+    assert_eq!((status, field(&body, "status")), (200, "open".to_string()), "{body}");
+    let (status, body) =
+        http(&a2, "POST", &format!("/api/v1/positions/{id}/close"), Some(&token), None);
+    assert_eq!((status, field(&body, "close_reason")), (200, "manual".to_string()), "{body}");
+    let (status, body) = http(&a1, "GET", "/api/v1/user/balance", Some(&token), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(field(&body, "locked_margin"), "0.000000");
+}

@@ -370,7 +370,8 @@ async fn ack(write: &mut impl redis::aio::ConnectionLike, entry: &str) -> RedisR
 /// The API side: sends requests to `engine-stream` and waits for their replies on this process's
 /// own reply stream.
 pub struct RedisEngineClient {
-    write: MultiplexedConnection,
+    /// Reconnects by itself after a Redis restart.
+    write: redis::aio::ConnectionManager,
     reply_to: String,
     waiters: Arc<Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Response>>>>,
     next: AtomicU64,
@@ -399,7 +400,7 @@ impl RedisEngineClient {
         timeout: Duration,
     ) -> Result<RedisEngineClient, BridgeError> {
         let client = Client::open(url)?;
-        let mut write = client.get_multiplexed_async_connection().await?;
+        let mut write = redis::aio::ConnectionManager::new(client.clone()).await?;
         let reply_to = format!("callback-queue:{instance}");
         // Start after the reply stream's current last entry, resolved now: with "$" the reader's
         // first XREAD (in its task, later) would miss replies written in between.

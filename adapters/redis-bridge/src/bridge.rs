@@ -83,12 +83,12 @@ pub struct EngineBridgeConfig {
 }
 
 impl EngineBridgeConfig {
-    /// Defaults: consumer `engine-1`, 256 per read, 100k kept, reclaim after 30 s.
+    /// Defaults: consumer `engine-1`, 1024 per read, 100k kept, reclaim after 30 s.
     pub fn new(url: &str) -> EngineBridgeConfig {
         EngineBridgeConfig {
             url: url.to_owned(),
             consumer: "engine-1".into(),
-            batch: 256,
+            batch: 1_024,
             maxlen: 100_000,
             claim_idle: Duration::from_secs(30),
         }
@@ -191,23 +191,28 @@ pub async fn run_engine_bridge(
                     .query_async(&mut read)
                     .await?;
                 let mut got = 0;
+                let mut tick_ids: Vec<String> = Vec::new();
                 for key in reply.map(|r| r.keys).unwrap_or_default() {
                     for e in key.ids {
                         got += 1;
                         let data: String = e.get("data").unwrap_or_default();
                         if key.key == PRICE_STREAM {
                             handle_tick(&submitter, &data);
-                            let _: RedisResult<()> = cmd("XACK")
-                                .arg(PRICE_STREAM)
-                                .arg(ENGINE_GROUP)
-                                .arg(&e.id)
-                                .query_async(&mut write)
-                                .await;
+                            tick_ids.push(e.id);
                         } else {
                             handle_request(&cfg, &submitter, &done_tx, &mut write, &e.id, &data)
                                 .await?;
                         }
                     }
+                }
+                if !tick_ids.is_empty() {
+                    // One XACK for the whole batch of ticks.
+                    let _: () = cmd("XACK")
+                        .arg(PRICE_STREAM)
+                        .arg(ENGINE_GROUP)
+                        .arg(&tick_ids)
+                        .query_async(&mut write)
+                        .await?;
                 }
                 if cursor == "0" && got == 0 {
                     cursor = ">";

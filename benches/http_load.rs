@@ -5,7 +5,7 @@
 //! coordinated omission) into an HDR histogram.
 //!
 //! Run: `cargo bench --bench http_load` (`-- --quick` for a smoke run, `-- --sync=interval:10`
-//! for another journal policy). Client and server share
+//! for another journal policy, `-- --redis` for the API reaching the engine through Redis). Client and server share
 //! this 2-core machine, so the figures are a lower bound for a server with its own cores.
 
 #![allow(clippy::cast_precision_loss, clippy::float_arithmetic)]
@@ -24,6 +24,45 @@ use hundredx_http::{ApiConfig, AppState, now_ns};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+
+/// A redis-server on a free port for `--redis`, killed on drop.
+struct RedisProc {
+    child: std::process::Child,
+    url: String,
+}
+
+impl RedisProc {
+    fn start(dir: &std::path::Path) -> RedisProc {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)");
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisProc { child, url: format!("redis://127.0.0.1:{port}/") }
+    }
+}
+
+impl Drop for RedisProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
@@ -98,10 +137,40 @@ fn main() {
     let mut api = ApiConfig::new(b"bench-secret-0123456789".to_vec(), markets);
     api.trading_per_second = 1_000_000;
     api.signin_per_minute = 1_000_000;
-    let state = AppState::new(api, durable.handle.submitter());
-
+    let over_redis = std::env::args().any(|a| a == "--redis");
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // With --redis: the API reaches the engine through Redis (service mode in one process):
+    // HTTP -> RedisEngineClient -> engine-stream -> bridge -> engine -> reply stream -> HTTP.
+    let redis = over_redis.then(|| RedisProc::start(dir.path()));
+    let state = match &redis {
+        None => AppState::new(api, durable.handle.submitter()),
+        Some(r) => {
+            let url = r.url.clone();
+            let events = durable.handle.subscribe(Subscription::Events, 65_536);
+            let submitter = durable.handle.submitter();
+            let client = rt.block_on(async {
+                tokio::spawn(redis_bridge::bridge::run_engine_bridge(
+                    redis_bridge::bridge::EngineBridgeConfig::new(&url),
+                    submitter,
+                    events,
+                    std::future::pending(),
+                ));
+                redis_bridge::bridge::RedisEngineClient::connect(
+                    &url,
+                    "load",
+                    1 << 40,
+                    api.reply_timeout,
+                )
+                .await
+                .unwrap()
+            });
+            AppState::with_client(api, Arc::new(hundredx::RedisApi(client)), None)
+        }
+    };
+    if over_redis {
+        println!("(API over Redis: HTTP -> Redis -> engine -> Redis -> HTTP)");
+    }
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -174,7 +243,9 @@ fn main() {
             );
         }
     });
-    drop(rt); // the server task holds a submitter: the engine stops once every one is gone
+    // The server task holds a submitter: the engine stops once every one is gone. (A blocking
+    // task of the Redis bridge waits on engine events: do not wait for it.)
+    rt.shutdown_timeout(Duration::from_secs(1));
     stop_feed.store(true, std::sync::atomic::Ordering::Relaxed);
     feed_thread.join().unwrap();
     durable.shutdown().unwrap();

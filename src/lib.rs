@@ -127,3 +127,39 @@ impl DurableEngine {
         Ok((engine, last_seq))
     }
 }
+
+/// The HTTP adapter's engine client over Redis (`hundredx api`).
+#[derive(Debug)]
+pub struct RedisApi(pub redis_bridge::bridge::RedisEngineClient);
+
+impl hundredx_http::EngineClient for RedisApi {
+    fn call(
+        &self,
+        kind: engine_core::command::CommandKind,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<
+                        engine_core::processor::Response,
+                        hundredx_http::error::ApiError,
+                    >,
+                > + Send
+                + '_,
+        >,
+    > {
+        use engine_core::processor::EngineError;
+        use hundredx_http::error::ApiError;
+        Box::pin(async move {
+            self.0.send_request_and_wait(kind).await.map_err(|e| match e {
+                redis_bridge::bridge::BridgeError::Timeout => {
+                    ApiError::from_engine(EngineError::Timeout)
+                }
+                _ => ApiError::from_engine(EngineError::Shutdown),
+            })
+        })
+    }
+
+    fn in_flight(&self) -> usize {
+        self.0.in_flight()
+    }
+}

@@ -8,10 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use backpack_feed::client::{ClientConfig, FeedHealth, TickSink};
 use engine_core::prelude::*;
-use hundredx::{DurableEngine, DurableOptions};
-use hundredx_http::error::ApiError;
-use hundredx_http::{ApiConfig, AppState, EngineClient};
-use redis_bridge::bridge::{BridgeError, EngineBridgeConfig, RedisEngineClient, run_engine_bridge};
+use hundredx::{DurableEngine, DurableOptions, RedisApi};
+use hundredx_http::{ApiConfig, AppState};
+use redis_bridge::bridge::{EngineBridgeConfig, RedisEngineClient, run_engine_bridge};
 use tracing::{info, warn};
 
 /// `hundredx engine`: the engine with its journal, fed from `engine-stream` and `price-stream`.
@@ -36,32 +35,12 @@ pub fn engine(
         })
         .await
     })?;
-    drop(runtime);
+    // The bridge's event copier is a blocking task waiting on engine events until the engine
+    // stops, which happens below: do not wait for it here.
+    runtime.shutdown_timeout(Duration::from_secs(1));
     let (state, last_seq) = durable.shutdown()?;
     info!(last_seq, state_hash = %engine_core::hash::hex(&state.state_hash()), "engine stopped cleanly");
     Ok(())
-}
-
-/// The HTTP adapter's engine client over Redis.
-struct RedisApi(RedisEngineClient);
-
-impl EngineClient for RedisApi {
-    fn call(
-        &self,
-        kind: CommandKind,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, ApiError>> + Send + '_>>
-    {
-        Box::pin(async move {
-            self.0.send_request_and_wait(kind).await.map_err(|e| match e {
-                BridgeError::Timeout => ApiError::from_engine(EngineError::Timeout),
-                _ => ApiError::from_engine(EngineError::Shutdown),
-            })
-        })
-    }
-
-    fn in_flight(&self) -> usize {
-        self.0.in_flight()
-    }
 }
 
 fn random_u64() -> Result<u64> {

@@ -15,43 +15,13 @@ use hdrhistogram::Histogram;
 use redis_bridge::bridge::{EngineBridgeConfig, RedisEngineClient, run_engine_bridge};
 use redis_bridge::{PRICE_STREAM, wire};
 
-struct Redis(std::process::Child);
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let rates: &[u64] = if quick { &[1_000] } else { &[1_000, 5_000, 10_000, 20_000, 40_000] };
     let secs = if quick { 1 } else { 3 };
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _redis = Redis(
-        std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install redis-server)"),
-    );
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let url = format!("redis://127.0.0.1:{port}/");
+    let redis = redis_bridge::test_support::RedisServer::start(dir.path());
+    let url = redis.url.clone();
     let handle = EngineHandle::start(EngineConfig::default()).unwrap();
     let events = handle.subscribe(Subscription::Events, 1024);
     let rt =

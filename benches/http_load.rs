@@ -25,45 +25,6 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-/// A redis-server on a free port for `--redis`, killed on drop.
-struct RedisProc {
-    child: std::process::Child,
-    url: String,
-}
-
-impl RedisProc {
-    fn start(dir: &std::path::Path) -> RedisProc {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install redis-server)");
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        RedisProc { child, url: format!("redis://127.0.0.1:{port}/") }
-    }
-}
-
-impl Drop for RedisProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
 async fn call(
@@ -142,7 +103,7 @@ fn main() {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     // With --redis: the API reaches the engine through Redis (service mode in one process):
     // HTTP -> RedisEngineClient -> engine-stream -> bridge -> engine -> reply stream -> HTTP.
-    let redis = over_redis.then(|| RedisProc::start(dir.path()));
+    let redis = over_redis.then(|| redis_bridge::test_support::RedisServer::start(dir.path()));
     let state = match &redis {
         None => AppState::new(api, durable.handle.submitter()),
         Some(r) => {

@@ -5,6 +5,8 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
+
+use redis_bridge::test_support::RedisServer;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hundredx");
@@ -17,37 +19,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn redis_server(dir: &std::path::Path) -> (Proc, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start redis-server ({e}): install it with `apt-get install redis-server`"
-            )
-        });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (Proc(child), format!("redis://127.0.0.1:{port}/"))
 }
 
 fn hundredx(args: &[&str]) -> Proc {
@@ -104,7 +75,8 @@ fn field(json: &str, name: &str) -> String {
 #[test]
 fn trading_lifecycle_through_three_kinds_of_process_and_redis() {
     let dir = tempfile::tempdir().unwrap();
-    let (_redis, url) = redis_server(dir.path());
+    let redis = RedisServer::start(dir.path());
+    let url = redis.url.clone();
     let data = dir.path().join("engine");
     let _engine = hundredx(&[
         "engine",
@@ -156,43 +128,13 @@ fn trading_lifecycle_through_three_kinds_of_process_and_redis() {
     assert_eq!(field(&body, "locked_margin"), "0.000000");
 }
 
-fn wait_for_port_free_then(port_url: &str) -> u16 {
-    port_url.trim_end_matches('/').rsplit(':').next().unwrap().parse().unwrap()
-}
-
-fn restart_redis(dir: &std::path::Path, port: u16) -> Proc {
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not restart");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Proc(child)
-}
-
 /// Redis goes away and comes back empty on the same port: the engine and the api reconnect and
 /// traffic resumes.
 #[test]
 fn every_process_reconnects_after_a_redis_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let (redis, url) = redis_server(dir.path());
-    let port = wait_for_port_free_then(&url);
+    let redis = RedisServer::start(dir.path());
+    let (url, port) = (redis.url.clone(), redis.port);
     let data = dir.path().join("engine");
     let _engine = hundredx(&[
         "engine",
@@ -226,7 +168,7 @@ fn every_process_reconnects_after_a_redis_restart() {
     assert_eq!(r.0, 201, "{}", r.1);
     drop(redis); // killed
     std::thread::sleep(Duration::from_millis(300));
-    let _redis = restart_redis(dir.path(), port);
+    let _redis = RedisServer::start_on(dir.path(), port);
     let r = until_engine_answers();
     assert_eq!(r.0, 200, "traffic resumes after the restart: {}", r.1);
     let r = http(
@@ -247,7 +189,8 @@ fn engine_kill_9_with_requests_in_flight_applies_each_exactly_once() {
     use engine_core::prelude::*;
     use redis_bridge::bridge::RedisEngineClient;
     let dir = tempfile::tempdir().unwrap();
-    let (_redis, url) = redis_server(dir.path());
+    let redis = RedisServer::start(dir.path());
+    let url = redis.url.clone();
     let data = dir.path().join("engine");
     let data_s = data.to_str().unwrap().to_owned();
     let start_engine =

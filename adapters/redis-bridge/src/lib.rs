@@ -11,6 +11,7 @@
 //! multi-process tests.
 
 pub mod bridge;
+pub mod test_support;
 pub mod wire;
 
 /// The stream the engine consumes requests from (DESIGN.md, "Redis-bridged protocol").

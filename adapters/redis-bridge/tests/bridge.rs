@@ -2,48 +2,18 @@
 //! no persistence, killed on drop). Needs the `redis-server` binary: `apt-get install
 //! redis-server` (CI installs it).
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use engine_core::prelude::*;
 use redis_bridge::bridge::{
     DEAD_LETTER_STREAM, EngineBridgeConfig, RedisEngineClient, run_engine_bridge,
 };
+use redis_bridge::test_support::RedisServer;
 use redis_bridge::{ENGINE_STREAM, PRICE_STREAM, wire};
 
-struct RedisServer {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start redis-server ({e}): install it with `apt-get install redis-server`"));
-        let url = format!("redis://127.0.0.1:{port}/");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        RedisServer { child, url, _dir: dir }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn redis() -> (RedisServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    (RedisServer::start(dir.path()), dir)
 }
 
 async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
@@ -67,7 +37,7 @@ async fn start_engine(url: &str) -> (EngineHandle, tokio::sync::oneshot::Sender<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_and_replies_flow_through_redis_to_each_api_instance() {
-    let redis = RedisServer::start();
+    let (redis, _dir) = redis();
     let (_engine, _stop) = start_engine(&redis.url).await;
     let t = Duration::from_secs(5);
     let a = RedisEngineClient::connect(&redis.url, "api-1", 1 << 40, t).await.unwrap();
@@ -155,7 +125,7 @@ fn b_result(r: Response) -> Result<ReplyData, Reason> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_entries_get_an_error_reply_go_to_dead_letter_and_do_not_stop_the_engine() {
-    let redis = RedisServer::start();
+    let (redis, _dir) = redis();
     let (_engine, _stop) = start_engine(&redis.url).await;
     let mut con = raw(&redis.url).await;
     for junk in [
@@ -221,7 +191,7 @@ async fn malformed_entries_get_an_error_reply_go_to_dead_letter_and_do_not_stop_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_after_its_timeout_does_not_leak_a_waiter() {
-    let redis = RedisServer::start();
+    let (redis, _dir) = redis();
     // No engine yet: the request times out; the engine starts later and answers it late.
     let c = RedisEngineClient::connect(&redis.url, "api-1", 1 << 40, Duration::from_millis(200))
         .await

@@ -398,6 +398,33 @@ fn spawn_engine(
     })
 }
 
+/// A baseline pipeline: a bounded channel in, the engine on its own thread, a bounded channel
+/// out. A macro because crossbeam and std channels share the shape, not a trait.
+macro_rules! channel_pipeline {
+    ($engine:expr, $pin:expr, $bounded:path, $try_recv_error:path) => {{
+        use $bounded as bounded;
+        use $try_recv_error as E;
+        let (tx, in_rx) = bounded::<Command>(1 << 16);
+        let (out_tx, rx) = bounded::<Output>(1 << 17);
+        let recv = move || match in_rx.try_recv() {
+            Ok(c) => Some(Some(c)),
+            Err(E::Empty) => Some(None),
+            Err(E::Disconnected) => None,
+        };
+        let emit = move |o| {
+            let _ = out_tx.send(o);
+        };
+        let engine = Some(spawn_engine($engine, $pin, recv, emit));
+        Box::new(ChannelT {
+            tx: Some(tx),
+            rx,
+            engine,
+            try_send: |tx, c| tx.try_send(c).is_ok(),
+            try_recv: |rx| rx.try_recv().ok(),
+        })
+    }};
+}
+
 fn transport(p: Pipeline, engine: Engine, pin: bool) -> Box<dyn Transport> {
     // (Built on the calling thread, before any pinning: see `run_one`.)
     match p {
@@ -409,44 +436,20 @@ fn transport(p: Pipeline, engine: Engine, pin: bool) -> Box<dyn Transport> {
             Box::new(DisruptorT { handle, submitter, poller })
         }
         Pipeline::Crossbeam => {
-            let (tx, in_rx) = crossbeam_channel::bounded::<Command>(1 << 16);
-            let (out_tx, rx) = crossbeam_channel::bounded::<Output>(1 << 17);
-            let recv = move || match in_rx.try_recv() {
-                Ok(c) => Some(Some(c)),
-                Err(crossbeam_channel::TryRecvError::Empty) => Some(None),
-                Err(crossbeam_channel::TryRecvError::Disconnected) => None,
-            };
-            let emit = move |o| {
-                let _ = out_tx.send(o);
-            };
-            let engine = Some(spawn_engine(engine, pin, recv, emit));
-            Box::new(ChannelT {
-                tx: Some(tx),
-                rx,
+            channel_pipeline!(
                 engine,
-                try_send: |tx, c| tx.try_send(c).is_ok(),
-                try_recv: |rx| rx.try_recv().ok(),
-            })
+                pin,
+                crossbeam_channel::bounded,
+                crossbeam_channel::TryRecvError
+            )
         }
         Pipeline::Mpsc => {
-            let (tx, in_rx) = std::sync::mpsc::sync_channel::<Command>(1 << 16);
-            let (out_tx, rx) = std::sync::mpsc::sync_channel::<Output>(1 << 17);
-            let recv = move || match in_rx.try_recv() {
-                Ok(c) => Some(Some(c)),
-                Err(std::sync::mpsc::TryRecvError::Empty) => Some(None),
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
-            };
-            let emit = move |o| {
-                let _ = out_tx.send(o);
-            };
-            let engine = Some(spawn_engine(engine, pin, recv, emit));
-            Box::new(ChannelT {
-                tx: Some(tx),
-                rx,
+            channel_pipeline!(
                 engine,
-                try_send: |tx, c| tx.try_send(c).is_ok(),
-                try_recv: |rx| rx.try_recv().ok(),
-            })
+                pin,
+                std::sync::mpsc::sync_channel,
+                std::sync::mpsc::TryRecvError
+            )
         }
     }
 }

@@ -67,6 +67,18 @@ fn http(
     (head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0), body.to_string())
 }
 
+/// Repeats `request` every 100 ms until it returns `want` or `secs` pass; returns the last reply.
+fn until(want: u16, secs: u64, mut request: impl FnMut() -> (u16, String)) -> (u16, String) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let r = request();
+        if r.0 == want || Instant::now() > deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn field(json: &str, name: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
     v[name].as_str().map(str::to_owned).unwrap_or_default()
@@ -92,15 +104,9 @@ fn trading_lifecycle_through_three_kinds_of_process_and_redis() {
     let (_api2, a2) = api(&url, "api-2");
 
     let creds = r#"{"email":"svc@example.com","password":"correct horse"}"#;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (status, body) = loop {
-        // The engine may still be starting: 503/504 until it answers.
-        let r = http(&a1, "POST", "/api/v1/user/signup", None, Some(creds));
-        if r.0 == 201 || Instant::now() > deadline {
-            break r;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    // The engine may still be starting: 503/504 until it answers.
+    let (status, body) =
+        until(201, 20, || http(&a1, "POST", "/api/v1/user/signup", None, Some(creds)));
     assert_eq!(status, 201, "{body}");
     // Sign in through the other api process: one engine, one state.
     let (status, body) = http(&a2, "POST", "/api/v1/user/signin", None, Some(creds));
@@ -108,14 +114,9 @@ fn trading_lifecycle_through_three_kinds_of_process_and_redis() {
     let token = field(&body, "token");
 
     let open = r#"{"market":"BTC_USDC","side":"long","leverage":10,"margin":"100"}"#;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (status, body) = loop {
-        let r = http(&a1, "POST", "/api/v1/positions", Some(&token), Some(open));
-        if r.0 == 201 || Instant::now() > deadline {
-            break r; // until the feed's first price reached the engine: 422 no_price
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    // 422 no_price until the feed's first price reached the engine.
+    let (status, body) =
+        until(201, 20, || http(&a1, "POST", "/api/v1/positions", Some(&token), Some(open)));
     assert_eq!(status, 201, "{body}");
     let id = field(&body, "id");
     let (status, body) = http(&a2, "GET", &format!("/api/v1/positions/{id}"), Some(&token), None);
@@ -147,16 +148,8 @@ fn every_process_reconnects_after_a_redis_restart() {
     ]);
     let (_api, addr) = api(&url, "api-r");
     // Probe with a read (not rate limited) until the engine answers through Redis.
-    let until_engine_answers = || {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let r = http(&addr, "GET", "/api/v1/markets", None, None);
-            if r.0 == 200 || Instant::now() > deadline {
-                return r;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
+    let until_engine_answers =
+        || until(200, 30, || http(&addr, "GET", "/api/v1/markets", None, None));
     assert_eq!(until_engine_answers().0, 200);
     let r = http(
         &addr,

@@ -54,7 +54,7 @@ fn main() {
                 }
                 let (c, h, f) = (Arc::clone(&client), Arc::clone(&hist), Arc::clone(&failed));
                 tasks.push(tokio::spawn(async move {
-                    let r = c.send_request_and_wait(CommandKind::Deposit { account, amount: Usdc(1) }).await;
+                    let r = c.send_request_and_wait(CommandKind::Deposit { account, amount: Usdc(1), key: None }).await;
                     if r.is_err() {
                         f.fetch_add(1, Ordering::Relaxed);
                     }

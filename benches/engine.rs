@@ -74,7 +74,11 @@ impl Bench {
         let Some(Ok(ReplyData::AccountCreated { account })) = self.apply(kind) else {
             panic!("account")
         };
-        self.apply(CommandKind::Deposit { account, amount: Usdc::from_whole(1_000_000_000) });
+        self.apply(CommandKind::Deposit {
+            account,
+            amount: Usdc::from_whole(1_000_000_000),
+            key: None,
+        });
         account
     }
 
@@ -157,7 +161,12 @@ fn open_close(c: &mut Criterion) {
             else {
                 panic!("open")
             };
-            b.apply(CommandKind::ClosePosition { account: trader, position: p.id, quantity: None });
+            b.apply(CommandKind::ClosePosition {
+                account: trader,
+                position: p.id,
+                quantity: None,
+                key: None,
+            });
         })
     });
     group.finish();

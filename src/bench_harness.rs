@@ -196,6 +196,7 @@ impl Mix {
                     account: self.owner(p),
                     position: PositionId(p),
                     quantity: None,
+                    key: None,
                 }
             }
             _ => {
@@ -204,6 +205,7 @@ impl Mix {
                     account: self.owner(p),
                     position: PositionId(p),
                     amount: Usdc::from_whole(1),
+                    key: None,
                 }
             }
         }
@@ -223,7 +225,7 @@ pub fn preloaded_engine(
         max_open_positions: preload + headroom.max(1),
         closed_history_per_account: 16,
         request_id_window: 0, // every command has an id here; do not remember them
-        client_order_id_window: 0,
+        idempotency_keys_per_account: 0,
         wait: WaitMode::BusySpin,
         pin_core,
         in_ring_size: 1 << 16,
@@ -244,6 +246,7 @@ pub fn preloaded_engine(
             CommandKind::Deposit {
                 account: AccountId(a + 1),
                 amount: Usdc::from_whole(1_000_000_000),
+                key: None,
             },
         );
     }

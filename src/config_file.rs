@@ -32,7 +32,8 @@ struct FileConfig {
     max_open_positions: Option<u32>,
     max_positions_per_account: Option<u32>,
     closed_history_per_account: Option<u32>,
-    client_order_id_window: Option<u32>,
+    idempotency_keys_per_account: Option<u32>,
+    idempotency_ttl_secs: Option<u64>,
     request_id_window: Option<u32>,
 }
 
@@ -115,7 +116,13 @@ pub fn apply(text: &str, base: EngineConfig) -> Result<EngineConfig> {
         f.max_positions_per_account.unwrap_or(cfg.max_positions_per_account);
     cfg.closed_history_per_account =
         f.closed_history_per_account.unwrap_or(cfg.closed_history_per_account);
-    cfg.client_order_id_window = f.client_order_id_window.unwrap_or(cfg.client_order_id_window);
+    cfg.idempotency_keys_per_account =
+        f.idempotency_keys_per_account.unwrap_or(cfg.idempotency_keys_per_account);
+    if let Some(secs) = f.idempotency_ttl_secs {
+        cfg.idempotency_ttl_ns = secs
+            .checked_mul(1_000_000_000)
+            .ok_or_else(|| anyhow::anyhow!("idempotency_ttl_secs is too large"))?;
+    }
     cfg.request_id_window = f.request_id_window.unwrap_or(cfg.request_id_window);
     cfg.validate()?;
     Ok(cfg)

@@ -712,9 +712,9 @@ fn drill(args: DrillArgs) -> Result<()> {
             5 if !open_ids.is_empty() => {
                 let (account, position) =
                     open_ids.swap_remove(usize::try_from(x % open_ids.len() as u64).unwrap_or(0));
-                CommandKind::ClosePosition { account, position, quantity: None }
+                CommandKind::ClosePosition { account, position, quantity: None, key: None }
             }
-            _ => CommandKind::Deposit { account, amount: Usdc::from_whole(1) },
+            _ => CommandKind::Deposit { account, amount: Usdc::from_whole(1), key: None },
         };
         let r = engine.call(now_ns(), kind, timeout)?;
         if let Ok(data) = r.result {

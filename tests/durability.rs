@@ -75,8 +75,9 @@ impl Workload {
                 account,
                 position: PositionId(x % positions.max(1) + 1),
                 quantity: None,
+                key: None,
             },
-            _ => CommandKind::Deposit { account, amount: Usdc::from_whole(5) },
+            _ => CommandKind::Deposit { account, amount: Usdc::from_whole(5), key: None },
         };
         (self.t, kind)
     }

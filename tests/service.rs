@@ -220,7 +220,11 @@ fn engine_kill_9_with_requests_in_flight_applies_each_exactly_once() {
                 tokio::spawn(async move {
                     let mut ok = 0u64;
                     for _ in 0..30 {
-                        let kind = CommandKind::Deposit { account, amount: Usdc::from_whole(1) };
+                        let kind = CommandKind::Deposit {
+                            account,
+                            amount: Usdc::from_whole(1),
+                            key: None,
+                        };
                         if matches!(
                             c.send_request_and_wait(kind).await,
                             Ok(Response { result: Ok(_), .. })

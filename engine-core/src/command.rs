@@ -155,6 +155,10 @@ pub type Credential = InlineStr<128>;
 /// A client-chosen order id, unique per account, at most 36 bytes (fits a UUID).
 pub type ClientOrderId = InlineStr<36>;
 
+/// A caller's idempotency key (e.g. an HTTP `Idempotency-Key`): at most 36 bytes, remembered per
+/// account (see [`crate::idempotency`]).
+pub type IdempotencyKey = InlineStr<36>;
+
 /// How big a position should be: exactly one of margin or quantity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Size {
@@ -243,6 +247,8 @@ pub enum CommandKind {
         account: AccountId,
         /// Positive amount.
         amount: Usdc,
+        /// Idempotency key: a repeat by the same account returns the first result.
+        key: Option<IdempotencyKey>,
     },
     /// Debit `amount` from an account's available balance.
     Withdraw {
@@ -250,6 +256,8 @@ pub enum CommandKind {
         account: AccountId,
         /// Positive amount, at most the available balance.
         amount: Usdc,
+        /// Idempotency key: a repeat by the same account returns the first result.
+        key: Option<IdempotencyKey>,
     },
     /// A new best bid/ask.
     PriceTick(Tick),
@@ -263,6 +271,8 @@ pub enum CommandKind {
         position: PositionId,
         /// Part to close; `None` closes all.
         quantity: Option<Qty>,
+        /// Idempotency key: a repeat by the same account returns the first result.
+        key: Option<IdempotencyKey>,
     },
     /// Move `amount` from available balance into a position's margin.
     AddMargin {
@@ -272,6 +282,8 @@ pub enum CommandKind {
         position: PositionId,
         /// Positive amount.
         amount: Usdc,
+        /// Idempotency key: a repeat by the same account returns the first result.
+        key: Option<IdempotencyKey>,
     },
     /// The account's balances.
     QueryAccount {

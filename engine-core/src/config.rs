@@ -151,8 +151,11 @@ pub struct EngineConfig {
     pub max_positions_per_account: u32,
     /// Closed positions kept per account (newest kept).
     pub closed_history_per_account: u32,
-    /// How many recent `client_order_id`s (all accounts together) are remembered for idempotency.
-    pub client_order_id_window: u32,
+    /// How many recent idempotency keys (client order ids included) each account's window holds;
+    /// only the account's own requests can evict them. 0 turns idempotency keys off.
+    pub idempotency_keys_per_account: u32,
+    /// How long (command time, ns) an idempotency key is remembered.
+    pub idempotency_ttl_ns: u64,
     /// How many recent request ids of state-changing commands are remembered: a repeated request
     /// id gets the first reply again instead of being applied twice (e.g. a redelivered stream
     /// entry after a crash).
@@ -179,7 +182,8 @@ impl Default for EngineConfig {
             max_open_positions: 1_000_000,
             max_positions_per_account: 100,
             closed_history_per_account: 100,
-            client_order_id_window: 100_000,
+            idempotency_keys_per_account: 100,
+            idempotency_ttl_ns: 24 * 3_600 * 1_000_000_000,
             request_id_window: 100_000,
             in_ring_size: 1 << 16,
             out_ring_size: 1 << 16,
@@ -205,7 +209,7 @@ impl EngineConfig {
                 });
             }
         }
-        let limits: [(bool, &'static str); 9] = [
+        let limits: [(bool, &'static str); 10] = [
             (self.initial_balance.0 < 0 || self.initial_balance > MAX_AMOUNT, "initial_balance"),
             (self.max_accounts == 0 || self.max_accounts > 50_000_000, "max_accounts"),
             (
@@ -217,7 +221,8 @@ impl EngineConfig {
                 "max_positions_per_account",
             ),
             (self.closed_history_per_account > 100_000, "closed_history_per_account"),
-            (self.client_order_id_window > 10_000_000, "client_order_id_window"),
+            (self.idempotency_keys_per_account > 10_000, "idempotency_keys_per_account"),
+            (self.idempotency_ttl_ns == 0, "idempotency_ttl_ns"),
             (self.request_id_window > 10_000_000, "request_id_window"),
             (!ring_size_ok(self.in_ring_size) || !ring_size_ok(self.out_ring_size), "ring sizes"),
             (self.max_in_flight == 0 || self.max_in_flight > 10_000_000, "max_in_flight"),

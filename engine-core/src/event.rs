@@ -64,11 +64,17 @@ pub enum Reason {
     Overflow,
     /// The command is malformed (e.g. a no-op with a request id).
     InvalidRequest,
+    /// This account already used the `client_order_id` for a different open.
+    ClientOrderIdReused,
+    /// This account already used the idempotency key for a different request.
+    IdempotencyKeyReused,
+    /// The request id was already applied to a different command (nothing applied now).
+    RequestIdReused,
 }
 
 impl Reason {
     /// Every reason, for lookups by code.
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 29] = [
         Reason::UnknownMarket,
         Reason::UnknownAccount,
         Reason::UnknownPosition,
@@ -95,6 +101,9 @@ impl Reason {
         Reason::StaleUpdate,
         Reason::Overflow,
         Reason::InvalidRequest,
+        Reason::ClientOrderIdReused,
+        Reason::IdempotencyKeyReused,
+        Reason::RequestIdReused,
     ];
 
     /// The reason with this code.
@@ -131,6 +140,9 @@ impl Reason {
             Reason::StaleUpdate => "stale_update",
             Reason::Overflow => "overflow",
             Reason::InvalidRequest => "invalid_request",
+            Reason::ClientOrderIdReused => "client_order_id_reused",
+            Reason::IdempotencyKeyReused => "idempotency_key_reused",
+            Reason::RequestIdReused => "request_id_reused",
         }
     }
 }

@@ -82,6 +82,7 @@ pub mod command;
 pub mod config;
 pub mod event;
 pub mod hash;
+pub mod idempotency;
 pub mod index;
 pub mod math;
 pub mod num;
@@ -95,8 +96,8 @@ pub use state::Engine;
 /// Everything an embedder usually needs.
 pub mod prelude {
     pub use crate::command::{
-        AccountId, ClientOrderId, Command, CommandKind, Credential, Login, MarketId, OpenRequest,
-        PositionId, PositionStatus, RequestId, Size, Tick,
+        AccountId, ClientOrderId, Command, CommandKind, Credential, IdempotencyKey, Login,
+        MarketId, OpenRequest, PositionId, PositionStatus, RequestId, Size, Tick,
     };
     pub use crate::config::{EngineConfig, MarketConfig, WaitMode};
     pub use crate::event::{

@@ -9,11 +9,10 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{
-    AccountId, ClientOrderId, Credential, Login, MarketId, PositionId, RequestId,
-};
+use crate::command::{AccountId, Credential, Login, MarketId, PositionId, RequestId};
 use crate::config::EngineConfig;
 use crate::event::{PositionView, Reason, ReplyData};
+use crate::idempotency::{KeyEntry, KeyWindow};
 use crate::math::Side;
 use crate::num::{Price, Qty, Usdc};
 use crate::persist::SnapshotError;
@@ -53,6 +52,8 @@ pub struct AccountSnapshot {
     pub available: Usdc,
     /// Closed positions, oldest first.
     pub history: Vec<PositionView>,
+    /// Idempotency keys, oldest first.
+    pub keys: Vec<KeyEntry>,
 }
 
 /// An open position.
@@ -103,10 +104,8 @@ pub struct EngineSnapshot {
     pub total_deposits: Usdc,
     /// Σ withdrawals.
     pub total_withdrawals: Usdc,
-    /// Client order id window, oldest first.
-    pub client_orders: Vec<(AccountId, ClientOrderId, Result<PositionView, Reason>)>,
-    /// Request id window, oldest first.
-    pub requests: Vec<(RequestId, Result<ReplyData, Reason>)>,
+    /// Request id window, oldest first, with each request's fingerprint.
+    pub requests: Vec<(RequestId, u64, Result<ReplyData, Reason>)>,
     /// Highest request id applied.
     pub max_request_id: u64,
     /// Counters (not hashed, kept so metrics continue across restarts).
@@ -159,6 +158,7 @@ impl Engine {
                     credential: a.credential,
                     available: a.available,
                     history: a.history.iter().copied().collect(),
+                    keys: a.keys.iter().copied().collect(),
                 })
                 .collect(),
             positions,
@@ -167,12 +167,11 @@ impl Engine {
             house_balance: self.house_balance,
             total_deposits: self.total_deposits,
             total_withdrawals: self.total_withdrawals,
-            client_orders: self
-                .client_order_fifo
+            requests: self
+                .request_fifo
                 .iter()
-                .map(|k| (k.0, k.1, self.client_orders[k]))
+                .map(|r| (*r, self.requests[r].0, self.requests[r].1))
                 .collect(),
-            requests: self.request_fifo.iter().map(|r| (*r, self.requests[r])).collect(),
             max_request_id: self.max_request_id,
             counters: self.counters,
         }
@@ -219,6 +218,10 @@ impl Engine {
                 available: a.available,
                 open: Vec::with_capacity(usize_from(e.cfg.max_positions_per_account)),
                 history: a.history[skip..].iter().copied().collect::<VecDeque<_>>(),
+                keys: KeyWindow::from_entries(
+                    &a.keys,
+                    usize_from(e.cfg.idempotency_keys_per_account),
+                ),
             });
             if e.logins.insert(a.login, id).is_some() {
                 return bad(format!("duplicate login {:?}", a.login));
@@ -263,15 +266,10 @@ impl Engine {
         e.total_withdrawals = snap.total_withdrawals;
         e.total_available = Usdc(e.accounts.iter().map(|a| a.available.0).sum());
         e.total_margin = Usdc(e.positions.values().map(|p| p.margin.0).sum());
-        let window = usize_from(e.cfg.client_order_id_window);
-        for &(a, c, r) in &snap.client_orders[snap.client_orders.len().saturating_sub(window)..] {
-            e.client_order_fifo.push_back((a, c));
-            e.client_orders.insert((a, c), r);
-        }
         let window = usize_from(e.cfg.request_id_window);
-        for &(rid, r) in &snap.requests[snap.requests.len().saturating_sub(window)..] {
+        for &(rid, fingerprint, r) in &snap.requests[snap.requests.len().saturating_sub(window)..] {
             e.request_fifo.push_back(rid);
-            e.requests.insert(rid, r);
+            e.requests.insert(rid, (fingerprint, r));
         }
         e.max_request_id = snap.max_request_id;
         e.counters = snap.counters;
@@ -328,6 +326,7 @@ mod tests {
                 account: AccountId(1),
                 position: PositionId(2),
                 quantity: None,
+                key: None,
             },
         );
 

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use rustc_hash::FxHashMap;
 
 use crate::command::{
-    AccountId, ClientOrderId, Command, CommandKind, Credential, Login, MarketId, OpenRequest,
+    AccountId, Command, CommandKind, Credential, IdempotencyKey, Login, MarketId, OpenRequest,
     PositionId, PositionStatus, RequestId, Size, Tick,
 };
 use crate::config::{ConfigError, EngineConfig, MAX_AMOUNT, MarketConfig};
@@ -21,6 +21,7 @@ use crate::event::{
     AccountView, CloseInfo, CloseReason, Event, Item, MarketView, Output, PositionView, Reason,
     ReplyData, Sink, StateSummary,
 };
+use crate::idempotency::{self, KeyEntry, KeyWindow};
 use crate::index::{MarketIndex, Triggers};
 use crate::math::{Scale, Side};
 use crate::num::{Price, Qty, Usdc};
@@ -58,6 +59,8 @@ pub(crate) struct Account {
     pub(crate) open: Vec<PositionId>,
     /// Closed positions and closed parts, oldest first, at most `closed_history_per_account`.
     pub(crate) history: VecDeque<PositionView>,
+    /// This account's recent idempotency keys (client order ids included).
+    pub(crate) keys: KeyWindow,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -174,10 +177,9 @@ pub struct Engine {
     /// Running Σ available and Σ open margins, so conservation is checked in O(1) per command.
     pub(crate) total_available: Usdc,
     pub(crate) total_margin: Usdc,
-    pub(crate) client_orders: FxHashMap<(AccountId, ClientOrderId), Result<PositionView, Reason>>,
-    pub(crate) client_order_fifo: VecDeque<(AccountId, ClientOrderId)>,
-    /// Replies to recent state-changing requests, for request-id deduplication.
-    pub(crate) requests: FxHashMap<RequestId, Outcome>,
+    /// Replies to recent state-changing requests with their fingerprints, for request-id
+    /// deduplication.
+    pub(crate) requests: FxHashMap<RequestId, (u64, Outcome)>,
     pub(crate) request_fifo: VecDeque<RequestId>,
     /// Highest request id of a state-changing command applied: a restarted submitter continues
     /// above it (ids of queries may be reused: they are never remembered).
@@ -187,7 +189,7 @@ pub struct Engine {
     pub(crate) counters: Counters,
 }
 
-pub(crate) type Outcome = Result<ReplyData, Reason>;
+pub(crate) use crate::idempotency::Outcome;
 
 impl Engine {
     /// A fresh engine. Validates the configuration and reserves every bounded collection.
@@ -210,7 +212,6 @@ impl Engine {
             .collect();
         let max_accounts = usize_from(cfg.max_accounts);
         let max_positions = usize_from(cfg.max_open_positions);
-        let window = usize_from(cfg.client_order_id_window);
         let request_window = usize_from(cfg.request_id_window);
         Ok(Engine {
             markets,
@@ -224,8 +225,6 @@ impl Engine {
             total_withdrawals: Usdc::ZERO,
             total_available: Usdc::ZERO,
             total_margin: Usdc::ZERO,
-            client_orders: FxHashMap::with_capacity_and_hasher(window, Default::default()),
-            client_order_fifo: VecDeque::with_capacity(window),
             requests: FxHashMap::with_capacity_and_hasher(request_window, Default::default()),
             request_fifo: VecDeque::with_capacity(request_window),
             max_request_id: 0,
@@ -263,37 +262,78 @@ impl Engine {
     pub fn apply<S: Sink>(&mut self, cmd: &Command, sink: &mut S) {
         self.counters.commands += 1;
         let rid = cmd.request_id;
-        let ts = cmd.ts_ns;
+        if rid == RequestId::NONE && matches!(cmd.kind, CommandKind::Noop) {
+            return;
+        }
         let remember =
             rid != RequestId::NONE && !cmd.kind.is_read_only() && self.cfg.request_id_window > 0;
-        if remember && let Some(first) = self.requests.get(&rid) {
-            // Applied before (a redelivery): answer as the first time, change nothing.
+        let keyed = idempotency::keyed(cmd).filter(|_| self.cfg.idempotency_keys_per_account > 0);
+        let fingerprint =
+            if remember || keyed.is_some() { idempotency::fingerprint(cmd) } else { 0 };
+        if remember && let Some(&(first_fingerprint, first)) = self.requests.get(&rid) {
+            // Applied before (a redelivery): answer as the first time, change nothing. The same
+            // id on a different command (a squatter's, or a bug) gets no one else's result.
             self.counters.duplicates += 1;
-            sink.emit(Output::Reply { request_id: rid, result: *first });
+            let result =
+                if first_fingerprint == fingerprint { first } else { Err(Reason::RequestIdReused) };
+            sink.emit(Output::Reply { request_id: rid, result });
             return;
         }
         if remember {
             // Only state changes move it: a query must not change the state hash.
             self.max_request_id = self.max_request_id.max(rid.0);
         }
-        let outcome = match &cmd.kind {
-            CommandKind::Noop => {
-                if rid == RequestId::NONE {
-                    return;
+        let first = keyed.and_then(|(account, key)| self.remembered_key(account, &key, cmd.ts_ns));
+        let outcome = match first {
+            Some(first) => {
+                self.counters.duplicates += 1;
+                if first.fingerprint == fingerprint {
+                    first.outcome
+                } else {
+                    Err(idempotency::reused_reason(cmd))
                 }
-                Err(Reason::InvalidRequest)
             }
+            None => {
+                let outcome = self.dispatch(cmd, sink);
+                if let Some((account, key)) = keyed
+                    && outcome.is_ok()
+                {
+                    // Only what changed state is remembered: a rejected request changed nothing,
+                    // so its retry is simply evaluated again.
+                    let entry = KeyEntry { key, fingerprint, at_ns: cmd.ts_ns, outcome };
+                    self.remember_key(account, entry);
+                }
+                outcome
+            }
+        };
+        if outcome.is_err() {
+            self.counters.rejections += 1;
+        }
+        if remember {
+            self.remember_request(rid, fingerprint, outcome);
+        }
+        if rid != RequestId::NONE {
+            sink.emit(Output::Reply { request_id: rid, result: outcome });
+        }
+        self.assert_conservation();
+    }
+
+    /// The one dispatch from a command to the function that applies it.
+    fn dispatch<S: Sink>(&mut self, cmd: &Command, sink: &mut S) -> Outcome {
+        let (rid, ts) = (cmd.request_id, cmd.ts_ns);
+        match &cmd.kind {
+            CommandKind::Noop => Err(Reason::InvalidRequest),
             CommandKind::CreateAccount { login, credential } => {
                 self.create_account(*login, *credential)
             }
-            CommandKind::Deposit { account, amount } => self.deposit(*account, *amount),
-            CommandKind::Withdraw { account, amount } => self.withdraw(*account, *amount),
+            CommandKind::Deposit { account, amount, .. } => self.deposit(*account, *amount),
+            CommandKind::Withdraw { account, amount, .. } => self.withdraw(*account, *amount),
             CommandKind::PriceTick(tick) => self.tick(ts, *tick, sink),
-            CommandKind::OpenPosition(req) => self.open_idempotent(ts, req).map(ReplyData::Opened),
-            CommandKind::ClosePosition { account, position, quantity } => {
+            CommandKind::OpenPosition(req) => self.open(ts, req).map(ReplyData::Opened),
+            CommandKind::ClosePosition { account, position, quantity, .. } => {
                 self.close_manual(ts, *account, *position, *quantity, sink)
             }
-            CommandKind::AddMargin { account, position, amount } => {
+            CommandKind::AddMargin { account, position, amount, .. } => {
                 self.add_margin(*account, *position, *amount)
             }
             CommandKind::QueryAccount { account } => {
@@ -309,27 +349,35 @@ impl Engine {
             CommandKind::QueryMarkets => Ok(self.list_markets(rid, sink)),
             CommandKind::QueryStateHash => Ok(ReplyData::State(self.summary())),
             CommandKind::AdminSnapshot => Ok(ReplyData::SnapshotRequested),
-        };
-        if outcome.is_err() {
-            self.counters.rejections += 1;
         }
-        if remember {
-            self.remember_request(rid, outcome);
-        }
-        if rid != RequestId::NONE {
-            sink.emit(Output::Reply { request_id: rid, result: outcome });
-        }
-        self.assert_conservation();
     }
 
-    fn remember_request(&mut self, rid: RequestId, outcome: Outcome) {
+    fn remembered_key(
+        &self,
+        account: AccountId,
+        key: &IdempotencyKey,
+        now: u64,
+    ) -> Option<KeyEntry> {
+        let i = self.account_index(account).ok()?;
+        self.accounts[i].keys.find(key, now, self.cfg.idempotency_ttl_ns).copied()
+    }
+
+    fn remember_key(&mut self, account: AccountId, entry: KeyEntry) {
+        let cap = usize_from(self.cfg.idempotency_keys_per_account);
+        let ttl = self.cfg.idempotency_ttl_ns;
+        if let Ok(i) = self.account_index(account) {
+            self.accounts[i].keys.insert(entry, cap, ttl);
+        }
+    }
+
+    fn remember_request(&mut self, rid: RequestId, fingerprint: u64, outcome: Outcome) {
         if self.request_fifo.len() >= usize_from(self.cfg.request_id_window)
             && let Some(old) = self.request_fifo.pop_front()
         {
             self.requests.remove(&old);
         }
         self.request_fifo.push_back(rid);
-        self.requests.insert(rid, outcome);
+        self.requests.insert(rid, (fingerprint, outcome));
     }
 
     /// Highest request id applied so far (0 if none).
@@ -339,7 +387,7 @@ impl Engine {
 
     /// The first reply to `rid` if it is still in the request-id window.
     pub fn remembered_reply(&self, rid: RequestId) -> Option<Result<ReplyData, Reason>> {
-        self.requests.get(&rid).copied()
+        self.requests.get(&rid).map(|r| r.1)
     }
 
     // ----- accounts -----
@@ -362,6 +410,7 @@ impl Engine {
             available: initial,
             open: Vec::with_capacity(usize_from(self.cfg.max_positions_per_account)),
             history: VecDeque::new(),
+            keys: KeyWindow::default(),
         });
         self.logins.insert(login, id);
         self.total_deposits = add(self.total_deposits, initial);
@@ -493,25 +542,6 @@ impl Engine {
     }
 
     // ----- opening -----
-
-    fn open_idempotent(&mut self, ts: u64, req: &OpenRequest) -> Result<PositionView, Reason> {
-        let Some(coid) = req.client_order_id else { return self.open(ts, req) };
-        let key = (req.account, coid);
-        if let Some(first) = self.client_orders.get(&key) {
-            return *first;
-        }
-        let result = self.open(ts, req);
-        if self.account_index(req.account).is_ok() && self.cfg.client_order_id_window > 0 {
-            if self.client_order_fifo.len() >= usize_from(self.cfg.client_order_id_window)
-                && let Some(old) = self.client_order_fifo.pop_front()
-            {
-                self.client_orders.remove(&old);
-            }
-            self.client_order_fifo.push_back(key);
-            self.client_orders.insert(key, result);
-        }
-        result
-    }
 
     fn open(&mut self, ts: u64, req: &OpenRequest) -> Result<PositionView, Reason> {
         let ai = self.account_index(req.account)?;
@@ -993,6 +1023,11 @@ impl Engine {
             a.history.iter().for_each(|v| {
                 h.view(v);
             });
+            h.u64(a.keys.len() as u64);
+            for k in a.keys.iter() {
+                h.bytes(k.key.as_bytes()).u64(k.fingerprint).u64(k.at_ns);
+                h.bytes(&crate::persist::encode_value(&k.outcome));
+            }
         }
         let mut ids: Vec<&PositionId> = self.positions.keys().collect();
         ids.sort_unstable();
@@ -1008,15 +1043,8 @@ impl Engine {
         }
         h.u64(self.max_request_id).u64(self.request_fifo.len() as u64);
         for rid in &self.request_fifo {
-            h.u64(rid.0).bytes(&crate::persist::encode_value(&self.requests[rid]));
-        }
-        h.u64(self.client_order_fifo.len() as u64);
-        for key in &self.client_order_fifo {
-            h.u64(u64::from(key.0.0)).bytes(key.1.as_bytes());
-            match &self.client_orders[key] {
-                Ok(v) => h.u64(0).view(v),
-                Err(r) => h.u64(1).bytes(r.code().as_bytes()),
-            };
+            let (fingerprint, outcome) = &self.requests[rid];
+            h.u64(rid.0).u64(*fingerprint).bytes(&crate::persist::encode_value(outcome));
         }
         h.finish()
     }

@@ -106,18 +106,20 @@ impl Rig {
             account: self.trader,
             position: id,
             quantity: Some(Qty(10)),
+            key: None,
         });
         self.apply(CommandKind::ClosePosition {
             account: self.trader,
             position: id,
             quantity: None,
+            key: None,
         });
         let risky = OpenRequest { leverage: 100, take_profit: None, stop_loss: None, ..req };
         self.apply(CommandKind::OpenPosition(risky));
         self.opened();
         self.tick(5_900_000); // liquidates the 100x long
         assert!(self.out.iter().any(|o| matches!(o, Output::Event(Event::PositionClosed(_)))));
-        self.apply(CommandKind::Deposit { account: self.trader, amount: usdc(100) });
+        self.apply(CommandKind::Deposit { account: self.trader, amount: usdc(100), key: None });
     }
 }
 

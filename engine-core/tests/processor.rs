@@ -65,6 +65,7 @@ fn workload(n: usize) -> Vec<(bool, u64, CommandKind)> {
                     account: AccountId((r >> 8) as u32 % 20 + 1),
                     position: PositionId((r >> 16) % (i as u64 / 3 + 1) + 1),
                     quantity: None,
+                    key: None,
                 };
                 cmds.push((true, ts, kind));
             }

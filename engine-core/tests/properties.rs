@@ -160,6 +160,7 @@ impl World {
                         account,
                         position: id,
                         amount: usdc(amount),
+                        key: None,
                     });
                 }
             }
@@ -168,7 +169,8 @@ impl World {
             }
             Op::Withdraw { user, amount } => {
                 let account = self.users[user];
-                let _ = self.h.run(CommandKind::Withdraw { account, amount: usdc(amount) });
+                let _ =
+                    self.h.run(CommandKind::Withdraw { account, amount: usdc(amount), key: None });
             }
             Op::Wait { ms } => self.h.now += ms * 1_000_000,
         }

@@ -80,7 +80,7 @@ fn liquidation_fee_goes_to_the_insurance_fund_and_the_rest_to_the_trader() {
     assert_eq!(s.house_balance, Usdc(5_728_640_000));
     assert_eq!(h.balance(a).available, Usdc(105_000_000_000 - 6_000_000_000 + 3_200));
     assert_eq!(
-        h.run(CommandKind::ClosePosition { account: a, position: p.id, quantity: None }),
+        h.run(CommandKind::ClosePosition { account: a, position: p.id, quantity: None, key: None }),
         Err(Reason::PositionClosed)
     );
 }
@@ -338,11 +338,15 @@ fn add_margin_moves_the_liquidation_price_away() {
     let a = funded(&mut h, "t@x");
     h.price(BTC, usd(60_000));
     let p = open_qty(&mut h, a, Side::Long, 10, btc(1));
-    let after =
-        match h.run(CommandKind::AddMargin { account: a, position: p.id, amount: usdc(1_000) }) {
-            Ok(ReplyData::Position(v)) => v,
-            other => panic!("{other:?}"),
-        };
+    let after = match h.run(CommandKind::AddMargin {
+        account: a,
+        position: p.id,
+        amount: usdc(1_000),
+        key: None,
+    }) {
+        Ok(ReplyData::Position(v)) => v,
+        other => panic!("{other:?}"),
+    };
     // (60 000 - 7000) / 0.995 = 53 266.331.. -> 53 266.34
     assert_eq!((after.margin, after.liquidation_price), (usdc(7_000), Price(5_326_634)));
     let from = h.out.len();
@@ -386,16 +390,119 @@ fn client_order_id_never_opens_twice() {
     assert!(h.balance(a).available > available);
     let other = h.open(req(&h, b)).unwrap();
     assert_ne!(other.id, first.id, "client order ids are per account");
-    // A rejection is a result too.
+    // The same id with a different body is refused, not answered with the first result.
+    let changed = OpenRequest { leverage: 20, ..req(&h, a) };
+    assert_eq!(h.open(changed), Err(Reason::ClientOrderIdReused));
+    // A rejection changed nothing, so it is not remembered: the corrected retry opens.
     let bad =
         OpenRequest { client_order_id: ClientOrderId::new("order-2"), leverage: 0, ..req(&h, a) };
     assert_eq!(h.open(bad), Err(Reason::InvalidLeverage));
-    assert_eq!(h.open(OpenRequest { leverage: 10, ..bad }), Err(Reason::InvalidLeverage));
+    assert!(h.open(OpenRequest { leverage: 10, ..bad }).is_ok());
+}
+
+#[test]
+fn other_accounts_cannot_evict_a_client_order_id() {
+    // The attack that broke the global window: many cheap rejected opens from other accounts.
+    let cfg = EngineConfig { idempotency_keys_per_account: 4, ..EngineConfig::default() };
+    let mut h = Harness::with(cfg);
+    let victim = funded(&mut h, "victim@x");
+    h.price(BTC, usd(60_000));
+    let req = |h: &Harness, acct, id: &str| OpenRequest {
+        client_order_id: ClientOrderId::new(id),
+        ..h.open_req(acct, Side::Long, 10, Size::Margin(usdc(100)))
+    };
+    let first = h.open(req(&h, victim, "victim-order")).unwrap();
+    for n in 0..40 {
+        let attacker = funded(&mut h, &format!("attacker{n}@x"));
+        for i in 0..50 {
+            let flood = OpenRequest { leverage: 0, ..req(&h, attacker, &format!("f{i}")) };
+            assert_eq!(h.open(flood), Err(Reason::InvalidLeverage));
+            let ok =
+                OpenRequest { size: Size::Margin(usdc(1)), ..req(&h, attacker, &format!("g{i}")) };
+            let _ = h.open(ok);
+        }
+    }
+    assert_eq!(h.open(req(&h, victim, "victim-order")), Ok(first), "the retry returns the first");
+    assert_eq!(h.balance(victim).open_positions, 1);
+}
+
+#[test]
+fn idempotency_keys_cover_deposits_closes_and_margin() {
+    let mut h = Harness::new();
+    let a = funded(&mut h, "a@x");
+    let b = funded(&mut h, "b@x");
+    h.price(BTC, usd(60_000));
+    let key = IdempotencyKey::new("dep-1");
+    let deposit = |account, whole| CommandKind::Deposit { account, amount: usdc(whole), key };
+    let before = h.balance(a).available;
+    let first = h.run(deposit(a, 7));
+    assert_eq!(h.run(deposit(a, 7)), first, "a retry returns the first result");
+    assert_eq!(h.balance(a).available, Usdc(before.0 + usdc(7).0), "applied once");
+    assert_eq!(h.run(deposit(a, 8)), Err(Reason::IdempotencyKeyReused));
+    // Another account's identical key is its own.
+    let b_before = h.balance(b).available;
+    h.run(deposit(b, 7)).unwrap();
+    assert_eq!(h.balance(b).available, Usdc(b_before.0 + usdc(7).0));
+
+    let p = h.open(h.open_req(a, Side::Long, 10, Size::Margin(usdc(100)))).unwrap();
+    let key = IdempotencyKey::new("m-1");
+    let add = CommandKind::AddMargin { account: a, position: p.id, amount: usdc(5), key };
+    let r = h.run(add).unwrap();
+    assert_eq!(h.run(add), Ok(r));
+    let key = IdempotencyKey::new("c-1");
+    let close = CommandKind::ClosePosition { account: a, position: p.id, quantity: None, key };
+    let closed = h.run(close).unwrap();
+    assert_eq!(h.run(close), Ok(closed), "not position_closed: the first result");
+    h.engine.check_conservation().unwrap();
+}
+
+#[test]
+fn idempotency_keys_expire_by_command_time() {
+    let cfg = EngineConfig { idempotency_ttl_ns: 1_000, ..EngineConfig::default() };
+    let mut h = Harness::with(cfg);
+    let a = funded(&mut h, "a@x");
+    let key = IdempotencyKey::new("k");
+    let deposit = CommandKind::Deposit { account: a, amount: usdc(1), key };
+    let before = h.balance(a).available;
+    h.run(deposit).unwrap();
+    h.run(deposit).unwrap();
+    assert_eq!(h.balance(a).available, Usdc(before.0 + usdc(1).0));
+    h.advance(2_000);
+    h.run(deposit).unwrap();
+    assert_eq!(h.balance(a).available, Usdc(before.0 + usdc(2).0), "forgotten after the ttl");
+}
+
+#[test]
+fn a_reused_request_id_never_returns_another_commands_result() {
+    let mut h = Harness::new();
+    let a = funded(&mut h, "a@x");
+    let b = funded(&mut h, "b@x");
+    let rid = RequestId(9_999_999);
+    let out = h.engine.apply_collect(&Command::new(
+        rid,
+        h.now,
+        CommandKind::Deposit { account: a, amount: usdc(1), key: None },
+    ));
+    assert!(
+        matches!(out.last(), Some(Output::Reply { result: Ok(ReplyData::Account(v)), .. }) if v.id == a)
+    );
+    // The same id for b's deposit: refused, nothing applied, a's balance not shown.
+    let before = h.balance(b).available;
+    let out = h.engine.apply_collect(&Command::new(
+        rid,
+        h.now,
+        CommandKind::Deposit { account: b, amount: usdc(1), key: None },
+    ));
+    assert_eq!(
+        out.last(),
+        Some(&Output::Reply { request_id: rid, result: Err(Reason::RequestIdReused) })
+    );
+    assert_eq!(h.balance(b).available, before);
 }
 
 #[test]
 fn client_order_id_window_is_bounded_oldest_forgotten() {
-    let cfg = EngineConfig { client_order_id_window: 2, ..EngineConfig::default() };
+    let cfg = EngineConfig { idempotency_keys_per_account: 2, ..EngineConfig::default() };
     let mut h = Harness::with(cfg);
     let a = funded(&mut h, "a@x");
     h.price(BTC, usd(60_000));
@@ -488,33 +595,49 @@ fn bad_input_gets_its_reason_code_and_changes_nothing() {
         (open(OpenRequest { stop_loss: Some(Price(i64::MAX)), ..base }), Reason::InvalidStopLoss),
         (open(OpenRequest { expected_price: Some(Price(0)), ..base }), Reason::InvalidPrice),
         (open(OpenRequest { market: ETH, ..base }), Reason::NoPrice),
-        (CommandKind::Deposit { account: a, amount: Usdc(0) }, Reason::InvalidAmount),
-        (CommandKind::Deposit { account: a, amount: Usdc(-5) }, Reason::InvalidAmount),
-        (CommandKind::Deposit { account: a, amount: Usdc(i128::MAX) }, Reason::InvalidAmount),
-        (CommandKind::Deposit { account: AccountId(77), amount: usdc(1) }, Reason::UnknownAccount),
+        (CommandKind::Deposit { account: a, amount: Usdc(0), key: None }, Reason::InvalidAmount),
+        (CommandKind::Deposit { account: a, amount: Usdc(-5), key: None }, Reason::InvalidAmount),
         (
-            CommandKind::Withdraw { account: a, amount: usdc(1_000_000) },
-            Reason::InsufficientBalance,
-        ),
-        (CommandKind::Withdraw { account: a, amount: Usdc(-1) }, Reason::InvalidAmount),
-        (
-            CommandKind::ClosePosition { account: a, position: pb.id, quantity: None },
-            Reason::UnknownPosition,
-        ),
-        (
-            CommandKind::ClosePosition { account: a, position: PositionId(999), quantity: None },
-            Reason::UnknownPosition,
-        ),
-        (
-            CommandKind::AddMargin { account: a, position: pb.id, amount: usdc(1) },
-            Reason::UnknownPosition,
-        ),
-        (
-            CommandKind::AddMargin { account: b, position: pb.id, amount: Usdc(0) },
+            CommandKind::Deposit { account: a, amount: Usdc(i128::MAX), key: None },
             Reason::InvalidAmount,
         ),
         (
-            CommandKind::AddMargin { account: b, position: pb.id, amount: usdc(1_000_000) },
+            CommandKind::Deposit { account: AccountId(77), amount: usdc(1), key: None },
+            Reason::UnknownAccount,
+        ),
+        (
+            CommandKind::Withdraw { account: a, amount: usdc(1_000_000), key: None },
+            Reason::InsufficientBalance,
+        ),
+        (CommandKind::Withdraw { account: a, amount: Usdc(-1), key: None }, Reason::InvalidAmount),
+        (
+            CommandKind::ClosePosition { account: a, position: pb.id, quantity: None, key: None },
+            Reason::UnknownPosition,
+        ),
+        (
+            CommandKind::ClosePosition {
+                account: a,
+                position: PositionId(999),
+                quantity: None,
+                key: None,
+            },
+            Reason::UnknownPosition,
+        ),
+        (
+            CommandKind::AddMargin { account: a, position: pb.id, amount: usdc(1), key: None },
+            Reason::UnknownPosition,
+        ),
+        (
+            CommandKind::AddMargin { account: b, position: pb.id, amount: Usdc(0), key: None },
+            Reason::InvalidAmount,
+        ),
+        (
+            CommandKind::AddMargin {
+                account: b,
+                position: pb.id,
+                amount: usdc(1_000_000),
+                key: None,
+            },
             Reason::InsufficientBalance,
         ),
         (CommandKind::QueryPosition { account: a, position: pb.id }, Reason::UnknownPosition),
@@ -592,16 +715,22 @@ fn a_tick_without_request_id_gets_no_reply() {
 fn a_repeated_request_id_is_answered_again_not_applied_again() {
     let mut h = Harness::new();
     let a = h.account("a@x");
-    let deposit =
-        Command::new(RequestId(777), T0, CommandKind::Deposit { account: a, amount: usdc(10) });
+    let deposit = Command::new(
+        RequestId(777),
+        T0,
+        CommandKind::Deposit { account: a, amount: usdc(10), key: None },
+    );
     let first = h.engine.apply_collect(&deposit);
     let again = h.engine.apply_collect(&deposit);
     assert_eq!(first, again);
     assert_eq!(h.balance(a).available, usdc(5_010));
     assert_eq!(h.engine.counters().duplicates, 1);
     // Rejections are remembered too: the retry of a refused withdrawal stays refused.
-    let w =
-        Command::new(RequestId(778), T0, CommandKind::Withdraw { account: a, amount: usdc(6_000) });
+    let w = Command::new(
+        RequestId(778),
+        T0,
+        CommandKind::Withdraw { account: a, amount: usdc(6_000), key: None },
+    );
     assert!(matches!(
         h.engine.apply_collect(&w)[..],
         [Output::Reply { result: Err(Reason::InsufficientBalance), .. }]

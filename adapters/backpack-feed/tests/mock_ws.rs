@@ -227,7 +227,11 @@ async fn end_to_end_a_scripted_price_path_liquidates_exactly_at_the_crossing() {
         panic!("account")
     };
     engine
-        .call(1, CommandKind::Deposit { account, amount: Usdc::from_whole(100_000) }, timeout)
+        .call(
+            1,
+            CommandKind::Deposit { account, amount: Usdc::from_whole(100_000), key: None },
+            timeout,
+        )
         .unwrap();
     let events = engine.subscribe(Subscription::Events, 64);
 

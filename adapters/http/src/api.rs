@@ -358,7 +358,7 @@ async fn deposit(
     }
     state.limit_trading(account.0, peer.ip())?;
     let amount = usdc("amount", &body.amount)?;
-    match engine(&state, CommandKind::Deposit { account, amount }).await? {
+    match engine(&state, CommandKind::Deposit { account, amount, key: None }).await? {
         (ReplyData::Account(a), _) => Ok(Json(balance_json(&a)).into_response()),
         (d, _) => Err(unexpected(&d)),
     }
@@ -580,7 +580,9 @@ async fn close(
             Some(qty("quantity", d, m)?)
         }
     };
-    match engine(&state, CommandKind::ClosePosition { account, position, quantity }).await? {
+    match engine(&state, CommandKind::ClosePosition { account, position, quantity, key: None })
+        .await?
+    {
         (ReplyData::Closed(v), _) => view_response(&state, StatusCode::OK, &v),
         (d, _) => Err(unexpected(&d)),
     }
@@ -596,7 +598,7 @@ async fn add_margin(
     state.limit_trading(account.0, peer.ip())?;
     let position = position_id(&id)?;
     let amount = usdc("amount", &body.amount)?;
-    match engine(&state, CommandKind::AddMargin { account, position, amount }).await? {
+    match engine(&state, CommandKind::AddMargin { account, position, amount, key: None }).await? {
         (ReplyData::Position(v), _) => view_response(&state, StatusCode::OK, &v),
         (d, _) => Err(unexpected(&d)),
     }

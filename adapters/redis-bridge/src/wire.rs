@@ -161,12 +161,17 @@ mod tests {
                 login: Login::new("a@x").unwrap(),
                 credential: Credential::new("$argon2id$x").unwrap(),
             },
-            CommandKind::Deposit { account: AccountId(1), amount: Usdc(i128::from(i64::MAX) * 4) },
+            CommandKind::Deposit {
+                account: AccountId(1),
+                amount: Usdc(i128::from(i64::MAX) * 4),
+                key: None,
+            },
             CommandKind::OpenPosition(open),
             CommandKind::ClosePosition {
                 account: AccountId(1),
                 position: PositionId(9),
                 quantity: None,
+                key: None,
             },
             CommandKind::QueryPositions { account: AccountId(1), status: PositionStatus::Closed },
             CommandKind::QueryMarkets,

@@ -111,6 +111,7 @@ async fn requests_and_replies_flow_through_redis_to_each_api_instance() {
             account,
             position: opened.id,
             quantity: None,
+            key: None,
         })
         .await
         .unwrap();

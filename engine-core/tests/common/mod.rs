@@ -78,6 +78,11 @@ impl Harness {
         replies[0]
     }
 
+    /// Moves command time forward by `ns`.
+    pub fn advance(&mut self, ns: u64) {
+        self.now += ns;
+    }
+
     /// Events emitted since output index `from`.
     pub fn events_since(&self, from: usize) -> Vec<Event> {
         self.out[from..]
@@ -98,7 +103,7 @@ impl Harness {
     }
 
     pub fn deposit(&mut self, account: AccountId, amount: Usdc) -> Result<ReplyData, Reason> {
-        self.run(CommandKind::Deposit { account, amount })
+        self.run(CommandKind::Deposit { account, amount, key: None })
     }
 
     /// A tick with the next update id for the market.
@@ -150,7 +155,7 @@ impl Harness {
         position: PositionId,
         quantity: Option<Qty>,
     ) -> Result<PositionView, Reason> {
-        match self.run(CommandKind::ClosePosition { account, position, quantity })? {
+        match self.run(CommandKind::ClosePosition { account, position, quantity, key: None })? {
             ReplyData::Closed(v) => Ok(v),
             other => panic!("close replied {other:?}"),
         }

@@ -174,10 +174,10 @@ pub fn parse_fixed(s: &str, decimals: u32) -> Result<i64, DecimalError> {
 
 /// As [`parse_fixed`], into an `i128`.
 pub fn parse_fixed_i128(s: &str, decimals: u32) -> Result<i128, DecimalError> {
-    let s = s.trim();
-    // Only the plain form `[+-]digits[.digits]`: rust_decimal also accepts underscores and
-    // exponents, which have no place at an API edge.
-    let unsigned = s.strip_prefix(['-', '+']).unwrap_or(s);
+    // Only the plain form `[-]digits[.digits]`: no spaces, no `+`, no underscores or exponents
+    // (rust_decimal accepts those; they have no place at an API edge, where ` 5 ` or `+5` is more
+    // likely a client bug than an intent).
+    let unsigned = s.strip_prefix('-').unwrap_or(s);
     let (int, frac) = unsigned.split_once('.').unwrap_or((unsigned, ""));
     let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
     if int.is_empty()
@@ -240,7 +240,10 @@ mod tests {
             ("0.000001", 5, Err(DecimalError::TooManyDecimals { max: 5 })),
             ("-1.5", 1, Ok(-15)),
             ("7", 0, Ok(7)),
-            (" 3.1 ", 1, Ok(31)),
+            (" 3.1 ", 1, Err(DecimalError::Malformed)),
+            ("+5", 0, Err(DecimalError::Malformed)),
+            ("5 ", 0, Err(DecimalError::Malformed)),
+            ("-", 0, Err(DecimalError::Malformed)),
             ("", 2, Err(DecimalError::Malformed)),
             ("abc", 2, Err(DecimalError::Malformed)),
             ("NaN", 2, Err(DecimalError::Malformed)),

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
+use std::net::IpAddr;
+
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
@@ -16,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use engine_core::command::{
-    AccountId, ClientOrderId, CommandKind, Credential, Login, OpenRequest, PositionId,
+    AccountId, ClientOrderId, CommandKind, Credential, IdempotencyKey, Login, OpenRequest, PositionId,
     PositionStatus, Size,
 };
 use engine_core::config::MarketConfig;
@@ -89,8 +91,99 @@ fn json_rejection(r: &JsonRejection) -> ApiError {
             "unsupported_media_type",
             "expected Content-Type: application/json",
         ),
-        _ => ApiError::bad_request("invalid_json", r.body_text()),
+        // No library text in the answer: it names Rust types and internals. The shape is in
+        // the OpenAPI document.
+        StatusCode::BAD_REQUEST => {
+            ApiError::bad_request("invalid_json", "the body is not valid JSON")
+        }
+        _ => ApiError::bad_request(
+            "invalid_json",
+            "the JSON body does not have the expected fields and types",
+        ),
     }
+}
+
+/// A query string with the API's error shape on rejection (400 `invalid_query`).
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state).await.map(|Query(v)| ApiQuery(v)).map_err(
+            |_| ApiError::bad_request("invalid_query", "the query string has unknown or bad parameters"),
+        )
+    }
+}
+
+/// The client's address: the peer's, or — when the peer is a trusted proxy — the nearest
+/// address in `X-Forwarded-For` that is not a trusted proxy. Untrusted peers' headers are ignored
+/// (anyone can write them).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<Arc<AppState>> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "no peer address"))?;
+        Ok(ClientIp(client_ip(peer, &parts.headers, &state.cfg.limits.trusted_proxies)))
+    }
+}
+
+/// See [`ClientIp`].
+pub fn client_ip(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .take(64)
+        .map_while(|h| h.trim().parse::<IpAddr>().ok())
+        .collect();
+    // Walk from the nearest hop outwards: the first one that is not our proxy is the client.
+    hops.iter().rev().find(|ip| !is_trusted(ip)).copied().or(hops.first().copied()).unwrap_or(peer)
+}
+
+/// The optional `Idempotency-Key` header: 1..=36 printable ASCII characters.
+#[derive(Debug, Clone, Copy)]
+pub struct IdemKey(pub Option<IdempotencyKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdemKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(v) = parts.headers.get("idempotency-key") else { return Ok(IdemKey(None)) };
+        let key = v
+            .to_str()
+            .ok()
+            .filter(|k| printable_id(k))
+            .and_then(IdempotencyKey::new)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key must be 1..=36 printable ASCII characters",
+                )
+            })?;
+        Ok(IdemKey(Some(key)))
+    }
+}
+
+/// 1..=36 bytes of printable ASCII (no spaces or control characters).
+fn printable_id(s: &str) -> bool {
+    (1..=36).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// The authenticated caller, from `Authorization: Bearer <JWT>`.
@@ -109,10 +202,13 @@ impl FromRequestParts<Arc<AppState>> for AuthUser {
             .get(header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
             .ok_or_else(|| ApiError::unauthorized("missing Authorization header"))?;
+        // The scheme is case-insensitive (RFC 9110).
         let token = header
-            .strip_prefix("Bearer ")
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .ok_or_else(|| ApiError::unauthorized("expected a Bearer token"))?;
-        Ok(AuthUser(AccountId(state.tokens.verify(token.trim())?)))
+        Ok(AuthUser(AccountId(state.tokens.verify(token)?)))
     }
 }
 
@@ -230,11 +326,19 @@ async fn engine(state: &AppState, kind: CommandKind) -> Result<(ReplyData, Vec<I
 }
 
 fn unexpected(d: &ReplyData) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "unexpected_reply",
-        format!("unexpected engine reply {d:?}"),
-    )
+    tracing::error!(reply = ?d, "unexpected engine reply");
+    ApiError::new(StatusCode::BAD_GATEWAY, "unexpected_reply", "the engine answered unexpectedly")
+}
+
+/// A reply about another account than the caller's is never shown (a confused or forged reply
+/// must not leak one account's data to another).
+fn own(caller: AccountId, owner: AccountId) -> Result<(), ApiError> {
+    if caller == owner {
+        Ok(())
+    } else {
+        tracing::error!(caller = caller.0, owner = owner.0, "reply for another account dropped");
+        Err(ApiError::new(StatusCode::BAD_GATEWAY, "unexpected_reply", "the engine answered unexpectedly"))
+    }
 }
 
 // ----- user -----
@@ -246,46 +350,53 @@ struct Credentials {
     password: String,
 }
 
+/// A minimum strength: 10 to 128 characters, at least 5 different ones, no control characters.
 fn check_password(p: &str) -> Result<(), ApiError> {
-    if (8..=128).contains(&p.chars().count()) {
+    let n = p.chars().count();
+    let mut distinct: Vec<char> = p.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if (10..=128).contains(&n) && distinct.len() >= 5 && !p.chars().any(char::is_control) {
         Ok(())
     } else {
-        Err(ApiError::bad_request("invalid_password", "password must be 8 to 128 characters"))
+        Err(ApiError::bad_request(
+            "weak_password",
+            "password must be 10 to 128 characters with at least 5 different ones",
+        ))
     }
 }
 
 async fn signup(
     State(state): St,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
-    AppState::limited(&state.signin_ip, &peer.ip())?;
+    AppState::limited(&state.signup_ip, &ip)?;
     let email = normalize_email(&body.email).ok_or_else(|| {
         ApiError::bad_request("invalid_email", "expected an email address of at most 64 bytes")
     })?;
     check_password(&body.password)?;
     let password = body.password;
-    let hash =
-        tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "hashing_failed",
-                "password hashing failed",
-            )
-        })??;
+    let hash = state.hasher.run(move || hash_password(&password)).await??;
     let login = Login::new(&email)
         .ok_or_else(|| ApiError::bad_request("invalid_email", "email too long"))?;
-    let credential = Credential::new(&hash).ok_or_else(|| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "hashing_failed", "hash too long")
-    })?;
-    match engine(&state, CommandKind::CreateAccount { login, credential }).await? {
-        (ReplyData::AccountCreated { account }, _) => {
+    let credential = Credential::new(&hash)
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "retry"))?;
+    // The same answer whether the email was new or taken: sign-up must not tell an attacker
+    // which emails have accounts (the hash above runs either way, so the timing is the same).
+    match engine(&state, CommandKind::CreateAccount { login, credential }).await {
+        Ok((ReplyData::AccountCreated { account }, _)) => {
             tracing::info!(account = account.0, "signed up");
-            Ok((StatusCode::CREATED, Json(json!({ "user_id": account.0.to_string() })))
-                .into_response())
         }
-        (d, _) => Err(unexpected(&d)),
+        Err(e) if e.code == "duplicate_login" => tracing::info!("sign-up for a taken login"),
+        Err(e) => return Err(e),
+        Ok((d, _)) => return Err(unexpected(&d)),
     }
+    let body = json!({
+        "status": "accepted",
+        "message": "if this email was new, its account is ready: sign in",
+    });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
 /// A real hash, verified when the login is unknown, so an unknown email takes as long as a wrong
@@ -297,42 +408,37 @@ fn dummy_hash() -> &'static str {
 
 async fn signin(
     State(state): St,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
-    AppState::limited(&state.signin_ip, &peer.ip())?;
-    let email = normalize_email(&body.email)
-        .ok_or_else(|| ApiError::unauthorized("invalid email or password"))?;
-    AppState::limited(&state.signin_login, &email)?;
-    let login =
-        Login::new(&email).ok_or_else(|| ApiError::unauthorized("invalid email or password"))?;
+    let denied = || ApiError::unauthorized("invalid email or password");
+    let email = normalize_email(&body.email).ok_or_else(denied)?;
+    state.limit_signin(&email, ip)?;
+    let login = Login::new(&email).ok_or_else(denied)?;
     let found = match state.call(CommandKind::QueryCredential { login }).await?.result {
         Ok(ReplyData::Credential { account, credential }) => {
             Some((account, credential.as_str().to_owned()))
         }
         _ => None,
     };
-    let (account, hash) = match found {
-        Some((a, h)) => (Some(a), Some(h)),
-        None => (None, None),
-    };
+    let (account, hash) = found.unzip();
     let password = body.password;
-    let ok = tokio::task::spawn_blocking(move || match &hash {
-        Some(h) => verify_password(&password, h),
-        None => verify_password(&password, dummy_hash()),
-    })
-    .await
-    .unwrap_or(false);
-    let account = account
-        .filter(|_| ok)
-        .ok_or_else(|| ApiError::unauthorized("invalid email or password"))?;
+    let ok = state
+        .hasher
+        .run(move || verify_password(&password, hash.as_deref().unwrap_or_else(|| dummy_hash())))
+        .await?;
+    let account = account.filter(|_| ok).ok_or_else(denied)?;
     let (token, expires_at) = state.tokens.issue(account.0)?;
-    Ok(Json(json!({ "token": token, "expires_at": expires_at })).into_response())
+    let body = json!({ "token": token, "expires_at": expires_at, "user_id": account.0.to_string() });
+    Ok(Json(body).into_response())
 }
 
 async fn balance(State(state): St, AuthUser(account): AuthUser) -> Result<Response, ApiError> {
     match engine(&state, CommandKind::QueryAccount { account }).await? {
-        (ReplyData::Account(a), _) => Ok(Json(balance_json(&a)).into_response()),
+        (ReplyData::Account(a), _) => {
+            own(account, a.id)?;
+            Ok(Json(balance_json(&a)).into_response())
+        }
         (d, _) => Err(unexpected(&d)),
     }
 }
@@ -346,7 +452,8 @@ struct AmountBody {
 async fn deposit(
     State(state): St,
     AuthUser(account): AuthUser,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
+    IdemKey(key): IdemKey,
     ApiJson(body): ApiJson<AmountBody>,
 ) -> Result<Response, ApiError> {
     if !state.cfg.demo_deposits {
@@ -356,18 +463,23 @@ async fn deposit(
             "demo deposits are off",
         ));
     }
-    state.limit_trading(account.0, peer.ip())?;
+    state.limit_trading(account.0, ip)?;
     let amount = usdc("amount", &body.amount)?;
-    match engine(&state, CommandKind::Deposit { account, amount, key: None }).await? {
-        (ReplyData::Account(a), _) => Ok(Json(balance_json(&a)).into_response()),
+    match engine(&state, CommandKind::Deposit { account, amount, key }).await? {
+        (ReplyData::Account(a), _) => {
+            own(account, a.id)?;
+            Ok(Json(balance_json(&a)).into_response())
+        }
         (d, _) => Err(unexpected(&d)),
     }
 }
 
 // ----- markets -----
 
-async fn markets(State(state): St) -> Result<Response, ApiError> {
-    let (_, items) = engine(&state, CommandKind::QueryMarkets).await?;
+async fn markets(State(state): St, ClientIp(ip): ClientIp) -> Result<Response, ApiError> {
+    AppState::limited(&state.public_ip, &ip)?;
+    let reply = state.markets_snapshot().await?;
+    let items = reply.items.as_slice();
     let list: Vec<Value> = items
         .iter()
         .filter_map(|i| match i {
@@ -448,10 +560,10 @@ fn open_request(
         .client_order_id
         .as_deref()
         .map(|c| {
-            ClientOrderId::new(c).filter(|c| !c.is_empty()).ok_or_else(|| {
+            Some(c).filter(|c| printable_id(c)).and_then(ClientOrderId::new).ok_or_else(|| {
                 ApiError::bad_request(
                     "invalid_client_order_id",
-                    "client_order_id must be 1..=36 bytes",
+                    "client_order_id must be 1..=36 printable ASCII characters",
                 )
             })
         })
@@ -462,6 +574,12 @@ fn open_request(
             "expected_price and max_slippage_bps go together",
         ));
     }
+    if b.max_slippage_bps.is_some_and(|bps| bps > 10_000) {
+        return Err(ApiError::bad_request(
+            "invalid_slippage",
+            "max_slippage_bps must be 0..=10000",
+        ));
+    }
     Ok(OpenRequest {
         account,
         market,
@@ -469,7 +587,7 @@ fn open_request(
         leverage,
         size,
         expected_price: opt_price("expected_price", &b.expected_price)?,
-        max_slippage_bps: b.max_slippage_bps.unwrap_or(0).min(10_000),
+        max_slippage_bps: b.max_slippage_bps.unwrap_or(0),
         take_profit: opt_price("take_profit", &b.take_profit)?,
         stop_loss: opt_price("stop_loss", &b.stop_loss)?,
         client_order_id,
@@ -479,13 +597,16 @@ fn open_request(
 async fn open(
     State(state): St,
     AuthUser(account): AuthUser,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<OpenBody>,
 ) -> Result<Response, ApiError> {
-    state.limit_trading(account.0, peer.ip())?;
+    state.limit_trading(account.0, ip)?;
     let req = open_request(&state, account, &body)?;
     match engine(&state, CommandKind::OpenPosition(req)).await? {
-        (ReplyData::Opened(v), _) => view_response(&state, StatusCode::CREATED, &v),
+        (ReplyData::Opened(v), _) => {
+            own(account, v.account)?;
+            view_response(&state, StatusCode::CREATED, &v)
+        }
         (d, _) => Err(unexpected(&d)),
     }
 }
@@ -499,7 +620,7 @@ struct ListQuery {
 async fn list_positions(
     State(state): St,
     AuthUser(account): AuthUser,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
     let status = match q.status.as_deref() {
         None | Some("open") => PositionStatus::Open,
@@ -512,7 +633,10 @@ async fn list_positions(
     let list: Vec<Value> = items
         .iter()
         .filter_map(|i| match i {
-            Item::Position(v) => state.market_cfg(v.market).map(|m| position_json(v, m)),
+            Item::Position(v) if v.account == account => {
+                state.market_cfg(v.market).map(|m| position_json(v, m))
+            }
+            Item::Position(_) => None,
             Item::Market(_) => None,
         })
         .collect();
@@ -533,7 +657,10 @@ async fn get_position(
 ) -> Result<Response, ApiError> {
     let position = position_id(&id)?;
     match engine(&state, CommandKind::QueryPosition { account, position }).await? {
-        (ReplyData::Position(v), _) => view_response(&state, StatusCode::OK, &v),
+        (ReplyData::Position(v), _) => {
+            own(account, v.account)?;
+            view_response(&state, StatusCode::OK, &v)
+        }
         (d, _) => Err(unexpected(&d)),
     }
 }
@@ -547,11 +674,12 @@ struct CloseBody {
 async fn close(
     State(state): St,
     AuthUser(account): AuthUser,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
+    IdemKey(key): IdemKey,
     Path(id): Path<String>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    state.limit_trading(account.0, peer.ip())?;
+    state.limit_trading(account.0, ip)?;
     let position = position_id(&id)?;
     // The body is optional here: empty closes everything.
     let body = body.map_err(|r| match r.status() {
@@ -560,13 +688,17 @@ async fn close(
             "payload_too_large",
             "request body too large",
         ),
-        _ => ApiError::bad_request("invalid_body", r.body_text()),
+        _ => ApiError::bad_request("invalid_body", "the request body could not be read"),
     })?;
     let body: CloseBody = if body.iter().all(u8::is_ascii_whitespace) {
         CloseBody::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?
+        serde_json::from_slice(&body).map_err(|_| {
+            ApiError::bad_request(
+                "invalid_json",
+                "the JSON body does not have the expected fields and types",
+            )
+        })?
     };
     let quantity = match &body.quantity {
         None => None,
@@ -580,10 +712,11 @@ async fn close(
             Some(qty("quantity", d, m)?)
         }
     };
-    match engine(&state, CommandKind::ClosePosition { account, position, quantity, key: None })
-        .await?
-    {
-        (ReplyData::Closed(v), _) => view_response(&state, StatusCode::OK, &v),
+    match engine(&state, CommandKind::ClosePosition { account, position, quantity, key }).await? {
+        (ReplyData::Closed(v), _) => {
+            own(account, v.account)?;
+            view_response(&state, StatusCode::OK, &v)
+        }
         (d, _) => Err(unexpected(&d)),
     }
 }
@@ -591,26 +724,33 @@ async fn close(
 async fn add_margin(
     State(state): St,
     AuthUser(account): AuthUser,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
+    IdemKey(key): IdemKey,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<AmountBody>,
 ) -> Result<Response, ApiError> {
-    state.limit_trading(account.0, peer.ip())?;
+    state.limit_trading(account.0, ip)?;
     let position = position_id(&id)?;
     let amount = usdc("amount", &body.amount)?;
-    match engine(&state, CommandKind::AddMargin { account, position, amount, key: None }).await? {
-        (ReplyData::Position(v), _) => view_response(&state, StatusCode::OK, &v),
+    match engine(&state, CommandKind::AddMargin { account, position, amount, key }).await? {
+        (ReplyData::Position(v), _) => {
+            own(account, v.account)?;
+            view_response(&state, StatusCode::OK, &v)
+        }
         (d, _) => Err(unexpected(&d)),
     }
 }
 
 // ----- operations -----
 
-async fn healthz(State(state): St) -> Response {
-    let probe =
-        tokio::time::timeout(Duration::from_secs(1), state.call(CommandKind::QueryMarkets)).await;
+async fn healthz(State(state): St, ClientIp(ip): ClientIp) -> Response {
+    if let Err(e) = AppState::limited(&state.public_ip, &ip) {
+        return e.into_response();
+    }
+    let probe = tokio::time::timeout(Duration::from_secs(1), state.markets_snapshot()).await;
     let Ok(Ok(reply)) = probe else {
-        let body = json!({ "status": "unavailable", "engine": "not answering" });
+        let body = json!({ "status": "unavailable", "engine": "not answering",
+            "error": { "code": "engine_unavailable", "message": "the engine is not answering" } });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     };
     let now = now_ns();
@@ -627,14 +767,22 @@ async fn healthz(State(state): St) -> Response {
             Item::Position(_) => None,
         })
         .collect();
-    let body = json!({
-        "status": "ok",
+    // Without any fresh price nothing can be traded: not "ok" for a load balancer.
+    let priced = markets.iter().any(|m| m["fresh"] == json!(true));
+    let (status, word) =
+        if priced { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "no_prices") };
+    let mut body = json!({
+        "status": word,
         "engine": "alive",
         "uptime_s": state.started.elapsed().as_secs(),
         "markets": markets,
         "feed": state.feed.as_ref().map(|f| f.health()),
     });
-    (StatusCode::OK, Json(body)).into_response()
+    if !priced && let Some(o) = body.as_object_mut() {
+        let error = json!({ "code": "no_prices", "message": "no market has a fresh price" });
+        o.insert("error".into(), error);
+    }
+    (status, Json(body)).into_response()
 }
 
 async fn openapi() -> Response {

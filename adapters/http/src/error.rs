@@ -48,6 +48,14 @@ impl ApiError {
         }
     }
 
+    /// 503 `busy` with `Retry-After: 1`: bounded work is full; retrying soon is right.
+    pub fn busy(message: impl Into<String>) -> ApiError {
+        ApiError {
+            retry_after_secs: Some(1),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
+        }
+    }
+
     /// A business rejection from the engine: 400 for invalid input, 404 for what the caller
     /// cannot see, 409 for a taken login, 422 for the rest.
     pub fn from_reason(reason: Reason) -> ApiError {
@@ -57,7 +65,9 @@ impl ApiError {
             | InvalidTakeProfit | InvalidStopLoss | InvalidLogin | PriceOutOfRange | Overflow
             | InvalidRequest => StatusCode::BAD_REQUEST,
             UnknownPosition | UnknownAccount => StatusCode::NOT_FOUND,
-            DuplicateLogin => StatusCode::CONFLICT,
+            DuplicateLogin | ClientOrderIdReused | IdempotencyKeyReused | RequestIdReused => {
+                StatusCode::CONFLICT
+            }
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         ApiError::new(status, reason.code(), describe(reason))
@@ -91,6 +101,9 @@ fn describe(reason: Reason) -> &'static str {
         Reason::TooManyPositions => "too many open positions",
         Reason::InvalidTakeProfit => "take_profit must lie on the profitable side of the fill",
         Reason::InvalidStopLoss => "stop_loss must lie on the losing side of the fill",
+        Reason::ClientOrderIdReused => "this client_order_id was already used for a different order",
+        Reason::IdempotencyKeyReused => "this Idempotency-Key was already used for a different request",
+        Reason::RequestIdReused => "request id conflict: retry",
         _ => "the engine rejected the request",
     }
 }

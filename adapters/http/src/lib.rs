@@ -19,9 +19,10 @@ pub mod auth;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod server;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -47,34 +48,122 @@ pub struct ApiConfig {
     pub jwt_secret: Vec<u8>,
     /// Token lifetime.
     pub token_ttl: Duration,
-    /// How long to wait for the engine's reply before 504.
-    pub reply_timeout: Duration,
-    /// Largest request body accepted (413 above).
-    pub body_limit_bytes: usize,
     /// `POST /user/deposit` is allowed.
     pub demo_deposits: bool,
-    /// Sign-in attempts per IP per minute (and per login per minute).
-    pub signin_per_minute: u32,
-    /// Trading requests per user per second (burst the same); per IP, ten times that.
-    pub trading_per_second: u32,
     /// Markets, in engine id order (from the engine's configuration).
     pub markets: Vec<MarketConfig>,
+    /// Every operator limit of the edge.
+    pub limits: Limits,
 }
 
 impl ApiConfig {
-    /// Defaults: 24 h tokens, 5 s reply timeout, 16 KiB bodies, demo deposits on, 10 sign-ins per
-    /// minute per IP and per login, 50 trading requests per second per user.
+    /// Defaults: 24 h tokens, demo deposits on, [`Limits::default`].
     pub fn new(jwt_secret: Vec<u8>, markets: Vec<MarketConfig>) -> ApiConfig {
         ApiConfig {
             jwt_secret,
             token_ttl: Duration::from_secs(24 * 3600),
-            reply_timeout: Duration::from_secs(5),
-            body_limit_bytes: 16 * 1024,
             demo_deposits: true,
-            signin_per_minute: 10,
-            trading_per_second: 50,
             markets,
+            limits: Limits::default(),
         }
+    }
+}
+
+/// The edge's limits, all configurable (`--config FILE`, section `http`; a few also as flags).
+/// Times are in milliseconds in the file.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Connections and timeouts of the server loop.
+    pub server: server::ServerLimits,
+    /// Largest request body accepted (413 above).
+    pub body_limit_bytes: usize,
+    /// How long to wait for the engine's reply before 504.
+    #[serde(deserialize_with = "millis", rename = "reply_timeout_ms")]
+    pub reply_timeout: Duration,
+    /// Password hashes computed at once (default: the number of cores).
+    pub hash_concurrency: usize,
+    /// Password hashes waiting for a slot; more are refused with 503 `busy`.
+    pub hash_queue: usize,
+    /// Sign-in attempts per (login, client IP) per minute: slows one guesser without touching
+    /// the owner, who signs in from another address.
+    pub signin_per_login_ip_per_minute: u32,
+    /// Sign-in attempts per login per minute from all addresses together: a looser ceiling
+    /// against guessing from many addresses.
+    pub signin_per_login_per_minute: u32,
+    /// Sign-in attempts per client IP per minute, all logins together.
+    pub signin_per_ip_per_minute: u32,
+    /// Sign-ups per client IP per minute.
+    pub signup_per_ip_per_minute: u32,
+    /// Trading requests per user per second (burst the same); per IP, ten times that.
+    pub trading_per_second: u32,
+    /// Unauthenticated reads (`/markets`, `/healthz`) per client IP per second.
+    pub public_per_ip_per_second: u32,
+    /// How long `/markets` and `/healthz` reuse the engine's last market answer: unauthenticated
+    /// readers cannot load the engine's ring beyond one query per this period.
+    #[serde(deserialize_with = "millis", rename = "markets_cache_ms")]
+    pub markets_cache: Duration,
+    /// Reverse proxies (CIDRs) whose `X-Forwarded-For` is believed; everyone else's is ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Origins allowed by CORS (`*` for any); empty (the default) sends no CORS headers.
+    pub cors_origins: Vec<String>,
+}
+
+fn millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    <u64 as serde::Deserialize>::deserialize(d).map(Duration::from_millis)
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            server: server::ServerLimits::default(),
+            body_limit_bytes: 16 * 1024,
+            reply_timeout: Duration::from_secs(5),
+            hash_concurrency: std::thread::available_parallelism().map_or(2, usize::from),
+            hash_queue: 16,
+            signin_per_login_ip_per_minute: 5,
+            signin_per_login_per_minute: 120,
+            signin_per_ip_per_minute: 30,
+            signup_per_ip_per_minute: 5,
+            trading_per_second: 50,
+            public_per_ip_per_second: 20,
+            markets_cache: Duration::from_millis(250),
+            trusted_proxies: Vec::new(),
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+impl Limits {
+    /// Checks every limit at start; returns what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        self.server.validate()?;
+        let checks = [
+            (self.body_limit_bytes >= 1024 && self.body_limit_bytes <= 1 << 20, "body_limit_bytes must be 1024..=1048576"),
+            (self.reply_timeout >= Duration::from_millis(100) && self.reply_timeout <= Duration::from_secs(60), "reply_timeout_ms must be 100..=60000"),
+            (self.hash_concurrency >= 1 && self.hash_concurrency <= 256, "hash_concurrency must be 1..=256"),
+            (self.hash_queue <= 10_000, "hash_queue must be at most 10000"),
+            (self.markets_cache <= Duration::from_secs(10), "markets_cache_ms must be at most 10000"),
+            (self.cors_origins.iter().all(|o| o == "*" || axum::http::HeaderValue::from_str(o).is_ok()), "cors_origins must be origins or *"),
+        ];
+        for (ok, what) in checks {
+            if !ok {
+                return Err(format!("http.{what}"));
+            }
+        }
+        for (n, what) in [
+            (self.signin_per_login_ip_per_minute, "signin_per_login_ip_per_minute"),
+            (self.signin_per_login_per_minute, "signin_per_login_per_minute"),
+            (self.signin_per_ip_per_minute, "signin_per_ip_per_minute"),
+            (self.signup_per_ip_per_minute, "signup_per_ip_per_minute"),
+            (self.trading_per_second, "trading_per_second"),
+            (self.public_per_ip_per_second, "public_per_ip_per_second"),
+        ] {
+            if n == 0 {
+                return Err(format!("http.{what} must be at least 1"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -178,11 +267,17 @@ pub struct AppState {
     cfg: ApiConfig,
     engine: Arc<dyn EngineClient>,
     tokens: Tokens,
+    hasher: auth::Hasher,
     symbols: HashMap<String, MarketId>,
-    signin_ip: DefaultKeyedRateLimiter<IpAddr>,
+    signin_login_ip: DefaultKeyedRateLimiter<(String, IpAddr)>,
     signin_login: DefaultKeyedRateLimiter<String>,
+    signin_ip: DefaultKeyedRateLimiter<IpAddr>,
+    signup_ip: DefaultKeyedRateLimiter<IpAddr>,
     trading: DefaultKeyedRateLimiter<u32>,
     trading_ip: DefaultKeyedRateLimiter<IpAddr>,
+    public_ip: DefaultKeyedRateLimiter<IpAddr>,
+    markets_cache: tokio::sync::Mutex<Option<(Instant, Arc<Response>)>>,
+    server_stats: Arc<server::ServerStats>,
     metrics: metrics::Metrics,
     started: Instant,
 }
@@ -195,6 +290,10 @@ impl std::fmt::Debug for AppState {
 
 fn per_minute(n: u32) -> Quota {
     Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN))
+}
+
+fn per_second(n: u32) -> Quota {
+    Quota::per_second(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN))
 }
 
 /// Now, in nanoseconds since the epoch: the receive time stamped on every command.
@@ -215,7 +314,7 @@ impl AppState {
         engine: Submitter,
         feed: Option<Arc<dyn FeedStatus>>,
     ) -> Arc<AppState> {
-        let client = Arc::new(LocalEngine::new(engine, cfg.reply_timeout));
+        let client = Arc::new(LocalEngine::new(engine, cfg.limits.reply_timeout));
         AppState::with_client(cfg, client, feed)
     }
 
@@ -231,22 +330,34 @@ impl AppState {
             .enumerate()
             .filter_map(|(i, m)| Some((m.symbol.clone(), MarketId(u16::try_from(i).ok()?))))
             .collect();
-        let trading = Quota::per_second(
-            NonZeroU32::new(cfg.trading_per_second.max(1)).unwrap_or(NonZeroU32::MIN),
+        let l = &cfg.limits;
+        let hasher = auth::Hasher::new(
+            l.hash_concurrency.max(1),
+            l.hash_queue,
+            l.reply_timeout,
         );
+        let server_stats = Arc::new(server::ServerStats::default());
         Arc::new(AppState {
-            metrics: metrics::Metrics::new(Arc::clone(&engine), feed.clone()),
+            metrics: metrics::Metrics::new(
+                Arc::clone(&engine),
+                feed.clone(),
+                hasher.clone(),
+                Arc::clone(&server_stats),
+            ),
             feed,
             tokens: Tokens::new(&cfg.jwt_secret, cfg.token_ttl.as_secs()),
+            hasher,
             symbols,
-            signin_ip: RateLimiter::keyed(per_minute(cfg.signin_per_minute)),
-            signin_login: RateLimiter::keyed(per_minute(cfg.signin_per_minute)),
-            trading: RateLimiter::keyed(trading),
+            signin_login_ip: RateLimiter::keyed(per_minute(l.signin_per_login_ip_per_minute)),
+            signin_login: RateLimiter::keyed(per_minute(l.signin_per_login_per_minute)),
+            signin_ip: RateLimiter::keyed(per_minute(l.signin_per_ip_per_minute)),
+            signup_ip: RateLimiter::keyed(per_minute(l.signup_per_ip_per_minute)),
+            trading: RateLimiter::keyed(per_second(l.trading_per_second)),
             // Several users may share an address (NAT): the per-IP allowance is 10 users' worth.
-            trading_ip: RateLimiter::keyed(Quota::per_second(
-                NonZeroU32::new(cfg.trading_per_second.max(1).saturating_mul(10))
-                    .unwrap_or(NonZeroU32::MIN),
-            )),
+            trading_ip: RateLimiter::keyed(per_second(l.trading_per_second.saturating_mul(10))),
+            public_ip: RateLimiter::keyed(per_second(l.public_per_ip_per_second)),
+            markets_cache: tokio::sync::Mutex::new(None),
+            server_stats,
             engine,
             cfg,
             started: Instant::now(),
@@ -261,11 +372,26 @@ impl AppState {
         reply
     }
 
+    /// The engine's market list, reused for `limits.markets_cache`: one engine query per period
+    /// however many unauthenticated readers ask (they wait for the one in flight).
+    pub async fn markets_snapshot(&self) -> Result<Arc<Response>, ApiError> {
+        let mut cached = self.markets_cache.lock().await;
+        if let Some((at, r)) = cached.as_ref()
+            && at.elapsed() < self.cfg.limits.markets_cache
+        {
+            return Ok(Arc::clone(r));
+        }
+        let fresh = Arc::new(self.call(CommandKind::QueryMarkets).await?);
+        *cached = Some((Instant::now(), Arc::clone(&fresh)));
+        Ok(fresh)
+    }
+
     /// Looks up a market by symbol.
     pub fn market(&self, symbol: &str) -> Result<(MarketId, &MarketConfig), ApiError> {
-        let id = *self.symbols.get(symbol).ok_or_else(|| {
-            ApiError::bad_request("unknown_market", format!("unknown market {symbol:?}"))
-        })?;
+        let id = *self
+            .symbols
+            .get(symbol)
+            .ok_or_else(|| ApiError::bad_request("unknown_market", "unknown market"))?;
         Ok((id, &self.cfg.markets[usize::from(id.0)]))
     }
 
@@ -288,10 +414,13 @@ impl AppState {
 
     /// Forgets rate-limit keys that are back to full quota (bounds the limiters' memory).
     pub fn sweep_limiters(&self) {
-        self.signin_ip.retain_recent();
+        self.signin_login_ip.retain_recent();
         self.signin_login.retain_recent();
+        self.signin_ip.retain_recent();
+        self.signup_ip.retain_recent();
         self.trading.retain_recent();
         self.trading_ip.retain_recent();
+        self.public_ip.retain_recent();
     }
 
     /// Per-user and per-IP limits of the trading endpoints.
@@ -299,18 +428,70 @@ impl AppState {
         AppState::limited(&self.trading_ip, &ip)?;
         AppState::limited(&self.trading, &account)
     }
+
+    /// Sign-in limits: per (login, IP), per IP, and the looser per-login ceiling.
+    pub fn limit_signin(&self, login: &str, ip: IpAddr) -> Result<(), ApiError> {
+        AppState::limited(&self.signin_ip, &ip)?;
+        AppState::limited(&self.signin_login_ip, &(login.to_owned(), ip))?;
+        AppState::limited(&self.signin_login, &login.to_owned())
+    }
+
+    /// The password hasher (bounded).
+    pub fn hasher(&self) -> &auth::Hasher {
+        &self.hasher
+    }
+
+    /// Counters of the server loop.
+    pub fn server_stats(&self) -> Arc<server::ServerStats> {
+        Arc::clone(&self.server_stats)
+    }
 }
 
-/// The router with every route of [`openapi::ROUTES`], the body limit and metrics.
+/// The router with every route of [`openapi::ROUTES`], the body limit and deadline, security
+/// headers, CORS (if configured) and metrics.
 pub fn router(state: Arc<AppState>) -> Router {
-    let limit = state.cfg.body_limit_bytes;
-    api::routes()
+    use axum::http::{HeaderValue, header};
+    use tower_http::set_header::SetResponseHeaderLayer;
+    let l = &state.cfg.limits;
+    let mut app = api::routes()
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(l.body_limit_bytes))
+        .layer(tower_http::timeout::RequestBodyDeadlineLayer::new(l.server.body_timeout))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+    if !l.cors_origins.is_empty() {
+        app = app.layer(cors(&l.cors_origins));
+    }
+    app.with_state(state)
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` resolves.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .max_age(Duration::from_secs(600))
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` resolves, within the configured
+/// connection cap and timeouts ([`server::run`]).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -326,8 +507,9 @@ pub async fn serve(
             }
         })
     };
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let limits = state.cfg.limits.server.clone();
+    let stats = state.server_stats();
+    let result = server::run(listener, router(state), limits, stats, shutdown).await;
     sweeper.abort();
     result
 }

@@ -121,10 +121,10 @@ impl Server {
     async fn user(&self, email: &str) -> (String, String) {
         let creds = json!({ "email": email, "password": "correct horse" });
         let r = self.post("/api/v1/user/signup", None, creds.clone()).await;
-        assert_eq!(r.status, 201, "{}", r.body);
-        let id = r.body["user_id"].as_str().unwrap().to_string();
+        assert_eq!(r.status, 202, "{}", r.body);
         let r = self.post("/api/v1/user/signin", None, creds).await;
         assert_eq!(r.status, 200, "{}", r.body);
+        let id = r.body["user_id"].as_str().unwrap().to_string();
         (r.body["token"].as_str().unwrap().to_string(), id)
     }
 }
@@ -146,15 +146,17 @@ async fn full_trading_lifecycle() {
     let mut s = Server::start(|_| {}).await;
     s.price(0, 6_000_000, 6_000_000);
     let (t, _) = s.user("  Trader@Example.com ").await;
-    // Logins are normalised: the same person cannot sign up twice by changing case.
-    let dup = s
-        .post(
-            "/api/v1/user/signup",
-            None,
-            json!({ "email": "trader@example.COM", "password": "another one" }),
-        )
+    // Logins are normalised: the same person cannot sign up twice by changing case; and the
+    // answer is the same as for a new email, so sign-up does not reveal who has an account.
+    let other = json!({ "email": "trader@example.COM", "password": "another one" });
+    let dup = s.post("/api/v1/user/signup", None, other.clone()).await;
+    assert_eq!(dup.status, 202, "{}", dup.body);
+    let fresh = s
+        .post("/api/v1/user/signup", None, json!({ "email": "new@example.com", "password": "another one" }))
         .await;
-    assert_eq!((dup.status, dup.body["error"]["code"].as_str()), (409, Some("duplicate_login")));
+    assert_eq!((fresh.status, &fresh.body), (202, &dup.body));
+    let r = s.post("/api/v1/user/signin", None, other).await;
+    assert_eq!(r.status, 401, "the taken account kept its own password");
 
     let r = s.post("/api/v1/user/deposit", Some(&t), json!({ "amount": "1000.5" })).await;
     assert_eq!((r.status, r.body["available"].as_str()), (200, Some("6000.500000")));
@@ -322,17 +324,17 @@ async fn bad_tokens_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_oversized_bodies_and_rate() {
     let s = Server::start(|c| {
-        c.signin_per_minute = 3;
-        c.trading_per_second = 2;
+        c.limits.signin_per_login_ip_per_minute = 2;
+        c.limits.trading_per_second = 2;
     })
     .await;
-    let (t, _) = s.user("a@example.com").await; // one sign-up + one sign-in from this IP
+    let (t, _) = s.user("a@example.com").await; // one sign-in (sign-up has its own limit)
     let big = format!("{{\"amount\": \"1\", \"pad\": \"{}\"}}", "x".repeat(20_000));
     let r = s.req("POST", "/api/v1/user/deposit", Some(&t), Some(&big)).await;
     assert_eq!(r.status, 413, "{}", r.body);
     let creds = json!({ "email": "a@example.com", "password": "correct horse" });
     let r = s.post("/api/v1/user/signin", None, creds.clone()).await;
-    assert_eq!(r.status, 200, "third attempt within quota");
+    assert_eq!(r.status, 200, "second attempt within quota");
     let r = s.post("/api/v1/user/signin", None, creds).await;
     assert_eq!(r.status, 429);
     assert!(r.headers.contains("retry-after:"), "{}", r.headers);
@@ -346,7 +348,7 @@ async fn limits_oversized_bodies_and_rate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn junk_input_gets_400_or_422_with_a_code_never_500() {
-    let mut s = Server::start(|c| c.trading_per_second = 10_000).await;
+    let mut s = Server::start(|c| c.limits.trading_per_second = 10_000).await;
     s.price(0, 6_000_000, 6_000_000);
     let (t, _) = s.user("a@example.com").await;
     let cases: Vec<(&str, u16, &str)> = vec![
@@ -469,7 +471,11 @@ async fn junk_input_gets_400_or_422_with_a_code_never_500() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_lists_every_route_and_every_listed_route_is_served() {
-    let s = Server::start(|_| {}).await;
+    // No cache: /healthz must see the price set below at once.
+    let mut s = Server::start(|c| c.limits.markets_cache = Duration::ZERO).await;
+    let health = s.req("GET", "/healthz", None, None).await;
+    assert_eq!((health.status, health.body["status"].as_str()), (503, Some("no_prices")));
+    s.price(0, 6_000_000, 6_000_000);
     let doc = s.req("GET", "/api/v1/openapi.json", None, None).await.body;
     assert_eq!(doc["openapi"], "3.1.0");
     let mut listed = Vec::new();

@@ -96,8 +96,11 @@ fn main() {
         })
     };
     let mut api = ApiConfig::new(b"bench-secret-0123456789".to_vec(), markets);
-    api.trading_per_second = 1_000_000;
-    api.signin_per_minute = 1_000_000;
+    api.limits.trading_per_second = 1_000_000;
+    api.limits.signin_per_login_ip_per_minute = 1_000_000;
+    api.limits.signin_per_ip_per_minute = 1_000_000;
+    api.limits.signup_per_ip_per_minute = 1_000_000;
+    api.limits.server.max_connections = 100_000;
     let over_redis = std::env::args().any(|a| a == "--redis");
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -121,7 +124,7 @@ fn main() {
                     &url,
                     "load",
                     1 << 40,
-                    api.reply_timeout,
+                    api.limits.reply_timeout,
                 )
                 .await
                 .unwrap()

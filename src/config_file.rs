@@ -35,6 +35,8 @@ struct FileConfig {
     idempotency_keys_per_account: Option<u32>,
     idempotency_ttl_secs: Option<u64>,
     request_id_window: Option<u32>,
+    /// The HTTP edge's limits ([`hundredx_http::Limits`]); read by [`load_http`].
+    http: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -90,6 +92,26 @@ impl FileMarket {
             ..d
         })
     }
+}
+
+/// The `http` section of the file at `path` (defaults for what it omits), validated.
+pub fn load_http(path: Option<&Path>) -> Result<hundredx_http::Limits> {
+    let limits = match path {
+        None => hundredx_http::Limits::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let f: FileConfig =
+                serde_json::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+            match f.http {
+                Some(v) => serde_json::from_value(v)
+                    .with_context(|| format!("in {}: section http", path.display()))?,
+                None => hundredx_http::Limits::default(),
+            }
+        }
+    };
+    limits.validate().map_err(|e| anyhow!(e))?;
+    Ok(limits)
 }
 
 /// Applies the file at `path` on top of `base`, then validates the result.

@@ -114,6 +114,69 @@ struct ApiArgs {
     /// Disable `POST /user/deposit`.
     #[arg(long)]
     no_demo_deposits: bool,
+    #[command(flatten)]
+    edge: EdgeArgs,
+}
+
+/// The HTTP edge's most-used limits as flags; every limit is in `--config FILE`, section `http`.
+#[derive(clap::Args, Debug)]
+struct EdgeArgs {
+    /// Connections served at once (the next one gets 503); lowered to fit the descriptor limit.
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Reverse proxies whose X-Forwarded-For is believed, comma-separated CIDRs (e.g. 10.0.0.0/8).
+    #[arg(long, value_delimiter = ',')]
+    trusted_proxies: Vec<ipnet::IpNet>,
+    /// Origins allowed by CORS, comma-separated (`*` for any). Default: no CORS.
+    #[arg(long, value_delimiter = ',')]
+    cors_origins: Vec<String>,
+}
+
+impl EdgeArgs {
+    /// The limits from `config` (section `http`) with these flags on top, fitted to the
+    /// descriptor limit (raised to the hard limit first).
+    fn limits(&self, config: Option<&std::path::Path>) -> Result<hundredx_http::Limits> {
+        let mut l = hundredx::config_file::load_http(config)?;
+        if let Some(n) = self.max_connections {
+            l.server.max_connections = n;
+        }
+        if !self.trusted_proxies.is_empty() {
+            l.trusted_proxies.clone_from(&self.trusted_proxies);
+        }
+        if !self.cors_origins.is_empty() {
+            l.cors_origins.clone_from(&self.cors_origins);
+        }
+        l.validate().map_err(|e| anyhow::anyhow!(e))?;
+        fit_to_descriptors(&mut l);
+        Ok(l)
+    }
+}
+
+/// Descriptors kept for everything but client connections: journal segments, snapshots,
+/// Redis, the feed, logs.
+const RESERVED_FDS: u64 = 64;
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, then keeps the connection cap below it, so
+/// client sockets can never take the descriptors the journal and the rest need.
+fn fit_to_descriptors(l: &mut hundredx_http::Limits) {
+    let soft = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            warn!(error = %e, "could not read or raise the descriptor limit");
+            return;
+        }
+    };
+    let room = usize::try_from(soft.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX).max(1);
+    if l.server.max_connections > room {
+        warn!(
+            max_connections = l.server.max_connections,
+            fd_limit = soft,
+            lowered_to = room,
+            "connection cap lowered to fit the descriptor limit"
+        );
+        l.server.max_connections = room;
+    }
+    info!(fd_limit = soft, max_connections = l.server.max_connections, "connection limits");
 }
 
 #[derive(clap::Args, Debug)]
@@ -243,6 +306,8 @@ struct ServeArgs {
     /// Seconds between status log lines.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     status_interval: u64,
+    #[command(flatten)]
+    edge: EdgeArgs,
 }
 
 pub(crate) fn now_ns() -> u64 {
@@ -281,6 +346,7 @@ fn main() -> Result<()> {
             };
             let mut api = ApiConfig::new(args.jwt_secret.into_bytes(), cfg.markets);
             api.demo_deposits = !args.no_demo_deposits;
+            api.limits = args.edge.limits(args.config.as_deref())?;
             service::api(&args.redis, args.instance, args.listen, api)
         }
     }
@@ -288,6 +354,7 @@ fn main() -> Result<()> {
 
 fn serve(args: ServeArgs) -> Result<()> {
     let feed_kind = FeedKind::parse(&args.feed)?;
+    let edge_limits = args.edge.limits(args.config.as_deref())?;
     let base = match &args.config {
         Some(path) => hundredx::config_file::load(path, EngineConfig::default())?,
         None => EngineConfig::default(),
@@ -388,6 +455,7 @@ fn serve(args: ServeArgs) -> Result<()> {
 
     let mut api_cfg = ApiConfig::new(jwt_secret, durable.handle.config_markets());
     api_cfg.demo_deposits = demo_deposits;
+    api_cfg.limits = edge_limits;
     let report: Arc<dyn hundredx_http::FeedStatus> =
         Arc::new(FeedReport { kind: feed_kind.name(), health: Arc::clone(&feed_health) });
     let api_state = AppState::with_feed(api_cfg, engine.submitter(), Some(report));

@@ -67,7 +67,8 @@ pub fn api(
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
         let client =
-            RedisEngineClient::connect(redis, &instance, id_base, api_cfg.reply_timeout).await?;
+            RedisEngineClient::connect(redis, &instance, id_base, api_cfg.limits.reply_timeout)
+                .await?;
         let state = AppState::with_client(api_cfg, Arc::new(RedisApi(client)), None);
         let listener = tokio::net::TcpListener::bind(listen)
             .await

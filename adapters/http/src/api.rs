@@ -18,8 +18,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use engine_core::command::{
-    AccountId, ClientOrderId, CommandKind, Credential, IdempotencyKey, Login, OpenRequest, PositionId,
-    PositionStatus, Size,
+    AccountId, ClientOrderId, CommandKind, Credential, IdempotencyKey, Login, OpenRequest,
+    PositionId, PositionStatus, Size,
 };
 use engine_core::config::MarketConfig;
 use engine_core::event::{AccountView, Item, PositionView, ReplyData};
@@ -112,7 +112,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         Query::<T>::from_request_parts(parts, state).await.map(|Query(v)| ApiQuery(v)).map_err(
-            |_| ApiError::bad_request("invalid_query", "the query string has unknown or bad parameters"),
+            |_| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    "the query string has unknown or bad parameters",
+                )
+            },
         )
     }
 }
@@ -130,17 +135,19 @@ impl FromRequestParts<Arc<AppState>> for ClientIp {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "no peer address"))?;
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).ok_or_else(
+            || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "no peer address"),
+        )?;
         Ok(ClientIp(client_ip(peer, &parts.headers, &state.cfg.limits.trusted_proxies)))
     }
 }
 
 /// See [`ClientIp`].
-pub fn client_ip(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(&peer) {
         return peer;
@@ -166,17 +173,15 @@ impl<S: Send + Sync> FromRequestParts<S> for IdemKey {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let Some(v) = parts.headers.get("idempotency-key") else { return Ok(IdemKey(None)) };
-        let key = v
-            .to_str()
-            .ok()
-            .filter(|k| printable_id(k))
-            .and_then(IdempotencyKey::new)
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_idempotency_key",
-                    "Idempotency-Key must be 1..=36 printable ASCII characters",
-                )
-            })?;
+        let key =
+            v.to_str().ok().filter(|k| printable_id(k)).and_then(IdempotencyKey::new).ok_or_else(
+                || {
+                    ApiError::bad_request(
+                        "invalid_idempotency_key",
+                        "Idempotency-Key must be 1..=36 printable ASCII characters",
+                    )
+                },
+            )?;
         Ok(IdemKey(Some(key)))
     }
 }
@@ -337,7 +342,11 @@ fn own(caller: AccountId, owner: AccountId) -> Result<(), ApiError> {
         Ok(())
     } else {
         tracing::error!(caller = caller.0, owner = owner.0, "reply for another account dropped");
-        Err(ApiError::new(StatusCode::BAD_GATEWAY, "unexpected_reply", "the engine answered unexpectedly"))
+        Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "unexpected_reply",
+            "the engine answered unexpectedly",
+        ))
     }
 }
 
@@ -429,7 +438,8 @@ async fn signin(
         .await?;
     let account = account.filter(|_| ok).ok_or_else(denied)?;
     let (token, expires_at) = state.tokens.issue(account.0)?;
-    let body = json!({ "token": token, "expires_at": expires_at, "user_id": account.0.to_string() });
+    let body =
+        json!({ "token": token, "expires_at": expires_at, "user_id": account.0.to_string() });
     Ok(Json(body).into_response())
 }
 
@@ -769,8 +779,11 @@ async fn healthz(State(state): St, ClientIp(ip): ClientIp) -> Response {
         .collect();
     // Without any fresh price nothing can be traded: not "ok" for a load balancer.
     let priced = markets.iter().any(|m| m["fresh"] == json!(true));
-    let (status, word) =
-        if priced { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "no_prices") };
+    let (status, word) = if priced {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "no_prices")
+    };
     let mut body = json!({
         "status": word,
         "engine": "alive",

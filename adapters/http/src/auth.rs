@@ -79,14 +79,15 @@ impl Hasher {
             inner.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(ApiError::busy("too many sign-ins and sign-ups in progress"));
         }
-        let permit = tokio::time::timeout(inner.queue_wait, Arc::clone(&inner.permits).acquire_owned())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .ok_or_else(|| {
-                inner.rejected.fetch_add(1, Ordering::Relaxed);
-                ApiError::busy("too many sign-ins and sign-ups in progress")
-            })?;
+        let permit =
+            tokio::time::timeout(inner.queue_wait, Arc::clone(&inner.permits).acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .ok_or_else(|| {
+                    inner.rejected.fetch_add(1, Ordering::Relaxed);
+                    ApiError::busy("too many sign-ins and sign-ups in progress")
+                })?;
         let (in_flight, max) = (Arc::clone(&inner.in_flight), Arc::clone(&inner.in_flight_max));
         // The permit moves into the blocking task: if the client goes away, the slot stays
         // taken until the hash really ends, so the bound holds for the CPU and memory too.

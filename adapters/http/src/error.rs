@@ -101,8 +101,12 @@ fn describe(reason: Reason) -> &'static str {
         Reason::TooManyPositions => "too many open positions",
         Reason::InvalidTakeProfit => "take_profit must lie on the profitable side of the fill",
         Reason::InvalidStopLoss => "stop_loss must lie on the losing side of the fill",
-        Reason::ClientOrderIdReused => "this client_order_id was already used for a different order",
-        Reason::IdempotencyKeyReused => "this Idempotency-Key was already used for a different request",
+        Reason::ClientOrderIdReused => {
+            "this client_order_id was already used for a different order"
+        }
+        Reason::IdempotencyKeyReused => {
+            "this Idempotency-Key was already used for a different request"
+        }
         Reason::RequestIdReused => "request id conflict: retry",
         _ => "the engine rejected the request",
     }

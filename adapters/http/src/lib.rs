@@ -139,12 +139,30 @@ impl Limits {
     pub fn validate(&self) -> Result<(), String> {
         self.server.validate()?;
         let checks = [
-            (self.body_limit_bytes >= 1024 && self.body_limit_bytes <= 1 << 20, "body_limit_bytes must be 1024..=1048576"),
-            (self.reply_timeout >= Duration::from_millis(100) && self.reply_timeout <= Duration::from_secs(60), "reply_timeout_ms must be 100..=60000"),
-            (self.hash_concurrency >= 1 && self.hash_concurrency <= 256, "hash_concurrency must be 1..=256"),
+            (
+                self.body_limit_bytes >= 1024 && self.body_limit_bytes <= 1 << 20,
+                "body_limit_bytes must be 1024..=1048576",
+            ),
+            (
+                self.reply_timeout >= Duration::from_millis(100)
+                    && self.reply_timeout <= Duration::from_secs(60),
+                "reply_timeout_ms must be 100..=60000",
+            ),
+            (
+                self.hash_concurrency >= 1 && self.hash_concurrency <= 256,
+                "hash_concurrency must be 1..=256",
+            ),
             (self.hash_queue <= 10_000, "hash_queue must be at most 10000"),
-            (self.markets_cache <= Duration::from_secs(10), "markets_cache_ms must be at most 10000"),
-            (self.cors_origins.iter().all(|o| o == "*" || axum::http::HeaderValue::from_str(o).is_ok()), "cors_origins must be origins or *"),
+            (
+                self.markets_cache <= Duration::from_secs(10),
+                "markets_cache_ms must be at most 10000",
+            ),
+            (
+                self.cors_origins
+                    .iter()
+                    .all(|o| o == "*" || axum::http::HeaderValue::from_str(o).is_ok()),
+                "cors_origins must be origins or *",
+            ),
         ];
         for (ok, what) in checks {
             if !ok {
@@ -331,11 +349,7 @@ impl AppState {
             .filter_map(|(i, m)| Some((m.symbol.clone(), MarketId(u16::try_from(i).ok()?))))
             .collect();
         let l = &cfg.limits;
-        let hasher = auth::Hasher::new(
-            l.hash_concurrency.max(1),
-            l.hash_queue,
-            l.reply_timeout,
-        );
+        let hasher = auth::Hasher::new(l.hash_concurrency.max(1), l.hash_queue, l.reply_timeout);
         let server_stats = Arc::new(server::ServerStats::default());
         Arc::new(AppState {
             metrics: metrics::Metrics::new(

@@ -214,7 +214,11 @@ pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next)
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let resp = next.run(req).await;
     let status = status_label(resp.status().as_u16());
-    state.metrics.requests.get_or_create(&RouteLabels { method, route: route.clone(), status }).inc();
+    state
+        .metrics
+        .requests
+        .get_or_create(&RouteLabels { method, route: route.clone(), status })
+        .inc();
     state.metrics.request_seconds.observe(started.elapsed().as_secs_f64());
     if status >= 500 {
         tracing::warn!(%method, %route, status, "request failed");

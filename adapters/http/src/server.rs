@@ -181,7 +181,9 @@ pub async fn run(
 
 /// Answers `503` without reading the request, then closes.
 async fn refuse(mut stream: TcpStream) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(busy_response().as_bytes())).await;
+    let _ =
+        tokio::time::timeout(Duration::from_secs(1), stream.write_all(busy_response().as_bytes()))
+            .await;
     let _ = stream.shutdown().await;
 }
 
@@ -197,7 +199,11 @@ impl Connection {
     async fn serve(mut self, stream: TcpStream, peer: SocketAddr) {
         self.stats.open.fetch_add(1, Ordering::Relaxed);
         let activity = Arc::new(AtomicU64::new(self.now_ms()));
-        let io = TokioIo::new(Tracked { inner: stream, activity: Arc::clone(&activity), epoch: self.epoch });
+        let io = TokioIo::new(Tracked {
+            inner: stream,
+            activity: Arc::clone(&activity),
+            epoch: self.epoch,
+        });
         let app = self.app.clone();
         let service = tower::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
             let mut req = req.map(axum::body::Body::new);

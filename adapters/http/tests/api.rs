@@ -152,7 +152,11 @@ async fn full_trading_lifecycle() {
     let dup = s.post("/api/v1/user/signup", None, other.clone()).await;
     assert_eq!(dup.status, 202, "{}", dup.body);
     let fresh = s
-        .post("/api/v1/user/signup", None, json!({ "email": "new@example.com", "password": "another one" }))
+        .post(
+            "/api/v1/user/signup",
+            None,
+            json!({ "email": "new@example.com", "password": "another one" }),
+        )
         .await;
     assert_eq!((fresh.status, &fresh.body), (202, &dup.body));
     let r = s.post("/api/v1/user/signin", None, other).await;

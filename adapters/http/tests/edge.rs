@@ -1,0 +1,458 @@
+//! The edge as an attacker meets it, over real sockets on 127.0.0.1:0: bounded password hashing,
+//! the connection cap, header and idle timeouts, idempotency nobody else can break, trusted
+//! proxies, sign-in limits that do not lock the owner out, closed metric labels, cached public
+//! reads. Each test asserts behaviour (counts, statuses, closed sockets), never timing figures.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use engine_core::prelude::*;
+use hundredx_http::{ApiConfig, AppState, now_ns};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+struct Edge {
+    addr: std::net::SocketAddr,
+    state: Arc<AppState>,
+    engine: EngineHandle,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+struct Reply {
+    status: u16,
+    head: String,
+    body: Value,
+}
+
+/// Limits loose enough that only the one under test bites.
+fn loose(c: &mut ApiConfig) {
+    let l = &mut c.limits;
+    l.signin_per_ip_per_minute = 100_000;
+    l.signin_per_login_ip_per_minute = 100_000;
+    l.signin_per_login_per_minute = 100_000;
+    l.signup_per_ip_per_minute = 100_000;
+    l.trading_per_second = 100_000;
+    l.public_per_ip_per_second = 100_000;
+}
+
+impl Edge {
+    async fn start(tweak: impl FnOnce(&mut ApiConfig)) -> Edge {
+        let engine = EngineHandle::start(EngineConfig {
+            max_open_positions: 10_000,
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        let mut cfg =
+            ApiConfig::new(b"edge-test-secret-long-enough".to_vec(), MarketConfig::defaults());
+        loose(&mut cfg);
+        tweak(&mut cfg);
+        let state = AppState::new(cfg, engine.submitter());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(hundredx_http::serve(listener, Arc::clone(&state), async {
+            let _ = stopped.await;
+        }));
+        Edge { addr, state, engine, _stop: stop }
+    }
+
+    fn price(&mut self, update_id: u64) {
+        let tick = Tick {
+            market: MarketId(0),
+            bid: Price(6_000_000),
+            ask: Price(6_000_000),
+            update_id,
+            exchange_time_us: 0,
+        };
+        let r = self.engine.call(now_ns(), CommandKind::PriceTick(tick), Duration::from_secs(5));
+        assert!(r.unwrap().result.is_ok());
+    }
+
+    async fn send(&self, head: &str, body: Option<&Value>) -> Reply {
+        let mut s = TcpStream::connect(self.addr).await.unwrap();
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let req = format!(
+            "{head}\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut buf))
+            .await
+            .expect("a response in time")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        Reply {
+            status,
+            head: head.to_lowercase(),
+            body: serde_json::from_str(body).unwrap_or(Value::String(body.into())),
+        }
+    }
+
+    async fn post(&self, path: &str, extra: &str, body: Value) -> Reply {
+        self.send(&format!("POST {path} HTTP/1.1{extra}"), Some(&body)).await
+    }
+
+    async fn user(&self, email: &str) -> String {
+        let creds = json!({ "email": email, "password": "correct horse" });
+        assert_eq!(self.post("/api/v1/user/signup", "", creds.clone()).await.status, 202);
+        let r = self.post("/api/v1/user/signin", "", creds).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        format!("\r\nAuthorization: Bearer {}", r.body["token"].as_str().unwrap())
+    }
+}
+
+/// Reads until EOF or error; returns how long the server took to close.
+async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(limit.saturating_sub(started.elapsed()), s.read(&mut buf)).await
+        {
+            Err(_) => return None,
+            Ok(Ok(0) | Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sign_ins_keep_hashing_bounded_and_shed_the_rest_with_busy() {
+    let e = Edge::start(|c| {
+        c.limits.hash_concurrency = 2;
+        c.limits.hash_queue = 2;
+    })
+    .await;
+    e.user("owner@example.com").await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let addr = e.addr;
+        tasks.push(tokio::spawn(async move { Edge::send_to(addr, i).await }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    let busy = statuses.iter().filter(|(s, _)| *s == 503).count();
+    let answered = statuses.iter().filter(|(s, _)| *s == 401).count();
+    assert_eq!(busy + answered, 40, "{statuses:?}");
+    assert!(busy > 0 && answered >= 2, "busy {busy}, answered {answered}");
+    assert!(statuses.iter().all(|(s, h)| *s != 503 || h.contains("retry-after: 1")));
+    let stats = e.state.hasher().stats();
+    assert!(stats.in_flight_max <= 2, "{stats:?}");
+    assert_eq!(stats.rejected, busy as u64);
+    // The owner still gets in once the burst is over.
+    let creds = json!({ "email": "owner@example.com", "password": "correct horse" });
+    assert_eq!(e.post("/api/v1/user/signin", "", creds).await.status, 200);
+}
+
+impl Edge {
+    /// A sign-in with a wrong password from a fresh connection: (status, head).
+    async fn send_to(addr: std::net::SocketAddr, i: u32) -> (u16, String) {
+        let body = json!({ "email": format!("nobody{i}@example.com"), "password": "wrong horse!" })
+            .to_string();
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "POST /api/v1/user/signin HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.unwrap();
+        let text = String::from_utf8_lossy(&buf).to_lowercase();
+        let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        (status, text)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_cap_refuses_the_next_one_with_503() {
+    let e = Edge::start(|c| c.limits.server.max_connections = 3).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(e.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut extra = TcpStream::connect(e.addr).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), extra.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 503") && text.contains("too_many_connections"), "{text}");
+    assert_eq!(e.state.server_stats().refused.load(std::sync::atomic::Ordering::Relaxed), 1);
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = e.send("GET /api/v1/markets HTTP/1.1", None).await;
+    assert_eq!(r.status, 200, "a slot is free again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let e = Edge::start(|c| {
+        c.limits.server.idle_timeout = Duration::from_millis(400);
+        c.limits.server.header_timeout = Duration::from_secs(30);
+    })
+    .await;
+    // One served request on a keep-alive connection, then silence.
+    let mut s = TcpStream::connect(e.addr).await.unwrap();
+    s.write_all(b"GET /api/v1/markets HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let shed = closed_within(&mut s, Duration::from_secs(10)).await;
+    assert!(shed.is_some(), "the idle connection was never closed");
+    // A connection that never sends a byte is shed the same way.
+    let mut silent = TcpStream::connect(e.addr).await.unwrap();
+    assert!(closed_within(&mut silent, Duration::from_secs(10)).await.is_some());
+    assert!(e.state.server_stats().idle_closed.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_header_is_cut_after_the_header_timeout() {
+    let e = Edge::start(|c| {
+        c.limits.server.header_timeout = Duration::from_millis(500);
+        c.limits.server.idle_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let mut s = TcpStream::connect(e.addr).await.unwrap();
+    // Slowloris: a byte every 100 ms keeps the socket busy but never finishes the head.
+    let head = b"GET /api/v1/markets HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut sent = 0;
+    let started = Instant::now();
+    for b in head {
+        if s.write_all(&[*b]).await.is_err() {
+            break;
+        }
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        sent < head.len(),
+        "the server let a {}-byte trickle run {:?}",
+        sent,
+        started.elapsed()
+    );
+    assert!(closed_within(&mut s, Duration::from_secs(5)).await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_victims_client_order_id_survives_other_accounts_flood() {
+    let mut e = Edge::start(|_| {}).await;
+    e.price(1);
+    let victim = e.user("victim@example.com").await;
+    let order = json!({ "market": "BTC_USDC", "side": "long", "leverage": 10, "margin": "100",
+        "client_order_id": "victim-1" });
+    let first = e.post("/api/v1/positions", &victim, order.clone()).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    for n in 0..4 {
+        let attacker = e.user(&format!("attacker{n}@example.com")).await;
+        for i in 0..60 {
+            // Cheap rejected opens (leverage 0 fails at the edge; 100x on 0.01 margin in the
+            // engine), each with a fresh id.
+            let junk = json!({ "market": "BTC_USDC", "side": "long", "leverage": 100,
+                "margin": "0.01", "client_order_id": format!("a{n}-{i}") });
+            let r = e.post("/api/v1/positions", &attacker, junk).await;
+            assert_eq!(r.status, 422, "{}", r.body);
+        }
+    }
+    let retry = e.post("/api/v1/positions", &victim, order.clone()).await;
+    assert_eq!((retry.status, &retry.body["id"]), (201, &first.body["id"]), "{}", retry.body);
+    let open = e.send(&format!("GET /api/v1/positions HTTP/1.1{victim}"), None).await;
+    assert_eq!(open.body["positions"].as_array().unwrap().len(), 1, "opened once");
+    // The same id with a different body is refused, not answered with the first result.
+    let changed = json!({ "market": "BTC_USDC", "side": "short", "leverage": 10, "margin": "100",
+        "client_order_id": "victim-1" });
+    let r = e.post("/api/v1/positions", &victim, changed).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (409, Some("client_order_id_reused")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_make_deposits_close_and_margin_safe_to_retry() {
+    let mut e = Edge::start(|_| {}).await;
+    e.price(1);
+    let t = e.user("a@example.com").await;
+    let keyed = |k: &str| format!("{t}\r\nIdempotency-Key: {k}");
+    let d1 = e.post("/api/v1/user/deposit", &keyed("dep-1"), json!({ "amount": "10" })).await;
+    let d2 = e.post("/api/v1/user/deposit", &keyed("dep-1"), json!({ "amount": "10" })).await;
+    assert_eq!((d1.status, d2.status), (200, 200));
+    assert_eq!(d1.body, d2.body, "the retry returns the first result");
+    assert_eq!(d2.body["available"], "5010.000000", "applied once");
+    let other = e.post("/api/v1/user/deposit", &keyed("dep-1"), json!({ "amount": "11" })).await;
+    assert_eq!(
+        (other.status, other.body["error"]["code"].as_str()),
+        (409, Some("idempotency_key_reused"))
+    );
+    let bad = e.post("/api/v1/user/deposit", &keyed("has space"), json!({ "amount": "1" })).await;
+    assert_eq!(bad.body["error"]["code"], "invalid_idempotency_key");
+
+    let p = e
+        .post(
+            "/api/v1/positions",
+            &t,
+            json!({ "market": "BTC_USDC", "side": "long",
+        "leverage": 10, "margin": "100" }),
+        )
+        .await;
+    let id = p.body["id"].as_str().unwrap();
+    let m = format!("/api/v1/positions/{id}/margin");
+    let m1 = e.post(&m, &keyed("m-1"), json!({ "amount": "5" })).await;
+    let m2 = e.post(&m, &keyed("m-1"), json!({ "amount": "5" })).await;
+    assert_eq!((m1.status, m2.body["margin"].as_str()), (200, Some("105.000000")));
+    let c = format!("/api/v1/positions/{id}/close");
+    let c1 = e.post(&c, &keyed("c-1"), json!({})).await;
+    let c2 = e.post(&c, &keyed("c-1"), json!({})).await;
+    assert_eq!((c1.status, c2.status), (200, 200), "{}", c2.body);
+    assert_eq!(c1.body, c2.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_is_believed_only_from_trusted_proxies() {
+    let trusted = Edge::start(|c| {
+        c.limits.signup_per_ip_per_minute = 1;
+        c.limits.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let signup =
+        |i: u32| json!({ "email": format!("u{i}@example.com"), "password": "correct horse" });
+    let xff = |ip: &str| format!("\r\nX-Forwarded-For: {ip}");
+    assert_eq!(trusted.post("/api/v1/user/signup", &xff("10.0.0.1"), signup(1)).await.status, 202);
+    assert_eq!(trusted.post("/api/v1/user/signup", &xff("10.0.0.2"), signup(2)).await.status, 202);
+    assert_eq!(trusted.post("/api/v1/user/signup", &xff("10.0.0.1"), signup(3)).await.status, 429);
+
+    let untrusted = Edge::start(|c| c.limits.signup_per_ip_per_minute = 1).await;
+    assert_eq!(
+        untrusted.post("/api/v1/user/signup", &xff("10.0.0.1"), signup(1)).await.status,
+        202
+    );
+    let r = untrusted.post("/api/v1/user/signup", &xff("10.0.0.2"), signup(2)).await;
+    assert_eq!(r.status, 429, "an untrusted peer's header is ignored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guesser_rotating_addresses_does_not_lock_the_owner_out() {
+    let e = Edge::start(|c| {
+        c.limits.signin_per_login_ip_per_minute = 2;
+        c.limits.signin_per_login_per_minute = 100;
+        c.limits.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    e.user("victim@example.com").await;
+    let wrong = json!({ "email": "victim@example.com", "password": "wrong horse!" });
+    let mut refused = 0;
+    for i in 0..30 {
+        let r = e
+            .post("/api/v1/user/signin", &format!("\r\nX-Forwarded-For: 10.1.0.{i}"), wrong.clone())
+            .await;
+        assert!(r.status == 401 || r.status == 429, "{}", r.status);
+        refused += 1;
+        // The same address again is slowed down.
+        let again = e
+            .post("/api/v1/user/signin", &format!("\r\nX-Forwarded-For: 10.1.0.{i}"), wrong.clone())
+            .await;
+        let third = e
+            .post("/api/v1/user/signin", &format!("\r\nX-Forwarded-For: 10.1.0.{i}"), wrong.clone())
+            .await;
+        assert!(again.status == 401 && third.status == 429, "{} {}", again.status, third.status);
+    }
+    assert_eq!(refused, 30);
+    let right = json!({ "email": "victim@example.com", "password": "correct horse" });
+    for _ in 0..2 {
+        let r =
+            e.post("/api/v1/user/signin", "\r\nX-Forwarded-For: 192.0.2.7", right.clone()).await;
+        assert_eq!(r.status, 200, "the owner signs in: {}", r.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_labels_come_from_a_closed_set() {
+    let e = Edge::start(|_| {}).await;
+    for i in 0..30 {
+        let r = e.send(&format!("JUNKMETHOD{i} /api/v1/markets HTTP/1.1"), None).await;
+        assert!(r.status >= 400 && r.status < 500, "{}", r.status);
+        e.send(&format!("GET /no/such/route/{i} HTTP/1.1"), None).await;
+    }
+    let m = e.send("GET /metrics HTTP/1.1", None).await;
+    let text = m.body.as_str().unwrap().to_string();
+    assert!(!text.contains("JUNKMETHOD") && !text.contains("/no/such"), "{text}");
+    assert!(text.contains("method=\"other\"") && text.contains("route=\"unmatched\""), "{text}");
+    assert!(text.len() < 64 * 1024, "{} bytes", text.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_reads_are_served_from_a_cache_not_the_engine_ring() {
+    let mut e = Edge::start(|c| c.limits.markets_cache = Duration::from_secs(5)).await;
+    e.price(1);
+    let before = e.engine.counters().commands;
+    for _ in 0..100 {
+        assert_eq!(e.send("GET /api/v1/markets HTTP/1.1", None).await.status, 200);
+    }
+    let after = e.engine.counters().commands;
+    assert!(after - before <= 2, "{} engine commands for 100 reads", after - before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_tokens_and_inputs_at_the_edge() {
+    let mut e = Edge::start(|c| c.limits.cors_origins = vec!["https://app.example".into()]).await;
+    e.price(1);
+    let t = e.user("h@example.com").await;
+    let r = e.send(&format!("GET /api/v1/user/balance HTTP/1.1{t}"), None).await;
+    assert!(r.head.contains("x-content-type-options: nosniff"), "{}", r.head);
+    assert!(r.head.contains("cache-control: no-store"), "{}", r.head);
+    // The scheme is case-insensitive.
+    let lower = t.replace("Bearer", "bearer");
+    assert_eq!(
+        e.send(&format!("GET /api/v1/user/balance HTTP/1.1{lower}"), None).await.status,
+        200
+    );
+    // CORS: the configured origin only.
+    let pre = "OPTIONS /api/v1/positions HTTP/1.1\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: POST";
+    let r = e.send(pre, None).await;
+    assert!(r.head.contains("access-control-allow-origin: https://app.example"), "{}", r.head);
+    let r = e.send(&pre.replace("app.example", "evil.example"), None).await;
+    assert!(!r.head.contains("access-control-allow-origin"), "{}", r.head);
+    // Slippage above 100% is an error, not a silent clamp.
+    let body = json!({ "market": "BTC_USDC", "side": "long", "leverage": 10, "margin": "100",
+        "expected_price": "60000", "max_slippage_bps": 10_001 });
+    let r = e.post("/api/v1/positions", &t, body).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (400, Some("invalid_slippage")));
+    // Amounts are plain decimals: no sign, no spaces.
+    for amount in ["+5", " 5 ", "5 "] {
+        let r = e.post("/api/v1/user/deposit", &t, json!({ "amount": amount })).await;
+        assert_eq!(r.status, 400, "{amount:?}: {}", r.body);
+    }
+    // Control characters in ids and logins are refused.
+    let body = json!({ "market": "BTC_USDC", "side": "long", "leverage": 10, "margin": "100",
+        "client_order_id": "a\u{7}b" });
+    assert_eq!(
+        e.post("/api/v1/positions", &t, body).await.body["error"]["code"],
+        "invalid_client_order_id"
+    );
+    let r = e
+        .post(
+            "/api/v1/user/signup",
+            "",
+            json!({ "email": "a\u{1}@example.com", "password": "correct horse" }),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = e
+        .post(
+            "/api/v1/user/signup",
+            "",
+            json!({ "email": "w@example.com", "password": "aaaaaaaaaaaa" }),
+        )
+        .await;
+    assert_eq!(r.body["error"]["code"], "weak_password");
+    // A bad query string is JSON like every other error.
+    let r = e.send(&format!("GET /api/v1/positions?status=open&bogus=1 HTTP/1.1{t}"), None).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (400, Some("invalid_query")));
+    // Error messages carry no library text.
+    let r = e.post("/api/v1/user/deposit", &t, json!({ "amount": "1", "x": 1 })).await;
+    let msg = r.body["error"]["message"].as_str().unwrap();
+    assert!(!msg.contains('`') && !msg.contains("line"), "{msg}");
+}

@@ -141,12 +141,22 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing {}", dir.display()))
 }
 
+/// Name of the segment file opened ahead of time (renamed at rotation; never replayed).
+const SPARE_SEGMENT: &str = "next-segment.spare";
+
 /// The journaller: the engine's input stage.
+///
+/// It never needs a new file descriptor at the moment it rotates: the next segment is opened
+/// ahead of time (`next-segment.spare`, renamed into place at rotation) and the directory handle
+/// used to sync renames is held open. A process whose descriptors are exhausted by sockets can
+/// therefore still rotate; if the spare cannot be replaced, the next rotation tries once more.
 pub struct Journal {
     dir: PathBuf,
+    dir_handle: File,
+    spare: Option<File>,
     policy: SyncPolicy,
     segment_bytes_max: u64,
-    file: BufWriter<File>,
+    file: BufWriter<SharedFile>,
     segment_bytes: u64,
     record: [u8; MAX_RECORD_BYTES],
     failed: Arc<AtomicBool>,
@@ -159,17 +169,31 @@ struct Syncer {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// A segment shared with the background syncer without a second descriptor (`dup` needs one).
+#[derive(Clone)]
+struct SharedFile(Arc<File>);
+
+impl Write for SharedFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        (&*self.0).flush()
+    }
+}
+
 struct SyncerShared {
-    file: std::sync::Mutex<File>,
+    file: std::sync::Mutex<Arc<File>>,
     dirty: AtomicBool,
     stop: AtomicBool,
     failed: Arc<AtomicBool>,
 }
 
 impl Syncer {
-    fn start(file: &File, every: Duration, failed: Arc<AtomicBool>) -> Result<Syncer> {
+    fn start(file: &Arc<File>, every: Duration, failed: Arc<AtomicBool>) -> Result<Syncer> {
         let shared = Arc::new(SyncerShared {
-            file: std::sync::Mutex::new(file.try_clone()?),
+            file: std::sync::Mutex::new(Arc::clone(file)),
             dirty: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             failed,
@@ -191,9 +215,8 @@ impl Syncer {
         Ok(Syncer { shared, thread: Some(thread) })
     }
 
-    fn switch_to(&self, file: &File) -> std::io::Result<()> {
-        *self.shared.file.lock().unwrap_or_else(|e| e.into_inner()) = file.try_clone()?;
-        Ok(())
+    fn switch_to(&self, file: &Arc<File>) {
+        *self.shared.file.lock().unwrap_or_else(|e| e.into_inner()) = Arc::clone(file);
     }
 }
 
@@ -222,17 +245,21 @@ impl Journal {
         segment_bytes_max: u64,
     ) -> Result<Journal> {
         let dir = data.journal();
-        let file = open_segment(&dir, first_seq)?;
+        let file = Arc::new(open_segment(&dir, first_seq)?);
+        let dir_handle = File::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
         let failed = Arc::new(AtomicBool::new(false));
         let syncer = match policy {
             SyncPolicy::Interval(every) => Some(Syncer::start(&file, every, Arc::clone(&failed))?),
             _ => None,
         };
+        let spare = Some(open_spare(&dir)?);
         Ok(Journal {
             dir,
+            dir_handle,
+            spare,
             policy,
             segment_bytes_max: segment_bytes_max.max(MAX_RECORD_BYTES as u64),
-            file: BufWriter::with_capacity(1 << 18, file),
+            file: BufWriter::with_capacity(1 << 18, SharedFile(file)),
             segment_bytes: 0,
             record: [0; MAX_RECORD_BYTES],
             failed,
@@ -257,20 +284,39 @@ impl Journal {
 
     fn rotate(&mut self, next_seq: u64) -> std::io::Result<()> {
         self.file.flush()?;
-        self.file.get_ref().sync_data()?;
-        let file = open_segment(&self.dir, next_seq).map_err(std::io::Error::other)?;
+        self.file.get_ref().0.sync_data()?;
+        // The spare was opened ahead of time: renaming it needs no descriptor.
+        let file = match self.spare.take() {
+            Some(f) => f,
+            None => open_spare(&self.dir).map_err(std::io::Error::other)?,
+        };
+        std::fs::rename(self.dir.join(SPARE_SEGMENT), numbered(&self.dir, next_seq, SEGMENT_EXT))?;
+        self.dir_handle.sync_all()?;
+        let file = Arc::new(file);
         if let Some(s) = &self.syncer {
-            s.switch_to(&file)?;
+            s.switch_to(&file);
         }
-        self.file = BufWriter::with_capacity(1 << 18, file);
+        self.file = BufWriter::with_capacity(1 << 18, SharedFile(file));
         self.segment_bytes = 0;
+        self.refill_spare();
         Ok(())
+    }
+
+    /// Opens the next spare segment; on failure (e.g. no descriptor free) logs and leaves it to
+    /// the next rotation, which tries again before it would fail.
+    fn refill_spare(&mut self) {
+        match open_spare(&self.dir) {
+            Ok(f) => self.spare = Some(f),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "journal: could not open the spare segment yet")
+            }
+        }
     }
 
     fn end_batch(&mut self) -> std::io::Result<()> {
         self.file.flush()?;
         match (&self.policy, &self.syncer) {
-            (SyncPolicy::Fsync, _) => self.file.get_ref().sync_data()?,
+            (SyncPolicy::Fsync, _) => self.file.get_ref().0.sync_data()?,
             (SyncPolicy::Interval(_), Some(s)) => s.shared.dirty.store(true, Ordering::Release),
             _ => {}
         }
@@ -280,10 +326,22 @@ impl Journal {
     fn fail(&self, seq: u64, e: &std::io::Error) -> ! {
         self.failed.store(true, Ordering::SeqCst);
         // Fail-stop: nothing after this command may be applied, because it may not be durable.
-        // The engine thread waits on this stage forever; the API reports the engine unavailable.
+        // The engine thread waits on this stage forever; the process watchdog
+        // ([`crate::DurableEngine`]) then exits so a supervisor restarts it and recovery runs.
         tracing::error!(seq, error = %e, "journal write failed: the engine stops accepting commands");
         panic!("journal write failed at seq {seq}: {e}");
     }
+}
+
+/// Opens (truncating) the spare segment for the next rotation.
+fn open_spare(dir: &Path) -> Result<File> {
+    let path = dir.join(SPARE_SEGMENT);
+    OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))
 }
 
 fn open_segment(dir: &Path, first_seq: u64) -> Result<File> {
@@ -311,7 +369,7 @@ impl InputStage for Journal {
 impl Drop for Journal {
     fn drop(&mut self) {
         self.syncer = None; // stop the background syncer first
-        let synced = self.file.flush().and_then(|()| self.file.get_ref().sync_data());
+        let synced = self.file.flush().and_then(|()| self.file.get_ref().0.sync_data());
         if let Err(e) = synced {
             warn!(error = %e, "journal: final flush failed");
         }

@@ -40,7 +40,13 @@ pub struct DurableOptions {
     /// Delete journal segments wholly covered by the oldest snapshot kept. Off keeps the whole
     /// journal, so `hundredx replay --from-scratch` can audit everything.
     pub prune_journal: bool,
+    /// After a journal write failure, exit the process with [`EXIT_FAIL_STOP`] so a supervisor
+    /// restarts it and recovery runs (on by default; tests that inspect the failure turn it off).
+    pub exit_on_fail_stop: bool,
 }
+
+/// The exit code of a fail-stop (`EX_IOERR`).
+pub const EXIT_FAIL_STOP: i32 = 74;
 
 impl DurableOptions {
     /// `fsync`, 64 MiB segments, a snapshot every million commands or 5 minutes, keep 3.
@@ -55,6 +61,7 @@ impl DurableOptions {
             },
             keep_snapshots: 3,
             prune_journal: true,
+            exit_on_fail_stop: true,
         }
     }
 }
@@ -95,6 +102,9 @@ impl DurableEngine {
             poll_outputs: false,
         };
         let handle = EngineHandle::start_with(engine, options).context("starting the engine")?;
+        if opts.exit_on_fail_stop {
+            spawn_fail_stop_watchdog(Arc::clone(&journal_failed))?;
+        }
         info!(data_dir = %opts.data_dir.display(), first_seq, sync = ?opts.sync, "engine running with journal");
         Ok(DurableEngine {
             handle,
@@ -126,6 +136,23 @@ impl DurableEngine {
         }
         Ok((engine, last_seq))
     }
+}
+
+/// Exits the process soon after the journal fails: the engine has stopped applying commands
+/// (nothing after the failure may be applied: it may not be durable), so staying up only serves
+/// 503s and hangs shutdown. A supervisor restarts the process and recovery runs.
+fn spawn_fail_stop_watchdog(failed: Arc<AtomicBool>) -> Result<()> {
+    std::thread::Builder::new().name("hundredx-failstop".into()).spawn(move || {
+        while !failed.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        tracing::error!(
+            exit_code = EXIT_FAIL_STOP,
+            "FAIL-STOP: the journal could not write; exiting so that recovery runs on restart"
+        );
+        std::process::exit(EXIT_FAIL_STOP);
+    })?;
+    Ok(())
 }
 
 /// The HTTP adapter's engine client over Redis (`hundredx api`).

@@ -245,6 +245,7 @@ impl DurabilityArgs {
             },
             keep_snapshots: usize::try_from(self.keep_snapshots).unwrap_or(3),
             prune_journal: !self.keep_journal,
+            exit_on_fail_stop: true,
         }
     }
 }
@@ -418,7 +419,10 @@ fn serve(args: ServeArgs) -> Result<()> {
                         if let Some(slot) = health.last_tick_ns.get(usize::from(tick.market.0)) {
                             slot.store(now, Ordering::Relaxed);
                         }
-                        submitter.send(now, CommandKind::PriceTick(tick));
+                        // Never spin on a full ring: a dropped price is superseded anyway.
+                        if submitter.try_send(now, CommandKind::PriceTick(tick)).is_err() {
+                            health.ticks_dropped.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                     thread::sleep(pause);
                 }
@@ -479,14 +483,14 @@ fn serve(args: ServeArgs) -> Result<()> {
         let feed_task = match &feed_kind {
             FeedKind::Backpack => {
                 let cfg = ClientConfig::new(&args.backpack_url, markets_cfg.clone());
-                let sink = EngineSink(engine.submitter());
+                let sink = EngineSink(engine.submitter(), Arc::clone(&feed_health));
                 Some(tokio::spawn(backpack_feed::client::run(cfg, Arc::clone(&feed_health), sink, async {
                     let _ = feed_stopped.await;
                 })))
             }
             FeedKind::Replay(path) => {
                 let (path, markets, health) = (path.clone(), markets_cfg.clone(), Arc::clone(&feed_health));
-                let mut sink = EngineSink(engine.submitter());
+                let mut sink = EngineSink(engine.submitter(), Arc::clone(&feed_health));
                 let paced = !args.replay_fast;
                 Some(tokio::spawn(async move {
                     match backpack_feed::client::replay(&path, &markets, &health, &mut sink, paced).await {
@@ -609,6 +613,7 @@ impl hundredx_http::FeedStatus for FeedReport {
             ("ticks", h.ticks.load(Ordering::Relaxed)),
             ("duplicates", h.duplicates.load(Ordering::Relaxed)),
             ("error_frames", h.error_frames.load(Ordering::Relaxed)),
+            ("ticks_dropped", h.ticks_dropped.load(Ordering::Relaxed)),
         ];
         for (label, n) in backpack_feed::client::ERROR_LABELS.iter().zip(&h.parse_errors) {
             v.push((label, n.load(Ordering::Relaxed)));

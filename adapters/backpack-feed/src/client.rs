@@ -34,11 +34,16 @@ pub trait TickSink: Send {
 
 /// Publishes ticks into the engine's in-ring, stamped with the receive time.
 #[derive(Debug)]
-pub struct EngineSink(pub Submitter);
+pub struct EngineSink(pub Submitter, pub Arc<FeedHealth>);
 
 impl TickSink for EngineSink {
+    /// Never spins on a full ring: a price is superseded by the next one, so a tick the engine
+    /// cannot take now is dropped and counted (`ticks_dropped`). A feed that spun here burned
+    /// most of a core once the engine had stopped (e.g. after a journal fail-stop).
     fn publish(&mut self, tick: Tick) {
-        self.0.send(now_ns(), CommandKind::PriceTick(tick));
+        if self.0.try_send(now_ns(), CommandKind::PriceTick(tick)).is_err() {
+            self.1.ticks_dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -81,6 +86,8 @@ pub struct FeedHealth {
     pub duplicates: AtomicU64,
     /// Error frames from the server.
     pub error_frames: AtomicU64,
+    /// Ticks dropped because the engine's in-ring was full.
+    pub ticks_dropped: AtomicU64,
     /// Frames that did not parse, by [`ERROR_LABELS`].
     pub parse_errors: [AtomicU64; 9],
     /// Receive time (ns since the epoch) of the last tick, per market id.
@@ -100,6 +107,7 @@ impl FeedHealth {
             ticks: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             error_frames: AtomicU64::new(0),
+            ticks_dropped: AtomicU64::new(0),
             parse_errors: Default::default(),
             last_tick_ns: (0..markets).map(|_| AtomicU64::new(0)).collect(),
         })

@@ -249,10 +249,14 @@ async fn end_to_end_a_scripted_price_path_liquidates_exactly_at_the_crossing() {
     let health = FeedHealth::new(3);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = ClientConfig { watchdog: Duration::from_secs(10), ..cfg(url) };
-    let task =
-        tokio::spawn(run(config, Arc::clone(&health), EngineSink(engine.submitter()), async {
+    let task = tokio::spawn(run(
+        config,
+        Arc::clone(&health),
+        EngineSink(engine.submitter(), Arc::clone(&health)),
+        async {
             let _ = stopped.await;
-        }));
+        },
+    ));
     wait_until("the first price", || health.ticks.load(Ordering::SeqCst) >= 1).await;
     let open = OpenRequest {
         account,

@@ -178,10 +178,22 @@ pub async fn run_engine_bridge(
                 let mut wait = Duration::from_millis(50);
                 // A retry after a partial failure may write a reply twice; the API side drops the
                 // second as a late reply. Never dropping one matters more.
-                while let Err(e) = pipe.query_async::<()>(&mut con).await {
-                    warn!(error = %e, "bridge: write failed, retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
+                loop {
+                    match pipe.query_async::<()>(&mut con).await {
+                        Ok(()) => break,
+                        // One entry Redis refuses for good (e.g. a `reply_to` naming a key that
+                        // is not a stream) once blocked every reply on every api: write the
+                        // batch one by one instead, dead-lettering what cannot be written.
+                        Err(e) if permanent(&e) => {
+                            write_one_by_one(&mut con, &batch, &acks, maxlen).await;
+                            break;
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "bridge: write failed, retrying");
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(Duration::from_secs(5));
+                        }
+                    }
                 }
             }
         })
@@ -332,6 +344,71 @@ async fn handle_request(
         }
     }
     Ok(())
+}
+
+/// An error Redis will answer the same way however often the command is retried (a server
+/// error other than OOM or a loading/failover state); connection trouble is transient.
+fn permanent(e: &redis::RedisError) -> bool {
+    let transient_codes =
+        ["OOM", "LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "CLUSTERDOWN"];
+    !(e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.code().is_some_and(|c| transient_codes.contains(&c)))
+}
+
+/// Writes a batch entry by entry: an entry Redis refuses for good goes to the dead-letter stream
+/// (with its destination and the error), every other one is retried until written; then the
+/// batch's requests are acknowledged.
+async fn write_one_by_one(
+    con: &mut redis::aio::ConnectionManager,
+    batch: &[(String, String, Option<String>)],
+    acks: &[&str],
+    maxlen: usize,
+) {
+    for (stream, body, _) in batch {
+        let mut wait = Duration::from_millis(50);
+        loop {
+            match xadd(con, stream, maxlen, body).await {
+                Ok(()) => break,
+                Err(e) if permanent(&e) => {
+                    warn!(stream = %stream, error = %e, "bridge: reply cannot be written; dead-lettered");
+                    let dead = cmd("XADD")
+                        .arg(DEAD_LETTER_STREAM)
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(maxlen)
+                        .arg("*")
+                        .arg("undeliverable_to")
+                        .arg(stream)
+                        .arg("error")
+                        .arg(e.code().unwrap_or("error"))
+                        .arg("data")
+                        .arg(body)
+                        .query_async::<()>(con)
+                        .await;
+                    if let Err(e) = dead {
+                        warn!(error = %e, "bridge: dead-lettering failed too; reply dropped");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    warn!(error = %e, "bridge: write failed, retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+    if !acks.is_empty() {
+        while let Err(e) =
+            cmd("XACK").arg(ENGINE_STREAM).arg(ENGINE_GROUP).arg(acks).query_async::<()>(con).await
+        {
+            warn!(error = %e, "bridge: ack failed, retrying");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 async fn reclaim(

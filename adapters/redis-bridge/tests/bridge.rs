@@ -208,3 +208,49 @@ async fn a_reply_after_its_timeout_does_not_leak_a_waiter() {
     }
     assert_eq!(c.in_flight(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_reply_to_is_dead_lettered_and_other_replies_flow() {
+    let (redis, _dir) = redis();
+    let (_engine, _stop) = start_engine(&redis.url).await;
+    let mut con = raw(&redis.url).await;
+    // A reply_to naming a key that is not a stream: every XADD to it fails with WRONGTYPE.
+    let _: () = redis::cmd("SET")
+        .arg("callback-queue:poison")
+        .arg("x")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let poisoned =
+        r#"{"id":"91","reply_to":"callback-queue:poison","kind":"QueryMarkets","payload":null}"#;
+    let _: () = redis::cmd("XADD")
+        .arg(ENGINE_STREAM)
+        .arg("*")
+        .arg("data")
+        .arg(poisoned)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let client = RedisEngineClient::connect(&redis.url, "api-ok", 1 << 40, Duration::from_secs(5))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let r = client.send_request_and_wait(CommandKind::QueryMarkets).await;
+        assert!(r.is_ok(), "a poisoned reply blocked the others: {r:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let dead: Vec<redis::Value> = redis::cmd("XRANGE")
+            .arg(DEAD_LETTER_STREAM)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if format!("{dead:?}").contains("callback-queue:poison") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the poisoned reply was not dead-lettered: {dead:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -134,7 +134,7 @@ pub enum WaitMode {
 }
 
 /// Everything the engine needs to start. [`EngineConfig::validate`] runs in
-/// [`crate::Engine::new`] and [`crate::processor::EngineRunner::start`].
+/// [`crate::Engine::new`] and [`crate::processor::EngineHandle::start`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineConfig {
     /// Markets in index order: `MarketId(i)` is `markets[i]`.

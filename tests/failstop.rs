@@ -40,6 +40,8 @@ fn serve(data: &std::path::Path, prefix: &[&str]) -> (Child, String) {
             break a.to_string();
         }
     };
+    // Keep reading: a closed pipe would make the child's next println fail.
+    std::thread::spawn(move || lines.for_each(drop));
     (child, addr)
 }
 

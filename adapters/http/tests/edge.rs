@@ -70,26 +70,7 @@ impl Edge {
     }
 
     async fn send(&self, head: &str, body: Option<&Value>) -> Reply {
-        let mut s = TcpStream::connect(self.addr).await.unwrap();
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let req = format!(
-            "{head}\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut buf = Vec::new();
-        tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut buf))
-            .await
-            .expect("a response in time")
-            .unwrap();
-        let text = String::from_utf8_lossy(&buf).to_string();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        Reply {
-            status,
-            head: head.to_lowercase(),
-            body: serde_json::from_str(body).unwrap_or(Value::String(body.into())),
-        }
+        request(self.addr, head, body).await
     }
 
     async fn post(&self, path: &str, extra: &str, body: Value) -> Reply {
@@ -152,19 +133,33 @@ async fn concurrent_sign_ins_keep_hashing_bounded_and_shed_the_rest_with_busy() 
 impl Edge {
     /// A sign-in with a wrong password from a fresh connection: (status, head).
     async fn send_to(addr: std::net::SocketAddr, i: u32) -> (u16, String) {
-        let body = json!({ "email": format!("nobody{i}@example.com"), "password": "wrong horse!" })
-            .to_string();
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        let req = format!(
-            "POST /api/v1/user/signin HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.unwrap();
-        let text = String::from_utf8_lossy(&buf).to_lowercase();
-        let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        (status, text)
+        let body = json!({ "email": format!("nobody{i}@example.com"), "password": "wrong horse!" });
+        let r = request(addr, "POST /api/v1/user/signin HTTP/1.1", Some(&body)).await;
+        (r.status, r.head)
+    }
+}
+
+/// One request on a fresh connection (`Connection: close`); the whole response.
+async fn request(addr: std::net::SocketAddr, head: &str, body: Option<&Value>) -> Reply {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let req = format!(
+        "{head}\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut buf))
+        .await
+        .expect("a response in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Reply {
+        status,
+        head: head.to_lowercase(),
+        body: serde_json::from_str(body).unwrap_or(Value::String(body.into())),
     }
 }
 

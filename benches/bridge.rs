@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use engine_core::prelude::*;
 use hdrhistogram::Histogram;
 use redis_bridge::bridge::{EngineBridgeConfig, RedisEngineClient, run_engine_bridge};
+use redis_bridge::test_support;
 use redis_bridge::{PRICE_STREAM, wire};
 
 fn main() {
@@ -27,8 +28,8 @@ fn main() {
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
-        tokio::spawn(run_engine_bridge(EngineBridgeConfig::new(&url), handle.submitter(), events, std::future::pending()));
-        let client = Arc::new(RedisEngineClient::connect(&url, "bench", 1 << 40, Duration::from_secs(5)).await.unwrap());
+        tokio::spawn(run_engine_bridge(EngineBridgeConfig::new(test_support::target(&url), test_support::test_key()), handle.submitter(), events, std::future::pending()));
+        let client = Arc::new(RedisEngineClient::connect(&test_support::target(&url), test_support::test_key(), "bench", 1 << 40, Duration::from_secs(5)).await.unwrap());
         let login = Login::new("bench@x").unwrap();
         let account = loop {
             if let Ok(Response { result: Ok(ReplyData::AccountCreated { account }), .. }) =

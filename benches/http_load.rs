@@ -115,13 +115,17 @@ fn main() {
             let submitter = durable.handle.submitter();
             let client = rt.block_on(async {
                 tokio::spawn(redis_bridge::bridge::run_engine_bridge(
-                    redis_bridge::bridge::EngineBridgeConfig::new(&url),
+                    redis_bridge::bridge::EngineBridgeConfig::new(
+                        redis_bridge::test_support::target(&url),
+                        redis_bridge::test_support::test_key(),
+                    ),
                     submitter,
                     events,
                     std::future::pending(),
                 ));
                 redis_bridge::bridge::RedisEngineClient::connect(
-                    &url,
+                    &redis_bridge::test_support::target(&url),
+                    redis_bridge::test_support::test_key(),
                     "load",
                     1 << 40,
                     api.limits.reply_timeout,

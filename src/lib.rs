@@ -10,6 +10,7 @@
 pub mod bench_harness;
 pub mod config_file;
 pub mod durability;
+pub mod secrets;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -153,6 +154,26 @@ fn spawn_fail_stop_watchdog(failed: Arc<AtomicBool>) -> Result<()> {
         std::process::exit(EXIT_FAIL_STOP);
     })?;
     Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what systemd and container runtimes send): every
+/// command stops the same clean way on either, final snapshot included.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops cleanly");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
+        () = term => info!("SIGTERM: shutting down"),
+    }
 }
 
 /// The HTTP adapter's engine client over Redis (`hundredx api`).

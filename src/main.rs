@@ -57,14 +57,51 @@ enum Command {
     Drill(DrillArgs),
 }
 
+/// How service-mode processes reach Redis and trust each other (secrets: `hundredx::secrets`).
+#[derive(clap::Args, Debug)]
+struct RedisArgs {
+    /// Redis URL: `redis://host:port/`, `rediss://host:port/` (TLS), `redis://user@host/` (ACL
+    /// user). A URL with a password goes in HUNDREDX_REDIS_URL or --redis-url-file, not here.
+    #[arg(long, env = "HUNDREDX_REDIS_URL", hide_env_values = true)]
+    redis: Option<String>,
+    /// A file holding the Redis URL (e.g. with an ACL user's password).
+    #[arg(long)]
+    redis_url_file: Option<PathBuf>,
+    /// CA certificate (PEM) trusted for `rediss://` instead of the system's roots.
+    #[arg(long, env = "HUNDREDX_REDIS_CA_FILE")]
+    redis_ca_file: Option<PathBuf>,
+    /// A file holding the bridge secret (else HUNDREDX_BRIDGE_SECRET): engine, api and feed
+    /// sign and check every stream entry with it (HMAC-SHA256). At least 32 bytes.
+    #[arg(long)]
+    bridge_secret_file: Option<PathBuf>,
+}
+
+impl RedisArgs {
+    fn given(&self) -> bool {
+        self.redis.is_some() || self.redis_url_file.is_some()
+    }
+
+    fn link(
+        &self,
+    ) -> Result<(redis_bridge::target::RedisTarget, redis_bridge::signing::BridgeKey)> {
+        let target = hundredx::secrets::redis_target(
+            self.redis.as_deref(),
+            self.redis_url_file.as_deref(),
+            self.redis_ca_file.as_deref(),
+        )?;
+        let key = hundredx::secrets::bridge_key(self.bridge_secret_file.as_deref())?;
+        Ok((target, key))
+    }
+}
+
 #[derive(clap::Args, Debug)]
 struct FeedArgs {
     /// Write every frame received to this file (JSON lines).
     #[arg(long)]
     record: Option<PathBuf>,
-    /// Publish ticks to this Redis's `price-stream`.
-    #[arg(long)]
-    redis: Option<String>,
+    /// Publish ticks to this Redis's `price-stream` (signed with the bridge secret).
+    #[command(flatten)]
+    redis: RedisArgs,
     /// With --redis: `backpack`, `synthetic` or `replay:FILE`.
     #[arg(long, default_value = "backpack")]
     feed: String,
@@ -81,37 +118,39 @@ struct FeedArgs {
 
 #[derive(clap::Args, Debug)]
 struct EngineArgs {
-    /// Redis URL, e.g. redis://127.0.0.1:6379/.
-    #[arg(long)]
-    redis: String,
+    #[command(flatten)]
+    redis: RedisArgs,
     /// This engine's stable consumer name in the `engine` group.
     #[arg(long, default_value = "engine-1")]
     consumer: String,
     /// JSON configuration (markets, limits), as for serve.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// New accounts start with nothing (the demo balance is the engine's to give).
+    #[arg(long)]
+    no_demo_deposits: bool,
     #[command(flatten)]
     durability: DurabilityArgs,
 }
 
 #[derive(clap::Args, Debug)]
 struct ApiArgs {
-    /// Redis URL, e.g. redis://127.0.0.1:6379/.
-    #[arg(long)]
-    redis: String,
+    #[command(flatten)]
+    redis: RedisArgs,
     /// Address of the HTTP API.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
     /// This instance's name: its replies come on `callback-queue:<instance>` (default: random).
     #[arg(long)]
     instance: Option<String>,
-    /// HS256 secret shared by every api instance (at least 16 bytes). Required in service mode.
-    #[arg(long, env = "HUNDREDX_JWT_SECRET", hide_env_values = true)]
-    jwt_secret: String,
+    /// A file holding the HS256 secret shared by every api instance (else HUNDREDX_JWT_SECRET;
+    /// at least 16 bytes). Required in service mode.
+    #[arg(long)]
+    jwt_secret_file: Option<PathBuf>,
     /// JSON configuration (markets), as the engine's.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Disable `POST /user/deposit`.
+    /// Disable `POST /user/deposit` (new accounts' demo balance: `engine --no-demo-deposits`).
     #[arg(long)]
     no_demo_deposits: bool,
     #[command(flatten)]
@@ -266,10 +305,10 @@ struct ServeArgs {
     /// Address of the HTTP API.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
-    /// HS256 secret for JWTs (at least 16 bytes). Without one, a random secret is generated and
-    /// tokens do not survive a restart.
-    #[arg(long, env = "HUNDREDX_JWT_SECRET", hide_env_values = true)]
-    jwt_secret: Option<String>,
+    /// A file holding the HS256 secret for JWTs (else HUNDREDX_JWT_SECRET; at least 16 bytes).
+    /// Without one, a random secret is generated and tokens do not survive a restart.
+    #[arg(long)]
+    jwt_secret_file: Option<PathBuf>,
     /// JSON file with markets and engine limits (see `hundredx::config_file`); flags win.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -331,24 +370,27 @@ fn main() -> Result<()> {
         Command::Drill(args) => drill(args),
         Command::Feed(args) => feed(args),
         Command::Engine(args) => {
-            let cfg = match &args.config {
+            let mut cfg = match &args.config {
                 Some(p) => hundredx::config_file::load(p, EngineConfig::default())?,
                 None => EngineConfig::default(),
             };
-            service::engine(&args.redis, &args.consumer, cfg, &args.durability.options())
+            cfg.demo_deposits &= !args.no_demo_deposits;
+            let (target, key) = args.redis.link()?;
+            service::engine(&target, key, &args.consumer, cfg, &args.durability.options())
         }
         Command::Api(args) => {
-            if args.jwt_secret.len() < 16 {
-                bail!("--jwt-secret / HUNDREDX_JWT_SECRET must be at least 16 bytes");
-            }
+            let Some(jwt_secret) = jwt_secret(args.jwt_secret_file.as_deref())? else {
+                bail!("service mode needs HUNDREDX_JWT_SECRET or --jwt-secret-file");
+            };
             let cfg = match &args.config {
                 Some(p) => hundredx::config_file::load(p, EngineConfig::default())?,
                 None => EngineConfig::default(),
             };
-            let mut api = ApiConfig::new(args.jwt_secret.into_bytes(), cfg.markets);
+            let mut api = ApiConfig::new(jwt_secret, cfg.markets);
             api.demo_deposits = !args.no_demo_deposits;
             api.limits = args.edge.limits(args.config.as_deref())?;
-            service::api(&args.redis, args.instance, args.listen, api)
+            let (target, key) = args.redis.link()?;
+            service::api(&target, key, args.instance, args.listen, api)
         }
     }
 }
@@ -370,12 +412,11 @@ fn serve(args: ServeArgs) -> Result<()> {
         }
         markets.retain(|d| args.markets.contains(&d.symbol));
     }
-    let jwt_secret = match &args.jwt_secret {
-        Some(s) if s.len() >= 16 => s.as_bytes().to_vec(),
-        Some(_) => bail!("--jwt-secret must be at least 16 bytes"),
+    let jwt_secret = match jwt_secret(args.jwt_secret_file.as_deref())? {
+        Some(s) => s,
         None => {
             warn!(
-                "no --jwt-secret / HUNDREDX_JWT_SECRET: generated a random secret; tokens will not survive a restart"
+                "no HUNDREDX_JWT_SECRET / --jwt-secret-file: generated a random secret; tokens will not survive a restart"
             );
             random_secret()?
         }
@@ -506,11 +547,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         status.tick().await;
         loop {
             tokio::select! {
-                r = tokio::signal::ctrl_c() => {
-                    r.context("waiting for ctrl-c")?;
-                    info!("ctrl-c: shutting down");
-                    break;
-                }
+                () = hundredx::shutdown_signal() => break,
                 _ = status.tick() => {
                     let c = engine.counters();
                     info!(commands = c.commands, ticks = c.ticks_applied, ticks_rejected = c.ticks_rejected,
@@ -641,8 +678,9 @@ fn feed(args: FeedArgs) -> Result<()> {
     if !args.markets.is_empty() {
         markets.retain(|m| args.markets.contains(&m.symbol));
     }
-    if let Some(redis) = &args.redis {
-        return service::feed(redis, &args.feed, &args.backpack_url, markets, args.seed);
+    if args.redis.given() {
+        let (target, key) = args.redis.link()?;
+        return service::feed(&target, key, &args.feed, &args.backpack_url, markets, args.seed);
     }
     let Some(path) = args.record else {
         bail!("give --redis URL (publish to price-stream) or --record FILE");
@@ -655,12 +693,22 @@ fn feed(args: FeedArgs) -> Result<()> {
         ClientConfig::new(&args.backpack_url, markets),
         Arc::clone(&health),
         Recorder(std::io::BufWriter::new(file)),
-        async {
-            let _ = tokio::signal::ctrl_c().await;
-        },
+        hundredx::shutdown_signal(),
     ));
     info!(frames = health.frames.load(Ordering::Relaxed), file = %path.display(), "recording stopped");
     Ok(())
+}
+
+/// The JWT secret from `--jwt-secret-file` or HUNDREDX_JWT_SECRET (at least 16 bytes), if any.
+fn jwt_secret(file: Option<&std::path::Path>) -> Result<Option<Vec<u8>>> {
+    match hundredx::secrets::read(hundredx::secrets::JWT_SECRET_ENV, file)? {
+        Some(s) if s.len() < 16 => {
+            bail!(
+                "the JWT secret (HUNDREDX_JWT_SECRET / --jwt-secret-file) must be at least 16 bytes"
+            )
+        }
+        other => Ok(other),
+    }
 }
 
 /// 32 random bytes, hex: the JWT secret when none is configured.

@@ -11,29 +11,28 @@ use engine_core::prelude::*;
 use hundredx::{DurableEngine, DurableOptions, RedisApi};
 use hundredx_http::{ApiConfig, AppState};
 use redis_bridge::bridge::{EngineBridgeConfig, RedisEngineClient, run_engine_bridge};
+use redis_bridge::signing::BridgeKey;
+use redis_bridge::target::RedisTarget;
 use tracing::{info, warn};
 
 /// `hundredx engine`: the engine with its journal, fed from `engine-stream` and `price-stream`.
 pub fn engine(
-    redis: &str,
+    target: &RedisTarget,
+    key: BridgeKey,
     consumer: &str,
     cfg: EngineConfig,
     durability: &DurableOptions,
 ) -> Result<()> {
     let durable = DurableEngine::start(cfg, durability)?;
     let events = durable.handle.subscribe(Subscription::Events, 65_536);
-    let mut bridge_cfg = EngineBridgeConfig::new(redis);
+    let mut bridge_cfg = EngineBridgeConfig::new(target.clone(), key);
     bridge_cfg.consumer = consumer.to_owned();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let submitter = durable.handle.submitter();
     runtime.block_on(async move {
-        info!(redis, consumer = %bridge_cfg.consumer, "engine: serving engine-stream");
-        run_engine_bridge(bridge_cfg, submitter, events, async {
-            let _ = tokio::signal::ctrl_c().await;
-            info!("ctrl-c: shutting down");
-        })
-        .await
+        info!(redis = %target.redacted(), consumer = %bridge_cfg.consumer, "engine: serving engine-stream");
+        run_engine_bridge(bridge_cfg, submitter, events, hundredx::shutdown_signal()).await
     })?;
     // The bridge's event copier is a blocking task waiting on engine events until the engine
     // stops, which happens below: do not wait for it here.
@@ -54,7 +53,8 @@ fn random_u64() -> Result<u64> {
 
 /// `hundredx api`: the HTTP API, reaching the engine through Redis. Several may run at once.
 pub fn api(
-    redis: &str,
+    target: &RedisTarget,
+    key: BridgeKey,
     instance: Option<String>,
     listen: std::net::SocketAddr,
     api_cfg: ApiConfig,
@@ -66,20 +66,50 @@ pub fn api(
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
-        let client =
-            RedisEngineClient::connect(redis, &instance, id_base, api_cfg.limits.reply_timeout)
-                .await?;
+        let timeout = api_cfg.limits.reply_timeout;
+        let connect =
+            || RedisEngineClient::connect(target, key.clone(), &instance, id_base, timeout);
+        let Some(client) = retry_until_connected(target, "api", connect).await else {
+            return Ok(());
+        };
         let state = AppState::with_client(api_cfg, Arc::new(RedisApi(client)), None);
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding {listen}"))?;
         println!("hundredx api {instance} listening on http://{}", listener.local_addr()?);
-        hundredx_http::serve(listener, state, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+        hundredx_http::serve(listener, state, hundredx::shutdown_signal()).await?;
         anyhow::Ok(())
     })
+}
+
+/// Calls `connect` until it succeeds (backoff 100 ms doubling to 10 s, each failure logged with
+/// the redacted URL) or a shutdown signal arrives (`None`): a Redis that starts after us, or
+/// restarts, is waited for, and Ctrl-C / SIGTERM still stop us meanwhile.
+async fn retry_until_connected<
+    T,
+    E: std::fmt::Display,
+    F: std::future::Future<Output = Result<T, E>>,
+>(
+    target: &RedisTarget,
+    who: &str,
+    mut connect: impl FnMut() -> F,
+) -> Option<T> {
+    let mut backoff = Duration::from_millis(100);
+    let stop = hundredx::shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        match connect().await {
+            Ok(c) => return Some(c),
+            Err(e) => {
+                warn!(who, redis = %target.redacted(), error = %e, retry_in = ?backoff, "Redis unreachable");
+            }
+        }
+        tokio::select! {
+            () = &mut stop => return None,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
 }
 
 /// Publishes ticks to `price-stream` (trimmed), from any feed.
@@ -91,36 +121,35 @@ impl TickSink for RedisSink {
     }
 }
 
-/// Starts the `price-stream` writer; returns the sink feeding it.
-pub async fn redis_sink(redis: &str) -> Result<RedisSink> {
-    let client = redis::Client::open(redis)?;
-    let mut con = redis::aio::ConnectionManager::new(client).await?;
+/// Starts the `price-stream` writer (signed entries); returns the sink feeding it, or `None` if
+/// a shutdown signal came while Redis was unreachable.
+pub async fn redis_sink(target: &RedisTarget, key: BridgeKey) -> Result<Option<RedisSink>> {
+    let client = target.client()?;
+    let connect = || redis::aio::ConnectionManager::new(client.clone());
+    let Some(mut con) = retry_until_connected(target, "feed", connect).await else {
+        return Ok(None);
+    };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Tick>();
     tokio::spawn(async move {
         while let Some(t) = rx.recv().await {
             let body = redis_bridge::wire::encode_tick(&t);
-            let r: redis::RedisResult<()> = redis::cmd("XADD")
-                .arg(redis_bridge::PRICE_STREAM)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(100_000)
-                .arg("*")
-                .arg("data")
-                .arg(body)
-                .query_async(&mut con)
-                .await;
+            let r: redis::RedisResult<()> =
+                redis_bridge::bridge::signed_xadd(&key, redis_bridge::PRICE_STREAM, 100_000, &body)
+                    .query_async(&mut con)
+                    .await;
             if let Err(e) = r {
                 // A tick is superseded by the next one: log, do not queue forever.
                 warn!(error = %e, "feed: price-stream write failed");
             }
         }
     });
-    Ok(RedisSink(tx))
+    Ok(Some(RedisSink(tx)))
 }
 
 /// `hundredx feed --redis`: a feed writing `price-stream`.
 pub fn feed(
-    redis: &str,
+    target: &RedisTarget,
+    key: BridgeKey,
     kind: &str,
     backpack_url: &str,
     markets: Vec<MarketConfig>,
@@ -129,7 +158,7 @@ pub fn feed(
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
-        let mut sink = redis_sink(redis).await?;
+        let Some(mut sink) = redis_sink(target, key).await? else { return Ok(()) };
         let health = FeedHealth::new(markets.len());
         match kind {
             "backpack" => {
@@ -137,9 +166,7 @@ pub fn feed(
                     ClientConfig::new(backpack_url, markets),
                     Arc::clone(&health),
                     sink,
-                    async {
-                        let _ = tokio::signal::ctrl_c().await;
-                    },
+                    hundredx::shutdown_signal(),
                 )
                 .await;
             }
@@ -149,9 +176,11 @@ pub fn feed(
                     &markets,
                 );
                 let mut every = tokio::time::interval(Duration::from_millis(33));
+                let stop = hundredx::shutdown_signal();
+                tokio::pin!(stop);
                 loop {
                     tokio::select! {
-                        _ = tokio::signal::ctrl_c() => break,
+                        () = &mut stop => break,
                         _ = every.tick() => {
                             if let Some(t) = f.next_tick(crate::now_ns() / 1_000) {
                                 health.ticks.fetch_add(1, Ordering::Relaxed);

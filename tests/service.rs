@@ -26,6 +26,7 @@ fn hundredx(args: &[&str]) -> Proc {
         Command::new(BIN)
             .args(args)
             .env("HUNDREDX_JWT_SECRET", SECRET)
+            .env("HUNDREDX_BRIDGE_SECRET", redis_bridge::test_support::TEST_BRIDGE_SECRET)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -193,9 +194,15 @@ fn engine_kill_9_with_requests_in_flight_applies_each_exactly_once() {
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
-        let client = RedisEngineClient::connect(&url, "kill-test", 5 << 40, Duration::from_secs(2))
-            .await
-            .unwrap();
+        let client = RedisEngineClient::connect(
+            &redis_bridge::test_support::target(&url),
+            redis_bridge::test_support::test_key(),
+            "kill-test",
+            5 << 40,
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
         let login = Login::new("k@x").unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         let account = loop {

@@ -14,6 +14,8 @@ use redis::streams::StreamReadReply;
 use redis::{AsyncConnectionConfig, Client, RedisResult, cmd};
 use tracing::{info, warn};
 
+use crate::signing::{BridgeKey, ReplayGuard, SigError};
+use crate::target::RedisTarget;
 use crate::wire::{self, WireError};
 use crate::{ENGINE_EVENTS_STREAM, ENGINE_STREAM, PRICE_STREAM};
 
@@ -44,6 +46,86 @@ fn now_ns() -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+fn now_ms() -> u64 {
+    now_ns() / 1_000_000
+}
+
+/// A signed `XADD <stream> MAXLEN ~ <maxlen> * data <body> ts <now> sig <hmac>` (see
+/// [`crate::signing`]): the only way the bridge writes an entry another component will trust.
+pub fn signed_xadd(key: &BridgeKey, stream: &str, maxlen: usize, body: &str) -> redis::Cmd {
+    let ts = now_ms();
+    let mut c = cmd("XADD");
+    c.arg(stream)
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(maxlen)
+        .arg("*")
+        .arg("data")
+        .arg(body)
+        .arg("ts")
+        .arg(ts)
+        .arg("sig")
+        .arg(key.sign(stream, ts, body));
+    c
+}
+
+/// One entry as read from a stream.
+#[derive(Debug, Default)]
+struct Entry {
+    id: String,
+    data: String,
+    ts: Option<String>,
+    sig: Option<String>,
+}
+
+impl Entry {
+    fn from_stream_id(e: &redis::streams::StreamId) -> Entry {
+        Entry {
+            id: e.id.clone(),
+            data: e.get("data").unwrap_or_default(),
+            ts: e.get("ts"),
+            sig: e.get("sig"),
+        }
+    }
+
+    fn verify(&self, key: &BridgeKey, stream: &str) -> Result<u64, SigError> {
+        key.verify(stream, self.ts.as_deref(), self.sig.as_deref(), &self.data)
+    }
+}
+
+/// Entries the engine side refused, by cause (each also dead-lettered).
+#[derive(Debug, Default)]
+pub struct BridgeStats {
+    /// No `ts`/`sig`.
+    pub unsigned: AtomicU64,
+    /// A signature that does not match.
+    pub bad_signature: AtomicU64,
+    /// Signed, but older (or newer) than `max_age`.
+    pub stale: AtomicU64,
+    /// A second entry carrying a request id already seen.
+    pub replayed: AtomicU64,
+}
+
+impl BridgeStats {
+    fn count(&self, e: SigError) -> u64 {
+        let c = match e {
+            SigError::Unsigned | SigError::ShortSecret => &self.unsigned,
+            SigError::BadSignature => &self.bad_signature,
+            SigError::Stale => &self.stale,
+            SigError::Replayed => &self.replayed,
+        };
+        c.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// All refused entries.
+    pub fn refused(&self) -> u64 {
+        [&self.unsigned, &self.bad_signature, &self.stale, &self.replayed]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
 /// A connection for blocking reads: redis-rs times replies out after 500 ms by default, which a
 /// `BLOCK` read would always hit.
 async fn blocking_connection(client: &Client) -> RedisResult<MultiplexedConnection> {
@@ -70,8 +152,16 @@ async fn ensure_group(con: &mut MultiplexedConnection, stream: &str) -> RedisRes
 /// Settings of the engine side.
 #[derive(Debug, Clone)]
 pub struct EngineBridgeConfig {
-    /// `redis://host:port`.
-    pub url: String,
+    /// The Redis server.
+    pub target: RedisTarget,
+    /// Signs what the engine writes, checks what it reads.
+    pub key: BridgeKey,
+    /// Entries signed longer ago than this (or this far in the future) are refused.
+    pub max_age: Duration,
+    /// Request ids remembered against replays (see [`ReplayGuard`]).
+    pub replay_capacity: usize,
+    /// What was refused, by cause.
+    pub stats: Arc<BridgeStats>,
     /// This engine's stable consumer name (its pending entries are re-read after a restart).
     pub consumer: String,
     /// Entries per read.
@@ -83,10 +173,15 @@ pub struct EngineBridgeConfig {
 }
 
 impl EngineBridgeConfig {
-    /// Defaults: consumer `engine-1`, 1024 per read, 100k kept, reclaim after 30 s.
-    pub fn new(url: &str) -> EngineBridgeConfig {
+    /// Defaults: consumer `engine-1`, 1024 per read, 100k kept, reclaim after 30 s, entries
+    /// accepted up to 30 s old, 1M request ids remembered against replays.
+    pub fn new(target: RedisTarget, key: BridgeKey) -> EngineBridgeConfig {
         EngineBridgeConfig {
-            url: url.to_owned(),
+            target,
+            key,
+            max_age: Duration::from_secs(30),
+            replay_capacity: 1_000_000,
+            stats: Arc::default(),
             consumer: "engine-1".into(),
             batch: 1_024,
             maxlen: 100_000,
@@ -110,7 +205,7 @@ pub async fn run_engine_bridge(
     events: crossbeam_channel::Receiver<Output>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), BridgeError> {
-    let client = Client::open(cfg.url.as_str())?;
+    let client = cfg.target.client()?;
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Done>();
     let submitter = Arc::new(Mutex::new(submitter));
     tokio::pin!(shutdown);
@@ -129,10 +224,24 @@ pub async fn run_engine_bridge(
 
     // Replies and events are written as they come, by their own task on a reconnecting
     // connection; an item is retried until written (a reply is never dropped for a blip).
-    let manager = redis::aio::ConnectionManager::new(client.clone()).await?;
+    // Redis may start after the engine, or be restarting: wait for it (shutdown still works).
+    let mut backoff = Duration::from_millis(100);
+    let manager = loop {
+        match redis::aio::ConnectionManager::new(client.clone()).await {
+            Ok(m) => break m,
+            Err(e) => warn!(redis = %cfg.target.redacted(), error = %e, retry_in = ?backoff,
+                "bridge: Redis unreachable"),
+        }
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    };
     let writer = {
         let mut con = manager.clone();
         let maxlen = cfg.maxlen;
+        let key = cfg.key.clone();
         tokio::spawn(async move {
             loop {
                 let first = tokio::select! {
@@ -158,15 +267,7 @@ pub async fn run_engine_bridge(
                 let mut pipe = redis::pipe();
                 let mut acks: Vec<&str> = Vec::new();
                 for (stream, body, entry) in &batch {
-                    pipe.cmd("XADD")
-                        .arg(stream)
-                        .arg("MAXLEN")
-                        .arg("~")
-                        .arg(maxlen)
-                        .arg("*")
-                        .arg("data")
-                        .arg(body)
-                        .ignore();
+                    pipe.add_command(signed_xadd(&key, stream, maxlen, body)).ignore();
                     if let Some(e) = entry {
                         acks.push(e);
                     }
@@ -185,7 +286,7 @@ pub async fn run_engine_bridge(
                         // is not a stream) once blocked every reply on every api: write the
                         // batch one by one instead, dead-lettering what cannot be written.
                         Err(e) if permanent(&e) => {
-                            write_one_by_one(&mut con, &batch, &acks, maxlen).await;
+                            write_one_by_one(&mut con, &key, &batch, &acks, maxlen).await;
                             break;
                         }
                         Err(e) => {
@@ -199,6 +300,8 @@ pub async fn run_engine_bridge(
         })
     };
     let mut backoff = Duration::from_millis(100);
+    let mut gate =
+        Gate { guard: ReplayGuard::new(millis(cfg.max_age), cfg.replay_capacity), cfg: &cfg };
     let result = loop {
         let session = async {
             let mut read = blocking_connection(&client).await?;
@@ -231,13 +334,12 @@ pub async fn run_engine_bridge(
                 for key in reply.map(|r| r.keys).unwrap_or_default() {
                     for e in key.ids {
                         got += 1;
-                        let data: String = e.get("data").unwrap_or_default();
+                        let e = Entry::from_stream_id(&e);
                         if key.key == PRICE_STREAM {
-                            handle_tick(&submitter, &data);
+                            handle_tick(&gate, &submitter, &mut write, &e).await?;
                             tick_ids.push(e.id);
                         } else {
-                            handle_request(&cfg, &submitter, &done_tx, &mut write, &e.id, &data)
-                                .await?;
+                            handle_request(&mut gate, &submitter, &done_tx, &mut write, &e).await?;
                         }
                     }
                 }
@@ -255,7 +357,7 @@ pub async fn run_engine_bridge(
                 }
                 if last_claim.elapsed() >= cfg.claim_idle {
                     last_claim = std::time::Instant::now();
-                    reclaim(&cfg, &submitter, &done_tx, &mut write).await?;
+                    reclaim(&mut gate, &submitter, &done_tx, &mut write).await?;
                 }
             }
             #[allow(unreachable_code)]
@@ -279,68 +381,136 @@ pub async fn run_engine_bridge(
     result
 }
 
-fn handle_tick(submitter: &Mutex<Submitter>, data: &str) {
-    match wire::decode_tick(data) {
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What the engine side lets in: signed, fresh, and not a copy of an entry already seen.
+struct Gate<'a> {
+    cfg: &'a EngineBridgeConfig,
+    guard: ReplayGuard,
+}
+
+impl Gate<'_> {
+    /// Moves a refused entry to the dead-letter stream (with the cause, never with an error
+    /// reply: its `reply_to` is the forger's choice) and acknowledges it.
+    async fn refuse(
+        &self,
+        write: &mut redis::aio::ConnectionManager,
+        stream: &str,
+        e: &Entry,
+        why: SigError,
+    ) -> Result<(), BridgeError> {
+        let n = self.cfg.stats.count(why);
+        if n.is_power_of_two() {
+            // Logged at 1, 2, 4, 8, ... so a flood of forgeries cannot flood the log.
+            warn!(stream, entry = %e.id, cause = why.code(), refused = n, "bridge: entry refused");
+        }
+        dead_letter(write, self.cfg.maxlen, stream, e, why.code()).await?;
+        cmd("XACK").arg(stream).arg(ENGINE_GROUP).arg(&e.id).query_async::<()>(write).await?;
+        Ok(())
+    }
+}
+
+async fn dead_letter(
+    write: &mut redis::aio::ConnectionManager,
+    maxlen: usize,
+    stream: &str,
+    e: &Entry,
+    error: &str,
+) -> RedisResult<()> {
+    cmd("XADD")
+        .arg(DEAD_LETTER_STREAM)
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(maxlen)
+        .arg("*")
+        .arg("data")
+        .arg(&e.data)
+        .arg("error")
+        .arg(error)
+        .arg("stream")
+        .arg(stream)
+        .arg("entry")
+        .arg(&e.id)
+        .query_async(write)
+        .await
+}
+
+async fn handle_tick(
+    gate: &Gate<'_>,
+    submitter: &Mutex<Submitter>,
+    write: &mut redis::aio::ConnectionManager,
+    e: &Entry,
+) -> Result<(), BridgeError> {
+    let checked = e.verify(&gate.cfg.key, PRICE_STREAM).and_then(|ts| {
+        if crate::signing::fresh(ts, now_ms(), millis(gate.cfg.max_age)) {
+            Ok(ts)
+        } else {
+            Err(SigError::Stale)
+        }
+    });
+    if let Err(why) = checked {
+        // A forged tick could liquidate every account: never applied, counted, kept aside.
+        return gate.refuse(write, PRICE_STREAM, e, why).await;
+    }
+    match wire::decode_tick(&e.data) {
         // A tick wants no reply; a lost one is superseded by the next.
         Ok(t) => submitter
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .send(now_ns(), CommandKind::PriceTick(t)),
-        Err(e) => warn!(error = %e, "bridge: bad price-stream entry"),
+        Err(err) => warn!(error = %err, "bridge: bad price-stream entry"),
     }
+    Ok(())
 }
 
 async fn handle_request(
-    cfg: &EngineBridgeConfig,
+    gate: &mut Gate<'_>,
     submitter: &Mutex<Submitter>,
     done: &tokio::sync::mpsc::UnboundedSender<Done>,
     write: &mut redis::aio::ConnectionManager,
-    entry: &str,
-    data: &str,
+    e: &Entry,
 ) -> Result<(), BridgeError> {
-    match wire::decode_request(data) {
-        Ok(req) => {
-            let (entry_id, reply_to, done) = (entry.to_owned(), req.reply_to.clone(), done.clone());
-            let on_reply = Box::new(move |r: Response| {
-                let _ = done.send(Done { entry: entry_id, reply_to, body: wire::encode_reply(&r) });
-            });
-            let sent = submitter.lock().unwrap_or_else(|e| e.into_inner()).submit_with_id(
-                req.id,
-                now_ns(),
-                req.kind,
-                on_reply,
-            );
-            match sent {
-                Ok(()) => {}
-                // The same request is already in flight (a redelivery): its reply will come.
-                Err(EngineError::DuplicateInFlight) => ack(write, entry).await?,
-                Err(e) => {
-                    // Not taken: leave it pending; it is re-read after a reconnect.
-                    warn!(error = %e, "bridge: engine did not take a request");
-                }
-            }
-        }
-        Err(e) => {
-            warn!(entry, error = %e, "bridge: malformed request moved to the dead-letter stream");
-            let _: () = cmd("XADD")
-                .arg(DEAD_LETTER_STREAM)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(cfg.maxlen)
-                .arg("*")
-                .arg("data")
-                .arg(data)
-                .arg("error")
-                .arg(e.to_string())
-                .arg("entry")
-                .arg(entry)
-                .query_async(write)
-                .await?;
-            if let Some((id, reply_to)) = wire::reply_to_of(data) {
+    let ts = match e.verify(&gate.cfg.key, ENGINE_STREAM) {
+        Ok(ts) => ts,
+        Err(why) => return gate.refuse(write, ENGINE_STREAM, e, why).await,
+    };
+    let req = match wire::decode_request(&e.data) {
+        Ok(req) => req,
+        Err(err) => {
+            // Signed by one of ours, but malformed: a bug worth an answer.
+            warn!(entry = %e.id, error = %err, "bridge: malformed request moved to the dead-letter stream");
+            dead_letter(write, gate.cfg.maxlen, ENGINE_STREAM, e, &err.to_string()).await?;
+            if let Some((id, reply_to)) = wire::reply_to_of(&e.data) {
                 let body = wire::encode_error_reply(id, Reason::InvalidRequest);
-                xadd(write, &reply_to, cfg.maxlen, &body).await?;
+                signed_xadd(&gate.cfg.key, &reply_to, gate.cfg.maxlen, &body)
+                    .query_async::<()>(write)
+                    .await?;
             }
-            ack(write, entry).await?;
+            return Ok(ack(write, &e.id).await?);
+        }
+    };
+    if let Err(why) = gate.guard.admit(req.id.0, &e.id, ts, now_ms()) {
+        return gate.refuse(write, ENGINE_STREAM, e, why).await;
+    }
+    let (entry_id, reply_to, done) = (e.id.clone(), req.reply_to.clone(), done.clone());
+    let on_reply = Box::new(move |r: Response| {
+        let _ = done.send(Done { entry: entry_id, reply_to, body: wire::encode_reply(&r) });
+    });
+    let sent = submitter.lock().unwrap_or_else(|e| e.into_inner()).submit_with_id(
+        req.id,
+        now_ns(),
+        req.kind,
+        on_reply,
+    );
+    match sent {
+        Ok(()) => {}
+        // The same request is already in flight (a redelivery): its reply will come.
+        Err(EngineError::DuplicateInFlight) => ack(write, &e.id).await?,
+        Err(err) => {
+            // Not taken: leave it pending; it is re-read after a reconnect.
+            warn!(error = %err, "bridge: engine did not take a request");
         }
     }
     Ok(())
@@ -363,6 +533,7 @@ fn permanent(e: &redis::RedisError) -> bool {
 /// batch's requests are acknowledged.
 async fn write_one_by_one(
     con: &mut redis::aio::ConnectionManager,
+    key: &BridgeKey,
     batch: &[(String, String, Option<String>)],
     acks: &[&str],
     maxlen: usize,
@@ -370,7 +541,7 @@ async fn write_one_by_one(
     for (stream, body, _) in batch {
         let mut wait = Duration::from_millis(50);
         loop {
-            match xadd(con, stream, maxlen, body).await {
+            match signed_xadd(key, stream, maxlen, body).query_async::<()>(con).await {
                 Ok(()) => break,
                 Err(e) if permanent(&e) => {
                     warn!(stream = %stream, error = %e, "bridge: reply cannot be written; dead-lettered");
@@ -412,20 +583,19 @@ async fn write_one_by_one(
 }
 
 async fn reclaim(
-    cfg: &EngineBridgeConfig,
+    gate: &mut Gate<'_>,
     submitter: &Mutex<Submitter>,
     done: &tokio::sync::mpsc::UnboundedSender<Done>,
     write: &mut redis::aio::ConnectionManager,
 ) -> Result<(), BridgeError> {
-    let idle = u64::try_from(cfg.claim_idle.as_millis()).unwrap_or(u64::MAX);
     let r: redis::Value = cmd("XAUTOCLAIM")
         .arg(ENGINE_STREAM)
         .arg(ENGINE_GROUP)
-        .arg(&cfg.consumer)
-        .arg(idle)
+        .arg(&gate.cfg.consumer)
+        .arg(millis(gate.cfg.claim_idle))
         .arg("0-0")
         .arg("COUNT")
-        .arg(cfg.batch)
+        .arg(gate.cfg.batch)
         .query_async(write)
         .await?;
     // Reply: [next-cursor, [[id, [field, value, ...]], ...], [deleted ids]]
@@ -436,37 +606,29 @@ async fn reclaim(
         let (Some(id), Some(redis::Value::Array(fields))) = (pair.first(), pair.get(1)) else {
             continue;
         };
-        let id: String = redis::from_redis_value(id.clone()).unwrap_or_default();
-        let data = fields.chunks(2).find_map(|kv| {
-            let k: String = redis::from_redis_value(kv.first()?.clone()).ok()?;
-            if k == "data" {
-                redis::from_redis_value::<String>(kv.get(1)?.clone()).ok()
-            } else {
-                None
+        let mut e = Entry {
+            id: redis::from_redis_value(id.clone()).unwrap_or_default(),
+            ..Entry::default()
+        };
+        for kv in fields.chunks(2) {
+            let (Some(k), Some(v)) = (kv.first(), kv.get(1)) else { continue };
+            let (Ok(k), Ok(v)) = (
+                redis::from_redis_value::<String>(k.clone()),
+                redis::from_redis_value::<String>(v.clone()),
+            ) else {
+                continue;
+            };
+            match k.as_str() {
+                "data" => e.data = v,
+                "ts" => e.ts = Some(v),
+                "sig" => e.sig = Some(v),
+                _ => {}
             }
-        });
-        info!(entry = %id, "bridge: reclaimed a stale pending entry");
-        handle_request(cfg, submitter, done, write, &id, &data.unwrap_or_default()).await?;
+        }
+        info!(entry = %e.id, "bridge: reclaimed a stale pending entry");
+        handle_request(gate, submitter, done, write, &e).await?;
     }
     Ok(())
-}
-
-async fn xadd(
-    write: &mut impl redis::aio::ConnectionLike,
-    stream: &str,
-    maxlen: usize,
-    body: &str,
-) -> RedisResult<()> {
-    cmd("XADD")
-        .arg(stream)
-        .arg("MAXLEN")
-        .arg("~")
-        .arg(maxlen)
-        .arg("*")
-        .arg("data")
-        .arg(body)
-        .query_async(write)
-        .await
 }
 
 async fn ack(write: &mut impl redis::aio::ConnectionLike, entry: &str) -> RedisResult<()> {
@@ -478,6 +640,7 @@ async fn ack(write: &mut impl redis::aio::ConnectionLike, entry: &str) -> RedisR
 pub struct RedisEngineClient {
     /// Reconnects by itself after a Redis restart.
     write: redis::aio::ConnectionManager,
+    key: BridgeKey,
     reply_to: String,
     waiters: Arc<Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Response>>>>,
     next: AtomicU64,
@@ -485,6 +648,7 @@ pub struct RedisEngineClient {
     timeout: Duration,
     max_in_flight: usize,
     late: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
     reader: tokio::task::JoinHandle<()>,
 }
 
@@ -499,13 +663,15 @@ impl std::fmt::Debug for RedisEngineClient {
 impl RedisEngineClient {
     /// Connects as API instance `instance` (its replies go to `callback-queue:<instance>`).
     /// `id_base` (e.g. random, shifted left 40 bits) keeps request ids unique across instances.
+    /// `key` signs the requests and checks the replies (see [`crate::signing`]).
     pub async fn connect(
-        url: &str,
+        target: &RedisTarget,
+        key: BridgeKey,
         instance: &str,
         id_base: u64,
         timeout: Duration,
     ) -> Result<RedisEngineClient, BridgeError> {
-        let client = Client::open(url)?;
+        let client = target.client()?;
         let mut write = redis::aio::ConnectionManager::new(client.clone()).await?;
         let reply_to = format!("callback-queue:{instance}");
         // Start after the reply stream's current last entry, resolved now: with "$" the reader's
@@ -522,8 +688,10 @@ impl RedisEngineClient {
         let waiters: Arc<Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Response>>>> =
             Arc::default();
         let late = Arc::new(AtomicU64::new(0));
+        let refused = Arc::new(AtomicU64::new(0));
         let reader = tokio::spawn(read_replies(
             client,
+            ReplyCheck { key: key.clone(), refused: Arc::clone(&refused) },
             reply_to.clone(),
             start,
             Arc::clone(&waiters),
@@ -531,6 +699,7 @@ impl RedisEngineClient {
         ));
         Ok(RedisEngineClient {
             write,
+            key,
             reply_to,
             waiters,
             next: AtomicU64::new(1),
@@ -538,6 +707,7 @@ impl RedisEngineClient {
             timeout,
             max_in_flight: 65_536,
             late,
+            refused,
             reader,
         })
     }
@@ -556,7 +726,8 @@ impl RedisEngineClient {
         }
         let body = wire::encode_request(RequestId(id), &self.reply_to, &kind);
         let mut write = self.write.clone();
-        if let Err(e) = xadd(&mut write, ENGINE_STREAM, 1_000_000, &body).await {
+        let sent = signed_xadd(&self.key, ENGINE_STREAM, 1_000_000, &body);
+        if let Err(e) = sent.query_async::<()>(&mut write).await {
             self.forget(id);
             return Err(e.into());
         }
@@ -582,6 +753,11 @@ impl RedisEngineClient {
     pub fn late_replies(&self) -> u64 {
         self.late.load(Ordering::Relaxed)
     }
+
+    /// Entries on the reply stream that were not signed by the engine (dropped unread).
+    pub fn refused_replies(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for RedisEngineClient {
@@ -592,8 +768,15 @@ impl Drop for RedisEngineClient {
 
 /// One reader per process, on its own connection, reading its reply stream from the last id it
 /// saw (starting where the stream ended when the client connected), reconnecting with backoff.
+/// How the reply reader tells the engine's replies from forgeries.
+struct ReplyCheck {
+    key: BridgeKey,
+    refused: Arc<AtomicU64>,
+}
+
 async fn read_replies(
     client: Client,
+    check: ReplyCheck,
     stream: String,
     start: String,
     waiters: Arc<Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Response>>>>,
@@ -623,8 +806,17 @@ async fn read_replies(
             for key in reply.map(|r| r.keys).unwrap_or_default() {
                 for e in key.ids {
                     last = e.id.clone();
-                    let data: String = e.get("data").unwrap_or_default();
-                    let Ok(resp) = wire::decode_reply(&data) else { continue };
+                    let e = Entry::from_stream_id(&e);
+                    // A forged reply (e.g. to sign someone in) never reaches a waiter. No
+                    // freshness check: a copied reply names a request id nobody waits for.
+                    if let Err(why) = e.verify(&check.key, &stream) {
+                        let n = check.refused.fetch_add(1, Ordering::Relaxed) + 1;
+                        if n.is_power_of_two() {
+                            warn!(stream = %stream, cause = why.code(), refused = n, "api: reply refused");
+                        }
+                        continue;
+                    }
+                    let Ok(resp) = wire::decode_reply(&e.data) else { continue };
                     let waiter = waiters
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())

@@ -11,6 +11,8 @@
 //! multi-process tests.
 
 pub mod bridge;
+pub mod signing;
+pub mod target;
 pub mod test_support;
 pub mod wire;
 

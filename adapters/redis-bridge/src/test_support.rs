@@ -52,3 +52,18 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
     }
 }
+
+/// The bridge secret tests and benchmarks share with the processes they start (as
+/// `HUNDREDX_BRIDGE_SECRET`). Never a production secret.
+pub const TEST_BRIDGE_SECRET: &str = "test-only-bridge-secret-0123456789abcdef";
+
+/// [`TEST_BRIDGE_SECRET`] as a key.
+pub fn test_key() -> crate::signing::BridgeKey {
+    crate::signing::BridgeKey::new(TEST_BRIDGE_SECRET.as_bytes())
+        .unwrap_or_else(|e| unreachable!("the test secret is long enough: {e}"))
+}
+
+/// A target for a plain local `redis://` URL.
+pub fn target(url: &str) -> crate::target::RedisTarget {
+    crate::target::RedisTarget::new(url)
+}

@@ -65,6 +65,17 @@ fn serve_replays_a_recording_into_the_engine() {
 
 #[test]
 fn serve_runs_the_synthetic_feed_and_stops_cleanly_on_sigint() {
+    serve_stops_cleanly_on("-INT");
+}
+
+/// systemd and container runtimes stop services with SIGTERM: the same clean stop, final
+/// snapshot included.
+#[test]
+fn serve_stops_cleanly_on_sigterm() {
+    serve_stops_cleanly_on("-TERM");
+}
+
+fn serve_stops_cleanly_on(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
         .args([
@@ -107,8 +118,10 @@ fn serve_runs_the_synthetic_feed_and_stops_cleanly_on_sigint() {
     wait_for(&|l| l.contains("engine started"));
     // A status line with ticks applied, so the feed reaches the engine through the ring.
     wait_for(&|l| l.contains("status") && !l.contains("ticks=0 "));
-    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let killed = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
+    let name = if signal == "-TERM" { "SIGTERM" } else { "SIGINT" };
+    wait_for(&|l| l.contains(&format!("{name}: shutting down")));
     wait_for(&|l| l.contains("engine stopped cleanly"));
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");

@@ -22,13 +22,19 @@ impl Drop for Proc {
 }
 
 fn hundredx(args: &[&str]) -> Proc {
+    hundredx_with(args, &[], Stdio::null())
+}
+
+/// Runs `hundredx args` with the test's secrets plus `env`, its stderr to `stderr`.
+fn hundredx_with(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Proc {
     Proc(
         Command::new(BIN)
             .args(args)
             .env("HUNDREDX_JWT_SECRET", SECRET)
             .env("HUNDREDX_BRIDGE_SECRET", redis_bridge::test_support::TEST_BRIDGE_SECRET)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap(),
     )
@@ -36,8 +42,12 @@ fn hundredx(args: &[&str]) -> Proc {
 
 /// Starts an api process and returns it with its HTTP address.
 fn api(redis: &str, instance: &str) -> (Proc, String) {
-    let mut p =
-        hundredx(&["api", "--redis", redis, "--listen", "127.0.0.1:0", "--instance", instance]);
+    let p = hundredx(&["api", "--redis", redis, "--listen", "127.0.0.1:0", "--instance", instance]);
+    address_of(p)
+}
+
+/// Waits for the "listening on http://…" line of an api process.
+fn address_of(mut p: Proc) -> (Proc, String) {
     let mut lines = BufReader::new(p.0.stdout.take().unwrap()).lines();
     let first = lines.next().expect("api prints its address").unwrap();
     let addr = first.rsplit("http://").next().unwrap().trim().to_string();
@@ -285,4 +295,180 @@ fn engine_kill_9_with_requests_in_flight_applies_each_exactly_once() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains(&hash), "replay of the journal reaches the same state: {text}");
     });
+}
+
+/// A CA and a server certificate for 127.0.0.1, as PEM files in `dir`: (ca, cert, key).
+fn tls_files(dir: &std::path::Path) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let path = |name: &str, pem: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, pem).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    (
+        path("ca.pem", ca.pem()),
+        path("server.pem", server.pem()),
+        path("server.key", server_key.serialize_pem()),
+    )
+}
+
+/// Service mode as an operator should run it: Redis over TLS only, the sample ACL file
+/// (docs/redis-acl.conf) with one user per role, passwords only in the environment. The whole
+/// lifecycle works; each role is refused what it does not need; no password reaches argv or logs.
+#[test]
+fn service_mode_over_tls_with_one_acl_user_per_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_files(dir.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let acl = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/redis-acl.conf");
+    let p = port.to_string();
+    let _redis = RedisServer::start_with(
+        dir.path(),
+        port,
+        &[
+            "--port",
+            "0",
+            "--tls-port",
+            &p,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+            "--aclfile",
+            acl,
+        ],
+    );
+    let url = |user: &str| {
+        format!("rediss://hundredx-{user}:CHANGE-ME-{user}-password@127.0.0.1:{port}/")
+    };
+    let log = dir.path().join("stderr.log");
+    let stderr =
+        || Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());
+    let role_env =
+        |user: &str| [("HUNDREDX_REDIS_URL", url(user)), ("HUNDREDX_REDIS_CA_FILE", ca.clone())];
+    let as_env = |e: &[(&'static str, String); 2]| -> Vec<(&'static str, String)> { e.to_vec() };
+    let start = |args: &[&str], user: &str| {
+        let env = as_env(&role_env(user));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        hundredx_with(args, &env, stderr())
+    };
+    let data = dir.path().join("engine");
+    let engine =
+        start(&["engine", "--sync", "fsync", "--data-dir", data.to_str().unwrap()], "engine");
+    let _feed = start(&["feed", "--feed", "synthetic"], "feed");
+    let (api_proc, a) =
+        address_of(start(&["api", "--listen", "127.0.0.1:0", "--instance", "api-1"], "api"));
+
+    assert_eq!(until(200, 20, || http(&a, "GET", "/api/v1/markets", None, None)).0, 200);
+    let creds = r#"{"email":"tls@example.com","password":"correct horse"}"#;
+    assert_eq!(http(&a, "POST", "/api/v1/user/signup", None, Some(creds)).0, 202);
+    let (status, body) = http(&a, "POST", "/api/v1/user/signin", None, Some(creds));
+    assert_eq!(status, 200, "{body}");
+    let token = field(&body, "token");
+    let open = r#"{"market":"BTC_USDC","side":"long","leverage":10,"margin":"100"}"#;
+    let (status, body) =
+        until(201, 20, || http(&a, "POST", "/api/v1/positions", Some(&token), Some(open)));
+    assert_eq!(status, 201, "prices from the feed user reached the engine: {body}");
+
+    // What each role may not do.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let connect = |user: &str| {
+            redis_bridge::target::RedisTarget::new(&url(user))
+                .with_ca_pem(std::fs::read(&ca).unwrap())
+                .client()
+                .unwrap()
+        };
+        let mut api_con = connect("api").get_multiplexed_async_connection().await.unwrap();
+        let forged_tick: redis::RedisResult<()> = redis::cmd("XADD")
+            .arg("price-stream")
+            .arg("*")
+            .arg("data")
+            .arg("{}")
+            .query_async(&mut api_con)
+            .await;
+        assert_eq!(forged_tick.unwrap_err().code(), Some("NOPERM"), "api may not write prices");
+        let peek: redis::RedisResult<redis::Value> = redis::cmd("XRANGE")
+            .arg("engine-stream")
+            .arg("-")
+            .arg("+")
+            .query_async(&mut api_con)
+            .await;
+        assert_eq!(peek.unwrap_err().code(), Some("NOPERM"), "api may not read other requests");
+        let mut feed_con = connect("feed").get_multiplexed_async_connection().await.unwrap();
+        let forged: redis::RedisResult<()> = redis::cmd("XADD")
+            .arg("engine-stream")
+            .arg("*")
+            .arg("data")
+            .arg("{}")
+            .query_async(&mut feed_con)
+            .await;
+        assert_eq!(forged.unwrap_err().code(), Some("NOPERM"), "feed may not write requests");
+        let anonymous =
+            redis_bridge::target::RedisTarget::new(&format!("rediss://127.0.0.1:{port}/"))
+                .with_ca_pem(std::fs::read(&ca).unwrap())
+                .client()
+                .unwrap();
+        let refused = match anonymous.get_multiplexed_async_connection().await {
+            Err(_) => true,
+            Ok(mut c) => {
+                redis::cmd("XLEN").arg("engine-stream").query_async::<u64>(&mut c).await.is_err()
+            }
+        };
+        assert!(refused, "the default user is off");
+        let plain = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+        let plain = tokio::time::timeout(Duration::from_secs(3), async {
+            let mut c = plain.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut c).await
+        })
+        .await;
+        assert!(!matches!(plain, Ok(Ok(_))), "plaintext is refused on the TLS port");
+    });
+
+    // Secrets: not in any process's argv, not in any log line.
+    for pid in [engine.0.id(), api_proc.0.id()] {
+        let argv = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(!String::from_utf8_lossy(&argv).contains("CHANGE-ME"), "a password in argv");
+    }
+    drop((engine, api_proc));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("127.0.0.1"), "the processes logged their Redis target: {logged}");
+    assert!(
+        !logged.contains("CHANGE-ME")
+            && !logged.contains(redis_bridge::test_support::TEST_BRIDGE_SECRET)
+    );
+}
+
+#[test]
+fn a_redis_password_on_the_command_line_is_refused() {
+    let out = Command::new(BIN)
+        .args(["engine", "--redis", "redis://u:hunter2hunter2@127.0.0.1:1/"])
+        .env("HUNDREDX_BRIDGE_SECRET", redis_bridge::test_support::TEST_BRIDGE_SECRET)
+        .env_remove("HUNDREDX_REDIS_URL")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("HUNDREDX_REDIS_URL") && !err.contains("hunter2"), "{err}");
+    let out = Command::new(BIN)
+        .args(["engine", "--redis", "redis://127.0.0.1:1/"])
+        .env_remove("HUNDREDX_BRIDGE_SECRET")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("HUNDREDX_BRIDGE_SECRET"), "{err}");
 }

@@ -1,14 +1,15 @@
 //! Redis streams <-> engine rings (service mode).
 //!
 //! - [`wire`]: the JSON carried in stream entries (requests, replies, ticks); pure.
+//! - [`signing`]: every entry is signed (HMAC-SHA256 under the shared bridge secret, bound to
+//!   its destination stream and time) and checked; a replay guard refuses copies; pure.
+//! - [`target`]: where Redis is (`redis://`, `rediss://` with an optional CA), password redacted.
 //! - [`bridge`]: the engine side (consumer group `engine` on `engine-stream` and `price-stream`,
 //!   pending entries re-read after a restart, stale ones reclaimed with XAUTOCLAIM, replies
-//!   XADDed to each request's `reply_to` and the request XACKed only then, malformed entries to
-//!   a dead-letter stream, events to `engine-events`) and the API side
+//!   XADDed to each request's `reply_to` and the request XACKed only then, refused and malformed
+//!   entries to a dead-letter stream, events to `engine-events`) and the API side
 //!   ([`bridge::RedisEngineClient::send_request_and_wait`]).
-//!
-//! Still to build (the redis-bridge issue): the `engine | api | feed --redis` subcommands and their
-//! multi-process tests.
+//! - [`test_support`]: a throwaway `redis-server` for tests and benchmarks.
 
 pub mod bridge;
 pub mod signing;

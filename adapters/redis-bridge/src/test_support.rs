@@ -27,8 +27,15 @@ impl RedisServer {
 
     /// Starts one on `port` (e.g. to restart a killed one where clients expect it).
     pub fn start_on(dir: &Path, port: u16) -> RedisServer {
+        RedisServer::start_with(dir, port, &["--port", &port.to_string()])
+    }
+
+    /// Starts one listening on `port` with `args` (which must make it listen there: `--port`,
+    /// or `--port 0 --tls-port <port>` with TLS files, plus e.g. `--aclfile`).
+    pub fn start_with(dir: &Path, port: u16, args: &[&str]) -> RedisServer {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(args)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir)
             .stdout(Stdio::null())

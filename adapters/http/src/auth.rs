@@ -3,15 +3,12 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
-
-use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
 
@@ -20,21 +17,29 @@ use crate::error::ApiError;
 ///
 /// Unbounded, 500 concurrent sign-ins took a server from 65 MiB to 13 GiB and a normal sign-in
 /// to 6.8 s. A sign-in with an unknown email still runs the (dummy) hash, so it takes a slot too.
+///
+/// The hashes run on a pool of exactly `concurrency` threads of its own (not tokio's blocking
+/// pool, which grows to hundreds of threads): glibc keeps each thread's freed argon2 memory in
+/// that thread's arena, so with a fixed set of threads the memory held after a burst is at most
+/// `concurrency` blocks, reused by the next burst, instead of one block per thread that ever
+/// hashed. The threads end when the last `Hasher` clone is dropped.
 #[derive(Debug, Clone)]
 pub struct Hasher {
     inner: Arc<HasherInner>,
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
 #[derive(Debug)]
 struct HasherInner {
-    permits: Arc<Semaphore>,
+    jobs: crossbeam_channel::Sender<Job>,
     concurrency: usize,
     queue: usize,
     queue_wait: Duration,
-    admitted: AtomicUsize,
+    admitted: Arc<AtomicUsize>,
     in_flight: Arc<AtomicUsize>,
     in_flight_max: Arc<AtomicUsize>,
-    rejected: AtomicU64,
+    rejected: Arc<AtomicU64>,
 }
 
 /// What the hasher has done (for `/metrics` and tests).
@@ -48,59 +53,87 @@ pub struct HasherStats {
     pub rejected: u64,
 }
 
+fn busy() -> ApiError {
+    ApiError::busy("too many sign-ins and sign-ups in progress")
+}
+
 impl Hasher {
-    /// A hasher running at most `concurrency` hashes with `queue` waiting, each for at most
-    /// `queue_wait`.
+    /// A hasher running at most `concurrency` hashes (on as many threads) with `queue` waiting,
+    /// each for at most `queue_wait`.
     pub fn new(concurrency: usize, queue: usize, queue_wait: Duration) -> Hasher {
         assert!(concurrency > 0, "validated at start");
+        // Admission bounds what is queued; the channel's own bound is a second fence.
+        let (jobs, rx) = crossbeam_channel::bounded::<Job>(concurrency + queue);
+        for i in 0..concurrency {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("hundredx-hash-{i}"))
+                .spawn(move || rx.iter().for_each(|job| job()));
+            // Without a thread the queue is still drained by the others; with none at all every
+            // job times out as `busy`: loud in the log, never a panic.
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password-hashing thread");
+            }
+        }
         Hasher {
             inner: Arc::new(HasherInner {
-                permits: Arc::new(Semaphore::new(concurrency)),
+                jobs,
                 concurrency,
                 queue,
                 queue_wait,
-                admitted: AtomicUsize::new(0),
+                admitted: Arc::new(AtomicUsize::new(0)),
                 in_flight: Arc::new(AtomicUsize::new(0)),
                 in_flight_max: Arc::new(AtomicUsize::new(0)),
-                rejected: AtomicU64::new(0),
+                rejected: Arc::new(AtomicU64::new(0)),
             }),
         }
     }
 
-    /// Runs `work` (a hash or a verification) on the blocking pool within the bounds, or refuses.
+    /// Runs `work` (a hash or a verification) on the hashing threads within the bounds, or
+    /// refuses with `busy`: at once when `concurrency + queue` are already admitted, or when it
+    /// waited in the queue longer than `queue_wait` (then it is not run at all).
     pub async fn run<R: Send + 'static>(
         &self,
         work: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, ApiError> {
         let inner = &self.inner;
         let admitted = inner.admitted.fetch_add(1, Ordering::AcqRel) + 1;
-        let _admission = Admission(&inner.admitted);
         if admitted > inner.concurrency + inner.queue {
+            inner.admitted.fetch_sub(1, Ordering::AcqRel);
             inner.rejected.fetch_add(1, Ordering::Relaxed);
-            return Err(ApiError::busy("too many sign-ins and sign-ups in progress"));
+            return Err(busy());
         }
-        let permit =
-            tokio::time::timeout(inner.queue_wait, Arc::clone(&inner.permits).acquire_owned())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .ok_or_else(|| {
-                    inner.rejected.fetch_add(1, Ordering::Relaxed);
-                    ApiError::busy("too many sign-ins and sign-ups in progress")
-                })?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<Option<R>>();
+        let queued_at = std::time::Instant::now();
+        let (queue_wait, admitted) = (inner.queue_wait, Arc::clone(&inner.admitted));
         let (in_flight, max) = (Arc::clone(&inner.in_flight), Arc::clone(&inner.in_flight_max));
-        // The permit moves into the blocking task: if the client goes away, the slot stays
-        // taken until the hash really ends, so the bound holds for the CPU and memory too.
-        tokio::task::spawn_blocking(move || {
-            let now = in_flight.fetch_add(1, Ordering::AcqRel) + 1;
-            max.fetch_max(now, Ordering::AcqRel);
-            let r = work();
-            in_flight.fetch_sub(1, Ordering::AcqRel);
-            drop(permit);
-            r
-        })
-        .await
-        .map_err(|_| ApiError::busy("password hashing failed; retry"))
+        // The admission is released when the job ends, not when the caller stops waiting: if the
+        // client goes away, its slot stays taken until the hash really ends, so the bound holds
+        // for the CPU and the memory too.
+        let job: Job = Box::new(move || {
+            let r = (queued_at.elapsed() <= queue_wait).then(|| {
+                let now = in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+                max.fetch_max(now, Ordering::AcqRel);
+                let r = work();
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                r
+            });
+            admitted.fetch_sub(1, Ordering::AcqRel);
+            let _ = tx.send(r);
+        });
+        if inner.jobs.try_send(job).is_err() {
+            inner.admitted.fetch_sub(1, Ordering::AcqRel);
+            inner.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(busy());
+        }
+        match rx.await {
+            Ok(Some(r)) => Ok(r),
+            // Waited too long in the queue (or the pool is gone): not run.
+            _ => {
+                inner.rejected.fetch_add(1, Ordering::Relaxed);
+                Err(busy())
+            }
+        }
     }
 
     /// Counters.
@@ -110,14 +143,6 @@ impl Hasher {
             in_flight_max: self.inner.in_flight_max.load(Ordering::Relaxed),
             rejected: self.inner.rejected.load(Ordering::Relaxed),
         }
-    }
-}
-
-struct Admission<'a>(&'a AtomicUsize);
-
-impl Drop for Admission<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -135,18 +160,69 @@ pub fn normalize_email(raw: &str) -> Option<String> {
     ok.then_some(e)
 }
 
-/// Hashes a password to a PHC string (argon2id, random salt). CPU-heavy: call it from a blocking
-/// thread.
-pub fn hash_password(password: &str) -> Result<String, ApiError> {
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|_| ApiError::bad_request("invalid_password", "the password cannot be hashed"))
+thread_local! {
+    /// This thread's argon2 working memory (19 MiB at the default parameters), allocated by its
+    /// first hash and reused by every later one. Allocating it per hash (what `argon2`'s
+    /// `PasswordHasher` does) grew the process by 19 MiB per hash, never returned: glibc does not
+    /// reuse a freed 64-byte-aligned block of that size for the next aligned request. The hashing
+    /// threads are a fixed pool ([`Hasher`]), so the memory held is `concurrency` blocks.
+    static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Verifies a password against a PHC string. CPU-heavy: call it from a blocking thread.
+/// Runs `a` over `password` and `salt` into `out` with this thread's reused working memory.
+fn argon2_into(a: &Argon2<'_>, password: &[u8], salt: &[u8], out: &mut [u8]) -> bool {
+    BLOCKS.with_borrow_mut(|blocks| {
+        let need = a.params().block_count();
+        if blocks.len() < need {
+            // Parameters come from our own hashes (always the default) or a stored PHC string,
+            // whose memory cost argon2's `Params` already bounds.
+            blocks.resize(need, argon2::Block::default());
+        }
+        a.hash_password_into_with_memory(password, salt, out, &mut blocks[..need]).is_ok()
+    })
+}
+
+/// Hashes a password to a PHC string (argon2id, default parameters, random 16-byte salt).
+/// CPU-heavy: call it from a hashing thread ([`Hasher::run`]).
+pub fn hash_password(password: &str) -> Result<String, ApiError> {
+    use argon2::password_hash::phc::{Output, ParamsString, Salt};
+    let refused = || ApiError::bad_request("invalid_password", "the password cannot be hashed");
+    let a = Argon2::default();
+    let salt = argon2::password_hash::generate_salt();
+    let mut out = [0u8; 32];
+    if !argon2_into(&a, password.as_bytes(), &salt, &mut out) {
+        return Err(refused());
+    }
+    let phc = argon2::PasswordHash {
+        algorithm: argon2::Algorithm::Argon2id.ident(),
+        version: Some(argon2::Version::V0x13.into()),
+        params: ParamsString::try_from(a.params()).map_err(|_| refused())?,
+        salt: Some(Salt::new(&salt).map_err(|_| refused())?),
+        hash: Some(Output::new(&out).map_err(|_| refused())?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Verifies a password against a PHC string (constant-time comparison). CPU-heavy: call it
+/// from a hashing thread.
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    Argon2::default().verify_password(password.as_bytes(), phc).is_ok()
+    let Ok(h) = argon2::PasswordHash::new(phc) else { return false };
+    let (Some(salt), Some(expected)) = (&h.salt, &h.hash) else { return false };
+    let (Ok(algorithm), Ok(params)) =
+        (argon2::Algorithm::try_from(h.algorithm.as_str()), argon2::Params::try_from(&h))
+    else {
+        return false;
+    };
+    let version = match h.version.map(argon2::Version::try_from) {
+        None => argon2::Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let mut out = [0u8; 64];
+    let Some(out) = out.get_mut(..expected.len()) else { return false };
+    let a = Argon2::new(algorithm, version, params);
+    argon2_into(&a, password.as_bytes(), salt.as_ref(), out)
+        && argon2::password_hash::phc::Output::new(out).is_ok_and(|o| o == *expected)
 }
 
 /// The token's claims.
@@ -229,6 +305,25 @@ impl Tokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn our_hashes_and_argon2s_own_verify_each_other() {
+        use argon2::{PasswordHasher, PasswordVerifier};
+        // Hashes stored by earlier versions (argon2's allocating `PasswordHasher`) still verify,
+        // and ours verify with argon2's own code: the same PHC format, the same function.
+        let theirs = Argon2::default().hash_password(b"correct horse").unwrap().to_string();
+        assert!(verify_password("correct horse", &theirs));
+        assert!(!verify_password("correct horsE", &theirs));
+        let ours = hash_password("correct horse").unwrap();
+        assert!(ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{ours}");
+        let parsed = argon2::PasswordHash::new(&ours).unwrap();
+        assert!(Argon2::default().verify_password(b"correct horse", &parsed).is_ok());
+        assert!(Argon2::default().verify_password(b"wrong", &parsed).is_err());
+        assert_ne!(hash_password("correct horse").unwrap(), ours, "a fresh salt each time");
+        for junk in ["", "$argon2id$", "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$", "plain"] {
+            assert!(!verify_password("x", junk), "{junk:?}");
+        }
+    }
 
     #[test]
     fn emails_are_normalised_and_checked() {

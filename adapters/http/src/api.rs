@@ -122,6 +122,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// A path parameter with the API's error shape on rejection (400 `invalid_id`): axum's own
+/// rejection is plain text naming the library's reason ("Invalid URL: Invalid UTF-8 in `id`").
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| ApiPath(v))
+            .map_err(|_| ApiError::bad_request("invalid_id", "the id in the path is not valid"))
+    }
+}
+
 /// The client's address: the peer's, or — when the peer is a trusted proxy — the nearest
 /// address in `X-Forwarded-For` that is not a trusted proxy. Untrusted peers' headers are ignored
 /// (anyone can write them).
@@ -663,7 +679,7 @@ fn position_id(raw: &str) -> Result<PositionId, ApiError> {
 async fn get_position(
     State(state): St,
     AuthUser(account): AuthUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let position = position_id(&id)?;
     match engine(&state, CommandKind::QueryPosition { account, position }).await? {
@@ -686,7 +702,7 @@ async fn close(
     AuthUser(account): AuthUser,
     ClientIp(ip): ClientIp,
     IdemKey(key): IdemKey,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     state.limit_trading(account.0, ip)?;
@@ -736,7 +752,7 @@ async fn add_margin(
     AuthUser(account): AuthUser,
     ClientIp(ip): ClientIp,
     IdemKey(key): IdemKey,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AmountBody>,
 ) -> Result<Response, ApiError> {
     state.limit_trading(account.0, ip)?;

@@ -193,6 +193,10 @@ pub struct CloseInfo {
     pub reason: CloseReason,
     /// Receive time of the command that closed it.
     pub closed_at_ns: u64,
+    /// The position this closed: the view's own id for a full close or a liquidation; for a
+    /// partial close, the position that stays open (the closed part has an id of its own, so a
+    /// closed list never shows one id twice).
+    pub position: PositionId,
 }
 
 /// A position as the API shows it.

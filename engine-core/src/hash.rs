@@ -61,7 +61,10 @@ impl Canonical {
             None => self.bool(false),
             Some(c) => {
                 self.bool(true).i64(c.exit_price.0).i128(c.realized_pnl.0).i128(c.fee.0);
-                self.i128(c.payout.0).bytes(c.reason.as_str().as_bytes()).u64(c.closed_at_ns)
+                self.i128(c.payout.0)
+                    .bytes(c.reason.as_str().as_bytes())
+                    .u64(c.closed_at_ns)
+                    .u64(c.position.0)
             }
         }
     }

@@ -599,8 +599,7 @@ impl Engine {
         }
 
         // Accepted: from here on nothing can fail.
-        let id = PositionId(self.next_position_id);
-        self.next_position_id += 1;
+        let id = self.allocate_position_id();
         let p = Position {
             id,
             account: req.account,
@@ -624,6 +623,14 @@ impl Engine {
         assert!(fresh, "position id reused");
         self.counters.opened += 1;
         Ok(self.view(&p))
+    }
+
+    /// The next position id (open positions and partial closes' closed parts share the
+    /// sequence, so no two views ever share an id).
+    fn allocate_position_id(&mut self) -> PositionId {
+        let id = PositionId(self.next_position_id);
+        self.next_position_id += 1;
+        id
     }
 
     // ----- closing -----
@@ -672,9 +679,12 @@ impl Engine {
     ) -> PositionView {
         let p = self.positions[&id];
         assert!(qc.0 > 0 && qc <= p.qty, "close quantity out of range");
+        let full = qc == p.qty;
+        // A partial close's closed part is a position of its own in the history (its own id
+        // from the same sequence, its close info naming the position it came from).
+        let part = if full { p.id } else { self.allocate_position_id() };
         let m = &self.markets[usize::from(p.market.0)];
         let mark = m.mark(p.side);
-        let full = qc == p.qty;
         let released = if full {
             p.margin
         } else {
@@ -690,6 +700,7 @@ impl Engine {
             payout: Usdc(value.0.max(0)),
             reason,
             closed_at_ns: ts,
+            position: p.id,
         };
         self.settle(&p, released, info, false, sink);
         if full {
@@ -702,7 +713,7 @@ impl Engine {
             CloseReason::StopLoss => self.counters.stop_losses += 1,
             _ => {}
         }
-        let closed = self.closed_view(&p, qc, released, info);
+        let closed = PositionView { id: part, ..self.closed_view(&p, qc, released, info) };
         self.remember_closed(p.account, closed);
         closed
     }
@@ -725,6 +736,7 @@ impl Engine {
             payout: Usdc(sub(equity, fee).0.max(0)),
             reason: CloseReason::Liquidation,
             closed_at_ns: ts,
+            position: p.id,
         };
         self.settle(&p, p.margin, info, true, sink);
         self.remove_position(&p);

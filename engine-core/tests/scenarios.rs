@@ -120,6 +120,24 @@ fn partial_close_releases_margin_pro_rata_and_keeps_the_liquidation_price() {
     assert_eq!(h.balance(a).available, usdc(106_000));
     h.run(CommandKind::QueryPositions { account: a, status: PositionStatus::Closed }).unwrap();
     assert_eq!(h.out.iter().filter(|o| matches!(o, Output::Item { .. })).count(), 2);
+    // The closed part has an id of its own (a closed list never repeats one), and names the
+    // position it came from; the final close keeps the position's id.
+    assert_ne!(part.id, p.id);
+    assert_eq!(info.position, p.id);
+    assert_eq!((last.id, last.close.unwrap().position), (p.id, p.id));
+    let ids: Vec<PositionId> = h
+        .out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Item { item: Item::Position(v), .. } => Some(v.id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids, [p.id, part.id], "newest first, each id once");
+    assert_eq!(h.position(a, part.id).quantity, Qty(40_000), "the part is found by its id");
+    // A later open does not reuse the part's id.
+    let next = open_qty(&mut h, a, Side::Long, 10, btc(1));
+    assert!(next.id.0 > part.id.0);
 }
 
 #[test]

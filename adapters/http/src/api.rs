@@ -317,6 +317,8 @@ pub fn position_json(v: &PositionView, m: &MarketConfig) -> Value {
         obj.insert("payout".into(), json!(money(c.payout)));
         obj.insert("close_reason".into(), json!(c.reason.as_str()));
         obj.insert("closed_at".into(), json!(ms(c.closed_at_ns)));
+        // The position it closed: itself, or for a partial close the one still open.
+        obj.insert("position_id".into(), json!(c.position.0.to_string()));
     }
     o
 }

@@ -176,6 +176,44 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// What a client is told when the Redis path fails: what is actually wrong, in our words (never
+/// Redis's own error text), and whether the request may still have been applied.
+pub fn bridge_error(e: redis_bridge::bridge::BridgeError) -> hundredx_http::error::ApiError {
+    use hundredx_http::error::ApiError;
+    use redis_bridge::bridge::BridgeError;
+    use tracing::warn;
+    let unavailable = |msg: &str| ApiError::unavailable("redis_unavailable", msg);
+    match e {
+        BridgeError::Timeout => ApiError::gateway_timeout(
+            "engine_timeout",
+            "no reply from the engine in time (it may be down or restarting); the request may \
+             still be applied: retry with the same Idempotency-Key or client_order_id",
+        ),
+        BridgeError::TooManyInFlight => ApiError::busy("too many requests awaiting the engine"),
+        BridgeError::Redis(e) => {
+            warn!(error = %e, "api: Redis refused a request");
+            match e.code() {
+                Some("OOM") => unavailable(
+                    "Redis is out of memory (maxmemory reached): the request was not sent",
+                ),
+                Some("NOPERM" | "NOAUTH" | "WRONGPASS") => {
+                    unavailable("Redis refused this api's user (ACL): the request was not sent")
+                }
+                Some("LOADING" | "MASTERDOWN" | "READONLY" | "TRYAGAIN") => {
+                    unavailable("Redis is starting or failing over: the request was not sent")
+                }
+                _ if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() => {
+                    unavailable(
+                        "the connection to Redis is down, reconnecting: the request was not sent",
+                    )
+                }
+                _ => unavailable("Redis refused the request: it was not sent"),
+            }
+        }
+        BridgeError::Wire(_) => unavailable("the engine's reply could not be read"),
+    }
+}
+
 /// The HTTP adapter's engine client over Redis (`hundredx api`).
 #[derive(Debug)]
 pub struct RedisApi(pub redis_bridge::bridge::RedisEngineClient);
@@ -195,16 +233,7 @@ impl hundredx_http::EngineClient for RedisApi {
                 + '_,
         >,
     > {
-        use engine_core::processor::EngineError;
-        use hundredx_http::error::ApiError;
-        Box::pin(async move {
-            self.0.send_request_and_wait(kind).await.map_err(|e| match e {
-                redis_bridge::bridge::BridgeError::Timeout => {
-                    ApiError::from_engine(EngineError::Timeout)
-                }
-                _ => ApiError::from_engine(EngineError::Shutdown),
-            })
-        })
+        Box::pin(async move { self.0.send_request_and_wait(kind).await.map_err(bridge_error) })
     }
 
     fn in_flight(&self) -> usize {

@@ -472,3 +472,29 @@ fn a_redis_password_on_the_command_line_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("HUNDREDX_BRIDGE_SECRET"), "{err}");
 }
+
+/// A 503 says what is actually wrong: with Redis out of memory the api answers
+/// `redis_unavailable` naming it (not a generic "engine unavailable"), and recovers with Redis.
+#[test]
+fn a_redis_out_of_memory_is_named_in_the_503_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path());
+    let url = redis.url.clone();
+    let data = dir.path().join("engine");
+    let _engine = hundredx(&["engine", "--redis", &url, "--data-dir", data.to_str().unwrap()]);
+    let (_api, a) = api(&url, "api-oom");
+    assert_eq!(until(200, 20, || http(&a, "GET", "/api/v1/markets", None, None)).0, 200);
+    let admin = redis::Client::open(url.as_str()).unwrap();
+    let mut con = admin.get_connection().unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("1").query(&mut con).unwrap();
+    let creds = r#"{"email":"oom@example.com","password":"correct horse"}"#;
+    // Sign-up hashes first, then writes to Redis: refused with the cause named.
+    let (status, body) = http(&a, "POST", "/api/v1/user/signup", None, Some(creds));
+    assert_eq!(status, 503, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], "redis_unavailable", "{body}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("out of memory"), "{body}");
+    assert!(!body.contains("OOM command not allowed"), "Redis's own text stays inside: {body}");
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("0").query(&mut con).unwrap();
+    assert_eq!(until(202, 20, || http(&a, "POST", "/api/v1/user/signup", None, Some(creds))).0, 202);
+}

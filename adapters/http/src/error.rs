@@ -56,6 +56,20 @@ impl ApiError {
         }
     }
 
+    /// 503 with `Retry-After: 1`: a dependency (the engine, Redis) cannot take the request now;
+    /// `message` says what is wrong.
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            retry_after_secs: Some(1),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+        }
+    }
+
+    /// 504: the request was sent but no reply came in time; it may still be applied.
+    pub fn gateway_timeout(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::GATEWAY_TIMEOUT, code, message)
+    }
+
     /// A business rejection from the engine: 400 for invalid input, 404 for what the caller
     /// cannot see, 409 for a taken login, 422 for the rest.
     pub fn from_reason(reason: Reason) -> ApiError {

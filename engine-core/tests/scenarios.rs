@@ -317,6 +317,22 @@ fn missing_and_stale_prices_are_rejected() {
     assert_eq!(h.close(a, p.id, None), Err(Reason::StalePrice));
     h.price(BTC, usd(60_000));
     assert!(h.close(a, p.id, None).is_ok());
+    // Age is measured from when the tick was received (the command's time), never from the
+    // exchange's own event time: two clocks would be compared, and a skewed exchange clock
+    // could make every price stale or none. `h.price` stamps exchange time 0 (1970): fresh above.
+    // A tick the exchange stamps an hour ahead is still stale 5 s after we received it.
+    let ahead_us = h.now / 1_000 + 3_600_000_000;
+    h.run(CommandKind::PriceTick(Tick {
+        market: BTC,
+        bid: usd(60_000),
+        ask: usd(60_000),
+        update_id: 1_000,
+        exchange_time_us: ahead_us,
+    }))
+    .unwrap();
+    assert!(h.open(req).is_ok());
+    h.now += 5_000_000_001;
+    assert_eq!(h.open(req), Err(Reason::StalePrice));
 }
 
 #[test]

@@ -84,7 +84,7 @@ fn main() {
             let mut pipe = redis::pipe();
             for &i in chunk {
                 let t = Tick { market: MarketId(0), bid: Price(6_000_000), ask: Price(6_000_010), update_id: i + 1, exchange_time_us: 0 };
-                pipe.cmd("XADD").arg(PRICE_STREAM).arg("*").arg("data").arg(wire::encode_tick(&t)).ignore();
+                pipe.add_command(redis_bridge::bridge::signed_xadd(&test_support::test_key(), PRICE_STREAM, 1_000_000, &wire::encode_tick(&t))).ignore();
             }
             let _: () = pipe.query_async(&mut con).await.unwrap();
         }
@@ -94,4 +94,8 @@ fn main() {
         let el = start.elapsed();
         println!("\nTicks through price-stream: {} applied in {:?}: **{:.0} ticks/s**", handle.counters().ticks_applied - before, el, n as f64 / el.as_secs_f64());
     });
+    // The bridge's event copier blocks on the engine's event channel until the engine stops:
+    // do not wait for it (dropping the runtime would, forever).
+    rt.shutdown_timeout(Duration::from_secs(1));
+    drop(handle);
 }

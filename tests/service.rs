@@ -496,5 +496,8 @@ fn a_redis_out_of_memory_is_named_in_the_503_and_recovers() {
     assert!(v["error"]["message"].as_str().unwrap().contains("out of memory"), "{body}");
     assert!(!body.contains("OOM command not allowed"), "Redis's own text stays inside: {body}");
     let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("0").query(&mut con).unwrap();
-    assert_eq!(until(202, 20, || http(&a, "POST", "/api/v1/user/signup", None, Some(creds))).0, 202);
+    assert_eq!(
+        until(202, 20, || http(&a, "POST", "/api/v1/user/signup", None, Some(creds))).0,
+        202
+    );
 }

@@ -121,6 +121,14 @@ pub fn load(path: &Path, base: EngineConfig) -> Result<EngineConfig> {
     apply(&text, base).with_context(|| format!("in {}", path.display()))
 }
 
+/// The engine configuration of `--config FILE` on top of the defaults, or the defaults.
+pub fn load_engine(path: Option<&Path>) -> Result<EngineConfig> {
+    match path {
+        Some(p) => load(p, EngineConfig::default()),
+        None => Ok(EngineConfig::default()),
+    }
+}
+
 /// Applies a JSON configuration text on top of `base`, then validates the result.
 pub fn apply(text: &str, base: EngineConfig) -> Result<EngineConfig> {
     let f: FileConfig = serde_json::from_str(text)?;

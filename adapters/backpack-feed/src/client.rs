@@ -113,6 +113,44 @@ impl FeedHealth {
         })
     }
 
+    /// The health summary `/healthz` shows: `kind` (the feed's name), connected, reconnects,
+    /// ticks, and each market's last tick age in ms at `now_ns` (`null` before its first tick).
+    pub fn summary(&self, kind: &str, now_ns: u64) -> serde_json::Value {
+        let ages: Vec<Option<u64>> = self
+            .last_tick_ns
+            .iter()
+            .map(|t| t.load(Ordering::Relaxed))
+            .map(|t| (t > 0).then(|| now_ns.saturating_sub(t) / 1_000_000))
+            .collect();
+        serde_json::json!({
+            "kind": kind,
+            "connected": self.connected.load(Ordering::Relaxed),
+            "reconnects": self.reconnects.load(Ordering::Relaxed),
+            "ticks": self.ticks.load(Ordering::Relaxed),
+            "last_tick_age_ms": ages,
+        })
+    }
+
+    /// Every counter by a fixed name (a closed set, for metrics labels).
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        let mut v = vec![
+            ("connected", u64::from(self.connected.load(Ordering::Relaxed))),
+            ("connects", self.connects.load(Ordering::Relaxed)),
+            ("reconnects", self.reconnects.load(Ordering::Relaxed)),
+            ("connect_failures", self.connect_failures.load(Ordering::Relaxed)),
+            ("watchdog_timeouts", self.watchdog_timeouts.load(Ordering::Relaxed)),
+            ("frames", self.frames.load(Ordering::Relaxed)),
+            ("ticks", self.ticks.load(Ordering::Relaxed)),
+            ("duplicates", self.duplicates.load(Ordering::Relaxed)),
+            ("error_frames", self.error_frames.load(Ordering::Relaxed)),
+            ("ticks_dropped", self.ticks_dropped.load(Ordering::Relaxed)),
+        ];
+        for (label, n) in ERROR_LABELS.iter().zip(&self.parse_errors) {
+            v.push((label, n.load(Ordering::Relaxed)));
+        }
+        v
+    }
+
     fn count_error(&self, e: &ParseError) {
         if let Some(i) = ERROR_LABELS.iter().position(|l| *l == e.label()) {
             self.parse_errors[i].fetch_add(1, Ordering::Relaxed);

@@ -14,6 +14,7 @@ use redis::streams::StreamReadReply;
 use redis::{AsyncConnectionConfig, Client, RedisResult, cmd};
 use tracing::{info, warn};
 
+use crate::backoff::Backoff;
 use crate::signing::{BridgeKey, ReplayGuard, SigError};
 use crate::target::RedisTarget;
 use crate::wire::{self, WireError};
@@ -225,18 +226,17 @@ pub async fn run_engine_bridge(
     // Replies and events are written as they come, by their own task on a reconnecting
     // connection; an item is retried until written (a reply is never dropped for a blip).
     // Redis may start after the engine, or be restarting: wait for it (shutdown still works).
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::connect();
     let manager = loop {
         match redis::aio::ConnectionManager::new(client.clone()).await {
             Ok(m) => break m,
-            Err(e) => warn!(redis = %cfg.target.redacted(), error = %e, retry_in = ?backoff,
+            Err(e) => warn!(redis = %cfg.target.redacted(), error = %e, retry_in = ?backoff.peek(),
                 "bridge: Redis unreachable"),
         }
         tokio::select! {
             () = &mut shutdown => return Ok(()),
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(backoff.next()) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     };
     let writer = {
         let mut con = manager.clone();
@@ -276,7 +276,7 @@ pub async fn run_engine_bridge(
                     // After the replies: journaled, applied, and answered.
                     pipe.cmd("XACK").arg(ENGINE_STREAM).arg(ENGINE_GROUP).arg(&acks).ignore();
                 }
-                let mut wait = Duration::from_millis(50);
+                let mut wait = Backoff::write();
                 // A retry after a partial failure may write a reply twice; the API side drops the
                 // second as a late reply. Never dropping one matters more.
                 loop {
@@ -291,15 +291,14 @@ pub async fn run_engine_bridge(
                         }
                         Err(e) => {
                             warn!(error = %e, "bridge: write failed, retrying");
-                            tokio::time::sleep(wait).await;
-                            wait = (wait * 2).min(Duration::from_secs(5));
+                            tokio::time::sleep(wait.next()).await;
                         }
                     }
                 }
             }
         })
     };
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::connect();
     let mut gate =
         Gate { guard: ReplayGuard::new(millis(cfg.max_age), cfg.replay_capacity), cfg: &cfg };
     let result = loop {
@@ -367,15 +366,14 @@ pub async fn run_engine_bridge(
             () = &mut shutdown => break Ok(()),
             r = session => {
                 if let Err(e) = r {
-                    warn!(error = %e, retry_in = ?backoff, "bridge: redis connection lost");
+                    warn!(error = %e, retry_in = ?backoff.peek(), "bridge: redis connection lost");
                 }
             }
         }
         tokio::select! {
             () = &mut shutdown => break Ok(()),
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(backoff.next()) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     };
     writer.abort();
     result
@@ -539,7 +537,7 @@ async fn write_one_by_one(
     maxlen: usize,
 ) {
     for (stream, body, _) in batch {
-        let mut wait = Duration::from_millis(50);
+        let mut wait = Backoff::write();
         loop {
             match signed_xadd(key, stream, maxlen, body).query_async::<()>(con).await {
                 Ok(()) => break,
@@ -566,8 +564,7 @@ async fn write_one_by_one(
                 }
                 Err(e) => {
                     warn!(error = %e, "bridge: write failed, retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
+                    tokio::time::sleep(wait.next()).await;
                 }
             }
         }
@@ -783,14 +780,13 @@ async fn read_replies(
     late: Arc<AtomicU64>,
 ) {
     let mut last = start;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::connect();
     loop {
         let Ok(mut con) = blocking_connection(&client).await else {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            tokio::time::sleep(backoff.next()).await;
             continue;
         };
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         loop {
             let r: RedisResult<Option<StreamReadReply>> = cmd("XREAD")
                 .arg("BLOCK")

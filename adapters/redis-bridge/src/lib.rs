@@ -9,8 +9,10 @@
 //!   XADDed to each request's `reply_to` and the request XACKed only then, refused and malformed
 //!   entries to a dead-letter stream, events to `engine-events`) and the API side
 //!   ([`bridge::RedisEngineClient::send_request_and_wait`]).
+//! - [`backoff`]: the one retry schedule of every Redis loop.
 //! - [`test_support`]: a throwaway `redis-server` for tests and benchmarks.
 
+pub mod backoff;
 pub mod bridge;
 pub mod signing;
 pub mod target;

@@ -10,10 +10,77 @@ use backpack_feed::client::{ClientConfig, FeedHealth, TickSink};
 use engine_core::prelude::*;
 use hundredx::{DurableEngine, DurableOptions, RedisApi};
 use hundredx_http::{ApiConfig, AppState};
+use redis_bridge::backoff::Backoff;
 use redis_bridge::bridge::{EngineBridgeConfig, RedisEngineClient, run_engine_bridge};
 use redis_bridge::signing::BridgeKey;
 use redis_bridge::target::RedisTarget;
 use tracing::{info, warn};
+
+use super::args::{DurabilityArgs, EdgeArgs, FeedKind, RedisArgs, jwt_secret};
+use anyhow::bail;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct EngineArgs {
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// This engine's stable consumer name in the `engine` group.
+    #[arg(long, default_value = "engine-1")]
+    pub consumer: String,
+    /// JSON configuration (markets, limits), as for serve.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// New accounts start with nothing (the demo balance is the engine's to give).
+    #[arg(long)]
+    pub no_demo_deposits: bool,
+    #[command(flatten)]
+    pub durability: DurabilityArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ApiArgs {
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// Address of the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// This instance's name: its replies come on `callback-queue:<instance>` (default: random).
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// A file holding the HS256 secret shared by every api instance (else HUNDREDX_JWT_SECRET;
+    /// at least 16 bytes). Required in service mode.
+    #[arg(long)]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// JSON configuration (markets), as the engine's.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Disable `POST /user/deposit` (new accounts' demo balance: `engine --no-demo-deposits`).
+    #[arg(long)]
+    pub no_demo_deposits: bool,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
+}
+
+/// `hundredx engine` from its flags.
+pub fn run_engine(args: EngineArgs) -> Result<()> {
+    let mut cfg = hundredx::config_file::load_engine(args.config.as_deref())?;
+    cfg.demo_deposits &= !args.no_demo_deposits;
+    let (target, key) = args.redis.link()?;
+    engine(&target, key, &args.consumer, cfg, &args.durability.options())
+}
+
+/// `hundredx api` from its flags.
+pub fn run_api(args: ApiArgs) -> Result<()> {
+    let Some(jwt_secret) = jwt_secret(args.jwt_secret_file.as_deref())? else {
+        bail!("service mode needs HUNDREDX_JWT_SECRET or --jwt-secret-file");
+    };
+    let cfg = hundredx::config_file::load_engine(args.config.as_deref())?;
+    let mut api = ApiConfig::new(jwt_secret, cfg.markets);
+    api.demo_deposits = !args.no_demo_deposits;
+    api.limits = args.edge.limits(args.config.as_deref())?;
+    let (target, key) = args.redis.link()?;
+    api_main(&target, key, args.instance, args.listen, api)
+}
 
 /// `hundredx engine`: the engine with its journal, fed from `engine-stream` and `price-stream`.
 pub fn engine(
@@ -52,7 +119,7 @@ fn random_u64() -> Result<u64> {
 }
 
 /// `hundredx api`: the HTTP API, reaching the engine through Redis. Several may run at once.
-pub fn api(
+pub fn api_main(
     target: &RedisTarget,
     key: BridgeKey,
     instance: Option<String>,
@@ -94,21 +161,20 @@ async fn retry_until_connected<
     who: &str,
     mut connect: impl FnMut() -> F,
 ) -> Option<T> {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::connect();
     let stop = hundredx::shutdown_signal();
     tokio::pin!(stop);
     loop {
         match connect().await {
             Ok(c) => return Some(c),
             Err(e) => {
-                warn!(who, redis = %target.redacted(), error = %e, retry_in = ?backoff, "Redis unreachable");
+                warn!(who, redis = %target.redacted(), error = %e, retry_in = ?backoff.peek(), "Redis unreachable");
             }
         }
         tokio::select! {
             () = &mut stop => return None,
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(backoff.next()) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 
@@ -150,7 +216,7 @@ pub async fn redis_sink(target: &RedisTarget, key: BridgeKey) -> Result<Option<R
 pub fn feed(
     target: &RedisTarget,
     key: BridgeKey,
-    kind: &str,
+    kind: &FeedKind,
     backpack_url: &str,
     markets: Vec<MarketConfig>,
     seed: u64,
@@ -161,7 +227,7 @@ pub fn feed(
         let Some(mut sink) = redis_sink(target, key).await? else { return Ok(()) };
         let health = FeedHealth::new(markets.len());
         match kind {
-            "backpack" => {
+            FeedKind::Backpack => {
                 backpack_feed::client::run(
                     ClientConfig::new(backpack_url, markets),
                     Arc::clone(&health),
@@ -170,7 +236,7 @@ pub fn feed(
                 )
                 .await;
             }
-            "synthetic" => {
+            FeedKind::Synthetic => {
                 let mut f = backpack_feed::synthetic::SyntheticFeed::new(
                     backpack_feed::synthetic::SyntheticConfig { seed, ..Default::default() },
                     &markets,
@@ -182,7 +248,7 @@ pub fn feed(
                     tokio::select! {
                         () = &mut stop => break,
                         _ = every.tick() => {
-                            if let Some(t) = f.next_tick(crate::now_ns() / 1_000) {
+                            if let Some(t) = f.next_tick(hundredx::now_ns() / 1_000) {
                                 health.ticks.fetch_add(1, Ordering::Relaxed);
                                 sink.publish(t);
                             }
@@ -190,23 +256,12 @@ pub fn feed(
                     }
                 }
             }
-            other => match other.strip_prefix("replay:") {
-                Some(path) => {
-                    let n = backpack_feed::client::replay(
-                        std::path::Path::new(path),
-                        &markets,
-                        &health,
-                        &mut sink,
-                        true,
-                    )
-                    .await?;
-                    info!(ticks = n, "replay finished");
-                    tokio::time::sleep(Duration::from_millis(200)).await; // let the writer drain
-                }
-                None => anyhow::bail!(
-                    "unknown feed {other:?}: expected backpack, synthetic or replay:FILE"
-                ),
-            },
+            FeedKind::Replay(path) => {
+                let n =
+                    backpack_feed::client::replay(path, &markets, &health, &mut sink, true).await?;
+                info!(ticks = n, "replay finished");
+                tokio::time::sleep(Duration::from_millis(200)).await; // let the writer drain
+            }
         }
         info!(ticks = health.ticks.load(Ordering::Relaxed), "feed stopped");
         anyhow::Ok(())

@@ -1,0 +1,227 @@
+//! Flags shared by several subcommands (`#[command(flatten)]`), and what they resolve to.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use engine_core::config::EngineConfig;
+use engine_core::processor::SnapshotPolicy;
+use hundredx::DurableOptions;
+use hundredx::durability::SyncPolicy;
+use tracing::{info, warn};
+
+#[derive(clap::Args, Debug)]
+pub struct DataArgs {
+    /// Data directory (journal, snapshots).
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+    /// The JSON configuration `serve` ran with, if any (markets must match the data).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+impl DataArgs {
+    pub fn engine_config(&self) -> Result<EngineConfig> {
+        match &self.config {
+            Some(path) => hundredx::config_file::load(path, EngineConfig::default()),
+            None => Ok(EngineConfig::default()),
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DurabilityArgs {
+    /// Data directory (journal, snapshots).
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Journal sync policy: `fsync` (every batch: no reply before its command is on disk),
+    /// `interval:<ms>`, or `none`.
+    #[arg(long, default_value = "fsync")]
+    pub sync: SyncPolicy,
+    /// Snapshot after this many commands.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub snapshot_every: u64,
+    /// Snapshot after this many seconds (of command time).
+    #[arg(long, default_value_t = 300)]
+    pub snapshot_secs: u64,
+    /// Snapshots kept; older ones and the journal they cover are pruned.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub keep_snapshots: u64,
+    /// Keep the whole journal (no pruning), so `replay --from-scratch` can audit everything.
+    #[arg(long)]
+    pub keep_journal: bool,
+    /// Journal segment size in MiB.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub segment_mib: u64,
+}
+
+impl DurabilityArgs {
+    pub fn options(&self) -> DurableOptions {
+        DurableOptions {
+            data_dir: self.data_dir.clone(),
+            sync: self.sync,
+            segment_bytes: self.segment_mib << 20,
+            snapshots: SnapshotPolicy {
+                every_commands: Some(self.snapshot_every.max(1)),
+                every_ns: Some(self.snapshot_secs.max(1).saturating_mul(1_000_000_000)),
+            },
+            keep_snapshots: usize::try_from(self.keep_snapshots).unwrap_or(3),
+            prune_journal: !self.keep_journal,
+            exit_on_fail_stop: true,
+        }
+    }
+}
+
+/// How service-mode processes reach Redis and trust each other (secrets: `hundredx::secrets`).
+#[derive(clap::Args, Debug)]
+pub struct RedisArgs {
+    /// Redis URL: `redis://host:port/`, `rediss://host:port/` (TLS), `redis://user@host/` (ACL
+    /// user). A URL with a password goes in HUNDREDX_REDIS_URL or --redis-url-file, not here.
+    #[arg(long, env = "HUNDREDX_REDIS_URL", hide_env_values = true)]
+    pub redis: Option<String>,
+    /// A file holding the Redis URL (e.g. with an ACL user's password).
+    #[arg(long)]
+    pub redis_url_file: Option<PathBuf>,
+    /// CA certificate (PEM) trusted for `rediss://` instead of the system's roots.
+    #[arg(long, env = "HUNDREDX_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+    /// A file holding the bridge secret (else HUNDREDX_BRIDGE_SECRET): engine, api and feed
+    /// sign and check every stream entry with it (HMAC-SHA256). At least 32 bytes.
+    #[arg(long)]
+    pub bridge_secret_file: Option<PathBuf>,
+}
+
+impl RedisArgs {
+    pub fn given(&self) -> bool {
+        self.redis.is_some() || self.redis_url_file.is_some()
+    }
+
+    pub fn link(
+        &self,
+    ) -> Result<(redis_bridge::target::RedisTarget, redis_bridge::signing::BridgeKey)> {
+        let target = hundredx::secrets::redis_target(
+            self.redis.as_deref(),
+            self.redis_url_file.as_deref(),
+            self.redis_ca_file.as_deref(),
+        )?;
+        let key = hundredx::secrets::bridge_key(self.bridge_secret_file.as_deref())?;
+        Ok((target, key))
+    }
+}
+
+/// The HTTP edge's most-used limits as flags; every limit is in `--config FILE`, section `http`.
+#[derive(clap::Args, Debug)]
+pub struct EdgeArgs {
+    /// Connections served at once (the next one gets 503); lowered to fit the descriptor limit.
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Reverse proxies whose X-Forwarded-For is believed, comma-separated CIDRs (e.g. 10.0.0.0/8).
+    #[arg(long, value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Origins allowed by CORS, comma-separated (`*` for any). Default: no CORS.
+    #[arg(long, value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+}
+
+impl EdgeArgs {
+    /// The limits from `config` (section `http`) with these flags on top, fitted to the
+    /// descriptor limit (raised to the hard limit first).
+    pub fn limits(&self, config: Option<&std::path::Path>) -> Result<hundredx_http::Limits> {
+        let mut l = hundredx::config_file::load_http(config)?;
+        if let Some(n) = self.max_connections {
+            l.server.max_connections = n;
+        }
+        if !self.trusted_proxies.is_empty() {
+            l.trusted_proxies.clone_from(&self.trusted_proxies);
+        }
+        if !self.cors_origins.is_empty() {
+            l.cors_origins.clone_from(&self.cors_origins);
+        }
+        l.validate().map_err(|e| anyhow::anyhow!(e))?;
+        fit_to_descriptors(&mut l);
+        Ok(l)
+    }
+}
+
+/// Descriptors kept for everything but client connections: journal segments, snapshots,
+/// Redis, the feed, logs.
+const RESERVED_FDS: u64 = 64;
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, then keeps the connection cap below it, so
+/// client sockets can never take the descriptors the journal and the rest need.
+pub fn fit_to_descriptors(l: &mut hundredx_http::Limits) {
+    let soft = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            warn!(error = %e, "could not read or raise the descriptor limit");
+            return;
+        }
+    };
+    let room = usize::try_from(soft.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX).max(1);
+    if l.server.max_connections > room {
+        warn!(
+            max_connections = l.server.max_connections,
+            fd_limit = soft,
+            lowered_to = room,
+            "connection cap lowered to fit the descriptor limit"
+        );
+        l.server.max_connections = room;
+    }
+    info!(fd_limit = soft, max_connections = l.server.max_connections, "connection limits");
+}
+
+/// The JWT secret from `--jwt-secret-file` or HUNDREDX_JWT_SECRET (at least 16 bytes), if any.
+pub fn jwt_secret(file: Option<&std::path::Path>) -> Result<Option<Vec<u8>>> {
+    match hundredx::secrets::read(hundredx::secrets::JWT_SECRET_ENV, file)? {
+        Some(s) if s.len() < 16 => {
+            bail!(
+                "the JWT secret (HUNDREDX_JWT_SECRET / --jwt-secret-file) must be at least 16 bytes"
+            )
+        }
+        other => Ok(other),
+    }
+}
+
+/// 32 random bytes, hex: the JWT secret when none is configured.
+pub fn random_secret() -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom for a JWT secret")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes())
+}
+
+/// Which price feed `serve` runs.
+#[derive(Debug, Clone)]
+pub enum FeedKind {
+    Backpack,
+    Synthetic,
+    Replay(PathBuf),
+}
+
+impl FeedKind {
+    pub fn parse(s: &str) -> Result<FeedKind> {
+        match s {
+            "backpack" => Ok(FeedKind::Backpack),
+            "synthetic" => Ok(FeedKind::Synthetic),
+            f => match f.strip_prefix("replay:") {
+                Some(path) if !path.is_empty() => {
+                    let path = PathBuf::from(path);
+                    if !path.is_file() {
+                        bail!("replay file {} not found", path.display());
+                    }
+                    Ok(FeedKind::Replay(path))
+                }
+                _ => bail!("unknown feed {f:?}: expected backpack, synthetic or replay:FILE"),
+            },
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            FeedKind::Backpack => "backpack",
+            FeedKind::Synthetic => "synthetic",
+            FeedKind::Replay(_) => "replay",
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! One module per subcommand; `args` holds the flags several of them share.
+
+pub mod args;
+pub mod drill;
+pub mod feed;
+pub mod offline;
+pub mod serve;
+pub mod service;

@@ -1,0 +1,268 @@
+//! `hundredx serve`: the whole system in one process.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use backpack_feed::client::{ClientConfig, EngineSink, FeedHealth};
+use backpack_feed::synthetic::{SyntheticConfig, SyntheticFeed};
+use engine_core::prelude::*;
+use hundredx::{DurableEngine, now_ns};
+use hundredx_http::{ApiConfig, AppState};
+use tracing::{info, warn};
+
+use super::args::{DurabilityArgs, EdgeArgs, FeedKind, jwt_secret, random_secret};
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub durability: DurabilityArgs,
+    /// Address of the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// A file holding the HS256 secret for JWTs (else HUNDREDX_JWT_SECRET; at least 16 bytes).
+    /// Without one, a random secret is generated and tokens do not survive a restart.
+    #[arg(long)]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// JSON file with markets and engine limits (see `hundredx::config_file`); flags win.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Markets to trade, comma-separated, from the configured ones (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub markets: Vec<String>,
+    /// Backpack WebSocket endpoint (a local server can stand in for it).
+    #[arg(long, default_value = backpack_feed::DEFAULT_BACKPACK_URL)]
+    pub backpack_url: String,
+    /// With `--feed replay:FILE`: play as fast as possible instead of at the recorded pace.
+    #[arg(long)]
+    pub replay_fast: bool,
+    /// Disable `POST /user/deposit` and the demo balance of new accounts.
+    #[arg(long)]
+    pub no_demo_deposits: bool,
+    /// Price feed: `backpack` (live), `synthetic` (seeded random walk, offline) or `replay:FILE`.
+    #[arg(long, default_value = "backpack")]
+    pub feed: String,
+    /// Seed of the synthetic feed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Synthetic ticks per second, all markets together (1..=1000000).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub ticks_per_second: u32,
+    /// Largest synthetic move per tick, in parts per million of the price.
+    #[arg(long, default_value_t = 500)]
+    pub volatility_ppm: i64,
+    /// Pin the engine thread to this core.
+    #[arg(long)]
+    pub pin_core: Option<usize>,
+    /// Busy-spin the engine thread (lowest latency, burns a core). Default: adaptive, near-zero
+    /// CPU when idle.
+    #[arg(long)]
+    pub busy_spin: bool,
+    /// Seconds between status log lines.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub status_interval: u64,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let feed_kind = FeedKind::parse(&args.feed)?;
+    let edge_limits = args.edge.limits(args.config.as_deref())?;
+    let base = match &args.config {
+        Some(path) => hundredx::config_file::load(path, EngineConfig::default())?,
+        None => EngineConfig::default(),
+    };
+    let mut markets = base.markets.clone();
+    if !args.markets.is_empty() {
+        for m in &args.markets {
+            if !markets.iter().any(|d| &d.symbol == m) {
+                let known: Vec<&str> = markets.iter().map(|d| d.symbol.as_str()).collect();
+                bail!("unknown market {m:?}: configured markets are {}", known.join(", "));
+            }
+        }
+        markets.retain(|d| args.markets.contains(&d.symbol));
+    }
+    let jwt_secret = match jwt_secret(args.jwt_secret_file.as_deref())? {
+        Some(s) => s,
+        None => {
+            warn!(
+                "no HUNDREDX_JWT_SECRET / --jwt-secret-file: generated a random secret; tokens will not survive a restart"
+            );
+            random_secret()?
+        }
+    };
+    let cfg = EngineConfig {
+        pin_core: args.pin_core,
+        markets,
+        demo_deposits: base.demo_deposits && !args.no_demo_deposits,
+        wait: if args.busy_spin { WaitMode::BusySpin } else { WaitMode::Adaptive },
+        ..base
+    };
+    let demo_deposits = cfg.demo_deposits;
+    let symbols: Vec<String> = cfg.markets.iter().map(|m| m.symbol.clone()).collect();
+    let markets_cfg = cfg.markets.clone();
+    let mut synthetic = SyntheticFeed::new(
+        SyntheticConfig {
+            seed: args.seed,
+            volatility_ppm: args.volatility_ppm,
+            ..SyntheticConfig::default()
+        },
+        &cfg.markets,
+    );
+    let durable = DurableEngine::start(cfg, &args.durability.options())?;
+    let engine = &durable.handle;
+    info!(markets = ?symbols, feed = %args.feed, "engine started");
+    let feed_health = FeedHealth::new(markets_cfg.len());
+
+    let events = engine.subscribe(Subscription::Events, 4_096);
+    let stop = Arc::new(AtomicBool::new(false));
+    let feed_thread = match &feed_kind {
+        FeedKind::Synthetic => {
+            let stop = Arc::clone(&stop);
+            let mut submitter = engine.submitter();
+            let pause = Duration::from_secs(1) / args.ticks_per_second;
+            let health = Arc::clone(&feed_health);
+            Some(thread::Builder::new().name("hundredx-feed".into()).spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let now = now_ns();
+                    if let Some(tick) = synthetic.next_tick(now / 1_000) {
+                        health.ticks.fetch_add(1, Ordering::Relaxed);
+                        if let Some(slot) = health.last_tick_ns.get(usize::from(tick.market.0)) {
+                            slot.store(now, Ordering::Relaxed);
+                        }
+                        // Never spin on a full ring: a dropped price is superseded anyway.
+                        if submitter.try_send(now, CommandKind::PriceTick(tick)).is_err() {
+                            health.ticks_dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    thread::sleep(pause);
+                }
+            })?)
+        }
+        _ => None,
+    };
+    let events_thread = thread::Builder::new().name("hundredx-events".into()).spawn(move || {
+        for output in events {
+            match output {
+                Output::Event(Event::PositionClosed(v)) => {
+                    let c = v
+                        .close
+                        .unwrap_or_else(|| unreachable!("closed positions carry close info"));
+                    info!(position = v.id.0, account = v.account.0, reason = c.reason.as_str(),
+                        pnl = %c.realized_pnl, payout = %c.payout, "position closed");
+                }
+                Output::Event(Event::BadDebt {
+                    position,
+                    amount,
+                    insurance_paid,
+                    house_paid,
+                    ..
+                }) => {
+                    warn!(position = position.0, %amount, %insurance_paid, %house_paid, "bad debt");
+                }
+                Output::Event(Event::PriceRejected { market, reason, update_id }) => {
+                    warn!(market = market.0, reason = reason.code(), update_id, "price rejected");
+                }
+                _ => {}
+            }
+        }
+    })?;
+
+    let mut api_cfg = ApiConfig::new(jwt_secret, durable.handle.config_markets());
+    api_cfg.demo_deposits = demo_deposits;
+    api_cfg.limits = edge_limits;
+    let report: Arc<dyn hundredx_http::FeedStatus> =
+        Arc::new(FeedReport { kind: feed_kind.name(), health: Arc::clone(&feed_health) });
+    let api_state = AppState::with_feed(api_cfg, engine.submitter(), Some(report));
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        println!("hundredx listening on http://{addr}");
+        println!("markets: {}", symbols.join(", "));
+        println!(
+            "try:  curl -s -X POST http://{addr}/api/v1/user/signup -H 'content-type: application/json' \\\n        -d '{{\"email\":\"me@example.com\",\"password\":\"correct horse\"}}'"
+        );
+        let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(hundredx_http::serve(listener, api_state, async {
+            let _ = http_stopped.await;
+        }));
+        let (stop_feed, feed_stopped) = tokio::sync::oneshot::channel::<()>();
+        let feed_task = match &feed_kind {
+            FeedKind::Backpack => {
+                let cfg = ClientConfig::new(&args.backpack_url, markets_cfg.clone());
+                let sink = EngineSink(engine.submitter(), Arc::clone(&feed_health));
+                Some(tokio::spawn(backpack_feed::client::run(cfg, Arc::clone(&feed_health), sink, async {
+                    let _ = feed_stopped.await;
+                })))
+            }
+            FeedKind::Replay(path) => {
+                let (path, markets, health) = (path.clone(), markets_cfg.clone(), Arc::clone(&feed_health));
+                let mut sink = EngineSink(engine.submitter(), Arc::clone(&feed_health));
+                let paced = !args.replay_fast;
+                Some(tokio::spawn(async move {
+                    match backpack_feed::client::replay(&path, &markets, &health, &mut sink, paced).await {
+                        Ok(n) => info!(ticks = n, file = %path.display(), "replay finished"),
+                        Err(e) => warn!(error = %e, file = %path.display(), "replay failed"),
+                    }
+                    drop(feed_stopped);
+                }))
+            }
+            FeedKind::Synthetic => None,
+        };
+        let mut status = tokio::time::interval(Duration::from_secs(args.status_interval));
+        status.tick().await;
+        loop {
+            tokio::select! {
+                () = hundredx::shutdown_signal() => break,
+                _ = status.tick() => {
+                    let c = engine.counters();
+                    info!(commands = c.commands, ticks = c.ticks_applied, ticks_rejected = c.ticks_rejected,
+                        opened = c.opened, liquidations = c.liquidations, events_dropped = engine.events_dropped(),
+                        "status");
+                }
+            }
+        }
+        let _ = stop_feed.send(());
+        if let Some(t) = feed_task {
+            let _ = t.await;
+        }
+        let _ = stop_http.send(());
+        server.await.context("HTTP server task")?.context("HTTP server")?;
+        anyhow::Ok(())
+    })?;
+    drop(runtime);
+
+    stop.store(true, Ordering::Relaxed);
+    if let Some(t) = feed_thread {
+        t.join().map_err(|_| anyhow::anyhow!("feed thread panicked"))?;
+    }
+    let (state, last_seq) = durable.shutdown()?;
+    events_thread.join().map_err(|_| anyhow::anyhow!("events thread panicked"))?;
+    let s = state.summary();
+    info!(last_seq, accounts = s.accounts, open_positions = s.open_positions,
+        state_hash = %engine_core::hash::hex(&s.hash), "engine stopped cleanly");
+    Ok(())
+}
+
+/// The feed's health as `/healthz` and `/metrics` show it.
+struct FeedReport {
+    kind: &'static str,
+    health: Arc<FeedHealth>,
+}
+
+impl hundredx_http::FeedStatus for FeedReport {
+    fn health(&self) -> serde_json::Value {
+        self.health.summary(self.kind, now_ns())
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.health.counters()
+    }
+}

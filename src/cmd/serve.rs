@@ -71,20 +71,6 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> Result<()> {
     let feed_kind = FeedKind::parse(&args.feed)?;
     let edge_limits = args.edge.limits(args.config.as_deref())?;
-    let base = match &args.config {
-        Some(path) => hundredx::config_file::load(path, EngineConfig::default())?,
-        None => EngineConfig::default(),
-    };
-    let mut markets = base.markets.clone();
-    if !args.markets.is_empty() {
-        for m in &args.markets {
-            if !markets.iter().any(|d| &d.symbol == m) {
-                let known: Vec<&str> = markets.iter().map(|d| d.symbol.as_str()).collect();
-                bail!("unknown market {m:?}: configured markets are {}", known.join(", "));
-            }
-        }
-        markets.retain(|d| args.markets.contains(&d.symbol));
-    }
     let jwt_secret = match jwt_secret(args.jwt_secret_file.as_deref())? {
         Some(s) => s,
         None => {
@@ -94,17 +80,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
             random_secret()?
         }
     };
-    let cfg = EngineConfig {
-        pin_core: args.pin_core,
-        markets,
-        demo_deposits: base.demo_deposits && !args.no_demo_deposits,
-        wait: if args.busy_spin { WaitMode::BusySpin } else { WaitMode::Adaptive },
-        ..base
-    };
+    let cfg = engine_config(&args)?;
     let demo_deposits = cfg.demo_deposits;
     let symbols: Vec<String> = cfg.markets.iter().map(|m| m.symbol.clone()).collect();
     let markets_cfg = cfg.markets.clone();
-    let mut synthetic = SyntheticFeed::new(
+    let synthetic = SyntheticFeed::new(
         SyntheticConfig {
             seed: args.seed,
             volatility_ppm: args.volatility_ppm,
@@ -120,56 +100,16 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let events = engine.subscribe(Subscription::Events, 4_096);
     let stop = Arc::new(AtomicBool::new(false));
     let feed_thread = match &feed_kind {
-        FeedKind::Synthetic => {
-            let stop = Arc::clone(&stop);
-            let mut submitter = engine.submitter();
-            let pause = Duration::from_secs(1) / args.ticks_per_second;
-            let health = Arc::clone(&feed_health);
-            Some(thread::Builder::new().name("hundredx-feed".into()).spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let now = now_ns();
-                    if let Some(tick) = synthetic.next_tick(now / 1_000) {
-                        health.ticks.fetch_add(1, Ordering::Relaxed);
-                        if let Some(slot) = health.last_tick_ns.get(usize::from(tick.market.0)) {
-                            slot.store(now, Ordering::Relaxed);
-                        }
-                        // Never spin on a full ring: a dropped price is superseded anyway.
-                        if submitter.try_send(now, CommandKind::PriceTick(tick)).is_err() {
-                            health.ticks_dropped.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    thread::sleep(pause);
-                }
-            })?)
-        }
+        FeedKind::Synthetic => Some(spawn_synthetic(
+            synthetic,
+            engine.submitter(),
+            Arc::clone(&feed_health),
+            Arc::clone(&stop),
+            Duration::from_secs(1) / args.ticks_per_second,
+        )?),
         _ => None,
     };
-    let events_thread = thread::Builder::new().name("hundredx-events".into()).spawn(move || {
-        for output in events {
-            match output {
-                Output::Event(Event::PositionClosed(v)) => {
-                    let c = v
-                        .close
-                        .unwrap_or_else(|| unreachable!("closed positions carry close info"));
-                    info!(position = v.id.0, account = v.account.0, reason = c.reason.as_str(),
-                        pnl = %c.realized_pnl, payout = %c.payout, "position closed");
-                }
-                Output::Event(Event::BadDebt {
-                    position,
-                    amount,
-                    insurance_paid,
-                    house_paid,
-                    ..
-                }) => {
-                    warn!(position = position.0, %amount, %insurance_paid, %house_paid, "bad debt");
-                }
-                Output::Event(Event::PriceRejected { market, reason, update_id }) => {
-                    warn!(market = market.0, reason = reason.code(), update_id, "price rejected");
-                }
-                _ => {}
-            }
-        }
-    })?;
+    let events_thread = spawn_event_log(events)?;
 
     let mut api_cfg = ApiConfig::new(jwt_secret, durable.handle.config_markets());
     api_cfg.demo_deposits = demo_deposits;
@@ -218,9 +158,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
         };
         let mut status = tokio::time::interval(Duration::from_secs(args.status_interval));
         status.tick().await;
+        let stop_signal = hundredx::shutdown_signal();
+        tokio::pin!(stop_signal);
         loop {
             tokio::select! {
-                () = hundredx::shutdown_signal() => break,
+                () = &mut stop_signal => break,
                 _ = status.tick() => {
                     let c = engine.counters();
                     info!(commands = c.commands, ticks = c.ticks_applied, ticks_rejected = c.ticks_rejected,
@@ -265,4 +207,86 @@ impl hundredx_http::FeedStatus for FeedReport {
     fn counters(&self) -> Vec<(&'static str, u64)> {
         self.health.counters()
     }
+}
+
+/// The engine configuration `serve` runs with: `--config` (or the defaults), then the flags.
+fn engine_config(args: &ServeArgs) -> Result<EngineConfig> {
+    let base = match &args.config {
+        Some(path) => hundredx::config_file::load(path, EngineConfig::default())?,
+        None => EngineConfig::default(),
+    };
+    let mut markets = base.markets.clone();
+    if !args.markets.is_empty() {
+        for m in &args.markets {
+            if !markets.iter().any(|d| &d.symbol == m) {
+                let known: Vec<&str> = markets.iter().map(|d| d.symbol.as_str()).collect();
+                bail!("unknown market {m:?}: configured markets are {}", known.join(", "));
+            }
+        }
+        markets.retain(|d| args.markets.contains(&d.symbol));
+    }
+    Ok(EngineConfig {
+        pin_core: args.pin_core,
+        markets,
+        demo_deposits: base.demo_deposits && !args.no_demo_deposits,
+        wait: if args.busy_spin { WaitMode::BusySpin } else { WaitMode::Adaptive },
+        ..base
+    })
+}
+
+/// The synthetic feed on its own thread, `pause` between ticks, until `stop`. Never spins on a
+/// full ring: a dropped price is superseded anyway (counted in `ticks_dropped`).
+fn spawn_synthetic(
+    mut synthetic: SyntheticFeed,
+    mut submitter: engine_core::processor::Submitter,
+    health: Arc<FeedHealth>,
+    stop: Arc<AtomicBool>,
+    pause: Duration,
+) -> Result<thread::JoinHandle<()>> {
+    Ok(thread::Builder::new().name("hundredx-feed".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let now = now_ns();
+            if let Some(tick) = synthetic.next_tick(now / 1_000) {
+                health.ticks.fetch_add(1, Ordering::Relaxed);
+                if let Some(slot) = health.last_tick_ns.get(usize::from(tick.market.0)) {
+                    slot.store(now, Ordering::Relaxed);
+                }
+                if submitter.try_send(now, CommandKind::PriceTick(tick)).is_err() {
+                    health.ticks_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            thread::sleep(pause);
+        }
+    })?)
+}
+
+/// Logs what the engine did on its own (closes by TP/SL/liquidation, bad debt, rejected prices)
+/// until the engine stops.
+fn spawn_event_log(events: crossbeam_channel::Receiver<Output>) -> Result<thread::JoinHandle<()>> {
+    Ok(thread::Builder::new().name("hundredx-events".into()).spawn(move || {
+        for output in events {
+            match output {
+                Output::Event(Event::PositionClosed(v)) => {
+                    let c = v
+                        .close
+                        .unwrap_or_else(|| unreachable!("closed positions carry close info"));
+                    info!(position = v.id.0, account = v.account.0, reason = c.reason.as_str(),
+                        pnl = %c.realized_pnl, payout = %c.payout, "position closed");
+                }
+                Output::Event(Event::BadDebt {
+                    position,
+                    amount,
+                    insurance_paid,
+                    house_paid,
+                    ..
+                }) => {
+                    warn!(position = position.0, %amount, %insurance_paid, %house_paid, "bad debt");
+                }
+                Output::Event(Event::PriceRejected { market, reason, update_id }) => {
+                    warn!(market = market.0, reason = reason.code(), update_id, "price rejected");
+                }
+                _ => {}
+            }
+        }
+    })?)
 }

@@ -3,11 +3,15 @@
 //! to stdout and a percentile plot to `docs/latency.svg`.
 //!
 //! Run: `cargo bench --bench ring_latency` (several minutes; `-- --quick` runs in seconds).
-//! See `hundredx::bench_harness` for the method.
+//! See `support/harness.rs` for the method.
 
 #![allow(clippy::cast_precision_loss, clippy::float_arithmetic, clippy::cast_possible_truncation)]
 
-use hundredx::bench_harness::{
+#[path = "support/harness.rs"]
+#[allow(dead_code)] // shared with tests/bench_harness.rs, which reads what this does not
+mod harness;
+
+use harness::{
     HarnessConfig, Pipeline, RateResult, preloaded_engine, rss_bytes, run,
 };
 use plotters::prelude::*;

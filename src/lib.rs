@@ -7,7 +7,6 @@
 //!
 //! The binary (`src/main.rs`) parses the command line and runs `serve`, `replay`, `snapshot`.
 
-pub mod bench_harness;
 pub mod config_file;
 pub mod durability;
 pub mod secrets;

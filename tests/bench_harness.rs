@@ -1,7 +1,11 @@
 //! The latency harness must not rot: its `--quick` mode runs here, checking sanity only (every
 //! command sent got its reply, the histograms are filled), never timings.
 
-use hundredx::bench_harness::{HarnessConfig, Pipeline, run};
+#[path = "../benches/support/harness.rs"]
+#[allow(dead_code)] // the bench uses the rest of it
+mod harness;
+
+use harness::{HarnessConfig, Pipeline, run};
 
 #[test]
 fn quick_harness_counts_every_command_and_records_latency() {

@@ -523,7 +523,7 @@ fn generate(
         planned: total,
         sent,
         received,
-        achieved: crate::durability::per_second(received, elapsed),
+        achieved: hundredx::durability::per_second(received, elapsed),
         hist,
         liquidations,
     }

@@ -11,9 +11,7 @@
 #[allow(dead_code)] // shared with tests/bench_harness.rs, which reads what this does not
 mod harness;
 
-use harness::{
-    HarnessConfig, Pipeline, RateResult, preloaded_engine, rss_bytes, run,
-};
+use harness::{HarnessConfig, Pipeline, RateResult, preloaded_engine, rss_bytes, run};
 use plotters::prelude::*;
 
 const QUANTILES: [(f64, &str); 6] =

@@ -77,6 +77,7 @@
 //! [`command::Command::ts_ns`]. The same command log gives the same outputs and state hash.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod command;
 pub mod config;
@@ -92,6 +93,11 @@ pub mod snapshot;
 pub mod state;
 
 pub use state::Engine;
+
+/// The README's examples, compiled and run as doc tests so they cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 /// Everything an embedder usually needs.
 pub mod prelude {

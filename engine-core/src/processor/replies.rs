@@ -1,0 +1,173 @@
+//! The reply path: the waiter registry keyed by request id (tickets and callbacks), the
+//! subscribers, and the reply thread's handler that routes every output of the out-ring.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use rustc_hash::FxHashMap;
+
+use crate::command::RequestId;
+use crate::event::{Item, Output};
+use crate::state::Counters;
+
+use super::*;
+
+/// Where a reply goes.
+pub(super) enum ReplyTo {
+    /// A [`Ticket`]'s channel.
+    Ticket(Sender<Response>),
+    /// A callback, run on the reply thread (see [`Submitter::submit_with`]).
+    Callback(Box<dyn FnOnce(Response) + Send>),
+}
+
+pub(super) struct Waiter {
+    pub(super) to: ReplyTo,
+    pub(super) items: Vec<Item>,
+}
+
+pub(super) struct Subscriber {
+    pub(super) what: Subscription,
+    pub(super) tx: Sender<Output>,
+}
+
+/// Counter snapshot published by the engine thread at the end of each batch.
+#[derive(Default)]
+pub(super) struct SharedCounters {
+    pub(super) values: [AtomicU64; Counters::LEN],
+}
+
+impl SharedCounters {
+    pub(super) fn store(&self, c: &Counters) {
+        for (slot, x) in self.values.iter().zip(c.to_array()) {
+            slot.store(x, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn load(&self) -> Counters {
+        Counters::from_array(std::array::from_fn(|i| self.values[i].load(Ordering::Relaxed)))
+    }
+}
+
+pub(super) struct Shared {
+    pub(super) next_request_id: AtomicU64,
+    pub(super) max_in_flight: usize,
+    pub(super) waiters: Mutex<FxHashMap<RequestId, Waiter>>,
+    pub(super) subscribers: Mutex<Vec<Subscriber>>,
+    pub(super) events_dropped: AtomicU64,
+    pub(super) late_replies: AtomicU64,
+    pub(super) snapshots_skipped: AtomicU64,
+    pub(super) counters: SharedCounters,
+    /// Wakes the in-ring's first consumer (journal or engine thread) when it is parked.
+    pub(super) input_parker: Arc<Parker>,
+}
+
+impl Shared {
+    pub(super) fn waiters(&self) -> MutexGuard<'_, FxHashMap<RequestId, Waiter>> {
+        // A panic while holding the lock cannot leave the map inconsistent (single inserts and
+        // removes), so a poisoned lock is still usable.
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn subscribers(&self) -> MutexGuard<'_, Vec<Subscriber>> {
+        self.subscribers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A pending reply.
+#[must_use = "a ticket is the only way to receive the reply"]
+#[derive(Debug)]
+pub struct Ticket {
+    pub(super) request_id: RequestId,
+    pub(super) rx: Receiver<Response>,
+    pub(super) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+impl Ticket {
+    /// The request id assigned to the command.
+    pub fn request_id(&self) -> RequestId {
+        self.request_id
+    }
+
+    /// Blocks until the reply arrives.
+    pub fn wait(self) -> Result<Response, EngineError> {
+        self.rx.recv().map_err(|_| EngineError::Shutdown)
+    }
+
+    /// Blocks until the reply arrives or `timeout` passes; on timeout the waiter is removed.
+    pub fn wait_timeout(self, timeout: Duration) -> Result<Response, EngineError> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(r) => Ok(r),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(EngineError::Shutdown),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                self.shared.waiters().remove(&self.request_id);
+                // The reply may have landed between the timeout and the removal.
+                self.rx.try_recv().map_err(|_| EngineError::Timeout)
+            }
+        }
+    }
+
+    /// The reply if it has arrived.
+    pub fn try_get(&self) -> Option<Response> {
+        self.rx.try_recv().ok()
+    }
+}
+
+/// The reply thread's handler.
+pub(super) fn route(shared: &Shared, output: &Output) {
+    match output {
+        Output::Empty => return,
+        Output::Item { request_id, item } => {
+            if let Some(w) = shared.waiters().get_mut(request_id) {
+                w.items.push(*item);
+            }
+        }
+        Output::Reply { request_id, result } => {
+            // Take the waiter out first: the lock must not be held while a callback runs.
+            let waiter = shared.waiters().remove(request_id);
+            match waiter {
+                Some(w) => {
+                    let response =
+                        Response { request_id: *request_id, result: *result, items: w.items };
+                    match w.to {
+                        // Capacity 1 and one reply per request: never full. Disconnected means
+                        // the ticket was dropped unread, which is the caller's choice.
+                        ReplyTo::Ticket(tx) => {
+                            let _ = tx.try_send(response);
+                        }
+                        ReplyTo::Callback(f) => f(response),
+                    }
+                }
+                None => {
+                    shared.late_replies.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Output::Event(_) => {}
+    }
+    let mut subscribers = shared.subscribers();
+    if subscribers.is_empty() {
+        return;
+    }
+    let is_event = matches!(output, Output::Event(_));
+    subscribers.retain(|s| {
+        if s.what == Subscription::Events && !is_event {
+            return true;
+        }
+        match s.tx.try_send(*output) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                shared.events_dropped.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    });
+}

@@ -1,0 +1,96 @@
+//! What runs beside the engine: the input stage (the journaller), snapshot requests, start
+//! options, and the out-ring poller for benchmarks.
+
+use crossbeam_channel::Sender;
+
+use crate::command::Command;
+use crate::event::Output;
+use crate::state::Engine;
+
+use super::*;
+
+/// A stage that sees every command before the engine does, in ring order: the journaller.
+///
+/// The engine thread only sees a command after the stage has returned from the call that carried
+/// `end_of_batch == true` for its batch, so a stage that makes each batch durable there
+/// guarantees that no reply leaves the engine before its command is durable.
+pub trait InputStage: Send + 'static {
+    /// `seq` is the command's journal sequence number (`StartOptions::first_seq` + ring index).
+    fn on_command(&mut self, seq: u64, cmd: &Command, end_of_batch: bool);
+}
+
+/// When the engine thread hands a copy of its state to the snapshot writer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// After this many commands since the last snapshot.
+    pub every_commands: Option<u64>,
+    /// When this much command time (`Command::ts_ns`) has passed since the last snapshot.
+    pub every_ns: Option<u64>,
+}
+
+/// A copy of the state at journal sequence `seq` (the last command it contains), for the
+/// snapshot writer to serialize off the engine thread.
+#[derive(Debug)]
+pub struct SnapshotRequest {
+    /// Journal sequence of the last command applied to `engine`.
+    pub seq: u64,
+    /// The copy.
+    pub engine: Engine,
+}
+
+/// Options of [`EngineHandle::start_with`].
+#[derive(Default)]
+pub struct StartOptions {
+    /// Journal sequence of the first command this run publishes (last recovered + 1). Default 1.
+    pub first_seq: u64,
+    /// Runs before the engine on its own thread (the journaller).
+    pub input_stage: Option<Box<dyn InputStage>>,
+    /// Periodic and on-demand (`AdminSnapshot`) snapshots go to this channel. A copy is dropped
+    /// (and counted) if the writer is still busy with the previous one.
+    pub snapshots: Option<(SnapshotPolicy, Sender<SnapshotRequest>)>,
+    /// Hand the out-ring to the caller as an [`OutputPoller`] (see
+    /// [`EngineHandle::take_output_poller`]) instead of running the reply thread: tickets and
+    /// subscriptions then receive nothing. For benchmarks that read results on their own thread.
+    pub poll_outputs: bool,
+}
+
+/// Reads the out-ring directly (the disruptor's event poller), on the caller's thread.
+pub struct OutputPoller {
+    pub(super) poller: disruptor::EventPoller<Output, disruptor::SingleProducerBarrier>,
+}
+
+impl std::fmt::Debug for OutputPoller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputPoller").finish_non_exhaustive()
+    }
+}
+
+impl OutputPoller {
+    /// Hands every output available now to `f`; returns how many, or `Err(EngineError::Shutdown)`
+    /// once the engine has stopped and everything was read. Never blocks.
+    pub fn poll(&mut self, mut f: impl FnMut(&Output)) -> Result<usize, EngineError> {
+        match self.poller.poll() {
+            Ok(mut guard) => {
+                let mut n = 0;
+                for o in &mut guard {
+                    f(o);
+                    n += 1;
+                }
+                Ok(n)
+            }
+            Err(disruptor::Polling::NoEvents) => Ok(0),
+            Err(disruptor::Polling::Shutdown) => Err(EngineError::Shutdown),
+        }
+    }
+}
+
+impl std::fmt::Debug for StartOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartOptions")
+            .field("first_seq", &self.first_seq)
+            .field("input_stage", &self.input_stage.is_some())
+            .field("snapshots", &self.snapshots.as_ref().map(|s| s.0))
+            .field("poll_outputs", &self.poll_outputs)
+            .finish()
+    }
+}

@@ -159,6 +159,8 @@ pub struct Journal {
     file: BufWriter<SharedFile>,
     segment_bytes: u64,
     record: [u8; MAX_RECORD_BYTES],
+    /// Records appended since the last end of batch (a batch of queries needs no flush).
+    unsynced: bool,
     failed: Arc<AtomicBool>,
     syncer: Option<Syncer>,
 }
@@ -262,6 +264,7 @@ impl Journal {
             file: BufWriter::with_capacity(1 << 18, SharedFile(file)),
             segment_bytes: 0,
             record: [0; MAX_RECORD_BYTES],
+            unsynced: false,
             failed,
             syncer,
         })
@@ -279,6 +282,7 @@ impl Journal {
         let n = encode_record(seq, cmd, &mut self.record);
         self.file.write_all(&self.record[..n])?;
         self.segment_bytes += n as u64;
+        self.unsynced = true;
         Ok(())
     }
 
@@ -313,7 +317,11 @@ impl Journal {
         }
     }
 
-    fn end_batch(&mut self) -> std::io::Result<()> {
+    fn sync_batch(&mut self) -> std::io::Result<()> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        self.unsynced = false;
         self.file.flush()?;
         match (&self.policy, &self.syncer) {
             (SyncPolicy::Fsync, _) => self.file.get_ref().0.sync_data()?,
@@ -360,8 +368,14 @@ impl InputStage for Journal {
         if let Err(e) = self.append(seq, cmd) {
             self.fail(seq, &e);
         }
-        if end_of_batch && let Err(e) = self.end_batch() {
+        if end_of_batch && let Err(e) = self.sync_batch() {
             self.fail(seq, &e);
+        }
+    }
+
+    fn end_batch(&mut self) {
+        if let Err(e) = self.sync_batch() {
+            self.fail(0, &e);
         }
     }
 }

@@ -214,6 +214,11 @@ impl engine_core::processor::InputStage for SlowJournal {
             self.durable_upto.store(self.pending, std::sync::atomic::Ordering::SeqCst);
         }
     }
+
+    fn end_batch(&mut self) {
+        std::thread::sleep(Duration::from_millis(2));
+        self.durable_upto.store(self.pending, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 #[test]
@@ -245,15 +250,20 @@ fn no_reply_leaves_before_the_input_stage_finished_its_batch_and_snapshots_carry
             durable.load(Ordering::SeqCst) >= 101 + i,
             "reply {i} before its batch was durable"
         );
+        // A query between them takes no journal sequence and counts toward no snapshot.
+        let q = handle.call(T0, CommandKind::QueryMarkets, TIMEOUT).unwrap();
+        assert!(q.result.is_ok());
     }
     let r = handle.call(T0, CommandKind::AdminSnapshot, TIMEOUT).unwrap();
     assert_eq!(r.result, Ok(ReplyData::SnapshotRequested));
     let (engine, last_seq) = handle.shutdown_at().unwrap();
-    assert_eq!(last_seq, 101 + 120);
+    // The last state change was account 120 at seq 101 + 119; queries and the snapshot
+    // request itself (read-only) took none.
+    assert_eq!(last_seq, 101 + 119);
     let seqs: Vec<(u64, u32)> =
         snap_rx.try_iter().map(|s| (s.seq, s.engine.summary().accounts)).collect();
-    // Every 50 commands (seq 150, 200) and on demand (seq 221, after 120 accounts).
-    assert_eq!(seqs, vec![(150, 50), (200, 100), (221, 120)]);
+    // Every 50 state changes (seq 150, 200) and on demand (at seq 220, after 120 accounts).
+    assert_eq!(seqs, vec![(150, 50), (200, 100), (220, 120)]);
     assert_eq!(engine.summary().accounts, 120);
 }
 

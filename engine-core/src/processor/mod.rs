@@ -173,7 +173,7 @@ impl EngineHandle {
             None => (SnapshotPolicy::default(), None),
         };
         let engine_handler =
-            |t: &mut EngineThread, cmd: &Command, seq: Sequence, end: bool| t.step(cmd, seq, end);
+            |t: &mut EngineThread, cmd: &Command, _: Sequence, end: bool| t.step(cmd, end);
         let stage_wakes = Arc::clone(&engine_parker);
         let engine_init = move || {
             engine_parker.register_current_thread();
@@ -183,7 +183,6 @@ impl EngineHandle {
                 shared: engine_shared,
                 reply_parker,
                 state_tx,
-                first_seq,
                 last_seq: first_seq - 1,
                 snapshot_policy,
                 snapshot_tx,
@@ -201,15 +200,13 @@ impl EngineHandle {
             Some(stage) => builder
                 .thread_name("hundredx-journal")
                 .handle_events_and_state_with(
-                    |s: &mut StageThread, cmd: &Command, seq: Sequence, end: bool| {
-                        s.step(cmd, seq, end)
-                    },
+                    |s: &mut StageThread, cmd: &Command, _: Sequence, end: bool| s.step(cmd, end),
                     move || {
                         input_parker.register_current_thread();
                         DOWNSTREAM.with_borrow_mut(|d| *d = Some(Arc::clone(&stage_wakes)));
                         StageThread {
                             stage,
-                            first_seq,
+                            next_seq: first_seq,
                             engine_parker: stage_wakes,
                             batch_start: true,
                         }

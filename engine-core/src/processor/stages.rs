@@ -9,14 +9,22 @@ use crate::state::Engine;
 
 use super::*;
 
-/// A stage that sees every command before the engine does, in ring order: the journaller.
+/// A stage that sees every state-changing command before the engine does, in ring order: the
+/// journaller. Read-only commands (queries) are not shown to it — like exchange-core, only
+/// mutations are journaled: they cannot change the state, so replay needs none of them, and a
+/// batch of reads waits for no fsync.
 ///
-/// The engine thread only sees a command after the stage has returned from the call that carried
-/// `end_of_batch == true` for its batch, so a stage that makes each batch durable there
-/// guarantees that no reply leaves the engine before its command is durable.
+/// The engine thread only sees a command after the stage has returned from the call that ended
+/// its batch (`on_command` with `end_of_batch == true`, or `end_batch`), so a stage that makes
+/// each batch durable there guarantees that no reply leaves the engine before its command is
+/// durable.
 pub trait InputStage: Send + 'static {
-    /// `seq` is the command's journal sequence number (`StartOptions::first_seq` + ring index).
+    /// A state-changing command; `seq` is its journal sequence number: `StartOptions::first_seq`
+    /// for the first, then one more for each state-changing command (dense: queries take none).
     fn on_command(&mut self, seq: u64, cmd: &Command, end_of_batch: bool);
+
+    /// The batch ended on a read-only command (so no `on_command` carried `end_of_batch`).
+    fn end_batch(&mut self);
 }
 
 /// When the engine thread hands a copy of its state to the snapshot writer.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crossbeam_channel::Sender;
-use disruptor::{ProcessorSettings, Producer, Sequence};
+use disruptor::{ProcessorSettings, Producer};
 
 use crate::command::{Command, CommandKind};
 use crate::event::{Output, Sink};
@@ -21,7 +21,7 @@ pub(super) struct EngineThread {
     pub(super) shared: Arc<Shared>,
     pub(super) reply_parker: Arc<Parker>,
     pub(super) state_tx: Sender<(Engine, u64)>,
-    pub(super) first_seq: u64,
+    /// Journal sequence of the last state-changing command applied.
     pub(super) last_seq: u64,
     pub(super) snapshot_policy: SnapshotPolicy,
     pub(super) snapshot_tx: Option<Sender<SnapshotRequest>>,
@@ -31,16 +31,19 @@ pub(super) struct EngineThread {
 
 impl EngineThread {
     #[inline]
-    pub(super) fn step(&mut self, cmd: &Command, seq: Sequence, end_of_batch: bool) {
+    pub(super) fn step(&mut self, cmd: &Command, end_of_batch: bool) {
         let engine = self.engine.as_mut().expect("engine present until drop");
         engine.apply(cmd, &mut self.out);
-        self.last_seq = self.first_seq + seq_u64(seq);
+        // The journal sequence counts state-changing commands only (see `InputStage`).
+        if !cmd.kind.is_read_only() {
+            self.last_seq += 1;
+        }
         if end_of_batch {
             self.shared.counters.store(&engine.counters());
             self.reply_parker.wake();
         }
         if self.snapshot_tx.is_some() {
-            self.since_snapshot += 1;
+            self.since_snapshot += u64::from(!cmd.kind.is_read_only());
             if self.snapshot_due(cmd) {
                 self.take_snapshot();
             }
@@ -82,14 +85,15 @@ impl Drop for EngineThread {
 /// The input stage's thread state.
 pub(super) struct StageThread {
     pub(super) stage: Box<dyn InputStage>,
-    pub(super) first_seq: u64,
+    /// The journal sequence of the next state-changing command.
+    pub(super) next_seq: u64,
     pub(super) engine_parker: Arc<Parker>,
     pub(super) batch_start: bool,
 }
 
 impl StageThread {
     #[inline]
-    pub(super) fn step(&mut self, cmd: &Command, seq: Sequence, end_of_batch: bool) {
+    pub(super) fn step(&mut self, cmd: &Command, end_of_batch: bool) {
         // The engine's barrier is this stage's cursor, which the ring stores only after a whole
         // batch. So the engine is woken once that store has happened: at the start of the next
         // batch here, or (when idle) on this thread's first wait, see `Wait::wait_for`.
@@ -97,7 +101,14 @@ impl StageThread {
             self.engine_parker.wake();
         }
         self.batch_start = end_of_batch;
-        self.stage.on_command(self.first_seq + seq_u64(seq), cmd, end_of_batch);
+        if cmd.kind.is_read_only() {
+            if end_of_batch {
+                self.stage.end_batch();
+            }
+        } else {
+            self.stage.on_command(self.next_seq, cmd, end_of_batch);
+            self.next_seq += 1;
+        }
     }
 }
 
@@ -113,10 +124,6 @@ impl<T: ProcessorSettings<Command, Wait>> PinIf for T {
             None => self,
         }
     }
-}
-
-pub(super) fn seq_u64(seq: Sequence) -> u64 {
-    u64::try_from(seq).expect("ring sequences start at 0")
 }
 
 pub(super) struct OutSink(pub(super) OutProducer);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use engine_core::prelude::*;
 use engine_core::processor::{InputStage, StartOptions};
 use hdrhistogram::Histogram;
-use hundredx::durability::{DataDir, Journal, SyncPolicy, per_second, recover};
+use hundredx::durability::{DataDir, Journal, Start, SyncPolicy, TornTail, per_second, recover};
 
 const T0: u64 = 1_700_000_000_000_000_000;
 
@@ -188,7 +188,8 @@ fn replay_rate(n: u64) {
             write(&mut j, &mut engine, Command::new(rid, T0 + i, kind));
         }
     }
-    let (engine, report) = recover(&data, &EngineConfig::default(), false, true).unwrap();
+    let (engine, report) =
+        recover(&data, &EngineConfig::default(), Start::Scratch, TornTail::Report).unwrap();
     println!(
         "replayed {} commands in {:?}: **{} events/s** ({} open positions at the end)",
         report.replayed,

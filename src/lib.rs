@@ -18,7 +18,10 @@ use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
-use durability::{DataDir, Journal, RecoveryReport, SnapshotWriter, SyncPolicy, recover};
+use durability::{
+    DataDir, Journal, JournalPruning, RecoveryReport, SnapshotWriter, Start, SyncPolicy, TornTail,
+    recover,
+};
 use engine_core::config::EngineConfig;
 use engine_core::processor::{EngineHandle, SnapshotPolicy, StartOptions};
 use engine_core::state::Engine;
@@ -37,9 +40,9 @@ pub struct DurableOptions {
     pub snapshots: SnapshotPolicy,
     /// Snapshots kept (older ones are deleted).
     pub keep_snapshots: usize,
-    /// Delete journal segments wholly covered by the oldest snapshot kept. Off keeps the whole
-    /// journal, so `hundredx replay --from-scratch` can audit everything.
-    pub prune_journal: bool,
+    /// Delete journal segments wholly covered by the oldest snapshot kept, or keep the whole
+    /// journal so `hundredx replay --from-scratch` can audit everything.
+    pub pruning: JournalPruning,
     /// After a journal write failure, exit the process with [`EXIT_FAIL_STOP`] so a supervisor
     /// restarts it and recovery runs (on by default; tests that inspect the failure turn it off).
     pub exit_on_fail_stop: bool,
@@ -60,7 +63,7 @@ impl DurableOptions {
                 every_ns: Some(300_000_000_000),
             },
             keep_snapshots: 3,
-            prune_journal: true,
+            pruning: JournalPruning::Prune,
             exit_on_fail_stop: true,
         }
     }
@@ -76,7 +79,7 @@ pub struct DurableEngine {
     writer: JoinHandle<()>,
     data: DataDir,
     keep_snapshots: usize,
-    prune_journal: bool,
+    pruning: JournalPruning,
     journal_failed: Arc<AtomicBool>,
     _lock: File,
 }
@@ -86,12 +89,12 @@ impl DurableEngine {
     pub fn start(cfg: EngineConfig, opts: &DurableOptions) -> Result<DurableEngine> {
         let data = DataDir::create(&opts.data_dir)?;
         let lock = data.lock()?;
-        let (engine, recovery) = recover(&data, &cfg, true, false)?;
+        let (engine, recovery) = recover(&data, &cfg, Start::LatestSnapshot, TornTail::Truncate)?;
         let first_seq = recovery.last_seq + 1;
         let journal = Journal::open(&data, first_seq, opts.sync, opts.segment_bytes)?;
         let journal_failed = journal.failed_flag();
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let writer = SnapshotWriter::new(&data, opts.keep_snapshots, opts.prune_journal);
+        let writer = SnapshotWriter::new(&data, opts.keep_snapshots, opts.pruning);
         let writer = std::thread::Builder::new()
             .name("hundredx-snapshots".into())
             .spawn(move || writer.run(rx))?;
@@ -112,7 +115,7 @@ impl DurableEngine {
             writer,
             data,
             keep_snapshots: opts.keep_snapshots,
-            prune_journal: opts.prune_journal,
+            pruning: opts.pruning,
             journal_failed,
             _lock: lock,
         })
@@ -126,13 +129,12 @@ impl DurableEngine {
     /// Drains the rings, flushes the journal, writes a final snapshot so the next start replays
     /// nothing, and returns the final state and its last sequence.
     pub fn shutdown(self) -> Result<(Engine, u64)> {
-        let DurableEngine { handle, recovery, writer, data, keep_snapshots, prune_journal, .. } =
-            self;
+        let DurableEngine { handle, recovery, writer, data, keep_snapshots, pruning, .. } = self;
         let (engine, last_seq) = handle.shutdown_at().context("stopping the engine")?;
         writer.join().map_err(|_| anyhow::anyhow!("snapshot writer panicked"))?;
         let newest = data.snapshot_files()?.last().map_or(0, |s| s.0);
         if last_seq > newest.max(recovery.snapshot_seq) {
-            SnapshotWriter::new(&data, keep_snapshots, prune_journal).write(last_seq, &engine)?;
+            SnapshotWriter::new(&data, keep_snapshots, pruning).write(last_seq, &engine)?;
         }
         Ok((engine, last_seq))
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use engine_core::prelude::*;
 use engine_core::processor::SnapshotPolicy;
-use hundredx::durability::{DataDir, SyncPolicy, recover};
+use hundredx::durability::{DataDir, Start, SyncPolicy, TornTail, recover};
 use hundredx::{DurableEngine, DurableOptions};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -131,7 +131,8 @@ fn recovery_from_snapshot_plus_journal_equals_the_live_engine() {
 
     // While it runs: snapshot + journal tail, and the whole journal from scratch, agree with it.
     let data = DataDir::create(dir.path()).unwrap();
-    let (from_snapshot, report) = recover(&data, &EngineConfig::default(), true, true).unwrap();
+    let (from_snapshot, report) =
+        recover(&data, &EngineConfig::default(), Start::LatestSnapshot, TornTail::Report).unwrap();
     assert!(report.snapshot_seq > 3_000, "{report:?}");
     assert!(report.replayed > 0 && report.replayed < 2_000, "{report:?}");
     assert_eq!(from_snapshot.state_hash(), live);
@@ -141,11 +142,20 @@ fn recovery_from_snapshot_plus_journal_equals_the_live_engine() {
     // Pruning removed the oldest segments, so a from-scratch replay must refuse (journal gap) —
     // unless nothing was pruned yet.
     if segments[0].0 > 1 {
-        assert!(recover(&data, &EngineConfig::default(), false, true).is_err());
+        assert!(
+            matches!(
+                recover(&data, &EngineConfig::default(), Start::Scratch, TornTail::Report),
+                Err(hundredx::durability::DurabilityError::Gap { have: 0, .. })
+            ),
+            "a pruned journal is a typed gap, not a guess"
+        );
     }
     let (engine, last_seq) = d.shutdown().unwrap();
     assert_eq!(engine.state_hash(), live);
-    assert_eq!(last_seq, report.last_seq, "recovery saw every command, the hash query included");
+    assert_eq!(
+        last_seq, report.last_seq,
+        "recovery saw every state change (queries are not journaled)"
+    );
 
     // Restart: the final snapshot means nothing to replay; the engine continues.
     let mut d =
@@ -162,7 +172,7 @@ fn a_torn_last_record_is_cut_off_and_the_engine_serves_on() {
     let dir = tempfile::tempdir().unwrap();
     let opts = DurableOptions {
         segment_bytes: 64 << 20,
-        prune_journal: false,
+        pruning: hundredx::durability::JournalPruning::Keep,
         ..options(dir.path(), SyncPolicy::Fsync, 1_000_000)
     };
     let mut d = DurableEngine::start(EngineConfig::default(), &opts).unwrap();
@@ -177,7 +187,8 @@ fn a_torn_last_record_is_cut_off_and_the_engine_serves_on() {
     let len = fs::metadata(&segment).unwrap().len();
     OpenOptions::new().write(true).open(&segment).unwrap().set_len(len - 5).unwrap();
 
-    let (_, report) = recover(&data, &EngineConfig::default(), true, true).unwrap();
+    let (_, report) =
+        recover(&data, &EngineConfig::default(), Start::LatestSnapshot, TornTail::Report).unwrap();
     assert_eq!(report.last_seq, last_seq - 1, "stops at the last whole record");
     assert!(report.torn_tail.is_some());
     assert_eq!(
@@ -192,7 +203,8 @@ fn a_torn_last_record_is_cut_off_and_the_engine_serves_on() {
     run(&mut d.handle, &mut Workload::new(4, 10_000), 100);
     let (engine, _) = d.shutdown().unwrap();
     engine.check_conservation().unwrap();
-    let (again, _) = recover(&data, &EngineConfig::default(), false, true).unwrap();
+    let (again, _) =
+        recover(&data, &EngineConfig::default(), Start::Scratch, TornTail::Report).unwrap();
     assert_eq!(again.state_hash(), engine.state_hash());
 }
 
@@ -219,7 +231,8 @@ fn a_corrupt_snapshot_falls_back_to_an_older_one_with_the_same_final_hash() {
     bytes[mid] ^= 0x55;
     fs::write(&newest, bytes).unwrap();
 
-    let (engine, report) = recover(&data, &EngineConfig::default(), true, true).unwrap();
+    let (engine, report) =
+        recover(&data, &EngineConfig::default(), Start::LatestSnapshot, TornTail::Report).unwrap();
     assert_eq!(report.snapshots_rejected, 1);
     assert!(report.snapshot_seq < newest_seq);
     assert!(report.replayed >= newest_seq - report.snapshot_seq, "longer replay");
@@ -290,7 +303,9 @@ fn crash_test_kill_9_loses_nothing_acknowledged() {
         acked_total += acked.len();
 
         let data = DataDir::create(dir.path()).unwrap();
-        let (engine, report) = recover(&data, &EngineConfig::default(), true, true).unwrap();
+        let (engine, report) =
+            recover(&data, &EngineConfig::default(), Start::LatestSnapshot, TornTail::Report)
+                .unwrap();
         for rid in &acked {
             assert!(
                 matches!(engine.remembered_reply(*rid), Some(Ok(_))),
@@ -301,7 +316,7 @@ fn crash_test_kill_9_loses_nothing_acknowledged() {
         }
         engine.check_conservation().unwrap();
         let (scratch, scratch_report) =
-            recover(&data, &EngineConfig::default(), false, true).unwrap();
+            recover(&data, &EngineConfig::default(), Start::Scratch, TornTail::Report).unwrap();
         assert_eq!(scratch_report.last_seq, report.last_seq);
         assert_eq!(scratch.state_hash(), engine.state_hash(), "round {round}");
     }
@@ -331,7 +346,8 @@ fn the_journal_holds_state_changes_only() {
     let live = live_hash(&mut d.handle);
     drop(d);
     let data = DataDir::create(dir.path()).unwrap();
-    let (engine, report) = recover(&data, &EngineConfig::default(), false, true).unwrap();
+    let (engine, report) =
+        recover(&data, &EngineConfig::default(), Start::Scratch, TornTail::Report).unwrap();
     assert_eq!(report.replayed, 4, "3 accounts + 1 deposit; 80 queries left no record");
     assert_eq!(report.last_seq, 4);
     assert_eq!(engine.state_hash(), live);

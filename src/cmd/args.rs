@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use engine_core::config::EngineConfig;
 use engine_core::processor::SnapshotPolicy;
 use hundredx::DurableOptions;
-use hundredx::durability::SyncPolicy;
+use hundredx::durability::{JournalPruning, SyncPolicy};
 use tracing::{info, warn};
 
 #[derive(clap::Args, Debug)]
@@ -65,7 +65,7 @@ impl DurabilityArgs {
                 every_ns: Some(self.snapshot_secs.max(1).saturating_mul(1_000_000_000)),
             },
             keep_snapshots: usize::try_from(self.keep_snapshots).unwrap_or(3),
-            prune_journal: !self.keep_journal,
+            pruning: if self.keep_journal { JournalPruning::Keep } else { JournalPruning::Prune },
             exit_on_fail_stop: true,
         }
     }

@@ -1,7 +1,7 @@
 //! `hundredx replay` and `hundredx snapshot`: offline tools over a stopped data directory.
 
 use anyhow::Result;
-use hundredx::durability::{DataDir, SnapshotWriter, recover};
+use hundredx::durability::{DataDir, JournalPruning, SnapshotWriter, Start, TornTail, recover};
 
 use super::args::DataArgs;
 
@@ -16,7 +16,12 @@ pub struct ReplayArgs {
 
 pub fn replay(args: ReplayArgs) -> Result<()> {
     let data = DataDir::create(&args.data.data_dir)?;
-    let (engine, report) = recover(&data, &args.data.engine_config()?, !args.from_scratch, true)?;
+    let (engine, report) = recover(
+        &data,
+        &args.data.engine_config()?,
+        if args.from_scratch { Start::Scratch } else { Start::LatestSnapshot },
+        TornTail::Report,
+    )?;
     let s = engine.summary();
     let c = engine.counters();
     println!("data dir        {}", args.data.data_dir.display());
@@ -51,8 +56,10 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
 pub fn snapshot(args: DataArgs) -> Result<()> {
     let data = DataDir::create(&args.data_dir)?;
     let _lock = data.lock()?;
-    let (engine, report) = recover(&data, &args.engine_config()?, true, false)?;
-    let path = SnapshotWriter::new(&data, 3, true).write(report.last_seq, &engine)?;
+    let (engine, report) =
+        recover(&data, &args.engine_config()?, Start::LatestSnapshot, TornTail::Truncate)?;
+    let path =
+        SnapshotWriter::new(&data, 3, JournalPruning::Prune).write(report.last_seq, &engine)?;
     println!(
         "{} (seq {}, hash {})",
         path.display(),

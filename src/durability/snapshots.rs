@@ -1,0 +1,95 @@
+//! Snapshots: written atomically off the engine thread; old ones pruned with the journal they
+//! cover.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+use engine_core::persist::encode_snapshot;
+use engine_core::processor::SnapshotRequest;
+use engine_core::state::Engine;
+use tracing::{info, warn};
+
+use super::data_dir::{numbered, sync_dir};
+use super::error::io;
+use super::{DataDir, Result, SNAPSHOT_EXT};
+
+/// Whether writing a snapshot also deletes the journal segments it makes unnecessary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalPruning {
+    /// Delete segments wholly covered by the oldest snapshot kept.
+    Prune,
+    /// Keep the whole journal (so `replay --from-scratch` can audit everything).
+    Keep,
+}
+
+/// Writes snapshots handed over by the engine thread, then prunes.
+#[derive(Debug)]
+pub struct SnapshotWriter {
+    data: DataDir,
+    keep: usize,
+    pruning: JournalPruning,
+}
+
+impl SnapshotWriter {
+    /// A writer keeping the newest `keep` (>= 1) snapshots, pruning the journal they cover or not.
+    pub fn new(data: &DataDir, keep: usize, pruning: JournalPruning) -> SnapshotWriter {
+        SnapshotWriter { data: data.clone(), keep: keep.max(1), pruning }
+    }
+
+    /// Serves `rx` until the engine drops its sender.
+    pub fn run(self, rx: Receiver<SnapshotRequest>) {
+        for req in rx {
+            if let Err(e) = self.write(req.seq, &req.engine) {
+                warn!(seq = req.seq, error = %format!("{e:#}"), "snapshot failed");
+            }
+        }
+    }
+
+    /// Writes the snapshot of `engine` at `seq` atomically and prunes old files.
+    pub fn write(&self, seq: u64, engine: &Engine) -> Result<PathBuf> {
+        let started = Instant::now();
+        let hash = engine.state_hash();
+        let bytes = encode_snapshot(seq, &hash, &engine.snapshot());
+        let dir = self.data.snapshots();
+        let path = numbered(&dir, seq, SNAPSHOT_EXT);
+        let tmp = path.with_extension("tmp");
+        {
+            let mut f = File::create(&tmp).map_err(io("creating", &tmp))?;
+            f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(io("writing", &tmp))?;
+        }
+        fs::rename(&tmp, &path).map_err(io("renaming", &tmp))?;
+        sync_dir(&dir)?;
+        info!(seq, bytes = bytes.len(), ms = ?started.elapsed(),
+            hash = %engine_core::hash::hex(&hash), "snapshot written");
+        self.prune()?;
+        Ok(path)
+    }
+
+    /// Deletes all but the newest `keep` snapshots, and (if pruning) every journal segment whose
+    /// records all precede the oldest snapshot kept. The newest segment is never deleted.
+    pub fn prune(&self) -> Result<()> {
+        let snaps = self.data.snapshot_files()?;
+        let drop_n = snaps.len().saturating_sub(self.keep);
+        for (_, path) in &snaps[..drop_n] {
+            fs::remove_file(path).map_err(io("deleting", path))?;
+        }
+        let Some(&(oldest_kept, _)) = snaps.get(drop_n) else { return Ok(()) };
+        if self.pruning == JournalPruning::Keep {
+            return Ok(());
+        }
+        let segments = self.data.segments()?;
+        for pair in segments.windows(2) {
+            let (_, path) = &pair[0];
+            let (next_first, _) = pair[1];
+            // Segment holds seqs first..next_first-1; all covered by the snapshot?
+            if next_first.saturating_sub(1) <= oldest_kept {
+                fs::remove_file(path).map_err(io("deleting", path))?;
+                info!(segment = %path.display(), "journal segment pruned");
+            }
+        }
+        Ok(())
+    }
+}

@@ -19,6 +19,13 @@ impl Canonical {
         c
     }
 
+    /// Any serde value, by its canonical postcard bytes (length-prefixed like `bytes`).
+    pub(crate) fn value<T: serde::Serialize>(&mut self, v: &T) -> &mut Self {
+        let bytes =
+            postcard::to_allocvec(v).expect("in-memory serialization of plain data cannot fail");
+        self.bytes(&bytes)
+    }
+
     pub(crate) fn u64(&mut self, v: u64) -> &mut Self {
         self.hasher.update(v.to_le_bytes());
         self

@@ -114,9 +114,9 @@ pub fn reused_reason(cmd: &Command) -> Reason {
 /// FNV-1a over the canonical bytes of what the command asks for (its kind, key included; not its
 /// request id or receive time, which differ between a request and its retry).
 pub fn fingerprint(cmd: &Command) -> u64 {
-    let mut buf = [0u8; crate::persist::MAX_RECORD_BYTES];
+    let mut buf = [0u8; crate::command::MAX_ENCODED_BYTES];
     let bytes = postcard::to_slice(&cmd.kind, &mut buf)
-        .expect("a command always fits MAX_RECORD_BYTES (inline strings are bounded)");
+        .expect("a command always fits MAX_ENCODED_BYTES (inline strings are bounded)");
     bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })

@@ -25,7 +25,7 @@ use crate::snapshot::EngineSnapshot;
 /// Bytes of a record header (length and CRC).
 pub const RECORD_HEADER_BYTES: usize = 8;
 /// Largest record, header included. A command encodes to well under 400 bytes.
-pub const MAX_RECORD_BYTES: usize = 1024;
+pub const MAX_RECORD_BYTES: usize = crate::command::MAX_ENCODED_BYTES;
 const SNAPSHOT_MAGIC: &[u8; 8] = b"HXSNAP01";
 const FORMAT_POSTCARD: u8 = 1;
 const FORMAT_TICK: u8 = 2;
@@ -188,25 +188,7 @@ impl Iterator for RecordReader<'_> {
     }
 }
 
-/// Why a snapshot file could not be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SnapshotError {
-    /// Not a snapshot, wrong version, or cut short.
-    #[error("not a complete hundredx snapshot (bad magic or length)")]
-    Malformed,
-    /// The payload's checksum does not match.
-    #[error("snapshot checksum mismatch")]
-    Checksum,
-    /// The payload does not decode.
-    #[error("snapshot payload does not decode")]
-    Undecodable,
-    /// The restored state's hash differs from the one recorded in the file.
-    #[error("restored state hash differs from the recorded one")]
-    HashMismatch,
-    /// The snapshot does not fit the configuration (different markets, limits too small).
-    #[error("snapshot does not fit the configuration: {0}")]
-    Config(String),
-}
+pub use crate::snapshot::SnapshotError;
 
 /// A decoded snapshot file.
 #[derive(Debug, Clone, PartialEq)]

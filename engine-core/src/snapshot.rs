@@ -15,8 +15,27 @@ use crate::event::{PositionView, Reason, ReplyData};
 use crate::idempotency::{KeyEntry, KeyWindow};
 use crate::math::Side;
 use crate::num::{Price, Qty, Usdc};
-use crate::persist::SnapshotError;
 use crate::state::{Account, Counters, Engine, Position, usize_from};
+
+/// Why a snapshot file could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// Not a snapshot, wrong version, or cut short.
+    #[error("not a complete hundredx snapshot (bad magic or length)")]
+    Malformed,
+    /// The payload's checksum does not match.
+    #[error("snapshot checksum mismatch")]
+    Checksum,
+    /// The payload does not decode.
+    #[error("snapshot payload does not decode")]
+    Undecodable,
+    /// The restored state's hash differs from the one recorded in the file.
+    #[error("restored state hash differs from the recorded one")]
+    HashMismatch,
+    /// The snapshot does not fit the configuration (different markets, limits too small).
+    #[error("snapshot does not fit the configuration: {0}")]
+    Config(String),
+}
 
 /// A market's identity and latest price.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

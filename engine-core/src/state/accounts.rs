@@ -1,0 +1,77 @@
+//! Accounts: creation, deposits, withdrawals, and every credit and debit of a balance.
+
+use super::*;
+
+impl Engine {
+    // ----- accounts -----
+
+    pub(super) fn create_account(&mut self, login: Login, credential: Credential) -> Outcome {
+        if login.is_empty() {
+            return Err(Reason::InvalidLogin);
+        }
+        if self.logins.contains_key(&login) {
+            return Err(Reason::DuplicateLogin);
+        }
+        if self.accounts.len() >= usize_from(self.cfg.max_accounts) {
+            return Err(Reason::AccountCapacity);
+        }
+        let id = AccountId(u32::try_from(self.accounts.len() + 1).map_err(|_| Reason::Overflow)?);
+        let initial = if self.cfg.demo_deposits { self.cfg.initial_balance } else { Usdc::ZERO };
+        self.accounts.push(Account {
+            login,
+            credential,
+            available: initial,
+            open: Vec::with_capacity(usize_from(self.cfg.max_positions_per_account)),
+            history: VecDeque::new(),
+            keys: KeyWindow::default(),
+        });
+        self.logins.insert(login, id);
+        self.total_deposits = add(self.total_deposits, initial);
+        self.total_available = add(self.total_available, initial);
+        Ok(ReplyData::AccountCreated { account: id })
+    }
+
+    pub(super) fn account_index(&self, id: AccountId) -> Result<usize, Reason> {
+        let i = usize_from(id.0).checked_sub(1).ok_or(Reason::UnknownAccount)?;
+        if i < self.accounts.len() { Ok(i) } else { Err(Reason::UnknownAccount) }
+    }
+
+    pub(super) fn deposit(&mut self, account: AccountId, amount: Usdc) -> Outcome {
+        let i = self.account_index(account)?;
+        check_amount(amount)?;
+        self.credit(i, amount);
+        self.total_deposits = add(self.total_deposits, amount);
+        self.account_view(account).map(ReplyData::Account)
+    }
+
+    pub(super) fn withdraw(&mut self, account: AccountId, amount: Usdc) -> Outcome {
+        let i = self.account_index(account)?;
+        check_amount(amount)?;
+        if self.accounts[i].available < amount {
+            return Err(Reason::InsufficientBalance);
+        }
+        self.debit(i, amount);
+        self.total_withdrawals = add(self.total_withdrawals, amount);
+        self.account_view(account).map(ReplyData::Account)
+    }
+
+    pub(super) fn credit(&mut self, i: usize, amount: Usdc) {
+        assert!(amount.0 >= 0);
+        let a = &mut self.accounts[i];
+        a.available = add(a.available, amount);
+        self.total_available = add(self.total_available, amount);
+    }
+
+    pub(super) fn debit(&mut self, i: usize, amount: Usdc) {
+        assert!(amount.0 >= 0 && self.accounts[i].available >= amount, "debit below zero");
+        let a = &mut self.accounts[i];
+        a.available = sub(a.available, amount);
+        self.total_available = sub(self.total_available, amount);
+    }
+
+    pub(super) fn credential(&self, login: &Login) -> Outcome {
+        let id = *self.logins.get(login).ok_or(Reason::UnknownAccount)?;
+        let i = self.account_index(id)?;
+        Ok(ReplyData::Credential { account: id, credential: self.accounts[i].credential })
+    }
+}

@@ -1,0 +1,231 @@
+//! Closing: manual and triggered closes, liquidation, settlement of the money, added margin.
+
+use super::*;
+
+impl Engine {
+    // ----- closing -----
+
+    pub(super) fn owned(&self, account: AccountId, id: PositionId) -> Result<Position, Reason> {
+        let ai = self.account_index(account)?;
+        match self.positions.get(&id) {
+            Some(p) if p.account == account => Ok(*p),
+            _ if self.accounts[ai].history.iter().any(|h| h.id == id) => {
+                Err(Reason::PositionClosed)
+            }
+            _ => Err(Reason::UnknownPosition),
+        }
+    }
+
+    pub(super) fn close_manual<S: Sink>(
+        &mut self,
+        ts: u64,
+        account: AccountId,
+        id: PositionId,
+        quantity: Option<Qty>,
+        sink: &mut S,
+    ) -> Outcome {
+        let p = self.owned(account, id)?;
+        let qc = quantity.unwrap_or(p.qty);
+        if qc.0 <= 0 || qc > p.qty {
+            return Err(Reason::InvalidQuantity);
+        }
+        let min_qty = self.market(p.market)?.cfg.min_qty;
+        if qc < p.qty && p.qty.0 - qc.0 < min_qty {
+            return Err(Reason::QuantityTooSmall);
+        }
+        self.fresh_mark(p.market, p.side, ts)?;
+        Ok(ReplyData::Closed(self.close_part(ts, id, qc, CloseReason::Manual, sink)))
+    }
+
+    /// Closes `qc` of position `id` at its market's current mark (manual, TP, SL). Releases margin
+    /// pro rata (rounded down, so what stays locked never shrinks below its share).
+    pub(super) fn close_part<S: Sink>(
+        &mut self,
+        ts: u64,
+        id: PositionId,
+        qc: Qty,
+        reason: CloseReason,
+        sink: &mut S,
+    ) -> PositionView {
+        let p = self.positions[&id];
+        assert!(qc.0 > 0 && qc <= p.qty, "close quantity out of range");
+        let full = qc == p.qty;
+        // A partial close's closed part is a position of its own in the history (its own id
+        // from the same sequence, its close info naming the position it came from).
+        let part = if full { p.id } else { self.allocate_position_id() };
+        let m = &self.markets[usize::from(p.market.0)];
+        let mark = m.mark(p.side);
+        let released = if full {
+            p.margin
+        } else {
+            Usdc(crate::num::div_floor(p.margin.0 * i128::from(qc.0), i128::from(p.qty.0)))
+        };
+        let pnl = m.scale.pnl_floor(p.side, p.entry, mark, qc);
+        let fee = m.scale.rate_of_value_ceil(m.cfg.close_fee_rate, mark, qc);
+        let value = sub(add(released, pnl), fee);
+        let info = CloseInfo {
+            exit_price: mark,
+            realized_pnl: pnl,
+            fee,
+            payout: Usdc(value.0.max(0)),
+            reason,
+            closed_at_ns: ts,
+            position: p.id,
+        };
+        self.settle(&p, released, info, false, sink);
+        if full {
+            self.remove_position(&p);
+        } else {
+            self.shrink_position(&p, qc, released);
+        }
+        match reason {
+            CloseReason::TakeProfit => self.counters.take_profits += 1,
+            CloseReason::StopLoss => self.counters.stop_losses += 1,
+            _ => {}
+        }
+        let closed = PositionView { id: part, ..self.closed_view(&p, qc, released, info) };
+        self.remember_closed(p.account, closed);
+        closed
+    }
+
+    /// Liquidates the whole position at its market's current mark. Fee = min(max(equity, 0),
+    /// rate * p * q) to the insurance fund; the trader gets max(equity - fee, 0).
+    pub(super) fn liquidate<S: Sink>(
+        &mut self,
+        ts: u64,
+        id: PositionId,
+        sink: &mut S,
+    ) -> PositionView {
+        let p = self.positions[&id];
+        let m = &self.markets[usize::from(p.market.0)];
+        let mark = m.mark(p.side);
+        debug_assert!(liquidatable(p.side, mark, p.liq));
+        let pnl = m.scale.pnl_floor(p.side, p.entry, mark, p.qty);
+        let equity = add(p.margin, pnl);
+        let fee_full = m.scale.rate_of_value_ceil(m.cfg.liquidation_fee_rate, mark, p.qty);
+        let fee = Usdc(equity.0.max(0).min(fee_full.0));
+        let info = CloseInfo {
+            exit_price: mark,
+            realized_pnl: pnl,
+            fee,
+            payout: Usdc(sub(equity, fee).0.max(0)),
+            reason: CloseReason::Liquidation,
+            closed_at_ns: ts,
+            position: p.id,
+        };
+        self.settle(&p, p.margin, info, true, sink);
+        self.remove_position(&p);
+        self.counters.liquidations += 1;
+        let closed = self.closed_view(&p, p.qty, p.margin, info);
+        self.remember_closed(p.account, closed);
+        closed
+    }
+
+    /// Moves the money of a close. `released` margin leaves the position; the trader is owed
+    /// `value = released + pnl - fee` and gets `max(value, 0)`; the fee goes to the insurance fund
+    /// (liquidation) or the house (close); a deficit (`value < 0`) is paid by the insurance fund,
+    /// then the house; the house takes the rest: the trader's loss, or pays the trader's profit.
+    pub(super) fn settle<S: Sink>(
+        &mut self,
+        p: &Position,
+        released: Usdc,
+        info: CloseInfo,
+        fee_to_insurance: bool,
+        sink: &mut S,
+    ) {
+        let value = sub(add(released, info.realized_pnl), info.fee);
+        assert_eq!(info.payout, Usdc(value.0.max(0)), "payout is max(value, 0)");
+        let deficit = Usdc((-value.0).max(0));
+        let insurance_paid = Usdc(deficit.0.min(self.insurance_fund.0));
+        let house_paid = sub(deficit, insurance_paid);
+        let insurance_fee = if fee_to_insurance { info.fee } else { Usdc::ZERO };
+        let insurance_delta = sub(insurance_fee, insurance_paid);
+        // Conservation: released = payout + Δinsurance + Δhouse.
+        let house_delta = sub(sub(released, info.payout), insurance_delta);
+
+        self.total_margin = sub(self.total_margin, released);
+        self.credit(usize_from(p.account.0) - 1, info.payout);
+        self.insurance_fund = add(self.insurance_fund, insurance_delta);
+        self.house_balance = add(self.house_balance, house_delta);
+        assert!(self.insurance_fund.0 >= 0, "insurance fund below zero");
+        if deficit.0 > 0 {
+            self.counters.bad_debts += 1;
+            sink.emit(Output::Event(Event::BadDebt {
+                position: p.id,
+                account: p.account,
+                amount: deficit,
+                insurance_paid,
+                house_paid,
+            }));
+        }
+    }
+
+    pub(super) fn remove_position(&mut self, p: &Position) {
+        self.markets[usize::from(p.market.0)].index.remove(p.id, p.side, p.triggers());
+        self.positions.remove(&p.id);
+        let open = &mut self.accounts[usize_from(p.account.0) - 1].open;
+        let at = open.binary_search(&p.id).expect("open list holds every open position");
+        open.remove(at);
+    }
+
+    pub(super) fn shrink_position(&mut self, p: &Position, qc: Qty, released: Usdc) {
+        let m = &self.markets[usize::from(p.market.0)];
+        let qty = Qty(p.qty.0 - qc.0);
+        let margin = sub(p.margin, released);
+        let liq =
+            m.scale.liquidation_price(p.side, p.entry, qty, margin, m.cfg.maintenance_margin_rate);
+        self.markets[usize::from(p.market.0)].index.move_liq(p.id, p.side, p.liq, liq);
+        let pos = self.positions.get_mut(&p.id).expect("position is open");
+        pos.qty = qty;
+        pos.margin = margin;
+        pos.liq = liq;
+    }
+
+    pub(super) fn remember_closed(&mut self, account: AccountId, closed: PositionView) {
+        let limit = usize_from(self.cfg.closed_history_per_account);
+        if limit == 0 {
+            return;
+        }
+        let history = &mut self.accounts[usize_from(account.0) - 1].history;
+        if history.len() >= limit {
+            history.pop_front();
+        }
+        history.push_back(closed);
+    }
+
+    // ----- margin -----
+
+    pub(super) fn add_margin(
+        &mut self,
+        account: AccountId,
+        id: PositionId,
+        amount: Usdc,
+    ) -> Outcome {
+        let p = self.owned(account, id)?;
+        check_amount(amount)?;
+        let ai = self.account_index(account)?;
+        if self.accounts[ai].available < amount {
+            return Err(Reason::InsufficientBalance);
+        }
+        let margin = p.margin.checked_add(amount).ok_or(Reason::Overflow)?;
+        if margin > MAX_AMOUNT {
+            return Err(Reason::InvalidAmount);
+        }
+        let m = &self.markets[usize::from(p.market.0)];
+        let liq = m.scale.liquidation_price(
+            p.side,
+            p.entry,
+            p.qty,
+            margin,
+            m.cfg.maintenance_margin_rate,
+        );
+        self.debit(ai, amount);
+        self.total_margin = add(self.total_margin, amount);
+        self.markets[usize::from(p.market.0)].index.move_liq(id, p.side, p.liq, liq);
+        let pos = self.positions.get_mut(&id).expect("owned position is open");
+        pos.margin = margin;
+        pos.liq = liq;
+        let pos = *pos;
+        Ok(ReplyData::Position(self.view(&pos)))
+    }
+}

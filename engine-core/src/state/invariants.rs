@@ -1,0 +1,109 @@
+//! Invariants: the conservation equation, the summary, and the canonical state hash.
+
+use super::*;
+
+impl Engine {
+    // ----- invariants -----
+
+    pub(super) fn assert_conservation(&self) {
+        let lhs = sub(self.total_deposits, self.total_withdrawals);
+        let rhs = add(
+            add(self.total_available, self.total_margin),
+            add(self.insurance_fund, self.house_balance),
+        );
+        assert_eq!(lhs, rhs, "conservation violated");
+    }
+
+    /// Recomputes every total from scratch and checks DESIGN.md's conservation equation, that no
+    /// balance is negative, and that no open position is liquidatable at its market's mark.
+    /// O(accounts + positions): for tests and audits, not the hot path.
+    pub fn check_conservation(&self) -> Result<(), String> {
+        let available = self.accounts.iter().fold(Usdc::ZERO, |s, a| add(s, a.available));
+        let margin = self.positions.values().fold(Usdc::ZERO, |s, p| add(s, p.margin));
+        if available != self.total_available || margin != self.total_margin {
+            return Err(format!(
+                "running totals drifted: available {available:?} vs {:?}, margin {margin:?} vs {:?}",
+                self.total_available, self.total_margin
+            ));
+        }
+        let lhs = sub(self.total_deposits, self.total_withdrawals);
+        let rhs = add(add(available, margin), add(self.insurance_fund, self.house_balance));
+        if lhs != rhs {
+            return Err(format!("deposits - withdrawals {lhs:?} != held {rhs:?}"));
+        }
+        if let Some(a) = self.accounts.iter().find(|a| a.available.0 < 0) {
+            return Err(format!("negative balance: {:?}", a.login));
+        }
+        if self.insurance_fund.0 < 0 {
+            return Err("negative insurance fund".into());
+        }
+        for p in self.positions.values() {
+            let m = &self.markets[usize::from(p.market.0)];
+            if m.has_price && liquidatable(p.side, m.mark(p.side), p.liq) {
+                return Err(format!("position {} left open past its liquidation price", p.id.0));
+            }
+        }
+        Ok(())
+    }
+
+    /// The state hash and conservation totals.
+    pub fn summary(&self) -> StateSummary {
+        StateSummary {
+            hash: self.state_hash(),
+            net_deposits: sub(self.total_deposits, self.total_withdrawals),
+            total_available: self.total_available,
+            total_margin: self.total_margin,
+            insurance_fund: self.insurance_fund,
+            house_balance: self.house_balance,
+            accounts: u32::try_from(self.accounts.len()).unwrap_or(u32::MAX),
+            open_positions: u32::try_from(self.positions.len()).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// SHA-256 over a canonical encoding of the business state: markets' prices, accounts in id
+    /// order with their history, positions in id order, the funds, and the idempotency window in
+    /// arrival order. Counters and configuration are not included.
+    pub fn state_hash(&self) -> [u8; 32] {
+        let mut h = crate::hash::Canonical::new();
+        h.u64(self.markets.len() as u64);
+        for m in &self.markets {
+            h.bool(m.has_price).i64(m.bid.0).i64(m.ask.0).u64(m.update_id);
+            h.u64(m.updated_at_ns).u64(m.exchange_time_us);
+        }
+        h.u64(self.accounts.len() as u64);
+        for a in &self.accounts {
+            h.bytes(a.login.as_bytes()).bytes(a.credential.as_bytes()).i128(a.available.0);
+            h.u64(a.open.len() as u64);
+            a.open.iter().for_each(|id| {
+                h.u64(id.0);
+            });
+            h.u64(a.history.len() as u64);
+            a.history.iter().for_each(|v| {
+                h.view(v);
+            });
+            h.u64(a.keys.len() as u64);
+            for k in a.keys.iter() {
+                h.bytes(k.key.as_bytes()).u64(k.fingerprint).u64(k.at_ns);
+                h.value(&k.outcome);
+            }
+        }
+        let mut ids: Vec<&PositionId> = self.positions.keys().collect();
+        ids.sort_unstable();
+        h.u64(ids.len() as u64);
+        for id in ids {
+            h.view(&self.view(&self.positions[id]));
+        }
+        h.u64(self.next_position_id);
+        for v in
+            [self.insurance_fund, self.house_balance, self.total_deposits, self.total_withdrawals]
+        {
+            h.i128(v.0);
+        }
+        h.u64(self.max_request_id).u64(self.request_fifo.len() as u64);
+        for rid in &self.request_fifo {
+            let (fingerprint, outcome) = &self.requests[rid];
+            h.u64(rid.0).u64(*fingerprint).value(outcome);
+        }
+        h.finish()
+    }
+}

@@ -1,0 +1,394 @@
+//! The state machine: [`Engine::apply`] takes one command and emits its outputs.
+//!
+//! Pure and synchronous: no I/O, no clock (time is `Command::ts_ns`), no randomness (hash maps use
+//! a fixed hasher and nothing observable depends on their iteration order). The same command log
+//! always produces the same outputs and the same [`Engine::state_hash`].
+//!
+//! Money flows, in one place each (`Engine::settle`), keep the conservation equation of DESIGN.md
+//! true after every command; [`Engine::apply`] asserts it in O(1) from running totals and
+//! [`Engine::check_conservation`] recomputes it from scratch.
+//!
+//! One file per concern, each an `impl Engine` block; [`Engine::apply`] (here) is the one
+//! dispatch: `accounts` (balances), `prices` (ticks and the triggers they run), `open`, `close`
+//! (closes, liquidation, settlement, added margin), `queries` (views), `windows` (request ids
+//! and idempotency keys remembered), `invariants` (conservation, summary, state hash).
+
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
+
+use crate::command::{
+    AccountId, Command, CommandKind, Credential, IdempotencyKey, Login, MarketId, OpenRequest,
+    PositionId, PositionStatus, RequestId, Size, Tick,
+};
+use crate::config::{ConfigError, EngineConfig, MAX_AMOUNT, MarketConfig};
+use crate::event::{
+    AccountView, CloseInfo, CloseReason, Event, Item, MarketView, Output, PositionView, Reason,
+    ReplyData, Sink, StateSummary,
+};
+use crate::idempotency::{self, KeyEntry, KeyWindow};
+use crate::index::{MarketIndex, Triggers};
+use crate::math::{Scale, Side};
+use crate::num::{Price, Qty, Usdc};
+
+/// A market's configuration, latest price and trigger index.
+mod accounts;
+mod close;
+mod invariants;
+mod open;
+mod prices;
+mod queries;
+mod windows;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Market {
+    pub(crate) cfg: MarketConfig,
+    pub(crate) scale: Scale,
+    pub(crate) bid: Price,
+    pub(crate) ask: Price,
+    pub(crate) update_id: u64,
+    pub(crate) updated_at_ns: u64,
+    pub(crate) exchange_time_us: u64,
+    pub(crate) has_price: bool,
+    pub(crate) index: MarketIndex,
+}
+
+impl Market {
+    /// The mark a position of `side` is valued at: bid for a long, ask for a short.
+    fn mark(&self, side: Side) -> Price {
+        match side {
+            Side::Long => self.bid,
+            Side::Short => self.ask,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Account {
+    pub(crate) login: Login,
+    pub(crate) credential: Credential,
+    pub(crate) available: Usdc,
+    /// Open positions, ascending id (ids are assigned increasing, removal keeps order).
+    pub(crate) open: Vec<PositionId>,
+    /// Closed positions and closed parts, oldest first, at most `closed_history_per_account`.
+    pub(crate) history: VecDeque<PositionView>,
+    /// This account's recent idempotency keys (client order ids included).
+    pub(crate) keys: KeyWindow,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Position {
+    pub(crate) id: PositionId,
+    pub(crate) account: AccountId,
+    pub(crate) market: MarketId,
+    pub(crate) side: Side,
+    pub(crate) qty: Qty,
+    pub(crate) entry: Price,
+    pub(crate) margin: Usdc,
+    pub(crate) leverage: u32,
+    pub(crate) liq: Price,
+    pub(crate) tp: Option<Price>,
+    pub(crate) sl: Option<Price>,
+    pub(crate) opened_at_ns: u64,
+}
+
+impl Position {
+    pub(crate) fn triggers(&self) -> Triggers {
+        Triggers { liq: self.liq, tp: self.tp, sl: self.sl }
+    }
+}
+
+/// Counts of what the engine has done, for metrics. Not part of the state hash.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counters {
+    /// Commands applied (including no-ops).
+    pub commands: u64,
+    /// Commands rejected with a reason.
+    pub rejections: u64,
+    /// Ticks applied.
+    pub ticks_applied: u64,
+    /// Ticks rejected.
+    pub ticks_rejected: u64,
+    /// Positions opened.
+    pub opened: u64,
+    /// Take-profit closes.
+    pub take_profits: u64,
+    /// Stop-loss closes.
+    pub stop_losses: u64,
+    /// Liquidations.
+    pub liquidations: u64,
+    /// Closes that left bad debt.
+    pub bad_debts: u64,
+    /// Commands whose request id was already applied (answered with the first reply).
+    pub duplicates: u64,
+}
+
+impl Counters {
+    /// Number of counters.
+    pub const LEN: usize = 10;
+
+    /// The counters in declaration order (for lock-free publication as atomics).
+    pub fn to_array(&self) -> [u64; Counters::LEN] {
+        let c = self;
+        [
+            c.commands,
+            c.rejections,
+            c.ticks_applied,
+            c.ticks_rejected,
+            c.opened,
+            c.take_profits,
+            c.stop_losses,
+            c.liquidations,
+            c.bad_debts,
+            c.duplicates,
+        ]
+    }
+
+    /// Inverse of [`Counters::to_array`].
+    pub fn from_array(a: [u64; Counters::LEN]) -> Counters {
+        let [
+            commands,
+            rejections,
+            ticks_applied,
+            ticks_rejected,
+            opened,
+            take_profits,
+            stop_losses,
+            liquidations,
+            bad_debts,
+            duplicates,
+        ] = a;
+        Counters {
+            commands,
+            rejections,
+            ticks_applied,
+            ticks_rejected,
+            opened,
+            take_profits,
+            stop_losses,
+            liquidations,
+            bad_debts,
+            duplicates,
+        }
+    }
+}
+
+/// The whole business state, owned by one thread.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub(crate) cfg: EngineConfig,
+    pub(crate) markets: Vec<Market>,
+    /// `accounts[i]` is `AccountId(i + 1)`.
+    pub(crate) accounts: Vec<Account>,
+    pub(crate) logins: FxHashMap<Login, AccountId>,
+    pub(crate) positions: FxHashMap<PositionId, Position>,
+    pub(crate) next_position_id: u64,
+    pub(crate) insurance_fund: Usdc,
+    pub(crate) house_balance: Usdc,
+    pub(crate) total_deposits: Usdc,
+    pub(crate) total_withdrawals: Usdc,
+    /// Running Σ available and Σ open margins, so conservation is checked in O(1) per command.
+    pub(crate) total_available: Usdc,
+    pub(crate) total_margin: Usdc,
+    /// Replies to recent state-changing requests with their fingerprints, for request-id
+    /// deduplication.
+    pub(crate) requests: FxHashMap<RequestId, (u64, Outcome)>,
+    pub(crate) request_fifo: VecDeque<RequestId>,
+    /// Highest request id of a state-changing command applied: a restarted submitter continues
+    /// above it (ids of queries may be reused: they are never remembered).
+    pub(crate) max_request_id: u64,
+    /// Reused for the ids a tick triggers: no allocation per tick once warm.
+    pub(crate) scratch: Vec<PositionId>,
+    pub(crate) counters: Counters,
+}
+
+pub(crate) use crate::idempotency::Outcome;
+
+impl Engine {
+    /// A fresh engine. Validates the configuration and reserves every bounded collection.
+    pub fn new(cfg: EngineConfig) -> Result<Engine, ConfigError> {
+        cfg.validate()?;
+        let markets = cfg
+            .markets
+            .iter()
+            .map(|m| Market {
+                cfg: m.clone(),
+                scale: Scale::new(m.price_decimals, m.qty_decimals),
+                bid: Price(0),
+                ask: Price(0),
+                update_id: 0,
+                updated_at_ns: 0,
+                exchange_time_us: 0,
+                has_price: false,
+                index: MarketIndex::default(),
+            })
+            .collect();
+        let max_accounts = usize_from(cfg.max_accounts);
+        let max_positions = usize_from(cfg.max_open_positions);
+        let request_window = usize_from(cfg.request_id_window);
+        Ok(Engine {
+            markets,
+            accounts: Vec::with_capacity(max_accounts),
+            logins: FxHashMap::with_capacity_and_hasher(max_accounts, Default::default()),
+            positions: FxHashMap::with_capacity_and_hasher(max_positions, Default::default()),
+            next_position_id: 1,
+            insurance_fund: Usdc::ZERO,
+            house_balance: Usdc::ZERO,
+            total_deposits: Usdc::ZERO,
+            total_withdrawals: Usdc::ZERO,
+            total_available: Usdc::ZERO,
+            total_margin: Usdc::ZERO,
+            requests: FxHashMap::with_capacity_and_hasher(request_window, Default::default()),
+            request_fifo: VecDeque::with_capacity(request_window),
+            max_request_id: 0,
+            scratch: Vec::with_capacity(1024),
+            counters: Counters::default(),
+            cfg,
+        })
+    }
+
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// What the engine has done so far.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Number of open positions.
+    pub fn open_positions(&self) -> usize {
+        self.positions.len()
+    }
+
+    /// Applies one command and returns its outputs (allocates a `Vec`: for tests and tools; the
+    /// engine thread uses [`Engine::apply`] with its out-ring as the sink).
+    pub fn apply_collect(&mut self, cmd: &Command) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.apply(cmd, &mut out);
+        out
+    }
+
+    /// Applies one command, writing its outputs to `sink`: for a command with a request id exactly
+    /// one [`Output::Reply`] (after any [`Output::Item`]s), plus unsolicited [`Output::Event`]s.
+    pub fn apply<S: Sink>(&mut self, cmd: &Command, sink: &mut S) {
+        self.counters.commands += 1;
+        let rid = cmd.request_id;
+        if rid == RequestId::NONE && matches!(cmd.kind, CommandKind::Noop) {
+            return;
+        }
+        let remember =
+            rid != RequestId::NONE && !cmd.kind.is_read_only() && self.cfg.request_id_window > 0;
+        let keyed = idempotency::keyed(cmd).filter(|_| self.cfg.idempotency_keys_per_account > 0);
+        let fingerprint =
+            if remember || keyed.is_some() { idempotency::fingerprint(cmd) } else { 0 };
+        if remember && let Some(&(first_fingerprint, first)) = self.requests.get(&rid) {
+            // Applied before (a redelivery): answer as the first time, change nothing. The same
+            // id on a different command (a squatter's, or a bug) gets no one else's result.
+            self.counters.duplicates += 1;
+            let result =
+                if first_fingerprint == fingerprint { first } else { Err(Reason::RequestIdReused) };
+            sink.emit(Output::Reply { request_id: rid, result });
+            return;
+        }
+        if remember {
+            // Only state changes move it: a query must not change the state hash.
+            self.max_request_id = self.max_request_id.max(rid.0);
+        }
+        let first = keyed.and_then(|(account, key)| self.remembered_key(account, &key, cmd.ts_ns));
+        let outcome = match first {
+            Some(first) => {
+                self.counters.duplicates += 1;
+                if first.fingerprint == fingerprint {
+                    first.outcome
+                } else {
+                    Err(idempotency::reused_reason(cmd))
+                }
+            }
+            None => {
+                let outcome = self.dispatch(cmd, sink);
+                if let Some((account, key)) = keyed
+                    && outcome.is_ok()
+                {
+                    // Only what changed state is remembered: a rejected request changed nothing,
+                    // so its retry is simply evaluated again.
+                    let entry = KeyEntry { key, fingerprint, at_ns: cmd.ts_ns, outcome };
+                    self.remember_key(account, entry);
+                }
+                outcome
+            }
+        };
+        if outcome.is_err() {
+            self.counters.rejections += 1;
+        }
+        if remember {
+            self.remember_request(rid, fingerprint, outcome);
+        }
+        if rid != RequestId::NONE {
+            sink.emit(Output::Reply { request_id: rid, result: outcome });
+        }
+        self.assert_conservation();
+    }
+
+    /// The one dispatch from a command to the function that applies it.
+    fn dispatch<S: Sink>(&mut self, cmd: &Command, sink: &mut S) -> Outcome {
+        let (rid, ts) = (cmd.request_id, cmd.ts_ns);
+        match &cmd.kind {
+            CommandKind::Noop => Err(Reason::InvalidRequest),
+            CommandKind::CreateAccount { login, credential } => {
+                self.create_account(*login, *credential)
+            }
+            CommandKind::Deposit { account, amount, .. } => self.deposit(*account, *amount),
+            CommandKind::Withdraw { account, amount, .. } => self.withdraw(*account, *amount),
+            CommandKind::PriceTick(tick) => self.tick(ts, *tick, sink),
+            CommandKind::OpenPosition(req) => self.open(ts, req).map(ReplyData::Opened),
+            CommandKind::ClosePosition { account, position, quantity, .. } => {
+                self.close_manual(ts, *account, *position, *quantity, sink)
+            }
+            CommandKind::AddMargin { account, position, amount, .. } => {
+                self.add_margin(*account, *position, *amount)
+            }
+            CommandKind::QueryAccount { account } => {
+                self.account_view(*account).map(ReplyData::Account)
+            }
+            CommandKind::QueryPositions { account, status } => {
+                self.list_positions(rid, *account, *status, sink)
+            }
+            CommandKind::QueryPosition { account, position } => {
+                self.find_position(*account, *position).map(ReplyData::Position)
+            }
+            CommandKind::QueryCredential { login } => self.credential(login),
+            CommandKind::QueryMarkets => Ok(self.list_markets(rid, sink)),
+            CommandKind::QueryStateHash => Ok(ReplyData::State(self.summary())),
+            CommandKind::AdminSnapshot => Ok(ReplyData::SnapshotRequested),
+        }
+    }
+}
+
+// ----- pure helpers -----
+
+pub(crate) fn usize_from(n: u32) -> usize {
+    usize::try_from(n).expect("u32 fits usize on supported targets")
+}
+
+/// Money addition that cannot overflow for validated inputs; overflow is a bug, so it is loud.
+fn add(a: Usdc, b: Usdc) -> Usdc {
+    a.checked_add(b).expect("money overflow: amounts are bounded by validation")
+}
+
+fn sub(a: Usdc, b: Usdc) -> Usdc {
+    a.checked_sub(b).expect("money overflow: amounts are bounded by validation")
+}
+
+fn check_amount(amount: Usdc) -> Result<(), Reason> {
+    if amount.0 <= 0 || amount > MAX_AMOUNT { Err(Reason::InvalidAmount) } else { Ok(()) }
+}
+
+/// Long: liquidated when bid <= liq (liq 0 = never). Short: when ask >= liq.
+fn liquidatable(side: Side, mark: Price, liq: Price) -> bool {
+    match side {
+        Side::Long => liq.0 > 0 && mark <= liq,
+        Side::Short => mark >= liq,
+    }
+}

@@ -1,0 +1,149 @@
+//! Opening a position: sizing, fees, slippage, TP/SL checks, margin locked.
+
+use super::*;
+
+impl Engine {
+    // ----- opening -----
+
+    pub(super) fn open(&mut self, ts: u64, req: &OpenRequest) -> Result<PositionView, Reason> {
+        let ai = self.account_index(req.account)?;
+        let m = self.market(req.market)?;
+        let cfg = &m.cfg;
+        if req.leverage == 0 || req.leverage > cfg.max_leverage {
+            return Err(Reason::InvalidLeverage);
+        }
+        match req.size {
+            Size::Margin(a) => check_amount(a)?,
+            Size::Quantity(q) if q.0 <= 0 || q.0 > cfg.max_qty_steps => {
+                return Err(Reason::InvalidQuantity);
+            }
+            Size::Quantity(_) => {}
+        }
+        let price_ok = |p: Option<Price>| p.is_none_or(|p| p.0 > 0 && p.0 <= cfg.max_price_ticks);
+        if !price_ok(req.expected_price) {
+            return Err(Reason::InvalidPrice);
+        }
+        if !price_ok(req.take_profit) {
+            return Err(Reason::InvalidTakeProfit);
+        }
+        if !price_ok(req.stop_loss) {
+            return Err(Reason::InvalidStopLoss);
+        }
+        // Fill: a long buys at the ask, a short sells at the bid.
+        let fill_side = match req.side {
+            Side::Long => Side::Short,
+            Side::Short => Side::Long,
+        };
+        let e = self.fresh_mark(req.market, fill_side, ts)?;
+        check_slippage(req, e)?;
+        let (q, margin, fee) = size_position(m, req, e)?;
+        if q.0 < cfg.min_qty {
+            return Err(Reason::QuantityTooSmall);
+        }
+        if margin < cfg.min_margin {
+            return Err(Reason::MarginTooSmall);
+        }
+        check_tp_sl(req, e)?;
+        let account = &self.accounts[ai];
+        if account.open.len() >= usize_from(self.cfg.max_positions_per_account) {
+            return Err(Reason::TooManyPositions);
+        }
+        if self.positions.len() >= usize_from(self.cfg.max_open_positions) {
+            return Err(Reason::PositionCapacity);
+        }
+        let cost = margin.checked_add(fee).ok_or(Reason::Overflow)?;
+        if account.available < cost {
+            return Err(Reason::InsufficientBalance);
+        }
+        let liq = m.scale.liquidation_price(req.side, e, q, margin, cfg.maintenance_margin_rate);
+        if liquidatable(req.side, m.mark(req.side), liq) {
+            return Err(Reason::WouldLiquidate);
+        }
+
+        // Accepted: from here on nothing can fail.
+        let id = self.allocate_position_id();
+        let p = Position {
+            id,
+            account: req.account,
+            market: req.market,
+            side: req.side,
+            qty: q,
+            entry: e,
+            margin,
+            leverage: req.leverage,
+            liq,
+            tp: req.take_profit,
+            sl: req.stop_loss,
+            opened_at_ns: ts,
+        };
+        self.debit(ai, cost);
+        self.house_balance = add(self.house_balance, fee);
+        self.total_margin = add(self.total_margin, margin);
+        self.markets[usize::from(req.market.0)].index.insert(id, req.side, p.triggers());
+        self.accounts[ai].open.push(id);
+        let fresh = self.positions.insert(id, p).is_none();
+        assert!(fresh, "position id reused");
+        self.counters.opened += 1;
+        Ok(self.view(&p))
+    }
+
+    /// The next position id (open positions and partial closes' closed parts share the
+    /// sequence, so no two views ever share an id).
+    pub(super) fn allocate_position_id(&mut self) -> PositionId {
+        let id = PositionId(self.next_position_id);
+        self.next_position_id += 1;
+        id
+    }
+}
+
+/// Long rejects if e > expected * (1 + bps/10^4); short if e < expected * (1 - bps/10^4).
+fn check_slippage(req: &OpenRequest, e: Price) -> Result<(), Reason> {
+    let Some(expected) = req.expected_price else { return Ok(()) };
+    let e = i128::from(e.0) * 10_000;
+    let bps = i128::from(req.max_slippage_bps);
+    let too_far = match req.side {
+        Side::Long => e > i128::from(expected.0) * (10_000 + bps),
+        Side::Short => e < i128::from(expected.0) * (10_000 - bps),
+    };
+    if too_far { Err(Reason::SlippageExceeded) } else { Ok(()) }
+}
+
+/// TP on the profitable side of the fill, SL on the losing side.
+fn check_tp_sl(req: &OpenRequest, e: Price) -> Result<(), Reason> {
+    let (tp_ok, sl_ok) = match req.side {
+        Side::Long => {
+            (req.take_profit.is_none_or(|tp| tp > e), req.stop_loss.is_none_or(|sl| sl < e))
+        }
+        Side::Short => {
+            (req.take_profit.is_none_or(|tp| tp < e), req.stop_loss.is_none_or(|sl| sl > e))
+        }
+    };
+    if !tp_ok {
+        return Err(Reason::InvalidTakeProfit);
+    }
+    if !sl_ok {
+        return Err(Reason::InvalidStopLoss);
+    }
+    Ok(())
+}
+
+/// Quantity, margin and open fee. Margin form: q = floor(m * L / e), margin exactly m, fee on
+/// m * L. Quantity form: margin = ceil(q * e / L), fee on q * e (rounded up).
+fn size_position(m: &Market, req: &OpenRequest, e: Price) -> Result<(Qty, Usdc, Usdc), Reason> {
+    let rate = m.cfg.open_fee_rate;
+    match req.size {
+        Size::Margin(margin) => {
+            let q = m.scale.qty_from_margin(margin, req.leverage, e).ok_or(Reason::Overflow)?;
+            if q.0 > m.cfg.max_qty_steps {
+                return Err(Reason::InvalidQuantity);
+            }
+            let notional = Usdc(margin.0 * i128::from(req.leverage));
+            let fee = Scale::fee_on_notional(notional, rate).ok_or(Reason::Overflow)?;
+            Ok((q, margin, fee))
+        }
+        Size::Quantity(q) => {
+            let margin = m.scale.margin_from_qty(q, req.leverage, e);
+            Ok((q, margin, m.scale.rate_of_value_ceil(rate, e, q)))
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Prices: validating and applying ticks, which run the triggers (TP/SL, liquidation).
+
+use super::*;
+
+impl Engine {
+    // ----- prices -----
+
+    pub(super) fn market(&self, id: MarketId) -> Result<&Market, Reason> {
+        self.markets.get(usize::from(id.0)).ok_or(Reason::UnknownMarket)
+    }
+
+    pub(super) fn validate_tick(&self, tick: &Tick) -> Result<(), Reason> {
+        let m = self.market(tick.market)?;
+        if tick.bid.0 <= 0 || tick.ask < tick.bid {
+            return Err(Reason::InvalidPrice);
+        }
+        if tick.ask.0 > m.cfg.max_price_ticks {
+            return Err(Reason::PriceOutOfRange);
+        }
+        if m.has_price && tick.update_id <= m.update_id {
+            return Err(Reason::StaleUpdate);
+        }
+        Ok(())
+    }
+
+    pub(super) fn tick<S: Sink>(&mut self, ts: u64, tick: Tick, sink: &mut S) -> Outcome {
+        if let Err(reason) = self.validate_tick(&tick) {
+            self.counters.ticks_rejected += 1;
+            let ev =
+                Event::PriceRejected { market: tick.market, reason, update_id: tick.update_id };
+            sink.emit(Output::Event(ev));
+            return Err(reason);
+        }
+        self.counters.ticks_applied += 1;
+        let mi = usize::from(tick.market.0);
+        let m = &mut self.markets[mi];
+        m.bid = tick.bid;
+        m.ask = tick.ask;
+        m.update_id = tick.update_id;
+        m.updated_at_ns = ts;
+        m.exchange_time_us = tick.exchange_time_us;
+        m.has_price = true;
+
+        // Take-profit and stop-loss first, then liquidations; each group in ascending id order.
+        let mut ids = std::mem::take(&mut self.scratch);
+        ids.clear();
+        self.markets[mi].index.collect_tp_sl(tick.bid, tick.ask, &mut ids);
+        ids.sort_unstable();
+        ids.dedup();
+        for &id in &ids {
+            let p = self.positions[&id];
+            let mark = self.markets[mi].mark(p.side);
+            let reason = match (p.side, p.tp) {
+                (Side::Long, Some(tp)) if mark >= tp => CloseReason::TakeProfit,
+                (Side::Short, Some(tp)) if mark <= tp => CloseReason::TakeProfit,
+                _ => CloseReason::StopLoss,
+            };
+            let view = self.close_part(ts, id, p.qty, reason, sink);
+            sink.emit(Output::Event(Event::PositionClosed(view)));
+        }
+        ids.clear();
+        self.markets[mi].index.collect_liquidations(tick.bid, tick.ask, &mut ids);
+        ids.sort_unstable();
+        for &id in &ids {
+            let view = self.liquidate(ts, id, sink);
+            sink.emit(Output::Event(Event::PositionClosed(view)));
+        }
+        ids.clear();
+        self.scratch = ids;
+        Ok(ReplyData::PriceApplied)
+    }
+
+    /// The mark a `side` position trades at now, if fresh.
+    pub(super) fn fresh_mark(
+        &self,
+        market: MarketId,
+        side: Side,
+        ts: u64,
+    ) -> Result<Price, Reason> {
+        let m = self.market(market)?;
+        if !m.has_price {
+            return Err(Reason::NoPrice);
+        }
+        if ts.saturating_sub(m.updated_at_ns) > m.cfg.max_price_age_ns {
+            return Err(Reason::StalePrice);
+        }
+        Ok(m.mark(side))
+    }
+}

@@ -1,0 +1,123 @@
+//! Views and queries: what the engine shows of positions, accounts and markets.
+
+use super::*;
+
+impl Engine {
+    // ----- views and queries -----
+
+    pub(super) fn view(&self, p: &Position) -> PositionView {
+        let m = &self.markets[usize::from(p.market.0)];
+        let upnl = if m.has_price {
+            m.scale.pnl_floor(p.side, p.entry, m.mark(p.side), p.qty)
+        } else {
+            Usdc::ZERO
+        };
+        PositionView {
+            id: p.id,
+            account: p.account,
+            market: p.market,
+            side: p.side,
+            status: PositionStatus::Open,
+            quantity: p.qty,
+            entry_price: p.entry,
+            margin: p.margin,
+            leverage: p.leverage,
+            liquidation_price: p.liq,
+            take_profit: p.tp,
+            stop_loss: p.sl,
+            unrealized_pnl: upnl,
+            opened_at_ns: p.opened_at_ns,
+            close: None,
+        }
+    }
+
+    pub(super) fn closed_view(
+        &self,
+        p: &Position,
+        qc: Qty,
+        released: Usdc,
+        info: CloseInfo,
+    ) -> PositionView {
+        PositionView {
+            status: PositionStatus::Closed,
+            quantity: qc,
+            margin: released,
+            unrealized_pnl: Usdc::ZERO,
+            close: Some(info),
+            ..self.view(p)
+        }
+    }
+
+    pub(super) fn account_view(&self, id: AccountId) -> Result<AccountView, Reason> {
+        let a = &self.accounts[self.account_index(id)?];
+        let mut locked = Usdc::ZERO;
+        let mut upnl = Usdc::ZERO;
+        for pid in &a.open {
+            let v = self.view(&self.positions[pid]);
+            locked = add(locked, v.margin);
+            upnl = add(upnl, v.unrealized_pnl);
+        }
+        Ok(AccountView {
+            id,
+            available: a.available,
+            locked_margin: locked,
+            unrealized_pnl: upnl,
+            equity: add(add(a.available, locked), upnl),
+            open_positions: u32::try_from(a.open.len()).unwrap_or(u32::MAX),
+        })
+    }
+
+    pub(super) fn list_positions<S: Sink>(
+        &self,
+        rid: RequestId,
+        account: AccountId,
+        status: PositionStatus,
+        sink: &mut S,
+    ) -> Outcome {
+        let a = &self.accounts[self.account_index(account)?];
+        let mut count = 0u32;
+        let mut emit = |v: PositionView| {
+            count += 1;
+            sink.emit(Output::Item { request_id: rid, item: Item::Position(v) });
+        };
+        match status {
+            PositionStatus::Open => {
+                a.open.iter().for_each(|id| emit(self.view(&self.positions[id])))
+            }
+            PositionStatus::Closed => a.history.iter().rev().for_each(|v| emit(*v)),
+        }
+        Ok(ReplyData::List { count })
+    }
+
+    pub(super) fn find_position(
+        &self,
+        account: AccountId,
+        id: PositionId,
+    ) -> Result<PositionView, Reason> {
+        let ai = self.account_index(account)?;
+        if let Some(p) = self.positions.get(&id).filter(|p| p.account == account) {
+            return Ok(self.view(p));
+        }
+        self.accounts[ai]
+            .history
+            .iter()
+            .rev()
+            .find(|v| v.id == id)
+            .copied()
+            .ok_or(Reason::UnknownPosition)
+    }
+
+    pub(super) fn list_markets<S: Sink>(&self, rid: RequestId, sink: &mut S) -> ReplyData {
+        for (i, m) in self.markets.iter().enumerate() {
+            let view = MarketView {
+                market: MarketId(u16::try_from(i).expect("validated: at most 65535 markets")),
+                bid: m.bid,
+                ask: m.ask,
+                update_id: m.update_id,
+                updated_at_ns: m.updated_at_ns,
+            };
+            sink.emit(Output::Item { request_id: rid, item: Item::Market(view) });
+        }
+        ReplyData::List { count: u32::try_from(self.markets.len()).unwrap_or(u32::MAX) }
+    }
+}

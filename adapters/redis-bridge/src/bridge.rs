@@ -207,12 +207,12 @@ pub async fn run_engine_bridge(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), BridgeError> {
     let client = cfg.target.client()?;
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Done>();
+    let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel::<Done>();
     let submitter = Arc::new(Mutex::new(submitter));
     tokio::pin!(shutdown);
 
     // Events: a blocking receiver drained on the blocking pool, written on its own connection.
-    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::channel::<String>(4096);
+    let (ev_tx, ev_rx) = tokio::sync::mpsc::channel::<String>(4096);
     tokio::task::spawn_blocking(move || {
         for o in events {
             if let Output::Event(e) = o
@@ -238,130 +238,18 @@ pub async fn run_engine_bridge(
             () = tokio::time::sleep(backoff.next()) => {}
         }
     };
-    let writer = {
-        let mut con = manager.clone();
-        let maxlen = cfg.maxlen;
-        let key = cfg.key.clone();
-        tokio::spawn(async move {
-            loop {
-                let first = tokio::select! {
-                    d = done_rx.recv() => d.map(|d| (d.reply_to, d.body, Some(d.entry))),
-                    e = ev_rx.recv() => e.map(|e| (ENGINE_EVENTS_STREAM.to_owned(), e, None)),
-                };
-                let Some(first) = first else { return };
-                // Whatever else is ready goes in the same round trip: one pipeline of XADDs and
-                // one XACK for the batch (two round trips per reply capped the bridge near 7k/s).
-                let mut batch = vec![first];
-                while batch.len() < 1_024 {
-                    match done_rx.try_recv() {
-                        Ok(d) => batch.push((d.reply_to, d.body, Some(d.entry))),
-                        Err(_) => break,
-                    }
-                }
-                while batch.len() < 2_048 {
-                    match ev_rx.try_recv() {
-                        Ok(e) => batch.push((ENGINE_EVENTS_STREAM.to_owned(), e, None)),
-                        Err(_) => break,
-                    }
-                }
-                let mut pipe = redis::pipe();
-                let mut acks: Vec<&str> = Vec::new();
-                for (stream, body, entry) in &batch {
-                    pipe.add_command(signed_xadd(&key, stream, maxlen, body)).ignore();
-                    if let Some(e) = entry {
-                        acks.push(e);
-                    }
-                }
-                if !acks.is_empty() {
-                    // After the replies: journaled, applied, and answered.
-                    pipe.cmd("XACK").arg(ENGINE_STREAM).arg(ENGINE_GROUP).arg(&acks).ignore();
-                }
-                let mut wait = Backoff::write();
-                // A retry after a partial failure may write a reply twice; the API side drops the
-                // second as a late reply. Never dropping one matters more.
-                loop {
-                    match pipe.query_async::<()>(&mut con).await {
-                        Ok(()) => break,
-                        // One entry Redis refuses for good (e.g. a `reply_to` naming a key that
-                        // is not a stream) once blocked every reply on every api: write the
-                        // batch one by one instead, dead-lettering what cannot be written.
-                        Err(e) if permanent(&e) => {
-                            write_one_by_one(&mut con, &key, &batch, &acks, maxlen).await;
-                            break;
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "bridge: write failed, retrying");
-                            tokio::time::sleep(wait.next()).await;
-                        }
-                    }
-                }
-            }
-        })
-    };
+    let writer = tokio::spawn(write_replies_and_events(
+        manager.clone(),
+        cfg.key.clone(),
+        cfg.maxlen,
+        done_rx,
+        ev_rx,
+    ));
     let mut backoff = Backoff::connect();
     let mut gate =
         Gate { guard: ReplayGuard::new(millis(cfg.max_age), cfg.replay_capacity), cfg: &cfg };
     let result = loop {
-        let session = async {
-            let mut read = blocking_connection(&client).await?;
-            let mut write = manager.clone();
-            ensure_group(&mut read, ENGINE_STREAM).await?;
-            ensure_group(&mut read, PRICE_STREAM).await?;
-            info!(consumer = %cfg.consumer, "bridge: connected; re-reading pending entries first");
-            // After a crash: this consumer's delivered-but-unacknowledged entries first ("0"),
-            // then entries other (dead) consumers left pending too long, then new ones (">").
-            let mut cursor = "0";
-            let mut last_claim = std::time::Instant::now();
-            loop {
-                let reply: Option<StreamReadReply> = cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg(ENGINE_GROUP)
-                    .arg(&cfg.consumer)
-                    .arg("COUNT")
-                    .arg(cfg.batch)
-                    .arg("BLOCK")
-                    .arg(200)
-                    .arg("STREAMS")
-                    .arg(ENGINE_STREAM)
-                    .arg(PRICE_STREAM)
-                    .arg(cursor)
-                    .arg(cursor)
-                    .query_async(&mut read)
-                    .await?;
-                let mut got = 0;
-                let mut tick_ids: Vec<String> = Vec::new();
-                for key in reply.map(|r| r.keys).unwrap_or_default() {
-                    for e in key.ids {
-                        got += 1;
-                        let e = Entry::from_stream_id(&e);
-                        if key.key == PRICE_STREAM {
-                            handle_tick(&gate, &submitter, &mut write, &e).await?;
-                            tick_ids.push(e.id);
-                        } else {
-                            handle_request(&mut gate, &submitter, &done_tx, &mut write, &e).await?;
-                        }
-                    }
-                }
-                if !tick_ids.is_empty() {
-                    // One XACK for the whole batch of ticks.
-                    let _: () = cmd("XACK")
-                        .arg(PRICE_STREAM)
-                        .arg(ENGINE_GROUP)
-                        .arg(&tick_ids)
-                        .query_async(&mut write)
-                        .await?;
-                }
-                if cursor == "0" && got == 0 {
-                    cursor = ">";
-                }
-                if last_claim.elapsed() >= cfg.claim_idle {
-                    last_claim = std::time::Instant::now();
-                    reclaim(&mut gate, &submitter, &done_tx, &mut write).await?;
-                }
-            }
-            #[allow(unreachable_code)]
-            Ok::<(), BridgeError>(())
-        };
+        let session = consume(&client, &manager, &mut gate, &submitter, &done_tx);
         tokio::select! {
             () = &mut shutdown => break Ok(()),
             r = session => {
@@ -377,6 +265,139 @@ pub async fn run_engine_bridge(
     };
     writer.abort();
     result
+}
+
+/// The writer: replies (then one XACK for their requests) and events, signed, each batch in one
+/// pipelined round trip on a reconnecting connection; an item is retried until written (a reply
+/// is never dropped for a blip), and one Redis refuses for good is dead-lettered.
+async fn write_replies_and_events(
+    mut con: redis::aio::ConnectionManager,
+    key: BridgeKey,
+    maxlen: usize,
+    mut done_rx: tokio::sync::mpsc::UnboundedReceiver<Done>,
+    mut ev_rx: tokio::sync::mpsc::Receiver<String>,
+) {
+    loop {
+        let first = tokio::select! {
+            d = done_rx.recv() => d.map(|d| (d.reply_to, d.body, Some(d.entry))),
+            e = ev_rx.recv() => e.map(|e| (ENGINE_EVENTS_STREAM.to_owned(), e, None)),
+        };
+        let Some(first) = first else { return };
+        // Whatever else is ready goes in the same round trip: one pipeline of XADDs and
+        // one XACK for the batch (two round trips per reply capped the bridge near 7k/s).
+        let mut batch = vec![first];
+        while batch.len() < 1_024 {
+            match done_rx.try_recv() {
+                Ok(d) => batch.push((d.reply_to, d.body, Some(d.entry))),
+                Err(_) => break,
+            }
+        }
+        while batch.len() < 2_048 {
+            match ev_rx.try_recv() {
+                Ok(e) => batch.push((ENGINE_EVENTS_STREAM.to_owned(), e, None)),
+                Err(_) => break,
+            }
+        }
+        let mut pipe = redis::pipe();
+        let mut acks: Vec<&str> = Vec::new();
+        for (stream, body, entry) in &batch {
+            pipe.add_command(signed_xadd(&key, stream, maxlen, body)).ignore();
+            if let Some(e) = entry {
+                acks.push(e);
+            }
+        }
+        if !acks.is_empty() {
+            // After the replies: journaled, applied, and answered.
+            pipe.cmd("XACK").arg(ENGINE_STREAM).arg(ENGINE_GROUP).arg(&acks).ignore();
+        }
+        let mut wait = Backoff::write();
+        // A retry after a partial failure may write a reply twice; the API side drops the
+        // second as a late reply. Never dropping one matters more.
+        loop {
+            match pipe.query_async::<()>(&mut con).await {
+                Ok(()) => break,
+                // One entry Redis refuses for good (e.g. a `reply_to` naming a key that
+                // is not a stream) once blocked every reply on every api: write the
+                // batch one by one instead, dead-lettering what cannot be written.
+                Err(e) if permanent(&e) => {
+                    write_one_by_one(&mut con, &key, &batch, &acks, maxlen).await;
+                    break;
+                }
+                Err(e) => {
+                    warn!(error = %e, "bridge: write failed, retrying");
+                    tokio::time::sleep(wait.next()).await;
+                }
+            }
+        }
+    }
+}
+
+/// One connected session of the engine side: pending entries first (after a crash), then new
+/// ones, with stale entries of dead consumers reclaimed; returns only on a Redis error.
+async fn consume(
+    client: &Client,
+    manager: &redis::aio::ConnectionManager,
+    gate: &mut Gate<'_>,
+    submitter: &Mutex<Submitter>,
+    done_tx: &tokio::sync::mpsc::UnboundedSender<Done>,
+) -> Result<(), BridgeError> {
+    let cfg = gate.cfg;
+    let mut read = blocking_connection(client).await?;
+    let mut write = manager.clone();
+    ensure_group(&mut read, ENGINE_STREAM).await?;
+    ensure_group(&mut read, PRICE_STREAM).await?;
+    info!(consumer = %cfg.consumer, "bridge: connected; re-reading pending entries first");
+    // After a crash: this consumer's delivered-but-unacknowledged entries first ("0"),
+    // then entries other (dead) consumers left pending too long, then new ones (">").
+    let mut cursor = "0";
+    let mut last_claim = std::time::Instant::now();
+    loop {
+        let reply: Option<StreamReadReply> = cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(ENGINE_GROUP)
+            .arg(&cfg.consumer)
+            .arg("COUNT")
+            .arg(cfg.batch)
+            .arg("BLOCK")
+            .arg(200)
+            .arg("STREAMS")
+            .arg(ENGINE_STREAM)
+            .arg(PRICE_STREAM)
+            .arg(cursor)
+            .arg(cursor)
+            .query_async(&mut read)
+            .await?;
+        let mut got = 0;
+        let mut tick_ids: Vec<String> = Vec::new();
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            for e in key.ids {
+                got += 1;
+                let e = Entry::from_stream_id(&e);
+                if key.key == PRICE_STREAM {
+                    handle_tick(gate, submitter, &mut write, &e).await?;
+                    tick_ids.push(e.id);
+                } else {
+                    handle_request(gate, submitter, done_tx, &mut write, &e).await?;
+                }
+            }
+        }
+        if !tick_ids.is_empty() {
+            // One XACK for the whole batch of ticks.
+            let _: () = cmd("XACK")
+                .arg(PRICE_STREAM)
+                .arg(ENGINE_GROUP)
+                .arg(&tick_ids)
+                .query_async(&mut write)
+                .await?;
+        }
+        if cursor == "0" && got == 0 {
+            cursor = ">";
+        }
+        if last_claim.elapsed() >= cfg.claim_idle {
+            last_claim = std::time::Instant::now();
+            reclaim(gate, submitter, done_tx, &mut write).await?;
+        }
+    }
 }
 
 fn millis(d: Duration) -> u64 {

@@ -9,141 +9,93 @@ use crate::command::{AccountId, Credential, MarketId, PositionId, PositionStatus
 use crate::math::Side;
 use crate::num::{Price, Qty, Usdc};
 
-/// Why a command was rejected. The codes ([`Reason::code`]) are stable API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum Reason {
+/// Declares [`Reason`], its stable codes and the list of all of them from one table, so a
+/// variant cannot be added without its code (the three were written out by hand).
+macro_rules! reasons {
+    ($( $(#[$meta:meta])* $variant:ident => $code:literal, )*) => {
+        /// Why a command was rejected. The codes ([`Reason::code`]) are stable API.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum Reason {
+            $( $(#[$meta])* $variant, )*
+        }
+
+        impl Reason {
+            /// Every reason, for lookups by code.
+            pub const ALL: &'static [Reason] = &[ $(Reason::$variant,)* ];
+
+            /// The stable snake_case code.
+            pub const fn code(self) -> &'static str {
+                match self { $(Reason::$variant => $code,)* }
+            }
+        }
+    };
+}
+
+reasons! {
     /// The market id is not configured.
-    UnknownMarket,
+    UnknownMarket => "unknown_market",
     /// No such account.
-    UnknownAccount,
+    UnknownAccount => "unknown_account",
     /// No such position, or it belongs to another account.
-    UnknownPosition,
+    UnknownPosition => "unknown_position",
     /// The position is already closed.
-    PositionClosed,
+    PositionClosed => "position_closed",
     /// An amount is zero, negative or above the engine's maximum.
-    InvalidAmount,
+    InvalidAmount => "invalid_amount",
     /// Leverage is 0 or above the market's maximum.
-    InvalidLeverage,
+    InvalidLeverage => "invalid_leverage",
     /// Quantity is zero, negative, above the limit or above the position's quantity.
-    InvalidQuantity,
+    InvalidQuantity => "invalid_quantity",
     /// The resulting quantity is below the market's minimum.
-    QuantityTooSmall,
+    QuantityTooSmall => "quantity_too_small",
     /// The margin is below the market's minimum.
-    MarginTooSmall,
+    MarginTooSmall => "margin_too_small",
     /// Available balance does not cover margin + fee (or the withdrawal).
-    InsufficientBalance,
+    InsufficientBalance => "insufficient_balance",
     /// The position would be liquidatable at the current price.
-    WouldLiquidate,
+    WouldLiquidate => "would_liquidate",
     /// No price has been received for the market.
-    NoPrice,
+    NoPrice => "no_price",
     /// The latest price is older than `max_price_age`.
-    StalePrice,
+    StalePrice => "stale_price",
     /// The fill price is worse than `expected_price` by more than `max_slippage_bps`.
-    SlippageExceeded,
+    SlippageExceeded => "slippage_exceeded",
     /// Take-profit not on the profitable side of the fill.
-    InvalidTakeProfit,
+    InvalidTakeProfit => "invalid_take_profit",
     /// Stop-loss not on the losing side of the fill.
-    InvalidStopLoss,
+    InvalidStopLoss => "invalid_stop_loss",
     /// Another account already has this login.
-    DuplicateLogin,
+    DuplicateLogin => "duplicate_login",
     /// Empty login.
-    InvalidLogin,
+    InvalidLogin => "invalid_login",
     /// The account holds `max_positions_per_account` open positions.
-    TooManyPositions,
+    TooManyPositions => "too_many_positions",
     /// The engine holds `max_open_positions`.
-    PositionCapacity,
+    PositionCapacity => "position_capacity",
     /// The engine holds `max_accounts`.
-    AccountCapacity,
+    AccountCapacity => "account_capacity",
     /// A price is <= 0 or the ask is below the bid.
-    InvalidPrice,
+    InvalidPrice => "invalid_price",
     /// A price is above the market's `max_price_ticks`.
-    PriceOutOfRange,
+    PriceOutOfRange => "price_out_of_range",
     /// A tick's update id is not greater than the last applied one.
-    StaleUpdate,
+    StaleUpdate => "stale_update",
     /// A value overflowed the engine's representation.
-    Overflow,
+    Overflow => "overflow",
     /// The command is malformed (e.g. a no-op with a request id).
-    InvalidRequest,
+    InvalidRequest => "invalid_request",
     /// This account already used the `client_order_id` for a different open.
-    ClientOrderIdReused,
+    ClientOrderIdReused => "client_order_id_reused",
     /// This account already used the idempotency key for a different request.
-    IdempotencyKeyReused,
+    IdempotencyKeyReused => "idempotency_key_reused",
     /// The request id was already applied to a different command (nothing applied now).
-    RequestIdReused,
+    RequestIdReused => "request_id_reused",
 }
 
 impl Reason {
-    /// Every reason, for lookups by code.
-    pub const ALL: [Reason; 29] = [
-        Reason::UnknownMarket,
-        Reason::UnknownAccount,
-        Reason::UnknownPosition,
-        Reason::PositionClosed,
-        Reason::InvalidAmount,
-        Reason::InvalidLeverage,
-        Reason::InvalidQuantity,
-        Reason::QuantityTooSmall,
-        Reason::MarginTooSmall,
-        Reason::InsufficientBalance,
-        Reason::WouldLiquidate,
-        Reason::NoPrice,
-        Reason::StalePrice,
-        Reason::SlippageExceeded,
-        Reason::InvalidTakeProfit,
-        Reason::InvalidStopLoss,
-        Reason::DuplicateLogin,
-        Reason::InvalidLogin,
-        Reason::TooManyPositions,
-        Reason::PositionCapacity,
-        Reason::AccountCapacity,
-        Reason::InvalidPrice,
-        Reason::PriceOutOfRange,
-        Reason::StaleUpdate,
-        Reason::Overflow,
-        Reason::InvalidRequest,
-        Reason::ClientOrderIdReused,
-        Reason::IdempotencyKeyReused,
-        Reason::RequestIdReused,
-    ];
-
     /// The reason with this code.
     pub fn from_code(code: &str) -> Option<Reason> {
-        Reason::ALL.into_iter().find(|r| r.code() == code)
-    }
-
-    /// The stable snake_case code.
-    pub const fn code(self) -> &'static str {
-        match self {
-            Reason::UnknownMarket => "unknown_market",
-            Reason::UnknownAccount => "unknown_account",
-            Reason::UnknownPosition => "unknown_position",
-            Reason::PositionClosed => "position_closed",
-            Reason::InvalidAmount => "invalid_amount",
-            Reason::InvalidLeverage => "invalid_leverage",
-            Reason::InvalidQuantity => "invalid_quantity",
-            Reason::QuantityTooSmall => "quantity_too_small",
-            Reason::MarginTooSmall => "margin_too_small",
-            Reason::InsufficientBalance => "insufficient_balance",
-            Reason::WouldLiquidate => "would_liquidate",
-            Reason::NoPrice => "no_price",
-            Reason::StalePrice => "stale_price",
-            Reason::SlippageExceeded => "slippage_exceeded",
-            Reason::InvalidTakeProfit => "invalid_take_profit",
-            Reason::InvalidStopLoss => "invalid_stop_loss",
-            Reason::DuplicateLogin => "duplicate_login",
-            Reason::InvalidLogin => "invalid_login",
-            Reason::TooManyPositions => "too_many_positions",
-            Reason::PositionCapacity => "position_capacity",
-            Reason::AccountCapacity => "account_capacity",
-            Reason::InvalidPrice => "invalid_price",
-            Reason::PriceOutOfRange => "price_out_of_range",
-            Reason::StaleUpdate => "stale_update",
-            Reason::Overflow => "overflow",
-            Reason::InvalidRequest => "invalid_request",
-            Reason::ClientOrderIdReused => "client_order_id_reused",
-            Reason::IdempotencyKeyReused => "idempotency_key_reused",
-            Reason::RequestIdReused => "request_id_reused",
-        }
+        Reason::ALL.iter().copied().find(|r| r.code() == code)
     }
 }
 
@@ -405,7 +357,7 @@ mod tests {
     #[test]
     fn codes_are_snake_case_unique_and_round_trip() {
         let mut seen = std::collections::HashSet::new();
-        for r in Reason::ALL {
+        for &r in Reason::ALL {
             assert!(r.code().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{r:?}");
             assert!(seen.insert(r.code()), "duplicate {}", r.code());
             assert_eq!(Reason::from_code(r.code()), Some(r));

@@ -275,7 +275,7 @@ pub enum CommandKind {
         /// Position.
         position: PositionId,
         /// Part to close; `None` closes all.
-        quantity: Option<Qty>,
+        quantity: Option<CloseSize>,
         /// Idempotency key: a repeat by the same account returns the first result.
         key: Option<IdempotencyKey>,
     },
@@ -339,6 +339,17 @@ impl CommandKind {
                 | CommandKind::AdminSnapshot
         )
     }
+}
+
+/// How much of a position to close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum CloseSize {
+    /// In the market's quantity steps.
+    Steps(Qty),
+    /// A decimal amount of the base asset as the trader wrote it; the engine converts it with the
+    /// position's market (one round trip from the edge) and refuses it (`invalid_quantity`) if it
+    /// is not a whole number of steps.
+    Decimal(crate::num::ExactDecimal),
 }
 
 /// One in-ring entry.

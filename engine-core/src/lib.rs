@@ -102,8 +102,8 @@ pub struct ReadmeDoctests;
 /// Everything an embedder usually needs.
 pub mod prelude {
     pub use crate::command::{
-        AccountId, ClientOrderId, Command, CommandKind, Credential, IdempotencyKey, Login,
-        MarketId, OpenRequest, PositionId, PositionStatus, RequestId, Size, Tick,
+        AccountId, ClientOrderId, CloseSize, Command, CommandKind, Credential, IdempotencyKey,
+        Login, MarketId, OpenRequest, PositionId, PositionStatus, RequestId, Size, Tick,
     };
     pub use crate::config::{EngineConfig, MarketConfig, WaitMode};
     pub use crate::event::{
@@ -111,7 +111,7 @@ pub mod prelude {
         ReplyData, Sink, StateSummary,
     };
     pub use crate::math::Side;
-    pub use crate::num::{Ppm, Price, Qty, Usdc};
+    pub use crate::num::{ExactDecimal, Ppm, Price, Qty, Usdc};
     pub use crate::processor::{
         EngineError, EngineHandle, Response, Submitter, Subscription, Ticket,
     };

@@ -197,6 +197,46 @@ pub fn parse_fixed_i128(s: &str, decimals: u32) -> Result<i128, DecimalError> {
     d.mantissa().checked_mul(factor).ok_or(DecimalError::OutOfRange)
 }
 
+/// A decimal exactly as written, `units × 10^-scale` (`"0.50"` is 5 × 10^-1): for a quantity
+/// whose unit (the market's step) only the engine knows, so the edge can pass it on without
+/// asking the engine first. [`ExactDecimal::to_steps`] converts it, or refuses if it does not fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct ExactDecimal {
+    /// The digits.
+    pub units: i64,
+    /// Fractional digits (trailing zeros removed), at most [`ExactDecimal::SCALE_MAX`].
+    pub scale: u8,
+}
+
+impl ExactDecimal {
+    /// The most fractional digits accepted.
+    pub const SCALE_MAX: u8 = 18;
+
+    /// Parses the plain form `[-]digits[.digits]` exactly (see [`parse_fixed`]).
+    pub fn parse(s: &str) -> Result<ExactDecimal, DecimalError> {
+        let unsigned = s.strip_prefix('-').unwrap_or(s);
+        let frac = unsigned.split_once('.').map_or("", |(_, f)| f);
+        let scale = frac.trim_end_matches('0').len();
+        let scale_u8 = u8::try_from(scale)
+            .ok()
+            .filter(|s| *s <= Self::SCALE_MAX)
+            .ok_or(DecimalError::TooManyDecimals { max: u32::from(Self::SCALE_MAX) })?;
+        let units = parse_fixed(s, u32::from(scale_u8))?;
+        Ok(ExactDecimal { units, scale: scale_u8 })
+    }
+
+    /// The value in steps of `10^-decimals`, if it is a whole number of them and fits.
+    pub fn to_steps(self, decimals: u32) -> Option<i64> {
+        let scale = u32::from(self.scale);
+        if scale <= decimals {
+            self.units.checked_mul(10i64.checked_pow(decimals - scale)?)
+        } else {
+            let div = 10i64.checked_pow(scale - decimals)?;
+            (self.units % div == 0).then_some(self.units / div)
+        }
+    }
+}
+
 /// Formats a fixed-point integer with exactly `decimals` fractional digits (`12345, 2` → `"123.45"`).
 pub fn format_fixed(v: i128, decimals: u32) -> String {
     let sign = if v < 0 { "-" } else { "" };
@@ -227,6 +267,21 @@ pub const fn div_ceil(a: i128, b: i128) -> i128 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn exact_decimals_convert_to_steps_or_refuse() {
+        let d = |s: &str| ExactDecimal::parse(s).unwrap();
+        assert_eq!(d("0.50"), ExactDecimal { units: 5, scale: 1 });
+        assert_eq!(d("12"), ExactDecimal { units: 12, scale: 0 });
+        assert_eq!(d("0.25").to_steps(5), Some(25_000));
+        assert_eq!(d("0.000001").to_steps(5), None, "finer than a step: refused, never rounded");
+        assert_eq!(d("1.000000").to_steps(2), Some(100));
+        assert_eq!(d("9223372036854775807").to_steps(1), None, "overflow");
+        for bad in ["", "1e5", "+1", " 1", "1.", "0.0000000000000000001"] {
+            assert!(ExactDecimal::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -105,7 +105,7 @@ impl Rig {
         self.apply(CommandKind::ClosePosition {
             account: self.trader,
             position: id,
-            quantity: Some(Qty(10)),
+            quantity: Some(CloseSize::Steps(Qty(10))),
             key: None,
         });
         self.apply(CommandKind::ClosePosition {

@@ -776,3 +776,29 @@ fn a_repeated_request_id_is_answered_again_not_applied_again() {
     ));
     assert_eq!(h.engine.max_request_id(), 778.max(h.log.last().unwrap().request_id.0));
 }
+
+#[test]
+fn a_decimal_close_quantity_is_converted_with_the_positions_market_exactly() {
+    let mut h = Harness::new();
+    let a = funded(&mut h, "t@x");
+    h.price(BTC, usd(60_000));
+    let p = open_qty(&mut h, a, Side::Long, 10, btc(1));
+    let close = |h: &mut Harness, s: &str| {
+        let d = ExactDecimal::parse(s).unwrap();
+        let kind = CommandKind::ClosePosition {
+            account: a,
+            position: p.id,
+            quantity: Some(CloseSize::Decimal(d)),
+            key: None,
+        };
+        h.run(kind)
+    };
+    // BTC_USDC has 5 quantity decimals: 0.000001 BTC is not a whole number of steps.
+    let before = h.business();
+    assert_eq!(close(&mut h, "0.000001"), Err(Reason::InvalidQuantity));
+    assert_eq!(close(&mut h, "2"), Err(Reason::InvalidQuantity), "more than the position");
+    assert_eq!(h.business(), before);
+    let Ok(ReplyData::Closed(part)) = close(&mut h, "0.25000") else { panic!("not closed") };
+    assert_eq!(part.quantity, Qty(25_000));
+    assert_eq!(h.position(a, p.id).quantity, Qty(75_000));
+}

@@ -18,14 +18,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use engine_core::command::{
-    AccountId, ClientOrderId, CommandKind, Credential, IdempotencyKey, Login, OpenRequest,
-    PositionId, PositionStatus, Size,
+    AccountId, ClientOrderId, CloseSize, CommandKind, Credential, IdempotencyKey, Login,
+    OpenRequest, PositionId, PositionStatus, Size,
 };
 use engine_core::config::MarketConfig;
 use engine_core::event::{AccountView, Item, PositionView, ReplyData};
 use engine_core::math::Side;
 use engine_core::num::{
-    DecimalError, Price, Qty, Usdc, format_fixed, parse_fixed, parse_fixed_i128,
+    DecimalError, ExactDecimal, Price, Qty, Usdc, format_fixed, parse_fixed, parse_fixed_i128,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -728,16 +728,16 @@ async fn close(
             )
         })?
     };
+    // The quantity's unit is its market's, which only the engine knows for this position: it
+    // goes as an exact decimal and the engine converts it (one round trip, not two).
     let quantity = match &body.quantity {
         None => None,
         Some(d) => {
-            // The quantity's precision is its market's: look the position up first.
-            let (v, _) = engine(&state, CommandKind::QueryPosition { account, position }).await?;
-            let ReplyData::Position(v) = v else { return Err(unexpected(&v)) };
-            let m = state
-                .market_cfg(v.market)
-                .ok_or_else(|| ApiError::bad_request("unknown_market", "unknown market"))?;
-            Some(qty("quantity", d, m)?)
+            let exact = ExactDecimal::parse(&d.0).map_err(|e| dec_error("quantity", e))?;
+            if exact.units <= 0 {
+                return Err(ApiError::bad_request("invalid_quantity", "quantity must be positive"));
+            }
+            Some(CloseSize::Decimal(exact))
         }
     };
     match engine(&state, CommandKind::ClosePosition { account, position, quantity, key }).await? {

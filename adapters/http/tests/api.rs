@@ -188,9 +188,15 @@ async fn full_trading_lifecycle() {
     let open = s.get("/api/v1/positions?status=open", &t).await;
     assert_eq!(open.body["positions"].as_array().unwrap().len(), 1);
 
+    // Finer than the market's step (5 decimals for BTC): refused by the engine, nothing closed.
+    let fine = s
+        .post(&format!("/api/v1/positions/{id}/close"), Some(&t), json!({ "quantity": "0.000001" }))
+        .await;
+    assert_eq!((fine.status, fine.body["error"]["code"].as_str()), (400, Some("invalid_quantity")));
     let part = s
         .post(&format!("/api/v1/positions/{id}/close"), Some(&t), json!({ "quantity": "0.2" }))
         .await;
+    assert_eq!(part.body["position_id"], id.as_str(), "the part names its position");
     assert_eq!((part.status, part.body["status"].as_str()), (200, Some("closed")));
     assert_eq!(part.body["realized_pnl"], "200.000000");
     assert_eq!(part.body["close_reason"], "manual");
@@ -461,7 +467,9 @@ async fn junk_input_gets_400_or_422_with_a_code_never_500() {
         ("/api/v1/user/deposit", r#"{"amount":true}"#, 400),
         ("/api/v1/positions/abc/close", r#"{}"#, 404),
         ("/api/v1/positions/99999999999999999999999/close", r#"{}"#, 404),
-        ("/api/v1/positions/1/close", r#"{"quantity": "x"}"#, 404),
+        // A malformed quantity is refused before any engine round trip (the engine converts
+        // well-formed ones with the position's market).
+        ("/api/v1/positions/1/close", r#"{"quantity": "x"}"#, 400),
     ] {
         let r = s.req("POST", path, Some(&t), Some(body)).await;
         assert_eq!(r.status, status, "{path} {body}: {}", r.body);

@@ -21,15 +21,22 @@ impl Engine {
         ts: u64,
         account: AccountId,
         id: PositionId,
-        quantity: Option<Qty>,
+        quantity: Option<CloseSize>,
         sink: &mut S,
     ) -> Outcome {
         let p = self.owned(account, id)?;
-        let qc = quantity.unwrap_or(p.qty);
+        let cfg = &self.market(p.market)?.cfg;
+        let qc = match quantity {
+            None => p.qty,
+            Some(CloseSize::Steps(q)) => q,
+            Some(CloseSize::Decimal(d)) => {
+                Qty(d.to_steps(cfg.qty_decimals).ok_or(Reason::InvalidQuantity)?)
+            }
+        };
         if qc.0 <= 0 || qc > p.qty {
             return Err(Reason::InvalidQuantity);
         }
-        let min_qty = self.market(p.market)?.cfg.min_qty;
+        let min_qty = cfg.min_qty;
         if qc < p.qty && p.qty.0 - qc.0 < min_qty {
             return Err(Reason::QuantityTooSmall);
         }

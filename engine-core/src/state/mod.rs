@@ -18,8 +18,8 @@ use std::collections::VecDeque;
 use rustc_hash::FxHashMap;
 
 use crate::command::{
-    AccountId, Command, CommandKind, Credential, IdempotencyKey, Login, MarketId, OpenRequest,
-    PositionId, PositionStatus, RequestId, Size, Tick,
+    AccountId, CloseSize, Command, CommandKind, Credential, IdempotencyKey, Login, MarketId,
+    OpenRequest, PositionId, PositionStatus, RequestId, Size, Tick,
 };
 use crate::config::{ConfigError, EngineConfig, MAX_AMOUNT, MarketConfig};
 use crate::event::{

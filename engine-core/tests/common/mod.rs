@@ -155,6 +155,7 @@ impl Harness {
         position: PositionId,
         quantity: Option<Qty>,
     ) -> Result<PositionView, Reason> {
+        let quantity = quantity.map(CloseSize::Steps);
         match self.run(CommandKind::ClosePosition { account, position, quantity, key: None })? {
             ReplyData::Closed(v) => Ok(v),
             other => panic!("close replied {other:?}"),

@@ -15,7 +15,6 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Req
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use engine_core::command::{
     AccountId, ClientOrderId, CloseSize, CommandKind, Credential, IdempotencyKey, Login,
@@ -29,29 +28,40 @@ use engine_core::num::{
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::auth::{hash_password, normalize_email, verify_password};
+use crate::dto::{self, AmountBody, CloseBody, Credentials, ListQuery, OpenBody};
 use crate::error::ApiError;
 use crate::{AppState, now_ns};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 type St = State<Arc<AppState>>;
 
-/// Every route; [`crate::openapi::ROUTES`] lists the same (a test keeps them equal).
+/// Every route with its OpenAPI operation, from one list: what is served and what is documented
+/// cannot differ (the handlers' `#[utoipa::path]` attributes carry the methods and paths).
+pub fn api_router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(signup))
+        .routes(routes!(signin))
+        .routes(routes!(balance))
+        .routes(routes!(deposit))
+        .routes(routes!(markets))
+        .routes(routes!(open, list_positions))
+        .routes(routes!(get_position))
+        .routes(routes!(close))
+        .routes(routes!(add_margin))
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi))
+}
+
+/// The served router: [`api_router`] plus the API's own 404 and 405.
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/v1/user/signup", post(signup))
-        .route("/api/v1/user/signin", post(signin))
-        .route("/api/v1/user/balance", get(balance))
-        .route("/api/v1/user/deposit", post(deposit))
-        .route("/api/v1/markets", get(markets))
-        .route("/api/v1/positions", post(open).get(list_positions))
-        .route("/api/v1/positions/{id}", get(get_position))
-        .route("/api/v1/positions/{id}/close", post(close))
-        .route("/api/v1/positions/{id}/margin", post(add_margin))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(crate::metrics::render))
-        .route("/api/v1/openapi.json", get(openapi))
+    let (router, _) = api_router().split_for_parts();
+    router
         .fallback(|| async { ApiError::not_found("not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -293,43 +303,41 @@ fn ms(ns: u64) -> u64 {
     ns / 1_000_000
 }
 
-/// A position as JSON.
-pub fn position_json(v: &PositionView, m: &MarketConfig) -> Value {
-    let mut o = json!({
-        "id": v.id.0.to_string(),
-        "market": m.symbol,
-        "side": v.side.as_str(),
-        "status": v.status.as_str(),
-        "quantity": format_fixed(i128::from(v.quantity.0), m.qty_decimals),
-        "entry_price": px(v.entry_price, m),
-        "margin": money(v.margin),
-        "leverage": v.leverage,
-        "liquidation_price": (v.liquidation_price.0 > 0).then(|| px(v.liquidation_price, m)),
-        "take_profit": v.take_profit.map(|p| px(p, m)),
-        "stop_loss": v.stop_loss.map(|p| px(p, m)),
-        "unrealized_pnl": money(v.unrealized_pnl),
-        "opened_at": ms(v.opened_at_ns),
-    });
-    if let (Some(c), Some(obj)) = (v.close, o.as_object_mut()) {
-        obj.insert("exit_price".into(), json!(px(c.exit_price, m)));
-        obj.insert("realized_pnl".into(), json!(money(c.realized_pnl)));
-        obj.insert("fee".into(), json!(money(c.fee)));
-        obj.insert("payout".into(), json!(money(c.payout)));
-        obj.insert("close_reason".into(), json!(c.reason.as_str()));
-        obj.insert("closed_at".into(), json!(ms(c.closed_at_ns)));
+/// A position as the API shows it.
+pub fn position_dto(v: &PositionView, m: &MarketConfig) -> dto::Position {
+    let c = v.close;
+    dto::Position {
+        id: v.id.0.to_string(),
+        market: m.symbol.clone(),
+        side: v.side.as_str(),
+        status: v.status.as_str(),
+        quantity: format_fixed(i128::from(v.quantity.0), m.qty_decimals),
+        entry_price: px(v.entry_price, m),
+        margin: money(v.margin),
+        leverage: v.leverage,
+        liquidation_price: (v.liquidation_price.0 > 0).then(|| px(v.liquidation_price, m)),
+        take_profit: v.take_profit.map(|p| px(p, m)),
+        stop_loss: v.stop_loss.map(|p| px(p, m)),
+        unrealized_pnl: money(v.unrealized_pnl),
+        opened_at: ms(v.opened_at_ns),
+        exit_price: c.map(|c| px(c.exit_price, m)),
+        realized_pnl: c.map(|c| money(c.realized_pnl)),
+        fee: c.map(|c| money(c.fee)),
+        payout: c.map(|c| money(c.payout)),
+        close_reason: c.map(|c| c.reason.as_str()),
+        closed_at: c.map(|c| ms(c.closed_at_ns)),
         // The position it closed: itself, or for a partial close the one still open.
-        obj.insert("position_id".into(), json!(c.position.0.to_string()));
+        position_id: c.map(|c| c.position.0.to_string()),
     }
-    o
 }
 
-fn balance_json(a: &AccountView) -> Value {
-    json!({
-        "available": money(a.available),
-        "locked_margin": money(a.locked_margin),
-        "equity": money(a.equity),
-        "unrealized_pnl": money(a.unrealized_pnl),
-    })
+fn balance_dto(a: &AccountView) -> dto::Balance {
+    dto::Balance {
+        available: money(a.available),
+        locked_margin: money(a.locked_margin),
+        equity: money(a.equity),
+        unrealized_pnl: money(a.unrealized_pnl),
+    }
 }
 
 fn view_response(
@@ -340,7 +348,7 @@ fn view_response(
     let m = state
         .market_cfg(v.market)
         .ok_or_else(|| ApiError::bad_request("unknown_market", "unknown market"))?;
-    Ok((status, Json(position_json(v, m))).into_response())
+    Ok((status, Json(position_dto(v, m))).into_response())
 }
 
 async fn engine(state: &AppState, kind: CommandKind) -> Result<(ReplyData, Vec<Item>), ApiError> {
@@ -370,13 +378,6 @@ fn own(caller: AccountId, owner: AccountId) -> Result<(), ApiError> {
 
 // ----- user -----
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Credentials {
-    email: String,
-    password: String,
-}
-
 /// A minimum strength: 10 to 128 characters, at least 5 different ones, no control characters.
 fn check_password(p: &str) -> Result<(), ApiError> {
     let n = p.chars().count();
@@ -393,6 +394,17 @@ fn check_password(p: &str) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/user/signup", tag = "user",
+    summary = "Create an account (the answer is the same whether the email was new or taken)",
+    request_body = dto::Credentials,
+    responses(
+        (status = 202, description = "accepted: sign in next", body = dto::SignupAccepted),
+        (status = 400, description = "invalid email, weak password, malformed JSON", body = dto::ErrorBody),
+        (status = 413, description = "body too large", body = dto::ErrorBody), (status = 415, description = "not application/json", body = dto::ErrorBody),
+        (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody),
+        (status = 503, description = "password hashing busy, or engine/Redis unavailable (Retry-After)", body = dto::ErrorBody),
+        (status = 504, description = "no reply in time", body = dto::ErrorBody),
+    ))]
 async fn signup(
     State(state): St,
     ClientIp(ip): ClientIp,
@@ -419,10 +431,10 @@ async fn signup(
         Err(e) => return Err(e),
         Ok((d, _)) => return Err(unexpected(&d)),
     }
-    let body = json!({
-        "status": "accepted",
-        "message": "if this email was new, its account is ready: sign in",
-    });
+    let body = dto::SignupAccepted {
+        status: "accepted",
+        message: "if this email was new, its account is ready: sign in",
+    };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
@@ -433,6 +445,17 @@ fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| hash_password("not-a-real-password").unwrap_or_default())
 }
 
+#[utoipa::path(post, path = "/api/v1/user/signin", tag = "user",
+    summary = "Sign in: a JWT for the Authorization header",
+    request_body = dto::Credentials,
+    responses(
+        (status = 200, description = "signed in", body = dto::Token),
+        (status = 400, description = "malformed JSON", body = dto::ErrorBody), (status = 401, description = "invalid email or password", body = dto::ErrorBody),
+        (status = 413, description = "body too large", body = dto::ErrorBody), (status = 415, description = "not application/json", body = dto::ErrorBody),
+        (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody),
+        (status = 503, description = "password hashing busy, or engine/Redis unavailable (Retry-After)", body = dto::ErrorBody),
+        (status = 504, description = "no reply in time", body = dto::ErrorBody),
+    ))]
 async fn signin(
     State(state): St,
     ClientIp(ip): ClientIp,
@@ -456,27 +479,36 @@ async fn signin(
         .await?;
     let account = account.filter(|_| ok).ok_or_else(denied)?;
     let (token, expires_at) = state.tokens.issue(account.0)?;
-    let body =
-        json!({ "token": token, "expires_at": expires_at, "user_id": account.0.to_string() });
-    Ok(Json(body).into_response())
+    Ok(Json(dto::Token { token, expires_at, user_id: account.0.to_string() }).into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/user/balance", tag = "user",
+    summary = "Balances, exact to the tick", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "balances", body = dto::Balance),
+        (status = 401, description = "missing, bad or expired token", body = dto::ErrorBody), (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody), (status = 503, description = "engine or Redis unavailable, or busy (Retry-After)", body = dto::ErrorBody), (status = 504, description = "no reply in time: the request may still apply", body = dto::ErrorBody),
+    ))]
 async fn balance(State(state): St, AuthUser(account): AuthUser) -> Result<Response, ApiError> {
     match engine(&state, CommandKind::QueryAccount { account }).await? {
         (ReplyData::Account(a), _) => {
             own(account, a.id)?;
-            Ok(Json(balance_json(&a)).into_response())
+            Ok(Json(balance_dto(&a)).into_response())
         }
         (d, _) => Err(unexpected(&d)),
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AmountBody {
-    amount: Dec,
-}
-
+#[utoipa::path(post, path = "/api/v1/user/deposit", tag = "user",
+    summary = "Demo deposit", security(("bearer" = [])), request_body = dto::AmountBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1..=36 printable ASCII: a retry with the same key returns the first result")),
+    responses(
+        (status = 200, description = "the new balances", body = dto::Balance),
+        (status = 400, description = "invalid amount or key", body = dto::ErrorBody), (status = 403, description = "demo deposits are off", body = dto::ErrorBody),
+        (status = 409, description = "idempotency key reused with another body", body = dto::ErrorBody),
+        (status = 413, description = "body too large", body = dto::ErrorBody), (status = 415, description = "not application/json", body = dto::ErrorBody),
+        (status = 422, description = "refused by the engine (e.g. invalid_amount)", body = dto::ErrorBody),
+        (status = 401, description = "missing, bad or expired token", body = dto::ErrorBody), (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody), (status = 503, description = "engine or Redis unavailable, or busy (Retry-After)", body = dto::ErrorBody), (status = 504, description = "no reply in time: the request may still apply", body = dto::ErrorBody),
+    ))]
 async fn deposit(
     State(state): St,
     AuthUser(account): AuthUser,
@@ -496,7 +528,7 @@ async fn deposit(
     match engine(&state, CommandKind::Deposit { account, amount, key }).await? {
         (ReplyData::Account(a), _) => {
             own(account, a.id)?;
-            Ok(Json(balance_json(&a)).into_response())
+            Ok(Json(balance_dto(&a)).into_response())
         }
         (d, _) => Err(unexpected(&d)),
     }
@@ -504,49 +536,43 @@ async fn deposit(
 
 // ----- markets -----
 
+#[utoipa::path(get, path = "/api/v1/markets", tag = "markets",
+    summary = "Markets with bid, ask, price time and limits (public)",
+    responses(
+        (status = 200, description = "every market", body = dto::Markets),
+        (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody), (status = 503, description = "engine unavailable", body = dto::ErrorBody), (status = 504, description = "no reply in time", body = dto::ErrorBody),
+    ))]
 async fn markets(State(state): St, ClientIp(ip): ClientIp) -> Result<Response, ApiError> {
     AppState::limited(&state.public_ip, &ip)?;
     let reply = state.markets_snapshot().await?;
     let items = reply.items.as_slice();
-    let list: Vec<Value> = items
+    let markets = items
         .iter()
         .filter_map(|i| match i {
             Item::Market(mv) => {
                 let m = state.market_cfg(mv.market)?;
                 let has = mv.updated_at_ns > 0;
-                Some(json!({
-                    "symbol": m.symbol,
-                    "bid": has.then(|| px(mv.bid, m)),
-                    "ask": has.then(|| px(mv.ask, m)),
-                    "updated_at": has.then(|| ms(mv.updated_at_ns)),
-                    "price_decimals": m.price_decimals,
-                    "qty_decimals": m.qty_decimals,
-                    "max_leverage": m.max_leverage,
-                    "maintenance_margin_rate": format_fixed(i128::from(m.maintenance_margin_rate.0), 6),
-                }))
+                Some(dto::Market {
+                    symbol: m.symbol.clone(),
+                    bid: has.then(|| px(mv.bid, m)),
+                    ask: has.then(|| px(mv.ask, m)),
+                    updated_at: has.then(|| ms(mv.updated_at_ns)),
+                    price_decimals: m.price_decimals,
+                    qty_decimals: m.qty_decimals,
+                    max_leverage: m.max_leverage,
+                    maintenance_margin_rate: format_fixed(
+                        i128::from(m.maintenance_margin_rate.0),
+                        6,
+                    ),
+                })
             }
             Item::Position(_) => None,
         })
         .collect();
-    Ok(Json(json!({ "markets": list })).into_response())
+    Ok(Json(dto::Markets { markets }).into_response())
 }
 
 // ----- positions -----
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OpenBody {
-    market: String,
-    side: String,
-    leverage: u64,
-    margin: Option<Dec>,
-    quantity: Option<Dec>,
-    expected_price: Option<Dec>,
-    max_slippage_bps: Option<u32>,
-    take_profit: Option<Dec>,
-    stop_loss: Option<Dec>,
-    client_order_id: Option<String>,
-}
 
 fn open_request(
     state: &AppState,
@@ -622,6 +648,16 @@ fn open_request(
     })
 }
 
+#[utoipa::path(post, path = "/api/v1/positions", tag = "positions",
+    summary = "Open a position", security(("bearer" = [])), request_body = dto::OpenBody,
+    responses(
+        (status = 201, description = "opened", body = dto::Position),
+        (status = 400, description = "invalid input (market, side, leverage, size, prices, client_order_id)", body = dto::ErrorBody),
+        (status = 409, description = "client_order_id reused with another body", body = dto::ErrorBody),
+        (status = 413, description = "body too large", body = dto::ErrorBody), (status = 415, description = "not application/json", body = dto::ErrorBody),
+        (status = 422, description = "refused by the engine: insufficient_balance, would_liquidate, no_price, stale_price, slippage_exceeded, ...", body = dto::ErrorBody),
+        (status = 401, description = "missing, bad or expired token", body = dto::ErrorBody), (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody), (status = 503, description = "engine or Redis unavailable, or busy (Retry-After)", body = dto::ErrorBody), (status = 504, description = "no reply in time: the request may still apply", body = dto::ErrorBody),
+    ))]
 async fn open(
     State(state): St,
     AuthUser(account): AuthUser,
@@ -639,12 +675,13 @@ async fn open(
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    status: Option<String>,
-}
-
+#[utoipa::path(get, path = "/api/v1/positions", tag = "positions",
+    summary = "The caller's positions", security(("bearer" = [])), params(dto::ListQuery),
+    responses(
+        (status = 200, description = "open (default) or closed positions", body = dto::Positions),
+        (status = 400, description = "invalid status or query", body = dto::ErrorBody),
+        (status = 401, description = "missing, bad or expired token", body = dto::ErrorBody), (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody), (status = 503, description = "engine or Redis unavailable, or busy (Retry-After)", body = dto::ErrorBody), (status = 504, description = "no reply in time: the request may still apply", body = dto::ErrorBody),
+    ))]
 async fn list_positions(
     State(state): St,
     AuthUser(account): AuthUser,
@@ -658,17 +695,17 @@ async fn list_positions(
         }
     };
     let (_, items) = engine(&state, CommandKind::QueryPositions { account, status }).await?;
-    let list: Vec<Value> = items
+    let positions = items
         .iter()
         .filter_map(|i| match i {
             Item::Position(v) if v.account == account => {
-                state.market_cfg(v.market).map(|m| position_json(v, m))
+                state.market_cfg(v.market).map(|m| position_dto(v, m))
             }
             Item::Position(_) => None,
             Item::Market(_) => None,
         })
         .collect();
-    Ok(Json(json!({ "positions": list })).into_response())
+    Ok(Json(dto::Positions { positions }).into_response())
 }
 
 fn position_id(raw: &str) -> Result<PositionId, ApiError> {
@@ -678,6 +715,14 @@ fn position_id(raw: &str) -> Result<PositionId, ApiError> {
         .map_err(|_| ApiError::not_found("unknown_position", "no such position"))
 }
 
+#[utoipa::path(get, path = "/api/v1/positions/{id}", tag = "positions",
+    summary = "One position, with uPnL and liquidation price", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Position id")),
+    responses(
+        (status = 200, description = "the position", body = dto::Position),
+        (status = 400, description = "invalid id", body = dto::ErrorBody), (status = 404, description = "not one of the caller's positions", body = dto::ErrorBody),
+        (status = 401, description = "missing, bad or expired token", body = dto::ErrorBody), (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody), (status = 503, description = "engine or Redis unavailable, or busy (Retry-After)", body = dto::ErrorBody), (status = 504, description = "no reply in time: the request may still apply", body = dto::ErrorBody),
+    ))]
 async fn get_position(
     State(state): St,
     AuthUser(account): AuthUser,
@@ -693,12 +738,18 @@ async fn get_position(
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct CloseBody {
-    quantity: Option<Dec>,
-}
-
+#[utoipa::path(post, path = "/api/v1/positions/{id}/close", tag = "positions",
+    summary = "Close all (empty body) or part of a position", security(("bearer" = [])),
+    request_body(content = Option<dto::CloseBody>, description = "optional: the quantity to close"),
+    params(("id" = String, Path, description = "Position id"), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key returns the first result")),
+    responses(
+        (status = 200, description = "the closed part", body = dto::Position),
+        (status = 400, description = "invalid quantity or key", body = dto::ErrorBody), (status = 404, description = "not one of the caller's positions", body = dto::ErrorBody),
+        (status = 409, description = "idempotency key reused, or position already closed", body = dto::ErrorBody),
+        (status = 413, description = "body too large", body = dto::ErrorBody),
+        (status = 422, description = "refused by the engine: stale_price, quantity_too_small, ...", body = dto::ErrorBody),
+        (status = 401, description = "missing, bad or expired token", body = dto::ErrorBody), (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody), (status = 503, description = "engine or Redis unavailable, or busy (Retry-After)", body = dto::ErrorBody), (status = 504, description = "no reply in time: the request may still apply", body = dto::ErrorBody),
+    ))]
 async fn close(
     State(state): St,
     AuthUser(account): AuthUser,
@@ -749,6 +800,18 @@ async fn close(
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/positions/{id}/margin", tag = "positions",
+    summary = "Add margin (moves the liquidation price away)", security(("bearer" = [])),
+    request_body = dto::AmountBody,
+    params(("id" = String, Path, description = "Position id"), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key returns the first result")),
+    responses(
+        (status = 200, description = "the position", body = dto::Position),
+        (status = 400, description = "invalid amount or key", body = dto::ErrorBody), (status = 404, description = "not one of the caller's positions", body = dto::ErrorBody),
+        (status = 409, description = "idempotency key reused with another body", body = dto::ErrorBody),
+        (status = 413, description = "body too large", body = dto::ErrorBody), (status = 415, description = "not application/json", body = dto::ErrorBody),
+        (status = 422, description = "refused by the engine: insufficient_balance, ...", body = dto::ErrorBody),
+        (status = 401, description = "missing, bad or expired token", body = dto::ErrorBody), (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody), (status = 503, description = "engine or Redis unavailable, or busy (Retry-After)", body = dto::ErrorBody), (status = 504, description = "no reply in time: the request may still apply", body = dto::ErrorBody),
+    ))]
 async fn add_margin(
     State(state): St,
     AuthUser(account): AuthUser,
@@ -771,18 +834,35 @@ async fn add_margin(
 
 // ----- operations -----
 
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    summary = "Engine liveness and each market's price age (503 until a market has a fresh price)",
+    responses(
+        (status = 200, description = "ok", body = dto::Health),
+        (status = 503, description = "no fresh price, or the engine is not answering", body = dto::Health),
+        (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody),
+    ))]
 async fn healthz(State(state): St, ClientIp(ip): ClientIp) -> Response {
     if let Err(e) = AppState::limited(&state.public_ip, &ip) {
         return e.into_response();
     }
     let probe = tokio::time::timeout(Duration::from_secs(1), state.markets_snapshot()).await;
+    let uptime_s = state.started.elapsed().as_secs();
     let Ok(Ok(reply)) = probe else {
-        let body = json!({ "status": "unavailable", "engine": "not answering",
-            "error": { "code": "engine_unavailable", "message": "the engine is not answering" } });
+        let body = dto::Health {
+            status: "unavailable",
+            engine: "not answering",
+            uptime_s,
+            markets: Vec::new(),
+            feed: state.feed.as_ref().map(|f| f.health()),
+            error: Some(dto::ErrorDetail {
+                code: "engine_unavailable".into(),
+                message: "the engine is not answering".into(),
+            }),
+        };
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     };
     let now = now_ns();
-    let markets: Vec<Value> = reply
+    let markets: Vec<dto::MarketHealth> = reply
         .items
         .iter()
         .filter_map(|i| match i {
@@ -790,32 +870,38 @@ async fn healthz(State(state): St, ClientIp(ip): ClientIp) -> Response {
                 let age = (mv.updated_at_ns > 0).then(|| ms(now.saturating_sub(mv.updated_at_ns)));
                 let fresh = mv.updated_at_ns > 0
                     && now.saturating_sub(mv.updated_at_ns) <= m.max_price_age_ns;
-                json!({ "symbol": m.symbol, "price_age_ms": age, "fresh": fresh })
+                dto::MarketHealth { symbol: m.symbol.clone(), price_age_ms: age, fresh }
             }),
             Item::Position(_) => None,
         })
         .collect();
     // Without any fresh price nothing can be traded: not "ok" for a load balancer.
-    let priced = markets.iter().any(|m| m["fresh"] == json!(true));
-    let (status, word) = if priced {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "no_prices")
+    let priced = markets.iter().any(|m| m.fresh);
+    let body = dto::Health {
+        status: if priced { "ok" } else { "no_prices" },
+        engine: "alive",
+        uptime_s,
+        markets,
+        feed: state.feed.as_ref().map(|f| f.health()),
+        error: (!priced).then(|| dto::ErrorDetail {
+            code: "no_prices".into(),
+            message: "no market has a fresh price".into(),
+        }),
     };
-    let mut body = json!({
-        "status": word,
-        "engine": "alive",
-        "uptime_s": state.started.elapsed().as_secs(),
-        "markets": markets,
-        "feed": state.feed.as_ref().map(|f| f.health()),
-    });
-    if !priced && let Some(o) = body.as_object_mut() {
-        let error = json!({ "code": "no_prices", "message": "no market has a fresh price" });
-        o.insert("error".into(), error);
-    }
+    let status = if priced { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
 }
 
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
+    summary = "This document (OpenAPI 3.1)",
+    responses((status = 200, description = "the document", content_type = "application/json", body = Object)))]
 async fn openapi() -> Response {
     Json(crate::openapi::document()).into_response()
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    summary = "Metrics (OpenMetrics text); every label value from a closed set",
+    responses((status = 200, description = "metrics", content_type = "application/openmetrics-text", body = String)))]
+async fn metrics(state: St) -> Response {
+    crate::metrics::render(state).await
 }

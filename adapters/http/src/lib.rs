@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod dto;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
@@ -461,7 +462,7 @@ impl AppState {
     }
 }
 
-/// The router with every route of [`openapi::ROUTES`], the body limit and deadline, security
+/// The router with every route of [`api::api_router`] (which also generates the OpenAPI document), the body limit and deadline, security
 /// headers, CORS (if configured) and metrics.
 pub fn router(state: Arc<AppState>) -> Router {
     use axum::http::{HeaderValue, header};

@@ -1,65 +1,67 @@
-//! The route table and the OpenAPI 3.1 document built from it.
+//! The OpenAPI 3.1 document, generated (utoipa) from the handlers and the types of
+//! [`crate::dto`]: every body, status, parameter and the bearer scheme, from the code itself.
 
-use serde_json::{Map, Value, json};
+use std::sync::OnceLock;
 
-/// Every route the router serves: (method, path, summary, needs a token).
-pub const ROUTES: &[(&str, &str, &str, bool)] = &[
-    ("post", "/api/v1/user/signup", "Create an account: {email, password} -> 201 {user_id}", false),
-    ("post", "/api/v1/user/signin", "Sign in: {email, password} -> {token, expires_at}", false),
-    (
-        "get",
-        "/api/v1/user/balance",
-        "Balances: {available, locked_margin, equity, unrealized_pnl}",
-        true,
+use serde_json::Value;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+/// The document's fixed parts; the paths come from [`crate::api::api_router`].
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "hundredx",
+        description = "Leveraged trading API. Decimals are strings (exact), ids are strings, \
+                       times are milliseconds since the Unix epoch. Errors are \
+                       {\"error\": {\"code\", \"message\"}} with a stable code."
     ),
-    ("post", "/api/v1/user/deposit", "Demo deposit: {amount}", true),
-    ("get", "/api/v1/markets", "Markets with bid, ask, update time and limits", false),
-    ("post", "/api/v1/positions", "Open a position -> 201 position", true),
-    ("get", "/api/v1/positions", "The caller's positions (?status=open|closed)", true),
-    ("get", "/api/v1/positions/{id}", "One position, with uPnL and liquidation price", true),
-    ("post", "/api/v1/positions/{id}/close", "Close all or {quantity} -> the closed part", true),
-    ("post", "/api/v1/positions/{id}/margin", "Add margin: {amount}", true),
-    ("get", "/healthz", "Engine liveness and price age per market", false),
-    ("get", "/metrics", "Prometheus metrics", false),
-    ("get", "/api/v1/openapi.json", "This document", false),
-];
+    modifiers(&Bearer),
+    components(schemas(crate::dto::ErrorBody)),
+    tags(
+        (name = "user", description = "Accounts, sessions, balances"),
+        (name = "markets", description = "Public market data"),
+        (name = "positions", description = "Trading"),
+        (name = "operations", description = "Health, metrics, this document"),
+    )
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
 
-/// The OpenAPI document.
-pub fn document() -> Value {
-    let mut paths = Map::new();
-    for (method, path, summary, auth) in ROUTES {
-        let mut op = json!({
-            "summary": summary,
-            "responses": {
-                "200": { "description": "OK" },
-                "400": { "$ref": "#/components/responses/Error" },
-                "422": { "$ref": "#/components/responses/Error" },
-                "429": { "$ref": "#/components/responses/Error" },
-                "503": { "$ref": "#/components/responses/Error" },
-                "504": { "$ref": "#/components/responses/Error" }
-            }
-        });
-        if *auth {
-            op["security"] = json!([{ "bearer": [] }]);
-            op["responses"]["401"] = json!({ "$ref": "#/components/responses/Error" });
-        }
-        if path.contains("{id}") {
-            op["parameters"] = json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }]);
-        }
-        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
-        entry[*method] = op;
+/// The `bearer` security scheme (JWT in `Authorization: Bearer`).
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
+            ),
+        );
     }
-    json!({
-        "openapi": "3.1.0",
-        "info": { "title": "hundredx", "version": env!("CARGO_PKG_VERSION"),
-                  "description": "Leveraged trading API. Decimals are strings; ids are strings." },
-        "paths": paths,
-        "components": {
-            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" } },
-            "responses": { "Error": { "description": "{\"error\": {\"code\", \"message\"}}",
-                "content": { "application/json": { "schema": { "type": "object", "properties": {
-                    "error": { "type": "object", "properties": {
-                        "code": { "type": "string" }, "message": { "type": "string" } } } } } } } } }
-        }
+}
+
+/// The whole document, built once.
+pub fn document() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let (_, api) = crate::api::api_router().split_for_parts();
+        serde_json::to_value(&api).unwrap_or_default()
     })
+}
+
+/// Every documented operation: (method in upper case, path, needs a token).
+pub fn operations() -> Vec<(String, String, bool)> {
+    let mut ops = Vec::new();
+    for (path, item) in document()["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            let auth =
+                op.get("security").is_some_and(|s| s.as_array().is_some_and(|a| !a.is_empty()));
+            ops.push((method.to_uppercase(), path.clone(), auth));
+        }
+    }
+    ops.sort();
+    ops
 }

@@ -1,0 +1,253 @@
+//! The API's bodies as types: every request body is parsed into one of these, every response
+//! body is one of these, and the OpenAPI document is generated from them (utoipa), so the
+//! document cannot drift from what is served. Decimals are strings (exact), ids are strings
+//! (u64 does not survive JavaScript), times are milliseconds since the Unix epoch.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::Dec;
+
+// ----- requests -----
+
+/// Sign-up and sign-in.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// An email address (trimmed, lower-cased), at most 64 bytes.
+    #[schema(example = "trader@example.com")]
+    pub email: String,
+    /// 10 to 128 characters, at least 5 different ones.
+    #[schema(example = "correct horse")]
+    pub password: String,
+}
+
+/// A demo deposit.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AmountBody {
+    /// USDC, up to 6 decimals, > 0 (a string or a number).
+    #[schema(value_type = String, example = "100.5")]
+    pub amount: Dec,
+}
+
+/// Open a position: exactly one of `margin` or `quantity`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenBody {
+    /// A configured market, e.g. `BTC_USDC`.
+    #[schema(example = "BTC_USDC")]
+    pub market: String,
+    /// `long` or `short`.
+    #[schema(example = "long")]
+    pub side: String,
+    /// 1 to the market's `max_leverage`.
+    #[schema(example = 10)]
+    pub leverage: u64,
+    /// Margin in USDC (the quantity is margin × leverage / fill price, rounded down).
+    #[schema(value_type = Option<String>, example = "100")]
+    pub margin: Option<Dec>,
+    /// Quantity of the base asset, in the market's quantity decimals.
+    #[schema(value_type = Option<String>)]
+    pub quantity: Option<Dec>,
+    /// With `max_slippage_bps`: refuse a fill worse than this by more than that.
+    #[schema(value_type = Option<String>)]
+    pub expected_price: Option<Dec>,
+    /// 0..=10000, with `expected_price`.
+    pub max_slippage_bps: Option<u32>,
+    /// On the profitable side of the fill.
+    #[schema(value_type = Option<String>)]
+    pub take_profit: Option<Dec>,
+    /// On the losing side of the fill.
+    #[schema(value_type = Option<String>)]
+    pub stop_loss: Option<Dec>,
+    /// 1..=36 printable ASCII: a retry with the same id never opens twice.
+    pub client_order_id: Option<String>,
+}
+
+/// Close all of a position (empty body or no `quantity`) or part of it.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloseBody {
+    /// Base asset to close, a whole number of the market's quantity steps.
+    #[schema(value_type = Option<String>, example = "0.25")]
+    pub quantity: Option<Dec>,
+}
+
+/// `GET /positions?status=`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// `open` (default) or `closed`.
+    pub status: Option<String>,
+}
+
+// ----- responses -----
+
+/// Sign-up's uniform answer (the same whether the email was new or taken).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignupAccepted {
+    /// Always `accepted`.
+    pub status: &'static str,
+    /// What to do next.
+    pub message: &'static str,
+}
+
+/// A session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Token {
+    /// A JWT (HS256) for `Authorization: Bearer`.
+    pub token: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub expires_at: u64,
+    /// The account id.
+    pub user_id: String,
+}
+
+/// Balances in USDC.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Balance {
+    /// Free to trade or withdraw.
+    pub available: String,
+    /// Held as margin by open positions.
+    pub locked_margin: String,
+    /// available + locked_margin + unrealized_pnl.
+    pub equity: String,
+    /// Of open positions at the current marks.
+    pub unrealized_pnl: String,
+}
+
+/// A market with its latest price (`null`s before the first tick).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Market {
+    /// E.g. `BTC_USDC`.
+    pub symbol: String,
+    /// Best bid.
+    pub bid: Option<String>,
+    /// Best ask.
+    pub ask: Option<String>,
+    /// When the engine received the price (ms).
+    pub updated_at: Option<u64>,
+    /// Price decimals.
+    pub price_decimals: u32,
+    /// Quantity decimals.
+    pub qty_decimals: u32,
+    /// Highest leverage.
+    pub max_leverage: u32,
+    /// Maintenance margin rate, e.g. `0.005000`.
+    pub maintenance_margin_rate: String,
+}
+
+/// Every market.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Markets {
+    /// In configuration order.
+    pub markets: Vec<Market>,
+}
+
+/// A position; the `close` fields appear once it is closed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Position {
+    /// Id (a partial close's closed part has its own).
+    pub id: String,
+    /// Market symbol.
+    pub market: String,
+    /// `long` or `short`.
+    pub side: &'static str,
+    /// `open` or `closed`.
+    pub status: &'static str,
+    /// Base asset.
+    pub quantity: String,
+    /// Fill price.
+    pub entry_price: String,
+    /// USDC locked (closed: released).
+    pub margin: String,
+    /// Leverage.
+    pub leverage: u32,
+    /// Where the engine liquidates it (`null`: never, e.g. a 1x long).
+    pub liquidation_price: Option<String>,
+    /// Take-profit trigger.
+    pub take_profit: Option<String>,
+    /// Stop-loss trigger.
+    pub stop_loss: Option<String>,
+    /// At the current mark (0 once closed).
+    pub unrealized_pnl: String,
+    /// Opening time (ms).
+    pub opened_at: u64,
+    /// Closed: the mark it closed at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_price: Option<String>,
+    /// Closed: PnL of the closed quantity, before fees.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub realized_pnl: Option<String>,
+    /// Closed: close or liquidation fee.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fee: Option<String>,
+    /// Closed: what the trader received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payout: Option<String>,
+    /// Closed: `manual`, `take_profit`, `stop_loss` or `liquidation`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub close_reason: Option<&'static str>,
+    /// Closed: when (ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<u64>,
+    /// Closed: the position it closed (itself, or the one a partial close left open).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position_id: Option<String>,
+}
+
+/// The caller's positions, newest closed first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Positions {
+    /// The list.
+    pub positions: Vec<Position>,
+}
+
+/// Every error: a stable code and a message in our words.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// See [`ErrorBody`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code (`insufficient_balance`, `rate_limited`, `busy`, ...).
+    #[schema(example = "insufficient_balance")]
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
+
+/// `/healthz`: the engine, each market's price age, the feed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, `no_prices` or `unavailable`.
+    pub status: &'static str,
+    /// `alive` or `not answering`.
+    pub engine: &'static str,
+    /// Seconds since this process started.
+    pub uptime_s: u64,
+    /// Per market.
+    pub markets: Vec<MarketHealth>,
+    /// The feed's own report (serve), if any.
+    #[schema(value_type = Option<Object>)]
+    pub feed: Option<serde_json::Value>,
+    /// Present with `no_prices`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// A market's price age.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarketHealth {
+    /// Symbol.
+    pub symbol: String,
+    /// Since the engine received its price (ms), `null` before the first.
+    pub price_age_ms: Option<u64>,
+    /// Younger than the market's `max_price_age`.
+    pub fresh: bool,
+}

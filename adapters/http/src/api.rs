@@ -400,7 +400,7 @@ fn check_password(p: &str) -> Result<(), ApiError> {
     responses(
         (status = 202, description = "accepted: sign in next", body = dto::SignupAccepted),
         (status = 400, description = "invalid email, weak password, malformed JSON", body = dto::ErrorBody),
-        (status = 413, description = "body too large", body = dto::ErrorBody), (status = 415, description = "not application/json", body = dto::ErrorBody),
+        dto::BodyErrors,
         (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody),
         (status = 503, description = "password hashing busy, or engine/Redis unavailable (Retry-After)", body = dto::ErrorBody),
         (status = 504, description = "no reply in time", body = dto::ErrorBody),
@@ -451,7 +451,7 @@ fn dummy_hash() -> &'static str {
     responses(
         (status = 200, description = "signed in", body = dto::Token),
         (status = 400, description = "malformed JSON", body = dto::ErrorBody), (status = 401, description = "invalid email or password", body = dto::ErrorBody),
-        (status = 413, description = "body too large", body = dto::ErrorBody), (status = 415, description = "not application/json", body = dto::ErrorBody),
+        dto::BodyErrors,
         (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody),
         (status = 503, description = "password hashing busy, or engine/Redis unavailable (Retry-After)", body = dto::ErrorBody),
         (status = 504, description = "no reply in time", body = dto::ErrorBody),
@@ -486,7 +486,7 @@ async fn signin(
     summary = "Balances, exact to the tick", security(("bearer" = [])),
     responses(
         (status = 200, description = "balances", body = dto::Balance),
-        (status = 401, description = "missing, bad or expired token", body = dto::ErrorBody), (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody), (status = 503, description = "engine or Redis unavailable, or busy (Retry-After)", body = dto::ErrorBody), (status = 504, description = "no reply in time: the request may still apply", body = dto::ErrorBody),
+        dto::AuthedErrors,
     ))]
 async fn balance(State(state): St, AuthUser(account): AuthUser) -> Result<Response, ApiError> {
     match engine(&state, CommandKind::QueryAccount { account }).await? {
@@ -505,9 +505,9 @@ async fn balance(State(state): St, AuthUser(account): AuthUser) -> Result<Respon
         (status = 200, description = "the new balances", body = dto::Balance),
         (status = 400, description = "invalid amount or key", body = dto::ErrorBody), (status = 403, description = "demo deposits are off", body = dto::ErrorBody),
         (status = 409, description = "idempotency key reused with another body", body = dto::ErrorBody),
-        (status = 413, description = "body too large", body = dto::ErrorBody), (status = 415, description = "not application/json", body = dto::ErrorBody),
+        dto::BodyErrors,
         (status = 422, description = "refused by the engine (e.g. invalid_amount)", body = dto::ErrorBody),
-        (status = 401, description = "missing, bad or expired token", body = dto::ErrorBody), (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody), (status = 503, description = "engine or Redis unavailable, or busy (Retry-After)", body = dto::ErrorBody), (status = 504, description = "no reply in time: the request may still apply", body = dto::ErrorBody),
+        dto::AuthedErrors,
     ))]
 async fn deposit(
     State(state): St,
@@ -654,9 +654,9 @@ fn open_request(
         (status = 201, description = "opened", body = dto::Position),
         (status = 400, description = "invalid input (market, side, leverage, size, prices, client_order_id)", body = dto::ErrorBody),
         (status = 409, description = "client_order_id reused with another body", body = dto::ErrorBody),
-        (status = 413, description = "body too large", body = dto::ErrorBody), (status = 415, description = "not application/json", body = dto::ErrorBody),
+        dto::BodyErrors,
         (status = 422, description = "refused by the engine: insufficient_balance, would_liquidate, no_price, stale_price, slippage_exceeded, ...", body = dto::ErrorBody),
-        (status = 401, description = "missing, bad or expired token", body = dto::ErrorBody), (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody), (status = 503, description = "engine or Redis unavailable, or busy (Retry-After)", body = dto::ErrorBody), (status = 504, description = "no reply in time: the request may still apply", body = dto::ErrorBody),
+        dto::AuthedErrors,
     ))]
 async fn open(
     State(state): St,
@@ -680,7 +680,7 @@ async fn open(
     responses(
         (status = 200, description = "open (default) or closed positions", body = dto::Positions),
         (status = 400, description = "invalid status or query", body = dto::ErrorBody),
-        (status = 401, description = "missing, bad or expired token", body = dto::ErrorBody), (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody), (status = 503, description = "engine or Redis unavailable, or busy (Retry-After)", body = dto::ErrorBody), (status = 504, description = "no reply in time: the request may still apply", body = dto::ErrorBody),
+        dto::AuthedErrors,
     ))]
 async fn list_positions(
     State(state): St,
@@ -721,7 +721,7 @@ fn position_id(raw: &str) -> Result<PositionId, ApiError> {
     responses(
         (status = 200, description = "the position", body = dto::Position),
         (status = 400, description = "invalid id", body = dto::ErrorBody), (status = 404, description = "not one of the caller's positions", body = dto::ErrorBody),
-        (status = 401, description = "missing, bad or expired token", body = dto::ErrorBody), (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody), (status = 503, description = "engine or Redis unavailable, or busy (Retry-After)", body = dto::ErrorBody), (status = 504, description = "no reply in time: the request may still apply", body = dto::ErrorBody),
+        dto::AuthedErrors,
     ))]
 async fn get_position(
     State(state): St,
@@ -748,7 +748,7 @@ async fn get_position(
         (status = 409, description = "idempotency key reused, or position already closed", body = dto::ErrorBody),
         (status = 413, description = "body too large", body = dto::ErrorBody),
         (status = 422, description = "refused by the engine: stale_price, quantity_too_small, ...", body = dto::ErrorBody),
-        (status = 401, description = "missing, bad or expired token", body = dto::ErrorBody), (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody), (status = 503, description = "engine or Redis unavailable, or busy (Retry-After)", body = dto::ErrorBody), (status = 504, description = "no reply in time: the request may still apply", body = dto::ErrorBody),
+        dto::AuthedErrors,
     ))]
 async fn close(
     State(state): St,
@@ -808,9 +808,9 @@ async fn close(
         (status = 200, description = "the position", body = dto::Position),
         (status = 400, description = "invalid amount or key", body = dto::ErrorBody), (status = 404, description = "not one of the caller's positions", body = dto::ErrorBody),
         (status = 409, description = "idempotency key reused with another body", body = dto::ErrorBody),
-        (status = 413, description = "body too large", body = dto::ErrorBody), (status = 415, description = "not application/json", body = dto::ErrorBody),
+        dto::BodyErrors,
         (status = 422, description = "refused by the engine: insufficient_balance, ...", body = dto::ErrorBody),
-        (status = 401, description = "missing, bad or expired token", body = dto::ErrorBody), (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody), (status = 503, description = "engine or Redis unavailable, or busy (Retry-After)", body = dto::ErrorBody), (status = 504, description = "no reply in time: the request may still apply", body = dto::ErrorBody),
+        dto::AuthedErrors,
     ))]
 async fn add_margin(
     State(state): St,

@@ -251,3 +251,33 @@ pub struct MarketHealth {
     /// Younger than the market's `max_price_age`.
     pub fresh: bool,
 }
+
+/// The errors every authenticated call can answer (documented once, used in every operation).
+#[derive(Debug, utoipa::IntoResponses)]
+#[allow(dead_code)] // a description of responses, never built
+pub enum AuthedErrors {
+    /// Missing, bad or expired token.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Rate limited; `Retry-After` says when to come back.
+    #[response(status = 429)]
+    RateLimited(ErrorBody),
+    /// The engine or Redis is unavailable, or bounded work is full (`busy`); `Retry-After`.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+    /// No reply in time: the request may still apply (retry with the same key or id).
+    #[response(status = 504)]
+    Timeout(ErrorBody),
+}
+
+/// The errors of reading a JSON body.
+#[derive(Debug, utoipa::IntoResponses)]
+#[allow(dead_code)] // a description of responses, never built
+pub enum BodyErrors {
+    /// The body is larger than the limit.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Not `application/json`.
+    #[response(status = 415)]
+    UnsupportedMediaType(ErrorBody),
+}

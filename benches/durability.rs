@@ -64,7 +64,6 @@ fn start(journal: Option<(&DataDir, SyncPolicy)>) -> EngineHandle {
             Box::new(Journal::open(d, 1, p, 256 << 20).unwrap()) as Box<dyn InputStage>
         }),
         snapshots: None,
-        poll_outputs: false,
     };
     EngineHandle::start_with(engine, options).unwrap()
 }

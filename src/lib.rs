@@ -102,7 +102,6 @@ impl DurableEngine {
             first_seq,
             input_stage: Some(Box::new(journal)),
             snapshots: Some((opts.snapshots, tx)),
-            poll_outputs: false,
         };
         let handle = EngineHandle::start_with(engine, options).context("starting the engine")?;
         if opts.exit_on_fail_stop {

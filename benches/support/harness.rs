@@ -17,7 +17,6 @@
 use std::time::{Duration, Instant};
 
 use engine_core::prelude::*;
-use engine_core::processor::StartOptions;
 use hdrhistogram::Histogram;
 
 /// Which transport carries commands to the engine thread and results back.
@@ -297,42 +296,107 @@ trait Transport: Send {
     fn finish(self: Box<Self>) -> u64;
 }
 
+/// The disruptor pipeline built here the way the processor builds it (multi-producer in-ring,
+/// the engine thread, single-producer out-ring), but read by the generator's own event poller,
+/// like the channel pipelines read their channel: the comparison is ring against channel, and
+/// the production processor needs no benchmark-only mode.
 struct DisruptorT {
-    handle: EngineHandle,
-    submitter: Submitter,
-    poller: engine_core::processor::OutputPoller,
+    producer: Option<disruptor::MultiProducer<Command, disruptor::SingleConsumerBarrier>>,
+    poller: disruptor::EventPoller<Output, disruptor::SingleProducerBarrier>,
+    liquidations: std::sync::mpsc::Receiver<u64>,
+}
+
+/// The engine thread's state: on drop (the in-ring shut down) it reports the liquidations, then
+/// drops the out-ring producer, which ends the poller.
+struct EngineStage {
+    engine: Engine,
+    out: RingSink,
+    done: std::sync::mpsc::Sender<u64>,
+}
+
+impl Drop for EngineStage {
+    fn drop(&mut self) {
+        let _ = self.done.send(self.engine.counters().liquidations);
+    }
+}
+
+struct RingSink(disruptor::SingleProducer<Output, disruptor::SingleConsumerBarrier>);
+
+impl engine_core::event::Sink for RingSink {
+    fn emit(&mut self, output: Output) {
+        use disruptor::Producer;
+        self.0.publish(|slot| *slot = output);
+    }
+}
+
+impl DisruptorT {
+    fn start(engine: Engine) -> DisruptorT {
+        use disruptor::ProcessorSettings;
+        let cfg = engine.config().clone();
+        let (poller, out_builder) = disruptor::build_single_producer(
+            cfg.out_ring_size,
+            Output::default,
+            disruptor::BusySpin,
+        )
+        .new_event_poller();
+        let out = RingSink(out_builder.build());
+        let (done, liquidations) = std::sync::mpsc::channel();
+        let builder = disruptor::build_multi_producer(
+            cfg.in_ring_size,
+            Command::default,
+            disruptor::BusySpin,
+        )
+        .thread_name("bench-engine");
+        let builder = match cfg.pin_core {
+            Some(core) => builder.pin_at_core(core),
+            None => builder,
+        };
+        let producer = builder
+            .handle_events_and_state_with(
+                |s: &mut EngineStage, cmd: &Command, _: disruptor::Sequence, _: bool| {
+                    s.engine.apply(cmd, &mut s.out)
+                },
+                move || EngineStage { engine, out, done },
+            )
+            .build();
+        DisruptorT { producer: Some(producer), poller, liquidations }
+    }
 }
 
 impl Transport for DisruptorT {
     fn try_send(&mut self, cmds: &[Command]) -> usize {
-        if self.submitter.try_publish_batch(cmds).is_ok() { cmds.len() } else { 0 }
+        use disruptor::Producer;
+        let Some(p) = self.producer.as_mut() else { return 0 };
+        let published = p.try_batch_publish(cmds.len(), |slots| {
+            for (slot, cmd) in slots.zip(cmds) {
+                *slot = *cmd;
+            }
+        });
+        if published.is_ok() { cmds.len() } else { 0 }
     }
 
     fn drain(&mut self, f: &mut dyn FnMut(u64)) {
-        let _ = self.poller.poll(|o| {
-            if let Output::Reply { request_id, .. } = o {
-                f(request_id.0);
+        if let Ok(mut guard) = self.poller.poll() {
+            for o in &mut guard {
+                if let Output::Reply { request_id, .. } = o {
+                    f(request_id.0);
+                }
             }
-        });
+        }
     }
 
-    fn finish(self: Box<Self>) -> u64 {
-        let DisruptorT { handle, submitter, mut poller } = *self;
-        drop(submitter);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let drainer = std::thread::spawn(move || {
-            // Keep the out-ring flowing while the engine drains its in-ring.
-            while poller.poll(|_| {}).is_ok() {
-                if rx.try_recv().is_ok() {
-                    break;
-                }
-                std::hint::spin_loop();
+    fn finish(mut self: Box<Self>) -> u64 {
+        // Dropping the producer drains and stops the engine thread; keep the out-ring flowing
+        // meanwhile, until the engine's stage reports and the poller sees the shutdown.
+        drop(self.producer.take());
+        loop {
+            match self.poller.poll() {
+                Ok(mut guard) => for _ in &mut guard {},
+                Err(disruptor::Polling::NoEvents) => std::hint::spin_loop(),
+                Err(disruptor::Polling::Shutdown) => break,
             }
-        });
-        let engine = handle.shutdown().expect("engine stops");
-        let _ = tx.send(());
-        let _ = drainer.join();
-        engine.counters().liquidations
+        }
+        self.liquidations.recv().unwrap_or(0)
     }
 }
 
@@ -431,13 +495,7 @@ macro_rules! channel_pipeline {
 fn transport(p: Pipeline, engine: Engine, pin: bool) -> Box<dyn Transport> {
     // (Built on the calling thread, before any pinning: see `run_one`.)
     match p {
-        Pipeline::Disruptor => {
-            let options = StartOptions { poll_outputs: true, ..StartOptions::default() };
-            let mut handle = EngineHandle::start_with(engine, options).expect("engine starts");
-            let poller = handle.take_output_poller().expect("poller requested");
-            let submitter = handle.submitter();
-            Box::new(DisruptorT { handle, submitter, poller })
-        }
+        Pipeline::Disruptor => Box::new(DisruptorT::start(engine)),
         Pipeline::Crossbeam => {
             channel_pipeline!(
                 engine,

@@ -231,7 +231,6 @@ fn no_reply_leaves_before_the_input_stage_finished_its_batch_and_snapshots_carry
         first_seq: 101,
         input_stage: Some(Box::new(SlowJournal { durable_upto: durable.clone(), pending: 0 })),
         snapshots: Some((SnapshotPolicy { every_commands: Some(50), every_ns: None }, snap_tx)),
-        poll_outputs: false,
     };
     let mut handle =
         EngineHandle::start_with(Engine::new(EngineConfig::default()).unwrap(), options).unwrap();

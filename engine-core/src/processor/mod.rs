@@ -46,7 +46,7 @@ mod wait;
 
 pub use replies::Ticket;
 use replies::*;
-pub use stages::{InputStage, OutputPoller, SnapshotPolicy, SnapshotRequest, StartOptions};
+pub use stages::{InputStage, SnapshotPolicy, SnapshotRequest, StartOptions};
 pub use submit::Submitter;
 use threads::*;
 use wait::*;
@@ -100,7 +100,6 @@ pub struct EngineHandle {
     submitter: Submitter,
     final_state: Receiver<(Engine, u64)>,
     markets: Vec<crate::config::MarketConfig>,
-    output_poller: Option<OutputPoller>,
 }
 
 impl EngineHandle {
@@ -142,13 +141,8 @@ impl EngineHandle {
         // The out-ring is built first, on this thread: `pin_at_core` checks the core against the
         // calling thread's affinity, so nothing here may run on an already pinned thread.
         let router_shared = Arc::clone(&shared);
-        let out_builder =
-            disruptor::build_single_producer(cfg.out_ring_size, Output::default, wait);
-        let (out, output_poller): (OutProducer, _) = if options.poll_outputs {
-            let (poller, builder) = out_builder.new_event_poller();
-            (builder.build(), Some(OutputPoller { poller }))
-        } else {
-            let out = out_builder
+        let out: OutProducer =
+            disruptor::build_single_producer(cfg.out_ring_size, Output::default, wait)
                 .thread_name("hundredx-replies")
                 .handle_events_and_state_with(
                     |s: &mut Arc<Shared>, o: &Output, _: Sequence, _: bool| route(s, o),
@@ -161,8 +155,6 @@ impl EngineHandle {
                     },
                 )
                 .build();
-            (out, None)
-        };
 
         let (state_tx, final_state) = crossbeam_channel::bounded(1);
         let first_seq = options.first_seq.max(1);
@@ -222,7 +214,6 @@ impl EngineHandle {
             submitter: Submitter { producer, shared },
             final_state,
             markets: cfg.markets,
-            output_poller,
         })
     }
 
@@ -281,11 +272,6 @@ impl EngineHandle {
         self.submitter.shared.late_replies.load(Ordering::Relaxed)
     }
 
-    /// The out-ring poller, if started with [`StartOptions::poll_outputs`] (once).
-    pub fn take_output_poller(&mut self) -> Option<OutputPoller> {
-        self.output_poller.take()
-    }
-
     /// The markets the engine runs with, in market-id order.
     pub fn config_markets(&self) -> Vec<crate::config::MarketConfig> {
         self.markets.clone()
@@ -305,8 +291,7 @@ impl EngineHandle {
     /// As [`EngineHandle::shutdown`], also returning the journal sequence of the last command
     /// applied (`first_seq - 1` if none was).
     pub fn shutdown_at(self) -> Result<(Engine, u64), EngineError> {
-        let EngineHandle { submitter, final_state, output_poller, .. } = self;
-        drop(output_poller);
+        let EngineHandle { submitter, final_state, .. } = self;
         drop(submitter);
         final_state.recv().map_err(|_| EngineError::Shutdown)
     }

@@ -1,13 +1,10 @@
-//! What runs beside the engine: the input stage (the journaller), snapshot requests, start
-//! options, and the out-ring poller for benchmarks.
+//! What runs beside the engine: the input stage (the journaller), snapshot requests, and the
+//! start options.
 
 use crossbeam_channel::Sender;
 
 use crate::command::Command;
-use crate::event::Output;
 use crate::state::Engine;
-
-use super::*;
 
 /// A stage that sees every state-changing command before the engine does, in ring order: the
 /// journaller. Read-only commands (queries) are not shown to it — like exchange-core, only
@@ -46,7 +43,7 @@ pub struct SnapshotRequest {
     pub engine: Engine,
 }
 
-/// Options of [`EngineHandle::start_with`].
+/// Options of [`super::EngineHandle::start_with`].
 #[derive(Default)]
 pub struct StartOptions {
     /// Journal sequence of the first command this run publishes (last recovered + 1). Default 1.
@@ -56,40 +53,6 @@ pub struct StartOptions {
     /// Periodic and on-demand (`AdminSnapshot`) snapshots go to this channel. A copy is dropped
     /// (and counted) if the writer is still busy with the previous one.
     pub snapshots: Option<(SnapshotPolicy, Sender<SnapshotRequest>)>,
-    /// Hand the out-ring to the caller as an [`OutputPoller`] (see
-    /// [`EngineHandle::take_output_poller`]) instead of running the reply thread: tickets and
-    /// subscriptions then receive nothing. For benchmarks that read results on their own thread.
-    pub poll_outputs: bool,
-}
-
-/// Reads the out-ring directly (the disruptor's event poller), on the caller's thread.
-pub struct OutputPoller {
-    pub(super) poller: disruptor::EventPoller<Output, disruptor::SingleProducerBarrier>,
-}
-
-impl std::fmt::Debug for OutputPoller {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutputPoller").finish_non_exhaustive()
-    }
-}
-
-impl OutputPoller {
-    /// Hands every output available now to `f`; returns how many, or `Err(EngineError::Shutdown)`
-    /// once the engine has stopped and everything was read. Never blocks.
-    pub fn poll(&mut self, mut f: impl FnMut(&Output)) -> Result<usize, EngineError> {
-        match self.poller.poll() {
-            Ok(mut guard) => {
-                let mut n = 0;
-                for o in &mut guard {
-                    f(o);
-                    n += 1;
-                }
-                Ok(n)
-            }
-            Err(disruptor::Polling::NoEvents) => Ok(0),
-            Err(disruptor::Polling::Shutdown) => Err(EngineError::Shutdown),
-        }
-    }
 }
 
 impl std::fmt::Debug for StartOptions {
@@ -98,7 +61,6 @@ impl std::fmt::Debug for StartOptions {
             .field("first_seq", &self.first_seq)
             .field("input_stage", &self.input_stage.is_some())
             .field("snapshots", &self.snapshots.as_ref().map(|s| s.0))
-            .field("poll_outputs", &self.poll_outputs)
             .finish()
     }
 }

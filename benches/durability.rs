@@ -64,6 +64,7 @@ fn start(journal: Option<(&DataDir, SyncPolicy)>) -> EngineHandle {
             Box::new(Journal::open(d, 1, p, 256 << 20).unwrap()) as Box<dyn InputStage>
         }),
         snapshots: None,
+        runtime: RuntimeConfig::default(),
     };
     EngineHandle::start_with(engine, options).unwrap()
 }

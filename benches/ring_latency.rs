@@ -144,7 +144,7 @@ fn main() {
     // Memory per open position: RSS before and after opening them.
     let n: u32 = if quick { 20_000 } else { 1_000_000 };
     let before = rss_bytes().unwrap_or(0);
-    let engine = preloaded_engine(10_000, n, 0, None);
+    let engine = preloaded_engine(10_000, n, 0);
     let after = rss_bytes().unwrap_or(0);
     println!(
         "\nMemory: {} open positions in 10k accounts: RSS {} MiB (+{} MiB for the engine), {} bytes per open position (positions, hash table, trigger indexes, accounts)",

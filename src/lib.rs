@@ -46,6 +46,8 @@ pub struct DurableOptions {
     /// After a journal write failure, exit the process with [`EXIT_FAIL_STOP`] so a supervisor
     /// restarts it and recovery runs (on by default; tests that inspect the failure turn it off).
     pub exit_on_fail_stop: bool,
+    /// Rings, wait strategy and pinning of the engine thread.
+    pub runtime: engine_core::config::RuntimeConfig,
 }
 
 /// The exit code of a fail-stop (`EX_IOERR`).
@@ -65,6 +67,7 @@ impl DurableOptions {
             keep_snapshots: 3,
             pruning: JournalPruning::Prune,
             exit_on_fail_stop: true,
+            runtime: engine_core::config::RuntimeConfig::default(),
         }
     }
 }
@@ -102,6 +105,7 @@ impl DurableEngine {
             first_seq,
             input_stage: Some(Box::new(journal)),
             snapshots: Some((opts.snapshots, tx)),
+            runtime: opts.runtime,
         };
         let handle = EngineHandle::start_with(engine, options).context("starting the engine")?;
         if opts.exit_on_fail_stop {

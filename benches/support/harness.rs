@@ -213,22 +213,13 @@ impl Mix {
 
 /// A fresh engine with accounts, prices and preloaded positions, configured for the harness,
 /// with room for `headroom` more open positions.
-pub fn preloaded_engine(
-    accounts: u32,
-    preload: u32,
-    headroom: u32,
-    pin_core: Option<usize>,
-) -> Engine {
+pub fn preloaded_engine(accounts: u32, preload: u32, headroom: u32) -> Engine {
     let cfg = EngineConfig {
         max_accounts: accounts + 16,
         max_open_positions: preload + headroom.max(1),
         closed_history_per_account: 16,
         request_id_window: 0, // every command has an id here; do not remember them
         idempotency_keys_per_account: 0,
-        wait: WaitMode::BusySpin,
-        pin_core,
-        in_ring_size: 1 << 16,
-        out_ring_size: 1 << 17,
         ..EngineConfig::default()
     };
     let mut e = Engine::new(cfg).expect("harness config is valid");
@@ -330,9 +321,16 @@ impl engine_core::event::Sink for RingSink {
 }
 
 impl DisruptorT {
-    fn start(engine: Engine) -> DisruptorT {
+    /// Rings of the processor's default size and the out-ring twice that (every command
+    /// replies), the engine thread busy-spinning, pinned to `pin_core` if given.
+    fn start(engine: Engine, pin_core: Option<usize>) -> DisruptorT {
         use disruptor::ProcessorSettings;
-        let cfg = engine.config().clone();
+        let cfg = RuntimeConfig {
+            out_ring_size: 1 << 17,
+            pin_core,
+            wait: WaitMode::BusySpin,
+            ..RuntimeConfig::default()
+        };
         let (poller, out_builder) = disruptor::build_single_producer(
             cfg.out_ring_size,
             Output::default,
@@ -495,7 +493,7 @@ macro_rules! channel_pipeline {
 fn transport(p: Pipeline, engine: Engine, pin: bool) -> Box<dyn Transport> {
     // (Built on the calling thread, before any pinning: see `run_one`.)
     match p {
-        Pipeline::Disruptor => Box::new(DisruptorT::start(engine)),
+        Pipeline::Disruptor => Box::new(DisruptorT::start(engine, pin.then_some(1))),
         Pipeline::Crossbeam => {
             channel_pipeline!(
                 engine,
@@ -518,8 +516,7 @@ fn transport(p: Pipeline, engine: Engine, pin: bool) -> Box<dyn Transport> {
 /// Runs one pipeline at one offered rate.
 pub fn run_one(cfg: &HarnessConfig, pipeline: Pipeline, rate: u64) -> RateResult {
     let pin = cfg.pin && core_affinity::get_core_ids().is_some_and(|c| c.len() >= 2);
-    let engine_core = (pin && pipeline == Pipeline::Disruptor).then_some(1);
-    let engine = preloaded_engine(cfg.accounts, cfg.preload, 4_000_000, engine_core);
+    let engine = preloaded_engine(cfg.accounts, cfg.preload, 4_000_000);
     let t = transport(pipeline, engine, pin);
     // The generator runs on a thread of its own, so pinning it leaves this thread's affinity
     // (which the next run's ring builder checks) untouched.

@@ -160,6 +160,13 @@ pub struct EngineConfig {
     /// id gets the first reply again instead of being applied twice (e.g. a redelivered stream
     /// entry after a crash).
     pub request_id_window: u32,
+}
+
+/// How the engine runs, not what it decides: rings, waits, pinning. Kept apart from
+/// [`EngineConfig`] (business limits, part of the state's meaning) because none of it changes
+/// an output or the state hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuntimeConfig {
     /// In-ring slots (power of two).
     pub in_ring_size: usize,
     /// Out-ring slots (power of two).
@@ -170,6 +177,33 @@ pub struct EngineConfig {
     pub pin_core: Option<usize>,
     /// How the engine and reply threads wait when idle.
     pub wait: WaitMode,
+}
+
+impl Default for RuntimeConfig {
+    /// 64k-slot rings, 65 536 requests in flight, no pinning, the adaptive wait.
+    fn default() -> Self {
+        RuntimeConfig {
+            in_ring_size: 1 << 16,
+            out_ring_size: 1 << 16,
+            max_in_flight: 65_536,
+            pin_core: None,
+            wait: WaitMode::Adaptive,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// Checks the ring sizes and the in-flight bound (the pin core is checked when the thread
+    /// starts, against the cores that exist).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !ring_size_ok(self.in_ring_size) || !ring_size_ok(self.out_ring_size) {
+            return Err(ConfigError::Limit("ring sizes"));
+        }
+        if self.max_in_flight == 0 || self.max_in_flight > 10_000_000 {
+            return Err(ConfigError::Limit("max_in_flight"));
+        }
+        Ok(())
+    }
 }
 
 impl Default for EngineConfig {
@@ -185,11 +219,6 @@ impl Default for EngineConfig {
             idempotency_keys_per_account: 100,
             idempotency_ttl_ns: 24 * 3_600 * 1_000_000_000,
             request_id_window: 100_000,
-            in_ring_size: 1 << 16,
-            out_ring_size: 1 << 16,
-            max_in_flight: 65_536,
-            pin_core: None,
-            wait: WaitMode::Adaptive,
         }
     }
 }
@@ -209,7 +238,7 @@ impl EngineConfig {
                 });
             }
         }
-        let limits: [(bool, &'static str); 10] = [
+        let limits: [(bool, &'static str); 8] = [
             (self.initial_balance.0 < 0 || self.initial_balance > MAX_AMOUNT, "initial_balance"),
             (self.max_accounts == 0 || self.max_accounts > 50_000_000, "max_accounts"),
             (
@@ -224,8 +253,6 @@ impl EngineConfig {
             (self.idempotency_keys_per_account > 10_000, "idempotency_keys_per_account"),
             (self.idempotency_ttl_ns == 0, "idempotency_ttl_ns"),
             (self.request_id_window > 10_000_000, "request_id_window"),
-            (!ring_size_ok(self.in_ring_size) || !ring_size_ok(self.out_ring_size), "ring sizes"),
-            (self.max_in_flight == 0 || self.max_in_flight > 10_000_000, "max_in_flight"),
         ];
         if let Some((_, what)) = limits.iter().find(|(bad, _)| *bad) {
             return Err(ConfigError::Limit(what));
@@ -264,13 +291,16 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert_eq!(EngineConfig::default().validate(), Ok(()));
+        assert_eq!(RuntimeConfig::default().validate(), Ok(()));
     }
 
     #[test]
     fn bad_limits_are_rejected() {
-        let mut c = EngineConfig { in_ring_size: 1000, ..EngineConfig::default() };
-        assert_eq!(c.validate(), Err(ConfigError::Limit("ring sizes")));
-        c.in_ring_size = 1024;
+        let r = RuntimeConfig { in_ring_size: 1000, ..RuntimeConfig::default() };
+        assert_eq!(r.validate(), Err(ConfigError::Limit("ring sizes")));
+        let r = RuntimeConfig { max_in_flight: 0, ..RuntimeConfig::default() };
+        assert_eq!(r.validate(), Err(ConfigError::Limit("max_in_flight")));
+        let mut c = EngineConfig::default();
         c.markets[0].max_leverage = 0;
         assert!(matches!(c.validate(), Err(ConfigError::Market { .. })));
         c.markets[0].max_leverage = 300; // 300 * 0.005 >= 1: unopenable at max leverage

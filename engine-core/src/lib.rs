@@ -105,7 +105,7 @@ pub mod prelude {
         AccountId, ClientOrderId, CloseSize, Command, CommandKind, Credential, IdempotencyKey,
         Login, MarketId, OpenRequest, PositionId, PositionStatus, RequestId, Size, Tick,
     };
-    pub use crate::config::{EngineConfig, MarketConfig, WaitMode};
+    pub use crate::config::{EngineConfig, MarketConfig, RuntimeConfig, WaitMode};
     pub use crate::event::{
         AccountView, CloseInfo, CloseReason, Event, Item, MarketView, Output, PositionView, Reason,
         ReplyData, Sink, StateSummary,

@@ -102,8 +102,11 @@ fn ring_path_matches_direct_apply() {
     assert!(engine.counters().liquidations > 0, "the workload should liquidate something");
 
     // Through the rings, with a small in-ring so producers wrap and wait.
-    let cfg = EngineConfig { in_ring_size: 256, out_ring_size: 256, ..EngineConfig::default() };
-    let mut handle = EngineHandle::start(cfg).unwrap();
+    let runtime =
+        RuntimeConfig { in_ring_size: 256, out_ring_size: 256, ..RuntimeConfig::default() };
+    let options = engine_core::processor::StartOptions { runtime, ..Default::default() };
+    let mut handle =
+        EngineHandle::start_with(Engine::new(EngineConfig::default()).unwrap(), options).unwrap();
     let all = handle.subscribe(Subscription::All, direct.len() + 16);
     let mut tickets = Vec::new();
     for &(reply, ts, kind) in &cmds {
@@ -193,9 +196,10 @@ fn unsolicited_events_reach_subscribers() {
 
 #[test]
 fn pinning_to_a_missing_core_is_a_config_error_not_a_panic() {
-    let cfg = EngineConfig { pin_core: Some(10_000), ..EngineConfig::default() };
+    let runtime = RuntimeConfig { pin_core: Some(10_000), ..RuntimeConfig::default() };
+    let options = engine_core::processor::StartOptions { runtime, ..Default::default() };
     assert!(matches!(
-        EngineHandle::start(cfg),
+        EngineHandle::start_with(Engine::new(EngineConfig::default()).unwrap(), options),
         Err(engine_core::config::ConfigError::NoSuchCore(10_000))
     ));
 }
@@ -231,6 +235,7 @@ fn no_reply_leaves_before_the_input_stage_finished_its_batch_and_snapshots_carry
         first_seq: 101,
         input_stage: Some(Box::new(SlowJournal { durable_upto: durable.clone(), pending: 0 })),
         snapshots: Some((SnapshotPolicy { every_commands: Some(50), every_ns: None }, snap_tx)),
+        runtime: RuntimeConfig::default(),
     };
     let mut handle =
         EngineHandle::start_with(Engine::new(EngineConfig::default()).unwrap(), options).unwrap();

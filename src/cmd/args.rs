@@ -67,6 +67,7 @@ impl DurabilityArgs {
             keep_snapshots: usize::try_from(self.keep_snapshots).unwrap_or(3),
             pruning: if self.keep_journal { JournalPruning::Keep } else { JournalPruning::Prune },
             exit_on_fail_stop: true,
+            runtime: engine_core::config::RuntimeConfig::default(),
         }
     }
 }

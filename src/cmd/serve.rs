@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use backpack_feed::client::{ClientConfig, EngineSink, FeedHealth};
 use backpack_feed::synthetic::{SyntheticConfig, SyntheticFeed};
 use engine_core::prelude::*;
-use hundredx::{DurableEngine, now_ns};
+use hundredx::{DurableEngine, DurableOptions, now_ns};
 use hundredx_http::{ApiConfig, AppState};
 use tracing::{info, warn};
 
@@ -92,7 +92,15 @@ pub fn run(args: ServeArgs) -> Result<()> {
         },
         &cfg.markets,
     );
-    let durable = DurableEngine::start(cfg, &args.durability.options())?;
+    let options = DurableOptions {
+        runtime: RuntimeConfig {
+            pin_core: args.pin_core,
+            wait: if args.busy_spin { WaitMode::BusySpin } else { WaitMode::Adaptive },
+            ..RuntimeConfig::default()
+        },
+        ..args.durability.options()
+    };
+    let durable = DurableEngine::start(cfg, &options)?;
     let engine = &durable.handle;
     info!(markets = ?symbols, feed = %args.feed, "engine started");
     let feed_health = FeedHealth::new(markets_cfg.len());
@@ -226,10 +234,8 @@ fn engine_config(args: &ServeArgs) -> Result<EngineConfig> {
         markets.retain(|d| args.markets.contains(&d.symbol));
     }
     Ok(EngineConfig {
-        pin_core: args.pin_core,
         markets,
         demo_deposits: base.demo_deposits && !args.no_demo_deposits,
-        wait: if args.busy_spin { WaitMode::BusySpin } else { WaitMode::Adaptive },
         ..base
     })
 }

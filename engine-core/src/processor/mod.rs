@@ -9,7 +9,7 @@
 //!
 //! - The in-ring is multi-producer: every [`Submitter`] (cloned from the handle) owns a producer.
 //! - The engine thread is the only consumer of the in-ring and the only producer of the out-ring.
-//!   It may be pinned to a core ([`EngineConfig::pin_core`]) and busy-spin ([`crate::config::WaitMode::BusySpin`]),
+//!   It may be pinned to a core ([`crate::config::RuntimeConfig::pin_core`]) and busy-spin ([`crate::config::WaitMode::BusySpin`]),
 //!   or use the default adaptive wait: spin, yield, then park until a producer wakes it, so an
 //!   idle engine uses no CPU (measured: ~10 wake-ups a second per thread, from the park timeout).
 //! - The reply thread consumes the out-ring: it hands each reply (with the items that preceded
@@ -111,7 +111,9 @@ impl EngineHandle {
     /// Starts an engine from existing state (e.g. recovered), with a journal stage and snapshots.
     /// Request ids continue above the highest one the engine has applied.
     pub fn start_with(engine: Engine, options: StartOptions) -> Result<EngineHandle, ConfigError> {
-        let cfg = engine.config().clone();
+        engine.config().validate()?;
+        let markets = engine.config().markets.clone();
+        let cfg = options.runtime;
         cfg.validate()?;
         if let Some(core) = cfg.pin_core {
             let available = core_affinity::get_core_ids().unwrap_or_default();
@@ -210,11 +212,7 @@ impl EngineHandle {
                 .handle_events_and_state_with(engine_handler, engine_init)
                 .build(),
         };
-        Ok(EngineHandle {
-            submitter: Submitter { producer, shared },
-            final_state,
-            markets: cfg.markets,
-        })
+        Ok(EngineHandle { submitter: Submitter { producer, shared }, final_state, markets })
     }
 
     /// Another submitter for another thread.

@@ -53,6 +53,8 @@ pub struct StartOptions {
     /// Periodic and on-demand (`AdminSnapshot`) snapshots go to this channel. A copy is dropped
     /// (and counted) if the writer is still busy with the previous one.
     pub snapshots: Option<(SnapshotPolicy, Sender<SnapshotRequest>)>,
+    /// Rings, wait strategy, pinning.
+    pub runtime: crate::config::RuntimeConfig,
 }
 
 impl std::fmt::Debug for StartOptions {
@@ -61,6 +63,7 @@ impl std::fmt::Debug for StartOptions {
             .field("first_seq", &self.first_seq)
             .field("input_stage", &self.input_stage.is_some())
             .field("snapshots", &self.snapshots.as_ref().map(|s| s.0))
+            .field("runtime", &self.runtime)
             .finish()
     }
 }

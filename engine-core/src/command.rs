@@ -166,6 +166,7 @@ pub type IdempotencyKey = InlineStr<36>;
 
 /// How big a position should be: exactly one of margin or quantity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Size {
     /// Lock this margin; quantity = margin * leverage / price, rounded down.
     Margin(Usdc),
@@ -200,6 +201,7 @@ pub struct OpenRequest {
 
 /// Which positions a query lists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PositionStatus {
     /// Open positions, ascending id.
     #[default]
@@ -235,6 +237,7 @@ pub struct Tick {
 
 /// What a command asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CommandKind {
     /// An empty slot (the ring factory's default). Ignored.
     #[default]
@@ -343,6 +346,7 @@ impl CommandKind {
 
 /// How much of a position to close.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CloseSize {
     /// In the market's quantity steps.
     Steps(Qty),

@@ -15,6 +15,7 @@ macro_rules! reasons {
     ($( $(#[$meta:meta])* $variant:ident => $code:literal, )*) => {
         /// Why a command was rejected. The codes ([`Reason::code`]) are stable API.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
         pub enum Reason {
             $( $(#[$meta])* $variant, )*
         }
@@ -107,6 +108,7 @@ impl std::fmt::Display for Reason {
 
 /// Why a position was closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CloseReason {
     /// By its owner.
     Manual,
@@ -241,6 +243,7 @@ pub struct StateSummary {
 
 /// The data of an accepted command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ReplyData {
     /// The new account.
     AccountCreated {
@@ -277,6 +280,7 @@ pub enum ReplyData {
 
 /// An element of a list reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Item {
     /// A position.
     Position(PositionView),
@@ -286,6 +290,7 @@ pub enum Item {
 
 /// Something the engine did on its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Event {
     /// A position closed by take-profit, stop-loss or liquidation.
     PositionClosed(PositionView),

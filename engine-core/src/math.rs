@@ -32,6 +32,7 @@ use crate::num::{PPM_ONE, Ppm, Price, Qty, Usdc, div_ceil, div_floor};
     serde::Serialize,
     serde::Deserialize,
 )]
+#[serde(rename_all = "snake_case")]
 pub enum Side {
     /// Profits when the price rises; valued at the bid; opened at the ask.
     #[default]

@@ -188,17 +188,112 @@ mod tests {
         }
     }
 
+    /// The names on the wire are the protocol: a Rust rename must fail here, not in production.
+    #[test]
+    fn the_wire_names_are_pinned() {
+        let a = AccountId(1);
+        let open = OpenRequest {
+            account: a,
+            market: MarketId(0),
+            side: Side::Long,
+            leverage: 2,
+            size: Size::Margin(Usdc(5)),
+            expected_price: None,
+            max_slippage_bps: 0,
+            take_profit: None,
+            stop_loss: None,
+            client_order_id: None,
+        };
+        let login = Login::new("a@x").unwrap();
+        let kinds = [
+            (
+                CommandKind::CreateAccount { login, credential: Credential::empty() },
+                "create_account",
+            ),
+            (CommandKind::Deposit { account: a, amount: Usdc(1), key: None }, "deposit"),
+            (CommandKind::Withdraw { account: a, amount: Usdc(1), key: None }, "withdraw"),
+            (CommandKind::OpenPosition(open), "open_position"),
+            (
+                CommandKind::ClosePosition {
+                    account: a,
+                    position: PositionId(1),
+                    quantity: Some(CloseSize::Decimal(ExactDecimal { units: 5, scale: 1 })),
+                    key: None,
+                },
+                "close_position",
+            ),
+            (
+                CommandKind::AddMargin {
+                    account: a,
+                    position: PositionId(1),
+                    amount: Usdc(1),
+                    key: None,
+                },
+                "add_margin",
+            ),
+            (CommandKind::QueryAccount { account: a }, "query_account"),
+            (
+                CommandKind::QueryPositions { account: a, status: PositionStatus::Open },
+                "query_positions",
+            ),
+            (CommandKind::QueryPosition { account: a, position: PositionId(1) }, "query_position"),
+            (CommandKind::QueryCredential { login }, "query_credential"),
+            (CommandKind::QueryMarkets, "query_markets"),
+            (CommandKind::QueryStateHash, "query_state_hash"),
+            (CommandKind::AdminSnapshot, "admin_snapshot"),
+        ];
+        for (kind, name) in kinds {
+            let v: Value = serde_json::from_str(&encode_request(RequestId(1), "r", &kind)).unwrap();
+            assert_eq!(v["kind"], name, "{v}");
+        }
+        let open_wire: Value = serde_json::from_str(&encode_request(
+            RequestId(1),
+            "r",
+            &CommandKind::OpenPosition(open),
+        ))
+        .unwrap();
+        assert_eq!(open_wire["payload"]["side"], "long");
+        assert_eq!(open_wire["payload"]["size"], json!({ "margin": 5 }));
+        let close: Value =
+            serde_json::from_str(&encode_request(RequestId(1), "r", &kinds_close())).unwrap();
+        assert_eq!(close["payload"]["quantity"], json!({ "decimal": { "units": 5, "scale": 1 } }));
+        let reply = encode_reply(&Response {
+            request_id: RequestId(9),
+            result: Ok(ReplyData::AccountCreated { account: a }),
+            items: vec![],
+        });
+        assert_eq!(
+            serde_json::from_str::<Value>(&reply).unwrap()["data"],
+            json!({ "account_created": { "account": 1 } })
+        );
+        let event =
+            Event::PriceRejected { market: MarketId(0), reason: Reason::StaleUpdate, update_id: 3 };
+        assert_eq!(
+            serde_json::to_value(event).unwrap(),
+            json!({ "price_rejected": { "market": 0, "reason": "stale_update", "update_id": 3 } })
+        );
+    }
+
+    fn kinds_close() -> CommandKind {
+        CommandKind::ClosePosition {
+            account: AccountId(1),
+            position: PositionId(1),
+            quantity: Some(CloseSize::Decimal(ExactDecimal { units: 5, scale: 1 })),
+            key: None,
+        }
+    }
+
     #[test]
     fn malformed_requests_are_typed_errors_and_keep_their_reply_to() {
         let cases = [
             ("not json", "not_json"),
-            (r#"{"reply_to":"r","kind":"QueryMarkets"}"#, "field"),
-            (r#"{"id":"0","reply_to":"r","kind":"QueryMarkets"}"#, "field"),
-            (r#"{"id":"7","kind":"QueryMarkets"}"#, "field"),
+            (r#"{"reply_to":"r","kind":"query_markets"}"#, "field"),
+            (r#"{"id":"0","reply_to":"r","kind":"query_markets"}"#, "field"),
+            (r#"{"id":"7","kind":"query_markets"}"#, "field"),
             (r#"{"id":"7","reply_to":"r","kind":"Explode"}"#, "command"),
-            (r#"{"id":"7","reply_to":"r","kind":"Deposit","payload":{"account":1}}"#, "command"),
+            (r#"{"id":"7","reply_to":"r","kind":"deposit","payload":{"account":1}}"#, "command"),
             (
-                r#"{"id":"7","reply_to":"r","kind":"Deposit","payload":{"account":1,"amount":"x"}}"#,
+                r#"{"id":"7","reply_to":"r","kind":"deposit","payload":{"account":1,"amount":"x"}}"#,
                 "command",
             ),
         ];

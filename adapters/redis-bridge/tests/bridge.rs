@@ -165,7 +165,7 @@ async fn malformed_entries_get_an_error_reply_go_to_dead_letter_and_do_not_stop_
     for junk in [
         "not json",
         r#"{"id":"77","reply_to":"callback-queue:probe","kind":"Explode","payload":{}}"#,
-        r#"{"id":"78","reply_to":"callback-queue:probe","kind":"Deposit","payload":{"account":1}}"#,
+        r#"{"id":"78","reply_to":"callback-queue:probe","kind":"deposit","payload":{"account":1}}"#,
     ] {
         xadd_signed(&mut con, ENGINE_STREAM, junk).await;
     }
@@ -244,7 +244,7 @@ async fn a_poisoned_reply_to_is_dead_lettered_and_other_replies_flow() {
         .await
         .unwrap();
     let poisoned =
-        r#"{"id":"91","reply_to":"callback-queue:poison","kind":"QueryMarkets","payload":null}"#;
+        r#"{"id":"91","reply_to":"callback-queue:poison","kind":"query_markets","payload":null}"#;
     xadd_signed(&mut con, ENGINE_STREAM, poisoned).await;
     let client = client(&redis.url, "api-ok", 1, Duration::from_secs(5)).await;
     for _ in 0..3 {
@@ -353,7 +353,7 @@ async fn forged_entries_are_dead_lettered_counted_and_change_nothing() {
     let genuine = entries(&mut con, ENGINE_STREAM)
         .await
         .into_iter()
-        .find(|(_, f)| f.iter().any(|(k, v)| k == "data" && v.contains("Deposit")))
+        .find(|(_, f)| f.iter().any(|(k, v)| k == "data" && v.contains("\"deposit\"")))
         .expect("the genuine deposit is in engine-stream");
     let copy: Vec<(&str, &str)> = genuine.1.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     xadd_raw(&mut con, ENGINE_STREAM, &copy).await;

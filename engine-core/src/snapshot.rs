@@ -104,6 +104,74 @@ pub struct PositionSnapshot {
     pub opened_at_ns: u64,
 }
 
+/// The one conversion each way between the engine's position and its snapshot form: a field
+/// added to one fails to compile here until the other has it too (both are destructured).
+impl From<&Position> for PositionSnapshot {
+    fn from(p: &Position) -> PositionSnapshot {
+        let Position {
+            id,
+            account,
+            market,
+            side,
+            qty,
+            entry,
+            margin,
+            leverage,
+            liq,
+            tp,
+            sl,
+            opened_at_ns,
+        } = *p;
+        PositionSnapshot {
+            id,
+            account,
+            market,
+            side,
+            qty,
+            entry,
+            margin,
+            leverage,
+            liq,
+            tp,
+            sl,
+            opened_at_ns,
+        }
+    }
+}
+
+impl From<&PositionSnapshot> for Position {
+    fn from(p: &PositionSnapshot) -> Position {
+        let PositionSnapshot {
+            id,
+            account,
+            market,
+            side,
+            qty,
+            entry,
+            margin,
+            leverage,
+            liq,
+            tp,
+            sl,
+            opened_at_ns,
+        } = *p;
+        Position {
+            id,
+            account,
+            market,
+            side,
+            qty,
+            entry,
+            margin,
+            leverage,
+            liq,
+            tp,
+            sl,
+            opened_at_ns,
+        }
+    }
+}
+
 /// The whole business state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EngineSnapshot {
@@ -134,24 +202,8 @@ pub struct EngineSnapshot {
 impl Engine {
     /// The state as canonical plain data. Allocates; O(state).
     pub fn snapshot(&self) -> EngineSnapshot {
-        let mut positions: Vec<PositionSnapshot> = self
-            .positions
-            .values()
-            .map(|p| PositionSnapshot {
-                id: p.id,
-                account: p.account,
-                market: p.market,
-                side: p.side,
-                qty: p.qty,
-                entry: p.entry,
-                margin: p.margin,
-                leverage: p.leverage,
-                liq: p.liq,
-                tp: p.tp,
-                sl: p.sl,
-                opened_at_ns: p.opened_at_ns,
-            })
-            .collect();
+        let mut positions: Vec<PositionSnapshot> =
+            self.positions.values().map(PositionSnapshot::from).collect();
         positions.sort_unstable_by_key(|p| p.id);
         EngineSnapshot {
             markets: self
@@ -257,20 +309,7 @@ impl Engine {
             let Some(m) = e.markets.get_mut(usize::from(p.market.0)) else {
                 return bad(format!("position {} has no market", p.id.0));
             };
-            let pos = Position {
-                id: p.id,
-                account: p.account,
-                market: p.market,
-                side: p.side,
-                qty: p.qty,
-                entry: p.entry,
-                margin: p.margin,
-                leverage: p.leverage,
-                liq: p.liq,
-                tp: p.tp,
-                sl: p.sl,
-                opened_at_ns: p.opened_at_ns,
-            };
+            let pos = Position::from(p);
             m.index.insert(p.id, p.side, pos.triggers());
             e.positions.insert(p.id, pos);
             if e.accounts[ai].open.len() >= usize_from(e.cfg.max_positions_per_account) {

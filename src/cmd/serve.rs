@@ -142,28 +142,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
             let _ = http_stopped.await;
         }));
         let (stop_feed, feed_stopped) = tokio::sync::oneshot::channel::<()>();
-        let feed_task = match &feed_kind {
-            FeedKind::Backpack => {
-                let cfg = ClientConfig::new(&args.backpack_url, markets_cfg.clone());
-                let sink = EngineSink(engine.submitter(), Arc::clone(&feed_health));
-                Some(tokio::spawn(backpack_feed::client::run(cfg, Arc::clone(&feed_health), sink, async {
-                    let _ = feed_stopped.await;
-                })))
-            }
-            FeedKind::Replay(path) => {
-                let (path, markets, health) = (path.clone(), markets_cfg.clone(), Arc::clone(&feed_health));
-                let mut sink = EngineSink(engine.submitter(), Arc::clone(&feed_health));
-                let paced = !args.replay_fast;
-                Some(tokio::spawn(async move {
-                    match backpack_feed::client::replay(&path, &markets, &health, &mut sink, paced).await {
-                        Ok(n) => info!(ticks = n, file = %path.display(), "replay finished"),
-                        Err(e) => warn!(error = %e, file = %path.display(), "replay failed"),
-                    }
-                    drop(feed_stopped);
-                }))
-            }
-            FeedKind::Synthetic => None,
-        };
+        let feed_task =
+            spawn_async_feed(&args, &feed_kind, engine, &markets_cfg, &feed_health, feed_stopped);
         let mut status = tokio::time::interval(Duration::from_secs(args.status_interval));
         status.tick().await;
         let stop_signal = hundredx::shutdown_signal();
@@ -295,4 +275,40 @@ fn spawn_event_log(events: crossbeam_channel::Receiver<Output>) -> Result<thread
             }
         }
     })?)
+}
+
+/// The feeds that run on the async runtime (Backpack's WebSocket, a replayed recording), until
+/// `stopped` resolves; the synthetic feed has a thread of its own ([`spawn_synthetic`]).
+fn spawn_async_feed(
+    args: &ServeArgs,
+    kind: &FeedKind,
+    engine: &EngineHandle,
+    markets: &[MarketConfig],
+    health: &Arc<FeedHealth>,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let sink = || EngineSink(engine.submitter(), Arc::clone(health));
+    match kind {
+        FeedKind::Backpack => {
+            let sink = sink();
+            let cfg = ClientConfig::new(&args.backpack_url, markets.to_vec());
+            Some(tokio::spawn(backpack_feed::client::run(cfg, Arc::clone(health), sink, async {
+                let _ = stopped.await;
+            })))
+        }
+        FeedKind::Replay(path) => {
+            let (path, markets, health) = (path.clone(), markets.to_vec(), Arc::clone(health));
+            let (mut sink, paced) = (sink(), !args.replay_fast);
+            Some(tokio::spawn(async move {
+                match backpack_feed::client::replay(&path, &markets, &health, &mut sink, paced)
+                    .await
+                {
+                    Ok(n) => info!(ticks = n, file = %path.display(), "replay finished"),
+                    Err(e) => warn!(error = %e, file = %path.display(), "replay failed"),
+                }
+                drop(stopped);
+            }))
+        }
+        FeedKind::Synthetic => None,
+    }
 }

@@ -71,7 +71,6 @@ pub fn recover(
         Start::LatestSnapshot => load_newest_snapshot(data, cfg)?,
         Start::Scratch => (Engine::new(cfg.clone())?, 0, 0),
     };
-    let read_only = torn_tail == TornTail::Report;
     let mut report = RecoveryReport {
         snapshot_seq,
         snapshots_rejected,
@@ -96,43 +95,8 @@ pub fn recover(
                 path: path.clone(),
             });
         }
-        let bytes = fs::read(path).map_err(io("reading", path))?;
-        let mut reader = RecordReader::new(&bytes);
-        for rec in reader.by_ref() {
-            let (seq, cmd) = match rec {
-                Ok(r) => r,
-                Err(e) => {
-                    handle_bad_record(path, e, last_segment, read_only, &mut report)?;
-                    break;
-                }
-            };
-            if seq <= report.last_seq {
-                continue;
-            }
-            if seq != report.last_seq + 1 {
-                return Err(DurabilityError::OutOfOrder {
-                    path: path.clone(),
-                    seq,
-                    after: report.last_seq,
-                });
-            }
-            engine.apply(&cmd, &mut Discard);
-            report.last_seq = seq;
-            report.replayed += 1;
-            // Reading the clock costs more than applying a tick: look every 64k records.
-            if report.replayed.is_multiple_of(65_536)
-                && progress.elapsed() >= Duration::from_secs(2)
-            {
-                progress = Instant::now();
-                let rate = per_second(report.replayed, started.elapsed());
-                info!(
-                    replayed = report.replayed,
-                    seq,
-                    events_per_s = rate,
-                    "recovery: replaying journal"
-                );
-            }
-        }
+        let tail = if last_segment { TailOf::Last(torn_tail) } else { TailOf::Inner };
+        replay_segment(path, tail, &mut engine, &mut report, &mut progress, started)?;
     }
     report.elapsed = started.elapsed();
     let rate = per_second(report.replayed, report.elapsed);
@@ -140,6 +104,63 @@ pub fn recover(
         elapsed = ?report.elapsed, events_per_s = rate,
         hash = %engine_core::hash::hex(&engine.state_hash()), "recovered");
     Ok((engine, report))
+}
+
+/// Where a segment stands: only the last one may end in a torn record.
+#[derive(Clone, Copy)]
+enum TailOf {
+    Inner,
+    Last(TornTail),
+}
+
+/// Applies one segment's records after `report.last_seq`, in order; a bad record ends it (see
+/// [`handle_bad_record`]). Logs progress at most every 2 s.
+fn replay_segment(
+    path: &Path,
+    tail: TailOf,
+    engine: &mut Engine,
+    report: &mut RecoveryReport,
+    progress: &mut Instant,
+    started: Instant,
+) -> Result<()> {
+    let bytes = fs::read(path).map_err(io("reading", path))?;
+    for rec in RecordReader::new(&bytes) {
+        let (seq, cmd) = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                let (last_segment, read_only) = match tail {
+                    TailOf::Inner => (false, true),
+                    TailOf::Last(t) => (true, t == TornTail::Report),
+                };
+                return handle_bad_record(path, e, last_segment, read_only, report);
+            }
+        };
+        if seq <= report.last_seq {
+            continue;
+        }
+        if seq != report.last_seq + 1 {
+            return Err(DurabilityError::OutOfOrder {
+                path: path.to_path_buf(),
+                seq,
+                after: report.last_seq,
+            });
+        }
+        engine.apply(&cmd, &mut Discard);
+        report.last_seq = seq;
+        report.replayed += 1;
+        // Reading the clock costs more than applying a tick: look every 64k records.
+        if report.replayed.is_multiple_of(65_536) && progress.elapsed() >= Duration::from_secs(2) {
+            *progress = Instant::now();
+            let rate = per_second(report.replayed, started.elapsed());
+            info!(
+                replayed = report.replayed,
+                seq,
+                events_per_s = rate,
+                "recovery: replaying journal"
+            );
+        }
+    }
+    Ok(())
 }
 
 fn handle_bad_record(

@@ -9,26 +9,7 @@ impl Engine {
         let ai = self.account_index(req.account)?;
         let m = self.market(req.market)?;
         let cfg = &m.cfg;
-        if req.leverage == 0 || req.leverage > cfg.max_leverage {
-            return Err(Reason::InvalidLeverage);
-        }
-        match req.size {
-            Size::Margin(a) => check_amount(a)?,
-            Size::Quantity(q) if q.0 <= 0 || q.0 > cfg.max_qty_steps => {
-                return Err(Reason::InvalidQuantity);
-            }
-            Size::Quantity(_) => {}
-        }
-        let price_ok = |p: Option<Price>| p.is_none_or(|p| p.0 > 0 && p.0 <= cfg.max_price_ticks);
-        if !price_ok(req.expected_price) {
-            return Err(Reason::InvalidPrice);
-        }
-        if !price_ok(req.take_profit) {
-            return Err(Reason::InvalidTakeProfit);
-        }
-        if !price_ok(req.stop_loss) {
-            return Err(Reason::InvalidStopLoss);
-        }
+        check_open_inputs(cfg, req)?;
         // Fill: a long buys at the ask, a short sells at the bid.
         let fill_side = match req.side {
             Side::Long => Side::Short,
@@ -146,4 +127,30 @@ fn size_position(m: &Market, req: &OpenRequest, e: Price) -> Result<(Qty, Usdc, 
             Ok((q, margin, m.scale.rate_of_value_ceil(rate, e, q)))
         }
     }
+}
+
+/// What an open request must satisfy before any price is looked at: leverage, size, and every
+/// price within the market's range.
+fn check_open_inputs(cfg: &MarketConfig, req: &OpenRequest) -> Result<(), Reason> {
+    if req.leverage == 0 || req.leverage > cfg.max_leverage {
+        return Err(Reason::InvalidLeverage);
+    }
+    match req.size {
+        Size::Margin(a) => check_amount(a)?,
+        Size::Quantity(q) if q.0 <= 0 || q.0 > cfg.max_qty_steps => {
+            return Err(Reason::InvalidQuantity);
+        }
+        Size::Quantity(_) => {}
+    }
+    let price_ok = |p: Option<Price>| p.is_none_or(|p| p.0 > 0 && p.0 <= cfg.max_price_ticks);
+    if !price_ok(req.expected_price) {
+        return Err(Reason::InvalidPrice);
+    }
+    if !price_ok(req.take_profit) {
+        return Err(Reason::InvalidTakeProfit);
+    }
+    if !price_ok(req.stop_loss) {
+        return Err(Reason::InvalidStopLoss);
+    }
+    Ok(())
 }

@@ -91,6 +91,7 @@ pub mod persist;
 pub mod processor;
 pub mod snapshot;
 pub mod state;
+pub mod waiters;
 
 pub use state::Engine;
 

@@ -1,7 +1,6 @@
 //! Both ends of the bridge: the engine side (consumer group -> in-ring; out-ring -> reply streams
 //! and `engine-events`) and the API side (`send_request_and_wait`).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,6 +18,7 @@ use crate::signing::{BridgeKey, ReplayGuard, SigError};
 use crate::target::RedisTarget;
 use crate::wire::{self, WireError};
 use crate::{ENGINE_EVENTS_STREAM, ENGINE_STREAM, PRICE_STREAM};
+use engine_core::waiters::{Delivery, Waiters};
 
 /// The stream malformed requests are moved to.
 pub const DEAD_LETTER_STREAM: &str = "engine-dead-letter";
@@ -660,12 +660,11 @@ pub struct RedisEngineClient {
     write: redis::aio::ConnectionManager,
     key: BridgeKey,
     reply_to: String,
-    waiters: Arc<Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Response>>>>,
+    /// The same registry the engine's reply thread uses ([`Waiters`]).
+    waiters: Arc<Waiters<Response>>,
     next: AtomicU64,
     id_base: u64,
     timeout: Duration,
-    max_in_flight: usize,
-    late: Arc<AtomicU64>,
     refused: Arc<AtomicU64>,
     reader: tokio::task::JoinHandle<()>,
 }
@@ -703,9 +702,7 @@ impl RedisEngineClient {
             .query_async(&mut write)
             .await?;
         let start = newest.ids.first().map_or_else(|| "0-0".to_owned(), |e| e.id.clone());
-        let waiters: Arc<Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Response>>>> =
-            Arc::default();
-        let late = Arc::new(AtomicU64::new(0));
+        let waiters: Arc<Waiters<Response>> = Arc::new(Waiters::new(65_536));
         let refused = Arc::new(AtomicU64::new(0));
         let reader = tokio::spawn(read_replies(
             client,
@@ -713,7 +710,6 @@ impl RedisEngineClient {
             reply_to.clone(),
             start,
             Arc::clone(&waiters),
-            Arc::clone(&late),
         ));
         Ok(RedisEngineClient {
             write,
@@ -723,8 +719,6 @@ impl RedisEngineClient {
             next: AtomicU64::new(1),
             id_base,
             timeout,
-            max_in_flight: 65_536,
-            late,
             refused,
             reader,
         })
@@ -735,13 +729,14 @@ impl RedisEngineClient {
     pub async fn send_request_and_wait(&self, kind: CommandKind) -> Result<Response, BridgeError> {
         let id = self.id_base | self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = tokio::sync::oneshot::channel();
-        {
-            let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-            if w.len() >= self.max_in_flight {
-                return Err(BridgeError::TooManyInFlight);
-            }
-            w.insert(id, tx);
-        }
+        let deliver = Box::new(move |r: Response| {
+            let _ = tx.send(r);
+        });
+        // Ids come from this instance's counter, so a duplicate cannot happen; either refusal
+        // means the registry is full.
+        self.waiters
+            .register(id, Delivery::Callback(deliver))
+            .map_err(|_| BridgeError::TooManyInFlight)?;
         let body = wire::encode_request(RequestId(id), &self.reply_to, &kind);
         let mut write = self.write.clone();
         let sent = signed_xadd(&self.key, ENGINE_STREAM, 1_000_000, &body);
@@ -759,17 +754,17 @@ impl RedisEngineClient {
     }
 
     fn forget(&self, id: u64) {
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.waiters.cancel(id);
     }
 
     /// Requests awaiting replies now.
     pub fn in_flight(&self) -> usize {
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.waiters.len()
     }
 
     /// Replies that arrived after their waiter timed out (dropped).
     pub fn late_replies(&self) -> u64 {
-        self.late.load(Ordering::Relaxed)
+        self.waiters.late()
     }
 
     /// Entries on the reply stream that were not signed by the engine (dropped unread).
@@ -797,8 +792,7 @@ async fn read_replies(
     check: ReplyCheck,
     stream: String,
     start: String,
-    waiters: Arc<Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Response>>>>,
-    late: Arc<AtomicU64>,
+    waiters: Arc<Waiters<Response>>,
 ) {
     let mut last = start;
     let mut backoff = Backoff::connect();
@@ -834,18 +828,8 @@ async fn read_replies(
                         continue;
                     }
                     let Ok(resp) = wire::decode_reply(&e.data) else { continue };
-                    let waiter = waiters
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&resp.request_id.0);
-                    match waiter {
-                        Some(tx) => {
-                            let _ = tx.send(resp);
-                        }
-                        None => {
-                            late.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+                    // Nobody waiting any more (timed out): counted as late by the registry.
+                    waiters.complete(resp.request_id.0, |()| resp);
                 }
             }
         }

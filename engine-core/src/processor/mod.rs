@@ -27,7 +27,6 @@ use crossbeam_channel::Receiver;
 use disruptor::{
     MultiProducer, ProcessorSettings, Sequence, SingleConsumerBarrier, SingleProducer,
 };
-use rustc_hash::FxHashMap;
 
 use crate::command::{Command, CommandKind, RequestId};
 use crate::config::{ConfigError, EngineConfig};
@@ -124,11 +123,9 @@ impl EngineHandle {
         let wait = Wait(cfg.wait);
         let shared = Arc::new(Shared {
             next_request_id: AtomicU64::new(engine.max_request_id() + 1),
-            max_in_flight: cfg.max_in_flight,
-            waiters: Mutex::new(FxHashMap::default()),
+            waiters: crate::waiters::Waiters::new(cfg.max_in_flight),
             subscribers: Mutex::new(Vec::new()),
             events_dropped: AtomicU64::new(0),
-            late_replies: AtomicU64::new(0),
             snapshots_skipped: AtomicU64::new(0),
             counters: SharedCounters::default(),
             input_parker: Arc::new(Parker::new(cfg.wait)),
@@ -267,7 +264,7 @@ impl EngineHandle {
 
     /// Replies that arrived after their ticket timed out.
     pub fn late_replies(&self) -> u64 {
-        self.submitter.shared.late_replies.load(Ordering::Relaxed)
+        self.submitter.shared.waiters.late()
     }
 
     /// The markets the engine runs with, in market-id order.

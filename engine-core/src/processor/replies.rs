@@ -1,31 +1,19 @@
-//! The reply path: the waiter registry keyed by request id (tickets and callbacks), the
-//! subscribers, and the reply thread's handler that routes every output of the out-ring.
+//! The reply path: tickets (the blocking wait on the one waiter registry,
+//! [`crate::waiters::Waiters`]), the subscribers, and the reply thread's handler that routes
+//! every output of the out-ring.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use rustc_hash::FxHashMap;
 
 use crate::command::RequestId;
 use crate::event::{Item, Output};
 use crate::state::Counters;
+use crate::waiters::Waiters;
 
 use super::*;
-
-/// Where a reply goes.
-pub(super) enum ReplyTo {
-    /// A [`Ticket`]'s channel.
-    Ticket(Sender<Response>),
-    /// A callback, run on the reply thread (see [`Submitter::submit_with`]).
-    Callback(Box<dyn FnOnce(Response) + Send>),
-}
-
-pub(super) struct Waiter {
-    pub(super) to: ReplyTo,
-    pub(super) items: Vec<Item>,
-}
 
 pub(super) struct Subscriber {
     pub(super) what: Subscription,
@@ -52,11 +40,10 @@ impl SharedCounters {
 
 pub(super) struct Shared {
     pub(super) next_request_id: AtomicU64,
-    pub(super) max_in_flight: usize,
-    pub(super) waiters: Mutex<FxHashMap<RequestId, Waiter>>,
+    /// Who awaits which reply (with the list items that came before it).
+    pub(super) waiters: Waiters<Response, Vec<Item>>,
     pub(super) subscribers: Mutex<Vec<Subscriber>>,
     pub(super) events_dropped: AtomicU64,
-    pub(super) late_replies: AtomicU64,
     pub(super) snapshots_skipped: AtomicU64,
     pub(super) counters: SharedCounters,
     /// Wakes the in-ring's first consumer (journal or engine thread) when it is parked.
@@ -64,12 +51,6 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub(super) fn waiters(&self) -> MutexGuard<'_, FxHashMap<RequestId, Waiter>> {
-        // A panic while holding the lock cannot leave the map inconsistent (single inserts and
-        // removes), so a poisoned lock is still usable.
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     pub(super) fn subscribers(&self) -> MutexGuard<'_, Vec<Subscriber>> {
         self.subscribers.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -107,7 +88,7 @@ impl Ticket {
             Ok(r) => Ok(r),
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(EngineError::Shutdown),
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                self.shared.waiters().remove(&self.request_id);
+                self.shared.waiters.cancel(self.request_id.0);
                 // The reply may have landed between the timeout and the removal.
                 self.rx.try_recv().map_err(|_| EngineError::Timeout)
             }
@@ -125,30 +106,15 @@ pub(super) fn route(shared: &Shared, output: &Output) {
     match output {
         Output::Empty => return,
         Output::Item { request_id, item } => {
-            if let Some(w) = shared.waiters().get_mut(request_id) {
-                w.items.push(*item);
-            }
+            shared.waiters.accumulate(request_id.0, |items| items.push(*item));
         }
         Output::Reply { request_id, result } => {
-            // Take the waiter out first: the lock must not be held while a callback runs.
-            let waiter = shared.waiters().remove(request_id);
-            match waiter {
-                Some(w) => {
-                    let response =
-                        Response { request_id: *request_id, result: *result, items: w.items };
-                    match w.to {
-                        // Capacity 1 and one reply per request: never full. Disconnected means
-                        // the ticket was dropped unread, which is the caller's choice.
-                        ReplyTo::Ticket(tx) => {
-                            let _ = tx.try_send(response);
-                        }
-                        ReplyTo::Callback(f) => f(response),
-                    }
-                }
-                None => {
-                    shared.late_replies.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            // Delivered outside the registry's lock; a reply nobody awaits is counted as late.
+            shared.waiters.complete(request_id.0, |items| Response {
+                request_id: *request_id,
+                result: *result,
+                items,
+            });
         }
         Output::Event(_) => {}
     }

@@ -10,6 +10,7 @@ use disruptor::Producer;
 use crate::command::{Command, CommandKind, RequestId};
 use crate::event::Output;
 use crate::state::Counters;
+use crate::waiters::{Delivery, RegisterError};
 
 use super::*;
 
@@ -32,23 +33,18 @@ impl Clone for Submitter {
 }
 
 impl Submitter {
-    fn register(&self, to: ReplyTo) -> Result<RequestId, EngineError> {
+    fn register(&self, to: Delivery<Response>) -> Result<RequestId, EngineError> {
         let id = RequestId(self.shared.next_request_id.fetch_add(1, Ordering::Relaxed));
         self.register_as(id, to)?;
         Ok(id)
     }
 
-    fn register_as(&self, id: RequestId, to: ReplyTo) -> Result<(), EngineError> {
-        let mut waiters = self.shared.waiters();
-        if waiters.len() >= self.shared.max_in_flight {
-            return Err(EngineError::TooManyInFlight);
-        }
-        if waiters.contains_key(&id) {
-            return Err(EngineError::DuplicateInFlight);
-        }
+    fn register_as(&self, id: RequestId, to: Delivery<Response>) -> Result<(), EngineError> {
         // Registered before publishing, so a fast reply always finds its waiter.
-        waiters.insert(id, Waiter { to, items: Vec::new() });
-        Ok(())
+        self.shared.waiters.register(id.0, to).map_err(|e| match e {
+            RegisterError::Full => EngineError::TooManyInFlight,
+            RegisterError::Duplicate => EngineError::DuplicateInFlight,
+        })
     }
 
     /// Publishes a registered request without spinning; on a full ring the waiter is removed.
@@ -61,7 +57,7 @@ impl Submitter {
         let published =
             self.producer.try_publish(|slot| *slot = Command::new(request_id, ts_ns, kind));
         if published.is_err() {
-            self.shared.waiters().remove(&request_id);
+            self.shared.waiters.cancel(request_id.0);
             return Err(EngineError::RingFull);
         }
         self.shared.input_parker.wake();
@@ -70,7 +66,7 @@ impl Submitter {
 
     fn register_ticket(&self) -> Result<(RequestId, Receiver<Response>), EngineError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        Ok((self.register(ReplyTo::Ticket(tx))?, rx))
+        Ok((self.register(Delivery::Channel(tx))?, rx))
     }
 
     /// Submits a command whose reply is handed to `on_reply`, which runs on the reply thread and
@@ -82,7 +78,7 @@ impl Submitter {
         kind: CommandKind,
         on_reply: Box<dyn FnOnce(Response) + Send>,
     ) -> Result<RequestId, EngineError> {
-        let request_id = self.register(ReplyTo::Callback(on_reply))?;
+        let request_id = self.register(Delivery::Callback(on_reply))?;
         self.try_publish_registered(request_id, ts_ns, kind)?;
         Ok(request_id)
     }
@@ -100,7 +96,7 @@ impl Submitter {
         if request_id == RequestId::NONE {
             return Err(EngineError::DuplicateInFlight);
         }
-        self.register_as(request_id, ReplyTo::Callback(on_reply))?;
+        self.register_as(request_id, Delivery::Callback(on_reply))?;
         self.try_publish_registered(request_id, ts_ns, kind)
     }
 
@@ -111,7 +107,7 @@ impl Submitter {
 
     /// Requests awaiting their reply now.
     pub fn in_flight(&self) -> usize {
-        self.shared.waiters().len()
+        self.shared.waiters.len()
     }
 
     /// Outputs lost because a subscriber's channel was full.
@@ -122,7 +118,7 @@ impl Submitter {
     /// Forgets the waiter of `request_id` (its caller gave up, e.g. timed out); a late reply is
     /// then counted and dropped.
     pub fn cancel(&self, request_id: RequestId) {
-        self.shared.waiters().remove(&request_id);
+        self.shared.waiters.cancel(request_id.0);
     }
 
     /// Submits a command received at `ts_ns` (nanoseconds since the epoch: the engine has no

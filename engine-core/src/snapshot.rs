@@ -253,27 +253,7 @@ impl Engine {
     pub fn restore(cfg: EngineConfig, snap: &EngineSnapshot) -> Result<Engine, SnapshotError> {
         let bad = |why: String| Err(SnapshotError::Config(why));
         let mut e = Engine::new(cfg).map_err(|err| SnapshotError::Config(err.to_string()))?;
-        if snap.markets.len() != e.markets.len() {
-            return bad(format!(
-                "{} markets in snapshot, {} configured",
-                snap.markets.len(),
-                e.markets.len()
-            ));
-        }
-        for (m, s) in e.markets.iter_mut().zip(&snap.markets) {
-            if m.cfg.symbol != s.symbol
-                || m.cfg.price_decimals != s.price_decimals
-                || m.cfg.qty_decimals != s.qty_decimals
-            {
-                return bad(format!("market {} changed (symbol or decimals)", s.symbol));
-            }
-            m.has_price = s.has_price;
-            m.bid = s.bid;
-            m.ask = s.ask;
-            m.update_id = s.update_id;
-            m.updated_at_ns = s.updated_at_ns;
-            m.exchange_time_us = s.exchange_time_us;
-        }
+        restore_markets(&mut e, snap)?;
         if snap.accounts.len() > usize_from(e.cfg.max_accounts)
             || snap.positions.len() > usize_from(e.cfg.max_open_positions)
         {
@@ -334,6 +314,36 @@ impl Engine {
         e.check_conservation().map_err(SnapshotError::Config)?;
         Ok(e)
     }
+}
+
+/// The markets' prices from a snapshot, refusing one whose markets differ from the
+/// configuration (a changed symbol or decimals would reinterpret every stored integer).
+fn restore_markets(e: &mut Engine, snap: &EngineSnapshot) -> Result<(), SnapshotError> {
+    if snap.markets.len() != e.markets.len() {
+        return Err(SnapshotError::Config(format!(
+            "{} markets in snapshot, {} configured",
+            snap.markets.len(),
+            e.markets.len()
+        )));
+    }
+    for (m, s) in e.markets.iter_mut().zip(&snap.markets) {
+        if m.cfg.symbol != s.symbol
+            || m.cfg.price_decimals != s.price_decimals
+            || m.cfg.qty_decimals != s.qty_decimals
+        {
+            return Err(SnapshotError::Config(format!(
+                "market {} changed (symbol or decimals)",
+                s.symbol
+            )));
+        }
+        m.has_price = s.has_price;
+        m.bid = s.bid;
+        m.ask = s.ask;
+        m.update_id = s.update_id;
+        m.updated_at_ns = s.updated_at_ns;
+        m.exchange_time_us = s.exchange_time_us;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

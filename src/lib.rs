@@ -195,11 +195,7 @@ pub fn bridge_error(e: redis_bridge::bridge::BridgeError) -> hundredx_http::erro
     use tracing::warn;
     let unavailable = |msg: &str| ApiError::unavailable("redis_unavailable", msg);
     match e {
-        BridgeError::Timeout => ApiError::gateway_timeout(
-            "engine_timeout",
-            "no reply from the engine in time (it may be down or restarting); the request may \
-             still be applied: retry with the same Idempotency-Key or client_order_id",
-        ),
+        BridgeError::Timeout => ApiError::engine_timeout(),
         BridgeError::TooManyInFlight => ApiError::busy("too many requests awaiting the engine"),
         BridgeError::Redis(e) => {
             warn!(error = %e, "api: Redis refused a request");
@@ -230,21 +226,23 @@ pub fn bridge_error(e: redis_bridge::bridge::BridgeError) -> hundredx_http::erro
 pub struct RedisApi(pub redis_bridge::bridge::RedisEngineClient);
 
 impl hundredx_http::EngineClient for RedisApi {
-    fn call(
+    fn submit(
         &self,
         kind: engine_core::command::CommandKind,
-    ) -> std::pin::Pin<
-        Box<
-            dyn std::future::Future<
-                    Output = Result<
-                        engine_core::processor::Response,
-                        hundredx_http::error::ApiError,
-                    >,
-                > + Send
-                + '_,
-        >,
+        on_reply: Box<dyn FnOnce(engine_core::processor::Response) + Send>,
+    ) -> hundredx_http::BoxFuture<
+        '_,
+        Result<engine_core::command::RequestId, hundredx_http::error::ApiError>,
     > {
-        Box::pin(async move { self.0.send_request_and_wait(kind).await.map_err(bridge_error) })
+        Box::pin(async move { self.0.submit(kind, on_reply).await.map_err(bridge_error) })
+    }
+
+    fn cancel(&self, id: engine_core::command::RequestId) {
+        self.0.cancel(id);
+    }
+
+    fn timeout(&self) -> std::time::Duration {
+        self.0.timeout()
     }
 
     fn in_flight(&self) -> usize {

@@ -65,6 +65,16 @@ impl ApiError {
         }
     }
 
+    /// 504 `engine_timeout`: the request was sent but no reply came in time. It may still be
+    /// applied, so the message says how to retry safely.
+    pub fn engine_timeout() -> ApiError {
+        ApiError::gateway_timeout(
+            "engine_timeout",
+            "no reply from the engine in time (it may be down or restarting); the request may \
+             still be applied: retry with the same Idempotency-Key or client_order_id",
+        )
+    }
+
     /// 504: the request was sent but no reply came in time; it may still be applied.
     pub fn gateway_timeout(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::GATEWAY_TIMEOUT, code, message)

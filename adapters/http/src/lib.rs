@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use engine_core::command::{CommandKind, MarketId};
+use engine_core::command::{CommandKind, MarketId, RequestId};
 use engine_core::config::MarketConfig;
 use engine_core::processor::{EngineError, Response, Submitter};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -186,13 +186,47 @@ impl Limits {
     }
 }
 
-/// How the handlers reach the engine.
+/// A boxed future, as the client trait returns them.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// How the handlers reach the engine: the same contract for the engine in this process and for
+/// one behind Redis. Both register the caller in the one waiter registry
+/// ([`engine_core::waiters::Waiters`]) before sending; [`EngineClient::call`] is written once.
 pub trait EngineClient: Send + Sync + 'static {
-    /// Sends `kind` and awaits its reply (with the client's own timeout).
-    fn call(
+    /// Registers `on_reply` (it runs when the reply arrives; it must not block) and sends `kind`;
+    /// returns the request id, for [`EngineClient::cancel`].
+    fn submit(
         &self,
         kind: CommandKind,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, ApiError>> + Send + '_>>;
+        on_reply: Box<dyn FnOnce(Response) + Send>,
+    ) -> BoxFuture<'_, Result<RequestId, ApiError>>;
+
+    /// Stops waiting for `id` (a reply that still comes is counted as late).
+    fn cancel(&self, id: RequestId);
+
+    /// How long [`EngineClient::call`] waits for a reply.
+    fn timeout(&self) -> Duration;
+
+    /// Sends `kind` and awaits its reply; after [`EngineClient::timeout`] the wait is cancelled
+    /// and the answer is 504 (the request may still apply).
+    fn call(&self, kind: CommandKind) -> BoxFuture<'_, Result<Response, ApiError>> {
+        Box::pin(async move {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let on_reply = Box::new(move |r: Response| {
+                let _ = tx.send(r);
+            });
+            let id = self.submit(kind, on_reply).await?;
+            match tokio::time::timeout(self.timeout(), rx).await {
+                Ok(Ok(r)) => Ok(r),
+                Ok(Err(_)) => Err(ApiError::from_engine(EngineError::Shutdown)),
+                Err(_) => {
+                    self.cancel(id);
+                    Err(ApiError::engine_timeout())
+                }
+            }
+        })
+    }
+
     /// The engine's counters, if this client can see them.
     fn counters(&self) -> Option<engine_core::state::Counters> {
         None
@@ -228,34 +262,24 @@ impl LocalEngine {
     fn submitter(&self) -> std::sync::MutexGuard<'_, Submitter> {
         self.submitter.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    async fn call_inner(&self, kind: CommandKind) -> Result<Response, ApiError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let on_reply = Box::new(move |r| {
-            let _ = tx.send(r);
-        });
-        let request_id = self
-            .submitter()
-            .submit_with(now_ns(), kind, on_reply)
-            .map_err(ApiError::from_engine)?;
-        match tokio::time::timeout(self.timeout, rx).await {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(_)) => Err(ApiError::from_engine(EngineError::Shutdown)),
-            Err(_) => {
-                self.submitter().cancel(request_id);
-                Err(ApiError::from_engine(EngineError::Timeout))
-            }
-        }
-    }
 }
 
 impl EngineClient for LocalEngine {
-    fn call(
+    fn submit(
         &self,
         kind: CommandKind,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, ApiError>> + Send + '_>>
-    {
-        Box::pin(self.call_inner(kind))
+        on_reply: Box<dyn FnOnce(Response) + Send>,
+    ) -> BoxFuture<'_, Result<RequestId, ApiError>> {
+        let sent = self.submitter().submit_with(now_ns(), kind, on_reply);
+        Box::pin(std::future::ready(sent.map_err(ApiError::from_engine)))
+    }
+
+    fn cancel(&self, id: RequestId) {
+        self.submitter().cancel(id);
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     fn counters(&self) -> Option<engine_core::state::Counters> {

@@ -724,18 +724,18 @@ impl RedisEngineClient {
         })
     }
 
-    /// Sends `kind` and waits for its reply (the waiter is registered before the XADD and removed
-    /// on timeout).
-    pub async fn send_request_and_wait(&self, kind: CommandKind) -> Result<Response, BridgeError> {
+    /// Registers `on_reply` in the waiter registry (before the XADD, so a fast reply finds it),
+    /// then sends `kind`; returns the request id, for [`RedisEngineClient::cancel`].
+    pub async fn submit(
+        &self,
+        kind: CommandKind,
+        on_reply: Box<dyn FnOnce(Response) + Send>,
+    ) -> Result<RequestId, BridgeError> {
         let id = self.id_base | self.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let deliver = Box::new(move |r: Response| {
-            let _ = tx.send(r);
-        });
         // Ids come from this instance's counter, so a duplicate cannot happen; either refusal
         // means the registry is full.
         self.waiters
-            .register(id, Delivery::Callback(deliver))
+            .register(id, Delivery::Callback(on_reply))
             .map_err(|_| BridgeError::TooManyInFlight)?;
         let body = wire::encode_request(RequestId(id), &self.reply_to, &kind);
         let mut write = self.write.clone();
@@ -744,10 +744,30 @@ impl RedisEngineClient {
             self.forget(id);
             return Err(e.into());
         }
+        Ok(RequestId(id))
+    }
+
+    /// Stops waiting for `id` (a reply that still comes is counted as late).
+    pub fn cancel(&self, id: RequestId) {
+        self.forget(id.0);
+    }
+
+    /// How long [`RedisEngineClient::send_request_and_wait`] waits.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Sends `kind` and waits for its reply; the wait is cancelled on timeout.
+    pub async fn send_request_and_wait(&self, kind: CommandKind) -> Result<Response, BridgeError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let on_reply = Box::new(move |r: Response| {
+            let _ = tx.send(r);
+        });
+        let id = self.submit(kind, on_reply).await?;
         match tokio::time::timeout(self.timeout, rx).await {
             Ok(Ok(r)) => Ok(r),
             _ => {
-                self.forget(id);
+                self.cancel(id);
                 Err(BridgeError::Timeout)
             }
         }

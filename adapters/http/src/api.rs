@@ -89,13 +89,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// 413 `payload_too_large`, for JSON and raw bodies alike.
+fn payload_too_large() -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body too large")
+}
+
 fn json_rejection(r: &JsonRejection) -> ApiError {
     match r.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "request body too large",
-        ),
+        StatusCode::PAYLOAD_TOO_LARGE => payload_too_large(),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -762,11 +763,7 @@ async fn close(
     let position = position_id(&id)?;
     // The body is optional here: empty closes everything.
     let body = body.map_err(|r| match r.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "request body too large",
-        ),
+        StatusCode::PAYLOAD_TOO_LARGE => payload_too_large(),
         _ => ApiError::bad_request("invalid_body", "the request body could not be read"),
     })?;
     let body: CloseBody = if body.iter().all(u8::is_ascii_whitespace) {

@@ -23,22 +23,7 @@ pub fn run(args: DrillArgs) -> Result<()> {
     let durable = DurableEngine::start(EngineConfig::default(), &args.durability.options())?;
     let mut engine = durable.handle.submitter();
     let timeout = Duration::from_secs(10);
-    let mut accounts = Vec::new();
-    for i in 0..10 {
-        let login = Login::new(&format!("drill{i}@x")).context("login")?;
-        let r = engine.call(now_ns(), CommandKind::QueryCredential { login }, timeout)?;
-        let account = match r.result {
-            Ok(ReplyData::Credential { account, .. }) => account,
-            _ => {
-                let kind = CommandKind::CreateAccount { login, credential: Credential::empty() };
-                match engine.call(now_ns(), kind, timeout)?.result {
-                    Ok(ReplyData::AccountCreated { account }) => account,
-                    other => bail!("create account: {other:?}"),
-                }
-            }
-        };
-        accounts.push(account);
-    }
+    let accounts = drill_accounts(&mut engine, timeout)?;
     let mut feed = SyntheticFeed::new(
         SyntheticConfig { seed: args.seed, volatility_ppm: 3_000, ..SyntheticConfig::default() },
         &MarketConfig::defaults()[..1],
@@ -96,4 +81,25 @@ pub fn run(args: DrillArgs) -> Result<()> {
             out.flush()?;
         }
     }
+}
+
+/// The drill's ten accounts: found again after a restart, created on the first run.
+fn drill_accounts(engine: &mut Submitter, timeout: Duration) -> Result<Vec<AccountId>> {
+    let mut accounts = Vec::new();
+    for i in 0..10 {
+        let login = Login::new(&format!("drill{i}@x")).context("login")?;
+        let r = engine.call(now_ns(), CommandKind::QueryCredential { login }, timeout)?;
+        let account = match r.result {
+            Ok(ReplyData::Credential { account, .. }) => account,
+            _ => {
+                let kind = CommandKind::CreateAccount { login, credential: Credential::empty() };
+                match engine.call(now_ns(), kind, timeout)?.result {
+                    Ok(ReplyData::AccountCreated { account }) => account,
+                    other => bail!("create account: {other:?}"),
+                }
+            }
+        };
+        accounts.push(account);
+    }
+    Ok(accounts)
 }

@@ -144,21 +144,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let (stop_feed, feed_stopped) = tokio::sync::oneshot::channel::<()>();
         let feed_task =
             spawn_async_feed(&args, &feed_kind, engine, &markets_cfg, &feed_health, feed_stopped);
-        let mut status = tokio::time::interval(Duration::from_secs(args.status_interval));
-        status.tick().await;
-        let stop_signal = hundredx::shutdown_signal();
-        tokio::pin!(stop_signal);
-        loop {
-            tokio::select! {
-                () = &mut stop_signal => break,
-                _ = status.tick() => {
-                    let c = engine.counters();
-                    info!(commands = c.commands, ticks = c.ticks_applied, ticks_rejected = c.ticks_rejected,
-                        opened = c.opened, liquidations = c.liquidations, events_dropped = engine.events_dropped(),
-                        "status");
-                }
-            }
-        }
+        log_status_until_signal(engine, Duration::from_secs(args.status_interval)).await;
         let _ = stop_feed.send(());
         if let Some(t) = feed_task {
             let _ = t.await;
@@ -310,5 +296,24 @@ fn spawn_async_feed(
             }))
         }
         FeedKind::Synthetic => None,
+    }
+}
+
+/// Logs the engine's counters every `every` until SIGINT or SIGTERM.
+async fn log_status_until_signal(engine: &EngineHandle, every: Duration) {
+    let mut status = tokio::time::interval(every);
+    status.tick().await;
+    let stop_signal = hundredx::shutdown_signal();
+    tokio::pin!(stop_signal);
+    loop {
+        tokio::select! {
+            () = &mut stop_signal => return,
+            _ = status.tick() => {
+                let c = engine.counters();
+                info!(commands = c.commands, ticks = c.ticks_applied, ticks_rejected = c.ticks_rejected,
+                    opened = c.opened, liquidations = c.liquidations, events_dropped = engine.events_dropped(),
+                    "status");
+            }
+        }
     }
 }

@@ -611,30 +611,8 @@ fn open_request(
         }
     };
     let opt_price = |f: &str, d: &Option<Dec>| d.as_ref().map(|d| price(f, d, m)).transpose();
-    let client_order_id = b
-        .client_order_id
-        .as_deref()
-        .map(|c| {
-            Some(c).filter(|c| printable_id(c)).and_then(ClientOrderId::new).ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_client_order_id",
-                    "client_order_id must be 1..=36 printable ASCII characters",
-                )
-            })
-        })
-        .transpose()?;
-    if b.max_slippage_bps.is_some() != b.expected_price.is_some() {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "expected_price and max_slippage_bps go together",
-        ));
-    }
-    if b.max_slippage_bps.is_some_and(|bps| bps > 10_000) {
-        return Err(ApiError::bad_request(
-            "invalid_slippage",
-            "max_slippage_bps must be 0..=10000",
-        ));
-    }
+    let client_order_id = client_order_id(b.client_order_id.as_deref())?;
+    check_slippage_fields(b)?;
     Ok(OpenRequest {
         account,
         market,
@@ -647,6 +625,37 @@ fn open_request(
         stop_loss: opt_price("stop_loss", &b.stop_loss)?,
         client_order_id,
     })
+}
+
+/// An optional `client_order_id`: 1..=36 printable ASCII.
+fn client_order_id(raw: Option<&str>) -> Result<Option<ClientOrderId>, ApiError> {
+    raw.map(|c| {
+        Some(c).filter(|c| printable_id(c)).and_then(ClientOrderId::new).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_client_order_id",
+                "client_order_id must be 1..=36 printable ASCII characters",
+            )
+        })
+    })
+    .transpose()
+}
+
+/// `expected_price` and `max_slippage_bps` come together, and the bound is 0..=10000 (a larger
+/// one is refused, never clamped).
+fn check_slippage_fields(b: &OpenBody) -> Result<(), ApiError> {
+    if b.max_slippage_bps.is_some() != b.expected_price.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "expected_price and max_slippage_bps go together",
+        ));
+    }
+    if b.max_slippage_bps.is_some_and(|bps| bps > 10_000) {
+        return Err(ApiError::bad_request(
+            "invalid_slippage",
+            "max_slippage_bps must be 0..=10000",
+        ));
+    }
+    Ok(())
 }
 
 #[utoipa::path(post, path = "/api/v1/positions", tag = "positions",

@@ -68,6 +68,8 @@ pub struct ServeArgs {
     pub edge: EdgeArgs,
 }
 
+/// `hundredx serve`. Longer than the ~70-line rule on purpose: this is the process's wiring in
+/// start order (engine, feed, event log, HTTP, then the reverse on a signal), each step a call.
 pub fn run(args: ServeArgs) -> Result<()> {
     let feed_kind = FeedKind::parse(&args.feed)?;
     let edge_limits = args.edge.limits(args.config.as_deref())?;

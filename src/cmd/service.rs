@@ -10,7 +10,6 @@ use backpack_feed::client::{ClientConfig, FeedHealth, TickSink};
 use engine_core::prelude::*;
 use hundredx::{DurableEngine, DurableOptions, RedisApi};
 use hundredx_http::{ApiConfig, AppState};
-use redis_bridge::backoff::Backoff;
 use redis_bridge::bridge::{EngineBridgeConfig, RedisEngineClient, run_engine_bridge};
 use redis_bridge::signing::BridgeKey;
 use redis_bridge::target::RedisTarget;
@@ -136,7 +135,9 @@ pub fn api_main(
         let timeout = api_cfg.limits.reply_timeout;
         let connect =
             || RedisEngineClient::connect(target, key.clone(), &instance, id_base, timeout);
-        let Some(client) = retry_until_connected(target, "api", connect).await else {
+        let stop = hundredx::shutdown_signal();
+        tokio::pin!(stop);
+        let Some(client) = target.retry("api", connect, stop).await else {
             return Ok(());
         };
         let state = AppState::with_client(api_cfg, Arc::new(RedisApi(client)), None);
@@ -147,35 +148,6 @@ pub fn api_main(
         hundredx_http::serve(listener, state, hundredx::shutdown_signal()).await?;
         anyhow::Ok(())
     })
-}
-
-/// Calls `connect` until it succeeds (backoff 100 ms doubling to 10 s, each failure logged with
-/// the redacted URL) or a shutdown signal arrives (`None`): a Redis that starts after us, or
-/// restarts, is waited for, and Ctrl-C / SIGTERM still stop us meanwhile.
-async fn retry_until_connected<
-    T,
-    E: std::fmt::Display,
-    F: std::future::Future<Output = Result<T, E>>,
->(
-    target: &RedisTarget,
-    who: &str,
-    mut connect: impl FnMut() -> F,
-) -> Option<T> {
-    let mut backoff = Backoff::connect();
-    let stop = hundredx::shutdown_signal();
-    tokio::pin!(stop);
-    loop {
-        match connect().await {
-            Ok(c) => return Some(c),
-            Err(e) => {
-                warn!(who, redis = %target.redacted(), error = %e, retry_in = ?backoff.peek(), "Redis unreachable");
-            }
-        }
-        tokio::select! {
-            () = &mut stop => return None,
-            () = tokio::time::sleep(backoff.next()) => {}
-        }
-    }
 }
 
 /// Publishes ticks to `price-stream` (trimmed), from any feed.
@@ -192,7 +164,9 @@ impl TickSink for RedisSink {
 pub async fn redis_sink(target: &RedisTarget, key: BridgeKey) -> Result<Option<RedisSink>> {
     let client = target.client()?;
     let connect = || redis::aio::ConnectionManager::new(client.clone());
-    let Some(mut con) = retry_until_connected(target, "feed", connect).await else {
+    let stop = hundredx::shutdown_signal();
+    tokio::pin!(stop);
+    let Some(mut con) = target.retry("feed", connect, stop).await else {
         return Ok(None);
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Tick>();

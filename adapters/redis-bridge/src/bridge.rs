@@ -226,17 +226,9 @@ pub async fn run_engine_bridge(
     // Replies and events are written as they come, by their own task on a reconnecting
     // connection; an item is retried until written (a reply is never dropped for a blip).
     // Redis may start after the engine, or be restarting: wait for it (shutdown still works).
-    let mut backoff = Backoff::connect();
-    let manager = loop {
-        match redis::aio::ConnectionManager::new(client.clone()).await {
-            Ok(m) => break m,
-            Err(e) => warn!(redis = %cfg.target.redacted(), error = %e, retry_in = ?backoff.peek(),
-                "bridge: Redis unreachable"),
-        }
-        tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            () = tokio::time::sleep(backoff.next()) => {}
-        }
+    let connect = || redis::aio::ConnectionManager::new(client.clone());
+    let Some(manager) = cfg.target.retry("engine", connect, shutdown.as_mut()).await else {
+        return Ok(());
     };
     let writer = tokio::spawn(write_replies_and_events(
         manager.clone(),

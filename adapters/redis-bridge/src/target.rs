@@ -4,6 +4,8 @@
 
 use redis::{Client, RedisResult, TlsCertificates};
 
+use crate::backoff::Backoff;
+
 /// A Redis server to connect to.
 #[derive(Clone)]
 pub struct RedisTarget {
@@ -53,6 +55,33 @@ impl RedisTarget {
                 format!("{scheme}://{name}{hidden}{rest}")
             }
             _ => self.url.clone(),
+        }
+    }
+
+    /// Calls `connect` until it succeeds, waiting [`Backoff::connect`] between attempts and
+    /// logging each failure with the redacted URL, or until `stop` resolves (`None`): a Redis
+    /// that starts after us, or restarts, is waited for, and a shutdown still stops us.
+    pub async fn retry<T, E, F>(
+        &self,
+        who: &str,
+        mut connect: impl FnMut() -> F,
+        mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> Option<T>
+    where
+        E: std::fmt::Display,
+        F: std::future::Future<Output = Result<T, E>>,
+    {
+        let mut backoff = Backoff::connect();
+        loop {
+            match connect().await {
+                Ok(c) => return Some(c),
+                Err(e) => tracing::warn!(who, redis = %self.redacted(), error = %e,
+                    retry_in = ?backoff.peek(), "Redis unreachable"),
+            }
+            tokio::select! {
+                () = &mut stop => return None,
+                () = tokio::time::sleep(backoff.next()) => {}
+            }
         }
     }
 

@@ -200,16 +200,11 @@ async fn malformed_entries_get_an_error_reply_go_to_dead_letter_and_do_not_stop_
     // Everything is acknowledged (the ack follows the reply's XADD, so give it a moment).
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let pending: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
-            .arg(ENGINE_STREAM)
-            .arg("engine")
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        if pending.0 == 0 {
+        let pending = pending(&mut con).await;
+        if pending == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "entries left pending: {pending:?}");
+        assert!(Instant::now() < deadline, "{pending} entries left pending");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -266,6 +261,13 @@ async fn a_poisoned_reply_to_is_dead_lettered_and_other_replies_flow() {
         assert!(Instant::now() < deadline, "the poisoned reply was not dead-lettered: {dead:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Entries of `engine-stream` delivered to the engine's group and not yet acknowledged.
+async fn pending(con: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let summary: (u64, redis::Value, redis::Value, redis::Value) =
+        redis::cmd("XPENDING").arg(ENGINE_STREAM).arg("engine").query_async(con).await.unwrap();
+    summary.0
 }
 
 async fn balance(c: &RedisEngineClient, account: AccountId) -> Usdc {
@@ -399,13 +401,7 @@ async fn forged_entries_are_dead_lettered_counted_and_change_nothing() {
     let forger_replies: usize =
         redis::cmd("XLEN").arg("callback-queue:forger").query_async(&mut con).await.unwrap();
     assert_eq!(forger_replies, 0, "a forged entry gets no reply (its reply_to is the forger's)");
-    let pending: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
-        .arg(ENGINE_STREAM)
-        .arg("engine")
-        .query_async(&mut con)
-        .await
-        .unwrap();
-    assert_eq!(pending.0, 0, "refused entries are acknowledged");
+    assert_eq!(pending(&mut con).await, 0, "refused entries are acknowledged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,13 +78,14 @@ fn main() {
         // Ticks: pipelined XADDs into price-stream; time until the engine applied them all.
         let n: u64 = if quick { 10_000 } else { 200_000 };
         let mut con = redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let key = test_support::test_key(); // once: the feed keeps its key too
         let before = handle.counters().ticks_applied;
         let start = Instant::now();
         for chunk in (0..n).collect::<Vec<_>>().chunks(1_000) {
             let mut pipe = redis::pipe();
             for &i in chunk {
                 let t = Tick { market: MarketId(0), bid: Price(6_000_000), ask: Price(6_000_010), update_id: i + 1, exchange_time_us: 0 };
-                pipe.add_command(redis_bridge::bridge::signed_xadd(&test_support::test_key(), PRICE_STREAM, 1_000_000, &wire::encode_tick(&t))).ignore();
+                pipe.add_command(redis_bridge::bridge::signed_xadd(&key, PRICE_STREAM, 1_000_000, &wire::encode_tick(&t))).ignore();
             }
             let _: () = pipe.query_async(&mut con).await.unwrap();
         }

@@ -1,7 +1,9 @@
-//! `serve --config FILE`: markets and engine limits from a JSON file.
+//! `--config FILE`: markets and engine limits, and the HTTP edge's limits, from one JSON file.
 //!
-//! Every field is optional; what is missing keeps its default. Rates and amounts are decimal
-//! strings, parsed exactly. Unknown fields are an error, so a typo is not silently ignored.
+//! The engine part deserializes straight into [`EngineConfig`] (its serde attributes say the
+//! defaults and units); the `http` section into [`hundredx_http::Limits`]. Every field is
+//! optional; what is missing keeps its default. Rates and amounts are decimal strings, parsed
+//! exactly. Unknown fields are an error, so a typo is not silently ignored.
 //!
 //! ```json
 //! {
@@ -18,80 +20,17 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
-use engine_core::config::{EngineConfig, MarketConfig};
-use engine_core::num::{Ppm, Usdc};
-use serde::Deserialize;
+use engine_core::config::EngineConfig;
 
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    markets: Option<Vec<FileMarket>>,
-    demo_deposits: Option<bool>,
-    initial_balance: Option<String>,
-    max_accounts: Option<u32>,
-    max_open_positions: Option<u32>,
-    max_positions_per_account: Option<u32>,
-    closed_history_per_account: Option<u32>,
-    idempotency_keys_per_account: Option<u32>,
-    idempotency_ttl_secs: Option<u64>,
-    request_id_window: Option<u32>,
-    /// The HTTP edge's limits ([`hundredx_http::Limits`]); read by [`load_http`].
-    http: Option<serde_json::Value>,
+/// The file's two parts: the engine's (everything but `http`) and the HTTP edge's.
+fn split(text: &str) -> Result<(serde_json::Value, Option<serde_json::Value>)> {
+    let mut all: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)?;
+    let http = all.remove("http");
+    Ok((serde_json::Value::Object(all), http))
 }
 
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
-struct FileMarket {
-    symbol: String,
-    price_decimals: u32,
-    qty_decimals: u32,
-    max_leverage: Option<u32>,
-    maintenance_margin_rate: Option<String>,
-    liquidation_fee_rate: Option<String>,
-    open_fee_rate: Option<String>,
-    close_fee_rate: Option<String>,
-    max_price_age_ms: Option<u64>,
-    min_qty: Option<i64>,
-    min_margin: Option<String>,
-    max_price_ticks: Option<i64>,
-    max_qty_steps: Option<i64>,
-}
-
-fn rate(field: &str, v: &Option<String>, default: Ppm) -> Result<Ppm> {
-    v.as_deref().map_or(Ok(default), |s| Ppm::parse(s).map_err(|e| anyhow!("{field}: {e}")))
-}
-
-impl FileMarket {
-    fn into_config(self) -> Result<MarketConfig> {
-        let d = MarketConfig::new(&self.symbol, self.price_decimals, self.qty_decimals);
-        let ctx = |f: &str| format!("market {}: {f}", self.symbol);
-        Ok(MarketConfig {
-            max_leverage: self.max_leverage.unwrap_or(d.max_leverage),
-            maintenance_margin_rate: rate(
-                &ctx("maintenance_margin_rate"),
-                &self.maintenance_margin_rate,
-                d.maintenance_margin_rate,
-            )?,
-            liquidation_fee_rate: rate(
-                &ctx("liquidation_fee_rate"),
-                &self.liquidation_fee_rate,
-                d.liquidation_fee_rate,
-            )?,
-            open_fee_rate: rate(&ctx("open_fee_rate"), &self.open_fee_rate, d.open_fee_rate)?,
-            close_fee_rate: rate(&ctx("close_fee_rate"), &self.close_fee_rate, d.close_fee_rate)?,
-            max_price_age_ns: self
-                .max_price_age_ms
-                .map_or(d.max_price_age_ns, |ms| ms.saturating_mul(1_000_000)),
-            min_qty: self.min_qty.unwrap_or(d.min_qty),
-            min_margin: match &self.min_margin {
-                Some(s) => Usdc::parse(s).map_err(|e| anyhow!("{}: {e}", ctx("min_margin")))?,
-                None => d.min_margin,
-            },
-            max_price_ticks: self.max_price_ticks.unwrap_or(d.max_price_ticks),
-            max_qty_steps: self.max_qty_steps.unwrap_or(d.max_qty_steps),
-            ..d
-        })
-    }
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// The `http` section of the file at `path` (defaults for what it omits), validated.
@@ -99,11 +38,9 @@ pub fn load_http(path: Option<&Path>) -> Result<hundredx_http::Limits> {
     let limits = match path {
         None => hundredx_http::Limits::default(),
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let f: FileConfig =
-                serde_json::from_str(&text).with_context(|| format!("in {}", path.display()))?;
-            match f.http {
+            let (_, http) =
+                split(&read(path)?).with_context(|| format!("in {}", path.display()))?;
+            match http {
                 Some(v) => serde_json::from_value(v)
                     .with_context(|| format!("in {}: section http", path.display()))?,
                 None => hundredx_http::Limits::default(),
@@ -114,68 +51,60 @@ pub fn load_http(path: Option<&Path>) -> Result<hundredx_http::Limits> {
     Ok(limits)
 }
 
-/// Applies the file at `path` on top of `base`, then validates the result.
-pub fn load(path: &Path, base: EngineConfig) -> Result<EngineConfig> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    apply(&text, base).with_context(|| format!("in {}", path.display()))
+/// The engine configuration in the file at `path`, validated.
+pub fn load(path: &Path) -> Result<EngineConfig> {
+    parse(&read(path)?).with_context(|| format!("in {}", path.display()))
 }
 
-/// The engine configuration of `--config FILE` on top of the defaults, or the defaults.
+/// The engine configuration of `--config FILE`, or the defaults.
 pub fn load_engine(path: Option<&Path>) -> Result<EngineConfig> {
-    match path {
-        Some(p) => load(p, EngineConfig::default()),
-        None => Ok(EngineConfig::default()),
-    }
+    path.map_or_else(|| Ok(EngineConfig::default()), load)
 }
 
-/// Applies a JSON configuration text on top of `base`, then validates the result.
-pub fn apply(text: &str, base: EngineConfig) -> Result<EngineConfig> {
-    let f: FileConfig = serde_json::from_str(text)?;
-    let mut cfg = base;
-    if let Some(markets) = f.markets {
-        cfg.markets = markets.into_iter().map(FileMarket::into_config).collect::<Result<_>>()?;
-    }
-    if let Some(s) = &f.initial_balance {
-        cfg.initial_balance = Usdc::parse(s).map_err(|e| anyhow!("initial_balance: {e}"))?;
-    }
-    cfg.demo_deposits = f.demo_deposits.unwrap_or(cfg.demo_deposits);
-    cfg.max_accounts = f.max_accounts.unwrap_or(cfg.max_accounts);
-    cfg.max_open_positions = f.max_open_positions.unwrap_or(cfg.max_open_positions);
-    cfg.max_positions_per_account =
-        f.max_positions_per_account.unwrap_or(cfg.max_positions_per_account);
-    cfg.closed_history_per_account =
-        f.closed_history_per_account.unwrap_or(cfg.closed_history_per_account);
-    cfg.idempotency_keys_per_account =
-        f.idempotency_keys_per_account.unwrap_or(cfg.idempotency_keys_per_account);
-    if let Some(secs) = f.idempotency_ttl_secs {
-        cfg.idempotency_ttl_ns = secs
-            .checked_mul(1_000_000_000)
-            .ok_or_else(|| anyhow::anyhow!("idempotency_ttl_secs is too large"))?;
-    }
-    cfg.request_id_window = f.request_id_window.unwrap_or(cfg.request_id_window);
+/// The engine configuration in a JSON text (defaults for what it omits), validated.
+pub fn parse(text: &str) -> Result<EngineConfig> {
+    let (engine, _) = split(text)?;
+    let cfg: EngineConfig = serde_json::from_value(engine)?;
     cfg.validate()?;
     Ok(cfg)
 }
 
 #[cfg(test)]
 mod tests {
+    use engine_core::config::MarketConfig;
+    use engine_core::num::{Ppm, Usdc};
+
     use super::*;
 
     #[test]
     fn file_overrides_defaults_exactly() {
         let text = r#"{ "markets": [ { "symbol": "BTC_USDC", "price_decimals": 2, "qty_decimals": 5,
-            "max_leverage": 50, "maintenance_margin_rate": "0.01", "close_fee_rate": "0.0005" } ],
-            "initial_balance": "10000.5", "max_positions_per_account": 7 }"#;
-        let cfg = apply(text, EngineConfig::default()).unwrap();
+            "max_leverage": 50, "maintenance_margin_rate": "0.01", "close_fee_rate": "0.0005",
+            "max_price_age_ms": 1500 } ],
+            "initial_balance": "10000.5", "max_positions_per_account": 7,
+            "idempotency_ttl_secs": 60, "http": { "body_limit_bytes": 4096 } }"#;
+        let cfg = parse(text).unwrap();
         assert_eq!(cfg.markets.len(), 1);
         let m = &cfg.markets[0];
         assert_eq!(
-            (m.max_leverage, m.maintenance_margin_rate, m.close_fee_rate),
-            (50, Ppm(10_000), Ppm(500))
+            (m.max_leverage, m.maintenance_margin_rate, m.close_fee_rate, m.max_price_age_ns),
+            (50, Ppm(10_000), Ppm(500), 1_500_000_000)
         );
         assert_eq!(cfg.initial_balance, Usdc(10_000_500_000));
         assert_eq!(cfg.max_positions_per_account, 7);
+        assert_eq!(cfg.idempotency_ttl_ns, 60_000_000_000);
+        // What the file leaves out keeps the defaults, field by field.
+        let d = EngineConfig::default();
+        assert_eq!(
+            (cfg.max_accounts, cfg.request_id_window),
+            (d.max_accounts, d.request_id_window)
+        );
+        let dm = MarketConfig::new("BTC_USDC", 2, 5);
+        assert_eq!(
+            (m.liquidation_fee_rate, m.min_margin, m.min_qty),
+            (dm.liquidation_fee_rate, dm.min_margin, dm.min_qty)
+        );
+        assert_eq!(parse("{}").unwrap(), d);
     }
 
     #[test]
@@ -183,11 +112,15 @@ mod tests {
         for bad in [
             r#"{ "markets_typo": [] }"#,
             r#"{ "initial_balance": "1.0000001" }"#,
+            r#"{ "initial_balance": 5 }"#,
             r#"{ "markets": [ { "symbol": "X", "price_decimals": 2, "qty_decimals": 2, "max_leverage": 500 } ] }"#,
+            r#"{ "markets": [ { "symbol": "X", "price_decimals": 2 } ] }"#,
+            r#"{ "markets": [ { "symbol": "X", "price_decimals": 2, "qty_decimals": 2, "fee": "0" } ] }"#,
             r#"{ "markets": [] }"#,
+            r#"{ "idempotency_ttl_secs": 18446744073709551615 }"#,
             "not json",
         ] {
-            assert!(apply(bad, EngineConfig::default()).is_err(), "{bad}");
+            assert!(parse(bad).is_err(), "{bad}");
         }
     }
 }

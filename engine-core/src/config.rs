@@ -17,7 +17,12 @@ pub const MAX_QTY_STEPS_LIMIT: i64 = 1_000_000_000_000;
 pub const MAX_AMOUNT: Usdc = Usdc(1_000_000_000_000_000_000);
 
 /// One tradable market.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Deserializes from an operator's file (see [`serde_file`]): `symbol`, `price_decimals` and
+/// `qty_decimals` are required, every other field keeps [`MarketConfig::new`]'s default; rates
+/// and money are decimal strings parsed exactly, the price age is in milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MarketConfig {
     /// Exchange symbol, e.g. `BTC_USDC`. Only adapters use it: the engine uses the market's index.
     pub symbol: String,
@@ -26,24 +31,35 @@ pub struct MarketConfig {
     /// Quantity step is `10^-qty_decimals` base units.
     pub qty_decimals: u32,
     /// Highest leverage a position may use (integer, >= 1).
+    #[serde(default = "serde_file::max_leverage")]
     pub max_leverage: u32,
     /// Maintenance margin rate.
+    #[serde(default = "serde_file::mmr", deserialize_with = "serde_file::ppm")]
     pub maintenance_margin_rate: Ppm,
     /// Share of the notional taken into the insurance fund on liquidation (capped by equity).
+    #[serde(default = "serde_file::liquidation_fee", deserialize_with = "serde_file::ppm")]
     pub liquidation_fee_rate: Ppm,
     /// Fee on the notional when opening.
+    #[serde(default, deserialize_with = "serde_file::ppm")]
     pub open_fee_rate: Ppm,
     /// Fee on the notional when closing (manual, TP, SL).
+    #[serde(default, deserialize_with = "serde_file::ppm")]
     pub close_fee_rate: Ppm,
     /// A price older than this (by command receive time) cannot be traded on.
+    #[serde(rename = "max_price_age_ms", default = "serde_file::max_price_age_ns")]
+    #[serde(deserialize_with = "serde_file::ms_as_ns")]
     pub max_price_age_ns: u64,
     /// Smallest quantity a position (or what remains of it) may have.
+    #[serde(default = "serde_file::min_qty")]
     pub min_qty: i64,
     /// Smallest margin a position may lock.
+    #[serde(default = "serde_file::min_margin", deserialize_with = "serde_file::usdc")]
     pub min_margin: Usdc,
     /// Highest accepted price, in ticks (ticks above are rejected as `price_out_of_range`).
+    #[serde(default = "serde_file::max_price_ticks")]
     pub max_price_ticks: i64,
     /// Largest quantity of one position, in steps.
+    #[serde(default = "serde_file::max_qty_steps")]
     pub max_qty_steps: i64,
 }
 
@@ -55,16 +71,16 @@ impl MarketConfig {
             symbol: symbol.to_owned(),
             price_decimals,
             qty_decimals,
-            max_leverage: 100,
-            maintenance_margin_rate: Ppm(5_000),
-            liquidation_fee_rate: Ppm(5_000),
+            max_leverage: serde_file::max_leverage(),
+            maintenance_margin_rate: serde_file::mmr(),
+            liquidation_fee_rate: serde_file::liquidation_fee(),
             open_fee_rate: Ppm(0),
             close_fee_rate: Ppm(0),
-            max_price_age_ns: 5_000_000_000,
-            min_qty: 1,
-            min_margin: Usdc::from_whole(1),
-            max_price_ticks: 10_000_000_000,
-            max_qty_steps: 10_000_000_000,
+            max_price_age_ns: serde_file::max_price_age_ns(),
+            min_qty: serde_file::min_qty(),
+            min_margin: serde_file::min_margin(),
+            max_price_ticks: serde_file::max_price_ticks(),
+            max_qty_steps: serde_file::max_qty_steps(),
         }
     }
 
@@ -135,13 +151,20 @@ pub enum WaitMode {
 
 /// Everything the engine needs to start. [`EngineConfig::validate`] runs in
 /// [`crate::Engine::new`] and [`crate::processor::EngineHandle::start`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Deserializes from an operator's file: every field is optional and keeps its default, unknown
+/// fields are refused (a typo is not silently ignored), money is a decimal string and the
+/// idempotency window's age is in seconds. Deserializing does not validate: call
+/// [`EngineConfig::validate`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
     /// Markets in index order: `MarketId(i)` is `markets[i]`.
     pub markets: Vec<MarketConfig>,
     /// Credit `initial_balance` to every new account.
     pub demo_deposits: bool,
     /// Balance of a new account when `demo_deposits` is on.
+    #[serde(deserialize_with = "serde_file::usdc")]
     pub initial_balance: Usdc,
     /// Most accounts the engine will hold.
     pub max_accounts: u32,
@@ -155,6 +178,7 @@ pub struct EngineConfig {
     /// only the account's own requests can evict them. 0 turns idempotency keys off.
     pub idempotency_keys_per_account: u32,
     /// How long (command time, ns) an idempotency key is remembered.
+    #[serde(rename = "idempotency_ttl_secs", deserialize_with = "serde_file::secs_as_ns")]
     pub idempotency_ttl_ns: u64,
     /// How many recent request ids of state-changing commands are remembered: a repeated request
     /// id gets the first reply again instead of being applied twice (e.g. a redelivered stream
@@ -282,6 +306,72 @@ pub enum ConfigError {
     /// The engine thread cannot be pinned to the requested core.
     #[error("cannot pin the engine thread to core {0}: not in this process's affinity mask")]
     NoSuchCore(usize),
+}
+
+/// How the configuration reads from an operator's file: the defaults each field falls back to,
+/// and exact conversions of decimal strings and coarser time units (nothing rounds or saturates:
+/// what does not fit is an error).
+pub mod serde_file {
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    use crate::num::{Ppm, Usdc};
+
+    /// 100x.
+    pub fn max_leverage() -> u32 {
+        100
+    }
+    /// 0.5 %.
+    pub fn mmr() -> Ppm {
+        Ppm(5_000)
+    }
+    /// 0.5 %.
+    pub fn liquidation_fee() -> Ppm {
+        Ppm(5_000)
+    }
+    /// 5 s.
+    pub fn max_price_age_ns() -> u64 {
+        5_000_000_000
+    }
+    /// One step.
+    pub fn min_qty() -> i64 {
+        1
+    }
+    /// 1 USDC.
+    pub fn min_margin() -> Usdc {
+        Usdc::from_whole(1)
+    }
+    /// 10^10 ticks.
+    pub fn max_price_ticks() -> i64 {
+        10_000_000_000
+    }
+    /// 10^10 steps.
+    pub fn max_qty_steps() -> i64 {
+        10_000_000_000
+    }
+
+    /// A rate written as a decimal string (`"0.005"`), exactly.
+    pub fn ppm<'de, D: Deserializer<'de>>(d: D) -> Result<Ppm, D::Error> {
+        let s = String::deserialize(d)?;
+        Ppm::parse(&s).map_err(|e| D::Error::custom(format_args!("rate {s:?}: {e}")))
+    }
+
+    /// Money written as a decimal string (`"10000.5"`), exactly.
+    pub fn usdc<'de, D: Deserializer<'de>>(d: D) -> Result<Usdc, D::Error> {
+        let s = String::deserialize(d)?;
+        Usdc::parse(&s).map_err(|e| D::Error::custom(format_args!("amount {s:?}: {e}")))
+    }
+
+    /// Milliseconds, held as nanoseconds.
+    pub fn ms_as_ns<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let ms = u64::deserialize(d)?;
+        ms.checked_mul(1_000_000).ok_or_else(|| D::Error::custom("milliseconds too large"))
+    }
+
+    /// Seconds, held as nanoseconds.
+    pub fn secs_as_ns<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let secs = u64::deserialize(d)?;
+        secs.checked_mul(1_000_000_000).ok_or_else(|| D::Error::custom("seconds too large"))
+    }
 }
 
 #[cfg(test)]

@@ -21,10 +21,7 @@ pub struct DataArgs {
 
 impl DataArgs {
     pub fn engine_config(&self) -> Result<EngineConfig> {
-        match &self.config {
-            Some(path) => hundredx::config_file::load(path, EngineConfig::default()),
-            None => Ok(EngineConfig::default()),
-        }
+        hundredx::config_file::load_engine(self.config.as_deref())
     }
 }
 

@@ -187,10 +187,7 @@ impl hundredx_http::FeedStatus for FeedReport {
 
 /// The engine configuration `serve` runs with: `--config` (or the defaults), then the flags.
 fn engine_config(args: &ServeArgs) -> Result<EngineConfig> {
-    let base = match &args.config {
-        Some(path) => hundredx::config_file::load(path, EngineConfig::default())?,
-        None => EngineConfig::default(),
-    };
+    let base = hundredx::config_file::load_engine(args.config.as_deref())?;
     let mut markets = base.markets.clone();
     if !args.markets.is_empty() {
         for m in &args.markets {

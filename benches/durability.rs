@@ -59,7 +59,6 @@ fn journal_append(n: u64) {
 fn start(journal: Option<(&DataDir, SyncPolicy)>) -> EngineHandle {
     let engine = Engine::new(EngineConfig::default()).unwrap();
     let options = StartOptions {
-        first_seq: 1,
         input_stage: journal.map(|(d, p)| {
             Box::new(Journal::open(d, 1, p, 256 << 20).unwrap()) as Box<dyn InputStage>
         }),

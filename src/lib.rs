@@ -93,6 +93,7 @@ impl DurableEngine {
         let data = DataDir::create(&opts.data_dir)?;
         let lock = data.lock()?;
         let (engine, recovery) = recover(&data, &cfg, Start::LatestSnapshot, TornTail::Truncate)?;
+        assert_eq!(engine.seq(), recovery.last_seq, "recovered state and journal disagree");
         let first_seq = recovery.last_seq + 1;
         let journal = Journal::open(&data, first_seq, opts.sync, opts.segment_bytes)?;
         let journal_failed = journal.failed_flag();
@@ -102,7 +103,6 @@ impl DurableEngine {
             .name("hundredx-snapshots".into())
             .spawn(move || writer.run(rx))?;
         let options = StartOptions {
-            first_seq,
             input_stage: Some(Box::new(journal)),
             snapshots: Some((opts.snapshots, tx)),
             runtime: opts.runtime,

@@ -318,6 +318,149 @@ pub enum Event {
     },
 }
 
+/// A state change, numbered, for read models (the history store, statements, push): every money
+/// movement and every step in the life of an account or a position, in the order the engine made
+/// them. `(seq, n)` is unique and increasing across runs, so a consumer that stores its cursor
+/// with what it wrote can neither lose nor repeat one (see the history adapter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChangeRecord {
+    /// Journal sequence of the command that made the change.
+    pub seq: u64,
+    /// Its index among that command's changes (0, 1, …).
+    pub n: u32,
+    /// The command's receive time.
+    pub at_ns: u64,
+    /// What changed.
+    pub change: Change,
+}
+
+/// What a [`ChangeRecord`] reports. Money is what moved, never a view to diff.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// A new account, with the demo balance it was credited (0 when demo deposits are off).
+    AccountCreated {
+        /// The account.
+        account: AccountId,
+        /// Credited at creation.
+        initial_deposit: Usdc,
+    },
+    /// Money in.
+    Deposited {
+        /// The account.
+        account: AccountId,
+        /// How much.
+        amount: Usdc,
+    },
+    /// Money out.
+    Withdrawn {
+        /// The account.
+        account: AccountId,
+        /// How much.
+        amount: Usdc,
+    },
+    /// A position opened: `margin` moved from available to locked, `fee` to the house.
+    Opened {
+        /// The position.
+        position: PositionId,
+        /// Owner.
+        account: AccountId,
+        /// Market.
+        market: MarketId,
+        /// Side.
+        side: Side,
+        /// Quantity.
+        quantity: Qty,
+        /// Fill price.
+        entry_price: Price,
+        /// Locked margin.
+        margin: Usdc,
+        /// Leverage.
+        leverage: u32,
+        /// Open fee (to the house).
+        fee: Usdc,
+        /// Liquidation price (0: never).
+        liquidation_price: Price,
+        /// Take-profit trigger.
+        take_profit: Option<Price>,
+        /// Stop-loss trigger.
+        stop_loss: Option<Price>,
+    },
+    /// A position, or part of one, closed: `margin_released` left the position, the trader got
+    /// `payout = max(margin_released + realized_pnl - fee, 0)`; the fee went to the house (manual,
+    /// TP, SL) or the insurance fund (liquidation); a deficit was paid by the fund, then the house.
+    Closed {
+        /// The closed position, or a partial close's own id.
+        position: PositionId,
+        /// The position it was part of (equal to `position` for a full close).
+        of_position: PositionId,
+        /// Owner.
+        account: AccountId,
+        /// Market.
+        market: MarketId,
+        /// Side.
+        side: Side,
+        /// Quantity closed.
+        quantity: Qty,
+        /// Entry price.
+        entry_price: Price,
+        /// Exit price (the mark).
+        exit_price: Price,
+        /// Margin released.
+        margin_released: Usdc,
+        /// PnL before fees, rounded toward -infinity.
+        realized_pnl: Usdc,
+        /// Close fee or liquidation fee.
+        fee: Usdc,
+        /// Credited to the trader.
+        payout: Usdc,
+        /// Why.
+        reason: CloseReason,
+        /// The loss beyond margin nobody charged the trader for.
+        bad_debt: Usdc,
+        /// Of which the insurance fund paid.
+        insurance_paid: Usdc,
+        /// Of which the house paid.
+        house_paid: Usdc,
+    },
+    /// Margin moved from available to an open position.
+    MarginAdded {
+        /// The position.
+        position: PositionId,
+        /// Owner.
+        account: AccountId,
+        /// How much.
+        amount: Usdc,
+        /// The position's margin after.
+        margin: Usdc,
+        /// Its new liquidation price.
+        liquidation_price: Price,
+    },
+    /// Nothing changed that a read model stores: the command at `seq` is a multiple of
+    /// [`CHECKPOINT_EVERY`]. A reader that has this has every change up to it.
+    Checkpoint,
+}
+
+impl Change {
+    /// The account the change belongs to (none for a checkpoint).
+    pub const fn account(&self) -> Option<AccountId> {
+        match *self {
+            Change::AccountCreated { account, .. }
+            | Change::Deposited { account, .. }
+            | Change::Withdrawn { account, .. }
+            | Change::Opened { account, .. }
+            | Change::Closed { account, .. }
+            | Change::MarginAdded { account, .. } => Some(account),
+            Change::Checkpoint => None,
+        }
+    }
+}
+
+/// Every this many state-changing commands the engine emits a [`Change::Checkpoint`], so a
+/// reader's cursor keeps up with the journal through long runs of ticks that change nothing it
+/// stores (and the journal behind that cursor can be pruned).
+pub const CHECKPOINT_EVERY: u64 = 4_096;
+
 /// One out-ring entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Output {
@@ -340,6 +483,8 @@ pub enum Output {
     },
     /// An unsolicited event.
     Event(Event),
+    /// A state change, for read models.
+    Change(ChangeRecord),
 }
 
 /// Where [`crate::Engine::apply`] writes its outputs. Implemented for `Vec<Output>` and by the

@@ -108,8 +108,8 @@ pub mod prelude {
     };
     pub use crate::config::{EngineConfig, MarketConfig, RuntimeConfig, WaitMode};
     pub use crate::event::{
-        AccountView, CloseInfo, CloseReason, Event, Item, MarketView, Output, PositionView, Reason,
-        ReplyData, Sink, StateSummary,
+        AccountView, CHECKPOINT_EVERY, Change, ChangeRecord, CloseInfo, CloseReason, Event, Item,
+        MarketView, Output, PositionView, Reason, ReplyData, Sink, StateSummary,
     };
     pub use crate::math::Side;
     pub use crate::num::{ExactDecimal, Ppm, Price, Qty, Usdc};

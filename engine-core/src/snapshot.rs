@@ -197,6 +197,8 @@ pub struct EngineSnapshot {
     pub max_request_id: u64,
     /// Counters (not hashed, kept so metrics continue across restarts).
     pub counters: Counters,
+    /// Journal sequence of the last state-changing command in this state (not hashed).
+    pub seq: u64,
 }
 
 impl Engine {
@@ -245,6 +247,7 @@ impl Engine {
                 .collect(),
             max_request_id: self.max_request_id,
             counters: self.counters,
+            seq: self.seq,
         }
     }
 
@@ -311,6 +314,7 @@ impl Engine {
         }
         e.max_request_id = snap.max_request_id;
         e.counters = snap.counters;
+        e.seq = snap.seq;
         e.check_conservation().map_err(SnapshotError::Config)?;
         Ok(e)
     }
@@ -349,6 +353,7 @@ fn restore_markets(e: &mut Engine, snap: &EngineSnapshot) -> Result<(), Snapshot
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{Change, ChangeRecord, CloseReason};
     use crate::persist::{decode_snapshot, encode_snapshot};
     use crate::prelude::*;
 
@@ -414,7 +419,19 @@ mod tests {
                 2_000,
                 CommandKind::PriceTick(up),
             ));
-            assert_eq!(outs.len(), 1, "{outs:?}");
+            assert!(
+                matches!(
+                    outs[..],
+                    [
+                        Output::Change(ChangeRecord {
+                            change: Change::Closed { reason: CloseReason::TakeProfit, .. },
+                            ..
+                        }),
+                        Output::Event(_)
+                    ]
+                ),
+                "{outs:?}"
+            );
             let again = engine.apply_collect(&Command::new(
                 RequestId(3),
                 2_000,

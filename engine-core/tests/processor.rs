@@ -231,14 +231,24 @@ fn no_reply_leaves_before_the_input_stage_finished_its_batch_and_snapshots_carry
     use std::sync::atomic::Ordering;
     let durable = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (snap_tx, snap_rx) = crossbeam_channel::bounded(4);
+    // An engine whose state already holds 100 journaled commands: the journal continues at 101.
+    let mut engine = Engine::new(EngineConfig::default()).unwrap();
+    for i in 0..100u64 {
+        let login = Login::new(&format!("before{i}@x")).unwrap();
+        let cmd = Command {
+            request_id: RequestId(1_000_000 + i),
+            ts_ns: T0,
+            kind: CommandKind::CreateAccount { login, credential: Credential::empty() },
+        };
+        engine.apply_collect(&cmd);
+    }
+    assert_eq!(engine.seq(), 100);
     let options = StartOptions {
-        first_seq: 101,
         input_stage: Some(Box::new(SlowJournal { durable_upto: durable.clone(), pending: 0 })),
         snapshots: Some((SnapshotPolicy { every_commands: Some(50), every_ns: None }, snap_tx)),
         runtime: RuntimeConfig::default(),
     };
-    let mut handle =
-        EngineHandle::start_with(Engine::new(EngineConfig::default()).unwrap(), options).unwrap();
+    let mut handle = EngineHandle::start_with(engine, options).unwrap();
     for i in 0..120u64 {
         let login = Login::new(&format!("u{i}@x")).unwrap();
         let r = handle
@@ -266,9 +276,10 @@ fn no_reply_leaves_before_the_input_stage_finished_its_batch_and_snapshots_carry
     assert_eq!(last_seq, 101 + 119);
     let seqs: Vec<(u64, u32)> =
         snap_rx.try_iter().map(|s| (s.seq, s.engine.summary().accounts)).collect();
-    // Every 50 state changes (seq 150, 200) and on demand (at seq 220, after 120 accounts).
-    assert_eq!(seqs, vec![(150, 50), (200, 100), (220, 120)]);
-    assert_eq!(engine.summary().accounts, 120);
+    // Every 50 state changes of this run (seq 150, 200) and on demand (at seq 220); the 100
+    // accounts from before the start are in each.
+    assert_eq!(seqs, vec![(150, 150), (200, 200), (220, 220)]);
+    assert_eq!((engine.summary().accounts, engine.seq()), (220, 220));
 }
 
 #[test]

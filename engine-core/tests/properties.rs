@@ -212,6 +212,61 @@ fn assert_fair_liquidation(v: &PositionView) {
     }
 }
 
+/// Folds the state changes the engine emitted into each account's cash (available + locked
+/// margin), its locked margin, the insurance fund and the house balance, and checks them against
+/// the engine: the change records account for every money movement, each exactly once, and are
+/// numbered strictly increasing.
+fn assert_changes_account_for_every_movement(w: &mut World) {
+    let mut cash = vec![0i128; USERS];
+    let mut locked = vec![0i128; USERS];
+    let (mut insurance, mut house) = (0i128, 0i128);
+    let mut last = (0u64, 0u32);
+    let mut checkpoints = 0;
+    for o in &w.h.out {
+        let Output::Change(c) = o else { continue };
+        assert!((c.seq, c.n) > last, "change numbers not increasing: {c:?} after {last:?}");
+        last = (c.seq, c.n);
+        let user = |a: AccountId| usize::try_from(a.0 - 1).unwrap();
+        match c.change {
+            Change::AccountCreated { account, initial_deposit } => {
+                cash[user(account)] += initial_deposit.0
+            }
+            Change::Deposited { account, amount } => cash[user(account)] += amount.0,
+            Change::Withdrawn { account, amount } => cash[user(account)] -= amount.0,
+            Change::Opened { account, margin, fee, .. } => {
+                cash[user(account)] -= fee.0;
+                locked[user(account)] += margin.0;
+                house += fee.0;
+            }
+            Change::MarginAdded { account, amount, .. } => locked[user(account)] += amount.0,
+            Change::Closed {
+                account,
+                margin_released,
+                payout,
+                fee,
+                reason,
+                insurance_paid,
+                ..
+            } => {
+                cash[user(account)] += payout.0 - margin_released.0;
+                locked[user(account)] -= margin_released.0;
+                let to_fund = if reason == CloseReason::Liquidation { fee.0 } else { 0 };
+                insurance += to_fund - insurance_paid.0;
+                house += margin_released.0 - payout.0 - (to_fund - insurance_paid.0);
+            }
+            Change::Checkpoint => checkpoints += 1,
+        }
+    }
+    assert_eq!(checkpoints, w.h.engine.seq() / CHECKPOINT_EVERY);
+    for (i, &a) in w.users.clone().iter().enumerate() {
+        let view = w.h.balance(a);
+        assert_eq!(cash[i], view.available.0 + view.locked_margin.0, "cash of {a:?}");
+        assert_eq!(locked[i], view.locked_margin.0, "locked margin of {a:?}");
+    }
+    let summary = w.h.summary();
+    assert_eq!((insurance, house), (summary.insurance_fund.0, summary.house_balance.0));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -231,6 +286,7 @@ proptest! {
             }
         }
         prop_assert_eq!(liquidations, w.h.engine.counters().liquidations);
+        assert_changes_account_for_every_movement(&mut w);
 
         // Same log, fresh engine, twice: identical outputs and state hash.
         let live_hash = w.h.summary().hash;

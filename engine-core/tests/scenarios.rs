@@ -756,7 +756,11 @@ fn a_repeated_request_id_is_answered_again_not_applied_again() {
     );
     let first = h.engine.apply_collect(&deposit);
     let again = h.engine.apply_collect(&deposit);
-    assert_eq!(first, again);
+    // The same reply, and no second state change for read models.
+    let is_change = |o: &Output| matches!(o, Output::Change(_));
+    assert!(matches!(first[..], [Output::Change(_), Output::Reply { .. }]), "{first:?}");
+    assert_eq!(first[1..], again[..]);
+    assert!(!again.iter().any(is_change));
     assert_eq!(h.balance(a).available, usdc(5_010));
     assert_eq!(h.engine.counters().duplicates, 1);
     // Rejections are remembered too: the retry of a refused withdrawal stays refused.
@@ -801,4 +805,38 @@ fn a_decimal_close_quantity_is_converted_with_the_positions_market_exactly() {
     let Ok(ReplyData::Closed(part)) = close(&mut h, "0.25000") else { panic!("not closed") };
     assert_eq!(part.quantity, Qty(25_000));
     assert_eq!(h.position(a, p.id).quantity, Qty(75_000));
+}
+
+#[test]
+fn every_state_change_is_numbered_by_journal_sequence_with_checkpoints_between() {
+    let mut h = Harness::new();
+    let a = h.account("a@x"); // seq 1: AccountCreated (n 0)
+    h.deposit(a, usdc(7)).unwrap(); // seq 2: Deposited
+    let rejected = h.deposit(AccountId(99), usdc(1)); // seq 3: rejected, changes nothing
+    assert_eq!(rejected, Err(Reason::UnknownAccount));
+    h.run(CommandKind::QueryAccount { account: a }).unwrap(); // a query takes no seq
+    let changes = |h: &Harness| -> Vec<ChangeRecord> {
+        h.out
+            .iter()
+            .filter_map(|o| if let Output::Change(c) = o { Some(*c) } else { None })
+            .collect()
+    };
+    let got = changes(&h);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!((got[0].seq, got[0].n), (1, 0));
+    assert!(matches!(got[0].change, Change::AccountCreated { account, .. } if account == a));
+    assert_eq!((got[1].seq, got[1].n, got[1].at_ns), (2, 0, T0));
+    assert_eq!(got[1].change, Change::Deposited { account: a, amount: usdc(7) });
+    assert_eq!(h.engine.seq(), 3);
+    // Rejected commands still take journal sequences; at each multiple of CHECKPOINT_EVERY a
+    // checkpoint is emitted so that a reader's cursor advances through changeless stretches.
+    while h.engine.seq() < 2 * CHECKPOINT_EVERY {
+        let _ = h.deposit(AccountId(99), usdc(1));
+    }
+    let checkpoints: Vec<(u64, u32)> = changes(&h)
+        .iter()
+        .filter(|c| c.change == Change::Checkpoint)
+        .map(|c| (c.seq, c.n))
+        .collect();
+    assert_eq!(checkpoints, vec![(CHECKPOINT_EVERY, 0), (2 * CHECKPOINT_EVERY, 0)]);
 }

@@ -196,7 +196,7 @@ fn load_newest_snapshot(data: &DataDir, cfg: &EngineConfig) -> Result<(Engine, u
             .and_then(|f| {
                 let engine =
                     Engine::restore(cfg.clone(), &f.snapshot).map_err(|e| e.to_string())?;
-                if engine.state_hash() != f.state_hash || f.seq != seq {
+                if engine.state_hash() != f.state_hash || f.seq != seq || engine.seq() != seq {
                     return Err("state hash or seq differs from the recorded one".to_string());
                 }
                 Ok(engine)

@@ -88,6 +88,11 @@ pub enum Subscription {
     Events,
     /// Every output, in out-ring order (replies, items and events). For audits and tests.
     All,
+    /// Only state changes ([`Output::Change`]), and **without loss**: when the channel is full
+    /// the reply thread waits, so a slow reader holds back the engine (through the out-ring)
+    /// instead of missing a change. For read models that must hold every change (the history
+    /// store); a reader that stops must drop its receiver.
+    Changes,
 }
 
 type InProducer = MultiProducer<Command, SingleConsumerBarrier>;
@@ -159,7 +164,8 @@ impl EngineHandle {
                 .build();
 
         let (state_tx, final_state) = crossbeam_channel::bounded(1);
-        let first_seq = options.first_seq.max(1);
+        // The journal continues where the engine's state ends.
+        let first_seq = engine.seq() + 1;
         let input_parker = Arc::clone(&shared.input_parker);
         let engine_shared = Arc::clone(&shared);
         let (snapshot_policy, snapshot_tx) = match options.snapshots {
@@ -287,7 +293,7 @@ impl EngineHandle {
     }
 
     /// As [`EngineHandle::shutdown`], also returning the journal sequence of the last command
-    /// applied (`first_seq - 1` if none was).
+    /// applied (the starting engine's `seq()` if none was).
     pub fn shutdown_at(self) -> Result<(Engine, u64), EngineError> {
         let EngineHandle { submitter, final_state, .. } = self;
         drop(submitter);

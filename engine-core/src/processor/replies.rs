@@ -116,16 +116,25 @@ pub(super) fn route(shared: &Shared, output: &Output) {
                 items,
             });
         }
-        Output::Event(_) => {}
+        Output::Event(_) | Output::Change(_) => {}
     }
     let mut subscribers = shared.subscribers();
     if subscribers.is_empty() {
         return;
     }
-    let is_event = matches!(output, Output::Event(_));
     subscribers.retain(|s| {
-        if s.what == Subscription::Events && !is_event {
+        let wanted = match s.what {
+            Subscription::Events => matches!(output, Output::Event(_)),
+            Subscription::Changes => matches!(output, Output::Change(_)),
+            Subscription::All => true,
+        };
+        if !wanted {
             return true;
+        }
+        if s.what == Subscription::Changes {
+            // Lossless: waits for room. A slow reader slows this thread, then the out-ring,
+            // then the engine (bounded lag), and loses nothing; a reader that hangs up is dropped.
+            return s.tx.send(*output).is_ok();
         }
         match s.tx.try_send(*output) {
             Ok(()) => true,

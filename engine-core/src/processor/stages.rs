@@ -16,7 +16,8 @@ use crate::state::Engine;
 /// each batch durable there guarantees that no reply leaves the engine before its command is
 /// durable.
 pub trait InputStage: Send + 'static {
-    /// A state-changing command; `seq` is its journal sequence number: `StartOptions::first_seq`
+    /// A state-changing command; `seq` is its journal sequence number, continuing from the
+    /// starting engine's [`crate::state::Engine::seq`]
     /// for the first, then one more for each state-changing command (dense: queries take none).
     fn on_command(&mut self, seq: u64, cmd: &Command, end_of_batch: bool);
 
@@ -46,8 +47,6 @@ pub struct SnapshotRequest {
 /// Options of [`super::EngineHandle::start_with`].
 #[derive(Default)]
 pub struct StartOptions {
-    /// Journal sequence of the first command this run publishes (last recovered + 1). Default 1.
-    pub first_seq: u64,
     /// Runs before the engine on its own thread (the journaller).
     pub input_stage: Option<Box<dyn InputStage>>,
     /// Periodic and on-demand (`AdminSnapshot`) snapshots go to this channel. A copy is dropped
@@ -60,7 +59,6 @@ pub struct StartOptions {
 impl std::fmt::Debug for StartOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StartOptions")
-            .field("first_seq", &self.first_seq)
             .field("input_stage", &self.input_stage.is_some())
             .field("snapshots", &self.snapshots.as_ref().map(|s| s.0))
             .field("runtime", &self.runtime)

@@ -38,6 +38,8 @@ impl EngineThread {
         if !cmd.kind.is_read_only() {
             self.last_seq += 1;
         }
+        // Paired with the input stage's numbering: the engine counts the same commands.
+        assert_eq!(engine.seq(), self.last_seq, "engine and journal sequence diverged");
         if end_of_batch {
             self.shared.counters.store(&engine.counters());
             self.reply_parker.wake();

@@ -5,7 +5,12 @@ use super::*;
 impl Engine {
     // ----- accounts -----
 
-    pub(super) fn create_account(&mut self, login: Login, credential: Credential) -> Outcome {
+    pub(super) fn create_account<S: Sink>(
+        &mut self,
+        login: Login,
+        credential: Credential,
+        sink: &mut S,
+    ) -> Outcome {
         if login.is_empty() {
             return Err(Reason::InvalidLogin);
         }
@@ -28,6 +33,7 @@ impl Engine {
         self.logins.insert(login, id);
         self.total_deposits = add(self.total_deposits, initial);
         self.total_available = add(self.total_available, initial);
+        self.record(sink, Change::AccountCreated { account: id, initial_deposit: initial });
         Ok(ReplyData::AccountCreated { account: id })
     }
 
@@ -36,15 +42,26 @@ impl Engine {
         if i < self.accounts.len() { Ok(i) } else { Err(Reason::UnknownAccount) }
     }
 
-    pub(super) fn deposit(&mut self, account: AccountId, amount: Usdc) -> Outcome {
+    pub(super) fn deposit<S: Sink>(
+        &mut self,
+        account: AccountId,
+        amount: Usdc,
+        sink: &mut S,
+    ) -> Outcome {
         let i = self.account_index(account)?;
         check_amount(amount)?;
         self.credit(i, amount);
         self.total_deposits = add(self.total_deposits, amount);
+        self.record(sink, Change::Deposited { account, amount });
         self.account_view(account).map(ReplyData::Account)
     }
 
-    pub(super) fn withdraw(&mut self, account: AccountId, amount: Usdc) -> Outcome {
+    pub(super) fn withdraw<S: Sink>(
+        &mut self,
+        account: AccountId,
+        amount: Usdc,
+        sink: &mut S,
+    ) -> Outcome {
         let i = self.account_index(account)?;
         check_amount(amount)?;
         if self.accounts[i].available < amount {
@@ -52,6 +69,7 @@ impl Engine {
         }
         self.debit(i, amount);
         self.total_withdrawals = add(self.total_withdrawals, amount);
+        self.record(sink, Change::Withdrawn { account, amount });
         self.account_view(account).map(ReplyData::Account)
     }
 

@@ -79,7 +79,8 @@ impl Engine {
             closed_at_ns: ts,
             position: p.id,
         };
-        self.settle(&p, released, info, false, sink);
+        let settled = self.settle(&p, released, info, false, sink);
+        self.record(sink, closed_change(&p, part, qc, released, &info, settled));
         if full {
             self.remove_position(&p);
         } else {
@@ -120,7 +121,8 @@ impl Engine {
             closed_at_ns: ts,
             position: p.id,
         };
-        self.settle(&p, p.margin, info, true, sink);
+        let settled = self.settle(&p, p.margin, info, true, sink);
+        self.record(sink, closed_change(&p, p.id, p.qty, p.margin, &info, settled));
         self.remove_position(&p);
         self.counters.liquidations += 1;
         let closed = self.closed_view(&p, p.qty, p.margin, info);
@@ -139,7 +141,7 @@ impl Engine {
         info: CloseInfo,
         fee_to_insurance: bool,
         sink: &mut S,
-    ) {
+    ) -> Settlement {
         let value = sub(add(released, info.realized_pnl), info.fee);
         assert_eq!(info.payout, Usdc(value.0.max(0)), "payout is max(value, 0)");
         let deficit = Usdc((-value.0).max(0));
@@ -165,6 +167,7 @@ impl Engine {
                 house_paid,
             }));
         }
+        Settlement { deficit, insurance_paid, house_paid }
     }
 
     pub(super) fn remove_position(&mut self, p: &Position) {
@@ -202,11 +205,12 @@ impl Engine {
 
     // ----- margin -----
 
-    pub(super) fn add_margin(
+    pub(super) fn add_margin<S: Sink>(
         &mut self,
         account: AccountId,
         id: PositionId,
         amount: Usdc,
+        sink: &mut S,
     ) -> Outcome {
         let p = self.owned(account, id)?;
         check_amount(amount)?;
@@ -233,6 +237,45 @@ impl Engine {
         pos.margin = margin;
         pos.liq = liq;
         let pos = *pos;
+        let change =
+            Change::MarginAdded { position: id, account, amount, margin, liquidation_price: liq };
+        self.record(sink, change);
         Ok(ReplyData::Position(self.view(&pos)))
+    }
+}
+
+/// Who paid a close's deficit (all zero when there was none).
+#[derive(Clone, Copy)]
+pub(super) struct Settlement {
+    deficit: Usdc,
+    insurance_paid: Usdc,
+    house_paid: Usdc,
+}
+
+fn closed_change(
+    p: &Position,
+    part: PositionId,
+    qc: Qty,
+    released: Usdc,
+    info: &CloseInfo,
+    settled: Settlement,
+) -> Change {
+    Change::Closed {
+        position: part,
+        of_position: p.id,
+        account: p.account,
+        market: p.market,
+        side: p.side,
+        quantity: qc,
+        entry_price: p.entry,
+        exit_price: info.exit_price,
+        margin_released: released,
+        realized_pnl: info.realized_pnl,
+        fee: info.fee,
+        payout: info.payout,
+        reason: info.reason,
+        bad_debt: settled.deficit,
+        insurance_paid: settled.insurance_paid,
+        house_paid: settled.house_paid,
     }
 }

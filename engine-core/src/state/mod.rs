@@ -23,8 +23,8 @@ use crate::command::{
 };
 use crate::config::{ConfigError, EngineConfig, MAX_AMOUNT, MarketConfig};
 use crate::event::{
-    AccountView, CloseInfo, CloseReason, Event, Item, MarketView, Output, PositionView, Reason,
-    ReplyData, Sink, StateSummary,
+    AccountView, Change, ChangeRecord, CloseInfo, CloseReason, Event, Item, MarketView, Output,
+    PositionView, Reason, ReplyData, Sink, StateSummary,
 };
 use crate::idempotency::{self, KeyEntry, KeyWindow};
 use crate::index::{MarketIndex, Triggers};
@@ -200,6 +200,13 @@ pub struct Engine {
     /// Reused for the ids a tick triggers: no allocation per tick once warm.
     pub(crate) scratch: Vec<PositionId>,
     pub(crate) counters: Counters,
+    /// Journal sequence of the last state-changing command applied (queries take none): the
+    /// `seq` of the [`ChangeRecord`]s it emits. Restored from snapshots; not hashed.
+    pub(crate) seq: u64,
+    /// Index of the next change the current command emits.
+    pub(crate) change_n: u32,
+    /// Receive time of the command being applied.
+    pub(crate) now_ns: u64,
 }
 
 pub(crate) use crate::idempotency::Outcome;
@@ -243,6 +250,9 @@ impl Engine {
             max_request_id: 0,
             scratch: Vec::with_capacity(1024),
             counters: Counters::default(),
+            seq: 0,
+            change_n: 0,
+            now_ns: 0,
             cfg,
         })
     }
@@ -255,6 +265,24 @@ impl Engine {
     /// What the engine has done so far.
     pub fn counters(&self) -> Counters {
         self.counters
+    }
+
+    /// Journal sequence of the last state-changing command applied (0 for a new engine): a
+    /// journal replayed onto this engine continues at `seq() + 1`.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Emits one state change of the command being applied, numbered.
+    pub(crate) fn record<S: Sink>(&mut self, sink: &mut S, change: Change) {
+        debug_assert!(self.seq > 0, "only state-changing commands emit changes");
+        sink.emit(Output::Change(ChangeRecord {
+            seq: self.seq,
+            n: self.change_n,
+            at_ns: self.now_ns,
+            change,
+        }));
+        self.change_n += 1;
     }
 
     /// Number of open positions.
@@ -274,6 +302,15 @@ impl Engine {
     /// one [`Output::Reply`] (after any [`Output::Item`]s), plus unsolicited [`Output::Event`]s.
     pub fn apply<S: Sink>(&mut self, cmd: &Command, sink: &mut S) {
         self.counters.commands += 1;
+        if !cmd.kind.is_read_only() {
+            // The journal numbers exactly these commands, so `seq` is the journal's sequence.
+            self.seq += 1;
+            self.change_n = 0;
+            self.now_ns = cmd.ts_ns;
+            if self.seq.is_multiple_of(crate::event::CHECKPOINT_EVERY) {
+                self.record(sink, Change::Checkpoint);
+            }
+        }
         let rid = cmd.request_id;
         if rid == RequestId::NONE && matches!(cmd.kind, CommandKind::Noop) {
             return;
@@ -337,17 +374,17 @@ impl Engine {
         match &cmd.kind {
             CommandKind::Noop => Err(Reason::InvalidRequest),
             CommandKind::CreateAccount { login, credential } => {
-                self.create_account(*login, *credential)
+                self.create_account(*login, *credential, sink)
             }
-            CommandKind::Deposit { account, amount, .. } => self.deposit(*account, *amount),
-            CommandKind::Withdraw { account, amount, .. } => self.withdraw(*account, *amount),
+            CommandKind::Deposit { account, amount, .. } => self.deposit(*account, *amount, sink),
+            CommandKind::Withdraw { account, amount, .. } => self.withdraw(*account, *amount, sink),
             CommandKind::PriceTick(tick) => self.tick(ts, *tick, sink),
-            CommandKind::OpenPosition(req) => self.open(ts, req).map(ReplyData::Opened),
+            CommandKind::OpenPosition(req) => self.open(ts, req, sink).map(ReplyData::Opened),
             CommandKind::ClosePosition { account, position, quantity, .. } => {
                 self.close_manual(ts, *account, *position, *quantity, sink)
             }
             CommandKind::AddMargin { account, position, amount, .. } => {
-                self.add_margin(*account, *position, *amount)
+                self.add_margin(*account, *position, *amount, sink)
             }
             CommandKind::QueryAccount { account } => {
                 self.account_view(*account).map(ReplyData::Account)

@@ -5,7 +5,12 @@ use super::*;
 impl Engine {
     // ----- opening -----
 
-    pub(super) fn open(&mut self, ts: u64, req: &OpenRequest) -> Result<PositionView, Reason> {
+    pub(super) fn open<S: Sink>(
+        &mut self,
+        ts: u64,
+        req: &OpenRequest,
+        sink: &mut S,
+    ) -> Result<PositionView, Reason> {
         let ai = self.account_index(req.account)?;
         let m = self.market(req.market)?;
         let cfg = &m.cfg;
@@ -65,6 +70,7 @@ impl Engine {
         let fresh = self.positions.insert(id, p).is_none();
         assert!(fresh, "position id reused");
         self.counters.opened += 1;
+        self.record(sink, opened_change(&p, fee));
         Ok(self.view(&p))
     }
 
@@ -106,6 +112,23 @@ fn check_tp_sl(req: &OpenRequest, e: Price) -> Result<(), Reason> {
         return Err(Reason::InvalidStopLoss);
     }
     Ok(())
+}
+
+fn opened_change(p: &Position, fee: Usdc) -> Change {
+    Change::Opened {
+        position: p.id,
+        account: p.account,
+        market: p.market,
+        side: p.side,
+        quantity: p.qty,
+        entry_price: p.entry,
+        margin: p.margin,
+        leverage: p.leverage,
+        fee,
+        liquidation_price: p.liq,
+        take_profit: p.tp,
+        stop_loss: p.sl,
+    }
 }
 
 /// Quantity, margin and open fee. Margin form: q = floor(m * L / e), margin exactly m, fee on

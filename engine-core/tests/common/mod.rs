@@ -187,6 +187,8 @@ impl Harness {
         s.requests.clear();
         s.max_request_id = 0;
         s.counters = Counters::default();
+        // Every state-changing command takes a journal sequence, applied or rejected.
+        s.seq = 0;
         s
     }
 }

@@ -217,8 +217,8 @@ fn assert_fair_liquidation(v: &PositionView) {
 /// the engine: the change records account for every money movement, each exactly once, and are
 /// numbered strictly increasing.
 fn assert_changes_account_for_every_movement(w: &mut World) {
-    let mut cash = vec![0i128; USERS];
-    let mut locked = vec![0i128; USERS];
+    let mut cash = [0i128; USERS];
+    let mut locked = [0i128; USERS];
     let (mut insurance, mut house) = (0i128, 0i128);
     let mut last = (0u64, 0u32);
     let mut checkpoints = 0;

@@ -1,0 +1,152 @@
+//! What each change does to the books, without I/O: the rows of the statement and of the
+//! house's ledger a [`Change`] produces. The SQL in [`crate::write`] only stores these.
+
+use engine_core::event::{Change, CloseReason};
+
+/// A movement of one account's balance (available + locked margin).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Movement {
+    /// `deposit`, `withdrawal`, `open_fee`, `realized_pnl`, `close_fee`, `liquidation_fee`,
+    /// `loss_forgiven`.
+    pub kind: &'static str,
+    /// Signed micro-USDC.
+    pub amount: i128,
+}
+
+/// Most statement rows one change produces (a close: PnL, fee, forgiven loss).
+pub const MOVEMENTS_MAX: usize = 3;
+
+/// The statement rows of `change`, in order (zero amounts are left out, except a deposit's).
+/// Their sum is exactly what the change did to the account's balance.
+pub fn movements(change: &Change) -> Vec<Movement> {
+    let m = |kind, amount: i128| Movement { kind, amount };
+    let rows = match *change {
+        Change::AccountCreated { initial_deposit, .. } if initial_deposit.0 > 0 => {
+            vec![m("deposit", initial_deposit.0)]
+        }
+        Change::Deposited { amount, .. } => vec![m("deposit", amount.0)],
+        Change::Withdrawn { amount, .. } => vec![m("withdrawal", -amount.0)],
+        Change::Opened { fee, .. } => vec![m("open_fee", -fee.0)],
+        Change::Closed { realized_pnl, fee, reason, bad_debt, .. } => {
+            let fee_kind = match reason {
+                CloseReason::Liquidation => "liquidation_fee",
+                _ => "close_fee",
+            };
+            vec![
+                m("realized_pnl", realized_pnl.0),
+                m(fee_kind, -fee.0),
+                m("loss_forgiven", bad_debt.0),
+            ]
+        }
+        Change::AccountCreated { .. } | Change::MarginAdded { .. } | Change::Checkpoint => vec![],
+    };
+    let rows: Vec<Movement> = rows.into_iter().filter(|r| r.amount != 0).collect();
+    debug_assert!(rows.len() <= MOVEMENTS_MAX);
+    rows
+}
+
+/// What a change did to the insurance fund and the house balance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HouseMovement {
+    /// `open_fee`, `close` or `liquidation`.
+    pub kind: &'static str,
+    /// Change of the insurance fund.
+    pub insurance_delta: i128,
+    /// Change of the house balance.
+    pub house_delta: i128,
+}
+
+/// The broker's side of `change`, if it has one. Mirrors the engine's settlement: the fee goes
+/// to the fund on a liquidation (to the house otherwise), the fund then the house pay a deficit,
+/// and the house takes the rest of the released margin the trader did not get.
+pub fn house_movement(change: &Change) -> Option<HouseMovement> {
+    match *change {
+        Change::Opened { fee, .. } if fee.0 != 0 => {
+            Some(HouseMovement { kind: "open_fee", insurance_delta: 0, house_delta: fee.0 })
+        }
+        Change::Closed { margin_released, payout, fee, reason, insurance_paid, .. } => {
+            let liquidation = reason == CloseReason::Liquidation;
+            let to_fund = if liquidation { fee.0 } else { 0 };
+            let insurance_delta = to_fund - insurance_paid.0;
+            let house_delta = margin_released.0 - payout.0 - insurance_delta;
+            let kind = if liquidation { "liquidation" } else { "close" };
+            Some(HouseMovement { kind, insurance_delta, house_delta })
+        }
+        _ => None,
+    }
+}
+
+/// The change's kind as stored in `changes.kind`.
+pub const fn kind(change: &Change) -> &'static str {
+    match change {
+        Change::AccountCreated { .. } => "account_created",
+        Change::Deposited { .. } => "deposited",
+        Change::Withdrawn { .. } => "withdrawn",
+        Change::Opened { .. } => "opened",
+        Change::Closed { .. } => "closed",
+        Change::MarginAdded { .. } => "margin_added",
+        Change::Checkpoint => "checkpoint",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use engine_core::prelude::*;
+
+    use super::*;
+
+    fn closed(pnl: i128, fee: i128, released: i128, reason: CloseReason, fund: i128) -> Change {
+        let value = released + pnl - fee;
+        let deficit = (-value).max(0);
+        let insurance_paid = deficit.min(fund);
+        Change::Closed {
+            position: PositionId(1),
+            of_position: PositionId(1),
+            account: AccountId(1),
+            market: MarketId(0),
+            side: Side::Long,
+            quantity: Qty(1),
+            entry_price: Price(1),
+            exit_price: Price(1),
+            margin_released: Usdc(released),
+            realized_pnl: Usdc(pnl),
+            fee: Usdc(fee),
+            payout: Usdc(value.max(0)),
+            reason,
+            bad_debt: Usdc(deficit),
+            insurance_paid: Usdc(insurance_paid),
+            house_paid: Usdc(deficit - insurance_paid),
+        }
+    }
+
+    #[test]
+    fn a_close_moves_the_balance_by_payout_minus_released_and_conserves_money() {
+        for (pnl, fee, released, reason, fund) in [
+            (500, 10, 1_000, CloseReason::Manual, 0),
+            (-300, 10, 1_000, CloseReason::StopLoss, 0),
+            (-990, 10, 1_000, CloseReason::Liquidation, 50),
+            (-1_400, 0, 1_000, CloseReason::Liquidation, 100), // deficit 400: fund 100, house 300
+            (-1_400, 0, 1_000, CloseReason::Liquidation, 1_000),
+        ] {
+            let c = closed(pnl, fee, released, reason, fund);
+            let Change::Closed { payout, .. } = c else { unreachable!() };
+            let total: i128 = movements(&c).iter().map(|m| m.amount).sum();
+            assert_eq!(total, payout.0 - released, "{c:?}");
+            // Conservation: what left the position = trader + fund + house.
+            let h = house_movement(&c).unwrap();
+            assert_eq!(released, payout.0 + h.insurance_delta + h.house_delta, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn rows_are_named_and_zero_rows_left_out() {
+        let c = closed(-1_400, 0, 1_000, CloseReason::Liquidation, 0);
+        let kinds: Vec<_> = movements(&c).iter().map(|m| (m.kind, m.amount)).collect();
+        assert_eq!(kinds, vec![("realized_pnl", -1_400), ("loss_forgiven", 400)]);
+        let open = Change::Deposited { account: AccountId(1), amount: Usdc(7) };
+        assert_eq!(movements(&open), vec![Movement { kind: "deposit", amount: 7 }]);
+        assert_eq!(house_movement(&open), None);
+        let created = Change::AccountCreated { account: AccountId(1), initial_deposit: Usdc(0) };
+        assert!(movements(&created).is_empty());
+    }
+}

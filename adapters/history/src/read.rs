@@ -1,0 +1,276 @@
+//! Reading the store for the API: closed positions, one closed position, the statement. Every
+//! query is scoped to one account; pages are keyed by `(seq, n)`, so rows that arrive while a
+//! client pages never shift the pages it has not read yet.
+
+use engine_core::command::{AccountId, MarketId, PositionId, PositionStatus};
+use engine_core::event::{CloseInfo, CloseReason, PositionView};
+use engine_core::math::Side;
+use engine_core::num::{Price, Qty, Usdc};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{HistoryError, Result, Store, big_u};
+
+/// Most rows one page may ask for.
+pub const PAGE_LIMIT_MAX: u32 = 500;
+
+/// One page of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The rows.
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; `None` on the last page.
+    pub next: Option<String>,
+    /// The store held every change up to this journal sequence when the page was read.
+    pub consistent_to: u64,
+}
+
+/// One row of an account's statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Journal sequence of the command that moved the money.
+    pub seq: u64,
+    /// See the `ledger` table: deposit, withdrawal, open_fee, realized_pnl, close_fee,
+    /// liquidation_fee, loss_forgiven.
+    pub kind: String,
+    /// Signed amount.
+    pub amount: Usdc,
+    /// Balance (available + locked margin) after it.
+    pub balance: Usdc,
+    /// The position it concerns.
+    pub position: Option<PositionId>,
+    /// Command receive time.
+    pub at_ns: u64,
+}
+
+/// A statement request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LedgerQuery {
+    /// Only rows at or after this time.
+    pub from_ns: Option<u64>,
+    /// Only rows before this time.
+    pub to_ns: Option<u64>,
+    /// The `next` of the previous page.
+    pub cursor: Option<String>,
+    /// Rows per page, 1..=500.
+    pub limit: u32,
+}
+
+/// seq, n, kind, amount, balance, position, at_ns.
+type LedgerRow = (i64, i64, String, i64, i64, Option<i64>, i64);
+
+/// `"<seq>_<n>"`, the position of a row in engine order.
+fn encode_cursor(seq: i64, n: i64) -> String {
+    format!("{seq}_{n}")
+}
+
+/// Parses a cursor we issued; anything else is [`HistoryError::InvalidCursor`].
+fn decode_cursor(s: &str) -> Result<(i64, i64)> {
+    let bad = || HistoryError::InvalidCursor;
+    let (seq, n) = s.split_once('_').ok_or_else(bad)?;
+    let digits = |p: &str| !p.is_empty() && p.len() <= 19 && p.bytes().all(|b| b.is_ascii_digit());
+    if !digits(seq) || !digits(n) {
+        return Err(bad());
+    }
+    Ok((seq.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?))
+}
+
+fn check_limit(limit: u32) -> Result<i64> {
+    if (1..=PAGE_LIMIT_MAX).contains(&limit) {
+        Ok(i64::from(limit))
+    } else {
+        Err(HistoryError::InvalidLimit)
+    }
+}
+
+/// The columns [`closed_view`] reads, in its order (a macro: sqlx takes only static SQL).
+macro_rules! position_cols {
+    () => {
+        "position_id, of_position, account_id, market, side, quantity, entry_price, margin, \
+         leverage, liquidation_price, take_profit, stop_loss, opened_at_ns, exit_price, \
+         realized_pnl, close_fee, payout, close_reason, closed_at_ns, close_seq, close_n"
+    };
+}
+
+impl Store {
+    /// The journal sequence up to which the store holds every change.
+    pub async fn consistent_to(&self) -> Result<u64> {
+        Ok(self.cursor().await?.seq)
+    }
+
+    /// `account`'s closed positions (and closed parts), newest first, `limit` per page.
+    pub async fn closed_positions(
+        &self,
+        account: AccountId,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<PositionView>> {
+        let limit = check_limit(limit)?;
+        let (seq, n) = match cursor {
+            Some(c) => decode_cursor(c)?,
+            None => (i64::MAX, i64::MAX),
+        };
+        let consistent_to = self.consistent_to().await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            position_cols!(),
+            " FROM positions WHERE account_id = $1 AND status = 'closed' \
+             AND (close_seq < $2 OR (close_seq = $2 AND close_n < $3)) \
+             ORDER BY close_seq DESC, close_n DESC LIMIT $4"
+        ))
+        .bind(i64::from(account.0))
+        .bind(seq)
+        .bind(n)
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in &rows {
+            items.push(closed_view(row)?);
+            keys.push((row.try_get::<i64, _>(19)?, row.try_get::<i64, _>(20)?));
+        }
+        let next = page_end(&mut items, &keys, limit);
+        Ok(Page { items, next, consistent_to })
+    }
+
+    /// One of `account`'s closed positions (or closed parts); `None` if it is not closed in
+    /// the store or not the account's.
+    pub async fn closed_position(
+        &self,
+        account: AccountId,
+        id: PositionId,
+    ) -> Result<Option<PositionView>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            position_cols!(),
+            " FROM positions WHERE position_id = $1 AND account_id = $2 AND status = 'closed'"
+        ))
+        .bind(big_u(id.0, "position")?)
+        .bind(i64::from(account.0))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(closed_view).transpose()
+    }
+
+    /// `account`'s statement in engine order, filtered by time, `q.limit` per page.
+    pub async fn ledger(&self, account: AccountId, q: &LedgerQuery) -> Result<Page<LedgerEntry>> {
+        let limit = check_limit(q.limit)?;
+        let (seq, n) = match &q.cursor {
+            Some(c) => decode_cursor(c)?,
+            None => (-1, -1),
+        };
+        let from = big_u(q.from_ns.unwrap_or(0), "time")?;
+        let to = big_u(q.to_ns.unwrap_or(i64::MAX as u64), "time")?;
+        let consistent_to = self.consistent_to().await?;
+        let rows: Vec<LedgerRow> = sqlx::query_as(
+            "SELECT seq, n, kind, amount, balance, position_id, at_ns FROM ledger \
+             WHERE account_id = $1 AND at_ns >= $2 AND at_ns < $3 \
+             AND (seq > $4 OR (seq = $4 AND n > $5)) ORDER BY seq, n LIMIT $6",
+        )
+        .bind(i64::from(account.0))
+        .bind(from)
+        .bind(to)
+        .bind(seq)
+        .bind(n)
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let keys: Vec<(i64, i64)> = rows.iter().map(|r| (r.0, r.1)).collect();
+        let mut items = Vec::with_capacity(rows.len());
+        for (seq, _, kind, amount, balance, position, at_ns) in rows {
+            items.push(LedgerEntry {
+                seq: unsigned(seq)?,
+                kind,
+                amount: Usdc(amount.into()),
+                balance: Usdc(balance.into()),
+                position: position.map(unsigned).transpose()?.map(PositionId),
+                at_ns: unsigned(at_ns)?,
+            });
+        }
+        let next = page_end(&mut items, &keys, limit);
+        Ok(Page { items, next, consistent_to })
+    }
+}
+
+/// Cuts the extra row fetched to learn whether another page exists; the cursor is the key of
+/// the last row kept.
+fn page_end<T>(items: &mut Vec<T>, keys: &[(i64, i64)], limit: i64) -> Option<String> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if items.len() <= limit {
+        return None;
+    }
+    items.truncate(limit);
+    let (seq, n) = keys[limit - 1];
+    Some(encode_cursor(seq, n))
+}
+
+fn unsigned(v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| HistoryError::Mismatch(format!("negative id or time {v}")))
+}
+
+fn closed_view(row: &AnyRow) -> Result<PositionView> {
+    let bad = |what: &str| HistoryError::Mismatch(format!("stored {what} is not valid"));
+    let get = |i: usize| row.try_get::<i64, _>(i);
+    let opt = |i: usize| row.try_get::<Option<i64>, _>(i);
+    let side = match row.try_get::<String, _>(4)?.as_str() {
+        "long" => Side::Long,
+        "short" => Side::Short,
+        _ => return Err(bad("side")),
+    };
+    let reason = match row.try_get::<Option<String>, _>(17)?.as_deref() {
+        Some("manual") => CloseReason::Manual,
+        Some("take_profit") => CloseReason::TakeProfit,
+        Some("stop_loss") => CloseReason::StopLoss,
+        Some("liquidation") => CloseReason::Liquidation,
+        _ => return Err(bad("close reason")),
+    };
+    let money =
+        |i: usize| -> Result<Usdc> { Ok(Usdc(opt(i)?.ok_or_else(|| bad("amount"))?.into())) };
+    let close = CloseInfo {
+        exit_price: Price(opt(13)?.ok_or_else(|| bad("exit price"))?),
+        realized_pnl: money(14)?,
+        fee: money(15)?,
+        payout: money(16)?,
+        reason,
+        closed_at_ns: unsigned(opt(18)?.ok_or_else(|| bad("close time"))?)?,
+        position: PositionId(unsigned(get(1)?)?),
+    };
+    Ok(PositionView {
+        id: PositionId(unsigned(get(0)?)?),
+        account: AccountId(u32::try_from(get(2)?).map_err(|_| bad("account"))?),
+        market: MarketId(u16::try_from(get(3)?).map_err(|_| bad("market"))?),
+        side,
+        status: PositionStatus::Closed,
+        quantity: Qty(get(5)?),
+        entry_price: Price(get(6)?),
+        margin: Usdc(get(7)?.into()),
+        leverage: u32::try_from(get(8)?).map_err(|_| bad("leverage"))?,
+        liquidation_price: Price(get(9)?),
+        take_profit: opt(10)?.map(Price),
+        stop_loss: opt(11)?.map(Price),
+        unrealized_pnl: Usdc::ZERO,
+        opened_at_ns: unsigned(get(12)?)?,
+        close: Some(close),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_junk_is_refused() {
+        assert_eq!(decode_cursor(&encode_cursor(42, 7)).unwrap(), (42, 7));
+        for junk in ["", "_", "1_", "_1", "1-2", "-1_2", "1_2_3", "a_b", "99999999999999999999_1"] {
+            assert!(matches!(decode_cursor(junk), Err(HistoryError::InvalidCursor)), "{junk}");
+        }
+    }
+
+    #[test]
+    fn limits_are_bounded() {
+        assert!(check_limit(0).is_err());
+        assert!(check_limit(PAGE_LIMIT_MAX + 1).is_err());
+        assert_eq!(check_limit(PAGE_LIMIT_MAX).unwrap(), i64::from(PAGE_LIMIT_MAX));
+    }
+}

@@ -64,6 +64,7 @@ fn start(journal: Option<(&DataDir, SyncPolicy)>) -> EngineHandle {
         }),
         snapshots: None,
         runtime: RuntimeConfig::default(),
+        subscribers: Vec::new(),
     };
     EngineHandle::start_with(engine, options).unwrap()
 }

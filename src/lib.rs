@@ -20,10 +20,10 @@ use std::thread::JoinHandle;
 use anyhow::{Context, Result};
 use durability::{
     DataDir, Journal, JournalPruning, RecoveryReport, SnapshotWriter, Start, SyncPolicy, TornTail,
-    recover,
+    recover, recover_into,
 };
 use engine_core::config::EngineConfig;
-use engine_core::processor::{EngineHandle, SnapshotPolicy, StartOptions};
+use engine_core::processor::{EngineHandle, SnapshotPolicy, StartOptions, Subscription};
 use engine_core::state::Engine;
 use tracing::info;
 
@@ -48,6 +48,39 @@ pub struct DurableOptions {
     pub exit_on_fail_stop: bool,
     /// Rings, wait strategy and pinning of the engine thread.
     pub runtime: engine_core::config::RuntimeConfig,
+    /// A read model fed every state change (the history store's writer), if any.
+    pub changes: Option<ChangesTap>,
+}
+
+/// Where the engine's state changes go, losslessly, and from where: recovery starts at a
+/// snapshot at or before `after_seq` and replays the journal, sending the changes after
+/// `(after_seq, after_n)` first; then every live change follows (a
+/// [`engine_core::processor::Subscription::Changes`] registered before the first command). The
+/// journal behind `retain_seq` (what the reader has committed) is never pruned.
+#[derive(Clone, Debug)]
+pub struct ChangesTap {
+    /// The reader's cursor: the last change it holds.
+    pub after_seq: u64,
+    /// See `after_seq` (-1: none of that command's changes).
+    pub after_n: i64,
+    /// The reader's channel (a full channel holds the engine back: nothing is dropped).
+    pub tx: crossbeam_channel::Sender<engine_core::event::Output>,
+    /// The sequence the reader has committed, kept current by it.
+    pub retain_seq: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Sends the replayed changes after the tap's cursor to its channel.
+struct TapSink<'a>(&'a ChangesTap);
+
+impl engine_core::event::Sink for TapSink<'_> {
+    fn emit(&mut self, output: engine_core::event::Output) {
+        if let engine_core::event::Output::Change(c) = output
+            && (c.seq, i64::from(c.n)) > (self.0.after_seq, self.0.after_n)
+        {
+            // A reader that hung up is restarting with the process; nothing to keep it for.
+            let _ = self.0.tx.send(output);
+        }
+    }
 }
 
 /// The exit code of a fail-stop (`EX_IOERR`).
@@ -68,6 +101,7 @@ impl DurableOptions {
             pruning: JournalPruning::Prune,
             exit_on_fail_stop: true,
             runtime: engine_core::config::RuntimeConfig::default(),
+            changes: None,
         }
     }
 }
@@ -83,6 +117,7 @@ pub struct DurableEngine {
     data: DataDir,
     keep_snapshots: usize,
     pruning: JournalPruning,
+    retain: Option<Arc<std::sync::atomic::AtomicU64>>,
     journal_failed: Arc<AtomicBool>,
     _lock: File,
 }
@@ -92,13 +127,22 @@ impl DurableEngine {
     pub fn start(cfg: EngineConfig, opts: &DurableOptions) -> Result<DurableEngine> {
         let data = DataDir::create(&opts.data_dir)?;
         let lock = data.lock()?;
-        let (engine, recovery) = recover(&data, &cfg, Start::LatestSnapshot, TornTail::Truncate)?;
+        let (engine, recovery) = match &opts.changes {
+            None => recover(&data, &cfg, Start::LatestSnapshot, TornTail::Truncate)?,
+            Some(tap) => {
+                let start = Start::AtOrBefore(tap.after_seq);
+                recover_into(&data, &cfg, start, TornTail::Truncate, &mut TapSink(tap))
+                    .context("recovering from a snapshot at or before the history's cursor")?
+            }
+        };
         assert_eq!(engine.seq(), recovery.last_seq, "recovered state and journal disagree");
         let first_seq = recovery.last_seq + 1;
         let journal = Journal::open(&data, first_seq, opts.sync, opts.segment_bytes)?;
         let journal_failed = journal.failed_flag();
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let writer = SnapshotWriter::new(&data, opts.keep_snapshots, opts.pruning);
+        let retain = opts.changes.as_ref().map(|t| Arc::clone(&t.retain_seq));
+        let writer =
+            SnapshotWriter::new(&data, opts.keep_snapshots, opts.pruning).retaining(retain.clone());
         let writer = std::thread::Builder::new()
             .name("hundredx-snapshots".into())
             .spawn(move || writer.run(rx))?;
@@ -106,6 +150,11 @@ impl DurableEngine {
             input_stage: Some(Box::new(journal)),
             snapshots: Some((opts.snapshots, tx)),
             runtime: opts.runtime,
+            subscribers: opts
+                .changes
+                .iter()
+                .map(|t| (Subscription::Changes, t.tx.clone()))
+                .collect(),
         };
         let handle = EngineHandle::start_with(engine, options).context("starting the engine")?;
         if opts.exit_on_fail_stop {
@@ -119,6 +168,7 @@ impl DurableEngine {
             data,
             keep_snapshots: opts.keep_snapshots,
             pruning: opts.pruning,
+            retain,
             journal_failed,
             _lock: lock,
         })
@@ -132,12 +182,16 @@ impl DurableEngine {
     /// Drains the rings, flushes the journal, writes a final snapshot so the next start replays
     /// nothing, and returns the final state and its last sequence.
     pub fn shutdown(self) -> Result<(Engine, u64)> {
-        let DurableEngine { handle, recovery, writer, data, keep_snapshots, pruning, .. } = self;
+        let DurableEngine {
+            handle, recovery, writer, data, keep_snapshots, pruning, retain, ..
+        } = self;
         let (engine, last_seq) = handle.shutdown_at().context("stopping the engine")?;
         writer.join().map_err(|_| anyhow::anyhow!("snapshot writer panicked"))?;
         let newest = data.snapshot_files()?.last().map_or(0, |s| s.0);
         if last_seq > newest.max(recovery.snapshot_seq) {
-            SnapshotWriter::new(&data, keep_snapshots, pruning).write(last_seq, &engine)?;
+            SnapshotWriter::new(&data, keep_snapshots, pruning)
+                .retaining(retain)
+                .write(last_seq, &engine)?;
         }
         Ok((engine, last_seq))
     }

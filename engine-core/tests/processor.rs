@@ -247,6 +247,7 @@ fn no_reply_leaves_before_the_input_stage_finished_its_batch_and_snapshots_carry
         input_stage: Some(Box::new(SlowJournal { durable_upto: durable.clone(), pending: 0 })),
         snapshots: Some((SnapshotPolicy { every_commands: Some(50), every_ns: None }, snap_tx)),
         runtime: RuntimeConfig::default(),
+        subscribers: Vec::new(),
     };
     let mut handle = EngineHandle::start_with(engine, options).unwrap();
     for i in 0..120u64 {

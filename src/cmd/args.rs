@@ -65,6 +65,7 @@ impl DurabilityArgs {
             pruning: if self.keep_journal { JournalPruning::Keep } else { JournalPruning::Prune },
             exit_on_fail_stop: true,
             runtime: engine_core::config::RuntimeConfig::default(),
+            changes: None,
         }
     }
 }
@@ -222,4 +223,63 @@ impl FeedKind {
             FeedKind::Replay(_) => "replay",
         }
     }
+}
+
+/// The history store (see the `history` crate): where the engine's changes are kept in SQL.
+#[derive(clap::Args, Debug)]
+pub struct HistoryArgs {
+    /// The store: `sqlite://PATH` or `postgres://…` (a URL with a password goes in
+    /// HUNDREDX_HISTORY_DATABASE). Default for `serve`: `history.sqlite` in the data directory.
+    #[arg(long = "history-database", env = "HUNDREDX_HISTORY_DATABASE", hide_env_values = true)]
+    pub database: Option<String>,
+    /// Run without a history store (closed positions come from the engine's bounded history
+    /// and there is no statement).
+    #[arg(long = "no-history")]
+    pub disabled: bool,
+    /// Changes waiting for the writer; when full, the engine waits (nothing is dropped).
+    #[arg(long = "history-queue", default_value_t = 65_536,
+        value_parser = clap::value_parser!(u64).range(1_024..=16_777_216))]
+    pub queue: u64,
+    /// Most changes committed in one transaction.
+    #[arg(long = "history-batch", default_value_t = 4_096,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch: u64,
+    /// Connections the API uses to read the store.
+    #[arg(long = "history-read-connections", default_value_t = 4,
+        value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub read_connections: u32,
+}
+
+impl HistoryArgs {
+    /// The store's URL: the flag, else SQLite in `data_dir` (`None`: disabled).
+    pub fn url(&self, data_dir: &std::path::Path) -> Result<Option<String>> {
+        if self.disabled {
+            return Ok(None);
+        }
+        if let Some(url) = &self.database {
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres:")
+                || url.starts_with("postgresql:"))
+            {
+                anyhow::bail!("--history-database must be a sqlite:// or postgres:// URL");
+            }
+            if url_has_password(url) && std::env::var_os("HUNDREDX_HISTORY_DATABASE").is_none() {
+                anyhow::bail!(
+                    "a database URL with a password must not be on the command line (it shows in \
+                     the process list): put it in HUNDREDX_HISTORY_DATABASE"
+                );
+            }
+            return Ok(Some(url.clone()));
+        }
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
+        Ok(Some(history::Store::sqlite_url(&data_dir.join("history.sqlite"))))
+    }
+}
+
+/// `scheme://user:password@host…`: a password between `:` and `@` in the authority.
+fn url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'))
 }

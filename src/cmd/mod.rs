@@ -3,6 +3,7 @@
 pub mod args;
 pub mod drill;
 pub mod feed;
+pub mod history;
 pub mod offline;
 pub mod serve;
 pub mod service;

@@ -14,7 +14,7 @@ use hundredx::{DurableEngine, DurableOptions, now_ns};
 use hundredx_http::{ApiConfig, AppState};
 use tracing::{info, warn};
 
-use super::args::{DurabilityArgs, EdgeArgs, FeedKind, jwt_secret, random_secret};
+use super::args::{DurabilityArgs, EdgeArgs, FeedKind, HistoryArgs, jwt_secret, random_secret};
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -66,6 +66,8 @@ pub struct ServeArgs {
     pub status_interval: u64,
     #[command(flatten)]
     pub edge: EdgeArgs,
+    #[command(flatten)]
+    pub history: HistoryArgs,
 }
 
 /// `hundredx serve`. Longer than the ~70-line rule on purpose: this is the process's wiring in
@@ -86,7 +88,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let demo_deposits = cfg.demo_deposits;
     let symbols: Vec<String> = cfg.markets.iter().map(|m| m.symbol.clone()).collect();
     let markets_cfg = cfg.markets.clone();
-    let synthetic = SyntheticFeed::new(
+    let mut synthetic = SyntheticFeed::new(
         SyntheticConfig {
             seed: args.seed,
             volatility_ppm: args.volatility_ppm,
@@ -94,17 +96,24 @@ pub fn run(args: ServeArgs) -> Result<()> {
         },
         &cfg.markets,
     );
+    let history = super::history::start(&args.history, &args.durability.data_dir, &cfg.markets)?;
     let options = DurableOptions {
         runtime: RuntimeConfig {
             pin_core: args.pin_core,
             wait: if args.busy_spin { WaitMode::BusySpin } else { WaitMode::Adaptive },
             ..RuntimeConfig::default()
         },
+        changes: history.as_ref().map(|h| h.tap.clone()),
         ..args.durability.options()
     };
     let durable = DurableEngine::start(cfg, &options)?;
+    drop(options); // its copy of the history's sender: the writer ends when the engine does
+    if let Some(h) = &history {
+        h.watch()?;
+    }
     let engine = &durable.handle;
     info!(markets = ?symbols, feed = %args.feed, "engine started");
+    resume_synthetic(&mut synthetic, engine)?;
     let feed_health = FeedHealth::new(markets_cfg.len());
 
     let events = engine.subscribe(Subscription::Events, 4_096);
@@ -139,6 +148,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
         println!(
             "try:  curl -s -X POST http://{addr}/api/v1/user/signup -H 'content-type: application/json' \\\n        -d '{{\"email\":\"me@example.com\",\"password\":\"correct horse\"}}'"
         );
+        if let Some(h) = &history {
+            let store = history::Store::open(&h.url, &markets_cfg, args.history.read_connections)
+                .await
+                .context("opening the history store for reading")?;
+            api_state.attach_history(store, Some(Arc::clone(&h.status)));
+        }
         let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(hundredx_http::serve(listener, api_state, async {
             let _ = http_stopped.await;
@@ -162,6 +177,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
         t.join().map_err(|_| anyhow::anyhow!("feed thread panicked"))?;
     }
     let (state, last_seq) = durable.shutdown()?;
+    if let Some(h) = history {
+        h.finish()?;
+    }
     events_thread.join().map_err(|_| anyhow::anyhow!("events thread panicked"))?;
     let s = state.summary();
     info!(last_seq, accounts = s.accounts, open_positions = s.open_positions,
@@ -229,6 +247,24 @@ fn spawn_synthetic(
             thread::sleep(pause);
         }
     })?)
+}
+
+/// A restarted synthetic feed continues after the recovered prices: the engine refuses update
+/// ids it has already seen, so starting again from 1 would leave every market stale.
+fn resume_synthetic(
+    feed: &mut SyntheticFeed,
+    engine: &engine_core::processor::EngineHandle,
+) -> Result<()> {
+    let mut engine = engine.submitter();
+    let r = engine
+        .call(now_ns(), CommandKind::QueryMarkets, Duration::from_secs(5))
+        .map_err(|e| anyhow::anyhow!("reading the recovered prices: {e}"))?;
+    for item in &r.items {
+        if let Item::Market(m) = item {
+            feed.resume(m.market, m.update_id, m.bid);
+        }
+    }
+    Ok(())
 }
 
 /// Logs what the engine did on its own (closes by TP/SL/liquidation, bad debt, rejected prices)

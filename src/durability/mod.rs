@@ -30,7 +30,7 @@ use std::time::Duration;
 pub use data_dir::DataDir;
 pub use error::DurabilityError;
 pub use journal::Journal;
-pub use recovery::{RecoveryReport, Start, TornTail, recover};
+pub use recovery::{RecoveryReport, Start, TornTail, recover, recover_into};
 pub use snapshots::{JournalPruning, SnapshotWriter};
 
 /// What the durability layer returns.

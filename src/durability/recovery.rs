@@ -20,6 +20,10 @@ pub enum Start {
     LatestSnapshot,
     /// From an empty engine, replaying the whole journal (an audit).
     Scratch,
+    /// From the newest snapshot at or before this sequence (an empty engine if there is none),
+    /// so that replay re-emits every change after it: a read model that lags the engine (the
+    /// history store) catches up from the journal.
+    AtOrBefore(u64),
 }
 
 /// What recovery does with a torn last record (a crash mid-write).
@@ -66,9 +70,22 @@ pub fn recover(
     start: Start,
     torn_tail: TornTail,
 ) -> Result<(Engine, RecoveryReport)> {
+    recover_into(data, cfg, start, torn_tail, &mut Discard)
+}
+
+/// As [`recover`], writing the outputs of the replayed commands to `sink` (the same outputs
+/// they had live: the engine is deterministic).
+pub fn recover_into<S: Sink>(
+    data: &DataDir,
+    cfg: &EngineConfig,
+    start: Start,
+    torn_tail: TornTail,
+    sink: &mut S,
+) -> Result<(Engine, RecoveryReport)> {
     let started = Instant::now();
     let (mut engine, snapshot_seq, snapshots_rejected) = match start {
-        Start::LatestSnapshot => load_newest_snapshot(data, cfg)?,
+        Start::LatestSnapshot => load_newest_snapshot(data, cfg, u64::MAX)?,
+        Start::AtOrBefore(seq) => load_newest_snapshot(data, cfg, seq)?,
         Start::Scratch => (Engine::new(cfg.clone())?, 0, 0),
     };
     let mut report = RecoveryReport {
@@ -96,7 +113,8 @@ pub fn recover(
             });
         }
         let tail = if last_segment { TailOf::Last(torn_tail) } else { TailOf::Inner };
-        replay_segment(path, tail, &mut engine, &mut report, &mut progress, started)?;
+        let mut replay = Replay { engine: &mut engine, report: &mut report, sink };
+        replay.segment(path, tail, &mut progress, started)?;
     }
     report.elapsed = started.elapsed();
     let rate = per_second(report.replayed, report.elapsed);
@@ -113,54 +131,64 @@ enum TailOf {
     Last(TornTail),
 }
 
-/// Applies one segment's records after `report.last_seq`, in order; a bad record ends it (see
-/// [`handle_bad_record`]). Logs progress at most every 2 s.
-fn replay_segment(
-    path: &Path,
-    tail: TailOf,
-    engine: &mut Engine,
-    report: &mut RecoveryReport,
-    progress: &mut Instant,
-    started: Instant,
-) -> Result<()> {
-    let bytes = fs::read(path).map_err(io("reading", path))?;
-    for rec in RecordReader::new(&bytes) {
-        let (seq, cmd) = match rec {
-            Ok(r) => r,
-            Err(e) => {
-                let (last_segment, read_only) = match tail {
-                    TailOf::Inner => (false, true),
-                    TailOf::Last(t) => (true, t == TornTail::Report),
-                };
-                return handle_bad_record(path, e, last_segment, read_only, report);
+/// Replays onto `engine`, counting in `report`, outputs to `sink`.
+struct Replay<'a, S> {
+    engine: &'a mut Engine,
+    report: &'a mut RecoveryReport,
+    sink: &'a mut S,
+}
+
+impl<S: Sink> Replay<'_, S> {
+    /// Applies one segment's records after `report.last_seq`, in order; a bad record ends it
+    /// (see [`handle_bad_record`]). Logs progress at most every 2 s.
+    fn segment(
+        &mut self,
+        path: &Path,
+        tail: TailOf,
+        progress: &mut Instant,
+        started: Instant,
+    ) -> Result<()> {
+        let bytes = fs::read(path).map_err(io("reading", path))?;
+        for rec in RecordReader::new(&bytes) {
+            let (seq, cmd) = match rec {
+                Ok(r) => r,
+                Err(e) => {
+                    let (last_segment, read_only) = match tail {
+                        TailOf::Inner => (false, true),
+                        TailOf::Last(t) => (true, t == TornTail::Report),
+                    };
+                    return handle_bad_record(path, e, last_segment, read_only, self.report);
+                }
+            };
+            if seq <= self.report.last_seq {
+                continue;
             }
-        };
-        if seq <= report.last_seq {
-            continue;
+            if seq != self.report.last_seq + 1 {
+                return Err(DurabilityError::OutOfOrder {
+                    path: path.to_path_buf(),
+                    seq,
+                    after: self.report.last_seq,
+                });
+            }
+            self.engine.apply(&cmd, self.sink);
+            self.report.last_seq = seq;
+            self.report.replayed += 1;
+            // Reading the clock costs more than applying a tick: look every 64k records.
+            if self.report.replayed.is_multiple_of(65_536)
+                && progress.elapsed() >= Duration::from_secs(2)
+            {
+                *progress = Instant::now();
+                let rate = per_second(self.report.replayed, started.elapsed());
+                info!(
+                    replayed = self.report.replayed,
+                    seq,
+                    events_per_s = rate,
+                    "recovery: replaying journal"
+                );
+            }
         }
-        if seq != report.last_seq + 1 {
-            return Err(DurabilityError::OutOfOrder {
-                path: path.to_path_buf(),
-                seq,
-                after: report.last_seq,
-            });
-        }
-        engine.apply(&cmd, &mut Discard);
-        report.last_seq = seq;
-        report.replayed += 1;
-        // Reading the clock costs more than applying a tick: look every 64k records.
-        if report.replayed.is_multiple_of(65_536) && progress.elapsed() >= Duration::from_secs(2) {
-            *progress = Instant::now();
-            let rate = per_second(report.replayed, started.elapsed());
-            info!(
-                replayed = report.replayed,
-                seq,
-                events_per_s = rate,
-                "recovery: replaying journal"
-            );
-        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn handle_bad_record(
@@ -187,9 +215,14 @@ fn handle_bad_record(
         .map_err(io("truncating the torn tail of", path))
 }
 
-fn load_newest_snapshot(data: &DataDir, cfg: &EngineConfig) -> Result<(Engine, u64, usize)> {
+/// The newest snapshot at or before `at_most` that verifies, or an empty engine.
+fn load_newest_snapshot(
+    data: &DataDir,
+    cfg: &EngineConfig,
+    at_most: u64,
+) -> Result<(Engine, u64, usize)> {
     let mut rejected = 0;
-    for (seq, path) in data.snapshot_files()?.into_iter().rev() {
+    for (seq, path) in data.snapshot_files()?.into_iter().rev().filter(|(s, _)| *s <= at_most) {
         let loaded = fs::read(&path)
             .map_err(|e| e.to_string())
             .and_then(|b| decode_snapshot(&b).map_err(|e| e.to_string()))

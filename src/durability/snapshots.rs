@@ -4,6 +4,8 @@
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::Receiver;
@@ -31,12 +33,20 @@ pub struct SnapshotWriter {
     data: DataDir,
     keep: usize,
     pruning: JournalPruning,
+    /// A reader's committed sequence (the history store's): the newest snapshot at or before
+    /// it and the journal after that snapshot stay, so the reader can catch up after a crash.
+    retain: Option<Arc<AtomicU64>>,
 }
 
 impl SnapshotWriter {
     /// A writer keeping the newest `keep` (>= 1) snapshots, pruning the journal they cover or not.
     pub fn new(data: &DataDir, keep: usize, pruning: JournalPruning) -> SnapshotWriter {
-        SnapshotWriter { data: data.clone(), keep: keep.max(1), pruning }
+        SnapshotWriter { data: data.clone(), keep: keep.max(1), pruning, retain: None }
+    }
+
+    /// Also keeps what a reader at sequence `retain` still needs (see the field).
+    pub fn retaining(self, retain: Option<Arc<AtomicU64>>) -> SnapshotWriter {
+        SnapshotWriter { retain, ..self }
     }
 
     /// Serves `rx` until the engine drops its sender.
@@ -69,15 +79,25 @@ impl SnapshotWriter {
     }
 
     /// Deletes all but the newest `keep` snapshots, and (if pruning) every journal segment whose
-    /// records all precede the oldest snapshot kept. The newest segment is never deleted.
+    /// records all precede the oldest snapshot kept. The newest segment is never deleted. With
+    /// a reader to retain for, the newest snapshot at or before its sequence counts as kept too;
+    /// if there is none, no segment is deleted.
     pub fn prune(&self) -> Result<()> {
         let snaps = self.data.snapshot_files()?;
-        let drop_n = snaps.len().saturating_sub(self.keep);
+        let mut drop_n = snaps.len().saturating_sub(self.keep);
+        let mut prune_journal = self.pruning == JournalPruning::Prune;
+        if let Some(retain) = &self.retain {
+            let reader_at = retain.load(Ordering::Acquire);
+            match snaps.iter().rposition(|(seq, _)| *seq <= reader_at) {
+                Some(needed) => drop_n = drop_n.min(needed),
+                None => prune_journal = false,
+            }
+        }
         for (_, path) in &snaps[..drop_n] {
             fs::remove_file(path).map_err(io("deleting", path))?;
         }
         let Some(&(oldest_kept, _)) = snaps.get(drop_n) else { return Ok(()) };
-        if self.pruning == JournalPruning::Keep {
+        if !prune_journal {
             return Ok(());
         }
         let segments = self.data.segments()?;

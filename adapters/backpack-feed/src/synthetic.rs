@@ -76,6 +76,17 @@ impl SyntheticFeed {
         SyntheticFeed { rng: Xoshiro256PlusPlus::seed_from_u64(cfg.seed), cfg, walks, turn: 0 }
     }
 
+    /// Continues where a previous run left `market`: after its last update id (the engine
+    /// refuses an update id it has seen, as `stale_update`) and from its last bid.
+    pub fn resume(&mut self, market: MarketId, update_id: u64, bid: Price) {
+        if let Some(w) = self.walks.iter_mut().find(|w| w.market == market) {
+            w.update_id = w.update_id.max(update_id);
+            if bid.0 > 0 {
+                w.mid = bid.0.min(w.max_price);
+            }
+        }
+    }
+
     /// The next tick, for the markets in turn; `exchange_time_us` is stamped on it.
     pub fn next_tick(&mut self, exchange_time_us: u64) -> Option<Tick> {
         if self.walks.is_empty() {
@@ -106,6 +117,16 @@ impl SyntheticFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resumed_walk_continues_after_the_last_update_id_and_price() {
+        let markets = vec![MarketConfig::new("BTC_USDC", 2, 5)];
+        let mut feed = SyntheticFeed::new(SyntheticConfig::default(), &markets);
+        feed.resume(MarketId(0), 500, Price(6_100_000));
+        let t = feed.next_tick(0).unwrap();
+        assert_eq!(t.update_id, 501);
+        assert!((t.bid.0 - 6_100_000).abs() <= 6_100_000 / 1_000, "{t:?}");
+    }
 
     #[test]
     fn same_seed_same_prices_and_valid_ticks() {

@@ -42,7 +42,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use project::{HouseMovement, Movement, house_movement, movements};
 pub use read::{LedgerEntry, LedgerQuery, Page};
-pub use writer::{Writer, WriterStatus};
+pub use writer::{RunningWriter, Writer, WriterStatus, spawn_writer};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +109,9 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// A new store's cursor: before every change.
+    pub const START: Cursor = Cursor { seq: 0, n: -1 };
+
     /// Whether `rec` comes after this cursor (and so is still to be written).
     pub fn precedes(&self, rec: &ChangeRecord) -> bool {
         (rec.seq, i64::from(rec.n)) > (self.seq, self.n)

@@ -14,8 +14,9 @@ use crate::{Cursor, HistoryError, Result, Store};
 /// What the writer has done, for health and metrics.
 #[derive(Debug, Default)]
 pub struct WriterStatus {
-    /// Journal sequence of the last change committed.
-    pub written_seq: AtomicU64,
+    /// Journal sequence of the last change committed (shared with the snapshot pruner, which
+    /// keeps the journal after it).
+    pub written_seq: Arc<AtomicU64>,
     /// Changes committed by this process.
     pub written: AtomicU64,
     /// Batches committed.
@@ -27,6 +28,8 @@ pub struct WriterStatus {
     pub lag_ms: AtomicU64,
     /// True while the database is unreachable.
     pub stalled: AtomicBool,
+    /// Set when the writer stopped on an error it must not skip (see [`Writer::write`]).
+    pub failed: AtomicBool,
 }
 
 /// Writes what arrives on a channel of engine outputs (a `Subscription::Changes`).
@@ -76,7 +79,7 @@ impl Writer {
         let Some(last) = batch.last() else { return };
         let s = &self.status;
         if let Some(c) = cursor {
-            s.written_seq.store(c.seq, Ordering::Relaxed);
+            s.written_seq.store(c.seq, Ordering::Release);
         }
         s.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
         s.batches.fetch_add(1, Ordering::Relaxed);
@@ -123,6 +126,66 @@ impl Writer {
         rt.block_on(self.store.close());
         Ok(())
     }
+}
+
+/// A writer running on a thread of its own (named `hundredx-history`).
+#[derive(Debug)]
+pub struct RunningWriter {
+    /// The store's cursor when the writer started: the engine must replay the changes after it.
+    pub cursor: Cursor,
+    /// What the writer has done.
+    pub status: Arc<WriterStatus>,
+    /// The thread; it ends (with the writer's result) once every sender of its channel is gone.
+    pub thread: std::thread::JoinHandle<Result<()>>,
+}
+
+/// Opens the store at `url` on a new thread, runs the migrations, reads the cursor and serves
+/// `rx` there (see [`Writer::run`]).
+pub fn spawn_writer(
+    url: &str,
+    markets: &[engine_core::config::MarketConfig],
+    batch_max: usize,
+    rx: Receiver<Output>,
+    now_ns: fn() -> u64,
+) -> Result<RunningWriter> {
+    let (url, markets) = (url.to_owned(), markets.to_vec());
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+    let thread = std::thread::Builder::new()
+        .name("hundredx-history".into())
+        .spawn(move || {
+            let opened = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| HistoryError::Db(sqlx::Error::Io(e)))
+                .and_then(|rt| {
+                    let store = rt.block_on(Store::open(&url, &markets, 1))?;
+                    let cursor = rt.block_on(store.cursor())?;
+                    Ok((store, cursor))
+                });
+            match opened {
+                Ok((store, cursor)) => {
+                    let writer = Writer::new(store, batch_max);
+                    writer.status.written_seq.store(cursor.seq, Ordering::Release);
+                    let status = writer.status();
+                    let _ = ready_tx.send(Ok((cursor, writer.status())));
+                    let result = writer.run(rx, now_ns);
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, "history writer stopped");
+                        status.failed.store(true, Ordering::Release);
+                    }
+                    result
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    Ok(())
+                }
+            }
+        })
+        .map_err(|e| HistoryError::Db(sqlx::Error::Io(e)))?;
+    let (cursor, status) = ready_rx
+        .recv()
+        .map_err(|_| HistoryError::Mismatch("the history writer died while opening".into()))??;
+    Ok(RunningWriter { cursor, status, thread })
 }
 
 fn push(batch: &mut Vec<ChangeRecord>, o: Output) {

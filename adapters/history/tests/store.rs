@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use engine_core::prelude::*;
-use history::test_support::{PgServer, session};
+use history::test_support::{PgServer, dump, session};
 use history::{LedgerQuery, Store, Writer};
 
 async fn sqlite(dir: &tempfile::TempDir) -> Store {
@@ -15,71 +15,6 @@ async fn sqlite(dir: &tempfile::TempDir) -> Store {
 
 async fn postgres(pg: &PgServer) -> Store {
     Store::open(&pg.url, &MarketConfig::defaults(), 2).await.unwrap()
-}
-
-type PositionRow = (
-    i64,
-    i64,
-    String,
-    i64,
-    i64,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-);
-type LedgerRow = (i64, i64, i64, String, i64, i64, Option<i64>, i64);
-
-/// Every table, rendered in key order: two stores with the same dump hold the same history.
-async fn dump(store: &Store) -> Vec<String> {
-    let p = store.pool();
-    let mut out = Vec::new();
-    let rows: Vec<(i64, i64, i64, i64)> =
-        sqlx::query_as("SELECT seq, n, insurance_fund, house_balance FROM history_cursor")
-            .fetch_all(p)
-            .await
-            .unwrap();
-    out.extend(rows.iter().map(|r| format!("cursor {r:?}")));
-    let rows: Vec<(i64, i64, i64, i64)> =
-        sqlx::query_as("SELECT account_id, created_at_ns, balance, locked_margin FROM accounts ORDER BY account_id")
-            .fetch_all(p)
-            .await
-            .unwrap();
-    out.extend(rows.iter().map(|r| format!("account {r:?}")));
-    let rows: Vec<PositionRow> =
-        sqlx::query_as(
-            "SELECT position_id, of_position, status, quantity, margin, liquidation_price, exit_price, \
-             realized_pnl, payout, close_reason, bad_debt, close_seq FROM positions ORDER BY position_id",
-        )
-        .fetch_all(p)
-        .await
-        .unwrap();
-    out.extend(rows.iter().map(|r| format!("position {r:?}")));
-    let rows: Vec<LedgerRow> = sqlx::query_as(
-        "SELECT seq, n, account_id, kind, amount, balance, position_id, at_ns FROM ledger ORDER BY seq, n",
-    )
-    .fetch_all(p)
-    .await
-    .unwrap();
-    out.extend(rows.iter().map(|r| format!("ledger {r:?}")));
-    let rows: Vec<(i64, i64, String, i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT seq, n, kind, insurance_delta, house_delta, insurance_fund, house_balance \
-         FROM house_ledger ORDER BY seq, n",
-    )
-    .fetch_all(p)
-    .await
-    .unwrap();
-    out.extend(rows.iter().map(|r| format!("house {r:?}")));
-    let rows: Vec<(i64, i64, String, String)> =
-        sqlx::query_as("SELECT seq, n, kind, body FROM changes ORDER BY seq, n")
-            .fetch_all(p)
-            .await
-            .unwrap();
-    out.extend(rows.iter().map(|r| format!("change {r:?}")));
-    out
 }
 
 /// The store's books equal the engine's: each account's balance (available + locked margin),

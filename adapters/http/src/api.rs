@@ -47,6 +47,7 @@ pub fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(signup))
         .routes(routes!(signin))
         .routes(routes!(balance))
+        .routes(routes!(ledger))
         .routes(routes!(deposit))
         .routes(routes!(markets))
         .routes(routes!(open, list_positions))
@@ -704,6 +705,17 @@ async fn list_positions(
             return Err(ApiError::bad_request("invalid_status", "status must be open or closed"));
         }
     };
+    if status == PositionStatus::Closed
+        && let Some(h) = state.history.get()
+    {
+        return closed_from_store(&state, &h.store, account, &q).await;
+    }
+    if q.cursor.is_some() || q.limit.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "cursor and limit page closed positions from the history store",
+        ));
+    }
     let (_, items) = engine(&state, CommandKind::QueryPositions { account, status }).await?;
     let positions = items
         .iter()
@@ -715,7 +727,99 @@ async fn list_positions(
             Item::Market(_) => None,
         })
         .collect();
-    Ok(Json(dto::Positions { positions }).into_response())
+    Ok(Json(dto::Positions { positions, next_cursor: None, consistent_to: None }).into_response())
+}
+
+/// Closed positions over the whole history, newest first, a page at a time.
+async fn closed_from_store(
+    state: &AppState,
+    store: &history::Store,
+    account: AccountId,
+    q: &ListQuery,
+) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(PAGE_DEFAULT);
+    let page =
+        store.closed_positions(account, q.cursor.as_deref(), limit).await.map_err(history_error)?;
+    let positions = page
+        .items
+        .iter()
+        .filter(|v| v.account == account)
+        .filter_map(|v| state.market_cfg(v.market).map(|m| position_dto(v, m)))
+        .collect();
+    let body = dto::Positions {
+        positions,
+        next_cursor: page.next,
+        consistent_to: Some(page.consistent_to),
+    };
+    Ok(Json(body).into_response())
+}
+
+/// Rows per page when the client does not say.
+const PAGE_DEFAULT: u32 = 100;
+
+/// A history store failure in our words: a bad cursor or limit is the client's; anything else
+/// is logged and reported as unavailable (never the database's own text).
+fn history_error(e: history::HistoryError) -> ApiError {
+    match e {
+        history::HistoryError::InvalidCursor => {
+            ApiError::bad_request("invalid_query", "cursor is not one this server issued")
+        }
+        history::HistoryError::InvalidLimit => {
+            ApiError::bad_request("invalid_query", "limit must be 1..=500")
+        }
+        other => {
+            tracing::warn!(error = %other, "history store read failed");
+            ApiError::unavailable("history_unavailable", "the history store is not answering")
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/user/ledger", tag = "user",
+    summary = "The caller's statement: one row per money movement with the running balance",
+    security(("bearer" = [])), params(dto::LedgerQuery),
+    responses(
+        (status = 200, description = "a page of the statement, oldest first", body = dto::Ledger),
+        (status = 400, description = "invalid query (cursor, limit, time)", body = dto::ErrorBody),
+        (status = 404, description = "this server keeps no history store", body = dto::ErrorBody),
+        dto::AuthedErrors,
+    ))]
+async fn ledger(
+    State(state): St,
+    AuthUser(account): AuthUser,
+    ApiQuery(q): ApiQuery<dto::LedgerQuery>,
+) -> Result<Response, ApiError> {
+    let Some(h) = state.history.get() else {
+        return Err(ApiError::not_found("history_disabled", "this server keeps no history store"));
+    };
+    let ns = |ms: Option<u64>| -> Result<Option<u64>, ApiError> {
+        ms.map(|ms| {
+            ms.checked_mul(1_000_000)
+                .filter(|ns| i64::try_from(*ns).is_ok())
+                .ok_or_else(|| ApiError::bad_request("invalid_query", "time out of range"))
+        })
+        .transpose()
+    };
+    let query = history::LedgerQuery {
+        from_ns: ns(q.from)?,
+        to_ns: ns(q.to)?,
+        cursor: q.cursor,
+        limit: q.limit.unwrap_or(PAGE_DEFAULT),
+    };
+    let page = h.store.ledger(account, &query).await.map_err(history_error)?;
+    let entries = page
+        .items
+        .into_iter()
+        .map(|e| dto::LedgerEntry {
+            seq: e.seq,
+            kind: e.kind,
+            amount: money(e.amount),
+            balance: money(e.balance),
+            position_id: e.position.map(|p| p.0.to_string()),
+            at: ms(e.at_ns),
+        })
+        .collect();
+    let body = dto::Ledger { entries, next_cursor: page.next, consistent_to: page.consistent_to };
+    Ok(Json(body).into_response())
 }
 
 fn position_id(raw: &str) -> Result<PositionId, ApiError> {
@@ -739,12 +843,22 @@ async fn get_position(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let position = position_id(&id)?;
-    match engine(&state, CommandKind::QueryPosition { account, position }).await? {
-        (ReplyData::Position(v), _) => {
+    match engine(&state, CommandKind::QueryPosition { account, position }).await {
+        Ok((ReplyData::Position(v), _)) => {
             own(account, v.account)?;
             view_response(&state, StatusCode::OK, &v)
         }
-        (d, _) => Err(unexpected(&d)),
+        Ok((d, _)) => Err(unexpected(&d)),
+        // Older than the engine's bounded closed history: the store has every closed one.
+        Err(e) if e.code == "unknown_position" => match state.history.get() {
+            Some(h) => match h.store.closed_position(account, position).await {
+                Ok(Some(v)) => view_response(&state, StatusCode::OK, &v),
+                Ok(None) => Err(e),
+                Err(h) => Err(history_error(h)),
+            },
+            None => Err(e),
+        },
+        Err(e) => Err(e),
     }
 }
 
@@ -860,6 +974,7 @@ async fn healthz(State(state): St, ClientIp(ip): ClientIp) -> Response {
             uptime_s,
             markets: Vec::new(),
             feed: state.feed.as_ref().map(|f| f.health()),
+            history: history_health(&state),
             error: Some(dto::ErrorDetail {
                 code: "engine_unavailable".into(),
                 message: "the engine is not answering".into(),
@@ -889,6 +1004,7 @@ async fn healthz(State(state): St, ClientIp(ip): ClientIp) -> Response {
         uptime_s,
         markets,
         feed: state.feed.as_ref().map(|f| f.health()),
+        history: history_health(&state),
         error: (!priced).then(|| dto::ErrorDetail {
             code: "no_prices".into(),
             message: "no market has a fresh price".into(),
@@ -896,6 +1012,16 @@ async fn healthz(State(state): St, ClientIp(ip): ClientIp) -> Response {
     };
     let status = if priced { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
+}
+
+fn history_health(state: &AppState) -> Option<dto::HistoryHealth> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let w = state.history.get()?.writer.as_ref()?;
+    Some(dto::HistoryHealth {
+        written_seq: w.written_seq.load(Relaxed),
+        lag_ms: w.lag_ms.load(Relaxed),
+        stalled: w.stalled.load(Relaxed),
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",

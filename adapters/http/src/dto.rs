@@ -81,6 +81,25 @@ pub struct CloseBody {
 pub struct ListQuery {
     /// `open` (default) or `closed`.
     pub status: Option<String>,
+    /// Closed only: the `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Closed only: rows per page, 1..=500 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// `GET /user/ledger`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LedgerQuery {
+    /// Only rows at or after this time (ms since the epoch).
+    pub from: Option<u64>,
+    /// Only rows before this time (ms since the epoch).
+    pub to: Option<u64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Rows per page, 1..=500 (default 100).
+    pub limit: Option<u32>,
 }
 
 // ----- responses -----
@@ -201,8 +220,56 @@ pub struct Position {
 /// The caller's positions, newest closed first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Positions {
-    /// The list.
+    /// The list (closed: newest first).
     pub positions: Vec<Position>,
+    /// Closed, from the history store: pass as `cursor` for the next page (absent on the last).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    /// Closed, from the history store: it held every change up to this engine sequence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consistent_to: Option<u64>,
+}
+
+/// One row of the statement.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LedgerEntry {
+    /// The engine sequence of the command that moved the money.
+    pub seq: u64,
+    /// `deposit`, `withdrawal`, `open_fee`, `realized_pnl`, `close_fee`, `liquidation_fee`,
+    /// `loss_forgiven` (a loss beyond the margin that the fund or the house paid).
+    pub kind: String,
+    /// Signed USDC.
+    pub amount: String,
+    /// Balance (available + locked margin) after it.
+    pub balance: String,
+    /// The position it concerns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position_id: Option<String>,
+    /// When (ms).
+    pub at: u64,
+}
+
+/// `GET /user/ledger`: the statement, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ledger {
+    /// Rows in engine order.
+    pub entries: Vec<LedgerEntry>,
+    /// Pass as `cursor` for the next page (absent on the last).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    /// The store held every change up to this engine sequence.
+    pub consistent_to: u64,
+}
+
+/// The history store's writer, in `/healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryHealth {
+    /// Engine sequence of the last change written.
+    pub written_seq: u64,
+    /// How far behind the engine the last batch was (ms).
+    pub lag_ms: u64,
+    /// The database is unreachable (the writer retries; the engine waits once its queue fills).
+    pub stalled: bool,
 }
 
 /// Every error: a stable code and a message in our words.
@@ -236,6 +303,9 @@ pub struct Health {
     /// The feed's own report (serve), if any.
     #[schema(value_type = Option<Object>)]
     pub feed: Option<serde_json::Value>,
+    /// The history store's writer (serve), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryHealth>,
     /// Present with `no_prices`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorDetail>,

@@ -323,6 +323,15 @@ pub struct AppState {
     server_stats: Arc<server::ServerStats>,
     metrics: metrics::Metrics,
     started: Instant,
+    history: std::sync::OnceLock<History>,
+}
+
+/// The history store as the API sees it: where closed positions and the statement are read,
+/// and (in `serve`) the writer's progress.
+#[derive(Debug)]
+pub(crate) struct History {
+    pub(crate) store: history::Store,
+    pub(crate) writer: Option<Arc<history::WriterStatus>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -400,7 +409,18 @@ impl AppState {
             engine,
             cfg,
             started: Instant::now(),
+            history: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Serves closed positions, closed-position details and the statement from `store` (once;
+    /// later calls are ignored). `writer`: the in-process writer's status, for `/healthz`.
+    pub fn attach_history(
+        &self,
+        store: history::Store,
+        writer: Option<Arc<history::WriterStatus>>,
+    ) {
+        let _ = self.history.set(History { store, writer });
     }
 
     /// Sends `kind` to the engine and awaits its reply.

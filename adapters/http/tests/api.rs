@@ -499,6 +499,7 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         ("GET", "/api/v1/positions"),
         ("GET", "/api/v1/positions/{id}"),
         ("GET", "/api/v1/user/balance"),
+        ("GET", "/api/v1/user/ledger"),
         ("GET", "/healthz"),
         ("GET", "/metrics"),
         ("POST", "/api/v1/positions"),

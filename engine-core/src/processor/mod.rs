@@ -132,7 +132,10 @@ impl EngineHandle {
         let shared = Arc::new(Shared {
             next_request_id: AtomicU64::new(engine.max_request_id() + 1),
             waiters: crate::waiters::Waiters::new(cfg.max_in_flight),
-            subscribers: Mutex::new(Vec::new()),
+            // Registered before the first command, so they see every output of this run.
+            subscribers: Mutex::new(
+                options.subscribers.into_iter().map(|(what, tx)| Subscriber { what, tx }).collect(),
+            ),
             events_dropped: AtomicU64::new(0),
             snapshots_skipped: AtomicU64::new(0),
             counters: SharedCounters::default(),

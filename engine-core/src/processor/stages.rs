@@ -54,6 +54,9 @@ pub struct StartOptions {
     pub snapshots: Option<(SnapshotPolicy, Sender<SnapshotRequest>)>,
     /// Rings, wait strategy, pinning.
     pub runtime: crate::config::RuntimeConfig,
+    /// Subscribers present from the first command on (see [`super::Subscription`]): a read model
+    /// that must miss nothing subscribes here, not after the start.
+    pub subscribers: Vec<(super::Subscription, Sender<crate::event::Output>)>,
 }
 
 impl std::fmt::Debug for StartOptions {
@@ -62,6 +65,7 @@ impl std::fmt::Debug for StartOptions {
             .field("input_stage", &self.input_stage.is_some())
             .field("snapshots", &self.snapshots.as_ref().map(|s| s.0))
             .field("runtime", &self.runtime)
+            .field("subscribers", &self.subscribers.len())
             .finish()
     }
 }

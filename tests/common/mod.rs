@@ -1,0 +1,90 @@
+//! Helpers the process-level tests share: run `hundredx` with the test secrets, read its
+//! address, speak plain HTTP/1.1, retry until a status.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_hundredx");
+pub const SECRET: &str = "service-test-secret-0123456789";
+
+/// A child process, killed on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn hundredx(args: &[&str]) -> Proc {
+    hundredx_with(args, &[], Stdio::null())
+}
+
+/// Runs `hundredx args` with the test's secrets plus `env`, its stderr to `stderr`.
+pub fn hundredx_with(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Proc {
+    Proc(
+        Command::new(BIN)
+            .args(args)
+            .env("HUNDREDX_JWT_SECRET", SECRET)
+            .env("HUNDREDX_BRIDGE_SECRET", redis_bridge::test_support::TEST_BRIDGE_SECRET)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Waits for the "listening on http://…" line of an api or serve process.
+pub fn address_of(mut p: Proc) -> (Proc, String) {
+    let mut lines = BufReader::new(p.0.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("the process prints its address").unwrap();
+    let addr = first.rsplit("http://").next().unwrap().trim().to_string();
+    // Keep reading what else it prints: a closed pipe would kill it on its next line.
+    std::thread::spawn(move || lines.for_each(drop));
+    (p, addr)
+}
+
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req += &format!("Authorization: Bearer {t}\r\n");
+    }
+    if let Some(b) = body {
+        req += &format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len());
+    }
+    req += "\r\n";
+    req += body.unwrap_or("");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    (head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0), body.to_string())
+}
+
+/// Repeats `request` every 100 ms until it returns `want` or `secs` pass; returns the last reply.
+pub fn until(want: u16, secs: u64, mut request: impl FnMut() -> (u16, String)) -> (u16, String) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let r = request();
+        if r.0 == want || Instant::now() > deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn field(json: &str, name: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    v[name].as_str().map(str::to_owned).unwrap_or_default()
+}

@@ -1,5 +1,8 @@
 //! `hundredx replay` and `hundredx snapshot`: offline tools over a stopped data directory.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
 use anyhow::Result;
 use hundredx::durability::{DataDir, JournalPruning, SnapshotWriter, Start, TornTail, recover};
 
@@ -58,8 +61,10 @@ pub fn snapshot(args: DataArgs) -> Result<()> {
     let _lock = data.lock()?;
     let (engine, report) =
         recover(&data, &args.engine_config()?, Start::LatestSnapshot, TornTail::Truncate)?;
-    let path =
-        SnapshotWriter::new(&data, 3, JournalPruning::Prune).write(report.last_seq, &engine)?;
+    let retain = embedded_history_seq(&args)?.map(|s| Arc::new(AtomicU64::new(s)));
+    let path = SnapshotWriter::new(&data, 3, JournalPruning::Prune)
+        .retaining(retain)
+        .write(report.last_seq, &engine)?;
     println!(
         "{} (seq {}, hash {})",
         path.display(),
@@ -67,4 +72,24 @@ pub fn snapshot(args: DataArgs) -> Result<()> {
         engine_core::hash::hex(&engine.state_hash())
     );
     Ok(())
+}
+
+/// The cursor of `serve`'s SQLite history store in the data directory, if there is one: the
+/// journal after it must survive pruning, or the store could not catch up.
+fn embedded_history_seq(args: &DataArgs) -> Result<Option<u64>> {
+    let path = args.data_dir.join("history.sqlite");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let cursor = rt.block_on(async {
+        let store = history::Store::open(
+            &history::Store::sqlite_url(&path),
+            &args.engine_config()?.markets,
+            1,
+        )
+        .await?;
+        anyhow::Ok(store.cursor().await?)
+    })?;
+    Ok(Some(cursor.seq))
 }

@@ -29,6 +29,7 @@
 
 mod project;
 mod read;
+mod rows;
 pub mod test_support;
 mod write;
 mod writer;

@@ -99,6 +99,26 @@ async fn exactly_once_and_books(store: &Store, reference: &Store) {
     assert_books_match(store, &mut engine).await;
     let last = changes.last().unwrap();
     assert_eq!(store.consistent_to().await.unwrap(), last.seq);
+    operator_queries_run(store, &mut engine).await;
+}
+
+/// The example queries of docs/HISTORY.md run on this database and agree with the engine.
+async fn operator_queries_run(store: &Store, engine: &mut Engine) {
+    use sqlx::Row;
+    // Wrapped: sqlx's Any driver cannot decode PostgreSQL's NUMERIC (psql can).
+    let exposure = concat!(
+        "SELECT CAST(SUM(positions) AS BIGINT) FROM (",
+        include_str!("../queries/exposure.sql"),
+        ") q"
+    );
+    let open: i64 = sqlx::query(exposure).fetch_one(store.pool()).await.unwrap().get(0);
+    assert_eq!(open, i64::from(engine.summary().open_positions));
+    let funds =
+        concat!("SELECT hour FROM (", include_str!("../queries/funds_over_time.sql"), ") q");
+    let funds = sqlx::query(funds).fetch_all(store.pool()).await.unwrap();
+    assert!(!funds.is_empty());
+    let hours: Vec<i64> = funds.iter().map(|r| r.try_get::<i64, _>(0).unwrap()).collect();
+    assert!(hours.windows(2).all(|w| w[0] < w[1]), "one row per hour, in order");
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@
 //! - `engine`, `api`, `feed --redis`: service mode, three kinds of process over Redis streams.
 //! - `feed --record FILE`: records Backpack's frames for later replay.
 //! - `replay`, `snapshot`: offline tools over a stopped data directory.
-//! - `history rebuild`: the SQL history store rebuilt from the journal.
+//! - `history --redis URL --database URL`: service mode's history writer; `history rebuild`:
+//!   the SQL history store rebuilt from the journal.
 
 mod cmd;
 
@@ -34,9 +35,9 @@ enum Command {
     Engine(cmd::service::EngineArgs),
     /// Service mode: the HTTP API reaching the engine through Redis (several may run at once).
     Api(cmd::service::ApiArgs),
-    /// The history store (SQL): rebuild it from the journal.
-    #[command(subcommand)]
-    History(cmd::history::HistoryCommand),
+    /// Service mode: the history store (SQL) fed from `engine-events`; or `history rebuild`
+    /// from the journal.
+    History(cmd::history::HistoryCli),
     /// Crash drill for the durability tests: a steady workload printing `ACK <request id>` for
     /// every applied state change, until killed.
     #[command(hide = true)]
@@ -58,7 +59,7 @@ fn main() -> Result<()> {
         Command::Feed(args) => cmd::feed::run(args),
         Command::Engine(args) => cmd::service::run_engine(args),
         Command::Api(args) => cmd::service::run_api(args),
-        Command::History(command) => cmd::history::run(command),
+        Command::History(cli) => cmd::history::run(cli),
         Command::Drill(args) => cmd::drill::run(args),
     }
 }

@@ -41,63 +41,6 @@ fn serve(data: &std::path::Path) -> (Proc, String) {
     address_of(p)
 }
 
-fn sign_up(addr: &str, email: &str) -> String {
-    let creds = format!(r#"{{"email":"{email}","password":"correct horse battery"}}"#);
-    let (status, body) = http(addr, "POST", "/api/v1/user/signup", None, Some(&creds));
-    assert_eq!(status, 202, "{body}");
-    let (status, body) = http(addr, "POST", "/api/v1/user/signin", None, Some(&creds));
-    assert_eq!(status, 200, "{body}");
-    field(&body, "token")
-}
-
-fn sign_in(addr: &str, email: &str) -> String {
-    let creds = format!(r#"{{"email":"{email}","password":"correct horse battery"}}"#);
-    let (status, body) =
-        until(200, 20, || http(addr, "POST", "/api/v1/user/signin", None, Some(&creds)));
-    assert_eq!(status, 200, "{body}");
-    field(&body, "token")
-}
-
-/// Opens a position, closes half (a closed part with its own id), then the rest: two closed
-/// rows per round.
-fn trade_round(addr: &str, token: &str, side: &str) -> bool {
-    let open = format!(r#"{{"market":"BTC_USDC","side":"{side}","leverage":20,"margin":"50"}}"#);
-    let (status, body) = http(addr, "POST", "/api/v1/positions", Some(token), Some(&open));
-    if status != 201 {
-        return false;
-    }
-    let id = field(&body, "id");
-    let path = format!("/api/v1/positions/{id}/close");
-    let qty = field(&body, "quantity");
-    let half = format!(r#"{{"quantity":"{}"}}"#, half_of(&qty));
-    let _ = http(addr, "POST", &path, Some(token), Some(&half));
-    let _ = http(addr, "POST", &path, Some(token), None);
-    true
-}
-
-/// Half of a decimal quantity with 5 decimals, rounded down to a step (at least one step).
-fn half_of(q: &str) -> String {
-    let steps = micros(q, 5) / 2;
-    format!("{}.{:05}", steps / 100_000, (steps % 100_000).max(1))
-}
-
-/// A decimal string as an integer count of 10^-decimals.
-fn micros(s: &str, decimals: u32) -> i128 {
-    let neg = s.starts_with('-');
-    let s = s.trim_start_matches('-');
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    let mut frac = frac.to_string();
-    while frac.len() < decimals as usize {
-        frac.push('0');
-    }
-    let v: i128 = format!("{int}{frac}").parse().unwrap();
-    if neg { -v } else { v }
-}
-
-fn json(body: &str) -> serde_json::Value {
-    serde_json::from_str(body).unwrap_or_default()
-}
-
 /// Every closed position of the caller, paging with `limit`; checks that no id repeats.
 fn all_closed(addr: &str, token: &str, limit: u32) -> Vec<String> {
     let mut ids = Vec::new();
@@ -267,5 +210,141 @@ fn serve_keeps_the_whole_history_through_a_kill_9_and_rebuild_equals_live() {
         let (live, rebuilt) = (dump(&live).await, dump(&rebuilt).await);
         assert!(live.len() > 100, "a real history: {} rows", live.len());
         assert_eq!(live, rebuilt, "the live store equals the store rebuilt from the journal");
+    });
+}
+
+/// Drives trading from two users until `stop`, tolerating the engine's absence (it is killed).
+fn load(
+    addr: &str,
+    tokens: &[String],
+    stop: &Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<u32>> {
+    tokens
+        .iter()
+        .map(|token| {
+            let (addr, token, stop) = (addr.to_string(), token.clone(), Arc::clone(stop));
+            std::thread::spawn(move || {
+                let mut rounds = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    if std::panic::catch_unwind(|| trade_round(&addr, &token, "long"))
+                        .unwrap_or(false)
+                    {
+                        rounds += 1;
+                    }
+                }
+                rounds
+            })
+        })
+        .collect()
+}
+
+/// Service mode: engine, feed, api and the history process over Redis, the store in a
+/// PostgreSQL cluster of the test's own. Under load the engine is killed (-9) and restarted,
+/// then the history process; at the end the store equals the one rebuilt from the engine's
+/// journal — every change once, none lost, across both crashes.
+#[test]
+fn service_mode_history_in_postgres_survives_kill_9_of_the_engine_and_the_writer() {
+    use redis_bridge::test_support::{RedisServer, TEST_BRIDGE_SECRET};
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path());
+    let pg = history::test_support::PgServer::start();
+    let data = dir.path().join("engine");
+    let engine_args = [
+        "engine",
+        "--redis",
+        &redis.url,
+        "--sync",
+        "fsync",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--keep-journal",
+        "--snapshot-every",
+        "200",
+    ];
+    let mut engine = hundredx(&engine_args);
+    let _feed = hundredx(&["feed", "--redis", &redis.url, "--feed", "synthetic"]);
+    let history_args = ["history", "--redis", &redis.url, "--database", &pg.url];
+    let mut writer = hundredx(&history_args);
+    let (_api, addr) = address_of(hundredx(&[
+        "api",
+        "--redis",
+        &redis.url,
+        "--listen",
+        "127.0.0.1:0",
+        "--history-database",
+        &pg.url,
+    ]));
+    assert_eq!(until(200, 20, || http(&addr, "GET", "/api/v1/markets", None, None)).0, 200);
+    let alice = sign_up(&addr, "alice@example.com");
+    let bob = sign_up(&addr, "bob@example.com");
+    wait_for_price(&addr, &alice);
+    for _ in 0..3 {
+        assert!(trade_round(&addr, &alice, "long"));
+    }
+    // Closed positions through the api, from PostgreSQL.
+    let r = until(200, 10, || {
+        let n = all_closed(&addr, &alice, 2).len();
+        (if n >= 7 { 200 } else { 0 }, n.to_string())
+    });
+    assert_eq!(r.0, 200, "closes reach the store through the history process: {}", r.1);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = load(&addr, &[alice.clone(), bob.clone()], &stop);
+    std::thread::sleep(Duration::from_millis(1_500));
+    engine.0.kill().unwrap(); // kill -9 of the engine, requests in flight
+    engine.0.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    engine = hundredx(&engine_args);
+    std::thread::sleep(Duration::from_millis(2_500));
+    writer.0.kill().unwrap(); // kill -9 of the history writer, mid-stream
+    writer.0.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(1_000));
+    writer = hundredx(&history_args);
+    std::thread::sleep(Duration::from_millis(1_500));
+    stop.store(true, Ordering::Relaxed);
+    let rounds: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(rounds > 3, "trading went on around the crashes: {rounds} rounds");
+    assert_statement_matches_balance(&addr, &alice);
+    assert_statement_matches_balance(&addr, &bob);
+
+    // Stop the engine cleanly, wait for the writer to hold what was published, stop it.
+    let pid = engine.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(engine.0.wait().unwrap().success(), "the engine stops cleanly on SIGTERM");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let markets = MarketConfig::defaults();
+    let published: (u64, i64) = rt.block_on(async {
+        let client = redis::Client::open(redis.url.as_str()).unwrap();
+        let mut con = client.get_multiplexed_async_connection().await.unwrap();
+        redis_bridge::changes::published(&mut con).await.unwrap().expect("published")
+    });
+    let store = rt.block_on(Store::open(&pg.url, &markets, 1)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let c = rt.block_on(store.cursor()).unwrap();
+        if (c.seq, c.n) == published {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "writer at {c:?}, published {published:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(writer);
+
+    let rebuilt = dir.path().join("rebuilt.sqlite");
+    let url = Store::sqlite_url(&rebuilt);
+    let out = Command::new(BIN)
+        .args(["history", "rebuild", "--data-dir", data.to_str().unwrap(), "--database", &url])
+        .env("HUNDREDX_BRIDGE_SECRET", TEST_BRIDGE_SECRET)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    rt.block_on(async {
+        let rebuilt = Store::open(&url, &markets, 1).await.unwrap();
+        let (live, rebuilt) = (dump(&store).await, dump(&rebuilt).await);
+        assert!(live.len() > 100, "a real history: {} rows", live.len());
+        assert_eq!(
+            live, rebuilt,
+            "PostgreSQL, fed through Redis across two crashes, equals the rebuild"
+        );
     });
 }

@@ -295,6 +295,9 @@ fn service_mode_over_tls_with_one_acl_user_per_role() {
     let _feed = start(&["feed", "--feed", "synthetic"], "feed");
     let (api_proc, a) =
         address_of(start(&["api", "--listen", "127.0.0.1:0", "--instance", "api-1"], "api"));
+    let store = dir.path().join("history.sqlite");
+    let store_url = history::Store::sqlite_url(&store);
+    let history_proc = start(&["history", "--database", &store_url], "history");
 
     assert_eq!(until(200, 20, || http(&a, "GET", "/api/v1/markets", None, None)).0, 200);
     let creds = r#"{"email":"tls@example.com","password":"correct horse"}"#;
@@ -307,8 +310,17 @@ fn service_mode_over_tls_with_one_acl_user_per_role() {
         until(201, 20, || http(&a, "POST", "/api/v1/positions", Some(&token), Some(open)));
     assert_eq!(status, 201, "prices from the feed user reached the engine: {body}");
 
-    // What each role may not do.
+    // The history user reads the engine's changes: the account and the open reach its store.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let markets = engine_core::config::MarketConfig::defaults();
+    let reader = rt.block_on(history::Store::open(&store_url, &markets, 1)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rt.block_on(reader.cursor()).unwrap().seq < 2 {
+        assert!(Instant::now() < deadline, "the history process got no changes as its ACL user");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // What each role may not do.
     rt.block_on(async {
         let connect = |user: &str| {
             redis_bridge::target::RedisTarget::new(&url(user))
@@ -341,6 +353,15 @@ fn service_mode_over_tls_with_one_acl_user_per_role() {
             .query_async(&mut feed_con)
             .await;
         assert_eq!(forged.unwrap_err().code(), Some("NOPERM"), "feed may not write requests");
+        let mut history_con = connect("history").get_multiplexed_async_connection().await.unwrap();
+        let forged: redis::RedisResult<()> = redis::cmd("XADD")
+            .arg("engine-events")
+            .arg("*")
+            .arg("data")
+            .arg("{}")
+            .query_async(&mut history_con)
+            .await;
+        assert_eq!(forged.unwrap_err().code(), Some("NOPERM"), "history may not write changes");
         let anonymous =
             redis_bridge::target::RedisTarget::new(&format!("rediss://127.0.0.1:{port}/"))
                 .with_ca_pem(std::fs::read(&ca).unwrap())
@@ -363,11 +384,11 @@ fn service_mode_over_tls_with_one_acl_user_per_role() {
     });
 
     // Secrets: not in any process's argv, not in any log line.
-    for pid in [engine.0.id(), api_proc.0.id()] {
+    for pid in [engine.0.id(), api_proc.0.id(), history_proc.0.id()] {
         let argv = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
         assert!(!String::from_utf8_lossy(&argv).contains("CHANGE-ME"), "a password in argv");
     }
-    drop((engine, api_proc));
+    drop((engine, api_proc, history_proc));
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("127.0.0.1"), "the processes logged their Redis target: {logged}");
     assert!(

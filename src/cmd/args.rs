@@ -277,6 +277,25 @@ impl HistoryArgs {
     }
 }
 
+/// A history store URL, checked: SQLite or PostgreSQL, and a password only from the environment
+/// (`HUNDREDX_HISTORY_DATABASE`), never the command line.
+pub fn check_database_url(url: &str) -> Result<String> {
+    if !(url.starts_with("sqlite:")
+        || url.starts_with("postgres:")
+        || url.starts_with("postgresql:"))
+    {
+        bail!("the history database must be a sqlite:// or postgres:// URL");
+    }
+    let from_env = std::env::var("HUNDREDX_HISTORY_DATABASE").is_ok_and(|e| e == url);
+    if url_has_password(url) && !from_env {
+        bail!(
+            "a database URL with a password must not be on the command line (it shows in the \
+             process list): put it in HUNDREDX_HISTORY_DATABASE"
+        );
+    }
+    Ok(url.to_owned())
+}
+
 /// `scheme://user:password@host…`: a password between `:` and `@` in the authority.
 fn url_has_password(url: &str) -> bool {
     let rest = url.split_once("://").map_or("", |(_, r)| r);

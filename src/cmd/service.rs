@@ -58,6 +58,10 @@ pub struct ApiArgs {
     pub no_demo_deposits: bool,
     #[command(flatten)]
     pub edge: EdgeArgs,
+    /// The history store the `history` process writes (`postgres://…`; with a password, in
+    /// HUNDREDX_HISTORY_DATABASE): closed positions and the statement are read there.
+    #[arg(long = "history-database", env = "HUNDREDX_HISTORY_DATABASE", hide_env_values = true)]
+    pub history_database: Option<String>,
 }
 
 /// `hundredx engine` from its flags.
@@ -78,10 +82,15 @@ pub fn run_api(args: ApiArgs) -> Result<()> {
     api.demo_deposits = !args.no_demo_deposits;
     api.limits = args.edge.limits(args.config.as_deref())?;
     let (target, key) = args.redis.link()?;
-    api_main(&target, key, args.instance, args.listen, api)
+    let history =
+        args.history_database.as_deref().map(super::args::check_database_url).transpose()?;
+    api_main(&target, key, args.instance, args.listen, api, history)
 }
 
-/// `hundredx engine`: the engine with its journal, fed from `engine-stream` and `price-stream`.
+/// `hundredx engine`: the engine with its journal, fed from `engine-stream` and `price-stream`,
+/// publishing its state changes to `engine-events` exactly once (see
+/// `redis_bridge::changes`). Redis comes first: the last change published decides where
+/// recovery starts, so that what a crash kept from Redis is published now.
 pub fn engine(
     target: &RedisTarget,
     key: BridgeKey,
@@ -89,23 +98,109 @@ pub fn engine(
     cfg: EngineConfig,
     durability: &DurableOptions,
 ) -> Result<()> {
-    let durable = DurableEngine::start(cfg, durability)?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let client = target.client()?;
+    let Some((manager, published)) = runtime.block_on(async {
+        let stop = hundredx::shutdown_signal();
+        tokio::pin!(stop);
+        let connect = || async {
+            let mut con = redis::aio::ConnectionManager::new(client.clone()).await?;
+            let published = redis_bridge::changes::published(&mut con).await?;
+            redis::RedisResult::Ok((con, published))
+        };
+        target.retry("engine", connect, stop).await
+    }) else {
+        return Ok(());
+    };
+    let Publisher { tap, prev: prev_tx, task } =
+        Publisher::start(&runtime, manager, key.clone(), published)?;
+    let options = DurableOptions { changes: Some(tap), ..durability.clone() };
+    let durable = DurableEngine::start(cfg, &options)?;
+    drop(options); // the last copy of the changes sender but the engine's: the publisher ends with it
+    let prev = match published {
+        Some(p) => Some(p),
+        // Nothing published yet: fine for a new engine; otherwise Redis lost the key, and
+        // a reader must not take the next change for the one after what it holds.
+        None if durable.recovery.last_seq == 0 => Some((0, -1)),
+        None => {
+            warn!(
+                "engine-events: no record of what was published (Redis lost its data?); \
+                   readers will see a gap and stop until rebuilt"
+            );
+            None
+        }
+    };
+    let _ = prev_tx.send(prev);
     let events = durable.handle.subscribe(Subscription::Events, 65_536);
     let mut bridge_cfg = EngineBridgeConfig::new(target.clone(), key);
     bridge_cfg.consumer = consumer.to_owned();
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let submitter = durable.handle.submitter();
     runtime.block_on(async move {
         info!(redis = %target.redacted(), consumer = %bridge_cfg.consumer, "engine: serving engine-stream");
         run_engine_bridge(bridge_cfg, submitter, events, hundredx::shutdown_signal()).await
     })?;
-    // The bridge's event copier is a blocking task waiting on engine events until the engine
-    // stops, which happens below: do not wait for it here.
-    runtime.shutdown_timeout(Duration::from_secs(1));
     let (state, last_seq) = durable.shutdown()?;
+    // The last changes reach engine-events before we go (or, if Redis is away, at next start).
+    let drained =
+        runtime.block_on(async { tokio::time::timeout(Duration::from_secs(5), task).await });
+    if drained.is_err() {
+        warn!("engine-events: changes not all published; they will be at the next start");
+    }
+    // The bridge's event copier is a blocking task waiting on engine events, which ended with
+    // the engine: do not wait for it longer.
+    runtime.shutdown_timeout(Duration::from_secs(1));
     info!(last_seq, state_hash = %engine_core::hash::hex(&state.state_hash()), "engine stopped cleanly");
     Ok(())
+}
+
+/// The changes publisher of `hundredx engine`, running before recovery does (recovery's replay
+/// is its first input).
+struct Publisher {
+    tap: hundredx::ChangesTap,
+    /// The change before the first one it will publish, known once recovery is done.
+    prev: tokio::sync::oneshot::Sender<Option<(u64, i64)>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Publisher {
+    fn start(
+        runtime: &tokio::runtime::Runtime,
+        con: redis::aio::ConnectionManager,
+        key: BridgeKey,
+        published: Option<(u64, i64)>,
+    ) -> Result<Publisher> {
+        let (tx, rx) = crossbeam_channel::bounded::<Output>(65_536);
+        let (fwd_tx, fwd_rx) = tokio::sync::mpsc::channel(4_096);
+        runtime.spawn_blocking(move || {
+            for o in rx {
+                if let Output::Change(c) = o
+                    && fwd_tx.blocking_send(c).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let published_seq =
+            Arc::new(std::sync::atomic::AtomicU64::new(published.map_or(0, |p| p.0)));
+        let (prev_tx, prev_rx) = tokio::sync::oneshot::channel();
+        let seq = Arc::clone(&published_seq);
+        let known = published;
+        let task = runtime.spawn(async move {
+            // What recovery replays comes after `published`; only if Redis knew nothing does
+            // the first entry's predecessor wait for recovery to say whether the engine is new.
+            let prev = match known {
+                Some(p) => Some(p),
+                None => prev_rx.await.unwrap_or(None),
+            };
+            let maxlen = redis_bridge::ENGINE_EVENTS_MAXLEN;
+            redis_bridge::changes::publish_changes(con, key, maxlen, fwd_rx, prev, seq).await;
+        });
+        // Without a record in Redis nothing is replayed (the reader cannot be helped by it).
+        let (after_seq, after_n) = published.unwrap_or((u64::MAX, i64::MAX));
+        let tap = hundredx::ChangesTap { after_seq, after_n, tx, retain_seq: published_seq };
+        Ok(Publisher { tap, prev: prev_tx, task })
+    }
 }
 
 fn random_u64() -> Result<u64> {
@@ -124,6 +219,7 @@ pub fn api_main(
     instance: Option<String>,
     listen: std::net::SocketAddr,
     api_cfg: ApiConfig,
+    history: Option<String>,
 ) -> Result<()> {
     let tag = random_u64()?;
     let instance = instance.unwrap_or_else(|| format!("api-{:06x}", tag & 0xff_ffff));
@@ -140,7 +236,16 @@ pub fn api_main(
         let Some(client) = target.retry("api", connect, stop).await else {
             return Ok(());
         };
+        let markets = api_cfg.markets.clone();
         let state = AppState::with_client(api_cfg, Arc::new(RedisApi(client)), None);
+        if let Some(url) = history {
+            // The `history` process writes it; opening migrates too (under sqlx's lock), so
+            // either may start first.
+            let store = history::Store::open(&url, &markets, 4).await.with_context(|| {
+                format!("opening the history store {}", super::history::redact(&url))
+            })?;
+            state.attach_history(store, None);
+        }
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding {listen}"))?;

@@ -88,3 +88,62 @@ pub fn field(json: &str, name: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
     v[name].as_str().map(str::to_owned).unwrap_or_default()
 }
+
+// ----- trading over HTTP -----
+
+pub fn sign_up(addr: &str, email: &str) -> String {
+    let creds = format!(r#"{{"email":"{email}","password":"correct horse battery"}}"#);
+    let (status, body) = http(addr, "POST", "/api/v1/user/signup", None, Some(&creds));
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = http(addr, "POST", "/api/v1/user/signin", None, Some(&creds));
+    assert_eq!(status, 200, "{body}");
+    field(&body, "token")
+}
+
+pub fn sign_in(addr: &str, email: &str) -> String {
+    let creds = format!(r#"{{"email":"{email}","password":"correct horse battery"}}"#);
+    let (status, body) =
+        until(200, 20, || http(addr, "POST", "/api/v1/user/signin", None, Some(&creds)));
+    assert_eq!(status, 200, "{body}");
+    field(&body, "token")
+}
+
+/// Opens a position, closes half (a closed part with its own id), then the rest: two closed
+/// rows per round.
+pub fn trade_round(addr: &str, token: &str, side: &str) -> bool {
+    let open = format!(r#"{{"market":"BTC_USDC","side":"{side}","leverage":20,"margin":"50"}}"#);
+    let (status, body) = http(addr, "POST", "/api/v1/positions", Some(token), Some(&open));
+    if status != 201 {
+        return false;
+    }
+    let id = field(&body, "id");
+    let path = format!("/api/v1/positions/{id}/close");
+    let qty = field(&body, "quantity");
+    let half = format!(r#"{{"quantity":"{}"}}"#, half_of(&qty));
+    let _ = http(addr, "POST", &path, Some(token), Some(&half));
+    let _ = http(addr, "POST", &path, Some(token), None);
+    true
+}
+
+/// Half of a decimal quantity with 5 decimals, rounded down to a step (at least one step).
+pub fn half_of(q: &str) -> String {
+    let steps = micros(q, 5) / 2;
+    format!("{}.{:05}", steps / 100_000, (steps % 100_000).max(1))
+}
+
+/// A decimal string as an integer count of 10^-decimals.
+pub fn micros(s: &str, decimals: u32) -> i128 {
+    let neg = s.starts_with('-');
+    let s = s.trim_start_matches('-');
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let mut frac = frac.to_string();
+    while frac.len() < decimals as usize {
+        frac.push('0');
+    }
+    let v: i128 = format!("{int}{frac}").parse().unwrap();
+    if neg { -v } else { v }
+}
+
+pub fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_default()
+}

@@ -17,7 +17,7 @@ use crate::backoff::Backoff;
 use crate::signing::{BridgeKey, ReplayGuard, SigError};
 use crate::target::RedisTarget;
 use crate::wire::{self, WireError};
-use crate::{ENGINE_EVENTS_STREAM, ENGINE_STREAM, PRICE_STREAM};
+use crate::{ENGINE_EVENTS_MAXLEN, ENGINE_EVENTS_STREAM, ENGINE_STREAM, PRICE_STREAM};
 use engine_core::waiters::{Delivery, Waiters};
 
 /// The stream malformed requests are moved to.
@@ -72,15 +72,15 @@ pub fn signed_xadd(key: &BridgeKey, stream: &str, maxlen: usize, body: &str) -> 
 
 /// One entry as read from a stream.
 #[derive(Debug, Default)]
-struct Entry {
-    id: String,
-    data: String,
+pub(crate) struct Entry {
+    pub(crate) id: String,
+    pub(crate) data: String,
     ts: Option<String>,
     sig: Option<String>,
 }
 
 impl Entry {
-    fn from_stream_id(e: &redis::streams::StreamId) -> Entry {
+    pub(crate) fn from_stream_id(e: &redis::streams::StreamId) -> Entry {
         Entry {
             id: e.id.clone(),
             data: e.get("data").unwrap_or_default(),
@@ -89,7 +89,7 @@ impl Entry {
         }
     }
 
-    fn verify(&self, key: &BridgeKey, stream: &str) -> Result<u64, SigError> {
+    pub(crate) fn verify(&self, key: &BridgeKey, stream: &str) -> Result<u64, SigError> {
         key.verify(stream, self.ts.as_deref(), self.sig.as_deref(), &self.data)
     }
 }
@@ -129,17 +129,26 @@ impl BridgeStats {
 
 /// A connection for blocking reads: redis-rs times replies out after 500 ms by default, which a
 /// `BLOCK` read would always hit.
-async fn blocking_connection(client: &Client) -> RedisResult<MultiplexedConnection> {
+pub(crate) async fn blocking_connection(client: &Client) -> RedisResult<MultiplexedConnection> {
     let cfg = AsyncConnectionConfig::new().set_response_timeout(None);
     client.get_multiplexed_async_connection_with_config(&cfg).await
 }
 
 async fn ensure_group(con: &mut MultiplexedConnection, stream: &str) -> RedisResult<()> {
+    ensure_named_group(con, stream, ENGINE_GROUP).await
+}
+
+/// Creates consumer group `group` on `stream` (and the stream) unless it exists.
+pub(crate) async fn ensure_named_group(
+    con: &mut MultiplexedConnection,
+    stream: &str,
+    group: &str,
+) -> RedisResult<()> {
     // From the start of the stream: a request written before the engine first ran is still one.
     let r: RedisResult<()> = cmd("XGROUP")
         .arg("CREATE")
         .arg(stream)
-        .arg(ENGINE_GROUP)
+        .arg(group)
         .arg("0")
         .arg("MKSTREAM")
         .query_async(con)
@@ -293,7 +302,9 @@ async fn write_replies_and_events(
         let mut pipe = redis::pipe();
         let mut acks: Vec<&str> = Vec::new();
         for (stream, body, entry) in &batch {
-            pipe.add_command(signed_xadd(&key, stream, maxlen, body)).ignore();
+            // engine-events is shared with the state changes, which readers need for longer.
+            let keep = if stream == ENGINE_EVENTS_STREAM { ENGINE_EVENTS_MAXLEN } else { maxlen };
+            pipe.add_command(signed_xadd(&key, stream, keep, body)).ignore();
             if let Some(e) = entry {
                 acks.push(e);
             }
@@ -551,8 +562,9 @@ async fn write_one_by_one(
 ) {
     for (stream, body, _) in batch {
         let mut wait = Backoff::write();
+        let keep = if stream == ENGINE_EVENTS_STREAM { ENGINE_EVENTS_MAXLEN } else { maxlen };
         loop {
-            match signed_xadd(key, stream, maxlen, body).query_async::<()>(con).await {
+            match signed_xadd(key, stream, keep, body).query_async::<()>(con).await {
                 Ok(()) => break,
                 Err(e) if permanent(&e) => {
                     warn!(stream = %stream, error = %e, "bridge: reply cannot be written; dead-lettered");

@@ -9,11 +9,14 @@
 //!   XADDed to each request's `reply_to` and the request XACKed only then, refused and malformed
 //!   entries to a dead-letter stream, events to `engine-events`) and the API side
 //!   ([`bridge::RedisEngineClient::send_request_and_wait`]).
+//! - [`changes`]: the engine's numbered state changes on `engine-events`, published exactly once
+//!   (a cursor key in the same MULTI/EXEC) and chained so a reader can tell a gap.
 //! - [`backoff`]: the one retry schedule of every Redis loop.
 //! - [`test_support`]: a throwaway `redis-server` for tests and benchmarks.
 
 pub mod backoff;
 pub mod bridge;
+pub mod changes;
 pub mod signing;
 pub mod target;
 pub mod test_support;
@@ -25,3 +28,7 @@ pub const ENGINE_STREAM: &str = "engine-stream";
 pub const PRICE_STREAM: &str = "price-stream";
 /// The stream every unsolicited event and state change is published to.
 pub const ENGINE_EVENTS_STREAM: &str = "engine-events";
+/// Entries `engine-events` keeps (approximately, `MAXLEN ~`), events and changes together: a
+/// reader of changes (the history store) must not fall further behind than this; if it does it
+/// sees the gap and stops rather than skip (see [`changes`]).
+pub const ENGINE_EVENTS_MAXLEN: usize = 1_000_000;

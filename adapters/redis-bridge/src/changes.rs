@@ -1,0 +1,220 @@
+//! The engine's state changes on `engine-events`, for read models in other processes (the
+//! history store in service mode).
+//!
+//! The publisher writes each change as a signed entry `{"change": ChangeRecord, "prev": [seq, n]}`
+//! in engine order, and in the same MULTI/EXEC sets [`PUBLISHED_KEY`] to the last one: after a
+//! crash the engine reads that key, recovers from a snapshot at or before it and publishes again
+//! what comes after — nothing missing, nothing twice. `prev` chains every entry to the one
+//! before it, so a reader can tell a gap (the stream trimmed past it, or Redis lost its data)
+//! from a run of commands that changed nothing it stores: it refuses to skip one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use engine_core::event::ChangeRecord;
+use redis::streams::StreamReadReply;
+use redis::{Client, RedisResult, cmd};
+use tracing::warn;
+
+use crate::ENGINE_EVENTS_STREAM;
+use crate::backoff::Backoff;
+use crate::bridge::{Entry, blocking_connection, ensure_named_group, signed_xadd};
+use crate::signing::BridgeKey;
+
+/// Where the publisher keeps the last change it published: `"<seq> <n>"`.
+pub const PUBLISHED_KEY: &str = "engine-events:published";
+
+/// Most changes per MULTI/EXEC.
+const PUBLISH_BATCH_MAX: usize = 1_024;
+
+/// A change as published. `prev`: the change published before it (`[0, -1]` before the first);
+/// `null` when the publisher does not know it (Redis lost [`PUBLISHED_KEY`]): a reader that
+/// does not already hold this change must stop, its history has a hole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeEntry {
+    /// The change.
+    pub change: ChangeRecord,
+    /// The change before it.
+    pub prev: Option<(u64, i64)>,
+}
+
+/// The JSON body of a change entry.
+pub fn encode_change(entry: &ChangeEntry) -> String {
+    serde_json::to_string(entry).unwrap_or_default()
+}
+
+/// A change entry, or `None` for the other entries of `engine-events` (unsolicited events).
+pub fn decode_change(data: &str) -> Option<ChangeEntry> {
+    serde_json::from_str(data).ok()
+}
+
+fn parse_cursor(s: &str) -> Option<(u64, i64)> {
+    let (seq, n) = s.split_once(' ')?;
+    Some((seq.parse().ok()?, n.parse().ok()?))
+}
+
+/// The last change published (`None`: nothing was, or Redis lost the key).
+pub async fn published(
+    con: &mut impl redis::aio::ConnectionLike,
+) -> RedisResult<Option<(u64, i64)>> {
+    let v: Option<String> = cmd("GET").arg(PUBLISHED_KEY).query_async(con).await?;
+    Ok(v.as_deref().and_then(parse_cursor))
+}
+
+/// Publishes what arrives on `rx` until it closes: batches in one MULTI/EXEC each (the entries
+/// and [`PUBLISHED_KEY`]), retried until written — the engine waits meanwhile (its changes
+/// subscription is lossless), it never skips one. After each batch `published_seq` holds the
+/// sequence of the last change written (the journal after it must be kept).
+pub async fn publish_changes(
+    mut con: redis::aio::ConnectionManager,
+    key: BridgeKey,
+    maxlen: usize,
+    mut rx: tokio::sync::mpsc::Receiver<ChangeRecord>,
+    mut prev: Option<(u64, i64)>,
+    published_seq: Arc<AtomicU64>,
+) {
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH_MAX);
+    while let Some(first) = rx.recv().await {
+        batch.clear();
+        batch.push(first);
+        while batch.len() < PUBLISH_BATCH_MAX {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let mut last = prev;
+        for c in &batch {
+            let body = encode_change(&ChangeEntry { change: *c, prev: last });
+            pipe.add_command(signed_xadd(&key, ENGINE_EVENTS_STREAM, maxlen, &body)).ignore();
+            last = Some((c.seq, i64::from(c.n)));
+        }
+        let Some((seq, n)) = last else { continue };
+        pipe.cmd("SET").arg(PUBLISHED_KEY).arg(format!("{seq} {n}")).ignore();
+        let mut wait = Backoff::write();
+        while let Err(e) = pipe.query_async::<()>(&mut con).await {
+            warn!(error = %e, "changes: engine-events write failed, retrying");
+            tokio::time::sleep(wait.next()).await;
+        }
+        prev = last;
+        published_seq.store(seq, Ordering::Release);
+    }
+}
+
+/// Reads change entries from `engine-events` as consumer `consumer` of group `group`: this
+/// consumer's pending entries first (after a restart), then new ones. Entries that are not
+/// changes (events) are acknowledged and skipped; a change entry that is not signed with the
+/// bridge key is counted in `refused` and skipped.
+#[derive(Debug)]
+pub struct ChangeReader {
+    read: redis::aio::MultiplexedConnection,
+    key: BridgeKey,
+    group: String,
+    consumer: String,
+    cursor: &'static str,
+    /// Entries refused (unsigned or badly signed).
+    pub refused: u64,
+}
+
+impl ChangeReader {
+    /// Connects and creates the group (from the start of the stream) if needed.
+    pub async fn connect(
+        client: &Client,
+        key: BridgeKey,
+        group: &str,
+        consumer: &str,
+    ) -> RedisResult<ChangeReader> {
+        let mut read = blocking_connection(client).await?;
+        ensure_named_group(&mut read, ENGINE_EVENTS_STREAM, group).await?;
+        Ok(ChangeReader {
+            read,
+            key,
+            group: group.into(),
+            consumer: consumer.into(),
+            cursor: "0",
+            refused: 0,
+        })
+    }
+
+    /// The next entries (at most `count`, waiting up to `block_ms` for one): the stream ids to
+    /// acknowledge once handled, and the changes among them in stream order.
+    pub async fn next(
+        &mut self,
+        count: usize,
+        block_ms: u64,
+    ) -> RedisResult<(Vec<String>, Vec<ChangeEntry>)> {
+        let reply: Option<StreamReadReply> = cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(block_ms)
+            .arg("STREAMS")
+            .arg(ENGINE_EVENTS_STREAM)
+            .arg(self.cursor)
+            .query_async(&mut self.read)
+            .await?;
+        let mut ids = Vec::new();
+        let mut changes = Vec::new();
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            for e in key.ids {
+                let e = Entry::from_stream_id(&e);
+                ids.push(e.id.clone());
+                let Some(c) = decode_change(&e.data) else { continue };
+                match e.verify(&self.key, ENGINE_EVENTS_STREAM) {
+                    Ok(_) => changes.push(c),
+                    Err(why) => {
+                        self.refused += 1;
+                        warn!(entry = %e.id, why = why.code(), "changes: refused an entry");
+                    }
+                }
+            }
+        }
+        if self.cursor == "0" && ids.is_empty() {
+            self.cursor = ">"; // pending ones done: new entries from now on
+        }
+        Ok((ids, changes))
+    }
+
+    /// Acknowledges handled entries.
+    pub async fn ack(&mut self, ids: &[String]) -> RedisResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        cmd("XACK")
+            .arg(ENGINE_EVENTS_STREAM)
+            .arg(&self.group)
+            .arg(ids)
+            .query_async(&mut self.read)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use engine_core::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn change_entries_round_trip_and_events_are_not_changes() {
+        let change = ChangeRecord {
+            seq: 7,
+            n: 1,
+            at_ns: 5,
+            change: Change::Deposited { account: AccountId(3), amount: Usdc(10) },
+        };
+        let e = ChangeEntry { change, prev: Some((7, 0)) };
+        assert_eq!(decode_change(&encode_change(&e)), Some(e));
+        let event =
+            Event::PriceRejected { market: MarketId(0), reason: Reason::StaleUpdate, update_id: 1 };
+        assert_eq!(decode_change(&serde_json::to_string(&event).unwrap()), None);
+        assert_eq!(parse_cursor("12 -1"), Some((12, -1)));
+        assert_eq!(parse_cursor("12"), None);
+    }
+}

@@ -154,6 +154,12 @@ fn serve_keeps_the_whole_history_through_a_kill_9_and_rebuild_equals_live() {
     assert_eq!((status, json(&body)["error"]["code"].as_str()), (400, Some("invalid_query")));
     assert_statement_matches_balance(&addr, &alice);
     assert_statement_matches_balance(&addr, &bob);
+    // Operators see the writer: in /healthz and in /metrics.
+    let (_, health) = http(&addr, "GET", "/healthz", None, None);
+    let written = json(&health)["history"]["written_seq"].as_u64().unwrap_or(0);
+    assert!(written > 0 && json(&health)["history"]["stalled"] == false, "{health}");
+    let (_, metrics) = http(&addr, "GET", "/metrics", None, None);
+    assert!(metrics.contains("hundredx_history_writer{counter=\"written_seq\"}"), "{metrics}");
 
     // Load from two traders, then kill -9 in the middle of it.
     let stop = Arc::new(AtomicBool::new(false));

@@ -60,6 +60,7 @@ pub struct Metrics {
     events_dropped: Gauge,
     feed_counters: Family<CounterLabels, Gauge>,
     edge: Family<CounterLabels, Gauge>,
+    history: Family<CounterLabels, Gauge>,
     source: Arc<dyn crate::EngineClient>,
     feed: Option<Arc<dyn crate::FeedStatus>>,
     hasher: crate::auth::Hasher,
@@ -121,8 +122,15 @@ impl Metrics {
             "Connections (open, refused, accept errors, idle closed) and password hashing (in flight, max, rejected)",
             edge.clone(),
         );
+        let history = Family::<CounterLabels, Gauge>::default();
+        registry.register(
+            "history_writer",
+            "History store writer (written_seq, written, batches, errors, lag_ms, stalled)",
+            history.clone(),
+        );
         Metrics {
             edge,
+            history,
             hasher,
             server,
             feed_counters,
@@ -143,7 +151,7 @@ impl Metrics {
         self.reply_seconds.observe(d.as_secs_f64());
     }
 
-    fn encode(&self) -> String {
+    fn encode(&self, history: Option<&history::WriterStatus>) -> String {
         {
             let source = &self.source;
             let c = source.counters().unwrap_or_default();
@@ -190,6 +198,21 @@ impl Metrics {
                     .set(i64::try_from(v).unwrap_or(i64::MAX));
             }
         }
+        if let Some(w) = history {
+            let written = [
+                ("written_seq", load(&w.written_seq)),
+                ("written", load(&w.written)),
+                ("batches", load(&w.batches)),
+                ("errors", load(&w.errors)),
+                ("lag_ms", load(&w.lag_ms)),
+                ("stalled", u64::from(w.stalled.load(std::sync::atomic::Ordering::Relaxed))),
+            ];
+            for (name, v) in written {
+                self.history
+                    .get_or_create(&CounterLabels { counter: name })
+                    .set(i64::try_from(v).unwrap_or(i64::MAX));
+            }
+        }
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
@@ -198,7 +221,8 @@ impl Metrics {
 
 /// `GET /metrics`.
 pub async fn render(State(state): State<Arc<AppState>>) -> Response {
-    let body = state.metrics.encode();
+    let writer = state.history.get().and_then(|h| h.writer.as_deref());
+    let body = state.metrics.encode(writer);
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
         .into_response()
 }

@@ -131,12 +131,11 @@ impl DurableEngine {
             None => recover(&data, &cfg, Start::LatestSnapshot, TornTail::Truncate)?,
             Some(tap) => {
                 let start = Start::AtOrBefore(tap.after_seq);
-                recover_into(&data, &cfg, start, TornTail::Truncate, &mut TapSink(tap))
-                    .context(
-                        "recovering from a snapshot at or before the history store's cursor (a \
+                recover_into(&data, &cfg, start, TornTail::Truncate, &mut TapSink(tap)).context(
+                    "recovering from a snapshot at or before the history store's cursor (a \
                          store older than the kept journal cannot catch up: rebuild it with \
                          `hundredx history rebuild` from a kept journal, or move it aside)",
-                    )?
+                )?
             }
         };
         assert_eq!(engine.seq(), recovery.last_seq, "recovered state and journal disagree");

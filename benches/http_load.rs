@@ -133,7 +133,7 @@ fn main() {
                 .await
                 .unwrap()
             });
-            AppState::with_client(api, Arc::new(hundredx::RedisApi(client)), None)
+            AppState::with_client(api, Arc::new(redis_bridge::http_client::RedisApi(client)), None)
         }
     };
     if over_redis {

@@ -8,9 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use backpack_feed::client::{ClientConfig, FeedHealth, TickSink};
 use engine_core::prelude::*;
-use hundredx::{DurableEngine, DurableOptions, RedisApi};
+use hundredx::{DurableEngine, DurableOptions};
 use hundredx_http::{ApiConfig, AppState};
 use redis_bridge::bridge::{EngineBridgeConfig, RedisEngineClient, run_engine_bridge};
+use redis_bridge::http_client::RedisApi;
 use redis_bridge::signing::BridgeKey;
 use redis_bridge::target::RedisTarget;
 use tracing::{info, warn};
@@ -255,42 +256,6 @@ pub fn api_main(
     })
 }
 
-/// Publishes ticks to `price-stream` (trimmed), from any feed.
-pub struct RedisSink(tokio::sync::mpsc::UnboundedSender<Tick>);
-
-impl TickSink for RedisSink {
-    fn publish(&mut self, tick: Tick) {
-        let _ = self.0.send(tick);
-    }
-}
-
-/// Starts the `price-stream` writer (signed entries); returns the sink feeding it, or `None` if
-/// a shutdown signal came while Redis was unreachable.
-pub async fn redis_sink(target: &RedisTarget, key: BridgeKey) -> Result<Option<RedisSink>> {
-    let client = target.client()?;
-    let connect = || redis::aio::ConnectionManager::new(client.clone());
-    let stop = hundredx::shutdown_signal();
-    tokio::pin!(stop);
-    let Some(mut con) = target.retry("feed", connect, stop).await else {
-        return Ok(None);
-    };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Tick>();
-    tokio::spawn(async move {
-        while let Some(t) = rx.recv().await {
-            let body = redis_bridge::wire::encode_tick(&t);
-            let r: redis::RedisResult<()> =
-                redis_bridge::bridge::signed_xadd(&key, redis_bridge::PRICE_STREAM, 100_000, &body)
-                    .query_async(&mut con)
-                    .await;
-            if let Err(e) = r {
-                // A tick is superseded by the next one: log, do not queue forever.
-                warn!(error = %e, "feed: price-stream write failed");
-            }
-        }
-    });
-    Ok(Some(RedisSink(tx)))
-}
-
 /// `hundredx feed --redis`: a feed writing `price-stream`.
 pub fn feed(
     target: &RedisTarget,
@@ -303,7 +268,11 @@ pub fn feed(
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
-        let Some(mut sink) = redis_sink(target, key).await? else { return Ok(()) };
+        let stop = hundredx::shutdown_signal();
+        tokio::pin!(stop);
+        let Some(mut sink) = redis_bridge::price_sink::redis_sink(target, key, stop).await? else {
+            return Ok(());
+        };
         let health = FeedHealth::new(markets.len());
         match kind {
             FeedKind::Backpack => {

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use engine_core::command::{CommandKind, RequestId};
 use engine_core::event::{Output, Reason};
@@ -42,10 +42,7 @@ pub enum BridgeError {
     TooManyInFlight,
 }
 
-fn now_ns() -> u64 {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
+use hundredx_http::now_ns;
 
 fn now_ms() -> u64 {
     now_ns() / 1_000_000

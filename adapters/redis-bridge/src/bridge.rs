@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hundredx_http::now_ns;
+
 use engine_core::command::{CommandKind, RequestId};
 use engine_core::event::{Output, Reason};
 use engine_core::processor::{EngineError, Response, Submitter};
@@ -41,8 +43,6 @@ pub enum BridgeError {
     #[error("too many requests in flight")]
     TooManyInFlight,
 }
-
-use hundredx_http::now_ns;
 
 fn now_ms() -> u64 {
     now_ns() / 1_000_000

@@ -136,6 +136,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let report: Arc<dyn hundredx_http::FeedStatus> =
         Arc::new(FeedReport { kind: feed_kind.name(), health: Arc::clone(&feed_health) });
     let api_state = AppState::with_feed(api_cfg, engine.submitter(), Some(report));
+    let push_thread = spawn_push_feed(
+        engine.subscribe(Subscription::ChangesBestEffort, 65_536),
+        api_state.hub(),
+    )?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
@@ -181,6 +185,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         h.finish()?;
     }
     events_thread.join().map_err(|_| anyhow::anyhow!("events thread panicked"))?;
+    push_thread.join().map_err(|_| anyhow::anyhow!("push thread panicked"))?;
     let s = state.summary();
     info!(last_seq, accounts = s.accounts, open_positions = s.open_positions,
         state_hash = %engine_core::hash::hex(&s.hash), "engine stopped cleanly");
@@ -245,6 +250,20 @@ fn spawn_synthetic(
                 }
             }
             thread::sleep(pause);
+        }
+    })?)
+}
+
+/// Hands the engine's state changes to the push API's fan-out until the engine stops.
+fn spawn_push_feed(
+    changes: crossbeam_channel::Receiver<Output>,
+    hub: Arc<hundredx_http::push::Hub>,
+) -> Result<thread::JoinHandle<()>> {
+    Ok(thread::Builder::new().name("hundredx-push".into()).spawn(move || {
+        for output in changes {
+            if let Output::Change(c) = output {
+                hub.publish(&c);
+            }
         }
     })?)
 }

@@ -62,7 +62,9 @@ pub fn api_router() -> OpenApiRouter<Arc<AppState>> {
 /// The served router: [`api_router`] plus the API's own 404 and 405.
 pub fn routes() -> Router<Arc<AppState>> {
     let (router, _) = api_router().split_for_parts();
+    // The push API is described by its own protocol document, not OpenAPI.
     router
+        .route("/api/v1/ws", axum::routing::get(crate::push::upgrade))
         .fallback(|| async { ApiError::not_found("not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -293,15 +295,15 @@ fn usdc(field: &str, d: &Dec) -> Result<Usdc, ApiError> {
 
 // ----- response shapes -----
 
-fn money(v: Usdc) -> String {
+pub(crate) fn money(v: Usdc) -> String {
     v.to_string()
 }
 
-fn px(v: Price, m: &MarketConfig) -> String {
+pub(crate) fn px(v: Price, m: &MarketConfig) -> String {
     format_fixed(i128::from(v.0), m.price_decimals)
 }
 
-fn ms(ns: u64) -> u64 {
+pub(crate) fn ms(ns: u64) -> u64 {
     ns / 1_000_000
 }
 
@@ -333,7 +335,7 @@ pub fn position_dto(v: &PositionView, m: &MarketConfig) -> dto::Position {
     }
 }
 
-fn balance_dto(a: &AccountView) -> dto::Balance {
+pub(crate) fn balance_dto(a: &AccountView) -> dto::Balance {
     dto::Balance {
         available: money(a.available),
         locked_margin: money(a.locked_margin),

@@ -20,6 +20,7 @@ pub mod dto;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod push;
 pub mod server;
 
 use std::collections::HashMap;
@@ -30,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use engine_core::command::{CommandKind, MarketId, RequestId};
+use engine_core::command::{AccountId, CommandKind, MarketId, RequestId};
 use engine_core::config::MarketConfig;
 use engine_core::processor::{EngineError, Response, Submitter};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -108,6 +109,8 @@ pub struct Limits {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Origins allowed by CORS (`*` for any); empty (the default) sends no CORS headers.
     pub cors_origins: Vec<String>,
+    /// The push API's limits (`GET /api/v1/ws`).
+    pub push: push::PushLimits,
 }
 
 fn millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -131,6 +134,7 @@ impl Default for Limits {
             markets_cache: Duration::from_millis(250),
             trusted_proxies: Vec::new(),
             cors_origins: Vec::new(),
+            push: push::PushLimits::default(),
         }
     }
 }
@@ -139,6 +143,7 @@ impl Limits {
     /// Checks every limit at start; returns what is wrong.
     pub fn validate(&self) -> Result<(), String> {
         self.server.validate()?;
+        self.push.validate()?;
         let checks = [
             (
                 self.body_limit_bytes >= 1024 && self.body_limit_bytes <= 1 << 20,
@@ -324,6 +329,7 @@ pub struct AppState {
     metrics: metrics::Metrics,
     started: Instant,
     history: std::sync::OnceLock<History>,
+    hub: Arc<push::Hub>,
 }
 
 /// The history store as the API sees it: where closed positions and the statement are read,
@@ -383,6 +389,7 @@ impl AppState {
             .filter_map(|(i, m)| Some((m.symbol.clone(), MarketId(u16::try_from(i).ok()?))))
             .collect();
         let l = &cfg.limits;
+        let (markets, lag) = (cfg.markets.clone(), l.push.lag_capacity);
         let hasher = auth::Hasher::new(l.hash_concurrency.max(1), l.hash_queue, l.reply_timeout);
         let server_stats = Arc::new(server::ServerStats::default());
         Arc::new(AppState {
@@ -410,7 +417,23 @@ impl AppState {
             cfg,
             started: Instant::now(),
             history: std::sync::OnceLock::new(),
+            hub: Arc::new(push::Hub::new(markets, lag)),
         })
+    }
+
+    /// The push API's fan-out: feed it the engine's state changes with [`push::Hub::publish`].
+    pub fn hub(&self) -> Arc<push::Hub> {
+        Arc::clone(&self.hub)
+    }
+
+    /// The push API's limits.
+    pub fn push_limits(&self) -> &push::PushLimits {
+        &self.cfg.limits.push
+    }
+
+    /// The account a JWT names, if it is valid.
+    pub fn verify_token(&self, token: &str) -> Result<AccountId, ApiError> {
+        self.tokens.verify(token).map(AccountId)
     }
 
     /// Serves closed positions, closed-position details and the statement from `store` (once;

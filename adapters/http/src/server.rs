@@ -215,7 +215,9 @@ impl Connection {
             .header_read_timeout(self.limits.header_timeout)
             .keep_alive(true)
             .max_buf_size(64 * 1024)
-            .serve_connection(io, TowerToHyperService::new(service));
+            .serve_connection(io, TowerToHyperService::new(service))
+            // A WebSocket upgrade hands the socket to the push API (its own caps and timeouts).
+            .with_upgrades();
         let mut conn = std::pin::pin!(conn);
         let idle_ms = u64::try_from(self.limits.idle_timeout.as_millis()).unwrap_or(u64::MAX);
         let mut check = tokio::time::interval(self.limits.idle_timeout / 4);

@@ -93,6 +93,10 @@ pub enum Subscription {
     /// instead of missing a change. For read models that must hold every change (the history
     /// store); a reader that stops must drop its receiver.
     Changes,
+    /// Only state changes, dropped (and counted) when the channel is full, like events: for
+    /// live views (push to browsers) that must never hold back the engine and re-read state
+    /// after a gap.
+    ChangesBestEffort,
 }
 
 type InProducer = MultiProducer<Command, SingleConsumerBarrier>;

@@ -125,7 +125,9 @@ pub(super) fn route(shared: &Shared, output: &Output) {
     subscribers.retain(|s| {
         let wanted = match s.what {
             Subscription::Events => matches!(output, Output::Event(_)),
-            Subscription::Changes => matches!(output, Output::Change(_)),
+            Subscription::Changes | Subscription::ChangesBestEffort => {
+                matches!(output, Output::Change(_))
+            }
             Subscription::All => true,
         };
         if !wanted {

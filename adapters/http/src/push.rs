@@ -1,0 +1,638 @@
+//! Live push over WebSocket: `GET /api/v1/ws`.
+//!
+//! Client → server (JSON text frames): `{"op":"subscribe","channels":[…]}`,
+//! `{"op":"unsubscribe","channels":[…]}`, `{"op":"auth","token":"<JWT>"}` (or the token on the
+//! upgrade: `Authorization: Bearer`, or `?token=` for browsers), `{"op":"ping"}`.
+//! Server → client: `{"channel":…,"seq":n,"data":…}`, with `seq` counting 1, 2, 3… per channel
+//! per connection, and `{"op":"subscribed"|"unsubscribed"|"authed"|"pong"|"error",…}` answers.
+//!
+//! Channels: `prices` (public: the engine's applied bid/ask per market, polled from the engine
+//! at `price_updates_per_second` and sent only when changed — latest wins), and, after auth, the
+//! caller's own `positions` (opened, closed or partially closed with the reason, margin added,
+//! and `marks` refreshes with uPnL), `balance` (on every change of the account and every
+//! `refresh`), `notices` (liquidation, bad debt).
+//!
+//! Nothing here can hold back the engine or another client: prices are a `watch` (latest
+//! value), changes a `broadcast` that never waits for receivers. A connection that falls
+//! behind the broadcast, or whose socket does not take a frame within `send_timeout`, is closed
+//! (4001 `slow_consumer`); one silent for `idle_timeout` is closed (4002 `idle`). After any gap
+//! a client re-reads state over REST.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use engine_core::command::{AccountId, CommandKind, MarketId, PositionStatus};
+use engine_core::config::MarketConfig;
+use engine_core::event::{Change, ChangeRecord, CloseReason, Item, ReplyData};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, watch};
+
+use crate::AppState;
+use crate::api::{ClientIp, balance_dto, money, ms, px};
+use crate::error::ApiError;
+
+/// Limits of the push API (`--config`, section `http.push`).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushLimits {
+    /// WebSocket connections at once (beyond: 503 `busy`).
+    pub max_connections: usize,
+    /// WebSocket connections at once from one address (beyond: 429).
+    pub per_ip: usize,
+    /// How often the engine's prices are read and, when changed, sent.
+    pub price_updates_per_second: u32,
+    /// How often `balance` and `positions` marks are refreshed for a subscriber (ms).
+    pub refresh_ms: u64,
+    /// Ping interval (ms).
+    pub heartbeat_ms: u64,
+    /// A connection that sends nothing (not even a pong) this long is closed (ms).
+    pub idle_timeout_ms: u64,
+    /// A frame the socket does not take within this long closes the connection (ms).
+    pub send_timeout_ms: u64,
+    /// Changes a connection may fall behind before it is closed as slow.
+    pub lag_capacity: usize,
+}
+
+impl Default for PushLimits {
+    fn default() -> Self {
+        PushLimits {
+            max_connections: 2_000,
+            per_ip: 20,
+            price_updates_per_second: 10,
+            refresh_ms: 1_000,
+            heartbeat_ms: 15_000,
+            idle_timeout_ms: 60_000,
+            send_timeout_ms: 5_000,
+            lag_capacity: 4_096,
+        }
+    }
+}
+
+impl PushLimits {
+    /// Every limit in range.
+    pub fn validate(&self) -> Result<(), String> {
+        let ok = self.max_connections >= 1
+            && self.per_ip >= 1
+            && (1..=100).contains(&self.price_updates_per_second)
+            && (50..=60_000).contains(&self.refresh_ms)
+            && (100..=300_000).contains(&self.heartbeat_ms)
+            && self.idle_timeout_ms > self.heartbeat_ms
+            && (10..=60_000).contains(&self.send_timeout_ms)
+            && (16..=1_048_576).contains(&self.lag_capacity);
+        if ok { Ok(()) } else { Err("http.push limits out of range".into()) }
+    }
+}
+
+/// One account's change, ready to send.
+#[derive(Debug)]
+pub(crate) struct Private {
+    account: AccountId,
+    channel: &'static str,
+    data: Option<Value>,
+}
+
+/// What the push API has done, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct PushStats {
+    /// Connections open.
+    pub open: AtomicUsize,
+    /// Frames sent.
+    pub sent: AtomicU64,
+    /// Connections closed for falling behind.
+    pub slow_closed: AtomicU64,
+    /// Connections closed for silence.
+    pub idle_closed: AtomicU64,
+    /// Upgrades refused by the caps.
+    pub refused: AtomicU64,
+}
+
+/// The fan-out: latest prices, the change broadcast, the caps.
+#[derive(Debug)]
+pub struct Hub {
+    markets: Vec<MarketConfig>,
+    prices: watch::Sender<Arc<Vec<Value>>>,
+    private: broadcast::Sender<Arc<Private>>,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    poller: std::sync::OnceLock<()>,
+    /// Counters.
+    pub stats: PushStats,
+}
+
+impl Hub {
+    /// A hub for `markets`, a connection falling `lag` changes behind being cut off.
+    pub fn new(markets: Vec<MarketConfig>, lag: usize) -> Hub {
+        Hub {
+            markets,
+            prices: watch::channel(Arc::new(Vec::new())).0,
+            private: broadcast::channel(lag.max(16)).0,
+            per_ip: Mutex::new(HashMap::new()),
+            poller: std::sync::OnceLock::new(),
+            stats: PushStats::default(),
+        }
+    }
+
+    /// Fans out one state change of the engine to its account's connections. Never waits.
+    pub fn publish(&self, c: &ChangeRecord) {
+        for p in self.messages(c) {
+            // No receiver is not an error: nobody of that account is connected.
+            let _ = self.private.send(Arc::new(p));
+        }
+    }
+
+    /// The messages a change makes: `data: None` only marks the balance as changed.
+    fn messages(&self, c: &ChangeRecord) -> Vec<Private> {
+        let Some(account) = c.change.account() else { return Vec::new() };
+        let mut out = vec![Private { account, channel: "balance", data: None }];
+        let market = |id: MarketId| self.markets.get(usize::from(id.0));
+        match c.change {
+            Change::Opened {
+                position,
+                market: mid,
+                side,
+                quantity,
+                entry_price,
+                margin,
+                leverage,
+                fee,
+                liquidation_price,
+                take_profit,
+                stop_loss,
+                ..
+            } => {
+                let Some(m) = market(mid) else { return out };
+                let data = json!({"event": "opened", "position_id": position.0.to_string(),
+                    "market": m.symbol, "side": side.as_str(),
+                    "quantity": engine_core::num::format_fixed(i128::from(quantity.0), m.qty_decimals),
+                    "entry_price": px(entry_price, m), "margin": money(margin), "leverage": leverage,
+                    "fee": money(fee),
+                    "liquidation_price": (liquidation_price.0 > 0).then(|| px(liquidation_price, m)),
+                    "take_profit": take_profit.map(|p| px(p, m)), "stop_loss": stop_loss.map(|p| px(p, m)),
+                    "at": ms(c.at_ns)});
+                out.push(Private { account, channel: "positions", data: Some(data) });
+            }
+            Change::Closed {
+                position,
+                of_position,
+                market: mid,
+                quantity,
+                exit_price,
+                realized_pnl,
+                fee,
+                payout,
+                reason,
+                bad_debt,
+                insurance_paid,
+                house_paid,
+                ..
+            } => {
+                let Some(m) = market(mid) else { return out };
+                let event = if position == of_position { "closed" } else { "partially_closed" };
+                let data = json!({"event": event, "position_id": position.0.to_string(),
+                    "of_position": of_position.0.to_string(), "market": m.symbol,
+                    "quantity": engine_core::num::format_fixed(i128::from(quantity.0), m.qty_decimals),
+                    "exit_price": px(exit_price, m), "realized_pnl": money(realized_pnl),
+                    "fee": money(fee), "payout": money(payout), "reason": reason.as_str(),
+                    "at": ms(c.at_ns)});
+                out.push(Private { account, channel: "positions", data: Some(data.clone()) });
+                if reason == CloseReason::Liquidation {
+                    out.push(Private {
+                        account,
+                        channel: "notices",
+                        data: Some(json!({"notice": "liquidation", "position": data})),
+                    });
+                }
+                if bad_debt.0 > 0 {
+                    let n = json!({"notice": "bad_debt", "position_id": position.0.to_string(),
+                        "amount": money(bad_debt), "insurance_paid": money(insurance_paid),
+                        "house_paid": money(house_paid)});
+                    out.push(Private { account, channel: "notices", data: Some(n) });
+                }
+            }
+            Change::MarginAdded { position, amount, margin, liquidation_price, .. } => {
+                let data = json!({"event": "margin_added", "position_id": position.0.to_string(),
+                    "amount": money(amount), "margin": money(margin),
+                    "liquidation_price_ticks": liquidation_price.0, "at": ms(c.at_ns)});
+                out.push(Private { account, channel: "positions", data: Some(data) });
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// Takes a connection slot for `ip`, or says why not.
+    fn admit(self: &Arc<Self>, ip: IpAddr, limits: &PushLimits) -> Result<Slot, ApiError> {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if self.stats.open.load(Ordering::Relaxed) >= limits.max_connections {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::busy("too many push connections"));
+        }
+        let n = per_ip.entry(ip).or_insert(0);
+        if *n >= limits.per_ip {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::rate_limited(1));
+        }
+        *n += 1;
+        self.stats.open.fetch_add(1, Ordering::Relaxed);
+        Ok(Slot { hub: Arc::clone(self), ip })
+    }
+}
+
+/// A connection's place under the caps, given back on drop.
+struct Slot {
+    hub: Arc<Hub>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut per_ip = self.hub.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+        self.hub.stats.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Reads the engine's prices at the configured rate and publishes them when they change.
+async fn poll_prices(state: Arc<AppState>) {
+    let hz = u64::from(state.push_limits().price_updates_per_second.max(1));
+    let mut every = tokio::time::interval(Duration::from_millis(1_000 / hz));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let hub = state.hub();
+    loop {
+        every.tick().await;
+        let Ok(r) = state.call(CommandKind::QueryMarkets).await else { continue };
+        let prices: Vec<Value> = r
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Market(v) if v.updated_at_ns > 0 => {
+                    hub.markets.get(usize::from(v.market.0)).map(|m| {
+                        json!({"market": m.symbol, "bid": px(v.bid, m), "ask": px(v.ask, m),
+                        "update_id": v.update_id, "time": ms(v.updated_at_ns)})
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        hub.prices.send_if_modified(|old| {
+            let changed = **old != prices;
+            if changed {
+                *old = Arc::new(prices);
+            }
+            changed
+        });
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct WsQuery {
+    token: Option<String>,
+}
+
+/// `GET /api/v1/ws`.
+pub(crate) async fn upgrade(
+    State(state): State<Arc<AppState>>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Query(q): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let limits = state.push_limits().clone();
+    let slot = match state.hub().admit(ip, &limits) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    // A token on the upgrade authenticates the connection from the start; a bad one is refused.
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.split_once(' '))
+        .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_owned());
+    let account = match bearer.or(q.token) {
+        Some(t) => match state.verify_token(&t) {
+            Ok(a) => Some(a),
+            Err(e) => return e.into_response(),
+        },
+        None => None,
+    };
+    state.hub().poller.get_or_init(|| {
+        tokio::spawn(poll_prices(Arc::clone(&state)));
+    });
+    ws.max_message_size(4_096).on_upgrade(move |socket| async move {
+        let _slot = slot;
+        Conn::new(state, account, limits).run(socket).await;
+    })
+}
+
+/// One connection's state.
+struct Conn {
+    state: Arc<AppState>,
+    account: Option<AccountId>,
+    limits: PushLimits,
+    subscribed: Vec<&'static str>,
+    seq: HashMap<&'static str, u64>,
+    /// Per market, the update id last sent.
+    sent_prices: HashMap<String, u64>,
+    balance_dirty: bool,
+    last_balance: Option<Value>,
+    last_marks: Option<Value>,
+}
+
+/// Every channel a client may name.
+const CHANNELS: [&str; 4] = ["prices", "positions", "balance", "notices"];
+
+/// Why a connection ends.
+enum End {
+    Closed,
+    Slow,
+    Idle,
+}
+
+impl Conn {
+    fn new(state: Arc<AppState>, account: Option<AccountId>, limits: PushLimits) -> Conn {
+        Conn {
+            state,
+            account,
+            limits,
+            subscribed: Vec::new(),
+            seq: HashMap::new(),
+            sent_prices: HashMap::new(),
+            balance_dirty: true,
+            last_balance: None,
+            last_marks: None,
+        }
+    }
+
+    async fn run(mut self, mut socket: WebSocket) {
+        let hub = self.state.hub();
+        let mut prices = hub.prices.subscribe();
+        let mut private = hub.private.subscribe();
+        let end = self.serve(&mut socket, &mut prices, &mut private).await;
+        let (code, reason) = match end {
+            End::Closed => return,
+            End::Slow => {
+                hub.stats.slow_closed.fetch_add(1, Ordering::Relaxed);
+                (4001, "slow_consumer")
+            }
+            End::Idle => {
+                hub.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                (4002, "idle")
+            }
+        };
+        let close =
+            Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }));
+        let _ = tokio::time::timeout(Duration::from_millis(500), socket.send(close)).await;
+    }
+
+    async fn serve(
+        &mut self,
+        socket: &mut WebSocket,
+        prices: &mut watch::Receiver<Arc<Vec<Value>>>,
+        private: &mut broadcast::Receiver<Arc<Private>>,
+    ) -> End {
+        let mut refresh = tokio::time::interval(Duration::from_millis(self.limits.refresh_ms));
+        let mut heartbeat = tokio::time::interval(Duration::from_millis(self.limits.heartbeat_ms));
+        let idle = Duration::from_millis(self.limits.idle_timeout_ms);
+        let mut last_heard = tokio::time::Instant::now();
+        loop {
+            let step = tokio::select! {
+                m = socket.recv() => match m {
+                    Some(Ok(m)) => {
+                        last_heard = tokio::time::Instant::now();
+                        self.on_message(socket, m).await
+                    }
+                    _ => Err(End::Closed),
+                },
+                r = prices.changed() => match r {
+                    Ok(()) => {
+                        let latest = Arc::clone(&prices.borrow_and_update());
+                        self.on_prices(socket, &latest).await
+                    }
+                    Err(_) => Err(End::Closed),
+                },
+                r = private.recv() => match r {
+                    Ok(p) => self.on_private(socket, &p).await,
+                    Err(broadcast::error::RecvError::Lagged(_)) => Err(End::Slow),
+                    Err(broadcast::error::RecvError::Closed) => Err(End::Closed),
+                },
+                _ = refresh.tick() => self.on_refresh(socket).await,
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() >= idle {
+                        Err(End::Idle)
+                    } else {
+                        self.send(socket, Message::Ping(Default::default())).await
+                    }
+                }
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    /// Sends one frame, or gives up on a socket that does not take it in time.
+    async fn send(&self, socket: &mut WebSocket, m: Message) -> Result<(), End> {
+        let limit = Duration::from_millis(self.limits.send_timeout_ms);
+        match tokio::time::timeout(limit, socket.send(m)).await {
+            Ok(Ok(())) => {
+                self.state.hub().stats.sent.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(Err(_)) => Err(End::Closed),
+            Err(_) => Err(End::Slow),
+        }
+    }
+
+    async fn send_json(&self, socket: &mut WebSocket, v: &Value) -> Result<(), End> {
+        self.send(socket, Message::Text(v.to_string().into())).await
+    }
+
+    /// `{"channel", "seq", "data"}` on a subscribed channel, numbered.
+    async fn push(
+        &mut self,
+        socket: &mut WebSocket,
+        channel: &'static str,
+        data: Value,
+    ) -> Result<(), End> {
+        if !self.subscribed.contains(&channel) {
+            return Ok(());
+        }
+        let seq = self.seq.entry(channel).or_insert(0);
+        *seq += 1;
+        let msg = json!({"channel": channel, "seq": *seq, "data": data});
+        self.send_json(socket, &msg).await
+    }
+
+    async fn error(&self, socket: &mut WebSocket, code: &str, message: &str) -> Result<(), End> {
+        self.send_json(socket, &json!({"op": "error", "code": code, "message": message})).await
+    }
+
+    async fn on_message(&mut self, socket: &mut WebSocket, m: Message) -> Result<(), End> {
+        let text = match m {
+            Message::Text(t) => t,
+            Message::Close(_) => return Err(End::Closed),
+            Message::Binary(_) => {
+                return self.error(socket, "invalid_message", "send JSON text frames").await;
+            }
+            Message::Ping(_) | Message::Pong(_) => return Ok(()),
+        };
+        let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else {
+            return self.error(socket, "invalid_message", "not JSON").await;
+        };
+        match v["op"].as_str() {
+            Some("ping") => self.send_json(socket, &json!({"op": "pong"})).await,
+            Some("auth") => self.on_auth(socket, v["token"].as_str().unwrap_or("")).await,
+            Some("subscribe") => self.on_subscribe(socket, &v["channels"], true).await,
+            Some("unsubscribe") => self.on_subscribe(socket, &v["channels"], false).await,
+            _ => {
+                self.error(
+                    socket,
+                    "invalid_message",
+                    "op must be subscribe, unsubscribe, auth or ping",
+                )
+                .await
+            }
+        }
+    }
+
+    async fn on_auth(&mut self, socket: &mut WebSocket, token: &str) -> Result<(), End> {
+        match self.state.verify_token(token) {
+            Ok(a) if self.account.is_none_or(|mine| mine == a) => {
+                self.account = Some(a);
+                self.send_json(socket, &json!({"op": "authed", "user_id": a.0.to_string()})).await
+            }
+            // One connection, one account: a second identity needs a second connection.
+            Ok(_) => {
+                self.error(socket, "invalid_message", "this connection is another user's").await
+            }
+            Err(e) => self.error(socket, e.code, &e.message).await,
+        }
+    }
+
+    async fn on_subscribe(
+        &mut self,
+        socket: &mut WebSocket,
+        names: &Value,
+        on: bool,
+    ) -> Result<(), End> {
+        let Some(names) = names.as_array() else {
+            return self.error(socket, "invalid_message", "channels must be a list").await;
+        };
+        let mut done = Vec::new();
+        for name in names {
+            let Some(ch) = CHANNELS.iter().copied().find(|c| Some(*c) == name.as_str()) else {
+                return self
+                    .error(
+                        socket,
+                        "unknown_channel",
+                        "channels: prices, positions, balance, notices",
+                    )
+                    .await;
+            };
+            if ch != "prices" && self.account.is_none() {
+                return self
+                    .error(socket, "auth_required", "private channels need auth first")
+                    .await;
+            }
+            self.subscribed.retain(|c| *c != ch);
+            if on {
+                self.subscribed.push(ch);
+            }
+            done.push(ch);
+        }
+        let op = if on { "subscribed" } else { "unsubscribed" };
+        self.send_json(socket, &json!({"op": op, "channels": done})).await?;
+        if on && done.contains(&"prices") {
+            // A new subscriber gets every market's latest price at once.
+            self.sent_prices.clear();
+            let latest = Arc::clone(&self.state.hub().prices.borrow());
+            self.on_prices(socket, &latest).await?;
+        }
+        if on && (done.contains(&"balance") || done.contains(&"positions")) {
+            self.balance_dirty = true;
+            self.last_balance = None;
+            self.last_marks = None;
+            self.on_refresh(socket).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_prices(&mut self, socket: &mut WebSocket, latest: &[Value]) -> Result<(), End> {
+        if !self.subscribed.contains(&"prices") {
+            return Ok(());
+        }
+        for p in latest {
+            let market = p["market"].as_str().unwrap_or_default().to_owned();
+            let id = p["update_id"].as_u64().unwrap_or(0);
+            if self.sent_prices.get(&market) == Some(&id) {
+                continue;
+            }
+            self.sent_prices.insert(market, id);
+            self.push(socket, "prices", p.clone()).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_private(&mut self, socket: &mut WebSocket, p: &Private) -> Result<(), End> {
+        if self.account != Some(p.account) {
+            return Ok(()); // another account's: never delivered
+        }
+        match &p.data {
+            None => {
+                self.balance_dirty = true;
+                Ok(())
+            }
+            Some(data) => self.push(socket, p.channel, data.clone()).await,
+        }
+    }
+
+    /// Balance when it changed (or was never sent), positions' marks every refresh.
+    async fn on_refresh(&mut self, socket: &mut WebSocket) -> Result<(), End> {
+        let Some(account) = self.account else { return Ok(()) };
+        if self.subscribed.contains(&"balance") && self.balance_dirty {
+            self.balance_dirty = false;
+            if let Ok(r) = self.state.call(CommandKind::QueryAccount { account }).await
+                && let Ok(ReplyData::Account(a)) = r.result
+                && a.id == account
+            {
+                let v = serde_json::to_value(balance_dto(&a)).unwrap_or_default();
+                if self.last_balance.as_ref() != Some(&v) {
+                    self.last_balance = Some(v.clone());
+                    self.push(socket, "balance", v).await?;
+                }
+            }
+        }
+        if self.subscribed.contains(&"positions") {
+            let kind = CommandKind::QueryPositions { account, status: PositionStatus::Open };
+            if let Ok(r) = self.state.call(kind).await {
+                let marks: Vec<Value> = r.items.iter().filter_map(|i| match i {
+                    Item::Position(v) if v.account == account => Some(json!({
+                        "position_id": v.id.0.to_string(), "unrealized_pnl": money(v.unrealized_pnl),
+                        "margin": money(v.margin)})),
+                    _ => None,
+                }).collect();
+                let v = json!({"event": "marks", "positions": marks});
+                if self.last_marks.as_ref() != Some(&v) {
+                    self.last_marks = Some(v.clone());
+                    // uPnL moves with every price: the balance (equity) does too.
+                    self.balance_dirty = true;
+                    self.push(socket, "positions", v).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

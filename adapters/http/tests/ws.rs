@@ -1,0 +1,309 @@
+//! The push API over real sockets: an engine, the HTTP adapter on port 0, the engine's changes
+//! fed to the hub as `serve` does, and WebSocket clients (tokio-tungstenite).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use engine_core::prelude::*;
+use futures_util::{SinkExt, StreamExt};
+use hundredx_http::{ApiConfig, AppState, now_ns};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+struct Server {
+    addr: std::net::SocketAddr,
+    engine: EngineHandle,
+    state: Arc<AppState>,
+    update_id: u64,
+}
+
+impl Server {
+    async fn start(tweak: impl FnOnce(&mut ApiConfig)) -> Server {
+        let engine = EngineHandle::start(EngineConfig::default()).unwrap();
+        let mut cfg =
+            ApiConfig::new(b"ws-test-secret-of-enough-length".to_vec(), MarketConfig::defaults());
+        cfg.limits.push.price_updates_per_second = 50;
+        cfg.limits.push.refresh_ms = 100;
+        tweak(&mut cfg);
+        let state = AppState::new(cfg, engine.submitter());
+        let changes = engine.subscribe(Subscription::ChangesBestEffort, 65_536);
+        let hub = state.hub();
+        std::thread::spawn(move || {
+            for o in changes {
+                if let Output::Change(c) = o {
+                    hub.publish(&c);
+                }
+            }
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(hundredx_http::serve(listener, Arc::clone(&state), std::future::pending()));
+        Server { addr, engine, state, update_id: 0 }
+    }
+
+    fn price(&mut self, bid: i64) {
+        self.update_id += 1;
+        let tick = Tick {
+            market: MarketId(0),
+            bid: Price(bid),
+            ask: Price(bid + 100),
+            update_id: self.update_id,
+            exchange_time_us: 0,
+        };
+        let r = self
+            .engine
+            .call(now_ns(), CommandKind::PriceTick(tick), Duration::from_secs(5))
+            .unwrap();
+        assert!(r.result.is_ok(), "{r:?}");
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let body = body.to_string();
+        let mut r = format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(t) = token {
+            r += &format!("Authorization: Bearer {t}\r\n");
+        }
+        r += "\r\n";
+        r += &body;
+        let mut s = TcpStream::connect(self.addr).await.unwrap();
+        s.write_all(r.as_bytes()).await.unwrap();
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).await.unwrap();
+        let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        (status, serde_json::from_str(body).unwrap_or_default())
+    }
+
+    /// Signs up and in; returns (token, account).
+    async fn user(&self, email: &str) -> (String, AccountId) {
+        let creds = json!({"email": email, "password": "correct horse battery"});
+        assert_eq!(self.post("/api/v1/user/signup", None, &creds).await.0, 202);
+        let (status, body) = self.post("/api/v1/user/signin", None, &creds).await;
+        assert_eq!(status, 200, "{body}");
+        let id: u32 = body["user_id"].as_str().unwrap().parse().unwrap();
+        (body["token"].as_str().unwrap().to_string(), AccountId(id))
+    }
+
+    async fn connect(&self, token: Option<&str>) -> Ws {
+        let q = token.map(|t| format!("?token={t}")).unwrap_or_default();
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/v1/ws{q}", self.addr))
+            .await
+            .unwrap();
+        ws
+    }
+
+    fn open(&mut self, account: AccountId, lev: u32, margin: i64) -> PositionView {
+        open(&mut self.engine.submitter(), account, lev, margin)
+    }
+
+    fn close(&mut self, account: AccountId, position: PositionId) {
+        close(&mut self.engine.submitter(), account, position);
+    }
+}
+
+fn open(engine: &mut Submitter, account: AccountId, lev: u32, margin: i64) -> PositionView {
+    {
+        let req = OpenRequest {
+            account,
+            market: MarketId(0),
+            side: Side::Long,
+            leverage: lev,
+            size: Size::Margin(Usdc::from_whole(margin)),
+            expected_price: None,
+            max_slippage_bps: 0,
+            take_profit: None,
+            stop_loss: None,
+            client_order_id: None,
+        };
+        let r =
+            engine.call(now_ns(), CommandKind::OpenPosition(req), Duration::from_secs(5)).unwrap();
+        match r.result {
+            Ok(ReplyData::Opened(v)) => v,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+fn close(engine: &mut Submitter, account: AccountId, position: PositionId) {
+    let kind = CommandKind::ClosePosition { account, position, quantity: None, key: None };
+    let r = engine.call(now_ns(), kind, Duration::from_secs(5)).unwrap();
+    assert!(r.result.is_ok(), "{r:?}");
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// The next JSON text message (pings are answered by the client library), within `secs`.
+async fn next(ws: &mut Ws, secs: u64) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(secs), ws.next())
+            .await
+            .expect("a message in time");
+        match m {
+            Some(Ok(Message::Text(t))) => return serde_json::from_str(t.as_str()).unwrap(),
+            Some(Ok(Message::Close(f))) => return json!({"closed": f.map(|f| u16::from(f.code))}),
+            Some(Ok(_)) => continue,
+            other => return json!({"ended": format!("{other:?}")}),
+        }
+    }
+}
+
+/// Messages until one on `channel` matches `pred`.
+async fn until(ws: &mut Ws, channel: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..500 {
+        let m = next(ws, 5).await;
+        if m["channel"] == channel && pred(&m["data"]) {
+            return m;
+        }
+    }
+    panic!("no matching {channel} message");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prices_are_pushed_numbered_and_private_channels_need_auth() {
+    let mut s = Server::start(|_| {}).await;
+    s.price(6_000_000);
+    let mut ws = s.connect(None).await;
+    send(&mut ws, json!({"op": "subscribe", "channels": ["prices"]})).await;
+    assert_eq!(next(&mut ws, 5).await, json!({"op": "subscribed", "channels": ["prices"]}));
+    let first = until(&mut ws, "prices", |d| d["market"] == "BTC_USDC").await;
+    assert_eq!((first["seq"].as_u64(), first["data"]["bid"].as_str()), (Some(1), Some("60000.00")));
+    s.price(6_000_500);
+    let second = until(&mut ws, "prices", |d| d["bid"] == "60005.00").await;
+    assert_eq!(second["seq"], 2, "numbered without gaps");
+    send(&mut ws, json!({"op": "subscribe", "channels": ["positions"]})).await;
+    assert_eq!(next(&mut ws, 5).await["code"], "auth_required");
+    send(&mut ws, json!({"op": "auth", "token": "not-a-token"})).await;
+    assert_eq!(next(&mut ws, 5).await["code"], "unauthorized");
+    send(&mut ws, json!({"op": "subscribe", "channels": ["orders"]})).await;
+    assert_eq!(next(&mut ws, 5).await["code"], "unknown_channel");
+    send(&mut ws, json!({"op": "ping"})).await;
+    assert_eq!(next(&mut ws, 5).await, json!({"op": "pong"}));
+    // A bad token on the upgrade is refused before any socket is handed over.
+    let bad =
+        tokio_tungstenite::connect_async(format!("ws://{}/api/v1/ws?token=junk", s.addr)).await;
+    assert!(bad.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_callers_changes_are_pushed_and_a_liquidation_reaches_its_owner() {
+    let mut s = Server::start(|_| {}).await;
+    let (alice_token, alice) = s.user("alice@example.com").await;
+    let (_, bob) = s.user("bob@example.com").await;
+    s.price(6_000_000);
+    let mut ws = s.connect(Some(&alice_token)).await;
+    send(&mut ws, json!({"op": "subscribe", "channels": ["positions", "balance", "notices"]}))
+        .await;
+    assert_eq!(next(&mut ws, 5).await["op"], "subscribed");
+    let balance = until(&mut ws, "balance", |_| true).await;
+    assert_eq!(balance["data"]["available"], "5000.000000");
+    // Bob trades: nothing of it reaches alice.
+    let b = s.open(bob, 10, 100);
+    s.close(bob, b.id);
+    // Alice opens at 50x; the price falls through her liquidation price.
+    let p = s.open(alice, 50, 100);
+    let opened = until(&mut ws, "positions", |d| d["event"] == "opened").await;
+    assert_eq!(opened["data"]["position_id"], p.id.0.to_string(), "her own open, not bob's");
+    s.price(p.liquidation_price.0 - 1_000);
+    // Within that tick: the close with its reason, and the notice. Every message she gets is
+    // about her position, numbered per channel without gaps.
+    let (mut closed, mut notice) = (None, None);
+    let mut positions_seqs = vec![opened["seq"].as_u64().unwrap()];
+    while closed.is_none() || notice.is_none() {
+        let m = next(&mut ws, 5).await;
+        match m["channel"].as_str() {
+            Some("positions") => {
+                positions_seqs.push(m["seq"].as_u64().unwrap());
+                if m["data"]["event"] == "closed" {
+                    closed = Some(m);
+                }
+            }
+            Some("notices") => notice = Some(m),
+            _ => {}
+        }
+    }
+    let (closed, notice) = (closed.unwrap(), notice.unwrap());
+    assert_eq!(closed["data"]["reason"], "liquidation");
+    assert_eq!(closed["data"]["position_id"], p.id.0.to_string());
+    assert_eq!(
+        (notice["seq"].as_u64(), notice["data"]["notice"].as_str()),
+        (Some(1), Some("liquidation"))
+    );
+    assert_eq!(notice["data"]["position"]["position_id"], p.id.0.to_string());
+    assert!(positions_seqs.windows(2).all(|w| w[1] == w[0] + 1), "{positions_seqs:?}");
+    assert_ne!(b.id, p.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_is_cut_off_and_the_others_get_every_message() {
+    let s = Server::start(|c| {
+        c.limits.push.send_timeout_ms = 1_000;
+    })
+    .await;
+    let (token, account) = s.user("carol@example.com").await;
+    let mut s = s;
+    s.price(6_000_000);
+    let mut fast = s.connect(Some(&token)).await;
+    let mut slow = s.connect(Some(&token)).await;
+    for ws in [&mut fast, &mut slow] {
+        send(ws, json!({"op": "subscribe", "channels": ["positions"]})).await;
+        assert_eq!(next(ws, 5).await["op"], "subscribed");
+    }
+    // The fast client reads everything on its own task.
+    let reader = tokio::spawn(async move {
+        let (mut seqs, mut events) = (Vec::new(), 0);
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(3), fast.next()).await
+        {
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["channel"] == "positions" {
+                    seqs.push(v["seq"].as_u64().unwrap());
+                    events += usize::from(v["data"]["event"] != "marks");
+                }
+            }
+        }
+        (seqs, events)
+    });
+    // The slow one reads nothing while 2 x 12 000 position events go out, a few at a time.
+    let rounds = 12_000;
+    let mut engine = s.engine.submitter();
+    tokio::task::spawn_blocking(move || {
+        for i in 0..rounds {
+            let p = open(&mut engine, account, 10, 10);
+            close(&mut engine, account, p.id);
+            if i % 100 == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let (seqs, events) = reader.await.unwrap();
+    assert_eq!(events, 2 * rounds, "the fast client got every open and close");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "numbered without a gap");
+    let stats = &s.state.hub().stats;
+    assert_eq!(stats.slow_closed.load(Ordering::Relaxed), 1, "the slow client was cut off");
+    // The slow client finds the end of its stream, not 24 000 events.
+    let mut got = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), slow.next()).await {
+            Ok(Some(Ok(Message::Text(_)))) => got += 1,
+            Ok(Some(Ok(Message::Close(f)))) => {
+                assert_eq!(f.map(|f| u16::from(f.code)), Some(4001));
+                break;
+            }
+            Ok(Some(Ok(_))) => {}
+            _ => break, // reset without a close frame: its buffer was full
+        }
+    }
+    assert!(got < 2 * rounds, "the slow client did not get everything: {got}");
+}

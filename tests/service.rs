@@ -445,3 +445,54 @@ fn a_redis_out_of_memory_is_named_in_the_503_and_recovers() {
         202
     );
 }
+
+/// Push in service mode: a browser connected to either api instance gets the user's changes,
+/// whichever instance (or none) the request went through.
+#[test]
+fn both_api_instances_push_a_users_changes() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path());
+    let url = redis.url.clone();
+    let data = dir.path().join("engine");
+    let _engine = hundredx(&["engine", "--redis", &url, "--data-dir", data.to_str().unwrap()]);
+    let _feed = hundredx(&["feed", "--redis", &url, "--feed", "synthetic"]);
+    let (_api1, a1) = api(&url, "api-1");
+    let (_api2, a2) = api(&url, "api-2");
+    assert_eq!(until(200, 20, || http(&a1, "GET", "/api/v1/markets", None, None)).0, 200);
+    let token = sign_up(&a1, "push@example.com");
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut clients: Vec<_> = rt.block_on(async {
+        let mut out = Vec::new();
+        for addr in [&a1, &a2] {
+            let url = format!("ws://{addr}/api/v1/ws?token={token}");
+            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+            let sub = r#"{"op":"subscribe","channels":["positions"]}"#;
+            ws.send(Message::Text(sub.into())).await.unwrap();
+            out.push(ws);
+        }
+        out
+    });
+    let open = r#"{"market":"BTC_USDC","side":"long","leverage":10,"margin":"100"}"#;
+    let (status, body) =
+        until(201, 20, || http(&a1, "POST", "/api/v1/positions", Some(&token), Some(open)));
+    assert_eq!(status, 201, "{body}");
+    let id = field(&body, "id");
+    rt.block_on(async {
+        for ws in &mut clients {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                assert!(Instant::now() < deadline, "no push of the open");
+                let m = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap();
+                let Some(Ok(Message::Text(t))) = m else { continue };
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["channel"] == "positions" && v["data"]["event"] == "opened" {
+                    assert_eq!(v["data"]["position_id"], id.as_str());
+                    break;
+                }
+            }
+        }
+    });
+}

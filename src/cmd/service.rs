@@ -239,6 +239,20 @@ pub fn api_main(
         };
         let markets = api_cfg.markets.clone();
         let state = AppState::with_client(api_cfg, Arc::new(RedisApi(client)), None);
+        // Push: every instance follows the engine's changes itself, so a browser may connect
+        // to any of them.
+        let hub = state.hub();
+        let (tail_target, tail_key) = (target.clone(), key.clone());
+        tokio::spawn(async move {
+            let publish = |c: &engine_core::event::ChangeRecord| hub.publish(c);
+            redis_bridge::changes::tail_changes(
+                &tail_target,
+                tail_key,
+                publish,
+                std::future::pending(),
+            )
+            .await;
+        });
         if let Some(url) = history {
             // The `history` process writes it; opening migrates too (under sqlx's lock), so
             // either may start first.

@@ -195,6 +195,67 @@ impl ChangeReader {
     }
 }
 
+/// Follows the changes on `engine-events` from now on (no consumer group: every api instance
+/// sees all of them) and hands each correctly signed one to `on_change`, until `stop`. For live
+/// views: reconnects with backoff and resumes after the last entry seen; changes written while
+/// disconnected for longer than the stream keeps are missed (views re-read over REST).
+pub async fn tail_changes(
+    target: &crate::target::RedisTarget,
+    key: BridgeKey,
+    mut on_change: impl FnMut(&ChangeRecord),
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut last = "$".to_owned();
+    let mut backoff = Backoff::connect();
+    loop {
+        let session = tail_session(target, &key, &mut last, &mut on_change);
+        tokio::select! {
+            () = &mut stop => return,
+            r = session => if let Err(e) = r {
+                warn!(error = %e, retry_in = ?backoff.peek(), "changes: engine-events tail lost");
+            },
+        }
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(backoff.next()) => {}
+        }
+    }
+}
+
+async fn tail_session(
+    target: &crate::target::RedisTarget,
+    key: &BridgeKey,
+    last: &mut String,
+    on_change: &mut impl FnMut(&ChangeRecord),
+) -> RedisResult<()> {
+    let client = target.client()?;
+    let mut con = blocking_connection(&client).await?;
+    loop {
+        let reply: Option<StreamReadReply> = cmd("XREAD")
+            .arg("COUNT")
+            .arg(1_024)
+            .arg("BLOCK")
+            .arg(1_000)
+            .arg("STREAMS")
+            .arg(ENGINE_EVENTS_STREAM)
+            .arg(last.as_str())
+            .query_async(&mut con)
+            .await?;
+        for stream in reply.map(|r| r.keys).unwrap_or_default() {
+            for e in stream.ids {
+                let e = Entry::from_stream_id(&e);
+                last.clone_from(&e.id);
+                if let Some(c) = decode_change(&e.data)
+                    && e.verify(key, ENGINE_EVENTS_STREAM).is_ok()
+                {
+                    on_change(&c.change);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use engine_core::prelude::*;

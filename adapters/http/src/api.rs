@@ -65,6 +65,7 @@ pub fn routes() -> Router<Arc<AppState>> {
     // The push API is described by its own protocol document, not OpenAPI.
     router
         .route("/api/v1/ws", axum::routing::get(crate::push::upgrade))
+        .route("/api/v1/asyncapi.json", axum::routing::get(crate::push::asyncapi))
         .fallback(|| async { ApiError::not_found("not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -352,7 +352,15 @@ struct Conn {
 }
 
 /// Every channel a client may name.
-const CHANNELS: [&str; 4] = ["prices", "positions", "balance", "notices"];
+pub const CHANNELS: [&str; 4] = ["prices", "positions", "balance", "notices"];
+
+/// The protocol as an AsyncAPI 3.0 document (`GET /api/v1/asyncapi.json`).
+pub const ASYNCAPI: &str = include_str!("../asyncapi.json");
+
+/// `GET /api/v1/asyncapi.json`.
+pub(crate) async fn asyncapi() -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], ASYNCAPI).into_response()
+}
 
 /// Why a connection ends.
 enum End {

@@ -307,3 +307,46 @@ async fn a_slow_client_is_cut_off_and_the_others_get_every_message() {
     }
     assert!(got < 2 * rounds, "the slow client did not get everything: {got}");
 }
+
+/// The AsyncAPI document is served, every `$ref` in it resolves, and it names exactly the
+/// channels the server accepts.
+#[tokio::test]
+async fn the_asyncapi_document_describes_the_protocol() {
+    let doc: Value = serde_json::from_str(hundredx_http::push::ASYNCAPI).unwrap();
+    assert_eq!(doc["asyncapi"], "3.0.0");
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r);
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(all.len() > 10);
+    for r in all {
+        let pointer = r.strip_prefix('#').unwrap();
+        assert!(doc.pointer(pointer).is_some(), "unresolved {r}");
+    }
+    let names = &doc["components"]["schemas"]["channelNames"]["items"]["enum"];
+    let names: Vec<&str> = names.as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(names, hundredx_http::push::CHANNELS);
+    let s = Server::start(|_| {}).await;
+    let (status, body) = {
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
+        c.write_all(b"GET /api/v1/asyncapi.json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = String::new();
+        c.read_to_string(&mut buf).await.unwrap();
+        let (head, body) = buf.split_once("\r\n\r\n").unwrap();
+        (head.split(' ').nth(1).unwrap().to_string(), body.to_string())
+    };
+    assert_eq!(status, "200");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), doc);
+}

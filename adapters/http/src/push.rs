@@ -96,7 +96,16 @@ impl PushLimits {
 pub(crate) struct Private {
     account: AccountId,
     channel: &'static str,
-    data: Option<Value>,
+    /// Serialized once here, not once per connection.
+    data: Option<Arc<str>>,
+}
+
+/// One market's latest applied price, serialized once for every connection.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct PriceEntry {
+    market: String,
+    update_id: u64,
+    json: Arc<str>,
 }
 
 /// What the push API has done, for `/metrics`.
@@ -118,7 +127,7 @@ pub struct PushStats {
 #[derive(Debug)]
 pub struct Hub {
     markets: Vec<MarketConfig>,
-    prices: watch::Sender<Arc<Vec<Value>>>,
+    prices: watch::Sender<Arc<Vec<PriceEntry>>>,
     private: broadcast::Sender<Arc<Private>>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     poller: std::sync::OnceLock<()>,
@@ -141,6 +150,9 @@ impl Hub {
 
     /// Fans out one state change of the engine to its account's connections. Never waits.
     pub fn publish(&self, c: &ChangeRecord) {
+        if self.private.receiver_count() == 0 {
+            return; // nobody connected: nothing to build
+        }
         for p in self.messages(c) {
             // No receiver is not an error: nobody of that account is connected.
             let _ = self.private.send(Arc::new(p));
@@ -149,8 +161,19 @@ impl Hub {
 
     /// The messages a change makes: `data: None` only marks the balance as changed.
     fn messages(&self, c: &ChangeRecord) -> Vec<Private> {
+        self.values(c)
+            .into_iter()
+            .map(|(account, channel, data)| Private {
+                account,
+                channel,
+                data: data.map(|v| Arc::from(v.to_string())),
+            })
+            .collect()
+    }
+
+    fn values(&self, c: &ChangeRecord) -> Vec<(AccountId, &'static str, Option<Value>)> {
         let Some(account) = c.change.account() else { return Vec::new() };
-        let mut out = vec![Private { account, channel: "balance", data: None }];
+        let mut out = vec![(account, "balance", None)];
         let market = |id: MarketId| self.markets.get(usize::from(id.0));
         match c.change {
             Change::Opened {
@@ -176,7 +199,7 @@ impl Hub {
                     "liquidation_price": (liquidation_price.0 > 0).then(|| px(liquidation_price, m)),
                     "take_profit": take_profit.map(|p| px(p, m)), "stop_loss": stop_loss.map(|p| px(p, m)),
                     "at": ms(c.at_ns)});
-                out.push(Private { account, channel: "positions", data: Some(data) });
+                out.push((account, "positions", Some(data)));
             }
             Change::Closed {
                 position,
@@ -201,26 +224,23 @@ impl Hub {
                     "exit_price": px(exit_price, m), "realized_pnl": money(realized_pnl),
                     "fee": money(fee), "payout": money(payout), "reason": reason.as_str(),
                     "at": ms(c.at_ns)});
-                out.push(Private { account, channel: "positions", data: Some(data.clone()) });
+                out.push((account, "positions", Some(data.clone())));
                 if reason == CloseReason::Liquidation {
-                    out.push(Private {
-                        account,
-                        channel: "notices",
-                        data: Some(json!({"notice": "liquidation", "position": data})),
-                    });
+                    let n = json!({"notice": "liquidation", "position": data});
+                    out.push((account, "notices", Some(n)));
                 }
                 if bad_debt.0 > 0 {
                     let n = json!({"notice": "bad_debt", "position_id": position.0.to_string(),
                         "amount": money(bad_debt), "insurance_paid": money(insurance_paid),
                         "house_paid": money(house_paid)});
-                    out.push(Private { account, channel: "notices", data: Some(n) });
+                    out.push((account, "notices", Some(n)));
                 }
             }
             Change::MarginAdded { position, amount, margin, liquidation_price, .. } => {
                 let data = json!({"event": "margin_added", "position_id": position.0.to_string(),
                     "amount": money(amount), "margin": money(margin),
                     "liquidation_price_ticks": liquidation_price.0, "at": ms(c.at_ns)});
-                out.push(Private { account, channel: "positions", data: Some(data) });
+                out.push((account, "positions", Some(data)));
             }
             _ => {}
         }
@@ -273,14 +293,20 @@ async fn poll_prices(state: Arc<AppState>) {
     loop {
         every.tick().await;
         let Ok(r) = state.call(CommandKind::QueryMarkets).await else { continue };
-        let prices: Vec<Value> = r
+        let prices: Vec<PriceEntry> = r
             .items
             .iter()
             .filter_map(|i| match i {
                 Item::Market(v) if v.updated_at_ns > 0 => {
                     hub.markets.get(usize::from(v.market.0)).map(|m| {
-                        json!({"market": m.symbol, "bid": px(v.bid, m), "ask": px(v.ask, m),
-                        "update_id": v.update_id, "time": ms(v.updated_at_ns)})
+                        let data = json!({"market": m.symbol, "bid": px(v.bid, m),
+                            "ask": px(v.ask, m), "update_id": v.update_id,
+                            "time": ms(v.updated_at_ns)});
+                        PriceEntry {
+                            market: m.symbol.clone(),
+                            update_id: v.update_id,
+                            json: Arc::from(data.to_string()),
+                        }
                     })
                 }
                 _ => None,
@@ -349,6 +375,8 @@ struct Conn {
     balance_dirty: bool,
     last_balance: Option<Value>,
     last_marks: Option<Value>,
+    /// The account may have open positions (marks to refresh).
+    has_open: bool,
 }
 
 /// Every channel a client may name.
@@ -381,6 +409,7 @@ impl Conn {
             balance_dirty: true,
             last_balance: None,
             last_marks: None,
+            has_open: true,
         }
     }
 
@@ -408,7 +437,7 @@ impl Conn {
     async fn serve(
         &mut self,
         socket: &mut WebSocket,
-        prices: &mut watch::Receiver<Arc<Vec<Value>>>,
+        prices: &mut watch::Receiver<Arc<Vec<PriceEntry>>>,
         private: &mut broadcast::Receiver<Arc<Private>>,
     ) -> End {
         let mut refresh = tokio::time::interval(Duration::from_millis(self.limits.refresh_ms));
@@ -473,15 +502,17 @@ impl Conn {
         &mut self,
         socket: &mut WebSocket,
         channel: &'static str,
-        data: Value,
+        data: &str,
     ) -> Result<(), End> {
         if !self.subscribed.contains(&channel) {
             return Ok(());
         }
         let seq = self.seq.entry(channel).or_insert(0);
         *seq += 1;
-        let msg = json!({"channel": channel, "seq": *seq, "data": data});
-        self.send_json(socket, &msg).await
+        // `data` is JSON already (serialized once for every connection): only the envelope
+        // is this connection's.
+        let msg = format!(r#"{{"channel":"{channel}","seq":{seq},"data":{data}}}"#);
+        self.send(socket, Message::Text(msg.into())).await
     }
 
     async fn error(&self, socket: &mut WebSocket, code: &str, message: &str) -> Result<(), End> {
@@ -573,23 +604,26 @@ impl Conn {
             self.balance_dirty = true;
             self.last_balance = None;
             self.last_marks = None;
+            self.has_open = true;
             self.on_refresh(socket).await?;
         }
         Ok(())
     }
 
-    async fn on_prices(&mut self, socket: &mut WebSocket, latest: &[Value]) -> Result<(), End> {
+    async fn on_prices(
+        &mut self,
+        socket: &mut WebSocket,
+        latest: &[PriceEntry],
+    ) -> Result<(), End> {
         if !self.subscribed.contains(&"prices") {
             return Ok(());
         }
         for p in latest {
-            let market = p["market"].as_str().unwrap_or_default().to_owned();
-            let id = p["update_id"].as_u64().unwrap_or(0);
-            if self.sent_prices.get(&market) == Some(&id) {
+            if self.sent_prices.get(&p.market) == Some(&p.update_id) {
                 continue;
             }
-            self.sent_prices.insert(market, id);
-            self.push(socket, "prices", p.clone()).await?;
+            self.sent_prices.insert(p.market.clone(), p.update_id);
+            self.push(socket, "prices", &p.json).await?;
         }
         Ok(())
     }
@@ -603,7 +637,12 @@ impl Conn {
                 self.balance_dirty = true;
                 Ok(())
             }
-            Some(data) => self.push(socket, p.channel, data.clone()).await,
+            Some(data) => {
+                if p.channel == "positions" {
+                    self.has_open = true; // worth asking for marks again
+                }
+                self.push(socket, p.channel, data).await
+            }
         }
     }
 
@@ -619,11 +658,11 @@ impl Conn {
                 let v = serde_json::to_value(balance_dto(&a)).unwrap_or_default();
                 if self.last_balance.as_ref() != Some(&v) {
                     self.last_balance = Some(v.clone());
-                    self.push(socket, "balance", v).await?;
+                    self.push(socket, "balance", &v.to_string()).await?;
                 }
             }
         }
-        if self.subscribed.contains(&"positions") {
+        if self.subscribed.contains(&"positions") && self.has_open {
             let kind = CommandKind::QueryPositions { account, status: PositionStatus::Open };
             if let Ok(r) = self.state.call(kind).await {
                 let marks: Vec<Value> = r.items.iter().filter_map(|i| match i {
@@ -632,12 +671,14 @@ impl Conn {
                         "margin": money(v.margin)})),
                     _ => None,
                 }).collect();
+                // An account without open positions is not asked again until it opens one.
+                self.has_open = !marks.is_empty();
                 let v = json!({"event": "marks", "positions": marks});
                 if self.last_marks.as_ref() != Some(&v) {
                     self.last_marks = Some(v.clone());
                     // uPnL moves with every price: the balance (equity) does too.
                     self.balance_dirty = true;
-                    self.push(socket, "positions", v).await?;
+                    self.push(socket, "positions", &v.to_string()).await?;
                 }
             }
         }

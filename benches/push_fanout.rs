@@ -187,7 +187,7 @@ fn run(clients: usize, hz: u32, secs: u64) {
         let symbol = ["BTC_USDC", "ETH_USDC", "SOL_USDC"][m];
         prices_sent.lock().unwrap().insert(format!("\"{symbol}\":{}", update[m]), Instant::now());
         let _ = engine.call(now_ns(), CommandKind::PriceTick(tick), Duration::from_secs(5));
-        if step % 9 == 0 && clients > 0 {
+        if step.is_multiple_of(9) && clients > 0 {
             let account = accounts[usize::try_from(step / 9).unwrap() % clients];
             let req = OpenRequest {
                 account,
@@ -219,7 +219,7 @@ fn run(clients: usize, hz: u32, secs: u64) {
                 );
             }
         }
-        if step % 3 == 0 {
+        if step.is_multiple_of(3) {
             let t0 = Instant::now();
             let _ = engine.call(
                 now_ns(),
@@ -237,13 +237,13 @@ fn run(clients: usize, hz: u32, secs: u64) {
     std::thread::sleep(Duration::from_millis(300));
     let ms = |h: &Histogram<u64>, q: f64| format!("{:.1} ms", h.value_at_quantile(q) as f64 / 1e6);
     let (ph, oh) = (price_hist.lock().unwrap(), open_hist.lock().unwrap());
-    let (p50, p99, pmax) = if ph.len() > 0 {
+    let (p50, p99, pmax) = if !ph.is_empty() {
         (ms(&ph, 0.5), ms(&ph, 0.99), format!("{:.1} ms", ph.max() as f64 / 1e6))
     } else {
         ("—".into(), "—".into(), "—".into())
     };
     let (o50, o99) =
-        if oh.len() > 0 { (ms(&oh, 0.5), ms(&oh, 0.99)) } else { ("—".into(), "—".into()) };
+        if !oh.is_empty() { (ms(&oh, 0.5), ms(&oh, 0.99)) } else { ("—".into(), "—".into()) };
     let us = |q: f64| format!("{} µs", deposit.value_at_quantile(q) / 1_000);
     println!(
         "| {clients} | {hz} | {p50} | {p99} | {pmax} | {o50} | {o99} | {srv:.0} | {cli:.0} | {eng:.0} | {} | {} |",

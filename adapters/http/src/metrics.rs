@@ -61,6 +61,7 @@ pub struct Metrics {
     feed_counters: Family<CounterLabels, Gauge>,
     edge: Family<CounterLabels, Gauge>,
     history: Family<CounterLabels, Gauge>,
+    push: Family<CounterLabels, Gauge>,
     source: Arc<dyn crate::EngineClient>,
     feed: Option<Arc<dyn crate::FeedStatus>>,
     hasher: crate::auth::Hasher,
@@ -128,9 +129,16 @@ impl Metrics {
             "History store writer (written_seq, written, batches, errors, lag_ms, stalled)",
             history.clone(),
         );
+        let push = Family::<CounterLabels, Gauge>::default();
+        registry.register(
+            "push",
+            "Push API (open, sent, slow_closed, idle_closed, refused)",
+            push.clone(),
+        );
         Metrics {
             edge,
             history,
+            push,
             hasher,
             server,
             feed_counters,
@@ -151,7 +159,24 @@ impl Metrics {
         self.reply_seconds.observe(d.as_secs_f64());
     }
 
-    fn encode(&self, history: Option<&history::WriterStatus>) -> String {
+    fn encode(
+        &self,
+        history: Option<&history::WriterStatus>,
+        push: &crate::push::PushStats,
+    ) -> String {
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        let pushed = [
+            ("open", push.open.load(relaxed) as u64),
+            ("sent", push.sent.load(relaxed)),
+            ("slow_closed", push.slow_closed.load(relaxed)),
+            ("idle_closed", push.idle_closed.load(relaxed)),
+            ("refused", push.refused.load(relaxed)),
+        ];
+        for (name, v) in pushed {
+            self.push
+                .get_or_create(&CounterLabels { counter: name })
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
+        }
         {
             let source = &self.source;
             let c = source.counters().unwrap_or_default();
@@ -222,7 +247,7 @@ impl Metrics {
 /// `GET /metrics`.
 pub async fn render(State(state): State<Arc<AppState>>) -> Response {
     let writer = state.history.get().and_then(|h| h.writer.as_deref());
-    let body = state.metrics.encode(writer);
+    let body = state.metrics.encode(writer, &state.hub().stats);
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
         .into_response()
 }

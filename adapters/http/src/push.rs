@@ -31,6 +31,7 @@ use axum::response::{IntoResponse, Response};
 use engine_core::command::{AccountId, CommandKind, MarketId, PositionStatus};
 use engine_core::config::MarketConfig;
 use engine_core::event::{Change, ChangeRecord, CloseReason, Item, ReplyData};
+use futures_util::SinkExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
@@ -482,12 +483,19 @@ impl Conn {
 
     /// Sends one frame, or gives up on a socket that does not take it in time.
     async fn send(&self, socket: &mut WebSocket, m: Message) -> Result<(), End> {
+        self.io(socket.send(m)).await?;
+        self.state.hub().stats.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A socket operation within `send_timeout`.
+    async fn io(
+        &self,
+        op: impl std::future::Future<Output = Result<(), axum::Error>>,
+    ) -> Result<(), End> {
         let limit = Duration::from_millis(self.limits.send_timeout_ms);
-        match tokio::time::timeout(limit, socket.send(m)).await {
-            Ok(Ok(())) => {
-                self.state.hub().stats.sent.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
+        match tokio::time::timeout(limit, op).await {
+            Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(End::Closed),
             Err(_) => Err(End::Slow),
         }
@@ -504,15 +512,22 @@ impl Conn {
         channel: &'static str,
         data: &str,
     ) -> Result<(), End> {
+        match self.frame(channel, data) {
+            Some(m) => self.send(socket, m).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The numbered frame of `data` on `channel`, if subscribed. `data` is JSON already
+    /// (serialized once for every connection): only the envelope is this connection's.
+    fn frame(&mut self, channel: &'static str, data: &str) -> Option<Message> {
         if !self.subscribed.contains(&channel) {
-            return Ok(());
+            return None;
         }
         let seq = self.seq.entry(channel).or_insert(0);
         *seq += 1;
-        // `data` is JSON already (serialized once for every connection): only the envelope
-        // is this connection's.
         let msg = format!(r#"{{"channel":"{channel}","seq":{seq},"data":{data}}}"#);
-        self.send(socket, Message::Text(msg.into())).await
+        Some(Message::Text(msg.into()))
     }
 
     async fn error(&self, socket: &mut WebSocket, code: &str, message: &str) -> Result<(), End> {
@@ -618,12 +633,21 @@ impl Conn {
         if !self.subscribed.contains(&"prices") {
             return Ok(());
         }
+        // Every changed market in one write: frames are queued, then flushed once.
+        let mut queued = 0;
         for p in latest {
             if self.sent_prices.get(&p.market) == Some(&p.update_id) {
                 continue;
             }
             self.sent_prices.insert(p.market.clone(), p.update_id);
-            self.push(socket, "prices", &p.json).await?;
+            if let Some(m) = self.frame("prices", &p.json) {
+                self.io(socket.feed(m)).await?;
+                queued += 1;
+            }
+        }
+        if queued > 0 {
+            self.io(socket.flush()).await?;
+            self.state.hub().stats.sent.fetch_add(queued, Ordering::Relaxed);
         }
         Ok(())
     }

@@ -276,12 +276,25 @@ async fn a_slow_client_is_cut_off_and_the_others_get_every_message() {
     // The slow one reads nothing while 2 x 12 000 position events go out, a few at a time.
     let rounds = 12_000;
     let mut engine = s.engine.submitter();
+    let mut update_id = s.update_id;
     tokio::task::spawn_blocking(move || {
         for i in 0..rounds {
             let p = open(&mut engine, account, 10, 10);
             close(&mut engine, account, p.id);
             if i % 100 == 0 {
                 std::thread::sleep(Duration::from_millis(5));
+                // Keep the price fresh (5 s max age) however long a busy machine takes.
+                update_id += 1;
+                let tick = Tick {
+                    market: MarketId(0),
+                    bid: Price(6_000_000),
+                    ask: Price(6_000_100),
+                    update_id,
+                    exchange_time_us: 0,
+                };
+                engine
+                    .call(now_ns(), CommandKind::PriceTick(tick), Duration::from_secs(5))
+                    .unwrap();
             }
         }
     })
@@ -349,4 +362,48 @@ async fn the_asyncapi_document_describes_the_protocol() {
     };
     assert_eq!(status, "200");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), doc);
+}
+
+/// A client that sends nothing, not even a pong (it never reads its pings), is closed 4002;
+/// connections beyond the per-address cap are refused with 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_clients_are_closed_and_connections_are_capped() {
+    let s = Server::start(|c| {
+        c.limits.push.heartbeat_ms = 100;
+        c.limits.push.idle_timeout_ms = 400;
+        c.limits.push.per_ip = 2;
+    })
+    .await;
+    let mut silent = s.connect(None).await;
+    let _second = s.connect(None).await;
+    let third = tokio_tungstenite::connect_async(format!("ws://{}/api/v1/ws", s.addr)).await;
+    match third {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 429),
+        other => panic!("a third connection from one address: {other:?}"),
+    }
+    // Not reading means not answering pings: after the idle timeout the server closes.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    // The client library answers the queued pings first and finds the socket closed, or reads
+    // the close frame: either way the stream ends, and a close frame, if read, says why.
+    let mut ended = false;
+    while let Ok(m) = tokio::time::timeout(Duration::from_secs(2), silent.next()).await {
+        match m {
+            Some(Ok(Message::Close(f))) => {
+                assert_eq!(f.map(|f| u16::from(f.code)), Some(4002));
+                ended = true;
+                break;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    assert!(ended, "the silent connection was closed");
+    // Both connections were silent.
+    assert_eq!(s.state.hub().stats.idle_closed.load(Ordering::Relaxed), 2);
+    // The slot is given back: a new connection is accepted again.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(tokio_tungstenite::connect_async(format!("ws://{}/api/v1/ws", s.addr)).await.is_ok());
 }

@@ -154,6 +154,23 @@ fn serve_keeps_the_whole_history_through_a_kill_9_and_rebuild_equals_live() {
     assert_eq!((status, json(&body)["error"]["code"].as_str()), (400, Some("invalid_query")));
     assert_statement_matches_balance(&addr, &alice);
     assert_statement_matches_balance(&addr, &bob);
+    // Candles of the applied bid, from the store, public.
+    let (status, body) =
+        http(&addr, "GET", "/api/v1/candles?market=BTC_USDC&interval=1m&limit=5", None, None);
+    assert_eq!(status, 200, "{body}");
+    let candles = json(&body)["candles"].as_array().cloned().unwrap_or_default();
+    assert!(!candles.is_empty(), "{body}");
+    for c in &candles {
+        let (o, h, l, cl) = (
+            micros(c["open"].as_str().unwrap(), 2),
+            micros(c["high"].as_str().unwrap(), 2),
+            micros(c["low"].as_str().unwrap(), 2),
+            micros(c["close"].as_str().unwrap(), 2),
+        );
+        assert!(l <= o.min(cl) && h >= o.max(cl) && c["ticks"].as_u64().unwrap() > 0, "{c}");
+    }
+    let (status, _) = http(&addr, "GET", "/api/v1/candles?market=BTC_USDC&interval=2m", None, None);
+    assert_eq!(status, 400);
     // Operators see the writer: in /healthz and in /metrics.
     let (_, health) = http(&addr, "GET", "/healthz", None, None);
     let written = json(&health)["history"]["written_seq"].as_u64().unwrap_or(0);

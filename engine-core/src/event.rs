@@ -439,10 +439,20 @@ pub enum Change {
     /// Nothing changed that a read model stores: the command at `seq` is a multiple of
     /// [`CHECKPOINT_EVERY`]. A reader that has this has every change up to it.
     Checkpoint,
+    /// A tick was applied: the market's bid and ask from now on (before the closes it triggers).
+    /// Candles are built from these.
+    PriceApplied {
+        /// Market.
+        market: MarketId,
+        /// New bid.
+        bid: Price,
+        /// New ask.
+        ask: Price,
+    },
 }
 
 impl Change {
-    /// The account the change belongs to (none for a checkpoint).
+    /// The account the change belongs to (none for a checkpoint or a price).
     pub const fn account(&self) -> Option<AccountId> {
         match *self {
             Change::AccountCreated { account, .. }
@@ -451,7 +461,7 @@ impl Change {
             | Change::Opened { account, .. }
             | Change::Closed { account, .. }
             | Change::MarginAdded { account, .. } => Some(account),
-            Change::Checkpoint => None,
+            Change::Checkpoint | Change::PriceApplied { .. } => None,
         }
     }
 }

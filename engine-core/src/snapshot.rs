@@ -423,6 +423,7 @@ mod tests {
                 matches!(
                     outs[..],
                     [
+                        Output::Change(ChangeRecord { change: Change::PriceApplied { .. }, .. }),
                         Output::Change(ChangeRecord {
                             change: Change::Closed { reason: CloseReason::TakeProfit, .. },
                             ..

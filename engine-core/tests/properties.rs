@@ -255,6 +255,7 @@ fn assert_changes_account_for_every_movement(w: &mut World) {
                 house += margin_released.0 - payout.0 - (to_fund - insurance_paid.0);
             }
             Change::Checkpoint => checkpoints += 1,
+            Change::PriceApplied { .. } => {}
         }
     }
     assert_eq!(checkpoints, w.h.engine.seq() / CHECKPOINT_EVERY);

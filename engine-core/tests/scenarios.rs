@@ -737,7 +737,12 @@ fn a_tick_without_request_id_gets_no_reply() {
     let mut h = Harness::new();
     let tick = Tick { market: BTC, bid: usd(1), ask: usd(1), update_id: 1, exchange_time_us: 0 };
     h.engine.apply(&Command::new(RequestId::NONE, T0, CommandKind::PriceTick(tick)), &mut h.out);
-    assert!(h.out.is_empty());
+    // No reply: only the state change (the applied price, for candles).
+    assert!(matches!(
+        h.out[..],
+        [Output::Change(ChangeRecord { change: Change::PriceApplied { .. }, .. })]
+    ));
+    h.out.clear();
     h.engine.apply(&Command::new(RequestId::NONE, T0, CommandKind::PriceTick(tick)), &mut h.out);
     assert!(matches!(
         h.out[..],

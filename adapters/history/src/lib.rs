@@ -42,7 +42,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use project::{HouseMovement, Movement, house_movement, movements};
-pub use read::{LedgerEntry, LedgerQuery, Page};
+pub use read::{Candle, LedgerEntry, LedgerQuery, Page};
+pub use rows::SPANS;
 pub use writer::{RunningWriter, Writer, WriterStatus, spawn_writer};
 
 /// Why the store failed.
@@ -67,6 +68,9 @@ pub enum HistoryError {
     /// A page size outside 1..=500.
     #[error("limit must be 1..=500")]
     InvalidLimit,
+    /// A query parameter out of its set.
+    #[error("{0}")]
+    InvalidQuery(&'static str),
 }
 
 impl HistoryError {

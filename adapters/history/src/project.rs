@@ -38,7 +38,10 @@ pub fn movements(change: &Change) -> Vec<Movement> {
                 m("loss_forgiven", bad_debt.0),
             ]
         }
-        Change::AccountCreated { .. } | Change::MarginAdded { .. } | Change::Checkpoint => vec![],
+        Change::AccountCreated { .. }
+        | Change::MarginAdded { .. }
+        | Change::Checkpoint
+        | Change::PriceApplied { .. } => vec![],
     };
     let rows: Vec<Movement> = rows.into_iter().filter(|r| r.amount != 0).collect();
     debug_assert!(rows.len() <= MOVEMENTS_MAX);
@@ -86,6 +89,7 @@ pub const fn kind(change: &Change) -> &'static str {
         Change::Closed { .. } => "closed",
         Change::MarginAdded { .. } => "margin_added",
         Change::Checkpoint => "checkpoint",
+        Change::PriceApplied { .. } => "price_applied",
     }
 }
 

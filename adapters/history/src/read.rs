@@ -43,6 +43,23 @@ pub struct LedgerEntry {
     pub at_ns: u64,
 }
 
+/// One candle: OHLC of the applied bid, in price ticks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candle {
+    /// Bucket start (ns since the epoch, aligned to the span in UTC).
+    pub start_ns: u64,
+    /// First bid of the bucket.
+    pub open: Price,
+    /// Highest.
+    pub high: Price,
+    /// Lowest.
+    pub low: Price,
+    /// Last.
+    pub close: Price,
+    /// Ticks applied in the bucket.
+    pub ticks: u64,
+}
+
 /// A statement request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LedgerQuery {
@@ -151,6 +168,38 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(closed_view).transpose()
+    }
+
+    /// The latest `limit` candles of `market` for `span` (one of [`crate::SPANS`]), oldest
+    /// first. An unknown span is [`HistoryError::InvalidQuery`].
+    pub async fn candles(&self, market: MarketId, span: &str, limit: u32) -> Result<Vec<Candle>> {
+        let limit = check_limit(limit)?;
+        let span = crate::SPANS
+            .iter()
+            .map(|(s, _)| *s)
+            .find(|s| *s == span)
+            .ok_or(HistoryError::InvalidQuery("interval must be 1m, 5m, 15m, 1h, 4h or 1d"))?;
+        let rows: Vec<(i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT start_ns, open, high, low, close, ticks FROM candles \
+             WHERE market = $1 AND span = $2 ORDER BY start_ns DESC LIMIT $3",
+        )
+        .bind(i64::from(market.0))
+        .bind(span)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (start, open, high, low, close, ticks) in rows.into_iter().rev() {
+            out.push(Candle {
+                start_ns: unsigned(start)?,
+                open: Price(open),
+                high: Price(high),
+                low: Price(low),
+                close: Price(close),
+                ticks: unsigned(ticks)?,
+            });
+        }
+        Ok(out)
     }
 
     /// `account`'s statement in engine order, filtered by time, `q.limit` per page.

@@ -93,6 +93,21 @@ pub struct HouseRow {
     pub(crate) at_ns: i64,
 }
 
+/// The candle spans kept, with their length in seconds.
+pub const SPANS: [(&str, i64); 6] =
+    [("1m", 60), ("5m", 300), ("15m", 900), ("1h", 3_600), ("4h", 14_400), ("1d", 86_400)];
+
+/// One candle's part within a batch (merged into the stored one: high/low widened, close
+/// replaced, ticks added; open kept from the first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CandleRow {
+    pub(crate) open: i64,
+    pub(crate) high: i64,
+    pub(crate) low: i64,
+    pub(crate) close: i64,
+    pub(crate) ticks: i64,
+}
+
 /// What a batch writes.
 #[derive(Debug, Default)]
 pub struct Projection {
@@ -103,6 +118,8 @@ pub struct Projection {
     pub(crate) raw: Vec<RawRow>,
     pub(crate) ledger: Vec<LedgerRow>,
     pub(crate) house: Vec<HouseRow>,
+    /// (market, span, bucket start ns) → the batch's part of that candle.
+    pub(crate) candles: BTreeMap<(i64, &'static str, i64), CandleRow>,
     pub(crate) insurance: i128,
     pub(crate) house_balance: i128,
     /// The last change projected (`None`: nothing after the start cursor).
@@ -169,6 +186,9 @@ pub fn project(
 
 impl Projection {
     fn apply(&mut self, rec: &ChangeRecord) -> Result<()> {
+        if let Change::PriceApplied { market, bid, .. } = rec.change {
+            return self.candle(i64::from(market.0), bid.0, id(rec.at_ns, "time")?);
+        }
         let Some(account) = rec.change.account() else { return Ok(()) }; // a checkpoint
         let account = i64::from(account.0);
         let (seq, at_ns) = (id(rec.seq, "seq")?, id(rec.at_ns, "time")?);
@@ -234,6 +254,24 @@ impl Projection {
                 house_balance: self.house_balance,
                 at_ns,
             });
+        }
+        Ok(())
+    }
+
+    /// Folds an applied bid into every span's current bucket.
+    fn candle(&mut self, market: i64, bid: i64, at_ns: i64) -> Result<()> {
+        for (span, secs) in SPANS {
+            let len = secs * 1_000_000_000;
+            let start = at_ns - at_ns.rem_euclid(len);
+            self.candles
+                .entry((market, span, start))
+                .and_modify(|c| {
+                    c.high = c.high.max(bid);
+                    c.low = c.low.min(bid);
+                    c.close = bid;
+                    c.ticks += 1;
+                })
+                .or_insert(CandleRow { open: bid, high: bid, low: bid, close: bid, ticks: 1 });
         }
         Ok(())
     }

@@ -185,7 +185,7 @@ pub fn session(seed: u64, commands: usize) -> (Engine, Vec<ChangeRecord>) {
         );
     }
     for _ in 0..commands {
-        t += 1_000_000;
+        t += 20_000_000; // 20 ms a command: a session spans several one-minute candles
         let account = AccountId(1 + u32::try_from(next(10)).unwrap_or(0));
         let kind = match next(100) {
             0..=39 => {
@@ -326,6 +326,14 @@ pub async fn dump(store: &crate::Store) -> Vec<String> {
     .await
     .unwrap();
     out.extend(rows.iter().map(|r| format!("house {r:?}")));
+    let rows: Vec<(i64, String, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT market, span, start_ns, open, high, low, close, ticks FROM candles \
+         ORDER BY market, span, start_ns",
+    )
+    .fetch_all(p)
+    .await
+    .unwrap();
+    out.extend(rows.iter().map(|r| format!("candle {r:?}")));
     let rows: Vec<(i64, i64, String, String)> =
         sqlx::query_as("SELECT seq, n, kind, body FROM changes ORDER BY seq, n")
             .fetch_all(p)

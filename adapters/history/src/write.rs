@@ -331,7 +331,35 @@ async fn store(tx: &mut Tx<'_>, sqlite: bool, p: &Projection) -> Result<()> {
         "house_balance",
         "at_ns",
     ];
-    insert_rows(tx, sqlite, "house_ledger", &cols, "", house).await
+    insert_rows(tx, sqlite, "house_ledger", &cols, "", house).await?;
+    store_candles(tx, sqlite, p).await
+}
+
+/// Merges the batch's candle parts into the stored candles (portable SQL: CASE, not
+/// GREATEST/MAX, which the two databases spell differently).
+async fn store_candles(tx: &mut Tx<'_>, sqlite: bool, p: &Projection) -> Result<()> {
+    let rows = p
+        .candles
+        .iter()
+        .map(|((market, span, start), c)| {
+            vec![
+                V::I(*market),
+                V::S((*span).into()),
+                V::I(*start),
+                V::I(c.open),
+                V::I(c.high),
+                V::I(c.low),
+                V::I(c.close),
+                V::I(c.ticks),
+            ]
+        })
+        .collect();
+    let cols = ["market", "span", "start_ns", "open", "high", "low", "close", "ticks"];
+    let merge = " ON CONFLICT (market, span, start_ns) DO UPDATE SET \
+        high = CASE WHEN excluded.high > candles.high THEN excluded.high ELSE candles.high END, \
+        low = CASE WHEN excluded.low < candles.low THEN excluded.low ELSE candles.low END, \
+        close = excluded.close, ticks = candles.ticks + excluded.ticks";
+    insert_rows(tx, sqlite, "candles", &cols, merge, rows).await
 }
 
 fn position_values(id: i64, r: &PositionRow) -> Result<Vec<V>> {

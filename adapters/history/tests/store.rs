@@ -100,6 +100,43 @@ async fn exactly_once_and_books(store: &Store, reference: &Store) {
     let last = changes.last().unwrap();
     assert_eq!(store.consistent_to().await.unwrap(), last.seq);
     operator_queries_run(store, &mut engine).await;
+    candles_are_the_applied_bids(store, &changes).await;
+}
+
+/// Every span's candles equal OHLC folded here from the applied prices in the changes.
+async fn candles_are_the_applied_bids(store: &Store, changes: &[ChangeRecord]) {
+    for (span, secs) in history::SPANS {
+        let len = u64::try_from(secs).unwrap() * 1_000_000_000;
+        let mut expected: Vec<history::Candle> = Vec::new();
+        for c in changes {
+            let Change::PriceApplied { market: MarketId(0), bid, .. } = c.change else { continue };
+            let start = c.at_ns - c.at_ns % len;
+            match expected.last_mut() {
+                Some(k) if k.start_ns == start => {
+                    k.high = k.high.max(bid);
+                    k.low = k.low.min(bid);
+                    k.close = bid;
+                    k.ticks += 1;
+                }
+                _ => expected.push(history::Candle {
+                    start_ns: start,
+                    open: bid,
+                    high: bid,
+                    low: bid,
+                    close: bid,
+                    ticks: 1,
+                }),
+            }
+        }
+        assert!(!expected.is_empty());
+        let got = store.candles(MarketId(0), span, 500).await.unwrap();
+        let tail = &expected[expected.len().saturating_sub(500)..];
+        assert_eq!(got, tail, "span {span}");
+    }
+    assert!(matches!(
+        store.candles(MarketId(0), "2m", 10).await,
+        Err(history::HistoryError::InvalidQuery(_))
+    ));
 }
 
 /// The example queries of docs/HISTORY.md run on this database and agree with the engine.

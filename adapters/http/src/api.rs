@@ -50,6 +50,7 @@ pub fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(ledger))
         .routes(routes!(deposit))
         .routes(routes!(markets))
+        .routes(routes!(candles))
         .routes(routes!(open, list_positions))
         .routes(routes!(get_position))
         .routes(routes!(close))
@@ -541,6 +542,48 @@ async fn deposit(
 
 // ----- markets -----
 
+#[utoipa::path(get, path = "/api/v1/candles", tag = "markets",
+    summary = "Candles of the engine's applied bid, from the history store (public)",
+    params(dto::CandlesQuery),
+    responses(
+        (status = 200, description = "the latest candles, oldest first", body = dto::Candles),
+        (status = 400, description = "invalid market, interval or limit", body = dto::ErrorBody),
+        (status = 404, description = "this server keeps no history store", body = dto::ErrorBody),
+        (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody),
+        (status = 503, description = "history store unavailable", body = dto::ErrorBody),
+    ))]
+async fn candles(
+    State(state): St,
+    ClientIp(ip): ClientIp,
+    ApiQuery(q): ApiQuery<dto::CandlesQuery>,
+) -> Result<Response, ApiError> {
+    AppState::limited(&state.public_ip, &ip)?;
+    let Some(h) = state.history.get() else {
+        return Err(ApiError::not_found("history_disabled", "this server keeps no history store"));
+    };
+    let (market, cfg) = state
+        .market(&q.market)
+        .map_err(|_| ApiError::bad_request("unknown_market", "no such market"))?;
+    let got = h
+        .store
+        .candles(market, &q.interval, q.limit.unwrap_or(200))
+        .await
+        .map_err(history_error)?;
+    let candles = got
+        .iter()
+        .map(|c| dto::Candle {
+            time: ms(c.start_ns),
+            open: px(c.open, cfg),
+            high: px(c.high, cfg),
+            low: px(c.low, cfg),
+            close: px(c.close, cfg),
+            ticks: c.ticks,
+        })
+        .collect();
+    let body = dto::Candles { market: cfg.symbol.clone(), interval: q.interval, candles };
+    Ok(Json(body).into_response())
+}
+
 #[utoipa::path(get, path = "/api/v1/markets", tag = "markets",
     summary = "Markets with bid, ask, price time and limits (public)",
     responses(
@@ -770,6 +813,7 @@ fn history_error(e: history::HistoryError) -> ApiError {
         history::HistoryError::InvalidLimit => {
             ApiError::bad_request("invalid_query", "limit must be 1..=500")
         }
+        history::HistoryError::InvalidQuery(why) => ApiError::bad_request("invalid_query", why),
         other => {
             tracing::warn!(error = %other, "history store read failed");
             ApiError::unavailable("history_unavailable", "the history store is not answering")

@@ -87,6 +87,47 @@ pub struct ListQuery {
     pub limit: Option<u32>,
 }
 
+/// `GET /candles`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CandlesQuery {
+    /// Market symbol, e.g. `BTC_USDC`.
+    pub market: String,
+    /// `1m`, `5m`, `15m`, `1h`, `4h` or `1d`.
+    pub interval: String,
+    /// Candles, the latest ones, 1..=500 (default 200).
+    pub limit: Option<u32>,
+}
+
+/// One candle: OHLC of the engine's applied bid.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Candle {
+    /// Bucket start (ms since the epoch, aligned to the interval in UTC).
+    pub time: u64,
+    /// First bid of the bucket.
+    pub open: String,
+    /// Highest bid.
+    pub high: String,
+    /// Lowest bid.
+    pub low: String,
+    /// Last bid.
+    pub close: String,
+    /// Ticks applied in the bucket.
+    pub ticks: u64,
+}
+
+/// `GET /candles`: oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Candles {
+    /// Symbol.
+    pub market: String,
+    /// Interval.
+    pub interval: String,
+    /// The candles.
+    pub candles: Vec<Candle>,
+}
+
 /// `GET /user/ledger`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -494,6 +494,7 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
     let listed: Vec<(String, String)> =
         ops.iter().map(|(m, p, _)| (m.clone(), p.clone())).collect();
     let expected = [
+        ("GET", "/api/v1/candles"),
         ("GET", "/api/v1/markets"),
         ("GET", "/api/v1/openapi.json"),
         ("GET", "/api/v1/positions"),

@@ -285,6 +285,7 @@ type PositionRow = (
     Option<i64>,
 );
 type LedgerRow = (i64, i64, i64, String, i64, i64, Option<i64>, i64);
+type CandleRow = (i64, String, i64, i64, i64, i64, i64, i64);
 
 /// Every table, rendered in key order: two stores with the same dump hold the same history.
 pub async fn dump(store: &crate::Store) -> Vec<String> {
@@ -326,7 +327,7 @@ pub async fn dump(store: &crate::Store) -> Vec<String> {
     .await
     .unwrap();
     out.extend(rows.iter().map(|r| format!("house {r:?}")));
-    let rows: Vec<(i64, String, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+    let rows: Vec<CandleRow> = sqlx::query_as(
         "SELECT market, span, start_ns, open, high, low, close, ticks FROM candles \
          ORDER BY market, span, start_ns",
     )

@@ -109,6 +109,13 @@ pub(crate) struct PriceEntry {
     json: Arc<str>,
 }
 
+/// The latest candle of one candle channel, serialized once.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct CandleEntry {
+    channel: usize,
+    json: Arc<str>,
+}
+
 /// What the push API has done, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct PushStats {
@@ -129,6 +136,11 @@ pub struct PushStats {
 pub struct Hub {
     markets: Vec<MarketConfig>,
     prices: watch::Sender<Arc<Vec<PriceEntry>>>,
+    /// `candles.<MARKET>.<INTERVAL>` for every market and span, with what each names.
+    candle_channels: Vec<(String, MarketId, &'static str)>,
+    /// The latest candle of each channel that has one, from the history store.
+    candles: watch::Sender<Arc<Vec<CandleEntry>>>,
+    candle_subscribers: AtomicUsize,
     private: broadcast::Sender<Arc<Private>>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     poller: std::sync::OnceLock<()>,
@@ -139,7 +151,17 @@ pub struct Hub {
 impl Hub {
     /// A hub for `markets`, a connection falling `lag` changes behind being cut off.
     pub fn new(markets: Vec<MarketConfig>, lag: usize) -> Hub {
+        let mut candle_channels = Vec::new();
+        for (i, m) in markets.iter().enumerate() {
+            let id = MarketId(u16::try_from(i).unwrap_or(u16::MAX));
+            for (span, _) in history::SPANS {
+                candle_channels.push((format!("candles.{}.{span}", m.symbol), id, span));
+            }
+        }
         Hub {
+            candle_channels,
+            candles: watch::channel(Arc::new(Vec::new())).0,
+            candle_subscribers: AtomicUsize::new(0),
             markets,
             prices: watch::channel(Arc::new(Vec::new())).0,
             private: broadcast::channel(lag.max(16)).0,
@@ -323,6 +345,40 @@ async fn poll_prices(state: Arc<AppState>) {
     }
 }
 
+/// Reads the latest candle of every channel from the history store at the price rate, while
+/// anyone subscribes to candles, and publishes those that changed. The store is the one source:
+/// what is pushed is what `GET /api/v1/candles` returns next.
+async fn poll_candles(state: Arc<AppState>) {
+    let hz = u64::from(state.push_limits().price_updates_per_second.max(1));
+    let mut every = tokio::time::interval(Duration::from_millis(1_000 / hz));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let hub = state.hub();
+    loop {
+        every.tick().await;
+        let Some(h) = state.history.get() else { continue };
+        if hub.candle_subscribers.load(Ordering::Relaxed) == 0 {
+            continue;
+        }
+        let mut latest = Vec::new();
+        for (i, (_, market, span)) in hub.candle_channels.iter().enumerate() {
+            let Ok(got) = h.store.candles(*market, span, 1).await else { continue };
+            let (Some(c), Some(m)) = (got.last(), hub.markets.get(usize::from(market.0))) else {
+                continue;
+            };
+            let data = json!({"time": ms(c.start_ns), "open": px(c.open, m), "high": px(c.high, m),
+                "low": px(c.low, m), "close": px(c.close, m), "ticks": c.ticks});
+            latest.push(CandleEntry { channel: i, json: Arc::from(data.to_string()) });
+        }
+        hub.candles.send_if_modified(|old| {
+            let changed = **old != latest;
+            if changed {
+                *old = Arc::new(latest);
+            }
+            changed
+        });
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct WsQuery {
     token: Option<String>,
@@ -357,6 +413,7 @@ pub(crate) async fn upgrade(
     };
     state.hub().poller.get_or_init(|| {
         tokio::spawn(poll_prices(Arc::clone(&state)));
+        tokio::spawn(poll_candles(Arc::clone(&state)));
     });
     ws.max_message_size(4_096).on_upgrade(move |socket| async move {
         let _slot = slot;
@@ -370,6 +427,11 @@ struct Conn {
     account: Option<AccountId>,
     limits: PushLimits,
     subscribed: Vec<&'static str>,
+    /// Candle channels subscribed (indexes into the hub's list), with their own numbering and
+    /// what was last sent on each.
+    candle_subs: Vec<usize>,
+    candle_seq: HashMap<usize, u64>,
+    sent_candles: HashMap<usize, Arc<str>>,
     seq: HashMap<&'static str, u64>,
     /// Per market, the update id last sent.
     sent_prices: HashMap<String, u64>,
@@ -405,6 +467,9 @@ impl Conn {
             account,
             limits,
             subscribed: Vec::new(),
+            candle_subs: Vec::new(),
+            candle_seq: HashMap::new(),
+            sent_candles: HashMap::new(),
             seq: HashMap::new(),
             sent_prices: HashMap::new(),
             balance_dirty: true,
@@ -418,7 +483,9 @@ impl Conn {
         let hub = self.state.hub();
         let mut prices = hub.prices.subscribe();
         let mut private = hub.private.subscribe();
-        let end = self.serve(&mut socket, &mut prices, &mut private).await;
+        let mut candles = hub.candles.subscribe();
+        let end = self.serve(&mut socket, &mut prices, &mut private, &mut candles).await;
+        hub.candle_subscribers.fetch_sub(self.candle_subs.len(), Ordering::Relaxed);
         let (code, reason) = match end {
             End::Closed => return,
             End::Slow => {
@@ -440,6 +507,7 @@ impl Conn {
         socket: &mut WebSocket,
         prices: &mut watch::Receiver<Arc<Vec<PriceEntry>>>,
         private: &mut broadcast::Receiver<Arc<Private>>,
+        candles: &mut watch::Receiver<Arc<Vec<CandleEntry>>>,
     ) -> End {
         let mut refresh = tokio::time::interval(Duration::from_millis(self.limits.refresh_ms));
         let mut heartbeat = tokio::time::interval(Duration::from_millis(self.limits.heartbeat_ms));
@@ -458,6 +526,13 @@ impl Conn {
                     Ok(()) => {
                         let latest = Arc::clone(&prices.borrow_and_update());
                         self.on_prices(socket, &latest).await
+                    }
+                    Err(_) => Err(End::Closed),
+                },
+                r = candles.changed() => match r {
+                    Ok(()) => {
+                        let latest = Arc::clone(&candles.borrow_and_update());
+                        self.on_candles(socket, &latest).await
                     }
                     Err(_) => Err(End::Closed),
                 },
@@ -585,14 +660,32 @@ impl Conn {
         let Some(names) = names.as_array() else {
             return self.error(socket, "invalid_message", "channels must be a list").await;
         };
-        let mut done = Vec::new();
+        let mut done: Vec<String> = Vec::new();
+        let hub = self.state.hub();
         for name in names {
+            if let Some(i) =
+                hub.candle_channels.iter().position(|(c, _, _)| Some(c.as_str()) == name.as_str())
+            {
+                let had = self.candle_subs.contains(&i);
+                self.candle_subs.retain(|c| *c != i);
+                if on {
+                    self.candle_subs.push(i);
+                    self.sent_candles.remove(&i);
+                }
+                match (had, on) {
+                    (false, true) => hub.candle_subscribers.fetch_add(1, Ordering::Relaxed),
+                    (true, false) => hub.candle_subscribers.fetch_sub(1, Ordering::Relaxed),
+                    _ => 0,
+                };
+                done.push(hub.candle_channels[i].0.clone());
+                continue;
+            }
             let Some(ch) = CHANNELS.iter().copied().find(|c| Some(*c) == name.as_str()) else {
                 return self
                     .error(
                         socket,
                         "unknown_channel",
-                        "channels: prices, positions, balance, notices",
+                        "channels: prices, positions, balance, notices, candles.<MARKET>.<1m|5m|15m|1h|4h|1d>",
                     )
                     .await;
             };
@@ -605,22 +698,27 @@ impl Conn {
             if on {
                 self.subscribed.push(ch);
             }
-            done.push(ch);
+            done.push(ch.to_owned());
         }
         let op = if on { "subscribed" } else { "unsubscribed" };
         self.send_json(socket, &json!({"op": op, "channels": done})).await?;
-        if on && done.contains(&"prices") {
+        let named = |c: &str| done.iter().any(|d| d == c);
+        if on && named("prices") {
             // A new subscriber gets every market's latest price at once.
             self.sent_prices.clear();
             let latest = Arc::clone(&self.state.hub().prices.borrow());
             self.on_prices(socket, &latest).await?;
         }
-        if on && (done.contains(&"balance") || done.contains(&"positions")) {
+        if on && (named("balance") || named("positions")) {
             self.balance_dirty = true;
             self.last_balance = None;
             self.last_marks = None;
             self.has_open = true;
             self.on_refresh(socket).await?;
+        }
+        if on && done.iter().any(|d| d.starts_with("candles.")) {
+            let latest = Arc::clone(&hub.candles.borrow());
+            self.on_candles(socket, &latest).await?;
         }
         Ok(())
     }
@@ -648,6 +746,28 @@ impl Conn {
         if queued > 0 {
             self.io(socket.flush()).await?;
             self.state.hub().stats.sent.fetch_add(queued, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// The subscribed candle channels whose latest candle changed, numbered per channel.
+    async fn on_candles(
+        &mut self,
+        socket: &mut WebSocket,
+        latest: &[CandleEntry],
+    ) -> Result<(), End> {
+        for e in latest {
+            if !self.candle_subs.contains(&e.channel)
+                || self.sent_candles.get(&e.channel) == Some(&e.json)
+            {
+                continue;
+            }
+            self.sent_candles.insert(e.channel, Arc::clone(&e.json));
+            let seq = self.candle_seq.entry(e.channel).or_insert(0);
+            *seq += 1;
+            let name = &self.state.hub().candle_channels[e.channel].0;
+            let msg = format!(r#"{{"channel":"{name}","seq":{seq},"data":{}}}"#, e.json);
+            self.send(socket, Message::Text(msg.into())).await?;
         }
         Ok(())
     }

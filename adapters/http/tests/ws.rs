@@ -346,7 +346,7 @@ async fn the_asyncapi_document_describes_the_protocol() {
         let pointer = r.strip_prefix('#').unwrap();
         assert!(doc.pointer(pointer).is_some(), "unresolved {r}");
     }
-    let names = &doc["components"]["schemas"]["channelNames"]["items"]["enum"];
+    let names = &doc["components"]["schemas"]["channelNames"]["items"]["anyOf"][0]["enum"];
     let names: Vec<&str> = names.as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert_eq!(names, hundredx_http::push::CHANNELS);
     let s = Server::start(|_| {}).await;
@@ -406,4 +406,36 @@ async fn silent_clients_are_closed_and_connections_are_capped() {
     // The slot is given back: a new connection is accepted again.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(tokio_tungstenite::connect_async(format!("ws://{}/api/v1/ws", s.addr)).await.is_ok());
+}
+
+/// Candles are pushed from the history store: subscribe to `candles.BTC_USDC.1m`, move the
+/// price, and the candle's close and high follow, numbered on that channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candles_are_pushed_from_the_history_store() {
+    let mut s = Server::start(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = history::Store::sqlite_url(&dir.path().join("h.sqlite"));
+    let changes = s.engine.subscribe(Subscription::Changes, 65_536);
+    let writer =
+        history::spawn_writer(&url, &MarketConfig::defaults(), 256, changes, now_ns).unwrap();
+    let store = history::Store::open(&url, &MarketConfig::defaults(), 2).await.unwrap();
+    s.state.attach_history(store, Some(writer.status));
+    s.price(6_000_000);
+    let mut ws = s.connect(None).await;
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "channels": ["candles.BTC_USDC.1m", "candles.NOPE.1m"]}),
+    )
+    .await;
+    assert_eq!(next(&mut ws, 5).await["code"], "unknown_channel");
+    send(&mut ws, json!({"op": "subscribe", "channels": ["candles.BTC_USDC.1m"]})).await;
+    assert_eq!(
+        next(&mut ws, 5).await,
+        json!({"op": "subscribed", "channels": ["candles.BTC_USDC.1m"]})
+    );
+    let first = until(&mut ws, "candles.BTC_USDC.1m", |d| d["close"] == "60000.00").await;
+    s.price(6_010_000);
+    let second = until(&mut ws, "candles.BTC_USDC.1m", |d| d["close"] == "60100.00").await;
+    assert!(second["seq"].as_u64() > first["seq"].as_u64());
+    assert_eq!(second["data"]["high"], "60100.00");
 }

@@ -67,6 +67,7 @@ pub fn routes() -> Router<Arc<AppState>> {
     router
         .route("/api/v1/ws", axum::routing::get(crate::push::upgrade))
         .route("/api/v1/asyncapi.json", axum::routing::get(crate::push::asyncapi))
+        .merge(crate::web::routes())
         .fallback(|| async { ApiError::not_found("not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

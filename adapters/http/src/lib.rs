@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod push;
 pub mod server;
+pub mod web;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

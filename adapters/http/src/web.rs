@@ -1,0 +1,42 @@
+//! The trading page at `/`: plain HTML, CSS and JavaScript embedded in the binary at build time
+//! (no build step, no CDN, no Node.js to run it), with TradingView's lightweight-charts vendored
+//! under `web/vendor/` (Apache-2.0).
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+const INDEX: &str = include_str!("../web/index.html");
+const APP_JS: &str = include_str!("../web/app.js");
+const APP_CSS: &str = include_str!("../web/app.css");
+const CHARTS_JS: &str = include_str!("../web/vendor/lightweight-charts.js");
+
+/// Only this origin's scripts and connections; the chart library sets inline styles.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                   img-src 'self' data:; connect-src 'self' ws: wss:; frame-ancestors 'none'";
+
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+}
+
+/// `/` and `/assets/*`.
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX) }))
+        .route("/assets/app.js", get(|| async { asset("text/javascript", APP_JS) }))
+        .route("/assets/app.css", get(|| async { asset("text/css", APP_CSS) }))
+        .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }))
+        .route(
+            "/assets/lightweight-charts.js",
+            get(|| async { asset("text/javascript", CHARTS_JS) }),
+        )
+}

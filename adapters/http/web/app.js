@@ -1,0 +1,337 @@
+// hundredx trading terminal: plain JavaScript, no build step. Everything it shows comes from the
+// engine: prices, candles and the caller's positions and balance are pushed over /api/v1/ws;
+// lists are read over REST after a (re)connect, so a gap in the push never leaves them stale.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const INTERVALS = ["1m", "5m", "15m", "1h", "4h", "1d"];
+const st = {
+  token: localStorage.getItem("hx-token"),
+  markets: [], prices: {}, market: null, interval: "1m",
+  side: "long", tab: "open", open: new Map(), ws: null, retry: 500, chart: null, series: null,
+};
+
+// ----- REST -----
+
+async function api(method, path, body) {
+  const headers = { "content-type": "application/json" };
+  if (st.token) headers.authorization = `Bearer ${st.token}`;
+  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) {
+    if (r.status === 401 && st.token) signOut();
+    throw new Error(data.error ? data.error.message : `HTTP ${r.status}`);
+  }
+  return data;
+}
+
+function toast(text, kind = "info") {
+  const t = document.createElement("div");
+  t.className = `toast ${kind}`;
+  t.textContent = text;
+  $("toasts").append(t);
+  setTimeout(() => t.remove(), 6000);
+}
+
+const fail = (e) => toast(e.message, "error");
+const num = (s) => (s === null || s === undefined || s === "" ? NaN : Number(s));
+const fmt = (v, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : "–");
+
+// ----- auth -----
+
+async function signIn(ev) {
+  ev?.preventDefault();
+  const body = { email: $("email").value, password: $("password").value };
+  try {
+    const r = await api("POST", "/api/v1/user/signin", body);
+    st.token = r.token;
+    localStorage.setItem("hx-token", r.token);
+    onSignedIn();
+  } catch (e) { fail(e); }
+}
+
+async function signUp() {
+  try {
+    await api("POST", "/api/v1/user/signup", { email: $("email").value, password: $("password").value });
+    await signIn();
+  } catch (e) { fail(e); }
+}
+
+function signOut() {
+  st.token = null;
+  localStorage.removeItem("hx-token");
+  $("auth").hidden = false; $("order").hidden = true; $("balance").hidden = true;
+  $("positions").replaceChildren();
+  if (st.ws) st.ws.close();
+}
+
+function onSignedIn() {
+  $("auth").hidden = true; $("order").hidden = false; $("balance").hidden = false;
+  if (st.ws) st.ws.close(); // reconnect with the token: private channels
+  refreshAll();
+}
+
+// ----- markets, chart -----
+
+async function loadMarkets() {
+  const r = await api("GET", "/api/v1/markets");
+  st.markets = r.markets;
+  const rows = r.markets.map((m) => {
+    const tr = document.createElement("tr");
+    tr.id = `m-${m.symbol}`;
+    tr.tabIndex = 0;
+    tr.innerHTML = `<td>${m.symbol}</td><td class="bid">${m.bid ?? "–"}</td><td class="ask">${m.ask ?? "–"}</td>`;
+    tr.onclick = () => selectMarket(m.symbol);
+    tr.onkeydown = (e) => { if (e.key === "Enter") selectMarket(m.symbol); };
+    if (m.bid) st.prices[m.symbol] = { bid: m.bid, ask: m.ask };
+    return tr;
+  });
+  $("markets").replaceChildren(...rows);
+  if (!st.market && r.markets.length) selectMarket(r.markets[0].symbol);
+}
+
+function marketCfg() { return st.markets.find((m) => m.symbol === st.market); }
+
+function selectMarket(symbol) {
+  const before = candleChannel();
+  st.market = symbol;
+  document.querySelectorAll("#markets tr").forEach((tr) => tr.classList.toggle("sel", tr.id === `m-${symbol}`));
+  $("chart-title").textContent = symbol;
+  const m = marketCfg();
+  $("leverage").max = m.max_leverage;
+  if (Number($("leverage").value) > m.max_leverage) $("leverage").value = m.max_leverage;
+  $("lev-out").textContent = $("leverage").value;
+  resubscribeCandles(before);
+  loadCandles();
+  estimate();
+}
+
+function candleChannel() { return st.market ? `candles.${st.market}.${st.interval}` : null; }
+
+function resubscribeCandles(before) {
+  if (!st.ws || st.ws.readyState !== WebSocket.OPEN) return;
+  if (before) send({ op: "unsubscribe", channels: [before] });
+  send({ op: "subscribe", channels: [candleChannel()] });
+}
+
+function setupChart() {
+  st.chart = LightweightCharts.createChart($("chart"), {
+    autoSize: true,
+    layout: { background: { color: "#0e1116" }, textColor: "#8b949e" },
+    grid: { vertLines: { color: "#1f2630" }, horzLines: { color: "#1f2630" } },
+    timeScale: { timeVisible: true, secondsVisible: false },
+  });
+  st.series = st.chart.addCandlestickSeries({ upColor: "#26a69a", downColor: "#ef5350", wickUpColor: "#26a69a", wickDownColor: "#ef5350", borderVisible: false });
+  $("intervals").replaceChildren(...INTERVALS.map((i) => {
+    const b = document.createElement("button");
+    b.type = "button"; b.textContent = i; b.id = `iv-${i}`;
+    b.classList.toggle("active", i === st.interval);
+    b.onclick = () => {
+      const before = candleChannel();
+      st.interval = i;
+      document.querySelectorAll("#intervals button").forEach((x) => x.classList.toggle("active", x.id === `iv-${i}`));
+      resubscribeCandles(before);
+      loadCandles();
+    };
+    return b;
+  }));
+}
+
+const bar = (c) => ({ time: Math.floor(c.time / 1000), open: num(c.open), high: num(c.high), low: num(c.low), close: num(c.close) });
+
+async function loadCandles() {
+  if (!st.market) return;
+  try {
+    const r = await api("GET", `/api/v1/candles?market=${st.market}&interval=${st.interval}&limit=300`);
+    st.series.setData(r.candles.map(bar));
+  } catch (e) { st.series.setData([]); }
+}
+
+// ----- order form -----
+
+function estimate() {
+  const m = marketCfg(); const p = st.prices[st.market];
+  if (!m || !p) return;
+  const lev = Number($("leverage").value);
+  const price = num(st.side === "long" ? p.ask : p.bid);
+  const size = num($("size").value);
+  const byMargin = $("size-kind").value === "margin";
+  const margin = byMargin ? size : (size * price) / lev;
+  const qty = byMargin ? (size * lev) / price : size;
+  const mmr = num(m.maintenance_margin_rate);
+  // Estimate only: the engine computes the exact liquidation price on open.
+  const move = (margin - mmr * qty * price) / qty;
+  const liq = st.side === "long" ? price - move : price + move;
+  $("e-price").textContent = fmt(price, m.price_decimals);
+  $("e-notional").textContent = fmt(qty * price);
+  $("e-margin").textContent = fmt(margin);
+  $("e-liq").textContent = liq > 0 ? fmt(liq, m.price_decimals) : "none";
+}
+
+async function placeOrder(ev) {
+  ev.preventDefault();
+  const body = { market: st.market, side: st.side, leverage: Number($("leverage").value) };
+  body[$("size-kind").value] = $("size").value;
+  if ($("tp").value) body.take_profit = $("tp").value;
+  if ($("sl").value) body.stop_loss = $("sl").value;
+  if ($("slip").value) {
+    body.max_slippage_bps = Number($("slip").value);
+    const p = st.prices[st.market];
+    body.expected_price = st.side === "long" ? p.ask : p.bid;
+  }
+  try {
+    const v = await api("POST", "/api/v1/positions", body);
+    toast(`Opened ${v.side} ${v.quantity} ${v.market} at ${v.entry_price}`);
+    refreshAll();
+  } catch (e) { fail(e); }
+}
+
+// ----- positions, balance -----
+
+function setBalance(b) {
+  $("b-available").textContent = b.available; $("b-locked").textContent = b.locked_margin;
+  $("b-equity").textContent = b.equity; $("b-upnl").textContent = b.unrealized_pnl;
+}
+
+async function refreshAll() {
+  if (!st.token) return;
+  try {
+    setBalance(await api("GET", "/api/v1/user/balance"));
+    await renderPositions();
+  } catch (e) { fail(e); }
+}
+
+async function renderPositions() {
+  const closed = st.tab === "closed";
+  const r = await api("GET", `/api/v1/positions?status=${closed ? "closed&limit=100" : "open"}`);
+  const head = closed
+    ? ["Id", "Market", "Side", "Qty", "Entry", "Exit", "PnL", "Fee", "Reason"]
+    : ["Id", "Market", "Side", "Qty", "Entry", "Margin", "Lev", "Liq.", "uPnL", ""];
+  $("pos-head").innerHTML = `<tr>${head.map((h) => `<th>${h}</th>`).join("")}</tr>`;
+  st.open = new Map();
+  const rows = r.positions.map((p) => {
+    const tr = document.createElement("tr");
+    tr.id = `p-${p.id}`;
+    const cells = closed
+      ? [p.id, p.market, p.side, p.quantity, p.entry_price, p.exit_price, p.realized_pnl, p.fee, p.close_reason]
+      : [p.id, p.market, p.side, p.quantity, p.entry_price, p.margin, `${p.leverage}x`, p.liquidation_price ?? "none", p.unrealized_pnl];
+    for (const c of cells) { const td = document.createElement("td"); td.textContent = c; tr.append(td); }
+    if (!closed) {
+      st.open.set(p.id, tr);
+      tr.children[8].className = "upnl " + (num(p.unrealized_pnl) >= 0 ? "up" : "down");
+      const td = document.createElement("td");
+      td.append(button("Close", () => closePosition(p.id)), button("Part", () => closePart(p)), button("+Margin", () => addMargin(p.id)));
+      tr.append(td);
+    }
+    return tr;
+  });
+  $("positions").replaceChildren(...rows);
+}
+
+function button(text, onclick) { const b = document.createElement("button"); b.type = "button"; b.textContent = text; b.onclick = onclick; return b; }
+
+async function closePosition(id, quantity) {
+  try {
+    const v = await api("POST", `/api/v1/positions/${id}/close`, quantity ? { quantity } : undefined);
+    toast(`Closed ${v.quantity} ${v.market}: PnL ${v.realized_pnl}`);
+    refreshAll();
+  } catch (e) { fail(e); }
+}
+
+function closePart(p) {
+  const q = prompt(`Quantity to close (of ${p.quantity})`);
+  if (q) closePosition(p.id, q);
+}
+
+async function addMargin(id) {
+  const amount = prompt("Margin to add (USDC)");
+  if (!amount) return;
+  try { await api("POST", `/api/v1/positions/${id}/margin`, { amount }); refreshAll(); } catch (e) { fail(e); }
+}
+
+// ----- push -----
+
+function send(m) { if (st.ws && st.ws.readyState === WebSocket.OPEN) st.ws.send(JSON.stringify(m)); }
+
+function connect() {
+  const q = st.token ? `?token=${encodeURIComponent(st.token)}` : "";
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/v1/ws${q}`);
+  st.ws = ws;
+  ws.onopen = () => {
+    st.retry = 500;
+    $("conn").textContent = "live"; $("conn").className = "conn on";
+    const channels = ["prices", candleChannel()].filter(Boolean);
+    if (st.token) channels.push("positions", "balance", "notices");
+    send({ op: "subscribe", channels });
+    refreshAll(); // whatever happened while disconnected
+    loadCandles();
+  };
+  ws.onclose = () => {
+    if (st.ws !== ws) return;
+    $("conn").textContent = "reconnecting…"; $("conn").className = "conn off";
+    setTimeout(connect, st.retry);
+    st.retry = Math.min(st.retry * 2, 10000);
+  };
+  ws.onmessage = (e) => onPush(JSON.parse(e.data));
+}
+
+function onPush(m) {
+  if (m.op === "error") { toast(m.message, "error"); return; }
+  const d = m.data;
+  if (m.channel === "prices") {
+    st.prices[d.market] = d;
+    const tr = $(`m-${d.market}`);
+    if (tr) { tr.querySelector(".bid").textContent = d.bid; tr.querySelector(".ask").textContent = d.ask; }
+    if (d.market === st.market) estimate();
+  } else if (m.channel === candleChannel()) {
+    st.series.update(bar(d));
+  } else if (m.channel === "balance") {
+    setBalance(d);
+  } else if (m.channel === "positions") {
+    if (d.event === "marks") {
+      for (const p of d.positions) {
+        const cell = st.open.get(p.position_id)?.querySelector(".upnl");
+        if (cell) { cell.textContent = p.unrealized_pnl; cell.className = "upnl " + (num(p.unrealized_pnl) >= 0 ? "up" : "down"); }
+      }
+      return;
+    }
+    if (d.reason === "take_profit" || d.reason === "stop_loss") {
+      toast(`${d.reason === "take_profit" ? "Take-profit" : "Stop-loss"}: position ${d.position_id} closed at ${d.exit_price}, PnL ${d.realized_pnl}`, d.reason);
+    }
+    renderPositions().catch(fail);
+  } else if (m.channel === "notices") {
+    if (d.notice === "liquidation") toast(`Liquidated: position ${d.position.position_id} at ${d.position.exit_price}`, "liquidation");
+    if (d.notice === "bad_debt") toast(`Loss beyond margin on ${d.position_id}: ${d.amount} covered`, "liquidation");
+  }
+}
+
+// ----- wiring -----
+
+function init() {
+  setupChart();
+  $("auth").onsubmit = signIn;
+  $("signup").onclick = signUp;
+  $("signout").onclick = signOut;
+  $("order").onsubmit = placeOrder;
+  $("long").onclick = () => { st.side = "long"; $("long").classList.add("active"); $("short").classList.remove("active"); estimate(); };
+  $("short").onclick = () => { st.side = "short"; $("short").classList.add("active"); $("long").classList.remove("active"); estimate(); };
+  $("leverage").oninput = () => { $("lev-out").textContent = $("leverage").value; estimate(); };
+  for (const id of ["size", "size-kind"]) $(id).oninput = estimate;
+  for (const [id, tab] of [["tab-open", "open"], ["tab-closed", "closed"]]) {
+    $(id).onclick = () => {
+      st.tab = tab;
+      $("tab-open").classList.toggle("active", tab === "open"); $("tab-closed").classList.toggle("active", tab === "closed");
+      $("tab-open").setAttribute("aria-selected", tab === "open"); $("tab-closed").setAttribute("aria-selected", tab === "closed");
+      renderPositions().catch(fail);
+    };
+  }
+  $("deposit-open").onclick = () => $("deposit").showModal();
+  $("deposit-form").onsubmit = async (e) => {
+    if (e.submitter?.value !== "ok") return;
+    try { setBalance(await api("POST", "/api/v1/user/deposit", { amount: $("deposit-amount").value })); } catch (err) { fail(err); }
+  };
+  loadMarkets().catch(fail).finally(connect);
+  if (st.token) onSignedIn();
+}
+
+init();

@@ -1,0 +1,83 @@
+//! The trading page in a real browser: Debian's `chromium` driven by `playwright-core`
+//! (tests/browser/terminal.mjs; `npm ci` there installs it — it downloads no browser), against a
+//! real `serve` on port 0 playing a price recording crafted here. Needs `chromium` and `node`
+//! (`apt-get install chromium nodejs npm`); scripts/test installs them when missing.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+fn need(program: &str, package: &str) {
+    let found = Command::new("sh").args(["-c", &format!("command -v {program}")]).output();
+    assert!(
+        found.is_ok_and(|o| o.status.success()),
+        "{program} not found: install it with `apt-get install {package}`"
+    );
+}
+
+/// BTC_USDC every 250 ms: around 60 000 (moving a dollar at a time) for 40 s, then 58 000 —
+/// through the liquidation price of a 50x long opened before — for 80 s more.
+fn recording(path: &Path) {
+    let mut out = String::new();
+    let t0: u64 = 1_732_000_000_000_000;
+    for i in 0..480u64 {
+        let bid = if i < 160 { 6_000_000 + (i % 5) * 100 } else { 5_800_000 };
+        let (bid, ask) = (bid, bid + 100);
+        let px = |p: u64| format!("{}.{:02}", p / 100, p % 100);
+        let e = t0 + i * 250_000;
+        out += &format!(
+            r#"{{"stream":"bookTicker.BTC_USDC","data":{{"e":"bookTicker","E":{e},"s":"BTC_USDC","a":"{}","A":"1","b":"{}","B":"1","u":{},"T":{e}}}}}"#,
+            px(ask),
+            px(bid),
+            i + 1
+        );
+        out.push('\n');
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn the_trading_page_in_chromium() {
+    need("chromium", "chromium");
+    need("node", "nodejs npm");
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    if !browser_dir.join("node_modules/playwright-core").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&browser_dir)
+            .status()
+            .expect("npm (apt-get install npm)");
+        assert!(status.success(), "npm ci in tests/browser failed");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("prices.jsonl");
+    recording(&feed);
+    let data = dir.path().join("data");
+    let (_serve, addr) = address_of(hundredx(&[
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--feed",
+        &format!("replay:{}", feed.display()),
+        "--markets",
+        "BTC_USDC",
+    ]));
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("terminal.png");
+    let out = Command::new("node")
+        .arg(browser_dir.join("terminal.mjs"))
+        .env("HX_URL", format!("http://{addr}/"))
+        .env("CHROMIUM", "/usr/bin/chromium")
+        .env("SCREENSHOT", &screenshot)
+        .output()
+        .unwrap();
+    let log =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("{log}");
+    assert!(out.status.success(), "the browser test failed:\n{log}");
+    assert!(screenshot.exists(), "a screenshot was saved");
+}

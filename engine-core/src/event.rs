@@ -448,6 +448,8 @@ pub enum Change {
         bid: Price,
         /// New ask.
         ask: Price,
+        /// The tick's update id.
+        update_id: u64,
     },
 }
 

@@ -31,6 +31,7 @@ use axum::response::{IntoResponse, Response};
 use engine_core::command::{AccountId, CommandKind, MarketId, PositionStatus};
 use engine_core::config::MarketConfig;
 use engine_core::event::{Change, ChangeRecord, CloseReason, Item, ReplyData};
+use engine_core::num::Price;
 use futures_util::SinkExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -48,7 +49,8 @@ pub struct PushLimits {
     pub max_connections: usize,
     /// WebSocket connections at once from one address (beyond: 429).
     pub per_ip: usize,
-    /// How often the engine's prices are read and, when changed, sent.
+    /// At most this many price sends a second to one connection (each carries every market
+    /// that changed; the latest wins).
     pub price_updates_per_second: u32,
     /// How often `balance` and `positions` marks are refreshed for a subscriber (ms).
     pub refresh_ms: u64,
@@ -102,7 +104,7 @@ pub(crate) struct Private {
 }
 
 /// One market's latest applied price, serialized once for every connection.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PriceEntry {
     market: String,
     update_id: u64,
@@ -173,6 +175,10 @@ impl Hub {
 
     /// Fans out one state change of the engine to its account's connections. Never waits.
     pub fn publish(&self, c: &ChangeRecord) {
+        if let Change::PriceApplied { market, bid, ask, update_id } = c.change {
+            self.price(market, bid, ask, update_id, c.at_ns);
+            return;
+        }
         if self.private.receiver_count() == 0 {
             return; // nobody connected: nothing to build
         }
@@ -180,6 +186,21 @@ impl Hub {
             // No receiver is not an error: nobody of that account is connected.
             let _ = self.private.send(Arc::new(p));
         }
+    }
+
+    /// The latest applied price of `market`, serialized once for every connection.
+    fn price(&self, market: MarketId, bid: Price, ask: Price, update_id: u64, at_ns: u64) {
+        let Some(m) = self.markets.get(usize::from(market.0)) else { return };
+        let data = json!({"market": m.symbol, "bid": px(bid, m), "ask": px(ask, m),
+            "update_id": update_id, "time": ms(at_ns)});
+        let entry =
+            PriceEntry { market: m.symbol.clone(), update_id, json: Arc::from(data.to_string()) };
+        self.prices.send_modify(|all| {
+            let mut next: Vec<PriceEntry> =
+                all.iter().filter(|p| p.market != entry.market).map(PriceEntry::clone).collect();
+            next.push(entry);
+            *all = Arc::new(next);
+        });
     }
 
     /// The messages a change makes: `data: None` only marks the balance as changed.
@@ -307,44 +328,6 @@ impl Drop for Slot {
     }
 }
 
-/// Reads the engine's prices at the configured rate and publishes them when they change.
-async fn poll_prices(state: Arc<AppState>) {
-    let hz = u64::from(state.push_limits().price_updates_per_second.max(1));
-    let mut every = tokio::time::interval(Duration::from_millis(1_000 / hz));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let hub = state.hub();
-    loop {
-        every.tick().await;
-        let Ok(r) = state.call(CommandKind::QueryMarkets).await else { continue };
-        let prices: Vec<PriceEntry> = r
-            .items
-            .iter()
-            .filter_map(|i| match i {
-                Item::Market(v) if v.updated_at_ns > 0 => {
-                    hub.markets.get(usize::from(v.market.0)).map(|m| {
-                        let data = json!({"market": m.symbol, "bid": px(v.bid, m),
-                            "ask": px(v.ask, m), "update_id": v.update_id,
-                            "time": ms(v.updated_at_ns)});
-                        PriceEntry {
-                            market: m.symbol.clone(),
-                            update_id: v.update_id,
-                            json: Arc::from(data.to_string()),
-                        }
-                    })
-                }
-                _ => None,
-            })
-            .collect();
-        hub.prices.send_if_modified(|old| {
-            let changed = **old != prices;
-            if changed {
-                *old = Arc::new(prices);
-            }
-            changed
-        });
-    }
-}
-
 /// Reads the latest candle of every channel from the history store at the price rate, while
 /// anyone subscribes to candles, and publishes those that changed. The store is the one source:
 /// what is pushed is what `GET /api/v1/candles` returns next.
@@ -412,7 +395,6 @@ pub(crate) async fn upgrade(
         None => None,
     };
     state.hub().poller.get_or_init(|| {
-        tokio::spawn(poll_prices(Arc::clone(&state)));
         tokio::spawn(poll_candles(Arc::clone(&state)));
     });
     ws.max_message_size(4_096).on_upgrade(move |socket| async move {
@@ -440,6 +422,23 @@ struct Conn {
     last_marks: Option<Value>,
     /// The account may have open positions (marks to refresh).
     has_open: bool,
+    /// When prices were last sent, and when held ones are due.
+    last_price_send: Option<tokio::time::Instant>,
+    price_due: Option<tokio::time::Instant>,
+}
+
+/// A channel named in a subscribe or unsubscribe.
+enum Picked {
+    Named(&'static str),
+    Candles(usize),
+}
+
+/// Resolves at `due`, or never.
+async fn until(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Every channel a client may name.
@@ -476,6 +475,8 @@ impl Conn {
             last_balance: None,
             last_marks: None,
             has_open: true,
+            last_price_send: None,
+            price_due: None,
         }
     }
 
@@ -525,9 +526,15 @@ impl Conn {
                 r = prices.changed() => match r {
                     Ok(()) => {
                         let latest = Arc::clone(&prices.borrow_and_update());
-                        self.on_prices(socket, &latest).await
+                        self.on_price_change(socket, &latest).await
                     }
                     Err(_) => Err(End::Closed),
+                },
+                () = until(self.price_due) => {
+                    self.price_due = None;
+                    let latest = Arc::clone(&prices.borrow_and_update());
+                    self.last_price_send = Some(tokio::time::Instant::now());
+                    self.on_prices(socket, &latest).await
                 },
                 r = candles.changed() => match r {
                     Ok(()) => {
@@ -660,45 +667,41 @@ impl Conn {
         let Some(names) = names.as_array() else {
             return self.error(socket, "invalid_message", "channels must be a list").await;
         };
-        let mut done: Vec<String> = Vec::new();
+        // All or nothing: every name is checked before any is applied.
         let hub = self.state.hub();
+        let mut picked = Vec::with_capacity(names.len());
         for name in names {
-            if let Some(i) =
-                hub.candle_channels.iter().position(|(c, _, _)| Some(c.as_str()) == name.as_str())
-            {
-                let had = self.candle_subs.contains(&i);
-                self.candle_subs.retain(|c| *c != i);
-                if on {
-                    self.candle_subs.push(i);
-                    self.sent_candles.remove(&i);
-                }
-                match (had, on) {
-                    (false, true) => hub.candle_subscribers.fetch_add(1, Ordering::Relaxed),
-                    (true, false) => hub.candle_subscribers.fetch_sub(1, Ordering::Relaxed),
-                    _ => 0,
-                };
-                done.push(hub.candle_channels[i].0.clone());
+            let name = name.as_str().unwrap_or_default();
+            if let Some(i) = hub.candle_channels.iter().position(|(c, _, _)| c == name) {
+                picked.push(Picked::Candles(i));
                 continue;
             }
-            let Some(ch) = CHANNELS.iter().copied().find(|c| Some(*c) == name.as_str()) else {
-                return self
-                    .error(
-                        socket,
-                        "unknown_channel",
-                        "channels: prices, positions, balance, notices, candles.<MARKET>.<1m|5m|15m|1h|4h|1d>",
-                    )
-                    .await;
+            let Some(ch) = CHANNELS.iter().copied().find(|c| *c == name) else {
+                let all = "channels: prices, positions, balance, notices, \
+                           candles.<MARKET>.<1m|5m|15m|1h|4h|1d>";
+                return self.error(socket, "unknown_channel", all).await;
             };
             if ch != "prices" && self.account.is_none() {
-                return self
-                    .error(socket, "auth_required", "private channels need auth first")
-                    .await;
+                let why = "private channels need auth first";
+                return self.error(socket, "auth_required", why).await;
             }
-            self.subscribed.retain(|c| *c != ch);
-            if on {
-                self.subscribed.push(ch);
+            picked.push(Picked::Named(ch));
+        }
+        let mut done: Vec<String> = Vec::new();
+        for p in picked {
+            match p {
+                Picked::Candles(i) => {
+                    self.toggle_candles(&hub, i, on);
+                    done.push(hub.candle_channels[i].0.clone());
+                }
+                Picked::Named(ch) => {
+                    self.subscribed.retain(|c| *c != ch);
+                    if on {
+                        self.subscribed.push(ch);
+                    }
+                    done.push(ch.to_owned());
+                }
             }
-            done.push(ch.to_owned());
         }
         let op = if on { "subscribed" } else { "unsubscribed" };
         self.send_json(socket, &json!({"op": op, "channels": done})).await?;
@@ -721,6 +724,46 @@ impl Conn {
             self.on_candles(socket, &latest).await?;
         }
         Ok(())
+    }
+
+    fn toggle_candles(&mut self, hub: &Hub, i: usize, on: bool) {
+        let had = self.candle_subs.contains(&i);
+        self.candle_subs.retain(|c| *c != i);
+        if on {
+            self.candle_subs.push(i);
+            self.sent_candles.remove(&i);
+        }
+        match (had, on) {
+            (false, true) => hub.candle_subscribers.fetch_add(1, Ordering::Relaxed),
+            (true, false) => hub.candle_subscribers.fetch_sub(1, Ordering::Relaxed),
+            _ => 0,
+        };
+    }
+
+    /// A new price: sent now, or — within `1 / price_updates_per_second` of the last send —
+    /// held until then, when whatever is latest goes (so at most that many sends a second, each
+    /// as fresh as possible).
+    async fn on_price_change(
+        &mut self,
+        socket: &mut WebSocket,
+        latest: &[PriceEntry],
+    ) -> Result<(), End> {
+        if !self.subscribed.contains(&"prices") {
+            return Ok(());
+        }
+        let per_second = u64::from(self.limits.price_updates_per_second.max(1));
+        let gap = Duration::from_millis(1_000 / per_second);
+        let now = tokio::time::Instant::now();
+        match self.last_price_send {
+            Some(t) if now < t + gap => {
+                self.price_due.get_or_insert(t + gap);
+                Ok(())
+            }
+            _ => {
+                self.last_price_send = Some(now);
+                self.on_prices(socket, latest).await
+            }
+        }
     }
 
     async fn on_prices(

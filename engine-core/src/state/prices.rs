@@ -40,7 +40,12 @@ impl Engine {
         m.updated_at_ns = ts;
         m.exchange_time_us = tick.exchange_time_us;
         m.has_price = true;
-        let applied = Change::PriceApplied { market: tick.market, bid: tick.bid, ask: tick.ask };
+        let applied = Change::PriceApplied {
+            market: tick.market,
+            bid: tick.bid,
+            ask: tick.ask,
+            update_id: tick.update_id,
+        };
         self.record(sink, applied);
 
         // Take-profit and stop-loss first, then liquidations; each group in ascending id order.

@@ -143,6 +143,10 @@ pub struct Hub {
     /// The latest candle of each channel that has one, from the history store.
     candles: watch::Sender<Arc<Vec<CandleEntry>>>,
     candle_subscribers: AtomicUsize,
+    /// Prices applied since the last publication, by market; the pump publishes them at most
+    /// `price_updates_per_second` times a second (see [`pump_prices`]).
+    pending_prices: Mutex<HashMap<String, PriceEntry>>,
+    price_ready: tokio::sync::Notify,
     private: broadcast::Sender<Arc<Private>>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     poller: std::sync::OnceLock<()>,
@@ -164,6 +168,8 @@ impl Hub {
             candle_channels,
             candles: watch::channel(Arc::new(Vec::new())).0,
             candle_subscribers: AtomicUsize::new(0),
+            pending_prices: Mutex::new(HashMap::new()),
+            price_ready: tokio::sync::Notify::new(),
             markets,
             prices: watch::channel(Arc::new(Vec::new())).0,
             private: broadcast::channel(lag.max(16)).0,
@@ -328,6 +334,36 @@ impl Drop for Slot {
     }
 }
 
+/// Publishes applied prices to every connection: at once, or — within `1 / per_second` of the
+/// last publication — the latest when that time comes. So each connection wakes at most
+/// `per_second` times a second for prices however fast ticks arrive, and a price waits at most
+/// that long.
+async fn pump_prices(hub: Arc<Hub>, per_second: u32) {
+    let gap = Duration::from_millis(1_000 / u64::from(per_second.max(1)));
+    let mut last = tokio::time::Instant::now() - gap;
+    loop {
+        hub.price_ready.notified().await;
+        tokio::time::sleep_until(last + gap).await;
+        last = tokio::time::Instant::now();
+        let fresh: Vec<PriceEntry> = {
+            let mut pending = hub.pending_prices.lock().unwrap_or_else(|e| e.into_inner());
+            pending.drain().map(|(_, p)| p).collect()
+        };
+        if fresh.is_empty() {
+            continue;
+        }
+        hub.prices.send_modify(|all| {
+            let mut next: Vec<PriceEntry> = all
+                .iter()
+                .filter(|p| !fresh.iter().any(|f| f.market == p.market))
+                .cloned()
+                .collect();
+            next.extend(fresh);
+            *all = Arc::new(next);
+        });
+    }
+}
+
 /// Reads the latest candle of every channel from the history store at the price rate, while
 /// anyone subscribes to candles, and publishes those that changed. The store is the one source:
 /// what is pushed is what `GET /api/v1/candles` returns next.
@@ -395,6 +431,7 @@ pub(crate) async fn upgrade(
         None => None,
     };
     state.hub().poller.get_or_init(|| {
+        tokio::spawn(pump_prices(state.hub(), limits.price_updates_per_second));
         tokio::spawn(poll_candles(Arc::clone(&state)));
     });
     ws.max_message_size(4_096).on_upgrade(move |socket| async move {

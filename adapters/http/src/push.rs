@@ -459,23 +459,12 @@ struct Conn {
     last_marks: Option<Value>,
     /// The account may have open positions (marks to refresh).
     has_open: bool,
-    /// When prices were last sent, and when held ones are due.
-    last_price_send: Option<tokio::time::Instant>,
-    price_due: Option<tokio::time::Instant>,
 }
 
 /// A channel named in a subscribe or unsubscribe.
 enum Picked {
     Named(&'static str),
     Candles(usize),
-}
-
-/// Resolves at `due`, or never.
-async fn until(due: Option<tokio::time::Instant>) {
-    match due {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Every channel a client may name.
@@ -512,8 +501,6 @@ impl Conn {
             last_balance: None,
             last_marks: None,
             has_open: true,
-            last_price_send: None,
-            price_due: None,
         }
     }
 
@@ -563,15 +550,10 @@ impl Conn {
                 r = prices.changed() => match r {
                     Ok(()) => {
                         let latest = Arc::clone(&prices.borrow_and_update());
-                        self.on_price_change(socket, &latest).await
+                        // At most price_updates_per_second of these: the pump's rate.
+                        self.on_prices(socket, &latest).await
                     }
                     Err(_) => Err(End::Closed),
-                },
-                () = until(self.price_due) => {
-                    self.price_due = None;
-                    let latest = Arc::clone(&prices.borrow_and_update());
-                    self.last_price_send = Some(tokio::time::Instant::now());
-                    self.on_prices(socket, &latest).await
                 },
                 r = candles.changed() => match r {
                     Ok(()) => {
@@ -775,32 +757,6 @@ impl Conn {
             (true, false) => hub.candle_subscribers.fetch_sub(1, Ordering::Relaxed),
             _ => 0,
         };
-    }
-
-    /// A new price: sent now, or — within `1 / price_updates_per_second` of the last send —
-    /// held until then, when whatever is latest goes (so at most that many sends a second, each
-    /// as fresh as possible).
-    async fn on_price_change(
-        &mut self,
-        socket: &mut WebSocket,
-        latest: &[PriceEntry],
-    ) -> Result<(), End> {
-        if !self.subscribed.contains(&"prices") {
-            return Ok(());
-        }
-        let per_second = u64::from(self.limits.price_updates_per_second.max(1));
-        let gap = Duration::from_millis(1_000 / per_second);
-        let now = tokio::time::Instant::now();
-        match self.last_price_send {
-            Some(t) if now < t + gap => {
-                self.price_due.get_or_insert(t + gap);
-                Ok(())
-            }
-            _ => {
-                self.last_price_send = Some(now);
-                self.on_prices(socket, latest).await
-            }
-        }
     }
 
     async fn on_prices(

@@ -6,8 +6,10 @@
 //! Server → client: `{"channel":…,"seq":n,"data":…}`, with `seq` counting 1, 2, 3… per channel
 //! per connection, and `{"op":"subscribed"|"unsubscribed"|"authed"|"pong"|"error",…}` answers.
 //!
-//! Channels: `prices` (public: the engine's applied bid/ask per market, polled from the engine
-//! at `price_updates_per_second` and sent only when changed — latest wins), and, after auth, the
+//! Channels: `prices` (public: the engine's applied bid/ask per market, from its `PriceApplied`
+//! changes, published at most `price_updates_per_second` times a second — latest wins),
+//! `candles.<MARKET>.<INTERVAL>` (public: the latest candle from the history store), and,
+//! after auth, the
 //! caller's own `positions` (opened, closed or partially closed with the reason, margin added,
 //! and `marks` refreshes with uPnL), `balance` (on every change of the account and every
 //! `refresh`), `notices` (liquidation, bad debt).

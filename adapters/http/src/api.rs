@@ -559,9 +559,7 @@ async fn candles(
     ApiQuery(q): ApiQuery<dto::CandlesQuery>,
 ) -> Result<Response, ApiError> {
     AppState::limited(&state.public_ip, &ip)?;
-    let Some(h) = state.history.get() else {
-        return Err(ApiError::not_found("history_disabled", "this server keeps no history store"));
-    };
+    let h = history_of(&state)?;
     let (market, cfg) = state
         .market(&q.market)
         .map_err(|_| ApiError::bad_request("unknown_market", "no such market"))?;
@@ -801,6 +799,13 @@ async fn closed_from_store(
     Ok(Json(body).into_response())
 }
 
+/// The history store, or 404 `history_disabled` when this server keeps none.
+fn history_of(state: &AppState) -> Result<&crate::History, ApiError> {
+    state.history.get().ok_or_else(|| {
+        ApiError::not_found("history_disabled", "this server keeps no history store")
+    })
+}
+
 /// Rows per page when the client does not say.
 const PAGE_DEFAULT: u32 = 100;
 
@@ -836,9 +841,7 @@ async fn ledger(
     AuthUser(account): AuthUser,
     ApiQuery(q): ApiQuery<dto::LedgerQuery>,
 ) -> Result<Response, ApiError> {
-    let Some(h) = state.history.get() else {
-        return Err(ApiError::not_found("history_disabled", "this server keeps no history store"));
-    };
+    let h = history_of(&state)?;
     let ns = |ms: Option<u64>| -> Result<Option<u64>, ApiError> {
         ms.map(|ms| {
             ms.checked_mul(1_000_000)

@@ -15,8 +15,9 @@
 //! `refresh`), `notices` (liquidation, bad debt).
 //!
 //! Nothing here can hold back the engine or another client: prices are a `watch` (latest
-//! value), changes a `broadcast` that never waits for receivers. A connection that falls
-//! behind the broadcast, or whose socket does not take a frame within `send_timeout`, is closed
+//! value), changes go to per-account queues filled with `try_send` (only the owner's connections
+//! wake for a change, whatever the number connected). A connection whose queue is full, or whose
+//! socket does not take a frame within `send_timeout`, is closed
 //! (4001 `slow_consumer`); one silent for `idle_timeout` is closed (4002 `idle`). After any gap
 //! a client re-reads state over REST.
 
@@ -37,7 +38,7 @@ use engine_core::num::Price;
 use futures_util::SinkExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::AppState;
 use crate::api::{ClientIp, balance_dto, money, ms, px};
@@ -62,7 +63,7 @@ pub struct PushLimits {
     pub idle_timeout_ms: u64,
     /// A frame the socket does not take within this long closes the connection (ms).
     pub send_timeout_ms: u64,
-    /// Changes a connection may fall behind before it is closed as slow.
+    /// Changes of its account a connection may fall behind before it is closed as slow.
     pub lag_capacity: usize,
 }
 
@@ -135,7 +136,10 @@ pub struct PushStats {
     pub refused: AtomicU64,
 }
 
-/// The fan-out: latest prices, the change broadcast, the caps.
+/// One connection's queue: its id, and the sender the hub fills.
+type Route = (u64, mpsc::Sender<Arc<Private>>);
+
+/// The fan-out: latest prices, per-account change queues, the caps.
 #[derive(Debug)]
 pub struct Hub {
     markets: Vec<MarketConfig>,
@@ -149,7 +153,11 @@ pub struct Hub {
     /// `price_updates_per_second` times a second (see [`pump_prices`]).
     pending_prices: Mutex<HashMap<String, PriceEntry>>,
     price_ready: tokio::sync::Notify,
-    private: broadcast::Sender<Arc<Private>>,
+    /// Each signed-in connection's queue, by account: a change wakes only its owner's
+    /// connections, so its cost does not grow with the number connected.
+    routes: Mutex<HashMap<AccountId, Vec<Route>>>,
+    next_route: AtomicU64,
+    lag: usize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     poller: std::sync::OnceLock<()>,
     /// Counters.
@@ -174,7 +182,9 @@ impl Hub {
             price_ready: tokio::sync::Notify::new(),
             markets,
             prices: watch::channel(Arc::new(Vec::new())).0,
-            private: broadcast::channel(lag.max(16)).0,
+            routes: Mutex::new(HashMap::new()),
+            next_route: AtomicU64::new(1),
+            lag: lag.max(16),
             per_ip: Mutex::new(HashMap::new()),
             poller: std::sync::OnceLock::new(),
             stats: PushStats::default(),
@@ -187,12 +197,38 @@ impl Hub {
             self.price(market, bid, ask, update_id, c.at_ns);
             return;
         }
-        if self.private.receiver_count() == 0 {
-            return; // nobody connected: nothing to build
-        }
+        let Some(account) = c.change.account() else { return };
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(queues) = routes.get_mut(&account) else {
+            return; // nobody of that account is connected: nothing to build
+        };
         for p in self.messages(c) {
-            // No receiver is not an error: nobody of that account is connected.
-            let _ = self.private.send(Arc::new(p));
+            let p = Arc::new(p);
+            // A full queue is a connection too far behind: unrouted, it sees its queue end
+            // and closes as slow. Never waits.
+            queues.retain(|(_, q)| q.try_send(Arc::clone(&p)).is_ok());
+        }
+        if queues.is_empty() {
+            routes.remove(&account);
+        }
+    }
+
+    /// A queue for one connection of `account`, and its id (to [`Hub::unroute`] it).
+    fn route(&self, account: AccountId) -> (u64, mpsc::Receiver<Arc<Private>>) {
+        let (tx, rx) = mpsc::channel(self.lag);
+        let id = self.next_route.fetch_add(1, Ordering::Relaxed);
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        routes.entry(account).or_default().push((id, tx));
+        (id, rx)
+    }
+
+    fn unroute(&self, account: AccountId, id: u64) {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(queues) = routes.get_mut(&account) {
+            queues.retain(|(i, _)| *i != id);
+            if queues.is_empty() {
+                routes.remove(&account);
+            }
         }
     }
 
@@ -461,6 +497,17 @@ struct Conn {
     last_marks: Option<Value>,
     /// The account may have open positions (marks to refresh).
     has_open: bool,
+    /// This connection's queue of its account's changes (once signed in), and its route id.
+    private: Option<mpsc::Receiver<Arc<Private>>>,
+    route: Option<u64>,
+}
+
+/// The next of the account's changes, or never (not signed in).
+async fn next_private(rx: &mut Option<mpsc::Receiver<Arc<Private>>>) -> Option<Arc<Private>> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A channel named in a subscribe or unsubscribe.
@@ -503,16 +550,33 @@ impl Conn {
             last_balance: None,
             last_marks: None,
             has_open: true,
+            private: None,
+            route: None,
+        }
+    }
+
+    /// Starts receiving the account's changes.
+    fn sign_in(&mut self, account: AccountId) {
+        self.account = Some(account);
+        if self.route.is_none() {
+            let (id, rx) = self.state.hub().route(account);
+            self.route = Some(id);
+            self.private = Some(rx);
         }
     }
 
     async fn run(mut self, mut socket: WebSocket) {
         let hub = self.state.hub();
         let mut prices = hub.prices.subscribe();
-        let mut private = hub.private.subscribe();
         let mut candles = hub.candles.subscribe();
-        let end = self.serve(&mut socket, &mut prices, &mut private, &mut candles).await;
+        if let Some(a) = self.account {
+            self.sign_in(a);
+        }
+        let end = self.serve(&mut socket, &mut prices, &mut candles).await;
         hub.candle_subscribers.fetch_sub(self.candle_subs.len(), Ordering::Relaxed);
+        if let (Some(a), Some(id)) = (self.account, self.route) {
+            hub.unroute(a, id);
+        }
         let (code, reason) = match end {
             End::Closed => return,
             End::Slow => {
@@ -533,9 +597,9 @@ impl Conn {
         &mut self,
         socket: &mut WebSocket,
         prices: &mut watch::Receiver<Arc<Vec<PriceEntry>>>,
-        private: &mut broadcast::Receiver<Arc<Private>>,
         candles: &mut watch::Receiver<Arc<Vec<CandleEntry>>>,
     ) -> End {
+        let mut private = self.private.take();
         let mut refresh = tokio::time::interval(Duration::from_millis(self.limits.refresh_ms));
         let mut heartbeat = tokio::time::interval(Duration::from_millis(self.limits.heartbeat_ms));
         let idle = Duration::from_millis(self.limits.idle_timeout_ms);
@@ -564,10 +628,10 @@ impl Conn {
                     }
                     Err(_) => Err(End::Closed),
                 },
-                r = private.recv() => match r {
-                    Ok(p) => self.on_private(socket, &p).await,
-                    Err(broadcast::error::RecvError::Lagged(_)) => Err(End::Slow),
-                    Err(broadcast::error::RecvError::Closed) => Err(End::Closed),
+                p = next_private(&mut private) => match p {
+                    Some(p) => self.on_private(socket, &p).await,
+                    // Unrouted by the hub: its queue was full.
+                    None => Err(End::Slow),
                 },
                 _ = refresh.tick() => self.on_refresh(socket).await,
                 _ = heartbeat.tick() => {
@@ -580,6 +644,9 @@ impl Conn {
             };
             if let Err(end) = step {
                 return end;
+            }
+            if private.is_none() {
+                private = self.private.take(); // signed in by this step
             }
         }
     }
@@ -668,7 +735,7 @@ impl Conn {
     async fn on_auth(&mut self, socket: &mut WebSocket, token: &str) -> Result<(), End> {
         match self.state.verify_token(token) {
             Ok(a) if self.account.is_none_or(|mine| mine == a) => {
-                self.account = Some(a);
+                self.sign_in(a);
                 self.send_json(socket, &json!({"op": "authed", "user_id": a.0.to_string()})).await
             }
             // One connection, one account: a second identity needs a second connection.

@@ -72,7 +72,7 @@ impl Default for PushLimits {
         PushLimits {
             max_connections: 2_000,
             per_ip: 20,
-            price_updates_per_second: 10,
+            price_updates_per_second: 20,
             refresh_ms: 1_000,
             heartbeat_ms: 15_000,
             idle_timeout_ms: 60_000,

@@ -1,6 +1,8 @@
 //! The push API over real sockets: an engine, the HTTP adapter on port 0, the engine's changes
 //! fed to the hub as `serve` does, and WebSocket clients (tokio-tungstenite).
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -327,25 +329,7 @@ async fn a_slow_client_is_cut_off_and_the_others_get_every_message() {
 async fn the_asyncapi_document_describes_the_protocol() {
     let doc: Value = serde_json::from_str(hundredx_http::push::ASYNCAPI).unwrap();
     assert_eq!(doc["asyncapi"], "3.0.0");
-    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
-        match v {
-            Value::Object(m) => {
-                if let Some(Value::String(r)) = m.get("$ref") {
-                    out.push(r);
-                }
-                m.values().for_each(|v| refs(v, out));
-            }
-            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
-            _ => {}
-        }
-    }
-    let mut all = Vec::new();
-    refs(&doc, &mut all);
-    assert!(all.len() > 10);
-    for r in all {
-        let pointer = r.strip_prefix('#').unwrap();
-        assert!(doc.pointer(pointer).is_some(), "unresolved {r}");
-    }
+    assert!(common::assert_refs_resolve(&doc) > 10);
     let names = &doc["components"]["schemas"]["channelNames"]["items"]["anyOf"][0]["enum"];
     let names: Vec<&str> = names.as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert_eq!(names, hundredx_http::push::CHANNELS);

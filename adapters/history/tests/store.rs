@@ -286,14 +286,22 @@ fn postgres_killed_mid_stream_loses_and_repeats_nothing() {
         let status = w.status();
         (w.run(rx, || 0), status)
     });
-    for (i, c) in changes.iter().enumerate() {
+    let half = changes.len() / 2;
+    for c in &changes[..half] {
         tx.send(Output::Change(*c)).unwrap();
-        if i == changes.len() / 2 {
-            pg.kill_9();
-            std::thread::sleep(Duration::from_millis(300)); // the writer fails and retries
-            pg.start_again();
-        }
     }
+    pg.kill_9();
+    // Changes keep coming while PostgreSQL is down: the writer fails, retries, and holds them
+    // (the channel fills and the sender waits, as the engine would); it comes back after 1 s.
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_secs(1));
+            pg.start_again();
+        });
+        for c in &changes[half..] {
+            tx.send(Output::Change(*c)).unwrap();
+        }
+    });
     drop(tx);
     let (result, status) = writer.join().unwrap();
     result.unwrap();

@@ -53,18 +53,7 @@ impl Server {
     fn price(&mut self, market: u16, bid: i64, ask: i64) {
         let i = usize::from(market);
         self.update_ids[i] += 1;
-        let tick = Tick {
-            market: MarketId(market),
-            bid: Price(bid),
-            ask: Price(ask),
-            update_id: self.update_ids[i],
-            exchange_time_us: 0,
-        };
-        let r = self
-            .engine
-            .call(now_ns(), CommandKind::PriceTick(tick), Duration::from_secs(5))
-            .unwrap();
-        assert!(r.result.is_ok(), "{r:?}");
+        common::apply_tick(&mut self.engine.submitter(), market, bid, ask, self.update_ids[i]);
     }
 
     async fn raw(&self, request: &[u8]) -> Reply {

@@ -50,18 +50,7 @@ impl Server {
 
     fn price(&mut self, bid: i64) {
         self.update_id += 1;
-        let tick = Tick {
-            market: MarketId(0),
-            bid: Price(bid),
-            ask: Price(bid + 100),
-            update_id: self.update_id,
-            exchange_time_us: 0,
-        };
-        let r = self
-            .engine
-            .call(now_ns(), CommandKind::PriceTick(tick), Duration::from_secs(5))
-            .unwrap();
-        assert!(r.result.is_ok(), "{r:?}");
+        common::apply_tick(&mut self.engine.submitter(), 0, bid, bid + 100, self.update_id);
     }
 
     async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
@@ -287,16 +276,7 @@ async fn a_slow_client_is_cut_off_and_the_others_get_every_message() {
                 std::thread::sleep(Duration::from_millis(5));
                 // Keep the price fresh (5 s max age) however long a busy machine takes.
                 update_id += 1;
-                let tick = Tick {
-                    market: MarketId(0),
-                    bid: Price(6_000_000),
-                    ask: Price(6_000_100),
-                    update_id,
-                    exchange_time_us: 0,
-                };
-                engine
-                    .call(now_ns(), CommandKind::PriceTick(tick), Duration::from_secs(5))
-                    .unwrap();
+                common::apply_tick(&mut engine, 0, 6_000_000, 6_000_100, update_id);
             }
         }
     })

@@ -1,6 +1,23 @@
 //! Helpers several of the HTTP adapter's test files share.
 
+use std::time::Duration;
+
+use engine_core::prelude::*;
+use hundredx_http::now_ns;
 use serde_json::Value;
+
+/// Applies one tick of `market` through the engine's ring and checks it was accepted.
+pub fn apply_tick(engine: &mut Submitter, market: u16, bid: i64, ask: i64, update_id: u64) {
+    let tick = Tick {
+        market: MarketId(market),
+        bid: Price(bid),
+        ask: Price(ask),
+        update_id,
+        exchange_time_us: 0,
+    };
+    let r = engine.call(now_ns(), CommandKind::PriceTick(tick), Duration::from_secs(5)).unwrap();
+    assert!(r.result.is_ok(), "{r:?}");
+}
 
 /// Every `$ref` in a JSON document (OpenAPI, AsyncAPI) resolves inside it; returns how many
 /// there are.

@@ -78,6 +78,22 @@ pub struct MarketId(pub u16);
 )]
 pub struct PositionId(pub u64);
 
+/// Pending-order id, assigned by the engine in placement order (1, 2, ...); its own sequence.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub struct OrderId(pub u64);
+
 /// A short string stored inline (no heap), at most `N` bytes of UTF-8.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InlineStr<const N: usize> {
@@ -196,6 +212,54 @@ pub struct OpenRequest {
     /// Stop-loss trigger price.
     pub stop_loss: Option<Price>,
     /// Idempotency key: a repeat by the same account returns the first result.
+    pub client_order_id: Option<ClientOrderId>,
+}
+
+/// When a pending entry order fills.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderKind {
+    /// At a better price than now: a long when ask <= price, a short when bid >= price.
+    Limit,
+    /// At a worse price than now (a breakout): a long when ask >= price, a short when bid <= price.
+    Stop,
+}
+
+impl OrderKind {
+    /// `"limit"` / `"stop"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrderKind::Limit => "limit",
+            OrderKind::Stop => "stop",
+        }
+    }
+}
+
+/// Parameters of a pending entry order: an open that waits for its trigger price.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OrderRequest {
+    /// Owner.
+    pub account: AccountId,
+    /// Market.
+    pub market: MarketId,
+    /// The side of the position it opens.
+    pub side: Side,
+    /// Limit or stop.
+    pub kind: OrderKind,
+    /// Trigger price (for a limit, also the worst fill).
+    pub price: Price,
+    /// Integer leverage, 1..=max_leverage.
+    pub leverage: u32,
+    /// Margin or quantity, as for an open.
+    pub size: Size,
+    /// Take-profit of the position it opens.
+    pub take_profit: Option<Price>,
+    /// Stop-loss of the position it opens.
+    pub stop_loss: Option<Price>,
+    /// Good till this command time (ns; expired when a command at or after it arrives);
+    /// `None`: good till cancelled.
+    pub expires_at_ns: Option<u64>,
+    /// Idempotency key (shares the account's window with open's client order ids).
     pub client_order_id: Option<ClientOrderId>,
 }
 
@@ -324,6 +388,37 @@ pub enum CommandKind {
     /// Ask the processor to write a snapshot after this command (journaled like any other; the
     /// engine itself only acknowledges it).
     AdminSnapshot,
+    // Added after the first release: new variants go last, so journals written before keep
+    // their encoding.
+    /// Place a pending entry order (limit or stop); reserves its margin and fee.
+    PlaceOrder(OrderRequest),
+    /// Cancel a pending order; releases its reservation.
+    CancelOrder {
+        /// Owner.
+        account: AccountId,
+        /// The order.
+        order: OrderId,
+        /// Idempotency key.
+        key: Option<IdempotencyKey>,
+    },
+    /// Set, change or remove an open position's take-profit and stop-loss (both replaced).
+    SetTriggers {
+        /// Owner.
+        account: AccountId,
+        /// Position.
+        position: PositionId,
+        /// New take-profit (`None` removes it).
+        take_profit: Option<Price>,
+        /// New stop-loss (`None` removes it).
+        stop_loss: Option<Price>,
+        /// Idempotency key.
+        key: Option<IdempotencyKey>,
+    },
+    /// The account's pending orders: one item per order, ascending id, then the reply.
+    QueryOrders {
+        /// Account.
+        account: AccountId,
+    },
 }
 
 impl CommandKind {
@@ -334,6 +429,7 @@ impl CommandKind {
             self,
             CommandKind::Noop
                 | CommandKind::QueryAccount { .. }
+                | CommandKind::QueryOrders { .. }
                 | CommandKind::QueryPositions { .. }
                 | CommandKind::QueryPosition { .. }
                 | CommandKind::QueryCredential { .. }

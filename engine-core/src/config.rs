@@ -184,6 +184,15 @@ pub struct EngineConfig {
     /// id gets the first reply again instead of being applied twice (e.g. a redelivered stream
     /// entry after a crash).
     pub request_id_window: u32,
+    /// Most pending entry orders across all accounts.
+    pub max_pending_orders: u32,
+    /// Most pending entry orders one account may hold.
+    pub max_orders_per_account: u32,
+    /// Margin-call level as a ratio of equity to maintenance margin (`"2"`: warn when a
+    /// position's equity falls below twice its maintenance margin); `"0"` turns margin calls off.
+    /// Must be above 1 (at 1 the position is already being liquidated).
+    #[serde(deserialize_with = "serde_file::ppm")]
+    pub margin_call_level: Ppm,
 }
 
 /// How the engine runs, not what it decides: rings, waits, pinning. Kept apart from
@@ -243,6 +252,9 @@ impl Default for EngineConfig {
             idempotency_keys_per_account: 100,
             idempotency_ttl_ns: 24 * 3_600 * 1_000_000_000,
             request_id_window: 100_000,
+            max_pending_orders: 1_000_000,
+            max_orders_per_account: 100,
+            margin_call_level: Ppm(3 * PPM_ONE / 2),
         }
     }
 }
@@ -262,7 +274,15 @@ impl EngineConfig {
                 });
             }
         }
-        let limits: [(bool, &'static str); 8] = [
+        let level = i128::from(self.margin_call_level.0);
+        let level_ok = level == 0
+            || (level > i128::from(PPM_ONE)
+                && level <= 100 * i128::from(PPM_ONE)
+                && self.markets.iter().all(|m| {
+                    i128::from(m.maintenance_margin_rate.0) * level
+                        < i128::from(PPM_ONE) * i128::from(PPM_ONE)
+                }));
+        let limits: [(bool, &'static str); 11] = [
             (self.initial_balance.0 < 0 || self.initial_balance > MAX_AMOUNT, "initial_balance"),
             (self.max_accounts == 0 || self.max_accounts > 50_000_000, "max_accounts"),
             (
@@ -277,6 +297,15 @@ impl EngineConfig {
             (self.idempotency_keys_per_account > 10_000, "idempotency_keys_per_account"),
             (self.idempotency_ttl_ns == 0, "idempotency_ttl_ns"),
             (self.request_id_window > 10_000_000, "request_id_window"),
+            (
+                self.max_pending_orders == 0 || self.max_pending_orders > 100_000_000,
+                "max_pending_orders",
+            ),
+            (
+                self.max_orders_per_account == 0 || self.max_orders_per_account > 10_000,
+                "max_orders_per_account",
+            ),
+            (!level_ok, "margin_call_level must be 0 (off) or in (1, 100] with mmr * level < 1"),
         ];
         if let Some((_, what)) = limits.iter().find(|(bad, _)| *bad) {
             return Err(ConfigError::Limit(what));

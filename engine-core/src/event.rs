@@ -5,7 +5,10 @@
 //! ([`Output::Event`]) report what the engine did on its own: TP/SL/liquidation closes, bad debt,
 //! rejected prices.
 
-use crate::command::{AccountId, Credential, MarketId, PositionId, PositionStatus, RequestId};
+use crate::command::{
+    AccountId, Credential, MarketId, OrderId, OrderKind, PositionId, PositionStatus, RequestId,
+    Size,
+};
 use crate::math::Side;
 use crate::num::{Price, Qty, Usdc};
 
@@ -91,6 +94,17 @@ reasons! {
     IdempotencyKeyReused => "idempotency_key_reused",
     /// The request id was already applied to a different command (nothing applied now).
     RequestIdReused => "request_id_reused",
+    /// No such pending order of this account (never placed, filled, cancelled or expired).
+    UnknownOrder => "unknown_order",
+    /// A limit not on the better side of the current price, or a stop not on the worse side:
+    /// it would fill at once (open a position instead).
+    InvalidOrderPrice => "invalid_order_price",
+    /// A good-till-time order whose expiry is not after the command's time.
+    InvalidExpiry => "invalid_expiry",
+    /// The account holds `max_orders_per_account` pending orders.
+    TooManyOrders => "too_many_orders",
+    /// The engine holds `max_pending_orders`.
+    OrderCapacity => "order_capacity",
 }
 
 impl Reason {
@@ -188,6 +202,64 @@ pub struct PositionView {
     pub close: Option<CloseInfo>,
 }
 
+/// A pending entry order as the API shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OrderView {
+    /// Id.
+    pub id: OrderId,
+    /// Owner.
+    pub account: AccountId,
+    /// Market.
+    pub market: MarketId,
+    /// Side of the position it opens.
+    pub side: Side,
+    /// Limit or stop.
+    pub kind: OrderKind,
+    /// Trigger price.
+    pub price: Price,
+    /// Leverage.
+    pub leverage: u32,
+    /// Margin or quantity.
+    pub size: Size,
+    /// Take-profit of the position it opens.
+    pub take_profit: Option<Price>,
+    /// Stop-loss of the position it opens.
+    pub stop_loss: Option<Price>,
+    /// Expiry (command time, ns); `None`: good till cancelled.
+    pub expires_at_ns: Option<u64>,
+    /// Margin plus open fee held for it (computed at the order's price).
+    pub reserved: Usdc,
+    /// Receive time of the place command.
+    pub placed_at_ns: u64,
+}
+
+/// How a pending order ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderEnd {
+    /// Its trigger was crossed and it opened this position.
+    Filled(PositionId),
+    /// Its owner cancelled it.
+    Cancelled,
+    /// A command arrived at or after its expiry.
+    Expired,
+    /// Its trigger was crossed but the open was refused at that moment (e.g. `would_liquidate`,
+    /// `insufficient_balance`): cancelled with the reason.
+    Rejected(Reason),
+}
+
+impl OrderEnd {
+    /// `"filled"`, `"cancelled"`, `"expired"`, `"rejected"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrderEnd::Filled(_) => "filled",
+            OrderEnd::Cancelled => "cancelled",
+            OrderEnd::Expired => "expired",
+            OrderEnd::Rejected(_) => "rejected",
+        }
+    }
+}
+
 /// An account's balances.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AccountView {
@@ -197,9 +269,11 @@ pub struct AccountView {
     pub available: Usdc,
     /// Sum of open positions' margins.
     pub locked_margin: Usdc,
+    /// Held for pending orders (their margin and open fee).
+    pub order_margin: Usdc,
     /// Sum of open positions' uPnL at current marks.
     pub unrealized_pnl: Usdc,
-    /// available + locked_margin + unrealized_pnl.
+    /// available + locked_margin + order_margin + unrealized_pnl.
     pub equity: Usdc,
     /// Open positions.
     pub open_positions: u32,
@@ -274,6 +348,8 @@ pub enum ReplyData {
     },
     /// State hash and totals.
     State(StateSummary),
+    /// The placed (or, for a repeated client order id, first-placed) or cancelled order.
+    Order(OrderView),
     /// A snapshot was requested; the processor writes it after this command.
     SnapshotRequested,
 }
@@ -286,6 +362,8 @@ pub enum Item {
     Position(PositionView),
     /// A market.
     Market(MarketView),
+    /// A pending order.
+    Order(OrderView),
 }
 
 /// Something the engine did on its own.
@@ -436,6 +514,53 @@ pub enum Change {
         /// Its new liquidation price.
         liquidation_price: Price,
     },
+    /// A pending order was placed: `order.reserved` moved from available to held.
+    OrderPlaced {
+        /// The order.
+        order: OrderView,
+    },
+    /// A pending order ended: `released` moved back from held to available (for a fill, just
+    /// before the `Opened` change that follows it takes the position's margin and fee).
+    OrderEnded {
+        /// The order.
+        order: OrderId,
+        /// Owner.
+        account: AccountId,
+        /// Market.
+        market: MarketId,
+        /// The reservation given back.
+        released: Usdc,
+        /// How.
+        end: OrderEnd,
+    },
+    /// An open position's take-profit and stop-loss were replaced (`None`: removed).
+    TriggersSet {
+        /// The position.
+        position: PositionId,
+        /// Owner.
+        account: AccountId,
+        /// Take-profit now.
+        take_profit: Option<Price>,
+        /// Stop-loss now.
+        stop_loss: Option<Price>,
+    },
+    /// A position's margin level (equity / maintenance margin) fell below the configured
+    /// margin-call level: a warning to its owner, once per crossing (re-armed when the mark is
+    /// back above the level).
+    MarginCall {
+        /// The position.
+        position: PositionId,
+        /// Owner.
+        account: AccountId,
+        /// Market.
+        market: MarketId,
+        /// The mark that crossed.
+        mark: Price,
+        /// The price at which the level is crossed.
+        margin_call_price: Price,
+        /// The liquidation price.
+        liquidation_price: Price,
+    },
     /// Nothing changed that a read model stores: the command at `seq` is a multiple of
     /// [`CHECKPOINT_EVERY`]. A reader that has this has every change up to it.
     Checkpoint,
@@ -462,7 +587,11 @@ impl Change {
             | Change::Withdrawn { account, .. }
             | Change::Opened { account, .. }
             | Change::Closed { account, .. }
-            | Change::MarginAdded { account, .. } => Some(account),
+            | Change::MarginAdded { account, .. }
+            | Change::OrderPlaced { order: OrderView { account, .. } }
+            | Change::OrderEnded { account, .. }
+            | Change::TriggersSet { account, .. }
+            | Change::MarginCall { account, .. } => Some(account),
             Change::Checkpoint | Change::PriceApplied { .. } => None,
         }
     }

@@ -90,15 +90,19 @@ fn expired(e: &KeyEntry, now_ns: u64, ttl_ns: u64) -> bool {
     now_ns.saturating_sub(e.at_ns) > ttl_ns
 }
 
-/// The (account, key) a command is made idempotent by, if any: an open's `client_order_id`, or
-/// the key of a deposit, withdrawal, close or margin addition.
+/// The (account, key) a command is made idempotent by, if any: an open's or a pending order's
+/// `client_order_id`, or the key of a deposit, withdrawal, close, margin addition, order
+/// cancel or TP/SL edit.
 pub fn keyed(cmd: &Command) -> Option<(AccountId, IdempotencyKey)> {
     match cmd.kind {
         CommandKind::OpenPosition(req) => req.client_order_id.map(|k| (req.account, k)),
+        CommandKind::PlaceOrder(req) => req.client_order_id.map(|k| (req.account, k)),
         CommandKind::Deposit { account, key, .. }
         | CommandKind::Withdraw { account, key, .. }
         | CommandKind::ClosePosition { account, key, .. }
-        | CommandKind::AddMargin { account, key, .. } => key.map(|k| (account, k)),
+        | CommandKind::AddMargin { account, key, .. }
+        | CommandKind::CancelOrder { account, key, .. }
+        | CommandKind::SetTriggers { account, key, .. } => key.map(|k| (account, k)),
         _ => None,
     }
 }
@@ -106,7 +110,7 @@ pub fn keyed(cmd: &Command) -> Option<(AccountId, IdempotencyKey)> {
 /// The reason a reused key with a different request gets.
 pub fn reused_reason(cmd: &Command) -> Reason {
     match cmd.kind {
-        CommandKind::OpenPosition(_) => Reason::ClientOrderIdReused,
+        CommandKind::OpenPosition(_) | CommandKind::PlaceOrder(_) => Reason::ClientOrderIdReused,
         _ => Reason::IdempotencyKeyReused,
     }
 }

@@ -1,5 +1,6 @@
 //! The trigger index: per market and side, open positions ordered by liquidation price, by
-//! take-profit and by stop-loss trigger price.
+//! take-profit, by stop-loss and by margin-call price (armed and already called), and pending
+//! entry orders ordered by limit and by stop price.
 //!
 //! A tick asks each ordered set for the range that the new bid/ask crosses, so its cost is
 //! `O(log n + k)` for `k` triggered positions, whatever the number `n` of open positions. Keys are
@@ -8,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::ops::Bound::{Included, Unbounded};
 
-use crate::command::PositionId;
+use crate::command::{OrderId, OrderKind, PositionId};
 use crate::math::Side;
 use crate::num::Price;
 
@@ -18,14 +19,14 @@ type Key = (i64, u64);
 /// trigger anything?" is two comparisons instead of a tree descent: a tick that triggers nothing
 /// costs O(1) whatever the number of positions; only a tick that does trigger walks the tree.
 #[derive(Debug, Default, Clone)]
-struct OrderedSet {
+pub(crate) struct OrderedSet {
     set: BTreeSet<Key>,
     first: Option<Key>,
     last: Option<Key>,
 }
 
 impl OrderedSet {
-    fn insert(&mut self, k: Key) -> bool {
+    pub(crate) fn insert(&mut self, k: Key) -> bool {
         let fresh = self.set.insert(k);
         if self.first.is_none_or(|f| k < f) {
             self.first = Some(k);
@@ -36,7 +37,7 @@ impl OrderedSet {
         fresh
     }
 
-    fn remove(&mut self, k: &Key) -> bool {
+    pub(crate) fn remove(&mut self, k: &Key) -> bool {
         let was = self.set.remove(k);
         if self.first == Some(*k) {
             self.first = self.set.first().copied();
@@ -64,17 +65,41 @@ impl OrderedSet {
         }
     }
 
-    fn len(&self) -> usize {
+    /// Appends the order ids with key <= `p`, ascending (the expiry set uses it with times).
+    #[inline]
+    pub(crate) fn orders_at_or_below(&self, p: i64, out: &mut Vec<OrderId>) {
+        if self.first.is_some_and(|f| f.0 <= p) {
+            let range = self.set.range((Unbounded, Included((p, u64::MAX))));
+            out.extend(range.map(|k| OrderId(k.1)));
+        }
+    }
+
+    #[inline]
+    fn orders_at_or_above(&self, p: i64, out: &mut Vec<OrderId>) {
+        if self.last.is_some_and(|l| l.0 >= p) {
+            out.extend(self.set.range((Included((p, 0)), Unbounded)).map(|k| OrderId(k.1)));
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
         self.set.len()
     }
 }
 
-/// The three orderings for one side of one market.
+/// The orderings for one side of one market.
 #[derive(Debug, Default, Clone)]
 struct SideIndex {
     liq: OrderedSet,
     tp: OrderedSet,
     sl: OrderedSet,
+    /// Margin-call prices of positions not yet called (since the last crossing back).
+    mc_armed: OrderedSet,
+    /// Margin-call prices of positions called: re-armed when the mark is back above the level.
+    mc_called: OrderedSet,
+    /// Pending limit orders by limit price.
+    limit: OrderedSet,
+    /// Pending stop orders by stop price.
+    stop: OrderedSet,
 }
 
 /// The trigger prices of one position, as indexed.
@@ -86,6 +111,16 @@ pub struct Triggers {
     pub tp: Option<Price>,
     /// Stop-loss.
     pub sl: Option<Price>,
+    /// Margin-call price (0: none, like a long's liquidation price).
+    pub mc: Price,
+    /// True until the margin call fires; false until the mark is back above the level.
+    pub mc_armed: bool,
+}
+
+impl Triggers {
+    fn mc_set(self, s: &mut SideIndex) -> &mut OrderedSet {
+        if self.mc_armed { &mut s.mc_armed } else { &mut s.mc_called }
+    }
 }
 
 /// Trigger index of one market.
@@ -116,6 +151,9 @@ impl MarketIndex {
         if let Some(sl) = t.sl {
             s.sl.insert((sl.0, id.0));
         }
+        if t.mc.0 > 0 {
+            t.mc_set(s).insert((t.mc.0, id.0));
+        }
     }
 
     /// Removes a position's triggers; `t` must be what was inserted.
@@ -131,18 +169,60 @@ impl MarketIndex {
         if let Some(sl) = t.sl {
             s.sl.remove(&(sl.0, id.0));
         }
+        if t.mc.0 > 0 {
+            let was = t.mc_set(s).remove(&(t.mc.0, id.0));
+            assert!(was, "position {} missing from the margin-call index", id.0);
+        }
     }
 
-    /// Moves a position's liquidation price (partial close, add margin).
-    pub fn move_liq(&mut self, id: PositionId, side: Side, old: Price, new: Price) {
+    /// Re-indexes a position whose triggers changed from `old` to `new` (partial close, added
+    /// margin, edited TP/SL, a margin call fired or re-armed).
+    pub fn replace(&mut self, id: PositionId, side: Side, old: Triggers, new: Triggers) {
+        self.remove(id, side, old);
+        self.insert(id, side, new);
+    }
+
+    /// Indexes a pending order under its trigger price.
+    pub fn insert_order(&mut self, id: OrderId, side: Side, kind: OrderKind, price: Price) {
         let s = self.side(side);
-        if old.0 > 0 {
-            let was = s.liq.remove(&(old.0, id.0));
-            assert!(was, "position {} missing from the liquidation index", id.0);
-        }
-        if new.0 > 0 {
-            s.liq.insert((new.0, id.0));
-        }
+        let set = if kind == OrderKind::Limit { &mut s.limit } else { &mut s.stop };
+        let fresh = set.insert((price.0, id.0));
+        assert!(fresh, "order {} indexed twice", id.0);
+    }
+
+    /// Removes a pending order.
+    pub fn remove_order(&mut self, id: OrderId, side: Side, kind: OrderKind, price: Price) {
+        let s = self.side(side);
+        let set = if kind == OrderKind::Limit { &mut s.limit } else { &mut s.stop };
+        let was = set.remove(&(price.0, id.0));
+        assert!(was, "order {} missing from the order index", id.0);
+    }
+
+    /// Appends the ids of the pending orders the tick triggers. A long buys at the ask: a limit
+    /// when ask <= limit, a stop when ask >= stop. A short sells at the bid: a limit when
+    /// bid >= limit, a stop when bid <= stop.
+    #[inline]
+    pub fn collect_orders(&self, bid: Price, ask: Price, out: &mut Vec<OrderId>) {
+        self.long.limit.orders_at_or_above(ask.0, out);
+        self.long.stop.orders_at_or_below(ask.0, out);
+        self.short.limit.orders_at_or_below(bid.0, out);
+        self.short.stop.orders_at_or_above(bid.0, out);
+    }
+
+    /// Appends the armed positions whose margin-call price the tick reaches: long when
+    /// bid <= mc, short when ask >= mc.
+    #[inline]
+    pub fn collect_margin_calls(&self, bid: Price, ask: Price, out: &mut Vec<PositionId>) {
+        self.long.mc_armed.collect_at_or_above(bid.0, out);
+        self.short.mc_armed.collect_at_or_below(ask.0, out);
+    }
+
+    /// Appends the called positions the tick takes back above the level: long when bid > mc,
+    /// short when ask < mc.
+    #[inline]
+    pub fn collect_rearms(&self, bid: Price, ask: Price, out: &mut Vec<PositionId>) {
+        self.long.mc_called.collect_at_or_below(bid.0 - 1, out);
+        self.short.mc_called.collect_at_or_above(ask.0 + 1, out);
     }
 
     /// Appends the ids of positions whose take-profit or stop-loss the tick crosses.
@@ -163,9 +243,15 @@ impl MarketIndex {
         self.short.liq.collect_at_or_below(ask.0, out);
     }
 
-    /// Number of indexed entries (liq + tp + sl, both sides), for tests and memory accounting.
+    /// Number of indexed entries (every ordering, both sides), for tests and memory accounting.
     pub fn len(&self) -> usize {
-        [&self.long, &self.short].iter().map(|s| s.liq.len() + s.tp.len() + s.sl.len()).sum()
+        [&self.long, &self.short]
+            .iter()
+            .map(|s| {
+                let positions = s.liq.len() + s.tp.len() + s.sl.len();
+                positions + s.mc_armed.len() + s.mc_called.len() + s.limit.len() + s.stop.len()
+            })
+            .sum()
     }
 
     /// True if nothing is indexed.
@@ -179,7 +265,13 @@ mod tests {
     use super::*;
 
     fn t(liq: i64, tp: Option<i64>, sl: Option<i64>) -> Triggers {
-        Triggers { liq: Price(liq), tp: tp.map(Price), sl: sl.map(Price) }
+        Triggers {
+            liq: Price(liq),
+            tp: tp.map(Price),
+            sl: sl.map(Price),
+            mc: Price(0),
+            mc_armed: true,
+        }
     }
 
     #[test]
@@ -206,7 +298,12 @@ mod tests {
         assert_eq!(out, vec![PositionId(2)]);
         assert_eq!(ix.len(), 6);
         ix.remove(PositionId(1), Side::Long, t(90, Some(120), Some(95)));
-        ix.move_liq(PositionId(2), Side::Short, Price(110), Price(115));
+        ix.replace(
+            PositionId(2),
+            Side::Short,
+            t(110, Some(80), Some(105)),
+            t(115, Some(80), Some(105)),
+        );
         out.clear();
         ix.collect_liquidations(Price(1), Price(114), &mut out);
         assert!(out.is_empty());

@@ -104,12 +104,14 @@ pub struct ReadmeDoctests;
 pub mod prelude {
     pub use crate::command::{
         AccountId, ClientOrderId, CloseSize, Command, CommandKind, Credential, IdempotencyKey,
-        Login, MarketId, OpenRequest, PositionId, PositionStatus, RequestId, Size, Tick,
+        Login, MarketId, OpenRequest, OrderId, OrderKind, OrderRequest, PositionId, PositionStatus,
+        RequestId, Size, Tick,
     };
     pub use crate::config::{EngineConfig, MarketConfig, RuntimeConfig, WaitMode};
     pub use crate::event::{
         AccountView, CHECKPOINT_EVERY, Change, ChangeRecord, CloseInfo, CloseReason, Event, Item,
-        MarketView, Output, PositionView, Reason, ReplyData, Sink, StateSummary,
+        MarketView, OrderEnd, OrderView, Output, PositionView, Reason, ReplyData, Sink,
+        StateSummary,
     };
     pub use crate::math::Side;
     pub use crate::num::{ExactDecimal, Ppm, Price, Qty, Usdc};

@@ -49,6 +49,15 @@ impl Side {
             Side::Short => "short",
         }
     }
+
+    /// The other side: the side a position of this side trades against (a long buys at the
+    /// ask, which is where a short is valued).
+    pub const fn opposite(self) -> Side {
+        match self {
+            Side::Long => Side::Short,
+            Side::Short => Side::Long,
+        }
+    }
 }
 
 /// Conversion between `price * qty` and micro-USDC for one market.

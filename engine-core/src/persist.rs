@@ -26,7 +26,9 @@ use crate::snapshot::EngineSnapshot;
 pub const RECORD_HEADER_BYTES: usize = 8;
 /// Largest record, header included. A command encodes to well under 400 bytes.
 pub const MAX_RECORD_BYTES: usize = crate::command::MAX_ENCODED_BYTES;
-const SNAPSHOT_MAGIC: &[u8; 8] = b"HXSNAP01";
+// 02: pending orders, margin-call state and the order sequence (a 01 file is refused as
+// malformed, not misread).
+const SNAPSHOT_MAGIC: &[u8; 8] = b"HXSNAP02";
 const FORMAT_POSTCARD: u8 = 1;
 const FORMAT_TICK: u8 = 2;
 const TICK_PAYLOAD_BYTES: usize = 1 + 8 + 8 + 8 + 2 + 8 + 8 + 8 + 8;

@@ -9,9 +9,9 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{AccountId, Credential, Login, MarketId, PositionId, RequestId};
+use crate::command::{AccountId, Credential, Login, MarketId, OrderId, PositionId, RequestId};
 use crate::config::EngineConfig;
-use crate::event::{PositionView, Reason, ReplyData};
+use crate::event::{OrderView, PositionView, Reason, ReplyData};
 use crate::idempotency::{KeyEntry, KeyWindow};
 use crate::math::Side;
 use crate::num::{Price, Qty, Usdc};
@@ -102,6 +102,10 @@ pub struct PositionSnapshot {
     pub sl: Option<Price>,
     /// Open time.
     pub opened_at_ns: u64,
+    /// Margin-call price as stored.
+    pub mc: Price,
+    /// Margin call armed (not called since the mark was last above the level).
+    pub mc_armed: bool,
 }
 
 /// The one conversion each way between the engine's position and its snapshot form: a field
@@ -121,6 +125,8 @@ impl From<&Position> for PositionSnapshot {
             tp,
             sl,
             opened_at_ns,
+            mc,
+            mc_armed,
         } = *p;
         PositionSnapshot {
             id,
@@ -135,6 +141,8 @@ impl From<&Position> for PositionSnapshot {
             tp,
             sl,
             opened_at_ns,
+            mc,
+            mc_armed,
         }
     }
 }
@@ -154,6 +162,8 @@ impl From<&PositionSnapshot> for Position {
             tp,
             sl,
             opened_at_ns,
+            mc,
+            mc_armed,
         } = *p;
         Position {
             id,
@@ -168,6 +178,8 @@ impl From<&PositionSnapshot> for Position {
             tp,
             sl,
             opened_at_ns,
+            mc,
+            mc_armed,
         }
     }
 }
@@ -183,6 +195,10 @@ pub struct EngineSnapshot {
     pub positions: Vec<PositionSnapshot>,
     /// Next position id.
     pub next_position_id: u64,
+    /// Pending orders in id order.
+    pub orders: Vec<OrderView>,
+    /// Next order id.
+    pub next_order_id: u64,
     /// Insurance fund.
     pub insurance_fund: Usdc,
     /// House balance.
@@ -207,6 +223,8 @@ impl Engine {
         let mut positions: Vec<PositionSnapshot> =
             self.positions.values().map(PositionSnapshot::from).collect();
         positions.sort_unstable_by_key(|p| p.id);
+        let mut orders: Vec<OrderView> = self.orders.values().copied().collect();
+        orders.sort_unstable_by_key(|o| o.id);
         EngineSnapshot {
             markets: self
                 .markets
@@ -236,6 +254,8 @@ impl Engine {
                 .collect(),
             positions,
             next_position_id: self.next_position_id,
+            orders,
+            next_order_id: self.next_order_id,
             insurance_fund: self.insurance_fund,
             house_balance: self.house_balance,
             total_deposits: self.total_deposits,
@@ -276,6 +296,8 @@ impl Engine {
                     &a.keys,
                     usize_from(e.cfg.idempotency_keys_per_account),
                 ),
+                orders: Vec::new(),
+                reserved: Usdc::ZERO,
             });
             if e.logins.insert(a.login, id).is_some() {
                 return bad(format!("duplicate login {:?}", a.login));
@@ -300,6 +322,7 @@ impl Engine {
             }
             e.accounts[ai].open.push(p.id);
         }
+        restore_orders(&mut e, snap)?;
         e.next_position_id = snap.next_position_id;
         e.insurance_fund = snap.insurance_fund;
         e.house_balance = snap.house_balance;
@@ -318,6 +341,33 @@ impl Engine {
         e.check_conservation().map_err(SnapshotError::Config)?;
         Ok(e)
     }
+}
+
+/// The pending orders, re-indexed and held, refusing any that break a limit or name nothing.
+fn restore_orders(e: &mut Engine, snap: &EngineSnapshot) -> Result<(), SnapshotError> {
+    let bad = |why: String| Err(SnapshotError::Config(why));
+    if snap.orders.len() > usize_from(e.cfg.max_pending_orders) {
+        return bad("more pending orders than max_pending_orders".into());
+    }
+    let mut last = OrderId(0);
+    for o in &snap.orders {
+        if o.id <= last || o.id.0 >= snap.next_order_id || o.reserved.0 < 0 {
+            return bad("orders out of order, beyond next_order_id or negative".into());
+        }
+        last = o.id;
+        let ai = usize_from(o.account.0).checked_sub(1).filter(|i| *i < e.accounts.len());
+        let Some(ai) = ai else { return bad(format!("order {} has no account", o.id.0)) };
+        if usize::from(o.market.0) >= e.markets.len() {
+            return bad(format!("order {} has no market", o.id.0));
+        }
+        if e.accounts[ai].orders.len() >= usize_from(e.cfg.max_orders_per_account) {
+            return bad("an account holds more orders than allowed".into());
+        }
+        e.index_order(o);
+        e.hold(ai, o.reserved);
+    }
+    e.next_order_id = snap.next_order_id;
+    Ok(())
 }
 
 /// The markets' prices from a snapshot, refusing one whose markets differ from the

@@ -54,6 +54,26 @@ enum Op {
     Wait {
         ms: u64,
     },
+    Place {
+        user: usize,
+        market: u16,
+        long: bool,
+        limit: bool,
+        lev: u32,
+        away_bps: i64,
+        size: i64,
+        expires_ms: Option<u64>,
+    },
+    Cancel {
+        user: usize,
+        k: usize,
+    },
+    SetTriggers {
+        user: usize,
+        k: usize,
+        tp: Option<i64>,
+        sl: Option<i64>,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -71,6 +91,14 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..USERS, 1i64..5_000).prop_map(|(user, amount)| Op::Deposit { user, amount }),
         1 => (0..USERS, 1i64..5_000).prop_map(|(user, amount)| Op::Withdraw { user, amount }),
         1 => (0u64..6_000).prop_map(|ms| Op::Wait { ms }),
+        2 => (0..USERS, 0u16..2, any::<bool>(), any::<bool>(), 1u32..=100, -50i64..300, 1i64..3_000,
+              proptest::option::of(1u64..20_000))
+            .prop_map(|(user, market, long, limit, lev, away_bps, size, expires_ms)| Op::Place {
+                user, market, long, limit, lev, away_bps, size, expires_ms
+            }),
+        1 => (0..USERS, 0usize..8).prop_map(|(user, k)| Op::Cancel { user, k }),
+        1 => (0..USERS, 0usize..8, proptest::option::of(-200i64..2_000), proptest::option::of(-200i64..2_000))
+            .prop_map(|(user, k, tp, sl)| Op::SetTriggers { user, k, tp, sl }),
     ]
 }
 
@@ -173,7 +201,79 @@ impl World {
                     self.h.run(CommandKind::Withdraw { account, amount: usdc(amount), key: None });
             }
             Op::Wait { ms } => self.h.now += ms * 1_000_000,
+            Op::Place { user, market, long, limit, lev, away_bps, size, expires_ms } => {
+                self.place(user, market, long, limit, lev, away_bps, size, expires_ms)
+            }
+            Op::Cancel { user, k } => {
+                let ids = self.order_ids(user);
+                if let Some(&order) = ids.get(k % ids.len().max(1)) {
+                    let account = self.users[user];
+                    let _ = self.h.run(CommandKind::CancelOrder { account, order, key: None });
+                }
+            }
+            Op::SetTriggers { user, k, tp, sl } => {
+                let ids = self.open_ids(user);
+                if let Some(&id) = ids.get(k % ids.len().max(1)) {
+                    let a = self.users[user];
+                    let v = self.h.position(a, id);
+                    let dir = if v.side == Side::Long { 1 } else { -1 };
+                    let mid = self.mids[usize::from(v.market.0)];
+                    let at = |bps: i64| Price((mid + dir * mid * bps / 10_000).max(1));
+                    let _ = self.h.run(CommandKind::SetTriggers {
+                        account: a,
+                        position: id,
+                        take_profit: tp.map(at),
+                        stop_loss: sl.map(|b| at(-b)),
+                        key: None,
+                    });
+                }
+            }
         }
+    }
+
+    /// A limit `away_bps` better than the mid, or a stop `away_bps` worse (some on the wrong
+    /// side on purpose: refused), sized by margin.
+    #[allow(clippy::too_many_arguments)]
+    fn place(
+        &mut self,
+        user: usize,
+        market: u16,
+        long: bool,
+        limit: bool,
+        lev: u32,
+        away_bps: i64,
+        size: i64,
+        expires_ms: Option<u64>,
+    ) {
+        let mid = self.mids[usize::from(market)];
+        let better = if long == limit { -1 } else { 1 };
+        let price = Price((mid + better * mid * away_bps / 10_000).max(1));
+        let req = OrderRequest {
+            account: self.users[user],
+            market: MarketId(market),
+            side: if long { Side::Long } else { Side::Short },
+            kind: if limit { OrderKind::Limit } else { OrderKind::Stop },
+            price,
+            leverage: lev,
+            size: Size::Margin(Usdc(i128::from(size) * 100_000)),
+            take_profit: None,
+            stop_loss: None,
+            expires_at_ns: expires_ms.map(|ms| self.h.now + ms * 1_000_000),
+            client_order_id: None,
+        };
+        let _ = self.h.run(CommandKind::PlaceOrder(req));
+    }
+
+    fn order_ids(&mut self, user: usize) -> Vec<OrderId> {
+        let from = self.h.out.len();
+        self.h.run(CommandKind::QueryOrders { account: self.users[user] }).unwrap();
+        self.h.out[from..]
+            .iter()
+            .filter_map(|o| match o {
+                Output::Item { item: Item::Order(v), .. } => Some(v.id),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -213,7 +313,7 @@ fn assert_fair_liquidation(v: &PositionView) {
 }
 
 /// Folds the state changes the engine emitted into each account's cash (available + locked
-/// margin), its locked margin, the insurance fund and the house balance, and checks them against
+/// margin + order margin), its locked and order margin, the insurance fund and the house balance, and checks them against
 /// the engine: the change records account for every money movement, each exactly once, and are
 /// numbered strictly increasing.
 fn assert_changes_account_for_every_movement(w: &mut World) {
@@ -254,15 +354,20 @@ fn assert_changes_account_for_every_movement(w: &mut World) {
                 insurance += to_fund - insurance_paid.0;
                 house += margin_released.0 - payout.0 - (to_fund - insurance_paid.0);
             }
+            Change::OrderPlaced { order } => locked[user(order.account)] += order.reserved.0,
+            Change::OrderEnded { account, released, .. } => locked[user(account)] -= released.0,
             Change::Checkpoint => checkpoints += 1,
-            Change::PriceApplied { .. } => {}
+            Change::PriceApplied { .. }
+            | Change::TriggersSet { .. }
+            | Change::MarginCall { .. } => {}
         }
     }
     assert_eq!(checkpoints, w.h.engine.seq() / CHECKPOINT_EVERY);
     for (i, &a) in w.users.clone().iter().enumerate() {
         let view = w.h.balance(a);
-        assert_eq!(cash[i], view.available.0 + view.locked_margin.0, "cash of {a:?}");
-        assert_eq!(locked[i], view.locked_margin.0, "locked margin of {a:?}");
+        let held = view.locked_margin.0 + view.order_margin.0;
+        assert_eq!(cash[i], view.available.0 + held, "cash of {a:?}");
+        assert_eq!(locked[i], held, "locked and order margin of {a:?}");
     }
     let summary = w.h.summary();
     assert_eq!((insurance, house), (summary.insurance_fund.0, summary.house_balance.0));

@@ -29,6 +29,8 @@ impl Engine {
             open: Vec::with_capacity(usize_from(self.cfg.max_positions_per_account)),
             history: VecDeque::new(),
             keys: KeyWindow::default(),
+            orders: Vec::new(),
+            reserved: Usdc::ZERO,
         });
         self.logins.insert(login, id);
         self.total_deposits = add(self.total_deposits, initial);

@@ -179,16 +179,7 @@ impl Engine {
     }
 
     pub(super) fn shrink_position(&mut self, p: &Position, qc: Qty, released: Usdc) {
-        let m = &self.markets[usize::from(p.market.0)];
-        let qty = Qty(p.qty.0 - qc.0);
-        let margin = sub(p.margin, released);
-        let liq =
-            m.scale.liquidation_price(p.side, p.entry, qty, margin, m.cfg.maintenance_margin_rate);
-        self.markets[usize::from(p.market.0)].index.move_liq(p.id, p.side, p.liq, liq);
-        let pos = self.positions.get_mut(&p.id).expect("position is open");
-        pos.qty = qty;
-        pos.margin = margin;
-        pos.liq = liq;
+        self.resize(p.id, Qty(p.qty.0 - qc.0), sub(p.margin, released));
     }
 
     pub(super) fn remember_closed(&mut self, account: AccountId, closed: PositionView) {
@@ -222,21 +213,10 @@ impl Engine {
         if margin > MAX_AMOUNT {
             return Err(Reason::InvalidAmount);
         }
-        let m = &self.markets[usize::from(p.market.0)];
-        let liq = m.scale.liquidation_price(
-            p.side,
-            p.entry,
-            p.qty,
-            margin,
-            m.cfg.maintenance_margin_rate,
-        );
         self.debit(ai, amount);
         self.total_margin = add(self.total_margin, amount);
-        self.markets[usize::from(p.market.0)].index.move_liq(id, p.side, p.liq, liq);
-        let pos = self.positions.get_mut(&id).expect("owned position is open");
-        pos.margin = margin;
-        pos.liq = liq;
-        let pos = *pos;
+        let pos = self.resize(id, p.qty, margin);
+        let liq = pos.liq;
         let change =
             Change::MarginAdded { position: id, account, amount, margin, liquidation_price: liq };
         self.record(sink, change);

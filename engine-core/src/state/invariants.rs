@@ -7,10 +7,9 @@ impl Engine {
 
     pub(super) fn assert_conservation(&self) {
         let lhs = sub(self.total_deposits, self.total_withdrawals);
-        let rhs = add(
-            add(self.total_available, self.total_margin),
-            add(self.insurance_fund, self.house_balance),
-        );
+        let held = add(self.total_margin, self.total_reserved);
+        let rhs =
+            add(add(self.total_available, held), add(self.insurance_fund, self.house_balance));
         assert_eq!(lhs, rhs, "conservation violated");
     }
 
@@ -20,14 +19,31 @@ impl Engine {
     pub fn check_conservation(&self) -> Result<(), String> {
         let available = self.accounts.iter().fold(Usdc::ZERO, |s, a| add(s, a.available));
         let margin = self.positions.values().fold(Usdc::ZERO, |s, p| add(s, p.margin));
-        if available != self.total_available || margin != self.total_margin {
+        let reserved = self.orders.values().fold(Usdc::ZERO, |s, o| add(s, o.reserved));
+        if available != self.total_available
+            || margin != self.total_margin
+            || reserved != self.total_reserved
+        {
             return Err(format!(
-                "running totals drifted: available {available:?} vs {:?}, margin {margin:?} vs {:?}",
-                self.total_available, self.total_margin
+                "running totals drifted: available {available:?} vs {:?}, margin {margin:?} vs {:?}, reserved {reserved:?} vs {:?}",
+                self.total_available, self.total_margin, self.total_reserved
             ));
         }
+        for (i, a) in self.accounts.iter().enumerate() {
+            let held = a.orders.iter().fold(Usdc::ZERO, |s, id| add(s, self.orders[id].reserved));
+            if held != a.reserved {
+                return Err(format!(
+                    "account {} holds {:?} for orders of {held:?}",
+                    i + 1,
+                    a.reserved
+                ));
+            }
+        }
         let lhs = sub(self.total_deposits, self.total_withdrawals);
-        let rhs = add(add(available, margin), add(self.insurance_fund, self.house_balance));
+        let rhs = add(
+            add(add(available, margin), reserved),
+            add(self.insurance_fund, self.house_balance),
+        );
         if lhs != rhs {
             return Err(format!("deposits - withdrawals {lhs:?} != held {rhs:?}"));
         }
@@ -81,6 +97,10 @@ impl Engine {
             a.history.iter().for_each(|v| {
                 h.view(v);
             });
+            h.i128(a.reserved.0).u64(a.orders.len() as u64);
+            a.orders.iter().for_each(|id| {
+                h.value(&self.orders[id]);
+            });
             h.u64(a.keys.len() as u64);
             for k in a.keys.iter() {
                 h.bytes(k.key.as_bytes()).u64(k.fingerprint).u64(k.at_ns);
@@ -91,9 +111,10 @@ impl Engine {
         ids.sort_unstable();
         h.u64(ids.len() as u64);
         for id in ids {
-            h.view(&self.view(&self.positions[id]));
+            let p = &self.positions[id];
+            h.view(&self.view(p)).i64(p.mc.0).bool(p.mc_armed);
         }
-        h.u64(self.next_position_id);
+        h.u64(self.next_position_id).u64(self.next_order_id);
         for v in
             [self.insurance_fund, self.house_balance, self.total_deposits, self.total_withdrawals]
         {

@@ -19,27 +19,31 @@ use rustc_hash::FxHashMap;
 
 use crate::command::{
     AccountId, CloseSize, Command, CommandKind, Credential, IdempotencyKey, Login, MarketId,
-    OpenRequest, PositionId, PositionStatus, RequestId, Size, Tick,
+    OpenRequest, OrderId, OrderKind, OrderRequest, PositionId, PositionStatus, RequestId, Size,
+    Tick,
 };
 use crate::config::{ConfigError, EngineConfig, MAX_AMOUNT, MarketConfig};
 use crate::event::{
-    AccountView, Change, ChangeRecord, CloseInfo, CloseReason, Event, Item, MarketView, Output,
-    PositionView, Reason, ReplyData, Sink, StateSummary,
+    AccountView, Change, ChangeRecord, CloseInfo, CloseReason, Event, Item, MarketView, OrderEnd,
+    OrderView, Output, PositionView, Reason, ReplyData, Sink, StateSummary,
 };
 use crate::idempotency::{self, KeyEntry, KeyWindow};
-use crate::index::{MarketIndex, Triggers};
+use crate::index::{MarketIndex, OrderedSet, Triggers};
 use crate::math::{Scale, Side};
 use crate::num::{Price, Qty, Usdc};
 
-/// A market's configuration, latest price and trigger index.
 mod accounts;
 mod close;
 mod invariants;
+mod margin_call;
 mod open;
+mod orders;
 mod prices;
 mod queries;
+mod triggers;
 mod windows;
 
+/// A market's configuration, latest price and trigger index.
 #[derive(Debug, Clone)]
 pub(crate) struct Market {
     pub(crate) cfg: MarketConfig,
@@ -51,6 +55,8 @@ pub(crate) struct Market {
     pub(crate) exchange_time_us: u64,
     pub(crate) has_price: bool,
     pub(crate) index: MarketIndex,
+    /// maintenance rate × margin-call level, rounded up (0: margin calls off).
+    pub(crate) mc_rate: crate::num::Ppm,
 }
 
 impl Market {
@@ -74,6 +80,10 @@ pub(crate) struct Account {
     pub(crate) history: VecDeque<PositionView>,
     /// This account's recent idempotency keys (client order ids included).
     pub(crate) keys: KeyWindow,
+    /// Pending orders, ascending id.
+    pub(crate) orders: Vec<OrderId>,
+    /// Σ of its pending orders' reservations.
+    pub(crate) reserved: Usdc,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -90,11 +100,15 @@ pub(crate) struct Position {
     pub(crate) tp: Option<Price>,
     pub(crate) sl: Option<Price>,
     pub(crate) opened_at_ns: u64,
+    /// Margin-call price (0: none); derived from margin and quantity like `liq`.
+    pub(crate) mc: Price,
+    /// Not yet called since it last went above the level.
+    pub(crate) mc_armed: bool,
 }
 
 impl Position {
     pub(crate) fn triggers(&self) -> Triggers {
-        Triggers { liq: self.liq, tp: self.tp, sl: self.sl }
+        Triggers { liq: self.liq, tp: self.tp, sl: self.sl, mc: self.mc, mc_armed: self.mc_armed }
     }
 }
 
@@ -183,6 +197,12 @@ pub struct Engine {
     pub(crate) logins: FxHashMap<Login, AccountId>,
     pub(crate) positions: FxHashMap<PositionId, Position>,
     pub(crate) next_position_id: u64,
+    pub(crate) orders: FxHashMap<OrderId, OrderView>,
+    pub(crate) next_order_id: u64,
+    /// Good-till-time orders by expiry: `(expires_at_ns, order id)`.
+    pub(crate) expiries: OrderedSet,
+    /// Running Σ of pending orders' reservations (a term of the conservation equation).
+    pub(crate) total_reserved: Usdc,
     pub(crate) insurance_fund: Usdc,
     pub(crate) house_balance: Usdc,
     pub(crate) total_deposits: Usdc,
@@ -199,6 +219,7 @@ pub struct Engine {
     pub(crate) max_request_id: u64,
     /// Reused for the ids a tick triggers: no allocation per tick once warm.
     pub(crate) scratch: Vec<PositionId>,
+    pub(crate) order_scratch: Vec<OrderId>,
     pub(crate) counters: Counters,
     /// Journal sequence of the last state-changing command applied (queries take none): the
     /// `seq` of the [`ChangeRecord`]s it emits. Restored from snapshots; not hashed.
@@ -228,17 +249,23 @@ impl Engine {
                 exchange_time_us: 0,
                 has_price: false,
                 index: MarketIndex::default(),
+                mc_rate: margin_call_rate(m.maintenance_margin_rate, cfg.margin_call_level),
             })
             .collect();
         let max_accounts = usize_from(cfg.max_accounts);
         let max_positions = usize_from(cfg.max_open_positions);
         let request_window = usize_from(cfg.request_id_window);
+        let max_orders = usize_from(cfg.max_pending_orders);
         Ok(Engine {
             markets,
             accounts: Vec::with_capacity(max_accounts),
             logins: FxHashMap::with_capacity_and_hasher(max_accounts, Default::default()),
             positions: FxHashMap::with_capacity_and_hasher(max_positions, Default::default()),
             next_position_id: 1,
+            orders: FxHashMap::with_capacity_and_hasher(max_orders, Default::default()),
+            next_order_id: 1,
+            expiries: OrderedSet::default(),
+            total_reserved: Usdc::ZERO,
             insurance_fund: Usdc::ZERO,
             house_balance: Usdc::ZERO,
             total_deposits: Usdc::ZERO,
@@ -249,6 +276,7 @@ impl Engine {
             request_fifo: VecDeque::with_capacity(request_window),
             max_request_id: 0,
             scratch: Vec::with_capacity(1024),
+            order_scratch: Vec::with_capacity(1024),
             counters: Counters::default(),
             seq: 0,
             change_n: 0,
@@ -310,6 +338,9 @@ impl Engine {
             if self.seq.is_multiple_of(crate::event::CHECKPOINT_EVERY) {
                 self.record(sink, Change::Checkpoint);
             }
+            // Time moves only with commands: whatever expired by this one's time ends first, so
+            // an expired order can never fill or be counted.
+            self.expire_orders(cmd.ts_ns, sink);
         }
         let rid = cmd.request_id;
         if rid == RequestId::NONE && matches!(cmd.kind, CommandKind::Noop) {
@@ -386,6 +417,14 @@ impl Engine {
             CommandKind::AddMargin { account, position, amount, .. } => {
                 self.add_margin(*account, *position, *amount, sink)
             }
+            CommandKind::PlaceOrder(req) => self.place_order(ts, req, sink),
+            CommandKind::CancelOrder { account, order, .. } => {
+                self.cancel_order(*account, *order, sink)
+            }
+            CommandKind::SetTriggers { account, position, take_profit, stop_loss, .. } => {
+                self.set_triggers(ts, *account, *position, *take_profit, *stop_loss, sink)
+            }
+            CommandKind::QueryOrders { account } => self.list_orders(rid, *account, ts, sink),
             CommandKind::QueryAccount { account } => {
                 self.account_view(*account).map(ReplyData::Account)
             }
@@ -404,6 +443,13 @@ impl Engine {
 }
 
 // ----- pure helpers -----
+
+/// maintenance rate × level, rounded up (a warning a little early, never late); 0 when off.
+fn margin_call_rate(mmr: crate::num::Ppm, level: crate::num::Ppm) -> crate::num::Ppm {
+    let one = i128::from(crate::num::PPM_ONE);
+    let rate = crate::num::div_ceil(i128::from(mmr.0) * i128::from(level.0), one);
+    crate::num::Ppm(i64::try_from(rate).expect("validated: mmr * level < 1"))
+}
 
 pub(crate) fn usize_from(n: u32) -> usize {
     usize::try_from(n).expect("u32 fits usize on supported targets")

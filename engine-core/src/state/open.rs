@@ -16,20 +16,16 @@ impl Engine {
         let cfg = &m.cfg;
         check_open_inputs(cfg, req)?;
         // Fill: a long buys at the ask, a short sells at the bid.
-        let fill_side = match req.side {
-            Side::Long => Side::Short,
-            Side::Short => Side::Long,
-        };
-        let e = self.fresh_mark(req.market, fill_side, ts)?;
+        let e = self.fresh_mark(req.market, req.side.opposite(), ts)?;
         check_slippage(req, e)?;
-        let (q, margin, fee) = size_position(m, req, e)?;
+        let (q, margin, fee) = size_position(m, req.leverage, req.size, e)?;
         if q.0 < cfg.min_qty {
             return Err(Reason::QuantityTooSmall);
         }
         if margin < cfg.min_margin {
             return Err(Reason::MarginTooSmall);
         }
-        check_tp_sl(req, e)?;
+        check_tp_sl(req.side, req.take_profit, req.stop_loss, e)?;
         let account = &self.accounts[ai];
         if account.open.len() >= usize_from(self.cfg.max_positions_per_account) {
             return Err(Reason::TooManyPositions);
@@ -45,6 +41,7 @@ impl Engine {
         if liquidatable(req.side, m.mark(req.side), liq) {
             return Err(Reason::WouldLiquidate);
         }
+        let mc = margin_call_price(m, req.side, e, q, margin);
 
         // Accepted: from here on nothing can fail.
         let id = self.allocate_position_id();
@@ -61,6 +58,8 @@ impl Engine {
             tp: req.take_profit,
             sl: req.stop_loss,
             opened_at_ns: ts,
+            mc,
+            mc_armed: true,
         };
         self.debit(ai, cost);
         self.house_balance = add(self.house_balance, fee);
@@ -95,15 +94,16 @@ fn check_slippage(req: &OpenRequest, e: Price) -> Result<(), Reason> {
     if too_far { Err(Reason::SlippageExceeded) } else { Ok(()) }
 }
 
-/// TP on the profitable side of the fill, SL on the losing side.
-fn check_tp_sl(req: &OpenRequest, e: Price) -> Result<(), Reason> {
-    let (tp_ok, sl_ok) = match req.side {
-        Side::Long => {
-            (req.take_profit.is_none_or(|tp| tp > e), req.stop_loss.is_none_or(|sl| sl < e))
-        }
-        Side::Short => {
-            (req.take_profit.is_none_or(|tp| tp < e), req.stop_loss.is_none_or(|sl| sl > e))
-        }
+/// TP on the profitable side of `e` (the fill, or the mark when edited), SL on the losing side.
+pub(super) fn check_tp_sl(
+    side: Side,
+    take_profit: Option<Price>,
+    stop_loss: Option<Price>,
+    e: Price,
+) -> Result<(), Reason> {
+    let (tp_ok, sl_ok) = match side {
+        Side::Long => (take_profit.is_none_or(|tp| tp > e), stop_loss.is_none_or(|sl| sl < e)),
+        Side::Short => (take_profit.is_none_or(|tp| tp < e), stop_loss.is_none_or(|sl| sl > e)),
     };
     if !tp_ok {
         return Err(Reason::InvalidTakeProfit);
@@ -133,20 +133,25 @@ fn opened_change(p: &Position, fee: Usdc) -> Change {
 
 /// Quantity, margin and open fee. Margin form: q = floor(m * L / e), margin exactly m, fee on
 /// m * L. Quantity form: margin = ceil(q * e / L), fee on q * e (rounded up).
-fn size_position(m: &Market, req: &OpenRequest, e: Price) -> Result<(Qty, Usdc, Usdc), Reason> {
+pub(super) fn size_position(
+    m: &Market,
+    leverage: u32,
+    size: Size,
+    e: Price,
+) -> Result<(Qty, Usdc, Usdc), Reason> {
     let rate = m.cfg.open_fee_rate;
-    match req.size {
+    match size {
         Size::Margin(margin) => {
-            let q = m.scale.qty_from_margin(margin, req.leverage, e).ok_or(Reason::Overflow)?;
+            let q = m.scale.qty_from_margin(margin, leverage, e).ok_or(Reason::Overflow)?;
             if q.0 > m.cfg.max_qty_steps {
                 return Err(Reason::InvalidQuantity);
             }
-            let notional = Usdc(margin.0 * i128::from(req.leverage));
+            let notional = Usdc(margin.0 * i128::from(leverage));
             let fee = Scale::fee_on_notional(notional, rate).ok_or(Reason::Overflow)?;
             Ok((q, margin, fee))
         }
         Size::Quantity(q) => {
-            let margin = m.scale.margin_from_qty(q, req.leverage, e);
+            let margin = m.scale.margin_from_qty(q, leverage, e);
             Ok((q, margin, m.scale.rate_of_value_ceil(rate, e, q)))
         }
     }
@@ -154,7 +159,7 @@ fn size_position(m: &Market, req: &OpenRequest, e: Price) -> Result<(Qty, Usdc, 
 
 /// What an open request must satisfy before any price is looked at: leverage, size, and every
 /// price within the market's range.
-fn check_open_inputs(cfg: &MarketConfig, req: &OpenRequest) -> Result<(), Reason> {
+pub(super) fn check_open_inputs(cfg: &MarketConfig, req: &OpenRequest) -> Result<(), Reason> {
     if req.leverage == 0 || req.leverage > cfg.max_leverage {
         return Err(Reason::InvalidLeverage);
     }
@@ -176,4 +181,14 @@ fn check_open_inputs(cfg: &MarketConfig, req: &OpenRequest) -> Result<(), Reason
         return Err(Reason::InvalidStopLoss);
     }
     Ok(())
+}
+
+/// Where the position's equity equals `margin_call_level` × its maintenance margin: the
+/// liquidation formula at the market's margin-call rate (0: margin calls off, or a long that
+/// never gets there).
+pub(super) fn margin_call_price(m: &Market, side: Side, e: Price, q: Qty, margin: Usdc) -> Price {
+    if m.mc_rate.0 == 0 {
+        return Price(0);
+    }
+    m.scale.liquidation_price(side, e, q, margin, m.mc_rate)
 }

@@ -1,4 +1,5 @@
-//! Prices: validating and applying ticks, which run the triggers (TP/SL, liquidation).
+//! Prices: validating and applying ticks, which run the triggers (TP/SL, liquidation, pending
+//! orders, margin calls).
 
 use super::*;
 
@@ -48,7 +49,8 @@ impl Engine {
         };
         self.record(sink, applied);
 
-        // Take-profit and stop-loss first, then liquidations; each group in ascending id order.
+        // Take-profit and stop-loss first, then liquidations, then pending orders, then margin
+        // calls; each group in ascending id order.
         let mut ids = std::mem::take(&mut self.scratch);
         ids.clear();
         self.markets[mi].index.collect_tp_sl(tick.bid, tick.ask, &mut ids);
@@ -74,6 +76,8 @@ impl Engine {
         }
         ids.clear();
         self.scratch = ids;
+        self.fill_orders(ts, mi, sink);
+        self.margin_calls(mi, sink);
         Ok(ReplyData::PriceApplied)
     }
 

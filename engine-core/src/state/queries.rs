@@ -61,8 +61,9 @@ impl Engine {
             id,
             available: a.available,
             locked_margin: locked,
+            order_margin: a.reserved,
             unrealized_pnl: upnl,
-            equity: add(add(a.available, locked), upnl),
+            equity: add(add(add(a.available, locked), a.reserved), upnl),
             open_positions: u32::try_from(a.open.len()).unwrap_or(u32::MAX),
         })
     }

@@ -1,0 +1,61 @@
+//! Margin calls: a warning to a position's owner when its margin level (equity / maintenance
+//! margin) first falls below the configured level — once per crossing, from the same ordered
+//! index as liquidation, so a tick that calls nobody costs O(1).
+
+use super::*;
+use crate::state::open::margin_call_price;
+
+impl Engine {
+    /// Calls the armed positions of market `mi` whose margin-call price the current mark has
+    /// reached (ascending id), then re-arms the called ones the mark has taken back above it.
+    pub(super) fn margin_calls<S: Sink>(&mut self, mi: usize, sink: &mut S) {
+        let mut ids = std::mem::take(&mut self.scratch);
+        ids.clear();
+        let (bid, ask) = (self.markets[mi].bid, self.markets[mi].ask);
+        self.markets[mi].index.collect_margin_calls(bid, ask, &mut ids);
+        ids.sort_unstable();
+        for &id in &ids {
+            let p = self.set_armed(id, false);
+            let change = Change::MarginCall {
+                position: p.id,
+                account: p.account,
+                market: p.market,
+                mark: self.markets[mi].mark(p.side),
+                margin_call_price: p.mc,
+                liquidation_price: p.liq,
+            };
+            self.record(sink, change);
+        }
+        ids.clear();
+        self.markets[mi].index.collect_rearms(bid, ask, &mut ids);
+        for &id in &ids {
+            self.set_armed(id, true);
+        }
+        ids.clear();
+        self.scratch = ids;
+    }
+
+    fn set_armed(&mut self, id: PositionId, armed: bool) -> Position {
+        let old = self.positions[&id];
+        let new = Position { mc_armed: armed, ..old };
+        let index = &mut self.markets[usize::from(old.market.0)].index;
+        index.replace(id, old.side, old.triggers(), new.triggers());
+        self.positions.insert(id, new);
+        new
+    }
+
+    /// Gives an open position a new quantity and margin (partial close, added margin) and
+    /// re-derives what depends on them: the liquidation and margin-call prices, re-indexed.
+    pub(super) fn resize(&mut self, id: PositionId, qty: Qty, margin: Usdc) -> Position {
+        let old = self.positions[&id];
+        let m = &self.markets[usize::from(old.market.0)];
+        let mmr = m.cfg.maintenance_margin_rate;
+        let liq = m.scale.liquidation_price(old.side, old.entry, qty, margin, mmr);
+        let mc = margin_call_price(m, old.side, old.entry, qty, margin);
+        let new = Position { qty, margin, liq, mc, ..old };
+        let index = &mut self.markets[usize::from(old.market.0)].index;
+        index.replace(id, old.side, old.triggers(), new.triggers());
+        self.positions.insert(id, new);
+        new
+    }
+}

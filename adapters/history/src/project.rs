@@ -3,7 +3,7 @@
 
 use engine_core::event::{Change, CloseReason};
 
-/// A movement of one account's balance (available + locked margin).
+/// A movement of one account's balance (available + locked margin + margin held for orders).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Movement {
     /// `deposit`, `withdrawal`, `open_fee`, `realized_pnl`, `close_fee`, `liquidation_fee`,
@@ -38,8 +38,13 @@ pub fn movements(change: &Change) -> Vec<Movement> {
                 m("loss_forgiven", bad_debt.0),
             ]
         }
+        // Money moved between available, locked and held: the balance is their sum.
         Change::AccountCreated { .. }
         | Change::MarginAdded { .. }
+        | Change::OrderPlaced { .. }
+        | Change::OrderEnded { .. }
+        | Change::TriggersSet { .. }
+        | Change::MarginCall { .. }
         | Change::Checkpoint
         | Change::PriceApplied { .. } => vec![],
     };
@@ -88,6 +93,10 @@ pub const fn kind(change: &Change) -> &'static str {
         Change::Opened { .. } => "opened",
         Change::Closed { .. } => "closed",
         Change::MarginAdded { .. } => "margin_added",
+        Change::OrderPlaced { .. } => "order_placed",
+        Change::OrderEnded { .. } => "order_ended",
+        Change::TriggersSet { .. } => "triggers_set",
+        Change::MarginCall { .. } => "margin_call",
         Change::Checkpoint => "checkpoint",
         Change::PriceApplied { .. } => "price_applied",
     }

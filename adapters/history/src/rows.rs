@@ -11,7 +11,8 @@ use engine_core::event::{Change, ChangeRecord};
 use crate::project::{self, house_movement, movements};
 use crate::{Cursor, HistoryError, Result};
 
-/// An account row (`balance` = available + locked margin).
+/// An account row (`balance` = available + locked margin + margin held for orders; `locked`
+/// = locked + held).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccountRow {
     pub(crate) created_at_ns: i64,
@@ -136,7 +137,9 @@ pub fn touched(batch: &[ChangeRecord], start: Cursor) -> (Vec<i64>, Vec<i64>) {
         }
         match rec.change {
             Change::Closed { of_position, .. } => positions.push(of_position.0),
-            Change::MarginAdded { position, .. } => positions.push(position.0),
+            Change::MarginAdded { position, .. } | Change::TriggersSet { position, .. } => {
+                positions.push(position.0)
+            }
             _ => {}
         }
     }
@@ -217,6 +220,8 @@ impl Projection {
             Change::Opened { margin, .. } => margin.0,
             Change::Closed { margin_released, .. } => -margin_released.0,
             Change::MarginAdded { amount, .. } => amount.0,
+            Change::OrderPlaced { order } => order.reserved.0,
+            Change::OrderEnded { released, .. } => -released.0,
             _ => 0,
         };
         let stride = i64::try_from(project::MOVEMENTS_MAX).unwrap_or(3);
@@ -370,6 +375,13 @@ impl Projection {
                 open.margin = margin.0;
                 open.liquidation_price = liquidation_price.0;
             }
+            Change::TriggersSet { position, take_profit, stop_loss, .. } => {
+                let pid = id(position.0, "position")?;
+                let open = self.positions.get_mut(&pid).filter(|p| p.close.is_none());
+                let open = open.ok_or_else(|| mismatch("no open position", rec))?;
+                open.take_profit = take_profit.map(|p| p.0);
+                open.stop_loss = stop_loss.map(|p| p.0);
+            }
             _ => {}
         }
         Ok(())
@@ -380,7 +392,9 @@ fn position_of(change: &Change) -> Result<Option<i64>> {
     Ok(match *change {
         Change::Opened { position, .. }
         | Change::Closed { position, .. }
-        | Change::MarginAdded { position, .. } => Some(id(position.0, "position")?),
+        | Change::MarginAdded { position, .. }
+        | Change::TriggersSet { position, .. }
+        | Change::MarginCall { position, .. } => Some(id(position.0, "position")?),
         _ => None,
     })
 }

@@ -38,7 +38,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-type St = State<Arc<AppState>>;
+pub(crate) type St = State<Arc<AppState>>;
 
 /// Every route with its OpenAPI operation, from one list: what is served and what is documented
 /// cannot differ (the handlers' `#[utoipa::path]` attributes carry the methods and paths).
@@ -49,12 +49,16 @@ pub fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(balance))
         .routes(routes!(ledger))
         .routes(routes!(deposit))
+        .routes(routes!(withdraw))
         .routes(routes!(markets))
         .routes(routes!(candles))
         .routes(routes!(open, list_positions))
         .routes(routes!(get_position))
         .routes(routes!(close))
         .routes(routes!(add_margin))
+        .routes(routes!(crate::orders::set_triggers))
+        .routes(routes!(crate::orders::place, crate::orders::list))
+        .routes(routes!(crate::orders::cancel))
         .routes(routes!(healthz))
         .routes(routes!(metrics))
         .routes(routes!(openapi))
@@ -280,17 +284,17 @@ fn positive(field: &str, v: i128) -> Result<i128, ApiError> {
     }
 }
 
-fn price(field: &str, d: &Dec, m: &MarketConfig) -> Result<Price, ApiError> {
+pub(crate) fn price(field: &str, d: &Dec, m: &MarketConfig) -> Result<Price, ApiError> {
     let v = parse_fixed(&d.0, m.price_decimals).map_err(|e| dec_error(field, e))?;
     positive(field, i128::from(v)).map(|_| Price(v))
 }
 
-fn qty(field: &str, d: &Dec, m: &MarketConfig) -> Result<Qty, ApiError> {
+pub(crate) fn qty(field: &str, d: &Dec, m: &MarketConfig) -> Result<Qty, ApiError> {
     let v = parse_fixed(&d.0, m.qty_decimals).map_err(|e| dec_error(field, e))?;
     positive(field, i128::from(v)).map(|_| Qty(v))
 }
 
-fn usdc(field: &str, d: &Dec) -> Result<Usdc, ApiError> {
+pub(crate) fn usdc(field: &str, d: &Dec) -> Result<Usdc, ApiError> {
     let v =
         parse_fixed_i128(&d.0, engine_core::num::USDC_DECIMALS).map_err(|e| dec_error(field, e))?;
     positive(field, v).map(|_| Usdc(v))
@@ -342,12 +346,13 @@ pub(crate) fn balance_dto(a: &AccountView) -> dto::Balance {
     dto::Balance {
         available: money(a.available),
         locked_margin: money(a.locked_margin),
+        order_margin: money(a.order_margin),
         equity: money(a.equity),
         unrealized_pnl: money(a.unrealized_pnl),
     }
 }
 
-fn view_response(
+pub(crate) fn view_response(
     state: &AppState,
     status: StatusCode,
     v: &PositionView,
@@ -358,19 +363,22 @@ fn view_response(
     Ok((status, Json(position_dto(v, m))).into_response())
 }
 
-async fn engine(state: &AppState, kind: CommandKind) -> Result<(ReplyData, Vec<Item>), ApiError> {
+pub(crate) async fn engine(
+    state: &AppState,
+    kind: CommandKind,
+) -> Result<(ReplyData, Vec<Item>), ApiError> {
     let r = state.call(kind).await?;
     r.result.map(|d| (d, r.items)).map_err(ApiError::from_reason)
 }
 
-fn unexpected(d: &ReplyData) -> ApiError {
+pub(crate) fn unexpected(d: &ReplyData) -> ApiError {
     tracing::error!(reply = ?d, "unexpected engine reply");
     ApiError::new(StatusCode::BAD_GATEWAY, "unexpected_reply", "the engine answered unexpectedly")
 }
 
 /// A reply about another account than the caller's is never shown (a confused or forged reply
 /// must not leak one account's data to another).
-fn own(caller: AccountId, owner: AccountId) -> Result<(), ApiError> {
+pub(crate) fn own(caller: AccountId, owner: AccountId) -> Result<(), ApiError> {
     if caller == owner {
         Ok(())
     } else {
@@ -541,6 +549,36 @@ async fn deposit(
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/user/withdraw", tag = "user",
+    summary = "Withdraw from the available balance (never below zero, never from margin)",
+    security(("bearer" = [])), request_body = dto::AmountBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1..=36 printable ASCII: a retry with the same key returns the first result and withdraws once")),
+    responses(
+        (status = 200, description = "the new balances", body = dto::Balance),
+        (status = 400, description = "invalid amount or key", body = dto::ErrorBody),
+        (status = 409, description = "idempotency key reused with another body", body = dto::ErrorBody),
+        dto::BodyErrors,
+        (status = 422, description = "refused by the engine: insufficient_balance (more than available; margin and order margin cannot be withdrawn)", body = dto::ErrorBody),
+        dto::AuthedErrors,
+    ))]
+async fn withdraw(
+    State(state): St,
+    AuthUser(account): AuthUser,
+    ClientIp(ip): ClientIp,
+    IdemKey(key): IdemKey,
+    ApiJson(body): ApiJson<AmountBody>,
+) -> Result<Response, ApiError> {
+    state.limit_trading(account.0, ip)?;
+    let amount = usdc("amount", &body.amount)?;
+    match engine(&state, CommandKind::Withdraw { account, amount, key }).await? {
+        (ReplyData::Account(a), _) => {
+            own(account, a.id)?;
+            Ok(Json(balance_dto(&a)).into_response())
+        }
+        (d, _) => Err(unexpected(&d)),
+    }
+}
+
 // ----- markets -----
 
 #[utoipa::path(get, path = "/api/v1/candles", tag = "markets",
@@ -613,7 +651,7 @@ async fn markets(State(state): St, ClientIp(ip): ClientIp) -> Result<Response, A
                     ),
                 })
             }
-            Item::Position(_) => None,
+            _ => None,
         })
         .collect();
     Ok(Json(dto::Markets { markets }).into_response())
@@ -627,44 +665,15 @@ fn open_request(
     b: &OpenBody,
 ) -> Result<OpenRequest, ApiError> {
     let (market, m) = state.market(&b.market)?;
-    let side = match b.side.as_str() {
-        "long" => Side::Long,
-        "short" => Side::Short,
-        _ => {
-            return Err(ApiError::bad_request(
-                "invalid_side",
-                "side must be \"long\" or \"short\"",
-            ));
-        }
-    };
-    let leverage = u32::try_from(b.leverage)
-        .ok()
-        .filter(|l| (1..=m.max_leverage).contains(l))
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_leverage",
-                format!("leverage must be 1..={}", m.max_leverage),
-            )
-        })?;
-    let size = match (&b.margin, &b.quantity) {
-        (Some(d), None) => Size::Margin(usdc("margin", d)?),
-        (None, Some(d)) => Size::Quantity(qty("quantity", d, m)?),
-        _ => {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                "give exactly one of margin or quantity",
-            ));
-        }
-    };
     let opt_price = |f: &str, d: &Option<Dec>| d.as_ref().map(|d| price(f, d, m)).transpose();
     let client_order_id = client_order_id(b.client_order_id.as_deref())?;
     check_slippage_fields(b)?;
     Ok(OpenRequest {
         account,
         market,
-        side,
-        leverage,
-        size,
+        side: side(&b.side)?,
+        leverage: leverage(b.leverage, m)?,
+        size: size(b.margin.as_ref(), b.quantity.as_ref(), m)?,
         expected_price: opt_price("expected_price", &b.expected_price)?,
         max_slippage_bps: b.max_slippage_bps.unwrap_or(0),
         take_profit: opt_price("take_profit", &b.take_profit)?,
@@ -673,8 +682,42 @@ fn open_request(
     })
 }
 
+/// `"long"` or `"short"`.
+pub(crate) fn side(raw: &str) -> Result<Side, ApiError> {
+    match raw {
+        "long" => Ok(Side::Long),
+        "short" => Ok(Side::Short),
+        _ => Err(ApiError::bad_request("invalid_side", "side must be \"long\" or \"short\"")),
+    }
+}
+
+/// 1..=the market's maximum.
+pub(crate) fn leverage(raw: u64, m: &MarketConfig) -> Result<u32, ApiError> {
+    u32::try_from(raw).ok().filter(|l| (1..=m.max_leverage).contains(l)).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_leverage",
+            format!("leverage must be 1..={}", m.max_leverage),
+        )
+    })
+}
+
+/// Exactly one of margin or quantity.
+pub(crate) fn size(
+    margin: Option<&Dec>,
+    quantity: Option<&Dec>,
+    m: &MarketConfig,
+) -> Result<Size, ApiError> {
+    match (margin, quantity) {
+        (Some(d), None) => Ok(Size::Margin(usdc("margin", d)?)),
+        (None, Some(d)) => Ok(Size::Quantity(qty("quantity", d, m)?)),
+        _ => {
+            Err(ApiError::bad_request("invalid_request", "give exactly one of margin or quantity"))
+        }
+    }
+}
+
 /// An optional `client_order_id`: 1..=36 printable ASCII.
-fn client_order_id(raw: Option<&str>) -> Result<Option<ClientOrderId>, ApiError> {
+pub(crate) fn client_order_id(raw: Option<&str>) -> Result<Option<ClientOrderId>, ApiError> {
     raw.map(|c| {
         Some(c).filter(|c| printable_id(c)).and_then(ClientOrderId::new).ok_or_else(|| {
             ApiError::bad_request(
@@ -768,8 +811,7 @@ async fn list_positions(
             Item::Position(v) if v.account == account => {
                 state.market_cfg(v.market).map(|m| position_dto(v, m))
             }
-            Item::Position(_) => None,
-            Item::Market(_) => None,
+            _ => None,
         })
         .collect();
     Ok(Json(dto::Positions { positions, next_cursor: None, consistent_to: None }).into_response())
@@ -873,7 +915,7 @@ async fn ledger(
     Ok(Json(body).into_response())
 }
 
-fn position_id(raw: &str) -> Result<PositionId, ApiError> {
+pub(crate) fn position_id(raw: &str) -> Result<PositionId, ApiError> {
     // Anything that is not one of the caller's positions is 404, junk ids included.
     raw.parse::<u64>()
         .map(PositionId)
@@ -1044,7 +1086,7 @@ async fn healthz(State(state): St, ClientIp(ip): ClientIp) -> Response {
                     && now.saturating_sub(mv.updated_at_ns) <= m.max_price_age_ns;
                 dto::MarketHealth { symbol: m.symbol.clone(), price_age_ms: age, fresh }
             }),
-            Item::Position(_) => None,
+            _ => None,
         })
         .collect();
     // Without any fresh price nothing can be traded: not "ok" for a load balancer.

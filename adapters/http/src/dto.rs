@@ -22,7 +22,7 @@ pub struct Credentials {
     pub password: String,
 }
 
-/// A demo deposit.
+/// A demo deposit or a withdrawal.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmountBody {
@@ -63,6 +63,97 @@ pub struct OpenBody {
     pub stop_loss: Option<Dec>,
     /// 1..=36 printable ASCII: a retry with the same id never opens twice.
     pub client_order_id: Option<String>,
+}
+
+/// Place a pending entry order: exactly one of `margin` or `quantity`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderBody {
+    /// A configured market, e.g. `BTC_USDC`.
+    #[schema(example = "BTC_USDC")]
+    pub market: String,
+    /// `long` or `short`: the side of the position it opens.
+    #[schema(example = "long")]
+    pub side: String,
+    /// `limit` (fills at this price or better: a long when ask <= price, a short when
+    /// bid >= price) or `stop` (fills when the price reaches it, at the tick's price: a long when
+    /// ask >= price, a short when bid <= price).
+    #[serde(rename = "type")]
+    #[schema(example = "limit")]
+    pub kind: String,
+    /// Trigger price; must not be crossed now.
+    #[schema(value_type = String, example = "59000")]
+    pub price: Dec,
+    /// 1 to the market's `max_leverage`.
+    #[schema(example = 10)]
+    pub leverage: u64,
+    /// Margin in USDC.
+    #[schema(value_type = Option<String>, example = "100")]
+    pub margin: Option<Dec>,
+    /// Quantity of the base asset.
+    #[schema(value_type = Option<String>)]
+    pub quantity: Option<Dec>,
+    /// Take-profit of the position it opens (on the profitable side of `price`).
+    #[schema(value_type = Option<String>)]
+    pub take_profit: Option<Dec>,
+    /// Stop-loss of the position it opens (on the losing side of `price`).
+    #[schema(value_type = Option<String>)]
+    pub stop_loss: Option<Dec>,
+    /// Good till this time (ms since the epoch); absent: good till cancelled.
+    pub expires_at: Option<u64>,
+    /// 1..=36 printable ASCII: a retry with the same id never places twice.
+    pub client_order_id: Option<String>,
+}
+
+/// A pending order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Order {
+    /// Id.
+    pub id: String,
+    /// Symbol.
+    pub market: String,
+    /// `long` or `short`.
+    pub side: &'static str,
+    /// `limit` or `stop`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Trigger price.
+    pub price: String,
+    /// Leverage.
+    pub leverage: u32,
+    /// Margin, when sized by margin.
+    pub margin: Option<String>,
+    /// Quantity, when sized by quantity.
+    pub quantity: Option<String>,
+    /// Take-profit of the position it opens.
+    pub take_profit: Option<String>,
+    /// Stop-loss of the position it opens.
+    pub stop_loss: Option<String>,
+    /// Expiry (ms); `null`: good till cancelled.
+    pub expires_at: Option<u64>,
+    /// Margin and open fee held for it (at the order's price).
+    pub reserved: String,
+    /// When it was placed (ms).
+    pub placed_at: u64,
+}
+
+/// `GET /orders`: the caller's pending orders, ascending id.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Orders {
+    /// The orders.
+    pub orders: Vec<Order>,
+}
+
+/// Replace an open position's take-profit and stop-loss: a missing or `null` field removes it.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TriggersBody {
+    /// On the profitable side of the current mark.
+    #[schema(value_type = Option<String>, example = "65000")]
+    pub take_profit: Option<Dec>,
+    /// On the losing side of the current mark.
+    #[schema(value_type = Option<String>, example = "58000")]
+    pub stop_loss: Option<Dec>,
 }
 
 /// Close all of a position (empty body or no `quantity`) or part of it.
@@ -172,7 +263,9 @@ pub struct Balance {
     pub available: String,
     /// Held as margin by open positions.
     pub locked_margin: String,
-    /// available + locked_margin + unrealized_pnl.
+    /// Held for pending orders (their margin and open fee).
+    pub order_margin: String,
+    /// available + locked_margin + order_margin + unrealized_pnl.
     pub equity: String,
     /// Of open positions at the current marks.
     pub unrealized_pnl: String,

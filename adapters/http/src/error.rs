@@ -87,8 +87,8 @@ impl ApiError {
         let status = match reason {
             UnknownMarket | InvalidAmount | InvalidLeverage | InvalidQuantity | InvalidPrice
             | InvalidTakeProfit | InvalidStopLoss | InvalidLogin | PriceOutOfRange | Overflow
-            | InvalidRequest => StatusCode::BAD_REQUEST,
-            UnknownPosition | UnknownAccount => StatusCode::NOT_FOUND,
+            | InvalidRequest | InvalidExpiry => StatusCode::BAD_REQUEST,
+            UnknownPosition | UnknownAccount | UnknownOrder => StatusCode::NOT_FOUND,
             DuplicateLogin | ClientOrderIdReused | IdempotencyKeyReused | RequestIdReused => {
                 StatusCode::CONFLICT
             }
@@ -132,6 +132,13 @@ fn describe(reason: Reason) -> &'static str {
             "this Idempotency-Key was already used for a different request"
         }
         Reason::RequestIdReused => "request id conflict: retry",
+        Reason::UnknownOrder => "no such pending order (filled, cancelled, expired or not yours)",
+        Reason::InvalidOrderPrice => {
+            "the order would fill now: a limit must be better than the current price, a stop worse"
+        }
+        Reason::InvalidExpiry => "expires_at must be in the future",
+        Reason::TooManyOrders => "too many pending orders",
+        Reason::OrderCapacity => "the engine holds its maximum of pending orders",
         _ => "the engine rejected the request",
     }
 }

@@ -20,6 +20,7 @@ pub mod dto;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod orders;
 pub mod push;
 pub mod server;
 pub mod web;

@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         (name = "user", description = "Accounts, sessions, balances"),
         (name = "markets", description = "Public market data"),
         (name = "positions", description = "Trading"),
+        (name = "orders", description = "Pending limit and stop orders"),
         (name = "operations", description = "Health, metrics, this document"),
     )
 )]

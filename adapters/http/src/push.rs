@@ -33,7 +33,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use engine_core::command::{AccountId, CommandKind, MarketId, PositionStatus};
 use engine_core::config::MarketConfig;
-use engine_core::event::{Change, ChangeRecord, CloseReason, Item, ReplyData};
+use engine_core::event::{Change, ChangeRecord, CloseReason, Item, OrderEnd, ReplyData};
 use engine_core::num::Price;
 use futures_util::SinkExt;
 use serde::Deserialize;
@@ -330,9 +330,63 @@ impl Hub {
                     "liquidation_price_ticks": liquidation_price.0, "at": ms(c.at_ns)});
                 out.push((account, "positions", Some(data)));
             }
-            _ => {}
+            _ => self.order_values(c, account, &mut out),
         }
         out
+    }
+
+    /// Orders, TP/SL edits and margin calls.
+    fn order_values(
+        &self,
+        c: &ChangeRecord,
+        account: AccountId,
+        out: &mut Vec<(AccountId, &'static str, Option<Value>)>,
+    ) {
+        let market = |id: MarketId| self.markets.get(usize::from(id.0));
+        match c.change {
+            Change::OrderPlaced { order } => {
+                let Some(m) = market(order.market) else { return };
+                let mut data = json!(crate::orders::order_dto(&order, m));
+                data["event"] = json!("placed");
+                out.push((account, "orders", Some(data)));
+            }
+            Change::OrderEnded { order, market: mid, released, end, .. } => {
+                let Some(m) = market(mid) else { return };
+                let data = json!({"event": end.as_str(), "order_id": order.0.to_string(),
+                    "market": m.symbol, "released": money(released),
+                    "position_id": match end { OrderEnd::Filled(p) => Some(p.0.to_string()), _ => None },
+                    "reason": match end { OrderEnd::Rejected(r) => Some(r.code()), _ => None },
+                    "at": ms(c.at_ns)});
+                out.push((account, "orders", Some(data)));
+            }
+            Change::TriggersSet { position, take_profit, stop_loss, .. } => {
+                out.push((
+                    account,
+                    "positions",
+                    Some(json!({"event": "triggers_set",
+                    "position_id": position.0.to_string(),
+                    "take_profit_ticks": take_profit.map(|p| p.0),
+                    "stop_loss_ticks": stop_loss.map(|p| p.0), "at": ms(c.at_ns)})),
+                ));
+            }
+            Change::MarginCall {
+                position,
+                market: mid,
+                mark,
+                margin_call_price,
+                liquidation_price,
+                ..
+            } => {
+                let Some(m) = market(mid) else { return };
+                let n = json!({"notice": "margin_call", "position_id": position.0.to_string(),
+                    "market": m.symbol, "mark": px(mark, m),
+                    "margin_call_price": px(margin_call_price, m),
+                    "liquidation_price": (liquidation_price.0 > 0).then(|| px(liquidation_price, m)),
+                    "at": ms(c.at_ns)});
+                out.push((account, "notices", Some(n)));
+            }
+            _ => {}
+        }
     }
 
     /// Takes a connection slot for `ip`, or says why not.
@@ -517,7 +571,7 @@ enum Picked {
 }
 
 /// Every channel a client may name.
-pub const CHANNELS: [&str; 4] = ["prices", "positions", "balance", "notices"];
+pub const CHANNELS: [&str; 5] = ["prices", "positions", "balance", "notices", "orders"];
 
 /// The protocol as an AsyncAPI 3.0 document (`GET /api/v1/asyncapi.json`).
 pub const ASYNCAPI: &str = include_str!("../asyncapi.json");
@@ -765,7 +819,7 @@ impl Conn {
                 continue;
             }
             let Some(ch) = CHANNELS.iter().copied().find(|c| *c == name) else {
-                let all = "channels: prices, positions, balance, notices, \
+                let all = "channels: prices, positions, balance, notices, orders, \
                            candles.<MARKET>.<1m|5m|15m|1h|4h|1d>";
                 return self.error(socket, "unknown_channel", all).await;
             };

@@ -172,7 +172,7 @@ async fn full_trading_lifecycle() {
     assert_eq!(
         b.body,
         json!({ "available": "3000.500000", "locked_margin": "3000.000000",
-        "equity": "6500.500000", "unrealized_pnl": "500.000000" })
+        "order_margin": "0.000000", "equity": "6500.500000", "unrealized_pnl": "500.000000" })
     );
     let one = s.get(&format!("/api/v1/positions/{id}"), &t).await;
     assert_eq!(one.body["unrealized_pnl"], "500.000000");
@@ -250,6 +250,116 @@ async fn client_order_id_is_idempotent_and_users_are_isolated() {
     // B's own order with the same client order id is B's.
     let theirs = s.post("/api/v1/positions", Some(&b), body).await;
     assert_ne!(theirs.body["id"], first.body["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdrawals_pending_orders_and_tp_sl_edits_over_http() {
+    let mut s = Server::start(|_| {}).await;
+    s.price(0, 6_000_000, 6_000_000);
+    let (t, _) = s.user("a@example.com").await;
+    let (other, _) = s.user("b@example.com").await;
+    // Withdraw: exact, never below zero, once per Idempotency-Key.
+    let w = s.post("/api/v1/user/withdraw", Some(&t), json!({ "amount": "1000.25" })).await;
+    assert_eq!((w.status, w.body["available"].as_str()), (200, Some("3999.750000")));
+    let w = s.post("/api/v1/user/withdraw", Some(&t), json!({ "amount": "3999.750001" })).await;
+    assert_eq!((w.status, w.body["error"]["code"].as_str()), (422, Some("insufficient_balance")));
+    let keyed = |amount: &str| {
+        let body = json!({ "amount": amount }).to_string();
+        format!(
+            "POST /api/v1/user/withdraw HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+             Authorization: Bearer {t}\r\nIdempotency-Key: w-1\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let first = s.raw(keyed("100").as_bytes()).await;
+    let again = s.raw(keyed("100").as_bytes()).await;
+    assert_eq!((first.status, &first.body), (200, &again.body));
+    assert_eq!(first.body["available"], "3899.750000", "withdrawn once");
+    let reused = s.raw(keyed("5").as_bytes()).await;
+    assert_eq!(reused.body["error"]["code"], "idempotency_key_reused");
+
+    // A limit long 0.1 BTC at 59 000, 10x: 590 held.
+    let order = |kind: &str, price: &str| {
+        json!({ "market": "BTC_USDC", "side": "long", "type": kind, "price": price,
+            "leverage": 10, "quantity": "0.1" })
+    };
+    let o = s.post("/api/v1/orders", Some(&t), order("limit", "59000")).await;
+    assert_eq!(o.status, 201, "{}", o.body);
+    assert_eq!(
+        (o.body["reserved"].as_str(), o.body["type"].as_str()),
+        (Some("590.000000"), Some("limit"))
+    );
+    let b = s.get("/api/v1/user/balance", &t).await;
+    assert_eq!(
+        (b.body["available"].as_str(), b.body["order_margin"].as_str()),
+        (Some("3309.750000"), Some("590.000000"))
+    );
+    let bad = s.post("/api/v1/orders", Some(&t), order("market", "59000")).await;
+    assert_eq!((bad.status, bad.body["error"]["code"].as_str()), (400, Some("invalid_order_type")));
+    let now = s.post("/api/v1/orders", Some(&t), order("limit", "61000")).await;
+    assert_eq!(
+        (now.status, now.body["error"]["code"].as_str()),
+        (422, Some("invalid_order_price"))
+    );
+    let mut past = order("stop", "61000");
+    past["expires_at"] = json!(1_000);
+    let past = s.post("/api/v1/orders", Some(&t), past).await;
+    assert_eq!((past.status, past.body["error"]["code"].as_str()), (400, Some("invalid_expiry")));
+    let id = o.body["id"].as_str().unwrap().to_string();
+    let theirs = s.req("DELETE", &format!("/api/v1/orders/{id}"), Some(&other), None).await;
+    assert_eq!(theirs.status, 404, "another account's order is not found");
+    assert!(s.get("/api/v1/orders", &other).await.body["orders"].as_array().unwrap().is_empty());
+    let listed = s.get("/api/v1/orders", &t).await;
+    assert_eq!(listed.body["orders"][0]["id"], id.as_str());
+
+    // The ask reaches 59 000: it fills there.
+    s.price(0, 5_899_000, 5_900_000);
+    assert!(s.get("/api/v1/orders", &t).await.body["orders"].as_array().unwrap().is_empty());
+    let open = s.get("/api/v1/positions", &t).await;
+    let p = &open.body["positions"][0];
+    assert_eq!(
+        (p["entry_price"].as_str(), p["quantity"].as_str()),
+        (Some("59000.00"), Some("0.10000"))
+    );
+    let pid = p["id"].as_str().unwrap().to_string();
+
+    // TP/SL edits against the mark (bid 58 990).
+    let path = format!("/api/v1/positions/{pid}/triggers");
+    let set = |body: Value| body.to_string();
+    let r = s
+        .req(
+            "PUT",
+            &path,
+            Some(&t),
+            Some(&set(json!({ "take_profit": "65000", "stop_loss": 55000 }))),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["take_profit"].as_str(), r.body["stop_loss"].as_str()),
+        (200, Some("65000.00"), Some("55000.00"))
+    );
+    let r = s.req("PUT", &path, Some(&t), Some(&set(json!({ "take_profit": "58000" })))).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (400, Some("invalid_take_profit")));
+    let r = s.req("PUT", &path, Some(&t), Some(&set(json!({ "take_profit": "65000.001" })))).await;
+    assert_eq!(r.status, 400, "finer than the market's price step: {}", r.body);
+    let r = s.req("PUT", &path, Some(&other), Some(&set(json!({})))).await;
+    assert_eq!(r.status, 404);
+    let r = s.req("PUT", &path, Some(&t), Some(&set(json!({ "take_profit": null })))).await;
+    assert_eq!(
+        (r.status, &r.body["take_profit"], &r.body["stop_loss"]),
+        (200, &Value::Null, &Value::Null)
+    );
+
+    // Cancel gives the hold back; twice is 404.
+    let o = s.post("/api/v1/orders", Some(&t), order("stop", "61000")).await;
+    let id = o.body["id"].as_str().unwrap().to_string();
+    let c = s.req("DELETE", &format!("/api/v1/orders/{id}"), Some(&t), None).await;
+    assert_eq!((c.status, c.body["id"].as_str()), (200, Some(id.as_str())));
+    let c = s.req("DELETE", &format!("/api/v1/orders/{id}"), Some(&t), None).await;
+    assert_eq!((c.status, c.body["error"]["code"].as_str()), (404, Some("unknown_order")));
+    let b = s.get("/api/v1/user/balance", &t).await;
+    assert_eq!(b.body["order_margin"], "0.000000");
 }
 
 fn token_with(header: Value, claims: Value, secret: &[u8]) -> String {
@@ -485,28 +595,33 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
     let listed: Vec<(String, String)> =
         ops.iter().map(|(m, p, _)| (m.clone(), p.clone())).collect();
     let expected = [
+        ("DELETE", "/api/v1/orders/{id}"),
         ("GET", "/api/v1/candles"),
         ("GET", "/api/v1/markets"),
         ("GET", "/api/v1/openapi.json"),
+        ("GET", "/api/v1/orders"),
         ("GET", "/api/v1/positions"),
         ("GET", "/api/v1/positions/{id}"),
         ("GET", "/api/v1/user/balance"),
         ("GET", "/api/v1/user/ledger"),
         ("GET", "/healthz"),
         ("GET", "/metrics"),
+        ("POST", "/api/v1/orders"),
         ("POST", "/api/v1/positions"),
         ("POST", "/api/v1/positions/{id}/close"),
         ("POST", "/api/v1/positions/{id}/margin"),
         ("POST", "/api/v1/user/deposit"),
         ("POST", "/api/v1/user/signin"),
         ("POST", "/api/v1/user/signup"),
+        ("POST", "/api/v1/user/withdraw"),
+        ("PUT", "/api/v1/positions/{id}/triggers"),
     ];
     let expected: Vec<(String, String)> =
         expected.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
     assert_eq!(listed, expected, "the document lists exactly the API's operations");
     for (method, path) in &listed {
         let concrete = path.replace("{id}", "1");
-        let body = (method == "POST").then_some("{}");
+        let body = (method == "POST" || method == "PUT").then_some("{}");
         let r = s.req(method, &concrete, None, body).await;
         // Served: anything but the router's own "no such route" / "method not allowed".
         let code = r.body["error"]["code"].as_str().unwrap_or("");

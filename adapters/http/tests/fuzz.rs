@@ -63,6 +63,9 @@ fn near_valid() -> impl Strategy<Value = Value> {
         "take_profit",
         "stop_loss",
         "client_order_id",
+        "type",
+        "price",
+        "expires_at",
     ]);
     let value = prop_oneof![
         any_json(),
@@ -70,6 +73,8 @@ fn near_valid() -> impl Strategy<Value = Value> {
             json!("BTC_USDC"),
             json!("long"),
             json!("short"),
+            json!("limit"),
+            json!("stop"),
             json!(10),
             json!(100),
             json!("100"),

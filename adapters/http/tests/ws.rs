@@ -175,7 +175,7 @@ async fn prices_are_pushed_numbered_and_private_channels_need_auth() {
     assert_eq!(next(&mut ws, 5).await["code"], "auth_required");
     send(&mut ws, json!({"op": "auth", "token": "not-a-token"})).await;
     assert_eq!(next(&mut ws, 5).await["code"], "unauthorized");
-    send(&mut ws, json!({"op": "subscribe", "channels": ["orders"]})).await;
+    send(&mut ws, json!({"op": "subscribe", "channels": ["trades"]})).await;
     assert_eq!(next(&mut ws, 5).await["code"], "unknown_channel");
     send(&mut ws, json!({"op": "ping"})).await;
     assert_eq!(next(&mut ws, 5).await, json!({"op": "pong"}));
@@ -232,6 +232,36 @@ async fn only_the_callers_changes_are_pushed_and_a_liquidation_reaches_its_owner
     assert_eq!(notice["data"]["position"]["position_id"], p.id.0.to_string());
     assert!(positions_seqs.windows(2).all(|w| w[1] == w[0] + 1), "{positions_seqs:?}");
     assert_ne!(b.id, p.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_fill_and_a_margin_call_are_pushed_to_their_owner() {
+    let mut s = Server::start(|_| {}).await;
+    let (token, _) = s.user("alice@example.com").await;
+    s.price(6_000_000);
+    let mut ws = s.connect(Some(&token)).await;
+    send(&mut ws, json!({"op": "subscribe", "channels": ["orders", "notices"]})).await;
+    assert_eq!(next(&mut ws, 5).await["op"], "subscribed");
+    let order = json!({ "market": "BTC_USDC", "side": "long", "type": "limit", "price": "59900",
+        "leverage": 50, "quantity": "0.01" });
+    let (status, placed) = s.post("/api/v1/orders", Some(&token), &order).await;
+    assert_eq!(status, 201, "{placed}");
+    let pushed = until(&mut ws, "orders", |d| d["event"] == "placed").await;
+    assert_eq!(pushed["data"]["id"], placed["id"]);
+    // The ask (bid + 1.00) falls to 59 891: filled there.
+    s.price(5_989_000);
+    let filled = until(&mut ws, "orders", |d| d["event"] == "filled").await;
+    assert_eq!(filled["data"]["order_id"], placed["id"]);
+    assert!(filled["data"]["position_id"].is_string());
+    // Entry 59 891, margin 11.9782: called below (59 891 - 1 197.82) / 0.9925 = 59 136.71,
+    // liquidated at or below / 0.995 = 58 988.13. A bid of 59 000 is between: a call only.
+    s.price(5_900_000);
+    let call = until(&mut ws, "notices", |d| d["notice"] == "margin_call").await;
+    assert_eq!(call["data"]["position_id"], filled["data"]["position_id"]);
+    assert_eq!(
+        (call["data"]["mark"].as_str(), call["data"]["margin_call_price"].as_str()),
+        (Some("59000.00"), Some("59136.71"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

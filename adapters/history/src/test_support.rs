@@ -148,8 +148,9 @@ impl Drop for PgServer {
 }
 
 /// A deterministic pseudo-random trading session on a fresh engine: accounts, deposits,
-/// withdrawals, opens with TP/SL, partial and full closes, added margin, and price swings that
-/// trigger TP, SL and liquidations (with bad debt). Returns the engine and every change.
+/// withdrawals, opens with TP/SL, pending limit and stop orders (some expiring, some cancelled),
+/// TP/SL edits, partial and full closes, added margin, and price swings that trigger TP, SL,
+/// orders, margin calls and liquidations (with bad debt). Returns the engine and every change.
 pub fn session(seed: u64, commands: usize) -> (Engine, Vec<ChangeRecord>) {
     let mut cfg = EngineConfig::default();
     cfg.markets[0].close_fee_rate = Ppm(500);
@@ -166,6 +167,7 @@ pub fn session(seed: u64, commands: usize) -> (Engine, Vec<ChangeRecord>) {
     let mut mid: i64 = 6_000_000; // 60 000.00
     let (mut t, mut rid, mut update) = (1_000_000_000u64, 0u64, 0u64);
     let mut positions: Vec<(AccountId, PositionId)> = Vec::new();
+    let mut orders: Vec<(AccountId, OrderId)> = Vec::new();
     let mut apply = |e: &mut Engine, t: u64, kind: CommandKind, out: &mut Vec<Output>| {
         rid += 1;
         let before = out.len();
@@ -203,6 +205,47 @@ pub fn session(seed: u64, commands: usize) -> (Engine, Vec<ChangeRecord>) {
                     exchange_time_us: 0,
                 };
                 CommandKind::PriceTick(tick)
+            }
+            40..=49 => {
+                let side = if next(2) == 0 { Side::Long } else { Side::Short };
+                let kind = if next(2) == 0 { OrderKind::Limit } else { OrderKind::Stop };
+                // A limit 1% better than the mid, a stop 1% worse: each fills on a later swing.
+                let better =
+                    if (side == Side::Long) == (kind == OrderKind::Limit) { -1 } else { 1 };
+                let expires_at_ns = (next(3) == 0).then_some(t + 2_000_000_000);
+                CommandKind::PlaceOrder(OrderRequest {
+                    account,
+                    market: MarketId(0),
+                    side,
+                    kind,
+                    price: Price(mid + better * mid / 100),
+                    leverage: [2, 10, 50][usize::try_from(next(3)).unwrap_or(0)],
+                    size: Size::Margin(Usdc(i128::from(20 + next(200)) * 1_000_000)),
+                    take_profit: None,
+                    stop_loss: None,
+                    expires_at_ns,
+                    client_order_id: None,
+                })
+            }
+            50..=52 if !orders.is_empty() => {
+                let (owner, order) =
+                    orders.remove(usize::try_from(next(orders.len() as u64)).unwrap_or(0));
+                CommandKind::CancelOrder { account: owner, order, key: None }
+            }
+            53..=55 if !positions.is_empty() => {
+                let (owner, position) =
+                    positions[usize::try_from(next(positions.len() as u64)).unwrap_or(0)];
+                // Removing both is always valid; a long's wide TP/SL is refused for a short.
+                let set = next(2) == 0;
+                let take_profit = set.then(|| Price(mid * 3 / 2));
+                let stop_loss = set.then(|| Price(mid / 2));
+                CommandKind::SetTriggers {
+                    account: owner,
+                    position,
+                    take_profit,
+                    stop_loss,
+                    key: None,
+                }
             }
             40..=64 => {
                 let side = if next(2) == 0 { Side::Long } else { Side::Short };
@@ -251,8 +294,15 @@ pub fn session(seed: u64, commands: usize) -> (Engine, Vec<ChangeRecord>) {
                 key: None,
             },
         };
-        if let Some(ReplyData::Opened(v)) = apply(&mut e, t, kind, &mut out) {
-            positions.push((v.account, v.id));
+        match apply(&mut e, t, kind, &mut out) {
+            Some(ReplyData::Opened(v)) => positions.push((v.account, v.id)),
+            Some(ReplyData::Order(o)) if matches!(kind, CommandKind::PlaceOrder(_)) => {
+                orders.push((o.account, o.id))
+            }
+            _ => {}
+        }
+        if orders.len() > 100 {
+            orders.remove(0);
         }
         if positions.len() > 200 {
             positions.remove(0);

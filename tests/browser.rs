@@ -18,13 +18,19 @@ fn need(program: &str, package: &str) {
     );
 }
 
-/// BTC_USDC every 250 ms: around 60 000 (moving a dollar at a time) for 40 s, then 58 000 —
-/// through the liquidation price of a 50x long opened before — for 80 s more.
+/// BTC_USDC every 250 ms: around 60 000 (moving a dollar at a time) for 40 s; then 59 170 for
+/// 40 s — below the margin-call level of a 50x long opened before (entry 60 001..60 005: called
+/// at or below ~59 245..59 249) but above its liquidation price (~59 096..59 100); then 58 000,
+/// through the liquidation price, for 60 s more.
 fn recording(path: &Path) {
     let mut out = String::new();
     let t0: u64 = 1_732_000_000_000_000;
-    for i in 0..480u64 {
-        let bid = if i < 160 { 6_000_000 + (i % 5) * 100 } else { 5_800_000 };
+    for i in 0..560u64 {
+        let bid = match i {
+            0..160 => 6_000_000 + (i % 5) * 100,
+            160..320 => 5_917_000,
+            _ => 5_800_000,
+        };
         let (bid, ask) = (bid, bid + 100);
         let px = |p: u64| format!("{}.{:02}", p / 100, p % 100);
         let e = t0 + i * 250_000;

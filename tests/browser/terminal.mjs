@@ -1,6 +1,7 @@
 // The trading page in a real Chromium (Debian's, driven by playwright-core; nothing is
 // downloaded). Run by tests/browser.rs against a `serve` playing a crafted price recording:
-// BTC at ~60 000 wiggling for 40 s, then 58 000 (through a 50x long's liquidation price).
+// BTC at ~60 000 wiggling for 40 s, then 59 170 for 40 s (a 50x long's margin call), then
+// 58 000 (through its liquidation price).
 // Env: HX_URL (the page), CHROMIUM (the executable), SCREENSHOT (where to save one).
 import { chromium } from "playwright-core";
 
@@ -59,6 +60,47 @@ try {
   page.once("dialog", (d) => d.accept("0.00050"));
   await row.locator("button", { hasText: "Part" }).click();
   await toastWith("Closed 0.00050");
+
+  step("edit TP/SL");
+  await row.locator("button", { hasText: "TP/SL" }).click();
+  await page.fill("#tr-tp", "70000");
+  await page.fill("#tr-sl", "50000");
+  await page.click("#triggers-save");
+  await toastWith("TP 70000.00, SL 50000.00");
+  await page.locator("#positions tr .tp", { hasText: "70000.00" }).first().waitFor();
+  await page.locator("#positions tr .sl", { hasText: "50000.00" }).first().waitFor();
+
+  step("withdraw");
+  const available = async () => Number((await page.locator("#b-available").textContent()).trim());
+  const before = await available();
+  await page.click("#withdraw-open");
+  await page.fill("#withdraw-amount", "100");
+  await page.click("#withdraw-send");
+  await toastWith("Withdrew 100");
+  const after = await available();
+  if (Math.abs(before - after - 100) > 1e-9) failures.push(`available ${before} -> ${after} after withdrawing 100`);
+
+  step("place and cancel a limit order");
+  await page.selectOption("#order-type", "limit");
+  await page.locator("#price-box").waitFor({ state: "visible" });
+  await page.fill("#order-price", "55000");
+  await page.fill("#size", "0.001");
+  await page.selectOption("#size-kind", "quantity");
+  await page.locator("#leverage").fill("10");
+  await page.click("#place");
+  await toastWith("Placed limit long BTC_USDC at 55000.00");
+  await page.waitForFunction(() => document.querySelector("#b-orders").textContent.trim() === "5.500000");
+  await page.click("#tab-orders");
+  const orderRow = page.locator("#positions tr", { hasText: "55000.00" }).first();
+  await orderRow.waitFor();
+  await orderRow.locator("button", { hasText: "Cancel" }).click();
+  await toastWith("Cancelled order");
+  await page.waitForFunction(() => !document.querySelector("#positions").textContent.includes("55000.00"));
+  await page.waitForFunction(() => document.querySelector("#b-orders").textContent.trim() === "0.000000");
+  await page.click("#tab-open");
+
+  step("margin call: a toast that stays");
+  await page.locator(".toast.margin-call").first().waitFor({ timeout: 60000 });
 
   step("liquidation: toast, then Closed with the reason");
   await page.screenshot({ path: process.env.SCREENSHOT });

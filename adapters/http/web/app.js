@@ -25,12 +25,15 @@ async function api(method, path, body) {
   return data;
 }
 
+// Margin calls and liquidations stay until clicked: a trader must not miss them.
+const STICKY = new Set(["margin-call", "liquidation"]);
+
 function toast(text, kind = "info") {
   const t = document.createElement("div");
   t.className = `toast ${kind}`;
   t.textContent = text;
   $("toasts").append(t);
-  setTimeout(() => t.remove(), 6000);
+  if (STICKY.has(kind)) { t.title = "click to dismiss"; t.onclick = () => t.remove(); } else setTimeout(() => t.remove(), 6000);
 }
 
 const fail = (e) => toast(e.message, "error");
@@ -149,11 +152,21 @@ async function loadCandles() {
 
 // ----- order form -----
 
+const orderType = () => $("order-type").value;
+
+function setOrderType() {
+  const pending = orderType() !== "market";
+  $("price-box").hidden = !pending; $("expiry-box").hidden = !pending; $("slip-box").hidden = pending;
+  $("place").textContent = pending ? "Place order" : "Open position";
+  estimate();
+}
+
 function estimate() {
   const m = marketCfg(); const p = st.prices[st.market];
   if (!m || !p) return;
   const lev = Number($("leverage").value);
-  const price = num(st.side === "long" ? p.ask : p.bid);
+  // A pending order is estimated at its trigger price (it fills there or, for a stop, beyond).
+  const price = orderType() === "market" ? num(st.side === "long" ? p.ask : p.bid) : num($("order-price").value);
   const size = num($("size").value);
   const byMargin = $("size-kind").value === "margin";
   const margin = byMargin ? size : (size * price) / lev;
@@ -174,6 +187,7 @@ async function placeOrder(ev) {
   body[$("size-kind").value] = $("size").value;
   if ($("tp").value) body.take_profit = $("tp").value;
   if ($("sl").value) body.stop_loss = $("sl").value;
+  if (orderType() !== "market") return placePending(body);
   if ($("slip").value) {
     body.max_slippage_bps = Number($("slip").value);
     const p = st.prices[st.market];
@@ -186,10 +200,21 @@ async function placeOrder(ev) {
   } catch (e) { fail(e); }
 }
 
+async function placePending(body) {
+  body.type = orderType();
+  body.price = $("order-price").value;
+  if ($("expiry").value) body.expires_at = Date.now() + Number($("expiry").value);
+  try {
+    const o = await api("POST", "/api/v1/orders", body);
+    toast(`Placed ${o.type} ${o.side} ${o.market} at ${o.price} (${o.reserved} held)`);
+    refreshAll();
+  } catch (e) { fail(e); }
+}
+
 // ----- positions, balance -----
 
 function setBalance(b) {
-  $("b-available").textContent = b.available; $("b-locked").textContent = b.locked_margin;
+  $("b-available").textContent = b.available; $("b-locked").textContent = b.locked_margin; $("b-orders").textContent = b.order_margin;
   $("b-equity").textContent = b.equity; $("b-upnl").textContent = b.unrealized_pnl;
 }
 
@@ -202,30 +227,80 @@ async function refreshAll() {
 }
 
 async function renderPositions() {
+  if (st.tab === "orders") return renderOrders();
   const closed = st.tab === "closed";
   const r = await api("GET", `/api/v1/positions?status=${closed ? "closed&limit=100" : "open"}`);
   const head = closed
     ? ["Id", "Market", "Side", "Qty", "Entry", "Exit", "PnL", "Fee", "Reason"]
-    : ["Id", "Market", "Side", "Qty", "Entry", "Margin", "Lev", "Liq.", "uPnL", ""];
-  $("pos-head").innerHTML = `<tr>${head.map((h) => `<th>${h}</th>`).join("")}</tr>`;
+    : ["Id", "Market", "Side", "Qty", "Entry", "Margin", "Lev", "Liq.", "uPnL", "TP", "SL", ""];
+  setHead(head);
   st.open = new Map();
   const rows = r.positions.map((p) => {
-    const tr = document.createElement("tr");
-    tr.id = `p-${p.id}`;
     const cells = closed
       ? [p.id, p.market, p.side, p.quantity, p.entry_price, p.exit_price, p.realized_pnl, p.fee, p.close_reason]
-      : [p.id, p.market, p.side, p.quantity, p.entry_price, p.margin, `${p.leverage}x`, p.liquidation_price ?? "none", p.unrealized_pnl];
-    for (const c of cells) { const td = document.createElement("td"); td.textContent = c; tr.append(td); }
+      : [p.id, p.market, p.side, p.quantity, p.entry_price, p.margin, `${p.leverage}x`, p.liquidation_price ?? "none", p.unrealized_pnl, p.take_profit ?? "–", p.stop_loss ?? "–"];
+    const tr = row(`p-${p.id}`, cells);
     if (!closed) {
       st.open.set(p.id, tr);
       tr.children[8].className = "upnl " + (num(p.unrealized_pnl) >= 0 ? "up" : "down");
+      tr.children[9].className = "tp"; tr.children[10].className = "sl";
       const td = document.createElement("td");
-      td.append(button("Close", () => closePosition(p.id)), button("Part", () => closePart(p)), button("+Margin", () => addMargin(p.id)));
+      td.append(button("Close", () => closePosition(p.id)), button("Part", () => closePart(p)), button("+Margin", () => addMargin(p.id)), button("TP/SL", () => editTriggers(p)));
       tr.append(td);
     }
     return tr;
   });
   $("positions").replaceChildren(...rows);
+}
+
+async function renderOrders() {
+  const r = await api("GET", "/api/v1/orders");
+  setHead(["Id", "Market", "Side", "Type", "Price", "Size", "Lev", "Held", "TP", "SL", "Good till", ""]);
+  const rows = r.orders.map((o) => {
+    const till = o.expires_at ? new Date(o.expires_at).toLocaleString() : "cancelled";
+    const size = o.quantity ?? `${o.margin} USDC`;
+    const tr = row(`o-${o.id}`, [o.id, o.market, o.side, o.type, o.price, size, `${o.leverage}x`, o.reserved, o.take_profit ?? "–", o.stop_loss ?? "–", till]);
+    const td = document.createElement("td");
+    td.append(button("Cancel", () => cancelOrder(o.id)));
+    tr.append(td);
+    return tr;
+  });
+  $("positions").replaceChildren(...rows);
+}
+
+function setHead(head) { $("pos-head").innerHTML = `<tr>${head.map((h) => `<th>${h}</th>`).join("")}</tr>`; }
+
+function row(id, cells) {
+  const tr = document.createElement("tr");
+  tr.id = id;
+  for (const c of cells) { const td = document.createElement("td"); td.textContent = c; tr.append(td); }
+  return tr;
+}
+
+async function cancelOrder(id) {
+  try {
+    const o = await api("DELETE", `/api/v1/orders/${id}`);
+    toast(`Cancelled order ${o.id}: ${o.reserved} released`);
+    refreshAll();
+  } catch (e) { fail(e); }
+}
+
+function editTriggers(p) {
+  $("tr-id").textContent = p.id;
+  $("tr-tp").value = p.take_profit ?? ""; $("tr-sl").value = p.stop_loss ?? "";
+  $("triggers").showModal();
+}
+
+async function saveTriggers(e) {
+  if (e.submitter?.value !== "ok") return;
+  const body = {};
+  if ($("tr-tp").value) body.take_profit = $("tr-tp").value;
+  if ($("tr-sl").value) body.stop_loss = $("tr-sl").value;
+  try {
+    const p = await api("PUT", `/api/v1/positions/${$("tr-id").textContent}/triggers`, body);
+    toast(`Position ${p.id}: TP ${p.take_profit ?? "none"}, SL ${p.stop_loss ?? "none"}`);
+    refreshAll();
+  } catch (err) { fail(err); }
 }
 
 function button(text, onclick) { const b = document.createElement("button"); b.type = "button"; b.textContent = text; b.onclick = onclick; return b; }
@@ -261,7 +336,7 @@ function connect() {
     st.retry = 500;
     $("conn").textContent = "live"; $("conn").className = "conn on";
     const channels = ["prices", candleChannel()].filter(Boolean);
-    if (st.token) channels.push("positions", "balance", "notices");
+    if (st.token) channels.push("positions", "balance", "notices", "orders");
     send({ op: "subscribe", channels });
     refreshAll(); // whatever happened while disconnected
     loadCandles();
@@ -299,10 +374,20 @@ function onPush(m) {
       toast(`${d.reason === "take_profit" ? "Take-profit" : "Stop-loss"}: position ${d.position_id} closed at ${d.exit_price}, PnL ${d.realized_pnl}`, d.reason);
     }
     renderPositions().catch(fail);
+  } else if (m.channel === "orders") {
+    onOrder(d);
   } else if (m.channel === "notices") {
+    if (d.notice === "margin_call") toast(`Margin call: position ${d.position_id} at ${d.mark} (called below ${d.margin_call_price}, liquidation at ${d.liquidation_price ?? "none"}). Add margin or reduce.`, "margin-call");
     if (d.notice === "liquidation") toast(`Liquidated: position ${d.position.position_id} at ${d.position.exit_price}`, "liquidation");
     if (d.notice === "bad_debt") toast(`Loss beyond margin on ${d.position_id}: ${d.amount} covered`, "liquidation");
   }
+}
+
+function onOrder(d) {
+  if (d.event === "filled") toast(`Order ${d.order_id} filled: position ${d.position_id}`, "fill");
+  if (d.event === "rejected") toast(`Order ${d.order_id} could not fill (${d.reason}): cancelled, ${d.released} released`, "error");
+  if (d.event === "expired") toast(`Order ${d.order_id} expired: ${d.released} released`);
+  renderPositions().catch(fail);
 }
 
 // ----- wiring -----
@@ -317,14 +402,25 @@ function init() {
   $("short").onclick = () => { st.side = "short"; $("short").classList.add("active"); $("long").classList.remove("active"); estimate(); };
   $("leverage").oninput = () => { $("lev-out").textContent = $("leverage").value; estimate(); };
   for (const id of ["size", "size-kind"]) $(id).oninput = estimate;
-  for (const [id, tab] of [["tab-open", "open"], ["tab-closed", "closed"]]) {
+  const tabs = [["tab-open", "open"], ["tab-orders", "orders"], ["tab-closed", "closed"]];
+  for (const [id, tab] of tabs) {
     $(id).onclick = () => {
       st.tab = tab;
-      $("tab-open").classList.toggle("active", tab === "open"); $("tab-closed").classList.toggle("active", tab === "closed");
-      $("tab-open").setAttribute("aria-selected", tab === "open"); $("tab-closed").setAttribute("aria-selected", tab === "closed");
+      for (const [other, t] of tabs) { $(other).classList.toggle("active", t === tab); $(other).setAttribute("aria-selected", t === tab); }
       renderPositions().catch(fail);
     };
   }
+  $("order-type").onchange = setOrderType;
+  $("order-price").oninput = estimate;
+  $("triggers-form").onsubmit = saveTriggers;
+  $("withdraw-open").onclick = () => $("withdraw").showModal();
+  $("withdraw-form").onsubmit = async (e) => {
+    if (e.submitter?.value !== "ok") return;
+    try {
+      setBalance(await api("POST", "/api/v1/user/withdraw", { amount: $("withdraw-amount").value }));
+      toast(`Withdrew ${$("withdraw-amount").value} USDC`);
+    } catch (err) { fail(err); }
+  };
   $("deposit-open").onclick = () => $("deposit").showModal();
   $("deposit-form").onsubmit = async (e) => {
     if (e.submitter?.value !== "ok") return;

@@ -3,6 +3,11 @@
 //!
 //! - `tick_no_trigger/{n}`: one price tick with `n` open positions (with TP, SL and liquidation
 //!   prices indexed) of which none triggers. Must be flat in `n`.
+//! - `tick_resting_orders/{n}`: one quiet tick with `n` pending limit and stop orders resting
+//!   away from the price (both sides). Must be flat in `n`.
+//! - `tick_trailing/{n}`: one quiet tick with `n` open positions each holding a trailing stop
+//!   (set while the price fell, so their peaks form ~n/100 groups), alternating a new best bid
+//!   for the top group with a step back. Must be flat in `n`.
 //! - `open_close`: open a position and close it, with 100k others open.
 //! - `liquidation_cascade`: one tick that liquidates 10k positions; throughput is per liquidation,
 //!   each including its `PositionClosed` event.
@@ -30,6 +35,8 @@ impl Bench {
     fn new(max_positions: u32) -> Bench {
         let cfg = EngineConfig {
             max_open_positions: max_positions + 16,
+            max_pending_orders: max_positions + 16,
+            max_orders_per_account: 10_000,
             max_accounts: 20_000,
             closed_history_per_account: 64,
             ..EngineConfig::default()
@@ -137,6 +144,99 @@ fn tick_no_trigger(c: &mut Criterion) {
     group.finish();
 }
 
+fn tick_resting_orders(c: &mut Criterion) {
+    let mut group = c.benchmark_group("tick_resting_orders");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(4));
+    for n in [1_000u32, 100_000, 1_000_000] {
+        let mut b = Bench::new(n);
+        let mut account = b.account(0);
+        for i in 0..n {
+            if i > 0 && i % 10_000 == 0 {
+                account = b.account(i / 10_000);
+            }
+            // Long limits below, long stops above, short limits above, short stops below: all
+            // at least 5 % away, spread over 1 000 prices.
+            let away = MID / 20 + i64::from(i % 1_000);
+            let (side, kind, price) = match i % 4 {
+                0 => (Side::Long, OrderKind::Limit, MID - away),
+                1 => (Side::Long, OrderKind::Stop, MID + away),
+                2 => (Side::Short, OrderKind::Limit, MID + away),
+                _ => (Side::Short, OrderKind::Stop, MID - away),
+            };
+            let req = OrderRequest {
+                account,
+                market: BTC,
+                side,
+                kind,
+                price: Price(price),
+                leverage: 10,
+                size: Size::Margin(Usdc::from_whole(10)),
+                take_profit: None,
+                stop_loss: None,
+                expires_at_ns: None,
+                client_order_id: None,
+            };
+            match b.apply(CommandKind::PlaceOrder(req)) {
+                Some(Ok(ReplyData::Order(_))) => {}
+                other => panic!("place: {other:?}"),
+            }
+        }
+        let mut flip = 0i64;
+        group.bench_function(n.to_string(), |bencher| {
+            bencher.iter(|| {
+                flip ^= 1;
+                b.tick(black_box(MID + flip), MID + flip);
+            })
+        });
+        assert_eq!(b.engine.snapshot().orders.len(), n as usize, "nothing filled");
+    }
+    group.finish();
+}
+
+fn tick_trailing(c: &mut Criterion) {
+    let mut group = c.benchmark_group("tick_trailing");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(4));
+    for n in [1_000u32, 100_000, 1_000_000] {
+        let mut b = Bench::new(n);
+        b.populate(n, |i| 2 + i % 19, false);
+        // Position i + 1 belongs to account i / 100 + 1 (populate's blocks of 100). The bid
+        // steps down a tick every 100 stops: each block trails from a lower peak.
+        let mut bid = MID;
+        for i in 0..n {
+            if i % 100 == 0 {
+                bid -= 1;
+                b.tick(bid, bid + 10);
+            }
+            let distance = if i % 2 == 0 {
+                TrailDistance::Price(Price(MID / 20 + i64::from(i % 1_000)))
+            } else {
+                TrailDistance::Bps(500 + i % 1_000)
+            };
+            let kind = CommandKind::SetTrailingStop {
+                account: AccountId(i / 100 + 1),
+                position: PositionId(u64::from(i) + 1),
+                distance: Some(distance),
+                key: None,
+            };
+            match b.apply(kind) {
+                Some(Ok(ReplyData::Position(_))) => {}
+                other => panic!("trail: {other:?}"),
+            }
+        }
+        let mut flip = 0i64;
+        group.bench_function(n.to_string(), |bencher| {
+            bencher.iter(|| {
+                flip ^= 1;
+                b.tick(black_box(bid + flip), bid + 10 + flip);
+            })
+        });
+        assert_eq!(b.engine.open_positions(), n as usize, "nothing triggered");
+    }
+    group.finish();
+}
+
 fn open_close(c: &mut Criterion) {
     let mut group = c.benchmark_group("open_close");
     group.throughput(Throughput::Elements(1));
@@ -206,5 +306,12 @@ fn liquidation_cascade(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, tick_no_trigger, open_close, liquidation_cascade);
+criterion_group!(
+    benches,
+    tick_no_trigger,
+    tick_resting_orders,
+    tick_trailing,
+    open_close,
+    liquidation_cascade
+);
 criterion_main!(benches);

@@ -263,6 +263,17 @@ pub struct OrderRequest {
     pub client_order_id: Option<ClientOrderId>,
 }
 
+/// A trailing stop's distance behind the best mark since it was set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrailDistance {
+    /// In price ticks.
+    Price(Price),
+    /// In basis points of the best mark (the stop is rounded toward the mark: never further
+    /// than asked).
+    Bps(u32),
+}
+
 /// Which positions a query lists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -411,6 +422,18 @@ pub enum CommandKind {
         take_profit: Option<Price>,
         /// New stop-loss (`None` removes it).
         stop_loss: Option<Price>,
+        /// Idempotency key.
+        key: Option<IdempotencyKey>,
+    },
+    /// Set, change or remove an open position's trailing stop: it closes the position when the
+    /// mark falls `distance` behind the best mark since it was set.
+    SetTrailingStop {
+        /// Owner.
+        account: AccountId,
+        /// Position.
+        position: PositionId,
+        /// The distance (`None` removes the trailing stop).
+        distance: Option<TrailDistance>,
         /// Idempotency key.
         key: Option<IdempotencyKey>,
     },

@@ -7,7 +7,7 @@
 
 use crate::command::{
     AccountId, Credential, MarketId, OrderId, OrderKind, PositionId, PositionStatus, RequestId,
-    Size,
+    Size, TrailDistance,
 };
 use crate::math::Side;
 use crate::num::{Price, Qty, Usdc};
@@ -105,6 +105,8 @@ reasons! {
     TooManyOrders => "too_many_orders",
     /// The engine holds `max_pending_orders`.
     OrderCapacity => "order_capacity",
+    /// A trailing distance of zero, 50 % or more, or at least the mark itself.
+    InvalidTrailingStop => "invalid_trailing_stop",
 }
 
 impl Reason {
@@ -130,17 +132,20 @@ pub enum CloseReason {
     TakeProfit,
     /// Stop-loss triggered.
     StopLoss,
+    /// Trailing stop triggered.
+    TrailingStop,
     /// Liquidated.
     Liquidation,
 }
 
 impl CloseReason {
-    /// `"manual"`, `"take_profit"`, `"stop_loss"`, `"liquidation"`.
+    /// `"manual"`, `"take_profit"`, `"stop_loss"`, `"trailing_stop"`, `"liquidation"`.
     pub const fn as_str(self) -> &'static str {
         match self {
             CloseReason::Manual => "manual",
             CloseReason::TakeProfit => "take_profit",
             CloseReason::StopLoss => "stop_loss",
+            CloseReason::TrailingStop => "trailing_stop",
             CloseReason::Liquidation => "liquidation",
         }
     }
@@ -194,6 +199,8 @@ pub struct PositionView {
     pub take_profit: Option<Price>,
     /// Stop-loss trigger.
     pub stop_loss: Option<Price>,
+    /// The trailing stop, if set.
+    pub trailing_stop: Option<Trailing>,
     /// Unrealized PnL at the current mark (0 when closed or no price).
     pub unrealized_pnl: Usdc,
     /// Receive time of the open command.
@@ -231,6 +238,15 @@ pub struct OrderView {
     pub reserved: Usdc,
     /// Receive time of the place command.
     pub placed_at_ns: u64,
+}
+
+/// A position's trailing stop as shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Trailing {
+    /// How far behind the best mark since it was set.
+    pub distance: TrailDistance,
+    /// Where it stands now.
+    pub stop_price: Price,
 }
 
 /// How a pending order ended.
@@ -544,6 +560,17 @@ pub enum Change {
         /// Stop-loss now.
         stop_loss: Option<Price>,
     },
+    /// An open position's trailing stop was set, changed or removed (`None`).
+    TrailingStopSet {
+        /// The position.
+        position: PositionId,
+        /// Owner.
+        account: AccountId,
+        /// The distance now.
+        distance: Option<TrailDistance>,
+        /// Where the stop stands now.
+        stop_price: Option<Price>,
+    },
     /// A position's margin level (equity / maintenance margin) fell below the configured
     /// margin-call level: a warning to its owner, once per crossing (re-armed when the mark is
     /// back above the level).
@@ -591,6 +618,7 @@ impl Change {
             | Change::OrderPlaced { order: OrderView { account, .. } }
             | Change::OrderEnded { account, .. }
             | Change::TriggersSet { account, .. }
+            | Change::TrailingStopSet { account, .. }
             | Change::MarginCall { account, .. } => Some(account),
             Change::Checkpoint | Change::PriceApplied { .. } => None,
         }

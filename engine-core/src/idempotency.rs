@@ -102,7 +102,8 @@ pub fn keyed(cmd: &Command) -> Option<(AccountId, IdempotencyKey)> {
         | CommandKind::ClosePosition { account, key, .. }
         | CommandKind::AddMargin { account, key, .. }
         | CommandKind::CancelOrder { account, key, .. }
-        | CommandKind::SetTriggers { account, key, .. } => key.map(|k| (account, k)),
+        | CommandKind::SetTriggers { account, key, .. }
+        | CommandKind::SetTrailingStop { account, key, .. } => key.map(|k| (account, k)),
         _ => None,
     }
 }

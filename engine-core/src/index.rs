@@ -84,6 +84,16 @@ impl OrderedSet {
     pub(crate) fn len(&self) -> usize {
         self.set.len()
     }
+
+    /// The largest key, O(1).
+    pub(crate) fn last_key(&self) -> Option<Key> {
+        self.last
+    }
+
+    /// The keys with price >= `p`, ascending.
+    pub(crate) fn keys_at_or_above(&self, p: i64) -> impl Iterator<Item = Key> + '_ {
+        self.set.range((Included((p, 0)), Unbounded)).copied()
+    }
 }
 
 /// The orderings for one side of one market.

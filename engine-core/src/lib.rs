@@ -91,6 +91,7 @@ pub mod persist;
 pub mod processor;
 pub mod snapshot;
 pub mod state;
+pub mod trail;
 pub mod waiters;
 
 pub use state::Engine;
@@ -105,13 +106,13 @@ pub mod prelude {
     pub use crate::command::{
         AccountId, ClientOrderId, CloseSize, Command, CommandKind, Credential, IdempotencyKey,
         Login, MarketId, OpenRequest, OrderId, OrderKind, OrderRequest, PositionId, PositionStatus,
-        RequestId, Size, Tick,
+        RequestId, Size, Tick, TrailDistance,
     };
     pub use crate::config::{EngineConfig, MarketConfig, RuntimeConfig, WaitMode};
     pub use crate::event::{
         AccountView, CHECKPOINT_EVERY, Change, ChangeRecord, CloseInfo, CloseReason, Event, Item,
         MarketView, OrderEnd, OrderView, Output, PositionView, Reason, ReplyData, Sink,
-        StateSummary,
+        StateSummary, Trailing,
     };
     pub use crate::math::Side;
     pub use crate::num::{ExactDecimal, Ppm, Price, Qty, Usdc};

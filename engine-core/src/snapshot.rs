@@ -9,7 +9,9 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{AccountId, Credential, Login, MarketId, OrderId, PositionId, RequestId};
+use crate::command::{
+    AccountId, Credential, Login, MarketId, OrderId, PositionId, RequestId, TrailDistance,
+};
 use crate::config::EngineConfig;
 use crate::event::{OrderView, PositionView, Reason, ReplyData};
 use crate::idempotency::{KeyEntry, KeyWindow};
@@ -106,6 +108,10 @@ pub struct PositionSnapshot {
     pub mc: Price,
     /// Margin call armed (not called since the mark was last above the level).
     pub mc_armed: bool,
+    /// Trailing stop distance.
+    pub trail: Option<TrailDistance>,
+    /// The best mark since the trailing stop was set (0 without one).
+    pub trail_peak: Price,
 }
 
 /// The one conversion each way between the engine's position and its snapshot form: a field
@@ -127,6 +133,8 @@ impl From<&Position> for PositionSnapshot {
             opened_at_ns,
             mc,
             mc_armed,
+            trail,
+            trail_group: _, // a place in the book, rebuilt from the peak on restore
         } = *p;
         PositionSnapshot {
             id,
@@ -143,6 +151,8 @@ impl From<&Position> for PositionSnapshot {
             opened_at_ns,
             mc,
             mc_armed,
+            trail,
+            trail_peak: Price(0), // filled in by the engine, which holds the books
         }
     }
 }
@@ -164,6 +174,8 @@ impl From<&PositionSnapshot> for Position {
             opened_at_ns,
             mc,
             mc_armed,
+            trail,
+            trail_peak: _,
         } = *p;
         Position {
             id,
@@ -180,6 +192,8 @@ impl From<&PositionSnapshot> for Position {
             opened_at_ns,
             mc,
             mc_armed,
+            trail,
+            trail_group: 0,
         }
     }
 }
@@ -220,8 +234,20 @@ pub struct EngineSnapshot {
 impl Engine {
     /// The state as canonical plain data. Allocates; O(state).
     pub fn snapshot(&self) -> EngineSnapshot {
-        let mut positions: Vec<PositionSnapshot> =
-            self.positions.values().map(PositionSnapshot::from).collect();
+        let mut positions: Vec<PositionSnapshot> = self
+            .positions
+            .values()
+            .map(|p| PositionSnapshot {
+                trail_peak: p.trail.map_or(Price(0), |d| {
+                    self.markets[usize::from(p.market.0)].trails.peak_price(
+                        p.side,
+                        d,
+                        p.trail_group,
+                    )
+                }),
+                ..PositionSnapshot::from(p)
+            })
+            .collect();
         positions.sort_unstable_by_key(|p| p.id);
         let mut orders: Vec<OrderView> = self.orders.values().copied().collect();
         orders.sort_unstable_by_key(|o| o.id);
@@ -322,6 +348,7 @@ impl Engine {
             }
             e.accounts[ai].open.push(p.id);
         }
+        restore_trails(&mut e, snap);
         restore_orders(&mut e, snap)?;
         e.next_position_id = snap.next_position_id;
         e.insurance_fund = snap.insurance_fund;
@@ -341,6 +368,24 @@ impl Engine {
         e.check_conservation().map_err(SnapshotError::Config)?;
         Ok(e)
     }
+}
+
+/// The trailing stops, rebuilt book by book from the highest peak down (the order the stack
+/// keeps), so every stop follows the same peak as before.
+fn restore_trails(e: &mut Engine, snap: &EngineSnapshot) {
+    let mut trailing: Vec<&PositionSnapshot> =
+        snap.positions.iter().filter(|p| p.trail.is_some()).collect();
+    trailing.sort_by_key(|p| (std::cmp::Reverse(x_of(p)), p.id));
+    for p in trailing {
+        let d = p.trail.expect("filtered");
+        let book = e.markets[usize::from(p.market.0)].trails.book(p.side, d);
+        let group = book.insert(p.id, crate::trail::raw(d), x_of(p));
+        e.positions.get_mut(&p.id).expect("restored above").trail_group = group;
+    }
+}
+
+fn x_of(p: &PositionSnapshot) -> i64 {
+    crate::trail::x(p.side, p.trail_peak, p.trail_peak)
 }
 
 /// The pending orders, re-indexed and held, refusing any that break a limit or name nothing.

@@ -1,4 +1,4 @@
-//! Pending orders, TP/SL edits and margin calls: scenarios with every figure worked out by hand
+//! Pending orders, TP/SL edits, margin calls and trailing stops: scenarios with every figure worked out by hand
 //! in the comment beside it (`Harness::run` checks conservation after every command), and
 //! properties of when an order fills.
 
@@ -367,6 +367,148 @@ proptest! {
                 (Some(_), None) => prop_assert!(false, "filled at tick {} before crossing or after expiry", i),
                 (None, Some(_)) => prop_assert!(false, "crossed at tick {} without filling", i),
                 (None, None) => {}
+            }
+        }
+    }
+}
+
+fn trail(
+    h: &mut Harness,
+    a: AccountId,
+    p: PositionId,
+    d: Option<TrailDistance>,
+) -> Result<PositionView, Reason> {
+    let kind = CommandKind::SetTrailingStop { account: a, position: p, distance: d, key: None };
+    match h.run(kind)? {
+        ReplyData::Position(v) => Ok(v),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_trailing_stop_follows_the_best_mark_and_closes_when_the_mark_falls_its_distance_behind() {
+    let mut h = Harness::new();
+    let a = funded(&mut h, "t@x");
+    h.price(BTC, usd(60_000));
+    let long = h.open(h.open_req(a, Side::Long, 2, Size::Quantity(btc(1)))).unwrap();
+    let short = h.open(h.open_req(a, Side::Short, 2, Size::Quantity(btc(1)))).unwrap();
+    assert_eq!(
+        trail(&mut h, a, long.id, Some(TrailDistance::Price(usd(60_000)))),
+        Err(Reason::InvalidTrailingStop)
+    );
+    assert_eq!(
+        trail(&mut h, a, long.id, Some(TrailDistance::Bps(0))),
+        Err(Reason::InvalidTrailingStop)
+    );
+    // Long: 1 000 behind the best bid; short: 2 % above the best ask.
+    let v = trail(&mut h, a, long.id, Some(TrailDistance::Price(usd(1_000)))).unwrap();
+    assert_eq!(v.trailing_stop.map(|t| t.stop_price), Some(usd(59_000)));
+    let v = trail(&mut h, a, short.id, Some(TrailDistance::Bps(200))).unwrap();
+    assert_eq!(v.trailing_stop.map(|t| t.stop_price), Some(usd(61_200))); // 60 000 * 1.02
+    // Up to 62 000: the long's stop follows to 61 000; the short's stays at 61 200 and fires.
+    let from = h.out.len();
+    h.price(BTC, usd(62_000));
+    let closed = closed_events(&h.events_since(from));
+    assert_eq!(closed.len(), 1);
+    let c = closed[0].close.unwrap();
+    assert_eq!(
+        (closed[0].id, c.reason, c.exit_price),
+        (short.id, CloseReason::TrailingStop, usd(62_000))
+    );
+    assert_eq!(h.position(a, long.id).trailing_stop.map(|t| t.stop_price), Some(usd(61_000)));
+    // Down to 61 500: the stop stays at 61 000 (it never follows the mark down).
+    h.price(BTC, usd(61_500));
+    assert_eq!(h.position(a, long.id).trailing_stop.map(|t| t.stop_price), Some(usd(61_000)));
+    h.price(BTC, Price(6_100_001));
+    assert_eq!(h.position(a, long.id).status, PositionStatus::Open);
+    let from = h.out.len();
+    h.price(BTC, usd(60_900));
+    let closed = closed_events(&h.events_since(from));
+    let c = closed[0].close.unwrap();
+    // Closed at the tick's bid, 60 900: PnL +900.
+    assert_eq!(
+        (c.reason, c.exit_price, c.realized_pnl),
+        (CloseReason::TrailingStop, usd(60_900), usdc(900))
+    );
+}
+
+#[test]
+fn a_removed_or_replaced_trailing_stop_no_longer_fires_and_survives_a_snapshot() {
+    let mut h = Harness::new();
+    let a = funded(&mut h, "t@x");
+    h.price(BTC, usd(60_000));
+    let p = h.open(h.open_req(a, Side::Long, 2, Size::Quantity(btc(1)))).unwrap();
+    let q = h.open(h.open_req(a, Side::Long, 2, Size::Quantity(btc(1)))).unwrap();
+    trail(&mut h, a, p.id, Some(TrailDistance::Price(usd(100)))).unwrap();
+    trail(&mut h, a, q.id, Some(TrailDistance::Bps(100))).unwrap();
+    h.price(BTC, usd(61_000)); // peaks 61 000: stops 60 900 and 60 390
+    trail(&mut h, a, p.id, None).unwrap();
+    // Replaced: restarts from the current mark, 61 000 -> 59 000.
+    trail(&mut h, a, q.id, Some(TrailDistance::Price(usd(2_000)))).unwrap();
+    let snap = h.engine.snapshot();
+    let r = Engine::restore(h.engine.config().clone(), &snap).unwrap();
+    assert_eq!(r.state_hash(), h.engine.state_hash());
+    h.price(BTC, usd(60_000));
+    assert_eq!(h.position(a, p.id).status, PositionStatus::Open);
+    assert_eq!(h.position(a, q.id).status, PositionStatus::Open);
+    assert_eq!(h.position(a, q.id).trailing_stop.map(|t| t.stop_price), Some(usd(59_000)));
+}
+
+/// Brute force: each stop's peak is the best mark since it was set; it fires on the first tick
+/// whose mark is at or beyond `stop(peak)`.
+fn reference_stop(side: Side, peak: i64, d: TrailDistance) -> i64 {
+    match (side, d) {
+        (Side::Long, TrailDistance::Price(p)) => peak - p.0,
+        (Side::Short, TrailDistance::Price(p)) => peak + p.0,
+        // ceil(peak * (1 - bps)) for a long, floor(peak * (1 + bps)) for a short.
+        (Side::Long, TrailDistance::Bps(b)) => (peak * (10_000 - i64::from(b)) + 9_999) / 10_000,
+        (Side::Short, TrailDistance::Bps(b)) => peak * (10_000 + i64::from(b)) / 10_000,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Trailing stops set at random times with random distances, over a random price path,
+    /// close on exactly the tick a brute-force reference says, at that tick's mark.
+    #[test]
+    fn trailing_stops_agree_with_a_brute_force_reference(
+        path in proptest::collection::vec((-300i64..300, 0i64..50), 5..80),
+        stops in proptest::collection::vec((0usize..80, any::<bool>(), any::<bool>(), 1i64..900), 1..12),
+    ) {
+        let mut h = Harness::new();
+        let a = funded(&mut h, "t@x");
+        h.deposit(a, usdc(1_000_000)).unwrap();
+        let mut mid = 6_000_000i64;
+        h.tick(BTC, Price(mid), Price(mid + 10)).unwrap();
+        // (position, side, distance, peak, expected close tick)
+        let mut live: Vec<(PositionId, Side, TrailDistance, i64, Option<usize>)> = Vec::new();
+        for (i, &(mv, spread)) in path.iter().enumerate() {
+            for &(_, long, bps, size) in stops.iter().filter(|s| s.0 == i) {
+                let side = if long { Side::Long } else { Side::Short };
+                let p = h.open(h.open_req(a, side, 1, Size::Quantity(btc(1)))).unwrap();
+                let d = if bps { TrailDistance::Bps(u32::try_from(size).unwrap()) } else { TrailDistance::Price(Price(size * 100)) };
+                trail(&mut h, a, p.id, Some(d)).unwrap();
+                let (bid, ask) = (mid, mid + spread.max(10));
+                live.push((p.id, side, d, if long { bid } else { ask }, None));
+            }
+            mid = (mid + mv * 100).max(1_000_000);
+            let (bid, ask) = (mid, mid + spread);
+            let from = h.out.len();
+            h.tick(BTC, Price(bid), Price(ask)).unwrap();
+            let closed = closed_events(&h.events_since(from));
+            for s in live.iter_mut().filter(|s| s.4.is_none()) {
+                let mark = if s.1 == Side::Long { bid } else { ask };
+                s.3 = if s.1 == Side::Long { s.3.max(mark) } else { s.3.min(mark) };
+                let stop = reference_stop(s.1, s.3, s.2);
+                let fired = if s.1 == Side::Long { mark <= stop } else { mark >= stop };
+                let engine = closed.iter().find(|v| v.id == s.0);
+                prop_assert_eq!(fired, engine.is_some(), "position {:?} at tick {} (stop {})", s.0, i, stop);
+                if let Some(v) = engine {
+                    let c = v.close.unwrap();
+                    prop_assert_eq!((c.reason, c.exit_price), (CloseReason::TrailingStop, Price(mark)));
+                    s.4 = Some(i);
+                }
             }
         }
     }

@@ -359,6 +359,7 @@ fn assert_changes_account_for_every_movement(w: &mut World) {
             Change::Checkpoint => checkpoints += 1,
             Change::PriceApplied { .. }
             | Change::TriggersSet { .. }
+            | Change::TrailingStopSet { .. }
             | Change::MarginCall { .. } => {}
         }
     }

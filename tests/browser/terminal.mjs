@@ -65,8 +65,10 @@ try {
   await row.locator("button", { hasText: "TP/SL" }).click();
   await page.fill("#tr-tp", "70000");
   await page.fill("#tr-sl", "50000");
+  await page.fill("#tr-trail", "5%");
   await page.click("#triggers-save");
-  await toastWith("TP 70000.00, SL 50000.00");
+  await toastWith("TP 70000.00, SL 50000.00, trailing stop at");
+  await page.locator("#positions tr .trail", { hasText: "." }).first().waitFor();
   await page.locator("#positions tr .tp", { hasText: "70000.00" }).first().waitFor();
   await page.locator("#positions tr .sl", { hasText: "50000.00" }).first().waitFor();
 

@@ -44,6 +44,7 @@ pub fn movements(change: &Change) -> Vec<Movement> {
         | Change::OrderPlaced { .. }
         | Change::OrderEnded { .. }
         | Change::TriggersSet { .. }
+        | Change::TrailingStopSet { .. }
         | Change::MarginCall { .. }
         | Change::Checkpoint
         | Change::PriceApplied { .. } => vec![],
@@ -96,6 +97,7 @@ pub const fn kind(change: &Change) -> &'static str {
         Change::OrderPlaced { .. } => "order_placed",
         Change::OrderEnded { .. } => "order_ended",
         Change::TriggersSet { .. } => "triggers_set",
+        Change::TrailingStopSet { .. } => "trailing_stop_set",
         Change::MarginCall { .. } => "margin_call",
         Change::Checkpoint => "checkpoint",
         Change::PriceApplied { .. } => "price_applied",

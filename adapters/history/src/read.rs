@@ -271,6 +271,7 @@ fn closed_view(row: &AnyRow) -> Result<PositionView> {
         Some("manual") => CloseReason::Manual,
         Some("take_profit") => CloseReason::TakeProfit,
         Some("stop_loss") => CloseReason::StopLoss,
+        Some("trailing_stop") => CloseReason::TrailingStop,
         Some("liquidation") => CloseReason::Liquidation,
         _ => return Err(bad("close reason")),
     };
@@ -298,6 +299,7 @@ fn closed_view(row: &AnyRow) -> Result<PositionView> {
         liquidation_price: Price(get(9)?),
         take_profit: opt(10)?.map(Price),
         stop_loss: opt(11)?.map(Price),
+        trailing_stop: None, // a closed position has none
         unrealized_pnl: Usdc::ZERO,
         opened_at_ns: unsigned(get(12)?)?,
         close: Some(close),

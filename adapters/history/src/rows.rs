@@ -394,6 +394,7 @@ fn position_of(change: &Change) -> Result<Option<i64>> {
         | Change::Closed { position, .. }
         | Change::MarginAdded { position, .. }
         | Change::TriggersSet { position, .. }
+        | Change::TrailingStopSet { position, .. }
         | Change::MarginCall { position, .. } => Some(id(position.0, "position")?),
         _ => None,
     })

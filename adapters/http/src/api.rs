@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use engine_core::command::{
     AccountId, ClientOrderId, CloseSize, CommandKind, Credential, IdempotencyKey, Login,
-    OpenRequest, PositionId, PositionStatus, Size,
+    OpenRequest, PositionId, PositionStatus, Size, TrailDistance,
 };
 use engine_core::config::MarketConfig;
 use engine_core::event::{AccountView, Item, PositionView, ReplyData};
@@ -57,6 +57,7 @@ pub fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(close))
         .routes(routes!(add_margin))
         .routes(routes!(crate::orders::set_triggers))
+        .routes(routes!(crate::orders::set_trailing_stop))
         .routes(routes!(crate::orders::place, crate::orders::list))
         .routes(routes!(crate::orders::cancel))
         .routes(routes!(healthz))
@@ -329,6 +330,13 @@ pub fn position_dto(v: &PositionView, m: &MarketConfig) -> dto::Position {
         liquidation_price: (v.liquidation_price.0 > 0).then(|| px(v.liquidation_price, m)),
         take_profit: v.take_profit.map(|p| px(p, m)),
         stop_loss: v.stop_loss.map(|p| px(p, m)),
+        trailing_stop: v.trailing_stop.map(|t| {
+            let (distance, distance_bps) = match t.distance {
+                TrailDistance::Price(d) => (Some(px(d, m)), None),
+                TrailDistance::Bps(b) => (None, Some(b)),
+            };
+            dto::TrailingStop { distance, distance_bps, stop_price: px(t.stop_price, m) }
+        }),
         unrealized_pnl: money(v.unrealized_pnl),
         opened_at: ms(v.opened_at_ns),
         exit_price: c.map(|c| px(c.exit_price, m)),

@@ -144,6 +144,29 @@ pub struct Orders {
     pub orders: Vec<Order>,
 }
 
+/// A trailing stop: one of the distances, and where it stands now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrailingStop {
+    /// Distance in price, when set so.
+    pub distance: Option<String>,
+    /// Distance in basis points of the best mark, when set so.
+    pub distance_bps: Option<u32>,
+    /// Where it stands now: it follows the best mark since it was set and never comes back.
+    pub stop_price: String,
+}
+
+/// Set (one of the two distances) or remove (neither) an open position's trailing stop.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrailingBody {
+    /// Distance behind the best mark, in price (a long's stop is best bid - distance).
+    #[schema(value_type = Option<String>, example = "500")]
+    pub distance: Option<Dec>,
+    /// Distance in basis points of the best mark, 1..=5000.
+    #[schema(example = 150)]
+    pub distance_bps: Option<u32>,
+}
+
 /// Replace an open position's take-profit and stop-loss: a missing or `null` field removes it.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -324,6 +347,8 @@ pub struct Position {
     pub take_profit: Option<String>,
     /// Stop-loss trigger.
     pub stop_loss: Option<String>,
+    /// The trailing stop, if set.
+    pub trailing_stop: Option<TrailingStop>,
     /// At the current mark (0 once closed).
     pub unrealized_pnl: String,
     /// Opening time (ms).
@@ -340,7 +365,7 @@ pub struct Position {
     /// Closed: what the trader received.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payout: Option<String>,
-    /// Closed: `manual`, `take_profit`, `stop_loss` or `liquidation`.
+    /// Closed: `manual`, `take_profit`, `stop_loss`, `trailing_stop` or `liquidation`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub close_reason: Option<&'static str>,
     /// Closed: when (ms).

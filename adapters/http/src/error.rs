@@ -87,7 +87,7 @@ impl ApiError {
         let status = match reason {
             UnknownMarket | InvalidAmount | InvalidLeverage | InvalidQuantity | InvalidPrice
             | InvalidTakeProfit | InvalidStopLoss | InvalidLogin | PriceOutOfRange | Overflow
-            | InvalidRequest | InvalidExpiry => StatusCode::BAD_REQUEST,
+            | InvalidRequest | InvalidExpiry | InvalidTrailingStop => StatusCode::BAD_REQUEST,
             UnknownPosition | UnknownAccount | UnknownOrder => StatusCode::NOT_FOUND,
             DuplicateLogin | ClientOrderIdReused | IdempotencyKeyReused | RequestIdReused => {
                 StatusCode::CONFLICT
@@ -123,8 +123,12 @@ fn describe(reason: Reason) -> &'static str {
         Reason::QuantityTooSmall => "the quantity is below the market's minimum",
         Reason::MarginTooSmall => "the margin is below the market's minimum",
         Reason::TooManyPositions => "too many open positions",
-        Reason::InvalidTakeProfit => "take_profit must lie on the profitable side of the fill",
-        Reason::InvalidStopLoss => "stop_loss must lie on the losing side of the fill",
+        Reason::InvalidTakeProfit => {
+            "take_profit must lie on the profitable side of the fill (or, when edited, the mark)"
+        }
+        Reason::InvalidStopLoss => {
+            "stop_loss must lie on the losing side of the fill (or, when edited, the mark)"
+        }
         Reason::ClientOrderIdReused => {
             "this client_order_id was already used for a different order"
         }
@@ -137,6 +141,9 @@ fn describe(reason: Reason) -> &'static str {
             "the order would fill now: a limit must be better than the current price, a stop worse"
         }
         Reason::InvalidExpiry => "expires_at must be in the future",
+        Reason::InvalidTrailingStop => {
+            "a trailing distance must be positive, below 50 % (5000 bps) and below the mark"
+        }
         Reason::TooManyOrders => "too many pending orders",
         Reason::OrderCapacity => "the engine holds its maximum of pending orders",
         _ => "the engine rejected the request",

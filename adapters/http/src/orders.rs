@@ -1,5 +1,5 @@
-//! Pending entry orders (place, list, cancel) and editing an open position's TP/SL: the
-//! routes, their parsing and their answers.
+//! Pending entry orders (place, list, cancel) and editing an open position's TP/SL and
+//! trailing stop: the routes, their parsing and their answers.
 
 use std::sync::Arc;
 
@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use engine_core::command::{AccountId, Size};
-use engine_core::command::{CommandKind, OrderId, OrderKind, OrderRequest};
+use engine_core::command::{CommandKind, OrderId, OrderKind, OrderRequest, TrailDistance};
 use engine_core::config::MarketConfig;
 use engine_core::event::{Item, OrderView, ReplyData};
 use engine_core::num::format_fixed;
@@ -18,7 +18,7 @@ use crate::api::{
     ApiJson, ApiPath, AuthUser, ClientIp, Dec, IdemKey, St, client_order_id, engine, leverage,
     money, ms, own, position_id, price, px, side, size, unexpected, view_response,
 };
-use crate::dto::{self, OrderBody, TriggersBody};
+use crate::dto::{self, OrderBody, TrailingBody, TriggersBody};
 use crate::error::ApiError;
 
 /// An order as the API shows it.
@@ -208,6 +208,53 @@ pub(crate) async fn set_triggers(
     let (take_profit, stop_loss) =
         (opt("take_profit", &body.take_profit)?, opt("stop_loss", &body.stop_loss)?);
     let kind = CommandKind::SetTriggers { account, position, take_profit, stop_loss, key };
+    match engine(&state, kind).await? {
+        (ReplyData::Position(v), _) => {
+            own(account, v.account)?;
+            view_response(&state, StatusCode::OK, &v)
+        }
+        (d, _) => Err(unexpected(&d)),
+    }
+}
+
+#[utoipa::path(put, path = "/api/v1/positions/{id}/trailing-stop", tag = "positions",
+    summary = "Set, change or remove an open position's trailing stop (it follows the best mark from now on)",
+    security(("bearer" = [])), request_body = dto::TrailingBody,
+    params(("id" = String, Path, description = "Position id"), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key returns the first result")),
+    responses(
+        (status = 200, description = "the position", body = dto::Position),
+        (status = 400, description = "invalid distance or key (zero, both given, 50 % or more, or at least the mark)", body = dto::ErrorBody),
+        (status = 404, description = "not one of the caller's positions", body = dto::ErrorBody),
+        (status = 409, description = "idempotency key reused with another body", body = dto::ErrorBody),
+        dto::BodyErrors,
+        (status = 422, description = "refused by the engine: position_closed, no_price, stale_price", body = dto::ErrorBody),
+        dto::AuthedErrors,
+    ))]
+pub(crate) async fn set_trailing_stop(
+    State(state): St,
+    AuthUser(account): AuthUser,
+    ClientIp(ip): ClientIp,
+    IdemKey(key): IdemKey,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<TrailingBody>,
+) -> Result<Response, ApiError> {
+    state.limit_trading(account.0, ip)?;
+    let position = position_id(&id)?;
+    let distance = match (&body.distance, body.distance_bps) {
+        (None, None) => None,
+        (None, Some(b)) => Some(TrailDistance::Bps(b)),
+        (Some(d), None) => {
+            let m = position_market(&state, account, position).await?;
+            Some(TrailDistance::Price(price("distance", d, &m)?))
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "give distance or distance_bps, not both",
+            ));
+        }
+    };
+    let kind = CommandKind::SetTrailingStop { account, position, distance, key };
     match engine(&state, kind).await? {
         (ReplyData::Position(v), _) => {
             own(account, v.account)?;

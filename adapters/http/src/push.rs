@@ -369,6 +369,15 @@ impl Hub {
                     "stop_loss_ticks": stop_loss.map(|p| p.0), "at": ms(c.at_ns)})),
                 ));
             }
+            Change::TrailingStopSet { position, stop_price, .. } => {
+                out.push((
+                    account,
+                    "positions",
+                    Some(json!({"event": "trailing_stop_set",
+                    "position_id": position.0.to_string(),
+                    "stop_price_ticks": stop_price.map(|p| p.0), "at": ms(c.at_ns)})),
+                ));
+            }
             Change::MarginCall {
                 position,
                 market: mid,

@@ -351,6 +351,23 @@ async fn withdrawals_pending_orders_and_tp_sl_edits_over_http() {
         (200, &Value::Null, &Value::Null)
     );
 
+    // A trailing stop 500 behind the best bid (58 990 now): 58 490, then it follows a rise.
+    let path = format!("/api/v1/positions/{pid}/trailing-stop");
+    let r = s.req("PUT", &path, Some(&t), Some(&set(json!({ "distance": "500" })))).await;
+    assert_eq!((r.status, &r.body["trailing_stop"]["stop_price"]), (200, &json!("58490.00")));
+    let both = json!({ "distance": "500", "distance_bps": 10 });
+    let r = s.req("PUT", &path, Some(&t), Some(&set(both))).await;
+    assert_eq!(r.status, 400);
+    let r = s.req("PUT", &path, Some(&t), Some(&set(json!({ "distance_bps": 5001 })))).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (400, Some("invalid_trailing_stop")));
+    s.price(0, 5_950_000, 5_951_000);
+    let one = s.get(&format!("/api/v1/positions/{pid}"), &t).await;
+    assert_eq!(one.body["trailing_stop"]["stop_price"], "59000.00");
+    assert_eq!(one.body["trailing_stop"]["distance"], "500.00");
+    s.price(0, 5_900_000, 5_901_000);
+    let closed = s.get(&format!("/api/v1/positions/{pid}"), &t).await;
+    assert_eq!(closed.body["close_reason"], "trailing_stop");
+
     // Cancel gives the hold back; twice is 404.
     let o = s.post("/api/v1/orders", Some(&t), order("stop", "61000")).await;
     let id = o.body["id"].as_str().unwrap().to_string();
@@ -614,6 +631,7 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         ("POST", "/api/v1/user/signin"),
         ("POST", "/api/v1/user/signup"),
         ("POST", "/api/v1/user/withdraw"),
+        ("PUT", "/api/v1/positions/{id}/trailing-stop"),
         ("PUT", "/api/v1/positions/{id}/triggers"),
     ];
     let expected: Vec<(String, String)> =

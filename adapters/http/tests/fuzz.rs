@@ -66,6 +66,8 @@ fn near_valid() -> impl Strategy<Value = Value> {
         "type",
         "price",
         "expires_at",
+        "distance",
+        "distance_bps",
     ]);
     let value = prop_oneof![
         any_json(),

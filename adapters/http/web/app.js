@@ -8,7 +8,7 @@ const INTERVALS = ["1m", "5m", "15m", "1h", "4h", "1d"];
 const st = {
   token: localStorage.getItem("hx-token"),
   markets: [], prices: {}, market: null, interval: "1m",
-  side: "long", tab: "open", open: new Map(), ws: null, retry: 500, chart: null, series: null,
+  side: "long", tab: "open", trail: "", open: new Map(), ws: null, retry: 500, chart: null, series: null,
 };
 
 // ----- REST -----
@@ -232,18 +232,18 @@ async function renderPositions() {
   const r = await api("GET", `/api/v1/positions?status=${closed ? "closed&limit=100" : "open"}`);
   const head = closed
     ? ["Id", "Market", "Side", "Qty", "Entry", "Exit", "PnL", "Fee", "Reason"]
-    : ["Id", "Market", "Side", "Qty", "Entry", "Margin", "Lev", "Liq.", "uPnL", "TP", "SL", ""];
+    : ["Id", "Market", "Side", "Qty", "Entry", "Margin", "Lev", "Liq.", "uPnL", "TP", "SL", "Trail", ""];
   setHead(head);
   st.open = new Map();
   const rows = r.positions.map((p) => {
     const cells = closed
       ? [p.id, p.market, p.side, p.quantity, p.entry_price, p.exit_price, p.realized_pnl, p.fee, p.close_reason]
-      : [p.id, p.market, p.side, p.quantity, p.entry_price, p.margin, `${p.leverage}x`, p.liquidation_price ?? "none", p.unrealized_pnl, p.take_profit ?? "–", p.stop_loss ?? "–"];
+      : [p.id, p.market, p.side, p.quantity, p.entry_price, p.margin, `${p.leverage}x`, p.liquidation_price ?? "none", p.unrealized_pnl, p.take_profit ?? "–", p.stop_loss ?? "–", p.trailing_stop?.stop_price ?? "–"];
     const tr = row(`p-${p.id}`, cells);
     if (!closed) {
       st.open.set(p.id, tr);
       tr.children[8].className = "upnl " + (num(p.unrealized_pnl) >= 0 ? "up" : "down");
-      tr.children[9].className = "tp"; tr.children[10].className = "sl";
+      tr.children[9].className = "tp"; tr.children[10].className = "sl"; tr.children[11].className = "trail";
       const td = document.createElement("td");
       td.append(button("Close", () => closePosition(p.id)), button("Part", () => closePart(p)), button("+Margin", () => addMargin(p.id)), button("TP/SL", () => editTriggers(p)));
       tr.append(td);
@@ -288,6 +288,9 @@ async function cancelOrder(id) {
 function editTriggers(p) {
   $("tr-id").textContent = p.id;
   $("tr-tp").value = p.take_profit ?? ""; $("tr-sl").value = p.stop_loss ?? "";
+  const t = p.trailing_stop;
+  st.trail = t ? (t.distance ?? `${t.distance_bps / 100}%`) : "";
+  $("tr-trail").value = st.trail;
   $("triggers").showModal();
 }
 
@@ -296,11 +299,23 @@ async function saveTriggers(e) {
   const body = {};
   if ($("tr-tp").value) body.take_profit = $("tr-tp").value;
   if ($("tr-sl").value) body.stop_loss = $("tr-sl").value;
+  const id = $("tr-id").textContent;
   try {
-    const p = await api("PUT", `/api/v1/positions/${$("tr-id").textContent}/triggers`, body);
-    toast(`Position ${p.id}: TP ${p.take_profit ?? "none"}, SL ${p.stop_loss ?? "none"}`);
+    let p = await api("PUT", `/api/v1/positions/${id}/triggers`, body);
+    const trail = $("tr-trail").value.trim();
+    if (trail !== st.trail) p = await api("PUT", `/api/v1/positions/${id}/trailing-stop`, trailBody(trail));
+    const tr = p.trailing_stop ? `, trailing stop at ${p.trailing_stop.stop_price}` : "";
+    toast(`Position ${p.id}: TP ${p.take_profit ?? "none"}, SL ${p.stop_loss ?? "none"}${tr}`);
     refreshAll();
   } catch (err) { fail(err); }
+}
+
+// "500" is a price distance; "1.5%" is 150 basis points (whole basis points only).
+function trailBody(text) {
+  if (!text) return {};
+  if (!text.endsWith("%")) return { distance: text };
+  const bps = Math.round(Number(text.slice(0, -1)) * 100);
+  return { distance_bps: Number.isFinite(bps) ? bps : -1 };
 }
 
 function button(text, onclick) { const b = document.createElement("button"); b.type = "button"; b.textContent = text; b.onclick = onclick; return b; }

@@ -328,6 +328,10 @@ mod tests {
             liquidation_price: Price(5_427_136),
             take_profit: None,
             stop_loss: None,
+            trailing_stop: Some(Trailing {
+                distance: TrailDistance::Bps(150),
+                stop_price: Price(5_910_000),
+            }),
             unrealized_pnl: Usdc(-5),
             opened_at_ns: 1,
             close: None,

@@ -88,7 +88,7 @@ impl Engine {
         }
         match reason {
             CloseReason::TakeProfit => self.counters.take_profits += 1,
-            CloseReason::StopLoss => self.counters.stop_losses += 1,
+            CloseReason::StopLoss | CloseReason::TrailingStop => self.counters.stop_losses += 1,
             _ => {}
         }
         let closed = PositionView { id: part, ..self.closed_view(&p, qc, released, info) };
@@ -171,6 +171,7 @@ impl Engine {
     }
 
     pub(super) fn remove_position(&mut self, p: &Position) {
+        self.untrail(p);
         self.markets[usize::from(p.market.0)].index.remove(p.id, p.side, p.triggers());
         self.positions.remove(&p.id);
         let open = &mut self.accounts[usize_from(p.account.0) - 1].open;

@@ -112,7 +112,15 @@ impl Engine {
         h.u64(ids.len() as u64);
         for id in ids {
             let p = &self.positions[id];
-            h.view(&self.view(p)).i64(p.mc.0).bool(p.mc_armed);
+            h.view(&self.view(p)).i64(p.mc.0).bool(p.mc_armed).value(&p.trail);
+            if let Some(d) = p.trail {
+                let peak = self.markets[usize::from(p.market.0)].trails.peak_price(
+                    p.side,
+                    d,
+                    p.trail_group,
+                );
+                h.i64(peak.0);
+            }
         }
         h.u64(self.next_position_id).u64(self.next_order_id);
         for v in

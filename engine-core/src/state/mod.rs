@@ -20,7 +20,7 @@ use rustc_hash::FxHashMap;
 use crate::command::{
     AccountId, CloseSize, Command, CommandKind, Credential, IdempotencyKey, Login, MarketId,
     OpenRequest, OrderId, OrderKind, OrderRequest, PositionId, PositionStatus, RequestId, Size,
-    Tick,
+    Tick, TrailDistance,
 };
 use crate::config::{ConfigError, EngineConfig, MAX_AMOUNT, MarketConfig};
 use crate::event::{
@@ -40,6 +40,7 @@ mod open;
 mod orders;
 mod prices;
 mod queries;
+mod trailing;
 mod triggers;
 mod windows;
 
@@ -57,6 +58,7 @@ pub(crate) struct Market {
     pub(crate) index: MarketIndex,
     /// maintenance rate × margin-call level, rounded up (0: margin calls off).
     pub(crate) mc_rate: crate::num::Ppm,
+    pub(crate) trails: crate::trail::Trails,
 }
 
 impl Market {
@@ -104,6 +106,10 @@ pub(crate) struct Position {
     pub(crate) mc: Price,
     /// Not yet called since it last went above the level.
     pub(crate) mc_armed: bool,
+    /// Trailing stop distance.
+    pub(crate) trail: Option<TrailDistance>,
+    /// Its group in the market's trailing book (meaningful only with `trail`).
+    pub(crate) trail_group: u32,
 }
 
 impl Position {
@@ -250,6 +256,7 @@ impl Engine {
                 has_price: false,
                 index: MarketIndex::default(),
                 mc_rate: margin_call_rate(m.maintenance_margin_rate, cfg.margin_call_level),
+                trails: crate::trail::Trails::default(),
             })
             .collect();
         let max_accounts = usize_from(cfg.max_accounts);
@@ -425,6 +432,9 @@ impl Engine {
                 self.set_triggers(ts, *account, *position, *take_profit, *stop_loss, sink)
             }
             CommandKind::QueryOrders { account } => self.list_orders(rid, *account, ts, sink),
+            CommandKind::SetTrailingStop { account, position, distance, .. } => {
+                self.set_trailing_stop(ts, *account, *position, *distance, sink)
+            }
             CommandKind::QueryAccount { account } => {
                 self.account_view(*account).map(ReplyData::Account)
             }

@@ -60,6 +60,8 @@ impl Engine {
             opened_at_ns: ts,
             mc,
             mc_armed: true,
+            trail: None,
+            trail_group: 0,
         };
         self.debit(ai, cost);
         self.house_balance = add(self.house_balance, fee);

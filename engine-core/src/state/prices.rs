@@ -49,20 +49,35 @@ impl Engine {
         };
         self.record(sink, applied);
 
-        // Take-profit and stop-loss first, then liquidations, then pending orders, then margin
-        // calls; each group in ascending id order.
+        // Trailing stops follow the new marks first (a new best mark can only move them away).
+        let (markets, positions) = (&mut self.markets, &mut self.positions);
+        markets[mi].trails.lift(tick.bid, tick.ask, &mut |id, group| {
+            positions.get_mut(&id).expect("trailing positions are open").trail_group = group;
+        });
+        // Take-profit, stop-loss and trailing stops first, then liquidations, then pending
+        // orders, then margin calls; each group in ascending id order.
         let mut ids = std::mem::take(&mut self.scratch);
         ids.clear();
         self.markets[mi].index.collect_tp_sl(tick.bid, tick.ask, &mut ids);
+        self.markets[mi].trails.collect_triggered(tick.bid, tick.ask, &mut ids);
         ids.sort_unstable();
         ids.dedup();
         for &id in &ids {
             let p = self.positions[&id];
             let mark = self.markets[mi].mark(p.side);
-            let reason = match (p.side, p.tp) {
-                (Side::Long, Some(tp)) if mark >= tp => CloseReason::TakeProfit,
-                (Side::Short, Some(tp)) if mark <= tp => CloseReason::TakeProfit,
-                _ => CloseReason::StopLoss,
+            // Long: TP when bid >= tp, SL when bid <= sl; short the other way.
+            let (tp_hit, sl_hit) = match p.side {
+                Side::Long => {
+                    (p.tp.is_some_and(|tp| mark >= tp), p.sl.is_some_and(|sl| mark <= sl))
+                }
+                Side::Short => {
+                    (p.tp.is_some_and(|tp| mark <= tp), p.sl.is_some_and(|sl| mark >= sl))
+                }
+            };
+            let reason = match (tp_hit, sl_hit) {
+                (true, _) => CloseReason::TakeProfit,
+                (false, true) => CloseReason::StopLoss,
+                (false, false) => CloseReason::TrailingStop,
             };
             let view = self.close_part(ts, id, p.qty, reason, sink);
             sink.emit(Output::Event(Event::PositionClosed(view)));

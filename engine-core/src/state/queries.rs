@@ -25,6 +25,10 @@ impl Engine {
             liquidation_price: p.liq,
             take_profit: p.tp,
             stop_loss: p.sl,
+            trailing_stop: p.trail.map(|distance| crate::event::Trailing {
+                distance,
+                stop_price: m.trails.stop_price(p.side, distance, p.trail_group),
+            }),
             unrealized_pnl: upnl,
             opened_at_ns: p.opened_at_ns,
             close: None,
@@ -43,6 +47,8 @@ impl Engine {
             quantity: qc,
             margin: released,
             unrealized_pnl: Usdc::ZERO,
+            // As the history store keeps it: a closed position trails nothing.
+            trailing_stop: None,
             close: Some(info),
             ..self.view(p)
         }

@@ -48,6 +48,18 @@ impl OrderedSet {
         was
     }
 
+    /// True if some key has price <= `p` (O(1)).
+    #[inline]
+    pub(crate) fn any_at_or_below(&self, p: i64) -> bool {
+        self.first.is_some_and(|f| f.0 <= p)
+    }
+
+    /// True if some key has price >= `p` (O(1)).
+    #[inline]
+    fn any_at_or_above(&self, p: i64) -> bool {
+        self.last.is_some_and(|l| l.0 >= p)
+    }
+
     /// Appends the ids with price <= `p`, ascending. O(1) when there are none.
     #[inline]
     fn collect_at_or_below(&self, p: i64, out: &mut Vec<PositionId>) {
@@ -213,10 +225,31 @@ impl MarketIndex {
     /// bid >= limit, a stop when bid <= stop.
     #[inline]
     pub fn collect_orders(&self, bid: Price, ask: Price, out: &mut Vec<OrderId>) {
+        if !self.orders_crossed(bid, ask) {
+            return;
+        }
         self.long.limit.orders_at_or_above(ask.0, out);
         self.long.stop.orders_at_or_below(ask.0, out);
         self.short.limit.orders_at_or_below(bid.0, out);
         self.short.stop.orders_at_or_above(bid.0, out);
+    }
+
+    /// True if the tick crosses some pending order (O(1)): the quiet tick's early exit.
+    #[inline]
+    pub fn orders_crossed(&self, bid: Price, ask: Price) -> bool {
+        self.long.limit.any_at_or_above(ask.0)
+            || self.long.stop.any_at_or_below(ask.0)
+            || self.short.limit.any_at_or_below(bid.0)
+            || self.short.stop.any_at_or_above(bid.0)
+    }
+
+    /// True if the tick calls or re-arms some position (O(1)).
+    #[inline]
+    pub fn margin_calls_due(&self, bid: Price, ask: Price) -> bool {
+        self.long.mc_armed.any_at_or_above(bid.0)
+            || self.short.mc_armed.any_at_or_below(ask.0)
+            || self.long.mc_called.any_at_or_below(bid.0 - 1)
+            || self.short.mc_called.any_at_or_above(ask.0 + 1)
     }
 
     /// Appends the armed positions whose margin-call price the tick reaches: long when

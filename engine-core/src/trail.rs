@@ -319,7 +319,11 @@ impl Trails {
     }
 
     /// A tick: every book follows its side's new mark.
+    #[inline]
     pub fn lift(&mut self, bid: Price, ask: Price, moved: &mut dyn FnMut(PositionId, u32)) {
+        if self.is_empty() {
+            return;
+        }
         let (long, short) = (x(Side::Long, bid, ask), x(Side::Short, bid, ask));
         self.long_price.lift(long, moved);
         self.long_bps.lift(long, moved);
@@ -328,7 +332,11 @@ impl Trails {
     }
 
     /// Appends the positions whose trailing stop the tick reached (unsorted across books).
+    #[inline]
     pub fn collect_triggered(&self, bid: Price, ask: Price, out: &mut Vec<PositionId>) {
+        if self.is_empty() {
+            return;
+        }
         let (long, short) = (x(Side::Long, bid, ask), x(Side::Short, bid, ask));
         self.long_price.collect_triggered(long, out);
         self.long_bps.collect_triggered(long, out);
@@ -350,6 +358,7 @@ impl Trails {
     }
 
     /// Trailing stops held, both sides.
+    #[inline]
     pub fn len(&self) -> usize {
         self.long_price.len() + self.long_bps.len() + self.short_price.len() + self.short_bps.len()
     }

@@ -9,9 +9,12 @@ impl Engine {
     /// Calls the armed positions of market `mi` whose margin-call price the current mark has
     /// reached (ascending id), then re-arms the called ones the mark has taken back above it.
     pub(super) fn margin_calls<S: Sink>(&mut self, mi: usize, sink: &mut S) {
+        let (bid, ask) = (self.markets[mi].bid, self.markets[mi].ask);
+        if !self.markets[mi].index.margin_calls_due(bid, ask) {
+            return;
+        }
         let mut ids = std::mem::take(&mut self.scratch);
         ids.clear();
-        let (bid, ask) = (self.markets[mi].bid, self.markets[mi].ask);
         self.markets[mi].index.collect_margin_calls(bid, ask, &mut ids);
         ids.sort_unstable();
         for &id in &ids {

@@ -74,7 +74,11 @@ impl Engine {
     }
 
     /// Ends every good-till-time order whose expiry is at or before `ts`. O(1) when none is due.
+    #[inline]
     pub(super) fn expire_orders<S: Sink>(&mut self, ts: u64, sink: &mut S) {
+        if !self.expiries.any_at_or_below(i64::try_from(ts).unwrap_or(i64::MAX)) {
+            return;
+        }
         let mut due = std::mem::take(&mut self.order_scratch);
         due.clear();
         self.expiries.orders_at_or_below(i64::try_from(ts).unwrap_or(i64::MAX), &mut due);
@@ -92,9 +96,12 @@ impl Engine {
     /// releases its reservation and opens at the tick's price like an open request; an open
     /// the engine refuses at that moment ends the order with the reason instead.
     pub(super) fn fill_orders<S: Sink>(&mut self, ts: u64, mi: usize, sink: &mut S) {
+        let (bid, ask) = (self.markets[mi].bid, self.markets[mi].ask);
+        if !self.markets[mi].index.orders_crossed(bid, ask) {
+            return;
+        }
         let mut ids = std::mem::take(&mut self.order_scratch);
         ids.clear();
-        let (bid, ask) = (self.markets[mi].bid, self.markets[mi].ask);
         self.markets[mi].index.collect_orders(bid, ask, &mut ids);
         ids.sort_unstable();
         for &id in &ids {

@@ -120,7 +120,7 @@ fn run(clients: usize, hz: u32, secs: u64) {
     // Connect and subscribe every client before the measured window.
     let ready = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for a in accounts.iter().take(clients) {
-        let (token, _) = tokens.issue(a.0).unwrap();
+        let (token, _) = tokens.issue(a.0, false).unwrap();
         let (ps, os, ph, oh, ready) = (
             Arc::clone(&prices_sent),
             Arc::clone(&opens_sent),

@@ -38,6 +38,9 @@ enum Command {
     /// Service mode: the history store (SQL) fed from `engine-events`; or `history rebuild`
     /// from the journal.
     History(cmd::history::HistoryCli),
+    /// Grant or revoke the operator role (offline, against a stopped engine's data directory;
+    /// the public API cannot).
+    Admin(cmd::admin::AdminCli),
     /// Crash drill for the durability tests: a steady workload printing `ACK <request id>` for
     /// every applied state change, until killed.
     #[command(hide = true)]
@@ -60,6 +63,7 @@ fn main() -> Result<()> {
         Command::Engine(args) => cmd::service::run_engine(args),
         Command::Api(args) => cmd::service::run_api(args),
         Command::History(cli) => cmd::history::run(cli),
+        Command::Admin(cli) => cmd::admin::run(cli),
         Command::Drill(args) => cmd::drill::run(args),
     }
 }

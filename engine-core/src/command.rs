@@ -274,6 +274,33 @@ pub enum TrailDistance {
     Bps(u32),
 }
 
+/// Whether a market takes new exposure.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum MarketMode {
+    /// Normal trading.
+    #[default]
+    Open,
+    /// Incident stop: no opens, no new orders, pending orders that trigger are cancelled
+    /// (`market_halted`); closes, TP/SL, liquidations and margin additions go on.
+    Halted,
+    /// Wind-down: the same restrictions with `reduce_only`: positions may only be reduced.
+    ReduceOnly,
+}
+
+impl MarketMode {
+    /// `"open"`, `"halted"`, `"reduce_only"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MarketMode::Open => "open",
+            MarketMode::Halted => "halted",
+            MarketMode::ReduceOnly => "reduce_only",
+        }
+    }
+}
+
 /// Which positions a query lists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -437,6 +464,46 @@ pub enum CommandKind {
         /// Idempotency key.
         key: Option<IdempotencyKey>,
     },
+    /// Charge (or pay) financing for `period` to every open position of `market`: sent by the
+    /// adapter's scheduler at each period boundary, so replaying the journal charges exactly
+    /// the same. A period at or below the last one charged is refused (a redelivery never
+    /// charges twice).
+    ChargeFinancing {
+        /// Market.
+        market: MarketId,
+        /// The period's number (e.g. seconds since the epoch / period length).
+        period: u64,
+    },
+    /// Grant or revoke the operator role. Issued only by the `hundredx admin` command line
+    /// (journaled like any command), never by the public API.
+    SetRole {
+        /// The account's login.
+        login: Login,
+        /// Operator or not.
+        admin: bool,
+    },
+    /// An operator changes a market: its mode, and the maximum leverage and maintenance
+    /// margin rate of positions opened from now on (open positions keep theirs).
+    AdminSetMarket {
+        /// The operator (refused with `not_admin` unless the account holds the role).
+        by: AccountId,
+        /// Market.
+        market: MarketId,
+        /// New mode.
+        mode: Option<MarketMode>,
+        /// New maximum leverage.
+        max_leverage: Option<u32>,
+        /// New maintenance margin rate.
+        maintenance_margin_rate: Option<crate::num::Ppm>,
+    },
+    /// An operator's risk view: insurance fund and house balance (in the reply), exposure per
+    /// market and side, then the `top` positions closest to liquidation (items).
+    QueryRisk {
+        /// The operator.
+        by: AccountId,
+        /// How many positions closest to liquidation, at most 100.
+        top: u32,
+    },
     /// The account's pending orders: one item per order, ascending id, then the reply.
     QueryOrders {
         /// Account.
@@ -453,6 +520,7 @@ impl CommandKind {
             CommandKind::Noop
                 | CommandKind::QueryAccount { .. }
                 | CommandKind::QueryOrders { .. }
+                | CommandKind::QueryRisk { .. }
                 | CommandKind::QueryPositions { .. }
                 | CommandKind::QueryPosition { .. }
                 | CommandKind::QueryCredential { .. }

@@ -61,6 +61,13 @@ pub struct MarketConfig {
     /// Largest quantity of one position, in steps.
     #[serde(default = "serde_file::max_qty_steps")]
     pub max_qty_steps: i64,
+    /// Financing (swap) charged to each open long per financing period, as a share of its
+    /// notional at the mark; negative pays the long. 0: none.
+    #[serde(default, deserialize_with = "serde_file::ppm")]
+    pub financing_long_rate: Ppm,
+    /// The same for shorts.
+    #[serde(default, deserialize_with = "serde_file::ppm")]
+    pub financing_short_rate: Ppm,
 }
 
 impl MarketConfig {
@@ -81,6 +88,8 @@ impl MarketConfig {
             min_margin: serde_file::min_margin(),
             max_price_ticks: serde_file::max_price_ticks(),
             max_qty_steps: serde_file::max_qty_steps(),
+            financing_long_rate: Ppm(0),
+            financing_short_rate: Ppm(0),
         }
     }
 
@@ -118,6 +127,12 @@ impl MarketConfig {
             if rate.0 < 0 || rate.0 >= PPM_ONE {
                 return bad(name);
             }
+        }
+        // At most 1 % of the notional per period either way: a typo of 100x must not drain
+        // every margin at the next charge.
+        let financing_ok = |r: Ppm| r.0.abs() <= PPM_ONE / 100;
+        if !financing_ok(self.financing_long_rate) || !financing_ok(self.financing_short_rate) {
+            return bad("financing rates must be within -0.01..=0.01 per period");
         }
         if self.max_price_age_ns == 0 {
             return bad("max_price_age must be > 0");
@@ -193,6 +208,8 @@ pub struct EngineConfig {
     /// Must be above 1 (at 1 the position is already being liquidated).
     #[serde(deserialize_with = "serde_file::ppm")]
     pub margin_call_level: Ppm,
+    /// Logins of swap-free accounts: financing is never charged to or paid to them.
+    pub swap_free_logins: Vec<String>,
 }
 
 /// How the engine runs, not what it decides: rings, waits, pinning. Kept apart from
@@ -255,6 +272,7 @@ impl Default for EngineConfig {
             max_pending_orders: 1_000_000,
             max_orders_per_account: 100,
             margin_call_level: Ppm(3 * PPM_ONE / 2),
+            swap_free_logins: Vec::new(),
         }
     }
 }
@@ -282,7 +300,8 @@ impl EngineConfig {
                     i128::from(m.maintenance_margin_rate.0) * level
                         < i128::from(PPM_ONE) * i128::from(PPM_ONE)
                 }));
-        let limits: [(bool, &'static str); 11] = [
+        let limits: [(bool, &'static str); 12] = [
+            (self.swap_free_logins.len() > 100_000, "swap_free_logins (at most 100 000)"),
             (self.initial_balance.0 < 0 || self.initial_balance > MAX_AMOUNT, "initial_balance"),
             (self.max_accounts == 0 || self.max_accounts > 50_000_000, "max_accounts"),
             (

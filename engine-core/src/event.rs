@@ -107,6 +107,14 @@ reasons! {
     OrderCapacity => "order_capacity",
     /// A trailing distance of zero, 50 % or more, or at least the mark itself.
     InvalidTrailingStop => "invalid_trailing_stop",
+    /// Financing for this period (or a later one) was already charged on this market.
+    FinancingAlreadyCharged => "financing_already_charged",
+    /// The market is halted: no opens and no new orders.
+    MarketHalted => "market_halted",
+    /// The market is reduce-only: no opens and no new orders.
+    MarketReduceOnly => "market_reduce_only",
+    /// The account does not hold the operator role.
+    NotAdmin => "not_admin",
 }
 
 impl Reason {
@@ -308,6 +316,12 @@ pub struct MarketView {
     pub update_id: u64,
     /// Receive time of the latest tick (0 before the first).
     pub updated_at_ns: u64,
+    /// Open, halted or reduce-only.
+    pub mode: crate::command::MarketMode,
+    /// Maximum leverage of new positions (operators may change it).
+    pub max_leverage: u32,
+    /// Maintenance margin rate of new positions (operators may change it).
+    pub maintenance_margin_rate: crate::num::Ppm,
 }
 
 /// The state hash and the conservation totals.
@@ -361,11 +375,44 @@ pub enum ReplyData {
         account: AccountId,
         /// Its stored credential.
         credential: Credential,
+        /// It holds the operator role.
+        admin: bool,
+    },
+    /// The operator role was granted or revoked.
+    Role {
+        /// The account.
+        account: AccountId,
+        /// Operator or not.
+        admin: bool,
+    },
+    /// A market's mode and limits after an operator's change.
+    Market(MarketView),
+    /// The risk view's totals (its items precede it).
+    Risk {
+        /// Insurance fund.
+        insurance_fund: Usdc,
+        /// House balance.
+        house_balance: Usdc,
+        /// Open positions.
+        open_positions: u32,
+        /// Exposure items then at-risk items emitted.
+        count: u32,
     },
     /// State hash and totals.
     State(StateSummary),
     /// The placed (or, for a repeated client order id, first-placed) or cancelled order.
     Order(OrderView),
+    /// A financing charge was applied to a market.
+    Financing {
+        /// Market.
+        market: MarketId,
+        /// Period.
+        period: u64,
+        /// Positions charged or paid (swap-free accounts' are not counted).
+        positions: u32,
+        /// Net taken from traders (negative: paid to them).
+        net: Usdc,
+    },
     /// A snapshot was requested; the processor writes it after this command.
     SnapshotRequested,
 }
@@ -380,6 +427,46 @@ pub enum Item {
     Market(MarketView),
     /// A pending order.
     Order(OrderView),
+    /// One market side's exposure (risk view).
+    Exposure(Exposure),
+    /// A position close to liquidation (risk view).
+    AtRisk(AtRisk),
+}
+
+/// One side of one market, for operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Exposure {
+    /// Market.
+    pub market: MarketId,
+    /// Side.
+    pub side: Side,
+    /// Open positions.
+    pub positions: u32,
+    /// Open interest: Σ quantity.
+    pub open_interest: Qty,
+    /// Σ quantity × mark, rounded up.
+    pub notional: Usdc,
+}
+
+/// A position near its liquidation price, for operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AtRisk {
+    /// Position.
+    pub position: PositionId,
+    /// Owner.
+    pub account: AccountId,
+    /// Market.
+    pub market: MarketId,
+    /// Side.
+    pub side: Side,
+    /// Margin.
+    pub margin: Usdc,
+    /// Mark now.
+    pub mark: Price,
+    /// Liquidation price.
+    pub liquidation_price: Price,
+    /// How far the mark is from it, in basis points of the mark (rounded down).
+    pub distance_bps: u64,
 }
 
 /// Something the engine did on its own.
@@ -571,6 +658,44 @@ pub enum Change {
         /// Where the stop stands now.
         stop_price: Option<Price>,
     },
+    /// An operator changed a market (the fields it set; `None`: unchanged).
+    MarketChanged {
+        /// The operator.
+        by: AccountId,
+        /// Market.
+        market: MarketId,
+        /// New mode.
+        mode: Option<crate::command::MarketMode>,
+        /// New maximum leverage for new positions.
+        max_leverage: Option<u32>,
+        /// New maintenance margin rate for new positions.
+        maintenance_margin_rate: Option<crate::num::Ppm>,
+    },
+    /// The operator role was granted or revoked (from the command line).
+    RoleSet {
+        /// The account.
+        account: AccountId,
+        /// Operator or not.
+        admin: bool,
+    },
+    /// Financing was charged to (positive `amount`) or paid to (negative) a position, from or
+    /// into its margin — which moves its liquidation price — and to or from the house.
+    Financed {
+        /// The position.
+        position: PositionId,
+        /// Owner.
+        account: AccountId,
+        /// Market.
+        market: MarketId,
+        /// The period.
+        period: u64,
+        /// Taken from the margin (negative: added to it).
+        amount: Usdc,
+        /// The margin after.
+        margin: Usdc,
+        /// The liquidation price after.
+        liquidation_price: Price,
+    },
     /// A position's margin level (equity / maintenance margin) fell below the configured
     /// margin-call level: a warning to its owner, once per crossing (re-armed when the mark is
     /// back above the level).
@@ -619,6 +744,9 @@ impl Change {
             | Change::OrderEnded { account, .. }
             | Change::TriggersSet { account, .. }
             | Change::TrailingStopSet { account, .. }
+            | Change::Financed { account, .. }
+            | Change::MarketChanged { by: account, .. }
+            | Change::RoleSet { account, .. }
             | Change::MarginCall { account, .. } => Some(account),
             Change::Checkpoint | Change::PriceApplied { .. } => None,
         }

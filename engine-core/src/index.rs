@@ -286,6 +286,16 @@ impl MarketIndex {
         self.short.liq.collect_at_or_below(ask.0, out);
     }
 
+    /// Up to `n` positions of `side` nearest their liquidation price: a long's highest
+    /// liquidation prices (the bid falls onto them), a short's lowest.
+    pub fn nearest_liquidations(&self, side: Side, n: usize) -> Vec<PositionId> {
+        let ids = |k: &Key| PositionId(k.1);
+        match side {
+            Side::Long => self.long.liq.set.iter().rev().take(n).map(ids).collect(),
+            Side::Short => self.short.liq.set.iter().take(n).map(ids).collect(),
+        }
+    }
+
     /// Number of indexed entries (every ordering, both sides), for tests and memory accounting.
     pub fn len(&self) -> usize {
         [&self.long, &self.short]

@@ -98,6 +98,13 @@ impl Scale {
         Usdc(div_ceil(n * i128::from(rate.0), d * i128::from(PPM_ONE)))
     }
 
+    /// `rate * p * q`, rounded down: what the house pays.
+    #[inline]
+    pub fn rate_of_value_floor(self, rate: Ppm, p: Price, q: Qty) -> Usdc {
+        let (n, d) = self.value(p, q);
+        Usdc(div_floor(n * i128::from(rate.0), d * i128::from(PPM_ONE)))
+    }
+
     /// Unrealized PnL of `q` entered at `entry` and marked at `mark`, rounded toward -infinity.
     #[inline]
     pub fn pnl_floor(self, side: Side, entry: Price, mark: Price, q: Qty) -> Usdc {

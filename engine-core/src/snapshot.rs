@@ -60,6 +60,14 @@ pub struct MarketSnapshot {
     pub updated_at_ns: u64,
     /// Exchange time of the latest tick.
     pub exchange_time_us: u64,
+    /// The last financing period charged.
+    pub financed_period: u64,
+    /// Open, halted or reduce-only.
+    pub mode: crate::command::MarketMode,
+    /// Maximum leverage of new positions.
+    pub max_leverage: u32,
+    /// Maintenance margin rate of new positions.
+    pub mmr: crate::num::Ppm,
 }
 
 /// An account (its id is its index + 1).
@@ -75,6 +83,8 @@ pub struct AccountSnapshot {
     pub history: Vec<PositionView>,
     /// Idempotency keys, oldest first.
     pub keys: Vec<KeyEntry>,
+    /// Holds the operator role.
+    pub admin: bool,
 }
 
 /// An open position.
@@ -112,6 +122,8 @@ pub struct PositionSnapshot {
     pub trail: Option<TrailDistance>,
     /// The best mark since the trailing stop was set (0 without one).
     pub trail_peak: Price,
+    /// The maintenance margin rate it opened with.
+    pub mmr: crate::num::Ppm,
 }
 
 /// The one conversion each way between the engine's position and its snapshot form: a field
@@ -135,6 +147,7 @@ impl From<&Position> for PositionSnapshot {
             mc_armed,
             trail,
             trail_group: _, // a place in the book, rebuilt from the peak on restore
+            mmr,
         } = *p;
         PositionSnapshot {
             id,
@@ -153,6 +166,7 @@ impl From<&Position> for PositionSnapshot {
             mc_armed,
             trail,
             trail_peak: Price(0), // filled in by the engine, which holds the books
+            mmr,
         }
     }
 }
@@ -176,6 +190,7 @@ impl From<&PositionSnapshot> for Position {
             mc_armed,
             trail,
             trail_peak: _,
+            mmr,
         } = *p;
         Position {
             id,
@@ -194,6 +209,7 @@ impl From<&PositionSnapshot> for Position {
             mc_armed,
             trail,
             trail_group: 0,
+            mmr,
         }
     }
 }
@@ -265,6 +281,10 @@ impl Engine {
                     update_id: m.update_id,
                     updated_at_ns: m.updated_at_ns,
                     exchange_time_us: m.exchange_time_us,
+                    financed_period: m.financed_period,
+                    mode: m.mode,
+                    max_leverage: m.max_leverage,
+                    mmr: m.mmr,
                 })
                 .collect(),
             accounts: self
@@ -276,6 +296,7 @@ impl Engine {
                     available: a.available,
                     history: a.history.iter().copied().collect(),
                     keys: a.keys.iter().copied().collect(),
+                    admin: a.admin,
                 })
                 .collect(),
             positions,
@@ -324,6 +345,7 @@ impl Engine {
                 ),
                 orders: Vec::new(),
                 reserved: Usdc::ZERO,
+                admin: a.admin,
             });
             if e.logins.insert(a.login, id).is_some() {
                 return bad(format!("duplicate login {:?}", a.login));
@@ -342,6 +364,8 @@ impl Engine {
             };
             let pos = Position::from(p);
             m.index.insert(p.id, p.side, pos.triggers());
+            m.open_interest[usize::from(p.side == Side::Short)].0 += 1;
+            m.open_interest[usize::from(p.side == Side::Short)].1 += p.qty.0;
             e.positions.insert(p.id, pos);
             if e.accounts[ai].open.len() >= usize_from(e.cfg.max_positions_per_account) {
                 return bad("an account holds more positions than allowed".into());
@@ -441,6 +465,10 @@ fn restore_markets(e: &mut Engine, snap: &EngineSnapshot) -> Result<(), Snapshot
         m.update_id = s.update_id;
         m.updated_at_ns = s.updated_at_ns;
         m.exchange_time_us = s.exchange_time_us;
+        m.financed_period = s.financed_period;
+        m.mode = s.mode;
+        m.max_leverage = s.max_leverage;
+        m.mmr = s.mmr;
     }
     Ok(())
 }

@@ -40,7 +40,7 @@ pub enum Unit {
 impl Unit {
     /// The stop, in x space, of a member `distance` behind `peak`.
     pub fn stop(self, peak: i64, distance: u64) -> i64 {
-        let d = i128::try_from(distance).unwrap_or(i128::MAX);
+        let d = i128::from(distance);
         let p = i128::from(peak);
         let one = i128::from(BPS_ONE);
         let x = match self {

@@ -74,6 +74,20 @@ enum Op {
         tp: Option<i64>,
         sl: Option<i64>,
     },
+    Trail {
+        user: usize,
+        k: usize,
+        bps: bool,
+        distance: Option<i64>,
+    },
+    Finance {
+        market: u16,
+    },
+    Mode {
+        market: u16,
+        mode: u8,
+        lev: Option<u32>,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -99,12 +113,19 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..USERS, 0usize..8).prop_map(|(user, k)| Op::Cancel { user, k }),
         1 => (0..USERS, 0usize..8, proptest::option::of(-200i64..2_000), proptest::option::of(-200i64..2_000))
             .prop_map(|(user, k, tp, sl)| Op::SetTriggers { user, k, tp, sl }),
+        2 => (0..USERS, 0usize..8, any::<bool>(), proptest::option::of(0i64..600))
+            .prop_map(|(user, k, bps, distance)| Op::Trail { user, k, bps, distance }),
+        1 => (0u16..2).prop_map(|market| Op::Finance { market }),
+        1 => (0u16..2, 0u8..3, proptest::option::of(2u32..=100))
+            .prop_map(|(market, mode, lev)| Op::Mode { market, mode, lev }),
     ]
 }
 
 struct World {
     h: Harness,
     users: Vec<AccountId>,
+    operator: AccountId,
+    period: u64,
     /// Mid price per market, in ticks.
     mids: [i64; 2],
 }
@@ -115,9 +136,15 @@ impl World {
         cfg.markets[0].close_fee_rate = Ppm(300);
         cfg.markets[1].open_fee_rate = Ppm(200);
         cfg.closed_history_per_account = 16;
+        cfg.markets[0].financing_long_rate = Ppm(3_000);
+        cfg.markets[0].financing_short_rate = Ppm(-1_000);
+        cfg.markets[1].financing_short_rate = Ppm(2_000);
         let mut h = Harness::with(cfg);
         let users = (0..USERS).map(|i| h.account(&format!("u{i}@x"))).collect();
-        let mut w = World { h, users, mids: [6_000_000, 300_000] };
+        let operator = h.account("ops@x");
+        let login = Login::new("ops@x").unwrap();
+        h.run(CommandKind::SetRole { login, admin: true }).unwrap();
+        let mut w = World { h, users, operator, period: 0, mids: [6_000_000, 300_000] };
         for m in 0..2u16 {
             let p = Price(w.mids[usize::from(m)]);
             w.h.price(MarketId(m), p);
@@ -209,6 +236,41 @@ impl World {
                 if let Some(&order) = ids.get(k % ids.len().max(1)) {
                     let account = self.users[user];
                     let _ = self.h.run(CommandKind::CancelOrder { account, order, key: None });
+                }
+            }
+            Op::Finance { market } => {
+                self.period += 1;
+                let (market, period) = (MarketId(market), self.period);
+                let _ = self.h.run(CommandKind::ChargeFinancing { market, period });
+            }
+            Op::Mode { market, mode, lev } => {
+                let mode = [MarketMode::Open, MarketMode::Halted, MarketMode::ReduceOnly]
+                    [usize::from(mode)];
+                let _ = self.h.run(CommandKind::AdminSetMarket {
+                    by: self.operator,
+                    market: MarketId(market),
+                    mode: Some(mode),
+                    max_leverage: lev,
+                    maintenance_margin_rate: None,
+                });
+            }
+            Op::Trail { user, k, bps, distance } => {
+                let ids = self.open_ids(user);
+                if let Some(&id) = ids.get(k % ids.len().max(1)) {
+                    let distance = distance.map(|d| {
+                        if bps {
+                            TrailDistance::Bps(u32::try_from(d).unwrap())
+                        } else {
+                            TrailDistance::Price(Price(d * 1_000))
+                        }
+                    });
+                    let account = self.users[user];
+                    let _ = self.h.run(CommandKind::SetTrailingStop {
+                        account,
+                        position: id,
+                        distance,
+                        key: None,
+                    });
                 }
             }
             Op::SetTriggers { user, k, tp, sl } => {
@@ -317,8 +379,9 @@ fn assert_fair_liquidation(v: &PositionView) {
 /// the engine: the change records account for every money movement, each exactly once, and are
 /// numbered strictly increasing.
 fn assert_changes_account_for_every_movement(w: &mut World) {
-    let mut cash = [0i128; USERS];
-    let mut locked = [0i128; USERS];
+    // The users, and the operator (who only holds its demo deposit).
+    let mut cash = [0i128; USERS + 1];
+    let mut locked = [0i128; USERS + 1];
     let (mut insurance, mut house) = (0i128, 0i128);
     let mut last = (0u64, 0u32);
     let mut checkpoints = 0;
@@ -339,6 +402,11 @@ fn assert_changes_account_for_every_movement(w: &mut World) {
                 house += fee.0;
             }
             Change::MarginAdded { account, amount, .. } => locked[user(account)] += amount.0,
+            Change::Financed { account, amount, .. } => {
+                cash[user(account)] -= amount.0;
+                locked[user(account)] -= amount.0;
+                house += amount.0;
+            }
             Change::Closed {
                 account,
                 margin_released,
@@ -360,6 +428,8 @@ fn assert_changes_account_for_every_movement(w: &mut World) {
             Change::PriceApplied { .. }
             | Change::TriggersSet { .. }
             | Change::TrailingStopSet { .. }
+            | Change::MarketChanged { .. }
+            | Change::RoleSet { .. }
             | Change::MarginCall { .. } => {}
         }
     }

@@ -728,7 +728,11 @@ fn queries_report_balances_positions_markets_and_credentials() {
     let cred = h.run(CommandKind::QueryCredential { login: Login::new("a@x").unwrap() });
     assert_eq!(
         cred,
-        Ok(ReplyData::Credential { account: a, credential: Credential::new("hash").unwrap() })
+        Ok(ReplyData::Credential {
+            account: a,
+            credential: Credential::new("hash").unwrap(),
+            admin: false
+        })
     );
 }
 

@@ -1,8 +1,10 @@
 //! One module per subcommand; `args` holds the flags several of them share.
 
+pub mod admin;
 pub mod args;
 pub mod drill;
 pub mod feed;
+pub mod financing;
 pub mod history;
 pub mod offline;
 pub mod serve;

@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// Pin the engine thread to this core.
     #[arg(long)]
     pub pin_core: Option<usize>,
+    /// Financing period: markets with a financing rate are charged at every UTC multiple of
+    /// it (default 8 h, as perpetual venues fund).
+    #[arg(long, default_value_t = 28_800, value_parser = clap::value_parser!(u64).range(60..=604_800))]
+    pub financing_interval_secs: u64,
     /// Busy-spin the engine thread (lowest latency, burns a core). Default: adaptive, near-zero
     /// CPU when idle.
     #[arg(long)]
@@ -129,6 +133,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
         _ => None,
     };
     let events_thread = spawn_event_log(events)?;
+    let financing_thread = super::financing::spawn(
+        engine.submitter(),
+        &markets_cfg,
+        Duration::from_secs(args.financing_interval_secs),
+        Arc::clone(&stop),
+    )?;
 
     let mut api_cfg = ApiConfig::new(jwt_secret, durable.handle.config_markets());
     api_cfg.demo_deposits = demo_deposits;
@@ -179,6 +189,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
     stop.store(true, Ordering::Relaxed);
     if let Some(t) = feed_thread {
         t.join().map_err(|_| anyhow::anyhow!("feed thread panicked"))?;
+    }
+    if let Some(t) = financing_thread {
+        t.join().map_err(|_| anyhow::anyhow!("financing thread panicked"))?;
     }
     let (state, last_seq) = durable.shutdown()?;
     if let Some(h) = history {

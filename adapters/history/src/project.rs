@@ -6,8 +6,8 @@ use engine_core::event::{Change, CloseReason};
 /// A movement of one account's balance (available + locked margin + margin held for orders).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Movement {
-    /// `deposit`, `withdrawal`, `open_fee`, `realized_pnl`, `close_fee`, `liquidation_fee`,
-    /// `loss_forgiven`.
+    /// `deposit`, `withdrawal`, `open_fee`, `financing`, `realized_pnl`, `close_fee`,
+    /// `liquidation_fee`, `loss_forgiven`.
     pub kind: &'static str,
     /// Signed micro-USDC.
     pub amount: i128,
@@ -27,6 +27,7 @@ pub fn movements(change: &Change) -> Vec<Movement> {
         Change::Deposited { amount, .. } => vec![m("deposit", amount.0)],
         Change::Withdrawn { amount, .. } => vec![m("withdrawal", -amount.0)],
         Change::Opened { fee, .. } => vec![m("open_fee", -fee.0)],
+        Change::Financed { amount, .. } => vec![m("financing", -amount.0)],
         Change::Closed { realized_pnl, fee, reason, bad_debt, .. } => {
             let fee_kind = match reason {
                 CloseReason::Liquidation => "liquidation_fee",
@@ -45,6 +46,8 @@ pub fn movements(change: &Change) -> Vec<Movement> {
         | Change::OrderEnded { .. }
         | Change::TriggersSet { .. }
         | Change::TrailingStopSet { .. }
+        | Change::MarketChanged { .. }
+        | Change::RoleSet { .. }
         | Change::MarginCall { .. }
         | Change::Checkpoint
         | Change::PriceApplied { .. } => vec![],
@@ -57,7 +60,7 @@ pub fn movements(change: &Change) -> Vec<Movement> {
 /// What a change did to the insurance fund and the house balance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HouseMovement {
-    /// `open_fee`, `close` or `liquidation`.
+    /// `open_fee`, `financing`, `close` or `liquidation`.
     pub kind: &'static str,
     /// Change of the insurance fund.
     pub insurance_delta: i128,
@@ -72,6 +75,9 @@ pub fn house_movement(change: &Change) -> Option<HouseMovement> {
     match *change {
         Change::Opened { fee, .. } if fee.0 != 0 => {
             Some(HouseMovement { kind: "open_fee", insurance_delta: 0, house_delta: fee.0 })
+        }
+        Change::Financed { amount, .. } if amount.0 != 0 => {
+            Some(HouseMovement { kind: "financing", insurance_delta: 0, house_delta: amount.0 })
         }
         Change::Closed { margin_released, payout, fee, reason, insurance_paid, .. } => {
             let liquidation = reason == CloseReason::Liquidation;
@@ -94,6 +100,9 @@ pub const fn kind(change: &Change) -> &'static str {
         Change::Opened { .. } => "opened",
         Change::Closed { .. } => "closed",
         Change::MarginAdded { .. } => "margin_added",
+        Change::Financed { .. } => "financed",
+        Change::MarketChanged { .. } => "market_changed",
+        Change::RoleSet { .. } => "role_set",
         Change::OrderPlaced { .. } => "order_placed",
         Change::OrderEnded { .. } => "order_ended",
         Change::TriggersSet { .. } => "triggers_set",

@@ -137,9 +137,9 @@ pub fn touched(batch: &[ChangeRecord], start: Cursor) -> (Vec<i64>, Vec<i64>) {
         }
         match rec.change {
             Change::Closed { of_position, .. } => positions.push(of_position.0),
-            Change::MarginAdded { position, .. } | Change::TriggersSet { position, .. } => {
-                positions.push(position.0)
-            }
+            Change::MarginAdded { position, .. }
+            | Change::TriggersSet { position, .. }
+            | Change::Financed { position, .. } => positions.push(position.0),
             _ => {}
         }
     }
@@ -221,6 +221,7 @@ impl Projection {
             Change::Closed { margin_released, .. } => -margin_released.0,
             Change::MarginAdded { amount, .. } => amount.0,
             Change::OrderPlaced { order } => order.reserved.0,
+            Change::Financed { amount, .. } => -amount.0,
             Change::OrderEnded { released, .. } => -released.0,
             _ => 0,
         };
@@ -375,6 +376,13 @@ impl Projection {
                 open.margin = margin.0;
                 open.liquidation_price = liquidation_price.0;
             }
+            Change::Financed { position, margin, liquidation_price, .. } => {
+                let pid = id(position.0, "position")?;
+                let open = self.positions.get_mut(&pid).filter(|p| p.close.is_none());
+                let open = open.ok_or_else(|| mismatch("no open position", rec))?;
+                open.margin = margin.0;
+                open.liquidation_price = liquidation_price.0;
+            }
             Change::TriggersSet { position, take_profit, stop_loss, .. } => {
                 let pid = id(position.0, "position")?;
                 let open = self.positions.get_mut(&pid).filter(|p| p.close.is_none());
@@ -395,6 +403,7 @@ fn position_of(change: &Change) -> Result<Option<i64>> {
         | Change::MarginAdded { position, .. }
         | Change::TriggersSet { position, .. }
         | Change::TrailingStopSet { position, .. }
+        | Change::Financed { position, .. }
         | Change::MarginCall { position, .. } => Some(id(position.0, "position")?),
         _ => None,
     })

@@ -238,7 +238,7 @@ pub fn session(seed: u64, commands: usize) -> (Engine, Vec<ChangeRecord>) {
                 // Removing both is always valid; a long's wide TP/SL is refused for a short.
                 let set = next(2) == 0;
                 let take_profit = set.then(|| Price(mid * 3 / 2));
-                let stop_loss = set.then(|| Price(mid / 2));
+                let stop_loss = set.then_some(Price(mid / 2));
                 CommandKind::SetTriggers {
                     account: owner,
                     position,
@@ -247,7 +247,7 @@ pub fn session(seed: u64, commands: usize) -> (Engine, Vec<ChangeRecord>) {
                     key: None,
                 }
             }
-            40..=64 => {
+            50..=64 => {
                 let side = if next(2) == 0 { Side::Long } else { Side::Short };
                 let leverage = [1, 5, 20, 50, 100][usize::try_from(next(5)).unwrap_or(0)];
                 let sign = if side == Side::Long { 1 } else { -1 };

@@ -21,7 +21,7 @@ use engine_core::command::{
     OpenRequest, PositionId, PositionStatus, Size, TrailDistance,
 };
 use engine_core::config::MarketConfig;
-use engine_core::event::{AccountView, Item, PositionView, ReplyData};
+use engine_core::event::{AccountView, Item, MarketView, PositionView, ReplyData};
 use engine_core::math::Side;
 use engine_core::num::{
     DecimalError, ExactDecimal, Price, Qty, Usdc, format_fixed, parse_fixed, parse_fixed_i128,
@@ -60,6 +60,8 @@ pub fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(crate::orders::set_trailing_stop))
         .routes(routes!(crate::orders::place, crate::orders::list))
         .routes(routes!(crate::orders::cancel))
+        .routes(routes!(crate::admin::set_market))
+        .routes(routes!(crate::admin::risk))
         .routes(routes!(healthz))
         .routes(routes!(metrics))
         .routes(routes!(openapi))
@@ -240,19 +242,45 @@ impl FromRequestParts<Arc<AppState>> for AuthUser {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .ok_or_else(|| ApiError::unauthorized("missing Authorization header"))?;
-        // The scheme is case-insensitive (RFC 9110).
-        let token = header
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or_else(|| ApiError::unauthorized("expected a Bearer token"))?;
-        Ok(AuthUser(AccountId(state.tokens.verify(token)?)))
+        Ok(AuthUser(AccountId(state.tokens.verify(bearer(parts)?)?)))
     }
+}
+
+/// The authenticated caller holding the operator role (`role: "admin"` in its token; the
+/// engine checks the role again on every operator command).
+#[derive(Debug, Clone, Copy)]
+pub struct AdminUser(pub AccountId);
+
+impl FromRequestParts<Arc<AppState>> for AdminUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        match state.tokens.verify_claims(bearer(parts)?)? {
+            (account, true) => Ok(AdminUser(AccountId(account))),
+            (_, false) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this needs the operator role",
+            )),
+        }
+    }
+}
+
+/// The token of `Authorization: Bearer <JWT>` (the scheme is case-insensitive, RFC 9110).
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let header = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization header"))?;
+    header
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| ApiError::unauthorized("expected a Bearer token"))
 }
 
 /// A decimal input: a JSON string or number, kept as text for exact parsing.
@@ -347,6 +375,23 @@ pub fn position_dto(v: &PositionView, m: &MarketConfig) -> dto::Position {
         closed_at: c.map(|c| ms(c.closed_at_ns)),
         // The position it closed: itself, or for a partial close the one still open.
         position_id: c.map(|c| c.position.0.to_string()),
+    }
+}
+
+/// A market with its latest price and the engine's current limits and mode.
+pub(crate) fn market_dto(mv: &MarketView, m: &MarketConfig) -> dto::Market {
+    let has = mv.updated_at_ns > 0;
+    dto::Market {
+        symbol: m.symbol.clone(),
+        bid: has.then(|| px(mv.bid, m)),
+        ask: has.then(|| px(mv.ask, m)),
+        updated_at: has.then_some(ms(mv.updated_at_ns)),
+        price_decimals: m.price_decimals,
+        qty_decimals: m.qty_decimals,
+        // The engine's: operators may have changed the configuration's.
+        max_leverage: mv.max_leverage,
+        maintenance_margin_rate: format_fixed(i128::from(mv.maintenance_margin_rate.0), 6),
+        mode: mv.mode.as_str(),
     }
 }
 
@@ -489,8 +534,8 @@ async fn signin(
     state.limit_signin(&email, ip)?;
     let login = Login::new(&email).ok_or_else(denied)?;
     let found = match state.call(CommandKind::QueryCredential { login }).await?.result {
-        Ok(ReplyData::Credential { account, credential }) => {
-            Some((account, credential.as_str().to_owned()))
+        Ok(ReplyData::Credential { account, credential, admin }) => {
+            Some(((account, admin), credential.as_str().to_owned()))
         }
         _ => None,
     };
@@ -500,9 +545,10 @@ async fn signin(
         .hasher
         .run(move || verify_password(&password, hash.as_deref().unwrap_or_else(|| dummy_hash())))
         .await?;
-    let account = account.filter(|_| ok).ok_or_else(denied)?;
-    let (token, expires_at) = state.tokens.issue(account.0)?;
-    Ok(Json(dto::Token { token, expires_at, user_id: account.0.to_string() }).into_response())
+    let (account, admin) = account.filter(|_| ok).ok_or_else(denied)?;
+    let (token, expires_at) = state.tokens.issue(account.0, admin)?;
+    let user_id = account.0.to_string();
+    Ok(Json(dto::Token { token, expires_at, user_id, admin }).into_response())
 }
 
 #[utoipa::path(get, path = "/api/v1/user/balance", tag = "user",
@@ -642,23 +688,7 @@ async fn markets(State(state): St, ClientIp(ip): ClientIp) -> Result<Response, A
     let markets = items
         .iter()
         .filter_map(|i| match i {
-            Item::Market(mv) => {
-                let m = state.market_cfg(mv.market)?;
-                let has = mv.updated_at_ns > 0;
-                Some(dto::Market {
-                    symbol: m.symbol.clone(),
-                    bid: has.then(|| px(mv.bid, m)),
-                    ask: has.then(|| px(mv.ask, m)),
-                    updated_at: has.then(|| ms(mv.updated_at_ns)),
-                    price_decimals: m.price_decimals,
-                    qty_decimals: m.qty_decimals,
-                    max_leverage: m.max_leverage,
-                    maintenance_margin_rate: format_fixed(
-                        i128::from(m.maintenance_margin_rate.0),
-                        6,
-                    ),
-                })
-            }
+            Item::Market(mv) => state.market_cfg(mv.market).map(|m| market_dto(mv, m)),
             _ => None,
         })
         .collect();

@@ -234,6 +234,9 @@ pub struct Claims {
     pub exp: u64,
     /// Issued at, seconds since the epoch.
     pub iat: u64,
+    /// `"admin"` for an operator (the role is the engine's, read at sign-in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// Signs and checks tokens with one HS256 secret.
@@ -273,10 +276,12 @@ impl Tokens {
         }
     }
 
-    /// A token for `account`; returns it and its expiry (seconds since the epoch).
-    pub fn issue(&self, account: u32) -> Result<(String, u64), ApiError> {
+    /// A token for `account` (an operator's carries `role: "admin"`); returns it and its expiry
+    /// (seconds since the epoch).
+    pub fn issue(&self, account: u32, admin: bool) -> Result<(String, u64), ApiError> {
         let iat = now_secs();
-        let claims = Claims { sub: account.to_string(), exp: iat + self.ttl_secs, iat };
+        let role = admin.then(|| "admin".to_owned());
+        let claims = Claims { sub: account.to_string(), exp: iat + self.ttl_secs, iat, role };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map(|t| (t, claims.exp))
             .map_err(|e| {
@@ -291,6 +296,11 @@ impl Tokens {
 
     /// The account id a valid token names.
     pub fn verify(&self, token: &str) -> Result<u32, ApiError> {
+        self.verify_claims(token).map(|(account, _)| account)
+    }
+
+    /// The account id a valid token names, and whether it carries the operator role.
+    pub fn verify_claims(&self, token: &str) -> Result<(u32, bool), ApiError> {
         let invalid = || ApiError::unauthorized("invalid or expired token");
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| invalid())?;
@@ -298,7 +308,8 @@ impl Tokens {
         if data.claims.iat > now_secs() + self.validation.leeway {
             return Err(invalid());
         }
-        data.claims.sub.parse().map_err(|_| invalid())
+        let account = data.claims.sub.parse().map_err(|_| invalid())?;
+        Ok((account, data.claims.role.as_deref() == Some("admin")))
     }
 }
 
@@ -344,7 +355,7 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_other_secrets_fail() {
         let t = Tokens::new(b"secret-one", 60);
-        let (tok, exp) = t.issue(42).unwrap();
+        let (tok, exp) = t.issue(42, false).unwrap();
         assert!(exp > now_secs());
         assert_eq!(t.verify(&tok), Ok(42));
         assert!(Tokens::new(b"secret-two", 60).verify(&tok).is_err());

@@ -277,6 +277,82 @@ pub struct Token {
     pub expires_at: u64,
     /// The account id.
     pub user_id: String,
+    /// The account holds the operator role (the token says so too).
+    pub admin: bool,
+}
+
+/// An operator's change to a market: any of the fields (absent: unchanged).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminMarketBody {
+    /// `open`, `halted` (no opens, no new orders; closes go on) or `reduce_only`.
+    #[schema(example = "halted")]
+    pub mode: Option<String>,
+    /// Maximum leverage of positions opened from now on.
+    pub max_leverage: Option<u64>,
+    /// Maintenance margin rate of positions opened from now on (open positions keep theirs).
+    #[schema(value_type = Option<String>, example = "0.01")]
+    pub maintenance_margin_rate: Option<Dec>,
+}
+
+/// `GET /admin/risk`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RiskQuery {
+    /// Positions closest to liquidation to list, 0..=100 (default 20).
+    pub top: Option<u32>,
+}
+
+/// One market side's exposure.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Exposure {
+    /// Symbol.
+    pub market: String,
+    /// `long` or `short`.
+    pub side: &'static str,
+    /// Open positions.
+    pub positions: u32,
+    /// Σ quantity.
+    pub open_interest: String,
+    /// Σ quantity × mark.
+    pub notional: String,
+}
+
+/// A position near liquidation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AtRisk {
+    /// Position id.
+    pub position_id: String,
+    /// Owner's account id.
+    pub user_id: String,
+    /// Symbol.
+    pub market: String,
+    /// `long` or `short`.
+    pub side: &'static str,
+    /// Margin.
+    pub margin: String,
+    /// Mark now.
+    pub mark: String,
+    /// Liquidation price.
+    pub liquidation_price: String,
+    /// Distance to it in basis points of the mark.
+    pub distance_bps: u64,
+}
+
+/// The operator's risk view.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Risk {
+    /// Insurance fund.
+    pub insurance_fund: String,
+    /// House balance.
+    pub house_balance: String,
+    /// Open positions.
+    pub open_positions: u32,
+    /// Per market and side.
+    pub exposure: Vec<Exposure>,
+    /// Closest to liquidation first.
+    pub at_risk: Vec<AtRisk>,
 }
 
 /// Balances in USDC.
@@ -309,10 +385,12 @@ pub struct Market {
     pub price_decimals: u32,
     /// Quantity decimals.
     pub qty_decimals: u32,
-    /// Highest leverage.
+    /// Highest leverage of new positions.
     pub max_leverage: u32,
-    /// Maintenance margin rate, e.g. `0.005000`.
+    /// Maintenance margin rate of new positions, e.g. `0.005000`.
     pub maintenance_margin_rate: String,
+    /// `open`, `halted` or `reduce_only` (set by operators).
+    pub mode: &'static str,
 }
 
 /// Every market.

@@ -14,6 +14,7 @@
 //! without the handlers changing. Reads go through the engine too, so a client always reads its
 //! own writes.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod dto;

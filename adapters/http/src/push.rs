@@ -369,6 +369,16 @@ impl Hub {
                     "stop_loss_ticks": stop_loss.map(|p| p.0), "at": ms(c.at_ns)})),
                 ));
             }
+            Change::Financed {
+                position, market: mid, amount, margin, liquidation_price, ..
+            } => {
+                let Some(m) = market(mid) else { return };
+                out.push((account, "positions", Some(json!({"event": "financed",
+                    "position_id": position.0.to_string(), "amount": money(amount),
+                    "margin": money(margin),
+                    "liquidation_price": (liquidation_price.0 > 0).then(|| px(liquidation_price, m)),
+                    "at": ms(c.at_ns)}))));
+            }
             Change::TrailingStopSet { position, stop_price, .. } => {
                 out.push((
                     account,

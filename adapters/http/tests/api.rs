@@ -379,6 +379,67 @@ async fn withdrawals_pending_orders_and_tp_sl_edits_over_http() {
     assert_eq!(b.body["order_margin"], "0.000000");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_halt_markets_and_see_risk_and_nobody_else_can() {
+    let mut s = Server::start(|_| {}).await;
+    s.price(0, 6_000_000, 6_000_000);
+    let (trader, _) = s.user("t@example.com").await;
+    let (_, _) = s.user("ops@example.com").await;
+    let halt = json!({ "mode": "halted" });
+    let r = s
+        .req("PUT", "/api/v1/admin/markets/BTC_USDC", Some(&trader), Some(&halt.to_string()))
+        .await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (403, Some("forbidden")));
+    // The role comes only from the engine (the `hundredx admin` command line issues this).
+    let login = Login::new("ops@example.com").unwrap();
+    let reply = s
+        .engine
+        .submitter()
+        .call(now_ns(), CommandKind::SetRole { login, admin: true }, Duration::from_secs(5))
+        .unwrap();
+    assert!(matches!(reply.result, Ok(ReplyData::Role { admin: true, .. })));
+    let creds = json!({ "email": "ops@example.com", "password": "correct horse" });
+    let signed = s.post("/api/v1/user/signin", None, creds).await;
+    assert_eq!(signed.body["admin"], true);
+    let ops = signed.body["token"].as_str().unwrap().to_string();
+    let p = s.post("/api/v1/positions", Some(&trader), open_body("100", 50)).await;
+    assert_eq!(p.status, 201);
+
+    let r =
+        s.req("PUT", "/api/v1/admin/markets/BTC_USDC", Some(&ops), Some(&halt.to_string())).await;
+    assert_eq!((r.status, r.body["mode"].as_str()), (200, Some("halted")), "{}", r.body);
+    let m = s.req("GET", "/api/v1/markets", None, None).await;
+    assert_eq!(m.body["markets"][0]["mode"], "halted");
+    let refused = s.post("/api/v1/positions", Some(&trader), open_body("100", 10)).await;
+    assert_eq!(
+        (refused.status, refused.body["error"]["code"].as_str()),
+        (422, Some("market_halted"))
+    );
+    let id = p.body["id"].as_str().unwrap();
+    let closed = s.req("POST", &format!("/api/v1/positions/{id}/close"), Some(&trader), None).await;
+    assert_eq!(closed.status, 200, "closes go on while halted");
+    let limits = json!({ "mode": "open", "max_leverage": 20, "maintenance_margin_rate": "0.01" });
+    let r =
+        s.req("PUT", "/api/v1/admin/markets/BTC_USDC", Some(&ops), Some(&limits.to_string())).await;
+    assert_eq!((r.status, r.body["max_leverage"].as_u64()), (200, Some(20)));
+    assert_eq!(r.body["maintenance_margin_rate"], "0.010000");
+    let over = s.post("/api/v1/positions", Some(&trader), open_body("100", 21)).await;
+    assert_eq!(over.status, 400, "the new maximum applies: {}", over.body);
+    let p = s.post("/api/v1/positions", Some(&trader), open_body("100", 20)).await;
+    assert_eq!(p.status, 201);
+
+    let risk = s.get("/api/v1/admin/risk?top=5", &ops).await;
+    assert_eq!(risk.status, 200, "{}", risk.body);
+    assert_eq!(risk.body["open_positions"], 1);
+    assert_eq!(risk.body["at_risk"][0]["position_id"], p.body["id"]);
+    let long = &risk.body["exposure"][0];
+    assert_eq!(
+        (long["market"].as_str(), long["side"].as_str(), long["positions"].as_u64()),
+        (Some("BTC_USDC"), Some("long"), Some(1))
+    );
+    assert_eq!(s.get("/api/v1/admin/risk", &trader).await.status, 403);
+}
+
 fn token_with(header: Value, claims: Value, secret: &[u8]) -> String {
     use jsonwebtoken::{EncodingKey, Header, encode};
     let alg: jsonwebtoken::Algorithm = serde_json::from_value(header["alg"].clone()).unwrap();
@@ -613,6 +674,7 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         ops.iter().map(|(m, p, _)| (m.clone(), p.clone())).collect();
     let expected = [
         ("DELETE", "/api/v1/orders/{id}"),
+        ("GET", "/api/v1/admin/risk"),
         ("GET", "/api/v1/candles"),
         ("GET", "/api/v1/markets"),
         ("GET", "/api/v1/openapi.json"),
@@ -631,6 +693,7 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         ("POST", "/api/v1/user/signin"),
         ("POST", "/api/v1/user/signup"),
         ("POST", "/api/v1/user/withdraw"),
+        ("PUT", "/api/v1/admin/markets/{symbol}"),
         ("PUT", "/api/v1/positions/{id}/trailing-stop"),
         ("PUT", "/api/v1/positions/{id}/triggers"),
     ];

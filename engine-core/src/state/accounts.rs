@@ -31,6 +31,7 @@ impl Engine {
             keys: KeyWindow::default(),
             orders: Vec::new(),
             reserved: Usdc::ZERO,
+            admin: false,
         });
         self.logins.insert(login, id);
         self.total_deposits = add(self.total_deposits, initial);
@@ -92,6 +93,7 @@ impl Engine {
     pub(super) fn credential(&self, login: &Login) -> Outcome {
         let id = *self.logins.get(login).ok_or(Reason::UnknownAccount)?;
         let i = self.account_index(id)?;
-        Ok(ReplyData::Credential { account: id, credential: self.accounts[i].credential })
+        let a = &self.accounts[i];
+        Ok(ReplyData::Credential { account: id, credential: a.credential, admin: a.admin })
     }
 }

@@ -172,6 +172,7 @@ impl Engine {
 
     pub(super) fn remove_position(&mut self, p: &Position) {
         self.untrail(p);
+        self.count_open_interest(p.market, p.side, -1, -p.qty.0);
         self.markets[usize::from(p.market.0)].index.remove(p.id, p.side, p.triggers());
         self.positions.remove(&p.id);
         let open = &mut self.accounts[usize_from(p.account.0) - 1].open;

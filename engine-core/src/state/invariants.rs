@@ -84,11 +84,13 @@ impl Engine {
         h.u64(self.markets.len() as u64);
         for m in &self.markets {
             h.bool(m.has_price).i64(m.bid.0).i64(m.ask.0).u64(m.update_id);
-            h.u64(m.updated_at_ns).u64(m.exchange_time_us);
+            h.u64(m.updated_at_ns).u64(m.exchange_time_us).u64(m.financed_period);
+            h.value(&m.mode).u64(u64::from(m.max_leverage)).i64(m.mmr.0);
         }
         h.u64(self.accounts.len() as u64);
         for a in &self.accounts {
             h.bytes(a.login.as_bytes()).bytes(a.credential.as_bytes()).i128(a.available.0);
+            h.bool(a.admin);
             h.u64(a.open.len() as u64);
             a.open.iter().for_each(|id| {
                 h.u64(id.0);
@@ -112,7 +114,7 @@ impl Engine {
         h.u64(ids.len() as u64);
         for id in ids {
             let p = &self.positions[id];
-            h.view(&self.view(p)).i64(p.mc.0).bool(p.mc_armed).value(&p.trail);
+            h.view(&self.view(p)).i64(p.mc.0).bool(p.mc_armed).value(&p.trail).i64(p.mmr.0);
             if let Some(d) = p.trail {
                 let peak = self.markets[usize::from(p.market.0)].trails.peak_price(
                     p.side,

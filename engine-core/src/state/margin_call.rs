@@ -52,13 +52,14 @@ impl Engine {
     pub(super) fn resize(&mut self, id: PositionId, qty: Qty, margin: Usdc) -> Position {
         let old = self.positions[&id];
         let m = &self.markets[usize::from(old.market.0)];
-        let mmr = m.cfg.maintenance_margin_rate;
-        let liq = m.scale.liquidation_price(old.side, old.entry, qty, margin, mmr);
-        let mc = margin_call_price(m, old.side, old.entry, qty, margin);
+        let liq = m.scale.liquidation_price(old.side, old.entry, qty, margin, old.mmr);
+        let level = self.cfg.margin_call_level;
+        let mc = margin_call_price(m, old.side, old.entry, qty, margin, old.mmr, level);
         let new = Position { qty, margin, liq, mc, ..old };
         let index = &mut self.markets[usize::from(old.market.0)].index;
         index.replace(id, old.side, old.triggers(), new.triggers());
         self.positions.insert(id, new);
+        self.count_open_interest(old.market, old.side, 0, qty.0 - old.qty.0);
         new
     }
 }

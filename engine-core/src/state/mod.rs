@@ -33,7 +33,9 @@ use crate::math::{Scale, Side};
 use crate::num::{Price, Qty, Usdc};
 
 mod accounts;
+mod admin;
 mod close;
+mod financing;
 mod invariants;
 mod margin_call;
 mod open;
@@ -56,9 +58,17 @@ pub(crate) struct Market {
     pub(crate) exchange_time_us: u64,
     pub(crate) has_price: bool,
     pub(crate) index: MarketIndex,
-    /// maintenance rate × margin-call level, rounded up (0: margin calls off).
-    pub(crate) mc_rate: crate::num::Ppm,
     pub(crate) trails: crate::trail::Trails,
+    /// The last financing period charged (0: none yet).
+    pub(crate) financed_period: u64,
+    /// Open, halted or reduce-only (operators).
+    pub(crate) mode: crate::command::MarketMode,
+    /// Maximum leverage of new positions (from the config; operators may change it).
+    pub(crate) max_leverage: u32,
+    /// Maintenance margin rate of new positions (likewise).
+    pub(crate) mmr: crate::num::Ppm,
+    /// Open positions and Σ quantity, long then short.
+    pub(crate) open_interest: [(u32, i64); 2],
 }
 
 impl Market {
@@ -82,6 +92,8 @@ pub(crate) struct Account {
     pub(crate) history: VecDeque<PositionView>,
     /// This account's recent idempotency keys (client order ids included).
     pub(crate) keys: KeyWindow,
+    /// Holds the operator role (granted from the command line only).
+    pub(crate) admin: bool,
     /// Pending orders, ascending id.
     pub(crate) orders: Vec<OrderId>,
     /// Σ of its pending orders' reservations.
@@ -110,6 +122,9 @@ pub(crate) struct Position {
     pub(crate) trail: Option<TrailDistance>,
     /// Its group in the market's trailing book (meaningful only with `trail`).
     pub(crate) trail_group: u32,
+    /// The market's maintenance margin rate when it opened: its liquidation and margin-call
+    /// prices keep using it after an operator changes the market's rate.
+    pub(crate) mmr: crate::num::Ppm,
 }
 
 impl Position {
@@ -201,6 +216,8 @@ pub struct Engine {
     /// `accounts[i]` is `AccountId(i + 1)`.
     pub(crate) accounts: Vec<Account>,
     pub(crate) logins: FxHashMap<Login, AccountId>,
+    /// Accounts never charged or paid financing (from `swap_free_logins`).
+    pub(crate) swap_free: rustc_hash::FxHashSet<Login>,
     pub(crate) positions: FxHashMap<PositionId, Position>,
     pub(crate) next_position_id: u64,
     pub(crate) orders: FxHashMap<OrderId, OrderView>,
@@ -255,8 +272,12 @@ impl Engine {
                 exchange_time_us: 0,
                 has_price: false,
                 index: MarketIndex::default(),
-                mc_rate: margin_call_rate(m.maintenance_margin_rate, cfg.margin_call_level),
                 trails: crate::trail::Trails::default(),
+                financed_period: 0,
+                mode: crate::command::MarketMode::Open,
+                max_leverage: m.max_leverage,
+                mmr: m.maintenance_margin_rate,
+                open_interest: [(0, 0); 2],
             })
             .collect();
         let max_accounts = usize_from(cfg.max_accounts);
@@ -267,6 +288,7 @@ impl Engine {
             markets,
             accounts: Vec::with_capacity(max_accounts),
             logins: FxHashMap::with_capacity_and_hasher(max_accounts, Default::default()),
+            swap_free: cfg.swap_free_logins.iter().filter_map(|l| Login::new(l)).collect(),
             positions: FxHashMap::with_capacity_and_hasher(max_positions, Default::default()),
             next_position_id: 1,
             orders: FxHashMap::with_capacity_and_hasher(max_orders, Default::default()),
@@ -435,6 +457,21 @@ impl Engine {
             CommandKind::SetTrailingStop { account, position, distance, .. } => {
                 self.set_trailing_stop(ts, *account, *position, *distance, sink)
             }
+            CommandKind::ChargeFinancing { market, period } => {
+                self.charge_financing(ts, *market, *period, sink)
+            }
+            CommandKind::SetRole { login, admin } => self.set_role(login, *admin, sink),
+            CommandKind::AdminSetMarket {
+                by,
+                market,
+                mode,
+                max_leverage,
+                maintenance_margin_rate,
+            } => {
+                let change = (*mode, *max_leverage, *maintenance_margin_rate);
+                self.admin_set_market(*by, *market, change, sink)
+            }
+            CommandKind::QueryRisk { by, top } => self.risk(rid, *by, *top, sink),
             CommandKind::QueryAccount { account } => {
                 self.account_view(*account).map(ReplyData::Account)
             }
@@ -455,7 +492,7 @@ impl Engine {
 // ----- pure helpers -----
 
 /// maintenance rate × level, rounded up (a warning a little early, never late); 0 when off.
-fn margin_call_rate(mmr: crate::num::Ppm, level: crate::num::Ppm) -> crate::num::Ppm {
+pub(super) fn margin_call_rate(mmr: crate::num::Ppm, level: crate::num::Ppm) -> crate::num::Ppm {
     let one = i128::from(crate::num::PPM_ONE);
     let rate = crate::num::div_ceil(i128::from(mmr.0) * i128::from(level.0), one);
     crate::num::Ppm(i64::try_from(rate).expect("validated: mmr * level < 1"))

@@ -14,7 +14,8 @@ impl Engine {
         let ai = self.account_index(req.account)?;
         let m = self.market(req.market)?;
         let cfg = &m.cfg;
-        check_open_inputs(cfg, req)?;
+        check_open_inputs(cfg, m.max_leverage, req)?;
+        super::admin::check_mode(m)?;
         // Fill: a long buys at the ask, a short sells at the bid.
         let e = self.fresh_mark(req.market, req.side.opposite(), ts)?;
         check_slippage(req, e)?;
@@ -37,11 +38,12 @@ impl Engine {
         if account.available < cost {
             return Err(Reason::InsufficientBalance);
         }
-        let liq = m.scale.liquidation_price(req.side, e, q, margin, cfg.maintenance_margin_rate);
+        let liq = m.scale.liquidation_price(req.side, e, q, margin, m.mmr);
         if liquidatable(req.side, m.mark(req.side), liq) {
             return Err(Reason::WouldLiquidate);
         }
-        let mc = margin_call_price(m, req.side, e, q, margin);
+        let (mmr, level) = (m.mmr, self.cfg.margin_call_level);
+        let mc = margin_call_price(m, req.side, e, q, margin, mmr, level);
 
         // Accepted: from here on nothing can fail.
         let id = self.allocate_position_id();
@@ -62,11 +64,13 @@ impl Engine {
             mc_armed: true,
             trail: None,
             trail_group: 0,
+            mmr,
         };
         self.debit(ai, cost);
         self.house_balance = add(self.house_balance, fee);
         self.total_margin = add(self.total_margin, margin);
         self.markets[usize::from(req.market.0)].index.insert(id, req.side, p.triggers());
+        self.count_open_interest(req.market, req.side, 1, q.0);
         self.accounts[ai].open.push(id);
         let fresh = self.positions.insert(id, p).is_none();
         assert!(fresh, "position id reused");
@@ -161,8 +165,12 @@ pub(super) fn size_position(
 
 /// What an open request must satisfy before any price is looked at: leverage, size, and every
 /// price within the market's range.
-pub(super) fn check_open_inputs(cfg: &MarketConfig, req: &OpenRequest) -> Result<(), Reason> {
-    if req.leverage == 0 || req.leverage > cfg.max_leverage {
+pub(super) fn check_open_inputs(
+    cfg: &MarketConfig,
+    max_leverage: u32,
+    req: &OpenRequest,
+) -> Result<(), Reason> {
+    if req.leverage == 0 || req.leverage > max_leverage {
         return Err(Reason::InvalidLeverage);
     }
     match req.size {
@@ -186,11 +194,19 @@ pub(super) fn check_open_inputs(cfg: &MarketConfig, req: &OpenRequest) -> Result
 }
 
 /// Where the position's equity equals `margin_call_level` × its maintenance margin: the
-/// liquidation formula at the market's margin-call rate (0: margin calls off, or a long that
-/// never gets there).
-pub(super) fn margin_call_price(m: &Market, side: Side, e: Price, q: Qty, margin: Usdc) -> Price {
-    if m.mc_rate.0 == 0 {
+/// liquidation formula at `mmr × level`, rounded up (0: margin calls off, or a long that never
+/// gets there).
+pub(super) fn margin_call_price(
+    m: &Market,
+    side: Side,
+    e: Price,
+    q: Qty,
+    margin: Usdc,
+    mmr: crate::num::Ppm,
+    level: crate::num::Ppm,
+) -> Price {
+    if level.0 == 0 {
         return Price(0);
     }
-    m.scale.liquidation_price(side, e, q, margin, m.mc_rate)
+    m.scale.liquidation_price(side, e, q, margin, margin_call_rate(mmr, level))
 }

@@ -114,15 +114,24 @@ impl Engine {
             .ok_or(Reason::UnknownPosition)
     }
 
+    pub(super) fn market_view(&self, market: MarketId) -> MarketView {
+        let m = &self.markets[usize::from(market.0)];
+        MarketView {
+            market,
+            bid: m.bid,
+            ask: m.ask,
+            update_id: m.update_id,
+            updated_at_ns: m.updated_at_ns,
+            mode: m.mode,
+            max_leverage: m.max_leverage,
+            maintenance_margin_rate: m.mmr,
+        }
+    }
+
     pub(super) fn list_markets<S: Sink>(&self, rid: RequestId, sink: &mut S) -> ReplyData {
-        for (i, m) in self.markets.iter().enumerate() {
-            let view = MarketView {
-                market: MarketId(u16::try_from(i).expect("validated: at most 65535 markets")),
-                bid: m.bid,
-                ask: m.ask,
-                update_id: m.update_id,
-                updated_at_ns: m.updated_at_ns,
-            };
+        for i in 0..self.markets.len() {
+            let market = MarketId(u16::try_from(i).expect("validated: at most 65535 markets"));
+            let view = self.market_view(market);
             sink.emit(Output::Item { request_id: rid, item: Item::Market(view) });
         }
         ReplyData::List { count: u32::try_from(self.markets.len()).unwrap_or(u32::MAX) }

@@ -1,0 +1,130 @@
+//! Operator routes, behind the operator role (`role: "admin"` in the token, granted only by the
+//! `hundredx admin` command line; the engine checks the role again on every operator command,
+//! so a token issued before a revocation cannot act).
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use engine_core::command::{CommandKind, MarketMode};
+use engine_core::event::{Item, ReplyData};
+use engine_core::num::{Ppm, format_fixed};
+
+use crate::api::{
+    AdminUser, ApiJson, ApiPath, ApiQuery, St, engine, market_dto, money, px, unexpected,
+};
+use crate::dto::{self, AdminMarketBody, RiskQuery};
+use crate::error::ApiError;
+
+#[utoipa::path(put, path = "/api/v1/admin/markets/{symbol}", tag = "operations",
+    summary = "Operator: halt a market, set it reduce-only or open, or change the leverage and maintenance rate of new positions (journaled with who did it)",
+    security(("bearer" = [])), request_body = dto::AdminMarketBody,
+    params(("symbol" = String, Path, description = "Market symbol")),
+    responses(
+        (status = 200, description = "the market after the change", body = dto::Market),
+        (status = 400, description = "unknown market, mode, or limits out of range", body = dto::ErrorBody),
+        (status = 403, description = "the caller is not an operator", body = dto::ErrorBody),
+        dto::BodyErrors,
+        dto::AuthedErrors,
+    ))]
+pub(crate) async fn set_market(
+    State(state): St,
+    AdminUser(by): AdminUser,
+    ApiPath(symbol): ApiPath<String>,
+    ApiJson(body): ApiJson<AdminMarketBody>,
+) -> Result<Response, ApiError> {
+    let (market, _) = state.market(&symbol)?;
+    let mode = match body.mode.as_deref() {
+        None => None,
+        Some("open") => Some(MarketMode::Open),
+        Some("halted") => Some(MarketMode::Halted),
+        Some("reduce_only") => Some(MarketMode::ReduceOnly),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_mode",
+                "mode must be open, halted or reduce_only",
+            ));
+        }
+    };
+    let max_leverage = body
+        .max_leverage
+        .map(|l| {
+            u32::try_from(l).map_err(|_| ApiError::bad_request("invalid_leverage", "too large"))
+        })
+        .transpose()?;
+    let maintenance_margin_rate = body
+        .maintenance_margin_rate
+        .as_ref()
+        .map(|d| Ppm::parse(&d.0).map_err(|e| ApiError::bad_request("invalid_rate", e.to_string())))
+        .transpose()?;
+    let kind =
+        CommandKind::AdminSetMarket { by, market, mode, max_leverage, maintenance_margin_rate };
+    match engine(&state, kind).await? {
+        (ReplyData::Market(mv), _) => {
+            let m =
+                state.market_cfg(mv.market).ok_or_else(|| unexpected(&ReplyData::Market(mv)))?;
+            Ok(Json(market_dto(&mv, m)).into_response())
+        }
+        (d, _) => Err(unexpected(&d)),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/risk", tag = "operations",
+    summary = "Operator: insurance fund, house balance, exposure per market and side, the positions closest to liquidation",
+    security(("bearer" = [])), params(dto::RiskQuery),
+    responses(
+        (status = 200, description = "the risk view", body = dto::Risk),
+        (status = 400, description = "invalid query", body = dto::ErrorBody),
+        (status = 403, description = "the caller is not an operator", body = dto::ErrorBody),
+        dto::AuthedErrors,
+    ))]
+pub(crate) async fn risk(
+    State(state): St,
+    AdminUser(by): AdminUser,
+    ApiQuery(q): ApiQuery<RiskQuery>,
+) -> Result<Response, ApiError> {
+    let top = q.top.unwrap_or(20);
+    if top > 100 {
+        return Err(ApiError::bad_request("invalid_query", "top must be 0..=100"));
+    }
+    let (reply, items) = engine(&state, CommandKind::QueryRisk { by, top }).await?;
+    let ReplyData::Risk { insurance_fund, house_balance, open_positions, .. } = reply else {
+        return Err(unexpected(&reply));
+    };
+    let (mut exposure, mut at_risk) = (Vec::new(), Vec::new());
+    for item in &items {
+        match item {
+            Item::Exposure(e) => {
+                let Some(m) = state.market_cfg(e.market) else { continue };
+                exposure.push(dto::Exposure {
+                    market: m.symbol.clone(),
+                    side: e.side.as_str(),
+                    positions: e.positions,
+                    open_interest: format_fixed(i128::from(e.open_interest.0), m.qty_decimals),
+                    notional: money(e.notional),
+                });
+            }
+            Item::AtRisk(r) => {
+                let Some(m) = state.market_cfg(r.market) else { continue };
+                at_risk.push(dto::AtRisk {
+                    position_id: r.position.0.to_string(),
+                    user_id: r.account.0.to_string(),
+                    market: m.symbol.clone(),
+                    side: r.side.as_str(),
+                    margin: money(r.margin),
+                    mark: px(r.mark, m),
+                    liquidation_price: px(r.liquidation_price, m),
+                    distance_bps: r.distance_bps,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(Json(dto::Risk {
+        insurance_fund: money(insurance_fund),
+        house_balance: money(house_balance),
+        open_positions,
+        exposure,
+        at_risk,
+    })
+    .into_response())
+}

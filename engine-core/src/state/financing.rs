@@ -1,0 +1,88 @@
+//! Financing (swap, funding): a per-market rate per period for longs and for shorts, applied to
+//! every open position at the period boundaries the adapter's scheduler sends as commands.
+//!
+//! Charged to the position's **margin**, not the available balance: isolated margin stays
+//! isolated (a position's costs never reach the trader's other money), and the liquidation and
+//! margin-call prices move accordingly (a charge brings them closer, a payment moves them away).
+//! A charge is capped at the margin; a position the charge leaves liquidatable at the current
+//! mark is liquidated by the same command. The house takes charges and pays payments.
+
+use super::*;
+
+impl Engine {
+    pub(super) fn charge_financing<S: Sink>(
+        &mut self,
+        ts: u64,
+        market: MarketId,
+        period: u64,
+        sink: &mut S,
+    ) -> Outcome {
+        let m = self.market(market)?;
+        if period <= m.financed_period {
+            return Err(Reason::FinancingAlreadyCharged);
+        }
+        if !m.has_price {
+            return Err(Reason::NoPrice);
+        }
+        let mi = usize::from(market.0);
+        self.markets[mi].financed_period = period;
+        // Accounts in id order, each one's positions in id order: deterministic, and O(open
+        // positions) once a period, never per tick.
+        let mut ids = std::mem::take(&mut self.scratch);
+        ids.clear();
+        for a in &self.accounts {
+            if self.swap_free.contains(&a.login) {
+                continue;
+            }
+            ids.extend(a.open.iter().filter(|id| self.positions[id].market == market));
+        }
+        let (mut positions, mut net) = (0u32, Usdc::ZERO);
+        for &id in &ids {
+            let amount = self.finance(ts, id, period, sink);
+            positions += 1;
+            net = add(net, amount);
+        }
+        ids.clear();
+        self.scratch = ids;
+        Ok(ReplyData::Financing { market, period, positions, net })
+    }
+
+    /// Charges or pays one position; returns what was taken from it (negative: paid to it).
+    fn finance<S: Sink>(&mut self, ts: u64, id: PositionId, period: u64, sink: &mut S) -> Usdc {
+        let p = self.positions[&id];
+        let m = &self.markets[usize::from(p.market.0)];
+        let mark = m.mark(p.side);
+        let rate = match p.side {
+            Side::Long => m.cfg.financing_long_rate,
+            Side::Short => m.cfg.financing_short_rate,
+        };
+        // House-favoured both ways: a charge rounds up (capped at the margin), a payment down.
+        let amount = if rate.0 >= 0 {
+            Usdc(m.scale.rate_of_value_ceil(rate, mark, p.qty).0.min(p.margin.0))
+        } else {
+            Usdc(-m.scale.rate_of_value_floor(crate::num::Ppm(-rate.0), mark, p.qty).0)
+        };
+        let margin = sub(p.margin, amount);
+        if margin > MAX_AMOUNT {
+            return Usdc::ZERO; // a payment that would overflow the margin's bound: skipped
+        }
+        self.total_margin = sub(self.total_margin, amount);
+        self.house_balance = add(self.house_balance, amount);
+        let now = self.resize(id, p.qty, margin);
+        let change = Change::Financed {
+            position: id,
+            account: p.account,
+            market: p.market,
+            period,
+            amount,
+            margin,
+            liquidation_price: now.liq,
+        };
+        self.record(sink, change);
+        if liquidatable(p.side, mark, now.liq) {
+            let view = self.liquidate(ts, id, sink);
+            sink.emit(Output::Event(Event::PositionClosed(view)));
+        }
+        amount
+    }
+}

@@ -59,7 +59,7 @@ pub struct ServeArgs {
     pub pin_core: Option<usize>,
     /// Financing period: markets with a financing rate are charged at every UTC multiple of
     /// it (default 8 h, as perpetual venues fund).
-    #[arg(long, default_value_t = 28_800, value_parser = clap::value_parser!(u64).range(60..=604_800))]
+    #[arg(long, default_value_t = 28_800, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub financing_interval_secs: u64,
     /// Busy-spin the engine thread (lowest latency, burns a core). Default: adaptive, near-zero
     /// CPU when idle.

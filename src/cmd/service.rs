@@ -2,7 +2,7 @@
 //! streams (DESIGN.md, "Redis-bridged protocol").
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -35,6 +35,9 @@ pub struct EngineArgs {
     pub no_demo_deposits: bool,
     #[command(flatten)]
     pub durability: DurabilityArgs,
+    /// Financing period, as for serve (the engine process runs the scheduler).
+    #[arg(long, default_value_t = 28_800, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub financing_interval_secs: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -70,7 +73,8 @@ pub fn run_engine(args: EngineArgs) -> Result<()> {
     let mut cfg = hundredx::config_file::load_engine(args.config.as_deref())?;
     cfg.demo_deposits &= !args.no_demo_deposits;
     let (target, key) = args.redis.link()?;
-    engine(&target, key, &args.consumer, cfg, &args.durability.options())
+    let financing = Duration::from_secs(args.financing_interval_secs);
+    engine(&target, key, &args.consumer, cfg, &args.durability.options(), financing)
 }
 
 /// `hundredx api` from its flags.
@@ -98,7 +102,9 @@ pub fn engine(
     consumer: &str,
     cfg: EngineConfig,
     durability: &DurableOptions,
+    financing_interval: Duration,
 ) -> Result<()> {
+    let markets = cfg.markets.clone();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let client = target.client()?;
@@ -137,10 +143,21 @@ pub fn engine(
     let mut bridge_cfg = EngineBridgeConfig::new(target.clone(), key);
     bridge_cfg.consumer = consumer.to_owned();
     let submitter = durable.handle.submitter();
+    let stop_financing = Arc::new(AtomicBool::new(false));
+    let financing = super::financing::spawn(
+        durable.handle.submitter(),
+        &markets,
+        financing_interval,
+        Arc::clone(&stop_financing),
+    )?;
     runtime.block_on(async move {
         info!(redis = %target.redacted(), consumer = %bridge_cfg.consumer, "engine: serving engine-stream");
         run_engine_bridge(bridge_cfg, submitter, events, hundredx::shutdown_signal()).await
     })?;
+    stop_financing.store(true, Ordering::Relaxed);
+    if let Some(t) = financing {
+        t.join().map_err(|_| anyhow::anyhow!("financing thread panicked"))?;
+    }
     let (state, last_seq) = durable.shutdown()?;
     // The last changes reach engine-events before we go (or, if Redis is away, at next start).
     let drained =

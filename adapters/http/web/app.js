@@ -7,6 +7,7 @@ const $ = (id) => document.getElementById(id);
 const INTERVALS = ["1m", "5m", "15m", "1h", "4h", "1d"];
 const st = {
   token: localStorage.getItem("hx-token"),
+  admin: localStorage.getItem("hx-admin") === "1",
   markets: [], prices: {}, market: null, interval: "1m",
   side: "long", tab: "open", trail: "", open: new Map(), ws: null, retry: 500, chart: null, series: null,
 };
@@ -48,7 +49,9 @@ async function signIn(ev) {
   try {
     const r = await api("POST", "/api/v1/user/signin", body);
     st.token = r.token;
+    st.admin = r.admin === true;
     localStorage.setItem("hx-token", r.token);
+    localStorage.setItem("hx-admin", st.admin ? "1" : "0");
     onSignedIn();
   } catch (e) { fail(e); }
 }
@@ -62,7 +65,10 @@ async function signUp() {
 
 function signOut() {
   st.token = null;
+  st.admin = false;
   localStorage.removeItem("hx-token");
+  localStorage.removeItem("hx-admin");
+  $("operator").hidden = true;
   $("auth").hidden = false; $("order").hidden = true; $("balance").hidden = true;
   $("positions").replaceChildren();
   if (st.ws) st.ws.close();
@@ -71,6 +77,7 @@ function signOut() {
 function onSignedIn() {
   $("auth").hidden = true; $("order").hidden = false; $("balance").hidden = false;
   if (st.ws) st.ws.close(); // reconnect with the token: private channels
+  $("operator").hidden = !st.admin;
   refreshAll();
 }
 
@@ -83,7 +90,8 @@ async function loadMarkets() {
     const tr = document.createElement("tr");
     tr.id = `m-${m.symbol}`;
     tr.tabIndex = 0;
-    tr.innerHTML = `<td>${m.symbol}</td><td class="bid">${m.bid ?? "–"}</td><td class="ask">${m.ask ?? "–"}</td>`;
+    const mode = m.mode === "open" ? "" : `<span class="mode">${m.mode.replace("_", " ")}</span>`;
+    tr.innerHTML = `<td>${m.symbol}${mode}</td><td class="bid">${m.bid ?? "–"}</td><td class="ask">${m.ask ?? "–"}</td>`;
     tr.onclick = () => selectMarket(m.symbol);
     tr.onkeydown = (e) => { if (e.key === "Enter") selectMarket(m.symbol); };
     if (m.bid) st.prices[m.symbol] = { bid: m.bid, ask: m.ask };
@@ -223,7 +231,31 @@ async function refreshAll() {
   try {
     setBalance(await api("GET", "/api/v1/user/balance"));
     await renderPositions();
+    if (st.admin) await renderRisk();
   } catch (e) { fail(e); }
+}
+
+// ----- operator -----
+
+async function renderRisk() {
+  const r = await api("GET", "/api/v1/admin/risk?top=20");
+  $("r-fund").textContent = r.insurance_fund; $("r-house").textContent = r.house_balance; $("r-open").textContent = r.open_positions;
+  $("r-exposure").replaceChildren(...r.exposure.map((e) => row(`x-${e.market}-${e.side}`, [e.market, e.side, e.positions, e.open_interest, e.notional])));
+  $("r-risk").replaceChildren(...r.at_risk.map((a) => row(`k-${a.position_id}`, [a.position_id, a.user_id, a.market, a.side, a.mark, a.liquidation_price, `${(a.distance_bps / 100).toFixed(2)}%`])));
+}
+
+async function applyMarket(e) {
+  e.preventDefault();
+  const body = {};
+  if ($("m-mode").value) body.mode = $("m-mode").value;
+  if ($("m-lev").value) body.max_leverage = Number($("m-lev").value);
+  if ($("m-mmr").value) body.maintenance_margin_rate = $("m-mmr").value;
+  try {
+    const m = await api("PUT", `/api/v1/admin/markets/${st.market}`, body);
+    toast(`${m.symbol}: ${m.mode}, max ${m.max_leverage}x, maintenance ${m.maintenance_margin_rate}`);
+    await loadMarkets();
+    await renderRisk();
+  } catch (err) { fail(err); }
 }
 
 async function renderPositions() {
@@ -385,8 +417,10 @@ function onPush(m) {
       }
       return;
     }
-    if (d.reason === "take_profit" || d.reason === "stop_loss") {
-      toast(`${d.reason === "take_profit" ? "Take-profit" : "Stop-loss"}: position ${d.position_id} closed at ${d.exit_price}, PnL ${d.realized_pnl}`, d.reason);
+    if (d.event === "financed") toast(`Financing on position ${d.position_id}: ${num(d.amount) >= 0 ? "charged" : "paid"} ${d.amount.replace("-", "")} (margin now ${d.margin})`);
+    if (d.reason === "take_profit" || d.reason === "stop_loss" || d.reason === "trailing_stop") {
+      const what = { take_profit: "Take-profit", stop_loss: "Stop-loss", trailing_stop: "Trailing stop" }[d.reason];
+      toast(`${what}: position ${d.position_id} closed at ${d.exit_price}, PnL ${d.realized_pnl}`, d.reason);
     }
     renderPositions().catch(fail);
   } else if (m.channel === "orders") {
@@ -428,6 +462,8 @@ function init() {
   $("order-type").onchange = setOrderType;
   $("order-price").oninput = estimate;
   $("triggers-form").onsubmit = saveTriggers;
+  $("market-form").onsubmit = applyMarket;
+  $("risk-refresh").onclick = () => renderRisk().catch(fail);
   $("withdraw-open").onclick = () => $("withdraw").showModal();
   $("withdraw-form").onsubmit = async (e) => {
     if (e.submitter?.value !== "ok") return;

@@ -12,7 +12,8 @@
 //! - `liquidation_cascade`: one tick that liquidates 10k positions; throughput is per liquidation,
 //!   each including its `PositionClosed` event.
 //!
-//! Run: `cargo bench --bench engine`. Figures are in docs/BENCHMARKS.md.
+//! Run: `cargo bench --bench engine` (`HX_MC_OFF=1` runs with margin calls off, to tell their
+//! share). Figures are in docs/BENCHMARKS.md.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -39,6 +40,7 @@ impl Bench {
             max_orders_per_account: 10_000,
             max_accounts: 20_000,
             closed_history_per_account: 64,
+            margin_call_level: Ppm(std::env::var("HX_MC_OFF").map_or(1_500_000, |_| 0)),
             ..EngineConfig::default()
         };
         let mut b = Bench {

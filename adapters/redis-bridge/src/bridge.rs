@@ -484,6 +484,11 @@ async fn handle_tick(
     Ok(())
 }
 
+/// Commands only the engine's own process may submit.
+fn local_only(kind: &CommandKind) -> bool {
+    matches!(kind, CommandKind::SetRole { .. } | CommandKind::ChargeFinancing { .. })
+}
+
 async fn handle_request(
     gate: &mut Gate<'_>,
     submitter: &Mutex<Submitter>,
@@ -510,6 +515,16 @@ async fn handle_request(
             return Ok(ack(write, &e.id).await?);
         }
     };
+    if local_only(&req.kind) {
+        // Commands the engine's own process issues (the operator role from its command line,
+        // financing from its scheduler): never from the stream, whoever signed it.
+        warn!(entry = %e.id, "bridge: a local-only command arrived on engine-stream: refused");
+        let body = wire::encode_error_reply(Some(req.id), Reason::InvalidRequest);
+        signed_xadd(&gate.cfg.key, &req.reply_to, gate.cfg.maxlen, &body)
+            .query_async::<()>(write)
+            .await?;
+        return Ok(ack(write, &e.id).await?);
+    }
     if let Err(why) = gate.guard.admit(req.id.0, &e.id, ts, now_ms()) {
         return gate.refuse(write, ENGINE_STREAM, e, why).await;
     }

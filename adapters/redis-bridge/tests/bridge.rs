@@ -153,6 +153,34 @@ async fn requests_and_replies_flow_through_redis_to_each_api_instance() {
     assert_eq!(a.late_replies() + b.late_replies(), 0, "no instance saw another's reply");
 }
 
+/// The operator role and financing are the engine process's own: signed or not, they are
+/// refused on engine-stream and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_only_commands_are_refused_on_the_stream() {
+    let (redis, _dir) = redis();
+    let (engine, _stop) = start_engine(&redis.url).await;
+    let a = client(&redis.url, "api-1", 1, Duration::from_secs(5)).await;
+    let login = Login::new("ops@x").unwrap();
+    let created = a
+        .send_request_and_wait(CommandKind::CreateAccount {
+            login,
+            credential: Credential::empty(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(created.result, Ok(ReplyData::AccountCreated { .. })));
+    let before = engine.submitter().call(0, CommandKind::QueryStateHash, Duration::from_secs(5));
+    for kind in [
+        CommandKind::SetRole { login, admin: true },
+        CommandKind::ChargeFinancing { market: MarketId(0), period: 1 },
+    ] {
+        let r = a.send_request_and_wait(kind).await.unwrap();
+        assert_eq!(r.result, Err(Reason::InvalidRequest), "{kind:?}");
+    }
+    let after = engine.submitter().call(0, CommandKind::QueryStateHash, Duration::from_secs(5));
+    assert_eq!(before.unwrap().result, after.unwrap().result, "nothing changed");
+}
+
 fn b_result(r: Response) -> Result<ReplyData, Reason> {
     r.result
 }

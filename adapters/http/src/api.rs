@@ -416,6 +416,36 @@ pub(crate) fn view_response(
     Ok((status, Json(position_dto(v, m))).into_response())
 }
 
+/// Runs a command that answers with the caller's balances: 200 with them.
+async fn balance_reply(
+    state: &AppState,
+    account: AccountId,
+    kind: CommandKind,
+) -> Result<Response, ApiError> {
+    match engine(state, kind).await? {
+        (ReplyData::Account(a), _) => {
+            own(account, a.id)?;
+            Ok(Json(balance_dto(&a)).into_response())
+        }
+        (d, _) => Err(unexpected(&d)),
+    }
+}
+
+/// Runs a command that answers with one of the caller's positions: 200 with it.
+pub(crate) async fn position_reply(
+    state: &AppState,
+    account: AccountId,
+    kind: CommandKind,
+) -> Result<Response, ApiError> {
+    match engine(state, kind).await? {
+        (ReplyData::Position(v), _) => {
+            own(account, v.account)?;
+            view_response(state, StatusCode::OK, &v)
+        }
+        (d, _) => Err(unexpected(&d)),
+    }
+}
+
 pub(crate) async fn engine(
     state: &AppState,
     kind: CommandKind,
@@ -558,13 +588,7 @@ async fn signin(
         dto::AuthedErrors,
     ))]
 async fn balance(State(state): St, AuthUser(account): AuthUser) -> Result<Response, ApiError> {
-    match engine(&state, CommandKind::QueryAccount { account }).await? {
-        (ReplyData::Account(a), _) => {
-            own(account, a.id)?;
-            Ok(Json(balance_dto(&a)).into_response())
-        }
-        (d, _) => Err(unexpected(&d)),
-    }
+    balance_reply(&state, account, CommandKind::QueryAccount { account }).await
 }
 
 #[utoipa::path(post, path = "/api/v1/user/deposit", tag = "user",
@@ -594,13 +618,7 @@ async fn deposit(
     }
     state.limit_trading(account.0, ip)?;
     let amount = usdc("amount", &body.amount)?;
-    match engine(&state, CommandKind::Deposit { account, amount, key }).await? {
-        (ReplyData::Account(a), _) => {
-            own(account, a.id)?;
-            Ok(Json(balance_dto(&a)).into_response())
-        }
-        (d, _) => Err(unexpected(&d)),
-    }
+    balance_reply(&state, account, CommandKind::Deposit { account, amount, key }).await
 }
 
 #[utoipa::path(post, path = "/api/v1/user/withdraw", tag = "user",
@@ -624,13 +642,7 @@ async fn withdraw(
 ) -> Result<Response, ApiError> {
     state.limit_trading(account.0, ip)?;
     let amount = usdc("amount", &body.amount)?;
-    match engine(&state, CommandKind::Withdraw { account, amount, key }).await? {
-        (ReplyData::Account(a), _) => {
-            own(account, a.id)?;
-            Ok(Json(balance_dto(&a)).into_response())
-        }
-        (d, _) => Err(unexpected(&d)),
-    }
+    balance_reply(&state, account, CommandKind::Withdraw { account, amount, key }).await
 }
 
 // ----- markets -----
@@ -710,7 +722,7 @@ fn open_request(
         account,
         market,
         side: side(&b.side)?,
-        leverage: leverage(b.leverage, m)?,
+        leverage: leverage(b.leverage)?,
         size: size(b.margin.as_ref(), b.quantity.as_ref(), m)?,
         expected_price: opt_price("expected_price", &b.expected_price)?,
         max_slippage_bps: b.max_slippage_bps.unwrap_or(0),
@@ -730,11 +742,12 @@ pub(crate) fn side(raw: &str) -> Result<Side, ApiError> {
 }
 
 /// 1..=the market's maximum.
-pub(crate) fn leverage(raw: u64, m: &MarketConfig) -> Result<u32, ApiError> {
-    u32::try_from(raw).ok().filter(|l| (1..=m.max_leverage).contains(l)).ok_or_else(|| {
+/// 1..=1000 here; the market's current maximum is the engine's to check (operators change it).
+pub(crate) fn leverage(raw: u64) -> Result<u32, ApiError> {
+    u32::try_from(raw).ok().filter(|l| (1..=1_000).contains(l)).ok_or_else(|| {
         ApiError::bad_request(
             "invalid_leverage",
-            format!("leverage must be 1..={}", m.max_leverage),
+            "leverage must be 1 to the market's maximum (GET /api/v1/markets)",
         )
     })
 }
@@ -1074,13 +1087,7 @@ async fn add_margin(
     state.limit_trading(account.0, ip)?;
     let position = position_id(&id)?;
     let amount = usdc("amount", &body.amount)?;
-    match engine(&state, CommandKind::AddMargin { account, position, amount, key }).await? {
-        (ReplyData::Position(v), _) => {
-            own(account, v.account)?;
-            view_response(&state, StatusCode::OK, &v)
-        }
-        (d, _) => Err(unexpected(&d)),
-    }
+    position_reply(&state, account, CommandKind::AddMargin { account, position, amount, key }).await
 }
 
 // ----- operations -----

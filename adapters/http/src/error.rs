@@ -119,7 +119,9 @@ fn describe(reason: Reason) -> &'static str {
         Reason::SlippageExceeded => "the fill price is worse than expected_price allows",
         Reason::UnknownPosition => "no such position",
         Reason::DuplicateLogin => "this email is already registered",
-        Reason::InvalidLeverage => "leverage must be an integer from 1 to the market's maximum",
+        Reason::InvalidLeverage => {
+            "leverage must be an integer from 1 to the market's maximum (GET /api/v1/markets)"
+        }
         Reason::QuantityTooSmall => "the quantity is below the market's minimum",
         Reason::MarginTooSmall => "the margin is below the market's minimum",
         Reason::TooManyPositions => "too many open positions",

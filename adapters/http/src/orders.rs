@@ -16,7 +16,7 @@ use engine_core::num::format_fixed;
 use crate::AppState;
 use crate::api::{
     ApiJson, ApiPath, AuthUser, ClientIp, Dec, IdemKey, St, client_order_id, engine, leverage,
-    money, ms, own, position_id, price, px, side, size, unexpected, view_response,
+    money, ms, own, position_id, position_reply, price, px, side, size, unexpected,
 };
 use crate::dto::{self, OrderBody, TrailingBody, TriggersBody};
 use crate::error::ApiError;
@@ -88,7 +88,7 @@ fn order_request(
         side: side(&b.side)?,
         kind,
         price: price("price", &b.price, m)?,
-        leverage: leverage(b.leverage, m)?,
+        leverage: leverage(b.leverage)?,
         size: size(b.margin.as_ref(), b.quantity.as_ref(), m)?,
         take_profit: opt_price("take_profit", &b.take_profit)?,
         stop_loss: opt_price("stop_loss", &b.stop_loss)?,
@@ -208,13 +208,7 @@ pub(crate) async fn set_triggers(
     let (take_profit, stop_loss) =
         (opt("take_profit", &body.take_profit)?, opt("stop_loss", &body.stop_loss)?);
     let kind = CommandKind::SetTriggers { account, position, take_profit, stop_loss, key };
-    match engine(&state, kind).await? {
-        (ReplyData::Position(v), _) => {
-            own(account, v.account)?;
-            view_response(&state, StatusCode::OK, &v)
-        }
-        (d, _) => Err(unexpected(&d)),
-    }
+    position_reply(&state, account, kind).await
 }
 
 #[utoipa::path(put, path = "/api/v1/positions/{id}/trailing-stop", tag = "positions",
@@ -255,13 +249,7 @@ pub(crate) async fn set_trailing_stop(
         }
     };
     let kind = CommandKind::SetTrailingStop { account, position, distance, key };
-    match engine(&state, kind).await? {
-        (ReplyData::Position(v), _) => {
-            own(account, v.account)?;
-            view_response(&state, StatusCode::OK, &v)
-        }
-        (d, _) => Err(unexpected(&d)),
-    }
+    position_reply(&state, account, kind).await
 }
 
 async fn position_market(

@@ -438,6 +438,13 @@ async fn operators_halt_markets_and_see_risk_and_nobody_else_can() {
         (Some("BTC_USDC"), Some("long"), Some(1))
     );
     assert_eq!(s.get("/api/v1/admin/risk", &trader).await.status, 403);
+    // Above the configuration's 100x too: the engine's limit is the one that counts.
+    let wide = json!({ "max_leverage": 200, "maintenance_margin_rate": "0.004" });
+    let r =
+        s.req("PUT", "/api/v1/admin/markets/BTC_USDC", Some(&ops), Some(&wide.to_string())).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let p = s.post("/api/v1/positions", Some(&trader), open_body("100", 150)).await;
+    assert_eq!(p.status, 201, "{}", p.body);
 }
 
 fn token_with(header: Value, claims: Value, secret: &[u8]) -> String {

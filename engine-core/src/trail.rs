@@ -110,10 +110,16 @@ impl TrailBook {
         self.groups[g as usize].peak
     }
 
-    /// Adds a stop `distance` behind `x` (the current mark); returns its group. Joins the top
-    /// group if its peak is `x`; otherwise `x` is below every peak and starts a new top group.
+    /// Adds a stop `distance` behind `x` (the current mark, which no peak is below: the caller
+    /// lifted the book with it); returns its group. Joins the top group if its peak is `x`;
+    /// otherwise `x` is below every peak and starts a new top group.
     pub fn insert(&mut self, id: PositionId, distance: u64, x: i64) -> u32 {
-        self.lift(x, &mut |_, _| {});
+        // Every tick lifts the top group to the mark, so no peak is below the mark: a new stop
+        // never has to merge anything (which would move members without telling their owners).
+        assert!(
+            self.top.is_none_or(|t| self.groups[t as usize].peak >= x),
+            "a trailing group's peak is below the mark"
+        );
         let g = match self.top {
             Some(t) if self.groups[t as usize].peak == x => t,
             top => {

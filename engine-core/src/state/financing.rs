@@ -38,17 +38,25 @@ impl Engine {
         }
         let (mut positions, mut net) = (0u32, Usdc::ZERO);
         for &id in &ids {
-            let amount = self.finance(ts, id, period, sink);
-            positions += 1;
-            net = add(net, amount);
+            if let Some(amount) = self.finance(ts, id, period, sink) {
+                positions += 1;
+                net = add(net, amount);
+            }
         }
         ids.clear();
         self.scratch = ids;
         Ok(ReplyData::Financing { market, period, positions, net })
     }
 
-    /// Charges or pays one position; returns what was taken from it (negative: paid to it).
-    fn finance<S: Sink>(&mut self, ts: u64, id: PositionId, period: u64, sink: &mut S) -> Usdc {
+    /// Charges or pays one position; returns what was taken from it (negative: paid to it), or
+    /// `None` if a payment would take its margin past the engine's bound on amounts (skipped).
+    fn finance<S: Sink>(
+        &mut self,
+        ts: u64,
+        id: PositionId,
+        period: u64,
+        sink: &mut S,
+    ) -> Option<Usdc> {
         let p = self.positions[&id];
         let m = &self.markets[usize::from(p.market.0)];
         let mark = m.mark(p.side);
@@ -64,7 +72,7 @@ impl Engine {
         };
         let margin = sub(p.margin, amount);
         if margin > MAX_AMOUNT {
-            return Usdc::ZERO; // a payment that would overflow the margin's bound: skipped
+            return None;
         }
         self.total_margin = sub(self.total_margin, amount);
         self.house_balance = add(self.house_balance, amount);
@@ -83,6 +91,6 @@ impl Engine {
             let view = self.liquidate(ts, id, sink);
             sink.emit(Output::Event(Event::PositionClosed(view)));
         }
-        amount
+        Some(amount)
     }
 }

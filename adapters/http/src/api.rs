@@ -578,7 +578,8 @@ async fn signin(
     let (account, admin) = account.filter(|_| ok).ok_or_else(denied)?;
     let (token, expires_at) = state.tokens.issue(account.0, admin)?;
     let user_id = account.0.to_string();
-    Ok(Json(dto::Token { token, expires_at, user_id, admin }).into_response())
+    let demo_deposits = state.cfg.demo_deposits;
+    Ok(Json(dto::Token { token, expires_at, user_id, admin, demo_deposits }).into_response())
 }
 
 #[utoipa::path(get, path = "/api/v1/user/balance", tag = "user",

@@ -279,6 +279,8 @@ pub struct Token {
     pub user_id: String,
     /// The account holds the operator role (the token says so too).
     pub admin: bool,
+    /// `POST /user/deposit` is open (demo deposits on): a page shows its button only then.
+    pub demo_deposits: bool,
 }
 
 /// An operator's change to a market: any of the fields (absent: unchanged).

@@ -400,7 +400,10 @@ async fn operators_halt_markets_and_see_risk_and_nobody_else_can() {
     assert!(matches!(reply.result, Ok(ReplyData::Role { admin: true, .. })));
     let creds = json!({ "email": "ops@example.com", "password": "correct horse" });
     let signed = s.post("/api/v1/user/signin", None, creds).await;
-    assert_eq!(signed.body["admin"], true);
+    assert_eq!(
+        (&signed.body["admin"], &signed.body["demo_deposits"]),
+        (&json!(true), &json!(true))
+    );
     let ops = signed.body["token"].as_str().unwrap().to_string();
     let p = s.post("/api/v1/positions", Some(&trader), open_body("100", 50)).await;
     assert_eq!(p.status, 201);
@@ -445,6 +448,21 @@ async fn operators_halt_markets_and_see_risk_and_nobody_else_can() {
     assert_eq!(r.status, 200, "{}", r.body);
     let p = s.post("/api/v1/positions", Some(&trader), open_body("100", 150)).await;
     assert_eq!(p.status, 201, "{}", p.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_demo_deposits_off_the_deposit_route_refuses_and_sign_in_says_so() {
+    let s = Server::start(|c| c.demo_deposits = false).await;
+    let creds = json!({ "email": "t@example.com", "password": "correct horse" });
+    assert_eq!(s.post("/api/v1/user/signup", None, creds.clone()).await.status, 202);
+    let signed = s.post("/api/v1/user/signin", None, creds).await;
+    assert_eq!(
+        (&signed.body["admin"], &signed.body["demo_deposits"]),
+        (&json!(false), &json!(false))
+    );
+    let t = signed.body["token"].as_str().unwrap();
+    let r = s.post("/api/v1/user/deposit", Some(t), json!({ "amount": "1" })).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (403, Some("deposits_disabled")));
 }
 
 fn token_with(header: Value, claims: Value, secret: &[u8]) -> String {

@@ -8,6 +8,7 @@ const INTERVALS = ["1m", "5m", "15m", "1h", "4h", "1d"];
 const st = {
   token: localStorage.getItem("hx-token"),
   admin: localStorage.getItem("hx-admin") === "1",
+  deposits: localStorage.getItem("hx-deposits") !== "0",
   markets: [], prices: {}, market: null, interval: "1m",
   side: "long", tab: "open", trail: "", open: new Map(), ws: null, retry: 500, chart: null, series: null,
 };
@@ -50,6 +51,8 @@ async function signIn(ev) {
     const r = await api("POST", "/api/v1/user/signin", body);
     st.token = r.token;
     st.admin = r.admin === true;
+    st.deposits = r.demo_deposits !== false;
+    localStorage.setItem("hx-deposits", st.deposits ? "1" : "0");
     localStorage.setItem("hx-token", r.token);
     localStorage.setItem("hx-admin", st.admin ? "1" : "0");
     onSignedIn();
@@ -78,6 +81,7 @@ function onSignedIn() {
   $("auth").hidden = true; $("order").hidden = false; $("balance").hidden = false;
   if (st.ws) st.ws.close(); // reconnect with the token: private channels
   $("operator").hidden = !st.admin;
+  $("deposit-open").hidden = !st.deposits; // demo deposits off: no button that can only fail
   refreshAll();
 }
 

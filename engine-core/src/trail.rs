@@ -62,6 +62,8 @@ struct Group {
     above: Option<u32>,
     /// `(distance, position id)`, smallest distance first.
     members: BTreeSet<(u64, u64)>,
+    /// The smallest distance (cached: a quiet tick reads it instead of descending the set).
+    min: u64,
 }
 
 /// One side's trailing stops of one kind of distance in one market.
@@ -101,8 +103,14 @@ impl TrailBook {
 
     fn level(&self, g: u32) -> i64 {
         let group = &self.groups[g as usize];
-        let (d, _) = group.members.first().expect("groups are never empty");
-        self.unit.stop(group.peak, *d)
+        debug_assert_eq!(group.members.first().map(|m| m.0), Some(group.min));
+        self.unit.stop(group.peak, group.min)
+    }
+
+    /// Re-reads a group's smallest distance after its members changed.
+    fn refresh_min(&mut self, g: u32) {
+        let group = &mut self.groups[g as usize];
+        group.min = group.members.first().map_or(0, |m| m.0);
     }
 
     /// The peak of group `g` (what its members' stops follow).
@@ -133,6 +141,7 @@ impl TrailBook {
                     below: top,
                     above: None,
                     members: BTreeSet::new(),
+                    min: 0, // set below, with its first member
                 });
                 if let Some(t) = top {
                     self.groups[t as usize].above = Some(g);
@@ -143,6 +152,7 @@ impl TrailBook {
         };
         let fresh = self.groups[g as usize].members.insert((distance, id.0));
         assert!(fresh, "position {} trails twice", id.0);
+        self.refresh_min(g);
         self.len += 1;
         g
     }
@@ -156,6 +166,7 @@ impl TrailBook {
         }
         let was = self.groups[g as usize].members.remove(&(distance, id.0));
         assert!(was, "position {} missing from its trailing group", id.0);
+        self.refresh_min(g);
         self.len -= 1;
         if !self.groups[g as usize].members.is_empty() {
             if !is_top {
@@ -216,6 +227,7 @@ impl TrailBook {
             self.groups[big as usize].members.insert((d, id));
             moved(PositionId(id), big);
         }
+        self.refresh_min(big);
         self.groups[big as usize].below = below;
         self.groups[big as usize].above = None;
         if let Some(b) = below {
@@ -228,7 +240,9 @@ impl TrailBook {
     /// Appends the members whose stop `x` has reached (`x <= stop`), ascending distance within
     /// each group. O(1) when none has.
     pub fn collect_triggered(&self, x: i64, out: &mut Vec<PositionId>) {
-        if let Some(t) = self.top {
+        if let Some(t) = self.top
+            && self.level(t) >= x
+        {
             self.collect_group(t, x, out);
         }
         if self.levels.last_key().is_some_and(|(level, _)| level >= x) {

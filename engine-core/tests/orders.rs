@@ -480,7 +480,9 @@ proptest! {
         let a = funded(&mut h, "t@x");
         h.deposit(a, usdc(1_000_000)).unwrap();
         let mut mid = 6_000_000i64;
-        h.tick(BTC, Price(mid), Price(mid + 10)).unwrap();
+        // The last applied bid and ask: a stop starts from these.
+        let mut last = (mid, mid + 10);
+        h.tick(BTC, Price(last.0), Price(last.1)).unwrap();
         // (position, side, distance, peak, expected close tick)
         let mut live: Vec<(PositionId, Side, TrailDistance, i64, Option<usize>)> = Vec::new();
         for (i, &(mv, spread)) in path.iter().enumerate() {
@@ -489,13 +491,13 @@ proptest! {
                 let p = h.open(h.open_req(a, side, 1, Size::Quantity(btc(1)))).unwrap();
                 let d = if bps { TrailDistance::Bps(u32::try_from(size).unwrap()) } else { TrailDistance::Price(Price(size * 100)) };
                 trail(&mut h, a, p.id, Some(d)).unwrap();
-                let (bid, ask) = (mid, mid + spread.max(10));
-                live.push((p.id, side, d, if long { bid } else { ask }, None));
+                live.push((p.id, side, d, if long { last.0 } else { last.1 }, None));
             }
             mid = (mid + mv * 100).max(1_000_000);
             let (bid, ask) = (mid, mid + spread);
             let from = h.out.len();
             h.tick(BTC, Price(bid), Price(ask)).unwrap();
+            last = (bid, ask);
             let closed = closed_events(&h.events_since(from));
             for s in live.iter_mut().filter(|s| s.4.is_none()) {
                 let mark = if s.1 == Side::Long { bid } else { ask };

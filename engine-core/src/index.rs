@@ -97,6 +97,27 @@ impl OrderedSet {
         self.set.len()
     }
 
+    /// Takes out every key with price >= `p` (in place, walking the range once: no lookup per
+    /// key, no allocation), appending their ids.
+    fn take_at_or_above(&mut self, p: i64, out: &mut Vec<PositionId>) {
+        if !self.any_at_or_above(p) {
+            return;
+        }
+        out.extend(self.set.extract_if((p, 0).., |_| true).map(|k| PositionId(k.1)));
+        self.first = self.set.first().copied();
+        self.last = self.set.last().copied();
+    }
+
+    /// Takes out every key with price <= `p`, appending their ids.
+    fn take_at_or_below(&mut self, p: i64, out: &mut Vec<PositionId>) {
+        if !self.any_at_or_below(p) {
+            return;
+        }
+        out.extend(self.set.extract_if(..=(p, u64::MAX), |_| true).map(|k| PositionId(k.1)));
+        self.first = self.set.first().copied();
+        self.last = self.set.last().copied();
+    }
+
     /// The largest key, O(1).
     pub(crate) fn last_key(&self) -> Option<Key> {
         self.last
@@ -180,6 +201,19 @@ impl MarketIndex {
 
     /// Removes a position's triggers; `t` must be what was inserted.
     pub fn remove(&mut self, id: PositionId, side: Side, t: Triggers) {
+        self.remove_but_armed_call(id, side, t);
+        if t.mc.0 > 0 && t.mc_armed {
+            let was = self.side(side).mc_armed.remove(&(t.mc.0, id.0));
+            assert!(was, "position {} missing from the margin-call index", id.0);
+        }
+    }
+
+    /// Removes a position's triggers but an armed margin-call entry, which a liquidation by
+    /// the tick being applied leaves for that tick's margin-call pass to take out with the
+    /// others ([`MarketIndex::take_margin_calls`]): a liquidated position's margin-call price
+    /// is at least as close to the mark as its liquidation price, which the mark reached, so
+    /// the entry is always in the range that pass takes.
+    pub fn remove_but_armed_call(&mut self, id: PositionId, side: Side, t: Triggers) {
         let s = self.side(side);
         if t.liq.0 > 0 {
             let was = s.liq.remove(&(t.liq.0, id.0));
@@ -191,8 +225,8 @@ impl MarketIndex {
         if let Some(sl) = t.sl {
             s.sl.remove(&(sl.0, id.0));
         }
-        if t.mc.0 > 0 {
-            let was = t.mc_set(s).remove(&(t.mc.0, id.0));
+        if t.mc.0 > 0 && !t.mc_armed {
+            let was = s.mc_called.remove(&(t.mc.0, id.0));
             assert!(was, "position {} missing from the margin-call index", id.0);
         }
     }
@@ -252,12 +286,17 @@ impl MarketIndex {
             || self.short.mc_called.any_at_or_above(ask.0 + 1)
     }
 
-    /// Appends the armed positions whose margin-call price the tick reaches: long when
-    /// bid <= mc, short when ask >= mc.
-    #[inline]
-    pub fn collect_margin_calls(&self, bid: Price, ask: Price, out: &mut Vec<PositionId>) {
-        self.long.mc_armed.collect_at_or_above(bid.0, out);
-        self.short.mc_armed.collect_at_or_below(ask.0, out);
+    /// Takes out the armed entries the tick reaches (long: mc >= bid; short: mc <= ask) and
+    /// appends their ids — some may be positions this tick just liquidated.
+    pub fn take_margin_calls(&mut self, bid: Price, ask: Price, out: &mut Vec<PositionId>) {
+        self.long.mc_armed.take_at_or_above(bid.0, out);
+        self.short.mc_armed.take_at_or_below(ask.0, out);
+    }
+
+    /// Files a position under the called margin-call set (after [`Self::take_margin_calls`]).
+    pub fn insert_called(&mut self, id: PositionId, side: Side, mc: Price) {
+        let fresh = self.side(side).mc_called.insert((mc.0, id.0));
+        assert!(fresh, "position {} called twice", id.0);
     }
 
     /// Appends the called positions the tick takes back above the level: long when bid > mc,

@@ -97,11 +97,14 @@ impl Engine {
     }
 
     /// Liquidates the whole position at its market's current mark. Fee = min(max(equity, 0),
-    /// rate * p * q) to the insurance fund; the trader gets max(equity - fee, 0).
+    /// rate * p * q) to the insurance fund; the trader gets max(equity - fee, 0). `by_tick`: the
+    /// tick being applied liquidates it, and that tick's margin-call pass takes its armed
+    /// margin-call entry out with the others (no lookup per liquidation).
     pub(super) fn liquidate<S: Sink>(
         &mut self,
         ts: u64,
         id: PositionId,
+        by_tick: bool,
         sink: &mut S,
     ) -> PositionView {
         let p = self.positions[&id];
@@ -123,7 +126,7 @@ impl Engine {
         };
         let settled = self.settle(&p, p.margin, info, true, sink);
         self.record(sink, closed_change(&p, p.id, p.qty, p.margin, &info, settled));
-        self.remove_position(&p);
+        self.remove_position_with(&p, by_tick);
         self.counters.liquidations += 1;
         let closed = self.closed_view(&p, p.qty, p.margin, info);
         self.remember_closed(p.account, closed);
@@ -171,9 +174,19 @@ impl Engine {
     }
 
     pub(super) fn remove_position(&mut self, p: &Position) {
+        self.remove_position_with(p, false);
+    }
+
+    /// Removes an open position; `leave_armed_call`: see [`Engine::liquidate`].
+    fn remove_position_with(&mut self, p: &Position, leave_armed_call: bool) {
         self.untrail(p);
         self.count_open_interest(p.market, p.side, -1, -p.qty.0);
-        self.markets[usize::from(p.market.0)].index.remove(p.id, p.side, p.triggers());
+        let index = &mut self.markets[usize::from(p.market.0)].index;
+        if leave_armed_call {
+            index.remove_but_armed_call(p.id, p.side, p.triggers());
+        } else {
+            index.remove(p.id, p.side, p.triggers());
+        }
         self.positions.remove(&p.id);
         let open = &mut self.accounts[usize_from(p.account.0) - 1].open;
         let at = open.binary_search(&p.id).expect("open list holds every open position");

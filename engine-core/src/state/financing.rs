@@ -88,7 +88,7 @@ impl Engine {
         };
         self.record(sink, change);
         if liquidatable(p.side, mark, now.liq) {
-            let view = self.liquidate(ts, id, sink);
+            let view = self.liquidate(ts, id, false, sink);
             sink.emit(Output::Event(Event::PositionClosed(view)));
         }
         Some(amount)

@@ -8,6 +8,8 @@ use crate::state::open::margin_call_price;
 impl Engine {
     /// Calls the armed positions of market `mi` whose margin-call price the current mark has
     /// reached (ascending id), then re-arms the called ones the mark has taken back above it.
+    /// The reached entries leave the armed set in one walk per side; those of positions this
+    /// tick liquidated (left there by [`Engine::liquidate`]) are dropped with them.
     pub(super) fn margin_calls<S: Sink>(&mut self, mi: usize, sink: &mut S) {
         let (bid, ask) = (self.markets[mi].bid, self.markets[mi].ask);
         if !self.markets[mi].index.margin_calls_due(bid, ask) {
@@ -15,10 +17,15 @@ impl Engine {
         }
         let mut ids = std::mem::take(&mut self.scratch);
         ids.clear();
-        self.markets[mi].index.collect_margin_calls(bid, ask, &mut ids);
+        self.markets[mi].index.take_margin_calls(bid, ask, &mut ids);
+        ids.retain(|id| self.positions.contains_key(id));
         ids.sort_unstable();
         for &id in &ids {
-            let p = self.set_armed(id, false);
+            let old = self.positions[&id];
+            assert!(old.mc_armed, "only armed positions are in the armed set");
+            let p = Position { mc_armed: false, ..old };
+            self.markets[mi].index.insert_called(id, p.side, p.mc);
+            self.positions.insert(id, p);
             let change = Change::MarginCall {
                 position: p.id,
                 account: p.account,

@@ -86,7 +86,7 @@ impl Engine {
         self.markets[mi].index.collect_liquidations(tick.bid, tick.ask, &mut ids);
         ids.sort_unstable();
         for &id in &ids {
-            let view = self.liquidate(ts, id, sink);
+            let view = self.liquidate(ts, id, true, sink);
             sink.emit(Output::Event(Event::PositionClosed(view)));
         }
         ids.clear();

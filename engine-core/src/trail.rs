@@ -285,20 +285,14 @@ impl TrailBook {
 /// order by distance does not depend on the peak, so each book's groups stay sorted).
 #[derive(Debug, Clone)]
 pub struct Trails {
-    long_price: TrailBook,
-    long_bps: TrailBook,
-    short_price: TrailBook,
-    short_bps: TrailBook,
+    /// Indexed by [`slot`]: long price, long bps, short price, short bps.
+    books: [TrailBook; 4],
 }
 
 impl Default for Trails {
     fn default() -> Self {
-        Trails {
-            long_price: TrailBook::new(Unit::Price),
-            long_bps: TrailBook::new(Unit::BpsLong),
-            short_price: TrailBook::new(Unit::Price),
-            short_bps: TrailBook::new(Unit::BpsShort),
-        }
+        let unit = |slot| [Unit::Price, Unit::BpsLong, Unit::Price, Unit::BpsShort][slot];
+        Trails { books: std::array::from_fn(|i| TrailBook::new(unit(i))) }
     }
 }
 
@@ -318,24 +312,21 @@ pub fn x(side: Side, bid: Price, ask: Price) -> i64 {
     }
 }
 
+/// A price back from x space.
+fn from_x(side: Side, v: i64) -> Price {
+    Price(if side == Side::Long { v } else { -v })
+}
+
+/// The book of `side` and `d`'s kind.
+fn slot(side: Side, d: TrailDistance) -> usize {
+    let kind = usize::from(matches!(d, TrailDistance::Bps(_)));
+    2 * usize::from(side == Side::Short) + kind
+}
+
 impl Trails {
     /// The book of `side` and `d`'s kind.
     pub fn book(&mut self, side: Side, d: TrailDistance) -> &mut TrailBook {
-        match (side, d) {
-            (Side::Long, TrailDistance::Price(_)) => &mut self.long_price,
-            (Side::Long, TrailDistance::Bps(_)) => &mut self.long_bps,
-            (Side::Short, TrailDistance::Price(_)) => &mut self.short_price,
-            (Side::Short, TrailDistance::Bps(_)) => &mut self.short_bps,
-        }
-    }
-
-    fn book_ref(&self, side: Side, d: TrailDistance) -> &TrailBook {
-        match (side, d) {
-            (Side::Long, TrailDistance::Price(_)) => &self.long_price,
-            (Side::Long, TrailDistance::Bps(_)) => &self.long_bps,
-            (Side::Short, TrailDistance::Price(_)) => &self.short_price,
-            (Side::Short, TrailDistance::Bps(_)) => &self.short_bps,
-        }
+        &mut self.books[slot(side, d)]
     }
 
     /// A tick: every book follows its side's new mark.
@@ -344,11 +335,9 @@ impl Trails {
         if self.is_empty() {
             return;
         }
-        let (long, short) = (x(Side::Long, bid, ask), x(Side::Short, bid, ask));
-        self.long_price.lift(long, moved);
-        self.long_bps.lift(long, moved);
-        self.short_price.lift(short, moved);
-        self.short_bps.lift(short, moved);
+        for (i, book) in self.books.iter_mut().enumerate() {
+            book.lift(x(side_of(i), bid, ask), moved);
+        }
     }
 
     /// Appends the positions whose trailing stop the tick reached (unsorted across books).
@@ -357,36 +346,37 @@ impl Trails {
         if self.is_empty() {
             return;
         }
-        let (long, short) = (x(Side::Long, bid, ask), x(Side::Short, bid, ask));
-        self.long_price.collect_triggered(long, out);
-        self.long_bps.collect_triggered(long, out);
-        self.short_price.collect_triggered(short, out);
-        self.short_bps.collect_triggered(short, out);
+        for (i, book) in self.books.iter().enumerate() {
+            book.collect_triggered(x(side_of(i), bid, ask), out);
+        }
     }
 
     /// The peak (in price: a long's highest bid, a short's lowest ask) of a stop in `group`.
     pub fn peak_price(&self, side: Side, d: TrailDistance, group: u32) -> Price {
-        let peak = self.book_ref(side, d).peak(group);
-        Price(if side == Side::Long { peak } else { -peak })
+        from_x(side, self.books[slot(side, d)].peak(group))
     }
 
     /// Where a stop in `group` stands now, in price.
     pub fn stop_price(&self, side: Side, d: TrailDistance, group: u32) -> Price {
-        let book = self.book_ref(side, d);
-        let stop = book.unit.stop(book.peak(group), raw(d));
-        Price(if side == Side::Long { stop } else { -stop })
+        let book = &self.books[slot(side, d)];
+        from_x(side, book.unit.stop(book.peak(group), raw(d)))
     }
 
     /// Trailing stops held, both sides.
     #[inline]
     pub fn len(&self) -> usize {
-        self.long_price.len() + self.long_bps.len() + self.short_price.len() + self.short_bps.len()
+        self.books.iter().map(TrailBook::len).sum()
     }
 
     /// True if none.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The side of book `slot`.
+fn side_of(slot: usize) -> Side {
+    if slot < 2 { Side::Long } else { Side::Short }
 }
 
 #[cfg(test)]

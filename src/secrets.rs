@@ -73,6 +73,7 @@ pub fn redis_target(
         }
         (None, None) => bail!("give --redis URL, {REDIS_URL_ENV}, or --redis-url-file"),
     };
+    target.validate().map_err(anyhow::Error::msg)?;
     match ca_file {
         Some(path) => {
             let pem = std::fs::read(path)

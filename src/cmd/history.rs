@@ -162,13 +162,12 @@ fn run_service(args: ServiceArgs) -> Result<()> {
             .with_context(|| format!("opening the history store {}", redact(&url)))?;
         info!(store = %redact(&url), seq = store.cursor().await?.seq, "history: store open");
         let writer = history::Writer::new(store.clone(), usize::try_from(args.batch)?);
-        let client = target.client()?;
         let stop = hundredx::shutdown_signal();
         tokio::pin!(stop);
         loop {
             let connect = || {
                 redis_bridge::changes::ChangeReader::connect(
-                    &client,
+                    &target,
                     key.clone(),
                     HISTORY_GROUP,
                     &args.consumer,

@@ -107,12 +107,11 @@ pub fn engine(
     let markets = cfg.markets.clone();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let client = target.client()?;
     let Some((manager, published)) = runtime.block_on(async {
         let stop = hundredx::shutdown_signal();
         tokio::pin!(stop);
         let connect = || async {
-            let mut con = redis::aio::ConnectionManager::new(client.clone()).await?;
+            let mut con = redis_bridge::link::Link::connect(target).await?;
             let published = redis_bridge::changes::published(&mut con).await?;
             redis::RedisResult::Ok((con, published))
         };
@@ -184,7 +183,7 @@ struct Publisher {
 impl Publisher {
     fn start(
         runtime: &tokio::runtime::Runtime,
-        con: redis::aio::ConnectionManager,
+        con: redis_bridge::link::Link,
         key: BridgeKey,
         published: Option<(u64, i64)>,
     ) -> Result<Publisher> {

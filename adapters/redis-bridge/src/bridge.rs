@@ -12,10 +12,11 @@ use engine_core::event::{Output, Reason};
 use engine_core::processor::{EngineError, Response, Submitter};
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamReadReply;
-use redis::{AsyncConnectionConfig, Client, RedisResult, cmd};
+use redis::{RedisResult, cmd};
 use tracing::{info, warn};
 
 use crate::backoff::Backoff;
+use crate::link::{Link, blocking_connection};
 use crate::signing::{BridgeKey, ReplayGuard, SigError};
 use crate::target::RedisTarget;
 use crate::wire::{self, WireError};
@@ -124,13 +125,6 @@ impl BridgeStats {
     }
 }
 
-/// A connection for blocking reads: redis-rs times replies out after 500 ms by default, which a
-/// `BLOCK` read would always hit.
-pub(crate) async fn blocking_connection(client: &Client) -> RedisResult<MultiplexedConnection> {
-    let cfg = AsyncConnectionConfig::new().set_response_timeout(None);
-    client.get_multiplexed_async_connection_with_config(&cfg).await
-}
-
 async fn ensure_group(con: &mut MultiplexedConnection, stream: &str) -> RedisResult<()> {
     ensure_named_group(con, stream, ENGINE_GROUP).await
 }
@@ -212,7 +206,6 @@ pub async fn run_engine_bridge(
     events: crossbeam_channel::Receiver<Output>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), BridgeError> {
-    let client = cfg.target.client()?;
     let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel::<Done>();
     let submitter = Arc::new(Mutex::new(submitter));
     tokio::pin!(shutdown);
@@ -232,7 +225,7 @@ pub async fn run_engine_bridge(
     // Replies and events are written as they come, by their own task on a reconnecting
     // connection; an item is retried until written (a reply is never dropped for a blip).
     // Redis may start after the engine, or be restarting: wait for it (shutdown still works).
-    let connect = || redis::aio::ConnectionManager::new(client.clone());
+    let connect = || Link::connect(&cfg.target);
     let Some(manager) = cfg.target.retry("engine", connect, shutdown.as_mut()).await else {
         return Ok(());
     };
@@ -247,7 +240,7 @@ pub async fn run_engine_bridge(
     let mut gate =
         Gate { guard: ReplayGuard::new(millis(cfg.max_age), cfg.replay_capacity), cfg: &cfg };
     let result = loop {
-        let session = consume(&client, &manager, &mut gate, &submitter, &done_tx);
+        let session = consume(&cfg.target, &manager, &mut gate, &submitter, &done_tx);
         tokio::select! {
             () = &mut shutdown => break Ok(()),
             r = session => {
@@ -269,7 +262,7 @@ pub async fn run_engine_bridge(
 /// pipelined round trip on a reconnecting connection; an item is retried until written (a reply
 /// is never dropped for a blip), and one Redis refuses for good is dead-lettered.
 async fn write_replies_and_events(
-    mut con: redis::aio::ConnectionManager,
+    mut con: Link,
     key: BridgeKey,
     maxlen: usize,
     mut done_rx: tokio::sync::mpsc::UnboundedReceiver<Done>,
@@ -335,14 +328,14 @@ async fn write_replies_and_events(
 /// One connected session of the engine side: pending entries first (after a crash), then new
 /// ones, with stale entries of dead consumers reclaimed; returns only on a Redis error.
 async fn consume(
-    client: &Client,
-    manager: &redis::aio::ConnectionManager,
+    target: &RedisTarget,
+    manager: &Link,
     gate: &mut Gate<'_>,
     submitter: &Mutex<Submitter>,
     done_tx: &tokio::sync::mpsc::UnboundedSender<Done>,
 ) -> Result<(), BridgeError> {
     let cfg = gate.cfg;
-    let mut read = blocking_connection(client).await?;
+    let mut read = blocking_connection(target).await?;
     let mut write = manager.clone();
     ensure_group(&mut read, ENGINE_STREAM).await?;
     ensure_group(&mut read, PRICE_STREAM).await?;
@@ -415,7 +408,7 @@ impl Gate<'_> {
     /// reply: its `reply_to` is the forger's choice) and acknowledges it.
     async fn refuse(
         &self,
-        write: &mut redis::aio::ConnectionManager,
+        write: &mut Link,
         stream: &str,
         e: &Entry,
         why: SigError,
@@ -432,7 +425,7 @@ impl Gate<'_> {
 }
 
 async fn dead_letter(
-    write: &mut redis::aio::ConnectionManager,
+    write: &mut Link,
     maxlen: usize,
     stream: &str,
     e: &Entry,
@@ -459,7 +452,7 @@ async fn dead_letter(
 async fn handle_tick(
     gate: &Gate<'_>,
     submitter: &Mutex<Submitter>,
-    write: &mut redis::aio::ConnectionManager,
+    write: &mut Link,
     e: &Entry,
 ) -> Result<(), BridgeError> {
     let checked = e.verify(&gate.cfg.key, PRICE_STREAM).and_then(|ts| {
@@ -493,7 +486,7 @@ async fn handle_request(
     gate: &mut Gate<'_>,
     submitter: &Mutex<Submitter>,
     done: &tokio::sync::mpsc::UnboundedSender<Done>,
-    write: &mut redis::aio::ConnectionManager,
+    write: &mut Link,
     e: &Entry,
 ) -> Result<(), BridgeError> {
     let ts = match e.verify(&gate.cfg.key, ENGINE_STREAM) {
@@ -566,7 +559,7 @@ fn permanent(e: &redis::RedisError) -> bool {
 /// (with its destination and the error), every other one is retried until written; then the
 /// batch's requests are acknowledged.
 async fn write_one_by_one(
-    con: &mut redis::aio::ConnectionManager,
+    con: &mut Link,
     key: &BridgeKey,
     batch: &[(String, String, Option<String>)],
     acks: &[&str],
@@ -620,7 +613,7 @@ async fn reclaim(
     gate: &mut Gate<'_>,
     submitter: &Mutex<Submitter>,
     done: &tokio::sync::mpsc::UnboundedSender<Done>,
-    write: &mut redis::aio::ConnectionManager,
+    write: &mut Link,
 ) -> Result<(), BridgeError> {
     let r: redis::Value = cmd("XAUTOCLAIM")
         .arg(ENGINE_STREAM)
@@ -673,7 +666,7 @@ async fn ack(write: &mut impl redis::aio::ConnectionLike, entry: &str) -> RedisR
 /// own reply stream.
 pub struct RedisEngineClient {
     /// Reconnects by itself after a Redis restart.
-    write: redis::aio::ConnectionManager,
+    write: Link,
     key: BridgeKey,
     reply_to: String,
     /// The same registry the engine's reply thread uses ([`Waiters`]).
@@ -704,8 +697,7 @@ impl RedisEngineClient {
         id_base: u64,
         timeout: Duration,
     ) -> Result<RedisEngineClient, BridgeError> {
-        let client = target.client()?;
-        let mut write = redis::aio::ConnectionManager::new(client.clone()).await?;
+        let mut write = Link::connect(target).await?;
         let reply_to = format!("callback-queue:{instance}");
         // Start after the reply stream's current last entry, resolved now: with "$" the reader's
         // first XREAD (in its task, later) would miss replies written in between.
@@ -721,7 +713,7 @@ impl RedisEngineClient {
         let waiters: Arc<Waiters<Response>> = Arc::new(Waiters::new(65_536));
         let refused = Arc::new(AtomicU64::new(0));
         let reader = tokio::spawn(read_replies(
-            client,
+            target.clone(),
             ReplyCheck { key: key.clone(), refused: Arc::clone(&refused) },
             reply_to.clone(),
             start,
@@ -824,7 +816,7 @@ struct ReplyCheck {
 }
 
 async fn read_replies(
-    client: Client,
+    target: RedisTarget,
     check: ReplyCheck,
     stream: String,
     start: String,
@@ -833,7 +825,7 @@ async fn read_replies(
     let mut last = start;
     let mut backoff = Backoff::connect();
     loop {
-        let Ok(mut con) = blocking_connection(&client).await else {
+        let Ok(mut con) = blocking_connection(&target).await else {
             tokio::time::sleep(backoff.next()).await;
             continue;
         };

@@ -13,12 +13,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use engine_core::event::ChangeRecord;
 use redis::streams::StreamReadReply;
-use redis::{Client, RedisResult, cmd};
+use redis::{RedisResult, cmd};
 use tracing::warn;
 
 use crate::ENGINE_EVENTS_STREAM;
 use crate::backoff::Backoff;
-use crate::bridge::{Entry, blocking_connection, ensure_named_group, signed_xadd};
+use crate::bridge::{Entry, ensure_named_group, signed_xadd};
+use crate::link::blocking_connection;
+use crate::target::RedisTarget;
 use crate::signing::BridgeKey;
 
 /// Where the publisher keeps the last change it published: `"<seq> <n>"`.
@@ -67,7 +69,7 @@ pub async fn published(
 /// subscription is lossless), it never skips one. After each batch `published_seq` holds the
 /// sequence of the last change written (the journal after it must be kept).
 pub async fn publish_changes(
-    mut con: redis::aio::ConnectionManager,
+    mut con: crate::link::Link,
     key: BridgeKey,
     maxlen: usize,
     mut rx: tokio::sync::mpsc::Receiver<ChangeRecord>,
@@ -122,12 +124,12 @@ pub struct ChangeReader {
 impl ChangeReader {
     /// Connects and creates the group (from the start of the stream) if needed.
     pub async fn connect(
-        client: &Client,
+        target: &RedisTarget,
         key: BridgeKey,
         group: &str,
         consumer: &str,
     ) -> RedisResult<ChangeReader> {
-        let mut read = blocking_connection(client).await?;
+        let mut read = blocking_connection(target).await?;
         ensure_named_group(&mut read, ENGINE_EVENTS_STREAM, group).await?;
         Ok(ChangeReader {
             read,
@@ -229,8 +231,7 @@ async fn tail_session(
     last: &mut String,
     on_change: &mut impl FnMut(&ChangeRecord),
 ) -> RedisResult<()> {
-    let client = target.client()?;
-    let mut con = blocking_connection(&client).await?;
+    let mut con = blocking_connection(target).await?;
     loop {
         let reply: Option<StreamReadReply> = cmd("XREAD")
             .arg("COUNT")

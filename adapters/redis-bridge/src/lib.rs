@@ -13,6 +13,7 @@
 //!   (a cursor key in the same MULTI/EXEC) and chained so a reader can tell a gap.
 //! - [`http_client`]: the HTTP adapter's engine client over Redis (`hundredx api`).
 //! - [`price_sink`]: any price feed into `price-stream` (`hundredx feed --redis`).
+//! - [`link`]: a reconnecting connection that follows the master across a Sentinel promotion.
 //! - [`backoff`]: the one retry schedule of every Redis loop.
 //! - [`test_support`]: a throwaway `redis-server` for tests and benchmarks.
 
@@ -20,6 +21,7 @@ pub mod backoff;
 pub mod bridge;
 pub mod changes;
 pub mod http_client;
+pub mod link;
 pub mod price_sink;
 pub mod signing;
 pub mod target;

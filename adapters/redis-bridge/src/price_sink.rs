@@ -25,8 +25,7 @@ pub async fn redis_sink(
     key: BridgeKey,
     stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> redis::RedisResult<Option<RedisSink>> {
-    let client = target.client()?;
-    let connect = || redis::aio::ConnectionManager::new(client.clone());
+    let connect = || crate::link::Link::connect(target);
     let Some(mut con) = target.retry("feed", connect, stop).await else {
         return Ok(None);
     };

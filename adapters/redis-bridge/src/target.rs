@@ -1,8 +1,17 @@
 //! Where Redis is and how to trust it: a URL (`redis://` or `rediss://` for TLS, optionally with
 //! an ACL user and password) and, for TLS, an optional CA certificate. The URL may hold a
 //! password, so it is never printed: `Debug` and [`RedisTarget::redacted`] hide it.
+//!
+//! With Redis Sentinel the URL names the sentinels and the monitored master instead:
+//! `redis+sentinel://[user:password@]host:port,host:port,host:port/<master-name>`
+//! (`rediss+sentinel://` for TLS to the data nodes; the sentinels themselves are reached in
+//! plain text). Every (re)connection asks the sentinels where the master is now
+//! ([`RedisTarget::resolve`]) and checks the answer with `ROLE`, so a component survives a
+//! promotion by reconnecting: see [`crate::link::Link`].
 
-use redis::{Client, RedisResult, TlsCertificates};
+use std::time::Duration;
+
+use redis::{Client, ErrorKind, RedisError, RedisResult, TlsCertificates, cmd};
 
 use crate::backoff::Backoff;
 
@@ -11,6 +20,44 @@ use crate::backoff::Backoff;
 pub struct RedisTarget {
     url: String,
     ca_pem: Option<Vec<u8>>,
+}
+
+/// The parts of a `redis+sentinel://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SentinelUrl<'a> {
+    tls: bool,
+    userinfo: Option<&'a str>,
+    sentinels: Vec<&'a str>,
+    master: &'a str,
+}
+
+/// How long one sentinel or master probe may take before the next is tried.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+fn parse_sentinel(url: &str) -> Option<SentinelUrl<'_>> {
+    let (scheme, rest) = url.split_once("://")?;
+    let tls = match scheme {
+        "redis+sentinel" => false,
+        "rediss+sentinel" => true,
+        _ => return None,
+    };
+    let (authority, master) = rest.split_once('/')?;
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let sentinels: Vec<&str> = hosts.split(',').filter(|h| !h.is_empty()).collect();
+    let master = master.trim_end_matches('/');
+    (!sentinels.is_empty() && !master.is_empty()).then_some(SentinelUrl {
+        tls,
+        userinfo,
+        sentinels,
+        master,
+    })
+}
+
+fn no_master(what: String) -> RedisError {
+    RedisError::from((ErrorKind::Io, "sentinel", what))
 }
 
 impl std::fmt::Debug for RedisTarget {
@@ -37,7 +84,95 @@ impl RedisTarget {
 
     /// Is the connection encrypted?
     pub fn is_tls(&self) -> bool {
-        self.url.starts_with("rediss://")
+        self.url.starts_with("rediss://") || self.url.starts_with("rediss+sentinel://")
+    }
+
+    /// Is the master found through Redis Sentinel?
+    pub fn is_sentinel(&self) -> bool {
+        parse_sentinel(&self.url).is_some()
+    }
+
+    /// Checks the URL's shape (a bad `redis+sentinel://` URL is refused at start, not at the
+    /// first reconnection).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.url.contains("+sentinel://") && !self.is_sentinel() {
+            return Err(format!(
+                "{}: expected redis+sentinel://[user:password@]host:port,host:port/<master-name>",
+                self.redacted()
+            ));
+        }
+        Ok(())
+    }
+
+    /// A client for the current master: the URL's server, or the one the sentinels name now
+    /// (asked in turn until one answers, then checked to be a master with `ROLE`).
+    pub async fn resolve(&self) -> RedisResult<Client> {
+        let Some(s) = parse_sentinel(&self.url) else { return self.client() };
+        let mut last = no_master(format!("no sentinel answered for {}", s.master));
+        for host in &s.sentinels {
+            let ask = async {
+                let sentinel = Client::open(format!("redis://{host}/"))?;
+                let mut con = sentinel.get_multiplexed_async_connection().await?;
+                let addr: Option<(String, u16)> = cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(s.master)
+                    .query_async(&mut con)
+                    .await?;
+                let (ip, port) = addr.ok_or_else(|| no_master(format!("{} unknown", s.master)))?;
+                let client = self.direct(&s, &ip, port)?;
+                let mut master = client.get_multiplexed_async_connection().await?;
+                let role: redis::Value = cmd("ROLE").query_async(&mut master).await?;
+                if role_is_master(&role) {
+                    Ok(client)
+                } else {
+                    Err(no_master(format!("{ip}:{port} is not a master (yet)")))
+                }
+            };
+            match tokio::time::timeout(PROBE_TIMEOUT, ask).await {
+                Ok(Ok(c)) => return Ok(c),
+                Ok(Err(e)) => last = e,
+                Err(_) => last = no_master(format!("sentinel {host} timed out")),
+            }
+        }
+        Err(last)
+    }
+
+    /// [`RedisTarget::resolve`] for threads without a runtime (the replication stage).
+    pub fn resolve_blocking(&self) -> RedisResult<Client> {
+        let Some(s) = parse_sentinel(&self.url) else { return self.client() };
+        let mut last = no_master(format!("no sentinel answered for {}", s.master));
+        for host in &s.sentinels {
+            let ask = || -> RedisResult<Client> {
+                let sentinel = Client::open(format!("redis://{host}/"))?;
+                let mut con = sentinel.get_connection_with_timeout(PROBE_TIMEOUT)?;
+                con.set_read_timeout(Some(PROBE_TIMEOUT))?;
+                let addr: Option<(String, u16)> =
+                    cmd("SENTINEL").arg("get-master-addr-by-name").arg(s.master).query(&mut con)?;
+                let (ip, port) = addr.ok_or_else(|| no_master(format!("{} unknown", s.master)))?;
+                let client = self.direct(&s, &ip, port)?;
+                let mut master = client.get_connection_with_timeout(PROBE_TIMEOUT)?;
+                master.set_read_timeout(Some(PROBE_TIMEOUT))?;
+                let role: redis::Value = cmd("ROLE").query(&mut master)?;
+                if role_is_master(&role) {
+                    Ok(client)
+                } else {
+                    Err(no_master(format!("{ip}:{port} is not a master (yet)")))
+                }
+            };
+            match ask() {
+                Ok(c) => return Ok(c),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// A client for the master at `ip:port`, with the URL's credentials and TLS settings.
+    fn direct(&self, s: &SentinelUrl<'_>, ip: &str, port: u16) -> RedisResult<Client> {
+        let scheme = if s.tls { "rediss" } else { "redis" };
+        let user = s.userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+        RedisTarget { url: format!("{scheme}://{user}{ip}:{port}/"), ca_pem: self.ca_pem.clone() }
+            .client()
     }
 
     /// Does the URL carry a password?
@@ -101,6 +236,16 @@ impl RedisTarget {
     }
 }
 
+/// `ROLE`'s first element is `master` on a master.
+fn role_is_master(role: &redis::Value) -> bool {
+    match role {
+        redis::Value::Array(parts) => parts.first().is_some_and(|r| {
+            redis::from_redis_value_ref::<String>(r).is_ok_and(|r| r == "master")
+        }),
+        _ => false,
+    }
+}
+
 /// The `user:password` part of a URL, if any.
 fn userinfo(url: &str) -> Option<&str> {
     let (_, rest) = url.split_once("://")?;
@@ -127,5 +272,27 @@ mod tests {
             assert!(!format!("{t:?}").contains("s3cret") && !format!("{t:?}").contains("w0rd"));
         }
         assert!(RedisTarget::new("rediss://h/").is_tls());
+        let ha = RedisTarget::new("redis+sentinel://app:s3cret@h1:26379,h2:26380/main");
+        assert_eq!(ha.redacted(), "redis+sentinel://app:***@h1:26379,h2:26380/main");
+        assert!(ha.is_sentinel() && !ha.is_tls() && ha.validate().is_ok());
+    }
+
+    #[test]
+    fn sentinel_urls_parse_or_are_refused() {
+        let s = parse_sentinel("rediss+sentinel://u:p@a:1,b:2,c:3/mymaster").unwrap();
+        assert_eq!(
+            s,
+            SentinelUrl {
+                tls: true,
+                userinfo: Some("u:p"),
+                sentinels: vec!["a:1", "b:2", "c:3"],
+                master: "mymaster"
+            }
+        );
+        for bad in ["redis+sentinel://a:1/", "redis+sentinel:///m", "redis+sentinel://a:1"] {
+            assert!(parse_sentinel(bad).is_none(), "{bad}");
+            assert!(RedisTarget::new(bad).validate().is_err(), "{bad}");
+        }
+        assert!(parse_sentinel("redis://a:1/m").is_none());
     }
 }

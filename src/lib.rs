@@ -9,6 +9,7 @@
 
 pub mod config_file;
 pub mod durability;
+pub mod replication;
 pub mod secrets;
 
 use std::fs::File;
@@ -50,6 +51,19 @@ pub struct DurableOptions {
     pub runtime: engine_core::config::RuntimeConfig,
     /// A read model fed every state change (the history store's writer), if any.
     pub changes: Option<ChangesTap>,
+    /// Replicated mode: the journal also goes to `engine-journal` (see [`replication`]).
+    pub replication: Option<ReplicatedStage>,
+}
+
+/// What [`DurableEngine::start`] needs to put the replicated journal in front of the local one.
+#[derive(Clone, Debug)]
+pub struct ReplicatedStage {
+    /// Redis, lease, WAIT.
+    pub opts: replication::ReplicationOptions,
+    /// Shared with the [`replication::node::Node`].
+    pub shared: Arc<replication::Shared>,
+    /// The snapshot writer reports `(seq, state hash)` here for the node to compare.
+    pub hashes: crossbeam_channel::Sender<(u64, [u8; 32])>,
 }
 
 /// Where the engine's state changes go, losslessly, and from where: recovery starts at a
@@ -96,12 +110,14 @@ impl DurableOptions {
             snapshots: SnapshotPolicy {
                 every_commands: Some(1_000_000),
                 every_ns: Some(300_000_000_000),
+                aligned: true,
             },
             keep_snapshots: 3,
             pruning: JournalPruning::Prune,
             exit_on_fail_stop: true,
             runtime: engine_core::config::RuntimeConfig::default(),
             changes: None,
+            replication: None,
         }
     }
 }
@@ -144,13 +160,21 @@ impl DurableEngine {
         let journal_failed = journal.failed_flag();
         let (tx, rx) = crossbeam_channel::bounded(1);
         let retain = opts.changes.as_ref().map(|t| Arc::clone(&t.retain_seq));
-        let writer =
-            SnapshotWriter::new(&data, opts.keep_snapshots, opts.pruning).retaining(retain.clone());
+        let writer = SnapshotWriter::new(&data, opts.keep_snapshots, opts.pruning)
+            .retaining(retain.clone())
+            .reporting(opts.replication.as_ref().map(|r| r.hashes.clone()));
         let writer = std::thread::Builder::new()
             .name("hundredx-snapshots".into())
             .spawn(move || writer.run(rx))?;
         let options = StartOptions {
-            input_stage: Some(Box::new(journal)),
+            input_stage: Some(match &opts.replication {
+                None => Box::new(journal),
+                Some(r) => Box::new(replication::stage::ReplicatedJournal::new(
+                    journal,
+                    Arc::clone(&r.shared),
+                    r.opts.clone(),
+                )),
+            }),
             snapshots: Some((opts.snapshots, tx)),
             runtime: opts.runtime,
             subscribers: opts

@@ -18,7 +18,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_hundredx");
 fn options(dir: &Path, sync: SyncPolicy, every: u64) -> DurableOptions {
     DurableOptions {
         sync,
-        snapshots: SnapshotPolicy { every_commands: Some(every), every_ns: None },
+        snapshots: SnapshotPolicy { every_commands: Some(every), every_ns: None, aligned: false },
         keep_snapshots: 3,
         segment_bytes: 16 << 10, // small segments: rotation and pruning get exercised
         ..DurableOptions::new(dir)

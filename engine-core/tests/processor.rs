@@ -245,7 +245,10 @@ fn no_reply_leaves_before_the_input_stage_finished_its_batch_and_snapshots_carry
     assert_eq!(engine.seq(), 100);
     let options = StartOptions {
         input_stage: Some(Box::new(SlowJournal { durable_upto: durable.clone(), pending: 0 })),
-        snapshots: Some((SnapshotPolicy { every_commands: Some(50), every_ns: None }, snap_tx)),
+        snapshots: Some((
+            SnapshotPolicy { every_commands: Some(50), every_ns: None, aligned: false },
+            snap_tx,
+        )),
         runtime: RuntimeConfig::default(),
         subscribers: Vec::new(),
     };

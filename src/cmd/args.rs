@@ -34,7 +34,8 @@ pub struct DurabilityArgs {
     /// `interval:<ms>`, or `none`.
     #[arg(long, default_value = "fsync")]
     pub sync: SyncPolicy,
-    /// Snapshot after this many commands.
+    /// Snapshot at every multiple of this many commands (journal sequence), so a leader and its
+    /// standby snapshot at the same points and compare state hashes there.
     #[arg(long, default_value_t = 1_000_000)]
     pub snapshot_every: u64,
     /// Snapshot after this many seconds (of command time).
@@ -60,12 +61,14 @@ impl DurabilityArgs {
             snapshots: SnapshotPolicy {
                 every_commands: Some(self.snapshot_every.max(1)),
                 every_ns: Some(self.snapshot_secs.max(1).saturating_mul(1_000_000_000)),
+                aligned: true,
             },
             keep_snapshots: usize::try_from(self.keep_snapshots).unwrap_or(3),
             pruning: if self.keep_journal { JournalPruning::Keep } else { JournalPruning::Prune },
             exit_on_fail_stop: true,
             runtime: engine_core::config::RuntimeConfig::default(),
             changes: None,
+            replication: None,
         }
     }
 }

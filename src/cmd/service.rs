@@ -8,12 +8,16 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use backpack_feed::client::{ClientConfig, FeedHealth, TickSink};
 use engine_core::prelude::*;
+use hundredx::ReplicatedStage;
+use hundredx::replication::node::{Node, Takeover};
+use hundredx::replication::{ReplicationOptions, Shared};
 use hundredx::{DurableEngine, DurableOptions};
 use hundredx_http::{ApiConfig, AppState};
 use redis_bridge::bridge::{EngineBridgeConfig, RedisEngineClient, run_engine_bridge};
 use redis_bridge::http_client::RedisApi;
 use redis_bridge::signing::BridgeKey;
 use redis_bridge::target::RedisTarget;
+use std::sync::atomic::AtomicU64;
 use tracing::{info, warn};
 
 use super::args::{DurabilityArgs, EdgeArgs, FeedKind, RedisArgs, jwt_secret};
@@ -38,6 +42,28 @@ pub struct EngineArgs {
     /// Financing period, as for serve (the engine process runs the scheduler).
     #[arg(long, default_value_t = 28_800, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub financing_interval_secs: u64,
+    #[command(flatten)]
+    pub replication: ReplicationArgs,
+}
+
+/// Replicated mode (docs/REPLICATION.md): the same flags on every engine; whichever holds the
+/// lease leads, the others follow `engine-journal` as hot standbys.
+#[derive(clap::Args, Debug)]
+pub struct ReplicationArgs {
+    /// Join the replicated journal: follow `engine-journal` as a standby, lead when the lease
+    /// is free (the first engine leads at once). `--consumer` names this engine; give each
+    /// engine its own, and its own data directory.
+    #[arg(long, visible_alias = "replicated")]
+    pub standby: bool,
+    /// The leader's lease: a standby takes over this long after the leader's last renewal.
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(500..=60_000))]
+    pub lease_ms: u64,
+    /// Replicas (of Redis) that must hold a batch before it is applied: `WAIT <n>`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=5))]
+    pub replicas: u32,
+    /// How long one `WAIT` may take before the batch is tried again (the engine waits).
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub replica_wait_ms: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -74,7 +100,15 @@ pub fn run_engine(args: EngineArgs) -> Result<()> {
     cfg.demo_deposits &= !args.no_demo_deposits;
     let (target, key) = args.redis.link()?;
     let financing = Duration::from_secs(args.financing_interval_secs);
-    engine(&target, key, &args.consumer, cfg, &args.durability.options(), financing)
+    let r = &args.replication;
+    let ha = r.standby.then(|| ReplicationOptions {
+        lease: Duration::from_millis(r.lease_ms),
+        wait: Duration::from_millis(r.replica_wait_ms),
+        replicas: r.replicas,
+        trim: !args.durability.keep_journal,
+        ..ReplicationOptions::new(target.clone(), &args.consumer)
+    });
+    engine(&target, key, &args.consumer, cfg, &args.durability.options(), financing, ha)
 }
 
 /// `hundredx api` from its flags.
@@ -96,6 +130,9 @@ pub fn run_api(args: ApiArgs) -> Result<()> {
 /// publishing its state changes to `engine-events` exactly once (see
 /// `redis_bridge::changes`). Redis comes first: the last change published decides where
 /// recovery starts, so that what a crash kept from Redis is published now.
+///
+/// With `ha` (replicated mode) the engine first follows `engine-journal` as a standby and
+/// serves `engine-stream` only once it leads (see [`hundredx::replication`]).
 pub fn engine(
     target: &RedisTarget,
     key: BridgeKey,
@@ -103,6 +140,7 @@ pub fn engine(
     cfg: EngineConfig,
     durability: &DurableOptions,
     financing_interval: Duration,
+    ha: Option<ReplicationOptions>,
 ) -> Result<()> {
     let markets = cfg.markets.clone();
     let runtime =
@@ -121,7 +159,21 @@ pub fn engine(
     };
     let Publisher { tap, prev: prev_tx, task } =
         Publisher::start(&runtime, manager, key.clone(), published)?;
-    let options = DurableOptions { changes: Some(tap), ..durability.clone() };
+    let (stage, node) = match ha {
+        None => (None, None),
+        Some(opts) => {
+            let (tx, rx) = crossbeam_channel::bounded(64);
+            let shared = Arc::new(Shared {
+                token: format!("{}:{:016x}", opts.node, random_u64()?),
+                follow_upto: AtomicU64::new(0),
+                appended: AtomicU64::new(0),
+            });
+            let node =
+                Node::new(opts.clone(), Arc::clone(&shared), durability.data_dir.clone(), rx);
+            (Some(ReplicatedStage { opts, shared, hashes: tx }), Some(node))
+        }
+    };
+    let options = DurableOptions { changes: Some(tap), replication: stage, ..durability.clone() };
     let durable = DurableEngine::start(cfg, &options)?;
     drop(options); // the last copy of the changes sender but the engine's: the publisher ends with it
     let prev = match published {
@@ -138,9 +190,21 @@ pub fn engine(
         }
     };
     let _ = prev_tx.send(prev);
-    let events = durable.handle.subscribe(Subscription::Events, 65_536);
     let mut bridge_cfg = EngineBridgeConfig::new(target.clone(), key);
     bridge_cfg.consumer = consumer.to_owned();
+    let mut lease = None;
+    if let Some(node) = node {
+        match follow_until_leading(&runtime, node, &durable)? {
+            Some((takeover, node)) => {
+                bridge_cfg.applied = takeover.recent;
+                bridge_cfg.claim_at_start = true;
+                let stop = Arc::new(AtomicBool::new(false));
+                lease = Some((node.lead(Arc::clone(&stop)), stop, takeover.won_at));
+            }
+            None => return stop_engine(runtime, durable, task),
+        }
+    }
+    let events = durable.handle.subscribe(Subscription::Events, 65_536);
     let submitter = durable.handle.submitter();
     let stop_financing = Arc::new(AtomicBool::new(false));
     let financing = super::financing::spawn(
@@ -149,14 +213,63 @@ pub fn engine(
         financing_interval,
         Arc::clone(&stop_financing),
     )?;
+    let won_at = lease.as_ref().map(|l| l.2);
     runtime.block_on(async move {
-        info!(redis = %target.redacted(), consumer = %bridge_cfg.consumer, "engine: serving engine-stream");
+        info!(redis = %target.redacted(), consumer = %bridge_cfg.consumer,
+            takeover_ms = ?won_at.map(|t| t.elapsed().as_millis()), "engine: serving engine-stream");
         run_engine_bridge(bridge_cfg, submitter, events, hundredx::shutdown_signal()).await
     })?;
     stop_financing.store(true, Ordering::Relaxed);
     if let Some(t) = financing {
         t.join().map_err(|_| anyhow::anyhow!("financing thread panicked"))?;
     }
+    let stopped = stop_engine(runtime, durable, task);
+    // Only now: a standby must not take over while this engine still applies.
+    if let Some((thread, stop, _)) = lease {
+        stop.store(true, Ordering::Relaxed);
+        thread.join().map_err(|_| anyhow::anyhow!("lease thread panicked"))?;
+    }
+    stopped
+}
+
+/// Follows `engine-journal` until this engine leads (`Some`) or a shutdown signal (`None`).
+fn follow_until_leading(
+    runtime: &tokio::runtime::Runtime,
+    mut node: Node,
+    durable: &DurableEngine,
+) -> Result<Option<(Takeover, Node)>> {
+    let local_seq = durable.recovery.last_seq;
+    node.check_start(local_seq)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut submitter = durable.handle.submitter();
+    let stop_follow = Arc::clone(&stop);
+    let follower =
+        std::thread::Builder::new().name("hundredx-standby".into()).spawn(move || {
+            let r = node.follow(&mut submitter, local_seq, &stop_follow);
+            let _ = done_tx.send(());
+            (node, r)
+        })?;
+    let signalled = runtime.block_on(async {
+        tokio::select! {
+            () = hundredx::shutdown_signal() => true,
+            _ = done_rx => false,
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    let (node, r) = follower.join().map_err(|_| anyhow::anyhow!("standby thread panicked"))?;
+    match r? {
+        Some(t) if !signalled => Ok(Some((t, node))),
+        _ => Ok(None), // the lease, if just won, expires by itself
+    }
+}
+
+/// Stops the engine with a final snapshot and lets its last changes reach `engine-events`.
+fn stop_engine(
+    runtime: tokio::runtime::Runtime,
+    durable: DurableEngine,
+    task: tokio::task::JoinHandle<()>,
+) -> Result<()> {
     let (state, last_seq) = durable.shutdown()?;
     // The last changes reach engine-events before we go (or, if Redis is away, at next start).
     let drained =

@@ -36,12 +36,28 @@ pub struct SnapshotWriter {
     /// A reader's committed sequence (the history store's): the newest snapshot at or before
     /// it and the journal after that snapshot stay, so the reader can catch up after a crash.
     retain: Option<Arc<AtomicU64>>,
+    /// Told `(seq, state hash)` of every snapshot written (replication compares them).
+    written: Option<crossbeam_channel::Sender<(u64, [u8; 32])>>,
 }
 
 impl SnapshotWriter {
     /// A writer keeping the newest `keep` (>= 1) snapshots, pruning the journal they cover or not.
     pub fn new(data: &DataDir, keep: usize, pruning: JournalPruning) -> SnapshotWriter {
-        SnapshotWriter { data: data.clone(), keep: keep.max(1), pruning, retain: None }
+        SnapshotWriter {
+            data: data.clone(),
+            keep: keep.max(1),
+            pruning,
+            retain: None,
+            written: None,
+        }
+    }
+
+    /// Also reports `(seq, state hash)` of each snapshot written to `tx` (never blocking).
+    pub fn reporting(
+        self,
+        tx: Option<crossbeam_channel::Sender<(u64, [u8; 32])>>,
+    ) -> SnapshotWriter {
+        SnapshotWriter { written: tx, ..self }
     }
 
     /// Also keeps what a reader at sequence `retain` still needs (see the field).
@@ -75,6 +91,9 @@ impl SnapshotWriter {
         info!(seq, bytes = bytes.len(), ms = ?started.elapsed(),
             hash = %engine_core::hash::hex(&hash), "snapshot written");
         self.prune()?;
+        if let Some(tx) = &self.written {
+            let _ = tx.try_send((seq, hash));
+        }
         Ok(path)
     }
 

@@ -2,6 +2,8 @@
 //! address, speak plain HTTP/1.1, retry until a status.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod ha;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -45,7 +45,7 @@ pub enum BridgeError {
     TooManyInFlight,
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     now_ns() / 1_000_000
 }
 
@@ -171,6 +171,12 @@ pub struct EngineBridgeConfig {
     pub maxlen: usize,
     /// Reclaim entries pending on other consumers for longer than this.
     pub claim_idle: Duration,
+    /// `(request id, ms)` of requests another engine applied (a takeover: the old leader's
+    /// journal): refused as replays if their entries come back.
+    pub applied: Vec<(u64, u64)>,
+    /// Claim every entry pending on other consumers at once, not after `claim_idle` (a
+    /// takeover: the consumer that held them has been deposed).
+    pub claim_at_start: bool,
 }
 
 impl EngineBridgeConfig {
@@ -187,6 +193,8 @@ impl EngineBridgeConfig {
             batch: 1_024,
             maxlen: 100_000,
             claim_idle: Duration::from_secs(30),
+            applied: Vec::new(),
+            claim_at_start: false,
         }
     }
 }
@@ -239,6 +247,9 @@ pub async fn run_engine_bridge(
     let mut backoff = Backoff::connect();
     let mut gate =
         Gate { guard: ReplayGuard::new(millis(cfg.max_age), cfg.replay_capacity), cfg: &cfg };
+    for &(id, ts_ms) in &cfg.applied {
+        gate.guard.remember_applied(id, ts_ms);
+    }
     let result = loop {
         let session = consume(&cfg.target, &manager, &mut gate, &submitter, &done_tx);
         tokio::select! {
@@ -344,6 +355,9 @@ async fn consume(
     // then entries other (dead) consumers left pending too long, then new ones (">").
     let mut cursor = "0";
     let mut last_claim = std::time::Instant::now();
+    if cfg.claim_at_start {
+        reclaim(gate, submitter, done_tx, &mut write, Duration::ZERO).await?;
+    }
     loop {
         let reply: Option<StreamReadReply> = cmd("XREADGROUP")
             .arg("GROUP")
@@ -388,7 +402,7 @@ async fn consume(
         }
         if last_claim.elapsed() >= cfg.claim_idle {
             last_claim = std::time::Instant::now();
-            reclaim(gate, submitter, done_tx, &mut write).await?;
+            reclaim(gate, submitter, done_tx, &mut write, cfg.claim_idle).await?;
         }
     }
 }
@@ -614,12 +628,13 @@ async fn reclaim(
     submitter: &Mutex<Submitter>,
     done: &tokio::sync::mpsc::UnboundedSender<Done>,
     write: &mut Link,
+    idle: Duration,
 ) -> Result<(), BridgeError> {
     let r: redis::Value = cmd("XAUTOCLAIM")
         .arg(ENGINE_STREAM)
         .arg(ENGINE_GROUP)
         .arg(&gate.cfg.consumer)
-        .arg(millis(gate.cfg.claim_idle))
+        .arg(millis(idle))
         .arg("0-0")
         .arg("COUNT")
         .arg(gate.cfg.batch)

@@ -7,6 +7,11 @@
 //! what comes after — nothing missing, nothing twice. `prev` chains every entry to the one
 //! before it, so a reader can tell a gap (the stream trimmed past it, or Redis lost its data)
 //! from a run of commands that changed nothing it stores: it refuses to skip one.
+//!
+//! Publishing is idempotent: a script writes only the changes after [`PUBLISHED_KEY`] and moves
+//! it, atomically. Two engines applying the same journal (a leader and its hot standby, see
+//! the `hundredx` crate's `replication`) may both publish; every change appears once, and
+//! after a takeover the new leader publishes whatever the old one had not.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,16 +23,38 @@ use tracing::warn;
 
 use crate::ENGINE_EVENTS_STREAM;
 use crate::backoff::Backoff;
-use crate::bridge::{Entry, ensure_named_group, signed_xadd};
+use crate::bridge::{Entry, ensure_named_group};
 use crate::link::blocking_connection;
-use crate::target::RedisTarget;
 use crate::signing::BridgeKey;
+use crate::target::RedisTarget;
 
 /// Where the publisher keeps the last change it published: `"<seq> <n>"`.
 pub const PUBLISHED_KEY: &str = "engine-events:published";
 
-/// Most changes per MULTI/EXEC.
+/// Most changes per script call.
 const PUBLISH_BATCH_MAX: usize = 1_024;
+
+/// Writes the changes after the cursor and moves it. KEYS: engine-events, the cursor key.
+/// ARGV: maxlen, then per change: seq, n, data, ts, sig (strings, compared as numbers).
+const PUBLISH_SCRIPT: &str = r"
+local cs, cn = -1, -1
+local cur = redis.call('GET', KEYS[2])
+if cur then
+  local a, b = string.match(cur, '^(%d+) (%-?%d+)$')
+  cs, cn = tonumber(a), tonumber(b)
+end
+local last = nil
+for i = 2, #ARGV, 5 do
+  local s, n = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  if s > cs or (s == cs and n > cn) then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+      'data', ARGV[i + 2], 'ts', ARGV[i + 3], 'sig', ARGV[i + 4])
+    cs, cn, last = s, n, i
+  end
+end
+if last then redis.call('SET', KEYS[2], ARGV[last] .. ' ' .. ARGV[last + 1]) end
+return last and 1 or 0
+";
 
 /// A change as published. `prev`: the change published before it (`[0, -1]` before the first);
 /// `null` when the publisher does not know it (Redis lost [`PUBLISHED_KEY`]): a reader that
@@ -64,9 +91,9 @@ pub async fn published(
     Ok(v.as_deref().and_then(parse_cursor))
 }
 
-/// Publishes what arrives on `rx` until it closes: batches in one MULTI/EXEC each (the entries
-/// and [`PUBLISHED_KEY`]), retried until written — the engine waits meanwhile (its changes
-/// subscription is lossless), it never skips one. After each batch `published_seq` holds the
+/// Publishes what arrives on `rx` until it closes: batches in one script call each (the entries
+/// after [`PUBLISHED_KEY`], and the key), retried until written — the engine waits meanwhile
+/// (its changes subscription is lossless), it never skips one. After each batch `published_seq` holds the
 /// sequence of the last change written (the journal after it must be kept).
 pub async fn publish_changes(
     mut con: crate::link::Link,
@@ -77,6 +104,7 @@ pub async fn publish_changes(
     published_seq: Arc<AtomicU64>,
 ) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH_MAX);
+    let script = redis::Script::new(PUBLISH_SCRIPT);
     while let Some(first) = rx.recv().await {
         batch.clear();
         batch.push(first);
@@ -86,18 +114,19 @@ pub async fn publish_changes(
                 Err(_) => break,
             }
         }
-        let mut pipe = redis::pipe();
-        pipe.atomic();
+        let mut call = script.prepare_invoke();
+        call.key(ENGINE_EVENTS_STREAM).key(PUBLISHED_KEY).arg(maxlen);
         let mut last = prev;
+        let ts = crate::bridge::now_ms();
         for c in &batch {
             let body = encode_change(&ChangeEntry { change: *c, prev: last });
-            pipe.add_command(signed_xadd(&key, ENGINE_EVENTS_STREAM, maxlen, &body)).ignore();
+            let sig = key.sign(ENGINE_EVENTS_STREAM, ts, &body);
+            call.arg(c.seq).arg(c.n).arg(body).arg(ts).arg(sig);
             last = Some((c.seq, i64::from(c.n)));
         }
-        let Some((seq, n)) = last else { continue };
-        pipe.cmd("SET").arg(PUBLISHED_KEY).arg(format!("{seq} {n}")).ignore();
+        let Some((seq, _)) = last else { continue };
         let mut wait = Backoff::write();
-        while let Err(e) = pipe.query_async::<()>(&mut con).await {
+        while let Err(e) = call.invoke_async::<()>(&mut con).await {
             warn!(error = %e, "changes: engine-events write failed, retrying");
             tokio::time::sleep(wait.next()).await;
         }

@@ -198,6 +198,24 @@ impl ReplayGuard {
         Ok(())
     }
 
+    /// Remembers request `id` (signed about `ts_ms`) as applied already, by another engine
+    /// before this one took over: no entry carrying it is admitted (nor applied twice).
+    pub fn remember_applied(&mut self, id: u64, ts_ms: u64) {
+        if self.seen.contains_key(&id) {
+            return;
+        }
+        if self.seen.len() >= self.capacity
+            && let Some((old_ts, old_id)) = self.order.pop_front()
+        {
+            self.seen.remove(&old_id);
+            self.floor_ts_ms = self.floor_ts_ms.max(old_ts);
+        }
+        // Entry key 0 is no real entry's: every entry carrying `id` is a replay.
+        self.seen.insert(id, (ts_ms, 0));
+        self.order.push_back((ts_ms, id));
+        assert_eq!(self.seen.len(), self.order.len(), "replay guard: map and queue disagree");
+    }
+
     /// Ids remembered now.
     pub fn len(&self) -> usize {
         self.seen.len()

@@ -239,9 +239,9 @@ impl RedisTarget {
 /// `ROLE`'s first element is `master` on a master.
 fn role_is_master(role: &redis::Value) -> bool {
     match role {
-        redis::Value::Array(parts) => parts.first().is_some_and(|r| {
-            redis::from_redis_value_ref::<String>(r).is_ok_and(|r| r == "master")
-        }),
+        redis::Value::Array(parts) => parts
+            .first()
+            .is_some_and(|r| redis::from_redis_value_ref::<String>(r).is_ok_and(|r| r == "master")),
         _ => false,
     }
 }

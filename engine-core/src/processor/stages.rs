@@ -32,6 +32,11 @@ pub struct SnapshotPolicy {
     pub every_commands: Option<u64>,
     /// When this much command time (`Command::ts_ns`) has passed since the last snapshot.
     pub every_ns: Option<u64>,
+    /// Count `every_commands` from sequence 0 instead of from the last snapshot: snapshots fall
+    /// on multiples of it whatever the engine's start point, so two engines applying the same
+    /// journal (a leader and its standby) snapshot at the same sequences and can compare
+    /// their state hashes there.
+    pub aligned: bool,
 }
 
 /// A copy of the state at journal sequence `seq` (the last command it contains), for the

@@ -55,7 +55,13 @@ impl EngineThread {
     pub(super) fn snapshot_due(&mut self, cmd: &Command) -> bool {
         let started = *self.last_snapshot_ns.get_or_insert(cmd.ts_ns);
         matches!(cmd.kind, CommandKind::AdminSnapshot)
-            || self.snapshot_policy.every_commands.is_some_and(|n| self.since_snapshot >= n)
+            || self.snapshot_policy.every_commands.is_some_and(|n| {
+                if self.snapshot_policy.aligned {
+                    !cmd.kind.is_read_only() && self.last_seq % n == 0
+                } else {
+                    self.since_snapshot >= n
+                }
+            })
             || self.snapshot_policy.every_ns.is_some_and(|n| cmd.ts_ns.saturating_sub(started) >= n)
     }
 

@@ -1,0 +1,83 @@
+//! Replication: the input journal on a Redis stream, a hot standby, automatic failover.
+//!
+//! LMAX replicated its input journal to a standby before the business logic ran; we do it on
+//! Redis (primary + replica behind Sentinel). See docs/REPLICATION.md for the guarantees.
+//!
+//! - [`log`]: `engine-journal` (one entry per command, id `<seq>-0`, the journal record as
+//!   bytes), the lease key, the state-hash board and the trim rule — every Redis call.
+//! - [`stage`]: the leader's input stage: append + `WAIT`, then the local journal, then the
+//!   engine. An append is refused unless this engine holds the lease *and* the log ends right
+//!   before the batch: two engines can never both extend it.
+//! - [`node`]: what an engine in replicated mode does: catch up from the log, follow it as a
+//!   standby (same commands, same sequence, same state hash), take the lease when it expires,
+//!   finish the log, then lead (renewing the lease, comparing hashes, trimming).
+
+pub mod log;
+pub mod node;
+pub mod stage;
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use redis_bridge::target::RedisTarget;
+
+/// The replicated journal stream.
+pub const JOURNAL_STREAM: &str = "engine-journal";
+/// Who should lead: `SET engine-leader <token> NX PX <lease>`, renewed by the leader.
+pub const LEASE_KEY: &str = "engine-leader";
+/// The last sequence appended (written with every append, so `WAIT` always waits for it).
+pub const HEAD_KEY: &str = "engine-journal:head";
+/// State hash per snapshot sequence, written by whichever engine snapshots there first.
+pub const HASHES_KEY: &str = "engine-journal:hashes";
+/// The oldest snapshot each engine holds: the log is trimmed below the smallest.
+pub const NODES_KEY: &str = "engine-journal:nodes";
+
+/// Exit code of an engine that found another one leading (`EX_TEMPFAIL`): restart it, it
+/// rejoins as a standby.
+pub const EXIT_DEPOSED: i32 = 75;
+/// Exit code of a standby whose state hash differs from the leader's (`EX_SOFTWARE`): a bug;
+/// it must not take over.
+pub const EXIT_DIVERGED: i32 = 70;
+
+/// Settings of replicated mode.
+#[derive(Clone, Debug)]
+pub struct ReplicationOptions {
+    /// Redis (through Sentinel in production).
+    pub target: RedisTarget,
+    /// This engine's stable name (its row in [`NODES_KEY`], its consumer name when it leads).
+    pub node: String,
+    /// The lease: a standby takes over this long after the leader last renewed.
+    pub lease: Duration,
+    /// How long one `WAIT` may take before the batch is retried (and the engine waits).
+    pub wait: Duration,
+    /// Replicas that must hold a batch before it is applied (`WAIT <replicas>`; 0: none).
+    pub replicas: u32,
+    /// The leader trims the log below the oldest snapshot every engine holds (off: keep all,
+    /// like `--keep-journal` for the local journal).
+    pub trim: bool,
+}
+
+impl ReplicationOptions {
+    /// Lease 2 s, WAIT up to 1 s for one replica.
+    pub fn new(target: RedisTarget, node: &str) -> ReplicationOptions {
+        ReplicationOptions {
+            target,
+            node: node.to_owned(),
+            lease: Duration::from_secs(2),
+            wait: Duration::from_secs(1),
+            replicas: 1,
+            trim: true,
+        }
+    }
+}
+
+/// What the stage and the node share.
+#[derive(Debug)]
+pub struct Shared {
+    /// This process's lease token: `<node>:<random>`.
+    pub token: String,
+    /// Commands at or below this sequence came from `engine-journal`.
+    pub follow_upto: AtomicU64,
+    /// The last sequence this engine appended as leader.
+    pub appended: AtomicU64,
+}

@@ -1,0 +1,259 @@
+//! One engine in replicated mode: standby (follow the log), takeover, leader (renew the lease).
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use crossbeam_channel::Receiver;
+use engine_core::command::Command;
+use engine_core::persist::RecordReader;
+use engine_core::processor::Submitter;
+use redis_bridge::backoff::Backoff;
+use tracing::{error, info, warn};
+
+use super::log::{Entry, RedisLog};
+use super::stage::deposed;
+use super::{EXIT_DIVERGED, ReplicationOptions, Shared};
+use crate::durability::DataDir;
+
+/// Request ids a standby remembers from the log (the bridge's replay window holds as many).
+const RECENT_MAX: usize = 1_000_000;
+/// Entries read per round trip while following.
+const READ_MAX: usize = 4_096;
+/// How long a blocking read waits for the leader's next batch.
+const READ_BLOCK: Duration = Duration::from_millis(100);
+/// How often the leader trims the log.
+const TRIM_EVERY: Duration = Duration::from_secs(10);
+
+/// What a standby hands over when it takes over.
+#[derive(Debug)]
+pub struct Takeover {
+    /// The last sequence of the log, applied.
+    pub last_seq: u64,
+    /// `(request id, ms)` of the most recent commands of the log: requests already applied,
+    /// which the bridge must not apply again when the old leader's pending entries come back.
+    pub recent: Vec<(u64, u64)>,
+    /// When the lease was won.
+    pub won_at: Instant,
+}
+
+/// An engine in replicated mode.
+#[derive(Debug)]
+pub struct Node {
+    opts: ReplicationOptions,
+    shared: Arc<Shared>,
+    log: RedisLog,
+    data_dir: PathBuf,
+    hashes: Receiver<(u64, [u8; 32])>,
+    recent: VecDeque<(u64, u64)>,
+}
+
+impl Node {
+    /// A node for `opts`, reading snapshot hashes from `hashes` (the snapshot writer's reports).
+    pub fn new(
+        opts: ReplicationOptions,
+        shared: Arc<Shared>,
+        data_dir: PathBuf,
+        hashes: Receiver<(u64, [u8; 32])>,
+    ) -> Node {
+        let log = RedisLog::new(opts.target.clone(), READ_BLOCK + Duration::from_secs(2));
+        Node { opts, shared, log, data_dir, hashes, recent: VecDeque::new() }
+    }
+
+    /// Checks that the log continues the local state (`local_seq`) and registers this engine.
+    pub fn check_start(&mut self, local_seq: u64) -> Result<()> {
+        let bounds = retry("reading engine-journal", || self.log.bounds())?;
+        match bounds {
+            Some((first, _)) if first > local_seq + 1 => bail!(
+                "engine-journal starts at {first} but this data directory ends at {local_seq}: \
+                 copy a snapshot at or after seq {} from the other engine's data directory \
+                 (snapshots/) into this one, then start again",
+                first - 1
+            ),
+            Some((_, last)) if last < local_seq => bail!(
+                "this data directory ends at {local_seq}, past engine-journal's end ({last}): \
+                 Redis lost acknowledged entries, or this directory belongs to another log"
+            ),
+            None if local_seq > 0 => warn!(
+                local_seq,
+                "engine-journal is empty: this engine's local history starts the replicated log \
+                 (a new standby then needs a copy of one of its snapshots)"
+            ),
+            _ => {}
+        }
+        let oldest = self.oldest_snapshot();
+        retry("registering in engine-journal:nodes", || self.log.register(&self.opts.node, oldest))
+    }
+
+    fn oldest_snapshot(&self) -> u64 {
+        DataDir::create(&self.data_dir)
+            .and_then(|d| d.snapshot_files())
+            .ok()
+            .and_then(|s| s.first().map(|s| s.0))
+            .unwrap_or(0)
+    }
+
+    /// Follows the log from `local_seq` until this engine holds the lease and has submitted the
+    /// whole log (`Some`), or `stop` is set (`None`).
+    pub fn follow(
+        &mut self,
+        submitter: &mut Submitter,
+        local_seq: u64,
+        stop: &AtomicBool,
+    ) -> Result<Option<Takeover>> {
+        let mut applied = local_seq;
+        let mut tried = Instant::now() - self.opts.lease;
+        let mut backoff = backoff();
+        info!(node = %self.opts.node, from = applied + 1, "standby: following engine-journal");
+        while !stop.load(Ordering::Relaxed) {
+            self.compare_hashes(true);
+            if tried.elapsed() >= READ_BLOCK {
+                tried = Instant::now();
+                match self.log.try_lead(&self.shared.token, self.opts.lease) {
+                    Ok(true) => return self.finish(submitter, applied).map(Some),
+                    Ok(false) => {}
+                    Err(e) => warn!(error = %e, "standby: lease check failed"),
+                }
+            }
+            match self.log.read_after(applied, READ_MAX, READ_BLOCK) {
+                Ok(batch) => {
+                    backoff.reset();
+                    applied = self.submit(submitter, applied, &batch)?;
+                }
+                Err(e) => {
+                    warn!(error = %e, "standby: engine-journal unreachable; retrying");
+                    std::thread::sleep(backoff.next());
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The lease is ours: nobody else can append now, so what the log holds is final.
+    fn finish(&mut self, submitter: &mut Submitter, mut applied: u64) -> Result<Takeover> {
+        let won_at = Instant::now();
+        loop {
+            let batch = retry("finishing engine-journal", || {
+                self.log.read_after(applied, READ_MAX, Duration::ZERO)
+            })?;
+            if batch.is_empty() {
+                break;
+            }
+            applied = self.submit(submitter, applied, &batch)?;
+        }
+        info!(node = %self.opts.node, last_seq = applied, "standby: lease won, log finished; leading");
+        let now_ms = crate::now_ns() / 1_000_000;
+        let recent = self.recent.iter().copied().filter(|(_, ts)| now_ms.abs_diff(*ts) < 120_000);
+        Ok(Takeover { last_seq: applied, recent: recent.collect(), won_at })
+    }
+
+    /// Decodes `batch` (which must continue at `applied + 1`) and hands it to the engine.
+    fn submit(&mut self, submitter: &mut Submitter, applied: u64, batch: &[Entry]) -> Result<u64> {
+        let mut cmds: Vec<Command> = Vec::with_capacity(batch.len());
+        let mut expect = applied + 1;
+        for (seq, bytes) in batch {
+            let record = RecordReader::new(bytes).next();
+            let Some(Ok((rseq, cmd))) = record else {
+                bail!("engine-journal entry {seq} does not decode as a journal record");
+            };
+            if *seq != expect || rseq != expect {
+                bail!("engine-journal: expected seq {expect}, found entry {seq} (record {rseq})");
+            }
+            if cmd.request_id.0 != 0 {
+                if self.recent.len() == RECENT_MAX {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back((cmd.request_id.0, cmd.ts_ns / 1_000_000));
+            }
+            cmds.push(cmd);
+            expect += 1;
+        }
+        if cmds.is_empty() {
+            return Ok(applied);
+        }
+        // Before publishing: the stage must see them as the log's, not ours.
+        self.shared.follow_upto.store(expect - 1, Ordering::Release);
+        for chunk in cmds.chunks(1_024) {
+            submitter.publish_batch(chunk);
+        }
+        Ok(expect - 1)
+    }
+
+    /// Compares the hashes of snapshots written since the last call with the board's; a standby
+    /// that differs exits ([`EXIT_DIVERGED`]) — it must never take over.
+    fn compare_hashes(&mut self, standby: bool) {
+        while let Ok((seq, hash)) = self.hashes.try_recv() {
+            let mine = engine_core::hash::hex(&hash);
+            match self.log.compare_hash(seq, &mine) {
+                Ok(None) => {}
+                Ok(Some(theirs)) if standby => {
+                    error!(seq, %mine, %theirs, exit_code = EXIT_DIVERGED,
+                        "DIVERGED: this standby's state differs from the leader's; exiting");
+                    std::process::exit(EXIT_DIVERGED);
+                }
+                Ok(Some(theirs)) => error!(seq, %mine, %theirs,
+                    "a standby reported a different state hash at this sequence"),
+                Err(e) => warn!(error = %e, seq, "could not record the state hash"),
+            }
+            let oldest = self.oldest_snapshot();
+            if let Err(e) = self.log.register(&self.opts.node, oldest) {
+                warn!(error = %e, "could not register the oldest snapshot");
+            }
+        }
+    }
+
+    /// Leads: renews the lease every quarter of it until `stop`, then gives it up. Exits the
+    /// process if the lease turns out to be someone else's.
+    pub fn lead(mut self, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+        std::thread::Builder::new()
+            .name("hundredx-lease".into())
+            .spawn(move || {
+                let mut trimmed = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    match self.log.renew(&self.shared.token, self.opts.lease) {
+                        Ok(true) => {}
+                        Ok(false) => deposed("the lease is held by another engine"),
+                        Err(e) => warn!(error = %e, "leader: lease renewal failed"),
+                    }
+                    self.compare_hashes(false);
+                    if self.opts.trim && trimmed.elapsed() >= TRIM_EVERY {
+                        trimmed = Instant::now();
+                        match self.log.trim() {
+                            Ok(Some(below)) => info!(below, "engine-journal trimmed"),
+                            Ok(None) => {}
+                            Err(e) => warn!(error = %e, "engine-journal trim failed"),
+                        }
+                    }
+                    std::thread::sleep(self.opts.lease / 4);
+                }
+                if let Err(e) = self.log.release(&self.shared.token) {
+                    warn!(error = %e, "leader: could not release the lease (it expires by itself)");
+                }
+            })
+            .expect("spawning the lease thread")
+    }
+}
+
+/// Calls `f` until it succeeds (Redis may be failing over), for at most a minute.
+fn retry<T>(what: &str, mut f: impl FnMut() -> redis::RedisResult<T>) -> Result<T> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut backoff = backoff();
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() < deadline => {
+                warn!(error = %e, "{what}: retrying");
+                std::thread::sleep(backoff.next());
+            }
+            Err(e) => bail!("{what}: {e}"),
+        }
+    }
+}
+
+/// 20 ms doubling to 1 s: replication waits are short.
+pub(super) fn backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(20), Duration::from_secs(1))
+}

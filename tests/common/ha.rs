@@ -1,0 +1,285 @@
+//! Replicated service mode for tests and the failover benchmark: a Sentinel deployment
+//! ([`RedisHa`]), engines in `--standby` mode, a steady deposit load that records every
+//! acknowledged request, and the checks on `engine-journal` (exactly once, replay hash).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use engine_core::prelude::*;
+use redis_bridge::bridge::RedisEngineClient;
+use redis_bridge::target::RedisTarget;
+use redis_bridge::test_support::{TEST_BRIDGE_SECRET, test_key};
+
+pub use redis_bridge::test_support::RedisHa;
+
+/// A `hundredx engine --standby` process, killed on drop; its log in `<dir>/<node>.log`.
+pub struct EngineProc {
+    pub child: Option<Child>,
+    pub node: String,
+    pub data: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Drop for EngineProc {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl EngineProc {
+    /// Starts engine `node` with its data under `dir`.
+    pub fn start(bin: &str, url: &str, dir: &Path, node: &str) -> EngineProc {
+        let data = dir.join(node);
+        let log = dir.join(format!("{node}.log"));
+        let mut p = EngineProc { child: None, node: node.into(), data, log };
+        p.restart(bin, url);
+        p
+    }
+
+    /// Starts it again (after a kill), appending to its log.
+    pub fn restart(&mut self, bin: &str, url: &str) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Process::new(bin)
+            .args(["engine", "--standby", "--consumer", &self.node, "--redis", url])
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(["--sync", "fsync", "--lease-ms", "1000", "--keep-journal"])
+            .args(["--snapshot-every", "100"])
+            .env("HUNDREDX_BRIDGE_SECRET", TEST_BRIDGE_SECRET)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to it.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let ok = Process::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap();
+        assert!(ok.success(), "kill -{signal} {pid}");
+    }
+
+    /// Its exit code once it exits by itself within `within`.
+    pub fn exit_code(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        let c = self.child.as_mut()?;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                self.child = None;
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until its log says it serves `engine-stream` (it leads).
+    pub fn wait_leading(&self, within: Duration) -> bool {
+        wait_for(within, || self.log_text().contains("serving engine-stream"))
+    }
+}
+
+pub fn wait_for(within: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// An API-side client through Sentinel.
+pub async fn client(url: &str, instance: &str, tag: u64) -> RedisEngineClient {
+    RedisEngineClient::connect(
+        &RedisTarget::new(url),
+        test_key(),
+        instance,
+        tag << 40,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap()
+}
+
+/// Creates the test account, retrying until an engine answers.
+pub async fn account(c: &RedisEngineClient) -> AccountId {
+    let login = Login::new("ha@x").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match c
+            .send_request_and_wait(CommandKind::CreateAccount {
+                login,
+                credential: Credential::empty(),
+            })
+            .await
+        {
+            Ok(Response { result: Ok(ReplyData::AccountCreated { account }), .. }) => {
+                return account;
+            }
+            // An earlier try was applied but its reply came too late.
+            Ok(Response { result: Err(Reason::DuplicateLogin), .. }) => {
+                if let Ok(Response { result: Ok(ReplyData::Credential { account, .. }), .. }) =
+                    c.send_request_and_wait(CommandKind::QueryCredential { login }).await
+                {
+                    return account;
+                }
+            }
+            other => assert!(Instant::now() < deadline, "no engine answered: {other:?}"),
+        }
+    }
+}
+
+/// Deposits of 1 USDC from `tasks` tasks until `stop`; every acknowledged request id recorded.
+#[derive(Default)]
+pub struct Load {
+    pub acked: Mutex<Vec<u64>>,
+    pub sent: std::sync::atomic::AtomicU64,
+    /// (when, ok) of every reply or failure, for the outage's length.
+    pub timeline: Mutex<Vec<(Instant, bool)>>,
+    pub stop: AtomicBool,
+}
+
+impl Load {
+    pub fn spawn(client: Arc<RedisEngineClient>, account: AccountId, tasks: usize) -> Arc<Load> {
+        let load = Arc::new(Load::default());
+        for _ in 0..tasks {
+            let (c, l) = (Arc::clone(&client), Arc::clone(&load));
+            tokio::spawn(async move {
+                while !l.stop.load(Ordering::Relaxed) {
+                    let kind =
+                        CommandKind::Deposit { account, amount: Usdc::from_whole(1), key: None };
+                    l.sent.fetch_add(1, Ordering::Relaxed);
+                    let r = c.send_request_and_wait(kind).await;
+                    let ok = matches!(&r, Ok(Response { result: Ok(_), .. }));
+                    if let Ok(Response { request_id, result: Ok(_), .. }) = r {
+                        l.acked.lock().unwrap().push(request_id.0);
+                    }
+                    l.timeline.lock().unwrap().push((Instant::now(), ok));
+                    if !ok {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            });
+        }
+        load
+    }
+
+    /// The first acknowledged reply after `t`.
+    pub fn first_ok_after(&self, t: Instant) -> Option<Instant> {
+        self.timeline.lock().unwrap().iter().filter(|(at, ok)| *ok && *at > t).map(|x| x.0).min()
+    }
+
+    pub fn acked_count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+}
+
+/// Every command in `engine-journal`, in order, from the master the sentinels name.
+pub fn read_journal(url: &str) -> Vec<(u64, Command)> {
+    let client = RedisTarget::new(url).resolve_blocking().unwrap();
+    let mut con = client.get_connection().unwrap();
+    let mut out = Vec::new();
+    let mut after = "-".to_owned();
+    loop {
+        let r: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg("engine-journal")
+            .arg(&after)
+            .arg("+")
+            .arg("COUNT")
+            .arg(10_000)
+            .query(&mut con)
+            .unwrap();
+        if r.ids.is_empty() {
+            return out;
+        }
+        for e in &r.ids {
+            let bytes: Vec<u8> = e.get("r").unwrap();
+            let (seq, cmd) =
+                engine_core::persist::RecordReader::new(&bytes).next().unwrap().unwrap();
+            assert_eq!(format!("{seq}-0"), e.id, "entry id is the journal sequence");
+            out.push((seq, cmd));
+        }
+        after = format!("({}", r.ids.last().unwrap().id);
+    }
+}
+
+/// Checks the log against the load: dense from 1; every acknowledged request in it exactly
+/// once; no request id twice. Returns the number of deposits in the log.
+pub fn check_exactly_once(journal: &[(u64, Command)], acked: &[u64]) -> usize {
+    for (i, (seq, _)) in journal.iter().enumerate() {
+        assert_eq!(*seq, i as u64 + 1, "engine-journal is dense from 1");
+    }
+    let mut count: HashMap<u64, usize> = HashMap::new();
+    let mut deposits = 0;
+    for (_, c) in journal {
+        if c.request_id.0 != 0 {
+            *count.entry(c.request_id.0).or_default() += 1;
+        }
+        deposits += usize::from(matches!(c.kind, CommandKind::Deposit { .. }));
+    }
+    if let Some((id, n)) = count.iter().find(|(_, n)| **n > 1) {
+        panic!("request {id} applied {n} times");
+    }
+    for id in acked {
+        assert_eq!(count.get(id), Some(&1), "acknowledged request {id} is in the log once");
+    }
+    deposits
+}
+
+/// The state hash of a from-scratch replay of `journal` with the default configuration.
+pub fn replay_hash(journal: &[(u64, Command)]) -> String {
+    let cfg = hundredx::config_file::load_engine(None).unwrap();
+    let mut engine = engine_core::state::Engine::new(cfg).unwrap();
+    for (_, c) in journal {
+        let _ = engine.apply_collect(c);
+    }
+    engine_core::hash::hex(&engine.state_hash())
+}
+
+/// The serving engine's state hash and the account's balance, once every deposit in the log
+/// is applied (retrying through a takeover).
+pub async fn settle(c: &RedisEngineClient, account: AccountId, deposits: usize) -> String {
+    let want = Usdc::from_whole(5_000 + i64::try_from(deposits).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Response { result: Ok(ReplyData::Account(a)), .. }) =
+            c.send_request_and_wait(CommandKind::QueryAccount { account }).await
+        {
+            assert!(a.available <= want, "more deposits applied than journaled: {a:?}");
+            if a.available == want {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the balance never reached {want:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    match c.send_request_and_wait(CommandKind::QueryStateHash).await {
+        Ok(Response { result: Ok(ReplyData::State(s)), .. }) => engine_core::hash::hex(&s.hash),
+        other => panic!("state hash: {other:?}"),
+    }
+}

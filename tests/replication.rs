@@ -1,0 +1,151 @@
+//! Replicated service mode with real processes (docs/REPLICATION.md): Redis primary + replica +
+//! three sentinels (started by the test on free ports — `apt-get install redis-server`), two
+//! `hundredx engine --standby` processes with their own data directories, a steady deposit
+//! load recording every acknowledged request. After each fault: every acknowledged request is
+//! in `engine-journal` exactly once, no request twice, and the serving engine's state hash
+//! equals a from-scratch replay of `engine-journal`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::BIN;
+use common::ha::*;
+
+/// One deployment at a time: each is seven processes on a two-core machine.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// Kill -9 of the leader: the standby leads within 5 s. Then the dead engine's whole data
+/// directory is deleted and it is started again: it rejoins as a standby from `engine-journal`
+/// alone, and when the second leader is killed too, it takes over with the whole state.
+#[test]
+fn leader_kill_9_standby_takes_over_and_a_wiped_engine_rejoins() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let ha = RedisHa::start(dir.path());
+    let mut a = EngineProc::start(BIN, &ha.url, dir.path(), "engine-a");
+    assert!(a.wait_leading(Duration::from_secs(20)), "a leads: {}", a.log_text());
+    let mut b = EngineProc::start(BIN, &ha.url, dir.path(), "engine-b");
+    runtime().block_on(async {
+        let c = Arc::new(client(&ha.url, "ha-1", 11).await);
+        let account = account(&c).await;
+        let load = Load::spawn(Arc::clone(&c), account, 8);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(load.acked_count() > 20, "the load runs before the fault");
+
+        let killed = Instant::now();
+        a.kill();
+        assert!(b.wait_leading(Duration::from_secs(10)), "b leads: {}", b.log_text());
+        assert!(
+            wait_for(Duration::from_secs(10), || load.first_ok_after(killed).is_some()),
+            "requests succeed again"
+        );
+        let outage = load.first_ok_after(killed).unwrap() - killed;
+        assert!(outage < Duration::from_secs(5), "the standby led within 5 s: {outage:?}");
+
+        // a's machine is replaced: nothing of its data directory is left.
+        std::fs::remove_dir_all(&a.data).unwrap();
+        a.restart(BIN, &ha.url);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(a.exit_code(Duration::ZERO).is_none(), "a follows: {}", a.log_text());
+        assert!(a.log_text().contains("standby: following engine-journal"));
+
+        let killed = Instant::now();
+        b.kill();
+        assert!(a.wait_leading(Duration::from_secs(10)), "a leads again: {}", a.log_text());
+        assert!(wait_for(Duration::from_secs(10), || load.first_ok_after(killed).is_some()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        load.stop.store(true, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(3)).await; // replies in flight time out
+
+        let journal = read_journal(&ha.url);
+        let acked = load.acked.lock().unwrap().clone();
+        let deposits = check_exactly_once(&journal, &acked);
+        assert!(deposits >= acked.len());
+        let hash = settle(&c, account, deposits).await;
+        assert_eq!(hash, replay_hash(&journal), "state = from-scratch replay of engine-journal");
+        assert!(!a.log_text().contains("DIVERGED"), "{}", a.log_text());
+    });
+}
+
+/// SIGSTOP of the leader until the standby has taken over, then SIGCONT: the old leader's next
+/// append (or lease renewal) fails and it exits with code 75; nothing it did after the
+/// takeover reached the log or a client.
+#[test]
+fn a_stopped_leader_is_fenced_when_it_wakes() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let ha = RedisHa::start(dir.path());
+    let mut a = EngineProc::start(BIN, &ha.url, dir.path(), "engine-a");
+    assert!(a.wait_leading(Duration::from_secs(20)), "a leads: {}", a.log_text());
+    let b = EngineProc::start(BIN, &ha.url, dir.path(), "engine-b");
+    runtime().block_on(async {
+        let c = Arc::new(client(&ha.url, "ha-2", 12).await);
+        let account = account(&c).await;
+        let load = Load::spawn(Arc::clone(&c), account, 8);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+
+        a.signal("STOP");
+        assert!(b.wait_leading(Duration::from_secs(10)), "b leads: {}", b.log_text());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        a.signal("CONT");
+        let code = a.exit_code(Duration::from_secs(10));
+        assert_eq!(code, Some(75), "the old leader exits, deposed: {}", a.log_text());
+        assert!(a.log_text().contains("DEPOSED"), "{}", a.log_text());
+
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        load.stop.store(true, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let journal = read_journal(&ha.url);
+        let acked = load.acked.lock().unwrap().clone();
+        let deposits = check_exactly_once(&journal, &acked);
+        let hash = settle(&c, account, deposits).await;
+        assert_eq!(hash, replay_hash(&journal), "state = from-scratch replay of engine-journal");
+    });
+}
+
+/// Kill -9 of the Redis primary: the sentinels promote the replica, the engines and the client
+/// reconnect, nothing acknowledged is lost. (The dead node is started again as a supervisor
+/// would, and becomes a replica: `WAIT 1` needs one.)
+#[test]
+fn redis_primary_kill_9_sentinel_promotes_and_nothing_acknowledged_is_lost() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut ha = RedisHa::start(dir.path());
+    let a = EngineProc::start(BIN, &ha.url, dir.path(), "engine-a");
+    assert!(a.wait_leading(Duration::from_secs(20)), "a leads: {}", a.log_text());
+    let _b = EngineProc::start(BIN, &ha.url, dir.path(), "engine-b");
+    runtime().block_on(async {
+        let c = Arc::new(client(&ha.url, "ha-3", 13).await);
+        let account = account(&c).await;
+        let load = Load::spawn(Arc::clone(&c), account, 8);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let before = load.acked_count();
+
+        let old = ha.master_port();
+        ha.kill(old);
+        let killed = Instant::now();
+        ha.wait_until(Duration::from_secs(30), |m, _| m != old);
+        ha.restart(old);
+        assert!(
+            wait_for(Duration::from_secs(30), || load.first_ok_after(killed).is_some()),
+            "requests succeed again after the promotion"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(load.acked_count() > before, "the load goes on through the new master");
+        load.stop.store(true, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+
+        let journal = read_journal(&ha.url);
+        let acked = load.acked.lock().unwrap().clone();
+        let deposits = check_exactly_once(&journal, &acked);
+        let hash = settle(&c, account, deposits).await;
+        assert_eq!(hash, replay_hash(&journal), "state = from-scratch replay of engine-journal");
+    });
+}

@@ -149,3 +149,57 @@ fn redis_primary_kill_9_sentinel_promotes_and_nothing_acknowledged_is_lost() {
         assert_eq!(hash, replay_hash(&journal), "state = from-scratch replay of engine-journal");
     });
 }
+
+/// The append protocol itself, against one `redis-server` (no replica: `WAIT 0`): only the lease
+/// holder extends the log, only right after its end; a retry of the same batch is accepted, a
+/// different batch at the same sequence is refused (fencing by the log).
+#[test]
+fn the_log_fences_by_lease_and_by_sequence() {
+    use hundredx::replication::log::{AppendError, RedisLog};
+    let dir = tempfile::tempdir().unwrap();
+    let redis = redis_bridge::test_support::RedisServer::start(dir.path());
+    let target = redis_bridge::target::RedisTarget::new(&redis.url);
+    let mut log = RedisLog::new(target, Duration::from_secs(2));
+    let wait = Duration::from_millis(100);
+    let (r1, r2, r3) = (b"one".as_slice(), b"two".as_slice(), b"three".as_slice());
+
+    let fenced = |r: Result<(), AppendError>| matches!(r, Err(AppendError::Fenced(_)));
+    assert!(fenced(log.append("a:1", &[(1, r1)], 0, wait)), "no lease, no append");
+    assert!(log.try_lead("a:1", Duration::from_secs(5)).unwrap());
+    assert!(!log.try_lead("b:2", Duration::from_secs(5)).unwrap(), "one lease holder");
+    log.append("a:1", &[(1, r1), (2, r2)], 0, wait).unwrap();
+    log.append("a:1", &[(1, r1), (2, r2)], 0, wait).unwrap(); // a retry of the same batch
+    assert!(fenced(log.append("a:1", &[(2, r3)], 0, wait)), "another batch at a written seq");
+    assert!(matches!(log.append("a:1", &[(5, r3)], 0, wait), Err(AppendError::Gap(_))));
+    assert!(fenced(log.append("b:2", &[(3, r3)], 0, wait)), "not the lease holder");
+    assert_eq!(log.bounds().unwrap(), Some((1, 2)));
+    assert_eq!(
+        log.read_after(0, 10, Duration::ZERO).unwrap(),
+        vec![(1, r1.to_vec()), (2, r2.to_vec())]
+    );
+    assert_eq!(log.read_after(1, 10, Duration::from_millis(10)).unwrap(), vec![(2, r2.to_vec())]);
+    assert!(log.read_after(2, 10, Duration::from_millis(10)).unwrap().is_empty());
+
+    // The lease moves only when released or expired; a deposed holder cannot renew.
+    assert!(log.renew("a:1", Duration::from_secs(5)).unwrap());
+    assert!(!log.renew("b:2", Duration::from_secs(5)).unwrap());
+    log.release("a:1").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(log.try_lead("b:2", Duration::from_secs(5)).unwrap());
+    assert!(!log.renew("a:1", Duration::from_secs(5)).unwrap(), "a was deposed");
+    log.append("b:2", &[(3, r3)], 0, wait).unwrap();
+
+    // State hashes: the first engine at a sequence records it, the other compares.
+    assert_eq!(log.compare_hash(100, "aa").unwrap(), None);
+    assert_eq!(log.compare_hash(100, "aa").unwrap(), None);
+    assert_eq!(log.compare_hash(100, "bb").unwrap(), Some("aa".to_owned()));
+
+    // Trimmed below the oldest snapshot every engine holds, and only once two are registered.
+    log.register("a", 2).unwrap();
+    assert_eq!(log.trim().unwrap(), None, "a lone engine keeps the whole log");
+    log.register("b", 0).unwrap();
+    assert_eq!(log.trim().unwrap(), None, "an engine without a snapshot needs it all");
+    log.register("b", 1).unwrap();
+    assert_eq!(log.trim().unwrap(), Some(1));
+    assert_eq!(log.bounds().unwrap(), Some((2, 3)));
+}

@@ -20,6 +20,11 @@ pub use redis_bridge::test_support::RedisHa;
 /// A `hundredx engine --standby` process, killed on drop; its log in `<dir>/<node>.log`.
 pub struct EngineProc {
     pub child: Option<Child>,
+    /// `--standby` (replicated); off: a plain `hundredx engine` (the baseline of the benchmark).
+    pub replicated: bool,
+    /// Journal and snapshot flags: `--sync fsync`, and a snapshot (so a state-hash comparison)
+    /// every 100 commands.
+    pub args: Vec<String>,
     pub node: String,
     pub data: PathBuf,
     pub log: PathBuf,
@@ -35,11 +40,28 @@ impl Drop for EngineProc {
 }
 
 impl EngineProc {
-    /// Starts engine `node` with its data under `dir`.
+    /// Starts engine `node` (replicated) with its data under `dir`.
     pub fn start(bin: &str, url: &str, dir: &Path, node: &str) -> EngineProc {
+        EngineProc::start_as(bin, url, dir, node, true, None)
+    }
+
+    /// Starts engine `node`, replicated or not, with its data under `dir`; `snapshot_every`
+    /// replaces the tests' 100.
+    pub fn start_as(
+        bin: &str,
+        url: &str,
+        dir: &Path,
+        node: &str,
+        replicated: bool,
+        snapshot_every: Option<u64>,
+    ) -> EngineProc {
         let data = dir.join(node);
         let log = dir.join(format!("{node}.log"));
-        let mut p = EngineProc { child: None, node: node.into(), data, log };
+        let args = ["--sync", "fsync", "--snapshot-every", "100"].map(String::from).to_vec();
+        let mut p = EngineProc { child: None, replicated, args, node: node.into(), data, log };
+        if let Some(n) = snapshot_every {
+            p.args[3] = n.to_string();
+        }
         p.restart(bin, url);
         p
     }
@@ -47,12 +69,17 @@ impl EngineProc {
     /// Starts it again (after a kill), appending to its log.
     pub fn restart(&mut self, bin: &str, url: &str) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = Process::new(bin)
-            .args(["engine", "--standby", "--consumer", &self.node, "--redis", url])
+        let mut cmd = Process::new(bin);
+        cmd.arg("engine");
+        if self.replicated {
+            cmd.arg("--standby");
+        }
+        let child = cmd
+            .args(["--consumer", &self.node, "--redis", url])
             .arg("--data-dir")
             .arg(&self.data)
-            .args(["--sync", "fsync", "--lease-ms", "1000", "--keep-journal"])
-            .args(["--snapshot-every", "100"])
+            .args(["--lease-ms", "1000", "--keep-journal"])
+            .args(&self.args)
             .env("HUNDREDX_BRIDGE_SECRET", TEST_BRIDGE_SECRET)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

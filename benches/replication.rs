@@ -85,14 +85,13 @@ fn cost(rt: &tokio::runtime::Runtime, replicated: bool) {
     let ha = RedisHa::start(dir.path());
     let url = &ha.url;
     let a = EngineProc::start_as(BIN, url, dir.path(), "engine-a", replicated, SNAPSHOTS);
+    // a leads before b starts (else either may win the lease).
+    assert!(!replicated || a.wait_leading(Duration::from_secs(20)), "{}", a.log_text());
     let _b =
         replicated.then(|| EngineProc::start_as(BIN, url, dir.path(), "engine-b", true, SNAPSHOTS));
     rt.block_on(async {
         let c = Arc::new(client(url, "bench", 21).await);
         let account = account(&c).await;
-        if replicated {
-            assert!(a.wait_leading(Duration::from_secs(20)));
-        }
         let _ = closed_loop(Arc::clone(&c), account).await; // warm-up
         let (n, h) = closed_loop(c, account).await;
         println!(
@@ -110,11 +109,10 @@ fn cost(rt: &tokio::runtime::Runtime, replicated: bool) {
 fn takeover(rt: &tokio::runtime::Runtime, rounds: usize) {
     let dir = tempfile::tempdir().unwrap();
     let ha = RedisHa::start(dir.path());
-    let mut engines = [
-        EngineProc::start_as(BIN, &ha.url, dir.path(), "engine-a", true, SNAPSHOTS),
-        EngineProc::start_as(BIN, &ha.url, dir.path(), "engine-b", true, SNAPSHOTS),
-    ];
-    assert!(engines[0].wait_leading(Duration::from_secs(20)));
+    let a = EngineProc::start_as(BIN, &ha.url, dir.path(), "engine-a", true, SNAPSHOTS);
+    assert!(a.wait_leading(Duration::from_secs(20)), "{}", a.log_text());
+    let mut engines =
+        [a, EngineProc::start_as(BIN, &ha.url, dir.path(), "engine-b", true, SNAPSHOTS)];
     rt.block_on(async {
         let c = Arc::new(client(&ha.url, "bench-takeover", 22).await);
         let account = account(&c).await;

@@ -199,7 +199,7 @@ pub fn engine(
                 bridge_cfg.applied = takeover.recent;
                 bridge_cfg.claim_at_start = true;
                 let stop = Arc::new(AtomicBool::new(false));
-                lease = Some((node.lead(Arc::clone(&stop)), stop, takeover.won_at));
+                lease = Some((node.lead(Arc::clone(&stop))?, stop, takeover.won_at));
             }
             None => return stop_engine(runtime, durable, task),
         }

@@ -196,6 +196,20 @@ impl RedisLog {
         parse_entries(reply)
     }
 
+    /// Up to `count` records at or before `seq`, newest first.
+    pub fn read_back(&mut self, seq: u64, count: usize) -> RedisResult<Vec<Entry>> {
+        let reply: redis::Value = self.with(|con| {
+            cmd("XREVRANGE")
+                .arg(JOURNAL_STREAM)
+                .arg(format!("{seq}-0"))
+                .arg("-")
+                .arg("COUNT")
+                .arg(count)
+                .query(con)
+        })?;
+        parse_entries(reply)
+    }
+
     /// The sequences of the log's first and last entries (`None`: empty).
     pub fn bounds(&mut self) -> RedisResult<Option<(u64, u64)>> {
         let ends = |con: &mut Connection, dir: &str| -> RedisResult<Option<u64>> {

@@ -27,6 +27,9 @@ const READ_MAX: usize = 4_096;
 const READ_BLOCK: Duration = Duration::from_millis(100);
 /// How often the leader trims the log.
 const TRIM_EVERY: Duration = Duration::from_secs(10);
+/// Request ids at most this old are remembered as applied (the bridge refuses entries older
+/// than 30 s anyway; the rest is room for clocks).
+const RECENT_AGE_MS: u64 = 60_000;
 
 /// What a standby hands over when it takes over.
 #[derive(Debug)]
@@ -84,8 +87,35 @@ impl Node {
             ),
             _ => {}
         }
+        self.prime_recent(local_seq)?;
         let oldest = self.oldest_snapshot();
         retry("registering in engine-journal:nodes", || self.log.register(&self.opts.node, oldest))
+    }
+
+    /// Remembers the request ids of the log's last minute up to `local_seq` — what this engine
+    /// recovered from its own journal rather than followed: if it takes over, a request among
+    /// them still pending on `engine-stream` (a crash before its acknowledgement) must be
+    /// refused, not applied again.
+    fn prime_recent(&mut self, local_seq: u64) -> Result<()> {
+        let oldest_ms = (crate::now_ns() / 1_000_000).saturating_sub(RECENT_AGE_MS);
+        let mut back: Vec<(u64, u64)> = Vec::new();
+        let mut at = local_seq;
+        'pages: while at > 0 && back.len() < RECENT_MAX {
+            let page = retry("reading engine-journal back", || self.log.read_back(at, READ_MAX))?;
+            let Some(&(last, _)) = page.last() else { break };
+            for (_, bytes) in &page {
+                let Some(Ok((_, cmd))) = RecordReader::new(bytes).next() else { continue };
+                if cmd.ts_ns / 1_000_000 < oldest_ms {
+                    break 'pages;
+                }
+                if cmd.request_id.0 != 0 {
+                    back.push((cmd.request_id.0, cmd.ts_ns / 1_000_000));
+                }
+            }
+            at = last.saturating_sub(1);
+        }
+        self.recent.extend(back.into_iter().rev());
+        Ok(())
     }
 
     fn oldest_snapshot(&self) -> u64 {
@@ -207,33 +237,30 @@ impl Node {
 
     /// Leads: renews the lease every quarter of it until `stop`, then gives it up. Exits the
     /// process if the lease turns out to be someone else's.
-    pub fn lead(mut self, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-        std::thread::Builder::new()
-            .name("hundredx-lease".into())
-            .spawn(move || {
-                let mut trimmed = Instant::now();
-                while !stop.load(Ordering::Relaxed) {
-                    match self.log.renew(&self.shared.token, self.opts.lease) {
-                        Ok(true) => {}
-                        Ok(false) => deposed("the lease is held by another engine"),
-                        Err(e) => warn!(error = %e, "leader: lease renewal failed"),
-                    }
-                    self.compare_hashes(false);
-                    if self.opts.trim && trimmed.elapsed() >= TRIM_EVERY {
-                        trimmed = Instant::now();
-                        match self.log.trim() {
-                            Ok(Some(below)) => info!(below, "engine-journal trimmed"),
-                            Ok(None) => {}
-                            Err(e) => warn!(error = %e, "engine-journal trim failed"),
-                        }
-                    }
-                    std::thread::sleep(self.opts.lease / 4);
+    pub fn lead(mut self, stop: Arc<AtomicBool>) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new().name("hundredx-lease".into()).spawn(move || {
+            let mut trimmed = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                match self.log.renew(&self.shared.token, self.opts.lease) {
+                    Ok(true) => {}
+                    Ok(false) => deposed("the lease is held by another engine"),
+                    Err(e) => warn!(error = %e, "leader: lease renewal failed"),
                 }
-                if let Err(e) = self.log.release(&self.shared.token) {
-                    warn!(error = %e, "leader: could not release the lease (it expires by itself)");
+                self.compare_hashes(false);
+                if self.opts.trim && trimmed.elapsed() >= TRIM_EVERY {
+                    trimmed = Instant::now();
+                    match self.log.trim() {
+                        Ok(Some(below)) => info!(below, "engine-journal trimmed"),
+                        Ok(None) => {}
+                        Err(e) => warn!(error = %e, "engine-journal trim failed"),
+                    }
                 }
-            })
-            .expect("spawning the lease thread")
+                std::thread::sleep(self.opts.lease / 4);
+            }
+            if let Err(e) = self.log.release(&self.shared.token) {
+                warn!(error = %e, "leader: could not release the lease (it expires by itself)");
+            }
+        })
     }
 }
 

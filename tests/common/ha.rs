@@ -186,8 +186,8 @@ pub async fn account(c: &RedisEngineClient) -> AccountId {
 pub struct Load {
     pub acked: Mutex<Vec<u64>>,
     pub sent: std::sync::atomic::AtomicU64,
-    /// (when, ok) of every reply or failure, for the outage's length.
-    pub timeline: Mutex<Vec<(Instant, bool)>>,
+    /// (sent, answered, ok) of every request, for the outage's length.
+    pub timeline: Mutex<Vec<(Instant, Instant, bool)>>,
     pub stop: AtomicBool,
 }
 
@@ -201,12 +201,13 @@ impl Load {
                     let kind =
                         CommandKind::Deposit { account, amount: Usdc::from_whole(1), key: None };
                     l.sent.fetch_add(1, Ordering::Relaxed);
+                    let sent = Instant::now();
                     let r = c.send_request_and_wait(kind).await;
                     let ok = matches!(&r, Ok(Response { result: Ok(_), .. }));
                     if let Ok(Response { request_id, result: Ok(_), .. }) = r {
                         l.acked.lock().unwrap().push(request_id.0);
                     }
-                    l.timeline.lock().unwrap().push((Instant::now(), ok));
+                    l.timeline.lock().unwrap().push((sent, Instant::now(), ok));
                     if !ok {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
@@ -216,9 +217,11 @@ impl Load {
         load
     }
 
-    /// The first acknowledged reply after `t`.
+    /// When the first request sent after `t` was acknowledged (a reply the old leader wrote
+    /// before `t` does not count).
     pub fn first_ok_after(&self, t: Instant) -> Option<Instant> {
-        self.timeline.lock().unwrap().iter().filter(|(at, ok)| *ok && *at > t).map(|x| x.0).min()
+        let timeline = self.timeline.lock().unwrap();
+        timeline.iter().filter(|(sent, _, ok)| *ok && *sent > t).map(|x| x.1).min()
     }
 
     pub fn acked_count(&self) -> usize {

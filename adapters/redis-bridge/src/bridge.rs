@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use crate::backoff::Backoff;
 use crate::link::{Link, blocking_connection};
-use crate::signing::{BridgeKey, ReplayGuard, SigError};
+use crate::signing::{Admitted, BridgeKey, ReplayGuard, SigError};
 use crate::target::RedisTarget;
 use crate::wire::{self, WireError};
 use crate::{ENGINE_EVENTS_MAXLEN, ENGINE_EVENTS_STREAM, ENGINE_STREAM, PRICE_STREAM};
@@ -532,8 +532,12 @@ async fn handle_request(
             .await?;
         return Ok(ack(write, &e.id).await?);
     }
-    if let Err(why) = gate.guard.admit(req.id.0, &e.id, ts, now_ms()) {
-        return gate.refuse(write, ENGINE_STREAM, e, why).await;
+    match gate.guard.admit(req.id.0, &e.id, ts, now_ms()) {
+        Err(why) => return gate.refuse(write, ENGINE_STREAM, e, why).await,
+        // Taken already (re-read after a reconnect, or claimed back): applying it again would
+        // apply it twice; its reply comes, or came, from the first delivery.
+        Ok(Admitted::Again) => return Ok(ack(write, &e.id).await?),
+        Ok(Admitted::New) => {}
     }
     let (entry_id, reply_to, done) = (e.id.clone(), req.reply_to.clone(), done.clone());
     let on_reply = Box::new(move |r: Response| {
@@ -550,7 +554,8 @@ async fn handle_request(
         // The same request is already in flight (a redelivery): its reply will come.
         Err(EngineError::DuplicateInFlight) => ack(write, &e.id).await?,
         Err(err) => {
-            // Not taken: leave it pending; it is re-read after a reconnect.
+            // Not taken: leave it pending; it is re-read after a reconnect, and new then.
+            gate.guard.forget(req.id.0);
             warn!(error = %err, "bridge: engine did not take a request");
         }
     }

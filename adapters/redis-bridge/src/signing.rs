@@ -145,6 +145,15 @@ pub fn fresh(ts_ms: u64, now_ms: u64, max_age_ms: u64) -> bool {
     now_ms.abs_diff(ts_ms) <= max_age_ms
 }
 
+/// What [`ReplayGuard::admit`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    /// A request id not seen before: apply it.
+    New,
+    /// The same entry again: taken already, acknowledge it without applying.
+    Again,
+}
+
 /// Remembers which entry carried each request id while entries of that age are accepted, so a
 /// signed entry copied by a Redis reader and written again (a new entry, the same request id)
 /// is refused, while Redis redelivering the same entry (a restart, a reclaim) is not.
@@ -173,15 +182,24 @@ impl ReplayGuard {
         }
     }
 
-    /// Admits request `id` carried by Redis entry `entry` (its `ms-seq` id) signed at `ts_ms`.
-    pub fn admit(&mut self, id: u64, entry: &str, ts_ms: u64, now_ms: u64) -> Result<(), SigError> {
+    /// Admits request `id` carried by Redis entry `entry` (its `ms-seq` id) signed at `ts_ms`:
+    /// [`Admitted::New`] the first time, [`Admitted::Again`] when the same entry comes back
+    /// (Redis redelivering it after a reconnect or a claim): the engine already took it, so it
+    /// must not be applied again — its reply comes, or came, from the first delivery.
+    pub fn admit(
+        &mut self,
+        id: u64,
+        entry: &str,
+        ts_ms: u64,
+        now_ms: u64,
+    ) -> Result<Admitted, SigError> {
         self.expire(now_ms);
         if !fresh(ts_ms, now_ms, self.max_age_ms) || ts_ms <= self.floor_ts_ms {
             return Err(SigError::Stale);
         }
         let entry = entry_key(entry);
         if let Some(&(_, first)) = self.seen.get(&id) {
-            return if first == entry { Ok(()) } else { Err(SigError::Replayed) };
+            return if first == entry { Ok(Admitted::Again) } else { Err(SigError::Replayed) };
         }
         if self.seen.len() >= self.capacity
             && let Some((old_ts, old_id)) = self.order.pop_front()
@@ -195,7 +213,16 @@ impl ReplayGuard {
         self.seen.insert(id, (ts_ms, entry));
         self.order.push_back((ts_ms, id));
         assert_eq!(self.seen.len(), self.order.len(), "replay guard: map and queue disagree");
-        Ok(())
+        Ok(Admitted::New)
+    }
+
+    /// Forgets `id`: the engine did not take it (its ring was full), so its entry, re-read
+    /// later, is new again. Rare: O(remembered ids).
+    pub fn forget(&mut self, id: u64) {
+        if self.seen.remove(&id).is_some() {
+            self.order.retain(|&(_, i)| i != id);
+        }
+        assert_eq!(self.seen.len(), self.order.len(), "replay guard: map and queue disagree");
     }
 
     /// Remembers request `id` (signed about `ts_ms`) as applied already, by another engine
@@ -284,27 +311,31 @@ mod tests {
     }
 
     #[test]
-    fn the_guard_refuses_a_copy_but_not_a_redelivery() {
+    fn the_guard_refuses_a_copy_and_tells_a_redelivery() {
         let mut g = ReplayGuard::new(1_000, 10);
-        assert_eq!(g.admit(7, "100-0", 5_000, 5_000), Ok(()));
-        assert_eq!(g.admit(7, "100-0", 5_000, 5_500), Ok(()), "same entry again");
+        assert_eq!(g.admit(7, "100-0", 5_000, 5_000), Ok(Admitted::New));
+        assert_eq!(g.admit(7, "100-0", 5_000, 5_500), Ok(Admitted::Again), "same entry again");
         assert_eq!(g.admit(7, "101-0", 5_000, 5_500), Err(SigError::Replayed));
         assert_eq!(g.admit(8, "102-0", 3_000, 5_500), Err(SigError::Stale));
         assert_eq!(g.admit(8, "102-0", 7_000, 5_500), Err(SigError::Stale), "from the future");
         // Once an entry is too old to be accepted at all, its id is forgotten.
-        assert_eq!(g.admit(9, "103-0", 6_100, 6_100), Ok(()));
-        assert_eq!(g.len(), 1);
+        assert_eq!(g.admit(9, "103-0", 6_100, 6_100), Ok(Admitted::New));
+        g.forget(9);
+        assert_eq!(g.admit(9, "103-0", 6_100, 6_100), Ok(Admitted::New), "not taken: new again");
+        g.remember_applied(10, 6_100);
+        assert_eq!(g.admit(10, "104-0", 6_100, 6_100), Err(SigError::Replayed), "applied before");
+        assert_eq!(g.len(), 2);
     }
 
     #[test]
     fn a_full_guard_shrinks_the_accepted_age_instead_of_forgetting() {
         let mut g = ReplayGuard::new(1_000_000, 3);
         for (id, ts) in [(1, 10), (2, 20), (3, 30), (4, 40)] {
-            assert_eq!(g.admit(id, &format!("{id}-0"), ts, 50), Ok(()));
+            assert_eq!(g.admit(id, &format!("{id}-0"), ts, 50), Ok(Admitted::New));
         }
         assert_eq!(g.len(), 3);
         // Id 1 was forgotten: a copy of it (ts 10) must not pass now.
         assert_eq!(g.admit(1, "99-0", 10, 50), Err(SigError::Stale));
-        assert_eq!(g.admit(5, "5-0", 45, 50), Ok(()));
+        assert_eq!(g.admit(5, "5-0", 45, 50), Ok(Admitted::New));
     }
 }

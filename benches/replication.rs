@@ -63,7 +63,9 @@ async fn closed_loop(c: Arc<RedisEngineClient>, account: AccountId) -> (u64, His
                     let t = Instant::now();
                     if let Ok(Response { result: Ok(_), .. }) = c.send_request_and_wait(kind).await
                     {
-                        h.saturating_record(t.elapsed().as_micros() as u64);
+                        h.saturating_record(
+                            u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),
+                        );
                         done.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -141,7 +143,7 @@ fn takeover(rt: &tokio::runtime::Runtime, rounds: usize) {
                 "takeover round {round:>2}: outage {:>5} ms (lease won → serving: {inner} ms)",
                 outage.as_millis()
             );
-            outages.push(outage.as_millis() as u64);
+            outages.push(u64::try_from(outage.as_millis()).unwrap_or(u64::MAX));
             engines[leader].restart(BIN, &ha.url);
             leader = standby;
         }

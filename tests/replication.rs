@@ -121,6 +121,16 @@ fn redis_primary_kill_9_sentinel_promotes_and_nothing_acknowledged_is_lost() {
     let a = EngineProc::start(BIN, &ha.url, dir.path(), "engine-a");
     assert!(a.wait_leading(Duration::from_secs(20)), "a leads: {}", a.log_text());
     let _b = EngineProc::start(BIN, &ha.url, dir.path(), "engine-b");
+    // A real api process through the sentinels too, and a user signed up before the fault.
+    let api = common::hundredx_with(
+        &["api", "--listen", "127.0.0.1:0", "--instance", "api-ha"],
+        &[("HUNDREDX_REDIS_URL", ha.url.as_str())],
+        std::process::Stdio::null(),
+    );
+    let (_api, addr) = common::address_of(api);
+    let creds = r#"{"email":"ha@example.com","password":"correct horse"}"#;
+    let signup = || common::http(&addr, "POST", "/api/v1/user/signup", None, Some(creds));
+    assert_eq!(common::until(202, 20, signup).0, 202);
     runtime().block_on(async {
         let c = Arc::new(client(&ha.url, "ha-3", 13).await);
         let account = account(&c).await;
@@ -139,6 +149,14 @@ fn redis_primary_kill_9_sentinel_promotes_and_nothing_acknowledged_is_lost() {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(load.acked_count() > before, "the load goes on through the new master");
+        let at = addr.clone();
+        let (status, body) = tokio::task::spawn_blocking(move || {
+            let signin = || common::http(&at, "POST", "/api/v1/user/signin", None, Some(creds));
+            common::until(200, 20, signin)
+        })
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "the api process reconnected through the sentinels: {body}");
         load.stop.store(true, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_secs(3)).await;
 

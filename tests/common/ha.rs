@@ -15,6 +15,7 @@ use redis_bridge::bridge::RedisEngineClient;
 use redis_bridge::target::RedisTarget;
 use redis_bridge::test_support::{TEST_BRIDGE_SECRET, test_key};
 
+#[allow(unused_imports)] // each test binary uses a different subset
 pub use redis_bridge::test_support::RedisHa;
 
 /// A `hundredx engine --standby` process, killed on drop; its log in `<dir>/<node>.log`.

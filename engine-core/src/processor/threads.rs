@@ -57,7 +57,7 @@ impl EngineThread {
         matches!(cmd.kind, CommandKind::AdminSnapshot)
             || self.snapshot_policy.every_commands.is_some_and(|n| {
                 if self.snapshot_policy.aligned {
-                    !cmd.kind.is_read_only() && self.last_seq % n == 0
+                    !cmd.kind.is_read_only() && self.last_seq.is_multiple_of(n)
                 } else {
                     self.since_snapshot >= n
                 }

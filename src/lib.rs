@@ -201,6 +201,12 @@ impl DurableEngine {
         })
     }
 
+    /// `(request id, ms)` of the commands journaled at or after `since_ms` (at most `max`, the
+    /// newest): requests this engine applied before it restarted.
+    pub fn recent_requests(&self, since_ms: u64, max: usize) -> Result<Vec<(u64, u64)>> {
+        Ok(durability::recent_requests(&self.data, since_ms, max)?)
+    }
+
     /// True once the journal failed to write (the engine has stopped applying commands).
     pub fn journal_failed(&self) -> bool {
         self.journal_failed.load(std::sync::atomic::Ordering::SeqCst)

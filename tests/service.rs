@@ -496,3 +496,107 @@ fn both_api_instances_push_a_users_changes() {
         }
     });
 }
+
+/// A request applied just before the engine died, whose entry comes to the restarted engine
+/// again (pending, or a captured copy written back within the 30 s a signature is accepted): the
+/// restarted engine remembers the request ids its journal applied lately and refuses it as a
+/// replay (dead-lettered), so the deposit is applied once.
+#[test]
+fn a_restarted_engine_does_not_apply_a_journaled_request_again() {
+    use engine_core::prelude::*;
+    use redis_bridge::bridge::RedisEngineClient;
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path());
+    let url = redis.url.clone();
+    let data = dir.path().join("engine");
+    let data_s = data.to_str().unwrap().to_owned();
+    let start = || hundredx(&["engine", "--redis", &url, "--sync", "fsync", "--data-dir", &data_s]);
+    let mut engine = start();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let target = redis_bridge::test_support::target(&url);
+        let key = redis_bridge::test_support::test_key();
+        let client = RedisEngineClient::connect(
+            &target,
+            key,
+            "replay-test",
+            6 << 40,
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+        let login = Login::new("r@x").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let account = loop {
+            let kind = CommandKind::CreateAccount { login, credential: Credential::empty() };
+            match client.send_request_and_wait(kind).await {
+                Ok(Response { result: Ok(ReplyData::AccountCreated { account }), .. }) => {
+                    break account;
+                }
+                other => assert!(Instant::now() < deadline, "engine never answered: {other:?}"),
+            }
+        };
+        let deposit = CommandKind::Deposit { account, amount: Usdc::from_whole(1), key: None };
+        let r = client.send_request_and_wait(deposit).await.unwrap();
+        assert!(r.result.is_ok(), "{r:?}");
+        // The deposit's entry, as an eavesdropper (or Redis's redelivery) would have it.
+        let mut con = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let entries: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg("engine-stream")
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let e = &entries.ids[0];
+        let field = |k: &str| -> String { e.get(k).unwrap() };
+        let (body, ts, sig) = (field("data"), field("ts"), field("sig"));
+
+        let _ = engine.0.kill();
+        let _ = engine.0.wait();
+        engine = start();
+        let _: String = redis::cmd("XADD")
+            .arg("engine-stream")
+            .arg("*")
+            .arg("data")
+            .arg(&body)
+            .arg("ts")
+            .arg(&ts)
+            .arg("sig")
+            .arg(&sig)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        // The restarted engine reads it, refuses it as a replay and dead-letters it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let dead: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+                .arg("engine-dead-letter")
+                .arg("-")
+                .arg("+")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            let causes: Vec<String> =
+                dead.ids.iter().filter_map(|d| d.get::<String>("error")).collect();
+            if causes.iter().any(|c| c == "replayed") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the copy was not refused: {causes:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let a = match client.send_request_and_wait(CommandKind::QueryAccount { account }).await {
+            Ok(Response { result: Ok(ReplyData::Account(a)), .. }) => a,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(a.available, Usdc::from_whole(5_001), "the deposit was applied once");
+        drop(engine);
+    });
+}

@@ -192,6 +192,11 @@ pub fn engine(
     let _ = prev_tx.send(prev);
     let mut bridge_cfg = EngineBridgeConfig::new(target.clone(), key);
     bridge_cfg.consumer = consumer.to_owned();
+    // Requests applied before a crash whose entries are still pending (the acknowledgement
+    // comes after the reply) come back: refused as replays, never applied twice. In
+    // replicated mode the log's last minute is remembered at the takeover instead.
+    let since_ms = (hundredx::now_ns() / 1_000_000).saturating_sub(60_000);
+    bridge_cfg.applied = durable.recent_requests(since_ms, bridge_cfg.replay_capacity)?;
     let mut lease = None;
     if let Some(node) = node {
         match follow_until_leading(&runtime, node, &durable)? {

@@ -15,12 +15,15 @@
 //! - [`SnapshotWriter`] serializes the copies the engine thread hands over, writes them
 //!   atomically (temp file, fsync, rename, fsync directory), keeps the newest few and prunes
 //!   journal segments wholly covered by the oldest snapshot kept.
+//! - [`recent_requests`] lists the request ids journaled lately (a restarted bridge refuses
+//!   them if Redis delivers their entries again).
 //! - [`recover`] loads the newest snapshot that decodes and whose state hash matches, replays the
 //!   journal after it, cuts off a torn last record, and returns the engine ready to run.
 
 mod data_dir;
 mod error;
 mod journal;
+mod recent;
 mod recovery;
 mod snapshots;
 
@@ -30,6 +33,7 @@ use std::time::Duration;
 pub use data_dir::DataDir;
 pub use error::DurabilityError;
 pub use journal::Journal;
+pub use recent::recent_requests;
 pub use recovery::{RecoveryReport, Start, TornTail, recover, recover_into};
 pub use snapshots::{JournalPruning, SnapshotWriter};
 

@@ -170,14 +170,16 @@ fn redis_primary_kill_9_sentinel_promotes_and_nothing_acknowledged_is_lost() {
 
 /// The append protocol itself, against one `redis-server` (no replica: `WAIT 0`): only the lease
 /// holder extends the log, only right after its end; a retry of the same batch is accepted, a
-/// different batch at the same sequence is refused (fencing by the log).
+/// different batch at the same sequence is refused (fencing by the log); an entry not signed
+/// with the bridge key is never handed out.
 #[test]
 fn the_log_fences_by_lease_and_by_sequence() {
-    use hundredx::replication::log::{AppendError, RedisLog};
+    use hundredx::replication::log::{AppendError, ReadError, RedisLog};
     let dir = tempfile::tempdir().unwrap();
     let redis = redis_bridge::test_support::RedisServer::start(dir.path());
     let target = redis_bridge::target::RedisTarget::new(&redis.url);
-    let mut log = RedisLog::new(target, Duration::from_secs(2));
+    let key = redis_bridge::test_support::test_key();
+    let mut log = RedisLog::new(target.clone(), key, Duration::from_secs(2));
     let wait = Duration::from_millis(100);
     let (r1, r2, r3) = (b"one".as_slice(), b"two".as_slice(), b"three".as_slice());
 
@@ -207,6 +209,30 @@ fn the_log_fences_by_lease_and_by_sequence() {
     assert!(!log.renew("a:1", Duration::from_secs(5)).unwrap(), "a was deposed");
     log.append("b:2", &[(3, r3)], 0, wait).unwrap();
 
+    // A record written by someone without the bridge key (or with another one) is refused.
+    let other = redis_bridge::signing::BridgeKey::new(&[7u8; 40]).unwrap();
+    let mut forger = RedisLog::new(target, other, Duration::from_secs(2));
+    assert!(forger.try_lead("f:3", Duration::from_millis(1)).is_ok());
+    std::thread::sleep(Duration::from_millis(20)); // b's lease is still on: take it by force
+    let mut con = redis::Client::open(redis.url.as_str()).unwrap().get_connection().unwrap();
+    let _: () = redis::cmd("SET").arg("engine-leader").arg("f:3").query(&mut con).unwrap();
+    forger.append("f:3", &[(4, b"forged".as_slice())], 0, wait).unwrap();
+    assert!(
+        matches!(log.read_after(3, 10, Duration::ZERO), Err(ReadError::Forged(id)) if id == "4-0")
+    );
+    let _: () = redis::cmd("XADD")
+        .arg("engine-journal")
+        .arg("5-0")
+        .arg("r")
+        .arg("unsigned")
+        .query(&mut con)
+        .unwrap();
+    assert!(matches!(log.read_back(5, 1), Err(ReadError::Forged(id)) if id == "5-0"));
+    assert_eq!(
+        log.read_after(1, 2, Duration::ZERO).unwrap(),
+        vec![(2, r2.to_vec()), (3, r3.to_vec())]
+    );
+
     // State hashes: the first engine at a sequence records it, the other compares.
     assert_eq!(log.compare_hash(100, "aa").unwrap(), None);
     assert_eq!(log.compare_hash(100, "aa").unwrap(), None);
@@ -219,5 +245,5 @@ fn the_log_fences_by_lease_and_by_sequence() {
     assert_eq!(log.trim().unwrap(), None, "an engine without a snapshot needs it all");
     log.register("b", 1).unwrap();
     assert_eq!(log.trim().unwrap(), Some(1));
-    assert_eq!(log.bounds().unwrap(), Some((2, 3)));
+    assert_eq!(log.bounds().unwrap(), Some((2, 5)));
 }

@@ -106,7 +106,7 @@ pub fn run_engine(args: EngineArgs) -> Result<()> {
         wait: Duration::from_millis(r.replica_wait_ms),
         replicas: r.replicas,
         trim: !args.durability.keep_journal,
-        ..ReplicationOptions::new(target.clone(), &args.consumer)
+        ..ReplicationOptions::new(target.clone(), key.clone(), &args.consumer)
     });
     engine(&target, key, &args.consumer, cfg, &args.durability.options(), financing, ha)
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use redis::{Connection, RedisResult, Script, cmd};
 use redis_bridge::link::lost_master;
+use redis_bridge::signing::BridgeKey;
 use redis_bridge::target::RedisTarget;
 
 use super::{HASHES_KEY, HEAD_KEY, JOURNAL_STREAM, LEASE_KEY, NODES_KEY};
@@ -13,11 +14,11 @@ use super::{HASHES_KEY, HEAD_KEY, JOURNAL_STREAM, LEASE_KEY, NODES_KEY};
 /// Appends a batch of records with explicit ids `<seq>-0`, only for the lease holder and only
 /// right after the log's last entry; a retry of a batch already written (the same bytes) is
 /// accepted. KEYS: journal, lease, head. ARGV: token, first seq, last seq, then per record:
-/// id, bytes. Every call writes the head key, so the `WAIT` after it always has something to
+/// id, bytes, signature. Every call writes the head key, so the `WAIT` after it always has something to
 /// wait for (a retry on a new connection included).
 const APPEND_SCRIPT: &str = r"
 local first, last = tonumber(ARGV[2]), tonumber(ARGV[3])
-local n = (#ARGV - 3) / 2
+local n = (#ARGV - 3) / 3
 local top = 0
 local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 if #newest > 0 then
@@ -26,10 +27,10 @@ else
   top = tonumber(redis.call('GET', KEYS[3]) or '0')
 end
 if top >= first then
-  local have = redis.call('XRANGE', KEYS[1], ARGV[4], ARGV[#ARGV - 1])
+  local have = redis.call('XRANGE', KEYS[1], ARGV[4], ARGV[#ARGV - 2])
   if #have ~= n then return redis.error_reply('FENCED the log moved past ' .. ARGV[2]) end
   for i = 1, n do
-    if have[i][2][2] ~= ARGV[3 + 2 * i] then
+    if have[i][2][2] ~= ARGV[2 + 3 * i] then
       return redis.error_reply('FENCED another engine wrote ' .. have[i][1])
     end
   end
@@ -43,7 +44,7 @@ if top ~= 0 and top ~= first - 1 then
   return redis.error_reply('GAP the log ends at ' .. tostring(top))
 end
 for i = 1, n do
-  redis.call('XADD', KEYS[1], ARGV[2 + 2 * i], 'r', ARGV[3 + 2 * i])
+  redis.call('XADD', KEYS[1], ARGV[1 + 3 * i], 'r', ARGV[2 + 3 * i], 's', ARGV[3 + 3 * i])
 end
 redis.call('SET', KEYS[3], ARGV[3])
 return n
@@ -75,12 +76,25 @@ pub enum AppendError {
     Redis(#[from] redis::RedisError),
 }
 
+/// Why records could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Redis unreachable or failing over: try again.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// An entry not signed with the bridge key (or altered): never applied.
+    #[error("engine-journal entry {0} is not signed by the bridge key")]
+    Forged(String),
+}
+
 /// One record as read back from the log.
 pub type Entry = (u64, Vec<u8>);
 
 /// A blocking connection to the master holding `engine-journal`.
 pub struct RedisLog {
     target: RedisTarget,
+    /// Signs each record appended, checks each record read (bound to its sequence).
+    key: BridgeKey,
     /// Longest a reply may take (WAIT and blocking reads add their own time to this).
     reply_timeout: Duration,
     con: Option<Connection>,
@@ -95,10 +109,11 @@ impl std::fmt::Debug for RedisLog {
 }
 
 impl RedisLog {
-    /// Connects lazily, on the first call.
-    pub fn new(target: RedisTarget, reply_timeout: Duration) -> RedisLog {
+    /// Connects lazily, on the first call; records are signed and checked with `key`.
+    pub fn new(target: RedisTarget, key: BridgeKey, reply_timeout: Duration) -> RedisLog {
         RedisLog {
             target,
+            key,
             reply_timeout,
             con: None,
             append: Script::new(APPEND_SCRIPT),
@@ -141,7 +156,8 @@ impl RedisLog {
         let mut call = script.prepare_invoke();
         call.key(JOURNAL_STREAM).key(LEASE_KEY).key(HEAD_KEY).arg(token).arg(first).arg(last);
         for (seq, bytes) in records {
-            call.arg(format!("{seq}-0")).arg(*bytes);
+            let sig = self.key.sign_bytes(JOURNAL_STREAM, *seq, bytes);
+            call.arg(format!("{seq}-0")).arg(*bytes).arg(sig);
         }
         let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
         let written: RedisResult<u64> = self.with(|con| {
@@ -162,13 +178,14 @@ impl RedisLog {
         }
     }
 
-    /// Up to `count` records after `seq`, waiting up to `block` for the first (0: not at all).
+    /// Up to `count` records after `seq`, waiting up to `block` for the first (0: not at all),
+    /// each checked against its signature.
     pub fn read_after(
         &mut self,
         seq: u64,
         count: usize,
         block: Duration,
-    ) -> RedisResult<Vec<Entry>> {
+    ) -> Result<Vec<Entry>, ReadError> {
         let after = format!("{seq}-0");
         let reply: redis::Value = self.with(|con| {
             if block.is_zero() {
@@ -193,11 +210,23 @@ impl RedisLog {
                 Ok(first_stream_entries(r))
             }
         })?;
-        parse_entries(reply)
+        self.checked(parse_entries(reply)?)
     }
 
-    /// Up to `count` records at or before `seq`, newest first.
-    pub fn read_back(&mut self, seq: u64, count: usize) -> RedisResult<Vec<Entry>> {
+    fn checked(&self, entries: Vec<(Entry, Option<String>)>) -> Result<Vec<Entry>, ReadError> {
+        entries
+            .into_iter()
+            .map(|((seq, record), sig)| {
+                let ok = sig.is_some_and(|s| {
+                    self.key.verify_bytes(JOURNAL_STREAM, seq, &s, &record).is_ok()
+                });
+                if ok { Ok((seq, record)) } else { Err(ReadError::Forged(format!("{seq}-0"))) }
+            })
+            .collect()
+    }
+
+    /// Up to `count` records at or before `seq`, newest first, each checked.
+    pub fn read_back(&mut self, seq: u64, count: usize) -> Result<Vec<Entry>, ReadError> {
         let reply: redis::Value = self.with(|con| {
             cmd("XREVRANGE")
                 .arg(JOURNAL_STREAM)
@@ -207,7 +236,7 @@ impl RedisLog {
                 .arg(count)
                 .query(con)
         })?;
-        parse_entries(reply)
+        self.checked(parse_entries(reply)?)
     }
 
     /// The sequences of the log's first and last entries (`None`: empty).
@@ -216,7 +245,7 @@ impl RedisLog {
             let (a, b) = if dir == "XRANGE" { ("-", "+") } else { ("+", "-") };
             let r: redis::Value =
                 cmd(dir).arg(JOURNAL_STREAM).arg(a).arg(b).arg("COUNT").arg(1).query(con)?;
-            Ok(parse_entries(r)?.first().map(|e| e.0))
+            Ok(parse_entries(r)?.first().map(|e| e.0.0))
         };
         self.with(|con| Ok(ends(con, "XRANGE")?.zip(ends(con, "XREVRANGE")?)))
     }
@@ -305,17 +334,19 @@ fn first_stream_entries(r: redis::Value) -> redis::Value {
     }
 }
 
-/// `[[id, [field, value, ...]], ...]` into `(seq, record bytes)`.
-fn parse_entries(v: redis::Value) -> RedisResult<Vec<Entry>> {
+/// `[[id, ["r", record, "s", signature]], ...]` into `((seq, record bytes), signature)`.
+fn parse_entries(v: redis::Value) -> RedisResult<Vec<(Entry, Option<String>)>> {
     let redis::Value::Array(items) = v else { return Ok(Vec::new()) };
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let (id, fields): (String, Vec<Vec<u8>>) = redis::from_redis_value(item)?;
         let seq = id.split_once('-').and_then(|(s, _)| s.parse::<u64>().ok());
-        let (Some(seq), Some(record)) = (seq, fields.into_iter().nth(1)) else {
+        let mut fields = fields.into_iter();
+        let (Some(seq), Some(_), Some(record)) = (seq, fields.next(), fields.next()) else {
             return Err(bad_entry(&id));
         };
-        out.push((seq, record));
+        let sig = fields.nth(1).and_then(|s| String::from_utf8(s).ok());
+        out.push(((seq, record), sig));
     }
     Ok(out)
 }

@@ -19,6 +19,7 @@ pub mod stage;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use redis_bridge::signing::BridgeKey;
 use redis_bridge::target::RedisTarget;
 
 /// The replicated journal stream.
@@ -44,6 +45,9 @@ pub const EXIT_DIVERGED: i32 = 70;
 pub struct ReplicationOptions {
     /// Redis (through Sentinel in production).
     pub target: RedisTarget,
+    /// Signs every record appended to `engine-journal` and checks every record read (the
+    /// bridge secret: a Redis writer cannot forge a command a standby would apply).
+    pub key: BridgeKey,
     /// This engine's stable name (its row in [`NODES_KEY`], its consumer name when it leads).
     pub node: String,
     /// The lease: a standby takes over this long after the leader last renewed.
@@ -59,9 +63,10 @@ pub struct ReplicationOptions {
 
 impl ReplicationOptions {
     /// Lease 2 s, WAIT up to 1 s for one replica.
-    pub fn new(target: RedisTarget, node: &str) -> ReplicationOptions {
+    pub fn new(target: RedisTarget, key: BridgeKey, node: &str) -> ReplicationOptions {
         ReplicationOptions {
             target,
+            key,
             node: node.to_owned(),
             lease: Duration::from_secs(2),
             wait: Duration::from_secs(1),

@@ -14,7 +14,7 @@ use engine_core::processor::Submitter;
 use redis_bridge::backoff::Backoff;
 use tracing::{error, info, warn};
 
-use super::log::{Entry, RedisLog};
+use super::log::{Entry, ReadError, RedisLog};
 use super::stage::deposed;
 use super::{EXIT_DIVERGED, ReplicationOptions, Shared};
 use crate::durability::DataDir;
@@ -62,7 +62,11 @@ impl Node {
         data_dir: PathBuf,
         hashes: Receiver<(u64, [u8; 32])>,
     ) -> Node {
-        let log = RedisLog::new(opts.target.clone(), READ_BLOCK + Duration::from_secs(2));
+        let log = RedisLog::new(
+            opts.target.clone(),
+            opts.key.clone(),
+            READ_BLOCK + Duration::from_secs(2),
+        );
         Node { opts, shared, log, data_dir, hashes, recent: VecDeque::new() }
     }
 
@@ -153,6 +157,7 @@ impl Node {
                     backoff.reset();
                     applied = self.submit(submitter, applied, &batch)?;
                 }
+                Err(e @ ReadError::Forged(_)) => bail!("{e}: refusing to follow the log"),
                 Err(e) => {
                     warn!(error = %e, "standby: engine-journal unreachable; retrying");
                     std::thread::sleep(backoff.next());
@@ -264,13 +269,15 @@ impl Node {
     }
 }
 
-/// Calls `f` until it succeeds (Redis may be failing over), for at most a minute.
-fn retry<T>(what: &str, mut f: impl FnMut() -> redis::RedisResult<T>) -> Result<T> {
+/// Calls `f` until it succeeds (Redis may be failing over), for at most a minute; a forged
+/// entry is not retried.
+fn retry<T, E: Into<ReadError>>(what: &str, mut f: impl FnMut() -> Result<T, E>) -> Result<T> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut backoff = backoff();
     loop {
-        match f() {
+        match f().map_err(Into::into) {
             Ok(v) => return Ok(v),
+            Err(e @ ReadError::Forged(_)) => bail!("{what}: {e}"),
             Err(e) if Instant::now() < deadline => {
                 warn!(error = %e, "{what}: retrying");
                 std::thread::sleep(backoff.next());

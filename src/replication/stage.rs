@@ -44,7 +44,8 @@ impl std::fmt::Debug for ReplicatedJournal {
 impl ReplicatedJournal {
     /// Wraps `local`.
     pub fn new(local: Journal, shared: Arc<Shared>, opts: ReplicationOptions) -> Self {
-        let log = RedisLog::new(opts.target.clone(), opts.wait + Duration::from_secs(2));
+        let timeout = opts.wait + Duration::from_secs(2);
+        let log = RedisLog::new(opts.target.clone(), opts.key.clone(), timeout);
         ReplicatedJournal {
             local,
             log,

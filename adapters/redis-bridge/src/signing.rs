@@ -89,26 +89,44 @@ impl BridgeKey {
         Ok(BridgeKey { mac })
     }
 
-    fn mac_of(&self, stream: &str, ts_ms: u64, data: &str) -> Hmac<Sha256> {
+    fn mac_of(&self, stream: &str, ts_ms: u64, data: &[u8]) -> Hmac<Sha256> {
         let mut mac = self.mac.clone();
         mac.update(DOMAIN);
         mac.update(stream.as_bytes());
         mac.update(b"\n");
         mac.update(ts_ms.to_string().as_bytes());
         mac.update(b"\n");
-        mac.update(data.as_bytes());
+        mac.update(data);
         mac
     }
 
     /// The `sig` field of an entry for `stream` written at `ts_ms`.
     pub fn sign(&self, stream: &str, ts_ms: u64, data: &str) -> String {
-        let tag = self.mac_of(stream, ts_ms, data).finalize().into_bytes();
+        self.sign_bytes(stream, ts_ms, data.as_bytes())
+    }
+
+    /// The signature of binary `data` at position `n` of `stream` (a journal record at its
+    /// sequence: `engine-journal`).
+    pub fn sign_bytes(&self, stream: &str, n: u64, data: &[u8]) -> String {
+        let tag = self.mac_of(stream, n, data).finalize().into_bytes();
         let mut hex = String::with_capacity(tag.len() * 2);
         for b in tag {
             hex.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
             hex.push(char::from(b"0123456789abcdef"[usize::from(b & 0xf)]));
         }
         hex
+    }
+
+    /// Checks [`BridgeKey::sign_bytes`]'s signature, in constant time.
+    pub fn verify_bytes(
+        &self,
+        stream: &str,
+        n: u64,
+        sig: &str,
+        data: &[u8],
+    ) -> Result<(), SigError> {
+        let tag = unhex(sig).ok_or(SigError::BadSignature)?;
+        self.mac_of(stream, n, data).verify_slice(&tag).map_err(|_| SigError::BadSignature)
     }
 
     /// Checks an entry read from `stream`; returns its `ts` (milliseconds). The comparison is in
@@ -127,7 +145,9 @@ impl BridgeKey {
             return Err(SigError::BadSignature);
         }
         let tag = unhex(sig).ok_or(SigError::BadSignature)?;
-        self.mac_of(stream, ts_ms, data).verify_slice(&tag).map_err(|_| SigError::BadSignature)?;
+        self.mac_of(stream, ts_ms, data.as_bytes())
+            .verify_slice(&tag)
+            .map_err(|_| SigError::BadSignature)?;
         Ok(ts_ms)
     }
 }

@@ -6,7 +6,6 @@
 //! equals a from-scratch replay of `engine-journal`.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -61,15 +60,7 @@ fn leader_kill_9_standby_takes_over_and_a_wiped_engine_rejoins() {
         assert!(a.wait_leading(Duration::from_secs(10)), "a leads again: {}", a.log_text());
         assert!(wait_for(Duration::from_secs(10), || load.first_ok_after(killed).is_some()));
         tokio::time::sleep(Duration::from_millis(500)).await;
-        load.stop.store(true, Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_secs(3)).await; // replies in flight time out
-
-        let journal = read_journal(&ha.url);
-        let acked = load.acked.lock().unwrap().clone();
-        let deposits = check_exactly_once(&journal, &acked);
-        assert!(deposits >= acked.len());
-        let hash = settle(&c, account, deposits).await;
-        assert_eq!(hash, replay_hash(&journal), "state = from-scratch replay of engine-journal");
+        stop_and_check(&ha.url, &c, account, &load).await;
         assert!(!a.log_text().contains("DIVERGED"), "{}", a.log_text());
     });
 }
@@ -100,13 +91,7 @@ fn a_stopped_leader_is_fenced_when_it_wakes() {
         assert!(a.log_text().contains("DEPOSED"), "{}", a.log_text());
 
         tokio::time::sleep(Duration::from_secs(1)).await;
-        load.stop.store(true, Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let journal = read_journal(&ha.url);
-        let acked = load.acked.lock().unwrap().clone();
-        let deposits = check_exactly_once(&journal, &acked);
-        let hash = settle(&c, account, deposits).await;
-        assert_eq!(hash, replay_hash(&journal), "state = from-scratch replay of engine-journal");
+        stop_and_check(&ha.url, &c, account, &load).await;
     });
 }
 
@@ -157,14 +142,7 @@ fn redis_primary_kill_9_sentinel_promotes_and_nothing_acknowledged_is_lost() {
         .await
         .unwrap();
         assert_eq!(status, 200, "the api process reconnected through the sentinels: {body}");
-        load.stop.store(true, Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_secs(3)).await;
-
-        let journal = read_journal(&ha.url);
-        let acked = load.acked.lock().unwrap().clone();
-        let deposits = check_exactly_once(&journal, &acked);
-        let hash = settle(&c, account, deposits).await;
-        assert_eq!(hash, replay_hash(&journal), "state = from-scratch replay of engine-journal");
+        stop_and_check(&ha.url, &c, account, &load).await;
     });
 }
 

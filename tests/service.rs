@@ -136,22 +136,7 @@ fn engine_kill_9_with_requests_in_flight_applies_each_exactly_once() {
         )
         .await
         .unwrap();
-        let login = Login::new("k@x").unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let account = loop {
-            match client
-                .send_request_and_wait(CommandKind::CreateAccount {
-                    login,
-                    credential: Credential::empty(),
-                })
-                .await
-            {
-                Ok(Response { result: Ok(ReplyData::AccountCreated { account }), .. }) => {
-                    break account;
-                }
-                other => assert!(Instant::now() < deadline, "engine never answered: {other:?}"),
-            }
-        };
+        let account = common::ha::account_named(&client, "k@x").await;
         let client = std::sync::Arc::new(client);
         // 300 deposits in flight from 10 tasks; the engine dies a third of the way through.
         let sent = 300u64;
@@ -526,17 +511,7 @@ fn a_restarted_engine_does_not_apply_a_journaled_request_again() {
         )
         .await
         .unwrap();
-        let login = Login::new("r@x").unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let account = loop {
-            let kind = CommandKind::CreateAccount { login, credential: Credential::empty() };
-            match client.send_request_and_wait(kind).await {
-                Ok(Response { result: Ok(ReplyData::AccountCreated { account }), .. }) => {
-                    break account;
-                }
-                other => assert!(Instant::now() < deadline, "engine never answered: {other:?}"),
-            }
-        };
+        let account = common::ha::account_named(&client, "r@x").await;
         let deposit = CommandKind::Deposit { account, amount: Usdc::from_whole(1), key: None };
         let r = client.send_request_and_wait(deposit).await.unwrap();
         assert!(r.result.is_ok(), "{r:?}");

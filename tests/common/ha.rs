@@ -156,7 +156,13 @@ pub async fn client(url: &str, instance: &str, tag: u64) -> RedisEngineClient {
 
 /// Creates the test account, retrying until an engine answers.
 pub async fn account(c: &RedisEngineClient) -> AccountId {
-    let login = Login::new("ha@x").unwrap();
+    account_named(c, "ha@x").await
+}
+
+/// Creates account `login`, retrying until an engine answers (an earlier try applied but
+/// answered too late is found by its login).
+pub async fn account_named(c: &RedisEngineClient, login: &str) -> AccountId {
+    let login = Login::new(login).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match c
@@ -313,4 +319,18 @@ pub async fn settle(c: &RedisEngineClient, account: AccountId, deposits: usize) 
         Ok(Response { result: Ok(ReplyData::State(s)), .. }) => engine_core::hash::hex(&s.hash),
         other => panic!("state hash: {other:?}"),
     }
+}
+
+/// Stops the load, lets replies in flight time out, then checks the log against it: every
+/// acknowledged request in `engine-journal` exactly once, no request twice, the balance equal to
+/// the deposits in the log, and the serving engine's state hash equal to a from-scratch replay.
+pub async fn stop_and_check(url: &str, c: &RedisEngineClient, account: AccountId, load: &Load) {
+    load.stop.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let journal = read_journal(url);
+    let acked = load.acked.lock().unwrap().clone();
+    let deposits = check_exactly_once(&journal, &acked);
+    assert!(deposits >= acked.len(), "every acknowledged deposit is in the log");
+    let hash = settle(c, account, deposits).await;
+    assert_eq!(hash, replay_hash(&journal), "state = from-scratch replay of engine-journal");
 }

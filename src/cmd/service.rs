@@ -166,7 +166,6 @@ pub fn engine(
             let shared = Arc::new(Shared {
                 token: format!("{}:{:016x}", opts.node, random_u64()?),
                 follow_upto: AtomicU64::new(0),
-                appended: AtomicU64::new(0),
             });
             let node =
                 Node::new(opts.clone(), Arc::clone(&shared), durability.data_dir.clone(), rx);

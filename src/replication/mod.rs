@@ -83,6 +83,4 @@ pub struct Shared {
     pub token: String,
     /// Commands at or below this sequence came from `engine-journal`.
     pub follow_upto: AtomicU64,
-    /// The last sequence this engine appended as leader.
-    pub appended: AtomicU64,
 }

@@ -75,7 +75,6 @@ impl ReplicatedJournal {
         for (i, (seq, cmd)) in self.pending.iter().enumerate() {
             self.local.on_command(*seq, cmd, i == last);
         }
-        self.shared.appended.store(self.pending[last].0, Ordering::Release);
         self.pending.clear();
     }
 

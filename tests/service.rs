@@ -484,8 +484,9 @@ fn both_api_instances_push_a_users_changes() {
 
 /// A request applied just before the engine died, whose entry comes to the restarted engine
 /// again (pending, or a captured copy written back within the 30 s a signature is accepted): the
-/// restarted engine remembers the request ids its journal applied lately and refuses it as a
-/// replay (dead-lettered), so the deposit is applied once.
+/// restarted bridge remembers the request ids its journal applied in the last minute and refuses
+/// it as a replay (dead-lettered) before it reaches the engine — whose own request-id window
+/// (100k commands) would only catch it while it is that recent — so it is applied once.
 #[test]
 fn a_restarted_engine_does_not_apply_a_journaled_request_again() {
     use engine_core::prelude::*;

@@ -91,6 +91,7 @@ pub mod persist;
 pub mod processor;
 pub mod snapshot;
 pub mod state;
+pub mod table;
 pub mod trail;
 pub mod waiters;
 

@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 
-use rustc_hash::FxHashMap;
+use crate::table::Table;
 
 use crate::command::{
     AccountId, CloseSize, Command, CommandKind, Credential, IdempotencyKey, Login, MarketId,
@@ -215,12 +215,12 @@ pub struct Engine {
     pub(crate) markets: Vec<Market>,
     /// `accounts[i]` is `AccountId(i + 1)`.
     pub(crate) accounts: Vec<Account>,
-    pub(crate) logins: FxHashMap<Login, AccountId>,
+    pub(crate) logins: Table<Login, AccountId>,
     /// Accounts never charged or paid financing (from `swap_free_logins`).
     pub(crate) swap_free: rustc_hash::FxHashSet<Login>,
-    pub(crate) positions: FxHashMap<PositionId, Position>,
+    pub(crate) positions: Table<PositionId, Position>,
     pub(crate) next_position_id: u64,
-    pub(crate) orders: FxHashMap<OrderId, OrderView>,
+    pub(crate) orders: Table<OrderId, OrderView>,
     pub(crate) next_order_id: u64,
     /// Good-till-time orders by expiry: `(expires_at_ns, order id)`.
     pub(crate) expiries: OrderedSet,
@@ -235,7 +235,7 @@ pub struct Engine {
     pub(crate) total_margin: Usdc,
     /// Replies to recent state-changing requests with their fingerprints, for request-id
     /// deduplication.
-    pub(crate) requests: FxHashMap<RequestId, (u64, Outcome)>,
+    pub(crate) requests: Table<RequestId, (u64, Outcome)>,
     pub(crate) request_fifo: VecDeque<RequestId>,
     /// Highest request id of a state-changing command applied: a restarted submitter continues
     /// above it (ids of queries may be reused: they are never remembered).
@@ -287,11 +287,11 @@ impl Engine {
         Ok(Engine {
             markets,
             accounts: Vec::with_capacity(max_accounts),
-            logins: FxHashMap::with_capacity_and_hasher(max_accounts, Default::default()),
+            logins: Table::with_capacity(max_accounts),
             swap_free: cfg.swap_free_logins.iter().filter_map(|l| Login::new(l)).collect(),
-            positions: FxHashMap::with_capacity_and_hasher(max_positions, Default::default()),
+            positions: Table::with_capacity(max_positions),
             next_position_id: 1,
-            orders: FxHashMap::with_capacity_and_hasher(max_orders, Default::default()),
+            orders: Table::with_capacity(max_orders),
             next_order_id: 1,
             expiries: OrderedSet::default(),
             total_reserved: Usdc::ZERO,
@@ -301,7 +301,7 @@ impl Engine {
             total_withdrawals: Usdc::ZERO,
             total_available: Usdc::ZERO,
             total_margin: Usdc::ZERO,
-            requests: FxHashMap::with_capacity_and_hasher(request_window, Default::default()),
+            requests: Table::with_capacity(request_window),
             request_fifo: VecDeque::with_capacity(request_window),
             max_request_id: 0,
             scratch: Vec::with_capacity(1024),

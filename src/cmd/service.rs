@@ -191,14 +191,16 @@ pub fn engine(
     let _ = prev_tx.send(prev);
     let mut bridge_cfg = EngineBridgeConfig::new(target.clone(), key);
     bridge_cfg.consumer = consumer.to_owned();
-    // Requests applied before a crash whose entries are still pending (the acknowledgement
-    // comes after the reply) come back: refused as replays, never applied twice. In
-    // replicated mode the log's last minute is remembered at the takeover instead.
-    let since_ms = (hundredx::now_ns() / 1_000_000).saturating_sub(60_000);
-    bridge_cfg.applied = durable.recent_requests(since_ms, bridge_cfg.replay_capacity)?;
     let mut lease = None;
-    if let Some(node) = node {
-        match follow_until_leading(&runtime, node, &durable)? {
+    match node {
+        // Requests applied before a crash whose entries are still pending (the acknowledgement
+        // comes after the reply) come back: refused as replays, never applied twice.
+        None => {
+            let since_ms = (hundredx::now_ns() / 1_000_000).saturating_sub(60_000);
+            bridge_cfg.applied = durable.recent_requests(since_ms, bridge_cfg.replay_capacity)?;
+        }
+        // Replicated: the log's last minute, remembered while following it.
+        Some(node) => match follow_until_leading(&runtime, node, &durable)? {
             Some((takeover, node)) => {
                 bridge_cfg.applied = takeover.recent;
                 bridge_cfg.claim_at_start = true;
@@ -206,7 +208,7 @@ pub fn engine(
                 lease = Some((node.lead(Arc::clone(&stop))?, stop, takeover.won_at));
             }
             None => return stop_engine(runtime, durable, task),
-        }
+        },
     }
     let events = durable.handle.subscribe(Subscription::Events, 65_536);
     let submitter = durable.handle.submitter();

@@ -181,7 +181,8 @@ impl Node {
         }
         info!(node = %self.opts.node, last_seq = applied, "standby: lease won, log finished; leading");
         let now_ms = crate::now_ns() / 1_000_000;
-        let recent = self.recent.iter().copied().filter(|(_, ts)| now_ms.abs_diff(*ts) < 120_000);
+        let recent =
+            self.recent.iter().copied().filter(|(_, ts)| now_ms.abs_diff(*ts) <= RECENT_AGE_MS);
         Ok(Takeover { last_seq: applied, recent: recent.collect(), won_at })
     }
 

@@ -113,6 +113,14 @@ fn redis_primary_kill_9_sentinel_promotes_and_nothing_acknowledged_is_lost() {
         std::process::Stdio::null(),
     );
     let (_api, addr) = common::address_of(api);
+    // And a price feed: its ticks reach the engine through the sentinels' master.
+    let _feed = common::hundredx_with(
+        &["feed", "--feed", "synthetic"],
+        &[("HUNDREDX_REDIS_URL", ha.url.as_str())],
+        std::process::Stdio::null(),
+    );
+    let priced = wait_for(Duration::from_secs(20), || priced_after(&addr, 0));
+    assert!(priced, "the feed's prices arrive");
     let creds = r#"{"email":"ha@example.com","password":"correct horse"}"#;
     let signup = || common::http(&addr, "POST", "/api/v1/user/signup", None, Some(creds));
     assert_eq!(common::until(202, 20, signup).0, 202);
@@ -126,6 +134,7 @@ fn redis_primary_kill_9_sentinel_promotes_and_nothing_acknowledged_is_lost() {
         let old = ha.master_port();
         ha.kill(old);
         let killed = Instant::now();
+        let killed_ms = unix_ms();
         ha.wait_until(Duration::from_secs(30), |m, _| m != old);
         ha.restart(old);
         assert!(
@@ -142,6 +151,11 @@ fn redis_primary_kill_9_sentinel_promotes_and_nothing_acknowledged_is_lost() {
         .await
         .unwrap();
         assert_eq!(status, 200, "the api process reconnected through the sentinels: {body}");
+        let at = addr.clone();
+        let fresh = tokio::task::spawn_blocking(move || {
+            wait_for(Duration::from_secs(20), || priced_after(&at, killed_ms))
+        });
+        assert!(fresh.await.unwrap(), "the feed's ticks reach the engine after the promotion");
         stop_and_check(&ha.url, &c, account, &load).await;
     });
 }
@@ -224,4 +238,32 @@ fn the_log_fences_by_lease_and_by_sequence() {
     log.register("b", 1).unwrap();
     assert_eq!(log.trim().unwrap(), Some(1));
     assert_eq!(log.bounds().unwrap(), Some((2, 5)));
+}
+
+fn unix_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    u64::try_from(since.as_millis()).unwrap()
+}
+
+/// Has the engine (asked through the api at `addr`) received a price after `t_ms`?
+fn priced_after(addr: &str, t_ms: u64) -> bool {
+    let (status, body) = common::http(addr, "GET", "/api/v1/markets", None, None);
+    status == 200 && newest_update_ms(&common::json(&body)) > t_ms
+}
+
+/// The newest `updated_at` (ms) anywhere in a `GET /api/v1/markets` answer (0: none yet).
+fn newest_update_ms(v: &serde_json::Value) -> u64 {
+    match v {
+        serde_json::Value::Array(items) => items.iter().map(newest_update_ms).max().unwrap_or(0),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .map(
+                |(k, v)| {
+                    if k == "updated_at" { v.as_u64().unwrap_or(0) } else { newest_update_ms(v) }
+                },
+            )
+            .max()
+            .unwrap_or(0),
+        _ => 0,
+    }
 }

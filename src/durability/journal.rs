@@ -153,14 +153,42 @@ impl Journal {
     }
 
     fn append(&mut self, seq: u64, cmd: &Command) -> std::io::Result<()> {
-        if self.segment_bytes >= self.segment_bytes_max {
-            self.rotate(seq)?;
-        }
+        self.rotate_if_full(seq)?;
         let n = encode_record(seq, cmd, &mut self.record);
         self.file.write_all(&self.record[..n])?;
+        self.wrote(n);
+        Ok(())
+    }
+
+    fn write_record(&mut self, seq: u64, record: &[u8]) -> std::io::Result<()> {
+        self.rotate_if_full(seq)?;
+        self.file.write_all(record)?;
+        self.wrote(record.len());
+        Ok(())
+    }
+
+    fn rotate_if_full(&mut self, next_seq: u64) -> std::io::Result<()> {
+        if self.segment_bytes >= self.segment_bytes_max {
+            self.rotate(next_seq)?;
+        }
+        Ok(())
+    }
+
+    fn wrote(&mut self, n: usize) {
         self.segment_bytes += n as u64;
         self.unsynced = true;
-        Ok(())
+    }
+
+    /// As [`InputStage::on_command`] for a record already encoded by
+    /// [`engine_core::persist::encode_record`] (the replicated stage encodes each command once,
+    /// for Redis and for this journal).
+    pub fn on_encoded(&mut self, seq: u64, record: &[u8], end_of_batch: bool) {
+        if let Err(e) = self.write_record(seq, record) {
+            self.fail(seq, &e);
+        }
+        if end_of_batch && let Err(e) = self.sync_batch() {
+            self.fail(seq, &e);
+        }
     }
 
     fn rotate(&mut self, next_seq: u64) -> std::io::Result<()> {

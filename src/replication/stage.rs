@@ -71,9 +71,9 @@ impl ReplicatedJournal {
             self.spans.push((*seq, start, start + n));
         }
         self.replicate();
-        let last = self.pending.len() - 1;
-        for (i, (seq, cmd)) in self.pending.iter().enumerate() {
-            self.local.on_command(*seq, cmd, i == last);
+        let last = self.spans.len() - 1;
+        for (i, &(seq, a, b)) in self.spans.iter().enumerate() {
+            self.local.on_encoded(seq, &self.bytes[a..b], i == last);
         }
         self.pending.clear();
     }

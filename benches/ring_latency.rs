@@ -2,7 +2,9 @@
 //! std mpsc baselines measured in the same run, plus memory per open position. Writes the tables
 //! to stdout and a percentile plot to `docs/latency.svg`.
 //!
-//! Run: `cargo bench --bench ring_latency` (several minutes; `-- --quick` runs in seconds).
+//! Run: `cargo bench --bench ring_latency` (several minutes; `-- --quick` runs in seconds;
+//! `-- --memory` measures memory per open position only; `-- --disruptor` skips the baselines;
+//! `-- --no-hiccup` runs without the hiccup meter, to see what the meter itself costs).
 //! See `support/harness.rs` for the method.
 
 #![allow(clippy::cast_precision_loss, clippy::float_arithmetic, clippy::cast_possible_truncation)]
@@ -53,6 +55,116 @@ fn table(results: &[RateResult]) {
             q[5],
             r.liquidations
         );
+    }
+}
+
+fn q_ns(h: &hdrhistogram::Histogram<u64>, q: f64) -> u64 {
+    if h.is_empty() {
+        0
+    } else if q >= 1.0 {
+        h.max()
+    } else {
+        h.value_at_quantile(q)
+    }
+}
+
+fn per_s(n: u64, r: &RateResult) -> f64 {
+    n as f64 / r.measured.as_secs_f64().max(1e-9)
+}
+
+/// Where each run's time went: the engine's own service time (measured inside the engine
+/// thread), the liquidation cascades apart, the platform's hiccups per core and the pinned
+/// threads' preemptions and run-queue wait.
+fn attribution(results: &[RateResult]) {
+    println!(
+        "| pipeline | offered/s | engine's own p50 | p99 | p99.9 | p99.99 | max | cascades: n, largest (positions, time) | hiccup core 0 p99 / p99.99 / max | hiccup core 1 p99 / p99.99 / max | engine thread: preempted/s, run-queue wait | generator: preempted/s, run-queue wait |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in results {
+        let e = &r.engine;
+        let s = |q| fmt_ns(q_ns(&e.service, q));
+        let hic = |k: usize| {
+            r.hiccups.get(k).map_or("-".to_owned(), |h| {
+                format!(
+                    "{} / {} / {}",
+                    fmt_ns(q_ns(h, 0.99)),
+                    fmt_ns(q_ns(h, 0.9999)),
+                    fmt_ns(q_ns(h, 1.0))
+                )
+            })
+        };
+        let sched = |x: &harness::Sched| {
+            format!(
+                "{:.0}/s, {:.2} ms/s",
+                per_s(x.preemptions, r),
+                per_s(x.wait_ns, r) / 1e6
+            )
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {}, {} in {} | {} | {} | {} | {} |",
+            r.pipeline.name(),
+            r.offered,
+            s(0.5),
+            s(0.99),
+            s(0.999),
+            s(0.9999),
+            s(1.0),
+            e.cascades.len(),
+            e.cascade_size_max,
+            fmt_ns(e.cascade_size_max_ns),
+            hic(0),
+            hic(1),
+            sched(&r.engine_sched),
+            sched(&r.generator_sched),
+        );
+    }
+}
+
+/// The engine's own service time by command kind (cascades apart).
+fn by_kind(results: &[RateResult]) {
+    println!("| pipeline | offered/s | command | count | p50 | p99 | p99.9 | p99.99 | max |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in results.iter().filter(|r| r.pipeline == Pipeline::Disruptor) {
+        for (h, kind) in r.engine.by_kind.iter().zip(harness::KINDS).filter(|(h, _)| !h.is_empty()) {
+            println!(
+                "| {} | {} | {kind} | {} | {} | {} | {} | {} | {} |",
+                r.pipeline.name(),
+                r.offered,
+                h.len(),
+                fmt_ns(q_ns(h, 0.5)),
+                fmt_ns(q_ns(h, 0.99)),
+                fmt_ns(q_ns(h, 0.999)),
+                fmt_ns(q_ns(h, 0.9999)),
+                fmt_ns(q_ns(h, 1.0)),
+            );
+        }
+    }
+}
+
+/// Per percentile, for each sustained run: end to end, the engine's own share and the
+/// platform's (the larger core hiccup at that percentile of time); what is left is transport
+/// and queueing behind whichever stalled.
+fn shares(results: &[RateResult]) {
+    println!(
+        "| pipeline | offered/s | percentile | end to end | engine's own | share | platform hiccup | share |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in results.iter().filter(|r| r.sustained()) {
+        for (q, name) in &QUANTILES[1..] {
+            let l = q_ns(&r.hist, *q).max(1);
+            let e = q_ns(&r.engine.service, *q);
+            let h = r.hiccups.iter().map(|h| q_ns(h, *q)).max().unwrap_or(0);
+            println!(
+                "| {} | {} | {name} | {} | {} | {:.0}% | {} | {:.0}% |",
+                r.pipeline.name(),
+                r.offered,
+                fmt_ns(l),
+                fmt_ns(e),
+                (e as f64 * 100.0 / l as f64).min(100.0),
+                fmt_ns(h),
+                (h as f64 * 100.0 / l as f64).min(100.0),
+            );
+        }
     }
 }
 
@@ -113,7 +225,16 @@ fn plot(results: &[RateResult], path: &str) -> Result<(), Box<dyn std::error::Er
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let cfg = if quick { HarnessConfig::quick() } else { HarnessConfig::full() };
+    if std::env::args().any(|a| a == "--memory") {
+        memory(quick);
+        return;
+    }
+    let mut cfg = if quick { HarnessConfig::quick() } else { HarnessConfig::full() };
+    // `--no-hiccup` measures the observer effect of the meter; `--disruptor` skips the baselines.
+    cfg.hiccup = !std::env::args().any(|a| a == "--no-hiccup");
+    if std::env::args().any(|a| a == "--disruptor") {
+        cfg.pipelines = vec![Pipeline::Disruptor];
+    }
     println!(
         "# Ring latency: {} accounts, {} preloaded positions, {:?} measured + {:?} warm-up per rate{}\n",
         cfg.accounts,
@@ -122,8 +243,22 @@ fn main() {
         cfg.warmup,
         if cfg.pin { ", engine pinned to core 1, generator to core 0, busy-spin" } else { "" }
     );
+    println!(
+        "Hiccup meter: {}\n",
+        if cfg.hiccup { "on (a thread per core sleeping 1 ms)" } else { "off" }
+    );
     let results = run(&cfg, |line| eprintln!("{line}"));
     table(&results);
+    println!("\n## Where the time goes\n");
+    println!(
+        "Engine's own: `Engine::apply` timed inside the engine thread, commands that liquidated apart (one clock-read pair costs {} and is included).\n",
+        fmt_ns(results.first().map_or(0, |r| r.engine.clock_ns))
+    );
+    attribution(&results);
+    println!();
+    by_kind(&results);
+    println!();
+    shares(&results);
     println!();
     let d = knee(&results, Pipeline::Disruptor);
     let c = knee(&results, Pipeline::Crossbeam);
@@ -141,7 +276,11 @@ fn main() {
         Err(e) => eprintln!("plot failed: {e}"),
     }
 
-    // Memory per open position: RSS before and after opening them.
+    memory(quick);
+}
+
+/// Memory per open position: RSS before and after opening them.
+fn memory(quick: bool) {
     let n: u32 = if quick { 20_000 } else { 1_000_000 };
     let before = rss_bytes().unwrap_or(0);
     let engine = preloaded_engine(10_000, n, 0);

@@ -17,6 +17,18 @@ fn quick_harness_counts_every_command_and_records_latency() {
         assert_eq!(r.sent, r.planned, "{:?}: everything planned was sent", r.pipeline);
         assert_eq!(r.received, r.sent, "{:?}: one reply per command", r.pipeline);
         assert!(!r.hist.is_empty() && r.hist.max() > 0, "{:?}: latencies recorded", r.pipeline);
+        // The engine thread timed every command it applied, cascades apart.
+        let timed = r.engine.service.len() + r.engine.cascades.len();
+        assert_eq!(timed, r.sent, "{:?}: every command's service time", r.pipeline);
+        assert!(r.engine.service.max() > 0);
+        // Its scheduling counters were read over the measured run (it spun on the CPU).
+        assert!(r.engine_sched.run_ns > 0, "{:?}: engine schedstat {:?}", r.pipeline, r.engine_sched);
+        assert!(r.generator_sched.run_ns > 0, "{:?}: generator schedstat", r.pipeline);
+        assert!(r.measured > std::time::Duration::ZERO);
+        // One hiccup histogram per core (up to two), each with samples after its floor.
+        let cores = core_affinity::get_core_ids().map_or(0, |c| c.len().min(2));
+        assert_eq!(r.hiccups.len(), cores, "{:?}: a hiccup meter per core", r.pipeline);
+        assert!(r.hiccups.iter().all(|h| h.len() > 50), "{:?}: hiccup samples", r.pipeline);
     }
     assert_eq!(
         results.iter().map(|r| r.pipeline).collect::<Vec<_>>(),

@@ -58,6 +58,8 @@ pub struct HarnessConfig {
     pub pin: bool,
     /// Pipelines to compare.
     pub pipelines: Vec<Pipeline>,
+    /// Run the hiccup meter (a sleeping thread per core) beside each run.
+    pub hiccup: bool,
 }
 
 impl HarnessConfig {
@@ -71,6 +73,7 @@ impl HarnessConfig {
             preload: 1_000,
             pin: false,
             pipelines: vec![Pipeline::Disruptor, Pipeline::Crossbeam, Pipeline::Mpsc],
+            hiccup: true,
         }
     }
 
@@ -84,6 +87,7 @@ impl HarnessConfig {
             preload: 100_000,
             pin: true,
             pipelines: vec![Pipeline::Disruptor, Pipeline::Crossbeam, Pipeline::Mpsc],
+            hiccup: true,
         }
     }
 }
@@ -107,6 +111,16 @@ pub struct RateResult {
     pub hist: Histogram<u64>,
     /// Positions liquidated during the run.
     pub liquidations: u64,
+    /// What the engine thread measured about itself (service time per command).
+    pub engine: SelfTimes,
+    /// The engine thread's scheduling over the measured run (preemptions, run-queue wait).
+    pub engine_sched: Sched,
+    /// The generator thread's, likewise.
+    pub generator_sched: Sched,
+    /// Per core, how late a sleeping thread woke (jHiccup's method), when measured.
+    pub hiccups: Vec<Histogram<u64>>,
+    /// The measured part of the run (after the warm-up).
+    pub measured: Duration,
 }
 
 const BASE_TS: u64 = 1_700_000_000_000_000_000;
@@ -277,14 +291,206 @@ fn pin_current(core: usize) {
     }
 }
 
+/// The engine thread's own time per command: `Engine::apply` timed inside the engine thread
+/// (`Instant` before and after; the reply's hand-off into the out-ring or channel is part of it,
+/// waiting for a command is not). Commands that liquidated are kept apart: a cascade's cost grows
+/// with its size, so it is reported with its size.
+#[derive(Debug)]
+pub struct SelfTimes {
+    /// Service time of commands that liquidated nothing, ns.
+    pub service: Histogram<u64>,
+    /// Service time of commands that liquidated (cascades), ns.
+    pub cascades: Histogram<u64>,
+    /// Positions liquidated by the largest cascade.
+    pub cascade_size_max: u64,
+    /// Its service time, ns.
+    pub cascade_size_max_ns: u64,
+    /// The cost of one `Instant::now()` pair on this machine (included in every figure), ns.
+    pub clock_ns: u64,
+    /// `service` split by command: see [`KINDS`].
+    pub by_kind: Vec<Histogram<u64>>,
+}
+
+/// The command kinds `SelfTimes::by_kind` splits service times into.
+pub const KINDS: [&str; 5] = ["tick", "open", "close", "add margin", "other"];
+
+fn kind_index(kind: &CommandKind) -> usize {
+    match kind {
+        CommandKind::PriceTick(_) => 0,
+        CommandKind::OpenPosition(_) => 1,
+        CommandKind::ClosePosition { .. } => 2,
+        CommandKind::AddMargin { .. } => 3,
+        _ => 4,
+    }
+}
+
+impl SelfTimes {
+    fn new() -> SelfTimes {
+        let hist = || Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("bounds");
+        SelfTimes {
+            service: hist(),
+            cascades: hist(),
+            cascade_size_max: 0,
+            cascade_size_max_ns: 0,
+            clock_ns: clock_cost_ns(),
+            by_kind: KINDS.iter().map(|_| hist()).collect(),
+        }
+    }
+
+    /// Applies `cmd`, timing it. Recording into a pre-sized HDR histogram does not allocate.
+    #[inline]
+    fn apply(&mut self, engine: &mut Engine, cmd: &Command, sink: &mut impl Sink) {
+        let liquidated = engine.counters().liquidations;
+        let t0 = Instant::now();
+        engine.apply(cmd, sink);
+        let ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1);
+        let size = engine.counters().liquidations - liquidated;
+        if size == 0 {
+            let _ = self.service.record(ns);
+            let _ = self.by_kind[kind_index(&cmd.kind)].record(ns);
+        } else {
+            let _ = self.cascades.record(ns);
+            if size > self.cascade_size_max {
+                self.cascade_size_max = size;
+                self.cascade_size_max_ns = ns;
+            }
+        }
+    }
+}
+
+/// The smallest gap between two consecutive `Instant::now()` calls.
+fn clock_cost_ns() -> u64 {
+    (0..1000)
+        .map(|_| {
+            let a = Instant::now();
+            u64::try_from(a.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        })
+        .min()
+        .unwrap_or(0)
+}
+
+/// What the engine thread reports when it stops.
+#[derive(Debug)]
+struct EngineDone {
+    liquidations: u64,
+    times: SelfTimes,
+}
+
+/// A thread's scheduling counters (Linux `/proc/<pid>/task/<tid>/{schedstat,status}`), or their
+/// difference over a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sched {
+    /// Time on the CPU, ns.
+    pub run_ns: u64,
+    /// Time runnable but waiting on the run queue, ns.
+    pub wait_ns: u64,
+    /// Involuntary context switches: preemptions.
+    pub preemptions: u64,
+}
+
+impl Sched {
+    /// The counters of thread `tid` of this process now (zeros where unreadable).
+    pub fn of(tid: u64) -> Sched {
+        let stat =
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).unwrap_or_default();
+        let mut f = stat.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
+        let status =
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap_or_default();
+        let preemptions = status
+            .lines()
+            .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        Sched {
+            run_ns: f.next().unwrap_or(0),
+            wait_ns: f.next().unwrap_or(0),
+            preemptions,
+        }
+    }
+
+    fn since(self, before: Sched) -> Sched {
+        Sched {
+            run_ns: self.run_ns.saturating_sub(before.run_ns),
+            wait_ns: self.wait_ns.saturating_sub(before.wait_ns),
+            preemptions: self.preemptions.saturating_sub(before.preemptions),
+        }
+    }
+}
+
+/// The calling thread's id.
+pub fn current_tid() -> u64 {
+    u64::from(rustix::thread::gettid().as_raw_nonzero().get().unsigned_abs())
+}
+
+/// jHiccup's method: one thread per core, pinned there, sleeping 1 ms again and again and
+/// recording how late it woke. What it records is what any code on that core suffers from the
+/// platform (scheduler, interrupts, other processes, the hypervisor) — no engine code runs in it.
+/// Its own wake-ups cost the core's busy thread about 1000 short preemptions a second.
+#[derive(Debug)]
+pub struct Hiccups {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Histogram<u64>>>,
+}
+
+impl Hiccups {
+    /// Starts a meter on each of the first `cores` cores.
+    pub fn start(cores: usize) -> Hiccups {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ids = core_affinity::get_core_ids().unwrap_or_default();
+        let threads = ids
+            .into_iter()
+            .take(cores)
+            .map(|core| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    core_affinity::set_for_current(core);
+                    hiccup_loop(&stop)
+                })
+            })
+            .collect();
+        Hiccups { stop, threads }
+    }
+
+    /// Stops the meters; one histogram (ns late) per core.
+    pub fn stop(self) -> Vec<Histogram<u64>> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.threads.into_iter().filter_map(|t| t.join().ok()).collect()
+    }
+}
+
+fn hiccup_loop(stop: &std::sync::atomic::AtomicBool) -> Histogram<u64> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    let period = Duration::from_millis(1);
+    // Linux may fire a sleeper's timer up to its timer slack (50 µs by default) late to batch
+    // wake-ups: 1 ns, so lateness is the platform's. The floor left (the wake-up itself) is
+    // measured in the first 20 sleeps and taken off, like jHiccup's.
+    let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
+    let mut floor = u64::MAX;
+    let mut n = 0u32;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let t0 = Instant::now();
+        std::thread::sleep(period);
+        let late = u64::try_from((t0.elapsed().saturating_sub(period)).as_nanos()).unwrap_or(0);
+        n += 1;
+        if n <= 20 {
+            floor = floor.min(late);
+            continue;
+        }
+        let _ = hist.record(late.saturating_sub(floor).max(1));
+    }
+    hist
+}
+
 /// The transport-independent half: publish on schedule, drain replies, time them.
 trait Transport: Send {
     /// Hands over a prefix of `cmds` without blocking; returns how many were taken.
     fn try_send(&mut self, cmds: &[Command]) -> usize;
     /// Calls `f(request_id)` for every reply available now.
     fn drain(&mut self, f: &mut dyn FnMut(u64));
-    /// Stops the engine thread; returns the engine's liquidation count.
-    fn finish(self: Box<Self>) -> u64;
+    /// The engine thread's id, once it has applied a command.
+    fn engine_tid(&self) -> u64;
+    /// Stops the engine thread; returns what it reports.
+    fn finish(self: Box<Self>) -> EngineDone;
 }
 
 /// The disruptor pipeline built here the way the processor builds it (multi-producer in-ring,
@@ -294,20 +500,25 @@ trait Transport: Send {
 struct DisruptorT {
     producer: Option<disruptor::MultiProducer<Command, disruptor::SingleConsumerBarrier>>,
     poller: disruptor::EventPoller<Output, disruptor::SingleProducerBarrier>,
-    liquidations: std::sync::mpsc::Receiver<u64>,
+    done: std::sync::mpsc::Receiver<EngineDone>,
+    tid: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// The engine thread's state: on drop (the in-ring shut down) it reports the liquidations, then
-/// drops the out-ring producer, which ends the poller.
+/// The engine thread's state: on drop (the in-ring shut down) it reports its counts and times,
+/// then drops the out-ring producer, which ends the poller.
 struct EngineStage {
     engine: Engine,
     out: RingSink,
-    done: std::sync::mpsc::Sender<u64>,
+    times: Option<SelfTimes>,
+    done: std::sync::mpsc::Sender<EngineDone>,
 }
 
 impl Drop for EngineStage {
     fn drop(&mut self) {
-        let _ = self.done.send(self.engine.counters().liquidations);
+        let liquidations = self.engine.counters().liquidations;
+        if let Some(times) = self.times.take() {
+            let _ = self.done.send(EngineDone { liquidations, times });
+        }
     }
 }
 
@@ -338,7 +549,9 @@ impl DisruptorT {
         )
         .new_event_poller();
         let out = RingSink(out_builder.build());
-        let (done, liquidations) = std::sync::mpsc::channel();
+        let (done, done_rx) = std::sync::mpsc::channel();
+        let tid = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let tid_w = tid.clone();
         let builder = disruptor::build_multi_producer(
             cfg.in_ring_size,
             Command::default,
@@ -352,12 +565,17 @@ impl DisruptorT {
         let producer = builder
             .handle_events_and_state_with(
                 |s: &mut EngineStage, cmd: &Command, _: disruptor::Sequence, _: bool| {
-                    s.engine.apply(cmd, &mut s.out)
+                    if let Some(t) = s.times.as_mut() {
+                        t.apply(&mut s.engine, cmd, &mut s.out);
+                    }
                 },
-                move || EngineStage { engine, out, done },
+                move || {
+                    tid_w.store(current_tid(), std::sync::atomic::Ordering::Release);
+                    EngineStage { engine, out, times: Some(SelfTimes::new()), done }
+                },
             )
             .build();
-        DisruptorT { producer: Some(producer), poller, liquidations }
+        DisruptorT { producer: Some(producer), poller, done: done_rx, tid }
     }
 }
 
@@ -383,7 +601,11 @@ impl Transport for DisruptorT {
         }
     }
 
-    fn finish(mut self: Box<Self>) -> u64 {
+    fn engine_tid(&self) -> u64 {
+        self.tid.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn finish(mut self: Box<Self>) -> EngineDone {
         // Dropping the producer drains and stops the engine thread; keep the out-ring flowing
         // meanwhile, until the engine's stage reports and the poller sees the shutdown.
         drop(self.producer.take());
@@ -394,7 +616,7 @@ impl Transport for DisruptorT {
                 Err(disruptor::Polling::Shutdown) => break,
             }
         }
-        self.liquidations.recv().unwrap_or(0)
+        self.done.recv().expect("the engine stage reports when dropped")
     }
 }
 
@@ -402,7 +624,8 @@ impl Transport for DisruptorT {
 struct ChannelT<S, R> {
     tx: Option<S>,
     rx: R,
-    engine: Option<std::thread::JoinHandle<u64>>,
+    engine: Option<std::thread::JoinHandle<EngineDone>>,
+    tid: std::sync::Arc<std::sync::atomic::AtomicU64>,
     try_send: fn(&S, Command) -> bool,
     try_recv: fn(&R) -> Option<Output>,
 }
@@ -421,7 +644,11 @@ impl<S: Send, R: Send> Transport for ChannelT<S, R> {
         }
     }
 
-    fn finish(mut self: Box<Self>) -> u64 {
+    fn engine_tid(&self) -> u64 {
+        self.tid.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn finish(mut self: Box<Self>) -> EngineDone {
         self.tx = None;
         // Drain until the engine thread is done (it exits when the command channel closes).
         let engine = self.engine.take().expect("running");
@@ -429,7 +656,7 @@ impl<S: Send, R: Send> Transport for ChannelT<S, R> {
             while (self.try_recv)(&self.rx).is_some() {}
             std::hint::spin_loop();
         }
-        engine.join().unwrap_or(0)
+        engine.join().expect("the engine thread does not panic")
     }
 }
 
@@ -444,22 +671,25 @@ impl<F: FnMut(Output)> Sink for SinkTx<F> {
 fn spawn_engine(
     mut engine: Engine,
     pin: bool,
+    tid: std::sync::Arc<std::sync::atomic::AtomicU64>,
     mut recv: impl FnMut() -> Option<Option<Command>> + Send + 'static,
     emit: impl FnMut(Output) + Send + 'static,
-) -> std::thread::JoinHandle<u64> {
+) -> std::thread::JoinHandle<EngineDone> {
     std::thread::spawn(move || {
         if pin {
             pin_current(1);
         }
+        tid.store(current_tid(), std::sync::atomic::Ordering::Release);
+        let mut times = SelfTimes::new();
         let mut sink = SinkTx(emit);
         loop {
             match recv() {
-                Some(Some(cmd)) => engine.apply(&cmd, &mut sink),
+                Some(Some(cmd)) => times.apply(&mut engine, &cmd, &mut sink),
                 Some(None) => std::hint::spin_loop(), // busy-spin like the disruptor engine
                 None => break,
             }
         }
-        engine.counters().liquidations
+        EngineDone { liquidations: engine.counters().liquidations, times }
     })
 }
 
@@ -479,11 +709,13 @@ macro_rules! channel_pipeline {
         let emit = move |o| {
             let _ = out_tx.send(o);
         };
-        let engine = Some(spawn_engine($engine, $pin, recv, emit));
+        let tid = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let engine = Some(spawn_engine($engine, $pin, tid.clone(), recv, emit));
         Box::new(ChannelT {
             tx: Some(tx),
             rx,
             engine,
+            tid,
             try_send: |tx, c| tx.try_send(c).is_ok(),
             try_recv: |rx| rx.try_recv().ok(),
         })
@@ -520,8 +752,13 @@ pub fn run_one(cfg: &HarnessConfig, pipeline: Pipeline, rate: u64) -> RateResult
     let t = transport(pipeline, engine, pin);
     // The generator runs on a thread of its own, so pinning it leaves this thread's affinity
     // (which the next run's ring builder checks) untouched.
+    let hiccups = cfg.hiccup.then(|| Hiccups::start(2));
     let cfg = cfg.clone();
-    std::thread::spawn(move || generate(&cfg, pipeline, rate, t, pin)).join().expect("generator")
+    let mut r = std::thread::spawn(move || generate(&cfg, pipeline, rate, t, pin))
+        .join()
+        .expect("generator");
+    r.hiccups = hiccups.map(Hiccups::stop).unwrap_or_default();
+    r
 }
 
 fn generate(
@@ -541,6 +778,9 @@ fn generate(
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
     let mut batch: Vec<Command> = Vec::with_capacity(256);
     let (mut sent, mut received) = (0u64, 0u64);
+    let generator_tid = current_tid();
+    let warmup_ns = warmup_n * interval_ns;
+    let mut measured_from: Option<(Instant, Sched, Sched)> = None;
     let start = Instant::now();
     // Give up (the pipeline is saturated) well after the schedule ends.
     let deadline = start + cfg.run * 4 + cfg.warmup + Duration::from_secs(2);
@@ -550,6 +790,10 @@ fn generate(
             break;
         }
         let now_ns = u64::try_from((now - start).as_nanos()).unwrap_or(u64::MAX);
+        if measured_from.is_none() && now_ns >= warmup_ns && t.engine_tid() != 0 {
+            let engine = Sched::of(t.engine_tid());
+            measured_from = Some((now, engine, Sched::of(generator_tid)));
+        }
         let due = (now_ns / interval_ns + 1).min(total);
         while sent + (batch.len() as u64) < due && batch.len() < 256 {
             let i = sent + batch.len() as u64;
@@ -571,7 +815,12 @@ fn generate(
         });
     }
     let elapsed = start.elapsed();
-    let liquidations = t.finish();
+    let (from, engine_before, generator_before) =
+        measured_from.unwrap_or((start, Sched::default(), Sched::default()));
+    let engine_sched = Sched::of(t.engine_tid()).since(engine_before);
+    let generator_sched = Sched::of(generator_tid).since(generator_before);
+    let measured = from.elapsed();
+    let EngineDone { liquidations, times } = t.finish();
     RateResult {
         pipeline,
         offered: rate,
@@ -581,6 +830,11 @@ fn generate(
         achieved: hundredx::durability::per_second(received, elapsed),
         hist,
         liquidations,
+        engine: times,
+        engine_sched,
+        generator_sched,
+        hiccups: Vec::new(),
+        measured,
     }
 }
 

@@ -94,11 +94,7 @@ fn attribution(results: &[RateResult]) {
             })
         };
         let sched = |x: &harness::Sched| {
-            format!(
-                "{:.0}/s, {:.2} ms/s",
-                per_s(x.preemptions, r),
-                per_s(x.wait_ns, r) / 1e6
-            )
+            format!("{:.0}/s, {:.2} ms/s", per_s(x.preemptions, r), per_s(x.wait_ns, r) / 1e6)
         };
         println!(
             "| {} | {} | {} | {} | {} | {} | {} | {}, {} in {} | {} | {} | {} | {} |",
@@ -125,7 +121,8 @@ fn by_kind(results: &[RateResult]) {
     println!("| pipeline | offered/s | command | count | p50 | p99 | p99.9 | p99.99 | max |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for r in results.iter().filter(|r| r.pipeline == Pipeline::Disruptor) {
-        for (h, kind) in r.engine.by_kind.iter().zip(harness::KINDS).filter(|(h, _)| !h.is_empty()) {
+        for (h, kind) in r.engine.by_kind.iter().zip(harness::KINDS).filter(|(h, _)| !h.is_empty())
+        {
             println!(
                 "| {} | {} | {kind} | {} | {} | {} | {} | {} | {} |",
                 r.pipeline.name(),
@@ -286,7 +283,7 @@ fn memory(quick: bool) {
     let engine = preloaded_engine(10_000, n, 0);
     let after = rss_bytes().unwrap_or(0);
     println!(
-        "\nMemory: {} open positions in 10k accounts: RSS {} MiB (+{} MiB for the engine), {} bytes per open position (positions, hash table, trigger indexes, accounts)",
+        "\nMemory: {} open positions in 10k accounts: RSS {} MiB (+{} MiB for the engine), {} bytes per open position (slab, trigger indexes, open lists, accounts)",
         engine.open_positions(),
         after >> 20,
         (after.saturating_sub(before)) >> 20,

@@ -22,7 +22,12 @@ fn quick_harness_counts_every_command_and_records_latency() {
         assert_eq!(timed, r.sent, "{:?}: every command's service time", r.pipeline);
         assert!(r.engine.service.max() > 0);
         // Its scheduling counters were read over the measured run (it spun on the CPU).
-        assert!(r.engine_sched.run_ns > 0, "{:?}: engine schedstat {:?}", r.pipeline, r.engine_sched);
+        assert!(
+            r.engine_sched.run_ns > 0,
+            "{:?}: engine schedstat {:?}",
+            r.pipeline,
+            r.engine_sched
+        );
         assert!(r.generator_sched.run_ns > 0, "{:?}: generator schedstat", r.pipeline);
         assert!(r.measured > std::time::Duration::ZERO);
         // One hiccup histogram per core (up to two), each with samples after its floor.

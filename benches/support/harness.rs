@@ -401,11 +401,7 @@ impl Sched {
             .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
-        Sched {
-            run_ns: f.next().unwrap_or(0),
-            wait_ns: f.next().unwrap_or(0),
-            preemptions,
-        }
+        Sched { run_ns: f.next().unwrap_or(0), wait_ns: f.next().unwrap_or(0), preemptions }
     }
 
     fn since(self, before: Sched) -> Sched {

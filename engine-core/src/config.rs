@@ -305,8 +305,8 @@ impl EngineConfig {
             (self.initial_balance.0 < 0 || self.initial_balance > MAX_AMOUNT, "initial_balance"),
             (self.max_accounts == 0 || self.max_accounts > 50_000_000, "max_accounts"),
             (
-                self.max_open_positions == 0 || self.max_open_positions > 100_000_000,
-                "max_open_positions",
+                self.max_open_positions == 0 || self.max_open_positions > crate::slab::SLOTS_MAX,
+                "max_open_positions (at most 16 777 215: a slot is 24 bits)",
             ),
             (
                 self.max_positions_per_account == 0 || self.max_positions_per_account > 10_000,

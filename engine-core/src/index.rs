@@ -3,30 +3,100 @@
 //! entry orders ordered by limit and by stop price.
 //!
 //! A tick asks each ordered set for the range that the new bid/ask crosses, so its cost is
-//! `O(log n + k)` for `k` triggered positions, whatever the number `n` of open positions. Keys are
-//! `(price_ticks, position_id)` so that equal prices stay distinct and ordered by id.
+//! `O(log n + k)` for `k` triggered positions, whatever the number `n` of open positions. Position
+//! keys are `price << 24 | slot` (`PosKey`); order keys `(price_ticks, order_id)`.
 
 use std::collections::BTreeSet;
 use std::ops::Bound::{Included, Unbounded};
 
-use crate::command::{OrderId, OrderKind, PositionId};
+use crate::command::{OrderId, OrderKind};
 use crate::math::Side;
 use crate::num::Price;
+use crate::slab::{SLOT_BITS, SLOTS_MAX, Slot};
 
-type Key = (i64, u64);
+/// A key of an ordered set: a price first, then something that keeps equal prices apart.
+pub(crate) trait IndexKey: Ord + Copy + std::fmt::Debug {
+    /// Its price.
+    fn price(self) -> i64;
+    /// The smallest key with price `p` (`p` within the keys' price range).
+    fn lowest(p: i64) -> Self;
+    /// The largest key with price `p`.
+    fn highest(p: i64) -> Self;
+}
+
+/// Pending orders and expiries: `(price or time, order id)`.
+pub(crate) type OrderKey = (i64, u64);
+
+impl IndexKey for OrderKey {
+    fn price(self) -> i64 {
+        self.0
+    }
+    fn lowest(p: i64) -> Self {
+        (p, 0)
+    }
+    fn highest(p: i64) -> Self {
+        (p, u64::MAX)
+    }
+}
+
+/// Open positions: `price << 24 | slot` in one word, half the bytes of `(price, id)` — the
+/// index is a third of the memory an open position costs. Prices are at most
+/// `max_price_ticks` (<= 10^12 < 2^40); a liquidation or margin-call price beyond 2^40 - 1 (a
+/// short at low leverage) is stored as 2^40 - 1, which compares with every price a tick can
+/// carry exactly as the real price does. Equal prices are ordered by slot: the engine sorts
+/// what a tick triggers by id before acting, so slots never decide an outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct PosKey(u64);
+
+/// The largest price a [`PosKey`] holds.
+pub(crate) const KEY_PRICE_MAX: i64 = (1 << (64 - SLOT_BITS)) - 1;
+
+// Every price a tick may carry (and one above, for the re-arm ranges) is below the clamp.
+const _: () = assert!(crate::config::MAX_PRICE_TICKS_LIMIT + 1 < KEY_PRICE_MAX);
+
+impl PosKey {
+    pub(crate) fn new(price: Price, slot: Slot) -> PosKey {
+        assert!(price.0 >= 0, "indexed prices are not negative");
+        let p = u64::try_from(price.0.min(KEY_PRICE_MAX)).expect("clamped above");
+        PosKey(p << SLOT_BITS | u64::from(slot.0))
+    }
+
+    pub(crate) fn slot(self) -> Slot {
+        Slot(u32::try_from(self.0 & u64::from(SLOTS_MAX)).expect("masked to 24 bits"))
+    }
+}
+
+impl IndexKey for PosKey {
+    fn price(self) -> i64 {
+        i64::try_from(self.0 >> SLOT_BITS).expect("40 bits")
+    }
+    fn lowest(p: i64) -> Self {
+        PosKey(u64::try_from(p.clamp(0, KEY_PRICE_MAX)).expect("clamped") << SLOT_BITS)
+    }
+    fn highest(p: i64) -> Self {
+        let p = u64::try_from(p.clamp(0, KEY_PRICE_MAX)).expect("clamped");
+        PosKey(p << SLOT_BITS | u64::from(SLOTS_MAX))
+    }
+}
 
 /// An ordered set that also keeps its smallest and largest key at hand, so "does this tick
 /// trigger anything?" is two comparisons instead of a tree descent: a tick that triggers nothing
 /// costs O(1) whatever the number of positions; only a tick that does trigger walks the tree.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct OrderedSet {
-    set: BTreeSet<Key>,
-    first: Option<Key>,
-    last: Option<Key>,
+#[derive(Debug, Clone)]
+pub(crate) struct OrderedSet<K = OrderKey> {
+    set: BTreeSet<K>,
+    first: Option<K>,
+    last: Option<K>,
 }
 
-impl OrderedSet {
-    pub(crate) fn insert(&mut self, k: Key) -> bool {
+impl<K> Default for OrderedSet<K> {
+    fn default() -> Self {
+        OrderedSet { set: BTreeSet::new(), first: None, last: None }
+    }
+}
+
+impl<K: IndexKey> OrderedSet<K> {
+    pub(crate) fn insert(&mut self, k: K) -> bool {
         let fresh = self.set.insert(k);
         if self.first.is_none_or(|f| k < f) {
             self.first = Some(k);
@@ -37,7 +107,7 @@ impl OrderedSet {
         fresh
     }
 
-    pub(crate) fn remove(&mut self, k: &Key) -> bool {
+    pub(crate) fn remove(&mut self, k: &K) -> bool {
         let was = self.set.remove(k);
         if self.first == Some(*k) {
             self.first = self.set.first().copied();
@@ -51,46 +121,29 @@ impl OrderedSet {
     /// True if some key has price <= `p` (O(1)).
     #[inline]
     pub(crate) fn any_at_or_below(&self, p: i64) -> bool {
-        self.first.is_some_and(|f| f.0 <= p)
+        self.first.is_some_and(|f| f.price() <= p)
     }
 
     /// True if some key has price >= `p` (O(1)).
     #[inline]
     fn any_at_or_above(&self, p: i64) -> bool {
-        self.last.is_some_and(|l| l.0 >= p)
+        self.last.is_some_and(|l| l.price() >= p)
     }
 
-    /// Appends the ids with price <= `p`, ascending. O(1) when there are none.
+    /// The keys with price <= `p`, ascending (empty, without a descent, when there are none).
     #[inline]
-    fn collect_at_or_below(&self, p: i64, out: &mut Vec<PositionId>) {
-        if self.first.is_some_and(|f| f.0 <= p) {
-            let range = self.set.range((Unbounded, Included((p, u64::MAX))));
-            out.extend(range.map(|k| PositionId(k.1)));
-        }
+    pub(crate) fn at_or_below(&self, p: i64) -> impl Iterator<Item = K> + '_ {
+        let any = self.any_at_or_below(p);
+        let range = any.then(|| self.set.range((Unbounded, Included(K::highest(p)))));
+        range.into_iter().flatten().copied()
     }
 
-    /// Appends the ids with price >= `p`, ascending. O(1) when there are none.
+    /// The keys with price >= `p`, ascending.
     #[inline]
-    fn collect_at_or_above(&self, p: i64, out: &mut Vec<PositionId>) {
-        if self.last.is_some_and(|l| l.0 >= p) {
-            out.extend(self.set.range((Included((p, 0)), Unbounded)).map(|k| PositionId(k.1)));
-        }
-    }
-
-    /// Appends the order ids with key <= `p`, ascending (the expiry set uses it with times).
-    #[inline]
-    pub(crate) fn orders_at_or_below(&self, p: i64, out: &mut Vec<OrderId>) {
-        if self.first.is_some_and(|f| f.0 <= p) {
-            let range = self.set.range((Unbounded, Included((p, u64::MAX))));
-            out.extend(range.map(|k| OrderId(k.1)));
-        }
-    }
-
-    #[inline]
-    fn orders_at_or_above(&self, p: i64, out: &mut Vec<OrderId>) {
-        if self.last.is_some_and(|l| l.0 >= p) {
-            out.extend(self.set.range((Included((p, 0)), Unbounded)).map(|k| OrderId(k.1)));
-        }
+    pub(crate) fn at_or_above(&self, p: i64) -> impl Iterator<Item = K> + '_ {
+        let any = self.any_at_or_above(p);
+        let range = any.then(|| self.set.range((Included(K::lowest(p)), Unbounded)));
+        range.into_iter().flatten().copied()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -98,47 +151,52 @@ impl OrderedSet {
     }
 
     /// Takes out every key with price >= `p` (in place, walking the range once: no lookup per
-    /// key, no allocation), appending their ids.
-    fn take_at_or_above(&mut self, p: i64, out: &mut Vec<PositionId>) {
+    /// key, no allocation), appending them.
+    fn take_at_or_above(&mut self, p: i64, out: &mut impl Extend<K>) {
         if !self.any_at_or_above(p) {
             return;
         }
-        out.extend(self.set.extract_if((p, 0).., |_| true).map(|k| PositionId(k.1)));
+        out.extend(self.set.extract_if(K::lowest(p).., |_| true));
         self.first = self.set.first().copied();
         self.last = self.set.last().copied();
     }
 
-    /// Takes out every key with price <= `p`, appending their ids.
-    fn take_at_or_below(&mut self, p: i64, out: &mut Vec<PositionId>) {
+    /// Takes out every key with price <= `p`, appending them.
+    fn take_at_or_below(&mut self, p: i64, out: &mut impl Extend<K>) {
         if !self.any_at_or_below(p) {
             return;
         }
-        out.extend(self.set.extract_if(..=(p, u64::MAX), |_| true).map(|k| PositionId(k.1)));
+        out.extend(self.set.extract_if(..=K::highest(p), |_| true));
         self.first = self.set.first().copied();
         self.last = self.set.last().copied();
     }
 
     /// The largest key, O(1).
-    pub(crate) fn last_key(&self) -> Option<Key> {
+    pub(crate) fn last_key(&self) -> Option<K> {
         self.last
     }
 
-    /// The keys with price >= `p`, ascending.
-    pub(crate) fn keys_at_or_above(&self, p: i64) -> impl Iterator<Item = Key> + '_ {
-        self.set.range((Included((p, 0)), Unbounded)).copied()
+    /// All keys, ascending.
+    pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = K> + '_ {
+        self.set.iter().copied()
     }
+}
+
+/// Appends the slots of `keys`.
+fn slots(out: &mut Vec<Slot>, keys: impl Iterator<Item = PosKey>) {
+    out.extend(keys.map(PosKey::slot));
 }
 
 /// The orderings for one side of one market.
 #[derive(Debug, Default, Clone)]
 struct SideIndex {
-    liq: OrderedSet,
-    tp: OrderedSet,
-    sl: OrderedSet,
+    liq: OrderedSet<PosKey>,
+    tp: OrderedSet<PosKey>,
+    sl: OrderedSet<PosKey>,
     /// Margin-call prices of positions not yet called (since the last crossing back).
-    mc_armed: OrderedSet,
+    mc_armed: OrderedSet<PosKey>,
     /// Margin-call prices of positions called: re-armed when the mark is back above the level.
-    mc_called: OrderedSet,
+    mc_called: OrderedSet<PosKey>,
     /// Pending limit orders by limit price.
     limit: OrderedSet,
     /// Pending stop orders by stop price.
@@ -161,7 +219,7 @@ pub struct Triggers {
 }
 
 impl Triggers {
-    fn mc_set(self, s: &mut SideIndex) -> &mut OrderedSet {
+    fn mc_set(self, s: &mut SideIndex) -> &mut OrderedSet<PosKey> {
         if self.mc_armed { &mut s.mc_armed } else { &mut s.mc_called }
     }
 }
@@ -173,6 +231,15 @@ pub struct MarketIndex {
     short: SideIndex,
 }
 
+/// Collects the slots of the keys a set gives up.
+struct SlotsOf<'a>(&'a mut Vec<Slot>);
+
+impl Extend<PosKey> for SlotsOf<'_> {
+    fn extend<I: IntoIterator<Item = PosKey>>(&mut self, keys: I) {
+        self.0.extend(keys.into_iter().map(PosKey::slot));
+    }
+}
+
 impl MarketIndex {
     fn side(&mut self, side: Side) -> &mut SideIndex {
         match side {
@@ -181,30 +248,31 @@ impl MarketIndex {
         }
     }
 
-    /// Indexes a position's triggers.
-    pub fn insert(&mut self, id: PositionId, side: Side, t: Triggers) {
+    /// Indexes the triggers of the position in `slot`.
+    pub(crate) fn insert(&mut self, slot: Slot, side: Side, t: Triggers) {
         let s = self.side(side);
+        let k = |p: Price| PosKey::new(p, slot);
         if t.liq.0 > 0 {
-            let fresh = s.liq.insert((t.liq.0, id.0));
-            assert!(fresh, "position {} indexed twice", id.0);
+            let fresh = s.liq.insert(k(t.liq));
+            assert!(fresh, "slot {} indexed twice", slot.0);
         }
         if let Some(tp) = t.tp {
-            s.tp.insert((tp.0, id.0));
+            s.tp.insert(k(tp));
         }
         if let Some(sl) = t.sl {
-            s.sl.insert((sl.0, id.0));
+            s.sl.insert(k(sl));
         }
         if t.mc.0 > 0 {
-            t.mc_set(s).insert((t.mc.0, id.0));
+            t.mc_set(s).insert(k(t.mc));
         }
     }
 
     /// Removes a position's triggers; `t` must be what was inserted.
-    pub fn remove(&mut self, id: PositionId, side: Side, t: Triggers) {
-        self.remove_but_armed_call(id, side, t);
+    pub(crate) fn remove(&mut self, slot: Slot, side: Side, t: Triggers) {
+        self.remove_but_armed_call(slot, side, t);
         if t.mc.0 > 0 && t.mc_armed {
-            let was = self.side(side).mc_armed.remove(&(t.mc.0, id.0));
-            assert!(was, "position {} missing from the margin-call index", id.0);
+            let was = self.side(side).mc_armed.remove(&PosKey::new(t.mc, slot));
+            assert!(was, "slot {} missing from the margin-call index", slot.0);
         }
     }
 
@@ -213,29 +281,30 @@ impl MarketIndex {
     /// others ([`MarketIndex::take_margin_calls`]): a liquidated position's margin-call price
     /// is at least as close to the mark as its liquidation price, which the mark reached, so
     /// the entry is always in the range that pass takes.
-    pub fn remove_but_armed_call(&mut self, id: PositionId, side: Side, t: Triggers) {
+    pub(crate) fn remove_but_armed_call(&mut self, slot: Slot, side: Side, t: Triggers) {
         let s = self.side(side);
+        let k = |p: Price| PosKey::new(p, slot);
         if t.liq.0 > 0 {
-            let was = s.liq.remove(&(t.liq.0, id.0));
-            assert!(was, "position {} missing from the liquidation index", id.0);
+            let was = s.liq.remove(&k(t.liq));
+            assert!(was, "slot {} missing from the liquidation index", slot.0);
         }
         if let Some(tp) = t.tp {
-            s.tp.remove(&(tp.0, id.0));
+            s.tp.remove(&k(tp));
         }
         if let Some(sl) = t.sl {
-            s.sl.remove(&(sl.0, id.0));
+            s.sl.remove(&k(sl));
         }
         if t.mc.0 > 0 && !t.mc_armed {
-            let was = s.mc_called.remove(&(t.mc.0, id.0));
-            assert!(was, "position {} missing from the margin-call index", id.0);
+            let was = s.mc_called.remove(&k(t.mc));
+            assert!(was, "slot {} missing from the margin-call index", slot.0);
         }
     }
 
     /// Re-indexes a position whose triggers changed from `old` to `new` (partial close, added
     /// margin, edited TP/SL, a margin call fired or re-armed).
-    pub fn replace(&mut self, id: PositionId, side: Side, old: Triggers, new: Triggers) {
-        self.remove(id, side, old);
-        self.insert(id, side, new);
+    pub(crate) fn replace(&mut self, slot: Slot, side: Side, old: Triggers, new: Triggers) {
+        self.remove(slot, side, old);
+        self.insert(slot, side, new);
     }
 
     /// Indexes a pending order under its trigger price.
@@ -262,10 +331,11 @@ impl MarketIndex {
         if !self.orders_crossed(bid, ask) {
             return;
         }
-        self.long.limit.orders_at_or_above(ask.0, out);
-        self.long.stop.orders_at_or_below(ask.0, out);
-        self.short.limit.orders_at_or_below(bid.0, out);
-        self.short.stop.orders_at_or_above(bid.0, out);
+        let id = |k: OrderKey| OrderId(k.1);
+        out.extend(self.long.limit.at_or_above(ask.0).map(id));
+        out.extend(self.long.stop.at_or_below(ask.0).map(id));
+        out.extend(self.short.limit.at_or_below(bid.0).map(id));
+        out.extend(self.short.stop.at_or_above(bid.0).map(id));
     }
 
     /// True if the tick crosses some pending order (O(1)): the quiet tick's early exit.
@@ -287,51 +357,63 @@ impl MarketIndex {
     }
 
     /// Takes out the armed entries the tick reaches (long: mc >= bid; short: mc <= ask) and
-    /// appends their ids — some may be positions this tick just liquidated.
-    pub fn take_margin_calls(&mut self, bid: Price, ask: Price, out: &mut Vec<PositionId>) {
-        self.long.mc_armed.take_at_or_above(bid.0, out);
-        self.short.mc_armed.take_at_or_below(ask.0, out);
+    /// appends their slots — some may be of positions this tick just liquidated.
+    pub(crate) fn take_margin_calls(&mut self, bid: Price, ask: Price, out: &mut Vec<Slot>) {
+        let mut keys = SlotsOf(out);
+        self.long.mc_armed.take_at_or_above(bid.0, &mut keys);
+        self.short.mc_armed.take_at_or_below(ask.0, &mut keys);
     }
 
     /// Files a position under the called margin-call set (after [`Self::take_margin_calls`]).
-    pub fn insert_called(&mut self, id: PositionId, side: Side, mc: Price) {
-        let fresh = self.side(side).mc_called.insert((mc.0, id.0));
-        assert!(fresh, "position {} called twice", id.0);
+    pub(crate) fn insert_called(&mut self, slot: Slot, side: Side, mc: Price) {
+        let fresh = self.side(side).mc_called.insert(PosKey::new(mc, slot));
+        assert!(fresh, "slot {} called twice", slot.0);
     }
 
-    /// Appends the called positions the tick takes back above the level: long when bid > mc,
-    /// short when ask < mc.
+    /// Appends the slots of the called positions the tick takes back above the level: long
+    /// when bid > mc, short when ask < mc.
     #[inline]
-    pub fn collect_rearms(&self, bid: Price, ask: Price, out: &mut Vec<PositionId>) {
-        self.long.mc_called.collect_at_or_below(bid.0 - 1, out);
-        self.short.mc_called.collect_at_or_above(ask.0 + 1, out);
+    pub(crate) fn collect_rearms(&self, bid: Price, ask: Price, out: &mut Vec<Slot>) {
+        slots(out, self.long.mc_called.at_or_below(bid.0 - 1));
+        slots(out, self.short.mc_called.at_or_above(ask.0 + 1));
     }
 
-    /// Appends the ids of positions whose take-profit or stop-loss the tick crosses.
+    /// Appends the slots of positions whose take-profit or stop-loss the tick crosses.
     /// Long: TP when bid >= tp, SL when bid <= sl. Short: TP when ask <= tp, SL when ask >= sl.
     #[inline]
-    pub fn collect_tp_sl(&self, bid: Price, ask: Price, out: &mut Vec<PositionId>) {
-        self.long.tp.collect_at_or_below(bid.0, out);
-        self.long.sl.collect_at_or_above(bid.0, out);
-        self.short.tp.collect_at_or_above(ask.0, out);
-        self.short.sl.collect_at_or_below(ask.0, out);
+    pub(crate) fn collect_tp_sl(&self, bid: Price, ask: Price, out: &mut Vec<Slot>) {
+        slots(out, self.long.tp.at_or_below(bid.0));
+        slots(out, self.long.sl.at_or_above(bid.0));
+        slots(out, self.short.tp.at_or_above(ask.0));
+        slots(out, self.short.sl.at_or_below(ask.0));
     }
 
-    /// Appends the ids of positions the tick liquidates: long when bid <= liq, short when
+    /// Appends the slots of positions the tick liquidates: long when bid <= liq, short when
     /// ask >= liq.
     #[inline]
-    pub fn collect_liquidations(&self, bid: Price, ask: Price, out: &mut Vec<PositionId>) {
-        self.long.liq.collect_at_or_above(bid.0, out);
-        self.short.liq.collect_at_or_below(ask.0, out);
+    pub(crate) fn collect_liquidations(&self, bid: Price, ask: Price, out: &mut Vec<Slot>) {
+        slots(out, self.long.liq.at_or_above(bid.0));
+        slots(out, self.short.liq.at_or_below(ask.0));
     }
 
-    /// Up to `n` positions of `side` nearest their liquidation price: a long's highest
-    /// liquidation prices (the bid falls onto them), a short's lowest.
-    pub fn nearest_liquidations(&self, side: Side, n: usize) -> Vec<PositionId> {
-        let ids = |k: &Key| PositionId(k.1);
+    /// The slots of at least `n` positions of `side` nearest their liquidation price (a long's
+    /// highest liquidation prices: the bid falls onto them; a short's lowest), and of every
+    /// other position at the last of those prices, so the caller's order by id decides ties
+    /// and not the slots.
+    pub(crate) fn nearest_liquidations(&self, side: Side, n: usize) -> Vec<Slot> {
+        let pick = |keys: &mut dyn Iterator<Item = PosKey>| {
+            let mut out: Vec<PosKey> = Vec::new(); // a query, not the hot path
+            for k in keys {
+                if out.len() >= n && out.last().is_none_or(|l| l.price() != k.price()) {
+                    break;
+                }
+                out.push(k);
+            }
+            out.into_iter().map(PosKey::slot).collect()
+        };
         match side {
-            Side::Long => self.long.liq.set.iter().rev().take(n).map(ids).collect(),
-            Side::Short => self.short.liq.set.iter().take(n).map(ids).collect(),
+            Side::Long => pick(&mut self.long.liq.iter().rev()),
+            Side::Short => pick(&mut self.short.liq.iter()),
         }
     }
 
@@ -369,36 +451,56 @@ mod tests {
     #[test]
     fn ranges_match_trigger_rules() {
         let mut ix = MarketIndex::default();
-        ix.insert(PositionId(1), Side::Long, t(90, Some(120), Some(95)));
-        ix.insert(PositionId(2), Side::Short, t(110, Some(80), Some(105)));
-        ix.insert(PositionId(3), Side::Long, t(0, None, None)); // 1x: never liquidated
+        ix.insert(Slot(1), Side::Long, t(90, Some(120), Some(95)));
+        ix.insert(Slot(2), Side::Short, t(110, Some(80), Some(105)));
+        ix.insert(Slot(3), Side::Long, t(0, None, None)); // 1x: never liquidated
         let mut out = Vec::new();
         ix.collect_tp_sl(Price(100), Price(101), &mut out);
         assert!(out.is_empty());
         ix.collect_tp_sl(Price(120), Price(121), &mut out);
-        assert_eq!(out, vec![PositionId(1), PositionId(2)]); // long TP, short SL (ask >= 105)
+        assert_eq!(out, vec![Slot(1), Slot(2)]); // long TP, short SL (ask >= 105)
         out.clear();
         ix.collect_tp_sl(Price(79), Price(80), &mut out);
-        assert_eq!(out, vec![PositionId(1), PositionId(2)]); // long SL, short TP
+        assert_eq!(out, vec![Slot(1), Slot(2)]); // long SL, short TP
         out.clear();
         ix.collect_liquidations(Price(90), Price(91), &mut out);
-        assert_eq!(out, vec![PositionId(1)]);
+        assert_eq!(out, vec![Slot(1)]);
         out.clear();
         ix.collect_liquidations(Price(91), Price(109), &mut out);
         assert!(out.is_empty());
         ix.collect_liquidations(Price(109), Price(110), &mut out);
-        assert_eq!(out, vec![PositionId(2)]);
+        assert_eq!(out, vec![Slot(2)]);
         assert_eq!(ix.len(), 6);
-        ix.remove(PositionId(1), Side::Long, t(90, Some(120), Some(95)));
-        ix.replace(
-            PositionId(2),
-            Side::Short,
-            t(110, Some(80), Some(105)),
-            t(115, Some(80), Some(105)),
-        );
+        ix.remove(Slot(1), Side::Long, t(90, Some(120), Some(95)));
+        ix.replace(Slot(2), Side::Short, t(110, Some(80), Some(105)), t(115, Some(80), Some(105)));
         out.clear();
         ix.collect_liquidations(Price(1), Price(114), &mut out);
         assert!(out.is_empty());
         assert_eq!(ix.len(), 3);
+    }
+
+    #[test]
+    fn nearest_liquidations_keep_every_tie_at_the_cut() {
+        let mut ix = MarketIndex::default();
+        ix.insert(Slot(9), Side::Long, t(95, None, None));
+        ix.insert(Slot(2), Side::Long, t(95, None, None));
+        ix.insert(Slot(5), Side::Long, t(90, None, None));
+        // One asked for; both at 95 returned, so the caller's order by id picks, not the slot.
+        assert_eq!(ix.nearest_liquidations(Side::Long, 1), vec![Slot(9), Slot(2)]);
+        assert_eq!(ix.nearest_liquidations(Side::Long, 3).len(), 3);
+        assert!(ix.nearest_liquidations(Side::Long, 0).is_empty());
+    }
+
+    #[test]
+    fn prices_past_the_key_range_compare_like_the_real_price() {
+        // A 1x short's liquidation price can exceed 2^40 ticks: stored at the clamp, never
+        // reached by a tick (ticks are at most 10^12 ticks).
+        let mut ix = MarketIndex::default();
+        ix.insert(Slot(1), Side::Short, t(i64::MAX, None, None));
+        let mut out = Vec::new();
+        ix.collect_liquidations(Price(1), Price(crate::config::MAX_PRICE_TICKS_LIMIT), &mut out);
+        assert!(out.is_empty());
+        ix.remove(Slot(1), Side::Short, t(i64::MAX, None, None));
+        assert!(ix.is_empty());
     }
 }

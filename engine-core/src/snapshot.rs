@@ -127,47 +127,49 @@ pub struct PositionSnapshot {
 }
 
 /// The one conversion each way between the engine's position and its snapshot form: a field
-/// added to one fails to compile here until the other has it too (both are destructured).
+/// added to the snapshot fails to compile here until the position has it too (destructured).
 impl From<&Position> for PositionSnapshot {
     fn from(p: &Position) -> PositionSnapshot {
-        let Position {
-            id,
-            account,
-            market,
-            side,
-            qty,
-            entry,
-            margin,
-            leverage,
-            liq,
-            tp,
-            sl,
-            opened_at_ns,
-            mc,
-            mc_armed,
-            trail,
-            trail_group: _, // a place in the book, rebuilt from the peak on restore
-            mmr,
-        } = *p;
         PositionSnapshot {
-            id,
-            account,
-            market,
-            side,
-            qty,
-            entry,
-            margin,
-            leverage,
-            liq,
-            tp,
-            sl,
-            opened_at_ns,
-            mc,
-            mc_armed,
-            trail,
+            id: p.id,
+            account: p.account,
+            market: p.market,
+            side: p.side,
+            qty: p.qty,
+            entry: p.entry,
+            margin: p.margin(),
+            leverage: p.leverage,
+            liq: Price(0), // derived: filled in by the engine, which holds the markets' scales
+            tp: p.tp(),
+            sl: p.sl(),
+            opened_at_ns: p.opened_at_ns,
+            mc: p.mc,
+            mc_armed: p.mc_armed,
+            trail: p.trail(),
             trail_peak: Price(0), // filled in by the engine, which holds the books
-            mmr,
+            mmr: p.mmr(),
         }
+    }
+}
+
+impl PositionSnapshot {
+    /// What [`Position`] can hold (it packs options and the margin); checked before restoring.
+    fn fits(&self) -> Result<(), String> {
+        let positive = |p: Option<Price>| p.is_none_or(|p| p.0 > 0);
+        let trail_ok = match self.trail {
+            None => true,
+            Some(TrailDistance::Price(d)) => d.0 > 0,
+            Some(TrailDistance::Bps(b)) => b > 0,
+        };
+        let ok = self.margin.0 >= 0
+            && self.margin <= crate::config::MAX_AMOUNT
+            && (0..crate::num::PPM_ONE).contains(&self.mmr.0)
+            && positive(self.tp)
+            && positive(self.sl)
+            && trail_ok
+            && self.mc.0 >= 0
+            && self.id.0 < crate::slab::POSITION_ID_LIMIT;
+        if ok { Ok(()) } else { Err(format!("position {} out of bounds", self.id.0)) }
     }
 }
 
@@ -182,17 +184,17 @@ impl From<&PositionSnapshot> for Position {
             entry,
             margin,
             leverage,
-            liq,
+            liq: _, // derived again, and checked against this by the restore
             tp,
             sl,
             opened_at_ns,
             mc,
             mc_armed,
             trail,
-            trail_peak: _,
+            trail_peak: _, // a place in the book, rebuilt from the peak on restore
             mmr,
         } = *p;
-        Position {
+        let n = crate::state::NewPosition {
             id,
             account,
             market,
@@ -201,16 +203,16 @@ impl From<&PositionSnapshot> for Position {
             entry,
             margin,
             leverage,
-            liq,
+            mc,
             tp,
             sl,
             opened_at_ns,
-            mc,
-            mc_armed,
-            trail,
-            trail_group: 0,
             mmr,
-        }
+        };
+        let mut pos = Position::new(n);
+        pos.mc_armed = mc_armed;
+        pos.set_trail(trail);
+        pos
     }
 }
 
@@ -254,7 +256,8 @@ impl Engine {
             .positions
             .values()
             .map(|p| PositionSnapshot {
-                trail_peak: p.trail.map_or(Price(0), |d| {
+                liq: p.liq(self.markets[usize::from(p.market.0)].scale),
+                trail_peak: p.trail().map_or(Price(0), |d| {
                     self.markets[usize::from(p.market.0)].trails.peak_price(
                         p.side,
                         d,
@@ -362,15 +365,19 @@ impl Engine {
             let Some(m) = e.markets.get_mut(usize::from(p.market.0)) else {
                 return bad(format!("position {} has no market", p.id.0));
             };
-            let pos = Position::from(p);
-            m.index.insert(p.id, p.side, pos.triggers());
-            m.open_interest[usize::from(p.side == Side::Short)].0 += 1;
-            m.open_interest[usize::from(p.side == Side::Short)].1 += p.qty.0;
-            e.positions.insert(p.id, pos);
+            p.fits().map_err(SnapshotError::Config)?;
             if e.accounts[ai].open.len() >= usize_from(e.cfg.max_positions_per_account) {
                 return bad("an account holds more positions than allowed".into());
             }
-            e.accounts[ai].open.push(p.id);
+            let pos = Position::from(p);
+            if pos.liq(m.scale) != p.liq {
+                return bad(format!("position {}: liquidation price differs", p.id.0));
+            }
+            let r = e.positions.insert(pos);
+            m.index.insert(r.slot(), p.side, pos.triggers(m.scale));
+            m.open_interest[usize::from(p.side == Side::Short)].0 += 1;
+            m.open_interest[usize::from(p.side == Side::Short)].1 += p.qty.0;
+            e.accounts[ai].open.push(r);
         }
         restore_trails(&mut e, snap);
         restore_orders(&mut e, snap)?;
@@ -380,7 +387,7 @@ impl Engine {
         e.total_deposits = snap.total_deposits;
         e.total_withdrawals = snap.total_withdrawals;
         e.total_available = Usdc(e.accounts.iter().map(|a| a.available.0).sum());
-        e.total_margin = Usdc(e.positions.values().map(|p| p.margin.0).sum());
+        e.total_margin = Usdc(e.positions.values().map(|p| p.margin().0).sum());
         let window = usize_from(e.cfg.request_id_window);
         for &(rid, fingerprint, r) in &snap.requests[snap.requests.len().saturating_sub(window)..] {
             e.request_fifo.push_back(rid);
@@ -403,8 +410,10 @@ fn restore_trails(e: &mut Engine, snap: &EngineSnapshot) {
     for p in trailing {
         let d = p.trail.expect("filtered");
         let book = e.markets[usize::from(p.market.0)].trails.book(p.side, d);
-        let group = book.insert(p.id, crate::trail::raw(d), x_of(p));
-        e.positions.get_mut(&p.id).expect("restored above").trail_group = group;
+        let open = &e.accounts[usize_from(p.account.0) - 1].open;
+        let r = open[open.binary_search_by_key(&p.id, |r| r.id()).expect("restored above")];
+        let group = book.insert(r, crate::trail::raw(d), x_of(p));
+        e.positions.get_mut(r).trail_group = group;
     }
 }
 

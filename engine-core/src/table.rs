@@ -59,12 +59,3 @@ mod tests {
         assert_eq!(copy.get(&2), t.get(&2));
     }
 }
-#[cfg(test)]
-mod tmp_sizes {
-    #[test]
-    fn sizes() {
-        eprintln!("Position {} Option<TrailDistance> {} Key {}", std::mem::size_of::<crate::state::Position>(), std::mem::size_of::<Option<crate::command::TrailDistance>>(), 0);
-        let t: super::Table<u64, crate::state::Position> = super::Table::with_capacity(1_000_001);
-        eprintln!("cap {}", t.capacity());
-    }
-}

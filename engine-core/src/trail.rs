@@ -17,10 +17,11 @@
 
 use std::collections::BTreeSet;
 
-use crate::command::{PositionId, TrailDistance};
+use crate::command::TrailDistance;
 use crate::index::OrderedSet;
 use crate::math::Side;
 use crate::num::Price;
+use crate::slab::PosRef;
 
 /// Basis points in one.
 const BPS_ONE: i64 = 10_000;
@@ -121,7 +122,7 @@ impl TrailBook {
     /// Adds a stop `distance` behind `x` (the current mark, which no peak is below: the caller
     /// lifted the book with it); returns its group. Joins the top group if its peak is `x`;
     /// otherwise `x` is below every peak and starts a new top group.
-    pub fn insert(&mut self, id: PositionId, distance: u64, x: i64) -> u32 {
+    pub(crate) fn insert(&mut self, id: PosRef, distance: u64, x: i64) -> u32 {
         // Every tick lifts the top group to the mark, so no peak is below the mark: a new stop
         // never has to merge anything (which would move members without telling their owners).
         assert!(
@@ -150,22 +151,22 @@ impl TrailBook {
                 g
             }
         };
-        let fresh = self.groups[g as usize].members.insert((distance, id.0));
-        assert!(fresh, "position {} trails twice", id.0);
+        let fresh = self.groups[g as usize].members.insert((distance, id.raw()));
+        assert!(fresh, "position {} trails twice", id.raw());
         self.refresh_min(g);
         self.len += 1;
         g
     }
 
     /// Removes a stop from group `g`: re-levels the group, or unlinks it once empty.
-    pub fn remove(&mut self, id: PositionId, distance: u64, g: u32) {
+    pub(crate) fn remove(&mut self, id: PosRef, distance: u64, g: u32) {
         let is_top = self.top == Some(g);
         if !is_top {
             let was = self.levels.remove(&(self.level(g), u64::from(g)));
             assert!(was, "group {g} missing from the levels");
         }
-        let was = self.groups[g as usize].members.remove(&(distance, id.0));
-        assert!(was, "position {} missing from its trailing group", id.0);
+        let was = self.groups[g as usize].members.remove(&(distance, id.raw()));
+        assert!(was, "position {} missing from its trailing group", id.raw());
         self.refresh_min(g);
         self.len -= 1;
         if !self.groups[g as usize].members.is_empty() {
@@ -194,7 +195,7 @@ impl TrailBook {
 
     /// A new mark `x`: every top group whose peak is `<= x` merges into one at peak `x`.
     /// `moved(position, group)` is told of each member that changes group.
-    pub fn lift(&mut self, x: i64, moved: &mut dyn FnMut(PositionId, u32)) {
+    pub(crate) fn lift(&mut self, x: i64, moved: &mut dyn FnMut(PosRef, u32)) {
         let Some(mut t) = self.top else { return };
         if self.groups[t as usize].peak >= x {
             return; // not a new high for anyone: the common case, O(1)
@@ -214,7 +215,7 @@ impl TrailBook {
 
     /// Merges top group `t` with `b` just below it (small into large); the survivor takes
     /// `b`'s place and is the new top.
-    fn merge(&mut self, t: u32, b: u32, moved: &mut dyn FnMut(PositionId, u32)) -> u32 {
+    fn merge(&mut self, t: u32, b: u32, moved: &mut dyn FnMut(PosRef, u32)) -> u32 {
         let below = self.groups[b as usize].below;
         let (big, small) =
             if self.groups[t as usize].members.len() >= self.groups[b as usize].members.len() {
@@ -225,7 +226,7 @@ impl TrailBook {
         let members = std::mem::take(&mut self.groups[small as usize].members);
         for (d, id) in members {
             self.groups[big as usize].members.insert((d, id));
-            moved(PositionId(id), big);
+            moved(PosRef::from_raw(id), big);
         }
         self.refresh_min(big);
         self.groups[big as usize].below = below;
@@ -239,26 +240,26 @@ impl TrailBook {
 
     /// Appends the members whose stop `x` has reached (`x <= stop`), ascending distance within
     /// each group. O(1) when none has.
-    pub fn collect_triggered(&self, x: i64, out: &mut Vec<PositionId>) {
+    pub(crate) fn collect_triggered(&self, x: i64, out: &mut Vec<PosRef>) {
         if let Some(t) = self.top
             && self.level(t) >= x
         {
             self.collect_group(t, x, out);
         }
         if self.levels.last_key().is_some_and(|(level, _)| level >= x) {
-            for (_, g) in self.levels.keys_at_or_above(x) {
+            for (_, g) in self.levels.at_or_above(x) {
                 self.collect_group(u32::try_from(g).expect("group index"), x, out);
             }
         }
     }
 
-    fn collect_group(&self, g: u32, x: i64, out: &mut Vec<PositionId>) {
+    fn collect_group(&self, g: u32, x: i64, out: &mut Vec<PosRef>) {
         let group = &self.groups[g as usize];
         for &(d, id) in &group.members {
             if self.unit.stop(group.peak, d) < x {
                 break; // larger distances stop lower still
             }
-            out.push(PositionId(id));
+            out.push(PosRef::from_raw(id));
         }
     }
 
@@ -331,7 +332,7 @@ impl Trails {
 
     /// A tick: every book follows its side's new mark.
     #[inline]
-    pub fn lift(&mut self, bid: Price, ask: Price, moved: &mut dyn FnMut(PositionId, u32)) {
+    pub(crate) fn lift(&mut self, bid: Price, ask: Price, moved: &mut dyn FnMut(PosRef, u32)) {
         if self.is_empty() {
             return;
         }
@@ -342,7 +343,7 @@ impl Trails {
 
     /// Appends the positions whose trailing stop the tick reached (unsorted across books).
     #[inline]
-    pub fn collect_triggered(&self, bid: Price, ask: Price, out: &mut Vec<PositionId>) {
+    pub(crate) fn collect_triggered(&self, bid: Price, ask: Price, out: &mut Vec<PosRef>) {
         if self.is_empty() {
             return;
         }
@@ -382,18 +383,24 @@ fn side_of(slot: usize) -> Side {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::PositionId;
+    use crate::slab::Slot;
+
+    fn r(id: u64) -> PosRef {
+        PosRef::new(PositionId(id), Slot(7))
+    }
 
     #[test]
     fn groups_merge_on_new_highs_and_trigger_at_peak_minus_distance() {
         let mut b = TrailBook::new(Unit::Price);
-        b.insert(PositionId(1), 10, 100); // stop 90
+        b.insert(r(1), 10, 100); // stop 90
         b.lift(95, &mut |_, _| {});
-        let g2 = b.insert(PositionId(2), 3, 95); // peak 95, stop 92
+        let g2 = b.insert(r(2), 3, 95); // peak 95, stop 92
         let mut out = Vec::new();
         b.collect_triggered(93, &mut out);
         assert!(out.is_empty());
         b.collect_triggered(92, &mut out);
-        assert_eq!(out, vec![PositionId(2)]);
+        assert_eq!(out, vec![r(2)]);
         out.clear();
         // A new high of 120 lifts both: stops 110 and 117.
         let mut moves = Vec::new();
@@ -402,10 +409,10 @@ mod tests {
         b.collect_triggered(118, &mut out);
         assert!(out.is_empty());
         b.collect_triggered(110, &mut out);
-        assert_eq!(out, vec![PositionId(2), PositionId(1)]);
-        let g = if moves[0].0 == PositionId(1) { moves[0].1 } else { g2 };
-        b.remove(PositionId(2), 3, g);
-        b.remove(PositionId(1), 10, g);
+        assert_eq!(out, vec![r(2), r(1)]);
+        let g = if moves[0].0 == r(1) { moves[0].1 } else { g2 };
+        b.remove(r(2), 3, g);
+        b.remove(r(1), 10, g);
         assert!(b.is_empty());
     }
 

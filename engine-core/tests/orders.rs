@@ -515,3 +515,46 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_position_opened_in_the_slot_a_liquidation_freed_in_the_same_tick_is_not_called_for_it() {
+    // The tick liquidates A (its armed margin-call entry stays in the index for that tick's
+    // margin-call pass), then fills an order into B, which reuses A's slab slot. The pass takes
+    // A's stale entry by slot: B must not be called for A's level, and stays indexed for its own.
+    let mut h = Harness::new();
+    let a = funded(&mut h, "reuse@x");
+    h.price(BTC, usd(60_000));
+    let pa = h.open(h.open_req(a, Side::Long, 50, Size::Quantity(btc(1)))).unwrap();
+    assert_eq!(pa.liquidation_price, Price(5_909_548)); // called at 59 244.34
+    place(&mut h, order_req(a, Side::Long, OrderKind::Limit, usd(59_000), 50, btc(1))).unwrap();
+    let calls = |h: &Harness, from| {
+        changes_since(h, from)
+            .into_iter()
+            .filter_map(|c| match c {
+                Change::MarginCall { position, margin_call_price, .. } => {
+                    Some((position, margin_call_price))
+                }
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let from = h.out.len();
+    h.price(BTC, usd(59_000));
+    let closed = closed_events(&h.events_since(from));
+    assert_eq!(closed.len(), 1, "A liquidated");
+    assert_eq!(closed[0].close.unwrap().reason, CloseReason::Liquidation);
+    let open = h.engine.open_positions();
+    assert_eq!(open, 1, "B opened by the fill");
+    assert!(calls(&h, from).is_empty(), "B is above its own level: {:?}", calls(&h, from));
+    // B (entry 59 000, margin 1 180): called at (59 000 - 1 180) / 0.9925 = 58 256.93 -> 58 256.93
+    // rounded toward the mark; once, by its own entry.
+    let b = PositionId(pa.id.0 + 1);
+    let from = h.out.len();
+    h.price(BTC, usd(58_300));
+    assert!(calls(&h, from).is_empty());
+    h.price(BTC, usd(58_250));
+    assert_eq!(calls(&h, from).len(), 1);
+    assert_eq!(calls(&h, from)[0].0, b);
+    h.close(a, b, None).expect("B closes: its index entries are consistent");
+    assert_eq!(h.engine.open_positions(), 0);
+}

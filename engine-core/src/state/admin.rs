@@ -91,22 +91,23 @@ impl Engine {
         let top = top.min(AT_RISK_MAX) as usize;
         for (i, m) in self.markets.iter().enumerate().filter(|(_, m)| m.has_price) {
             for side in [Side::Long, Side::Short] {
-                for id in m.index.nearest_liquidations(side, top) {
-                    let p = &self.positions[&id];
+                for slot in m.index.nearest_liquidations(side, top) {
+                    let p = self.positions.get(self.positions.at(slot));
                     let mark = m.mark(side);
-                    let gap = (i128::from(mark.0) - i128::from(p.liq.0)).unsigned_abs();
+                    let liq = p.liq(m.scale);
+                    let gap = (i128::from(mark.0) - i128::from(liq.0)).unsigned_abs();
                     let distance_bps =
                         u64::try_from(gap * 10_000 / mark.0.max(1).unsigned_abs() as u128)
                             .unwrap_or(u64::MAX);
                     let market = MarketId(u16::try_from(i).expect("validated"));
                     nearest.push(AtRisk {
-                        position: id,
+                        position: p.id,
                         account: p.account,
                         market,
                         side,
-                        margin: p.margin,
+                        margin: p.margin(),
                         mark,
-                        liquidation_price: p.liq,
+                        liquidation_price: liq,
                         distance_bps,
                     });
                 }

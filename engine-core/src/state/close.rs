@@ -5,14 +5,23 @@ use super::*;
 impl Engine {
     // ----- closing -----
 
-    pub(super) fn owned(&self, account: AccountId, id: PositionId) -> Result<Position, Reason> {
+    /// The open position `id` of `account` (a binary search in its open list).
+    pub(super) fn owned(
+        &self,
+        account: AccountId,
+        id: PositionId,
+    ) -> Result<(PosRef, Position), Reason> {
         let ai = self.account_index(account)?;
-        match self.positions.get(&id) {
-            Some(p) if p.account == account => Ok(*p),
-            _ if self.accounts[ai].history.iter().any(|h| h.id == id) => {
-                Err(Reason::PositionClosed)
+        let a = &self.accounts[ai];
+        match a.open.binary_search_by_key(&id, |r| r.id()) {
+            Ok(at) => {
+                let r = a.open[at];
+                let p = *self.positions.get(r);
+                assert_eq!(p.account, account, "an open list holds its account's positions");
+                Ok((r, p))
             }
-            _ => Err(Reason::UnknownPosition),
+            Err(_) if a.history.iter().any(|h| h.id == id) => Err(Reason::PositionClosed),
+            Err(_) => Err(Reason::UnknownPosition),
         }
     }
 
@@ -24,7 +33,7 @@ impl Engine {
         quantity: Option<CloseSize>,
         sink: &mut S,
     ) -> Outcome {
-        let p = self.owned(account, id)?;
+        let (r, p) = self.owned(account, id)?;
         let cfg = &self.market(p.market)?.cfg;
         let qc = match quantity {
             None => p.qty,
@@ -41,7 +50,7 @@ impl Engine {
             return Err(Reason::QuantityTooSmall);
         }
         self.fresh_mark(p.market, p.side, ts)?;
-        Ok(ReplyData::Closed(self.close_part(ts, id, qc, CloseReason::Manual, sink)))
+        Ok(ReplyData::Closed(self.close_part(ts, r, qc, CloseReason::Manual, sink)))
     }
 
     /// Closes `qc` of position `id` at its market's current mark (manual, TP, SL). Releases margin
@@ -49,12 +58,12 @@ impl Engine {
     pub(super) fn close_part<S: Sink>(
         &mut self,
         ts: u64,
-        id: PositionId,
+        r: PosRef,
         qc: Qty,
         reason: CloseReason,
         sink: &mut S,
     ) -> PositionView {
-        let p = self.positions[&id];
+        let p = *self.positions.get(r);
         assert!(qc.0 > 0 && qc <= p.qty, "close quantity out of range");
         let full = qc == p.qty;
         // A partial close's closed part is a position of its own in the history (its own id
@@ -63,9 +72,9 @@ impl Engine {
         let m = &self.markets[usize::from(p.market.0)];
         let mark = m.mark(p.side);
         let released = if full {
-            p.margin
+            p.margin()
         } else {
-            Usdc(crate::num::div_floor(p.margin.0 * i128::from(qc.0), i128::from(p.qty.0)))
+            Usdc(crate::num::div_floor(p.margin().0 * i128::from(qc.0), i128::from(p.qty.0)))
         };
         let pnl = m.scale.pnl_floor(p.side, p.entry, mark, qc);
         let fee = m.scale.rate_of_value_ceil(m.cfg.close_fee_rate, mark, qc);
@@ -82,9 +91,9 @@ impl Engine {
         let settled = self.settle(&p, released, info, false, sink);
         self.record(sink, closed_change(&p, part, qc, released, &info, settled));
         if full {
-            self.remove_position(&p);
+            self.remove_position(r);
         } else {
-            self.shrink_position(&p, qc, released);
+            self.shrink_position(r, qc, released);
         }
         match reason {
             CloseReason::TakeProfit => self.counters.take_profits += 1,
@@ -103,16 +112,17 @@ impl Engine {
     pub(super) fn liquidate<S: Sink>(
         &mut self,
         ts: u64,
-        id: PositionId,
+        r: PosRef,
         by_tick: bool,
         sink: &mut S,
     ) -> PositionView {
-        let p = self.positions[&id];
+        let p = *self.positions.get(r);
         let m = &self.markets[usize::from(p.market.0)];
         let mark = m.mark(p.side);
-        debug_assert!(liquidatable(p.side, mark, p.liq));
+        debug_assert!(liquidatable(p.side, mark, p.liq(m.scale)));
         let pnl = m.scale.pnl_floor(p.side, p.entry, mark, p.qty);
-        let equity = add(p.margin, pnl);
+        let margin = p.margin();
+        let equity = add(margin, pnl);
         let fee_full = m.scale.rate_of_value_ceil(m.cfg.liquidation_fee_rate, mark, p.qty);
         let fee = Usdc(equity.0.max(0).min(fee_full.0));
         let info = CloseInfo {
@@ -124,11 +134,11 @@ impl Engine {
             closed_at_ns: ts,
             position: p.id,
         };
-        let settled = self.settle(&p, p.margin, info, true, sink);
-        self.record(sink, closed_change(&p, p.id, p.qty, p.margin, &info, settled));
-        self.remove_position_with(&p, by_tick);
+        let settled = self.settle(&p, margin, info, true, sink);
+        self.record(sink, closed_change(&p, p.id, p.qty, margin, &info, settled));
+        self.remove_position_with(r, by_tick);
         self.counters.liquidations += 1;
-        let closed = self.closed_view(&p, p.qty, p.margin, info);
+        let closed = self.closed_view(&p, p.qty, margin, info);
         self.remember_closed(p.account, closed);
         closed
     }
@@ -173,28 +183,31 @@ impl Engine {
         Settlement { deficit, insurance_paid, house_paid }
     }
 
-    pub(super) fn remove_position(&mut self, p: &Position) {
-        self.remove_position_with(p, false);
+    pub(super) fn remove_position(&mut self, r: PosRef) {
+        self.remove_position_with(r, false);
     }
 
     /// Removes an open position; `leave_armed_call`: see [`Engine::liquidate`].
-    fn remove_position_with(&mut self, p: &Position, leave_armed_call: bool) {
-        self.untrail(p);
+    fn remove_position_with(&mut self, r: PosRef, leave_armed_call: bool) {
+        let p = *self.positions.get(r);
+        self.untrail(r, &p);
         self.count_open_interest(p.market, p.side, -1, -p.qty.0);
-        let index = &mut self.markets[usize::from(p.market.0)].index;
+        let m = &mut self.markets[usize::from(p.market.0)];
+        let triggers = p.triggers(m.scale);
         if leave_armed_call {
-            index.remove_but_armed_call(p.id, p.side, p.triggers());
+            m.index.remove_but_armed_call(r.slot(), p.side, triggers);
         } else {
-            index.remove(p.id, p.side, p.triggers());
+            m.index.remove(r.slot(), p.side, triggers);
         }
-        self.positions.remove(&p.id);
+        self.positions.remove(r);
         let open = &mut self.accounts[usize_from(p.account.0) - 1].open;
-        let at = open.binary_search(&p.id).expect("open list holds every open position");
+        let at = open.binary_search(&r).expect("open list holds every open position");
         open.remove(at);
     }
 
-    pub(super) fn shrink_position(&mut self, p: &Position, qc: Qty, released: Usdc) {
-        self.resize(p.id, Qty(p.qty.0 - qc.0), sub(p.margin, released));
+    pub(super) fn shrink_position(&mut self, r: PosRef, qc: Qty, released: Usdc) {
+        let p = *self.positions.get(r);
+        self.resize(r, Qty(p.qty.0 - qc.0), sub(p.margin(), released));
     }
 
     pub(super) fn remember_closed(&mut self, account: AccountId, closed: PositionView) {
@@ -218,20 +231,20 @@ impl Engine {
         amount: Usdc,
         sink: &mut S,
     ) -> Outcome {
-        let p = self.owned(account, id)?;
+        let (r, p) = self.owned(account, id)?;
         check_amount(amount)?;
         let ai = self.account_index(account)?;
         if self.accounts[ai].available < amount {
             return Err(Reason::InsufficientBalance);
         }
-        let margin = p.margin.checked_add(amount).ok_or(Reason::Overflow)?;
+        let margin = p.margin().checked_add(amount).ok_or(Reason::Overflow)?;
         if margin > MAX_AMOUNT {
             return Err(Reason::InvalidAmount);
         }
         self.debit(ai, amount);
         self.total_margin = add(self.total_margin, amount);
-        let pos = self.resize(id, p.qty, margin);
-        let liq = pos.liq;
+        let pos = self.resize(r, p.qty, margin);
+        let liq = pos.liq(self.markets[usize::from(p.market.0)].scale);
         let change =
             Change::MarginAdded { position: id, account, amount, margin, liquidation_price: liq };
         self.record(sink, change);

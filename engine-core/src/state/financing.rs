@@ -34,11 +34,11 @@ impl Engine {
             if self.swap_free.contains(&a.login) {
                 continue;
             }
-            ids.extend(a.open.iter().filter(|id| self.positions[id].market == market));
+            ids.extend(a.open.iter().filter(|&&r| self.positions.get(r).market == market));
         }
         let (mut positions, mut net) = (0u32, Usdc::ZERO);
-        for &id in &ids {
-            if let Some(amount) = self.finance(ts, id, period, sink) {
+        for &r in &ids {
+            if let Some(amount) = self.finance(ts, r, period, sink) {
                 positions += 1;
                 net = add(net, amount);
             }
@@ -50,14 +50,8 @@ impl Engine {
 
     /// Charges or pays one position; returns what was taken from it (negative: paid to it), or
     /// `None` if a payment would take its margin past the engine's bound on amounts (skipped).
-    fn finance<S: Sink>(
-        &mut self,
-        ts: u64,
-        id: PositionId,
-        period: u64,
-        sink: &mut S,
-    ) -> Option<Usdc> {
-        let p = self.positions[&id];
+    fn finance<S: Sink>(&mut self, ts: u64, r: PosRef, period: u64, sink: &mut S) -> Option<Usdc> {
+        let p = *self.positions.get(r);
         let m = &self.markets[usize::from(p.market.0)];
         let mark = m.mark(p.side);
         let rate = match p.side {
@@ -66,29 +60,30 @@ impl Engine {
         };
         // House-favoured both ways: a charge rounds up (capped at the margin), a payment down.
         let amount = if rate.0 >= 0 {
-            Usdc(m.scale.rate_of_value_ceil(rate, mark, p.qty).0.min(p.margin.0))
+            Usdc(m.scale.rate_of_value_ceil(rate, mark, p.qty).0.min(p.margin().0))
         } else {
             Usdc(-m.scale.rate_of_value_floor(crate::num::Ppm(-rate.0), mark, p.qty).0)
         };
-        let margin = sub(p.margin, amount);
+        let margin = sub(p.margin(), amount);
         if margin > MAX_AMOUNT {
             return None;
         }
         self.total_margin = sub(self.total_margin, amount);
         self.house_balance = add(self.house_balance, amount);
-        let now = self.resize(id, p.qty, margin);
+        let now = self.resize(r, p.qty, margin);
+        let liq = now.liq(self.markets[usize::from(p.market.0)].scale);
         let change = Change::Financed {
-            position: id,
+            position: p.id,
             account: p.account,
             market: p.market,
             period,
             amount,
             margin,
-            liquidation_price: now.liq,
+            liquidation_price: liq,
         };
         self.record(sink, change);
-        if liquidatable(p.side, mark, now.liq) {
-            let view = self.liquidate(ts, id, false, sink);
+        if liquidatable(p.side, mark, liq) {
+            let view = self.liquidate(ts, r, false, sink);
             sink.emit(Output::Event(Event::PositionClosed(view)));
         }
         Some(amount)

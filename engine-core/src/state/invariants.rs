@@ -18,7 +18,7 @@ impl Engine {
     /// O(accounts + positions): for tests and audits, not the hot path.
     pub fn check_conservation(&self) -> Result<(), String> {
         let available = self.accounts.iter().fold(Usdc::ZERO, |s, a| add(s, a.available));
-        let margin = self.positions.values().fold(Usdc::ZERO, |s, p| add(s, p.margin));
+        let margin = self.positions.values().fold(Usdc::ZERO, |s, p| add(s, p.margin()));
         let reserved = self.orders.values().fold(Usdc::ZERO, |s, o| add(s, o.reserved));
         if available != self.total_available
             || margin != self.total_margin
@@ -55,7 +55,7 @@ impl Engine {
         }
         for p in self.positions.values() {
             let m = &self.markets[usize::from(p.market.0)];
-            if m.has_price && liquidatable(p.side, m.mark(p.side), p.liq) {
+            if m.has_price && liquidatable(p.side, m.mark(p.side), p.liq(m.scale)) {
                 return Err(format!("position {} left open past its liquidation price", p.id.0));
             }
         }
@@ -92,8 +92,8 @@ impl Engine {
             h.bytes(a.login.as_bytes()).bytes(a.credential.as_bytes()).i128(a.available.0);
             h.bool(a.admin);
             h.u64(a.open.len() as u64);
-            a.open.iter().for_each(|id| {
-                h.u64(id.0);
+            a.open.iter().for_each(|r| {
+                h.u64(r.id().0);
             });
             h.u64(a.history.len() as u64);
             a.history.iter().for_each(|v| {
@@ -109,13 +109,13 @@ impl Engine {
                 h.value(&k.outcome);
             }
         }
-        let mut ids: Vec<&PositionId> = self.positions.keys().collect();
-        ids.sort_unstable();
-        h.u64(ids.len() as u64);
-        for id in ids {
-            let p = &self.positions[id];
-            h.view(&self.view(p)).i64(p.mc.0).bool(p.mc_armed).value(&p.trail).i64(p.mmr.0);
-            if let Some(d) = p.trail {
+        // By id: the slots a position happens to occupy are not state.
+        let mut open: Vec<&Position> = self.positions.values().collect();
+        open.sort_unstable_by_key(|p| p.id);
+        h.u64(open.len() as u64);
+        for p in open {
+            h.view(&self.view(p)).i64(p.mc.0).bool(p.mc_armed).value(&p.trail()).i64(p.mmr().0);
+            if let Some(d) = p.trail() {
                 let peak = self.markets[usize::from(p.market.0)].trails.peak_price(
                     p.side,
                     d,

@@ -15,57 +15,75 @@ impl Engine {
         if !self.markets[mi].index.margin_calls_due(bid, ask) {
             return;
         }
+        let mut slots = std::mem::take(&mut self.slot_scratch);
         let mut ids = std::mem::take(&mut self.scratch);
+        slots.clear();
         ids.clear();
-        self.markets[mi].index.take_margin_calls(bid, ask, &mut ids);
-        ids.retain(|id| self.positions.contains_key(id));
+        self.markets[mi].index.take_margin_calls(bid, ask, &mut slots);
+        // The entries of positions this tick liquidated are in the range too, and their slots
+        // are vacant now or hold a position this tick's order fills opened: the occupant was
+        // taken out of the armed set only if its own entry is in the range, so it is called
+        // only if it is armed and reached (a slot then shows up twice: deduplicated).
+        let reached = |p: &Position| {
+            p.mc_armed
+                && p.mc.0 > 0
+                && match p.side {
+                    Side::Long => p.mc >= bid,
+                    Side::Short => p.mc <= ask,
+                }
+        };
+        let occupants = slots.iter().filter_map(|&s| self.positions.occupant(s));
+        ids.extend(occupants.filter(|&r| reached(self.positions.get(r))));
         ids.sort_unstable();
-        for &id in &ids {
-            let old = self.positions[&id];
-            assert!(old.mc_armed, "only armed positions are in the armed set");
+        ids.dedup();
+        for &r in &ids {
+            let old = *self.positions.get(r);
             let p = Position { mc_armed: false, ..old };
-            self.markets[mi].index.insert_called(id, p.side, p.mc);
-            self.positions.insert(id, p);
+            self.markets[mi].index.insert_called(r.slot(), p.side, p.mc);
+            *self.positions.get_mut(r) = p;
             let change = Change::MarginCall {
                 position: p.id,
                 account: p.account,
                 market: p.market,
                 mark: self.markets[mi].mark(p.side),
                 margin_call_price: p.mc,
-                liquidation_price: p.liq,
+                liquidation_price: p.liq(self.markets[mi].scale),
             };
             self.record(sink, change);
         }
-        ids.clear();
-        self.markets[mi].index.collect_rearms(bid, ask, &mut ids);
-        for &id in &ids {
-            self.set_armed(id, true);
+        slots.clear();
+        self.markets[mi].index.collect_rearms(bid, ask, &mut slots);
+        for &s in &slots {
+            let r = self.positions.at(s);
+            self.set_armed(r, true);
         }
         ids.clear();
+        slots.clear();
         self.scratch = ids;
+        self.slot_scratch = slots;
     }
 
-    fn set_armed(&mut self, id: PositionId, armed: bool) -> Position {
-        let old = self.positions[&id];
+    fn set_armed(&mut self, r: PosRef, armed: bool) -> Position {
+        let old = *self.positions.get(r);
         let new = Position { mc_armed: armed, ..old };
-        let index = &mut self.markets[usize::from(old.market.0)].index;
-        index.replace(id, old.side, old.triggers(), new.triggers());
-        self.positions.insert(id, new);
+        let m = &mut self.markets[usize::from(old.market.0)];
+        m.index.replace(r.slot(), old.side, old.triggers(m.scale), new.triggers(m.scale));
+        *self.positions.get_mut(r) = new;
         new
     }
 
     /// Gives an open position a new quantity and margin (partial close, added margin) and
     /// re-derives what depends on them: the liquidation and margin-call prices, re-indexed.
-    pub(super) fn resize(&mut self, id: PositionId, qty: Qty, margin: Usdc) -> Position {
-        let old = self.positions[&id];
+    pub(super) fn resize(&mut self, r: PosRef, qty: Qty, margin: Usdc) -> Position {
+        let old = *self.positions.get(r);
         let m = &self.markets[usize::from(old.market.0)];
-        let liq = m.scale.liquidation_price(old.side, old.entry, qty, margin, old.mmr);
         let level = self.cfg.margin_call_level;
-        let mc = margin_call_price(m, old.side, old.entry, qty, margin, old.mmr, level);
-        let new = Position { qty, margin, liq, mc, ..old };
-        let index = &mut self.markets[usize::from(old.market.0)].index;
-        index.replace(id, old.side, old.triggers(), new.triggers());
-        self.positions.insert(id, new);
+        let mc = margin_call_price(m, old.side, old.entry, qty, margin, old.mmr(), level);
+        let mut new = Position { qty, mc, ..old };
+        new.set_margin(margin);
+        let m = &mut self.markets[usize::from(old.market.0)];
+        m.index.replace(r.slot(), old.side, old.triggers(m.scale), new.triggers(m.scale));
+        *self.positions.get_mut(r) = new;
         self.count_open_interest(old.market, old.side, 0, qty.0 - old.qty.0);
         new
     }

@@ -31,6 +31,7 @@ use crate::idempotency::{self, KeyEntry, KeyWindow};
 use crate::index::{MarketIndex, OrderedSet, Triggers};
 use crate::math::{Scale, Side};
 use crate::num::{Price, Qty, Usdc};
+use crate::slab::PosRef;
 
 mod accounts;
 mod admin;
@@ -87,7 +88,7 @@ pub(crate) struct Account {
     pub(crate) credential: Credential,
     pub(crate) available: Usdc,
     /// Open positions, ascending id (ids are assigned increasing, removal keeps order).
-    pub(crate) open: Vec<PositionId>,
+    pub(crate) open: Vec<crate::slab::PosRef>,
     /// Closed positions and closed parts, oldest first, at most `closed_history_per_account`.
     pub(crate) history: VecDeque<PositionView>,
     /// This account's recent idempotency keys (client order ids included).
@@ -100,8 +101,42 @@ pub(crate) struct Account {
     pub(crate) reserved: Usdc,
 }
 
+/// An open position, 96 bytes: what can be packed is (options as 0, the trailing distance as
+/// one signed word, the margin in an `i64`: margins are bounded by `MAX_AMOUNT` < 2^63), and
+/// what can be derived is not stored (the liquidation price: [`Position::liq`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Position {
+    /// 0 only in a vacant slab slot.
+    pub(crate) id: PositionId,
+    pub(crate) qty: Qty,
+    pub(crate) entry: Price,
+    margin_micros: i64,
+    /// Margin-call price (0: none); derived from margin and quantity like `liq`.
+    pub(crate) mc: Price,
+    /// Take-profit and stop-loss, 0: none (prices are positive).
+    tp_ticks: i64,
+    sl_ticks: i64,
+    pub(crate) opened_at_ns: u64,
+    /// Trailing stop distance: 0 none, > 0 in price ticks, < 0 minus basis points.
+    trail_code: i64,
+    pub(crate) account: AccountId,
+    pub(crate) leverage: u32,
+    /// The market's maintenance margin rate when it opened (ppm, < 10^6): its liquidation and
+    /// margin-call prices keep using it after an operator changes the market's rate.
+    mmr_ppm: u32,
+    /// Its group in the market's trailing book (meaningful only with a trailing stop).
+    pub(crate) trail_group: u32,
+    pub(crate) market: MarketId,
+    pub(crate) side: Side,
+    /// Not yet called since it last went above the level.
+    pub(crate) mc_armed: bool,
+}
+
+const _: () = assert!(std::mem::size_of::<Position>() == 96);
+
+/// What a new position is made of (the packed fields are set through [`Position::new`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NewPosition {
     pub(crate) id: PositionId,
     pub(crate) account: AccountId,
     pub(crate) market: MarketId,
@@ -110,26 +145,104 @@ pub(crate) struct Position {
     pub(crate) entry: Price,
     pub(crate) margin: Usdc,
     pub(crate) leverage: u32,
-    pub(crate) liq: Price,
+    pub(crate) mc: Price,
     pub(crate) tp: Option<Price>,
     pub(crate) sl: Option<Price>,
     pub(crate) opened_at_ns: u64,
-    /// Margin-call price (0: none); derived from margin and quantity like `liq`.
-    pub(crate) mc: Price,
-    /// Not yet called since it last went above the level.
-    pub(crate) mc_armed: bool,
-    /// Trailing stop distance.
-    pub(crate) trail: Option<TrailDistance>,
-    /// Its group in the market's trailing book (meaningful only with `trail`).
-    pub(crate) trail_group: u32,
-    /// The market's maintenance margin rate when it opened: its liquidation and margin-call
-    /// prices keep using it after an operator changes the market's rate.
     pub(crate) mmr: crate::num::Ppm,
 }
 
 impl Position {
-    pub(crate) fn triggers(&self) -> Triggers {
-        Triggers { liq: self.liq, tp: self.tp, sl: self.sl, mc: self.mc, mc_armed: self.mc_armed }
+    pub(crate) fn new(n: NewPosition) -> Position {
+        let mut p = Position {
+            id: n.id,
+            qty: n.qty,
+            entry: n.entry,
+            margin_micros: 0,
+            mc: n.mc,
+            tp_ticks: 0,
+            sl_ticks: 0,
+            opened_at_ns: n.opened_at_ns,
+            trail_code: 0,
+            account: n.account,
+            leverage: n.leverage,
+            mmr_ppm: u32::try_from(n.mmr.0).expect("the config bounds the rate below 10^6"),
+            trail_group: 0,
+            market: n.market,
+            side: n.side,
+            mc_armed: true,
+        };
+        p.set_margin(n.margin);
+        p.set_tp_sl(n.tp, n.sl);
+        p
+    }
+
+    pub(crate) fn margin(&self) -> Usdc {
+        Usdc(i128::from(self.margin_micros))
+    }
+
+    /// Callers check `margin <= MAX_AMOUNT` (a rejection) before they get here.
+    pub(crate) fn set_margin(&mut self, margin: Usdc) {
+        assert!(margin.0 >= 0 && margin <= MAX_AMOUNT, "margin out of bounds: {margin:?}");
+        self.margin_micros = i64::try_from(margin.0).expect("MAX_AMOUNT fits an i64");
+    }
+
+    pub(crate) fn tp(&self) -> Option<Price> {
+        (self.tp_ticks != 0).then_some(Price(self.tp_ticks))
+    }
+
+    pub(crate) fn sl(&self) -> Option<Price> {
+        (self.sl_ticks != 0).then_some(Price(self.sl_ticks))
+    }
+
+    /// Prices are validated positive before they get here.
+    pub(crate) fn set_tp_sl(&mut self, tp: Option<Price>, sl: Option<Price>) {
+        assert!(tp.is_none_or(|p| p.0 > 0) && sl.is_none_or(|p| p.0 > 0), "trigger prices > 0");
+        self.tp_ticks = tp.map_or(0, |p| p.0);
+        self.sl_ticks = sl.map_or(0, |p| p.0);
+    }
+
+    pub(crate) fn trail(&self) -> Option<TrailDistance> {
+        match self.trail_code {
+            0 => None,
+            c if c > 0 => Some(TrailDistance::Price(Price(c))),
+            c => Some(TrailDistance::Bps(u32::try_from(-c).expect("stored from a u32"))),
+        }
+    }
+
+    /// Distances are validated positive before they get here.
+    pub(crate) fn set_trail(&mut self, d: Option<TrailDistance>) {
+        self.trail_code = match d {
+            None => 0,
+            Some(TrailDistance::Price(p)) => {
+                assert!(p.0 > 0, "trailing distance > 0");
+                p.0
+            }
+            Some(TrailDistance::Bps(b)) => {
+                assert!(b > 0, "trailing distance > 0");
+                -i64::from(b)
+            }
+        };
+    }
+
+    pub(crate) fn mmr(&self) -> crate::num::Ppm {
+        crate::num::Ppm(i64::from(self.mmr_ppm))
+    }
+
+    /// The liquidation price: derived from entry, quantity, margin and rate, never stored
+    /// (the index keeps it as its key; removing the key derives it again, the same way).
+    pub(crate) fn liq(&self, scale: Scale) -> Price {
+        scale.liquidation_price(self.side, self.entry, self.qty, self.margin(), self.mmr())
+    }
+
+    pub(crate) fn triggers(&self, scale: Scale) -> Triggers {
+        Triggers {
+            liq: self.liq(scale),
+            tp: self.tp(),
+            sl: self.sl(),
+            mc: self.mc,
+            mc_armed: self.mc_armed,
+        }
     }
 }
 
@@ -218,7 +331,7 @@ pub struct Engine {
     pub(crate) logins: Table<Login, AccountId>,
     /// Accounts never charged or paid financing (from `swap_free_logins`).
     pub(crate) swap_free: rustc_hash::FxHashSet<Login>,
-    pub(crate) positions: Table<PositionId, Position>,
+    pub(crate) positions: crate::slab::Slab,
     pub(crate) next_position_id: u64,
     pub(crate) orders: Table<OrderId, OrderView>,
     pub(crate) next_order_id: u64,
@@ -241,7 +354,9 @@ pub struct Engine {
     /// above it (ids of queries may be reused: they are never remembered).
     pub(crate) max_request_id: u64,
     /// Reused for the ids a tick triggers: no allocation per tick once warm.
-    pub(crate) scratch: Vec<PositionId>,
+    pub(crate) scratch: Vec<crate::slab::PosRef>,
+    /// Reused for the slots the trigger index returns.
+    pub(crate) slot_scratch: Vec<crate::slab::Slot>,
     pub(crate) order_scratch: Vec<OrderId>,
     pub(crate) counters: Counters,
     /// Journal sequence of the last state-changing command applied (queries take none): the
@@ -289,7 +404,7 @@ impl Engine {
             accounts: Vec::with_capacity(max_accounts),
             logins: Table::with_capacity(max_accounts),
             swap_free: cfg.swap_free_logins.iter().filter_map(|l| Login::new(l)).collect(),
-            positions: Table::with_capacity(max_positions),
+            positions: crate::slab::Slab::with_capacity(max_positions),
             next_position_id: 1,
             orders: Table::with_capacity(max_orders),
             next_order_id: 1,
@@ -305,6 +420,7 @@ impl Engine {
             request_fifo: VecDeque::with_capacity(request_window),
             max_request_id: 0,
             scratch: Vec::with_capacity(1024),
+            slot_scratch: Vec::with_capacity(1024),
             order_scratch: Vec::with_capacity(1024),
             counters: Counters::default(),
             seq: 0,

@@ -31,8 +31,14 @@ impl Engine {
         if account.open.len() >= usize_from(self.cfg.max_positions_per_account) {
             return Err(Reason::TooManyPositions);
         }
-        if self.positions.len() >= usize_from(self.cfg.max_open_positions) {
+        // The slab's bound is the config's; ids must fit a `PosRef` (2^40 over the engine's life).
+        if self.positions.len() >= usize_from(self.cfg.max_open_positions)
+            || self.next_position_id >= crate::slab::POSITION_ID_LIMIT
+        {
             return Err(Reason::PositionCapacity);
+        }
+        if margin > MAX_AMOUNT {
+            return Err(Reason::InvalidAmount);
         }
         let cost = margin.checked_add(fee).ok_or(Reason::Overflow)?;
         if account.available < cost {
@@ -44,10 +50,11 @@ impl Engine {
         }
         let (mmr, level) = (m.mmr, self.cfg.margin_call_level);
         let mc = margin_call_price(m, req.side, e, q, margin, mmr, level);
+        let m_scale = m.scale;
 
         // Accepted: from here on nothing can fail.
         let id = self.allocate_position_id();
-        let p = Position {
+        let p = Position::new(NewPosition {
             id,
             account: req.account,
             market: req.market,
@@ -56,26 +63,25 @@ impl Engine {
             entry: e,
             margin,
             leverage: req.leverage,
-            liq,
+            mc,
             tp: req.take_profit,
             sl: req.stop_loss,
             opened_at_ns: ts,
-            mc,
-            mc_armed: true,
-            trail: None,
-            trail_group: 0,
             mmr,
-        };
+        });
         self.debit(ai, cost);
         self.house_balance = add(self.house_balance, fee);
         self.total_margin = add(self.total_margin, margin);
-        self.markets[usize::from(req.market.0)].index.insert(id, req.side, p.triggers());
+        assert_eq!(p.liq(m_scale), liq, "derived as checked");
+        let r = self.positions.insert(p);
+        let m = &mut self.markets[usize::from(req.market.0)];
+        m.index.insert(r.slot(), req.side, p.triggers(m.scale));
         self.count_open_interest(req.market, req.side, 1, q.0);
-        self.accounts[ai].open.push(id);
-        let fresh = self.positions.insert(id, p).is_none();
-        assert!(fresh, "position id reused");
+        let open = &mut self.accounts[ai].open;
+        assert!(open.last().is_none_or(|l| *l < r), "ids increase: the open list stays sorted");
+        open.push(r);
         self.counters.opened += 1;
-        self.record(sink, opened_change(&p, fee));
+        self.record(sink, opened_change(&p, liq, fee));
         Ok(self.view(&p))
     }
 
@@ -120,7 +126,7 @@ pub(super) fn check_tp_sl(
     Ok(())
 }
 
-fn opened_change(p: &Position, fee: Usdc) -> Change {
+fn opened_change(p: &Position, liq: Price, fee: Usdc) -> Change {
     Change::Opened {
         position: p.id,
         account: p.account,
@@ -128,12 +134,12 @@ fn opened_change(p: &Position, fee: Usdc) -> Change {
         side: p.side,
         quantity: p.qty,
         entry_price: p.entry,
-        margin: p.margin,
+        margin: p.margin(),
         leverage: p.leverage,
         fee,
-        liquidation_price: p.liq,
-        take_profit: p.tp,
-        stop_loss: p.sl,
+        liquidation_price: liq,
+        take_profit: p.tp(),
+        stop_loss: p.sl(),
     }
 }
 

@@ -82,7 +82,8 @@ impl Engine {
         }
         let mut due = std::mem::take(&mut self.order_scratch);
         due.clear();
-        self.expiries.orders_at_or_below(i64::try_from(ts).unwrap_or(i64::MAX), &mut due);
+        let now = i64::try_from(ts).unwrap_or(i64::MAX);
+        due.extend(self.expiries.at_or_below(now).map(|k| OrderId(k.1)));
         for id in &due {
             let order = self.orders[id];
             self.unindex_order(&order);

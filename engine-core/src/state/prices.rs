@@ -51,27 +51,30 @@ impl Engine {
 
         // Trailing stops follow the new marks first (a new best mark can only move them away).
         let (markets, positions) = (&mut self.markets, &mut self.positions);
-        markets[mi].trails.lift(tick.bid, tick.ask, &mut |id, group| {
-            positions.get_mut(&id).expect("trailing positions are open").trail_group = group;
+        markets[mi].trails.lift(tick.bid, tick.ask, &mut |r, group| {
+            positions.get_mut(r).trail_group = group;
         });
         // Take-profit, stop-loss and trailing stops first, then liquidations, then pending
-        // orders, then margin calls; each group in ascending id order.
+        // orders, then margin calls; each group in ascending id order (a `PosRef` orders by id).
         let mut ids = std::mem::take(&mut self.scratch);
+        let mut slots = std::mem::take(&mut self.slot_scratch);
         ids.clear();
-        self.markets[mi].index.collect_tp_sl(tick.bid, tick.ask, &mut ids);
+        slots.clear();
+        self.markets[mi].index.collect_tp_sl(tick.bid, tick.ask, &mut slots);
+        ids.extend(slots.iter().map(|&s| self.positions.at(s)));
         self.markets[mi].trails.collect_triggered(tick.bid, tick.ask, &mut ids);
         ids.sort_unstable();
         ids.dedup();
-        for &id in &ids {
-            let p = self.positions[&id];
+        for &r in &ids {
+            let p = *self.positions.get(r);
             let mark = self.markets[mi].mark(p.side);
             // Long: TP when bid >= tp, SL when bid <= sl; short the other way.
             let (tp_hit, sl_hit) = match p.side {
                 Side::Long => {
-                    (p.tp.is_some_and(|tp| mark >= tp), p.sl.is_some_and(|sl| mark <= sl))
+                    (p.tp().is_some_and(|tp| mark >= tp), p.sl().is_some_and(|sl| mark <= sl))
                 }
                 Side::Short => {
-                    (p.tp.is_some_and(|tp| mark <= tp), p.sl.is_some_and(|sl| mark >= sl))
+                    (p.tp().is_some_and(|tp| mark <= tp), p.sl().is_some_and(|sl| mark >= sl))
                 }
             };
             let reason = match (tp_hit, sl_hit) {
@@ -79,18 +82,22 @@ impl Engine {
                 (false, true) => CloseReason::StopLoss,
                 (false, false) => CloseReason::TrailingStop,
             };
-            let view = self.close_part(ts, id, p.qty, reason, sink);
+            let view = self.close_part(ts, r, p.qty, reason, sink);
             sink.emit(Output::Event(Event::PositionClosed(view)));
         }
         ids.clear();
-        self.markets[mi].index.collect_liquidations(tick.bid, tick.ask, &mut ids);
+        slots.clear();
+        self.markets[mi].index.collect_liquidations(tick.bid, tick.ask, &mut slots);
+        ids.extend(slots.iter().map(|&s| self.positions.at(s)));
         ids.sort_unstable();
-        for &id in &ids {
-            let view = self.liquidate(ts, id, true, sink);
+        for &r in &ids {
+            let view = self.liquidate(ts, r, true, sink);
             sink.emit(Output::Event(Event::PositionClosed(view)));
         }
         ids.clear();
+        slots.clear();
         self.scratch = ids;
+        self.slot_scratch = slots;
         self.fill_orders(ts, mi, sink);
         self.margin_calls(mi, sink);
         Ok(ReplyData::PriceApplied)

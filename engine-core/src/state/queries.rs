@@ -20,12 +20,12 @@ impl Engine {
             status: PositionStatus::Open,
             quantity: p.qty,
             entry_price: p.entry,
-            margin: p.margin,
+            margin: p.margin(),
             leverage: p.leverage,
-            liquidation_price: p.liq,
-            take_profit: p.tp,
-            stop_loss: p.sl,
-            trailing_stop: p.trail.map(|distance| crate::event::Trailing {
+            liquidation_price: p.liq(m.scale),
+            take_profit: p.tp(),
+            stop_loss: p.sl(),
+            trailing_stop: p.trail().map(|distance| crate::event::Trailing {
                 distance,
                 stop_price: m.trails.stop_price(p.side, distance, p.trail_group),
             }),
@@ -58,8 +58,8 @@ impl Engine {
         let a = &self.accounts[self.account_index(id)?];
         let mut locked = Usdc::ZERO;
         let mut upnl = Usdc::ZERO;
-        for pid in &a.open {
-            let v = self.view(&self.positions[pid]);
+        for &r in &a.open {
+            let v = self.view(self.positions.get(r));
             locked = add(locked, v.margin);
             upnl = add(upnl, v.unrealized_pnl);
         }
@@ -89,7 +89,7 @@ impl Engine {
         };
         match status {
             PositionStatus::Open => {
-                a.open.iter().for_each(|id| emit(self.view(&self.positions[id])))
+                a.open.iter().for_each(|&r| emit(self.view(self.positions.get(r))))
             }
             PositionStatus::Closed => a.history.iter().rev().for_each(|v| emit(*v)),
         }
@@ -102,8 +102,9 @@ impl Engine {
         id: PositionId,
     ) -> Result<PositionView, Reason> {
         let ai = self.account_index(account)?;
-        if let Some(p) = self.positions.get(&id).filter(|p| p.account == account) {
-            return Ok(self.view(p));
+        let open = &self.accounts[ai].open;
+        if let Ok(at) = open.binary_search_by_key(&id, |r| r.id()) {
+            return Ok(self.view(self.positions.get(open[at])));
         }
         self.accounts[ai]
             .history

@@ -18,7 +18,7 @@ impl Engine {
         distance: Option<TrailDistance>,
         sink: &mut S,
     ) -> Outcome {
-        let p = self.owned(account, id)?;
+        let (r, p) = self.owned(account, id)?;
         let mark = self.fresh_mark(p.market, p.side, ts)?;
         let ok = match distance {
             None => true,
@@ -28,14 +28,15 @@ impl Engine {
         if !ok {
             return Err(Reason::InvalidTrailingStop);
         }
-        self.untrail(&p);
-        let mut now = Position { trail: distance, trail_group: 0, ..p };
+        self.untrail(r, &p);
+        let mut now = Position { trail_group: 0, ..p };
+        now.set_trail(distance);
         if let Some(d) = distance {
             let m = &mut self.markets[usize::from(p.market.0)];
             let x = trail::x(p.side, m.bid, m.ask);
-            now.trail_group = m.trails.book(p.side, d).insert(id, trail::raw(d), x);
+            now.trail_group = m.trails.book(p.side, d).insert(r, trail::raw(d), x);
         }
-        self.positions.insert(id, now);
+        *self.positions.get_mut(r) = now;
         let view = self.view(&now);
         let stop_price = view.trailing_stop.map(|t| t.stop_price);
         self.record(sink, Change::TrailingStopSet { position: id, account, distance, stop_price });
@@ -43,10 +44,10 @@ impl Engine {
     }
 
     /// Takes a position's trailing stop (if any) out of its market's book.
-    pub(super) fn untrail(&mut self, p: &Position) {
-        if let Some(d) = p.trail {
+    pub(super) fn untrail(&mut self, r: PosRef, p: &Position) {
+        if let Some(d) = p.trail() {
             let book = self.markets[usize::from(p.market.0)].trails.book(p.side, d);
-            book.remove(p.id, trail::raw(d), p.trail_group);
+            book.remove(r, trail::raw(d), p.trail_group);
         }
     }
 }

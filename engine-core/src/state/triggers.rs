@@ -16,7 +16,7 @@ impl Engine {
         stop_loss: Option<Price>,
         sink: &mut S,
     ) -> Outcome {
-        let p = self.owned(account, id)?;
+        let (r, p) = self.owned(account, id)?;
         let cfg = &self.market(p.market)?.cfg;
         let in_range = |v: Option<Price>| v.is_none_or(|v| v.0 > 0 && v.0 <= cfg.max_price_ticks);
         if !in_range(take_profit) {
@@ -27,10 +27,11 @@ impl Engine {
         }
         let mark = self.fresh_mark(p.market, p.side, ts)?;
         check_tp_sl(p.side, take_profit, stop_loss, mark)?;
-        let new = Position { tp: take_profit, sl: stop_loss, ..p };
-        let index = &mut self.markets[usize::from(p.market.0)].index;
-        index.replace(id, p.side, p.triggers(), new.triggers());
-        self.positions.insert(id, new);
+        let mut new = p;
+        new.set_tp_sl(take_profit, stop_loss);
+        let m = &mut self.markets[usize::from(p.market.0)];
+        m.index.replace(r.slot(), p.side, p.triggers(m.scale), new.triggers(m.scale));
+        *self.positions.get_mut(r) = new;
         self.record(sink, Change::TriggersSet { position: id, account, take_profit, stop_loss });
         Ok(ReplyData::Position(self.view(&new)))
     }

@@ -28,12 +28,15 @@ pub(crate) trait IndexKey: Ord + Copy + std::fmt::Debug {
 pub(crate) type OrderKey = (i64, u64);
 
 impl IndexKey for OrderKey {
+    #[inline]
     fn price(self) -> i64 {
         self.0
     }
+    #[inline]
     fn lowest(p: i64) -> Self {
         (p, 0)
     }
+    #[inline]
     fn highest(p: i64) -> Self {
         (p, u64::MAX)
     }
@@ -55,24 +58,29 @@ pub(crate) const KEY_PRICE_MAX: i64 = (1 << (64 - SLOT_BITS)) - 1;
 const _: () = assert!(crate::config::MAX_PRICE_TICKS_LIMIT + 1 < KEY_PRICE_MAX);
 
 impl PosKey {
+    #[inline]
     pub(crate) fn new(price: Price, slot: Slot) -> PosKey {
         assert!(price.0 >= 0, "indexed prices are not negative");
         let p = u64::try_from(price.0.min(KEY_PRICE_MAX)).expect("clamped above");
         PosKey(p << SLOT_BITS | u64::from(slot.0))
     }
 
+    #[inline]
     pub(crate) fn slot(self) -> Slot {
         Slot(u32::try_from(self.0 & u64::from(SLOTS_MAX)).expect("masked to 24 bits"))
     }
 }
 
 impl IndexKey for PosKey {
+    #[inline]
     fn price(self) -> i64 {
         i64::try_from(self.0 >> SLOT_BITS).expect("40 bits")
     }
+    #[inline]
     fn lowest(p: i64) -> Self {
         PosKey(u64::try_from(p.clamp(0, KEY_PRICE_MAX)).expect("clamped") << SLOT_BITS)
     }
+    #[inline]
     fn highest(p: i64) -> Self {
         let p = u64::try_from(p.clamp(0, KEY_PRICE_MAX)).expect("clamped");
         PosKey(p << SLOT_BITS | u64::from(SLOTS_MAX))
@@ -96,6 +104,7 @@ impl<K> Default for OrderedSet<K> {
 }
 
 impl<K: IndexKey> OrderedSet<K> {
+    #[inline]
     pub(crate) fn insert(&mut self, k: K) -> bool {
         let fresh = self.set.insert(k);
         if self.first.is_none_or(|f| k < f) {
@@ -107,6 +116,7 @@ impl<K: IndexKey> OrderedSet<K> {
         fresh
     }
 
+    #[inline]
     pub(crate) fn remove(&mut self, k: &K) -> bool {
         let was = self.set.remove(k);
         if self.first == Some(*k) {
@@ -130,22 +140,30 @@ impl<K: IndexKey> OrderedSet<K> {
         self.last.is_some_and(|l| l.price() >= p)
     }
 
-    /// The keys with price <= `p`, ascending (empty, without a descent, when there are none).
+    /// Appends the keys with price <= `p`, ascending. O(1) when there are none: the quiet
+    /// tick asks every set, so nothing is built (not even an empty range) before the check.
     #[inline]
-    pub(crate) fn at_or_below(&self, p: i64) -> impl Iterator<Item = K> + '_ {
-        let any = self.any_at_or_below(p);
-        let range = any.then(|| self.set.range((Unbounded, Included(K::highest(p)))));
-        range.into_iter().flatten().copied()
+    pub(crate) fn extend_at_or_below(&self, p: i64, out: &mut impl Extend<K>) {
+        if self.any_at_or_below(p) {
+            out.extend(self.set.range((Unbounded, Included(K::highest(p)))).copied());
+        }
     }
 
-    /// The keys with price >= `p`, ascending.
+    /// Appends the keys with price >= `p`, ascending. O(1) when there are none.
     #[inline]
+    pub(crate) fn extend_at_or_above(&self, p: i64, out: &mut impl Extend<K>) {
+        if self.any_at_or_above(p) {
+            out.extend(self.set.range((Included(K::lowest(p)), Unbounded)).copied());
+        }
+    }
+
+    /// The keys with price >= `p`, ascending (a descent even when there are none: callers
+    /// check first).
     pub(crate) fn at_or_above(&self, p: i64) -> impl Iterator<Item = K> + '_ {
-        let any = self.any_at_or_above(p);
-        let range = any.then(|| self.set.range((Included(K::lowest(p)), Unbounded)));
-        range.into_iter().flatten().copied()
+        self.set.range((Included(K::lowest(p)), Unbounded)).copied()
     }
 
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.set.len()
     }
@@ -172,6 +190,7 @@ impl<K: IndexKey> OrderedSet<K> {
     }
 
     /// The largest key, O(1).
+    #[inline]
     pub(crate) fn last_key(&self) -> Option<K> {
         self.last
     }
@@ -182,9 +201,22 @@ impl<K: IndexKey> OrderedSet<K> {
     }
 }
 
-/// Appends the slots of `keys`.
-fn slots(out: &mut Vec<Slot>, keys: impl Iterator<Item = PosKey>) {
-    out.extend(keys.map(PosKey::slot));
+/// Collects the ids of the order keys a set gives.
+pub(crate) struct OrderIds<'a>(pub(crate) &'a mut Vec<OrderId>);
+
+impl Extend<OrderKey> for OrderIds<'_> {
+    fn extend<I: IntoIterator<Item = OrderKey>>(&mut self, keys: I) {
+        self.0.extend(keys.into_iter().map(|k| OrderId(k.1)));
+    }
+}
+
+/// Collects the slots of the position keys a set gives.
+struct SlotsOf<'a>(&'a mut Vec<Slot>);
+
+impl Extend<PosKey> for SlotsOf<'_> {
+    fn extend<I: IntoIterator<Item = PosKey>>(&mut self, keys: I) {
+        self.0.extend(keys.into_iter().map(PosKey::slot));
+    }
 }
 
 /// The orderings for one side of one market.
@@ -231,15 +263,6 @@ pub struct MarketIndex {
     short: SideIndex,
 }
 
-/// Collects the slots of the keys a set gives up.
-struct SlotsOf<'a>(&'a mut Vec<Slot>);
-
-impl Extend<PosKey> for SlotsOf<'_> {
-    fn extend<I: IntoIterator<Item = PosKey>>(&mut self, keys: I) {
-        self.0.extend(keys.into_iter().map(PosKey::slot));
-    }
-}
-
 impl MarketIndex {
     fn side(&mut self, side: Side) -> &mut SideIndex {
         match side {
@@ -249,6 +272,7 @@ impl MarketIndex {
     }
 
     /// Indexes the triggers of the position in `slot`.
+    #[inline]
     pub(crate) fn insert(&mut self, slot: Slot, side: Side, t: Triggers) {
         let s = self.side(side);
         let k = |p: Price| PosKey::new(p, slot);
@@ -268,6 +292,7 @@ impl MarketIndex {
     }
 
     /// Removes a position's triggers; `t` must be what was inserted.
+    #[inline]
     pub(crate) fn remove(&mut self, slot: Slot, side: Side, t: Triggers) {
         self.remove_but_armed_call(slot, side, t);
         if t.mc.0 > 0 && t.mc_armed {
@@ -331,11 +356,11 @@ impl MarketIndex {
         if !self.orders_crossed(bid, ask) {
             return;
         }
-        let id = |k: OrderKey| OrderId(k.1);
-        out.extend(self.long.limit.at_or_above(ask.0).map(id));
-        out.extend(self.long.stop.at_or_below(ask.0).map(id));
-        out.extend(self.short.limit.at_or_below(bid.0).map(id));
-        out.extend(self.short.stop.at_or_above(bid.0).map(id));
+        let out = &mut OrderIds(out);
+        self.long.limit.extend_at_or_above(ask.0, out);
+        self.long.stop.extend_at_or_below(ask.0, out);
+        self.short.limit.extend_at_or_below(bid.0, out);
+        self.short.stop.extend_at_or_above(bid.0, out);
     }
 
     /// True if the tick crosses some pending order (O(1)): the quiet tick's early exit.
@@ -374,26 +399,29 @@ impl MarketIndex {
     /// when bid > mc, short when ask < mc.
     #[inline]
     pub(crate) fn collect_rearms(&self, bid: Price, ask: Price, out: &mut Vec<Slot>) {
-        slots(out, self.long.mc_called.at_or_below(bid.0 - 1));
-        slots(out, self.short.mc_called.at_or_above(ask.0 + 1));
+        let out = &mut SlotsOf(out);
+        self.long.mc_called.extend_at_or_below(bid.0 - 1, out);
+        self.short.mc_called.extend_at_or_above(ask.0 + 1, out);
     }
 
     /// Appends the slots of positions whose take-profit or stop-loss the tick crosses.
     /// Long: TP when bid >= tp, SL when bid <= sl. Short: TP when ask <= tp, SL when ask >= sl.
     #[inline]
     pub(crate) fn collect_tp_sl(&self, bid: Price, ask: Price, out: &mut Vec<Slot>) {
-        slots(out, self.long.tp.at_or_below(bid.0));
-        slots(out, self.long.sl.at_or_above(bid.0));
-        slots(out, self.short.tp.at_or_above(ask.0));
-        slots(out, self.short.sl.at_or_below(ask.0));
+        let out = &mut SlotsOf(out);
+        self.long.tp.extend_at_or_below(bid.0, out);
+        self.long.sl.extend_at_or_above(bid.0, out);
+        self.short.tp.extend_at_or_above(ask.0, out);
+        self.short.sl.extend_at_or_below(ask.0, out);
     }
 
     /// Appends the slots of positions the tick liquidates: long when bid <= liq, short when
     /// ask >= liq.
     #[inline]
     pub(crate) fn collect_liquidations(&self, bid: Price, ask: Price, out: &mut Vec<Slot>) {
-        slots(out, self.long.liq.at_or_above(bid.0));
-        slots(out, self.short.liq.at_or_below(ask.0));
+        let out = &mut SlotsOf(out);
+        self.long.liq.extend_at_or_above(bid.0, out);
+        self.short.liq.extend_at_or_below(ask.0, out);
     }
 
     /// The slots of at least `n` positions of `side` nearest their liquidation price (a long's

@@ -93,11 +93,13 @@ impl TrailBook {
     }
 
     /// Trailing stops held.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// True if none.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -370,6 +372,7 @@ impl Trails {
     }
 
     /// True if none.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -83,7 +83,7 @@ impl Engine {
         let mut due = std::mem::take(&mut self.order_scratch);
         due.clear();
         let now = i64::try_from(ts).unwrap_or(i64::MAX);
-        due.extend(self.expiries.at_or_below(now).map(|k| OrderId(k.1)));
+        self.expiries.extend_at_or_below(now, &mut crate::index::OrderIds(&mut due));
         for id in &due {
             let order = self.orders[id];
             self.unindex_order(&order);

@@ -61,7 +61,7 @@ impl Engine {
         ids.clear();
         slots.clear();
         self.markets[mi].index.collect_tp_sl(tick.bid, tick.ask, &mut slots);
-        ids.extend(slots.iter().map(|&s| self.positions.at(s)));
+        self.refs_of(&slots, &mut ids);
         self.markets[mi].trails.collect_triggered(tick.bid, tick.ask, &mut ids);
         ids.sort_unstable();
         ids.dedup();
@@ -88,7 +88,7 @@ impl Engine {
         ids.clear();
         slots.clear();
         self.markets[mi].index.collect_liquidations(tick.bid, tick.ask, &mut slots);
-        ids.extend(slots.iter().map(|&s| self.positions.at(s)));
+        self.refs_of(&slots, &mut ids);
         ids.sort_unstable();
         for &r in &ids {
             let view = self.liquidate(ts, r, true, sink);
@@ -101,6 +101,16 @@ impl Engine {
         self.fill_orders(ts, mi, sink);
         self.margin_calls(mi, sink);
         Ok(ReplyData::PriceApplied)
+    }
+
+    /// Appends the references of the positions in `slots` (the quiet tick has none: it
+    /// returns before building an iterator).
+    #[inline]
+    fn refs_of(&self, slots: &[crate::slab::Slot], ids: &mut Vec<PosRef>) {
+        if slots.is_empty() {
+            return;
+        }
+        ids.extend(slots.iter().map(|&s| self.positions.at(s)));
     }
 
     /// The mark a `side` position trades at now, if fresh.

@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo bench --bench ring_latency` (several minutes; `-- --quick` runs in seconds;
 //! `-- --memory` measures memory per open position only; `-- --disruptor` skips the baselines;
-//! `-- --no-hiccup` runs without the hiccup meter, to see what the meter itself costs).
+//! `-- --no-hiccup` runs without the hiccup meter, to see what the meter itself costs;
+//! `-- --ring-slots 4096` sizes the rings).
 //! See `support/harness.rs` for the method.
 
 #![allow(clippy::cast_precision_loss, clippy::float_arithmetic, clippy::cast_possible_truncation)]
@@ -232,6 +233,11 @@ fn main() {
     if std::env::args().any(|a| a == "--disruptor") {
         cfg.pipelines = vec![Pipeline::Disruptor];
     }
+    // `--ring-slots N`: the command ring's size (the result ring's is twice that).
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(n) = args.windows(2).find(|w| w[0] == "--ring-slots").map(|w| &w[1]) {
+        cfg.ring_slots = n.parse().expect("--ring-slots takes a power of two");
+    }
     println!(
         "# Ring latency: {} accounts, {} preloaded positions, {:?} measured + {:?} warm-up per rate{}\n",
         cfg.accounts,
@@ -241,8 +247,10 @@ fn main() {
         if cfg.pin { ", engine pinned to core 1, generator to core 0, busy-spin" } else { "" }
     );
     println!(
-        "Hiccup meter: {}\n",
-        if cfg.hiccup { "on (a thread per core sleeping 1 ms)" } else { "off" }
+        "Hiccup meter: {}; rings: {} command slots, {} result slots\n",
+        if cfg.hiccup { "on (a thread per core sleeping 1 ms)" } else { "off" },
+        cfg.ring_slots,
+        cfg.ring_slots * 2
     );
     let results = run(&cfg, |line| eprintln!("{line}"));
     table(&results);

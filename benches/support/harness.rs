@@ -60,6 +60,9 @@ pub struct HarnessConfig {
     pub pipelines: Vec<Pipeline>,
     /// Run the hiccup meter (a sleeping thread per core) beside each run.
     pub hiccup: bool,
+    /// Slots of the command ring (or channel); the result ring has twice as many (every
+    /// command replies, a tick also records its price).
+    pub ring_slots: usize,
 }
 
 impl HarnessConfig {
@@ -74,6 +77,7 @@ impl HarnessConfig {
             pin: false,
             pipelines: vec![Pipeline::Disruptor, Pipeline::Crossbeam, Pipeline::Mpsc],
             hiccup: true,
+            ring_slots: RuntimeConfig::default().in_ring_size,
         }
     }
 
@@ -88,6 +92,7 @@ impl HarnessConfig {
             pin: true,
             pipelines: vec![Pipeline::Disruptor, Pipeline::Crossbeam, Pipeline::Mpsc],
             hiccup: true,
+            ring_slots: RuntimeConfig::default().in_ring_size,
         }
     }
 }
@@ -530,10 +535,11 @@ impl engine_core::event::Sink for RingSink {
 impl DisruptorT {
     /// Rings of the processor's default size and the out-ring twice that (every command
     /// replies), the engine thread busy-spinning, pinned to `pin_core` if given.
-    fn start(engine: Engine, pin_core: Option<usize>) -> DisruptorT {
+    fn start(engine: Engine, pin_core: Option<usize>, ring_slots: usize) -> DisruptorT {
         use disruptor::ProcessorSettings;
         let cfg = RuntimeConfig {
-            out_ring_size: 1 << 17,
+            in_ring_size: ring_slots,
+            out_ring_size: ring_slots * 2,
             pin_core,
             wait: WaitMode::BusySpin,
             ..RuntimeConfig::default()
@@ -692,11 +698,11 @@ fn spawn_engine(
 /// A baseline pipeline: a bounded channel in, the engine on its own thread, a bounded channel
 /// out. A macro because crossbeam and std channels share the shape, not a trait.
 macro_rules! channel_pipeline {
-    ($engine:expr, $pin:expr, $bounded:path, $try_recv_error:path) => {{
+    ($engine:expr, $pin:expr, $slots:expr, $bounded:path, $try_recv_error:path) => {{
         use $bounded as bounded;
         use $try_recv_error as E;
-        let (tx, in_rx) = bounded::<Command>(1 << 16);
-        let (out_tx, rx) = bounded::<Output>(1 << 17);
+        let (tx, in_rx) = bounded::<Command>($slots);
+        let (out_tx, rx) = bounded::<Output>($slots * 2);
         let recv = move || match in_rx.try_recv() {
             Ok(c) => Some(Some(c)),
             Err(E::Empty) => Some(None),
@@ -718,14 +724,15 @@ macro_rules! channel_pipeline {
     }};
 }
 
-fn transport(p: Pipeline, engine: Engine, pin: bool) -> Box<dyn Transport> {
+fn transport(p: Pipeline, engine: Engine, pin: bool, slots: usize) -> Box<dyn Transport> {
     // (Built on the calling thread, before any pinning: see `run_one`.)
     match p {
-        Pipeline::Disruptor => Box::new(DisruptorT::start(engine, pin.then_some(1))),
+        Pipeline::Disruptor => Box::new(DisruptorT::start(engine, pin.then_some(1), slots)),
         Pipeline::Crossbeam => {
             channel_pipeline!(
                 engine,
                 pin,
+                slots,
                 crossbeam_channel::bounded,
                 crossbeam_channel::TryRecvError
             )
@@ -734,6 +741,7 @@ fn transport(p: Pipeline, engine: Engine, pin: bool) -> Box<dyn Transport> {
             channel_pipeline!(
                 engine,
                 pin,
+                slots,
                 std::sync::mpsc::sync_channel,
                 std::sync::mpsc::TryRecvError
             )
@@ -745,7 +753,7 @@ fn transport(p: Pipeline, engine: Engine, pin: bool) -> Box<dyn Transport> {
 pub fn run_one(cfg: &HarnessConfig, pipeline: Pipeline, rate: u64) -> RateResult {
     let pin = cfg.pin && core_affinity::get_core_ids().is_some_and(|c| c.len() >= 2);
     let engine = preloaded_engine(cfg.accounts, cfg.preload, 4_000_000);
-    let t = transport(pipeline, engine, pin);
+    let t = transport(pipeline, engine, pin, cfg.ring_slots);
     // The generator runs on a thread of its own, so pinning it leaves this thread's affinity
     // (which the next run's ring builder checks) untouched.
     let hiccups = cfg.hiccup.then(|| Hiccups::start(2));

@@ -32,30 +32,25 @@ pub(crate) struct Slot(pub(crate) u32);
 pub(crate) struct PosRef(u64);
 
 impl PosRef {
-    #[inline]
     pub(crate) fn new(id: PositionId, slot: Slot) -> PosRef {
         assert!(id.0 < POSITION_ID_LIMIT, "position id {} beyond the limit", id.0);
         assert!(slot.0 <= SLOTS_MAX, "slot {} beyond the limit", slot.0);
         PosRef(id.0 << SLOT_BITS | u64::from(slot.0))
     }
 
-    #[inline]
     pub(crate) fn id(self) -> PositionId {
         PositionId(self.0 >> SLOT_BITS)
     }
 
-    #[inline]
     pub(crate) fn slot(self) -> Slot {
         Slot(u32::try_from(self.0 & u64::from(SLOTS_MAX)).expect("masked to 24 bits"))
     }
 
     /// The word itself (the trailing-stop books keep it).
-    #[inline]
     pub(crate) fn raw(self) -> u64 {
         self.0
     }
 
-    #[inline]
     pub(crate) fn from_raw(raw: u64) -> PosRef {
         PosRef(raw)
     }
@@ -77,13 +72,11 @@ impl Slab {
         Slab { items: Vec::with_capacity(n), free: Vec::with_capacity(n), len: 0 }
     }
 
-    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// Stores `p`; returns its reference.
-    #[inline]
     pub(crate) fn insert(&mut self, p: Position) -> PosRef {
         assert!(p.id.0 != 0, "id 0 marks a vacant slot");
         let slot = match self.free.pop() {
@@ -102,7 +95,6 @@ impl Slab {
     }
 
     /// Takes the position out of `r`'s slot.
-    #[inline]
     pub(crate) fn remove(&mut self, r: PosRef) -> Position {
         let item = &mut self.items[r.slot().0 as usize];
         assert_eq!(item.id, r.id(), "the slot holds the position named");
@@ -113,14 +105,12 @@ impl Slab {
         p
     }
 
-    #[inline]
     pub(crate) fn get(&self, r: PosRef) -> &Position {
         let p = &self.items[r.slot().0 as usize];
         assert_eq!(p.id, r.id(), "the slot holds the position named");
         p
     }
 
-    #[inline]
     pub(crate) fn get_mut(&mut self, r: PosRef) -> &mut Position {
         let p = &mut self.items[r.slot().0 as usize];
         assert_eq!(p.id, r.id(), "the slot holds the position named");
@@ -128,7 +118,6 @@ impl Slab {
     }
 
     /// The reference of whatever occupies `slot` (the trigger index holds slots).
-    #[inline]
     pub(crate) fn at(&self, slot: Slot) -> PosRef {
         let p = &self.items[slot.0 as usize];
         assert!(p.id.0 != 0, "the index names only occupied slots");
@@ -136,7 +125,6 @@ impl Slab {
     }
 
     /// The reference of whatever occupies `slot`, if anything.
-    #[inline]
     pub(crate) fn occupant(&self, slot: Slot) -> Option<PosRef> {
         let p = self.items.get(slot.0 as usize)?;
         (p.id.0 != 0).then(|| PosRef::new(p.id, slot))

@@ -153,7 +153,6 @@ pub(crate) struct NewPosition {
 }
 
 impl Position {
-    #[inline]
     pub(crate) fn new(n: NewPosition) -> Position {
         let mut p = Position {
             id: n.id,
@@ -178,37 +177,31 @@ impl Position {
         p
     }
 
-    #[inline]
     pub(crate) fn margin(&self) -> Usdc {
         Usdc(i128::from(self.margin_micros))
     }
 
     /// Callers check `margin <= MAX_AMOUNT` (a rejection) before they get here.
-    #[inline]
     pub(crate) fn set_margin(&mut self, margin: Usdc) {
         assert!(margin.0 >= 0 && margin <= MAX_AMOUNT, "margin out of bounds: {margin:?}");
         self.margin_micros = i64::try_from(margin.0).expect("MAX_AMOUNT fits an i64");
     }
 
-    #[inline]
     pub(crate) fn tp(&self) -> Option<Price> {
         (self.tp_ticks != 0).then_some(Price(self.tp_ticks))
     }
 
-    #[inline]
     pub(crate) fn sl(&self) -> Option<Price> {
         (self.sl_ticks != 0).then_some(Price(self.sl_ticks))
     }
 
     /// Prices are validated positive before they get here.
-    #[inline]
     pub(crate) fn set_tp_sl(&mut self, tp: Option<Price>, sl: Option<Price>) {
         assert!(tp.is_none_or(|p| p.0 > 0) && sl.is_none_or(|p| p.0 > 0), "trigger prices > 0");
         self.tp_ticks = tp.map_or(0, |p| p.0);
         self.sl_ticks = sl.map_or(0, |p| p.0);
     }
 
-    #[inline]
     pub(crate) fn trail(&self) -> Option<TrailDistance> {
         match self.trail_code {
             0 => None,
@@ -218,7 +211,6 @@ impl Position {
     }
 
     /// Distances are validated positive before they get here.
-    #[inline]
     pub(crate) fn set_trail(&mut self, d: Option<TrailDistance>) {
         self.trail_code = match d {
             None => 0,
@@ -233,19 +225,16 @@ impl Position {
         };
     }
 
-    #[inline]
     pub(crate) fn mmr(&self) -> crate::num::Ppm {
         crate::num::Ppm(i64::from(self.mmr_ppm))
     }
 
     /// The liquidation price: derived from entry, quantity, margin and rate, never stored
     /// (the index keeps it as its key; removing the key derives it again, the same way).
-    #[inline]
     pub(crate) fn liq(&self, scale: Scale) -> Price {
         scale.liquidation_price(self.side, self.entry, self.qty, self.margin(), self.mmr())
     }
 
-    #[inline]
     pub(crate) fn triggers(&self, scale: Scale) -> Triggers {
         Triggers {
             liq: self.liq(scale),

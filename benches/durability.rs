@@ -54,6 +54,22 @@ fn journal_append(n: u64) {
         let el = start.elapsed();
         println!("| {name} | {} | {} |", per_second(n, el), el.as_nanos() / u128::from(n));
     }
+    // The same ticks in the fixed 67-byte layout written before the compact one (format 2).
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::create(dir.path()).unwrap();
+    let policy = SyncPolicy::Interval(Duration::from_millis(10));
+    let mut j = Journal::open(&data, 1, policy, 64 << 20).unwrap();
+    let mut buf = [0u8; engine_core::persist::MAX_RECORD_BYTES];
+    let start = Instant::now();
+    for i in 0..n {
+        let cmd = Command::new(RequestId::NONE, T0 + i, tick(i));
+        let len = engine_core::persist::encode_tick_fixed(i + 1, &cmd, &mut buf);
+        j.on_encoded(i + 1, &buf[..len], i % 256 == 255);
+    }
+    drop(j);
+    let el = start.elapsed();
+    let name = "interval:10ms, fixed 67-byte ticks (before)";
+    println!("| {name} | {} | {} |", per_second(n, el), el.as_nanos() / u128::from(n));
 }
 
 fn start(journal: Option<(&DataDir, SyncPolicy)>) -> EngineHandle {

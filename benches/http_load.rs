@@ -50,6 +50,57 @@ async fn call(
     }
 }
 
+/// Per thread name (threads of one name summed): voluntary context switches (a thread that
+/// went to sleep and was woken: one hand-off each), preemptions, and CPU time, ns.
+fn threads() -> std::collections::BTreeMap<String, (u64, u64, u64)> {
+    let mut by_name = std::collections::BTreeMap::new();
+    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default().trim().to_owned();
+        let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let run_ns = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+            .unwrap_or(0);
+        let e = by_name.entry(name).or_insert((0, 0, 0));
+        e.0 += field("voluntary_ctxt_switches:");
+        e.1 += field("nonvoluntary_ctxt_switches:");
+        e.2 += run_ns;
+    }
+    by_name
+}
+
+/// Wake-ups and CPU per request by thread between two [`threads`] readings.
+fn per_request(
+    before: &std::collections::BTreeMap<String, (u64, u64, u64)>,
+    after: &std::collections::BTreeMap<String, (u64, u64, u64)>,
+    requests: u64,
+) -> String {
+    let n = requests.max(1) as f64;
+    after
+        .iter()
+        .filter_map(|(name, a)| {
+            let b = before.get(name).copied().unwrap_or((0, 0, 0));
+            let (wakes, cpu) = (a.0.saturating_sub(b.0), a.2.saturating_sub(b.2));
+            (cpu as f64 / n >= 500.0).then(|| {
+                format!(
+                    "{name}: {:.2} wake-ups, {:.1} µs CPU",
+                    wakes as f64 / n,
+                    cpu as f64 / n / 1e3
+                )
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 struct Run {
     hist: Histogram<u64>,
     ok: u64,
@@ -159,11 +210,13 @@ fn main() {
         println!("| offered req/s | achieved req/s | p50 | p90 | p99 | p99.9 | max | errors |");
         println!("|---|---|---|---|---|---|---|---|");
         let tokens = Arc::new(tokens);
+        let mut wakes = Vec::new();
         for &rate in &rates {
             let run = Arc::new(Mutex::new(Run { hist: Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap(), ok: 0, failed: 0 }));
             let open_ids: Arc<Mutex<VecDeque<(usize, String)>>> = Arc::new(Mutex::new(VecDeque::new()));
             let total = rate * secs;
             let interval = Duration::from_nanos(1_000_000_000 / rate);
+            let threads_before = threads();
             let start = Instant::now();
             let mut handles = Vec::with_capacity(usize::try_from(total).unwrap());
             for i in 0..total {
@@ -200,6 +253,7 @@ fn main() {
                 h.await.unwrap();
             }
             let elapsed = start.elapsed();
+            wakes.push((rate, per_request(&threads_before, &threads(), total)));
             let r = run.lock().unwrap();
             let ms = |q: f64| format!("{:.2} ms", r.hist.value_at_quantile(q) as f64 / 1e6);
             println!(
@@ -209,6 +263,11 @@ fn main() {
                 r.hist.max() as f64 / 1e6,
                 r.failed
             );
+        }
+        // Where a request's hand-offs and CPU go, per thread (this process: generator included).
+        println!("\nPer request, by thread (voluntary context switches = sleeps woken; CPU from schedstat):\n");
+        for (rate, line) in wakes {
+            println!("- {rate}/s: {line}");
         }
     });
     // The server task holds a submitter: the engine stops once every one is gone. (A blocking

@@ -124,7 +124,9 @@ impl Journal {
         segment_bytes_max: u64,
     ) -> Result<Journal> {
         let dir = data.journal();
+        let segment_bytes_max = segment_bytes_max.max(MAX_RECORD_BYTES as u64);
         let file = Arc::new(open_segment(&dir, first_seq)?);
+        preallocate(&file, segment_bytes_max);
         let dir_handle = File::open(&dir).map_err(io("opening", &dir))?;
         let failed = Arc::new(AtomicBool::new(false));
         let syncer = match policy {
@@ -132,12 +134,13 @@ impl Journal {
             _ => None,
         };
         let spare = Some(open_spare(&dir)?);
+        spare.iter().for_each(|f| preallocate(f, segment_bytes_max));
         Ok(Journal {
             dir,
             dir_handle,
             spare,
             policy,
-            segment_bytes_max: segment_bytes_max.max(MAX_RECORD_BYTES as u64),
+            segment_bytes_max,
             file: BufWriter::with_capacity(1 << 18, SharedFile(file)),
             segment_bytes: 0,
             record: [0; MAX_RECORD_BYTES],
@@ -215,7 +218,10 @@ impl Journal {
     /// the next rotation, which tries again before it would fail.
     fn refill_spare(&mut self) {
         match open_spare(&self.dir) {
-            Ok(f) => self.spare = Some(f),
+            Ok(f) => {
+                preallocate(&f, self.segment_bytes_max);
+                self.spare = Some(f);
+            }
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "journal: could not open the spare segment yet")
             }
@@ -243,6 +249,17 @@ impl Journal {
         // ([`crate::DurableEngine`]) then exits so a supervisor restarts it and recovery runs.
         tracing::error!(seq, error = %e, "journal write failed: the engine stops accepting commands");
         panic!("journal write failed at seq {seq}: {e}");
+    }
+}
+
+/// Reserves a segment's blocks up front (`fallocate` with `KEEP_SIZE`: the file's length stays
+/// what was written, so recovery reads exactly as before): appends then write into allocated
+/// blocks, and the filesystem allocates nothing on the write or sync path. Where the
+/// filesystem cannot (`EOPNOTSUPP`), nothing is reserved and the journal works as before.
+fn preallocate(file: &File, bytes: u64) {
+    use rustix::fs::{FallocateFlags, fallocate};
+    if let Err(e) = fallocate(file, FallocateFlags::KEEP_SIZE, 0, bytes) {
+        tracing::debug!(error = %e, "journal: segment not pre-allocated");
     }
 }
 
@@ -291,6 +308,11 @@ impl Drop for Journal {
         let synced = self.file.flush().and_then(|()| self.file.get_ref().0.sync_data());
         if let Err(e) = synced {
             warn!(error = %e, "journal: final flush failed");
+        }
+        // Give back the pre-allocated blocks past the end (the length itself is unchanged).
+        let file = &self.file.get_ref().0;
+        if let Err(e) = file.metadata().and_then(|m| file.set_len(m.len())) {
+            warn!(error = %e, "journal: could not release the segment's reserved space");
         }
     }
 }

@@ -183,7 +183,9 @@ pub struct EngineConfig {
     pub initial_balance: Usdc,
     /// Most accounts the engine will hold.
     pub max_accounts: u32,
-    /// Most open positions across all accounts.
+    /// Most open positions across all accounts (at most 16 777 215: a position's slab slot is
+    /// 24 bits). The slab is reserved at this size, virtual memory only until used (96 bytes a
+    /// position).
     pub max_open_positions: u32,
     /// Most open positions one account may hold.
     pub max_positions_per_account: u32,

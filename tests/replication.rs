@@ -137,9 +137,15 @@ fn redis_primary_kill_9_sentinel_promotes_and_nothing_acknowledged_is_lost() {
         let killed_ms = unix_ms();
         ha.wait_until(Duration::from_secs(30), |m, _| m != old);
         ha.restart(old);
+        // The leader appends with WAIT 1: nothing is acknowledged until the restarted node has
+        // been turned into the new master's replica by the sentinels (they notice it on their
+        // periodic INFO, every 10 s) and has synced. 30 s was once too short with the four
+        // replication tests running at once in a debug build (CI, 2 cores).
         assert!(
-            wait_for(Duration::from_secs(30), || load.first_ok_after(killed).is_some()),
-            "requests succeed again after the promotion"
+            wait_for(Duration::from_secs(60), || load.first_ok_after(killed).is_some()),
+            "requests succeed again after the promotion (master now :{}, {} acknowledged before the kill)",
+            ha.master_port(),
+            before
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(load.acked_count() > before, "the load goes on through the new master");

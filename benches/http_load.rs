@@ -50,50 +50,40 @@ async fn call(
     }
 }
 
-/// Per thread name (threads of one name summed): voluntary context switches (a thread that
-/// went to sleep and was woken: one hand-off each), preemptions, and CPU time, ns.
-fn threads() -> std::collections::BTreeMap<String, (u64, u64, u64)> {
+#[path = "support/harness.rs"]
+#[allow(dead_code)] // the ring latency harness; only its scheduling counters are used here
+mod harness;
+
+use harness::Sched;
+
+/// Per thread name (threads of one name summed), the scheduling counters of this process.
+fn threads() -> std::collections::BTreeMap<String, Sched> {
     let mut by_name = std::collections::BTreeMap::new();
     for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
-        let path = task.path();
-        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default().trim().to_owned();
-        let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
-        let field = |key: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        let run_ns = std::fs::read_to_string(path.join("schedstat"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-            .unwrap_or(0);
-        let e = by_name.entry(name).or_insert((0, 0, 0));
-        e.0 += field("voluntary_ctxt_switches:");
-        e.1 += field("nonvoluntary_ctxt_switches:");
-        e.2 += run_ns;
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else { continue };
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let e = by_name.entry(name.trim().to_owned()).or_insert_with(Sched::default);
+        *e = e.plus(Sched::of(tid));
     }
     by_name
 }
 
 /// Wake-ups and CPU per request by thread between two [`threads`] readings.
 fn per_request(
-    before: &std::collections::BTreeMap<String, (u64, u64, u64)>,
-    after: &std::collections::BTreeMap<String, (u64, u64, u64)>,
+    before: &std::collections::BTreeMap<String, Sched>,
+    after: &std::collections::BTreeMap<String, Sched>,
     requests: u64,
 ) -> String {
     let n = requests.max(1) as f64;
     after
         .iter()
         .filter_map(|(name, a)| {
-            let b = before.get(name).copied().unwrap_or((0, 0, 0));
-            let (wakes, cpu) = (a.0.saturating_sub(b.0), a.2.saturating_sub(b.2));
-            (cpu as f64 / n >= 500.0).then(|| {
+            let d = a.since(before.get(name).copied().unwrap_or_default());
+            (d.run_ns as f64 / n >= 500.0).then(|| {
                 format!(
                     "{name}: {:.2} wake-ups, {:.1} µs CPU",
-                    wakes as f64 / n,
-                    cpu as f64 / n / 1e3
+                    d.woken as f64 / n,
+                    d.run_ns as f64 / n / 1e3
                 )
             })
         })

@@ -391,6 +391,8 @@ pub struct Sched {
     pub wait_ns: u64,
     /// Involuntary context switches: preemptions.
     pub preemptions: u64,
+    /// Voluntary context switches: times it slept and was woken (a hand-off to it, or I/O).
+    pub woken: u64,
 }
 
 impl Sched {
@@ -401,19 +403,38 @@ impl Sched {
         let mut f = stat.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
         let status =
             std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap_or_default();
-        let preemptions = status
-            .lines()
-            .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        Sched { run_ns: f.next().unwrap_or(0), wait_ns: f.next().unwrap_or(0), preemptions }
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        Sched {
+            run_ns: f.next().unwrap_or(0),
+            wait_ns: f.next().unwrap_or(0),
+            preemptions: field("nonvoluntary_ctxt_switches:"),
+            woken: field("voluntary_ctxt_switches:"),
+        }
     }
 
-    fn since(self, before: Sched) -> Sched {
+    /// The difference from `before`.
+    pub fn since(self, before: Sched) -> Sched {
         Sched {
             run_ns: self.run_ns.saturating_sub(before.run_ns),
             wait_ns: self.wait_ns.saturating_sub(before.wait_ns),
             preemptions: self.preemptions.saturating_sub(before.preemptions),
+            woken: self.woken.saturating_sub(before.woken),
+        }
+    }
+
+    /// Adds `other`'s counters (threads of one name summed).
+    pub fn plus(self, other: Sched) -> Sched {
+        Sched {
+            run_ns: self.run_ns + other.run_ns,
+            wait_ns: self.wait_ns + other.wait_ns,
+            preemptions: self.preemptions + other.preemptions,
+            woken: self.woken + other.woken,
         }
     }
 }

@@ -49,7 +49,7 @@ pub fn encode_value<T: Serialize>(v: &T) -> Vec<u8> {
 
 /// Writes the record for `(seq, cmd)` into `buf` and returns its length. No allocation.
 pub fn encode_record(seq: u64, cmd: &Command, buf: &mut [u8; MAX_RECORD_BYTES]) -> usize {
-    let (header, body) = buf.split_at_mut(RECORD_HEADER_BYTES);
+    let body = &mut buf[RECORD_HEADER_BYTES..];
     let len = match &cmd.kind {
         CommandKind::PriceTick(t) => encode_tick_compact(seq, cmd, t, body),
         _ => {
@@ -59,6 +59,12 @@ pub fn encode_record(seq: u64, cmd: &Command, buf: &mut [u8; MAX_RECORD_BYTES]) 
                 .len()
         }
     };
+    seal(buf, len)
+}
+
+/// Writes the header (length, CRC) of the `len`-byte payload already in `buf`; the record's size.
+fn seal(buf: &mut [u8; MAX_RECORD_BYTES], len: usize) -> usize {
+    let (header, body) = buf.split_at_mut(RECORD_HEADER_BYTES);
     let crc = crc32c::crc32c(&body[..len]);
     header[..4].copy_from_slice(&u32::try_from(len).expect("len < 1024").to_le_bytes());
     header[4..].copy_from_slice(&crc.to_le_bytes());
@@ -139,12 +145,8 @@ fn decode_tick_compact(p: &[u8]) -> Option<(u64, Command)> {
 /// The fixed layout (format 2): the benches compare it with the compact one.
 pub fn encode_tick_fixed(seq: u64, cmd: &Command, buf: &mut [u8; MAX_RECORD_BYTES]) -> usize {
     let CommandKind::PriceTick(t) = &cmd.kind else { return encode_record(seq, cmd, buf) };
-    let (header, body) = buf.split_at_mut(RECORD_HEADER_BYTES);
-    let len = encode_tick(seq, cmd, t, body);
-    let crc = crc32c::crc32c(&body[..len]);
-    header[..4].copy_from_slice(&u32::try_from(len).expect("len < 1024").to_le_bytes());
-    header[4..].copy_from_slice(&crc.to_le_bytes());
-    RECORD_HEADER_BYTES + len
+    let len = encode_tick(seq, cmd, t, &mut buf[RECORD_HEADER_BYTES..]);
+    seal(buf, len)
 }
 
 fn encode_tick(seq: u64, cmd: &Command, t: &Tick, out: &mut [u8]) -> usize {

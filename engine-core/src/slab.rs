@@ -119,9 +119,7 @@ impl Slab {
 
     /// The reference of whatever occupies `slot` (the trigger index holds slots).
     pub(crate) fn at(&self, slot: Slot) -> PosRef {
-        let p = &self.items[slot.0 as usize];
-        assert!(p.id.0 != 0, "the index names only occupied slots");
-        PosRef::new(p.id, slot)
+        self.occupant(slot).expect("the index names only occupied slots")
     }
 
     /// The reference of whatever occupies `slot`, if anything.

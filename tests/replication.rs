@@ -105,7 +105,7 @@ fn redis_primary_kill_9_sentinel_promotes_and_nothing_acknowledged_is_lost() {
     let mut ha = RedisHa::start(dir.path());
     let a = EngineProc::start(BIN, &ha.url, dir.path(), "engine-a");
     assert!(a.wait_leading(Duration::from_secs(20)), "a leads: {}", a.log_text());
-    let _b = EngineProc::start(BIN, &ha.url, dir.path(), "engine-b");
+    let b = EngineProc::start(BIN, &ha.url, dir.path(), "engine-b");
     // A real api process through the sentinels too, and a user signed up before the fault.
     let api = common::hundredx_with(
         &["api", "--listen", "127.0.0.1:0", "--instance", "api-ha"],
@@ -137,15 +137,16 @@ fn redis_primary_kill_9_sentinel_promotes_and_nothing_acknowledged_is_lost() {
         let killed_ms = unix_ms();
         ha.wait_until(Duration::from_secs(30), |m, _| m != old);
         ha.restart(old);
-        // The leader appends with WAIT 1: nothing is acknowledged until the restarted node has
-        // been turned into the new master's replica by the sentinels (they notice it on their
-        // periodic INFO, every 10 s) and has synced. 30 s was once too short with the four
-        // replication tests running at once in a debug build (CI, 2 cores).
+        // The leader appends with WAIT 1: nothing is acknowledged until the restarted node (a
+        // replica of the new master) has synced.
         assert!(
             wait_for(Duration::from_secs(60), || load.first_ok_after(killed).is_some()),
-            "requests succeed again after the promotion (master now :{}, {} acknowledged before the kill)",
+            "requests succeed again after the promotion (master now :{}, {} acknowledged before the kill)\n\
+             engine-a:\n{}\nengine-b:\n{}",
             ha.master_port(),
-            before
+            before,
+            tail(&a.log_text()),
+            tail(&b.log_text())
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(load.acked_count() > before, "the load goes on through the new master");
@@ -166,6 +167,12 @@ fn redis_primary_kill_9_sentinel_promotes_and_nothing_acknowledged_is_lost() {
         drop(feed);
         stop_and_check(&ha.url, &c, account, &load).await;
     });
+}
+
+/// The last lines of a process's log, for a failure message.
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 /// The append protocol itself, against one `redis-server` (no replica: `WAIT 0`): only the lease

@@ -183,13 +183,18 @@ impl RedisHa {
         }
     }
 
-    /// Starts the data node on `port` again (empty, as a master: the sentinels turn it into a
-    /// replica of the current master).
+    /// Starts the data node on `port` again, empty, as a replica of the current master (as a
+    /// supervisor would). Started as a master instead, it would wait for the sentinels to
+    /// demote it: they act on a node's reported role only after it has held for 8 s, probe
+    /// replicas every 10 s, and pause for 30 s when a loaded machine delays their timer
+    /// (TILT) — up to a minute before `WAIT 1` can succeed again.
     pub fn restart(&mut self, port: u16) {
         let d = self.dir.join(format!("redis-{port}"));
+        let master = self.master_port().to_string();
+        let args = ["--port", &port.to_string(), "--replicaof", "127.0.0.1", &master];
         for (p, node) in &mut self.nodes {
             if *p == port {
-                *node = Some(RedisServer::start_on(&d, port));
+                *node = Some(RedisServer::start_with(&d, port, &args));
             }
         }
     }

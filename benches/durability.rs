@@ -72,14 +72,15 @@ fn journal_append(n: u64) {
     println!("| {name} | {} | {} |", per_second(n, el), el.as_nanos() / u128::from(n));
 }
 
-fn start(journal: Option<(&DataDir, SyncPolicy)>) -> EngineHandle {
+/// An engine with the journal (if any) on its own thread, or on the engine thread (`inline`).
+fn start(journal: Option<(&DataDir, SyncPolicy)>, inline: bool) -> EngineHandle {
     let engine = Engine::new(EngineConfig::default()).unwrap();
     let options = StartOptions {
         input_stage: journal.map(|(d, p)| {
             Box::new(Journal::open(d, 1, p, 256 << 20).unwrap()) as Box<dyn InputStage>
         }),
         snapshots: None,
-        runtime: RuntimeConfig::default(),
+        runtime: RuntimeConfig { inline_input_stage: inline, ..RuntimeConfig::default() },
         subscribers: Vec::new(),
     };
     EngineHandle::start_with(engine, options).unwrap()
@@ -90,15 +91,19 @@ fn ring_throughput(n: u64) {
     println!("| journal | events/s, median of 5 | vs no journal |");
     println!("|---|---|---|");
     let mut base = 0;
-    let mut runs: Vec<(&str, Option<SyncPolicy>)> = vec![("no journal", None)];
-    runs.extend(policies().map(|(n, p)| (n, Some(p))));
-    for (name, policy) in runs {
+    let mut runs: Vec<(String, Option<SyncPolicy>, bool)> =
+        vec![("no journal".into(), None, false)];
+    for (n, p) in policies() {
+        runs.push((n.into(), Some(p), false));
+        runs.push((format!("{n}, on the engine thread"), Some(p), true));
+    }
+    for (name, policy, inline) in runs {
         // Five runs, median: one run is a few tens of ms and this machine is shared.
         let mut rates: Vec<u64> = (0..5)
             .map(|_| {
                 let dir = tempfile::tempdir().unwrap();
                 let data = DataDir::create(dir.path()).unwrap();
-                let mut h = start(policy.map(|p| (&data, p)));
+                let mut h = start(policy.map(|p| (&data, p)), inline);
                 let started = Instant::now();
                 for i in 0..n {
                     h.send(T0 + i, tick(i));
@@ -125,15 +130,18 @@ fn latency(calls: u64) {
     println!("\n## 3. Round trip submit -> reply, closed loop, one client ({calls} calls)\n");
     println!("| journal | p50 | p90 | p99 | p99.9 | max |");
     println!("|---|---|---|---|---|---|");
-    let runs: [(&str, Option<SyncPolicy>); 3] = [
-        ("no journal", None),
-        ("interval:10ms", Some(SyncPolicy::Interval(Duration::from_millis(10)))),
-        ("fsync", Some(SyncPolicy::Fsync)),
+    let interval = Some(SyncPolicy::Interval(Duration::from_millis(10)));
+    let runs: [(&str, Option<SyncPolicy>, bool); 5] = [
+        ("no journal", None, false),
+        ("interval:10ms", interval, false),
+        ("interval:10ms, on the engine thread", interval, true),
+        ("fsync", Some(SyncPolicy::Fsync), false),
+        ("fsync, on the engine thread", Some(SyncPolicy::Fsync), true),
     ];
-    for (name, policy) in runs {
+    for (name, policy, inline) in runs {
         let dir = tempfile::tempdir().unwrap();
         let data = DataDir::create(dir.path()).unwrap();
-        let mut h = start(policy.map(|p| (&data, p)));
+        let mut h = start(policy.map(|p| (&data, p)), inline);
         let mut hist = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).unwrap();
         for i in 0..calls {
             let t = Instant::now();

@@ -263,7 +263,8 @@ fn a_second_process_cannot_use_the_same_data_dir() {
 }
 
 /// kill -9 at random moments: every request that got a success reply is in the recovered state;
-/// money conserves; snapshot + journal recovery equals a from-scratch replay of the journal.
+/// money conserves; snapshot + journal recovery equals a from-scratch replay of the journal. The
+/// odd rounds write the journal on the engine thread (`--journal-on-engine-thread`).
 #[test]
 fn crash_test_kill_9_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
@@ -274,9 +275,14 @@ fn crash_test_kill_9_loses_nothing_acknowledged() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let kill_after = 50 + seed % 400; // a random moment, measured in acknowledgements
-        let mut child = Process::new(BIN)
+        let mut child = Process::new(BIN);
+        child
             .args(["drill", "--sync", "fsync", "--snapshot-every", "300", "--segment-mib", "1"])
-            .arg("--keep-journal") // nothing pruned: a from-scratch replay stays possible
+            .arg("--keep-journal"); // nothing pruned: a from-scratch replay stays possible
+        if round % 2 == 1 {
+            child.arg("--journal-on-engine-thread"); // the same guarantee, one thread fewer
+        }
+        let mut child = child
             .arg("--seed")
             .arg((round + 1).to_string())
             .arg("--data-dir")

@@ -229,10 +229,16 @@ pub struct RuntimeConfig {
     pub pin_core: Option<usize>,
     /// How the engine and reply threads wait when idle.
     pub wait: WaitMode,
+    /// Run the input stage (the journaller) on the engine thread, before the engine applies
+    /// each batch, instead of on a thread of its own: one busy thread fewer, for machines with
+    /// fewer cores than busy threads; the journal's write (and fsync) then no longer overlaps
+    /// the engine's work on the previous batch.
+    pub inline_input_stage: bool,
 }
 
 impl Default for RuntimeConfig {
-    /// 64k-slot rings, 65 536 requests in flight, no pinning, the adaptive wait.
+    /// 64k-slot rings, 65 536 requests in flight, no pinning, the adaptive wait, the input stage on
+    /// its own thread.
     fn default() -> Self {
         RuntimeConfig {
             in_ring_size: 1 << 16,
@@ -240,6 +246,7 @@ impl Default for RuntimeConfig {
             max_in_flight: 65_536,
             pin_core: None,
             wait: WaitMode::Adaptive,
+            inline_input_stage: false,
         }
     }
 }

@@ -227,6 +227,15 @@ impl engine_core::processor::InputStage for SlowJournal {
 
 #[test]
 fn no_reply_leaves_before_the_input_stage_finished_its_batch_and_snapshots_carry_their_seq() {
+    replies_wait_for_the_stage_and_snapshots_carry_their_seq(false);
+}
+
+#[test]
+fn the_same_with_the_input_stage_on_the_engine_thread() {
+    replies_wait_for_the_stage_and_snapshots_carry_their_seq(true);
+}
+
+fn replies_wait_for_the_stage_and_snapshots_carry_their_seq(inline: bool) {
     use engine_core::processor::{SnapshotPolicy, StartOptions};
     use std::sync::atomic::Ordering;
     let durable = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -249,7 +258,7 @@ fn no_reply_leaves_before_the_input_stage_finished_its_batch_and_snapshots_carry
             SnapshotPolicy { every_commands: Some(50), every_ns: None, aligned: false },
             snap_tx,
         )),
-        runtime: RuntimeConfig::default(),
+        runtime: RuntimeConfig { inline_input_stage: inline, ..RuntimeConfig::default() },
         subscribers: Vec::new(),
     };
     let mut handle = EngineHandle::start_with(engine, options).unwrap();
@@ -284,6 +293,83 @@ fn no_reply_leaves_before_the_input_stage_finished_its_batch_and_snapshots_carry
     // accounts from before the start are in each.
     assert_eq!(seqs, vec![(150, 150), (200, 200), (220, 220)]);
     assert_eq!((engine.summary().accounts, engine.seq()), (220, 220));
+}
+
+/// A stage that records every sequence it is shown and how far it has made "durable".
+struct RecordingJournal {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+    durable_upto: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pending: u64,
+}
+
+impl engine_core::processor::InputStage for RecordingJournal {
+    fn on_command(&mut self, seq: u64, _cmd: &Command, end_of_batch: bool) {
+        self.seen.lock().unwrap().push(seq);
+        self.pending = seq;
+        if end_of_batch {
+            self.end_batch();
+        }
+    }
+
+    fn end_batch(&mut self) {
+        self.durable_upto.store(self.pending, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Batches far larger than what the inline stage holds at once (it ends its batch early): the
+/// stage sees every state-changing command once, in order, with dense sequences; no reply
+/// leaves before its command is durable; queries in between take no sequence.
+#[test]
+fn large_batches_through_the_inline_stage_are_durable_before_any_reply() {
+    use engine_core::processor::StartOptions;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let durable = Arc::new(AtomicU64::new(0));
+    let stage = RecordingJournal {
+        seen: Arc::clone(&seen),
+        durable_upto: Arc::clone(&durable),
+        pending: 0,
+    };
+    let options = StartOptions {
+        input_stage: Some(Box::new(stage)),
+        runtime: RuntimeConfig { inline_input_stage: true, ..RuntimeConfig::default() },
+        ..StartOptions::default()
+    };
+    let mut handle =
+        EngineHandle::start_with(Engine::new(EngineConfig::default()).unwrap(), options).unwrap();
+    let login = Login::new("big@x").unwrap();
+    let created = handle
+        .call(T0, CommandKind::CreateAccount { login, credential: Credential::empty() }, TIMEOUT)
+        .unwrap();
+    let Ok(ReplyData::AccountCreated { account }) = created.result else { panic!("{created:?}") };
+    let early = Arc::new(AtomicBool::new(false));
+    let (done_tx, done_rx) = crossbeam_channel::unbounded();
+    let mut s = handle.submitter();
+    let n = 5_000u64;
+    for k in 0..n {
+        // Seq 1 was the account; deposit k is seq 2 + k.
+        let (durable, early, done) = (Arc::clone(&durable), Arc::clone(&early), done_tx.clone());
+        let on_reply = Box::new(move |r: Response| {
+            if durable.load(Ordering::SeqCst) < 2 + k {
+                early.store(true, Ordering::SeqCst);
+            }
+            done.send(r.result.is_ok()).unwrap();
+        });
+        let kind = CommandKind::Deposit { account, amount: Usdc::from_whole(1), key: None };
+        s.submit_with_id(RequestId((1 << 50) + k), T0, kind, on_reply).unwrap();
+        if k % 1_000 == 0 {
+            s.send(T0, CommandKind::QueryMarkets);
+        }
+    }
+    let ok = (0..n).filter(|_| done_rx.recv_timeout(TIMEOUT).unwrap()).count();
+    assert_eq!(ok as u64, n, "every deposit applied");
+    assert!(!early.load(Ordering::SeqCst), "a reply left before its command was durable");
+    drop(s); // the last submitter: the engine stops when every one is gone
+    let (engine, last_seq) = handle.shutdown_at().unwrap();
+    assert_eq!(last_seq, 1 + n);
+    assert_eq!(*seen.lock().unwrap(), (1..=1 + n).collect::<Vec<u64>>());
+    assert_eq!(engine.seq(), 1 + n);
 }
 
 #[test]

@@ -47,6 +47,11 @@ pub struct DurabilityArgs {
     /// Keep the whole journal (no pruning), so `replay --from-scratch` can audit everything.
     #[arg(long)]
     pub keep_journal: bool,
+    /// Write the journal on the engine thread, before each batch is applied, instead of on a
+    /// thread of its own: one busy thread fewer (for machines with fewer cores than busy
+    /// threads; see docs/BENCHMARKS.md), at the price of the engine waiting for each write.
+    #[arg(long)]
+    pub journal_on_engine_thread: bool,
     /// Journal segment size in MiB.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub segment_mib: u64,
@@ -66,7 +71,10 @@ impl DurabilityArgs {
             keep_snapshots: usize::try_from(self.keep_snapshots).unwrap_or(3),
             pruning: if self.keep_journal { JournalPruning::Keep } else { JournalPruning::Prune },
             exit_on_fail_stop: true,
-            runtime: engine_core::config::RuntimeConfig::default(),
+            runtime: engine_core::config::RuntimeConfig {
+                inline_input_stage: self.journal_on_engine_thread,
+                ..engine_core::config::RuntimeConfig::default()
+            },
             changes: None,
             replication: None,
         }

@@ -105,7 +105,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         runtime: RuntimeConfig {
             pin_core: args.pin_core,
             wait: if args.busy_spin { WaitMode::BusySpin } else { WaitMode::Adaptive },
-            ..RuntimeConfig::default()
+            ..args.durability.options().runtime
         },
         changes: history.as_ref().map(|h| h.tap.clone()),
         ..args.durability.options()

@@ -145,10 +145,13 @@ impl EngineHandle {
             counters: SharedCounters::default(),
             input_parker: Arc::new(Parker::new(cfg.wait)),
         });
-        // With an input stage the engine thread has its own parker, woken by the stage's thread.
-        let engine_parker = match options.input_stage {
-            Some(_) => Arc::new(Parker::new(cfg.wait)),
-            None => Arc::clone(&shared.input_parker),
+        // With an input stage on its own thread the engine thread has its own parker, woken by
+        // the stage's thread.
+        let stage_thread = options.input_stage.is_some() && !cfg.inline_input_stage;
+        let engine_parker = if stage_thread {
+            Arc::new(Parker::new(cfg.wait))
+        } else {
+            Arc::clone(&shared.input_parker)
         };
         let reply_parker = Arc::new(Parker::new(cfg.wait));
 
@@ -203,6 +206,19 @@ impl EngineHandle {
                 .thread_name("hundredx-engine")
                 .pin_at_core_if(cfg.pin_core)
                 .handle_events_and_state_with(engine_handler, engine_init)
+                .build(),
+            Some(stage) if cfg.inline_input_stage => builder
+                .thread_name("hundredx-engine")
+                .pin_at_core_if(cfg.pin_core)
+                .handle_events_and_state_with(
+                    |t: &mut InlineThread, cmd: &Command, _: Sequence, end: bool| t.step(cmd, end),
+                    move || InlineThread {
+                        stage,
+                        next_seq: first_seq,
+                        held: Vec::with_capacity(INLINE_CHUNK),
+                        engine: engine_init(),
+                    },
+                )
                 .build(),
             Some(stage) => builder
                 .thread_name("hundredx-journal")

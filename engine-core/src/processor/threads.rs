@@ -109,14 +109,58 @@ impl StageThread {
             self.engine_parker.wake();
         }
         self.batch_start = end_of_batch;
-        if cmd.kind.is_read_only() {
-            if end_of_batch {
-                self.stage.end_batch();
-            }
-        } else {
-            self.stage.on_command(self.next_seq, cmd, end_of_batch);
-            self.next_seq += 1;
+        stage_one(&mut *self.stage, &mut self.next_seq, cmd, end_of_batch);
+    }
+}
+
+/// Shows `cmd` to the stage: a state-changing command with its journal sequence, a read-only
+/// one only as the end of a batch.
+#[inline]
+fn stage_one(stage: &mut dyn InputStage, next_seq: &mut u64, cmd: &Command, end_of_batch: bool) {
+    if cmd.kind.is_read_only() {
+        if end_of_batch {
+            stage.end_batch();
         }
+    } else {
+        stage.on_command(*next_seq, cmd, end_of_batch);
+        *next_seq += 1;
+    }
+}
+
+/// Commands the inline stage holds at most before ending its batch early (so the copies are
+/// bounded: 1024 × `size_of::<Command>()` <= 256 KiB, reserved once).
+pub(super) const INLINE_CHUNK: usize = 1_024;
+
+/// The input stage and the engine on one thread ([`crate::config::RuntimeConfig::inline_input_stage`]).
+/// Each command is shown to the stage and copied aside; when the ring's batch ends (or
+/// [`INLINE_CHUNK`] commands are held) the stage's batch is ended — made durable, by the
+/// stage's contract — and only then does the engine apply the held commands: no reply leaves
+/// before its command is durable, as with the stage on its own thread.
+pub(super) struct InlineThread {
+    pub(super) stage: Box<dyn InputStage>,
+    pub(super) next_seq: u64,
+    pub(super) held: Vec<Command>,
+    pub(super) engine: EngineThread,
+}
+
+impl InlineThread {
+    #[inline]
+    pub(super) fn step(&mut self, cmd: &Command, end_of_batch: bool) {
+        let chunk_end = end_of_batch || self.held.len() + 1 == INLINE_CHUNK;
+        stage_one(&mut *self.stage, &mut self.next_seq, cmd, chunk_end);
+        self.held.push(*cmd);
+        if chunk_end {
+            let n = self.held.len();
+            for (i, held) in self.held.iter().enumerate() {
+                self.engine.step(held, i + 1 == n);
+            }
+            self.held.clear();
+        }
+        // Paired: the engine has applied exactly what the stage has seen.
+        assert!(
+            !chunk_end || self.engine.last_seq + 1 == self.next_seq,
+            "stage and engine diverged"
+        );
     }
 }
 

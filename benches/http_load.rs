@@ -27,6 +27,9 @@ use hyper_util::rt::TokioExecutor;
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
+/// The longest a request may take before it counts as an error (status 0).
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 async fn call(
     c: &HttpClient,
     base: &str,
@@ -40,13 +43,16 @@ async fn call(
         req = req.header("authorization", format!("Bearer {t}"));
     }
     let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
-    match c.request(req).await {
-        Ok(resp) => {
+    // Bounded, so a saturated run always ends and reports: past ~10k connections this process
+    // (client and server share its descriptors) runs out of them, and a connection the server
+    // cannot accept yet waits in the listen backlog with its request unanswered.
+    match tokio::time::timeout(CALL_TIMEOUT, c.request(req)).await {
+        Ok(Ok(resp)) => {
             let status = resp.status().as_u16();
             let bytes = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
             (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
         }
-        Err(_) => (0, serde_json::Value::Null),
+        _ => (0, serde_json::Value::Null),
     }
 }
 

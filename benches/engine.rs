@@ -9,6 +9,8 @@
 //!   (set while the price fell, so their peaks form ~n/100 groups), alternating a new best bid
 //!   for the top group with a step back. Must be flat in `n`.
 //! - `open_close`: open a position and close it, with 100k others open.
+//! - `edit_position`: set a position's take-profit (alternating two values) / add margin to it,
+//!   with 100k others open.
 //! - `liquidation_cascade`: one tick that liquidates 10k positions; throughput is per liquidation,
 //!   each including its `PositionClosed` event.
 //!
@@ -274,6 +276,53 @@ fn open_close(c: &mut Criterion) {
     group.finish();
 }
 
+/// Edits of one position's triggers and margin with 100k others open: a TP/SL edit moves only its
+/// own index keys, an added margin the liquidation and margin-call keys.
+fn edit_position(c: &mut Criterion) {
+    let mut group = c.benchmark_group("edit_position");
+    group.throughput(Throughput::Elements(1));
+    let mut b = Bench::new(100_000);
+    b.populate(100_000, |i| 2 + i % 49, true);
+    let trader = b.account(u32::MAX);
+    let req = OpenRequest {
+        account: trader,
+        market: BTC,
+        side: Side::Long,
+        leverage: 20,
+        size: Size::Margin(Usdc::from_whole(250)),
+        expected_price: Some(Price(MID)),
+        max_slippage_bps: 10,
+        take_profit: Some(Price(MID * 2)),
+        stop_loss: Some(Price(MID / 2)),
+        client_order_id: None,
+    };
+    let Some(Ok(ReplyData::Opened(p))) = b.apply(CommandKind::OpenPosition(req)) else {
+        panic!("open")
+    };
+    let set = |tp: i64| CommandKind::SetTriggers {
+        account: trader,
+        position: p.id,
+        take_profit: Some(Price(tp)),
+        stop_loss: Some(Price(MID / 2)),
+        key: None,
+    };
+    assert!(matches!(b.apply(set(MID * 3)), Some(Ok(_))), "the edit is accepted");
+    let add =
+        CommandKind::AddMargin { account: trader, position: p.id, amount: Usdc(1), key: None };
+    assert!(matches!(b.apply(add), Some(Ok(_))), "the margin is added");
+    let mut flip = false;
+    group.bench_function("set take-profit with 100k open", |bencher| {
+        bencher.iter(|| {
+            flip = !flip;
+            b.apply(set(black_box(if flip { MID * 2 } else { MID * 3 })));
+        })
+    });
+    group.bench_function("add margin with 100k open", |bencher| {
+        bencher.iter(|| b.apply(black_box(add)))
+    });
+    group.finish();
+}
+
 fn liquidation_cascade(c: &mut Criterion) {
     const N: u32 = 10_000;
     let mut group = c.benchmark_group("liquidation_cascade");
@@ -333,6 +382,7 @@ criterion_group!(
     tick_resting_orders,
     tick_trailing,
     open_close,
+    edit_position,
     liquidation_cascade
 );
 criterion_main!(benches);

@@ -326,10 +326,49 @@ impl MarketIndex {
     }
 
     /// Re-indexes a position whose triggers changed from `old` to `new` (partial close, added
-    /// margin, edited TP/SL, a margin call fired or re-armed).
+    /// margin, edited TP/SL, a margin call fired or re-armed). Only the sets whose key changed
+    /// are touched: an added margin moves the liquidation and margin-call keys, a TP/SL edit only
+    /// its own — each B-tree re-filing is a walk of cold nodes.
     pub(crate) fn replace(&mut self, slot: Slot, side: Side, old: Triggers, new: Triggers) {
-        self.remove(slot, side, old);
-        self.insert(slot, side, new);
+        let s = self.side(side);
+        let k = |p: Price| PosKey::new(p, slot);
+        if old.liq != new.liq {
+            if old.liq.0 > 0 {
+                assert!(
+                    s.liq.remove(&k(old.liq)),
+                    "slot {} missing from the liquidation index",
+                    slot.0
+                );
+            }
+            if new.liq.0 > 0 {
+                assert!(s.liq.insert(k(new.liq)), "slot {} indexed twice", slot.0);
+            }
+        }
+        if old.tp != new.tp {
+            if let Some(tp) = old.tp {
+                s.tp.remove(&k(tp));
+            }
+            if let Some(tp) = new.tp {
+                s.tp.insert(k(tp));
+            }
+        }
+        if old.sl != new.sl {
+            if let Some(sl) = old.sl {
+                s.sl.remove(&k(sl));
+            }
+            if let Some(sl) = new.sl {
+                s.sl.insert(k(sl));
+            }
+        }
+        if (old.mc, old.mc_armed) != (new.mc, new.mc_armed) {
+            if old.mc.0 > 0 {
+                let was = old.mc_set(s).remove(&k(old.mc));
+                assert!(was, "slot {} missing from the margin-call index", slot.0);
+            }
+            if new.mc.0 > 0 {
+                new.mc_set(s).insert(k(new.mc));
+            }
+        }
     }
 
     /// Indexes a pending order under its trigger price.

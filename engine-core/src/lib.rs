@@ -89,6 +89,7 @@ pub mod math;
 pub mod num;
 pub mod persist;
 pub mod processor;
+mod requests;
 pub mod slab;
 pub mod snapshot;
 pub mod state;

@@ -310,11 +310,7 @@ impl Engine {
             house_balance: self.house_balance,
             total_deposits: self.total_deposits,
             total_withdrawals: self.total_withdrawals,
-            requests: self
-                .request_fifo
-                .iter()
-                .map(|r| (*r, self.requests[r].0, self.requests[r].1))
-                .collect(),
+            requests: self.requests.iter().collect(),
             max_request_id: self.max_request_id,
             counters: self.counters,
             seq: self.seq,
@@ -390,8 +386,10 @@ impl Engine {
         e.total_margin = Usdc(e.positions.values().map(|p| p.margin().0).sum());
         let window = usize_from(e.cfg.request_id_window);
         for &(rid, fingerprint, r) in &snap.requests[snap.requests.len().saturating_sub(window)..] {
-            e.request_fifo.push_back(rid);
-            e.requests.insert(rid, (fingerprint, r));
+            if e.requests.get(rid).is_some() {
+                return bad(format!("request {} remembered twice", rid.0));
+            }
+            e.requests.remember(rid, fingerprint, r);
         }
         e.max_request_id = snap.max_request_id;
         e.counters = snap.counters;

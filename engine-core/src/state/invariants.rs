@@ -130,10 +130,9 @@ impl Engine {
         {
             h.i128(v.0);
         }
-        h.u64(self.max_request_id).u64(self.request_fifo.len() as u64);
-        for rid in &self.request_fifo {
-            let (fingerprint, outcome) = &self.requests[rid];
-            h.u64(rid.0).u64(*fingerprint).value(outcome);
+        h.u64(self.max_request_id).u64(self.requests.len() as u64);
+        for (rid, fingerprint, outcome) in self.requests.iter() {
+            h.u64(rid.0).u64(fingerprint).value(&outcome);
         }
         h.finish()
     }

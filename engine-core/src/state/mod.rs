@@ -348,8 +348,7 @@ pub struct Engine {
     pub(crate) total_margin: Usdc,
     /// Replies to recent state-changing requests with their fingerprints, for request-id
     /// deduplication.
-    pub(crate) requests: Table<RequestId, (u64, Outcome)>,
-    pub(crate) request_fifo: VecDeque<RequestId>,
+    pub(crate) requests: crate::requests::RequestWindow,
     /// Highest request id of a state-changing command applied: a restarted submitter continues
     /// above it (ids of queries may be reused: they are never remembered).
     pub(crate) max_request_id: u64,
@@ -416,8 +415,7 @@ impl Engine {
             total_withdrawals: Usdc::ZERO,
             total_available: Usdc::ZERO,
             total_margin: Usdc::ZERO,
-            requests: Table::with_capacity(request_window),
-            request_fifo: VecDeque::with_capacity(request_window),
+            requests: crate::requests::RequestWindow::new(request_window),
             max_request_id: 0,
             scratch: Vec::with_capacity(1024),
             slot_scratch: Vec::with_capacity(1024),
@@ -496,7 +494,7 @@ impl Engine {
         let keyed = idempotency::keyed(cmd).filter(|_| self.cfg.idempotency_keys_per_account > 0);
         let fingerprint =
             if remember || keyed.is_some() { idempotency::fingerprint(cmd) } else { 0 };
-        if remember && let Some(&(first_fingerprint, first)) = self.requests.get(&rid) {
+        if remember && let Some((first_fingerprint, first)) = self.requests.get(rid) {
             // Applied before (a redelivery): answer as the first time, change nothing. The same
             // id on a different command (a squatter's, or a bug) gets no one else's result.
             self.counters.duplicates += 1;

@@ -23,13 +23,7 @@ impl Engine {
     }
 
     pub(super) fn remember_request(&mut self, rid: RequestId, fingerprint: u64, outcome: Outcome) {
-        if self.request_fifo.len() >= usize_from(self.cfg.request_id_window)
-            && let Some(old) = self.request_fifo.pop_front()
-        {
-            self.requests.remove(&old);
-        }
-        self.request_fifo.push_back(rid);
-        self.requests.insert(rid, (fingerprint, outcome));
+        self.requests.remember(rid, fingerprint, outcome);
     }
 
     /// Highest request id applied so far (0 if none).
@@ -39,6 +33,6 @@ impl Engine {
 
     /// The first reply to `rid` if it is still in the request-id window.
     pub fn remembered_reply(&self, rid: RequestId) -> Option<Result<ReplyData, Reason>> {
-        self.requests.get(&rid).map(|r| r.1)
+        self.requests.get(rid).map(|r| r.1)
     }
 }

@@ -241,9 +241,9 @@ fn tick_trailing(c: &mut Criterion) {
     group.finish();
 }
 
-fn open_close(c: &mut Criterion) {
-    let mut group = c.benchmark_group("open_close");
-    group.throughput(Throughput::Elements(1));
+/// 100k positions open (with TP, SL and liquidation prices indexed), a funded trader, and the
+/// open request (with TP and SL) the trader's benchmarks send.
+fn trader_among_100k() -> (Bench, AccountId, OpenRequest) {
     let mut b = Bench::new(100_000);
     b.populate(100_000, |i| 2 + i % 49, true);
     let trader = b.account(u32::MAX);
@@ -259,6 +259,13 @@ fn open_close(c: &mut Criterion) {
         stop_loss: Some(Price(MID / 2)),
         client_order_id: None,
     };
+    (b, trader, req)
+}
+
+fn open_close(c: &mut Criterion) {
+    let mut group = c.benchmark_group("open_close");
+    group.throughput(Throughput::Elements(1));
+    let (mut b, trader, req) = trader_among_100k();
     group.bench_function("open+close with 100k open", |bencher| {
         bencher.iter(|| {
             let Some(Ok(ReplyData::Opened(p))) = b.apply(CommandKind::OpenPosition(black_box(req)))
@@ -281,21 +288,7 @@ fn open_close(c: &mut Criterion) {
 fn edit_position(c: &mut Criterion) {
     let mut group = c.benchmark_group("edit_position");
     group.throughput(Throughput::Elements(1));
-    let mut b = Bench::new(100_000);
-    b.populate(100_000, |i| 2 + i % 49, true);
-    let trader = b.account(u32::MAX);
-    let req = OpenRequest {
-        account: trader,
-        market: BTC,
-        side: Side::Long,
-        leverage: 20,
-        size: Size::Margin(Usdc::from_whole(250)),
-        expected_price: Some(Price(MID)),
-        max_slippage_bps: 10,
-        take_profit: Some(Price(MID * 2)),
-        stop_loss: Some(Price(MID / 2)),
-        client_order_id: None,
-    };
+    let (mut b, trader, req) = trader_among_100k();
     let Some(Ok(ReplyData::Opened(p))) = b.apply(CommandKind::OpenPosition(req)) else {
         panic!("open")
     };

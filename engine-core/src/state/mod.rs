@@ -534,7 +534,7 @@ impl Engine {
             self.counters.rejections += 1;
         }
         if remember {
-            self.remember_request(rid, fingerprint, outcome);
+            self.requests.remember(rid, fingerprint, outcome);
         }
         if rid != RequestId::NONE {
             sink.emit(Output::Reply { request_id: rid, result: outcome });

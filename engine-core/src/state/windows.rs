@@ -22,10 +22,6 @@ impl Engine {
         }
     }
 
-    pub(super) fn remember_request(&mut self, rid: RequestId, fingerprint: u64, outcome: Outcome) {
-        self.requests.remember(rid, fingerprint, outcome);
-    }
-
     /// Highest request id applied so far (0 if none).
     pub fn max_request_id(&self) -> u64 {
         self.max_request_id

@@ -125,16 +125,14 @@ impl Journal {
     ) -> Result<Journal> {
         let dir = data.journal();
         let segment_bytes_max = segment_bytes_max.max(MAX_RECORD_BYTES as u64);
-        let file = Arc::new(open_segment(&dir, first_seq)?);
-        preallocate(&file, segment_bytes_max);
+        let file = Arc::new(open_segment(&dir, first_seq, segment_bytes_max)?);
         let dir_handle = File::open(&dir).map_err(io("opening", &dir))?;
         let failed = Arc::new(AtomicBool::new(false));
         let syncer = match policy {
             SyncPolicy::Interval(every) => Some(Syncer::start(&file, every, Arc::clone(&failed))?),
             _ => None,
         };
-        let spare = Some(open_spare(&dir)?);
-        spare.iter().for_each(|f| preallocate(f, segment_bytes_max));
+        let spare = Some(open_spare(&dir, segment_bytes_max)?);
         Ok(Journal {
             dir,
             dir_handle,
@@ -200,7 +198,7 @@ impl Journal {
         // The spare was opened ahead of time: renaming it needs no descriptor.
         let file = match self.spare.take() {
             Some(f) => f,
-            None => open_spare(&self.dir).map_err(std::io::Error::other)?,
+            None => open_spare(&self.dir, self.segment_bytes_max).map_err(std::io::Error::other)?,
         };
         std::fs::rename(self.dir.join(SPARE_SEGMENT), numbered(&self.dir, next_seq, SEGMENT_EXT))?;
         self.dir_handle.sync_all()?;
@@ -217,11 +215,8 @@ impl Journal {
     /// Opens the next spare segment; on failure (e.g. no descriptor free) logs and leaves it to
     /// the next rotation, which tries again before it would fail.
     fn refill_spare(&mut self) {
-        match open_spare(&self.dir) {
-            Ok(f) => {
-                preallocate(&f, self.segment_bytes_max);
-                self.spare = Some(f);
-            }
+        match open_spare(&self.dir, self.segment_bytes_max) {
+            Ok(f) => self.spare = Some(f),
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "journal: could not open the spare segment yet")
             }
@@ -263,24 +258,28 @@ fn preallocate(file: &File, bytes: u64) {
     }
 }
 
-/// Opens (truncating) the spare segment for the next rotation.
-fn open_spare(dir: &Path) -> Result<File> {
+/// Opens (truncating) the spare segment for the next rotation, `bytes` reserved.
+fn open_spare(dir: &Path, bytes: u64) -> Result<File> {
     let path = dir.join(SPARE_SEGMENT);
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .create(true)
         .write(true)
         .truncate(true)
         .open(&path)
-        .map_err(io("opening", &path))
+        .map_err(io("opening", &path))?;
+    preallocate(&file, bytes);
+    Ok(file)
 }
 
-fn open_segment(dir: &Path, first_seq: u64) -> Result<File> {
+/// Opens the segment starting at `first_seq`, `bytes` reserved.
+fn open_segment(dir: &Path, first_seq: u64, bytes: u64) -> Result<File> {
     let path = numbered(dir, first_seq, SEGMENT_EXT);
     let file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
         .map_err(io("opening journal segment", &path))?;
+    preallocate(&file, bytes);
     sync_dir(dir)?;
     Ok(file)
 }

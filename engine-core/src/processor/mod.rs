@@ -213,8 +213,7 @@ impl EngineHandle {
                 .handle_events_and_state_with(
                     |t: &mut InlineThread, cmd: &Command, _: Sequence, end: bool| t.step(cmd, end),
                     move || InlineThread {
-                        stage,
-                        next_seq: first_seq,
+                        feed: StageFeed { stage, next_seq: first_seq },
                         held: Vec::with_capacity(INLINE_CHUNK),
                         engine: engine_init(),
                     },
@@ -228,8 +227,7 @@ impl EngineHandle {
                         input_parker.register_current_thread();
                         DOWNSTREAM.with_borrow_mut(|d| *d = Some(Arc::clone(&stage_wakes)));
                         StageThread {
-                            stage,
-                            next_seq: first_seq,
+                            feed: StageFeed { stage, next_seq: first_seq },
                             engine_parker: stage_wakes,
                             batch_start: true,
                         }

@@ -90,11 +90,32 @@ impl Drop for EngineThread {
     }
 }
 
+/// The input stage with the journal sequence of the next state-changing command: what both
+/// [`StageThread`] and [`InlineThread`] show each command to.
+pub(super) struct StageFeed {
+    pub(super) stage: Box<dyn InputStage>,
+    pub(super) next_seq: u64,
+}
+
+impl StageFeed {
+    /// Shows `cmd` to the stage: a state-changing command with its journal sequence, a
+    /// read-only one only as the end of a batch.
+    #[inline]
+    fn show(&mut self, cmd: &Command, end_of_batch: bool) {
+        if cmd.kind.is_read_only() {
+            if end_of_batch {
+                self.stage.end_batch();
+            }
+        } else {
+            self.stage.on_command(self.next_seq, cmd, end_of_batch);
+            self.next_seq += 1;
+        }
+    }
+}
+
 /// The input stage's thread state.
 pub(super) struct StageThread {
-    pub(super) stage: Box<dyn InputStage>,
-    /// The journal sequence of the next state-changing command.
-    pub(super) next_seq: u64,
+    pub(super) feed: StageFeed,
     pub(super) engine_parker: Arc<Parker>,
     pub(super) batch_start: bool,
 }
@@ -109,21 +130,7 @@ impl StageThread {
             self.engine_parker.wake();
         }
         self.batch_start = end_of_batch;
-        stage_one(&mut *self.stage, &mut self.next_seq, cmd, end_of_batch);
-    }
-}
-
-/// Shows `cmd` to the stage: a state-changing command with its journal sequence, a read-only
-/// one only as the end of a batch.
-#[inline]
-fn stage_one(stage: &mut dyn InputStage, next_seq: &mut u64, cmd: &Command, end_of_batch: bool) {
-    if cmd.kind.is_read_only() {
-        if end_of_batch {
-            stage.end_batch();
-        }
-    } else {
-        stage.on_command(*next_seq, cmd, end_of_batch);
-        *next_seq += 1;
+        self.feed.show(cmd, end_of_batch);
     }
 }
 
@@ -137,8 +144,7 @@ pub(super) const INLINE_CHUNK: usize = 1_024;
 /// stage's contract — and only then does the engine apply the held commands: no reply leaves
 /// before its command is durable, as with the stage on its own thread.
 pub(super) struct InlineThread {
-    pub(super) stage: Box<dyn InputStage>,
-    pub(super) next_seq: u64,
+    pub(super) feed: StageFeed,
     pub(super) held: Vec<Command>,
     pub(super) engine: EngineThread,
 }
@@ -147,7 +153,7 @@ impl InlineThread {
     #[inline]
     pub(super) fn step(&mut self, cmd: &Command, end_of_batch: bool) {
         let chunk_end = end_of_batch || self.held.len() + 1 == INLINE_CHUNK;
-        stage_one(&mut *self.stage, &mut self.next_seq, cmd, chunk_end);
+        self.feed.show(cmd, chunk_end);
         self.held.push(*cmd);
         if chunk_end {
             let n = self.held.len();
@@ -158,7 +164,7 @@ impl InlineThread {
         }
         // Paired: the engine has applied exactly what the stage has seen.
         assert!(
-            !chunk_end || self.engine.last_seq + 1 == self.next_seq,
+            !chunk_end || self.engine.last_seq + 1 == self.feed.next_seq,
             "stage and engine diverged"
         );
     }

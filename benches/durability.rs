@@ -42,33 +42,40 @@ fn journal_append(n: u64) {
     println!("| policy | events/s | ns/event |");
     println!("|---|---|---|");
     for (name, policy) in policies() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = DataDir::create(dir.path()).unwrap();
-        let mut j = Journal::open(&data, 1, policy, 64 << 20).unwrap();
-        let start = Instant::now();
-        for i in 0..n {
-            let cmd = Command::new(RequestId::NONE, T0 + i, tick(i));
-            j.on_command(i + 1, &cmd, i % 256 == 255);
-        }
-        drop(j); // final flush + sync
-        let el = start.elapsed();
-        println!("| {name} | {} | {} |", per_second(n, el), el.as_nanos() / u128::from(n));
+        timed_appends(name, policy, n, |j, seq, cmd, end| j.on_command(seq, cmd, end));
     }
     // The same ticks in the fixed 67-byte layout written before the compact one (format 2).
+    let mut buf = [0u8; engine_core::persist::MAX_RECORD_BYTES];
+    let interval = SyncPolicy::Interval(Duration::from_millis(10));
+    timed_appends(
+        "interval:10ms, fixed 67-byte ticks (before)",
+        interval,
+        n,
+        |j, seq, cmd, end| {
+            let len = engine_core::persist::encode_tick_fixed(seq, cmd, &mut buf);
+            j.on_encoded(seq, &buf[..len], end);
+        },
+    );
+}
+
+/// Appends `n` ticks to a fresh journal with `append(journal, seq, command, end_of_batch)`, in
+/// batches of 256, and prints the rate (the final flush and sync included).
+fn timed_appends(
+    name: &str,
+    policy: SyncPolicy,
+    n: u64,
+    mut append: impl FnMut(&mut Journal, u64, &Command, bool),
+) {
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::create(dir.path()).unwrap();
-    let policy = SyncPolicy::Interval(Duration::from_millis(10));
     let mut j = Journal::open(&data, 1, policy, 64 << 20).unwrap();
-    let mut buf = [0u8; engine_core::persist::MAX_RECORD_BYTES];
     let start = Instant::now();
     for i in 0..n {
         let cmd = Command::new(RequestId::NONE, T0 + i, tick(i));
-        let len = engine_core::persist::encode_tick_fixed(i + 1, &cmd, &mut buf);
-        j.on_encoded(i + 1, &buf[..len], i % 256 == 255);
+        append(&mut j, i + 1, &cmd, i % 256 == 255);
     }
-    drop(j);
+    drop(j); // final flush + sync
     let el = start.elapsed();
-    let name = "interval:10ms, fixed 67-byte ticks (before)";
     println!("| {name} | {} | {} |", per_second(n, el), el.as_nanos() / u128::from(n));
 }
 

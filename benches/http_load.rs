@@ -43,9 +43,9 @@ async fn call(
         req = req.header("authorization", format!("Bearer {t}"));
     }
     let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
-    // Bounded, so a saturated run always ends and reports: past ~10k connections this process
-    // (client and server share its descriptors) runs out of them, and a connection the server
-    // cannot accept yet waits in the listen backlog with its request unanswered.
+    // Bounded, so a saturated run always ends and reports (one once never did; the likely
+    // cause, not verified: past ~10k connections this process — client and server share its
+    // descriptors — cannot accept them all, and a connection waits in the listen backlog).
     match tokio::time::timeout(CALL_TIMEOUT, c.request(req)).await {
         Ok(Ok(resp)) => {
             let status = resp.status().as_u16();

@@ -131,7 +131,7 @@ pub struct RateResult {
 const BASE_TS: u64 = 1_700_000_000_000_000_000;
 
 /// The command mix: deterministic, so every pipeline sees the same commands.
-struct Mix {
+pub struct Mix {
     x: u64,
     mids: [i64; 3],
     updates: [u64; 3],
@@ -141,7 +141,8 @@ struct Mix {
 }
 
 impl Mix {
-    fn new(accounts: u32, preload: u32) -> Mix {
+    /// The mix over `accounts` accounts and the `preload` positions [`preloaded_engine`] opened.
+    pub fn new(accounts: u32, preload: u32) -> Mix {
         Mix {
             x: 0x9E37_79B9_7F4A_7C15,
             mids: [6_000_000, 300_000, 15_000],
@@ -164,7 +165,8 @@ impl Mix {
         AccountId(u32::try_from((p - 1) % u64::from(self.accounts)).unwrap_or(0) + 1)
     }
 
-    fn next(&mut self) -> CommandKind {
+    /// The next command of the mix.
+    pub fn next_command(&mut self) -> CommandKind {
         let r = self.rnd();
         let m = usize::try_from(r % 3).unwrap_or(0);
         if r % 10 < 9 {
@@ -822,7 +824,11 @@ fn generate(
         let due = (now_ns / interval_ns + 1).min(total);
         while sent + (batch.len() as u64) < due && batch.len() < 256 {
             let i = sent + batch.len() as u64;
-            batch.push(Command::new(RequestId(i + 1), BASE_TS + i * interval_ns, mix.next()));
+            batch.push(Command::new(
+                RequestId(i + 1),
+                BASE_TS + i * interval_ns,
+                mix.next_command(),
+            ));
         }
         if !batch.is_empty() {
             let n = t.try_send(&batch);

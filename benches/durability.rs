@@ -181,7 +181,7 @@ fn mix_throughput(n: u64) {
                 let mut h = start_engine(engine, policy.map(|p| (&data, p)), inline);
                 let started = Instant::now();
                 for (i, kind) in (0..).zip(&commands) {
-                    h.send(T0 + i, kind.clone());
+                    h.send(T0 + i, *kind);
                 }
                 h.call(T0 + n, CommandKind::QueryMarkets, Duration::from_secs(60)).unwrap();
                 let el = started.elapsed();

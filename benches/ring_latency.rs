@@ -119,13 +119,16 @@ fn attribution(results: &[RateResult]) {
 
 /// The engine's own service time by command kind (cascades apart).
 fn by_kind(results: &[RateResult]) {
-    println!("| pipeline | offered/s | command | count | p50 | p99 | p99.9 | p99.99 | max |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| pipeline | offered/s | core 0 <-> 1 round trip, before / after | command | count | p50 | p99 | p99.9 | p99.99 | max |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in results.iter().filter(|r| r.pipeline == Pipeline::Disruptor) {
+        let trip = r.round_trip_ns.map_or("-".to_owned(), |(a, b)| format!("{a} / {b} ns"));
         for (h, kind) in r.engine.by_kind.iter().zip(harness::KINDS).filter(|(h, _)| !h.is_empty())
         {
             println!(
-                "| {} | {} | {kind} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {trip} | {kind} | {} | {} | {} | {} | {} | {} |",
                 r.pipeline.name(),
                 r.offered,
                 h.len(),
@@ -136,6 +139,28 @@ fn by_kind(results: &[RateResult]) {
                 fmt_ns(q_ns(h, 1.0)),
             );
         }
+    }
+}
+
+/// With `--split-hand-offs`: the two hand-offs of every command beside `apply` alone.
+fn hand_offs(results: &[RateResult]) {
+    println!(
+        "| pipeline | offered/s | hand-in p50 / p99 | apply p50 / p99 (outside cascades) | hand-out p50 / p99 |"
+    );
+    println!("|---|---|---|---|---|");
+    for r in results {
+        let Some(h) = &r.engine.hand_offs else { continue };
+        let two = |x: &hdrhistogram::Histogram<u64>| {
+            format!("{} / {}", fmt_ns(q_ns(x, 0.5)), fmt_ns(q_ns(x, 0.99)))
+        };
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            r.pipeline.name(),
+            r.offered,
+            two(&h.hand_in),
+            two(&r.engine.service),
+            two(&h.hand_out)
+        );
     }
 }
 
@@ -230,6 +255,9 @@ fn main() {
     let mut cfg = if quick { HarnessConfig::quick() } else { HarnessConfig::full() };
     // `--no-hiccup` measures the observer effect of the meter; `--disruptor` skips the baselines.
     cfg.hiccup = !std::env::args().any(|a| a == "--no-hiccup");
+    // `--split-hand-offs`: the engine's own time without the commands' and replies' trips
+    // between the cores (timed apart; see `harness::HandOffs`).
+    cfg.split_hand_offs = std::env::args().any(|a| a == "--split-hand-offs");
     if std::env::args().any(|a| a == "--disruptor") {
         cfg.pipelines = vec![Pipeline::Disruptor];
     }
@@ -255,14 +283,23 @@ fn main() {
     let results = run(&cfg, |line| eprintln!("{line}"));
     table(&results);
     println!("\n## Where the time goes\n");
+    let what = if cfg.split_hand_offs {
+        "`Engine::apply` alone (the command copied out of its slot before, the outputs moved into the out-ring after: the hand-offs, timed apart below)"
+    } else {
+        "`Engine::apply` timed inside the engine thread, the replies' hand-off into the out-ring included"
+    };
     println!(
-        "Engine's own: `Engine::apply` timed inside the engine thread, commands that liquidated apart (one clock-read pair costs {} and is included).\n",
+        "Engine's own: {what}, commands that liquidated apart (one clock-read pair costs {} and is included).\n",
         fmt_ns(results.first().map_or(0, |r| r.engine.clock_ns))
     );
     attribution(&results);
     println!();
     by_kind(&results);
     println!();
+    if cfg.split_hand_offs {
+        hand_offs(&results);
+        println!();
+    }
     shares(&results);
     println!();
     let d = knee(&results, Pipeline::Disruptor);

@@ -41,3 +41,21 @@ fn quick_harness_counts_every_command_and_records_latency() {
     );
     assert!(lines.iter().any(|l| l.contains("[1/3] disruptor")), "progress is reported: {lines:?}");
 }
+
+#[test]
+fn split_hand_offs_times_each_command_three_ways_and_the_replies_still_flow() {
+    let cfg = HarnessConfig {
+        split_hand_offs: true,
+        hiccup: false,
+        pipelines: vec![Pipeline::Disruptor, Pipeline::Crossbeam],
+        ..HarnessConfig::quick()
+    };
+    for r in run(&cfg, |_| {}) {
+        assert_eq!(r.received, r.sent, "{:?}: every reply still reaches the generator", r.pipeline);
+        let h = r.engine.hand_offs.as_ref().expect("hand-offs timed when asked");
+        let applied = r.engine.service.len() + r.engine.cascades.len();
+        assert_eq!(applied, r.sent, "{:?}: every command's apply timed", r.pipeline);
+        assert_eq!(h.hand_in.len(), r.sent, "{:?}: every command's hand-in", r.pipeline);
+        assert_eq!(h.hand_out.len(), r.sent, "{:?}: every command's hand-out", r.pipeline);
+    }
+}

@@ -63,6 +63,8 @@ pub struct HarnessConfig {
     /// Slots of the command ring (or channel); the result ring has twice as many (every
     /// command replies, a tick also records its price).
     pub ring_slots: usize,
+    /// Time the hand-offs apart from the engine's work (see [`HandOffs`]).
+    pub split_hand_offs: bool,
 }
 
 impl HarnessConfig {
@@ -78,6 +80,7 @@ impl HarnessConfig {
             pipelines: vec![Pipeline::Disruptor, Pipeline::Crossbeam, Pipeline::Mpsc],
             hiccup: true,
             ring_slots: RuntimeConfig::default().in_ring_size,
+            split_hand_offs: false,
         }
     }
 
@@ -93,6 +96,7 @@ impl HarnessConfig {
             pipelines: vec![Pipeline::Disruptor, Pipeline::Crossbeam, Pipeline::Mpsc],
             hiccup: true,
             ring_slots: RuntimeConfig::default().in_ring_size,
+            split_hand_offs: false,
         }
     }
 }
@@ -126,6 +130,9 @@ pub struct RateResult {
     pub hiccups: Vec<Histogram<u64>>,
     /// The measured part of the run (after the warm-up).
     pub measured: Duration,
+    /// Cache-line round trip between core 0 and core 1 before and after the run, ns (median of
+    /// [`core_round_trip_ns`]'s batches), when pinned.
+    pub round_trip_ns: Option<(u64, u64)>,
 }
 
 const BASE_TS: u64 = 1_700_000_000_000_000_000;
@@ -290,6 +297,48 @@ pub fn preloaded_engine(accounts: u32, preload: u32, headroom: u32) -> Engine {
     e
 }
 
+/// One cache line, alone (no false sharing with anything else).
+#[repr(align(128))]
+struct Line(std::sync::atomic::AtomicU64);
+
+/// How long a cache line takes to go from core 0 to core 1 and back (ns): two threads, pinned
+/// one per core, hand a counter back and forth through one line. 9 batches of 2 000 round
+/// trips; the median batch's mean. What a command's slot and its reply cost to cross between
+/// the generator and the engine — on a VM it depends on where the host placed the two vCPUs
+/// (the same physical core's two hyperthreads, two cores, two sockets), which can change.
+pub fn core_round_trip_ns() -> u64 {
+    use std::sync::atomic::Ordering::{Acquire, Release};
+    const TRIPS: u64 = 2_000;
+    const BATCHES: u64 = 9;
+    let line = std::sync::Arc::new(Line(std::sync::atomic::AtomicU64::new(0)));
+    let other = std::sync::Arc::clone(&line);
+    let echo = std::thread::spawn(move || {
+        pin_current(1);
+        for i in 0..TRIPS * BATCHES {
+            while other.0.load(Acquire) != 2 * i + 1 {
+                std::hint::spin_loop();
+            }
+            other.0.store(2 * i + 2, Release);
+        }
+    });
+    pin_current(0);
+    let mut means: Vec<u64> = (0..BATCHES)
+        .map(|b| {
+            let t = Instant::now();
+            for i in b * TRIPS..(b + 1) * TRIPS {
+                line.0.store(2 * i + 1, Release);
+                while line.0.load(Acquire) != 2 * i + 2 {
+                    std::hint::spin_loop();
+                }
+            }
+            u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX) / TRIPS
+        })
+        .collect();
+    echo.join().expect("echo thread");
+    means.sort_unstable();
+    means[means.len() / 2]
+}
+
 fn pin_current(core: usize) {
     if let Some(id) =
         core_affinity::get_core_ids().unwrap_or_default().into_iter().find(|c| c.id == core)
@@ -316,6 +365,24 @@ pub struct SelfTimes {
     pub clock_ns: u64,
     /// `service` split by command: see [`KINDS`].
     pub by_kind: Vec<Histogram<u64>>,
+    /// When set, the hand-offs are timed apart and `service`, `cascades` and `by_kind` hold
+    /// `Engine::apply` alone.
+    pub hand_offs: Option<HandOffs>,
+}
+
+/// The two hand-offs of a command, timed apart from the engine's work: the command is copied
+/// out of its slot (the cache line(s) the generator's core wrote come over) before the clock
+/// for `apply` starts, and `apply` writes its outputs into a local buffer that is moved into
+/// the out-ring (lines the generator's core last read) after that clock stops. Each interval
+/// includes one clock read (half of [`SelfTimes::clock_ns`]).
+#[derive(Debug)]
+pub struct HandOffs {
+    /// Copying the command out of its slot, ns.
+    pub hand_in: Histogram<u64>,
+    /// Moving the outputs into the out-ring (or channel), ns.
+    pub hand_out: Histogram<u64>,
+    /// The outputs of the command being applied (reserved once; a cascade may grow it).
+    outputs: Vec<Output>,
 }
 
 /// The command kinds `SelfTimes::by_kind` splits service times into.
@@ -332,7 +399,7 @@ fn kind_index(kind: &CommandKind) -> usize {
 }
 
 impl SelfTimes {
-    fn new() -> SelfTimes {
+    fn new(split_hand_offs: bool) -> SelfTimes {
         let hist = || Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("bounds");
         SelfTimes {
             service: hist(),
@@ -341,6 +408,11 @@ impl SelfTimes {
             cascade_size_max_ns: 0,
             clock_ns: clock_cost_ns(),
             by_kind: KINDS.iter().map(|_| hist()).collect(),
+            hand_offs: split_hand_offs.then(|| HandOffs {
+                hand_in: hist(),
+                hand_out: hist(),
+                outputs: Vec::with_capacity(4_096),
+            }),
         }
     }
 
@@ -348,9 +420,14 @@ impl SelfTimes {
     #[inline]
     fn apply(&mut self, engine: &mut Engine, cmd: &Command, sink: &mut impl Sink) {
         let liquidated = engine.counters().liquidations;
-        let t0 = Instant::now();
-        engine.apply(cmd, sink);
-        let ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1);
+        let ns = match self.hand_offs.as_mut() {
+            None => {
+                let t0 = Instant::now();
+                engine.apply(cmd, sink);
+                elapsed_ns(t0)
+            }
+            Some(h) => h.apply(engine, cmd, sink),
+        };
         let size = engine.counters().liquidations - liquidated;
         if size == 0 {
             let _ = self.service.record(ns);
@@ -363,6 +440,33 @@ impl SelfTimes {
             }
         }
     }
+}
+
+impl HandOffs {
+    /// Copies `cmd` in, applies it into the local buffer, moves the outputs to `sink`: records
+    /// the hand-offs, returns `apply`'s time.
+    #[inline]
+    fn apply(&mut self, engine: &mut Engine, cmd: &Command, sink: &mut impl Sink) -> u64 {
+        let t0 = Instant::now();
+        let cmd = std::hint::black_box(*cmd);
+        let t1 = Instant::now();
+        engine.apply(&cmd, &mut self.outputs);
+        let t2 = Instant::now();
+        for o in self.outputs.drain(..) {
+            sink.emit(o);
+        }
+        let _ = self.hand_in.record(nanos(t1 - t0));
+        let _ = self.hand_out.record(elapsed_ns(t2));
+        nanos(t2 - t1)
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+}
+
+fn elapsed_ns(since: Instant) -> u64 {
+    nanos(since.elapsed())
 }
 
 /// The smallest gap between two consecutive `Instant::now()` calls.
@@ -558,7 +662,12 @@ impl engine_core::event::Sink for RingSink {
 impl DisruptorT {
     /// Rings of the processor's default size and the out-ring twice that (every command
     /// replies), the engine thread busy-spinning, pinned to `pin_core` if given.
-    fn start(engine: Engine, pin_core: Option<usize>, ring_slots: usize) -> DisruptorT {
+    fn start(
+        engine: Engine,
+        pin_core: Option<usize>,
+        ring_slots: usize,
+        split: bool,
+    ) -> DisruptorT {
         use disruptor::ProcessorSettings;
         let cfg = RuntimeConfig {
             in_ring_size: ring_slots,
@@ -596,7 +705,7 @@ impl DisruptorT {
                 },
                 move || {
                     tid_w.store(current_tid(), std::sync::atomic::Ordering::Release);
-                    EngineStage { engine, out, times: Some(SelfTimes::new()), done }
+                    EngineStage { engine, out, times: Some(SelfTimes::new(split)), done }
                 },
             )
             .build();
@@ -696,6 +805,7 @@ impl<F: FnMut(Output)> Sink for SinkTx<F> {
 fn spawn_engine(
     mut engine: Engine,
     pin: bool,
+    split: bool,
     tid: std::sync::Arc<std::sync::atomic::AtomicU64>,
     mut recv: impl FnMut() -> Option<Option<Command>> + Send + 'static,
     emit: impl FnMut(Output) + Send + 'static,
@@ -705,7 +815,7 @@ fn spawn_engine(
             pin_current(1);
         }
         tid.store(current_tid(), std::sync::atomic::Ordering::Release);
-        let mut times = SelfTimes::new();
+        let mut times = SelfTimes::new(split);
         let mut sink = SinkTx(emit);
         loop {
             match recv() {
@@ -721,7 +831,7 @@ fn spawn_engine(
 /// A baseline pipeline: a bounded channel in, the engine on its own thread, a bounded channel
 /// out. A macro because crossbeam and std channels share the shape, not a trait.
 macro_rules! channel_pipeline {
-    ($engine:expr, $pin:expr, $slots:expr, $bounded:path, $try_recv_error:path) => {{
+    ($engine:expr, $pin:expr, $split:expr, $slots:expr, $bounded:path, $try_recv_error:path) => {{
         use $bounded as bounded;
         use $try_recv_error as E;
         let (tx, in_rx) = bounded::<Command>($slots);
@@ -735,7 +845,7 @@ macro_rules! channel_pipeline {
             let _ = out_tx.send(o);
         };
         let tid = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let engine = Some(spawn_engine($engine, $pin, tid.clone(), recv, emit));
+        let engine = Some(spawn_engine($engine, $pin, $split, tid.clone(), recv, emit));
         Box::new(ChannelT {
             tx: Some(tx),
             rx,
@@ -747,14 +857,21 @@ macro_rules! channel_pipeline {
     }};
 }
 
-fn transport(p: Pipeline, engine: Engine, pin: bool, slots: usize) -> Box<dyn Transport> {
+fn transport(
+    p: Pipeline,
+    engine: Engine,
+    pin: bool,
+    split: bool,
+    slots: usize,
+) -> Box<dyn Transport> {
     // (Built on the calling thread, before any pinning: see `run_one`.)
     match p {
-        Pipeline::Disruptor => Box::new(DisruptorT::start(engine, pin.then_some(1), slots)),
+        Pipeline::Disruptor => Box::new(DisruptorT::start(engine, pin.then_some(1), slots, split)),
         Pipeline::Crossbeam => {
             channel_pipeline!(
                 engine,
                 pin,
+                split,
                 slots,
                 crossbeam_channel::bounded,
                 crossbeam_channel::TryRecvError
@@ -764,6 +881,7 @@ fn transport(p: Pipeline, engine: Engine, pin: bool, slots: usize) -> Box<dyn Tr
             channel_pipeline!(
                 engine,
                 pin,
+                split,
                 slots,
                 std::sync::mpsc::sync_channel,
                 std::sync::mpsc::TryRecvError
@@ -776,7 +894,10 @@ fn transport(p: Pipeline, engine: Engine, pin: bool, slots: usize) -> Box<dyn Tr
 pub fn run_one(cfg: &HarnessConfig, pipeline: Pipeline, rate: u64) -> RateResult {
     let pin = cfg.pin && core_affinity::get_core_ids().is_some_and(|c| c.len() >= 2);
     let engine = preloaded_engine(cfg.accounts, cfg.preload, 4_000_000);
-    let t = transport(pipeline, engine, pin, cfg.ring_slots);
+    // On a thread of its own: it pins itself, and this thread's affinity must stay untouched.
+    let probe = || std::thread::spawn(core_round_trip_ns).join().expect("probe");
+    let before = pin.then(probe);
+    let t = transport(pipeline, engine, pin, cfg.split_hand_offs, cfg.ring_slots);
     // The generator runs on a thread of its own, so pinning it leaves this thread's affinity
     // (which the next run's ring builder checks) untouched.
     let hiccups = cfg.hiccup.then(|| Hiccups::start(2));
@@ -785,6 +906,7 @@ pub fn run_one(cfg: &HarnessConfig, pipeline: Pipeline, rate: u64) -> RateResult
         .join()
         .expect("generator");
     r.hiccups = hiccups.map(Hiccups::stop).unwrap_or_default();
+    r.round_trip_ns = before.zip(pin.then(probe));
     r
 }
 
@@ -866,6 +988,7 @@ fn generate(
         generator_sched,
         hiccups: Vec::new(),
         measured,
+        round_trip_ns: None,
     }
 }
 

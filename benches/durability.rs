@@ -112,40 +112,13 @@ fn ring_throughput(n: u64) {
     println!("\n## 2. Engine throughput through the rings, {n} ticks from one producer\n");
     println!("| journal | events/s, median of 5 | vs no journal |");
     println!("|---|---|---|");
-    let mut base = 0;
     let mut runs: Vec<(String, Option<SyncPolicy>, bool)> =
         vec![("no journal".into(), None, false)];
     for (n, p) in policies() {
         runs.push((n.into(), Some(p), false));
         runs.push((format!("{n}, on the engine thread"), Some(p), true));
     }
-    for (name, policy, inline) in runs {
-        // Five runs, median: one run is a few tens of ms and this machine is shared.
-        let mut rates: Vec<u64> = (0..5)
-            .map(|_| {
-                let dir = tempfile::tempdir().unwrap();
-                let data = DataDir::create(dir.path()).unwrap();
-                let mut h = start(policy.map(|p| (&data, p)), inline);
-                let started = Instant::now();
-                for i in 0..n {
-                    h.send(T0 + i, tick(i));
-                }
-                // The reply to a final query means every tick before it was applied.
-                h.call(T0 + n, CommandKind::QueryMarkets, Duration::from_secs(60)).unwrap();
-                let el = started.elapsed();
-                assert_eq!(h.counters().ticks_applied, n);
-                drop(h.shutdown().unwrap());
-                per_second(n, el)
-            })
-            .collect();
-        rates.sort_unstable();
-        let rate = rates[2];
-        if policy.is_none() {
-            base = rate;
-        }
-        let pct = (i128::from(rate) - i128::from(base)) * 100 / i128::from(base.max(1));
-        println!("| {name} | {rate} (min {}, max {}) | {pct:+}% |", rates[0], rates[4]);
-    }
+    flood_rows(runs, n, || Engine::new(EngineConfig::default()).unwrap(), tick, n);
 }
 
 /// The journal under the ring latency harness's mix (10 000 accounts, 100 000 positions open;
@@ -164,29 +137,49 @@ fn mix_throughput(n: u64) {
     let commands: Vec<CommandKind> = (0..n).map(|_| mix.next_command()).collect();
     let ticks = commands.iter().filter(|k| matches!(k, CommandKind::PriceTick(_))).count();
     let interval = Some(SyncPolicy::Interval(Duration::from_millis(10)));
-    let runs: [(&str, Option<SyncPolicy>, bool); 3] = [
-        ("no journal", None, false),
-        ("interval:10ms", interval, false),
-        ("interval:10ms, on the engine thread", interval, true),
+    let runs = vec![
+        ("no journal".into(), None, false),
+        ("interval:10ms".into(), interval, false),
+        ("interval:10ms, on the engine thread".into(), interval, true),
     ];
+    let headroom = u32::try_from(n).unwrap();
+    flood_rows(
+        runs,
+        n,
+        || harness::preloaded_engine(ACCOUNTS, PRELOAD, headroom),
+        |i| commands[usize::try_from(i).unwrap()],
+        ticks as u64,
+    );
+}
+
+/// A row per `(name, journal policy, on the engine thread)`: `n` commands `kind(i)` sent as
+/// fast as one producer can to a fresh `engine()`, then a query (its reply means every command
+/// before it was applied, `ticks` of them ticks); the median of 5 runs with the min and max,
+/// and its difference from the first (journal-less) row.
+fn flood_rows(
+    runs: Vec<(String, Option<SyncPolicy>, bool)>,
+    n: u64,
+    engine: impl Fn() -> Engine,
+    kind: impl Fn(u64) -> CommandKind,
+    ticks: u64,
+) {
     let mut base = 0;
     for (name, policy, inline) in runs {
+        // Five runs, median: one run is a few tens of ms and this machine is shared.
         let mut rates: Vec<u64> = (0..5)
             .map(|_| {
                 let dir = tempfile::tempdir().unwrap();
                 let data = DataDir::create(dir.path()).unwrap();
-                let u = u32::try_from(n).unwrap();
-                let engine = harness::preloaded_engine(ACCOUNTS, PRELOAD, u);
+                let engine = engine();
                 let ticks_before = engine.counters().ticks_applied;
                 let mut h = start_engine(engine, policy.map(|p| (&data, p)), inline);
                 let started = Instant::now();
-                for (i, kind) in (0..).zip(&commands) {
-                    h.send(T0 + i, *kind);
+                for i in 0..n {
+                    h.send(T0 + i, kind(i));
                 }
                 h.call(T0 + n, CommandKind::QueryMarkets, Duration::from_secs(60)).unwrap();
                 let el = started.elapsed();
-                let applied = h.counters().ticks_applied - ticks_before;
-                assert_eq!(applied, ticks as u64, "every tick of the mix applied");
+                assert_eq!(h.counters().ticks_applied - ticks_before, ticks, "every tick applied");
                 drop(h.shutdown().unwrap());
                 per_second(n, el)
             })

@@ -306,6 +306,7 @@ struct Line(std::sync::atomic::AtomicU64);
 /// trips; the median batch's mean. What a command's slot and its reply cost to cross between
 /// the generator and the engine — on a VM it depends on where the host placed the two vCPUs
 /// (the same physical core's two hyperthreads, two cores, two sockets), which can change.
+/// Pins the calling thread to core 0 (call it on a thread of its own).
 pub fn core_round_trip_ns() -> u64 {
     use std::sync::atomic::Ordering::{Acquire, Release};
     const TRIPS: u64 = 2_000;
@@ -331,7 +332,7 @@ pub fn core_round_trip_ns() -> u64 {
                     std::hint::spin_loop();
                 }
             }
-            u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX) / TRIPS
+            elapsed_ns(t) / TRIPS
         })
         .collect();
     echo.join().expect("echo thread");
@@ -348,8 +349,8 @@ fn pin_current(core: usize) {
 }
 
 /// The engine thread's own time per command: `Engine::apply` timed inside the engine thread
-/// (`Instant` before and after; the reply's hand-off into the out-ring or channel is part of it,
-/// waiting for a command is not). Commands that liquidated are kept apart: a cascade's cost grows
+/// (`Instant` before and after; the reply's hand-off into the out-ring or channel is part of it
+/// unless the hand-offs are timed apart — [`HandOffs`] — and waiting for a command is not). Commands that liquidated are kept apart: a cascade's cost grows
 /// with its size, so it is reported with its size.
 #[derive(Debug)]
 pub struct SelfTimes {

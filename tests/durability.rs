@@ -112,6 +112,37 @@ fn live_hash(h: &mut EngineHandle) -> [u8; 32] {
     }
 }
 
+/// Requests a snapshot until one after `seq` is on disk: a request the writer is too busy to take
+/// is skipped (counted, not queued), as a periodic one would be on a loaded machine.
+fn snapshot_after(h: &mut EngineHandle, data: &DataDir, seq: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let r = h.call(0, CommandKind::AdminSnapshot, TIMEOUT).unwrap();
+        assert_eq!(r.result, Ok(ReplyData::SnapshotRequested));
+        let asked = Instant::now();
+        while asked.elapsed() < Duration::from_secs(1) {
+            if data.snapshot_files().unwrap().last().is_some_and(|(s, _)| *s > seq) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    panic!("no snapshot after seq {seq} within 60 s");
+}
+
+/// Waits until the snapshot writer has finished what it was handed: the list of snapshots
+/// (written, then older ones pruned) unchanged over three looks 100 ms apart.
+fn snapshots_settled(data: &DataDir) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = (data.snapshot_files().unwrap(), 0);
+    while seen.1 < 2 {
+        assert!(Instant::now() < deadline, "snapshots still changing after 60 s: {:?}", seen.0);
+        std::thread::sleep(Duration::from_millis(100));
+        let now = data.snapshot_files().unwrap();
+        seen = if now == seen.0 { (now, seen.1 + 1) } else { (now, 0) };
+    }
+}
+
 #[test]
 fn recovery_from_snapshot_plus_journal_equals_the_live_engine() {
     let dir = tempfile::tempdir().unwrap();
@@ -123,14 +154,13 @@ fn recovery_from_snapshot_plus_journal_equals_the_live_engine() {
     create_accounts(&mut d.handle, 20);
     let mut w = Workload::new(7, 0);
     run(&mut d.handle, &mut w, 3_000);
-    let r = d.handle.call(0, CommandKind::AdminSnapshot, TIMEOUT).unwrap();
-    assert_eq!(r.result, Ok(ReplyData::SnapshotRequested));
+    let data = DataDir::create(dir.path()).unwrap();
+    snapshot_after(&mut d.handle, &data, 3_000);
     run(&mut d.handle, &mut w, 1_500);
     let live = live_hash(&mut d.handle);
-    std::thread::sleep(Duration::from_millis(200)); // let the snapshot writer finish
+    snapshots_settled(&data);
 
     // While it runs: snapshot + journal tail, and the whole journal from scratch, agree with it.
-    let data = DataDir::create(dir.path()).unwrap();
     let (from_snapshot, report) =
         recover(&data, &EngineConfig::default(), Start::LatestSnapshot, TornTail::Report).unwrap();
     assert!(report.snapshot_seq > 3_000, "{report:?}");

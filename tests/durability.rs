@@ -246,13 +246,13 @@ fn a_corrupt_snapshot_falls_back_to_an_older_one_with_the_same_final_hash() {
     let mut d = DurableEngine::start(EngineConfig::default(), &opts).unwrap();
     create_accounts(&mut d.handle, 20);
     let mut w = Workload::new(11, 0);
+    let data = DataDir::create(dir.path()).unwrap();
     for _ in 0..4 {
         run(&mut d.handle, &mut w, 600);
-        std::thread::sleep(Duration::from_millis(100)); // one snapshot at a time
+        snapshots_settled(&data); // one snapshot at a time: none skipped for a busy writer
     }
     let live = live_hash(&mut d.handle);
     drop(d); // no clean shutdown: no final snapshot
-    let data = DataDir::create(dir.path()).unwrap();
     let snaps = data.snapshot_files().unwrap();
     assert!(snaps.len() >= 2, "{snaps:?}");
     let (newest_seq, newest) = snaps.last().unwrap().clone();

@@ -189,18 +189,8 @@ fn run(clients: usize, hz: u32, secs: u64) {
         let _ = engine.call(now_ns(), CommandKind::PriceTick(tick), Duration::from_secs(5));
         if step.is_multiple_of(9) && clients > 0 {
             let account = accounts[usize::try_from(step / 9).unwrap() % clients];
-            let req = OpenRequest {
-                account,
-                market: MarketId(0),
-                side: Side::Long,
-                leverage: 10,
-                size: Size::Margin(Usdc::from_whole(10)),
-                expected_price: None,
-                max_slippage_bps: 0,
-                take_profit: None,
-                stop_loss: None,
-                client_order_id: None,
-            };
+            let size = Size::Margin(Usdc::from_whole(10));
+            let req = OpenRequest::new(account, MarketId(0), Side::Long, 10, size);
             let t0 = Instant::now();
             let r = engine
                 .call(now_ns(), CommandKind::OpenPosition(req), Duration::from_secs(5))

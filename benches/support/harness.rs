@@ -204,18 +204,13 @@ impl Mix {
         }
         let account = AccountId(u32::try_from(r % u64::from(self.accounts)).unwrap_or(0) + 1);
         match (r >> 4) % 3 {
-            0 => CommandKind::OpenPosition(OpenRequest {
+            0 => CommandKind::OpenPosition(OpenRequest::new(
                 account,
-                market: MarketId(u16::try_from(m).unwrap_or(0)),
-                side: if r & 32 == 0 { Side::Long } else { Side::Short },
-                leverage: u32::try_from(r % 46).unwrap_or(0) + 5,
-                size: Size::Margin(Usdc::from_whole(10 + i64::try_from(r % 90).unwrap_or(0))),
-                expected_price: None,
-                max_slippage_bps: 0,
-                take_profit: None,
-                stop_loss: None,
-                client_order_id: None,
-            }),
+                MarketId(u16::try_from(m).unwrap_or(0)),
+                if r & 32 == 0 { Side::Long } else { Side::Short },
+                u32::try_from(r % 46).unwrap_or(0) + 5,
+                Size::Margin(Usdc::from_whole(10 + i64::try_from(r % 90).unwrap_or(0))),
+            )),
             1 if self.next_close <= self.preload => {
                 let p = self.next_close;
                 self.next_close += 1;
@@ -279,18 +274,13 @@ pub fn preloaded_engine(accounts: u32, preload: u32, headroom: u32) -> Engine {
         apply(&mut e, CommandKind::PriceTick(tick));
     }
     for p in 0..preload {
-        let open = OpenRequest {
-            account: AccountId(p % accounts + 1),
-            market: MarketId(u16::try_from(p % 3).unwrap_or(0)),
-            side: if p % 2 == 0 { Side::Long } else { Side::Short },
-            leverage: 2 + p % 49,
-            size: Size::Margin(Usdc::from_whole(100)),
-            expected_price: None,
-            max_slippage_bps: 0,
-            take_profit: None,
-            stop_loss: None,
-            client_order_id: None,
-        };
+        let open = OpenRequest::new(
+            AccountId(p % accounts + 1),
+            MarketId(u16::try_from(p % 3).unwrap_or(0)),
+            if p % 2 == 0 { Side::Long } else { Side::Short },
+            2 + p % 49,
+            Size::Margin(Usdc::from_whole(100)),
+        );
         apply(&mut e, CommandKind::OpenPosition(open));
     }
     assert_eq!(e.open_positions(), preload as usize, "preload opened every position");

@@ -215,6 +215,39 @@ pub struct OpenRequest {
     pub client_order_id: Option<ClientOrderId>,
 }
 
+impl OpenRequest {
+    /// An open at the market price, with no slippage guard, no take-profit or stop-loss and no
+    /// client order id; set those fields on the result where wanted:
+    ///
+    /// ```
+    /// use engine_core::prelude::*;
+    /// let size = Size::Margin(Usdc::from_whole(100));
+    /// let req = OpenRequest::new(AccountId(1), MarketId(0), Side::Long, 10, size);
+    /// let with_tp = OpenRequest { take_profit: Some(Price(7_000_000)), ..req };
+    /// assert_eq!((with_tp.leverage, with_tp.stop_loss), (10, None));
+    /// ```
+    pub const fn new(
+        account: AccountId,
+        market: MarketId,
+        side: Side,
+        leverage: u32,
+        size: Size,
+    ) -> OpenRequest {
+        OpenRequest {
+            account,
+            market,
+            side,
+            leverage,
+            size,
+            expected_price: None,
+            max_slippage_bps: 0,
+            take_profit: None,
+            stop_loss: None,
+            client_order_id: None,
+        }
+    }
+}
+
 /// When a pending entry order fills.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -52,18 +52,13 @@ pub fn run(args: DrillArgs) -> Result<()> {
                 t.update_id += base_update;
                 CommandKind::PriceTick(t)
             }
-            3 | 4 => CommandKind::OpenPosition(OpenRequest {
+            3 | 4 => CommandKind::OpenPosition(OpenRequest::new(
                 account,
-                market: MarketId(0),
-                side: if x & 8 == 0 { Side::Long } else { Side::Short },
-                leverage: u32::try_from(x % 50 + 1).unwrap_or(1),
-                size: Size::Margin(Usdc::from_whole(10)),
-                expected_price: None,
-                max_slippage_bps: 0,
-                take_profit: None,
-                stop_loss: None,
-                client_order_id: None,
-            }),
+                MarketId(0),
+                if x & 8 == 0 { Side::Long } else { Side::Short },
+                u32::try_from(x % 50 + 1).unwrap_or(1),
+                Size::Margin(Usdc::from_whole(10)),
+            )),
             5 if !open_ids.is_empty() => {
                 let (account, position) =
                     open_ids.swap_remove(usize::try_from(x % open_ids.len() as u64).unwrap_or(0));

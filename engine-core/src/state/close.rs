@@ -320,18 +320,8 @@ mod tests {
         apply(&mut e, CommandKind::PriceTick(tick));
         let mut capacities = Vec::new();
         for p in 1..=u64::from(limit) + 20 {
-            let open = OpenRequest {
-                account,
-                market: MarketId(0),
-                side: Side::Long,
-                leverage: 10,
-                size: Size::Margin(Usdc::from_whole(10)),
-                expected_price: None,
-                max_slippage_bps: 0,
-                take_profit: None,
-                stop_loss: None,
-                client_order_id: None,
-            };
+            let size = Size::Margin(Usdc::from_whole(10));
+            let open = OpenRequest::new(account, MarketId(0), Side::Long, 10, size);
             apply(&mut e, CommandKind::OpenPosition(open));
             let close = CommandKind::ClosePosition {
                 account,

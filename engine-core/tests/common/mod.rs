@@ -128,18 +128,7 @@ impl Harness {
         leverage: u32,
         size: Size,
     ) -> OpenRequest {
-        OpenRequest {
-            account,
-            market: BTC,
-            side,
-            leverage,
-            size,
-            expected_price: None,
-            max_slippage_bps: 0,
-            take_profit: None,
-            stop_loss: None,
-            client_order_id: None,
-        }
+        OpenRequest::new(account, BTC, side, leverage, size)
     }
 
     pub fn open(&mut self, req: OpenRequest) -> Result<PositionView, Reason> {

@@ -78,17 +78,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     tick(&mut engine, 6_000_000);
 
+    // A market open guarded against more than 0.5% slippage from 60 000.00.
     let open = |account, side, leverage, margin| OpenRequest {
-        account,
-        market: BTC,
-        side,
-        leverage,
-        size: Size::Margin(Usdc::from_whole(margin)),
         expected_price: Some(Price(6_000_000)),
         max_slippage_bps: 50,
-        take_profit: None,
-        stop_loss: None,
-        client_order_id: None,
+        ..OpenRequest::new(account, BTC, side, leverage, Size::Margin(Usdc::from_whole(margin)))
     };
     for req in [open(traders[0], Side::Long, 50, 200), open(traders[1], Side::Short, 10, 300)] {
         let reply = engine.call(now_ns(), CommandKind::OpenPosition(req), TIMEOUT)?;

@@ -24,13 +24,9 @@
 //! let tick = Tick { market: MarketId(0), bid: Price(6_000_000), ask: Price(6_000_050), update_id: 1, exchange_time_us: 0 };
 //! engine.apply(&Command::new(RequestId::NONE, t0, CommandKind::PriceTick(tick)), &mut out);
 //!
-//! // Open a 10x long with 100 USDC of margin.
-//! let open = OpenRequest {
-//!     account, market: MarketId(0), side: Side::Long, leverage: 10,
-//!     size: Size::Margin(Usdc::from_whole(100)),
-//!     expected_price: None, max_slippage_bps: 0, take_profit: None, stop_loss: None,
-//!     client_order_id: None,
-//! };
+//! // Open a 10x long with 100 USDC of margin (at the market: no slippage guard, TP or SL).
+//! let size = Size::Margin(Usdc::from_whole(100));
+//! let open = OpenRequest::new(account, MarketId(0), Side::Long, 10, size);
 //! engine.apply(&Command::new(RequestId(2), t0, CommandKind::OpenPosition(open)), &mut out);
 //! let Some(Output::Reply { result: Ok(ReplyData::Opened(p)), .. }) = out.pop() else { panic!() };
 //! assert_eq!(p.quantity, Qty(1_666)); // 1000 USDC / 60 000.50, rounded down to 0.00001 BTC

@@ -232,19 +232,19 @@ impl Hub {
         }
     }
 
-    /// The latest applied price of `market`, serialized once for every connection.
+    /// The latest applied price of `market`, serialized once for every connection and left for
+    /// the pump ([`pump_prices`]) to publish: connections wake at its rate, not the feed's.
     fn price(&self, market: MarketId, bid: Price, ask: Price, update_id: u64, at_ns: u64) {
         let Some(m) = self.markets.get(usize::from(market.0)) else { return };
         let data = json!({"market": m.symbol, "bid": px(bid, m), "ask": px(ask, m),
             "update_id": update_id, "time": ms(at_ns)});
         let entry =
             PriceEntry { market: m.symbol.clone(), update_id, json: Arc::from(data.to_string()) };
-        self.prices.send_modify(|all| {
-            let mut next: Vec<PriceEntry> =
-                all.iter().filter(|p| p.market != entry.market).map(PriceEntry::clone).collect();
-            next.push(entry);
-            *all = Arc::new(next);
-        });
+        // Latest wins; at most one entry a market.
+        let mut pending = self.pending_prices.lock().unwrap_or_else(|e| e.into_inner());
+        pending.insert(entry.market.clone(), entry);
+        drop(pending);
+        self.price_ready.notify_one();
     }
 
     /// The messages a change makes: `data: None` only marks the balance as changed.

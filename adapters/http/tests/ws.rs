@@ -186,6 +186,33 @@ async fn prices_are_pushed_numbered_and_private_channels_need_auth() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prices_reach_a_connection_at_most_price_updates_per_second_latest_wins() {
+    let mut s = Server::start(|c| c.limits.push.price_updates_per_second = 4).await;
+    s.price(6_000_000);
+    let mut ws = s.connect(None).await;
+    send(&mut ws, json!({"op": "subscribe", "channels": ["prices"]})).await;
+    assert_eq!(next(&mut ws, 5).await, json!({"op": "subscribed", "channels": ["prices"]}));
+    until(&mut ws, "prices", |d| d["bid"] == "60000.00").await;
+    // 300 ticks as fast as the engine takes them.
+    let started = tokio::time::Instant::now();
+    for i in 1..=300 {
+        s.price(6_000_000 + i * 100);
+    }
+    let seen = std::cell::Cell::new(0u32);
+    let last = until(&mut ws, "prices", |d| {
+        seen.set(seen.get() + 1);
+        d["bid"] == "60300.00"
+    })
+    .await;
+    let (seen, ms) = (seen.get(), started.elapsed().as_millis());
+    // At 4 a second the pump sends once per 250 ms: at most one message per started 250 ms
+    // since the first tick (plus one already due), and the latest always arrives.
+    let bound = u32::try_from(ms / 250).unwrap_or(u32::MAX).saturating_add(3);
+    assert!(seen <= bound, "{seen} price messages in {ms} ms at 4 a second (bound {bound})");
+    assert_eq!(last["data"]["update_id"], 301, "the latest price wins");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_callers_changes_are_pushed_and_a_liquidation_reaches_its_owner() {
     let mut s = Server::start(|_| {}).await;
     let (alice_token, alice) = s.user("alice@example.com").await;

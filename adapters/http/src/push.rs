@@ -53,7 +53,9 @@ pub struct PushLimits {
     /// WebSocket connections at once from one address (beyond: 429).
     pub per_ip: usize,
     /// At most this many price sends a second to one connection (each carries every market
-    /// that changed; the latest wins).
+    /// that changed; the latest wins). A price waits up to `1 / price_updates_per_second` for
+    /// its send: the default 50 keeps that at 20 ms; 20 halves the push CPU at 1000
+    /// connections but lets a price wait 50 ms (docs/BENCHMARKS.md, push fan-out).
     pub price_updates_per_second: u32,
     /// How often `balance` and `positions` marks are refreshed for a subscriber (ms).
     pub refresh_ms: u64,
@@ -72,7 +74,7 @@ impl Default for PushLimits {
         PushLimits {
             max_connections: 2_000,
             per_ip: 20,
-            price_updates_per_second: 20,
+            price_updates_per_second: 50,
             refresh_ms: 1_000,
             heartbeat_ms: 15_000,
             idle_timeout_ms: 60_000,

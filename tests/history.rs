@@ -371,3 +371,44 @@ fn service_mode_history_in_postgres_survives_kill_9_of_the_engine_and_the_writer
         );
     });
 }
+
+/// The attack that stopped `serve` for good: twelve deposits of 10^12 USDC pushed a balance past
+/// the store's 64-bit columns, the writer failed and every restart exited 74. Now the engine
+/// refuses the deposits past its ceiling (`balance_limit`), `serve` keeps serving, the ledger
+/// still reconciles, and a restart comes back.
+#[test]
+fn deposits_past_the_ceiling_are_refused_and_serve_and_its_history_keep_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut p, addr) = serve(dir.path());
+    let token = sign_up(&addr, "whale@example.com");
+    let big = r#"{"amount":"1000000000000"}"#;
+    let mut refused = 0;
+    for _ in 0..12 {
+        let (status, body) = http(&addr, "POST", "/api/v1/user/deposit", Some(&token), Some(big));
+        match status {
+            200 => {}
+            422 => {
+                assert_eq!(json(&body)["error"]["code"], "balance_limit", "{body}");
+                refused += 1;
+            }
+            other => panic!("deposit answered {other}: {body}"),
+        }
+    }
+    assert!(
+        refused >= 11,
+        "at most one deposit of 10^12 fits under the ceiling ({refused} refused)"
+    );
+    // Still serving: a small deposit, a trade, and the statement reconciles with the balance.
+    let (status, body) =
+        http(&addr, "POST", "/api/v1/user/deposit", Some(&token), Some(r#"{"amount":"10"}"#));
+    assert!(status == 200 || status == 422, "{status} {body}");
+    wait_for_price(&addr, &token);
+    assert_statement_matches_balance(&addr, &token);
+    assert!(p.0.try_wait().unwrap().is_none(), "serve exited");
+    drop(p);
+    // And a restart replays the same journal and serves again.
+    let (p, addr) = serve(dir.path());
+    let token = sign_in(&addr, "whale@example.com");
+    assert_statement_matches_balance(&addr, &token);
+    drop(p);
+}

@@ -115,6 +115,9 @@ reasons! {
     MarketReduceOnly => "market_reduce_only",
     /// The account does not hold the operator role.
     NotAdmin => "not_admin",
+    /// The deposit (or sign-up credit) would take the money all accounts hold past the engine's
+    /// ceiling (`config::MAX_AMOUNT`, 10^12 USDC).
+    BalanceLimit => "balance_limit",
 }
 
 impl Reason {

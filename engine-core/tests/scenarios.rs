@@ -875,3 +875,54 @@ fn opens_are_refused_once_position_ids_reach_their_limit() {
     bad.next_position_id = engine_core::slab::POSITION_ID_LIMIT + 1;
     assert!(Engine::restore(h.engine.config().clone(), &bad).is_err());
 }
+
+/// The attack that stopped `serve`: repeated deposits of the largest amount push a balance past
+/// what 64-bit stores hold. The engine refuses the deposit that would take the money all
+/// accounts hold past `MAX_AMOUNT`, from any account, and nothing else changes.
+#[test]
+fn deposits_past_the_money_ceiling_are_refused_with_balance_limit() {
+    use engine_core::config::MAX_AMOUNT;
+    let mut h = Harness::new();
+    let a = h.account("a@x");
+    let b = h.account("b@x");
+    let held = |h: &Harness| {
+        let s = h.summary();
+        s.total_available.0 + s.total_margin.0
+    };
+    let start = held(&h);
+    let room = MAX_AMOUNT.0 - start;
+    // Half the room for each account (MAX_AMOUNT itself is a valid single amount).
+    h.deposit(a, Usdc(room / 2)).unwrap();
+    h.deposit(b, Usdc(room - room / 2)).unwrap();
+    assert_eq!(held(&h), MAX_AMOUNT.0, "exactly at the ceiling is allowed");
+    // The state hash also covers the request-id window (which remembers refusals): compare money.
+    let money = |h: &mut Harness| (h.summary().net_deposits, h.balance(a), h.balance(b));
+    let before = money(&mut h);
+    for account in [a, b] {
+        assert_eq!(h.deposit(account, Usdc(1)), Err(Reason::BalanceLimit));
+        assert_eq!(h.deposit(account, MAX_AMOUNT), Err(Reason::BalanceLimit));
+    }
+    assert_eq!(money(&mut h), before, "a refused deposit moves no money");
+    // Money can leave and come back up to the ceiling.
+    h.run(CommandKind::Withdraw { account: a, amount: usdc(5), key: None }).unwrap();
+    assert_eq!(h.deposit(b, usdc(6)), Err(Reason::BalanceLimit));
+    h.deposit(b, usdc(5)).unwrap();
+    assert_eq!(held(&h), MAX_AMOUNT.0);
+    // Every balance stays within what a signed 64-bit micro-USDC column holds.
+    assert!(h.balance(a).available.0 <= i128::from(i64::MAX));
+}
+
+/// A sign-up's demo credit counts against the same ceiling.
+#[test]
+fn a_sign_up_credit_past_the_ceiling_is_refused() {
+    use engine_core::config::MAX_AMOUNT;
+    let cfg =
+        EngineConfig { demo_deposits: true, initial_balance: MAX_AMOUNT, ..Default::default() };
+    let mut h = Harness::with(cfg);
+    h.account("first@x");
+    let second = h.run(CommandKind::CreateAccount {
+        login: Login::new("second@x").unwrap(),
+        credential: Credential::new("hash").unwrap(),
+    });
+    assert_eq!(second, Err(Reason::BalanceLimit));
+}

@@ -8,8 +8,8 @@ use engine_core::config::{EngineConfig, MarketConfig};
 use engine_core::event::Output;
 use history::{RunningWriter, Store, WriterStatus};
 use hundredx::durability::{DataDir, Start, TornTail, recover_into};
-use hundredx::{ChangesTap, EXIT_FAIL_STOP, now_ns};
-use tracing::{error, info, warn};
+use hundredx::{ChangesTap, now_ns};
+use tracing::{info, warn};
 
 use super::args::{DataArgs, HistoryArgs, RedisArgs, check_database_url};
 
@@ -25,8 +25,9 @@ pub struct Embedded {
     thread: std::thread::JoinHandle<history::Result<()>>,
 }
 
-/// Starts the writer when the history is enabled. Its thread exits the process if the store
-/// and the engine ever disagree: the engine would otherwise wait forever on a full queue.
+/// Starts the writer when the history is enabled. It never holds the engine back: a store that
+/// fails degrades history (503 on its routes, `history_degraded` in metrics and health) while
+/// trading goes on, and the next start catches it up from the kept journal.
 pub fn start(
     args: &HistoryArgs,
     data_dir: &std::path::Path,
@@ -62,21 +63,6 @@ impl Embedded {
             Ok(Err(e)) => Err(e).context("history writer"),
             Err(_) => bail!("history writer panicked"),
         }
-    }
-
-    /// Exits the process (fail-stop) when the writer thread ends with an error while the
-    /// engine runs.
-    pub fn watch(&self) -> Result<()> {
-        let status = Arc::clone(&self.status);
-        std::thread::Builder::new().name("hundredx-history-watch".into()).spawn(move || {
-            while !status.failed.load(std::sync::atomic::Ordering::Acquire) {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            error!(exit_code = EXIT_FAIL_STOP,
-                "FAIL-STOP: the history store and the engine disagree; exiting (see the error above)");
-            std::process::exit(EXIT_FAIL_STOP);
-        })?;
-        Ok(())
     }
 }
 
@@ -214,7 +200,11 @@ async fn follow(
             continue;
         }
         let records = chain(store.cursor().await?, &entries)?;
-        writer.write(&records, now_ns).await.context("writing the history store")?;
+        // A store that refuses the batch is retried (up to 30 s apart) and alerted on, never a
+        // reason to stop: the entries stay pending in the group until they commit.
+        if writer.write_retrying(&records, now_ns, stop.as_mut()).await.is_err() {
+            return Ok(Followed::Stopped);
+        }
         if let Err(e) = reader.ack(&ids).await {
             // Written but not acknowledged: they come again and the cursor skips them.
             return Ok(Followed::Lost(e));

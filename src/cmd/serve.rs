@@ -112,9 +112,6 @@ pub fn run(args: ServeArgs) -> Result<()> {
     };
     let durable = DurableEngine::start(cfg, &options)?;
     drop(options); // its copy of the history's sender: the writer ends when the engine does
-    if let Some(h) = &history {
-        h.watch()?;
-    }
     let engine = &durable.handle;
     info!(markets = ?symbols, feed = %args.feed, "engine started");
     resume_synthetic(&mut synthetic, engine)?;

@@ -290,12 +290,15 @@ fn postgres_killed_mid_stream_loses_and_repeats_nothing() {
     });
     let (tx, rx) = crossbeam_channel::bounded(256);
     let url = pg.url.clone();
+    let changes_len = changes.len();
     let (status_tx, status_rx) = std::sync::mpsc::channel();
     let writer = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let store = rt.block_on(Store::open(&url, &MarketConfig::defaults(), 1)).unwrap();
         drop(rt);
-        let w = Writer::new(store, 64);
+        // A backlog that holds the whole outage (the default, 16 batches, would give up on
+        // this process's run and leave the rest to the journal replay at the next start).
+        let w = Writer::new(store, 64).with_backlog(changes_len);
         status_tx.send(w.status()).unwrap();
         w.run(rx, || 0)
     });
@@ -305,9 +308,9 @@ fn postgres_killed_mid_stream_loses_and_repeats_nothing() {
         tx.send(Output::Change(*c)).unwrap();
     }
     pg.kill_9();
-    // Changes keep coming while PostgreSQL is down: the writer holds them (its pool waits for a
-    // connection, or a write fails and is retried; the channel fills and the sender waits, as
-    // the engine would); PostgreSQL comes back after 1 s.
+    // Changes keep coming while PostgreSQL is down: the writer holds them in its backlog (its
+    // pool waits for a connection, or a write fails and is retried); PostgreSQL comes back
+    // after 1 s.
     let held_at = std::thread::scope(|scope| {
         let restart = scope.spawn(|| {
             std::thread::sleep(Duration::from_secs(1));
@@ -334,4 +337,52 @@ fn postgres_killed_mid_stream_loses_and_repeats_nothing() {
         assert_eq!(dump(&store).await, dump(&reference).await);
         assert_books_match(&store, &mut engine).await;
     });
+}
+
+/// A read model can never stop the engine: a batch the store refuses for good (here a balance
+/// past its 64-bit columns) degrades history — counted, flagged, retried — while the sender
+/// (the engine's reply thread) is never held back; once the backlog passes its bound the writer
+/// drops what follows (the journal replays it at the next start) and still never blocks.
+#[test]
+fn a_store_that_refuses_a_batch_degrades_history_and_never_blocks_the_sender() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = Store::sqlite_url(&dir.path().join("history.sqlite"));
+    let (tx, rx) = crossbeam_channel::bounded(8);
+    let (status_tx, status_rx) = std::sync::mpsc::channel();
+    let writer = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let store = rt.block_on(Store::open(&url, &MarketConfig::defaults(), 1)).unwrap();
+        drop(rt);
+        let w = Writer::new(store, 4).with_backlog(100);
+        status_tx.send(w.status()).unwrap();
+        w.run(rx, || 0)
+    });
+    let status = status_rx.recv().unwrap();
+    let too_big = Usdc(i128::from(i64::MAX) + 1);
+    let poison = Change::AccountCreated { account: AccountId(1), initial_deposit: too_big };
+    let mut changes = vec![ChangeRecord { seq: 1, n: 0, at_ns: 0, change: poison }];
+    for seq in 2..=5_000u64 {
+        let change = Change::Deposited { account: AccountId(1), amount: Usdc(1) };
+        changes.push(ChangeRecord { seq, n: 0, at_ns: 0, change });
+    }
+    for c in changes {
+        // 5,000 changes through a channel of 8: each send finds room, whatever the store does.
+        tx.send_timeout(Output::Change(c), Duration::from_secs(30))
+            .expect("the writer held the sender back");
+    }
+    use std::sync::atomic::Ordering::Relaxed;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status.errors.load(Relaxed) == 0 || status.dropped.load(Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "the writer neither failed nor dropped");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(status.failed.load(Relaxed), "history is flagged degraded");
+    assert_eq!(status.written.load(Relaxed), 0, "nothing after the refused batch is written");
+    drop(tx);
+    writer.join().unwrap().unwrap();
+    assert_eq!(
+        status.dropped.load(Relaxed),
+        5_000,
+        "the backlog and everything after its overflow is counted as dropped"
+    );
 }

@@ -893,11 +893,20 @@ async fn closed_from_store(
     Ok(Json(body).into_response())
 }
 
-/// The history store, or 404 `history_disabled` when this server keeps none.
+/// The history store, or 404 `history_disabled` when this server keeps none, or 503
+/// `history_unavailable` while its writer is degraded (the store would answer, but with a past
+/// that stops short: trading goes on meanwhile).
 fn history_of(state: &AppState) -> Result<&crate::History, ApiError> {
-    state.history.get().ok_or_else(|| {
+    let h = state.history.get().ok_or_else(|| {
         ApiError::not_found("history_disabled", "this server keeps no history store")
-    })
+    })?;
+    if h.writer.as_ref().is_some_and(|w| w.failed.load(std::sync::atomic::Ordering::Acquire)) {
+        return Err(ApiError::unavailable(
+            "history_unavailable",
+            "history is degraded: the store cannot be written right now; trading is unaffected",
+        ));
+    }
+    Ok(h)
 }
 
 /// Rows per page when the client does not say.
@@ -1160,6 +1169,7 @@ fn history_health(state: &AppState) -> Option<dto::HistoryHealth> {
         written_seq: w.written_seq.load(Relaxed),
         lag_ms: w.lag_ms.load(Relaxed),
         stalled: w.stalled.load(Relaxed),
+        degraded: w.failed.load(Relaxed),
     })
 }
 

@@ -507,8 +507,12 @@ pub struct HistoryHealth {
     pub written_seq: u64,
     /// How far behind the engine the last batch was (ms).
     pub lag_ms: u64,
-    /// The database is unreachable (the writer retries; the engine waits once its queue fills).
+    /// The database is unreachable (the writer retries and holds a bounded backlog; the engine
+    /// never waits for it).
     pub stalled: bool,
+    /// History is degraded: the store refused a batch or fell too far behind. Its routes answer
+    /// 503 `history_unavailable`; trading is unaffected; the next start catches the store up.
+    pub degraded: bool,
 }
 
 /// Every error: a stable code and a message in our words.

@@ -148,6 +148,9 @@ fn describe(reason: Reason) -> &'static str {
         }
         Reason::TooManyOrders => "too many pending orders",
         Reason::OrderCapacity => "the engine holds its maximum of pending orders",
+        Reason::BalanceLimit => {
+            "the deposit would take the money held past the engine's ceiling (10^12 USDC)"
+        }
         _ => "the engine rejected the request",
     }
 }

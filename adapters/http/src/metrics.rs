@@ -126,7 +126,7 @@ impl Metrics {
         let history = Family::<CounterLabels, Gauge>::default();
         registry.register(
             "history_writer",
-            "History store writer (written_seq, written, batches, errors, lag_ms, stalled)",
+            "History store writer (written_seq, written, batches, errors, lag_ms, stalled, degraded, dropped)",
             history.clone(),
         );
         let push = Family::<CounterLabels, Gauge>::default();
@@ -231,6 +231,8 @@ impl Metrics {
                 ("errors", load(&w.errors)),
                 ("lag_ms", load(&w.lag_ms)),
                 ("stalled", u64::from(w.stalled.load(std::sync::atomic::Ordering::Relaxed))),
+                ("degraded", u64::from(w.failed.load(std::sync::atomic::Ordering::Relaxed))),
+                ("dropped", w.dropped.load(std::sync::atomic::Ordering::Relaxed)),
             ];
             for (name, v) in written {
                 self.history

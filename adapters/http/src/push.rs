@@ -511,6 +511,18 @@ async fn poll_candles(state: Arc<AppState>) {
     }
 }
 
+/// Largest client frame and message. tungstenite's own frame limit (16 MiB) applies before the
+/// message limit and reserves a declared frame's length as its bytes arrive: both must be set,
+/// or one unauthenticated client holds 16 MiB per socket.
+pub const CLIENT_FRAME_MAX_BYTES: usize = 4_096;
+/// The socket's read buffer (tungstenite's default is 128 KiB per connection).
+const READ_BUFFER_BYTES: usize = 8_192;
+/// Server frames are written once this much is buffered (each send also flushes).
+const WRITE_BUFFER_BYTES: usize = 16_384;
+/// A socket whose write buffer would pass this fails the send (and the connection closes):
+/// the largest server frame, a full positions list, fits well inside it.
+const WRITE_BUFFER_MAX_BYTES: usize = 1 << 20;
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct WsQuery {
     token: Option<String>,
@@ -547,10 +559,15 @@ pub(crate) async fn upgrade(
         tokio::spawn(pump_prices(state.hub(), limits.price_updates_per_second));
         tokio::spawn(poll_candles(Arc::clone(&state)));
     });
-    ws.max_message_size(4_096).on_upgrade(move |socket| async move {
-        let _slot = slot;
-        Conn::new(state, account, limits).run(socket).await;
-    })
+    ws.max_message_size(CLIENT_FRAME_MAX_BYTES)
+        .max_frame_size(CLIENT_FRAME_MAX_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(WRITE_BUFFER_MAX_BYTES)
+        .on_upgrade(move |socket| async move {
+            let _slot = slot;
+            Conn::new(state, account, limits).run(socket).await;
+        })
 }
 
 /// One connection's state.

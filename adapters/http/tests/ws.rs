@@ -460,3 +460,52 @@ async fn candles_are_pushed_from_the_history_store() {
     assert!(second["seq"].as_u64() > first["seq"].as_u64());
     assert_eq!(second["data"]["high"], "60100.00");
 }
+
+/// A client frame that declares more than the 4 KiB limit is refused on its header: the server
+/// closes the connection instead of buffering the declared length as its bytes arrive
+/// (tungstenite's own frame limit, 16 MiB, used to apply first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_declaring_more_than_the_limit_is_refused_before_its_payload() {
+    let s = Server::start(|_| {}).await;
+    let mut sock = TcpStream::connect(s.addr).await.unwrap();
+    let upgrade = "GET /api/v1/ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    sock.write_all(upgrade.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        sock.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 101"));
+    // A masked binary frame declaring 8 MiB (64-bit length), then 64 KiB of it.
+    let mut frame = vec![0x82u8, 0x80 | 127];
+    frame.extend_from_slice(&(8u64 << 20).to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    sock.write_all(&frame).await.unwrap();
+    let chunk = vec![0u8; 4_096];
+    let mut sent = 0usize;
+    let mut closed = false;
+    for _ in 0..16 {
+        if sock.write_all(&chunk).await.is_err() {
+            closed = true;
+            break;
+        }
+        sent += chunk.len();
+    }
+    // The server answers with a close frame (1009, message too big) or just closes; either
+    // way it stops reading: reading from our side ends within the deadline.
+    if !closed {
+        let mut buf = vec![0u8; 1_024];
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match sock.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the server still reads a frame declaring 8 MiB after {sent} bytes");
+    }
+}

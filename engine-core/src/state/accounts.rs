@@ -22,6 +22,7 @@ impl Engine {
         }
         let id = AccountId(u32::try_from(self.accounts.len() + 1).map_err(|_| Reason::Overflow)?);
         let initial = if self.cfg.demo_deposits { self.cfg.initial_balance } else { Usdc::ZERO };
+        self.check_room(initial)?;
         self.accounts.push(Account {
             login,
             credential,
@@ -53,6 +54,7 @@ impl Engine {
     ) -> Outcome {
         let i = self.account_index(account)?;
         check_amount(amount)?;
+        self.check_room(amount)?;
         self.credit(i, amount);
         self.total_deposits = add(self.total_deposits, amount);
         self.record(sink, Change::Deposited { account, amount });
@@ -74,6 +76,17 @@ impl Engine {
         self.total_withdrawals = add(self.total_withdrawals, amount);
         self.record(sink, Change::Withdrawn { account, amount });
         self.account_view(account).map(ReplyData::Account)
+    }
+
+    /// Refuses money that would take what all accounts hold together (available, order margin,
+    /// position margins) past [`MAX_AMOUNT`]: the one ceiling every balance and total stays
+    /// under, whatever users deposit (see its doc for why it is that value).
+    fn check_room(&self, amount: Usdc) -> Result<(), Reason> {
+        let held = add(add(self.total_available, self.total_margin), self.total_reserved);
+        match held.checked_add(amount) {
+            Some(after) if after <= MAX_AMOUNT => Ok(()),
+            _ => Err(Reason::BalanceLimit),
+        }
     }
 
     pub(super) fn credit(&mut self, i: usize, amount: Usdc) {

@@ -164,7 +164,8 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
 
 /// The client's address: the peer's, or — when the peer is a trusted proxy — the nearest
 /// address in `X-Forwarded-For` that is not a trusted proxy. Untrusted peers' headers are ignored
-/// (anyone can write them).
+/// (anyone can write them). An IPv6 address is given as its /64 ([`crate::server::address_key`]):
+/// every per-address limit is per subscriber, not per one of its 2^64 addresses.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
 
@@ -178,7 +179,8 @@ impl FromRequestParts<Arc<AppState>> for ClientIp {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).ok_or_else(
             || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "no peer address"),
         )?;
-        Ok(ClientIp(client_ip(peer, &parts.headers, &state.cfg.limits.trusted_proxies)))
+        let ip = client_ip(peer, &parts.headers, &state.cfg.limits.trusted_proxies);
+        Ok(ClientIp(crate::server::address_key(ip)))
     }
 }
 
@@ -231,6 +233,26 @@ fn printable_id(s: &str) -> bool {
     (1..=36).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// Every request, whatever its route, within `any_per_ip_per_second` for its client address;
+/// a 429 (this one or any route's) closes the connection: a flooder reconnects to try again,
+/// and its slot is free meanwhile.
+pub(crate) async fn limit_every_request(
+    State(state): St,
+    ClientIp(ip): ClientIp,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut resp = match AppState::limited(&state.any_ip, &ip) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    };
+    if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+        resp.headers_mut()
+            .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    resp
+}
+
 /// The authenticated caller, from `Authorization: Bearer <JWT>`.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthUser(pub AccountId);
@@ -242,7 +264,9 @@ impl FromRequestParts<Arc<AppState>> for AuthUser {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        Ok(AuthUser(AccountId(state.tokens.verify(bearer(parts)?)?)))
+        let account = state.tokens.verify(bearer(parts)?)?;
+        AppState::limited(&state.authed, &account)?;
+        Ok(AuthUser(AccountId(account)))
     }
 }
 
@@ -259,7 +283,10 @@ impl FromRequestParts<Arc<AppState>> for AdminUser {
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
         match state.tokens.verify_claims(bearer(parts)?)? {
-            (account, true) => Ok(AdminUser(AccountId(account))),
+            (account, true) => {
+                AppState::limited(&state.authed, &account)?;
+                Ok(AdminUser(AccountId(account)))
+            }
             (_, false) => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",

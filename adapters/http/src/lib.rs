@@ -104,6 +104,13 @@ pub struct Limits {
     pub trading_per_second: u32,
     /// Unauthenticated reads (`/markets`, `/healthz`) per client IP per second.
     pub public_per_ip_per_second: u32,
+    /// Every request, whatever its route (the page, `/favicon.ico`, the OpenAPI document
+    /// included), per client address per second, burst the same; a 429 also closes the
+    /// connection so a flooder pays a new handshake.
+    pub any_per_ip_per_second: u32,
+    /// Authenticated requests (reads included) per account per second, burst the same: one
+    /// user cannot load the engine's query path for everyone else.
+    pub authed_per_second: u32,
     /// How long `/markets` and `/healthz` reuse the engine's last market answer: unauthenticated
     /// readers cannot load the engine's ring beyond one query per this period.
     #[serde(deserialize_with = "millis", rename = "markets_cache_ms")]
@@ -134,6 +141,8 @@ impl Default for Limits {
             signup_per_ip_per_minute: 5,
             trading_per_second: 50,
             public_per_ip_per_second: 20,
+            any_per_ip_per_second: 1_000,
+            authed_per_second: 200,
             markets_cache: Duration::from_millis(250),
             trusted_proxies: Vec::new(),
             cors_origins: Vec::new(),
@@ -185,6 +194,8 @@ impl Limits {
             (self.signup_per_ip_per_minute, "signup_per_ip_per_minute"),
             (self.trading_per_second, "trading_per_second"),
             (self.public_per_ip_per_second, "public_per_ip_per_second"),
+            (self.any_per_ip_per_second, "any_per_ip_per_second"),
+            (self.authed_per_second, "authed_per_second"),
         ] {
             if n == 0 {
                 return Err(format!("http.{what} must be at least 1"));
@@ -327,8 +338,10 @@ pub struct AppState {
     trading: DefaultKeyedRateLimiter<u32>,
     trading_ip: DefaultKeyedRateLimiter<IpAddr>,
     public_ip: DefaultKeyedRateLimiter<IpAddr>,
+    pub(crate) any_ip: DefaultKeyedRateLimiter<IpAddr>,
+    pub(crate) authed: DefaultKeyedRateLimiter<u32>,
     markets_cache: tokio::sync::Mutex<Option<(Instant, Arc<Response>)>>,
-    server_stats: Arc<server::ServerStats>,
+    edge: server::Edge,
     metrics: metrics::Metrics,
     started: Instant,
     history: std::sync::OnceLock<History>,
@@ -394,13 +407,14 @@ impl AppState {
         let l = &cfg.limits;
         let (markets, lag) = (cfg.markets.clone(), l.push.lag_capacity);
         let hasher = auth::Hasher::new(l.hash_concurrency.max(1), l.hash_queue, l.reply_timeout);
-        let server_stats = Arc::new(server::ServerStats::default());
+        let edge =
+            server::Edge { trusted_proxies: l.trusted_proxies.clone(), ..server::Edge::default() };
         Arc::new(AppState {
             metrics: metrics::Metrics::new(
                 Arc::clone(&engine),
                 feed.clone(),
                 hasher.clone(),
-                Arc::clone(&server_stats),
+                Arc::clone(&edge.stats),
             ),
             feed,
             tokens: Tokens::new(&cfg.jwt_secret, cfg.token_ttl.as_secs()),
@@ -414,8 +428,10 @@ impl AppState {
             // Several users may share an address (NAT): the per-IP allowance is 10 users' worth.
             trading_ip: RateLimiter::keyed(per_second(l.trading_per_second.saturating_mul(10))),
             public_ip: RateLimiter::keyed(per_second(l.public_per_ip_per_second)),
+            any_ip: RateLimiter::keyed(per_second(l.any_per_ip_per_second)),
+            authed: RateLimiter::keyed(per_second(l.authed_per_second)),
             markets_cache: tokio::sync::Mutex::new(None),
-            server_stats,
+            edge,
             engine,
             cfg,
             started: Instant::now(),
@@ -506,6 +522,8 @@ impl AppState {
         self.trading.retain_recent();
         self.trading_ip.retain_recent();
         self.public_ip.retain_recent();
+        self.any_ip.retain_recent();
+        self.authed.retain_recent();
     }
 
     /// Per-user and per-IP limits of the trading endpoints.
@@ -528,7 +546,12 @@ impl AppState {
 
     /// Counters of the server loop.
     pub fn server_stats(&self) -> Arc<server::ServerStats> {
-        Arc::clone(&self.server_stats)
+        Arc::clone(&self.edge.stats)
+    }
+
+    /// The server loop's shared parts (counters, the socket table, exempt proxies).
+    pub fn edge(&self) -> server::Edge {
+        self.edge.clone()
     }
 }
 
@@ -539,6 +562,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     use tower_http::set_header::SetResponseHeaderLayer;
     let l = &state.cfg.limits;
     let mut app = api::routes()
+        .layer(axum::middleware::from_fn_with_state(state.clone(), api::limit_every_request))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(l.body_limit_bytes))
         .layer(tower_http::timeout::RequestBodyDeadlineLayer::new(l.server.body_timeout))
@@ -593,8 +617,8 @@ pub async fn serve(
         })
     };
     let limits = state.cfg.limits.server.clone();
-    let stats = state.server_stats();
-    let result = server::run(listener, router(state), limits, stats, shutdown).await;
+    let edge = state.edge();
+    let result = server::run(listener, router(state), limits, edge, shutdown).await;
     sweeper.abort();
     result
 }

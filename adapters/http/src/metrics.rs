@@ -120,7 +120,7 @@ impl Metrics {
         let edge = Family::<CounterLabels, Gauge>::default();
         registry.register(
             "edge",
-            "Connections (open, refused, accept errors, idle closed) and password hashing (in flight, max, rejected)",
+            "Connections (open, refused, refused per address, shed, accept errors, idle closed) and password hashing (in flight, max, rejected)",
             edge.clone(),
         );
         let history = Family::<CounterLabels, Gauge>::default();
@@ -205,6 +205,8 @@ impl Metrics {
         let edge = [
             ("connections_open", load(&self.server.open)),
             ("connections_refused", load(&self.server.refused)),
+            ("connections_refused_per_address", load(&self.server.refused_per_address)),
+            ("connections_shed", load(&self.server.shed)),
             ("accept_errors", load(&self.server.accept_errors)),
             ("connections_idle_closed", load(&self.server.idle_closed)),
             ("hash_in_flight", h.in_flight as u64),

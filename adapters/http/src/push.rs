@@ -50,8 +50,16 @@ use crate::error::ApiError;
 pub struct PushLimits {
     /// WebSocket connections at once (beyond: 503 `busy`).
     pub max_connections: usize,
-    /// WebSocket connections at once from one address (beyond: 429).
+    /// WebSocket connections at once from one address (an IPv6 /64; beyond: 429).
     pub per_ip: usize,
+    /// Of those, connections not signed in (no token on the upgrade) at once: signed-in
+    /// traders keep the rest whatever anonymous clients hold (beyond: 503 `busy`).
+    pub anonymous_max_connections: usize,
+    /// Connections not signed in, at once from one address (beyond: 429).
+    pub anonymous_per_ip: usize,
+    /// A connection still not signed in this long after it opened is closed (4003
+    /// `sign_in_required`; the page reconnects): public prices cannot hold a slot for ever (ms).
+    pub anonymous_life_ms: u64,
     /// At most this many price sends a second to one connection (each carries every market
     /// that changed; the latest wins). A price waits up to `1 / price_updates_per_second` for
     /// its send: the default 50 keeps that at 20 ms; 20 halves the push CPU at 1000
@@ -74,6 +82,9 @@ impl Default for PushLimits {
         PushLimits {
             max_connections: 2_000,
             per_ip: 20,
+            anonymous_max_connections: 500,
+            anonymous_per_ip: 4,
+            anonymous_life_ms: 600_000,
             price_updates_per_second: 50,
             refresh_ms: 1_000,
             heartbeat_ms: 15_000,
@@ -89,6 +100,9 @@ impl PushLimits {
     pub fn validate(&self) -> Result<(), String> {
         let ok = self.max_connections >= 1
             && self.per_ip >= 1
+            && (1..=self.max_connections).contains(&self.anonymous_max_connections)
+            && (1..=self.per_ip).contains(&self.anonymous_per_ip)
+            && (1_000..=86_400_000).contains(&self.anonymous_life_ms)
             && (1..=100).contains(&self.price_updates_per_second)
             && (50..=60_000).contains(&self.refresh_ms)
             && (100..=300_000).contains(&self.heartbeat_ms)
@@ -160,7 +174,9 @@ pub struct Hub {
     routes: Mutex<HashMap<AccountId, Vec<Route>>>,
     next_route: AtomicU64,
     lag: usize,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Connections per address key, and (second) those not signed in.
+    per_ip: Mutex<HashMap<IpAddr, (usize, usize)>>,
+    anonymous_open: AtomicUsize,
     poller: std::sync::OnceLock<()>,
     /// Counters.
     pub stats: PushStats,
@@ -188,6 +204,7 @@ impl Hub {
             next_route: AtomicU64::new(1),
             lag: lag.max(16),
             per_ip: Mutex::new(HashMap::new()),
+            anonymous_open: AtomicUsize::new(0),
             poller: std::sync::OnceLock::new(),
             stats: PushStats::default(),
         }
@@ -410,37 +427,67 @@ impl Hub {
         }
     }
 
-    /// Takes a connection slot for `ip`, or says why not.
-    fn admit(self: &Arc<Self>, ip: IpAddr, limits: &PushLimits) -> Result<Slot, ApiError> {
+    /// Takes a connection slot for `ip` (signed in or not), or says why not.
+    fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        limits: &PushLimits,
+        signed_in: bool,
+    ) -> Result<Slot, ApiError> {
+        let key = crate::server::address_key(ip);
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        if self.stats.open.load(Ordering::Relaxed) >= limits.max_connections {
+        let anonymous_full =
+            self.anonymous_open.load(Ordering::Relaxed) >= limits.anonymous_max_connections;
+        if self.stats.open.load(Ordering::Relaxed) >= limits.max_connections
+            || (!signed_in && anonymous_full)
+        {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
             return Err(ApiError::busy("too many push connections"));
         }
-        let n = per_ip.entry(ip).or_insert(0);
-        if *n >= limits.per_ip {
+        let (all, anonymous) = per_ip.entry(key).or_insert((0, 0));
+        if *all >= limits.per_ip || (!signed_in && *anonymous >= limits.anonymous_per_ip) {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
             return Err(ApiError::rate_limited(1));
         }
-        *n += 1;
+        *all += 1;
+        if !signed_in {
+            *anonymous += 1;
+            self.anonymous_open.fetch_add(1, Ordering::Relaxed);
+        }
         self.stats.open.fetch_add(1, Ordering::Relaxed);
-        Ok(Slot { hub: Arc::clone(self), ip })
+        Ok(Slot { hub: Arc::clone(self), key, anonymous: !signed_in })
     }
 }
 
 /// A connection's place under the caps, given back on drop.
 struct Slot {
     hub: Arc<Hub>,
-    ip: IpAddr,
+    key: IpAddr,
+    /// Counted among the connections not signed in.
+    anonymous: bool,
+}
+
+impl Slot {
+    /// The connection signed in: it leaves the anonymous budget.
+    fn signed_in(&mut self) {
+        if std::mem::take(&mut self.anonymous) {
+            let mut per_ip = self.hub.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, anonymous)) = per_ip.get_mut(&self.key) {
+                *anonymous = anonymous.saturating_sub(1);
+            }
+            self.hub.anonymous_open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        self.signed_in();
         let mut per_ip = self.hub.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                per_ip.remove(&self.ip);
+        if let Some((all, _)) = per_ip.get_mut(&self.key) {
+            *all -= 1;
+            if *all == 0 {
+                per_ip.remove(&self.key);
             }
         }
         self.hub.stats.open.fetch_sub(1, Ordering::Relaxed);
@@ -534,13 +581,10 @@ pub(crate) async fn upgrade(
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Query(q): Query<WsQuery>,
+    conn_slot: Option<axum::Extension<Arc<crate::server::ConnSlot>>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let limits = state.push_limits().clone();
-    let slot = match state.hub().admit(ip, &limits) {
-        Ok(s) => s,
-        Err(e) => return e.into_response(),
-    };
     // A token on the upgrade authenticates the connection from the start; a bad one is refused.
     let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -555,6 +599,10 @@ pub(crate) async fn upgrade(
         },
         None => None,
     };
+    let slot = match state.hub().admit(ip, &limits, account.is_some()) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
     state.hub().poller.get_or_init(|| {
         tokio::spawn(pump_prices(state.hub(), limits.price_updates_per_second));
         tokio::spawn(poll_candles(Arc::clone(&state)));
@@ -565,8 +613,10 @@ pub(crate) async fn upgrade(
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(WRITE_BUFFER_MAX_BYTES)
         .on_upgrade(move |socket| async move {
-            let _slot = slot;
-            Conn::new(state, account, limits).run(socket).await;
+            // The server's slot for this socket stays taken while it is open (one budget for
+            // HTTP and push), and shedding it closes the socket.
+            let conn_slot = conn_slot.map(|axum::Extension(s)| s);
+            Conn::new(state, account, limits, slot, conn_slot).run(socket).await;
         })
 }
 
@@ -592,6 +642,10 @@ struct Conn {
     /// This connection's queue of its account's changes (once signed in), and its route id.
     private: Option<mpsc::Receiver<Arc<Private>>>,
     route: Option<u64>,
+    /// The push caps' slot (leaves the anonymous budget on sign-in).
+    slot: Slot,
+    /// The server's slot for the socket, when served by [`crate::server::run`].
+    conn_slot: Option<Arc<crate::server::ConnSlot>>,
 }
 
 /// The next of the account's changes, or never (not signed in).
@@ -624,10 +678,20 @@ enum End {
     Closed,
     Slow,
     Idle,
+    /// Not signed in within `anonymous_life_ms`.
+    Anonymous,
+    /// Its server slot was given to another address's connection.
+    Shed,
 }
 
 impl Conn {
-    fn new(state: Arc<AppState>, account: Option<AccountId>, limits: PushLimits) -> Conn {
+    fn new(
+        state: Arc<AppState>,
+        account: Option<AccountId>,
+        limits: PushLimits,
+        slot: Slot,
+        conn_slot: Option<Arc<crate::server::ConnSlot>>,
+    ) -> Conn {
         Conn {
             state,
             account,
@@ -644,12 +708,15 @@ impl Conn {
             has_open: true,
             private: None,
             route: None,
+            slot,
+            conn_slot,
         }
     }
 
     /// Starts receiving the account's changes.
     fn sign_in(&mut self, account: AccountId) {
         self.account = Some(account);
+        self.slot.signed_in();
         if self.route.is_none() {
             let (id, rx) = self.state.hub().route(account);
             self.route = Some(id);
@@ -679,6 +746,8 @@ impl Conn {
                 hub.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
                 (4002, "idle")
             }
+            End::Anonymous => (4003, "sign_in_required"),
+            End::Shed => (1013, "try_again_later"),
         };
         let close =
             Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }));
@@ -696,8 +765,21 @@ impl Conn {
         let mut heartbeat = tokio::time::interval(Duration::from_millis(self.limits.heartbeat_ms));
         let idle = Duration::from_millis(self.limits.idle_timeout_ms);
         let mut last_heard = tokio::time::Instant::now();
+        let anonymous_until = last_heard + Duration::from_millis(self.limits.anonymous_life_ms);
+        let conn_slot = self.conn_slot.clone();
+        let shed = async move {
+            match conn_slot {
+                Some(s) => s.shed().await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut shed = std::pin::pin!(shed);
         loop {
             let step = tokio::select! {
+                () = &mut shed => Err(End::Shed),
+                () = tokio::time::sleep_until(anonymous_until), if self.account.is_none() => {
+                    Err(End::Anonymous)
+                }
                 m = socket.recv() => match m {
                     Some(Ok(m)) => {
                         last_heard = tokio::time::Instant::now();

@@ -5,8 +5,13 @@
 //! slow sockets held open for minutes starved a server of descriptors until every request timed
 //! out. Here:
 //!
-//! - at most [`ServerLimits::max_connections`] connections are served; the next one gets a
-//!   canned `503` and is closed before anything of it is read;
+//! - at most [`ServerLimits::max_connections`] sockets are held — HTTP connections and the push
+//!   sockets upgraded from them alike (an upgraded socket keeps its slot: one descriptor budget);
+//! - at most [`ServerLimits::max_connections_per_address`] from one address (IPv6: one /64),
+//!   trusted proxies excepted; one more gets a canned `503` and is closed unread;
+//! - when every slot is taken, the address holding the most gives up its oldest connection
+//!   (a request in flight is answered first) so a newcomer from elsewhere is served: one
+//!   address cannot hold the server;
 //! - a request head must arrive within [`ServerLimits::header_timeout`] (hyper's timer, which
 //!   starts when the server waits for a request: after connect and after each response);
 //! - a request body must arrive within [`ServerLimits::body_timeout`] (a hard deadline);
@@ -15,10 +20,11 @@
 //! - an `accept` error (e.g. `EMFILE`) is logged and retried after a pause: never a busy loop,
 //!   never the end of the server.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -30,15 +36,17 @@ use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tower::ServiceExt;
 
 /// Limits of the server loop. Every one is configurable (`--config`, section `http`).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerLimits {
-    /// Connections served at once; one more is answered `503` and closed.
+    /// Sockets held at once (HTTP and upgraded push sockets); when full, the top holder is shed.
     pub max_connections: usize,
+    /// Sockets held at once from one address (an IPv6 /64); one more is answered `503`.
+    pub max_connections_per_address: usize,
     /// A request head must be complete this long after the server starts waiting for it.
     #[serde(with = "millis", rename = "header_timeout_ms")]
     pub header_timeout: Duration,
@@ -58,6 +66,7 @@ impl Default for ServerLimits {
     fn default() -> Self {
         ServerLimits {
             max_connections: 1024,
+            max_connections_per_address: 64,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
@@ -72,6 +81,11 @@ impl ServerLimits {
         let ms = |d: Duration| d.as_millis();
         if self.max_connections == 0 || self.max_connections > 1_000_000 {
             return Err("http.max_connections must be 1..=1000000".into());
+        }
+        if self.max_connections_per_address == 0
+            || self.max_connections_per_address > self.max_connections
+        {
+            return Err("http.max_connections_per_address must be 1..=max_connections".into());
         }
         for (name, d) in [
             ("header_timeout_ms", self.header_timeout),
@@ -103,6 +117,10 @@ pub struct ServerStats {
     pub open: AtomicU64,
     /// Connections refused because `max_connections` were open.
     pub refused: AtomicU64,
+    /// Connections refused because their address held `max_connections_per_address`.
+    pub refused_per_address: AtomicU64,
+    /// Connections closed to make room for another address's (the top holder's oldest).
+    pub shed: AtomicU64,
     /// `accept` calls that failed (e.g. out of descriptors).
     pub accept_errors: AtomicU64,
     /// Connections closed for idling.
@@ -120,16 +138,166 @@ fn busy_response() -> String {
     )
 }
 
+/// The key an address is limited by: an IPv4 address itself, an IPv6 address by its /64 (one
+/// subscriber's allocation: a host has 2^64 addresses to rotate through), an IPv4-mapped IPv6
+/// address as the IPv4 address it is.
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// Sheds in progress past `max_connections` at most: a shed connection closes after its
+/// response in flight, and its newcomer is served meanwhile. Well inside the 64 descriptors
+/// kept below the process's limit for the journal and snapshots.
+const SHEDDING_MAX: usize = 16;
+/// A shed connection still open this long after the signal is dropped.
+const SHED_GRACE: Duration = Duration::from_secs(5);
+
+/// Every socket the server holds, by address key: the caps, and whom to shed when full.
+#[derive(Debug, Default)]
+pub struct ConnTable {
+    inner: Mutex<TableInner>,
+}
+
+#[derive(Debug, Default)]
+struct TableInner {
+    /// Per address key, its sockets oldest first: (id, shed signal).
+    by_key: HashMap<IpAddr, Vec<(u64, watch::Sender<bool>)>>,
+    open: usize,
+    shedding: usize,
+    next_id: u64,
+}
+
+/// Why a socket was not admitted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Every slot is taken and no other address holds more than this one would.
+    Full,
+    /// This address holds `max_connections_per_address`.
+    PerAddress,
+}
+
+/// One socket's place in the [`ConnTable`], given back when the last holder drops it: the HTTP
+/// connection's task, and — after a WebSocket upgrade — the push connection (it reaches the
+/// handler as a request extension).
+#[derive(Debug)]
+pub struct ConnSlot {
+    table: Arc<ConnTable>,
+    key: IpAddr,
+    id: u64,
+    shed: watch::Receiver<bool>,
+}
+
+impl ConnSlot {
+    /// Resolves once this socket is to be given up for another address's.
+    pub async fn shed(&self) {
+        let mut rx = self.shed.clone();
+        let _ = rx.wait_for(|shed| *shed).await;
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut t = self.table.lock();
+        if let Some(list) = t.by_key.get_mut(&self.key) {
+            if let Some(i) = list.iter().position(|(id, _)| *id == self.id) {
+                let (_, tx) = list.remove(i);
+                if *tx.borrow() {
+                    t.shedding = t.shedding.saturating_sub(1);
+                }
+            }
+            if t.by_key.get(&self.key).is_some_and(Vec::is_empty) {
+                t.by_key.remove(&self.key);
+            }
+        }
+        t.open = t.open.saturating_sub(1);
+    }
+}
+
+impl ConnTable {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TableInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sockets held now.
+    pub fn open(&self) -> usize {
+        self.lock().open
+    }
+
+    /// Takes a slot for a socket from `ip` (`exempt`: a trusted proxy, not held to the
+    /// per-address cap), shedding the top holder's oldest socket when every slot is taken.
+    pub fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        exempt: PerAddressCap,
+        limits: &ServerLimits,
+        stats: &ServerStats,
+    ) -> Result<ConnSlot, Refused> {
+        let key = address_key(ip);
+        let mut t = self.lock();
+        let own = t.by_key.get(&key).map_or(0, Vec::len);
+        if exempt == PerAddressCap::Applies && own >= limits.max_connections_per_address {
+            return Err(Refused::PerAddress);
+        }
+        if t.open >= limits.max_connections {
+            if t.shedding >= SHEDDING_MAX {
+                return Err(Refused::Full);
+            }
+            // The address holding the most live (not already shed) sockets gives one up, if it
+            // holds more than the newcomer's address would.
+            let top = t
+                .by_key
+                .iter()
+                .map(|(k, list)| (list.iter().filter(|(_, tx)| !*tx.borrow()).count(), *k))
+                .max();
+            match top {
+                Some((n, victim)) if n > own + 1 => {
+                    let list = t.by_key.get(&victim).map(Vec::as_slice).unwrap_or_default();
+                    if let Some((_, tx)) = list.iter().find(|(_, tx)| !*tx.borrow()) {
+                        let _ = tx.send(true);
+                    }
+                    t.shedding += 1;
+                    stats.shed.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => return Err(Refused::Full),
+            }
+        }
+        let id = t.next_id;
+        t.next_id += 1;
+        let (tx, rx) = watch::channel(false);
+        t.by_key.entry(key).or_default().push((id, tx));
+        t.open += 1;
+        Ok(ConnSlot { table: Arc::clone(self), key, id, shed: rx })
+    }
+}
+
+/// Whether a socket is held to the per-address cap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PerAddressCap {
+    /// An ordinary client.
+    Applies,
+    /// A trusted reverse proxy: it carries many clients' connections.
+    Exempt,
+}
+
 /// Serves `app` on `listener` within `limits` until `shutdown` resolves, then lets open
 /// connections finish (up to `limits.shutdown_grace`).
 pub async fn run(
     listener: TcpListener,
     app: Router,
     limits: ServerLimits,
-    stats: Arc<ServerStats>,
+    edge: Edge,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let Edge { stats, table, trusted_proxies } = edge;
     let (stop_tx, stop_rx) = watch::channel(false);
     let epoch = Instant::now();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -152,10 +320,22 @@ pub async fn run(
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            stats.refused.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(refuse(stream));
-            continue;
+        let cap = if trusted_proxies.iter().any(|n| n.contains(&peer.ip())) {
+            PerAddressCap::Exempt
+        } else {
+            PerAddressCap::Applies
+        };
+        let slot = match table.admit(peer.ip(), cap, &limits, &stats) {
+            Ok(slot) => Arc::new(slot),
+            Err(why) => {
+                let counter = match why {
+                    Refused::Full => &stats.refused,
+                    Refused::PerAddress => &stats.refused_per_address,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(refuse(stream));
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let conn = Connection {
@@ -165,18 +345,31 @@ pub async fn run(
             stop: stop_rx.clone(),
             epoch,
         };
-        tokio::spawn(async move {
-            conn.serve(stream, peer).await;
-            drop(permit);
-        });
+        tokio::spawn(conn.serve(stream, peer, slot));
     }
     drop(listener);
     let _ = stop_tx.send(true);
-    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(limits.shutdown_grace, slots.acquire_many(all)).await.is_err() {
+    let deadline = Instant::now() + limits.shutdown_grace;
+    while table.open() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if table.open() > 0 {
         tracing::warn!("connections still open after the shutdown grace period; dropping them");
     }
     Ok(())
+}
+
+/// What the server loop shares with the rest of the edge: its counters, the table of every
+/// socket (the push API keeps an upgraded socket's slot), and the proxies exempt from the
+/// per-address cap.
+#[derive(Clone, Debug, Default)]
+pub struct Edge {
+    /// Counters for `/metrics`.
+    pub stats: Arc<ServerStats>,
+    /// Every socket held.
+    pub table: Arc<ConnTable>,
+    /// Peers not held to the per-address cap.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Answers `503` without reading the request, then closes.
@@ -196,8 +389,12 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve(mut self, stream: TcpStream, peer: SocketAddr) {
+    async fn serve(mut self, stream: TcpStream, peer: SocketAddr, slot: Arc<ConnSlot>) {
         self.stats.open.fetch_add(1, Ordering::Relaxed);
+        let shed_slot = Arc::clone(&slot);
+        let shed = shed_slot.shed();
+        let mut shed = std::pin::pin!(shed);
+        let mut shed_at: Option<Instant> = None;
         let activity = Arc::new(AtomicU64::new(self.now_ms()));
         let io = TokioIo::new(Tracked {
             inner: stream,
@@ -208,6 +405,7 @@ impl Connection {
         let service = tower::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
             let mut req = req.map(axum::body::Body::new);
             req.extensions_mut().insert(ConnectInfo(peer));
+            req.extensions_mut().insert(Arc::clone(&slot));
             app.clone().oneshot(req)
         });
         let conn = http1::Builder::new()
@@ -230,9 +428,22 @@ impl Connection {
                     }
                     break;
                 }
-                _ = check.tick(), if !closing => {
-                    if self.now_ms().saturating_sub(activity.load(Ordering::Relaxed)) >= idle_ms {
+                _ = check.tick() => {
+                    if shed_at.is_some_and(|t| t.elapsed() >= SHED_GRACE) {
+                        break; // shed, and its response in flight did not finish in time
+                    }
+                    if !closing
+                        && self.now_ms().saturating_sub(activity.load(Ordering::Relaxed)) >= idle_ms
+                    {
                         self.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
+                () = &mut shed, if shed_at.is_none() => {
+                    shed_at = Some(Instant::now());
+                    check = tokio::time::interval(SHED_GRACE / 4);
+                    if !closing {
                         conn.as_mut().graceful_shutdown();
                         closing = true;
                     }

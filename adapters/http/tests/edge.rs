@@ -170,7 +170,7 @@ async fn the_connection_cap_refuses_the_next_one_with_503() {
     for _ in 0..3 {
         held.push(TcpStream::connect(e.addr).await.unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_open(&e, 3).await;
     let mut extra = TcpStream::connect(e.addr).await.unwrap();
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), extra.read_to_end(&mut buf))
@@ -181,9 +181,113 @@ async fn the_connection_cap_refuses_the_next_one_with_503() {
     assert!(text.starts_with("HTTP/1.1 503") && text.contains("too_many_connections"), "{text}");
     assert_eq!(e.state.server_stats().refused.load(std::sync::atomic::Ordering::Relaxed), 1);
     drop(held);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_open(&e, 0).await;
     let r = e.send("GET /api/v1/markets HTTP/1.1", None).await;
     assert_eq!(r.status, 200, "a slot is free again");
+}
+
+/// Waits (on the server's own count, not a timer) until `n` connections are open.
+async fn wait_open(e: &Edge, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while e.state.server_stats().open.load(std::sync::atomic::Ordering::Relaxed) != n {
+        assert!(Instant::now() < deadline, "never {n} connections open");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A connection from `source` (any 127.0.0.0/8 address: each test client is its own host).
+async fn connect_from(source: [u8; 4], to: std::net::SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((source, 0))).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// What the server answers a `GET /api/v1/markets` on `s` (keep-alive): the status line's code,
+/// or None when it closed instead.
+async fn markets_on(s: &mut TcpStream) -> Option<u16> {
+    s.write_all(b"GET /api/v1/markets HTTP/1.1\r\nHost: t\r\n\r\n").await.ok()?;
+    let mut buf = vec![0u8; 16 * 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.ok()?.ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]);
+    text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+/// The attack: one address opened 1,100 keep-alive connections and every other address got 503
+/// for 40 s. Now one address holds at most `max_connections_per_address`, and when the server is
+/// full the address holding the most gives up its oldest connection to a newcomer from elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_every_connection_and_the_top_holder_is_shed_first() {
+    let e = Edge::start(|c| {
+        c.limits.server.max_connections = 12;
+        c.limits.server.max_connections_per_address = 8;
+    })
+    .await;
+    let stats = e.state.server_stats();
+    use std::sync::atomic::Ordering::Relaxed;
+    // The hog: 8 served keep-alive connections, then the 9th from its address is refused.
+    let mut hog = Vec::new();
+    for _ in 0..8 {
+        let mut s = connect_from([127, 0, 0, 2], e.addr).await;
+        assert_eq!(markets_on(&mut s).await, Some(200));
+        hog.push(s);
+    }
+    let mut ninth = connect_from([127, 0, 0, 2], e.addr).await;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), ninth.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 503") && text.contains("too_many_connections"), "{text}");
+    assert_eq!(stats.refused_per_address.load(Relaxed), 1);
+    // Others fill the rest: 4 addresses with one connection each; the server is full.
+    let mut others = Vec::new();
+    for i in 0..4u8 {
+        let mut s = connect_from([127, 0, 1, i + 1], e.addr).await;
+        assert_eq!(markets_on(&mut s).await, Some(200));
+        others.push(s);
+    }
+    wait_open(&e, 12).await;
+    // A newcomer from a fifth address is served: the hog's oldest connection is shed.
+    let mut newcomer = connect_from([127, 0, 2, 1], e.addr).await;
+    assert_eq!(markets_on(&mut newcomer).await, Some(200), "the newcomer is served");
+    assert_eq!(stats.shed.load(Relaxed), 1);
+    assert!(closed_within(&mut hog[0], Duration::from_secs(10)).await.is_some(), "oldest shed");
+    for s in &mut others {
+        assert_eq!(markets_on(s).await, Some(200), "the small holders keep their connections");
+    }
+    assert_eq!(markets_on(&mut hog[7]).await, Some(200), "the hog keeps the rest");
+}
+
+/// Every route is rate limited per address, and a 429 closes the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_is_rate_limited_and_a_429_closes_the_connection() {
+    let e = Edge::start(|c| c.limits.any_per_ip_per_second = 5).await;
+    let mut s = connect_from([127, 0, 3, 1], e.addr).await;
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        if s.write_all(b"GET /favicon.ico HTTP/1.1\r\nHost: t\r\n\r\n").await.is_err() {
+            break;
+        }
+        let mut buf = vec![0u8; 16 * 1024];
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                statuses.push(text[9..12].to_string());
+                if text.starts_with("HTTP/1.1 429") {
+                    assert!(text.to_ascii_lowercase().contains("connection: close"), "{text}");
+                    assert!(closed_within(&mut s, Duration::from_secs(10)).await.is_some());
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(statuses.last().map(String::as_str), Some("429"), "{statuses:?}");
+    assert!(statuses.len() <= 6, "at most the burst of 5 before the 429: {statuses:?}");
+    // Another address is not affected.
+    let mut other = connect_from([127, 0, 3, 2], e.addr).await;
+    assert_eq!(markets_on(&mut other).await, Some(200));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -165,6 +165,8 @@ fn arbitrary_requests_to_every_route_never_get_a_5xx() {
     // Limits wide open, so requests reach parsing, validation and the engine, not a 429.
     cfg.limits.trading_per_second = 1_000_000;
     cfg.limits.public_per_ip_per_second = 1_000_000;
+    cfg.limits.any_per_ip_per_second = 1_000_000;
+    cfg.limits.authed_per_second = 1_000_000;
     cfg.limits.signup_per_ip_per_minute = 1_000_000;
     cfg.limits.signin_per_ip_per_minute = 1_000_000;
     cfg.limits.signin_per_login_per_minute = 1_000_000;

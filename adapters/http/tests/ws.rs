@@ -509,3 +509,49 @@ async fn a_frame_declaring_more_than_the_limit_is_refused_before_its_payload() {
         assert!(ended.is_ok(), "the server still reads a frame declaring 8 MiB after {sent} bytes");
     }
 }
+
+/// Anonymous clients have a budget of their own (per address and a life limit) so they cannot
+/// hold every push slot, and every push socket keeps its server slot: one descriptor budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_push_is_capped_and_expires_and_push_sockets_keep_their_server_slot() {
+    let s = Server::start(|c| {
+        c.limits.push.anonymous_per_ip = 2;
+        c.limits.push.anonymous_life_ms = 1_000;
+        c.limits.push.heartbeat_ms = 200;
+    })
+    .await;
+    let (token, _) = s.user("owner@example.com").await;
+    let mut anon1 = s.connect(None).await;
+    let _anon2 = s.connect(None).await;
+    let url = format!("ws://{}/api/v1/ws", s.addr);
+    let third = tokio_tungstenite::connect_async(url).await;
+    match third {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 429),
+        other => panic!("a third anonymous connection from one address: {other:?}"),
+    }
+    // A signed-in trader from the same address still connects.
+    let mut owner = s.connect(Some(&token)).await;
+    // Three push sockets, each holding its server slot after the HTTP exchange ended.
+    let table = s.state.edge().table;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while table.open() != 3 {
+        assert!(std::time::Instant::now() < deadline, "push sockets hold {} slots", table.open());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The anonymous connection is closed at its life limit (4003); the owner's is not.
+    let code = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match anon1.next().await {
+                Some(Ok(Message::Close(Some(f)))) => return Some(u16::from(f.code)),
+                Some(Ok(_)) => {}
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("the anonymous connection outlived its life limit");
+    assert_eq!(code, Some(4003));
+    send(&mut owner, json!({"op": "subscribe", "channels": ["balance"]})).await;
+    let m = next(&mut owner, 10).await;
+    assert_eq!(m["op"], "subscribed", "the signed-in connection still serves: {m}");
+}

@@ -47,7 +47,20 @@ enum Command {
     Drill(cmd::drill::DrillArgs),
 }
 
-fn main() -> Result<()> {
+/// Runs the command; an error prints its message and causes on one line, never a backtrace
+/// (`anyhow`'s `Debug` adds one whenever `RUST_BACKTRACE` is set, as it often is on a
+/// developer's machine), and exits 1.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

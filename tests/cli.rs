@@ -25,6 +25,26 @@ fn serve_with_a_bad_feed_says_so() {
     }
 }
 
+/// A configuration error is one clear line with its causes, and no backtrace even when
+/// `RUST_BACKTRACE` is set (as it often is on developers' machines).
+#[test]
+fn an_error_prints_its_message_and_causes_never_a_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--feed", "nonsense"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_BACKTRACE", "full")
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("Error: ") && err.contains("unknown feed"), "{err}");
+    assert!(!err.to_lowercase().contains("backtrace"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
 /// `serve --feed replay:FILE` plays the recorded fixture into the engine; the API shows its prices.
 #[test]
 fn serve_replays_a_recording_into_the_engine() {

@@ -12,6 +12,7 @@ mod common;
 
 use common::BIN;
 use common::ha::*;
+use engine_core::prelude::*;
 
 /// One deployment at a time: each is seven processes on a two-core machine.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -281,4 +282,66 @@ fn newest_update_ms(v: &serde_json::Value) -> u64 {
             .unwrap_or(0),
         _ => 0,
     }
+}
+
+/// Starting a second engine on one Redis by mistake split the requests between two states.
+/// Now every engine that consumes `engine-stream` holds the lease: a second plain engine and a
+/// standby beside a plain engine refuse to start, each saying why, and the first one serves on.
+/// A plain engine also refuses a Redis whose `engine-journal` says the deployment is replicated.
+#[test]
+fn a_second_engine_on_one_redis_refuses_to_start_and_says_why() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let redis = redis_bridge::test_support::RedisServer::start(dir.path());
+    let url = redis.url.clone();
+    let mut first = EngineProc::start_as(BIN, &url, dir.path(), "engine-1", false, None);
+    assert!(first.wait_leading(Duration::from_secs(30)), "{}", first.log_text());
+
+    let mut second = EngineProc::start_as(BIN, &url, dir.path(), "engine-2", false, None);
+    assert_eq!(second.exit_code(Duration::from_secs(30)), Some(1), "{}", second.log_text());
+    assert!(second.log_text().contains("another engine leads"), "{}", second.log_text());
+    assert!(!second.log_text().contains("engine: serving engine-stream"));
+
+    let mut standby = EngineProc::start_as(BIN, &url, dir.path(), "engine-3", true, None);
+    assert_eq!(standby.exit_code(Duration::from_secs(30)), Some(1), "{}", standby.log_text());
+    assert!(standby.log_text().contains("not replicated leads"), "{}", standby.log_text());
+
+    // The first engine still serves every request.
+    let rt = runtime();
+    rt.block_on(async {
+        let c = client(&url, "api-1", 1).await;
+        let a = account(&c).await;
+        for _ in 0..20 {
+            let deposit =
+                CommandKind::Deposit { account: a, amount: Usdc::from_whole(1), key: None };
+            let r = c.send_request_and_wait(deposit).await.unwrap();
+            assert!(r.result.is_ok(), "{r:?}");
+        }
+    });
+    assert!(first.child.as_mut().unwrap().try_wait().unwrap().is_none(), "the first engine runs");
+
+    // A replicated deployment's log: a plain engine will not fork from it.
+    drop(first);
+    // One Redis without replicas: WAIT for none.
+    let mut leader = EngineProc {
+        child: None,
+        replicated: true,
+        args: ["--sync", "fsync", "--replicas", "0"].map(String::from).to_vec(),
+        node: "engine-4".into(),
+        data: dir.path().join("engine-4"),
+        log: dir.path().join("engine-4.log"),
+    };
+    leader.restart(BIN, &url);
+    assert!(leader.wait_leading(Duration::from_secs(30)), "{}", leader.log_text());
+    rt.block_on(async {
+        let c = client(&url, "api-2", 2).await;
+        let a = account(&c).await;
+        let deposit = CommandKind::Deposit { account: a, amount: Usdc::from_whole(1), key: None };
+        let r = c.send_request_and_wait(deposit).await.unwrap();
+        assert!(r.result.is_ok(), "{r:?}");
+    });
+    leader.kill();
+    let mut plain = EngineProc::start_as(BIN, &url, dir.path(), "engine-5", false, None);
+    assert_eq!(plain.exit_code(Duration::from_secs(30)), Some(1), "{}", plain.log_text());
+    assert!(plain.log_text().contains("this deployment is replicated"), "{}", plain.log_text());
 }

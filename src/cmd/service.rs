@@ -9,8 +9,9 @@ use anyhow::{Context, Result};
 use backpack_feed::client::{ClientConfig, FeedHealth, TickSink};
 use engine_core::prelude::*;
 use hundredx::ReplicatedStage;
+use hundredx::replication::log::RedisLog;
 use hundredx::replication::node::{Node, Takeover};
-use hundredx::replication::{ReplicationOptions, Shared};
+use hundredx::replication::{ReplicationOptions, Shared, single};
 use hundredx::{DurableEngine, DurableOptions};
 use hundredx_http::{ApiConfig, AppState};
 use redis_bridge::bridge::{EngineBridgeConfig, RedisEngineClient, run_engine_bridge};
@@ -108,7 +109,22 @@ pub fn run_engine(args: EngineArgs) -> Result<()> {
         trim: !args.durability.keep_journal,
         ..ReplicationOptions::new(target.clone(), key.clone(), &args.consumer)
     });
-    engine(&target, key, &args.consumer, cfg, &args.durability.options(), financing, ha)
+    let single_lease = Duration::from_millis(r.lease_ms);
+    let opts = EngineOptions { consumer: &args.consumer, financing, ha, single_lease };
+    engine(&target, key, cfg, &args.durability.options(), opts)
+}
+
+/// How `hundredx engine` runs, besides Redis, its configuration and its data directory.
+#[derive(Debug)]
+pub struct EngineOptions<'a> {
+    /// Its consumer name in the `engine` group (and its node name when replicated).
+    pub consumer: &'a str,
+    /// Financing period.
+    pub financing: Duration,
+    /// Replicated mode, if on.
+    pub ha: Option<ReplicationOptions>,
+    /// The lease a plain (not replicated) engine holds while it serves.
+    pub single_lease: Duration,
 }
 
 /// `hundredx api` from its flags.
@@ -136,13 +152,25 @@ pub fn run_api(args: ApiArgs) -> Result<()> {
 pub fn engine(
     target: &RedisTarget,
     key: BridgeKey,
-    consumer: &str,
     cfg: EngineConfig,
     durability: &DurableOptions,
-    financing_interval: Duration,
-    ha: Option<ReplicationOptions>,
+    opts: EngineOptions<'_>,
 ) -> Result<()> {
+    let EngineOptions { consumer, financing: financing_interval, ha, single_lease } = opts;
     let markets = cfg.markets.clone();
+    // Every engine that consumes engine-stream holds the lease: a plain one takes it before it
+    // publishes or consumes anything, and refuses to start when another engine leads.
+    let single = match ha {
+        Some(_) => None,
+        None => {
+            let token = format!("{}{consumer}:{:016x}", single::SINGLE_PREFIX, random_u64()?);
+            let mut log = RedisLog::new(target.clone(), key.clone(), Duration::from_secs(5));
+            single::claim(&mut log, &token, single_lease).context("taking the engine lease")?;
+            let stop = Arc::new(AtomicBool::new(false));
+            let thread = single::keep(log, token, single_lease, Arc::clone(&stop))?;
+            Some((thread, stop))
+        }
+    };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let Some((manager, published)) = runtime.block_on(async {
@@ -231,7 +259,8 @@ pub fn engine(
     }
     let stopped = stop_engine(runtime, durable, task);
     // Only now: a standby must not take over while this engine still applies.
-    if let Some((thread, stop, _)) = lease {
+    let leases = lease.map(|(t, s, _)| (t, s)).into_iter().chain(single);
+    for (thread, stop) in leases {
         stop.store(true, Ordering::Relaxed);
         thread.join().map_err(|_| anyhow::anyhow!("lease thread panicked"))?;
     }

@@ -259,6 +259,11 @@ impl RedisLog {
         Ok(r.is_some())
     }
 
+    /// Who holds the lease now (its token), if anyone.
+    pub fn holder(&mut self) -> RedisResult<Option<String>> {
+        self.with(|con| cmd("GET").arg(LEASE_KEY).query(con))
+    }
+
     /// Extends the lease; `false`: it is not ours any more.
     pub fn renew(&mut self, token: &str, lease: Duration) -> RedisResult<bool> {
         let ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);

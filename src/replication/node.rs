@@ -72,6 +72,22 @@ impl Node {
 
     /// Checks that the log continues the local state (`local_seq`) and registers this engine.
     pub fn check_start(&mut self, local_seq: u64) -> Result<()> {
+        // A plain engine that crashed leaves its lease to expire: wait one lease period out.
+        let deadline = Instant::now() + self.opts.lease + self.opts.lease / 2;
+        loop {
+            let holder = retry("reading engine-leader", || self.log.holder())?;
+            let Some(h) = holder.filter(|h| h.starts_with(super::single::SINGLE_PREFIX)) else {
+                break;
+            };
+            if Instant::now() >= deadline {
+                bail!(
+                    "an engine that is not replicated leads on this Redis (engine-leader = {h}): \
+                     it writes no engine-journal to follow, so this standby would take over with \
+                     a state of its own. Stop it and start every engine with --standby"
+                );
+            }
+            std::thread::sleep(self.opts.lease / 8);
+        }
         let bounds = retry("reading engine-journal", || self.log.bounds())?;
         match bounds {
             Some((first, _)) if first > local_seq + 1 => bail!(

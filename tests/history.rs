@@ -410,5 +410,13 @@ fn deposits_past_the_ceiling_are_refused_and_serve_and_its_history_keep_going() 
     let (p, addr) = serve(dir.path());
     let token = sign_in(&addr, "whale@example.com");
     assert_statement_matches_balance(&addr, &token);
+    // An id no position can have (2^63 .. 2^64-1: past the store's BIGINT) is an unknown id, not
+    // a 5xx: it used to answer 503 history_unavailable and log a warning per request.
+    for id in ["9223372036854775808", "18446744073709551615"] {
+        let (status, body) =
+            http(&addr, "GET", &format!("/api/v1/positions/{id}"), Some(&token), None);
+        assert_eq!(status, 404, "{id}: {body}");
+        assert_eq!(json(&body)["error"]["code"], "unknown_position", "{body}");
+    }
     drop(p);
 }

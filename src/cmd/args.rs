@@ -85,7 +85,9 @@ impl DurabilityArgs {
 #[derive(clap::Args, Debug)]
 pub struct RedisArgs {
     /// Redis URL: `redis://host:port/`, `rediss://host:port/` (TLS), `redis://user@host/` (ACL
-    /// user). A URL with a password goes in HUNDREDX_REDIS_URL or --redis-url-file, not here.
+    /// user), or `redis+sentinel://s1:26379,s2:26379/<master>` (the master found through
+    /// Sentinel on each connection; docs/REPLICATION.md). A URL with a password goes in
+    /// HUNDREDX_REDIS_URL or --redis-url-file, not here.
     #[arg(long, env = "HUNDREDX_REDIS_URL", hide_env_values = true)]
     pub redis: Option<String>,
     /// A file holding the Redis URL (e.g. with an ACL user's password).
@@ -304,7 +306,18 @@ pub fn check_database_url(url: &str) -> Result<String> {
              process list): put it in HUNDREDX_HISTORY_DATABASE"
         );
     }
-    Ok(url.to_owned())
+    Ok(sqlite_creating(url))
+}
+
+/// A `sqlite:` URL creates its file when missing (`mode=rwc`), as `serve`'s own store does:
+/// without it sqlx refuses a new file, and `history rebuild --database sqlite:///new.sqlite`
+/// failed. An explicit `mode=` is kept.
+fn sqlite_creating(url: &str) -> String {
+    if !url.starts_with("sqlite:") || url.contains("mode=") {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}mode=rwc")
 }
 
 /// `scheme://user:password@host…`: a password between `:` and `@` in the authority.

@@ -158,12 +158,14 @@ impl Store {
         account: AccountId,
         id: PositionId,
     ) -> Result<Option<PositionView>> {
+        // An id no stored position can have (past the BIGINT column) is simply not there.
+        let Ok(id) = i64::try_from(id.0) else { return Ok(None) };
         let row = sqlx::query(concat!(
             "SELECT ",
             position_cols!(),
             " FROM positions WHERE position_id = $1 AND account_id = $2 AND status = 'closed'"
         ))
-        .bind(big_u(id.0, "position")?)
+        .bind(id)
         .bind(i64::from(account.0))
         .fetch_optional(&self.pool)
         .await?;

@@ -360,29 +360,31 @@ fn a_store_that_refuses_a_batch_degrades_history_and_never_blocks_the_sender() {
     let status = status_rx.recv().unwrap();
     let too_big = Usdc(i128::from(i64::MAX) + 1);
     let poison = Change::AccountCreated { account: AccountId(1), initial_deposit: too_big };
-    let mut changes = vec![ChangeRecord { seq: 1, n: 0, at_ns: 0, change: poison }];
-    for seq in 2..=5_000u64 {
-        let change = Change::Deposited { account: AccountId(1), amount: Usdc(1) };
-        changes.push(ChangeRecord { seq, n: 0, at_ns: 0, change });
-    }
-    for c in changes {
-        // 5,000 changes through a channel of 8: each send finds room, whatever the store does.
-        tx.send_timeout(Output::Change(c), Duration::from_secs(30))
-            .expect("the writer held the sender back");
-    }
     use std::sync::atomic::Ordering::Relaxed;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while status.errors.load(Relaxed) == 0 || status.dropped.load(Relaxed) == 0 {
-        assert!(Instant::now() < deadline, "the writer neither failed nor dropped");
+    // First the batch the store refuses: history is flagged degraded, the failure counted.
+    tx.send(Output::Change(ChangeRecord { seq: 1, n: 0, at_ns: 0, change: poison })).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status.errors.load(Relaxed) == 0 || !status.failed.load(Relaxed) {
+        assert!(Instant::now() < deadline, "the refused batch was never reported");
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(status.failed.load(Relaxed), "history is flagged degraded");
-    assert_eq!(status.written.load(Relaxed), 0, "nothing after the refused batch is written");
+    // Then a flood while it retries: 5,000 changes through a channel of 8, each send finding
+    // room whatever the store does; past the backlog's 100 they are dropped and counted.
+    for seq in 2..=5_001u64 {
+        let change = Change::Deposited { account: AccountId(1), amount: Usdc(1) };
+        tx.send_timeout(
+            Output::Change(ChangeRecord { seq, n: 0, at_ns: 0, change }),
+            Duration::from_secs(30),
+        )
+        .expect("the writer held the sender back");
+    }
     drop(tx);
     writer.join().unwrap().unwrap();
+    assert!(status.failed.load(Relaxed), "history is still flagged degraded");
+    assert_eq!(status.written.load(Relaxed), 0, "nothing after the refused batch is written");
     assert_eq!(
         status.dropped.load(Relaxed),
-        5_000,
+        5_001,
         "the backlog and everything after its overflow is counted as dropped"
     );
 }

@@ -14,7 +14,7 @@ const CHARTS_JS: &str = include_str!("../web/vendor/lightweight-charts.js");
 
 /// Only this origin's scripts and connections; the chart library sets inline styles.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
-                   img-src 'self' data:; connect-src 'self' ws: wss:; frame-ancestors 'none'";
+                   img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     (

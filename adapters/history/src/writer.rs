@@ -151,7 +151,7 @@ impl Writer {
     }
 
     /// Serves `rx` until every sender is gone, on this thread (it builds its own runtime: the
-    /// store's connections live here). A second thread moves what arrives into the [`Backlog`]
+    /// store's connections live here). A second thread moves what arrives into a bounded backlog
     /// whatever the store does, so the sender (the engine's reply thread) never waits on the
     /// database.
     pub fn run(self, rx: Receiver<Output>, now_ns: impl Fn() -> u64) -> Result<()> {

@@ -47,7 +47,7 @@ fn all_closed(addr: &str, token: &str, limit: u32) -> Vec<String> {
     let mut cursor = String::new();
     loop {
         let path = format!("/api/v1/positions?status=closed&limit={limit}{cursor}");
-        let (status, body) = http(addr, "GET", &path, Some(token), None);
+        let (status, body) = until(200, 10, || http(addr, "GET", &path, Some(token), None));
         assert_eq!(status, 200, "{body}");
         let v = json(&body);
         for p in v["positions"].as_array().unwrap() {
@@ -70,7 +70,9 @@ fn assert_statement_matches_balance(addr: &str, token: &str) {
     // The store may lag the engine by a batch: wait until it holds what the balance reflects.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, bal) = http(addr, "GET", "/api/v1/user/balance", Some(token), None);
+        // Right after a load the caller's per-account allowance may be spent (429): retry.
+        let (_, bal) =
+            until(200, 10, || http(addr, "GET", "/api/v1/user/balance", Some(token), None));
         let b = json(&bal);
         let balance = micros(b["available"].as_str().unwrap(), 6)
             + micros(b["locked_margin"].as_str().unwrap(), 6);
@@ -78,13 +80,15 @@ fn assert_statement_matches_balance(addr: &str, token: &str) {
         let mut last = None;
         let mut cursor = String::new();
         loop {
-            let (status, body) = http(
-                addr,
-                "GET",
-                &format!("/api/v1/user/ledger?limit=500{cursor}"),
-                Some(token),
-                None,
-            );
+            let (status, body) = until(200, 10, || {
+                http(
+                    addr,
+                    "GET",
+                    &format!("/api/v1/user/ledger?limit=500{cursor}"),
+                    Some(token),
+                    None,
+                )
+            });
             assert_eq!(status, 200, "{body}");
             let v = json(&body);
             for e in v["entries"].as_array().unwrap() {

@@ -48,7 +48,8 @@ pub fn claim(log: &mut RedisLog, token: &str, lease: Duration) -> Result<()> {
     }
 }
 
-/// Renews the lease every quarter of it until `stop`, then gives it up. Exits the process
+/// Renews the lease every quarter of it until `stop`, then gives it up. Takes it again when
+/// it vanished and nobody holds it (a Redis restarted without its data). Exits the process
 /// (deposed, 75) when the lease is someone else's, or when no renewal succeeded for a whole
 /// lease: another engine may then hold it, and this one must stop consuming.
 pub fn keep(
@@ -62,7 +63,16 @@ pub fn keep(
         while !stop.load(Ordering::Relaxed) {
             match log.renew(&token, lease) {
                 Ok(true) => renewed = Instant::now(),
-                Ok(false) => deposed("the lease is held by another engine"),
+                // The key is gone (Redis restarted without its data) or another's: take it
+                // again if nobody holds it, else stop.
+                Ok(false) => match log.try_lead(&token, lease) {
+                    Ok(true) => {
+                        warn!("engine: the lease had vanished (Redis lost its data?); taken again");
+                        renewed = Instant::now();
+                    }
+                    Ok(false) => deposed("the lease is held by another engine"),
+                    Err(e) => warn!(error = %e, "engine: lease renewal failed"),
+                },
                 Err(e) => warn!(error = %e, "engine: lease renewal failed"),
             }
             if renewed.elapsed() >= lease {

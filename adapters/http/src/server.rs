@@ -82,10 +82,10 @@ impl ServerLimits {
         if self.max_connections == 0 || self.max_connections > 1_000_000 {
             return Err("http.max_connections must be 1..=1000000".into());
         }
-        if self.max_connections_per_address == 0
-            || self.max_connections_per_address > self.max_connections
-        {
-            return Err("http.max_connections_per_address must be 1..=max_connections".into());
+        // Above max_connections it never binds (the cap is lowered to the descriptor limit at
+        // start, so it may well end up below the per-address default).
+        if self.max_connections_per_address == 0 || self.max_connections_per_address > 1_000_000 {
+            return Err("http.max_connections_per_address must be 1..=1000000".into());
         }
         for (name, d) in [
             ("header_timeout_ms", self.header_timeout),

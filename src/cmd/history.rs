@@ -26,7 +26,8 @@ pub struct Embedded {
 }
 
 /// Starts the writer when the history is enabled. It never holds the engine back: a store that
-/// fails degrades history (503 on its routes, `history_degraded` in metrics and health) while
+/// fails degrades history (503 on its routes, `history_writer{counter="degraded"}` in
+/// metrics, `degraded` in `/healthz`) while
 /// trading goes on, and the next start catches it up from the kept journal.
 pub fn start(
     args: &HistoryArgs,

@@ -47,7 +47,7 @@ pub struct WriterStatus {
     /// True while history is degraded: a batch failed in a way that is not the database being
     /// away (e.g. a value the store cannot hold), or the backlog outgrew its bound. The history
     /// routes answer 503; the engine keeps trading.
-    pub failed: AtomicBool,
+    pub degraded: AtomicBool,
     /// Changes this process dropped after its backlog overflowed (the store catches up on them
     /// from the kept journal at the next start).
     pub dropped: AtomicU64,
@@ -88,31 +88,43 @@ impl Writer {
         Arc::clone(&self.status)
     }
 
-    /// One try at `batch`, with the status kept current: a failure that is not the database
-    /// being away marks history degraded (and logs it as an error) until a batch commits.
+    /// One try at `batch`, at most [`ATTEMPT_MAX`] long, with the status kept current: a
+    /// failure that is not the database being away marks history degraded (and logs it as an
+    /// error). Success does not clear that mark: the caller knows whether it may
+    /// ([`Writer::recovered`]).
     async fn attempt(&self, batch: &[ChangeRecord], now_ns: u64) -> Attempt {
-        match self.store.write(batch).await {
-            Ok(cursor) => {
-                if self.status.failed.swap(false, Ordering::AcqRel) {
-                    info!("history store writes again: no longer degraded");
-                }
-                self.status.stalled.store(false, Ordering::Relaxed);
+        let s = &self.status;
+        match tokio::time::timeout(ATTEMPT_MAX, self.store.write(batch)).await {
+            Ok(Ok(cursor)) => {
+                s.stalled.store(false, Ordering::Relaxed);
                 self.committed(batch, cursor, now_ns);
-                Attempt::Written
+                return Attempt::Written;
             }
-            Err(e) => {
-                self.status.errors.fetch_add(1, Ordering::Relaxed);
-                if e.is_transient() {
-                    self.status.stalled.store(true, Ordering::Relaxed);
-                    warn!(error = %e, "history store unavailable; retrying");
-                } else if !self.status.failed.swap(true, Ordering::AcqRel) {
+            Ok(Err(e)) if !e.is_transient() => {
+                if s.degraded.swap(true, Ordering::AcqRel) {
+                    warn!(error = %e, "history store still refuses the batch; retrying");
+                } else {
                     error!(error = %e, "ALERT: history store refused a batch; history is \
                         degraded (503) while the engine keeps trading; retrying");
-                } else {
-                    warn!(error = %e, "history store still refuses the batch; retrying");
                 }
-                Attempt::Failed
             }
+            Ok(Err(e)) => {
+                s.stalled.store(true, Ordering::Relaxed);
+                warn!(error = %e, "history store unavailable; retrying");
+            }
+            Err(_) => {
+                s.stalled.store(true, Ordering::Relaxed);
+                warn!(after = ?ATTEMPT_MAX, "history store did not answer; retrying");
+            }
+        }
+        s.errors.fetch_add(1, Ordering::Relaxed);
+        Attempt::Failed
+    }
+
+    /// A batch committed after a failure: history is no longer degraded.
+    fn recovered(&self) {
+        if self.status.degraded.swap(false, Ordering::AcqRel) {
+            info!("history store writes again: no longer degraded");
         }
     }
 
@@ -129,6 +141,7 @@ impl Writer {
         let mut backoff = RETRY_FIRST;
         loop {
             if let Attempt::Written = self.attempt(batch, now_ns()).await {
+                self.recovered();
                 return Ok(());
             }
             tokio::select! {
@@ -192,20 +205,15 @@ impl Writer {
                     break;
                 }
             }
-            let attempt = rt.block_on(async {
-                match tokio::time::timeout(ATTEMPT_MAX, self.attempt(&batch, now_ns())).await {
-                    Ok(a) => a,
-                    Err(_) => {
-                        self.status.stalled.store(true, Ordering::Relaxed);
-                        self.status.errors.fetch_add(1, Ordering::Relaxed);
-                        warn!(after = ?ATTEMPT_MAX, "history store did not answer; retrying");
-                        Attempt::Failed
-                    }
-                }
-            });
-            match attempt {
+            match rt.block_on(self.attempt(&batch, now_ns())) {
                 Attempt::Written => {
-                    shared.lock().pop(batch.len());
+                    let mut log = shared.lock();
+                    log.pop(batch.len());
+                    // A backlog that overflowed meanwhile stays degraded: what follows is lost
+                    // to this run (the journal replays it at the next start).
+                    if !log.overflowed {
+                        self.recovered();
+                    }
                     backoff = RETRY_FIRST;
                 }
                 Attempt::Failed => {
@@ -292,7 +300,7 @@ impl Backlog {
         }
         if self.items.len() >= self.max {
             self.overflowed = true;
-            status.failed.store(true, Ordering::Release);
+            status.degraded.store(true, Ordering::Release);
             status.dropped.fetch_add(self.items.len() as u64 + 1, Ordering::Relaxed);
             self.items = VecDeque::new();
             error!(
@@ -358,7 +366,7 @@ pub fn spawn_writer(
                     let result = writer.run(rx, now_ns);
                     if let Err(e) = &result {
                         tracing::error!(error = %e, "history writer stopped");
-                        status.failed.store(true, Ordering::Release);
+                        status.degraded.store(true, Ordering::Release);
                     }
                     result
                 }

@@ -927,7 +927,7 @@ fn history_of(state: &AppState) -> Result<&crate::History, ApiError> {
     let h = state.history.get().ok_or_else(|| {
         ApiError::not_found("history_disabled", "this server keeps no history store")
     })?;
-    if h.writer.as_ref().is_some_and(|w| w.failed.load(std::sync::atomic::Ordering::Acquire)) {
+    if h.writer.as_ref().is_some_and(|w| w.degraded.load(std::sync::atomic::Ordering::Acquire)) {
         return Err(ApiError::unavailable(
             "history_unavailable",
             "history is degraded: the store cannot be written right now; trading is unaffected",
@@ -1196,7 +1196,7 @@ fn history_health(state: &AppState) -> Option<dto::HistoryHealth> {
         written_seq: w.written_seq.load(Relaxed),
         lag_ms: w.lag_ms.load(Relaxed),
         stalled: w.stalled.load(Relaxed),
-        degraded: w.failed.load(Relaxed),
+        degraded: w.degraded.load(Relaxed),
     })
 }
 

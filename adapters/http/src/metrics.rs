@@ -233,7 +233,7 @@ impl Metrics {
                 ("errors", load(&w.errors)),
                 ("lag_ms", load(&w.lag_ms)),
                 ("stalled", u64::from(w.stalled.load(std::sync::atomic::Ordering::Relaxed))),
-                ("degraded", u64::from(w.failed.load(std::sync::atomic::Ordering::Relaxed))),
+                ("degraded", u64::from(w.degraded.load(std::sync::atomic::Ordering::Relaxed))),
                 ("dropped", w.dropped.load(std::sync::atomic::Ordering::Relaxed)),
             ];
             for (name, v) in written {

@@ -427,14 +427,14 @@ impl Hub {
         }
     }
 
-    /// Takes a connection slot for `ip` (signed in or not), or says why not.
+    /// Takes a connection slot for the address `key` (a [`ClientIp`]: already an IPv6 /64),
+    /// signed in or not, or says why not.
     fn admit(
         self: &Arc<Self>,
-        ip: IpAddr,
+        key: IpAddr,
         limits: &PushLimits,
         signed_in: bool,
     ) -> Result<Slot, ApiError> {
-        let key = crate::server::address_key(ip);
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
         let anonymous_full =
             self.anonymous_open.load(Ordering::Relaxed) >= limits.anonymous_max_connections;

@@ -171,19 +171,20 @@ async fn the_connection_cap_refuses_the_next_one_with_503() {
         held.push(TcpStream::connect(e.addr).await.unwrap());
     }
     wait_open(&e, 3).await;
-    let mut extra = TcpStream::connect(e.addr).await.unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), extra.read_to_end(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf);
-    assert!(text.starts_with("HTTP/1.1 503") && text.contains("too_many_connections"), "{text}");
+    assert_refused_unread(TcpStream::connect(e.addr).await.unwrap()).await;
     assert_eq!(e.state.server_stats().refused.load(std::sync::atomic::Ordering::Relaxed), 1);
     drop(held);
     wait_open(&e, 0).await;
     let r = e.send("GET /api/v1/markets HTTP/1.1", None).await;
     assert_eq!(r.status, 200, "a slot is free again");
+}
+
+/// The server's canned `503 too_many_connections` arrives on `s` unasked, and it is closed.
+async fn assert_refused_unread(mut s: TcpStream) {
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 503") && text.contains("too_many_connections"), "{text}");
 }
 
 /// Waits (on the server's own count, not a timer) until `n` connections are open.
@@ -231,14 +232,7 @@ async fn one_address_cannot_hold_every_connection_and_the_top_holder_is_shed_fir
         assert_eq!(markets_on(&mut s).await, Some(200));
         hog.push(s);
     }
-    let mut ninth = connect_from([127, 0, 0, 2], e.addr).await;
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), ninth.read_to_end(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf);
-    assert!(text.starts_with("HTTP/1.1 503") && text.contains("too_many_connections"), "{text}");
+    assert_refused_unread(connect_from([127, 0, 0, 2], e.addr).await).await;
     assert_eq!(stats.refused_per_address.load(Relaxed), 1);
     // Others fill the rest: 4 addresses with one connection each; the server is full.
     let mut others = Vec::new();

@@ -182,69 +182,109 @@ fn tail(log: &str) -> String {
 /// with the bridge key is never handed out.
 #[test]
 fn the_log_fences_by_lease_and_by_sequence() {
-    use hundredx::replication::log::{AppendError, ReadError, RedisLog};
+    use hundredx::replication::log::{AppendError, HashCheck, Kept, Lease, RedisLog};
     let dir = tempfile::tempdir().unwrap();
     let redis = redis_bridge::test_support::RedisServer::start(dir.path());
     let target = redis_bridge::target::RedisTarget::new(&redis.url);
     let key = redis_bridge::test_support::test_key();
-    let mut log = RedisLog::new(target.clone(), key, Duration::from_secs(2));
+    let mut log = RedisLog::new(target.clone(), key.clone(), Duration::from_secs(2));
     let wait = Duration::from_millis(100);
     let (r1, r2, r3) = (b"one".as_slice(), b"two".as_slice(), b"three".as_slice());
 
     let fenced = |r: Result<(), AppendError>| matches!(r, Err(AppendError::Fenced(_)));
-    assert!(fenced(log.append("a:1", &[(1, r1)], 0, wait)), "no lease, no append");
+    let no_lease = |r: Result<(), AppendError>| matches!(r, Err(AppendError::Lease));
+    assert!(no_lease(log.append("a:1", &[(1, r1)], 0, wait)), "no lease, no append");
     assert!(log.try_lead("a:1", Duration::from_secs(5)).unwrap());
     assert!(!log.try_lead("b:2", Duration::from_secs(5)).unwrap(), "one lease holder");
     log.append("a:1", &[(1, r1), (2, r2)], 0, wait).unwrap();
     log.append("a:1", &[(1, r1), (2, r2)], 0, wait).unwrap(); // a retry of the same batch
     assert!(fenced(log.append("a:1", &[(2, r3)], 0, wait)), "another batch at a written seq");
     assert!(matches!(log.append("a:1", &[(5, r3)], 0, wait), Err(AppendError::Gap(_))));
-    assert!(fenced(log.append("b:2", &[(3, r3)], 0, wait)), "not the lease holder");
+    assert!(no_lease(log.append("b:2", &[(3, r3)], 0, wait)), "not the lease holder");
     assert_eq!(log.bounds().unwrap(), Some((1, 2)));
     assert_eq!(
-        log.read_after(0, 10, Duration::ZERO).unwrap(),
+        log.read_after(0, 10, Duration::ZERO).unwrap().entries,
         vec![(1, r1.to_vec()), (2, r2.to_vec())]
     );
-    assert_eq!(log.read_after(1, 10, Duration::from_millis(10)).unwrap(), vec![(2, r2.to_vec())]);
-    assert!(log.read_after(2, 10, Duration::from_millis(10)).unwrap().is_empty());
+    let read = log.read_after(1, 10, Duration::from_millis(10)).unwrap();
+    assert_eq!(read.entries, vec![(2, r2.to_vec())]);
+    assert!(log.read_after(2, 10, Duration::from_millis(10)).unwrap().entries.is_empty());
 
     // The lease moves only when released or expired; a deposed holder cannot renew.
     assert!(log.renew("a:1", Duration::from_secs(5)).unwrap());
     assert!(!log.renew("b:2", Duration::from_secs(5)).unwrap());
     log.release("a:1").unwrap();
-    std::thread::sleep(Duration::from_millis(20));
     assert!(log.try_lead("b:2", Duration::from_secs(5)).unwrap());
     assert!(!log.renew("a:1", Duration::from_secs(5)).unwrap(), "a was deposed");
     log.append("b:2", &[(3, r3)], 0, wait).unwrap();
 
-    // A record written by someone without the bridge key (or with another one) is refused.
-    let other = redis_bridge::signing::BridgeKey::new(&[7u8; 40]).unwrap();
-    let mut forger = RedisLog::new(target, other, Duration::from_secs(2));
-    assert!(forger.try_lead("f:3", Duration::from_millis(1)).is_ok());
-    std::thread::sleep(Duration::from_millis(20)); // b's lease is still on: take it by force
+    // Entries written by someone without the bridge key are skipped by every reader (each
+    // reported), and the leader's next append removes them: a forged tail cannot depose it.
     let mut con = redis::Client::open(redis.url.as_str()).unwrap().get_connection().unwrap();
-    let _: () = redis::cmd("SET").arg("engine-leader").arg("f:3").query(&mut con).unwrap();
-    forger.append("f:3", &[(4, b"forged".as_slice())], 0, wait).unwrap();
-    assert!(
-        matches!(log.read_after(3, 10, Duration::ZERO), Err(ReadError::Forged(id)) if id == "4-0")
-    );
-    let _: () = redis::cmd("XADD")
-        .arg("engine-journal")
-        .arg("5-0")
-        .arg("r")
-        .arg("unsigned")
-        .query(&mut con)
-        .unwrap();
-    assert!(matches!(log.read_back(5, 1), Err(ReadError::Forged(id)) if id == "5-0"));
-    assert_eq!(
-        log.read_after(1, 2, Duration::ZERO).unwrap(),
-        vec![(2, r2.to_vec()), (3, r3.to_vec())]
-    );
+    let zeros = "0".repeat(64);
+    let xadd = |con: &mut redis::Connection, id: &str| -> String {
+        redis::cmd("XADD")
+            .arg("engine-journal")
+            .arg(id)
+            .arg("r")
+            .arg("forged")
+            .arg("s")
+            .arg(&zeros)
+            .query(con)
+            .unwrap()
+    };
+    xadd(&mut con, "4-0");
+    let read = log.read_after(3, 10, Duration::ZERO).unwrap();
+    assert_eq!((read.entries, read.forged), (vec![], vec!["4-0".to_owned()]));
+    let far = xadd(&mut con, "*"); // a timestamp id, far past any sequence
+    assert_eq!(log.read_back(4, 10).unwrap().entries.len(), 3, "forged entries are no records");
+    assert_eq!(log.bounds().unwrap(), Some((1, 3)), "the log's ends are its genuine entries");
+    log.append("b:2", &[(4, r1)], 0, wait).unwrap();
+    let read = log.read_after(3, 10, Duration::ZERO).unwrap();
+    assert_eq!((read.entries, read.forged), (vec![(4, r1.to_vec())], vec![]), "{far} removed");
+    assert!(fenced(log.append("b:2", &[(4, r2)], 0, wait)), "a genuine entry still fences");
+    // A copy of a genuine entry at another id is no record either.
+    xadd(&mut con, "4-7");
+    assert_eq!(log.read_after(3, 10, Duration::ZERO).unwrap().forged, vec!["4-7".to_owned()]);
+    log.append("b:2", &[(5, r2)], 0, wait).unwrap();
 
-    // State hashes: the first engine at a sequence records it, the other compares.
-    assert_eq!(log.compare_hash(100, "aa").unwrap(), None);
-    assert_eq!(log.compare_hash(100, "aa").unwrap(), None);
-    assert_eq!(log.compare_hash(100, "bb").unwrap(), Some("aa".to_owned()));
+    // A lease value nobody signed: the holder replaces it at once, another engine only after
+    // it stayed for a whole lease period (so that a healthy leader wins).
+    let lease = Duration::from_millis(300);
+    let set = |con: &mut redis::Connection, v: &str| {
+        let _: () = redis::cmd("SET").arg("engine-leader").arg(v).query(con).unwrap();
+    };
+    set(&mut con, "forged-without-expiry");
+    assert_eq!(log.lease(lease).unwrap(), Lease::Invalid("forged-without-expiry".into()));
+    assert_eq!(log.holder(lease).unwrap(), None);
+    assert_eq!(log.keep("b:2", lease).unwrap(), Kept::Retaken("forged"));
+    assert_eq!(log.holder(lease).unwrap(), Some("b:2".to_owned()));
+    set(&mut con, "forged-again");
+    let mut c = RedisLog::new(target.clone(), key.clone(), Duration::from_secs(2));
+    let t0 = std::time::Instant::now();
+    assert!(!c.try_lead("c:4", lease).unwrap(), "not at first sight");
+    assert!(wait_for(Duration::from_secs(10), || c.try_lead("c:4", lease).unwrap()));
+    assert!(t0.elapsed() >= lease, "only after a lease period: {:?}", t0.elapsed());
+    assert_eq!(log.keep("b:2", lease).unwrap(), Kept::Lost("c:4".into()), "b is deposed");
+    // A genuine value kept past its expiry (PERSIST) stops counting a lease period later.
+    let _: () = redis::cmd("PERSIST").arg("engine-leader").query(&mut con).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || matches!(
+        log.lease(lease).unwrap(),
+        Lease::Invalid(_)
+    )));
+    assert_eq!(c.keep("c:4", lease).unwrap(), Kept::Renewed, "its holder still renews it");
+    c.release("c:4").unwrap();
+    assert_eq!(log.lease(lease).unwrap(), Lease::Vacant);
+
+    // State hashes: the first engine at a sequence records it, the other compares; a hash
+    // nobody signed is replaced, never believed.
+    assert_eq!(log.compare_hash(100, "aa").unwrap(), HashCheck::Same);
+    assert_eq!(log.compare_hash(100, "aa").unwrap(), HashCheck::Same);
+    assert_eq!(log.compare_hash(100, "bb").unwrap(), HashCheck::Differs("aa".to_owned()));
+    let _: () =
+        redis::cmd("HSET").arg("engine-journal:hashes").arg(101).arg("zz").query(&mut con).unwrap();
+    assert_eq!(log.compare_hash(101, "cc").unwrap(), HashCheck::Forged("zz".to_owned()));
+    assert_eq!(c.compare_hash(101, "cc").unwrap(), HashCheck::Same);
 
     // Trimmed below the oldest snapshot every engine holds, and only once two are registered.
     log.register("a", 2).unwrap();
@@ -344,4 +384,105 @@ fn a_second_engine_on_one_redis_refuses_to_start_and_says_why() {
     let mut plain = EngineProc::start_as(BIN, &url, dir.path(), "engine-5", false, None);
     assert_eq!(plain.exit_code(Duration::from_secs(30)), Some(1), "{}", plain.log_text());
     assert!(plain.log_text().contains("this deployment is replicated"), "{}", plain.log_text());
+}
+
+/// A Redis writer without the bridge secret halted the replicated service: a forged
+/// `engine-leader` without expiry made the leader exit 75 and the standby never lead; a forged
+/// `engine-journal` entry deposed the leader and stopped the standby; a forged
+/// `engine-journal:hashes` entry made the standby exit 70. Now each forged value is replaced or
+/// removed (with an `ALERT`), both engines keep running, every deposit is answered, the state
+/// equals a replay of the log, and the leader reports the standby when it is lost.
+#[test]
+fn forged_lease_journal_and_hashes_stop_neither_engine_and_a_lost_standby_is_reported() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let redis = redis_bridge::test_support::RedisServer::start(dir.path());
+    let url = redis.url.clone();
+    let engine = |node: &str| {
+        let mut p = EngineProc {
+            child: None,
+            replicated: true,
+            args: ["--sync", "fsync", "--snapshot-every", "40", "--replicas", "0"]
+                .map(String::from)
+                .to_vec(),
+            node: node.into(),
+            data: dir.path().join(node),
+            log: dir.path().join(format!("{node}.log")),
+        };
+        p.restart(BIN, &url);
+        p
+    };
+    let mut a = engine("engine-a");
+    assert!(a.wait_leading(Duration::from_secs(30)), "{}", a.log_text());
+    let mut b = engine("engine-b");
+    assert!(wait_for(Duration::from_secs(30), || b.log_text().contains("standby: following")));
+    let mut con = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
+
+    runtime().block_on(async {
+        let c = client(&url, "api-forge", 31).await;
+        let account = account(&c).await;
+        let deposit =
+            |n: i64| CommandKind::Deposit { account, amount: Usdc::from_whole(n), key: None };
+        // Every snapshot sequence the run can reach holds a forged hash.
+        let mut pipe = redis::pipe();
+        for seq in 1..=400u64 {
+            pipe.cmd("HSET").arg("engine-journal:hashes").arg(seq).arg("00|00").ignore();
+        }
+        let _: () = pipe.query(&mut con).unwrap();
+        // A lease value nobody signed, without expiry.
+        let _: () = redis::cmd("SET").arg("engine-leader").arg("forged").query(&mut con).unwrap();
+        let forged_at = Instant::now();
+        let r = c.send_request_and_wait(deposit(1)).await.unwrap();
+        assert!(r.result.is_ok(), "{r:?}");
+        let back_after = forged_at.elapsed();
+        assert!(back_after < Duration::from_secs(15), "served within 15 s: {back_after:?}");
+        eprintln!("first deposit after the forged lease answered in {back_after:?}");
+        // A forged tail: the next sequence, and an id far past any sequence.
+        let head: String = redis::cmd("GET").arg("engine-journal:head").query(&mut con).unwrap();
+        let top: u64 = head.parse().unwrap();
+        for id in [format!("{}-0", top + 1), "*".to_owned()] {
+            let _: String = redis::cmd("XADD")
+                .arg("engine-journal")
+                .arg(id)
+                .arg("r")
+                .arg("x")
+                .arg("s")
+                .arg("0".repeat(64))
+                .query(&mut con)
+                .unwrap();
+        }
+        for n in 2..=200 {
+            let r = c.send_request_and_wait(deposit(n)).await.unwrap();
+            assert!(r.result.is_ok(), "deposit {n}: {r:?}");
+        }
+        assert!(a.exit_code(Duration::ZERO).is_none(), "the leader runs: {}", a.log_text());
+        assert!(b.exit_code(Duration::ZERO).is_none(), "the standby runs: {}", b.log_text());
+        let (la, lb) = (a.log_text(), b.log_text());
+        assert!(la.contains("ALERT: engine-leader held a value not signed"), "{la}");
+        assert!(la.contains("ALERT: engine-journal held entries not signed"), "{la}");
+        assert!(
+            format!("{la}{lb}").contains("ALERT: engine-journal:hashes held a state hash"),
+            "a forged hash was seen and replaced: {la}\n{lb}"
+        );
+        assert!(!lb.contains("DIVERGED") && !la.contains("DEPOSED"), "{la}\n{lb}");
+
+        // The state is the log's (forged entries gone: the journal reads back dense).
+        let journal = read_journal(&url);
+        let deposits = check_exactly_once(&journal, &[]);
+        assert_eq!(deposits, 200);
+        let hash = match c.send_request_and_wait(CommandKind::QueryStateHash).await {
+            Ok(Response { result: Ok(ReplyData::State(s)), .. }) => engine_core::hash::hex(&s.hash),
+            other => panic!("state hash: {other:?}"),
+        };
+        assert_eq!(hash, replay_hash(&journal));
+    });
+
+    // The standby dies: the leader says so.
+    b.kill();
+    assert!(
+        wait_for(Duration::from_secs(30), || a.log_text().contains("ALERT: standby lost")),
+        "{}",
+        a.log_text()
+    );
+    assert!(a.log_text().contains("engine-b"));
 }

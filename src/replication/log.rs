@@ -1,21 +1,34 @@
 //! `engine-journal` and the lease, as seen from one engine: every Redis operation replication
 //! makes, on a blocking connection to the current master (re-resolved through Sentinel after a
 //! failure). No I/O policy here beyond one attempt per call: the callers retry.
+//!
+//! Everything replication reads back from Redis is signed with the bridge key, because anyone
+//! who can write to Redis could otherwise steer it: each journal record (bound to its
+//! sequence), the lease value (bound to its expiry) and each state hash (bound to its
+//! sequence). What does not verify is never acted on: a forged record is skipped and removed
+//! by the leader, a forged lease is replaced, a forged hash is overwritten — each with an
+//! `ALERT` log line.
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use redis::{Connection, RedisResult, Script, cmd};
 use redis_bridge::link::lost_master;
 use redis_bridge::signing::BridgeKey;
 use redis_bridge::target::RedisTarget;
+use tracing::error;
 
-use super::{HASHES_KEY, HEAD_KEY, JOURNAL_STREAM, LEASE_KEY, NODES_KEY};
+use super::{HASHES_KEY, HEAD_KEY, JOURNAL_STREAM, LEASE_KEY, NODES_KEY, SEEN_KEY};
 
 /// Appends a batch of records with explicit ids `<seq>-0`, only for the lease holder and only
-/// right after the log's last entry; a retry of a batch already written (the same bytes) is
-/// accepted. KEYS: journal, lease, head. ARGV: token, first seq, last seq, then per record:
-/// id, bytes, signature. Every call writes the head key, so the `WAIT` after it always has something to
-/// wait for (a retry on a new connection included).
+/// right after the log's last entry; a retry of a batch already written (the same bytes, and
+/// nothing after them) is accepted. KEYS: journal, lease, head. ARGV: token, first seq, last
+/// seq, then per record: id, bytes, signature. Every call writes the head key, so the `WAIT`
+/// after it always has something to wait for (a retry on a new connection included).
+///
+/// Errors: `LEASE` (the lease value is not ours), `CONFLICT` (entries at or after the batch
+/// that are not exactly it: another engine's, or forged — the caller tells which by their
+/// signatures), `GAP` (the log ends before the batch).
 const APPEND_SCRIPT: &str = r"
 local first, last = tonumber(ARGV[2]), tonumber(ARGV[3])
 local n = (#ARGV - 3) / 3
@@ -27,18 +40,21 @@ else
   top = tonumber(redis.call('GET', KEYS[3]) or '0')
 end
 if top >= first then
-  local have = redis.call('XRANGE', KEYS[1], ARGV[4], ARGV[#ARGV - 2])
-  if #have ~= n then return redis.error_reply('FENCED the log moved past ' .. ARGV[2]) end
+  local have = redis.call('XRANGE', KEYS[1], ARGV[4], '+', 'COUNT', n + 1)
+  local same = #have == n
   for i = 1, n do
-    if have[i][2][2] ~= ARGV[2 + 3 * i] then
-      return redis.error_reply('FENCED another engine wrote ' .. have[i][1])
-    end
+    if not same then break end
+    same = have[i][1] == ARGV[1 + 3 * i] and have[i][2][2] == ARGV[2 + 3 * i]
+  end
+  if not same then
+    return redis.error_reply('CONFLICT entries at or after ' .. ARGV[4] .. ' are not this batch')
   end
   redis.call('SET', KEYS[3], tostring(top))
   return 0
 end
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then
-  return redis.error_reply('FENCED the lease is not ours')
+local lease = redis.call('GET', KEYS[2])
+if not lease or string.sub(lease, 1, #ARGV[1] + 1) ~= ARGV[1] .. '|' then
+  return redis.error_reply('LEASE the lease is not ours')
 end
 if top ~= 0 and top ~= first - 1 then
   return redis.error_reply('GAP the log ends at ' .. tostring(top))
@@ -50,21 +66,70 @@ redis.call('SET', KEYS[3], ARGV[3])
 return n
 ";
 
-/// Extends the lease if this engine holds it. KEYS: lease. ARGV: token, ms.
+/// Deletes entries found forged, then moves the stream's last id back to its newest entry (or
+/// the head), so that the genuine record can take the sequence again; only for the lease
+/// holder. KEYS: journal, lease, head. ARGV: token, then the ids.
+const REPAIR_SCRIPT: &str = r"
+local lease = redis.call('GET', KEYS[2])
+if not lease or string.sub(lease, 1, #ARGV[1] + 1) ~= ARGV[1] .. '|' then
+  return redis.error_reply('LEASE the lease is not ours')
+end
+for i = 2, #ARGV do
+  redis.call('XDEL', KEYS[1], ARGV[i])
+end
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #newest > 0 then
+  redis.call('XSETID', KEYS[1], newest[1][1])
+elseif redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('XSETID', KEYS[1], (redis.call('GET', KEYS[3]) or '0') .. '-0')
+end
+return #ARGV - 1
+";
+
+/// Writes a new value of ours (a later expiry) if this engine holds the lease. KEYS: lease.
+/// ARGV: token, value, ms.
 const RENEW_SCRIPT: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, #ARGV[1] + 1) == ARGV[1] .. '|' then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
 end
 return 0
 ";
 
+/// Replaces exactly the value `ARGV[1]` (found forged or long expired) with ours. KEYS: lease.
+/// ARGV: the value seen, ours, ms.
+const REPLACE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+";
+
+/// Deletes the lease if it is ours. KEYS: lease. ARGV: token.
+const RELEASE_SCRIPT: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, #ARGV[1] + 1) == ARGV[1] .. '|' then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// Forged ids remembered so that each is reported once.
+const FORGED_REPORTED_MAX: usize = 64;
+
 /// Why an append did not make it.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
-    /// Another engine leads (the lease, or an entry at our sequence, is someone else's): this
+    /// Another engine leads (an entry signed by the bridge key sits at our sequence): this
     /// engine has been deposed and must not apply the batch.
     #[error("deposed: {0}")]
     Fenced(String),
+    /// The lease value is not ours (another engine's, expired, or forged): see
+    /// [`RedisLog::keep`] before trying again.
+    #[error("the lease is not ours")]
+    Lease,
     /// The log ends before our batch: Redis lost acknowledged entries (both nodes' data).
     #[error("engine-journal has a gap: {0}")]
     Gap(String),
@@ -76,19 +141,54 @@ pub enum AppendError {
     Redis(#[from] redis::RedisError),
 }
 
-/// Why records could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    /// Redis unreachable or failing over: try again.
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    /// An entry not signed with the bridge key (or altered): never applied.
-    #[error("engine-journal entry {0} is not signed by the bridge key")]
-    Forged(String),
-}
-
 /// One record as read back from the log.
 pub type Entry = (u64, Vec<u8>);
+
+/// Records read from the log: the genuine ones, in order, and the ids of entries skipped
+/// because they are not signed by the bridge key (or sit at an id that is not `<seq>-0`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Read {
+    /// Entries signed by the bridge key at their own sequence.
+    pub entries: Vec<Entry>,
+    /// Ids of the entries skipped.
+    pub forged: Vec<String>,
+}
+
+/// What `engine-leader` holds, as checked with the bridge key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// Nobody holds it.
+    Vacant,
+    /// Signed, and not expired by more than a lease period: this token leads.
+    Held(String),
+    /// Not signed by the bridge key, or expired long ago but kept (no time to live): nobody
+    /// leads by it. The raw value, to replace exactly it.
+    Invalid(String),
+}
+
+/// The outcome of [`RedisLog::keep`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kept {
+    /// Ours, with a new expiry.
+    Renewed,
+    /// It had vanished (`vanished`) or held a forged or stale value (`forged`): taken again.
+    Retaken(&'static str),
+    /// Another engine holds it (its token): this one is deposed.
+    Lost(String),
+    /// It changed while we looked: try again at the next round.
+    Unsure,
+}
+
+/// How a state hash compared with the board's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashCheck {
+    /// Recorded, or equal to the one recorded.
+    Same,
+    /// Another engine recorded this different hash at the sequence.
+    Differs(String),
+    /// The board held a value not signed by the bridge key: replaced with ours.
+    Forged(String),
+}
 
 /// A blocking connection to the master holding `engine-journal`.
 pub struct RedisLog {
@@ -99,13 +199,28 @@ pub struct RedisLog {
     reply_timeout: Duration,
     con: Option<Connection>,
     append: Script,
+    repair: Script,
     renew: Script,
+    replace: Script,
+    release: Script,
+    /// An invalid lease value seen while not leading, and since when: replaced only after it
+    /// stayed for a lease period, so that a healthy leader (which replaces it at once) wins.
+    suspect: Option<(String, Instant)>,
+    reported: VecDeque<String>,
 }
 
 impl std::fmt::Debug for RedisLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisLog").field("target", &self.target).finish_non_exhaustive()
     }
+}
+
+fn now_ms() -> u64 {
+    crate::now_ns() / 1_000_000
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl RedisLog {
@@ -117,7 +232,12 @@ impl RedisLog {
             reply_timeout,
             con: None,
             append: Script::new(APPEND_SCRIPT),
+            repair: Script::new(REPAIR_SCRIPT),
             renew: Script::new(RENEW_SCRIPT),
+            replace: Script::new(REPLACE_SCRIPT),
+            release: Script::new(RELEASE_SCRIPT),
+            suspect: None,
+            reported: VecDeque::new(),
         }
     }
 
@@ -140,7 +260,9 @@ impl RedisLog {
     }
 
     /// Appends `records` (consecutive sequences, the first at `records[0].0`) as the holder of
-    /// `token`, then waits up to `wait` for `replicas` replicas to hold them.
+    /// `token`, then waits up to `wait` for `replicas` replicas to hold them. Entries in the
+    /// way that are not signed by the bridge key are removed (with an `ALERT`) and the append
+    /// is tried again: a forged tail cannot depose the leader.
     pub fn append(
         &mut self,
         token: &str,
@@ -152,40 +274,113 @@ impl RedisLog {
             return Ok(());
         };
         assert_eq!(last - first + 1, records.len() as u64, "a batch is consecutive sequences");
+        let sigs: Vec<String> =
+            records.iter().map(|(seq, b)| self.key.sign_bytes(JOURNAL_STREAM, *seq, b)).collect();
+        if self.append_once(token, records, &sigs, replicas, wait)? {
+            return Ok(());
+        }
+        self.clear_forged(token, records)?;
+        if self.append_once(token, records, &sigs, replicas, wait)? {
+            return Ok(());
+        }
+        Err(AppendError::Redis(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "engine-journal changed during its repair",
+        ))))
+    }
+
+    /// One try: `Ok(false)` when entries at or after the batch are not exactly it.
+    fn append_once(
+        &mut self,
+        token: &str,
+        records: &[(u64, &[u8])],
+        sigs: &[String],
+        replicas: u32,
+        wait: Duration,
+    ) -> Result<bool, AppendError> {
+        let (first, last) = (records[0].0, records[records.len() - 1].0);
         let script = self.append.clone();
         let mut call = script.prepare_invoke();
         call.key(JOURNAL_STREAM).key(LEASE_KEY).key(HEAD_KEY).arg(token).arg(first).arg(last);
-        for (seq, bytes) in records {
-            let sig = self.key.sign_bytes(JOURNAL_STREAM, *seq, bytes);
+        for ((seq, bytes), sig) in records.iter().zip(sigs) {
             call.arg(format!("{seq}-0")).arg(*bytes).arg(sig);
         }
-        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
         let written: RedisResult<u64> = self.with(|con| {
             let _: i64 = call.invoke(con)?;
             if replicas == 0 {
                 return Ok(0);
             }
-            cmd("WAIT").arg(replicas).arg(wait_ms).query(con)
+            cmd("WAIT").arg(replicas).arg(ms(wait)).query(con)
         });
         match written {
-            Ok(n) if replicas == 0 || n >= u64::from(replicas) => Ok(()),
+            Ok(n) if replicas == 0 || n >= u64::from(replicas) => Ok(true),
             Ok(_) => Err(AppendError::NotReplicated(wait)),
             Err(e) => match (e.code(), e.detail()) {
-                (Some("FENCED"), d) => Err(AppendError::Fenced(d.unwrap_or_default().to_owned())),
+                (Some("CONFLICT"), _) => Ok(false),
+                (Some("LEASE"), _) => Err(AppendError::Lease),
                 (Some("GAP"), d) => Err(AppendError::Gap(d.unwrap_or_default().to_owned())),
                 _ => Err(AppendError::Redis(e)),
             },
         }
     }
 
+    /// The entries from `records`' first sequence on are not exactly the batch: if any is
+    /// signed by the bridge key and differs, another engine wrote it (deposed); the forged
+    /// ones are deleted.
+    fn clear_forged(&mut self, token: &str, records: &[(u64, &[u8])]) -> Result<(), AppendError> {
+        let first = records[0].0;
+        let raw = self.with(|con| {
+            let r: redis::Value = cmd("XRANGE")
+                .arg(JOURNAL_STREAM)
+                .arg(format!("{first}-0"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(records.len() + 1_024)
+                .query(con)?;
+            parse_entries(r)
+        })?;
+        let mut forged: Vec<String> = Vec::new();
+        for e in raw {
+            let mine = e.seq.and_then(|s| records.get(usize::try_from(s - first).ok()?));
+            match (self.genuine(&e), mine) {
+                (true, Some((_, bytes))) if *bytes == e.record.as_slice() => {}
+                (true, _) => {
+                    return Err(AppendError::Fenced(format!("another engine wrote {}", e.id)));
+                }
+                (false, _) => forged.push(e.id),
+            }
+        }
+        if forged.is_empty() {
+            return Ok(());
+        }
+        error!(ids = ?forged, "ALERT: engine-journal held entries not signed by the bridge key \
+            (a Redis writer without the secret?); removed them");
+        let script = self.repair.clone();
+        let mut call = script.prepare_invoke();
+        call.key(JOURNAL_STREAM).key(LEASE_KEY).key(HEAD_KEY).arg(token);
+        for id in &forged {
+            call.arg(id);
+        }
+        match self.with(|con| call.invoke::<i64>(con)) {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("LEASE") => Err(AppendError::Lease),
+            Err(e) => Err(AppendError::Redis(e)),
+        }
+    }
+
+    /// Is this entry signed by the bridge key at its own id `<seq>-0`?
+    fn genuine(&self, e: &RawEntry) -> bool {
+        match (e.seq, &e.sig) {
+            (Some(seq), Some(sig)) => {
+                self.key.verify_bytes(JOURNAL_STREAM, seq, sig, &e.record).is_ok()
+            }
+            _ => false,
+        }
+    }
+
     /// Up to `count` records after `seq`, waiting up to `block` for the first (0: not at all),
     /// each checked against its signature.
-    pub fn read_after(
-        &mut self,
-        seq: u64,
-        count: usize,
-        block: Duration,
-    ) -> Result<Vec<Entry>, ReadError> {
+    pub fn read_after(&mut self, seq: u64, count: usize, block: Duration) -> RedisResult<Read> {
         let after = format!("{seq}-0");
         let reply: redis::Value = self.with(|con| {
             if block.is_zero() {
@@ -197,12 +392,11 @@ impl RedisLog {
                     .arg(count)
                     .query(con)
             } else {
-                let ms = u64::try_from(block.as_millis()).unwrap_or(1_000);
                 let r: redis::Value = cmd("XREAD")
                     .arg("COUNT")
                     .arg(count)
                     .arg("BLOCK")
-                    .arg(ms)
+                    .arg(ms(block).max(1))
                     .arg("STREAMS")
                     .arg(JOURNAL_STREAM)
                     .arg(&after)
@@ -210,23 +404,36 @@ impl RedisLog {
                 Ok(first_stream_entries(r))
             }
         })?;
-        self.checked(parse_entries(reply)?)
+        Ok(self.checked(parse_entries(reply)?))
     }
 
-    fn checked(&self, entries: Vec<(Entry, Option<String>)>) -> Result<Vec<Entry>, ReadError> {
-        entries
-            .into_iter()
-            .map(|((seq, record), sig)| {
-                let ok = sig.is_some_and(|s| {
-                    self.key.verify_bytes(JOURNAL_STREAM, seq, &s, &record).is_ok()
-                });
-                if ok { Ok((seq, record)) } else { Err(ReadError::Forged(format!("{seq}-0"))) }
-            })
-            .collect()
+    fn checked(&mut self, raw: Vec<RawEntry>) -> Read {
+        let mut read = Read::default();
+        for e in raw {
+            match e.seq {
+                Some(seq) if self.genuine(&e) => read.entries.push((seq, e.record)),
+                _ => read.forged.push(e.id),
+            }
+        }
+        for id in &read.forged {
+            if self.reported.contains(id) {
+                continue;
+            }
+            error!(
+                id,
+                "ALERT: engine-journal holds an entry not signed by the bridge key \
+                (a Redis writer without the secret?); skipped, never applied"
+            );
+            if self.reported.len() == FORGED_REPORTED_MAX {
+                self.reported.pop_front();
+            }
+            self.reported.push_back(id.clone());
+        }
+        read
     }
 
     /// Up to `count` records at or before `seq`, newest first, each checked.
-    pub fn read_back(&mut self, seq: u64, count: usize) -> Result<Vec<Entry>, ReadError> {
+    pub fn read_back(&mut self, seq: u64, count: usize) -> RedisResult<Read> {
         let reply: redis::Value = self.with(|con| {
             cmd("XREVRANGE")
                 .arg(JOURNAL_STREAM)
@@ -236,63 +443,170 @@ impl RedisLog {
                 .arg(count)
                 .query(con)
         })?;
-        self.checked(parse_entries(reply)?)
+        Ok(self.checked(parse_entries(reply)?))
     }
 
-    /// The sequences of the log's first and last entries (`None`: empty).
+    /// The sequences of the log's first and last genuine entries (`None`: none), looking at
+    /// most 64 entries in from either end (forged entries are not the log).
     pub fn bounds(&mut self) -> RedisResult<Option<(u64, u64)>> {
-        let ends = |con: &mut Connection, dir: &str| -> RedisResult<Option<u64>> {
+        let ends = |con: &mut Connection, dir: &str| -> RedisResult<Vec<RawEntry>> {
             let (a, b) = if dir == "XRANGE" { ("-", "+") } else { ("+", "-") };
             let r: redis::Value =
-                cmd(dir).arg(JOURNAL_STREAM).arg(a).arg(b).arg("COUNT").arg(1).query(con)?;
-            Ok(parse_entries(r)?.first().map(|e| e.0.0))
+                cmd(dir).arg(JOURNAL_STREAM).arg(a).arg(b).arg("COUNT").arg(64).query(con)?;
+            parse_entries(r)
         };
-        self.with(|con| Ok(ends(con, "XRANGE")?.zip(ends(con, "XREVRANGE")?)))
+        let (head, tail) = self.with(|con| Ok((ends(con, "XRANGE")?, ends(con, "XREVRANGE")?)))?;
+        let first = head.into_iter().find(|e| self.genuine(e)).and_then(|e| e.seq);
+        let last = tail.into_iter().find(|e| self.genuine(e)).and_then(|e| e.seq);
+        Ok(first.zip(last))
     }
 
-    /// Takes the lease if nobody holds it.
+    /// The signed lease value of `token`, valid until `lease` from now.
+    fn lease_value(&self, token: &str, lease: Duration) -> String {
+        let until = now_ms().saturating_add(ms(lease));
+        let sig = self.key.sign_bytes(LEASE_KEY, until, token.as_bytes());
+        format!("{token}|{until}|{sig}")
+    }
+
+    /// Reads `engine-leader`. A value counts only if signed by the bridge key and expired by
+    /// less than `lease` (room for the clocks of two machines): Redis expires a genuine lease
+    /// by itself, so an older one was kept on purpose, by someone without the key.
+    pub fn lease(&mut self, lease: Duration) -> RedisResult<Lease> {
+        let raw: Option<String> = self.with(|con| cmd("GET").arg(LEASE_KEY).query(con))?;
+        let Some(raw) = raw else { return Ok(Lease::Vacant) };
+        let mut parts = raw.rsplitn(3, '|');
+        let (Some(sig), Some(until), Some(token)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Ok(Lease::Invalid(raw));
+        };
+        let until_ms: Option<u64> = until.parse().ok().filter(|u: &u64| u.to_string() == until);
+        let valid = until_ms.is_some_and(|u| {
+            self.key.verify_bytes(LEASE_KEY, u, sig, token.as_bytes()).is_ok()
+                && now_ms() <= u.saturating_add(ms(lease))
+        });
+        Ok(if valid { Lease::Held(token.to_owned()) } else { Lease::Invalid(raw) })
+    }
+
+    /// Who holds the lease now (its token), if anyone does by a valid value.
+    pub fn holder(&mut self, lease: Duration) -> RedisResult<Option<String>> {
+        Ok(match self.lease(lease)? {
+            Lease::Held(token) => Some(token),
+            Lease::Vacant | Lease::Invalid(_) => None,
+        })
+    }
+
+    /// Takes the lease if nobody holds it. An invalid value (forged, or kept past its expiry)
+    /// is replaced once it has stayed for a whole `lease`: a healthy leader replaces it sooner.
     pub fn try_lead(&mut self, token: &str, lease: Duration) -> RedisResult<bool> {
-        let ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
-        let r: Option<String> = self.with(|con| {
-            cmd("SET").arg(LEASE_KEY).arg(token).arg("NX").arg("PX").arg(ms).query(con)
+        let value = self.lease_value(token, lease);
+        let set: Option<String> = self.with(|con| {
+            cmd("SET").arg(LEASE_KEY).arg(&value).arg("NX").arg("PX").arg(ms(lease)).query(con)
         })?;
-        Ok(r.is_some())
+        if set.is_some() {
+            self.suspect = None;
+            return Ok(true);
+        }
+        let Lease::Invalid(raw) = self.lease(lease)? else {
+            self.suspect = None;
+            return Ok(false);
+        };
+        match &self.suspect {
+            Some((seen, since)) if *seen == raw && since.elapsed() >= lease => {
+                let taken = self.replace_invalid(&raw, token, lease)?;
+                self.suspect = None;
+                Ok(taken)
+            }
+            Some((seen, _)) if *seen == raw => Ok(false),
+            _ => {
+                self.suspect = Some((raw, Instant::now()));
+                Ok(false)
+            }
+        }
     }
 
-    /// Who holds the lease now (its token), if anyone.
-    pub fn holder(&mut self) -> RedisResult<Option<String>> {
-        self.with(|con| cmd("GET").arg(LEASE_KEY).query(con))
+    fn replace_invalid(&mut self, raw: &str, token: &str, lease: Duration) -> RedisResult<bool> {
+        let value = self.lease_value(token, lease);
+        let script = self.replace.clone();
+        let mut call = script.prepare_invoke();
+        call.key(LEASE_KEY).arg(raw).arg(value).arg(ms(lease));
+        let replaced = self.with(|con| call.invoke::<i64>(con))? == 1;
+        if replaced {
+            error!(
+                value = raw,
+                "ALERT: engine-leader held a value not signed by the bridge key \
+                (or expired long ago and kept): a Redis writer without the secret? Replaced it"
+            );
+        }
+        Ok(replaced)
     }
 
     /// Extends the lease; `false`: it is not ours any more.
     pub fn renew(&mut self, token: &str, lease: Duration) -> RedisResult<bool> {
-        let ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
+        let value = self.lease_value(token, lease);
         let script = self.renew.clone();
         let mut call = script.prepare_invoke();
-        call.key(LEASE_KEY).arg(token).arg(ms);
+        call.key(LEASE_KEY).arg(token).arg(value).arg(ms(lease));
         let r: i64 = self.with(|con| call.invoke(con))?;
         Ok(r == 1)
     }
 
+    /// The lease holder's round: renews the lease, or takes it again at once when it vanished
+    /// (a Redis that restarted without its data) or holds a value nobody signed.
+    pub fn keep(&mut self, token: &str, lease: Duration) -> RedisResult<Kept> {
+        if self.renew(token, lease)? {
+            return Ok(Kept::Renewed);
+        }
+        Ok(match self.lease(lease)? {
+            Lease::Held(other) => Kept::Lost(other),
+            Lease::Vacant => {
+                let value = self.lease_value(token, lease);
+                let set: Option<String> = self.with(|con| {
+                    let px = ms(lease);
+                    cmd("SET").arg(LEASE_KEY).arg(&value).arg("NX").arg("PX").arg(px).query(con)
+                })?;
+                if set.is_some() { Kept::Retaken("vanished") } else { Kept::Unsure }
+            }
+            Lease::Invalid(raw) => {
+                if self.replace_invalid(&raw, token, lease)? {
+                    Kept::Retaken("forged")
+                } else {
+                    Kept::Unsure
+                }
+            }
+        })
+    }
+
     /// Gives the lease up (clean shutdown of the leader: the standby need not wait it out).
     pub fn release(&mut self, token: &str) -> RedisResult<()> {
-        let script = self.renew.clone();
+        let script = self.release.clone();
         let mut call = script.prepare_invoke();
-        call.key(LEASE_KEY).arg(token).arg(1);
+        call.key(LEASE_KEY).arg(token);
         self.with(|con| call.invoke::<i64>(con)).map(|_| ())
     }
 
-    /// Records this engine's state hash at `seq`; returns the hash another engine recorded
-    /// there if it differs.
-    pub fn compare_hash(&mut self, seq: u64, hash: &str) -> RedisResult<Option<String>> {
-        self.with(|con| {
-            let fresh: bool = cmd("HSETNX").arg(HASHES_KEY).arg(seq).arg(hash).query(con)?;
-            if fresh {
-                return Ok(None);
+    /// Records this engine's state hash at `seq` (signed, bound to `seq`) and compares it with
+    /// the one another engine recorded there. A value not signed by the bridge key is
+    /// overwritten with ours.
+    pub fn compare_hash(&mut self, seq: u64, hash: &str) -> RedisResult<HashCheck> {
+        let ours = format!("{hash}|{}", self.key.sign_bytes(HASHES_KEY, seq, hash.as_bytes()));
+        let theirs: Option<String> = self.with(|con| {
+            let fresh: bool = cmd("HSETNX").arg(HASHES_KEY).arg(seq).arg(&ours).query(con)?;
+            if fresh { Ok(None) } else { cmd("HGET").arg(HASHES_KEY).arg(seq).query(con) }
+        })?;
+        let Some(theirs) = theirs else { return Ok(HashCheck::Same) };
+        let signed = theirs
+            .split_once('|')
+            .filter(|(h, sig)| self.key.verify_bytes(HASHES_KEY, seq, sig, h.as_bytes()).is_ok());
+        match signed {
+            Some((h, _)) if h == hash => Ok(HashCheck::Same),
+            Some((h, _)) => Ok(HashCheck::Differs(h.to_owned())),
+            None => {
+                self.with(|con| cmd("HSET").arg(HASHES_KEY).arg(seq).arg(&ours).query::<i64>(con))?;
+                error!(seq, value = %theirs, "ALERT: engine-journal:hashes held a state hash not \
+                    signed by the bridge key (a Redis writer without the secret?); replaced it");
+                Ok(HashCheck::Forged(theirs))
             }
-            let theirs: Option<String> = cmd("HGET").arg(HASHES_KEY).arg(seq).query(con)?;
-            Ok(theirs.filter(|t| t != hash))
-        })
+        }
     }
 
     /// Records the oldest snapshot `node` holds (0: none): the log is kept from there on.
@@ -300,11 +614,29 @@ impl RedisLog {
         self.with(|con| cmd("HSET").arg(NODES_KEY).arg(node).arg(oldest_snapshot).query(con))
     }
 
+    /// Says that `node` is alive now (a standby following, or the leader).
+    pub fn seen(&mut self, node: &str) -> RedisResult<()> {
+        let now = now_ms();
+        self.with(|con| cmd("HSET").arg(SEEN_KEY).arg(node).arg(now).query(con))
+    }
+
+    /// Every engine that said it is alive, and how long ago (milliseconds).
+    pub fn last_seen(&mut self) -> RedisResult<Vec<(String, u64)>> {
+        let all: Vec<(String, String)> =
+            self.with(|con| cmd("HGETALL").arg(SEEN_KEY).query(con))?;
+        let now = now_ms();
+        Ok(all
+            .into_iter()
+            .filter_map(|(node, at)| Some((node, now.saturating_sub(at.parse::<u64>().ok()?))))
+            .collect())
+    }
+
     /// Trims the log below the oldest snapshot every registered engine holds, once two are
     /// registered (a lone leader keeps everything a new standby would need). Returns the
     /// sequence trimmed below, if any.
     pub fn trim(&mut self) -> RedisResult<Option<u64>> {
-        let nodes: Vec<u64> = self.with(|con| cmd("HVALS").arg(NODES_KEY).query(con))?;
+        let nodes: Vec<String> = self.with(|con| cmd("HVALS").arg(NODES_KEY).query(con))?;
+        let nodes: Vec<u64> = nodes.iter().filter_map(|n| n.parse().ok()).collect();
         let Some(&min) = nodes.iter().min() else { return Ok(None) };
         if nodes.len() < 2 || min == 0 {
             return Ok(None);
@@ -315,9 +647,10 @@ impl RedisLog {
                 .arg("MINID")
                 .arg(format!("{}-0", min + 1))
                 .query::<u64>(con)?;
-            // Hashes of snapshots nobody can compare any more.
-            let seqs: Vec<u64> = cmd("HKEYS").arg(HASHES_KEY).query(con)?;
-            let old: Vec<u64> = seqs.into_iter().filter(|s| *s < min).collect();
+            // Hashes of snapshots nobody can compare any more (and fields that are no sequence).
+            let seqs: Vec<String> = cmd("HKEYS").arg(HASHES_KEY).query(con)?;
+            let old: Vec<String> =
+                seqs.into_iter().filter(|s| s.parse::<u64>().map_or(true, |s| s < min)).collect();
             if !old.is_empty() {
                 cmd("HDEL").arg(HASHES_KEY).arg(old).query::<u64>(con)?;
             }
@@ -339,23 +672,29 @@ fn first_stream_entries(r: redis::Value) -> redis::Value {
     }
 }
 
-/// `[[id, ["r", record, "s", signature]], ...]` into `((seq, record bytes), signature)`.
-fn parse_entries(v: redis::Value) -> RedisResult<Vec<(Entry, Option<String>)>> {
+/// An entry as Redis holds it, before its signature is checked.
+struct RawEntry {
+    id: String,
+    /// The sequence, when the id is `<seq>-0` (the only place a record may sit).
+    seq: Option<u64>,
+    record: Vec<u8>,
+    sig: Option<String>,
+}
+
+/// `[[id, ["r", record, "s", signature]], ...]` into raw entries; anything else in the field
+/// list makes an entry without a record or signature (so: forged).
+fn parse_entries(v: redis::Value) -> RedisResult<Vec<RawEntry>> {
     let redis::Value::Array(items) = v else { return Ok(Vec::new()) };
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let (id, fields): (String, Vec<Vec<u8>>) = redis::from_redis_value(item)?;
-        let seq = id.split_once('-').and_then(|(s, _)| s.parse::<u64>().ok());
-        let mut fields = fields.into_iter();
-        let (Some(seq), Some(_), Some(record)) = (seq, fields.next(), fields.next()) else {
-            return Err(bad_entry(&id));
+        let seq = id.strip_suffix("-0").and_then(|s| s.parse::<u64>().ok());
+        let field = |name: &[u8]| {
+            fields.chunks(2).find(|p| p.len() == 2 && p[0] == name).map(|p| p[1].clone())
         };
-        let sig = fields.nth(1).and_then(|s| String::from_utf8(s).ok());
-        out.push(((seq, record), sig));
+        let record = field(b"r").unwrap_or_default();
+        let sig = field(b"s").and_then(|s| String::from_utf8(s).ok());
+        out.push(RawEntry { id, seq, record, sig });
     }
     Ok(out)
-}
-
-fn bad_entry(id: &str) -> redis::RedisError {
-    redis::RedisError::from((redis::ErrorKind::Parse, "engine-journal entry", id.to_owned()))
 }

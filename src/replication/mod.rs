@@ -27,7 +27,8 @@ use redis_bridge::target::RedisTarget;
 
 /// The replicated journal stream.
 pub const JOURNAL_STREAM: &str = "engine-journal";
-/// Who should lead: `SET engine-leader <token> NX PX <lease>`, renewed by the leader.
+/// Who should lead: `SET engine-leader <token>|<until ms>|<signature> NX PX <lease>`, renewed
+/// by the leader with a new expiry and signature.
 pub const LEASE_KEY: &str = "engine-leader";
 /// The last sequence appended (written with every append, so `WAIT` always waits for it).
 pub const HEAD_KEY: &str = "engine-journal:head";
@@ -35,6 +36,15 @@ pub const HEAD_KEY: &str = "engine-journal:head";
 pub const HASHES_KEY: &str = "engine-journal:hashes";
 /// The oldest snapshot each engine holds: the log is trimmed below the smallest.
 pub const NODES_KEY: &str = "engine-journal:nodes";
+/// When each engine last said it is alive (ms since the epoch): the leader raises an alert
+/// when one falls silent ([`STANDBY_LOST_AFTER`]).
+pub const SEEN_KEY: &str = "engine-journal:seen";
+/// How long an engine may stay silent in [`SEEN_KEY`] before the leader reports it lost. A
+/// standby says it is alive every [`SEEN_EVERY`]; five missed rounds is not a hiccup.
+pub const STANDBY_LOST_AFTER: Duration = Duration::from_secs(5);
+/// How often an engine writes [`SEEN_KEY`].
+pub const SEEN_EVERY: Duration = Duration::from_secs(1);
+const _: () = assert!(STANDBY_LOST_AFTER.as_millis() >= 3 * SEEN_EVERY.as_millis());
 
 /// Exit code of an engine that found another one leading (`EX_TEMPFAIL`): restart it, it
 /// rejoins as a standby.

@@ -14,9 +14,9 @@ use engine_core::processor::Submitter;
 use redis_bridge::backoff::Backoff;
 use tracing::{error, info, warn};
 
-use super::log::{Entry, ReadError, RedisLog};
+use super::log::{Entry, HashCheck, Kept, RedisLog};
 use super::stage::deposed;
-use super::{EXIT_DIVERGED, ReplicationOptions, Shared};
+use super::{EXIT_DIVERGED, ReplicationOptions, SEEN_EVERY, STANDBY_LOST_AFTER, Shared};
 use crate::durability::DataDir;
 
 /// Request ids a standby remembers from the log (the bridge's replay window holds as many).
@@ -75,7 +75,8 @@ impl Node {
         // A plain engine that crashed leaves its lease to expire: wait one lease period out.
         let deadline = Instant::now() + self.opts.lease + self.opts.lease / 2;
         loop {
-            let holder = retry("reading engine-leader", || self.log.holder())?;
+            let lease = self.opts.lease;
+            let holder = retry("reading engine-leader", || self.log.holder(lease))?;
             let Some(h) = holder.filter(|h| h.starts_with(super::single::SINGLE_PREFIX)) else {
                 break;
             };
@@ -122,8 +123,8 @@ impl Node {
         let mut at = local_seq;
         'pages: while at > 0 && back.len() < RECENT_MAX {
             let page = retry("reading engine-journal back", || self.log.read_back(at, READ_MAX))?;
-            let Some(&(last, _)) = page.last() else { break };
-            for (_, bytes) in &page {
+            let Some(&(last, _)) = page.entries.last() else { break };
+            for (_, bytes) in &page.entries {
                 let Some(Ok((_, cmd))) = RecordReader::new(bytes).next() else { continue };
                 if cmd.ts_ns / 1_000_000 < oldest_ms {
                     break 'pages;
@@ -157,9 +158,16 @@ impl Node {
         let mut applied = local_seq;
         let mut tried = Instant::now() - self.opts.lease;
         let mut backoff = backoff();
+        let mut seen = Instant::now() - SEEN_EVERY;
         info!(node = %self.opts.node, from = applied + 1, "standby: following engine-journal");
         while !stop.load(Ordering::Relaxed) {
             self.compare_hashes(true);
+            if seen.elapsed() >= SEEN_EVERY {
+                seen = Instant::now();
+                if let Err(e) = self.log.seen(&self.opts.node) {
+                    warn!(error = %e, "standby: could not say it is alive");
+                }
+            }
             if tried.elapsed() >= READ_BLOCK {
                 tried = Instant::now();
                 match self.log.try_lead(&self.shared.token, self.opts.lease) {
@@ -169,11 +177,15 @@ impl Node {
                 }
             }
             match self.log.read_after(applied, READ_MAX, READ_BLOCK) {
-                Ok(batch) => {
+                Ok(read) => {
                     backoff.reset();
-                    applied = self.submit(submitter, applied, &batch)?;
+                    applied = self.submit(submitter, applied, &read.entries)?;
+                    if read.entries.is_empty() && !read.forged.is_empty() {
+                        // Only forged entries past the log's end: the leader removes them at
+                        // its next append. Poll instead of reading them again at once.
+                        std::thread::sleep(READ_BLOCK);
+                    }
                 }
-                Err(e @ ReadError::Forged(_)) => bail!("{e}: refusing to follow the log"),
                 Err(e) => {
                     warn!(error = %e, "standby: engine-journal unreachable; retrying");
                     std::thread::sleep(backoff.next());
@@ -189,7 +201,8 @@ impl Node {
         loop {
             let batch = retry("finishing engine-journal", || {
                 self.log.read_after(applied, READ_MAX, Duration::ZERO)
-            })?;
+            })?
+            .entries;
             if batch.is_empty() {
                 break;
             }
@@ -240,13 +253,13 @@ impl Node {
         while let Ok((seq, hash)) = self.hashes.try_recv() {
             let mine = engine_core::hash::hex(&hash);
             match self.log.compare_hash(seq, &mine) {
-                Ok(None) => {}
-                Ok(Some(theirs)) if standby => {
+                Ok(HashCheck::Same | HashCheck::Forged(_)) => {}
+                Ok(HashCheck::Differs(theirs)) if standby => {
                     error!(seq, %mine, %theirs, exit_code = EXIT_DIVERGED,
                         "DIVERGED: this standby's state differs from the leader's; exiting");
                     std::process::exit(EXIT_DIVERGED);
                 }
-                Ok(Some(theirs)) => error!(seq, %mine, %theirs,
+                Ok(HashCheck::Differs(theirs)) => error!(seq, %mine, %theirs,
                     "a standby reported a different state hash at this sequence"),
                 Err(e) => warn!(error = %e, seq, "could not record the state hash"),
             }
@@ -258,17 +271,16 @@ impl Node {
     }
 
     /// Leads: renews the lease every quarter of it until `stop`, then gives it up. Exits the
-    /// process if the lease turns out to be someone else's.
+    /// process if the lease turns out to be someone else's. Takes it again when it vanished or
+    /// holds a forged value; reports standbys that fell silent.
     pub fn lead(mut self, stop: Arc<AtomicBool>) -> std::io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new().name("hundredx-lease".into()).spawn(move || {
             let mut trimmed = Instant::now();
+            let mut lost: Vec<String> = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                match self.log.renew(&self.shared.token, self.opts.lease) {
-                    Ok(true) => {}
-                    Ok(false) => deposed("the lease is held by another engine"),
-                    Err(e) => warn!(error = %e, "leader: lease renewal failed"),
-                }
+                hold_round(&mut self.log, &self.shared.token, self.opts.lease);
                 self.compare_hashes(false);
+                self.watch_standbys(&mut lost);
                 if self.opts.trim && trimmed.elapsed() >= TRIM_EVERY {
                     trimmed = Instant::now();
                     match self.log.trim() {
@@ -284,17 +296,63 @@ impl Node {
             }
         })
     }
+
+    /// Says the leader is alive, and raises an alert for every other engine that fell silent
+    /// for [`STANDBY_LOST_AFTER`] (once, until it is back): without a standby a failure of
+    /// this engine stops the service. `lost` holds the engines reported.
+    fn watch_standbys(&mut self, lost: &mut Vec<String>) {
+        if let Err(e) = self.log.seen(&self.opts.node) {
+            warn!(error = %e, "leader: could not say it is alive");
+        }
+        let seen = match self.log.last_seen() {
+            Ok(seen) => seen,
+            Err(e) => return warn!(error = %e, "leader: could not read engine-journal:seen"),
+        };
+        let lost_after = u64::try_from(STANDBY_LOST_AFTER.as_millis()).unwrap_or(u64::MAX);
+        for (node, age_ms) in seen.into_iter().filter(|(n, _)| *n != self.opts.node) {
+            let was_lost = lost.contains(&node);
+            if age_ms >= lost_after && !was_lost {
+                error!(standby = %node, silent_ms = age_ms, "ALERT: standby lost: it has not \
+                    followed engine-journal for a while; a failure of this leader would now \
+                    stop the service. Restart it (or HDEL engine-journal:seen {node} if it \
+                    was retired)");
+                lost.push(node);
+            } else if age_ms < lost_after && was_lost {
+                info!(standby = %node, "standby back: following engine-journal again");
+                lost.retain(|n| *n != node);
+            }
+        }
+    }
 }
 
-/// Calls `f` until it succeeds (Redis may be failing over), for at most a minute; a forged
-/// entry is not retried.
-fn retry<T, E: Into<ReadError>>(what: &str, mut f: impl FnMut() -> Result<T, E>) -> Result<T> {
+/// One round of the lease holder: renew, or take the lease again if it vanished or held a
+/// forged value; exit (deposed) if another engine holds it. `true`: held after the round.
+pub(super) fn hold_round(log: &mut RedisLog, token: &str, lease: Duration) -> bool {
+    match log.keep(token, lease) {
+        Ok(Kept::Renewed) => true,
+        Ok(Kept::Retaken(why)) => {
+            warn!(why, "the lease was taken again");
+            true
+        }
+        Ok(Kept::Lost(holder)) => {
+            let node = holder.rsplit_once(':').map_or(holder.as_str(), |(n, _)| n);
+            deposed(&format!("the lease is held by another engine ({node})"))
+        }
+        Ok(Kept::Unsure) => false,
+        Err(e) => {
+            warn!(error = %e, "lease renewal failed");
+            false
+        }
+    }
+}
+
+/// Calls `f` until it succeeds (Redis may be failing over), for at most a minute.
+fn retry<T, E: std::fmt::Display>(what: &str, mut f: impl FnMut() -> Result<T, E>) -> Result<T> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut backoff = backoff();
     loop {
-        match f().map_err(Into::into) {
+        match f() {
             Ok(v) => return Ok(v),
-            Err(e @ ReadError::Forged(_)) => bail!("{what}: {e}"),
             Err(e) if Instant::now() < deadline => {
                 warn!(error = %e, "{what}: retrying");
                 std::thread::sleep(backoff.next());

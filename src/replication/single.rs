@@ -10,6 +10,7 @@ use anyhow::{Result, bail};
 use tracing::{info, warn};
 
 use super::log::RedisLog;
+use super::node::hold_round;
 use super::stage::deposed;
 
 /// Prefix of a lease token held by an engine that is not replicated: a standby that finds it
@@ -36,7 +37,7 @@ pub fn claim(log: &mut RedisLog, token: &str, lease: Duration) -> Result<()> {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            let holder = log.holder()?.unwrap_or_default();
+            let holder = log.holder(lease)?.unwrap_or_default();
             let node = holder.rsplit_once(':').map_or(holder.as_str(), |(n, _)| n);
             bail!(
                 "another engine leads on this Redis (engine-leader = {node}): two engines serving \
@@ -49,7 +50,7 @@ pub fn claim(log: &mut RedisLog, token: &str, lease: Duration) -> Result<()> {
 }
 
 /// Renews the lease every quarter of it until `stop`, then gives it up. Takes it again when
-/// it vanished and nobody holds it (a Redis restarted without its data). Exits the process
+/// it vanished (a Redis restarted without its data) or holds a forged value. Exits the process
 /// (deposed, 75) when the lease is someone else's, or when no renewal succeeded for a whole
 /// lease: another engine may then hold it, and this one must stop consuming.
 pub fn keep(
@@ -61,19 +62,8 @@ pub fn keep(
     std::thread::Builder::new().name("hundredx-lease".into()).spawn(move || {
         let mut renewed = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            match log.renew(&token, lease) {
-                Ok(true) => renewed = Instant::now(),
-                // The key is gone (Redis restarted without its data) or another's: take it
-                // again if nobody holds it, else stop.
-                Ok(false) => match log.try_lead(&token, lease) {
-                    Ok(true) => {
-                        warn!("engine: the lease had vanished (Redis lost its data?); taken again");
-                        renewed = Instant::now();
-                    }
-                    Ok(false) => deposed("the lease is held by another engine"),
-                    Err(e) => warn!(error = %e, "engine: lease renewal failed"),
-                },
-                Err(e) => warn!(error = %e, "engine: lease renewal failed"),
+            if hold_round(&mut log, &token, lease) {
+                renewed = Instant::now();
             }
             if renewed.elapsed() >= lease {
                 deposed("the lease could not be renewed for a whole lease period");

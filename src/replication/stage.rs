@@ -24,6 +24,7 @@ const BATCH_MAX: usize = 4_096;
 /// this engine's own and is appended to Redis first; until a replica confirms it the stage
 /// waits (the engine applies nothing meanwhile), and if the append is refused because another
 /// engine leads, the process exits ([`EXIT_DEPOSED`]) without applying or answering the batch.
+/// A forged lease value or forged entries in the way are replaced or removed, not obeyed.
 pub struct ReplicatedJournal {
     local: Journal,
     log: RedisLog,
@@ -89,6 +90,14 @@ impl ReplicatedJournal {
             match r {
                 Ok(()) => return,
                 Err(AppendError::Fenced(why)) => deposed(&why),
+                // Expired while we waited, vanished, or forged: take it again unless another
+                // engine holds it (then this one is deposed, inside hold_round).
+                Err(AppendError::Lease) => {
+                    if !super::node::hold_round(&mut self.log, &self.shared.token, self.opts.lease)
+                    {
+                        std::thread::sleep(backoff.next());
+                    }
+                }
                 Err(AppendError::Gap(why)) => {
                     // Redis lost entries it had confirmed: nothing safe to do but stop loudly.
                     error!(%why, "engine-journal lost acknowledged entries; stopping");

@@ -97,7 +97,7 @@ fn run(clients: usize, hz: u32, secs: u64) {
         tokio::spawn(hundredx_http::serve(l, Arc::clone(&state), std::future::pending()));
         addr
     });
-    let tokens = hundredx_http::auth::Tokens::new(SECRET, 3_600);
+    let tokens = hundredx_http::auth::Tokens::new(SECRET, 3_600, 86_400);
     let mut accounts = Vec::new();
     for i in 0..clients.max(1) {
         let login = Login::new(&format!("u{i}@x")).unwrap();

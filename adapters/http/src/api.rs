@@ -33,7 +33,7 @@ use serde_json::Value;
 use crate::auth::{hash_password, normalize_email, verify_password};
 use crate::dto::{self, AmountBody, CloseBody, Credentials, ListQuery, OpenBody};
 use crate::error::ApiError;
-use crate::{AppState, now_ns};
+use crate::{AppState, Remembered, now_ns};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -571,8 +571,8 @@ fn dummy_hash() -> &'static str {
 }
 
 #[utoipa::path(post, path = "/api/v1/user/signin", tag = "user",
-    summary = "Sign in: a JWT for the Authorization header",
-    request_body = dto::Credentials,
+    summary = "Sign in: a JWT for the Authorization header, and a device token to send next time",
+    request_body = dto::SignIn,
     responses(
         (status = 200, description = "signed in", body = dto::Token),
         (status = 400, description = "malformed JSON", body = dto::ErrorBody), (status = 401, description = "invalid email or password", body = dto::ErrorBody),
@@ -584,11 +584,15 @@ fn dummy_hash() -> &'static str {
 async fn signin(
     State(state): St,
     ClientIp(ip): ClientIp,
-    ApiJson(body): ApiJson<Credentials>,
+    ApiJson(body): ApiJson<dto::SignIn>,
 ) -> Result<Response, ApiError> {
     let denied = || ApiError::unauthorized("invalid email or password");
     let email = normalize_email(&body.email).ok_or_else(denied)?;
-    state.limit_signin(&email, ip)?;
+    let remembered = match body.device.as_deref() {
+        Some(d) if state.tokens.is_device_of(d, &email) => Remembered::Device,
+        _ => Remembered::No,
+    };
+    state.limit_signin(&email, ip, remembered)?;
     let login = Login::new(&email).ok_or_else(denied)?;
     let found = match state.call(CommandKind::QueryCredential { login }).await?.result {
         Ok(ReplyData::Credential { account, credential, admin }) => {
@@ -599,14 +603,16 @@ async fn signin(
     let (account, hash) = found.unzip();
     let password = body.password;
     let ok = state
-        .hasher
+        .hasher_for(remembered)
         .run(move || verify_password(&password, hash.as_deref().unwrap_or_else(|| dummy_hash())))
         .await?;
     let (account, admin) = account.filter(|_| ok).ok_or_else(denied)?;
     let (token, expires_at) = state.tokens.issue(account.0, admin)?;
+    let device = state.tokens.issue_device(&email)?;
     let user_id = account.0.to_string();
     let demo_deposits = state.cfg.demo_deposits;
-    Ok(Json(dto::Token { token, expires_at, user_id, admin, demo_deposits }).into_response())
+    Ok(Json(dto::Token { token, expires_at, user_id, admin, demo_deposits, device })
+        .into_response())
 }
 
 #[utoipa::path(get, path = "/api/v1/user/balance", tag = "user",

@@ -239,13 +239,30 @@ pub struct Claims {
     pub role: Option<String>,
 }
 
+/// A remembered device's claims: proof that this browser or bot once signed in to `login`
+/// with the right password. Its audience keeps it apart from access tokens (which need a `sub`,
+/// which it lacks): it grants nothing by itself, a sign-in still needs the password.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct DeviceClaims {
+    aud: String,
+    /// The normalised login it was issued to.
+    login: String,
+    exp: u64,
+    iat: u64,
+}
+
+/// The audience of a device token.
+const DEVICE_AUDIENCE: &str = "hundredx-device";
+
 /// Signs and checks tokens with one HS256 secret.
 #[derive(Clone)]
 pub struct Tokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    device_validation: Validation,
     ttl_secs: u64,
+    device_ttl_secs: u64,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -259,8 +276,8 @@ fn now_secs() -> u64 {
 }
 
 impl Tokens {
-    /// Tokens signed with `secret`, valid for `ttl_secs`.
-    pub fn new(secret: &[u8], ttl_secs: u64) -> Tokens {
+    /// Tokens signed with `secret`, valid for `ttl_secs`; device tokens for `device_ttl_secs`.
+    pub fn new(secret: &[u8], ttl_secs: u64, device_ttl_secs: u64) -> Tokens {
         // The algorithm is pinned: a token whose header says anything but HS256 (including
         // `none`) is refused before its signature is even looked at.
         let mut validation = Validation::new(Algorithm::HS256);
@@ -268,11 +285,18 @@ impl Tokens {
         validation.set_required_spec_claims(&["exp", "sub", "iat"]);
         validation.validate_nbf = true;
         validation.leeway = 5;
+        let mut device_validation = Validation::new(Algorithm::HS256);
+        device_validation.algorithms = vec![Algorithm::HS256];
+        device_validation.set_required_spec_claims(&["exp", "aud", "iat"]);
+        device_validation.set_audience(&[DEVICE_AUDIENCE]);
+        device_validation.leeway = 5;
         Tokens {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            device_validation,
             ttl_secs,
+            device_ttl_secs,
         }
     }
 
@@ -291,6 +315,35 @@ impl Tokens {
                     "token_error",
                     "the token could not be issued",
                 )
+            })
+    }
+
+    /// A device token for `login` (normalised): sent back with the next sign-ins of that login,
+    /// it lets them past the per-login ceiling, on a hashing lane of their own.
+    pub fn issue_device(&self, login: &str) -> Result<String, ApiError> {
+        let iat = now_secs();
+        let claims = DeviceClaims {
+            aud: DEVICE_AUDIENCE.to_owned(),
+            login: login.to_owned(),
+            exp: iat + self.device_ttl_secs,
+            iat,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| {
+            tracing::error!(error = %e, "device token signing failed");
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "token_error",
+                "the token could not be issued",
+            )
+        })
+    }
+
+    /// Is `token` a valid device token of `login`?
+    pub fn is_device_of(&self, token: &str, login: &str) -> bool {
+        jsonwebtoken::decode::<DeviceClaims>(token, &self.decoding, &self.device_validation)
+            .is_ok_and(|d| {
+                d.claims.login == login
+                    && d.claims.iat <= now_secs() + self.device_validation.leeway
             })
     }
 
@@ -353,12 +406,25 @@ mod tests {
     }
 
     #[test]
+    fn device_tokens_name_their_login_and_are_no_access_tokens() {
+        let t = Tokens::new(b"secret-one-long-enough", 60, 3600);
+        let d = t.issue_device("a@example.com").unwrap();
+        assert!(t.is_device_of(&d, "a@example.com"));
+        assert!(!t.is_device_of(&d, "b@example.com"), "bound to its login");
+        assert!(t.verify(&d).is_err(), "a device token is no access token");
+        let (access, _) = t.issue(7, false).unwrap();
+        assert!(!t.is_device_of(&access, "a@example.com"), "nor the other way round");
+        let other = Tokens::new(b"secret-two-long-enough", 60, 3600);
+        assert!(!other.is_device_of(&d, "a@example.com"), "another secret");
+    }
+
+    #[test]
     fn tokens_round_trip_and_other_secrets_fail() {
-        let t = Tokens::new(b"secret-one", 60);
+        let t = Tokens::new(b"secret-one", 60, 3600);
         let (tok, exp) = t.issue(42, false).unwrap();
         assert!(exp > now_secs());
         assert_eq!(t.verify(&tok), Ok(42));
-        assert!(Tokens::new(b"secret-two", 60).verify(&tok).is_err());
+        assert!(Tokens::new(b"secret-two", 60, 3600).verify(&tok).is_err());
         assert!(t.verify("not.a.token").is_err());
     }
 

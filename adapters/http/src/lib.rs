@@ -98,6 +98,14 @@ pub struct Limits {
     pub signin_per_login_per_minute: u32,
     /// Sign-in attempts per client IP per minute, all logins together.
     pub signin_per_ip_per_minute: u32,
+    /// Sign-in attempts per login per minute that carry a device token of that login (from an
+    /// earlier sign-in): they skip `signin_per_login_per_minute` and hash on a lane of their
+    /// own, so a guessing flood from many addresses or a flood of unknown logins filling the
+    /// hash pool cannot keep the owner out. A guesser has no device token of the login.
+    pub signin_remembered_per_login_per_minute: u32,
+    /// How long a device token stays valid (days): a device unused for longer signs in like a
+    /// new one.
+    pub remembered_device_days: u32,
     /// Sign-ups per client IP per minute.
     pub signup_per_ip_per_minute: u32,
     /// Trading requests per user per second (burst the same); per IP, ten times that.
@@ -138,6 +146,8 @@ impl Default for Limits {
             signin_per_login_ip_per_minute: 5,
             signin_per_login_per_minute: 120,
             signin_per_ip_per_minute: 30,
+            signin_remembered_per_login_per_minute: 10,
+            remembered_device_days: 90,
             signup_per_ip_per_minute: 5,
             trading_per_second: 50,
             public_per_ip_per_second: 20,
@@ -172,6 +182,10 @@ impl Limits {
             ),
             (self.hash_queue <= 10_000, "hash_queue must be at most 10000"),
             (
+                self.remembered_device_days >= 1 && self.remembered_device_days <= 400,
+                "remembered_device_days must be 1..=400",
+            ),
+            (
                 self.markets_cache <= Duration::from_secs(10),
                 "markets_cache_ms must be at most 10000",
             ),
@@ -191,6 +205,7 @@ impl Limits {
             (self.signin_per_login_ip_per_minute, "signin_per_login_ip_per_minute"),
             (self.signin_per_login_per_minute, "signin_per_login_per_minute"),
             (self.signin_per_ip_per_minute, "signin_per_ip_per_minute"),
+            (self.signin_remembered_per_login_per_minute, "signin_remembered_per_login_per_minute"),
             (self.signup_per_ip_per_minute, "signup_per_ip_per_minute"),
             (self.trading_per_second, "trading_per_second"),
             (self.public_per_ip_per_second, "public_per_ip_per_second"),
@@ -323,6 +338,15 @@ pub trait FeedStatus: Send + Sync {
     fn counters(&self) -> Vec<(&'static str, u64)>;
 }
 
+/// Whether a sign-in carries a valid device token of its login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remembered {
+    /// It does: the owner's lane.
+    Device,
+    /// It does not (or the token is invalid, expired, or another login's).
+    No,
+}
+
 /// Shared state of the handlers.
 pub struct AppState {
     feed: Option<Arc<dyn FeedStatus>>,
@@ -330,7 +354,10 @@ pub struct AppState {
     engine: Arc<dyn EngineClient>,
     tokens: Tokens,
     hasher: auth::Hasher,
+    /// The remembered devices' hashing lane: one thread, its own queue.
+    hasher_remembered: auth::Hasher,
     symbols: HashMap<String, MarketId>,
+    signin_remembered: DefaultKeyedRateLimiter<String>,
     signin_login_ip: DefaultKeyedRateLimiter<(String, IpAddr)>,
     signin_login: DefaultKeyedRateLimiter<String>,
     signin_ip: DefaultKeyedRateLimiter<IpAddr>,
@@ -417,8 +444,16 @@ impl AppState {
                 Arc::clone(&edge.stats),
             ),
             feed,
-            tokens: Tokens::new(&cfg.jwt_secret, cfg.token_ttl.as_secs()),
+            tokens: Tokens::new(
+                &cfg.jwt_secret,
+                cfg.token_ttl.as_secs(),
+                u64::from(l.remembered_device_days) * 86_400,
+            ),
             hasher,
+            hasher_remembered: auth::Hasher::new(1, l.hash_queue, l.reply_timeout),
+            signin_remembered: RateLimiter::keyed(per_minute(
+                l.signin_remembered_per_login_per_minute,
+            )),
             symbols,
             signin_login_ip: RateLimiter::keyed(per_minute(l.signin_per_login_ip_per_minute)),
             signin_login: RateLimiter::keyed(per_minute(l.signin_per_login_per_minute)),
@@ -517,6 +552,7 @@ impl AppState {
     pub fn sweep_limiters(&self) {
         self.signin_login_ip.retain_recent();
         self.signin_login.retain_recent();
+        self.signin_remembered.retain_recent();
         self.signin_ip.retain_recent();
         self.signup_ip.retain_recent();
         self.trading.retain_recent();
@@ -532,16 +568,33 @@ impl AppState {
         AppState::limited(&self.trading, &account)
     }
 
-    /// Sign-in limits: per (login, IP), per IP, and the looser per-login ceiling.
-    pub fn limit_signin(&self, login: &str, ip: IpAddr) -> Result<(), ApiError> {
+    /// Sign-in limits: per IP, per (login, IP), and the looser per-login ceiling — or, for a
+    /// sign-in with a device token of the login (`remembered`), that device lane's own.
+    pub fn limit_signin(
+        &self,
+        login: &str,
+        ip: IpAddr,
+        remembered: Remembered,
+    ) -> Result<(), ApiError> {
         AppState::limited(&self.signin_ip, &ip)?;
         AppState::limited(&self.signin_login_ip, &(login.to_owned(), ip))?;
-        AppState::limited(&self.signin_login, &login.to_owned())
+        match remembered {
+            Remembered::Device => AppState::limited(&self.signin_remembered, &login.to_owned()),
+            Remembered::No => AppState::limited(&self.signin_login, &login.to_owned()),
+        }
     }
 
     /// The password hasher (bounded).
     pub fn hasher(&self) -> &auth::Hasher {
         &self.hasher
+    }
+
+    /// The hasher of sign-ins from remembered devices, or the common one.
+    pub fn hasher_for(&self, remembered: Remembered) -> &auth::Hasher {
+        match remembered {
+            Remembered::Device => &self.hasher_remembered,
+            Remembered::No => &self.hasher,
+        }
     }
 
     /// Counters of the server loop.

@@ -461,6 +461,90 @@ async fn a_guesser_rotating_addresses_does_not_lock_the_owner_out() {
     }
 }
 
+/// Guesses for one login from rotating addresses used to reach the per-login ceiling (the owner
+/// got 429), and a flood of unknown logins filled the hash pool (the owner got 503). A sign-in
+/// carrying the device token of an earlier sign-in of that login has a ceiling and a hashing
+/// lane of its own: the owner gets in through both floods; the flood's guesses do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remembered_device_signs_the_owner_in_through_a_guessing_flood_and_a_full_hash_pool() {
+    let e = Edge::start(|c| {
+        c.limits.signin_per_login_per_minute = 5;
+        c.limits.hash_concurrency = 1;
+        c.limits.hash_queue = 1;
+        c.limits.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let (owner, at_home) = ("owner@example.com", "\r\nX-Forwarded-For: 192.0.2.7");
+    let right = json!({ "email": owner, "password": "correct horse" });
+    assert_eq!(e.post("/api/v1/user/signup", at_home, right.clone()).await.status, 202);
+    let first = e.post("/api/v1/user/signin", at_home, right.clone()).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let device = first.body["device"].as_str().unwrap().to_owned();
+    let remembered = json!({ "email": owner, "password": "correct horse", "device": device });
+
+    // The guessing flood spends the login's ceiling: without the device, the owner is refused.
+    let wrong = json!({ "email": owner, "password": "wrong horse!", "device": "forged.token.x" });
+    for i in 0..10 {
+        let r = e
+            .post("/api/v1/user/signin", &format!("\r\nX-Forwarded-For: 10.2.0.{i}"), wrong.clone())
+            .await;
+        assert!(r.status == 401 || r.status == 429, "{}", r.status);
+    }
+    let locked = e.post("/api/v1/user/signin", at_home, right.clone()).await;
+    assert_eq!(locked.status, 429, "the flood reached the ceiling: {}", locked.body);
+    for _ in 0..3 {
+        let r = e.post("/api/v1/user/signin", at_home, remembered.clone()).await;
+        assert_eq!(r.status, 200, "the owner's device gets in: {}", r.body);
+        assert!(r.body["device"].is_string());
+    }
+    // Another login's device token is no key to this one.
+    let other = json!({ "email": "guesser@example.com", "password": "correct horse" });
+    assert_eq!(
+        e.post("/api/v1/user/signup", "\r\nX-Forwarded-For: 10.3.0.1", other.clone()).await.status,
+        202
+    );
+    let theirs = e.post("/api/v1/user/signin", "\r\nX-Forwarded-For: 10.3.0.1", other).await;
+    let stolen =
+        json!({ "email": owner, "password": "correct horse", "device": theirs.body["device"] });
+    assert_eq!(e.post("/api/v1/user/signin", at_home, stolen).await.status, 429);
+
+    // A flood of unknown logins keeps the hash pool (1 thread, 1 waiting) full the whole time.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut flood = Vec::new();
+    for t in 0..12u32 {
+        let (addr, stop, busy) = (e.addr, Arc::clone(&stop), Arc::clone(&busy));
+        flood.push(tokio::spawn(async move {
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (status, _) = Edge::send_to(addr, t * 100_000 + i).await;
+                if status == 503 {
+                    busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                i += 1;
+            }
+        }));
+    }
+    let full = || busy.load(std::sync::atomic::Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while full() < 20 {
+        assert!(Instant::now() < deadline, "the flood never filled the pool");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let before = full();
+    for _ in 0..3 {
+        let r = e.post("/api/v1/user/signin", at_home, remembered.clone()).await;
+        assert_eq!(r.status, 200, "the owner's device gets in during the flood: {}", r.body);
+    }
+    let during = full() - before;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for f in flood {
+        f.await.unwrap();
+    }
+    assert!(during > 0, "the flood was refused busy while the owner signed in");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metric_labels_come_from_a_closed_set() {
     let e = Edge::start(|_| {}).await;

@@ -46,9 +46,19 @@ const fmt = (v, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : "–");
 
 async function signIn(ev) {
   ev?.preventDefault();
-  const body = { email: $("email").value, password: $("password").value };
+  const email = $("email").value.trim().toLowerCase();
+  const body = { email, password: $("password").value };
+  // A device token from an earlier sign-in of this login: it gets the owner past a guessing
+  // flood. Kept per login, and across sign-outs (it grants nothing without the password).
+  let devices = {};
+  try { devices = JSON.parse(localStorage.getItem("hx-devices") || "{}") || {}; } catch { devices = {}; }
+  if (typeof devices[email] === "string") body.device = devices[email];
   try {
     const r = await api("POST", "/api/v1/user/signin", body);
+    if (typeof r.device === "string") {
+      devices[email] = r.device;
+      localStorage.setItem("hx-devices", JSON.stringify(devices));
+    }
     st.token = r.token;
     st.admin = r.admin === true;
     st.deposits = r.demo_deposits !== false;

@@ -129,8 +129,11 @@ fn run(clients: usize, hz: u32, secs: u64) {
             Arc::clone(&ready),
         );
         client_rt.spawn(async move {
-            let url = format!("ws://{addr}/api/v1/ws?token={token}");
-            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+            use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+            let mut req = format!("ws://{addr}/api/v1/ws").into_client_request().unwrap();
+            let bearer = format!("Bearer {token}").parse().unwrap();
+            req.headers_mut().insert("authorization", bearer);
+            let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
             ws.send(Message::Text(
                 r#"{"op":"subscribe","channels":["prices","positions"]}"#.into(),
             ))

@@ -452,8 +452,10 @@ fn both_api_instances_push_a_users_changes() {
     let mut clients: Vec<_> = rt.block_on(async {
         let mut out = Vec::new();
         for addr in [&a1, &a2] {
-            let url = format!("ws://{addr}/api/v1/ws?token={token}");
+            let url = format!("ws://{addr}/api/v1/ws");
             let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+            let auth = serde_json::json!({"op": "auth", "token": token}).to_string();
+            ws.send(Message::Text(auth.into())).await.unwrap();
             let sub = r#"{"op":"subscribe","channels":["positions"]}"#;
             ws.send(Message::Text(sub.into())).await.unwrap();
             out.push(ws);
@@ -480,6 +482,109 @@ fn both_api_instances_push_a_users_changes() {
             }
         }
     });
+}
+
+/// A genuine, signed `engine-events` entry written again (by anyone who can write to Redis) was
+/// accepted again by the api's tail: an old price pushed as live, a change pushed to its owner
+/// twice. The tail now refuses changes at or before the last it handed on, and entries signed
+/// too long ago, and counts them (`push{counter="replayed"}`).
+#[test]
+fn a_replayed_engine_events_entry_is_not_pushed_again() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path());
+    let url = redis.url.clone();
+    let data = dir.path().join("engine");
+    let _engine = hundredx(&["engine", "--redis", &url, "--data-dir", data.to_str().unwrap()]);
+    let _feed = hundredx(&["feed", "--redis", &url, "--feed", "synthetic"]);
+    let (_api, addr) = api(&url, "api-replay");
+    assert_eq!(until(200, 20, || http(&addr, "GET", "/api/v1/markets", None, None)).0, 200);
+    let token = sign_up(&addr, "replay@example.com");
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut ws = rt.block_on(async {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/ws")).await.unwrap();
+        let auth = serde_json::json!({"op": "auth", "token": token}).to_string();
+        ws.send(Message::Text(auth.into())).await.unwrap();
+        let sub = r#"{"op":"subscribe","channels":["positions"]}"#;
+        ws.send(Message::Text(sub.into())).await.unwrap();
+        ws
+    });
+    // Every "opened" push until one for `id` arrives: the ids pushed on the way.
+    let mut opened_until = |id: &str| -> Vec<String> {
+        rt.block_on(async {
+            let mut seen = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                let Ok(Some(Ok(Message::Text(t)))) =
+                    tokio::time::timeout(Duration::from_secs(20), ws.next()).await
+                else {
+                    continue;
+                };
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["channel"] == "positions" && v["data"]["event"] == "opened" {
+                    let pushed = v["data"]["position_id"].as_str().unwrap().to_owned();
+                    seen.push(pushed.clone());
+                    if pushed == id {
+                        return seen;
+                    }
+                }
+            }
+            panic!("no push of position {id}: {seen:?}");
+        })
+    };
+    let open = r#"{"market":"BTC_USDC","side":"long","leverage":10,"margin":"100"}"#;
+    let (status, body) =
+        until(201, 20, || http(&addr, "POST", "/api/v1/positions", Some(&token), Some(open)));
+    assert_eq!(status, 201, "{body}");
+    let first = field(&body, "id");
+    assert_eq!(opened_until(&first), vec![first.clone()]);
+
+    // Everything on engine-events so far, written again with its genuine signature.
+    let mut con = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
+    let all: redis::streams::StreamRangeReply =
+        redis::cmd("XRANGE").arg("engine-events").arg("-").arg("+").query(&mut con).unwrap();
+    let mut replayed = 0u64;
+    for e in &all.ids {
+        let (Some(d), Some(ts), Some(sig)) =
+            (e.get::<String>("data"), e.get::<String>("ts"), e.get::<String>("sig"))
+        else {
+            continue;
+        };
+        replayed += u64::from(d.contains("\"prev\""));
+        let _: String = redis::cmd("XADD")
+            .arg("engine-events")
+            .arg("*")
+            .arg("data")
+            .arg(d)
+            .arg("ts")
+            .arg(ts)
+            .arg("sig")
+            .arg(sig)
+            .query(&mut con)
+            .unwrap();
+    }
+    assert!(replayed > 0, "the stream held changes to replay");
+    let counted = || {
+        let (_, m) = http(&addr, "GET", "/metrics", None, None);
+        m.lines()
+            .find(|l| l.starts_with("hundredx_push{counter=\"replayed\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while counted() < replayed {
+        assert!(Instant::now() < deadline, "replays refused: {} of {replayed}", counted());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The next genuine change is pushed, and the first position was not pushed again first.
+    let (status, body) =
+        until(201, 20, || http(&addr, "POST", "/api/v1/positions", Some(&token), Some(open)));
+    assert_eq!(status, 201, "{body}");
+    let second = field(&body, "id");
+    assert_eq!(opened_until(&second), vec![second.clone()], "nothing replayed was pushed");
 }
 
 /// A request applied just before the engine died, whose entry comes to the restarted engine

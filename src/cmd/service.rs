@@ -409,10 +409,12 @@ pub fn api_main(
         let (tail_target, tail_key) = (target.clone(), key.clone());
         tokio::spawn(async move {
             let publish = |c: &engine_core::event::ChangeRecord| hub.publish(c);
+            let replayed = Arc::clone(&hub.stats.replayed);
             redis_bridge::changes::tail_changes(
                 &tail_target,
                 tail_key,
                 publish,
+                replayed,
                 std::future::pending(),
             )
             .await;

@@ -352,6 +352,17 @@ impl Tokens {
         self.verify_claims(token).map(|(account, _)| account)
     }
 
+    /// The account id a valid token names, and its expiry (seconds since the epoch).
+    pub fn verify_expiry(&self, token: &str) -> Result<(u32, u64), ApiError> {
+        let invalid = || ApiError::unauthorized("invalid or expired token");
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|_| invalid())?;
+        if data.claims.iat > now_secs() + self.validation.leeway {
+            return Err(invalid());
+        }
+        Ok((data.claims.sub.parse().map_err(|_| invalid())?, data.claims.exp))
+    }
+
     /// The account id a valid token names, and whether it carries the operator role.
     pub fn verify_claims(&self, token: &str) -> Result<(u32, bool), ApiError> {
         let invalid = || ApiError::unauthorized("invalid or expired token");

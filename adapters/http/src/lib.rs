@@ -490,6 +490,13 @@ impl AppState {
         self.tokens.verify(token).map(AccountId)
     }
 
+    /// The account a valid JWT names, and how long it stays valid from now.
+    pub fn verify_token_life(&self, token: &str) -> Result<(AccountId, Duration), ApiError> {
+        let (account, exp) = self.tokens.verify_expiry(token)?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        Ok((AccountId(account), Duration::from_secs(exp.saturating_sub(now))))
+    }
+
     /// Serves closed positions, closed-position details and the statement from `store` (once;
     /// later calls are ignored). `writer`: the in-process writer's status, for `/healthz`.
     pub fn attach_history(

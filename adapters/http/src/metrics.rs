@@ -132,7 +132,7 @@ impl Metrics {
         let push = Family::<CounterLabels, Gauge>::default();
         registry.register(
             "push",
-            "Push API (open, sent, slow_closed, idle_closed, refused)",
+            "Push API (open, sent, slow_closed, idle_closed, refused, replayed)",
             push.clone(),
         );
         Metrics {
@@ -171,6 +171,7 @@ impl Metrics {
             ("slow_closed", push.slow_closed.load(relaxed)),
             ("idle_closed", push.idle_closed.load(relaxed)),
             ("refused", push.refused.load(relaxed)),
+            ("replayed", push.replayed.load(relaxed)),
         ];
         for (name, v) in pushed {
             self.push

@@ -2,7 +2,11 @@
 //!
 //! Client → server (JSON text frames): `{"op":"subscribe","channels":[…]}`,
 //! `{"op":"unsubscribe","channels":[…]}`, `{"op":"auth","token":"<JWT>"}` (or the token on the
-//! upgrade: `Authorization: Bearer`, or `?token=` for browsers), `{"op":"ping"}`.
+//! upgrade as `Authorization: Bearer`; never in the URL — `?token=` is refused with 400
+//! `token_in_url`, since URLs end up in proxies' logs), `{"op":"ping"}`. At most
+//! `client_frames_per_second` frames a second (burst twice that), else the connection is
+//! closed 4008 `rate_limited`; it is closed 4004 `token_expired` when its token expires,
+//! unless an `auth` with a newer token of the same account came first.
 //! Server → client: `{"channel":…,"seq":n,"data":…}`, with `seq` counting 1, 2, 3… per channel
 //! per connection, and `{"op":"subscribed"|"unsubscribed"|"authed"|"pong"|"error",…}` answers.
 //!
@@ -75,6 +79,9 @@ pub struct PushLimits {
     pub send_timeout_ms: u64,
     /// Changes of its account a connection may fall behind before it is closed as slow.
     pub lag_capacity: usize,
+    /// Frames a client may send a second (burst twice that); beyond, the connection is closed
+    /// (4008 `rate_limited`): each subscribe costs the server work.
+    pub client_frames_per_second: u32,
 }
 
 impl Default for PushLimits {
@@ -91,6 +98,7 @@ impl Default for PushLimits {
             idle_timeout_ms: 60_000,
             send_timeout_ms: 5_000,
             lag_capacity: 4_096,
+            client_frames_per_second: 20,
         }
     }
 }
@@ -108,7 +116,8 @@ impl PushLimits {
             && (100..=300_000).contains(&self.heartbeat_ms)
             && self.idle_timeout_ms > self.heartbeat_ms
             && (10..=60_000).contains(&self.send_timeout_ms)
-            && (16..=1_048_576).contains(&self.lag_capacity);
+            && (16..=1_048_576).contains(&self.lag_capacity)
+            && (1..=10_000).contains(&self.client_frames_per_second);
         if ok { Ok(()) } else { Err("http.push limits out of range".into()) }
     }
 }
@@ -150,6 +159,9 @@ pub struct PushStats {
     pub idle_closed: AtomicU64,
     /// Upgrades refused by the caps.
     pub refused: AtomicU64,
+    /// Changes refused by the service-mode tail as replays (a genuine `engine-events` entry
+    /// written again): shared with the tail, which counts them.
+    pub replayed: Arc<AtomicU64>,
 }
 
 /// One connection's queue: its id, and the sender the hub fills.
@@ -562,6 +574,8 @@ async fn poll_candles(state: Arc<AppState>) {
 /// message limit and reserves a declared frame's length as its bytes arrive: both must be set,
 /// or one unauthenticated client holds 16 MiB per socket.
 pub const CLIENT_FRAME_MAX_BYTES: usize = 4_096;
+/// How long a closing connection waits for the client's close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// The socket's read buffer (tungstenite's default is 128 KiB per connection).
 const READ_BUFFER_BYTES: usize = 8_192;
 /// Server frames are written once this much is buffered (each send also flushes).
@@ -592,8 +606,13 @@ pub(crate) async fn upgrade(
         .and_then(|h| h.split_once(' '))
         .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim().to_owned());
-    let account = match bearer.or(q.token) {
-        Some(t) => match state.verify_token(&t) {
+    if q.token.is_some() {
+        let why = "send the token as {\"op\":\"auth\"} after connecting, or in an \
+                   Authorization header: URLs are kept in proxies' logs";
+        return ApiError::bad_request("token_in_url", why).into_response();
+    }
+    let account = match bearer {
+        Some(t) => match state.verify_token_life(&t) {
             Ok(a) => Some(a),
             Err(e) => return e.into_response(),
         },
@@ -624,6 +643,10 @@ pub(crate) async fn upgrade(
 struct Conn {
     state: Arc<AppState>,
     account: Option<AccountId>,
+    /// When the token that signed it in expires (then it is closed, unless re-authed).
+    expires: Option<tokio::time::Instant>,
+    /// The client's frame allowance (`client_frames_per_second`).
+    frames: governor::DefaultDirectRateLimiter,
     limits: PushLimits,
     subscribed: Vec<&'static str>,
     /// Candle channels subscribed (indexes into the hub's list), with their own numbering and
@@ -646,6 +669,14 @@ struct Conn {
     slot: Slot,
     /// The server's slot for the socket, when served by [`crate::server::run`].
     conn_slot: Option<Arc<crate::server::ConnSlot>>,
+}
+
+/// Sleeps until `at`, or for ever when there is no such time.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The next of the account's changes, or never (not signed in).
@@ -682,19 +713,29 @@ enum End {
     Anonymous,
     /// Its server slot was given to another address's connection.
     Shed,
+    /// Its token expired.
+    Expired,
+    /// It sent frames faster than `client_frames_per_second`.
+    Flooding,
 }
 
 impl Conn {
     fn new(
         state: Arc<AppState>,
-        account: Option<AccountId>,
+        signed_in: Option<(AccountId, Duration)>,
         limits: PushLimits,
         slot: Slot,
         conn_slot: Option<Arc<crate::server::ConnSlot>>,
     ) -> Conn {
+        let per_second = std::num::NonZeroU32::new(limits.client_frames_per_second)
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        let burst = per_second.saturating_mul(std::num::NonZeroU32::MIN.saturating_add(1));
+        let quota = governor::Quota::per_second(per_second).allow_burst(burst);
         Conn {
             state,
-            account,
+            account: signed_in.map(|(a, _)| a),
+            expires: signed_in.map(|(_, life)| tokio::time::Instant::now() + life),
+            frames: governor::RateLimiter::direct(quota),
             limits,
             subscribed: Vec::new(),
             candle_subs: Vec::new(),
@@ -747,11 +788,24 @@ impl Conn {
                 (4002, "idle")
             }
             End::Anonymous => (4003, "sign_in_required"),
+            End::Expired => (4004, "token_expired"),
+            End::Flooding => (4008, "rate_limited"),
             End::Shed => (1013, "try_again_later"),
         };
         let close =
             Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }));
         let _ = tokio::time::timeout(Duration::from_millis(500), socket.send(close)).await;
+        // The closing handshake: wait (bounded) for the client's close, discarding what it
+        // still sends. A socket dropped with unread data is reset, and a reset client may lose
+        // the close frame, and with it the reason.
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            while let Some(Ok(m)) = socket.recv().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 
     async fn serve(
@@ -780,10 +834,15 @@ impl Conn {
                 () = tokio::time::sleep_until(anonymous_until), if self.account.is_none() => {
                     Err(End::Anonymous)
                 }
+                () = sleep_until_some(self.expires) => Err(End::Expired),
                 m = socket.recv() => match m {
                     Some(Ok(m)) => {
                         last_heard = tokio::time::Instant::now();
-                        self.on_message(socket, m).await
+                        if self.frames.check().is_err() {
+                            Err(End::Flooding)
+                        } else {
+                            self.on_message(socket, m).await
+                        }
                     }
                     _ => Err(End::Closed),
                 },
@@ -907,8 +966,11 @@ impl Conn {
     }
 
     async fn on_auth(&mut self, socket: &mut WebSocket, token: &str) -> Result<(), End> {
-        match self.state.verify_token(token) {
-            Ok(a) if self.account.is_none_or(|mine| mine == a) => {
+        match self.state.verify_token_life(token) {
+            Ok((a, life)) if self.account.is_none_or(|mine| mine == a) => {
+                // A newer token extends the connection's life; an older one never shortens it.
+                let until = tokio::time::Instant::now() + life;
+                self.expires = Some(self.expires.map_or(until, |e| e.max(until)));
                 self.sign_in(a);
                 self.send_json(socket, &json!({"op": "authed", "user_id": a.0.to_string()})).await
             }

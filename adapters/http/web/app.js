@@ -390,20 +390,24 @@ async function addMargin(id) {
 function send(m) { if (st.ws && st.ws.readyState === WebSocket.OPEN) st.ws.send(JSON.stringify(m)); }
 
 function connect() {
-  const q = st.token ? `?token=${encodeURIComponent(st.token)}` : "";
-  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/v1/ws${q}`);
+  // The token goes in the first frame, never in the URL (proxies log URLs).
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/v1/ws`);
   st.ws = ws;
   ws.onopen = () => {
     st.retry = 500;
     $("conn").textContent = "live"; $("conn").className = "conn on";
     const channels = ["prices", candleChannel()].filter(Boolean);
-    if (st.token) channels.push("positions", "balance", "notices", "orders");
+    if (st.token) {
+      send({ op: "auth", token: st.token });
+      channels.push("positions", "balance", "notices", "orders");
+    }
     send({ op: "subscribe", channels });
     refreshAll(); // whatever happened while disconnected
     loadCandles();
   };
-  ws.onclose = () => {
+  ws.onclose = (e) => {
     if (st.ws !== ws) return;
+    if (e.code === 4004 && st.token) { signOut(); toast("session expired: sign in again", "error"); }
     $("conn").textContent = "reconnecting…"; $("conn").className = "conn off";
     setTimeout(connect, st.retry);
     st.retry = Math.min(st.retry * 2, 10000);

@@ -226,21 +226,31 @@ impl ChangeReader {
     }
 }
 
+/// How old (by its signed time stamp) a change entry may be when the tail reads it: a genuine
+/// one is read within moments of its publication; an older one is a copy written again.
+pub const TAIL_MAX_AGE_MS: u64 = 30_000;
+
 /// Follows the changes on `engine-events` from now on (no consumer group: every api instance
 /// sees all of them) and hands each correctly signed one to `on_change`, until `stop`. For live
 /// views: reconnects with backoff and resumes after the last entry seen; changes written while
 /// disconnected for longer than the stream keeps are missed (views re-read over REST).
+///
+/// A genuine entry written again (a replay by someone who can write to Redis) is not handed on:
+/// changes arrive in order of `(seq, n)`, so one at or before the last handed on is a copy, and
+/// so is one signed more than [`TAIL_MAX_AGE_MS`] ago (before any change was seen). Refused
+/// entries are counted in `refused`.
 pub async fn tail_changes(
     target: &crate::target::RedisTarget,
     key: BridgeKey,
     mut on_change: impl FnMut(&ChangeRecord),
+    refused: Arc<AtomicU64>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
-    let mut last = "$".to_owned();
+    let mut tail = Tail { last: "$".to_owned(), handed: None, refused };
     let mut backoff = Backoff::connect();
     loop {
-        let session = tail_session(target, &key, &mut last, &mut on_change);
+        let session = tail_session(target, &key, &mut tail, &mut on_change);
         tokio::select! {
             () = &mut stop => return,
             r = session => if let Err(e) = r {
@@ -254,10 +264,37 @@ pub async fn tail_changes(
     }
 }
 
+/// Where a tail is: the last stream id read, the last change handed on.
+struct Tail {
+    last: String,
+    handed: Option<(u64, u32)>,
+    refused: Arc<AtomicU64>,
+}
+
+impl Tail {
+    /// Hands `c` on unless it is a copy (see [`tail_changes`]).
+    fn admit(&mut self, c: &ChangeRecord, signed_ms: u64, now_ms: u64) -> bool {
+        let at = (c.seq, c.n);
+        let fresh = crate::signing::fresh(signed_ms, now_ms, TAIL_MAX_AGE_MS);
+        if !fresh || self.handed.is_some_and(|h| at <= h) {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            warn!(seq = c.seq, n = c.n, fresh, "changes: a replayed engine-events entry refused");
+            return false;
+        }
+        self.handed = Some(at);
+        true
+    }
+}
+
+fn unix_ms() -> u64 {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 async fn tail_session(
     target: &crate::target::RedisTarget,
     key: &BridgeKey,
-    last: &mut String,
+    tail: &mut Tail,
     on_change: &mut impl FnMut(&ChangeRecord),
 ) -> RedisResult<()> {
     let mut con = blocking_connection(target).await?;
@@ -269,15 +306,16 @@ async fn tail_session(
             .arg(1_000)
             .arg("STREAMS")
             .arg(ENGINE_EVENTS_STREAM)
-            .arg(last.as_str())
+            .arg(tail.last.as_str())
             .query_async(&mut con)
             .await?;
         for stream in reply.map(|r| r.keys).unwrap_or_default() {
             for e in stream.ids {
                 let e = Entry::from_stream_id(&e);
-                last.clone_from(&e.id);
+                tail.last.clone_from(&e.id);
                 if let Some(c) = decode_change(&e.data)
-                    && e.verify(key, ENGINE_EVENTS_STREAM).is_ok()
+                    && let Ok(signed_ms) = e.verify(key, ENGINE_EVENTS_STREAM)
+                    && tail.admit(&c.change, signed_ms, unix_ms())
                 {
                     on_change(&c.change);
                 }
@@ -285,7 +323,6 @@ async fn tail_session(
         }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use engine_core::prelude::*;
@@ -307,5 +344,25 @@ mod tests {
         assert_eq!(decode_change(&serde_json::to_string(&event).unwrap()), None);
         assert_eq!(parse_cursor("12 -1"), Some((12, -1)));
         assert_eq!(parse_cursor("12"), None);
+    }
+
+    #[test]
+    fn the_tail_hands_on_each_change_once_and_nothing_stale() {
+        let c = |seq, n| ChangeRecord {
+            seq,
+            n,
+            at_ns: 5,
+            change: Change::Deposited { account: AccountId(3), amount: Usdc(10) },
+        };
+        let refused = Arc::new(AtomicU64::new(0));
+        let mut t = Tail { last: "$".into(), handed: None, refused: Arc::clone(&refused) };
+        let now = 1_000_000;
+        assert!(!t.admit(&c(1, 0), now - TAIL_MAX_AGE_MS - 1, now), "signed too long ago");
+        assert!(t.admit(&c(2, 0), now, now));
+        assert!(t.admit(&c(2, 1), now, now), "the next change of the same command");
+        assert!(!t.admit(&c(2, 1), now, now), "the same change again");
+        assert!(!t.admit(&c(2, 0), now, now), "an earlier one");
+        assert!(t.admit(&c(3, 0), now - 1_000, now));
+        assert_eq!(refused.load(Ordering::Relaxed), 3);
     }
 }

@@ -881,6 +881,7 @@ async fn list_positions(
     if status == PositionStatus::Closed
         && let Some(h) = state.history.get()
     {
+        caught_up(&state, h, account).await;
         return closed_from_store(&state, &h.store, account, &q).await;
     }
     if q.cursor.is_some() || q.limit.is_some() {
@@ -942,6 +943,31 @@ fn history_of(state: &AppState) -> Result<&crate::History, ApiError> {
     Ok(h)
 }
 
+/// Read-your-writes: waits, at most `history_read_wait_ms`, until the store holds the caller's
+/// own last change (a trader who just closed a position finds it in the list; the store is
+/// written a moment behind the engine). Polls the in-process writer's progress when there is
+/// one, else the store's cursor, 5 ms doubling to 100 ms apart. Gives up silently: the answer's
+/// `consistent_to` still says how far the store is.
+async fn caught_up(state: &AppState, h: &crate::History, account: AccountId) {
+    let Some(want) = state.hub().own_writes.last(account) else { return };
+    let deadline = tokio::time::Instant::now() + state.cfg.limits.history_read_wait;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let at = match &h.writer {
+            Some(w) => w.written_seq.load(std::sync::atomic::Ordering::Acquire),
+            None => match h.store.consistent_to().await {
+                Ok(at) => at,
+                Err(_) => return,
+            },
+        };
+        if at >= want || tokio::time::Instant::now() + pause > deadline {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
 /// Rows per page when the client does not say.
 const PAGE_DEFAULT: u32 = 100;
 
@@ -992,6 +1018,7 @@ async fn ledger(
         cursor: q.cursor,
         limit: q.limit.unwrap_or(PAGE_DEFAULT),
     };
+    caught_up(&state, h, account).await;
     let page = h.store.ledger(account, &query).await.map_err(history_error)?;
     let entries = page
         .items

@@ -22,6 +22,7 @@ pub mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod orders;
+pub mod own_writes;
 pub mod push;
 pub mod server;
 pub mod web;
@@ -123,6 +124,10 @@ pub struct Limits {
     /// readers cannot load the engine's ring beyond one query per this period.
     #[serde(deserialize_with = "millis", rename = "markets_cache_ms")]
     pub markets_cache: Duration,
+    /// Read-your-writes on the history routes (closed positions, the statement): how long a
+    /// read waits for the store to hold the caller's own last change (0: never waits).
+    #[serde(deserialize_with = "millis", rename = "history_read_wait_ms")]
+    pub history_read_wait: Duration,
     /// Reverse proxies (CIDRs) whose `X-Forwarded-For` is believed; everyone else's is ignored.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Origins allowed by CORS (`*` for any); empty (the default) sends no CORS headers.
@@ -154,6 +159,7 @@ impl Default for Limits {
             any_per_ip_per_second: 1_000,
             authed_per_second: 200,
             markets_cache: Duration::from_millis(250),
+            history_read_wait: Duration::from_secs(2),
             trusted_proxies: Vec::new(),
             cors_origins: Vec::new(),
             push: push::PushLimits::default(),
@@ -188,6 +194,10 @@ impl Limits {
             (
                 self.markets_cache <= Duration::from_secs(10),
                 "markets_cache_ms must be at most 10000",
+            ),
+            (
+                self.history_read_wait <= Duration::from_secs(10),
+                "history_read_wait_ms must be at most 10000",
             ),
             (
                 self.cors_origins

@@ -192,6 +192,8 @@ pub struct Hub {
     poller: std::sync::OnceLock<()>,
     /// Counters.
     pub stats: PushStats,
+    /// Each account's last change: the history routes' read-your-writes.
+    pub own_writes: crate::own_writes::OwnWrites,
 }
 
 impl Hub {
@@ -219,6 +221,7 @@ impl Hub {
             anonymous_open: AtomicUsize::new(0),
             poller: std::sync::OnceLock::new(),
             stats: PushStats::default(),
+            own_writes: crate::own_writes::OwnWrites::default(),
         }
     }
 
@@ -229,6 +232,7 @@ impl Hub {
             return;
         }
         let Some(account) = c.change.account() else { return };
+        self.own_writes.record(account, c.seq);
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         let Some(queues) = routes.get_mut(&account) else {
             return; // nobody of that account is connected: nothing to build

@@ -57,7 +57,7 @@ pub struct OpenBody {
     #[schema(example = "BTC_USDC")]
     pub market: String,
     /// `long` or `short`.
-    #[schema(example = "long")]
+    #[schema(value_type = Side, example = "long")]
     pub side: String,
     /// 1 to the market's `max_leverage`.
     #[schema(example = 10)]
@@ -91,13 +91,13 @@ pub struct OrderBody {
     #[schema(example = "BTC_USDC")]
     pub market: String,
     /// `long` or `short`: the side of the position it opens.
-    #[schema(example = "long")]
+    #[schema(value_type = Side, example = "long")]
     pub side: String,
     /// `limit` (fills at this price or better: a long when ask <= price, a short when
     /// bid >= price) or `stop` (fills when the price reaches it, at the tick's price: a long when
     /// ask >= price, a short when bid <= price).
     #[serde(rename = "type")]
-    #[schema(example = "limit")]
+    #[schema(value_type = OrderType, example = "limit")]
     pub kind: String,
     /// Trigger price; must not be crossed now.
     #[schema(value_type = String, example = "59000")]
@@ -131,9 +131,11 @@ pub struct Order {
     /// Symbol.
     pub market: String,
     /// `long` or `short`.
+    #[schema(value_type = Side)]
     pub side: &'static str,
     /// `limit` or `stop`.
     #[serde(rename = "type")]
+    #[schema(value_type = OrderType)]
     pub kind: &'static str,
     /// Trigger price.
     pub price: String,
@@ -212,6 +214,7 @@ pub struct CloseBody {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// `open` (default) or `closed`.
+    #[param(value_type = Option<PositionStatusName>)]
     pub status: Option<String>,
     /// Closed only: the `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -227,6 +230,7 @@ pub struct CandlesQuery {
     /// Market symbol, e.g. `BTC_USDC`.
     pub market: String,
     /// `1m`, `5m`, `15m`, `1h`, `4h` or `1d`.
+    #[param(value_type = Interval)]
     pub interval: String,
     /// Candles, the latest ones, 1..=500 (default 200).
     pub limit: Option<u32>,
@@ -255,6 +259,7 @@ pub struct Candles {
     /// Symbol.
     pub market: String,
     /// Interval.
+    #[schema(value_type = Interval)]
     pub interval: String,
     /// The candles.
     pub candles: Vec<Candle>,
@@ -333,6 +338,7 @@ pub struct Exposure {
     /// Symbol.
     pub market: String,
     /// `long` or `short`.
+    #[schema(value_type = Side)]
     pub side: &'static str,
     /// Open positions.
     pub positions: u32,
@@ -352,6 +358,7 @@ pub struct AtRisk {
     /// Symbol.
     pub market: String,
     /// `long` or `short`.
+    #[schema(value_type = Side)]
     pub side: &'static str,
     /// Margin.
     pub margin: String,
@@ -431,8 +438,10 @@ pub struct Position {
     /// Market symbol.
     pub market: String,
     /// `long` or `short`.
+    #[schema(value_type = Side)]
     pub side: &'static str,
     /// `open` or `closed`.
+    #[schema(value_type = PositionStatusName)]
     pub status: &'static str,
     /// Base asset.
     pub quantity: String,
@@ -468,6 +477,7 @@ pub struct Position {
     pub payout: Option<String>,
     /// Closed: `manual`, `take_profit`, `stop_loss`, `trailing_stop` or `liquidation`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<CloseReasonName>)]
     pub close_reason: Option<&'static str>,
     /// Closed: when (ms).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -495,8 +505,10 @@ pub struct Positions {
 pub struct LedgerEntry {
     /// The engine sequence of the command that moved the money.
     pub seq: u64,
-    /// `deposit`, `withdrawal`, `open_fee`, `realized_pnl`, `close_fee`, `liquidation_fee`,
-    /// `loss_forgiven` (a loss beyond the margin that the fund or the house paid).
+    /// `deposit`, `withdrawal`, `open_fee`, `financing`, `realized_pnl`, `close_fee`,
+    /// `liquidation_fee`, `loss_forgiven` (a loss beyond the margin that the fund or the house
+    /// paid).
+    #[schema(value_type = LedgerKind)]
     pub kind: String,
     /// Signed USDC.
     pub amount: String,
@@ -546,7 +558,9 @@ pub struct ErrorBody {
 /// See [`ErrorBody`].
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable snake_case code (`insufficient_balance`, `rate_limited`, `busy`, ...).
+    /// Stable snake_case code: an engine refusal is one of `ReasonCode`
+    /// (`insufficient_balance`, ...); the edge adds its own (`rate_limited`, `busy`,
+    /// `invalid_json`, ...; see the README's error table).
     #[schema(example = "insufficient_balance")]
     pub code: String,
     /// For people.
@@ -615,3 +629,116 @@ pub enum BodyErrors {
     #[response(status = 415)]
     UnsupportedMediaType(ErrorBody),
 }
+
+// ----- Closed sets of values: declared as enums in the OpenAPI document, so generated clients
+// get them. The fields stay strings in Rust (inputs are checked by the handlers, which answer
+// with their own stable codes).
+
+/// A position's or an order's side.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// Buys: gains when the price rises.
+    Long,
+    /// Sells: gains when the price falls.
+    Short,
+}
+
+/// A pending order's type.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderType {
+    /// Fills at its price or better.
+    Limit,
+    /// Fills when the price reaches it, at the tick's price.
+    Stop,
+}
+
+/// A position's status.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PositionStatusName {
+    /// Open.
+    Open,
+    /// Closed (entirely).
+    Closed,
+}
+
+/// Why a position was closed.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReasonName {
+    /// By its owner.
+    Manual,
+    /// Its take-profit.
+    TakeProfit,
+    /// Its stop-loss.
+    StopLoss,
+    /// Its trailing stop.
+    TrailingStop,
+    /// Liquidated.
+    Liquidation,
+}
+
+/// A candle interval.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub enum Interval {
+    /// One minute.
+    #[serde(rename = "1m")]
+    M1,
+    /// Five minutes.
+    #[serde(rename = "5m")]
+    M5,
+    /// Fifteen minutes.
+    #[serde(rename = "15m")]
+    M15,
+    /// One hour.
+    #[serde(rename = "1h")]
+    H1,
+    /// Four hours.
+    #[serde(rename = "4h")]
+    H4,
+    /// One day.
+    #[serde(rename = "1d")]
+    D1,
+}
+
+/// What moved the money in a statement row.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerKind {
+    /// A deposit.
+    Deposit,
+    /// A withdrawal.
+    Withdrawal,
+    /// The fee of an open.
+    OpenFee,
+    /// Financing (swap) charged on an open position.
+    Financing,
+    /// Profit or loss realized by a close.
+    RealizedPnl,
+    /// The fee of a close.
+    CloseFee,
+    /// The fee of a liquidation.
+    LiquidationFee,
+    /// A loss beyond the margin that the fund or the house paid.
+    LossForgiven,
+}
+
+/// An engine reason code: why a command was refused, or an order ended (every
+/// `engine_core::event::Reason`, generated from the engine's own list).
+#[derive(Debug, Clone, Copy)]
+pub struct ReasonCode;
+
+impl utoipa::PartialSchema for ReasonCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let codes = engine_core::event::Reason::ALL.iter().map(|r| r.code());
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("An engine reason code (stable, snake_case)."))
+            .enum_values(Some(codes))
+            .into()
+    }
+}
+
+impl ToSchema for ReasonCode {}

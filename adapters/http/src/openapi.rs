@@ -17,7 +17,7 @@ use utoipa::{Modify, OpenApi};
                        {\"error\": {\"code\", \"message\"}} with a stable code."
     ),
     modifiers(&Bearer),
-    components(schemas(crate::dto::ErrorBody)),
+    components(schemas(crate::dto::ErrorBody, crate::dto::ReasonCode)),
     tags(
         (name = "user", description = "Accounts, sessions, balances"),
         (name = "markets", description = "Public market data"),

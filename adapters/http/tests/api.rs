@@ -745,6 +745,7 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         }
     }
     check_openapi_31(&doc);
+    check_enums(&doc);
     let health = s.req("GET", "/healthz", None, None).await;
     assert_eq!((health.status, health.body["engine"].as_str()), (200, Some("alive")));
     let metrics = s.req("GET", "/metrics", None, None).await;
@@ -755,6 +756,33 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         "{text}"
     );
     let _ = Arc::new(());
+}
+
+/// Closed sets of values are enums in the document (generated clients get them): sides, order
+/// types, statuses, close reasons, intervals, statement kinds and every engine reason code.
+fn check_enums(doc: &Value) {
+    let values = |name: &str| -> Vec<String> {
+        let e = doc["components"]["schemas"][name]["enum"].as_array();
+        e.unwrap_or_else(|| panic!("{name} is not an enum: {}", doc["components"]["schemas"][name]))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(values("Side"), ["long", "short"]);
+    assert_eq!(values("OrderType"), ["limit", "stop"]);
+    assert_eq!(values("PositionStatusName"), ["open", "closed"]);
+    assert_eq!(values("Interval"), ["1m", "5m", "15m", "1h", "4h", "1d"]);
+    let closes = ["manual", "take_profit", "stop_loss", "trailing_stop", "liquidation"];
+    assert_eq!(values("CloseReasonName"), closes);
+    let kinds = ["deposit", "withdrawal", "open_fee", "financing", "realized_pnl", "close_fee"];
+    assert_eq!(values("LedgerKind")[..6], kinds);
+    let reasons = values("ReasonCode");
+    assert_eq!(reasons.len(), engine_core::event::Reason::ALL.len());
+    assert!(reasons.contains(&"insufficient_balance".to_owned()));
+    assert!(reasons.contains(&"balance_limit".to_owned()));
+    // And the fields point at them.
+    let open = &doc["components"]["schemas"]["OpenBody"]["properties"]["side"];
+    assert_eq!(open["$ref"], "#/components/schemas/Side", "{open}");
 }
 
 /// Structural checks of an OpenAPI 3.1 document (no validator crate is at hand offline): every

@@ -53,8 +53,11 @@ fn run(mut submitter: Submitter, markets: &[MarketId], secs: u64, stop: &AtomicB
             }
             sent = period;
         }
-        // Once a second: notices `stop` and a boundary within a second of it.
-        thread::sleep(Duration::from_secs(1));
+        // Until the next boundary (so the charge goes out within milliseconds of it), at most
+        // a second at a time (to notice `stop`).
+        let next_ns = (period + 1).saturating_mul(secs).saturating_mul(1_000_000_000);
+        let until = Duration::from_nanos(next_ns.saturating_sub(now_ns()));
+        thread::sleep(until.min(Duration::from_secs(1)) + Duration::from_millis(1));
     }
 }
 

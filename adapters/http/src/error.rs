@@ -144,7 +144,7 @@ fn describe(reason: Reason) -> &'static str {
         }
         Reason::InvalidExpiry => "expires_at must be in the future",
         Reason::InvalidTrailingStop => {
-            "a trailing distance must be positive, below 50 % (5000 bps) and below the mark"
+            "a trailing distance must be positive and below the mark, in bps 1..=5000 (50 %)"
         }
         Reason::TooManyOrders => "too many pending orders",
         Reason::OrderCapacity => "the engine holds its maximum of pending orders",

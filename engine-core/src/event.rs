@@ -773,6 +773,10 @@ pub enum Output {
         request_id: RequestId,
         /// Accepted with data, or rejected with a reason.
         result: Result<ReplyData, Reason>,
+        /// The engine's sequence when it answered: for a state-changing command, its own. A
+        /// read model whose cursor has reached it holds this command's changes (read-your-
+        /// writes for the history routes).
+        seq: u64,
     },
     /// One element of a list reply, before the reply itself.
     Item {

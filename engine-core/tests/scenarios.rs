@@ -527,10 +527,11 @@ fn a_reused_request_id_never_returns_another_commands_result() {
         h.now,
         CommandKind::Deposit { account: b, amount: usdc(1), key: None },
     ));
-    assert_eq!(
+    assert!(matches!(
         out.last(),
-        Some(&Output::Reply { request_id: rid, result: Err(Reason::RequestIdReused) })
-    );
+        Some(Output::Reply { request_id, result: Err(Reason::RequestIdReused), .. })
+            if *request_id == rid
+    ));
     assert_eq!(h.balance(b).available, before);
 }
 
@@ -768,7 +769,14 @@ fn a_repeated_request_id_is_answered_again_not_applied_again() {
     // The same reply, and no second state change for read models.
     let is_change = |o: &Output| matches!(o, Output::Change(_));
     assert!(matches!(first[..], [Output::Change(_), Output::Reply { .. }]), "{first:?}");
-    assert_eq!(first[1..], again[..]);
+    // The same answer; its `seq` is the engine's at the retry (a read model there holds the
+    // first application too).
+    let answer = |o: &Output| match *o {
+        Output::Reply { request_id, result, .. } => Some((request_id, result)),
+        _ => None,
+    };
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(answer(&first[1]), answer(&again[0]));
     assert!(!again.iter().any(is_change));
     assert_eq!(h.balance(a).available, usdc(5_010));
     assert_eq!(h.engine.counters().duplicates, 1);

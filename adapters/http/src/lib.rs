@@ -407,6 +407,22 @@ fn per_second(n: u32) -> Quota {
     Quota::per_second(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN))
 }
 
+/// The account whose state a trader's command changes (for read-your-writes), if it is one.
+fn own_account(kind: &CommandKind) -> Option<AccountId> {
+    match *kind {
+        CommandKind::Deposit { account, .. }
+        | CommandKind::Withdraw { account, .. }
+        | CommandKind::ClosePosition { account, .. }
+        | CommandKind::AddMargin { account, .. }
+        | CommandKind::CancelOrder { account, .. }
+        | CommandKind::SetTriggers { account, .. }
+        | CommandKind::SetTrailingStop { account, .. } => Some(account),
+        CommandKind::OpenPosition(r) => Some(r.account),
+        CommandKind::PlaceOrder(r) => Some(r.account),
+        _ => None,
+    }
+}
+
 /// Now, in nanoseconds since the epoch: the receive time stamped on every command.
 pub fn now_ns() -> u64 {
     let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -451,7 +467,7 @@ impl AppState {
                 Arc::clone(&engine),
                 feed.clone(),
                 hasher.clone(),
-                Arc::clone(&edge.stats),
+                &edge,
             ),
             feed,
             tokens: Tokens::new(
@@ -517,11 +533,19 @@ impl AppState {
         let _ = self.history.set(History { store, writer });
     }
 
-    /// Sends `kind` to the engine and awaits its reply.
+    /// Sends `kind` to the engine and awaits its reply. A trader's accepted change is remembered
+    /// with the reply's sequence: the history routes wait for the store to reach it.
     pub async fn call(&self, kind: CommandKind) -> Result<Response, ApiError> {
         let started = Instant::now();
+        let writer = own_account(&kind);
         let reply = self.engine.call(kind).await;
         self.metrics.observe_reply(started.elapsed());
+        if let (Ok(r), Some(account)) = (&reply, writer)
+            && r.result.is_ok()
+            && r.seq > 0
+        {
+            self.hub.own_writes.record(account, r.seq);
+        }
         reply
     }
 

@@ -97,6 +97,7 @@ pub fn encode_reply(r: &Response) -> String {
         Ok(d) => json!({ "id": r.request_id.0.to_string(), "ok": true, "data": d }),
         Err(e) => json!({ "id": r.request_id.0.to_string(), "ok": false, "error": e.code() }),
     };
+    v["seq"] = json!(r.seq);
     v["items"] = serde_json::to_value(&r.items).unwrap_or(Value::Array(Vec::new()));
     v.to_string()
 }
@@ -124,7 +125,9 @@ pub fn decode_reply(data: &str) -> Result<Response, WireError> {
         let code = v.get("error").and_then(Value::as_str).ok_or(WireError::Field("error"))?;
         Err(Reason::from_code(code).unwrap_or(Reason::InvalidRequest))
     };
-    Ok(Response { request_id: RequestId(id), result, items })
+    // Absent from an older engine: 0 (a read then does not wait for its own writes).
+    let seq = v.get("seq").and_then(Value::as_u64).unwrap_or(0);
+    Ok(Response { request_id: RequestId(id), result, items, seq })
 }
 
 /// Encodes a tick for `price-stream`.
@@ -261,6 +264,7 @@ mod tests {
             request_id: RequestId(9),
             result: Ok(ReplyData::AccountCreated { account: a }),
             items: vec![],
+            seq: 3,
         });
         assert_eq!(
             serde_json::from_str::<Value>(&reply).unwrap()["data"],
@@ -337,16 +341,23 @@ mod tests {
             close: None,
         };
         for r in [
-            Response { request_id: RequestId(5), result: Ok(ReplyData::Opened(v)), items: vec![] },
+            Response {
+                request_id: RequestId(5),
+                result: Ok(ReplyData::Opened(v)),
+                items: vec![],
+                seq: 41,
+            },
             Response {
                 request_id: RequestId(6),
                 result: Err(Reason::InsufficientBalance),
                 items: vec![],
+                seq: 42,
             },
             Response {
                 request_id: RequestId(7),
                 result: Ok(ReplyData::List { count: 1 }),
                 items: vec![Item::Position(v)],
+                seq: 0,
             },
         ] {
             assert_eq!(decode_reply(&encode_reply(&r)).unwrap(), r);

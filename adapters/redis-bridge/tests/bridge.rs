@@ -455,6 +455,7 @@ async fn a_forged_reply_is_dropped_and_the_genuine_one_still_arrives() {
         request_id: id,
         result: Ok(ReplyData::List { count: 0 }),
         items: vec![],
+        seq: 0,
     });
     let wrong = BridgeKey::new(b"not the secret, though long enough").unwrap();
     xadd_raw(&mut con, "callback-queue:api-1", &[("data", &fake)]).await;

@@ -59,6 +59,9 @@ pub struct Response {
     pub result: Result<ReplyData, Reason>,
     /// For list queries: the items, in order.
     pub items: Vec<Item>,
+    /// The engine's sequence when it answered ([`Output::Reply`]'s): for a state-changing
+    /// command, its own (0 from a peer that does not send it).
+    pub seq: u64,
 }
 
 /// Why a command could not be submitted or its reply not received.

@@ -108,12 +108,13 @@ pub(super) fn route(shared: &Shared, output: &Output) {
         Output::Item { request_id, item } => {
             shared.waiters.accumulate(request_id.0, |items| items.push(*item));
         }
-        Output::Reply { request_id, result } => {
+        Output::Reply { request_id, result, seq } => {
             // Delivered outside the registry's lock; a reply nobody awaits is counted as late.
             shared.waiters.complete(request_id.0, |items| Response {
                 request_id: *request_id,
                 result: *result,
                 items,
+                seq: *seq,
             });
         }
         Output::Event(_) | Output::Change(_) => {}

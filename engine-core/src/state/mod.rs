@@ -500,7 +500,7 @@ impl Engine {
             self.counters.duplicates += 1;
             let result =
                 if first_fingerprint == fingerprint { first } else { Err(Reason::RequestIdReused) };
-            sink.emit(Output::Reply { request_id: rid, result });
+            sink.emit(Output::Reply { request_id: rid, result, seq: self.seq });
             return;
         }
         if remember {
@@ -537,7 +537,7 @@ impl Engine {
             self.requests.remember(rid, fingerprint, outcome);
         }
         if rid != RequestId::NONE {
-            sink.emit(Output::Reply { request_id: rid, result: outcome });
+            sink.emit(Output::Reply { request_id: rid, result: outcome, seq: self.seq });
         }
         self.assert_conservation();
     }

@@ -65,7 +65,7 @@ impl Harness {
         let replies: Vec<_> = self.out[start..]
             .iter()
             .filter_map(|o| match o {
-                Output::Reply { request_id, result } if *request_id == rid => Some(*result),
+                Output::Reply { request_id, result, .. } if *request_id == rid => Some(*result),
                 _ => None,
             })
             .collect();

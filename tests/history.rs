@@ -284,15 +284,18 @@ fn a_trader_reads_their_own_closes_in_the_history_at_once() {
 }
 
 /// Drives trading from two users until `stop`, tolerating the engine's absence (it is killed).
+/// Every successful round also counts in `done`, so the test can wait for progress.
 fn load(
     addr: &str,
     tokens: &[String],
     stop: &Arc<AtomicBool>,
+    done: &Arc<std::sync::atomic::AtomicU32>,
 ) -> Vec<std::thread::JoinHandle<u32>> {
     tokens
         .iter()
         .map(|token| {
             let (addr, token, stop) = (addr.to_string(), token.clone(), Arc::clone(stop));
+            let done = Arc::clone(done);
             std::thread::spawn(move || {
                 let mut rounds = 0;
                 while !stop.load(Ordering::Relaxed) {
@@ -300,6 +303,7 @@ fn load(
                         .unwrap_or(false)
                     {
                         rounds += 1;
+                        done.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 rounds
@@ -359,7 +363,8 @@ fn service_mode_history_in_postgres_survives_kill_9_of_the_engine_and_the_writer
     assert_eq!(r.0, 200, "closes reach the store through the history process: {}", r.1);
 
     let stop = Arc::new(AtomicBool::new(false));
-    let threads = load(&addr, &[alice.clone(), bob.clone()], &stop);
+    let done = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let threads = load(&addr, &[alice.clone(), bob.clone()], &stop, &done);
     std::thread::sleep(Duration::from_millis(1_500));
     engine.0.kill().unwrap(); // kill -9 of the engine, requests in flight
     engine.0.wait().unwrap();
@@ -370,7 +375,13 @@ fn service_mode_history_in_postgres_survives_kill_9_of_the_engine_and_the_writer
     writer.0.wait().unwrap();
     std::thread::sleep(Duration::from_millis(1_000));
     writer = hundredx(&history_args);
-    std::thread::sleep(Duration::from_millis(1_500));
+    // Trading goes on after both crashes: a few more rounds complete (waited for, not timed).
+    let after = done.load(Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while done.load(Ordering::Relaxed) < after.max(3) + 2 {
+        assert!(std::time::Instant::now() < deadline, "trading stopped after the crashes");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     stop.store(true, Ordering::Relaxed);
     let rounds: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
     assert!(rounds > 3, "trading went on around the crashes: {rounds} rounds");

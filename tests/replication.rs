@@ -36,8 +36,8 @@ fn leader_kill_9_standby_takes_over_and_a_wiped_engine_rejoins() {
         let c = Arc::new(client(&ha.url, "ha-1", 11).await);
         let account = account(&c).await;
         let load = Load::spawn(Arc::clone(&c), account, 8);
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        assert!(load.acked_count() > 20, "the load runs before the fault");
+        let running = wait_for(Duration::from_secs(30), || load.acked_count() > 20);
+        assert!(running, "the load runs before the fault");
 
         let killed = Instant::now();
         a.kill();
@@ -52,9 +52,9 @@ fn leader_kill_9_standby_takes_over_and_a_wiped_engine_rejoins() {
         // a's machine is replaced: nothing of its data directory is left.
         std::fs::remove_dir_all(&a.data).unwrap();
         a.restart(BIN, &ha.url);
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        let following = || a.log_text().contains("standby: following engine-journal");
+        assert!(wait_for(Duration::from_secs(30), following), "a follows: {}", a.log_text());
         assert!(a.exit_code(Duration::ZERO).is_none(), "a follows: {}", a.log_text());
-        assert!(a.log_text().contains("standby: following engine-journal"));
 
         let killed = Instant::now();
         b.kill();
@@ -81,7 +81,8 @@ fn a_stopped_leader_is_fenced_when_it_wakes() {
         let c = Arc::new(client(&ha.url, "ha-2", 12).await);
         let account = account(&c).await;
         let load = Load::spawn(Arc::clone(&c), account, 8);
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        let running = wait_for(Duration::from_secs(30), || load.acked_count() > 20);
+        assert!(running, "the load runs before the fault");
 
         a.signal("STOP");
         assert!(b.wait_leading(Duration::from_secs(10)), "b leads: {}", b.log_text());

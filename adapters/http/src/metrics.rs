@@ -66,6 +66,7 @@ pub struct Metrics {
     feed: Option<Arc<dyn crate::FeedStatus>>,
     hasher: crate::auth::Hasher,
     server: Arc<crate::server::ServerStats>,
+    table: Arc<crate::server::ConnTable>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -80,8 +81,9 @@ impl Metrics {
         source: Arc<dyn crate::EngineClient>,
         feed: Option<Arc<dyn crate::FeedStatus>>,
         hasher: crate::auth::Hasher,
-        server: Arc<crate::server::ServerStats>,
+        edge: &crate::server::Edge,
     ) -> Metrics {
+        let (server, table) = (Arc::clone(&edge.stats), Arc::clone(&edge.table));
         let mut registry = Registry::with_prefix("hundredx");
         let requests = Family::<RouteLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
@@ -120,7 +122,7 @@ impl Metrics {
         let edge = Family::<CounterLabels, Gauge>::default();
         registry.register(
             "edge",
-            "Connections (open, refused, refused per address, shed, accept errors, idle closed) and password hashing (in flight, max, rejected)",
+            "Connections (HTTP open, sockets held with push, refused, refused per address, shed, accept errors, idle closed) and password hashing (in flight, max, rejected)",
             edge.clone(),
         );
         let history = Family::<CounterLabels, Gauge>::default();
@@ -141,6 +143,7 @@ impl Metrics {
             push,
             hasher,
             server,
+            table,
             feed_counters,
             feed,
             registry,
@@ -205,6 +208,8 @@ impl Metrics {
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
         let edge = [
             ("connections_open", load(&self.server.open)),
+            // Every socket held against max_connections: HTTP and upgraded push sockets.
+            ("sockets_held", self.table.open() as u64),
             ("connections_refused", load(&self.server.refused)),
             ("connections_refused_per_address", load(&self.server.refused_per_address)),
             ("connections_shed", load(&self.server.shed)),

@@ -165,6 +165,8 @@ const SHED_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, Default)]
 pub struct ConnTable {
     inner: Mutex<TableInner>,
+    /// Woken whenever a socket is given back (shutdown waits on it for the table to empty).
+    released: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -219,6 +221,8 @@ impl Drop for ConnSlot {
             }
         }
         t.open = t.open.saturating_sub(1);
+        drop(t);
+        self.table.released.notify_waiters();
     }
 }
 
@@ -349,10 +353,18 @@ pub async fn run(
     }
     drop(listener);
     let _ = stop_tx.send(true);
-    let deadline = Instant::now() + limits.shutdown_grace;
-    while table.open() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let deadline = tokio::time::Instant::now() + limits.shutdown_grace;
+    let _ = tokio::time::timeout_at(deadline, async {
+        loop {
+            // Registered before the check, so a release between the two is not missed.
+            let released = table.released.notified();
+            if table.open() == 0 {
+                return;
+            }
+            released.await;
+        }
+    })
+    .await;
     if table.open() > 0 {
         tracing::warn!("connections still open after the shutdown grace period; dropping them");
     }

@@ -634,6 +634,12 @@ async fn anonymous_push_is_capped_and_expires_and_push_sockets_keep_their_server
         assert!(std::time::Instant::now() < deadline, "push sockets hold {} slots", table.open());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // Metrics count them: the three push sockets and the metrics request's own.
+    let mut m = TcpStream::connect(s.addr).await.unwrap();
+    m.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    m.read_to_string(&mut text).await.unwrap();
+    assert!(text.contains("hundredx_edge{counter=\"sockets_held\"} 4"), "{text}");
     // The anonymous connection is closed at its life limit (4003); the owner's is not.
     let code = tokio::time::timeout(Duration::from_secs(20), async {
         loop {

@@ -148,6 +148,11 @@ fn main() {
     api.limits.signin_per_ip_per_minute = 1_000_000;
     api.limits.signup_per_ip_per_minute = 1_000_000;
     api.limits.server.max_connections = 100_000;
+    // One generator, one address, 40 accounts: the per-address and per-account allowances
+    // that guard against one client would throttle the load being measured.
+    api.limits.server.max_connections_per_address = 100_000;
+    api.limits.any_per_ip_per_second = 1_000_000;
+    api.limits.authed_per_second = 1_000_000;
     let over_redis = std::env::args().any(|a| a == "--redis");
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

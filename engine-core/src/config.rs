@@ -83,7 +83,7 @@ pub struct MarketConfig {
 }
 
 impl MarketConfig {
-    /// A market with DESIGN.md's defaults: 100x, mmr 0.5%, liquidation fee 0.5%, no open/close
+    /// A market with docs/DESIGN.md's defaults: 100x, mmr 0.5%, liquidation fee 0.5%, no open/close
     /// fees, 5 s price age, min quantity one step, min margin 1 USDC.
     pub fn new(symbol: &str, price_decimals: u32, qty_decimals: u32) -> MarketConfig {
         MarketConfig {
@@ -105,7 +105,7 @@ impl MarketConfig {
         }
     }
 
-    /// BTC_USDC, ETH_USDC and SOL_USDC as in DESIGN.md.
+    /// BTC_USDC, ETH_USDC and SOL_USDC as in docs/DESIGN.md.
     pub fn defaults() -> Vec<MarketConfig> {
         vec![
             MarketConfig::new("BTC_USDC", 2, 5),

@@ -105,7 +105,7 @@ reasons! {
     TooManyOrders => "too_many_orders",
     /// The engine holds `max_pending_orders`.
     OrderCapacity => "order_capacity",
-    /// A trailing distance of zero, 50 % or more, or at least the mark itself.
+    /// A trailing distance of zero, above 50 % (5000 bps), or at least the mark itself.
     InvalidTrailingStop => "invalid_trailing_stop",
     /// Financing for this period (or a later one) was already charged on this market.
     FinancingAlreadyCharged => "financing_already_charged",

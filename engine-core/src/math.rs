@@ -3,7 +3,7 @@
 //! Units: a price `p` in ticks times a quantity `q` in steps is worth `p * q * num / den` micro-USDC,
 //! where `num / den = 10^6 / 10^(price_decimals + qty_decimals)` reduced to integers ([`Scale`]).
 //!
-//! Rounding rules (DESIGN.md, "Units and arithmetic"):
+//! Rounding rules (docs/DESIGN.md, "Units and arithmetic"):
 //! - margin required, fees and maintenance margin round **up**;
 //! - a trader's PnL rounds toward **negative infinity**;
 //! - a quantity derived from margin rounds **down**;

@@ -1,4 +1,4 @@
-//! Table-driven scenarios at DESIGN.md's rounding rules. Every figure is worked out by hand in the
+//! Table-driven scenarios at docs/DESIGN.md's rounding rules. Every figure is worked out by hand in the
 //! comment beside it; `Harness::run` also checks conservation after every command.
 
 mod common;

@@ -1,5 +1,5 @@
 //! Service mode: `hundredx engine | api | feed --redis URL`, three processes talking through Redis
-//! streams (DESIGN.md, "Redis-bridged protocol").
+//! streams (docs/DESIGN.md, "Redis-bridged protocol").
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,4 +1,4 @@
-//! The HTTP API (axum, JWT) in front of the engine, per DESIGN.md's HTTP table.
+//! The HTTP API (axum, JWT) in front of the engine, per docs/DESIGN.md's HTTP table.
 //!
 //! Layout:
 //! - [`api`]: request/response shapes (decimals as strings, exact parsing) and the handlers;

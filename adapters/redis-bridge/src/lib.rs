@@ -28,7 +28,7 @@ pub mod target;
 pub mod test_support;
 pub mod wire;
 
-/// The stream the engine consumes requests from (DESIGN.md, "Redis-bridged protocol").
+/// The stream the engine consumes requests from (docs/DESIGN.md, "Redis-bridged protocol").
 pub const ENGINE_STREAM: &str = "engine-stream";
 /// The stream price ticks are published to by `hundredx feed`.
 pub const PRICE_STREAM: &str = "price-stream";

@@ -13,7 +13,7 @@ impl Engine {
         assert_eq!(lhs, rhs, "conservation violated");
     }
 
-    /// Recomputes every total from scratch and checks DESIGN.md's conservation equation, that no
+    /// Recomputes every total from scratch and checks docs/DESIGN.md's conservation equation, that no
     /// balance is negative, and that no open position is liquidatable at its market's mark.
     /// O(accounts + positions): for tests and audits, not the hot path.
     pub fn check_conservation(&self) -> Result<(), String> {

@@ -4,7 +4,7 @@
 //! a fixed hasher and nothing observable depends on their iteration order). The same command log
 //! always produces the same outputs and the same [`Engine::state_hash`].
 //!
-//! Money flows, in one place each (`Engine::settle`), keep the conservation equation of DESIGN.md
+//! Money flows, in one place each (`Engine::settle`), keep the conservation equation of docs/DESIGN.md
 //! true after every command; [`Engine::apply`] asserts it in O(1) from running totals and
 //! [`Engine::check_conservation`] recomputes it from scratch.
 //!

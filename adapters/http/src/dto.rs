@@ -560,7 +560,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable snake_case code: an engine refusal is one of `ReasonCode`
     /// (`insufficient_balance`, ...); the edge adds its own (`rate_limited`, `busy`,
-    /// `invalid_json`, ...; see the README's error table).
+    /// `invalid_json`, ...; see docs/API.md).
     #[schema(example = "insufficient_balance")]
     pub code: String,
     /// For people.

@@ -249,7 +249,7 @@ fn spawn_fail_stop_watchdog(failed: Arc<AtomicBool>) -> Result<()> {
 
 /// Wall-clock time in nanoseconds since the Unix epoch: the receive time adapters stamp on
 /// commands (the engine itself never reads a clock). The HTTP adapter's, not a second copy.
-pub use hundredx_http::now_ns;
+pub use ground::time::now_ns;
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (what systemd and container runtimes send): every
 /// command stops the same clean way on either, final snapshot included.

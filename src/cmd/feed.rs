@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result, bail};
-use backpack_feed::client::{ClientConfig, FeedHealth, TickSink};
+use backpack_feed::client::{ClientConfig, FeedHealth};
 use engine_core::prelude::*;
+use ground::ports::TickSink;
 use tracing::{info, warn};
 
 use super::args::{FeedKind, RedisArgs};

@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use backpack_feed::client::{ClientConfig, FeedHealth, TickSink};
+use backpack_feed::client::{ClientConfig, FeedHealth};
 use engine_core::prelude::*;
+use ground::ports::TickSink;
 use hundredx::ReplicatedStage;
 use hundredx::replication::log::RedisLog;
 use hundredx::replication::node::{Node, Takeover};

@@ -11,7 +11,7 @@ use crossbeam_channel::Receiver;
 use engine_core::command::Command;
 use engine_core::persist::RecordReader;
 use engine_core::processor::Submitter;
-use redis_bridge::backoff::Backoff;
+use ground::backoff::Backoff;
 use tracing::{error, info, warn};
 
 use super::log::{Entry, HashCheck, Kept, RedisLog};

@@ -10,27 +10,20 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use engine_core::command::{CommandKind, Tick};
 use engine_core::config::MarketConfig;
 use engine_core::processor::Submitter;
 use futures_util::{SinkExt, StreamExt};
-use rand::rngs::Xoshiro256PlusPlus;
-use rand::{RngExt, SeedableRng};
+use ground::backoff::Backoff;
+use ground::time::now_ns;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{info, warn};
 
-use crate::parse::{Dedup, Frame, Markets, ParseError, parse_frame};
+use ground::ports::TickSink;
 
-/// Where parsed ticks go: the engine's in-ring (embedded) or a Redis stream (service mode). The
-/// feed does not know which.
-pub trait TickSink: Send {
-    /// A new tick, already validated and deduplicated.
-    fn publish(&mut self, tick: Tick);
-    /// Every text frame as received (for recording); ignored by default.
-    fn raw(&mut self, _frame: &str) {}
-}
+use crate::parse::{Dedup, Frame, Markets, ParseError, parse_frame};
 
 /// Publishes ticks into the engine's in-ring, stamped with the receive time.
 #[derive(Debug)]
@@ -45,11 +38,6 @@ impl TickSink for EngineSink {
             self.1.ticks_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
-}
-
-fn now_ns() -> u64 {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Labels of parse-error counters, in [`FeedHealth::parse_errors`] order.
@@ -200,28 +188,6 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Exponential backoff with "equal jitter": half fixed, half random, capped.
-struct Backoff {
-    next: Duration,
-    initial: Duration,
-    max: Duration,
-    rng: Xoshiro256PlusPlus,
-}
-
-impl Backoff {
-    fn delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(self.max);
-        let half = base / 2;
-        let jitter_ns = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
-        half + Duration::from_nanos(self.rng.random_range(0..=jitter_ns))
-    }
-
-    fn reset(&mut self) {
-        self.next = self.initial;
-    }
-}
-
 enum Ended {
     Shutdown,
     Lost,
@@ -238,12 +204,8 @@ pub async fn run<S: TickSink>(
     let markets = Markets::new(&cfg.markets);
     let subscribe = subscribe_frame(&markets);
     let mut dedup = Dedup::default();
-    let mut backoff = Backoff {
-        next: cfg.backoff_initial,
-        initial: cfg.backoff_initial,
-        max: cfg.backoff_max,
-        rng: Xoshiro256PlusPlus::seed_from_u64(now_ns()),
-    };
+    // Equal jitter: many clients cut off at once do not come back at once.
+    let mut backoff = Backoff::jittered(cfg.backoff_initial, cfg.backoff_max, now_ns());
     tokio::pin!(shutdown);
     loop {
         let connect = tokio::time::timeout(
@@ -258,13 +220,13 @@ pub async fn run<S: TickSink>(
             Ok(Ok((ws, _))) => ws,
             Ok(Err(e)) => {
                 health.connect_failures.fetch_add(1, Ordering::Relaxed);
-                let wait = backoff.delay();
+                let wait = backoff.next();
                 warn!(url = %cfg.url, error = %e, retry_in = ?wait, "feed: connect failed");
                 tokio::select! { () = &mut shutdown => return, () = tokio::time::sleep(wait) => continue }
             }
             Err(_) => {
                 health.connect_failures.fetch_add(1, Ordering::Relaxed);
-                let wait = backoff.delay();
+                let wait = backoff.next();
                 warn!(url = %cfg.url, retry_in = ?wait, "feed: connect timed out");
                 tokio::select! { () = &mut shutdown => return, () = tokio::time::sleep(wait) => continue }
             }
@@ -288,7 +250,7 @@ pub async fn run<S: TickSink>(
             }
             Ended::Lost => {
                 health.reconnects.fetch_add(1, Ordering::Relaxed);
-                let wait = backoff.delay();
+                let wait = backoff.next();
                 warn!(retry_in = ?wait, "feed: connection lost, reconnecting");
                 tokio::select! { () = &mut shutdown => return, () = tokio::time::sleep(wait) => {} }
             }

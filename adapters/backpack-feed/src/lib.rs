@@ -8,7 +8,7 @@
 //!   where they go and at what pace.
 //!
 //! - [`client`]: the live WebSocket client (reconnecting, watchdog, health), the replay feed and
-//!   the [`client::TickSink`] they publish into (the engine's in-ring, or Redis in service mode).
+//!   the `ground::ports::TickSink` they publish into (the engine's in-ring, or Redis in service mode).
 
 pub mod client;
 pub mod parse;

@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use backpack_feed::client::{ClientConfig, EngineSink, FeedHealth, TickSink, run};
+use backpack_feed::client::{ClientConfig, EngineSink, FeedHealth, run};
 use engine_core::prelude::*;
 use futures_util::{SinkExt, StreamExt};
+use ground::ports::TickSink;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 

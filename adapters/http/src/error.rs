@@ -110,6 +110,20 @@ impl ApiError {
     }
 }
 
+/// An engine client's failure in the API's terms: 503 for what was not sent (with a code naming
+/// what failed), 504 `engine_timeout` for what may still apply.
+impl From<ground::ports::PortError> for ApiError {
+    fn from(e: ground::ports::PortError) -> ApiError {
+        use ground::ports::PortError;
+        match e {
+            PortError::Engine(e) => ApiError::from_engine(e),
+            PortError::Timeout => ApiError::engine_timeout(),
+            PortError::Busy(message) => ApiError::busy(message),
+            PortError::Unavailable { code, message } => ApiError::unavailable(code, message),
+        }
+    }
+}
+
 fn describe(reason: Reason) -> &'static str {
     match reason {
         Reason::InsufficientBalance => "available balance does not cover margin and fees",

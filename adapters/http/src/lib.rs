@@ -30,15 +30,16 @@ pub mod web;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use engine_core::command::{AccountId, CommandKind, MarketId, RequestId};
+use engine_core::command::{AccountId, CommandKind, MarketId};
 use engine_core::config::MarketConfig;
-use engine_core::processor::{EngineError, Response, Submitter};
+use engine_core::processor::{Response, Submitter};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ground::ports::{EngineClient, LocalEngine};
 use tokio::net::TcpListener;
 
 use crate::auth::Tokens;
@@ -230,115 +231,6 @@ impl Limits {
     }
 }
 
-/// A boxed future, as the client trait returns them.
-pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
-/// How the handlers reach the engine: the same contract for the engine in this process and for
-/// one behind Redis. Both register the caller in the one waiter registry
-/// ([`engine_core::waiters::Waiters`]) before sending; [`EngineClient::call`] is written once.
-pub trait EngineClient: Send + Sync + 'static {
-    /// Registers `on_reply` (it runs when the reply arrives; it must not block) and sends `kind`;
-    /// returns the request id, for [`EngineClient::cancel`].
-    fn submit(
-        &self,
-        kind: CommandKind,
-        on_reply: Box<dyn FnOnce(Response) + Send>,
-    ) -> BoxFuture<'_, Result<RequestId, ApiError>>;
-
-    /// Stops waiting for `id` (a reply that still comes is counted as late).
-    fn cancel(&self, id: RequestId);
-
-    /// How long [`EngineClient::call`] waits for a reply.
-    fn timeout(&self) -> Duration;
-
-    /// Sends `kind` and awaits its reply; after [`EngineClient::timeout`] the wait is cancelled
-    /// and the answer is 504 (the request may still apply).
-    fn call(&self, kind: CommandKind) -> BoxFuture<'_, Result<Response, ApiError>> {
-        Box::pin(async move {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let on_reply = Box::new(move |r: Response| {
-                let _ = tx.send(r);
-            });
-            let id = self.submit(kind, on_reply).await?;
-            match tokio::time::timeout(self.timeout(), rx).await {
-                Ok(Ok(r)) => Ok(r),
-                Ok(Err(_)) => Err(ApiError::from_engine(EngineError::Shutdown)),
-                Err(_) => {
-                    self.cancel(id);
-                    Err(ApiError::engine_timeout())
-                }
-            }
-        })
-    }
-
-    /// The engine's counters, if this client can see them.
-    fn counters(&self) -> Option<engine_core::state::Counters> {
-        None
-    }
-    /// Requests awaiting their reply.
-    fn in_flight(&self) -> usize {
-        0
-    }
-    /// Events lost by slow subscribers.
-    fn events_dropped(&self) -> u64 {
-        0
-    }
-}
-
-/// An engine in this process, reached through its in-ring.
-pub struct LocalEngine {
-    submitter: Mutex<Submitter>,
-    timeout: Duration,
-}
-
-impl std::fmt::Debug for LocalEngine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalEngine").field("timeout", &self.timeout).finish_non_exhaustive()
-    }
-}
-
-impl LocalEngine {
-    /// A client of the engine behind `submitter`, giving up on a reply after `timeout`.
-    pub fn new(submitter: Submitter, timeout: Duration) -> LocalEngine {
-        LocalEngine { submitter: Mutex::new(submitter), timeout }
-    }
-
-    fn submitter(&self) -> std::sync::MutexGuard<'_, Submitter> {
-        self.submitter.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl EngineClient for LocalEngine {
-    fn submit(
-        &self,
-        kind: CommandKind,
-        on_reply: Box<dyn FnOnce(Response) + Send>,
-    ) -> BoxFuture<'_, Result<RequestId, ApiError>> {
-        let sent = self.submitter().submit_with(now_ns(), kind, on_reply);
-        Box::pin(std::future::ready(sent.map_err(ApiError::from_engine)))
-    }
-
-    fn cancel(&self, id: RequestId) {
-        self.submitter().cancel(id);
-    }
-
-    fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    fn counters(&self) -> Option<engine_core::state::Counters> {
-        Some(self.submitter().counters())
-    }
-
-    fn in_flight(&self) -> usize {
-        self.submitter().in_flight()
-    }
-
-    fn events_dropped(&self) -> u64 {
-        self.submitter().events_dropped()
-    }
-}
-
 /// The price feed's health, as the API shows it (`/healthz`, `/metrics`). Implemented by the
 /// binary for whatever feed runs; the API does not depend on the feed crate.
 pub trait FeedStatus: Send + Sync {
@@ -423,11 +315,7 @@ fn own_account(kind: &CommandKind) -> Option<AccountId> {
     }
 }
 
-/// Now, in nanoseconds since the epoch: the receive time stamped on every command.
-pub fn now_ns() -> u64 {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
+pub use ground::time::now_ns;
 
 impl AppState {
     /// State for a router over the engine behind `engine` (in this process).
@@ -519,7 +407,7 @@ impl AppState {
     /// The account a valid JWT names, and how long it stays valid from now.
     pub fn verify_token_life(&self, token: &str) -> Result<(AccountId, Duration), ApiError> {
         let (account, exp) = self.tokens.verify_expiry(token)?;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let now = ground::time::now_secs();
         Ok((AccountId(account), Duration::from_secs(exp.saturating_sub(now))))
     }
 
@@ -538,7 +426,7 @@ impl AppState {
     pub async fn call(&self, kind: CommandKind) -> Result<Response, ApiError> {
         let started = Instant::now();
         let writer = own_account(&kind);
-        let reply = self.engine.call(kind).await;
+        let reply = self.engine.call(kind).await.map_err(ApiError::from);
         self.metrics.observe_reply(started.elapsed());
         if let (Ok(r), Some(account)) = (&reply, writer)
             && r.result.is_ok()

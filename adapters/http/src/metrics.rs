@@ -62,7 +62,7 @@ pub struct Metrics {
     edge: Family<CounterLabels, Gauge>,
     history: Family<CounterLabels, Gauge>,
     push: Family<CounterLabels, Gauge>,
-    source: Arc<dyn crate::EngineClient>,
+    source: Arc<dyn ground::ports::EngineClient>,
     feed: Option<Arc<dyn crate::FeedStatus>>,
     hasher: crate::auth::Hasher,
     server: Arc<crate::server::ServerStats>,
@@ -78,7 +78,7 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// Metrics reading engine counters through `source`.
     pub fn new(
-        source: Arc<dyn crate::EngineClient>,
+        source: Arc<dyn ground::ports::EngineClient>,
         feed: Option<Arc<dyn crate::FeedStatus>>,
         hasher: crate::auth::Hasher,
         edge: &crate::server::Edge,

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hundredx_http::now_ns;
+use ground::time::now_ns;
 
 use engine_core::command::{CommandKind, RequestId};
 use engine_core::event::{Output, Reason};
@@ -15,13 +15,13 @@ use redis::streams::StreamReadReply;
 use redis::{RedisResult, cmd};
 use tracing::{info, warn};
 
-use crate::backoff::Backoff;
 use crate::link::{Link, blocking_connection};
 use crate::signing::{Admitted, BridgeKey, ReplayGuard, SigError};
 use crate::target::RedisTarget;
 use crate::wire::{self, WireError};
 use crate::{ENGINE_EVENTS_MAXLEN, ENGINE_EVENTS_STREAM, ENGINE_STREAM, PRICE_STREAM};
 use engine_core::waiters::{Delivery, Waiters};
+use ground::backoff::Backoff;
 
 /// The stream malformed requests are moved to.
 pub const DEAD_LETTER_STREAM: &str = "engine-dead-letter";

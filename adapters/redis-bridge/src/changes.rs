@@ -22,11 +22,11 @@ use redis::{RedisResult, cmd};
 use tracing::warn;
 
 use crate::ENGINE_EVENTS_STREAM;
-use crate::backoff::Backoff;
 use crate::bridge::{Entry, ensure_named_group};
 use crate::link::blocking_connection;
 use crate::signing::BridgeKey;
 use crate::target::RedisTarget;
+use ground::backoff::Backoff;
 
 /// Where the publisher keeps the last change it published: `"<seq> <n>"`.
 pub const PUBLISHED_KEY: &str = "engine-events:published";

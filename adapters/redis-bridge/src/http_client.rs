@@ -1,17 +1,19 @@
-//! The HTTP adapter's engine client over Redis (`hundredx api`): [`RedisApi`] puts
-//! [`crate::bridge::RedisEngineClient`] behind [`hundredx_http::EngineClient`], the one contract
-//! the handlers call, and says what failed in the client's terms ([`bridge_error`]).
+//! An API's engine client over Redis (`hundredx api`): [`RedisApi`] puts
+//! [`crate::bridge::RedisEngineClient`] behind [`ground::ports::EngineClient`], the one contract
+//! an API calls, and says what failed in transport-neutral terms ([`bridge_error`]).
+
+use ground::ports::{BoxFuture, PortError};
 
 /// What a client is told when the Redis path fails: what is actually wrong, in our words (never
 /// Redis's own error text), and whether the request may still have been applied.
-pub fn bridge_error(e: crate::bridge::BridgeError) -> hundredx_http::error::ApiError {
+pub fn bridge_error(e: crate::bridge::BridgeError) -> PortError {
     use crate::bridge::BridgeError;
-    use hundredx_http::error::ApiError;
     use tracing::warn;
-    let unavailable = |msg: &str| ApiError::unavailable("redis_unavailable", msg);
+    let unavailable =
+        |msg: &str| PortError::Unavailable { code: "redis_unavailable", message: msg.to_owned() };
     match e {
-        BridgeError::Timeout => ApiError::engine_timeout(),
-        BridgeError::TooManyInFlight => ApiError::busy("too many requests awaiting the engine"),
+        BridgeError::Timeout => PortError::Timeout,
+        BridgeError::TooManyInFlight => PortError::Busy("too many requests awaiting the engine"),
         BridgeError::Redis(e) => {
             warn!(error = %e, "api: Redis refused a request");
             match e.code() {
@@ -40,15 +42,12 @@ pub fn bridge_error(e: crate::bridge::BridgeError) -> hundredx_http::error::ApiE
 #[derive(Debug)]
 pub struct RedisApi(pub crate::bridge::RedisEngineClient);
 
-impl hundredx_http::EngineClient for RedisApi {
+impl ground::ports::EngineClient for RedisApi {
     fn submit(
         &self,
         kind: engine_core::command::CommandKind,
         on_reply: Box<dyn FnOnce(engine_core::processor::Response) + Send>,
-    ) -> hundredx_http::BoxFuture<
-        '_,
-        Result<engine_core::command::RequestId, hundredx_http::error::ApiError>,
-    > {
+    ) -> BoxFuture<'_, Result<engine_core::command::RequestId, PortError>> {
         Box::pin(async move { self.0.submit(kind, on_reply).await.map_err(bridge_error) })
     }
 

@@ -11,13 +11,12 @@
 //!   ([`bridge::RedisEngineClient::send_request_and_wait`]).
 //! - [`changes`]: the engine's numbered state changes on `engine-events`, published exactly once
 //!   (a cursor key in the same MULTI/EXEC) and chained so a reader can tell a gap.
-//! - [`http_client`]: the HTTP adapter's engine client over Redis (`hundredx api`).
+//! - [`http_client`]: an API's engine client over Redis (`hundredx api`), behind
+//!   `ground::ports::EngineClient`.
 //! - [`price_sink`]: any price feed into `price-stream` (`hundredx feed --redis`).
 //! - [`link`]: a reconnecting connection that follows the master across a Sentinel promotion.
-//! - [`backoff`]: the one retry schedule of every Redis loop.
 //! - [`test_support`]: a throwaway `redis-server` for tests and benchmarks.
 
-pub mod backoff;
 pub mod bridge;
 pub mod changes;
 pub mod http_client;

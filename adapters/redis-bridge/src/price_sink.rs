@@ -1,8 +1,8 @@
 //! Any price feed into `price-stream` (`hundredx feed --redis`): [`RedisSink`] is the feed's
 //! [`TickSink`], each tick a signed, trimmed entry.
 
-use backpack_feed::client::TickSink;
 use engine_core::command::Tick;
+use ground::ports::TickSink;
 use tracing::warn;
 
 use crate::signing::BridgeKey;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use redis::{Client, ErrorKind, RedisError, RedisResult, TlsCertificates, cmd};
 
-use crate::backoff::Backoff;
+use ground::backoff::Backoff;
 
 /// A Redis server to connect to.
 #[derive(Clone)]

@@ -8,7 +8,10 @@
 //! - [`ports`]: [`ports::EngineClient`] (how an API reaches an engine, in process or over a
 //!   transport) and [`ports::TickSink`] (where a price feed's ticks go), with a
 //!   transport-neutral error.
+//! - [`history`]: [`history::HistoryReader`], what an API reads from the read model, and the
+//!   writer's [`history::WriterStatus`].
 
 pub mod backoff;
+pub mod history;
 pub mod ports;
 pub mod time;

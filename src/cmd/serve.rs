@@ -163,7 +163,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             let store = history::Store::open(&h.url, &markets_cfg, args.history.read_connections)
                 .await
                 .context("opening the history store for reading")?;
-            api_state.attach_history(store, Some(Arc::clone(&h.status)));
+            api_state.attach_history(Arc::new(store), Some(Arc::clone(&h.status)));
         }
         let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(hundredx_http::serve(listener, api_state, async {

@@ -426,7 +426,7 @@ pub fn api_main(
             let store = history::Store::open(&url, &markets, 4).await.with_context(|| {
                 format!("opening the history store {}", super::history::redact(&url))
             })?;
-            state.attach_history(store, None);
+            state.attach_history(Arc::new(store), None);
         }
         let listener = tokio::net::TcpListener::bind(listen)
             .await

@@ -41,8 +41,8 @@ pub use engine_core::event::ChangeRecord;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub use ground::history::{Candle, LedgerEntry, LedgerQuery, Page};
 pub use project::{HouseMovement, Movement, house_movement, movements};
-pub use read::{Candle, LedgerEntry, LedgerQuery, Page};
 pub use rows::SPANS;
 pub use writer::{RunningWriter, Writer, WriterStatus, spawn_writer};
 

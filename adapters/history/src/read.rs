@@ -9,69 +9,13 @@ use engine_core::num::{Price, Qty, Usdc};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{HistoryError, Result, Store, big_u};
+use ground::history::ReadError;
+use ground::ports::BoxFuture;
+
+use crate::{Candle, HistoryError, LedgerEntry, LedgerQuery, Page, Result, Store, big_u};
 
 /// Most rows one page may ask for.
 pub const PAGE_LIMIT_MAX: u32 = 500;
-
-/// One page of a listing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Page<T> {
-    /// The rows.
-    pub items: Vec<T>,
-    /// Pass as `cursor` for the next page; `None` on the last page.
-    pub next: Option<String>,
-    /// The store held every change up to this journal sequence when the page was read.
-    pub consistent_to: u64,
-}
-
-/// One row of an account's statement.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LedgerEntry {
-    /// Journal sequence of the command that moved the money.
-    pub seq: u64,
-    /// See the `ledger` table: deposit, withdrawal, open_fee, realized_pnl, close_fee,
-    /// liquidation_fee, loss_forgiven.
-    pub kind: String,
-    /// Signed amount.
-    pub amount: Usdc,
-    /// Balance (available + locked margin) after it.
-    pub balance: Usdc,
-    /// The position it concerns.
-    pub position: Option<PositionId>,
-    /// Command receive time.
-    pub at_ns: u64,
-}
-
-/// One candle: OHLC of the applied bid, in price ticks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Candle {
-    /// Bucket start (ns since the epoch, aligned to the span in UTC).
-    pub start_ns: u64,
-    /// First bid of the bucket.
-    pub open: Price,
-    /// Highest.
-    pub high: Price,
-    /// Lowest.
-    pub low: Price,
-    /// Last.
-    pub close: Price,
-    /// Ticks applied in the bucket.
-    pub ticks: u64,
-}
-
-/// A statement request.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LedgerQuery {
-    /// Only rows at or after this time.
-    pub from_ns: Option<u64>,
-    /// Only rows before this time.
-    pub to_ns: Option<u64>,
-    /// The `next` of the previous page.
-    pub cursor: Option<String>,
-    /// Rows per page, 1..=500.
-    pub limit: u32,
-}
 
 /// seq, n, kind, amount, balance, position, at_ns.
 type LedgerRow = (i64, i64, String, i64, i64, Option<i64>, i64);
@@ -306,6 +250,61 @@ fn closed_view(row: &AnyRow) -> Result<PositionView> {
         opened_at_ns: unsigned(get(12)?)?,
         close: Some(close),
     })
+}
+
+/// The store as the API reads it (the port the binary hands to the HTTP adapter).
+impl ground::history::HistoryReader for Store {
+    fn consistent_to(&self) -> BoxFuture<'_, std::result::Result<u64, ReadError>> {
+        Box::pin(async move { Store::consistent_to(self).await.map_err(read_error) })
+    }
+
+    fn closed_positions<'a>(
+        &'a self,
+        account: AccountId,
+        cursor: Option<&'a str>,
+        limit: u32,
+    ) -> BoxFuture<'a, std::result::Result<Page<PositionView>, ReadError>> {
+        Box::pin(async move {
+            Store::closed_positions(self, account, cursor, limit).await.map_err(read_error)
+        })
+    }
+
+    fn closed_position(
+        &self,
+        account: AccountId,
+        position: PositionId,
+    ) -> BoxFuture<'_, std::result::Result<Option<PositionView>, ReadError>> {
+        Box::pin(async move {
+            Store::closed_position(self, account, position).await.map_err(read_error)
+        })
+    }
+
+    fn candles<'a>(
+        &'a self,
+        market: MarketId,
+        span: &'a str,
+        limit: u32,
+    ) -> BoxFuture<'a, std::result::Result<Vec<Candle>, ReadError>> {
+        Box::pin(async move { Store::candles(self, market, span, limit).await.map_err(read_error) })
+    }
+
+    fn ledger<'a>(
+        &'a self,
+        account: AccountId,
+        q: &'a LedgerQuery,
+    ) -> BoxFuture<'a, std::result::Result<Page<LedgerEntry>, ReadError>> {
+        Box::pin(async move { Store::ledger(self, account, q).await.map_err(read_error) })
+    }
+}
+
+/// The caller's mistakes as themselves; the store's own failures as unavailable.
+fn read_error(e: HistoryError) -> ReadError {
+    match e {
+        HistoryError::InvalidCursor => ReadError::InvalidCursor,
+        HistoryError::InvalidLimit => ReadError::InvalidLimit,
+        HistoryError::InvalidQuery(why) => ReadError::InvalidQuery(why),
+        other => ReadError::Unavailable(other.to_string()),
+    }
 }
 
 #[cfg(test)]

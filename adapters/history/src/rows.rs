@@ -94,9 +94,7 @@ pub struct HouseRow {
     pub(crate) at_ns: i64,
 }
 
-/// The candle spans kept, with their length in seconds.
-pub const SPANS: [(&str, i64); 6] =
-    [("1m", 60), ("5m", 300), ("15m", 900), ("1h", 3_600), ("4h", 14_400), ("1d", 86_400)];
+pub use ground::history::SPANS;
 
 /// One candle's part within a batch (merged into the stored one: high/low widened, close
 /// replaced, ticks added; open kept from the first).

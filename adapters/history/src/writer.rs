@@ -6,7 +6,7 @@
 //! next start catches the store up from it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,31 +27,7 @@ const ATTEMPT_MAX: Duration = Duration::from_secs(10);
 /// the journal at the next start).
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(30);
 
-/// What the writer has done, for health and metrics.
-#[derive(Debug, Default)]
-pub struct WriterStatus {
-    /// Journal sequence of the last change committed (shared with the snapshot pruner, which
-    /// keeps the journal after it).
-    pub written_seq: Arc<AtomicU64>,
-    /// Changes committed by this process.
-    pub written: AtomicU64,
-    /// Batches committed.
-    pub batches: AtomicU64,
-    /// Failed attempts (each retried).
-    pub errors: AtomicU64,
-    /// Commit time of the last batch minus the receive time of its last command (ms): how far
-    /// behind the engine the store is.
-    pub lag_ms: AtomicU64,
-    /// True while the database is unreachable.
-    pub stalled: AtomicBool,
-    /// True while history is degraded: a batch failed in a way that is not the database being
-    /// away (e.g. a value the store cannot hold), or the backlog outgrew its bound. The history
-    /// routes answer 503; the engine keeps trading.
-    pub degraded: AtomicBool,
-    /// Changes this process dropped after its backlog overflowed (the store catches up on them
-    /// from the kept journal at the next start).
-    pub dropped: AtomicU64,
-}
+pub use ground::history::WriterStatus;
 
 /// Writes what arrives on a channel of engine outputs (a `Subscription::Changes`).
 #[derive(Debug)]

@@ -882,7 +882,7 @@ async fn list_positions(
         && let Some(h) = state.history.get()
     {
         caught_up(&state, h, account).await;
-        return closed_from_store(&state, &h.store, account, &q).await;
+        return closed_from_store(&state, h.store.as_ref(), account, &q).await;
     }
     if q.cursor.is_some() || q.limit.is_some() {
         return Err(ApiError::bad_request(
@@ -906,7 +906,7 @@ async fn list_positions(
 /// Closed positions over the whole history, newest first, a page at a time.
 async fn closed_from_store(
     state: &AppState,
-    store: &history::Store,
+    store: &dyn ground::history::HistoryReader,
     account: AccountId,
     q: &ListQuery,
 ) -> Result<Response, ApiError> {
@@ -973,15 +973,14 @@ const PAGE_DEFAULT: u32 = 100;
 
 /// A history store failure in our words: a bad cursor or limit is the client's; anything else
 /// is logged and reported as unavailable (never the database's own text).
-fn history_error(e: history::HistoryError) -> ApiError {
+fn history_error(e: ground::history::ReadError) -> ApiError {
+    use ground::history::ReadError;
     match e {
-        history::HistoryError::InvalidCursor => {
+        ReadError::InvalidCursor => {
             ApiError::bad_request("invalid_query", "cursor is not one this server issued")
         }
-        history::HistoryError::InvalidLimit => {
-            ApiError::bad_request("invalid_query", "limit must be 1..=500")
-        }
-        history::HistoryError::InvalidQuery(why) => ApiError::bad_request("invalid_query", why),
+        ReadError::InvalidLimit => ApiError::bad_request("invalid_query", "limit must be 1..=500"),
+        ReadError::InvalidQuery(why) => ApiError::bad_request("invalid_query", why),
         other => {
             tracing::warn!(error = %other, "history store read failed");
             ApiError::unavailable("history_unavailable", "the history store is not answering")
@@ -1012,7 +1011,7 @@ async fn ledger(
         })
         .transpose()
     };
-    let query = history::LedgerQuery {
+    let query = ground::history::LedgerQuery {
         from_ns: ns(q.from)?,
         to_ns: ns(q.to)?,
         cursor: q.cursor,

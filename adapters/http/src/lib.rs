@@ -281,8 +281,8 @@ pub struct AppState {
 /// and (in `serve`) the writer's progress.
 #[derive(Debug)]
 pub(crate) struct History {
-    pub(crate) store: history::Store,
-    pub(crate) writer: Option<Arc<history::WriterStatus>>,
+    pub(crate) store: Arc<dyn ground::history::HistoryReader>,
+    pub(crate) writer: Option<Arc<ground::history::WriterStatus>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -415,8 +415,8 @@ impl AppState {
     /// later calls are ignored). `writer`: the in-process writer's status, for `/healthz`.
     pub fn attach_history(
         &self,
-        store: history::Store,
-        writer: Option<Arc<history::WriterStatus>>,
+        store: Arc<dyn ground::history::HistoryReader>,
+        writer: Option<Arc<ground::history::WriterStatus>>,
     ) {
         let _ = self.history.set(History { store, writer });
     }

@@ -164,7 +164,7 @@ impl Metrics {
 
     fn encode(
         &self,
-        history: Option<&history::WriterStatus>,
+        history: Option<&ground::history::WriterStatus>,
         push: &crate::push::PushStats,
     ) -> String {
         let relaxed = std::sync::atomic::Ordering::Relaxed;

@@ -202,7 +202,7 @@ impl Hub {
         let mut candle_channels = Vec::new();
         for (i, m) in markets.iter().enumerate() {
             let id = MarketId(u16::try_from(i).unwrap_or(u16::MAX));
-            for (span, _) in history::SPANS {
+            for (span, _) in ground::history::SPANS {
                 candle_channels.push((format!("candles.{}.{span}", m.symbol), id, span));
             }
         }

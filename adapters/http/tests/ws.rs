@@ -536,7 +536,7 @@ async fn candles_are_pushed_from_the_history_store() {
     let writer =
         history::spawn_writer(&url, &MarketConfig::defaults(), 256, changes, now_ns).unwrap();
     let store = history::Store::open(&url, &MarketConfig::defaults(), 2).await.unwrap();
-    s.state.attach_history(store, Some(writer.status));
+    s.state.attach_history(Arc::new(store), Some(writer.status));
     s.price(6_000_000);
     let mut ws = s.connect(None).await;
     send(

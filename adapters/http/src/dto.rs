@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::Dec;
+use crate::convert::Dec;
 
 // ----- requests -----
 

@@ -1,11 +1,18 @@
 //! The HTTP API (axum, JWT) in front of the engine, per docs/DESIGN.md's HTTP table.
 //!
 //! Layout:
-//! - [`api`]: request/response shapes (decimals as strings, exact parsing) and the handlers;
-//! - [`auth`]: argon2id passwords (on the blocking pool), HS256-only JWTs;
+//! - [`routes`]: one module per route group (`user`, `markets`, `positions`, `orders`,
+//!   `admin`, `ops`), each with its `router()`, merged in one list that also generates the
+//!   OpenAPI document;
+//! - [`extract`]: the extractors (bodies, queries, paths, the caller, the client's address, the
+//!   idempotency key) and the every-request rate limit;
+//! - [`convert`]: exact decimal inputs, trading inputs, the engine's views as the API's shapes;
+//! - [`dto`]: the typed bodies and answers; [`openapi`]: the document's fixed parts;
+//! - [`auth`]: argon2id passwords on bounded pools, HS256-only JWTs, device tokens;
 //! - [`error`]: the `{"error": {code, message}}` shape and status mapping;
-//! - [`metrics`]: Prometheus text metrics;
-//! - [`openapi`]: the route table and the OpenAPI document built from it.
+//! - [`push`]: the WebSocket push API; [`own_writes`]: each account's last change, for
+//!   read-your-writes; [`server`]: the connection loop and its socket table;
+//!   [`metrics`]: Prometheus text; [`web`]: the trading page's assets.
 //!
 //! The server takes a bound listener and a shutdown future ([`serve`]), so tests bind port 0.
 //! The handlers reach the engine through an [`EngineClient`]: [`LocalEngine`] publishes into the
@@ -14,16 +21,16 @@
 //! without the handlers changing. Reads go through the engine too, so a client always reads its
 //! own writes.
 
-pub mod admin;
-pub mod api;
 pub mod auth;
+pub mod convert;
 pub mod dto;
 pub mod error;
+pub mod extract;
 pub mod metrics;
 pub mod openapi;
-pub mod orders;
 pub mod own_writes;
 pub mod push;
+pub mod routes;
 pub mod server;
 pub mod web;
 
@@ -537,14 +544,14 @@ impl AppState {
     }
 }
 
-/// The router with every route of [`api::api_router`] (which also generates the OpenAPI document), the body limit and deadline, security
+/// The router with every route of [`routes::api_router`] (which also generates the OpenAPI document), the body limit and deadline, security
 /// headers, CORS (if configured) and metrics.
 pub fn router(state: Arc<AppState>) -> Router {
     use axum::http::{HeaderValue, header};
     use tower_http::set_header::SetResponseHeaderLayer;
     let l = &state.cfg.limits;
-    let mut app = api::routes()
-        .layer(axum::middleware::from_fn_with_state(state.clone(), api::limit_every_request))
+    let mut app = routes::routes()
+        .layer(axum::middleware::from_fn_with_state(state.clone(), extract::limit_every_request))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(l.body_limit_bytes))
         .layer(tower_http::timeout::RequestBodyDeadlineLayer::new(l.server.body_timeout))

@@ -7,7 +7,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-/// The document's fixed parts; the paths come from [`crate::api::api_router`].
+/// The document's fixed parts; the paths come from [`crate::routes::api_router`].
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -48,7 +48,7 @@ impl Modify for Bearer {
 pub fn document() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
     DOC.get_or_init(|| {
-        let (_, api) = crate::api::api_router().split_for_parts();
+        let (_, api) = crate::routes::api_router().split_for_parts();
         serde_json::to_value(&api).unwrap_or_default()
     })
 }

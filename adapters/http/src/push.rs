@@ -45,8 +45,9 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use crate::AppState;
-use crate::api::{ClientIp, balance_dto, money, ms, px};
+use crate::convert::{balance_dto, money, ms, px};
 use crate::error::ApiError;
+use crate::extract::ClientIp;
 
 /// Limits of the push API (`--config`, section `http.push`).
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -381,7 +382,7 @@ impl Hub {
         match c.change {
             Change::OrderPlaced { order } => {
                 let Some(m) = market(order.market) else { return };
-                let mut data = json!(crate::orders::order_dto(&order, m));
+                let mut data = json!(crate::convert::order_dto(&order, m));
                 data["event"] = json!("placed");
                 out.push((account, "orders", Some(data)));
             }

@@ -7,41 +7,31 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use engine_core::command::{AccountId, Size};
+use engine_core::command::AccountId;
 use engine_core::command::{CommandKind, OrderId, OrderKind, OrderRequest, TrailDistance};
 use engine_core::config::MarketConfig;
 use engine_core::event::{Item, OrderView, ReplyData};
-use engine_core::num::format_fixed;
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::St;
 use crate::AppState;
-use crate::api::{
-    ApiJson, ApiPath, AuthUser, ClientIp, Dec, IdemKey, St, client_order_id, engine, leverage,
-    money, ms, own, position_id, position_reply, price, px, side, size, unexpected,
+use crate::convert::{
+    Dec, client_order_id, engine, leverage, order_dto, own, position_id, position_reply, price,
+    side, size, unexpected,
 };
 use crate::dto::{self, OrderBody, TrailingBody, TriggersBody};
 use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, AuthUser, ClientIp, IdemKey};
 
-/// An order as the API shows it.
-pub(crate) fn order_dto(o: &OrderView, m: &MarketConfig) -> dto::Order {
-    let (margin, quantity) = match o.size {
-        Size::Margin(v) => (Some(money(v)), None),
-        Size::Quantity(q) => (None, Some(format_fixed(i128::from(q.0), m.qty_decimals))),
-    };
-    dto::Order {
-        id: o.id.0.to_string(),
-        market: m.symbol.clone(),
-        side: o.side.as_str(),
-        kind: o.kind.as_str(),
-        price: px(o.price, m),
-        leverage: o.leverage,
-        margin,
-        quantity,
-        take_profit: o.take_profit.map(|p| px(p, m)),
-        stop_loss: o.stop_loss.map(|p| px(p, m)),
-        expires_at: o.expires_at_ns.map(ms),
-        reserved: money(o.reserved),
-        placed_at: ms(o.placed_at_ns),
-    }
+/// This group's routes, with their OpenAPI operations.
+pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(set_triggers))
+        .routes(routes!(set_trailing_stop))
+        .routes(routes!(place, list))
+        .routes(routes!(cancel))
 }
 
 fn order_response(

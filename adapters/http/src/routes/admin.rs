@@ -9,11 +9,22 @@ use engine_core::command::{CommandKind, MarketMode};
 use engine_core::event::{Item, ReplyData};
 use engine_core::num::{Ppm, format_fixed};
 
-use crate::api::{
-    AdminUser, ApiJson, ApiPath, ApiQuery, St, engine, market_dto, money, px, unexpected,
-};
+use std::sync::Arc;
+
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::St;
+use crate::AppState;
+use crate::convert::{engine, market_dto, money, px, unexpected};
 use crate::dto::{self, AdminMarketBody, RiskQuery};
 use crate::error::ApiError;
+use crate::extract::{AdminUser, ApiJson, ApiPath, ApiQuery};
+
+/// This group's routes, with their OpenAPI operations.
+pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(set_market)).routes(routes!(risk))
+}
 
 #[utoipa::path(put, path = "/api/v1/admin/markets/{symbol}", tag = "operations",
     summary = "Operator: halt a market, set it reduce-only or open, or change the leverage and maintenance rate of new positions (journaled with who did it)",

@@ -1,0 +1,83 @@
+//! `/api/v1/markets` and `/api/v1/candles`: public market data (cached, rate limited).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use engine_core::event::Item;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::St;
+use crate::AppState;
+use crate::convert::{market_dto, ms, px};
+use crate::dto::{self};
+use crate::error::ApiError;
+use crate::extract::{ApiQuery, ClientIp};
+use crate::routes::history::{history_error, history_of};
+
+/// This group's routes, with their OpenAPI operations.
+pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(markets)).routes(routes!(candles))
+}
+
+#[utoipa::path(get, path = "/api/v1/candles", tag = "markets",
+    summary = "Candles of the engine's applied bid, from the history store (public)",
+    params(dto::CandlesQuery),
+    responses(
+        (status = 200, description = "the latest candles, oldest first", body = dto::Candles),
+        (status = 400, description = "invalid market, interval or limit", body = dto::ErrorBody),
+        (status = 404, description = "this server keeps no history store", body = dto::ErrorBody),
+        (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody),
+        (status = 503, description = "history store unavailable", body = dto::ErrorBody),
+    ))]
+async fn candles(
+    State(state): St,
+    ClientIp(ip): ClientIp,
+    ApiQuery(q): ApiQuery<dto::CandlesQuery>,
+) -> Result<Response, ApiError> {
+    AppState::limited(&state.public_ip, &ip)?;
+    let h = history_of(&state)?;
+    let (market, cfg) = state
+        .market(&q.market)
+        .map_err(|_| ApiError::bad_request("unknown_market", "no such market"))?;
+    let got = h
+        .store
+        .candles(market, &q.interval, q.limit.unwrap_or(200))
+        .await
+        .map_err(history_error)?;
+    let candles = got
+        .iter()
+        .map(|c| dto::Candle {
+            time: ms(c.start_ns),
+            open: px(c.open, cfg),
+            high: px(c.high, cfg),
+            low: px(c.low, cfg),
+            close: px(c.close, cfg),
+            ticks: c.ticks,
+        })
+        .collect();
+    let body = dto::Candles { market: cfg.symbol.clone(), interval: q.interval, candles };
+    Ok(Json(body).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/markets", tag = "markets",
+    summary = "Markets with bid, ask, price time and limits (public)",
+    responses(
+        (status = 200, description = "every market", body = dto::Markets),
+        (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody), (status = 503, description = "engine unavailable", body = dto::ErrorBody), (status = 504, description = "no reply in time", body = dto::ErrorBody),
+    ))]
+async fn markets(State(state): St, ClientIp(ip): ClientIp) -> Result<Response, ApiError> {
+    AppState::limited(&state.public_ip, &ip)?;
+    let reply = state.markets_snapshot().await?;
+    let items = reply.items.as_slice();
+    let markets = items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Market(mv) => state.market_cfg(mv.market).map(|m| market_dto(mv, m)),
+            _ => None,
+        })
+        .collect();
+    Ok(Json(dto::Markets { markets }).into_response())
+}

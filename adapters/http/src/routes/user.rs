@@ -1,0 +1,255 @@
+//! `/api/v1/user/*`: sign-up, sign-in, balances, deposits, withdrawals, the statement.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use engine_core::command::{CommandKind, Credential, Login};
+use engine_core::event::ReplyData;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::St;
+use crate::auth::{hash_password, normalize_email, verify_password};
+use crate::convert::{balance_reply, engine, money, ms, unexpected, usdc};
+use crate::dto::{self, AmountBody, Credentials};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery, AuthUser, ClientIp, IdemKey};
+use crate::routes::history::{PAGE_DEFAULT, caught_up, history_error, history_of};
+use crate::{AppState, Remembered};
+
+/// This group's routes, with their OpenAPI operations.
+pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(signup))
+        .routes(routes!(signin))
+        .routes(routes!(balance))
+        .routes(routes!(ledger))
+        .routes(routes!(deposit))
+        .routes(routes!(withdraw))
+}
+
+/// A minimum strength: 10 to 128 characters, at least 5 different ones, no control characters.
+fn check_password(p: &str) -> Result<(), ApiError> {
+    let n = p.chars().count();
+    let mut distinct: Vec<char> = p.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if (10..=128).contains(&n) && distinct.len() >= 5 && !p.chars().any(char::is_control) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "weak_password",
+            "password must be 10 to 128 characters with at least 5 different ones",
+        ))
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/user/signup", tag = "user",
+    summary = "Create an account (the answer is the same whether the email was new or taken)",
+    request_body = dto::Credentials,
+    responses(
+        (status = 202, description = "accepted: sign in next", body = dto::SignupAccepted),
+        (status = 400, description = "invalid email, weak password, malformed JSON", body = dto::ErrorBody),
+        dto::BodyErrors,
+        (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody),
+        (status = 503, description = "password hashing busy, or engine/Redis unavailable (Retry-After)", body = dto::ErrorBody),
+        (status = 504, description = "no reply in time", body = dto::ErrorBody),
+    ))]
+async fn signup(
+    State(state): St,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<Response, ApiError> {
+    AppState::limited(&state.signup_ip, &ip)?;
+    let email = normalize_email(&body.email).ok_or_else(|| {
+        ApiError::bad_request("invalid_email", "expected an email address of at most 64 bytes")
+    })?;
+    check_password(&body.password)?;
+    let password = body.password;
+    let hash = state.hasher.run(move || hash_password(&password)).await??;
+    let login = Login::new(&email)
+        .ok_or_else(|| ApiError::bad_request("invalid_email", "email too long"))?;
+    let credential = Credential::new(&hash)
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "retry"))?;
+    // The same answer whether the email was new or taken: sign-up must not tell an attacker
+    // which emails have accounts (the hash above runs either way, so the timing is the same).
+    match engine(&state, CommandKind::CreateAccount { login, credential }).await {
+        Ok((ReplyData::AccountCreated { account }, _)) => {
+            tracing::info!(account = account.0, "signed up");
+        }
+        Err(e) if e.code == "duplicate_login" => tracing::info!("sign-up for a taken login"),
+        Err(e) => return Err(e),
+        Ok((d, _)) => return Err(unexpected(&d)),
+    }
+    let body = dto::SignupAccepted {
+        status: "accepted",
+        message: "if this email was new, its account is ready: sign in",
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// A real hash, verified when the login is unknown, so an unknown email takes as long as a wrong
+/// password (no account enumeration by timing).
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("not-a-real-password").unwrap_or_default())
+}
+
+#[utoipa::path(post, path = "/api/v1/user/signin", tag = "user",
+    summary = "Sign in: a JWT for the Authorization header, and a device token to send next time",
+    request_body = dto::SignIn,
+    responses(
+        (status = 200, description = "signed in", body = dto::Token),
+        (status = 400, description = "malformed JSON", body = dto::ErrorBody), (status = 401, description = "invalid email or password", body = dto::ErrorBody),
+        dto::BodyErrors,
+        (status = 429, description = "rate limited (Retry-After)", body = dto::ErrorBody),
+        (status = 503, description = "password hashing busy, or engine/Redis unavailable (Retry-After)", body = dto::ErrorBody),
+        (status = 504, description = "no reply in time", body = dto::ErrorBody),
+    ))]
+async fn signin(
+    State(state): St,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<dto::SignIn>,
+) -> Result<Response, ApiError> {
+    let denied = || ApiError::unauthorized("invalid email or password");
+    let email = normalize_email(&body.email).ok_or_else(denied)?;
+    let remembered = match body.device.as_deref() {
+        Some(d) if state.tokens.is_device_of(d, &email) => Remembered::Device,
+        _ => Remembered::No,
+    };
+    state.limit_signin(&email, ip, remembered)?;
+    let login = Login::new(&email).ok_or_else(denied)?;
+    let found = match state.call(CommandKind::QueryCredential { login }).await?.result {
+        Ok(ReplyData::Credential { account, credential, admin }) => {
+            Some(((account, admin), credential.as_str().to_owned()))
+        }
+        _ => None,
+    };
+    let (account, hash) = found.unzip();
+    let password = body.password;
+    let ok = state
+        .hasher_for(remembered)
+        .run(move || verify_password(&password, hash.as_deref().unwrap_or_else(|| dummy_hash())))
+        .await?;
+    let (account, admin) = account.filter(|_| ok).ok_or_else(denied)?;
+    let (token, expires_at) = state.tokens.issue(account.0, admin)?;
+    let device = state.tokens.issue_device(&email)?;
+    let user_id = account.0.to_string();
+    let demo_deposits = state.cfg.demo_deposits;
+    Ok(Json(dto::Token { token, expires_at, user_id, admin, demo_deposits, device })
+        .into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/user/balance", tag = "user",
+    summary = "Balances, exact to the tick", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "balances", body = dto::Balance),
+        dto::AuthedErrors,
+    ))]
+async fn balance(State(state): St, AuthUser(account): AuthUser) -> Result<Response, ApiError> {
+    balance_reply(&state, account, CommandKind::QueryAccount { account }).await
+}
+
+#[utoipa::path(post, path = "/api/v1/user/deposit", tag = "user",
+    summary = "Demo deposit", security(("bearer" = [])), request_body = dto::AmountBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1..=36 printable ASCII: a retry with the same key returns the first result")),
+    responses(
+        (status = 200, description = "the new balances", body = dto::Balance),
+        (status = 400, description = "invalid amount or key", body = dto::ErrorBody), (status = 403, description = "demo deposits are off", body = dto::ErrorBody),
+        (status = 409, description = "idempotency key reused with another body", body = dto::ErrorBody),
+        dto::BodyErrors,
+        (status = 422, description = "refused by the engine (e.g. invalid_amount)", body = dto::ErrorBody),
+        dto::AuthedErrors,
+    ))]
+async fn deposit(
+    State(state): St,
+    AuthUser(account): AuthUser,
+    ClientIp(ip): ClientIp,
+    IdemKey(key): IdemKey,
+    ApiJson(body): ApiJson<AmountBody>,
+) -> Result<Response, ApiError> {
+    if !state.cfg.demo_deposits {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "deposits_disabled",
+            "demo deposits are off",
+        ));
+    }
+    state.limit_trading(account.0, ip)?;
+    let amount = usdc("amount", &body.amount)?;
+    balance_reply(&state, account, CommandKind::Deposit { account, amount, key }).await
+}
+
+#[utoipa::path(post, path = "/api/v1/user/withdraw", tag = "user",
+    summary = "Withdraw from the available balance (never below zero, never from margin)",
+    security(("bearer" = [])), request_body = dto::AmountBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1..=36 printable ASCII: a retry with the same key returns the first result and withdraws once")),
+    responses(
+        (status = 200, description = "the new balances", body = dto::Balance),
+        (status = 400, description = "invalid amount or key", body = dto::ErrorBody),
+        (status = 409, description = "idempotency key reused with another body", body = dto::ErrorBody),
+        dto::BodyErrors,
+        (status = 422, description = "refused by the engine: insufficient_balance (more than available; margin and order margin cannot be withdrawn)", body = dto::ErrorBody),
+        dto::AuthedErrors,
+    ))]
+async fn withdraw(
+    State(state): St,
+    AuthUser(account): AuthUser,
+    ClientIp(ip): ClientIp,
+    IdemKey(key): IdemKey,
+    ApiJson(body): ApiJson<AmountBody>,
+) -> Result<Response, ApiError> {
+    state.limit_trading(account.0, ip)?;
+    let amount = usdc("amount", &body.amount)?;
+    balance_reply(&state, account, CommandKind::Withdraw { account, amount, key }).await
+}
+
+#[utoipa::path(get, path = "/api/v1/user/ledger", tag = "user",
+    summary = "The caller's statement: one row per money movement with the running balance",
+    security(("bearer" = [])), params(dto::LedgerQuery),
+    responses(
+        (status = 200, description = "a page of the statement, oldest first", body = dto::Ledger),
+        (status = 400, description = "invalid query (cursor, limit, time)", body = dto::ErrorBody),
+        (status = 404, description = "this server keeps no history store", body = dto::ErrorBody),
+        dto::AuthedErrors,
+    ))]
+async fn ledger(
+    State(state): St,
+    AuthUser(account): AuthUser,
+    ApiQuery(q): ApiQuery<dto::LedgerQuery>,
+) -> Result<Response, ApiError> {
+    let h = history_of(&state)?;
+    let ns = |ms: Option<u64>| -> Result<Option<u64>, ApiError> {
+        ms.map(|ms| {
+            ms.checked_mul(1_000_000)
+                .filter(|ns| i64::try_from(*ns).is_ok())
+                .ok_or_else(|| ApiError::bad_request("invalid_query", "time out of range"))
+        })
+        .transpose()
+    };
+    let query = ground::history::LedgerQuery {
+        from_ns: ns(q.from)?,
+        to_ns: ns(q.to)?,
+        cursor: q.cursor,
+        limit: q.limit.unwrap_or(PAGE_DEFAULT),
+    };
+    caught_up(&state, h, account).await;
+    let page = h.store.ledger(account, &query).await.map_err(history_error)?;
+    let entries = page
+        .items
+        .into_iter()
+        .map(|e| dto::LedgerEntry {
+            seq: e.seq,
+            kind: e.kind,
+            amount: money(e.amount),
+            balance: money(e.balance),
+            position_id: e.position.map(|p| p.0.to_string()),
+            at: ms(e.at_ns),
+        })
+        .collect();
+    let body = dto::Ledger { entries, next_cursor: page.next, consistent_to: page.consistent_to };
+    Ok(Json(body).into_response())
+}

@@ -15,27 +15,12 @@ use engine_core::math::Side;
 use engine_core::num::{
     DecimalError, Price, Qty, Usdc, format_fixed, parse_fixed, parse_fixed_i128,
 };
-use serde::Deserialize;
-use serde_json::Value;
 
 use crate::AppState;
+use crate::dto::Dec;
 use crate::dto::{self};
 use crate::error::ApiError;
 use crate::extract::printable_id;
-
-/// A decimal input: a JSON string or number, kept as text for exact parsing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Dec(pub String);
-
-impl<'de> Deserialize<'de> for Dec {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Value::deserialize(d)? {
-            Value::String(s) => Ok(Dec(s)),
-            Value::Number(n) => Ok(Dec(n.to_string())),
-            _ => Err(serde::de::Error::custom("expected a decimal as a string or number")),
-        }
-    }
-}
 
 pub(crate) fn dec_error(field: &str, e: DecimalError) -> ApiError {
     let code = match e {

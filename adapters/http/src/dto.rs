@@ -6,8 +6,6 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::convert::Dec;
-
 // ----- requests -----
 
 /// Sign-up and sign-in.
@@ -742,3 +740,17 @@ impl utoipa::PartialSchema for ReasonCode {
 }
 
 impl ToSchema for ReasonCode {}
+
+/// A decimal input: a JSON string or number, kept as text for exact parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dec(pub String);
+
+impl<'de> Deserialize<'de> for Dec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Ok(Dec(s)),
+            serde_json::Value::Number(n) => Ok(Dec(n.to_string())),
+            _ => Err(serde::de::Error::custom("expected a decimal as a string or number")),
+        }
+    }
+}

@@ -16,7 +16,9 @@ use serde::de::DeserializeOwned;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::routes::St;
+
+/// The application state, as handlers take it.
+pub type St = State<Arc<AppState>>;
 
 /// JSON body with the API's error shape on rejection (400, or 413 / 415).
 #[derive(Debug)]

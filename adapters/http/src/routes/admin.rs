@@ -14,11 +14,11 @@ use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::St;
 use crate::AppState;
 use crate::convert::{engine, market_dto, money, px, unexpected};
 use crate::dto::{self, AdminMarketBody, RiskQuery};
 use crate::error::ApiError;
+use crate::extract::St;
 use crate::extract::{AdminUser, ApiJson, ApiPath, ApiQuery};
 
 /// This group's routes, with their OpenAPI operations.

@@ -9,11 +9,11 @@ use engine_core::event::Item;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::St;
 use crate::AppState;
 use crate::convert::{market_dto, ms, px};
 use crate::dto::{self};
 use crate::error::ApiError;
+use crate::extract::St;
 use crate::extract::{ApiQuery, ClientIp};
 use crate::routes::history::{history_error, history_of};
 

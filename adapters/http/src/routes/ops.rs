@@ -11,15 +11,15 @@ use engine_core::event::Item;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::St;
 use crate::convert::ms;
 use crate::dto::{self};
 use crate::extract::ClientIp;
+use crate::extract::St;
 use crate::{AppState, now_ns};
 
 /// This group's routes, with their OpenAPI operations.
 pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(metrics)).routes(routes!(openapi))
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(metrics))
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",
@@ -91,13 +91,6 @@ fn history_health(state: &AppState) -> Option<dto::HistoryHealth> {
         stalled: w.stalled.load(Relaxed),
         degraded: w.degraded.load(Relaxed),
     })
-}
-
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
-    summary = "This document (OpenAPI 3.1)",
-    responses((status = 200, description = "the document", content_type = "application/json", body = Object)))]
-async fn openapi() -> Response {
-    Json(crate::openapi::document()).into_response()
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",

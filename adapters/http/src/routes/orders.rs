@@ -15,14 +15,15 @@ use engine_core::event::{Item, OrderView, ReplyData};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::St;
 use crate::AppState;
 use crate::convert::{
-    Dec, client_order_id, engine, leverage, order_dto, own, position_id, position_reply, price,
-    side, size, unexpected,
+    client_order_id, engine, leverage, order_dto, own, position_id, position_reply, price, side,
+    size, unexpected,
 };
+use crate::dto::Dec;
 use crate::dto::{self, OrderBody, TrailingBody, TriggersBody};
 use crate::error::ApiError;
+use crate::extract::St;
 use crate::extract::{ApiJson, ApiPath, AuthUser, ClientIp, IdemKey};
 
 /// This group's routes, with their OpenAPI operations.

@@ -13,14 +13,15 @@ use engine_core::num::ExactDecimal;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::St;
 use crate::AppState;
 use crate::convert::{
-    Dec, client_order_id, dec_error, engine, leverage, own, position_dto, position_id,
-    position_reply, price, side, size, unexpected, usdc, view_response,
+    client_order_id, dec_error, engine, leverage, own, position_dto, position_id, position_reply,
+    price, side, size, unexpected, usdc, view_response,
 };
+use crate::dto::Dec;
 use crate::dto::{self, AmountBody, CloseBody, ListQuery, OpenBody};
 use crate::error::ApiError;
+use crate::extract::St;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, AuthUser, ClientIp, IdemKey, payload_too_large};
 use crate::routes::history::{PAGE_DEFAULT, caught_up, history_error};
 

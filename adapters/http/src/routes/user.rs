@@ -11,11 +11,11 @@ use engine_core::event::ReplyData;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::St;
 use crate::auth::{hash_password, normalize_email, verify_password};
 use crate::convert::{balance_reply, engine, money, ms, unexpected, usdc};
 use crate::dto::{self, AmountBody, Credentials};
 use crate::error::ApiError;
+use crate::extract::St;
 use crate::extract::{ApiJson, ApiQuery, AuthUser, ClientIp, IdemKey};
 use crate::routes::history::{PAGE_DEFAULT, caught_up, history_error, history_of};
 use crate::{AppState, Remembered};

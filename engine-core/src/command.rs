@@ -3,10 +3,7 @@
 use crate::math::Side;
 use crate::num::{Price, Qty, Usdc};
 
-/// The most bytes a command takes in its canonical (postcard) encoding, with room to spare:
-/// every variable part is an inline, bounded string. Journal records and fingerprints use
-/// buffers of this size on the stack.
-pub const MAX_ENCODED_BYTES: usize = 1024;
+pub use crate::limits::MAX_ENCODED_BYTES;
 
 /// Identifies a request; assigned by the adapter that accepted it. `RequestId::NONE` (0) asks for
 /// no reply (fire-and-forget price ticks from a feed).

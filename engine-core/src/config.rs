@@ -6,27 +6,7 @@
 
 use crate::num::{PPM_ONE, Ppm, Usdc};
 
-/// Largest `price_decimals + qty_decimals` a market may have. Keeps `10^(pd+qd)` and every product
-/// in [`crate::math`] far inside `i128`.
-pub const MAX_DECIMALS_SUM: u32 = 18;
-/// Largest price, in ticks, any market may configure.
-pub const MAX_PRICE_TICKS_LIMIT: i64 = 1_000_000_000_000;
-/// Largest quantity, in steps, any market may configure.
-pub const MAX_QTY_STEPS_LIMIT: i64 = 1_000_000_000_000;
-/// The one ceiling for money: 10^12 USDC (10^18 micro-USDC).
-///
-/// It bounds every single amount (deposit, withdrawal, margin) **and the money all accounts hold
-/// together** (available + order margin + position margins): a deposit or a sign-up credit that
-/// would take that sum past it is refused (`balance_limit`), so no balance and no total the
-/// engine holds can be pushed past it by what a user sends. Why this value: every store and wire
-/// format holds a signed 64-bit micro-USDC count (the history store's `BIGINT` columns,
-/// i64::MAX ≈ 9.22 × 10^18), and the ceiling leaves that 9.2× headroom for what prices alone can
-/// add (profits the house pays, bad debt it absorbs). Past that, a read model degrades; the engine
-/// itself holds money in `i128` and keeps trading.
-pub const MAX_AMOUNT: Usdc = Usdc(1_000_000_000_000_000_000);
-
-// Paired assertion: the ceiling leaves stores of signed 64-bit micro-USDC at least 8× headroom.
-const _: () = assert!(MAX_AMOUNT.0 * 9 <= i64::MAX as i128);
+pub use crate::limits::{MAX_AMOUNT, MAX_DECIMALS_SUM, MAX_PRICE_TICKS_LIMIT, MAX_QTY_STEPS_LIMIT};
 
 /// One tradable market.
 ///
@@ -326,7 +306,7 @@ impl EngineConfig {
             (self.initial_balance.0 < 0 || self.initial_balance > MAX_AMOUNT, "initial_balance"),
             (self.max_accounts == 0 || self.max_accounts > 50_000_000, "max_accounts"),
             (
-                self.max_open_positions == 0 || self.max_open_positions > crate::slab::SLOTS_MAX,
+                self.max_open_positions == 0 || self.max_open_positions > crate::limits::SLOTS_MAX,
                 "max_open_positions (at most 16 777 215: a slot is 24 bits)",
             ),
             (

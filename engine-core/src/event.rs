@@ -756,10 +756,7 @@ impl Change {
     }
 }
 
-/// Every this many state-changing commands the engine emits a [`Change::Checkpoint`], so a
-/// reader's cursor keeps up with the journal through long runs of ticks that change nothing it
-/// stores (and the journal behind that cursor can be pruned).
-pub const CHECKPOINT_EVERY: u64 = 4_096;
+pub use crate::limits::CHECKPOINT_EVERY;
 
 /// One out-ring entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

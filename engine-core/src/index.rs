@@ -10,9 +10,10 @@ use std::collections::BTreeSet;
 use std::ops::Bound::{Included, Unbounded};
 
 use crate::command::{OrderId, OrderKind};
+use crate::limits::{SLOT_BITS, SLOTS_MAX};
 use crate::math::Side;
 use crate::num::Price;
-use crate::slab::{SLOT_BITS, SLOTS_MAX, Slot};
+use crate::slab::Slot;
 
 /// A key of an ordered set: a price first, then something that keeps equal prices apart.
 pub(crate) trait IndexKey: Ord + Copy + std::fmt::Debug {
@@ -51,11 +52,7 @@ impl IndexKey for OrderKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct PosKey(u64);
 
-/// The largest price a [`PosKey`] holds.
-pub(crate) const KEY_PRICE_MAX: i64 = (1 << (64 - SLOT_BITS)) - 1;
-
-// Every price a tick may carry (and one above, for the re-arm ranges) is below the clamp.
-const _: () = assert!(crate::config::MAX_PRICE_TICKS_LIMIT + 1 < KEY_PRICE_MAX);
+use crate::limits::KEY_PRICE_MAX;
 
 impl PosKey {
     #[inline]

@@ -59,14 +59,23 @@
 //!
 //! ## Layout
 //!
+//! From the ground up (each module imports only those above it):
+//!
 //! - [`num`]: fixed-point newtypes ([`num::Usdc`] micros, [`num::Price`] ticks, [`num::Qty`]
 //!   steps, [`num::Ppm`] rates) and the exact decimal parser used at the edges.
+//! - [`limits`]: every fixed limit with its reason and the assertions that pair them.
 //! - [`math`]: the margin, PnL, fee and liquidation-price formulas with their rounding.
 //! - [`config`]: markets and engine limits, validated at start.
 //! - [`command`] / [`event`]: fixed-size, heap-free ring entries; stable reason codes.
-//! - [`index`]: per market and side, positions ordered by liquidation / TP / SL price.
+//! - `position` (crate-private): an open position, 96 bytes packed; [`slab`]: where open
+//!   positions live, slots reused.
+//! - [`index`]: per market and side, positions ordered by liquidation / TP / SL / margin-call
+//!   price, pending orders by price; [`trail`]: trailing stops grouped by peak.
+//! - [`idempotency`], [`table`], [`waiters`]: per-account windows, a bounded open-addressing
+//!   table, the waiter registry shared by every client of the engine.
 //! - [`state`]: [`Engine`], the state machine (`apply(command) -> outputs`), the conservation
-//!   check and the state hash.
+//!   check and the state hash ([`hash`]); [`persist`] and [`snapshot`]: journal records and
+//!   snapshots.
 //! - [`processor`]: the engine thread between the `disruptor` in-ring and out-ring.
 //!
 //! engine-core does no I/O, reads no clock and uses no randomness: time arrives in
@@ -81,9 +90,11 @@ pub mod event;
 pub mod hash;
 pub mod idempotency;
 pub mod index;
+pub mod limits;
 pub mod math;
 pub mod num;
 pub mod persist;
+mod position;
 pub mod processor;
 mod requests;
 pub mod slab;

@@ -71,7 +71,7 @@ impl Scale {
     /// The scale for a market with the given decimals (`pd + qd <= 18`).
     pub fn new(price_decimals: u32, qty_decimals: u32) -> Scale {
         let d = price_decimals + qty_decimals;
-        assert!(d <= crate::config::MAX_DECIMALS_SUM, "validated by config");
+        assert!(d <= crate::limits::MAX_DECIMALS_SUM, "validated by config");
         if d >= 6 {
             Scale { num: 1, den: 10i128.pow(d - 6) }
         } else {

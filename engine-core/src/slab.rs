@@ -12,15 +12,10 @@
 //! whatever the slots, so a restored engine behaves exactly like the one that wrote the snapshot.
 
 use crate::command::PositionId;
-use crate::state::Position;
+use crate::position::Position;
 
-/// Bits of a [`PosRef`] that hold the slot.
-pub(crate) const SLOT_BITS: u32 = 24;
-/// Slots a slab can hold: the bound on `max_open_positions`.
-pub const SLOTS_MAX: u32 = (1 << SLOT_BITS) - 1;
-/// Position ids are below this (2^40, about 1.1 × 10^12 positions over the engine's life): an
-/// open is refused with `position_capacity` once the sequence reaches it.
-pub const POSITION_ID_LIMIT: u64 = 1 << (64 - SLOT_BITS);
+pub(crate) use crate::limits::SLOT_BITS;
+pub use crate::limits::{POSITION_ID_LIMIT, SLOTS_MAX};
 
 /// Where an open position lives in its [`Slab`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -140,7 +135,7 @@ mod tests {
     use crate::command::{AccountId, MarketId};
     use crate::math::Side;
     use crate::num::{Ppm, Price, Qty, Usdc};
-    use crate::state::NewPosition;
+    use crate::position::NewPosition;
 
     fn position(id: u64) -> Position {
         Position::new(NewPosition {

@@ -8,12 +8,14 @@
 //! - [`stage`]: the leader's input stage: append + `WAIT`, then the local journal, then the
 //!   engine. An append is refused unless this engine holds the lease *and* the log ends right
 //!   before the batch: two engines can never both extend it.
+//! - [`lease`]: the lease holder's round (renew, take again, or exit deposed), shared.
 //! - [`single`]: the same lease for an engine that is not replicated, so that two engines on
 //!   one Redis never both serve `engine-stream`.
 //! - [`node`]: what an engine in replicated mode does: catch up from the log, follow it as a
 //!   standby (same commands, same sequence, same state hash), take the lease when it expires,
 //!   finish the log, then lead (renewing the lease, comparing hashes, trimming).
 
+pub mod lease;
 pub mod log;
 pub mod node;
 pub mod single;

@@ -11,11 +11,10 @@ use crossbeam_channel::Receiver;
 use engine_core::command::Command;
 use engine_core::persist::RecordReader;
 use engine_core::processor::Submitter;
-use ground::backoff::Backoff;
 use tracing::{error, info, warn};
 
-use super::log::{Entry, HashCheck, Kept, RedisLog};
-use super::stage::deposed;
+use super::lease::{backoff, hold_round};
+use super::log::{Entry, HashCheck, RedisLog};
 use super::{EXIT_DIVERGED, ReplicationOptions, SEEN_EVERY, STANDBY_LOST_AFTER, Shared};
 use crate::durability::DataDir;
 
@@ -325,27 +324,6 @@ impl Node {
     }
 }
 
-/// One round of the lease holder: renew, or take the lease again if it vanished or held a
-/// forged value; exit (deposed) if another engine holds it. `true`: held after the round.
-pub(super) fn hold_round(log: &mut RedisLog, token: &str, lease: Duration) -> bool {
-    match log.keep(token, lease) {
-        Ok(Kept::Renewed) => true,
-        Ok(Kept::Retaken(why)) => {
-            warn!(why, "the lease was taken again");
-            true
-        }
-        Ok(Kept::Lost(holder)) => {
-            let node = holder.rsplit_once(':').map_or(holder.as_str(), |(n, _)| n);
-            deposed(&format!("the lease is held by another engine ({node})"))
-        }
-        Ok(Kept::Unsure) => false,
-        Err(e) => {
-            warn!(error = %e, "lease renewal failed");
-            false
-        }
-    }
-}
-
 /// Calls `f` until it succeeds (Redis may be failing over), for at most a minute.
 fn retry<T, E: std::fmt::Display>(what: &str, mut f: impl FnMut() -> Result<T, E>) -> Result<T> {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -360,9 +338,4 @@ fn retry<T, E: std::fmt::Display>(what: &str, mut f: impl FnMut() -> Result<T, E
             Err(e) => bail!("{what}: {e}"),
         }
     }
-}
-
-/// 20 ms doubling to 1 s: replication waits are short.
-pub(super) fn backoff() -> Backoff {
-    Backoff::new(Duration::from_millis(20), Duration::from_secs(1))
 }

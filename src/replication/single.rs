@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use tracing::{info, warn};
 
+use super::lease::{deposed, hold_round};
 use super::log::RedisLog;
-use super::node::hold_round;
-use super::stage::deposed;
 
 /// Prefix of a lease token held by an engine that is not replicated: a standby that finds it
 /// refuses to start (that leader writes no `engine-journal` for it to follow).

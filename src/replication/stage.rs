@@ -10,8 +10,9 @@ use engine_core::persist::{MAX_RECORD_BYTES, encode_record};
 use engine_core::processor::InputStage;
 use tracing::{error, warn};
 
+use super::lease::{backoff, deposed, hold_round};
 use super::log::{AppendError, RedisLog};
-use super::{EXIT_DEPOSED, ReplicationOptions, Shared};
+use super::{ReplicationOptions, Shared};
 use crate::durability::Journal;
 
 /// Commands in one replicated batch at most (a larger ring batch is split).
@@ -23,7 +24,7 @@ const BATCH_MAX: usize = 4_096;
 /// was until a moment ago, the standby): they go to the local journal only. Everything after is
 /// this engine's own and is appended to Redis first; until a replica confirms it the stage
 /// waits (the engine applies nothing meanwhile), and if the append is refused because another
-/// engine leads, the process exits ([`EXIT_DEPOSED`]) without applying or answering the batch.
+/// engine leads, the process exits ([`super::EXIT_DEPOSED`]) without applying or answering the batch.
 /// A forged lease value or forged entries in the way are replaced or removed, not obeyed.
 pub struct ReplicatedJournal {
     local: Journal,
@@ -83,7 +84,7 @@ impl ReplicatedJournal {
     fn replicate(&mut self) {
         let records: Vec<(u64, &[u8])> =
             self.spans.iter().map(|&(seq, a, b)| (seq, &self.bytes[a..b])).collect();
-        let mut backoff = super::node::backoff();
+        let mut backoff = backoff();
         loop {
             let r =
                 self.log.append(&self.shared.token, &records, self.opts.replicas, self.opts.wait);
@@ -93,8 +94,7 @@ impl ReplicatedJournal {
                 // Expired while we waited, vanished, or forged: take it again unless another
                 // engine holds it (then this one is deposed, inside hold_round).
                 Err(AppendError::Lease) => {
-                    if !super::node::hold_round(&mut self.log, &self.shared.token, self.opts.lease)
-                    {
+                    if !hold_round(&mut self.log, &self.shared.token, self.opts.lease) {
                         std::thread::sleep(backoff.next());
                     }
                 }
@@ -110,12 +110,6 @@ impl ReplicatedJournal {
             }
         }
     }
-}
-
-/// Another engine leads: stop before this batch is applied or answered.
-pub(crate) fn deposed(why: &str) -> ! {
-    error!(%why, exit_code = EXIT_DEPOSED, "DEPOSED: another engine leads; exiting without applying");
-    std::process::exit(EXIT_DEPOSED);
 }
 
 impl InputStage for ReplicatedJournal {

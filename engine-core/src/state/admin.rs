@@ -6,8 +6,7 @@ use crate::command::MarketMode;
 use crate::event::{AtRisk, Exposure};
 use crate::num::Ppm;
 
-/// Most positions the risk view lists.
-const AT_RISK_MAX: u32 = 100;
+use crate::limits::AT_RISK_MAX;
 
 impl Engine {
     pub(super) fn set_role<S: Sink>(

@@ -4,8 +4,7 @@
 use super::*;
 use crate::trail;
 
-/// Largest distance in basis points: half the mark.
-const TRAIL_BPS_MAX: u32 = 5_000;
+use crate::limits::TRAIL_BPS_MAX;
 
 impl Engine {
     /// Sets (or replaces, or with `None` removes) a position's trailing stop. It starts at the

@@ -59,3 +59,103 @@ fn the_ground_and_the_core_depend_on_no_adapter() {
     assert!(!core.iter().any(|d| d == "hundredx-ground"), "engine-core is below the ground");
     assert!(ground.iter().any(|d| d == "engine-core"), "{ground:?}");
 }
+
+/// A module's file and the modules its code names (`crate::x::…`, `super::x`), comments and
+/// test modules left out.
+fn module_graph(src: &Path) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut files = Vec::new();
+    let mut dirs = vec![src.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                files.push(p);
+            }
+        }
+    }
+    let name_of = |p: &Path| -> String {
+        let rel = p.strip_prefix(src).unwrap().with_extension("");
+        let rel = rel.to_string_lossy().replace('/', "::");
+        rel.strip_suffix("::mod").map(str::to_owned).unwrap_or(rel)
+    };
+    let modules: Vec<String> = files.iter().map(|p| name_of(p)).collect();
+    let resolve = |path: &str| -> Option<String> {
+        let parts: Vec<&str> = path.split("::").collect();
+        (1..=parts.len()).rev().map(|k| parts[..k].join("::")).find(|c| modules.contains(c))
+    };
+    let mut graph = std::collections::BTreeMap::new();
+    for (file, name) in files.iter().zip(&modules) {
+        if name == "lib" || name == "main" {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).unwrap();
+        let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+        let parent = name.rsplit_once("::").map(|(p, _)| p.to_owned());
+        let mut deps = Vec::new();
+        for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            for (prefix, base) in [("crate::", None), ("super::", parent.as_deref())] {
+                for (i, _) in line.match_indices(prefix) {
+                    let rest: String = line[i + prefix.len()..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || *c == '_' || *c == ':')
+                        .collect();
+                    let full = match base {
+                        Some(b) => format!("{b}::{rest}"),
+                        None if prefix == "super::" => rest,
+                        None => rest,
+                    };
+                    if let Some(m) = resolve(full.trim_end_matches(':'))
+                        && m != *name
+                        && !deps.contains(&m)
+                    {
+                        deps.push(m);
+                    }
+                }
+            }
+        }
+        graph.insert(name.clone(), deps);
+    }
+    graph
+}
+
+/// A circle through `from`, if any (the modules on it).
+fn circle_through(
+    graph: &std::collections::BTreeMap<String, Vec<String>>,
+    from: &str,
+) -> Option<Vec<String>> {
+    let mut stack = vec![(from.to_owned(), vec![from.to_owned()])];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some((at, path)) = stack.pop() {
+        for next in graph.get(&at).into_iter().flatten() {
+            if next == from {
+                return Some(path.clone());
+            }
+            if seen.insert(next.clone()) {
+                let mut p = path.clone();
+                p.push(next.clone());
+                stack.push((next.clone(), p));
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn no_crate_has_an_import_circle() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let crates = ["engine-core/src", "ground/src", "src"]
+        .into_iter()
+        .chain(ADAPTERS.iter().map(|(folder, _)| *folder))
+        .map(|c| if c.ends_with("src") { c.to_owned() } else { format!("{c}/src") });
+    for src in crates {
+        let graph = module_graph(&root.join(&src));
+        assert!(graph.len() > 2, "{src}: modules found: {graph:?}");
+        for module in graph.keys() {
+            if let Some(circle) = circle_through(&graph, module) {
+                panic!("{src}: an import circle: {}", circle.join(" -> "));
+            }
+        }
+    }
+}

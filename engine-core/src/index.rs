@@ -371,7 +371,10 @@ impl MarketIndex {
     /// Indexes a pending order under its trigger price.
     pub fn insert_order(&mut self, id: OrderId, side: Side, kind: OrderKind, price: Price) {
         let s = self.side(side);
-        let set = if kind == OrderKind::Limit { &mut s.limit } else { &mut s.stop };
+        let set = match kind {
+            OrderKind::Limit => &mut s.limit,
+            OrderKind::Stop => &mut s.stop,
+        };
         let fresh = set.insert((price.0, id.0));
         assert!(fresh, "order {} indexed twice", id.0);
     }
@@ -379,7 +382,10 @@ impl MarketIndex {
     /// Removes a pending order.
     pub fn remove_order(&mut self, id: OrderId, side: Side, kind: OrderKind, price: Price) {
         let s = self.side(side);
-        let set = if kind == OrderKind::Limit { &mut s.limit } else { &mut s.stop };
+        let set = match kind {
+            OrderKind::Limit => &mut s.limit,
+            OrderKind::Stop => &mut s.stop,
+        };
         let was = set.remove(&(price.0, id.0));
         assert!(was, "order {} missing from the order index", id.0);
     }

@@ -7,7 +7,7 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use backpack_feed::client::{ClientConfig, EngineSink, FeedHealth};
+use backpack_feed::client::{ClientConfig, EngineSink, FeedHealth, ReplayPace};
 use backpack_feed::synthetic::{SyntheticConfig, SyntheticFeed};
 use engine_core::prelude::*;
 use hundredx::{DurableEngine, DurableOptions, now_ns};
@@ -348,10 +348,10 @@ fn spawn_async_feed(
         }
         FeedKind::Replay(path) => {
             let (path, markets, health) = (path.clone(), markets.to_vec(), Arc::clone(health));
-            let (mut sink, paced) = (sink(), !args.replay_fast);
+            let pace = if args.replay_fast { ReplayPace::Flat } else { ReplayPace::Recorded };
+            let mut sink = sink();
             Some(tokio::spawn(async move {
-                match backpack_feed::client::replay(&path, &markets, &health, &mut sink, paced)
-                    .await
+                match backpack_feed::client::replay(&path, &markets, &health, &mut sink, pace).await
                 {
                     Ok(n) => info!(ticks = n, file = %path.display(), "replay finished"),
                     Err(e) => warn!(error = %e, file = %path.display(), "replay failed"),

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use backpack_feed::client::{ClientConfig, FeedHealth};
+use backpack_feed::client::{ClientConfig, FeedHealth, ReplayPace};
 use engine_core::prelude::*;
 use ground::ports::TickSink;
 use hundredx::ReplicatedStage;
@@ -486,8 +486,14 @@ pub fn feed(
                 }
             }
             FeedKind::Replay(path) => {
-                let n =
-                    backpack_feed::client::replay(path, &markets, &health, &mut sink, true).await?;
+                let n = backpack_feed::client::replay(
+                    path,
+                    &markets,
+                    &health,
+                    &mut sink,
+                    ReplayPace::Recorded,
+                )
+                .await?;
                 info!(ticks = n, "replay finished");
                 tokio::time::sleep(Duration::from_millis(200)).await; // let the writer drain
             }

@@ -342,6 +342,15 @@ fn handle_text<S: TickSink>(
     }
 }
 
+/// How fast a recording is replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayPace {
+    /// At the recorded pace (the frames' own event times).
+    Recorded,
+    /// As fast as the sink takes them.
+    Flat,
+}
+
 /// Plays recorded frames (JSON lines, as `hundredx feed --record` writes them) into `sink`:
 /// at the recorded pace (from the frames' event times) or as fast as possible. Returns the
 /// number of ticks published.
@@ -350,7 +359,7 @@ pub async fn replay<S: TickSink>(
     markets: &[MarketConfig],
     health: &FeedHealth,
     sink: &mut S,
-    paced: bool,
+    pace: ReplayPace,
 ) -> std::io::Result<u64> {
     let text = std::fs::read_to_string(path)?; // recordings are small; read before pacing starts
     let markets = Markets::new(markets);
@@ -359,7 +368,9 @@ pub async fn replay<S: TickSink>(
     let mut first_us: Option<u64> = None;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         health.frames.fetch_add(1, Ordering::Relaxed);
-        if paced && let Ok(Frame::Tick(t)) = parse_frame(line, &markets) {
+        if pace == ReplayPace::Recorded
+            && let Ok(Frame::Tick(t)) = parse_frame(line, &markets)
+        {
             let first = *first_us.get_or_insert(t.exchange_time_us);
             let due = started + Duration::from_micros(t.exchange_time_us.saturating_sub(first));
             tokio::time::sleep_until(due.into()).await;

@@ -2,6 +2,33 @@
 
 use super::*;
 
+/// What liquidates a position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LiquidatedBy {
+    /// The tick being applied (its margin-call pass then clears the armed entries).
+    Tick,
+    /// A command (financing that leaves the position liquidatable).
+    Command,
+}
+
+/// Where a close's fee goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FeeTo {
+    /// A manual or triggered close's fee: the house's.
+    House,
+    /// A liquidation's fee: the insurance fund's.
+    InsuranceFund,
+}
+
+/// What becomes of a removed position's armed margin-call entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ArmedCall {
+    /// Taken out with its other index entries.
+    Remove,
+    /// Left for the tick being applied, whose margin-call pass takes it out.
+    LeaveForTheTick,
+}
+
 impl Engine {
     // ----- closing -----
 
@@ -88,7 +115,7 @@ impl Engine {
             closed_at_ns: ts,
             position: p.id,
         };
-        let settled = self.settle(&p, released, info, false, sink);
+        let settled = self.settle(&p, released, info, FeeTo::House, sink);
         self.record(sink, closed_change(&p, part, qc, released, &info, settled));
         if full {
             self.remove_position(r);
@@ -106,14 +133,14 @@ impl Engine {
     }
 
     /// Liquidates the whole position at its market's current mark. Fee = min(max(equity, 0),
-    /// rate * p * q) to the insurance fund; the trader gets max(equity - fee, 0). `by_tick`: the
-    /// tick being applied liquidates it, and that tick's margin-call pass takes its armed
-    /// margin-call entry out with the others (no lookup per liquidation).
+    /// rate * p * q) to the insurance fund; the trader gets max(equity - fee, 0). Liquidated by
+    /// a tick, its armed margin-call entry is left for that tick's margin-call pass, which takes
+    /// it out with the others (no lookup per liquidation).
     pub(super) fn liquidate<S: Sink>(
         &mut self,
         ts: u64,
         r: PosRef,
-        by_tick: bool,
+        by: LiquidatedBy,
         sink: &mut S,
     ) -> PositionView {
         let p = *self.positions.get(r);
@@ -134,9 +161,13 @@ impl Engine {
             closed_at_ns: ts,
             position: p.id,
         };
-        let settled = self.settle(&p, margin, info, true, sink);
+        let settled = self.settle(&p, margin, info, FeeTo::InsuranceFund, sink);
         self.record(sink, closed_change(&p, p.id, p.qty, margin, &info, settled));
-        self.remove_position_with(r, by_tick);
+        let call = match by {
+            LiquidatedBy::Tick => ArmedCall::LeaveForTheTick,
+            LiquidatedBy::Command => ArmedCall::Remove,
+        };
+        self.remove_position_with(r, call);
         self.counters.liquidations += 1;
         let closed = self.closed_view(&p, p.qty, margin, info);
         self.remember_closed(p.account, closed);
@@ -152,7 +183,7 @@ impl Engine {
         p: &Position,
         released: Usdc,
         info: CloseInfo,
-        fee_to_insurance: bool,
+        fee_to: FeeTo,
         sink: &mut S,
     ) -> Settlement {
         let value = sub(add(released, info.realized_pnl), info.fee);
@@ -160,7 +191,10 @@ impl Engine {
         let deficit = Usdc((-value.0).max(0));
         let insurance_paid = Usdc(deficit.0.min(self.insurance_fund.0));
         let house_paid = sub(deficit, insurance_paid);
-        let insurance_fee = if fee_to_insurance { info.fee } else { Usdc::ZERO };
+        let insurance_fee = match fee_to {
+            FeeTo::InsuranceFund => info.fee,
+            FeeTo::House => Usdc::ZERO,
+        };
         let insurance_delta = sub(insurance_fee, insurance_paid);
         // Conservation: released = payout + Δinsurance + Δhouse.
         let house_delta = sub(sub(released, info.payout), insurance_delta);
@@ -184,20 +218,20 @@ impl Engine {
     }
 
     pub(super) fn remove_position(&mut self, r: PosRef) {
-        self.remove_position_with(r, false);
+        self.remove_position_with(r, ArmedCall::Remove);
     }
 
-    /// Removes an open position; `leave_armed_call`: see [`Engine::liquidate`].
-    fn remove_position_with(&mut self, r: PosRef, leave_armed_call: bool) {
+    /// Removes an open position and its index entries (the armed margin call: see
+    /// [`Engine::liquidate`]).
+    fn remove_position_with(&mut self, r: PosRef, call: ArmedCall) {
         let p = *self.positions.get(r);
         self.untrail(r, &p);
         self.count_open_interest(p.market, p.side, -1, -p.qty.0);
         let m = &mut self.markets[usize::from(p.market.0)];
         let triggers = p.triggers(m.scale);
-        if leave_armed_call {
-            m.index.remove_but_armed_call(r.slot(), p.side, triggers);
-        } else {
-            m.index.remove(r.slot(), p.side, triggers);
+        match call {
+            ArmedCall::LeaveForTheTick => m.index.remove_but_armed_call(r.slot(), p.side, triggers),
+            ArmedCall::Remove => m.index.remove(r.slot(), p.side, triggers),
         }
         self.positions.remove(r);
         let open = &mut self.accounts[usize_from(p.account.0) - 1].open;

@@ -7,6 +7,7 @@
 //! A charge is capped at the margin; a position the charge leaves liquidatable at the current
 //! mark is liquidated by the same command. The house takes charges and pays payments.
 
+use super::close::LiquidatedBy;
 use super::*;
 
 impl Engine {
@@ -83,7 +84,7 @@ impl Engine {
         };
         self.record(sink, change);
         if liquidatable(p.side, mark, liq) {
-            let view = self.liquidate(ts, r, false, sink);
+            let view = self.liquidate(ts, r, LiquidatedBy::Command, sink);
             sink.emit(Output::Event(Event::PositionClosed(view)));
         }
         Some(amount)

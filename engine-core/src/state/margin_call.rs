@@ -55,7 +55,7 @@ impl Engine {
         self.markets[mi].index.collect_rearms(bid, ask, &mut slots);
         for &s in &slots {
             let r = self.positions.at(s);
-            self.set_armed(r, true);
+            self.rearm(r);
         }
         ids.clear();
         slots.clear();
@@ -63,9 +63,10 @@ impl Engine {
         self.slot_scratch = slots;
     }
 
-    fn set_armed(&mut self, r: PosRef, armed: bool) -> Position {
+    /// Arms the position's margin call again (its mark went back above the level).
+    fn rearm(&mut self, r: PosRef) -> Position {
         let old = *self.positions.get(r);
-        let new = Position { mc_armed: armed, ..old };
+        let new = Position { mc_armed: true, ..old };
         let m = &mut self.markets[usize::from(old.market.0)];
         m.index.replace(r.slot(), old.side, old.triggers(m.scale), new.triggers(m.scale));
         *self.positions.get_mut(r) = new;

@@ -1,6 +1,7 @@
 //! Prices: validating and applying ticks, which run the triggers (TP/SL, liquidation, pending
 //! orders, margin calls).
 
+use super::close::LiquidatedBy;
 use super::*;
 
 impl Engine {
@@ -91,7 +92,7 @@ impl Engine {
         self.refs_of(&slots, &mut ids);
         ids.sort_unstable();
         for &r in &ids {
-            let view = self.liquidate(ts, r, true, sink);
+            let view = self.liquidate(ts, r, LiquidatedBy::Tick, sink);
             sink.emit(Output::Event(Event::PositionClosed(view)));
         }
         ids.clear();

@@ -13,7 +13,8 @@ use crate::event::{Item, Output};
 use crate::state::Counters;
 use crate::waiters::Waiters;
 
-use super::*;
+use super::wait::Parker;
+use super::{EngineError, Response, Subscription};
 
 pub(super) struct Subscriber {
     pub(super) what: Subscription,

@@ -12,7 +12,8 @@ use crate::event::Output;
 use crate::state::Counters;
 use crate::waiters::{Delivery, RegisterError};
 
-use super::*;
+use super::replies::{Shared, Subscriber};
+use super::{EngineError, InProducer, Response, Subscription, Ticket};
 
 /// A cloneable, `Send` way to put commands into the in-ring from any thread.
 pub struct Submitter {
@@ -189,7 +190,7 @@ impl Submitter {
     }
 
     /// A receiver of outputs (see [`Subscription`]); at most `capacity` buffered, the rest
-    /// dropped and counted ([`EngineHandle::events_dropped`]).
+    /// dropped and counted ([`EngineHandle::events_dropped`](super::EngineHandle::events_dropped)).
     pub fn subscribe(&self, what: Subscription, capacity: usize) -> Receiver<Output> {
         let (tx, rx) = crossbeam_channel::bounded(capacity);
         self.shared.subscribers().push(Subscriber { what, tx });

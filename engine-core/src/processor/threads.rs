@@ -10,7 +10,9 @@ use crate::command::{Command, CommandKind};
 use crate::event::{Output, Sink};
 use crate::state::Engine;
 
-use super::*;
+use super::replies::Shared;
+use super::wait::{Parker, Wait};
+use super::{InputStage, OutProducer, SnapshotPolicy, SnapshotRequest};
 
 /// The engine thread's state: the engine and its out-ring producer. On drop (the in-ring shut
 /// down) it hands the engine back to [`EngineHandle::shutdown`], then drops the out-ring producer,

@@ -1,6 +1,9 @@
 //! Accounts: creation, deposits, withdrawals, and every credit and debit of a balance.
 
-use super::*;
+use super::{
+    Account, AccountId, Change, Credential, Engine, KeyWindow, Login, MAX_AMOUNT, Outcome, Reason,
+    ReplyData, Sink, Usdc, VecDeque, add, check_amount, sub, usize_from,
+};
 
 impl Engine {
     // ----- accounts -----

@@ -1,7 +1,10 @@
 //! Operator controls: the operator role, market modes and limits for new positions, and the
 //! risk view. Every change is a journaled command naming who made it.
 
-use super::*;
+use super::{
+    AccountId, Change, Engine, Item, Login, Market, MarketId, Outcome, Output, Qty, Reason,
+    ReplyData, RequestId, Side, Sink, Usdc,
+};
 use crate::command::MarketMode;
 use crate::event::{AtRisk, Exposure};
 use crate::num::Ppm;

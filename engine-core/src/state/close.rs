@@ -1,6 +1,10 @@
 //! Closing: manual and triggered closes, liquidation, settlement of the money, added margin.
 
-use super::*;
+use super::{
+    AccountId, Change, CloseInfo, CloseReason, CloseSize, Engine, Event, MAX_AMOUNT, Outcome,
+    Output, PosRef, Position, PositionId, PositionView, Qty, Reason, ReplyData, Sink, Usdc, add,
+    check_amount, liquidatable, sub, usize_from,
+};
 
 /// What liquidates a position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

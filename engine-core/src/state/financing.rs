@@ -8,7 +8,10 @@
 //! mark is liquidated by the same command. The house takes charges and pays payments.
 
 use super::close::LiquidatedBy;
-use super::*;
+use super::{
+    Change, Engine, Event, MAX_AMOUNT, MarketId, Outcome, Output, PosRef, Reason, ReplyData, Side,
+    Sink, Usdc, add, liquidatable, sub,
+};
 
 impl Engine {
     pub(super) fn charge_financing<S: Sink>(

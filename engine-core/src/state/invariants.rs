@@ -1,6 +1,6 @@
 //! Invariants: the conservation equation, the summary, and the canonical state hash.
 
-use super::*;
+use super::{Engine, Position, StateSummary, Usdc, add, liquidatable, sub};
 
 impl Engine {
     // ----- invariants -----

@@ -2,7 +2,7 @@
 //! margin) first falls below the configured level — once per crossing, from the same ordered
 //! index as liquidation, so a tick that calls nobody costs O(1).
 
-use super::*;
+use super::{Change, Engine, PosRef, Position, Qty, Side, Sink, Usdc};
 use crate::state::open::margin_call_price;
 
 impl Engine {

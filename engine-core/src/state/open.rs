@@ -1,6 +1,10 @@
 //! Opening a position: sizing, fees, slippage, TP/SL checks, margin locked.
 
-use super::*;
+use super::{
+    Change, Engine, MAX_AMOUNT, Market, MarketConfig, NewPosition, OpenRequest, Position,
+    PositionId, PositionView, Price, Qty, Reason, Scale, Side, Sink, Size, Usdc, add, check_amount,
+    liquidatable, margin_call_rate, usize_from,
+};
 
 impl Engine {
     // ----- opening -----

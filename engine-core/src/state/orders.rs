@@ -2,7 +2,11 @@
 //! when a tick crosses the trigger (the reservation released, then an ordinary open at the
 //! tick's price — refused opens end the order with the reason).
 
-use super::*;
+use super::{
+    AccountId, Change, Engine, Item, OpenRequest, OrderEnd, OrderId, OrderKind, OrderRequest,
+    OrderView, Outcome, Output, Price, Reason, ReplyData, RequestId, Side, Sink, Usdc, add, sub,
+    usize_from,
+};
 use crate::state::open::{check_open_inputs, check_tp_sl, size_position};
 
 impl Engine {

@@ -2,7 +2,10 @@
 //! orders, margin calls).
 
 use super::close::LiquidatedBy;
-use super::*;
+use super::{
+    Change, CloseReason, Engine, Event, Market, MarketId, Outcome, Output, PosRef, Price, Reason,
+    ReplyData, Side, Sink, Tick,
+};
 
 impl Engine {
     // ----- prices -----

@@ -1,6 +1,10 @@
 //! Views and queries: what the engine shows of positions, accounts and markets.
 
-use super::*;
+use super::{
+    AccountId, AccountView, CloseInfo, Engine, Item, MarketId, MarketView, Outcome, Output,
+    Position, PositionId, PositionStatus, PositionView, Qty, Reason, ReplyData, RequestId, Sink,
+    Usdc, add,
+};
 
 impl Engine {
     // ----- views and queries -----

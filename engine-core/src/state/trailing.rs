@@ -1,7 +1,10 @@
 //! Trailing stops on open positions: set, changed, removed; the books live in
 //! [`crate::trail`].
 
-use super::*;
+use super::{
+    AccountId, Change, Engine, Outcome, PosRef, Position, PositionId, Reason, ReplyData, Side,
+    Sink, TrailDistance,
+};
 use crate::trail;
 
 use crate::limits::TRAIL_BPS_MAX;

@@ -1,6 +1,6 @@
 //! Editing an open position's take-profit and stop-loss.
 
-use super::*;
+use super::{AccountId, Change, Engine, Outcome, PositionId, Price, Reason, ReplyData, Sink};
 use crate::state::open::check_tp_sl;
 
 impl Engine {

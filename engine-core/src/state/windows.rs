@@ -1,7 +1,9 @@
 //! The bounded memories of the engine: the request-id window (redeliveries answered once)
 //! and the per-account idempotency keys.
 
-use super::*;
+use super::{
+    AccountId, Engine, IdempotencyKey, KeyEntry, Reason, ReplyData, RequestId, usize_from,
+};
 
 impl Engine {
     pub(super) fn remembered_key(

@@ -30,6 +30,7 @@
 mod project;
 mod read;
 mod rows;
+#[cfg(feature = "test-support")]
 pub mod test_support;
 mod write;
 mod writer;

@@ -15,7 +15,8 @@
 //!   `ground::ports::EngineClient`.
 //! - [`price_sink`]: any price feed into `price-stream` (`hundredx feed --redis`).
 //! - [`link`]: a reconnecting connection that follows the master across a Sentinel promotion.
-//! - [`test_support`]: a throwaway `redis-server` for tests and benchmarks.
+//! - `test_support` (feature `test-support`, tests and benchmarks only): a throwaway
+//!   `redis-server`.
 
 pub mod bridge;
 pub mod changes;
@@ -24,6 +25,7 @@ pub mod link;
 pub mod price_sink;
 pub mod signing;
 pub mod target;
+#[cfg(feature = "test-support")]
 pub mod test_support;
 pub mod wire;
 

@@ -6,13 +6,15 @@
 
 #![allow(clippy::cast_precision_loss, clippy::float_arithmetic)]
 
+use ground::ports::EngineClient;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use engine_core::prelude::*;
 use hdrhistogram::Histogram;
-use redis_bridge::bridge::{EngineBridgeConfig, RedisEngineClient, run_engine_bridge};
+use redis_bridge::bridge::{EngineBridgeConfig, run_engine_bridge};
+use redis_bridge::client::RedisEngineClient;
 use redis_bridge::test_support;
 use redis_bridge::{PRICE_STREAM, wire};
 
@@ -33,7 +35,7 @@ fn main() {
         let login = Login::new("bench@x").unwrap();
         let account = loop {
             if let Ok(Response { result: Ok(ReplyData::AccountCreated { account }), .. }) =
-                client.send_request_and_wait(CommandKind::CreateAccount { login, credential: Credential::empty() }).await
+                client.call(CommandKind::CreateAccount { login, credential: Credential::empty() }).await
             {
                 break account;
             }
@@ -55,7 +57,7 @@ fn main() {
                 }
                 let (c, h, f) = (Arc::clone(&client), Arc::clone(&hist), Arc::clone(&failed));
                 tasks.push(tokio::spawn(async move {
-                    let r = c.send_request_and_wait(CommandKind::Deposit { account, amount: Usdc(1), key: None }).await;
+                    let r = c.call(CommandKind::Deposit { account, amount: Usdc(1), key: None }).await;
                     if r.is_err() {
                         f.fetch_add(1, Ordering::Relaxed);
                     }
@@ -85,7 +87,7 @@ fn main() {
             let mut pipe = redis::pipe();
             for &i in chunk {
                 let t = Tick { market: MarketId(0), bid: Price(6_000_000), ask: Price(6_000_010), update_id: i + 1, exchange_time_us: 0 };
-                pipe.add_command(redis_bridge::bridge::signed_xadd(&key, PRICE_STREAM, 1_000_000, &wire::encode_tick(&t))).ignore();
+                pipe.add_command(redis_bridge::entries::signed_xadd(&key, PRICE_STREAM, 1_000_000, &wire::encode_tick(&t))).ignore();
             }
             let _: () = pipe.query_async(&mut con).await.unwrap();
         }

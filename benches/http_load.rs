@@ -175,7 +175,7 @@ fn main() {
                     events,
                     std::future::pending(),
                 ));
-                redis_bridge::bridge::RedisEngineClient::connect(
+                redis_bridge::client::RedisEngineClient::connect(
                     &redis_bridge::test_support::target(&url),
                     redis_bridge::test_support::test_key(),
                     "load",
@@ -185,7 +185,7 @@ fn main() {
                 .await
                 .unwrap()
             });
-            AppState::with_client(api, Arc::new(redis_bridge::http_client::RedisApi(client)), None)
+            AppState::with_client(api, Arc::new(client), None)
         }
     };
     if over_redis {

@@ -18,6 +18,7 @@
 #[allow(dead_code)]
 mod ha;
 
+use ground::ports::EngineClient;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 use engine_core::prelude::*;
 use ha::*;
 use hdrhistogram::Histogram;
-use redis_bridge::bridge::RedisEngineClient;
+use redis_bridge::client::RedisEngineClient;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hundredx");
 const CONCURRENCY: usize = 64;
@@ -61,8 +62,7 @@ async fn closed_loop(c: Arc<RedisEngineClient>, account: AccountId) -> (u64, His
                     let kind =
                         CommandKind::Deposit { account, amount: Usdc::from_whole(1), key: None };
                     let t = Instant::now();
-                    if let Ok(Response { result: Ok(_), .. }) = c.send_request_and_wait(kind).await
-                    {
+                    if let Ok(Response { result: Ok(_), .. }) = c.call(kind).await {
                         h.saturating_record(
                             u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),
                         );

@@ -5,6 +5,7 @@
 //! in `engine-journal` exactly once, no request twice, and the serving engine's state hash
 //! equals a from-scratch replay of `engine-journal`.
 
+use ground::ports::EngineClient;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -355,7 +356,7 @@ fn a_second_engine_on_one_redis_refuses_to_start_and_says_why() {
         for _ in 0..20 {
             let deposit =
                 CommandKind::Deposit { account: a, amount: Usdc::from_whole(1), key: None };
-            let r = c.send_request_and_wait(deposit).await.unwrap();
+            let r = c.call(deposit).await.unwrap();
             assert!(r.result.is_ok(), "{r:?}");
         }
     });
@@ -378,7 +379,7 @@ fn a_second_engine_on_one_redis_refuses_to_start_and_says_why() {
         let c = client(&url, "api-2", 2).await;
         let a = account(&c).await;
         let deposit = CommandKind::Deposit { account: a, amount: Usdc::from_whole(1), key: None };
-        let r = c.send_request_and_wait(deposit).await.unwrap();
+        let r = c.call(deposit).await.unwrap();
         assert!(r.result.is_ok(), "{r:?}");
     });
     leader.kill();
@@ -433,7 +434,7 @@ fn forged_lease_journal_and_hashes_stop_neither_engine_and_a_lost_standby_is_rep
         // A lease value nobody signed, without expiry.
         let _: () = redis::cmd("SET").arg("engine-leader").arg("forged").query(&mut con).unwrap();
         let forged_at = Instant::now();
-        let r = c.send_request_and_wait(deposit(1)).await.unwrap();
+        let r = c.call(deposit(1)).await.unwrap();
         assert!(r.result.is_ok(), "{r:?}");
         let back_after = forged_at.elapsed();
         assert!(back_after < Duration::from_secs(15), "served within 15 s: {back_after:?}");
@@ -453,7 +454,7 @@ fn forged_lease_journal_and_hashes_stop_neither_engine_and_a_lost_standby_is_rep
                 .unwrap();
         }
         for n in 2..=200 {
-            let r = c.send_request_and_wait(deposit(n)).await.unwrap();
+            let r = c.call(deposit(n)).await.unwrap();
             assert!(r.result.is_ok(), "deposit {n}: {r:?}");
         }
         assert!(a.exit_code(Duration::ZERO).is_none(), "the leader runs: {}", a.log_text());
@@ -471,7 +472,7 @@ fn forged_lease_journal_and_hashes_stop_neither_engine_and_a_lost_standby_is_rep
         let journal = read_journal(&url);
         let deposits = check_exactly_once(&journal, &[]);
         assert_eq!(deposits, 200);
-        let hash = match c.send_request_and_wait(CommandKind::QueryStateHash).await {
+        let hash = match c.call(CommandKind::QueryStateHash).await {
             Ok(Response { result: Ok(ReplyData::State(s)), .. }) => engine_core::hash::hex(&s.hash),
             other => panic!("state hash: {other:?}"),
         };

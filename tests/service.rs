@@ -3,6 +3,7 @@
 //! `hundredx feed --redis` and two `hundredx api` processes. The trading lifecycle goes
 //! HTTP -> api -> Redis -> engine -> Redis -> api -> HTTP.
 
+use ground::ports::EngineClient;
 use std::process::{Command, Stdio};
 
 use redis_bridge::test_support::RedisServer;
@@ -115,7 +116,7 @@ fn every_process_reconnects_after_a_redis_restart() {
 #[test]
 fn engine_kill_9_with_requests_in_flight_applies_each_exactly_once() {
     use engine_core::prelude::*;
-    use redis_bridge::bridge::RedisEngineClient;
+    use redis_bridge::client::RedisEngineClient;
     let dir = tempfile::tempdir().unwrap();
     let redis = RedisServer::start(dir.path());
     let url = redis.url.clone();
@@ -151,10 +152,7 @@ fn engine_kill_9_with_requests_in_flight_applies_each_exactly_once() {
                             amount: Usdc::from_whole(1),
                             key: None,
                         };
-                        if matches!(
-                            c.send_request_and_wait(kind).await,
-                            Ok(Response { result: Ok(_), .. })
-                        ) {
+                        if matches!(c.call(kind).await, Ok(Response { result: Ok(_), .. })) {
                             ok += 1;
                         }
                     }
@@ -176,7 +174,7 @@ fn engine_kill_9_with_requests_in_flight_applies_each_exactly_once() {
         let deadline = Instant::now() + Duration::from_secs(30);
         let balance = loop {
             if let Ok(Response { result: Ok(ReplyData::Account(a)), .. }) =
-                client.send_request_and_wait(CommandKind::QueryAccount { account }).await
+                client.call(CommandKind::QueryAccount { account }).await
                 && (a.available == Usdc::from_whole(5_000 + i64::try_from(sent).unwrap())
                     || Instant::now() > deadline)
             {
@@ -191,7 +189,7 @@ fn engine_kill_9_with_requests_in_flight_applies_each_exactly_once() {
             "every deposit applied exactly once ({ok} acknowledged)"
         );
         assert!(ok <= sent);
-        let hash = match client.send_request_and_wait(CommandKind::QueryStateHash).await {
+        let hash = match client.call(CommandKind::QueryStateHash).await {
             Ok(Response { result: Ok(ReplyData::State(s)), .. }) => engine_core::hash::hex(&s.hash),
             other => panic!("{other:?}"),
         };
@@ -595,7 +593,7 @@ fn a_replayed_engine_events_entry_is_not_pushed_again() {
 #[test]
 fn a_restarted_engine_does_not_apply_a_journaled_request_again() {
     use engine_core::prelude::*;
-    use redis_bridge::bridge::RedisEngineClient;
+    use redis_bridge::client::RedisEngineClient;
     let dir = tempfile::tempdir().unwrap();
     let redis = RedisServer::start(dir.path());
     let url = redis.url.clone();
@@ -619,7 +617,7 @@ fn a_restarted_engine_does_not_apply_a_journaled_request_again() {
         .unwrap();
         let account = common::ha::account_named(&client, "r@x").await;
         let deposit = CommandKind::Deposit { account, amount: Usdc::from_whole(1), key: None };
-        let r = client.send_request_and_wait(deposit).await.unwrap();
+        let r = client.call(deposit).await.unwrap();
         assert!(r.result.is_ok(), "{r:?}");
         // The deposit's entry, as an eavesdropper (or Redis's redelivery) would have it.
         let mut con = redis::Client::open(url.as_str())
@@ -673,7 +671,7 @@ fn a_restarted_engine_does_not_apply_a_journaled_request_again() {
             assert!(Instant::now() < deadline, "the copy was not refused: {causes:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let a = match client.send_request_and_wait(CommandKind::QueryAccount { account }).await {
+        let a = match client.call(CommandKind::QueryAccount { account }).await {
             Ok(Response { result: Ok(ReplyData::Account(a)), .. }) => a,
             other => panic!("{other:?}"),
         };

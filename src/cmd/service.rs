@@ -15,8 +15,8 @@ use hundredx::replication::node::{Node, Takeover};
 use hundredx::replication::{ReplicationOptions, Shared, single};
 use hundredx::{DurableEngine, DurableOptions};
 use hundredx_http::{ApiConfig, AppState};
-use redis_bridge::bridge::{EngineBridgeConfig, RedisEngineClient, run_engine_bridge};
-use redis_bridge::http_client::RedisApi;
+use redis_bridge::bridge::{EngineBridgeConfig, run_engine_bridge};
+use redis_bridge::client::RedisEngineClient;
 use redis_bridge::signing::BridgeKey;
 use redis_bridge::target::RedisTarget;
 use std::sync::atomic::AtomicU64;
@@ -403,7 +403,7 @@ pub fn api_main(
             return Ok(());
         };
         let markets = api_cfg.markets.clone();
-        let state = AppState::with_client(api_cfg, Arc::new(RedisApi(client)), None);
+        let state = AppState::with_client(api_cfg, Arc::new(client), None);
         // Push: every instance follows the engine's changes itself, so a browser may connect
         // to any of them.
         let hub = state.hub();

@@ -2,6 +2,7 @@
 //! ([`RedisHa`]), engines in `--standby` mode, a steady deposit load that records every
 //! acknowledged request, and the checks on `engine-journal` (exactly once, replay hash).
 
+use ground::ports::EngineClient;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use engine_core::prelude::*;
-use redis_bridge::bridge::RedisEngineClient;
+use redis_bridge::client::RedisEngineClient;
 use redis_bridge::target::RedisTarget;
 use redis_bridge::test_support::{TEST_BRIDGE_SECRET, test_key};
 
@@ -165,20 +166,14 @@ pub async fn account_named(c: &RedisEngineClient, login: &str) -> AccountId {
     let login = Login::new(login).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match c
-            .send_request_and_wait(CommandKind::CreateAccount {
-                login,
-                credential: Credential::empty(),
-            })
-            .await
-        {
+        match c.call(CommandKind::CreateAccount { login, credential: Credential::empty() }).await {
             Ok(Response { result: Ok(ReplyData::AccountCreated { account }), .. }) => {
                 return account;
             }
             // An earlier try was applied but its reply came too late.
             Ok(Response { result: Err(Reason::DuplicateLogin), .. }) => {
                 if let Ok(Response { result: Ok(ReplyData::Credential { account, .. }), .. }) =
-                    c.send_request_and_wait(CommandKind::QueryCredential { login }).await
+                    c.call(CommandKind::QueryCredential { login }).await
                 {
                     return account;
                 }
@@ -209,7 +204,7 @@ impl Load {
                         CommandKind::Deposit { account, amount: Usdc::from_whole(1), key: None };
                     l.sent.fetch_add(1, Ordering::Relaxed);
                     let sent = Instant::now();
-                    let r = c.send_request_and_wait(kind).await;
+                    let r = c.call(kind).await;
                     let ok = matches!(&r, Ok(Response { result: Ok(_), .. }));
                     if let Ok(Response { request_id, result: Ok(_), .. }) = r {
                         l.acked.lock().unwrap().push(request_id.0);
@@ -305,7 +300,7 @@ pub async fn settle(c: &RedisEngineClient, account: AccountId, deposits: usize) 
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(Response { result: Ok(ReplyData::Account(a)), .. }) =
-            c.send_request_and_wait(CommandKind::QueryAccount { account }).await
+            c.call(CommandKind::QueryAccount { account }).await
         {
             assert!(a.available <= want, "more deposits applied than journaled: {a:?}");
             if a.available == want {
@@ -315,7 +310,7 @@ pub async fn settle(c: &RedisEngineClient, account: AccountId, deposits: usize) 
         assert!(Instant::now() < deadline, "the balance never reached {want:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    match c.send_request_and_wait(CommandKind::QueryStateHash).await {
+    match c.call(CommandKind::QueryStateHash).await {
         Ok(Response { result: Ok(ReplyData::State(s)), .. }) => engine_core::hash::hex(&s.hash),
         other => panic!("state hash: {other:?}"),
     }

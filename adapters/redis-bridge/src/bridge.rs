@@ -1,5 +1,6 @@
-//! Both ends of the bridge: the engine side (consumer group -> in-ring; out-ring -> reply streams
-//! and `engine-events`) and the API side (`send_request_and_wait`).
+//! The engine side of the bridge: the consumer group on `engine-stream` and `price-stream` into
+//! the in-ring (signatures, the replay guard, dead letters, pending entries reclaimed), and the
+//! out-ring to the reply streams and `engine-events`. The API side is [`crate::client`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -7,90 +8,25 @@ use std::time::Duration;
 
 use ground::time::now_ns;
 
-use engine_core::command::{CommandKind, RequestId};
+use engine_core::command::CommandKind;
 use engine_core::event::{Output, Reason};
 use engine_core::processor::{EngineError, Response, Submitter};
-use redis::aio::MultiplexedConnection;
 use redis::streams::StreamReadReply;
 use redis::{RedisResult, cmd};
 use tracing::{info, warn};
 
+use crate::entries::{BridgeError, Entry, ensure_group, now_ms, signed_xadd};
 use crate::link::{Link, blocking_connection};
 use crate::signing::{Admitted, BridgeKey, ReplayGuard, SigError};
 use crate::target::RedisTarget;
-use crate::wire::{self, WireError};
+use crate::wire::{self};
 use crate::{ENGINE_EVENTS_MAXLEN, ENGINE_EVENTS_STREAM, ENGINE_STREAM, PRICE_STREAM};
-use engine_core::waiters::{Delivery, Waiters};
 use ground::backoff::Backoff;
 
 /// The stream malformed requests are moved to.
 pub const DEAD_LETTER_STREAM: &str = "engine-dead-letter";
-/// The consumer group of the engine.
-pub const ENGINE_GROUP: &str = "engine";
 
-/// Why the bridge could not do something.
-#[derive(Debug, thiserror::Error)]
-pub enum BridgeError {
-    /// Redis said no, or the connection failed.
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    /// No reply within the timeout (the waiter was removed).
-    #[error("timed out waiting for the engine")]
-    Timeout,
-    /// The reply could not be decoded.
-    #[error("bad reply: {0}")]
-    Wire(#[from] WireError),
-    /// Too many requests awaiting replies in this process.
-    #[error("too many requests in flight")]
-    TooManyInFlight,
-}
-
-pub(crate) fn now_ms() -> u64 {
-    now_ns() / 1_000_000
-}
-
-/// A signed `XADD <stream> MAXLEN ~ <maxlen> * data <body> ts <now> sig <hmac>` (see
-/// [`crate::signing`]): the only way the bridge writes an entry another component will trust.
-pub fn signed_xadd(key: &BridgeKey, stream: &str, maxlen: usize, body: &str) -> redis::Cmd {
-    let ts = now_ms();
-    let mut c = cmd("XADD");
-    c.arg(stream)
-        .arg("MAXLEN")
-        .arg("~")
-        .arg(maxlen)
-        .arg("*")
-        .arg("data")
-        .arg(body)
-        .arg("ts")
-        .arg(ts)
-        .arg("sig")
-        .arg(key.sign(stream, ts, body));
-    c
-}
-
-/// One entry as read from a stream.
-#[derive(Debug, Default)]
-pub(crate) struct Entry {
-    pub(crate) id: String,
-    pub(crate) data: String,
-    ts: Option<String>,
-    sig: Option<String>,
-}
-
-impl Entry {
-    pub(crate) fn from_stream_id(e: &redis::streams::StreamId) -> Entry {
-        Entry {
-            id: e.id.clone(),
-            data: e.get("data").unwrap_or_default(),
-            ts: e.get("ts"),
-            sig: e.get("sig"),
-        }
-    }
-
-    pub(crate) fn verify(&self, key: &BridgeKey, stream: &str) -> Result<u64, SigError> {
-        key.verify(stream, self.ts.as_deref(), self.sig.as_deref(), &self.data)
-    }
-}
+pub use crate::entries::ENGINE_GROUP;
 
 /// Entries the engine side refused, by cause (each also dead-lettered).
 #[derive(Debug, Default)]
@@ -122,31 +58,6 @@ impl BridgeStats {
             .iter()
             .map(|c| c.load(Ordering::Relaxed))
             .sum()
-    }
-}
-
-async fn ensure_group(con: &mut MultiplexedConnection, stream: &str) -> RedisResult<()> {
-    ensure_named_group(con, stream, ENGINE_GROUP).await
-}
-
-/// Creates consumer group `group` on `stream` (and the stream) unless it exists.
-pub(crate) async fn ensure_named_group(
-    con: &mut MultiplexedConnection,
-    stream: &str,
-    group: &str,
-) -> RedisResult<()> {
-    // From the start of the stream: a request written before the engine first ran is still one.
-    let r: RedisResult<()> = cmd("XGROUP")
-        .arg("CREATE")
-        .arg(stream)
-        .arg(group)
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(con)
-        .await;
-    match r {
-        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-        other => other,
     }
 }
 
@@ -680,206 +591,4 @@ async fn reclaim(
 
 async fn ack(write: &mut impl redis::aio::ConnectionLike, entry: &str) -> RedisResult<()> {
     cmd("XACK").arg(ENGINE_STREAM).arg(ENGINE_GROUP).arg(entry).query_async(write).await
-}
-
-/// The API side: sends requests to `engine-stream` and waits for their replies on this process's
-/// own reply stream.
-pub struct RedisEngineClient {
-    /// Reconnects by itself after a Redis restart.
-    write: Link,
-    key: BridgeKey,
-    reply_to: String,
-    /// The same registry the engine's reply thread uses ([`Waiters`]).
-    waiters: Arc<Waiters<Response>>,
-    next: AtomicU64,
-    id_base: u64,
-    timeout: Duration,
-    refused: Arc<AtomicU64>,
-    reader: tokio::task::JoinHandle<()>,
-}
-
-impl std::fmt::Debug for RedisEngineClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisEngineClient")
-            .field("reply_to", &self.reply_to)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RedisEngineClient {
-    /// Connects as API instance `instance` (its replies go to `callback-queue:<instance>`).
-    /// `id_base` (e.g. random, shifted left 40 bits) keeps request ids unique across instances.
-    /// `key` signs the requests and checks the replies (see [`crate::signing`]).
-    pub async fn connect(
-        target: &RedisTarget,
-        key: BridgeKey,
-        instance: &str,
-        id_base: u64,
-        timeout: Duration,
-    ) -> Result<RedisEngineClient, BridgeError> {
-        let mut write = Link::connect(target).await?;
-        let reply_to = format!("callback-queue:{instance}");
-        // Start after the reply stream's current last entry, resolved now: with "$" the reader's
-        // first XREAD (in its task, later) would miss replies written in between.
-        let newest: redis::streams::StreamRangeReply = cmd("XREVRANGE")
-            .arg(&reply_to)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut write)
-            .await?;
-        let start = newest.ids.first().map_or_else(|| "0-0".to_owned(), |e| e.id.clone());
-        let waiters: Arc<Waiters<Response>> = Arc::new(Waiters::new(65_536));
-        let refused = Arc::new(AtomicU64::new(0));
-        let reader = tokio::spawn(read_replies(
-            target.clone(),
-            ReplyCheck { key: key.clone(), refused: Arc::clone(&refused) },
-            reply_to.clone(),
-            start,
-            Arc::clone(&waiters),
-        ));
-        Ok(RedisEngineClient {
-            write,
-            key,
-            reply_to,
-            waiters,
-            next: AtomicU64::new(1),
-            id_base,
-            timeout,
-            refused,
-            reader,
-        })
-    }
-
-    /// Registers `on_reply` in the waiter registry (before the XADD, so a fast reply finds it),
-    /// then sends `kind`; returns the request id, for [`RedisEngineClient::cancel`].
-    pub async fn submit(
-        &self,
-        kind: CommandKind,
-        on_reply: Box<dyn FnOnce(Response) + Send>,
-    ) -> Result<RequestId, BridgeError> {
-        let id = self.id_base | self.next.fetch_add(1, Ordering::Relaxed);
-        // Ids come from this instance's counter, so a duplicate cannot happen; either refusal
-        // means the registry is full.
-        self.waiters
-            .register(id, Delivery::Callback(on_reply))
-            .map_err(|_| BridgeError::TooManyInFlight)?;
-        let body = wire::encode_request(RequestId(id), &self.reply_to, &kind);
-        let mut write = self.write.clone();
-        let sent = signed_xadd(&self.key, ENGINE_STREAM, 1_000_000, &body);
-        if let Err(e) = sent.query_async::<()>(&mut write).await {
-            self.forget(id);
-            return Err(e.into());
-        }
-        Ok(RequestId(id))
-    }
-
-    /// Stops waiting for `id` (a reply that still comes is counted as late).
-    pub fn cancel(&self, id: RequestId) {
-        self.forget(id.0);
-    }
-
-    /// How long [`RedisEngineClient::send_request_and_wait`] waits.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    /// Sends `kind` and waits for its reply; the wait is cancelled on timeout.
-    pub async fn send_request_and_wait(&self, kind: CommandKind) -> Result<Response, BridgeError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let on_reply = Box::new(move |r: Response| {
-            let _ = tx.send(r);
-        });
-        let id = self.submit(kind, on_reply).await?;
-        match tokio::time::timeout(self.timeout, rx).await {
-            Ok(Ok(r)) => Ok(r),
-            _ => {
-                self.cancel(id);
-                Err(BridgeError::Timeout)
-            }
-        }
-    }
-
-    fn forget(&self, id: u64) {
-        self.waiters.cancel(id);
-    }
-
-    /// Requests awaiting replies now.
-    pub fn in_flight(&self) -> usize {
-        self.waiters.len()
-    }
-
-    /// Replies that arrived after their waiter timed out (dropped).
-    pub fn late_replies(&self) -> u64 {
-        self.waiters.late()
-    }
-
-    /// Entries on the reply stream that were not signed by the engine (dropped unread).
-    pub fn refused_replies(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for RedisEngineClient {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
-
-/// One reader per process, on its own connection, reading its reply stream from the last id it
-/// saw (starting where the stream ended when the client connected), reconnecting with backoff.
-/// How the reply reader tells the engine's replies from forgeries.
-struct ReplyCheck {
-    key: BridgeKey,
-    refused: Arc<AtomicU64>,
-}
-
-async fn read_replies(
-    target: RedisTarget,
-    check: ReplyCheck,
-    stream: String,
-    start: String,
-    waiters: Arc<Waiters<Response>>,
-) {
-    let mut last = start;
-    let mut backoff = Backoff::connect();
-    loop {
-        let Ok(mut con) = blocking_connection(&target).await else {
-            tokio::time::sleep(backoff.next()).await;
-            continue;
-        };
-        backoff.reset();
-        loop {
-            let r: RedisResult<Option<StreamReadReply>> = cmd("XREAD")
-                .arg("BLOCK")
-                .arg(1000)
-                .arg("COUNT")
-                .arg(1024)
-                .arg("STREAMS")
-                .arg(&stream)
-                .arg(&last)
-                .query_async(&mut con)
-                .await;
-            let Ok(reply) = r else { break };
-            for key in reply.map(|r| r.keys).unwrap_or_default() {
-                for e in key.ids {
-                    last = e.id.clone();
-                    let e = Entry::from_stream_id(&e);
-                    // A forged reply (e.g. to sign someone in) never reaches a waiter. No
-                    // freshness check: a copied reply names a request id nobody waits for.
-                    if let Err(why) = e.verify(&check.key, &stream) {
-                        let n = check.refused.fetch_add(1, Ordering::Relaxed) + 1;
-                        if n.is_power_of_two() {
-                            warn!(stream = %stream, cause = why.code(), refused = n, "api: reply refused");
-                        }
-                        continue;
-                    }
-                    let Ok(resp) = wire::decode_reply(&e.data) else { continue };
-                    // Nobody waiting any more (timed out): counted as late by the registry.
-                    waiters.complete(resp.request_id.0, |()| resp);
-                }
-            }
-        }
-    }
 }

@@ -22,7 +22,7 @@ use redis::{RedisResult, cmd};
 use tracing::warn;
 
 use crate::ENGINE_EVENTS_STREAM;
-use crate::bridge::{Entry, ensure_named_group};
+use crate::entries::{Entry, ensure_named_group};
 use crate::link::blocking_connection;
 use crate::signing::BridgeKey;
 use crate::target::RedisTarget;
@@ -117,7 +117,7 @@ pub async fn publish_changes(
         let mut call = script.prepare_invoke();
         call.key(ENGINE_EVENTS_STREAM).key(PUBLISHED_KEY).arg(maxlen);
         let mut last = prev;
-        let ts = crate::bridge::now_ms();
+        let ts = crate::entries::now_ms();
         for c in &batch {
             let body = encode_change(&ChangeEntry { change: *c, prev: last });
             let sig = key.sign(ENGINE_EVENTS_STREAM, ts, &body);

@@ -1,13 +1,13 @@
-//! An API's engine client over Redis (`hundredx api`): [`RedisApi`] puts
-//! [`crate::bridge::RedisEngineClient`] behind [`ground::ports::EngineClient`], the one contract
-//! an API calls, and says what failed in transport-neutral terms ([`bridge_error`]).
+//! What an API is told when the Redis path fails ([`bridge_error`]): the
+//! [`crate::client::RedisEngineClient`]'s errors in the transport-neutral terms of
+//! [`ground::ports::EngineClient`], which it implements.
 
-use ground::ports::{BoxFuture, PortError};
+use ground::ports::PortError;
 
 /// What a client is told when the Redis path fails: what is actually wrong, in our words (never
 /// Redis's own error text), and whether the request may still have been applied.
-pub fn bridge_error(e: crate::bridge::BridgeError) -> PortError {
-    use crate::bridge::BridgeError;
+pub fn bridge_error(e: crate::entries::BridgeError) -> PortError {
+    use crate::entries::BridgeError;
     use tracing::warn;
     let unavailable =
         |msg: &str| PortError::Unavailable { code: "redis_unavailable", message: msg.to_owned() };
@@ -35,31 +35,5 @@ pub fn bridge_error(e: crate::bridge::BridgeError) -> PortError {
             }
         }
         BridgeError::Wire(_) => unavailable("the engine's reply could not be read"),
-    }
-}
-
-/// The HTTP adapter's engine client over Redis (`hundredx api`).
-#[derive(Debug)]
-pub struct RedisApi(pub crate::bridge::RedisEngineClient);
-
-impl ground::ports::EngineClient for RedisApi {
-    fn submit(
-        &self,
-        kind: engine_core::command::CommandKind,
-        on_reply: Box<dyn FnOnce(engine_core::processor::Response) + Send>,
-    ) -> BoxFuture<'_, Result<engine_core::command::RequestId, PortError>> {
-        Box::pin(async move { self.0.submit(kind, on_reply).await.map_err(bridge_error) })
-    }
-
-    fn cancel(&self, id: engine_core::command::RequestId) {
-        self.0.cancel(id);
-    }
-
-    fn timeout(&self) -> std::time::Duration {
-        self.0.timeout()
-    }
-
-    fn in_flight(&self) -> usize {
-        self.0.in_flight()
     }
 }

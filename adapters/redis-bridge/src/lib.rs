@@ -7,12 +7,12 @@
 //! - [`bridge`]: the engine side (consumer group `engine` on `engine-stream` and `price-stream`,
 //!   pending entries re-read after a restart, stale ones reclaimed with XAUTOCLAIM, replies
 //!   XADDed to each request's `reply_to` and the request XACKed only then, refused and malformed
-//!   entries to a dead-letter stream, events to `engine-events`) and the API side
-//!   ([`bridge::RedisEngineClient::send_request_and_wait`]).
+//!   entries to a dead-letter stream, events to `engine-events`).
+//! - [`client`]: the API side, [`client::RedisEngineClient`], a `ground::ports::EngineClient`.
+//! - [`entries`]: what both sides share: a signed entry, the consumer groups, the errors.
 //! - [`changes`]: the engine's numbered state changes on `engine-events`, published exactly once
 //!   (a cursor key in the same MULTI/EXEC) and chained so a reader can tell a gap.
-//! - [`http_client`]: an API's engine client over Redis (`hundredx api`), behind
-//!   `ground::ports::EngineClient`.
+//! - [`http_client`]: the client's failures in the ports' terms.
 //! - [`price_sink`]: any price feed into `price-stream` (`hundredx feed --redis`).
 //! - [`link`]: a reconnecting connection that follows the master across a Sentinel promotion.
 //! - `test_support` (feature `test-support`, tests and benchmarks only): a throwaway
@@ -20,6 +20,8 @@
 
 pub mod bridge;
 pub mod changes;
+pub mod client;
+pub mod entries;
 pub mod http_client;
 pub mod link;
 pub mod price_sink;

@@ -34,7 +34,7 @@ pub async fn redis_sink(
         while let Some(t) = rx.recv().await {
             let body = crate::wire::encode_tick(&t);
             let r: redis::RedisResult<()> =
-                crate::bridge::signed_xadd(&key, crate::PRICE_STREAM, 100_000, &body)
+                crate::entries::signed_xadd(&key, crate::PRICE_STREAM, 100_000, &body)
                     .query_async(&mut con)
                     .await;
             if let Err(e) = r {

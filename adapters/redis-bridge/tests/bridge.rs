@@ -2,15 +2,17 @@
 //! no persistence, killed on drop). Needs the `redis-server` binary: `apt-get install
 //! redis-server` (CI installs it).
 
+use ground::ports::EngineClient;
 use std::time::{Duration, Instant};
 
 use engine_core::prelude::*;
 use std::sync::Arc;
 
 use redis_bridge::bridge::{
-    BridgeStats, DEAD_LETTER_STREAM, EngineBridgeConfig, RedisEngineClient, run_engine_bridge,
-    signed_xadd,
+    BridgeStats, DEAD_LETTER_STREAM, EngineBridgeConfig, run_engine_bridge,
 };
+use redis_bridge::client::RedisEngineClient;
+use redis_bridge::entries::signed_xadd;
 use redis_bridge::signing::BridgeKey;
 use redis_bridge::target::RedisTarget;
 use redis_bridge::test_support::RedisServer;
@@ -85,10 +87,7 @@ async fn requests_and_replies_flow_through_redis_to_each_api_instance() {
 
     let login = Login::new("a@x").unwrap();
     let r = a
-        .send_request_and_wait(CommandKind::CreateAccount {
-            login,
-            credential: Credential::empty(),
-        })
+        .call(CommandKind::CreateAccount { login, credential: Credential::empty() })
         .await
         .unwrap();
     let Ok(ReplyData::AccountCreated { account }) = r.result else { panic!("{r:?}") };
@@ -116,7 +115,7 @@ async fn requests_and_replies_flow_through_redis_to_each_api_instance() {
     };
     let deadline = Instant::now() + Duration::from_secs(5);
     let opened = loop {
-        let r = a.send_request_and_wait(CommandKind::OpenPosition(open)).await.unwrap();
+        let r = a.call(CommandKind::OpenPosition(open)).await.unwrap();
         match r.result {
             Ok(ReplyData::Opened(v)) => break v,
             Err(Reason::NoPrice) if Instant::now() < deadline => {
@@ -129,18 +128,15 @@ async fn requests_and_replies_flow_through_redis_to_each_api_instance() {
 
     // Both instances at once: each gets exactly its own replies.
     let (ra, rb) = tokio::join!(
-        a.send_request_and_wait(CommandKind::QueryPositions {
-            account,
-            status: PositionStatus::Open
-        }),
-        b.send_request_and_wait(CommandKind::QueryAccount { account }),
+        a.call(CommandKind::QueryPositions { account, status: PositionStatus::Open }),
+        b.call(CommandKind::QueryAccount { account }),
     );
     assert!(
         matches!(ra.unwrap(), Response { result: Ok(ReplyData::List { count: 1 }), ref items, .. } if items.len() == 1)
     );
     assert!(matches!(b_result(rb.unwrap()), Ok(ReplyData::Account(_))));
     let closed = b
-        .send_request_and_wait(CommandKind::ClosePosition {
+        .call(CommandKind::ClosePosition {
             account,
             position: opened.id,
             quantity: None,
@@ -162,10 +158,7 @@ async fn local_only_commands_are_refused_on_the_stream() {
     let a = client(&redis.url, "api-1", 1, Duration::from_secs(5)).await;
     let login = Login::new("ops@x").unwrap();
     let created = a
-        .send_request_and_wait(CommandKind::CreateAccount {
-            login,
-            credential: Credential::empty(),
-        })
+        .call(CommandKind::CreateAccount { login, credential: Credential::empty() })
         .await
         .unwrap();
     assert!(matches!(created.result, Ok(ReplyData::AccountCreated { .. })));
@@ -174,7 +167,7 @@ async fn local_only_commands_are_refused_on_the_stream() {
         CommandKind::SetRole { login, admin: true },
         CommandKind::ChargeFinancing { market: MarketId(0), period: 1 },
     ] {
-        let r = a.send_request_and_wait(kind).await.unwrap();
+        let r = a.call(kind).await.unwrap();
         assert_eq!(r.result, Err(Reason::InvalidRequest), "{kind:?}");
     }
     let after = engine.submitter().call(0, CommandKind::QueryStateHash, Duration::from_secs(5));
@@ -223,7 +216,7 @@ async fn malformed_entries_get_an_error_reply_go_to_dead_letter_and_do_not_stop_
     );
     // The engine still serves.
     let c = client(&redis.url, "api-1", 1, Duration::from_secs(5)).await;
-    let r = c.send_request_and_wait(CommandKind::QueryMarkets).await.unwrap();
+    let r = c.call(CommandKind::QueryMarkets).await.unwrap();
     assert!(matches!(r.result, Ok(ReplyData::List { count: 3 })));
     // Everything is acknowledged (the ack follows the reply's XADD, so give it a moment).
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -242,8 +235,8 @@ async fn a_reply_after_its_timeout_does_not_leak_a_waiter() {
     let (redis, _dir) = redis();
     // No engine yet: the request times out; the engine starts later and answers it late.
     let c = client(&redis.url, "api-1", 1, Duration::from_millis(200)).await;
-    let r = c.send_request_and_wait(CommandKind::QueryMarkets).await;
-    assert!(matches!(r, Err(redis_bridge::bridge::BridgeError::Timeout)), "{r:?}");
+    let r = c.call(CommandKind::QueryMarkets).await;
+    assert!(matches!(r, Err(ground::ports::PortError::Timeout)), "{r:?}");
     assert_eq!(c.in_flight(), 0, "the waiter was removed on timeout");
     let (_engine, _stop) = start_engine(&redis.url).await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -271,7 +264,7 @@ async fn a_poisoned_reply_to_is_dead_lettered_and_other_replies_flow() {
     xadd_signed(&mut con, ENGINE_STREAM, poisoned).await;
     let client = client(&redis.url, "api-ok", 1, Duration::from_secs(5)).await;
     for _ in 0..3 {
-        let r = client.send_request_and_wait(CommandKind::QueryMarkets).await;
+        let r = client.call(CommandKind::QueryMarkets).await;
         assert!(r.is_ok(), "a poisoned reply blocked the others: {r:?}");
     }
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -299,7 +292,7 @@ async fn pending(con: &mut redis::aio::MultiplexedConnection) -> u64 {
 }
 
 async fn balance(c: &RedisEngineClient, account: AccountId) -> Usdc {
-    let r = c.send_request_and_wait(CommandKind::QueryAccount { account }).await.unwrap();
+    let r = c.call(CommandKind::QueryAccount { account }).await.unwrap();
     let Ok(ReplyData::Account(v)) = r.result else { panic!("{r:?}") };
     v.available
 }
@@ -332,7 +325,7 @@ async fn forged_entries_are_dead_lettered_counted_and_change_nothing() {
     let c = client(&redis.url, "api-1", 1, Duration::from_secs(5)).await;
     let mut con = raw(&redis.url).await;
     let r = c
-        .send_request_and_wait(CommandKind::CreateAccount {
+        .call(CommandKind::CreateAccount {
             login: Login::new("victim@x").unwrap(),
             credential: Credential::empty(),
         })
@@ -341,7 +334,7 @@ async fn forged_entries_are_dead_lettered_counted_and_change_nothing() {
     let Ok(ReplyData::AccountCreated { account }) = r.result else { panic!("{r:?}") };
     let start = balance(&c, account).await;
     let deposit = CommandKind::Deposit { account, amount: Usdc::from_whole(7), key: None };
-    c.send_request_and_wait(deposit).await.unwrap().result.unwrap();
+    c.call(deposit).await.unwrap().result.unwrap();
     let before = balance(&c, account).await;
     assert_eq!(before, start.checked_add(Usdc::from_whole(7)).unwrap());
 
@@ -414,7 +407,7 @@ async fn forged_entries_are_dead_lettered_counted_and_change_nothing() {
         "unsigned request + unsigned tick, wrong key + wrong stream, old, copied"
     );
     assert_eq!(balance(&c, account).await, before, "no forged deposit applied");
-    let r = c.send_request_and_wait(CommandKind::QueryMarkets).await.unwrap();
+    let r = c.call(CommandKind::QueryMarkets).await.unwrap();
     assert!(r.items.iter().all(|i| !format!("{i:?}").contains("bid: Price(1)")), "{r:?}");
     let dead = entries(&mut con, DEAD_LETTER_STREAM).await;
     assert_eq!(dead.len(), 6, "{dead:?}");
@@ -440,7 +433,7 @@ async fn a_forged_reply_is_dropped_and_the_genuine_one_still_arrives() {
     // No engine yet: the request waits while the forger answers it first.
     let waiting = {
         let c = Arc::clone(&c);
-        tokio::spawn(async move { c.send_request_and_wait(CommandKind::QueryMarkets).await })
+        tokio::spawn(async move { c.call(CommandKind::QueryMarkets).await })
     };
     let deadline = Instant::now() + Duration::from_secs(5);
     let request = loop {

@@ -304,6 +304,11 @@ fn load(
                     {
                         rounds += 1;
                         done.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        // The engine is away: pace the retries, or the loop spends the machine's
+                        // ephemeral ports on connections closed at once (thousands in TIME_WAIT
+                        // refused later connections on a loaded machine).
+                        std::thread::sleep(Duration::from_millis(20));
                     }
                 }
                 rounds

@@ -5,8 +5,6 @@
 //! already charged, so nothing is charged twice, and a boundary missed while down is charged
 //! late, once.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -16,6 +14,7 @@ use engine_core::config::MarketConfig;
 use engine_core::event::{Reason, ReplyData};
 use engine_core::processor::Submitter;
 use hundredx::now_ns;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 /// Starts the scheduler thread if some market has a financing rate (`None` otherwise).
@@ -23,7 +22,7 @@ pub fn spawn(
     submitter: Submitter,
     markets: &[MarketConfig],
     interval: Duration,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
 ) -> Result<Option<thread::JoinHandle<()>>> {
     let financed: Vec<MarketId> = markets
         .iter()
@@ -42,9 +41,9 @@ pub fn spawn(
     Ok(Some(thread))
 }
 
-fn run(mut submitter: Submitter, markets: &[MarketId], secs: u64, stop: &AtomicBool) {
+fn run(mut submitter: Submitter, markets: &[MarketId], secs: u64, stop: &CancellationToken) {
     let mut sent = 0u64;
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.is_cancelled() {
         let now_s = now_ns() / 1_000_000_000;
         let period = now_s / secs;
         if period > sent {

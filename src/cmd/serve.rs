@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use backpack_feed::synthetic::{SyntheticConfig, SyntheticFeed};
 use engine_core::prelude::*;
 use hundredx::{DurableEngine, DurableOptions, now_ns};
 use hundredx_http::{ApiConfig, AppState};
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::args::{DurabilityArgs, EdgeArgs, FeedKind, HistoryArgs, jwt_secret, random_secret};
@@ -76,129 +77,195 @@ pub struct ServeArgs {
 
 /// `hundredx serve`. Longer than the ~70-line rule on purpose: this is the process's wiring in
 /// start order (engine, feed, event log, HTTP, then the reverse on a signal), each step a call.
+/// `hundredx serve`: the components started in order — the history writer, the engine, the
+/// threads beside it (feed, event log, financing, push), the HTTP server and the async feed —
+/// and stopped in reverse by one mechanism: a signal cancels [`CancellationToken`], every
+/// component watches it, and each is joined after the ones started after it.
 pub fn run(args: ServeArgs) -> Result<()> {
-    let feed_kind = FeedKind::parse(&args.feed)?;
-    let edge_limits = args.edge.limits(args.config.as_deref())?;
-    let jwt_secret = match jwt_secret(args.jwt_secret_file.as_deref())? {
-        Some(s) => s,
-        None => {
-            warn!(
-                "no HUNDREDX_JWT_SECRET / --jwt-secret-file: generated a random secret; tokens will not survive a restart"
-            );
-            random_secret()?
-        }
-    };
-    let cfg = engine_config(&args)?;
-    let demo_deposits = cfg.demo_deposits;
-    let symbols: Vec<String> = cfg.markets.iter().map(|m| m.symbol.clone()).collect();
-    let markets_cfg = cfg.markets.clone();
-    let mut synthetic = SyntheticFeed::new(
-        SyntheticConfig {
-            seed: args.seed,
-            volatility_ppm: args.volatility_ppm,
-            ..SyntheticConfig::default()
-        },
-        &cfg.markets,
-    );
-    let history = super::history::start(&args.history, &args.durability.data_dir, &cfg.markets)?;
+    let plan = Plan::from_args(&args)?;
+    let history = super::history::start(&args.history, &args.durability.data_dir, &plan.markets)?;
+    let durable = start_engine(&args, plan.cfg.clone(), history.as_ref())?;
+    info!(markets = ?plan.symbols(), feed = %args.feed, "engine started");
+    let stop = CancellationToken::new();
+    let (mut beside, api) = Beside::start(&args, &plan, &durable.handle, stop.clone())?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let store = history.as_ref().map(|h| (h.url.clone(), Arc::clone(&h.status)));
+    let served = runtime.block_on(serve_until_signal(
+        &args,
+        &plan,
+        &durable.handle,
+        &beside,
+        api,
+        store,
+        &stop,
+    ));
+    drop(runtime);
+    stop.cancel(); // whatever ended the serving, everything beside the engine stops now
+    served?;
+    beside.join_feeds()?;
+    let (state, last_seq) = durable.shutdown()?;
+    if let Some(h) = history {
+        h.finish()?;
+    }
+    beside.join_readers()?;
+    let s = state.summary();
+    info!(last_seq, accounts = s.accounts, open_positions = s.open_positions,
+        state_hash = %engine_core::hash::hex(&s.hash), "engine stopped cleanly");
+    Ok(())
+}
+
+/// What `serve` decided from its arguments before starting anything.
+struct Plan {
+    feed_kind: FeedKind,
+    cfg: EngineConfig,
+    markets: Vec<MarketConfig>,
+    api: ApiConfig,
+}
+
+impl Plan {
+    fn from_args(args: &ServeArgs) -> Result<Plan> {
+        let feed_kind = FeedKind::parse(&args.feed)?;
+        let edge_limits = args.edge.limits(args.config.as_deref())?;
+        let jwt_secret = match jwt_secret(args.jwt_secret_file.as_deref())? {
+            Some(s) => s,
+            None => {
+                warn!(
+                    "no HUNDREDX_JWT_SECRET / --jwt-secret-file: generated a random secret; tokens will not survive a restart"
+                );
+                random_secret()?
+            }
+        };
+        let cfg = engine_config(args)?;
+        let mut api = ApiConfig::new(jwt_secret, cfg.markets.clone());
+        api.demo_deposits = cfg.demo_deposits;
+        api.limits = edge_limits;
+        Ok(Plan { feed_kind, markets: cfg.markets.clone(), cfg, api })
+    }
+
+    fn symbols(&self) -> Vec<String> {
+        self.markets.iter().map(|m| m.symbol.clone()).collect()
+    }
+}
+
+/// The engine behind its journal, its changes tapped by the history writer (if any).
+fn start_engine(
+    args: &ServeArgs,
+    cfg: EngineConfig,
+    history: Option<&super::history::Embedded>,
+) -> Result<DurableEngine> {
     let options = DurableOptions {
         runtime: RuntimeConfig {
             pin_core: args.pin_core,
             wait: if args.busy_spin { WaitMode::BusySpin } else { WaitMode::Adaptive },
             ..args.durability.options().runtime
         },
-        changes: history.as_ref().map(|h| h.tap.clone()),
+        changes: history.map(|h| h.tap.clone()),
         ..args.durability.options()
     };
-    let durable = DurableEngine::start(cfg, &options)?;
-    drop(options); // its copy of the history's sender: the writer ends when the engine does
-    let engine = &durable.handle;
-    info!(markets = ?symbols, feed = %args.feed, "engine started");
-    resume_synthetic(&mut synthetic, engine)?;
-    let feed_health = FeedHealth::new(markets_cfg.len());
+    // `options` (and its copy of the history's sender) is dropped on return: the writer ends
+    // when the engine does.
+    DurableEngine::start(cfg, &options)
+}
 
-    let events = engine.subscribe(Subscription::Events, 4_096);
-    let stop = Arc::new(AtomicBool::new(false));
-    let feed_thread = match &feed_kind {
-        FeedKind::Synthetic => Some(spawn_synthetic(
-            synthetic,
-            engine.submitter(),
-            Arc::clone(&feed_health),
-            Arc::clone(&stop),
-            Duration::from_secs(1) / args.ticks_per_second,
-        )?),
-        _ => None,
-    };
-    let events_thread = spawn_event_log(events)?;
-    let financing_thread = super::financing::spawn(
-        engine.submitter(),
-        &markets_cfg,
-        Duration::from_secs(args.financing_interval_secs),
-        Arc::clone(&stop),
-    )?;
+/// The threads beside the engine: the synthetic feed and the financing scheduler (stopped by
+/// the token), the event log and the push fan-out (ending when the engine's subscriptions do).
+/// Started with the API's state, which the HTTP server takes.
+struct Beside {
+    feed: Option<thread::JoinHandle<()>>,
+    financing: Option<thread::JoinHandle<()>>,
+    events: thread::JoinHandle<()>,
+    push: thread::JoinHandle<()>,
+    health: Arc<FeedHealth>,
+}
 
-    let mut api_cfg = ApiConfig::new(jwt_secret, durable.handle.config_markets());
-    api_cfg.demo_deposits = demo_deposits;
-    api_cfg.limits = edge_limits;
-    let report: Arc<dyn hundredx_http::FeedStatus> =
-        Arc::new(FeedReport { kind: feed_kind.name(), health: Arc::clone(&feed_health) });
-    let api_state = AppState::with_feed(api_cfg, engine.submitter(), Some(report));
-    let push_thread = spawn_push_feed(
-        engine.subscribe(Subscription::ChangesBestEffort, 65_536),
-        api_state.hub(),
-    )?;
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
+impl Beside {
+    fn start(
+        args: &ServeArgs,
+        plan: &Plan,
+        engine: &EngineHandle,
+        stop: CancellationToken,
+    ) -> Result<(Beside, Arc<AppState>)> {
+        let health = FeedHealth::new(plan.markets.len());
+        let feed = match &plan.feed_kind {
+            FeedKind::Synthetic => {
+                let mut synthetic = SyntheticFeed::new(
+                    SyntheticConfig {
+                        seed: args.seed,
+                        volatility_ppm: args.volatility_ppm,
+                        ..SyntheticConfig::default()
+                    },
+                    &plan.markets,
+                );
+                resume_synthetic(&mut synthetic, engine)?;
+                let pause = Duration::from_secs(1) / args.ticks_per_second;
+                let (submitter, health) = (engine.submitter(), Arc::clone(&health));
+                Some(spawn_synthetic(synthetic, submitter, health, stop.clone(), pause)?)
+            }
+            _ => None,
+        };
+        let events = spawn_event_log(engine.subscribe(Subscription::Events, 4_096))?;
+        let interval = Duration::from_secs(args.financing_interval_secs);
+        let financing = super::financing::spawn(engine.submitter(), &plan.markets, interval, stop)?;
+        let report: Arc<dyn hundredx_http::FeedStatus> =
+            Arc::new(FeedReport { kind: plan.feed_kind.name(), health: Arc::clone(&health) });
+        let api = AppState::with_feed(plan.api.clone(), engine.submitter(), Some(report));
+        let changes = engine.subscribe(Subscription::ChangesBestEffort, 65_536);
+        let push = spawn_push_feed(changes, api.hub())?;
+        Ok((Beside { feed, financing, events, push, health }, api))
+    }
+
+    /// The threads the token stops (before the engine stops).
+    fn join_feeds(&mut self) -> Result<()> {
+        for t in [self.feed.take(), self.financing.take()].into_iter().flatten() {
+            t.join().map_err(|_| anyhow::anyhow!("a feed thread panicked"))?;
+        }
+        Ok(())
+    }
+
+    /// The threads that end with the engine's subscriptions (after the engine stops).
+    fn join_readers(self) -> Result<()> {
+        self.events.join().map_err(|_| anyhow::anyhow!("events thread panicked"))?;
+        self.push.join().map_err(|_| anyhow::anyhow!("push thread panicked"))?;
+        Ok(())
+    }
+}
+
+/// Serves HTTP (and runs the async feed) until SIGINT or SIGTERM, then stops both.
+async fn serve_until_signal(
+    args: &ServeArgs,
+    plan: &Plan,
+    engine: &EngineHandle,
+    beside: &Beside,
+    api: Arc<AppState>,
+    history: Option<(String, Arc<history::WriterStatus>)>,
+    stop: &CancellationToken,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    println!("hundredx listening on http://{addr}");
+    println!("markets: {}", plan.symbols().join(", "));
+    println!(
+        "try:  curl -s -X POST http://{addr}/api/v1/user/signup -H 'content-type: application/json' \\\n        -d '{{\"email\":\"me@example.com\",\"password\":\"correct horse\"}}'"
+    );
+    if let Some((url, status)) = history {
+        let store = history::Store::open(&url, &plan.markets, args.history.read_connections)
             .await
-            .with_context(|| format!("binding {}", args.listen))?;
-        let addr = listener.local_addr()?;
-        println!("hundredx listening on http://{addr}");
-        println!("markets: {}", symbols.join(", "));
-        println!(
-            "try:  curl -s -X POST http://{addr}/api/v1/user/signup -H 'content-type: application/json' \\\n        -d '{{\"email\":\"me@example.com\",\"password\":\"correct horse\"}}'"
-        );
-        if let Some(h) = &history {
-            let store = history::Store::open(&h.url, &markets_cfg, args.history.read_connections)
-                .await
-                .context("opening the history store for reading")?;
-            api_state.attach_history(Arc::new(store), Some(Arc::clone(&h.status)));
-        }
-        let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(hundredx_http::serve(listener, api_state, async {
-            let _ = http_stopped.await;
-        }));
-        let (stop_feed, feed_stopped) = tokio::sync::oneshot::channel::<()>();
-        let feed_task =
-            spawn_async_feed(&args, &feed_kind, engine, &markets_cfg, &feed_health, feed_stopped);
-        log_status_until_signal(engine, Duration::from_secs(args.status_interval)).await;
-        let _ = stop_feed.send(());
-        if let Some(t) = feed_task {
-            let _ = t.await;
-        }
-        let _ = stop_http.send(());
-        server.await.context("HTTP server task")?.context("HTTP server")?;
-        anyhow::Ok(())
-    })?;
-    drop(runtime);
-
-    stop.store(true, Ordering::Relaxed);
-    if let Some(t) = feed_thread {
-        t.join().map_err(|_| anyhow::anyhow!("feed thread panicked"))?;
+            .context("opening the history store for reading")?;
+        api.attach_history(Arc::new(store), Some(status));
     }
-    if let Some(t) = financing_thread {
-        t.join().map_err(|_| anyhow::anyhow!("financing thread panicked"))?;
+    // The API holds submitters of the engine: it is the server's alone, and gone with it,
+    // before the engine stops.
+    let server = tokio::spawn(hundredx_http::serve(listener, api, stop.clone().cancelled_owned()));
+    let feed = spawn_async_feed(args, &plan.feed_kind, engine, &plan.markets, &beside.health, stop);
+    log_status_until_signal(engine, Duration::from_secs(args.status_interval)).await;
+    stop.cancel();
+    if let Some(t) = feed {
+        let _ = t.await;
     }
-    let (state, last_seq) = durable.shutdown()?;
-    if let Some(h) = history {
-        h.finish()?;
-    }
-    events_thread.join().map_err(|_| anyhow::anyhow!("events thread panicked"))?;
-    push_thread.join().map_err(|_| anyhow::anyhow!("push thread panicked"))?;
-    let s = state.summary();
-    info!(last_seq, accounts = s.accounts, open_positions = s.open_positions,
-        state_hash = %engine_core::hash::hex(&s.hash), "engine stopped cleanly");
+    server.await.context("HTTP server task")?.context("HTTP server")?;
     Ok(())
 }
 
@@ -244,11 +311,11 @@ fn spawn_synthetic(
     mut synthetic: SyntheticFeed,
     mut submitter: engine_core::processor::Submitter,
     health: Arc<FeedHealth>,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
     pause: Duration,
 ) -> Result<thread::JoinHandle<()>> {
     Ok(thread::Builder::new().name("hundredx-feed".into()).spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.is_cancelled() {
             let now = now_ns();
             if let Some(tick) = synthetic.next_tick(now / 1_000) {
                 health.ticks.fetch_add(1, Ordering::Relaxed);
@@ -328,23 +395,22 @@ fn spawn_event_log(events: crossbeam_channel::Receiver<Output>) -> Result<thread
 }
 
 /// The feeds that run on the async runtime (Backpack's WebSocket, a replayed recording), until
-/// `stopped` resolves; the synthetic feed has a thread of its own ([`spawn_synthetic`]).
+/// `stop` is cancelled; the synthetic feed has a thread of its own ([`spawn_synthetic`]).
 fn spawn_async_feed(
     args: &ServeArgs,
     kind: &FeedKind,
     engine: &EngineHandle,
     markets: &[MarketConfig],
     health: &Arc<FeedHealth>,
-    stopped: tokio::sync::oneshot::Receiver<()>,
+    stop: &CancellationToken,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let sink = || EngineSink(engine.submitter(), Arc::clone(health));
     match kind {
         FeedKind::Backpack => {
             let sink = sink();
             let cfg = ClientConfig::new(&args.backpack_url, markets.to_vec());
-            Some(tokio::spawn(backpack_feed::client::run(cfg, Arc::clone(health), sink, async {
-                let _ = stopped.await;
-            })))
+            let stopped = stop.clone().cancelled_owned();
+            Some(tokio::spawn(backpack_feed::client::run(cfg, Arc::clone(health), sink, stopped)))
         }
         FeedKind::Replay(path) => {
             let (path, markets, health) = (path.clone(), markets.to_vec(), Arc::clone(health));
@@ -356,7 +422,6 @@ fn spawn_async_feed(
                     Ok(n) => info!(ticks = n, file = %path.display(), "replay finished"),
                     Err(e) => warn!(error = %e, file = %path.display(), "replay failed"),
                 }
-                drop(stopped);
             }))
         }
         FeedKind::Synthetic => None,

@@ -241,12 +241,12 @@ pub fn engine(
     }
     let events = durable.handle.subscribe(Subscription::Events, 65_536);
     let submitter = durable.handle.submitter();
-    let stop_financing = Arc::new(AtomicBool::new(false));
+    let stop_financing = tokio_util::sync::CancellationToken::new();
     let financing = super::financing::spawn(
         durable.handle.submitter(),
         &markets,
         financing_interval,
-        Arc::clone(&stop_financing),
+        stop_financing.clone(),
     )?;
     let won_at = lease.as_ref().map(|l| l.2);
     runtime.block_on(async move {
@@ -254,7 +254,7 @@ pub fn engine(
             takeover_ms = ?won_at.map(|t| t.elapsed().as_millis()), "engine: serving engine-stream");
         run_engine_bridge(bridge_cfg, submitter, events, hundredx::shutdown_signal()).await
     })?;
-    stop_financing.store(true, Ordering::Relaxed);
+    stop_financing.cancel();
     if let Some(t) = financing {
         t.join().map_err(|_| anyhow::anyhow!("financing thread panicked"))?;
     }

@@ -85,11 +85,11 @@ impl Bench {
         let Some(Ok(ReplyData::AccountCreated { account })) = self.apply(kind) else {
             panic!("account")
         };
-        self.apply(CommandKind::Deposit {
-            account,
-            amount: Usdc::from_whole(1_000_000_000),
-            key: None,
-        });
+        // 10^7 USDC: 10 000 orders or 100 positions of ~150 USDC each, and 10 000 accounts stay
+        // within the money ceiling (10^12 USDC all accounts together).
+        let deposit =
+            CommandKind::Deposit { account, amount: Usdc::from_whole(10_000_000), key: None };
+        let Some(Ok(_)) = self.apply(deposit) else { panic!("deposit") };
         account
     }
 

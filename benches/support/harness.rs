@@ -258,11 +258,14 @@ pub fn preloaded_engine(accounts: u32, preload: u32, headroom: u32) -> Engine {
             &mut e,
             CommandKind::Deposit {
                 account: AccountId(a + 1),
-                amount: Usdc::from_whole(1_000_000_000),
+                // 10^7 USDC each: 10 000 accounts stay within the money ceiling (10^12 USDC all
+                // accounts together; 10^9 each was refused past the first thousand).
+                amount: Usdc::from_whole(10_000_000),
                 key: None,
             },
         );
     }
+    assert_eq!(e.summary().accounts, accounts, "every account created");
     for (m, mid) in [6_000_000i64, 300_000, 15_000].into_iter().enumerate() {
         let tick = Tick {
             market: MarketId(u16::try_from(m).unwrap_or(0)),

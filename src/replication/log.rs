@@ -12,6 +12,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use ground::time::now_ms;
 use redis::{Connection, RedisResult, Script, cmd};
 use redis_bridge::link::lost_master;
 use redis_bridge::signing::BridgeKey;
@@ -213,10 +214,6 @@ impl std::fmt::Debug for RedisLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisLog").field("target", &self.target).finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> u64 {
-    crate::now_ns() / 1_000_000
 }
 
 fn ms(d: Duration) -> u64 {

@@ -1,6 +1,6 @@
 //! Passwords (argon2id, off the async threads) and tokens (JWT, HS256 only, `exp` required).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use ground::time::now_secs;
 
 use argon2::Argon2;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -269,10 +269,6 @@ impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tokens").field("ttl_secs", &self.ttl_secs).finish_non_exhaustive()
     }
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 impl Tokens {

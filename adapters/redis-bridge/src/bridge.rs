@@ -15,13 +15,14 @@ use redis::streams::StreamReadReply;
 use redis::{RedisResult, cmd};
 use tracing::{info, warn};
 
-use crate::entries::{BridgeError, Entry, ensure_group, now_ms, signed_xadd};
+use crate::entries::{BridgeError, Entry, ensure_group, signed_xadd};
 use crate::link::{Link, blocking_connection};
 use crate::signing::{Admitted, BridgeKey, ReplayGuard, SigError};
 use crate::target::RedisTarget;
 use crate::wire::{self};
 use crate::{ENGINE_EVENTS_MAXLEN, ENGINE_EVENTS_STREAM, ENGINE_STREAM, PRICE_STREAM};
 use ground::backoff::Backoff;
+use ground::time::now_ms;
 
 /// The stream malformed requests are moved to.
 pub const DEAD_LETTER_STREAM: &str = "engine-dead-letter";

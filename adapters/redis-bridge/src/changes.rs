@@ -117,7 +117,7 @@ pub async fn publish_changes(
         let mut call = script.prepare_invoke();
         call.key(ENGINE_EVENTS_STREAM).key(PUBLISHED_KEY).arg(maxlen);
         let mut last = prev;
-        let ts = crate::entries::now_ms();
+        let ts = ground::time::now_ms();
         for c in &batch {
             let body = encode_change(&ChangeEntry { change: *c, prev: last });
             let sig = key.sign(ENGINE_EVENTS_STREAM, ts, &body);
@@ -286,11 +286,6 @@ impl Tail {
     }
 }
 
-fn unix_ms() -> u64 {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 async fn tail_session(
     target: &crate::target::RedisTarget,
     key: &BridgeKey,
@@ -315,7 +310,7 @@ async fn tail_session(
                 tail.last.clone_from(&e.id);
                 if let Some(c) = decode_change(&e.data)
                     && let Ok(signed_ms) = e.verify(key, ENGINE_EVENTS_STREAM)
-                    && tail.admit(&c.change, signed_ms, unix_ms())
+                    && tail.admit(&c.change, signed_ms, ground::time::now_ms())
                 {
                     on_change(&c.change);
                 }

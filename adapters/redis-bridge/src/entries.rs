@@ -1,7 +1,7 @@
 //! What both ends of the bridge share: a signed stream entry (written with [`signed_xadd`],
 //! read back as an `Entry` and checked), the consumer groups, and the errors of the Redis path.
 
-use ground::time::now_ns;
+use ground::time::now_ms;
 
 use redis::aio::MultiplexedConnection;
 use redis::{RedisResult, cmd};
@@ -27,10 +27,6 @@ pub enum BridgeError {
     /// Too many requests awaiting replies in this process.
     #[error("too many requests in flight")]
     TooManyInFlight,
-}
-
-pub(crate) fn now_ms() -> u64 {
-    now_ns() / 1_000_000
 }
 
 /// A signed `XADD <stream> MAXLEN ~ <maxlen> * data <body> ts <now> sig <hmac>` (see

@@ -5,14 +5,17 @@
 
 use std::hint::black_box;
 
-use backpack_feed::parse::{Dedup, Frame, Markets, parse_frame};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use engine_core::config::MarketConfig;
+use price_feed::frame::{Dedup, Frame, Markets};
+use price_feed::venues::backpack::parse::parse_frame;
 
 fn parse(c: &mut Criterion) {
     let markets = Markets::new(&MarketConfig::defaults());
     let frames: Vec<&str> =
-        include_str!("../adapters/backpack-feed/test_data/book_ticker.jsonl").lines().collect();
+        include_str!("../adapters/price-feed/test_data/backpack/book_ticker.jsonl")
+            .lines()
+            .collect();
     let mut group = c.benchmark_group("feed_parse");
     group.throughput(Throughput::Elements(1));
     let mut i = 0;

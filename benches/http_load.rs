@@ -14,7 +14,6 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use backpack_feed::synthetic::{SyntheticConfig, SyntheticFeed};
 use engine_core::prelude::*;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
@@ -24,6 +23,7 @@ use hundredx_http::{ApiConfig, AppState, now_ns};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use price_feed::synthetic::{SyntheticConfig, SyntheticFeed};
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 

@@ -10,7 +10,7 @@ const ADAPTERS: [(&str, &str); 4] = [
     ("adapters/http", "hundredx-http"),
     ("adapters/history", "history"),
     ("adapters/redis-bridge", "redis-bridge"),
-    ("adapters/backpack-feed", "backpack-feed"),
+    ("adapters/price-feed", "price-feed"),
 ];
 
 /// The package names under `[dependencies]` (and `[dependencies.x]` tables) of a manifest.

@@ -50,8 +50,10 @@ fn an_error_prints_its_message_and_causes_never_a_backtrace() {
 fn serve_replays_a_recording_into_the_engine() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
-    let fixture =
-        concat!(env!("CARGO_MANIFEST_DIR"), "/adapters/backpack-feed/test_data/book_ticker.jsonl");
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/adapters/price-feed/test_data/backpack/book_ticker.jsonl"
+    );
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--replay-fast", "--feed"])
         .arg(format!("replay:{fixture}"))

@@ -203,41 +203,6 @@ pub fn random_secret() -> Result<Vec<u8>> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes())
 }
 
-/// Which price feed `serve` runs.
-#[derive(Debug, Clone)]
-pub enum FeedKind {
-    Backpack,
-    Synthetic,
-    Replay(PathBuf),
-}
-
-impl FeedKind {
-    pub fn parse(s: &str) -> Result<FeedKind> {
-        match s {
-            "backpack" => Ok(FeedKind::Backpack),
-            "synthetic" => Ok(FeedKind::Synthetic),
-            f => match f.strip_prefix("replay:") {
-                Some(path) if !path.is_empty() => {
-                    let path = PathBuf::from(path);
-                    if !path.is_file() {
-                        bail!("replay file {} not found", path.display());
-                    }
-                    Ok(FeedKind::Replay(path))
-                }
-                _ => bail!("unknown feed {f:?}: expected backpack, synthetic or replay:FILE"),
-            },
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            FeedKind::Backpack => "backpack",
-            FeedKind::Synthetic => "synthetic",
-            FeedKind::Replay(_) => "replay",
-        }
-    }
-}
-
 /// The history store (see the `history` crate): where the engine's changes are kept in SQL.
 #[derive(clap::Args, Debug)]
 pub struct HistoryArgs {

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use backpack_feed::synthetic::{SyntheticConfig, SyntheticFeed};
 use engine_core::prelude::*;
 use hundredx::{DurableEngine, now_ns};
+use price_feed::synthetic::{SyntheticConfig, SyntheticFeed};
 
 use super::args::DurabilityArgs;
 

@@ -1,16 +1,17 @@
-//! `hundredx feed`: record Backpack frames, or publish ticks to `price-stream`.
+//! `hundredx feed`: record a venue's frames, or publish ticks to `price-stream`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result, bail};
-use backpack_feed::client::{ClientConfig, FeedHealth};
 use engine_core::prelude::*;
 use ground::ports::TickSink;
+use price_feed::health::FeedHealth;
+use price_feed::{FeedKind, FeedOptions};
 use tracing::{info, warn};
 
-use super::args::{FeedKind, RedisArgs};
+use super::args::RedisArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct FeedArgs {
@@ -20,15 +21,15 @@ pub struct FeedArgs {
     /// Publish ticks to this Redis's `price-stream` (signed with the bridge secret).
     #[command(flatten)]
     pub redis: RedisArgs,
-    /// With --redis: `backpack`, `synthetic` or `replay:FILE`.
+    /// A venue (`backpack`); with --redis also `synthetic` or `replay:FILE`.
     #[arg(long, default_value = "backpack")]
     pub feed: String,
     /// Seed of the synthetic feed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Backpack WebSocket endpoint.
-    #[arg(long, default_value = backpack_feed::DEFAULT_BACKPACK_URL)]
-    pub backpack_url: String,
+    /// The venue's WebSocket endpoint instead of its public one.
+    #[arg(long, visible_alias = "backpack-url")]
+    pub feed_url: Option<String>,
     /// Markets, comma-separated (default: BTC_USDC, ETH_USDC, SOL_USDC).
     #[arg(long, value_delimiter = ',')]
     pub markets: Vec<String>,
@@ -53,24 +54,29 @@ pub fn run(args: FeedArgs) -> Result<()> {
     if !args.markets.is_empty() {
         markets.retain(|m| args.markets.contains(&m.symbol));
     }
+    let kind = FeedKind::parse(&args.feed)?;
+    let opts = FeedOptions {
+        url: args.feed_url.clone(),
+        synthetic: price_feed::synthetic::SyntheticConfig { seed: args.seed, ..Default::default() },
+        ..FeedOptions::new(markets)
+    };
     if args.redis.given() {
         let (target, key) = args.redis.link()?;
-        let kind = FeedKind::parse(&args.feed)?;
-        return super::service::feed(&target, key, &kind, &args.backpack_url, markets, args.seed);
+        return super::service::feed(&target, key, &kind, opts);
     }
     let Some(path) = args.record else {
         bail!("give --redis URL (publish to price-stream) or --record FILE");
     };
+    let FeedKind::Venue(_) = kind else {
+        bail!("--record records a venue's frames: --feed {} is none", args.feed);
+    };
     let file =
         std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-    let health = FeedHealth::new(markets.len());
+    let health = FeedHealth::new(opts.markets.len());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(backpack_feed::client::run(
-        ClientConfig::new(&args.backpack_url, markets),
-        Arc::clone(&health),
-        Recorder(std::io::BufWriter::new(file)),
-        hundredx::shutdown_signal(),
-    ));
+    let recorder = Recorder(std::io::BufWriter::new(file));
+    let stop = hundredx::shutdown_signal();
+    runtime.block_on(price_feed::run(&kind, opts, Arc::clone(&health), recorder, stop))?;
     info!(frames = health.frames.load(Ordering::Relaxed), file = %path.display(), "recording stopped");
     Ok(())
 }

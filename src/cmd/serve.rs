@@ -2,20 +2,22 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use backpack_feed::client::{ClientConfig, EngineSink, FeedHealth, ReplayPace};
-use backpack_feed::synthetic::{SyntheticConfig, SyntheticFeed};
 use engine_core::prelude::*;
 use hundredx::{DurableEngine, DurableOptions, now_ns};
 use hundredx_http::{ApiConfig, AppState};
+use price_feed::health::FeedHealth;
+use price_feed::replay::ReplayPace;
+use price_feed::sink::EngineSink;
+use price_feed::synthetic::SyntheticConfig;
+use price_feed::{FeedKind, FeedOptions};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::args::{DurabilityArgs, EdgeArgs, FeedKind, HistoryArgs, jwt_secret, random_secret};
+use super::args::{DurabilityArgs, EdgeArgs, HistoryArgs, jwt_secret, random_secret};
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -34,16 +36,18 @@ pub struct ServeArgs {
     /// Markets to trade, comma-separated, from the configured ones (default: all).
     #[arg(long, value_delimiter = ',')]
     pub markets: Vec<String>,
-    /// Backpack WebSocket endpoint (a local server can stand in for it).
-    #[arg(long, default_value = backpack_feed::DEFAULT_BACKPACK_URL)]
-    pub backpack_url: String,
+    /// The venue's WebSocket endpoint instead of its public one (a local server can stand in
+    /// for it).
+    #[arg(long, visible_alias = "backpack-url")]
+    pub feed_url: Option<String>,
     /// With `--feed replay:FILE`: play as fast as possible instead of at the recorded pace.
     #[arg(long)]
     pub replay_fast: bool,
     /// Disable `POST /user/deposit` and the demo balance of new accounts.
     #[arg(long)]
     pub no_demo_deposits: bool,
-    /// Price feed: `backpack` (live), `synthetic` (seeded random walk, offline) or `replay:FILE`.
+    /// Price feed: a venue (`backpack`, live), `synthetic` (seeded random walk, offline) or
+    /// `replay:FILE` (a recording of Backpack's frames).
     #[arg(long, default_value = "backpack")]
     pub feed: String,
     /// Seed of the synthetic feed.
@@ -75,10 +79,8 @@ pub struct ServeArgs {
     pub history: HistoryArgs,
 }
 
-/// `hundredx serve`. Longer than the ~70-line rule on purpose: this is the process's wiring in
-/// start order (engine, feed, event log, HTTP, then the reverse on a signal), each step a call.
 /// `hundredx serve`: the components started in order — the history writer, the engine, the
-/// threads beside it (feed, event log, financing, push), the HTTP server and the async feed —
+/// threads beside it (event log, financing, push), the HTTP server and the price feed —
 /// and stopped in reverse by one mechanism: a signal cancels [`CancellationToken`], every
 /// component watches it, and each is joined after the ones started after it.
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -168,14 +170,15 @@ fn start_engine(
     DurableEngine::start(cfg, &options)
 }
 
-/// The threads beside the engine: the synthetic feed and the financing scheduler (stopped by
-/// the token), the event log and the push fan-out (ending when the engine's subscriptions do).
-/// Started with the API's state, which the HTTP server takes.
+/// The threads beside the engine: the financing scheduler (stopped by the token), the event
+/// log and the push fan-out (ending when the engine's subscriptions do); and the price feed's
+/// settings, the feed itself running on the async runtime. Started with the API's state, which
+/// the HTTP server takes.
 struct Beside {
-    feed: Option<thread::JoinHandle<()>>,
     financing: Option<thread::JoinHandle<()>>,
     events: thread::JoinHandle<()>,
     push: thread::JoinHandle<()>,
+    feed: FeedOptions,
     health: Arc<FeedHealth>,
 }
 
@@ -187,23 +190,7 @@ impl Beside {
         stop: CancellationToken,
     ) -> Result<(Beside, Arc<AppState>)> {
         let health = FeedHealth::new(plan.markets.len());
-        let feed = match &plan.feed_kind {
-            FeedKind::Synthetic => {
-                let mut synthetic = SyntheticFeed::new(
-                    SyntheticConfig {
-                        seed: args.seed,
-                        volatility_ppm: args.volatility_ppm,
-                        ..SyntheticConfig::default()
-                    },
-                    &plan.markets,
-                );
-                resume_synthetic(&mut synthetic, engine)?;
-                let pause = Duration::from_secs(1) / args.ticks_per_second;
-                let (submitter, health) = (engine.submitter(), Arc::clone(&health));
-                Some(spawn_synthetic(synthetic, submitter, health, stop.clone(), pause)?)
-            }
-            _ => None,
-        };
+        let feed = feed_options(args, plan, engine)?;
         let events = spawn_event_log(engine.subscribe(Subscription::Events, 4_096))?;
         let interval = Duration::from_secs(args.financing_interval_secs);
         let financing = super::financing::spawn(engine.submitter(), &plan.markets, interval, stop)?;
@@ -212,13 +199,13 @@ impl Beside {
         let api = AppState::with_feed(plan.api.clone(), engine.submitter(), Some(report));
         let changes = engine.subscribe(Subscription::ChangesBestEffort, 65_536);
         let push = spawn_push_feed(changes, api.hub())?;
-        Ok((Beside { feed, financing, events, push, health }, api))
+        Ok((Beside { financing, events, push, feed, health }, api))
     }
 
     /// The threads the token stops (before the engine stops).
     fn join_feeds(&mut self) -> Result<()> {
-        for t in [self.feed.take(), self.financing.take()].into_iter().flatten() {
-            t.join().map_err(|_| anyhow::anyhow!("a feed thread panicked"))?;
+        if let Some(t) = self.financing.take() {
+            t.join().map_err(|_| anyhow::anyhow!("the financing thread panicked"))?;
         }
         Ok(())
     }
@@ -231,7 +218,28 @@ impl Beside {
     }
 }
 
-/// Serves HTTP (and runs the async feed) until SIGINT or SIGTERM, then stops both.
+/// The price feed's settings from the flags; a synthetic feed resumes after the recovered prices.
+fn feed_options(args: &ServeArgs, plan: &Plan, engine: &EngineHandle) -> Result<FeedOptions> {
+    let synthetic = SyntheticConfig {
+        seed: args.seed,
+        volatility_ppm: args.volatility_ppm,
+        ..SyntheticConfig::default()
+    };
+    let resume = match plan.feed_kind {
+        FeedKind::Synthetic => recovered_prices(engine)?,
+        _ => Vec::new(),
+    };
+    Ok(FeedOptions {
+        url: args.feed_url.clone(),
+        synthetic,
+        synthetic_pause: Duration::from_secs(1) / args.ticks_per_second,
+        resume,
+        replay_pace: if args.replay_fast { ReplayPace::Flat } else { ReplayPace::Recorded },
+        ..FeedOptions::new(plan.markets.clone())
+    })
+}
+
+/// Serves HTTP and runs the price feed until SIGINT or SIGTERM, then stops both.
 async fn serve_until_signal(
     args: &ServeArgs,
     plan: &Plan,
@@ -259,12 +267,10 @@ async fn serve_until_signal(
     // The API holds submitters of the engine: it is the server's alone, and gone with it,
     // before the engine stops.
     let server = tokio::spawn(hundredx_http::serve(listener, api, stop.clone().cancelled_owned()));
-    let feed = spawn_async_feed(args, &plan.feed_kind, engine, &plan.markets, &beside.health, stop);
+    let feed = spawn_feed(&plan.feed_kind, beside, engine, stop);
     log_status_until_signal(engine, Duration::from_secs(args.status_interval)).await;
     stop.cancel();
-    if let Some(t) = feed {
-        let _ = t.await;
-    }
+    let _ = feed.await;
     server.await.context("HTTP server task")?.context("HTTP server")?;
     Ok(())
 }
@@ -305,32 +311,6 @@ fn engine_config(args: &ServeArgs) -> Result<EngineConfig> {
     })
 }
 
-/// The synthetic feed on its own thread, `pause` between ticks, until `stop`. Never spins on a
-/// full ring: a dropped price is superseded anyway (counted in `ticks_dropped`).
-fn spawn_synthetic(
-    mut synthetic: SyntheticFeed,
-    mut submitter: engine_core::processor::Submitter,
-    health: Arc<FeedHealth>,
-    stop: CancellationToken,
-    pause: Duration,
-) -> Result<thread::JoinHandle<()>> {
-    Ok(thread::Builder::new().name("hundredx-feed".into()).spawn(move || {
-        while !stop.is_cancelled() {
-            let now = now_ns();
-            if let Some(tick) = synthetic.next_tick(now / 1_000) {
-                health.ticks.fetch_add(1, Ordering::Relaxed);
-                if let Some(slot) = health.last_tick_ns.get(usize::from(tick.market.0)) {
-                    slot.store(now, Ordering::Relaxed);
-                }
-                if submitter.try_send(now, CommandKind::PriceTick(tick)).is_err() {
-                    health.ticks_dropped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            thread::sleep(pause);
-        }
-    })?)
-}
-
 /// Hands the engine's state changes to the push API's fan-out until the engine stops.
 fn spawn_push_feed(
     changes: crossbeam_channel::Receiver<Output>,
@@ -345,22 +325,19 @@ fn spawn_push_feed(
     })?)
 }
 
-/// A restarted synthetic feed continues after the recovered prices: the engine refuses update
-/// ids it has already seen, so starting again from 1 would leave every market stale.
-fn resume_synthetic(
-    feed: &mut SyntheticFeed,
-    engine: &engine_core::processor::EngineHandle,
-) -> Result<()> {
+/// Where each market's price stands after recovery: (market, last update id, last bid). A
+/// restarted synthetic feed continues from there, since the engine refuses update ids it has
+/// already seen and starting again from 1 would leave every market stale.
+fn recovered_prices(engine: &EngineHandle) -> Result<Vec<(MarketId, u64, Price)>> {
     let mut engine = engine.submitter();
     let r = engine
         .call(now_ns(), CommandKind::QueryMarkets, Duration::from_secs(5))
         .map_err(|e| anyhow::anyhow!("reading the recovered prices: {e}"))?;
-    for item in &r.items {
-        if let Item::Market(m) = item {
-            feed.resume(m.market, m.update_id, m.bid);
-        }
-    }
-    Ok(())
+    let prices = r.items.iter().filter_map(|item| match item {
+        Item::Market(m) => Some((m.market, m.update_id, m.bid)),
+        _ => None,
+    });
+    Ok(prices.collect())
 }
 
 /// Logs what the engine did on its own (closes by TP/SL/liquidation, bad debt, rejected prices)
@@ -394,38 +371,23 @@ fn spawn_event_log(events: crossbeam_channel::Receiver<Output>) -> Result<thread
     })?)
 }
 
-/// The feeds that run on the async runtime (Backpack's WebSocket, a replayed recording), until
-/// `stop` is cancelled; the synthetic feed has a thread of its own ([`spawn_synthetic`]).
-fn spawn_async_feed(
-    args: &ServeArgs,
+/// The price feed (any kind: [`price_feed::run`] dispatches) into the engine's in-ring, until
+/// `stop` is cancelled or a replay ends.
+fn spawn_feed(
     kind: &FeedKind,
+    beside: &Beside,
     engine: &EngineHandle,
-    markets: &[MarketConfig],
-    health: &Arc<FeedHealth>,
     stop: &CancellationToken,
-) -> Option<tokio::task::JoinHandle<()>> {
-    let sink = || EngineSink(engine.submitter(), Arc::clone(health));
-    match kind {
-        FeedKind::Backpack => {
-            let sink = sink();
-            let cfg = ClientConfig::new(&args.backpack_url, markets.to_vec());
-            let stopped = stop.clone().cancelled_owned();
-            Some(tokio::spawn(backpack_feed::client::run(cfg, Arc::clone(health), sink, stopped)))
+) -> tokio::task::JoinHandle<()> {
+    let (kind, opts, health) = (kind.clone(), beside.feed.clone(), Arc::clone(&beside.health));
+    let sink = EngineSink(engine.submitter(), Arc::clone(&health));
+    let stopped = stop.clone().cancelled_owned();
+    tokio::spawn(async move {
+        match price_feed::run(&kind, opts, health, sink, stopped).await {
+            Ok(n) => info!(ticks = n, feed = kind.name(), "feed stopped"),
+            Err(e) => warn!(error = %e, feed = kind.name(), "feed failed"),
         }
-        FeedKind::Replay(path) => {
-            let (path, markets, health) = (path.clone(), markets.to_vec(), Arc::clone(health));
-            let pace = if args.replay_fast { ReplayPace::Flat } else { ReplayPace::Recorded };
-            let mut sink = sink();
-            Some(tokio::spawn(async move {
-                match backpack_feed::client::replay(&path, &markets, &health, &mut sink, pace).await
-                {
-                    Ok(n) => info!(ticks = n, file = %path.display(), "replay finished"),
-                    Err(e) => warn!(error = %e, file = %path.display(), "replay failed"),
-                }
-            }))
-        }
-        FeedKind::Synthetic => None,
-    }
+    })
 }
 
 /// Logs the engine's counters every `every` until SIGINT or SIGTERM.

@@ -6,15 +6,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use backpack_feed::client::{ClientConfig, FeedHealth, ReplayPace};
 use engine_core::prelude::*;
-use ground::ports::TickSink;
 use hundredx::ReplicatedStage;
 use hundredx::replication::log::RedisLog;
 use hundredx::replication::node::{Node, Takeover};
 use hundredx::replication::{ReplicationOptions, Shared, single};
 use hundredx::{DurableEngine, DurableOptions};
 use hundredx_http::{ApiConfig, AppState};
+use price_feed::health::FeedHealth;
+use price_feed::{FeedKind, FeedOptions};
 use redis_bridge::bridge::{EngineBridgeConfig, run_engine_bridge};
 use redis_bridge::client::RedisEngineClient;
 use redis_bridge::signing::BridgeKey;
@@ -22,7 +22,7 @@ use redis_bridge::target::RedisTarget;
 use std::sync::atomic::AtomicU64;
 use tracing::{info, warn};
 
-use super::args::{DurabilityArgs, EdgeArgs, FeedKind, RedisArgs, jwt_secret};
+use super::args::{DurabilityArgs, EdgeArgs, RedisArgs, jwt_secret};
 use anyhow::bail;
 use std::path::PathBuf;
 
@@ -437,68 +437,32 @@ pub fn api_main(
     })
 }
 
-/// `hundredx feed --redis`: a feed writing `price-stream`.
+/// `hundredx feed --redis`: a feed writing `price-stream`, until a signal (or a replay's end).
 pub fn feed(
     target: &RedisTarget,
     key: BridgeKey,
     kind: &FeedKind,
-    backpack_url: &str,
-    markets: Vec<MarketConfig>,
-    seed: u64,
+    opts: FeedOptions,
 ) -> Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
         let stop = hundredx::shutdown_signal();
         tokio::pin!(stop);
-        let Some(mut sink) = redis_bridge::price_sink::redis_sink(target, key, stop).await? else {
+        let sink = redis_bridge::price_sink::redis_sink(target, key, stop).await?;
+        let Some((sink, writer)) = sink else {
             return Ok(());
         };
-        let health = FeedHealth::new(markets.len());
-        match kind {
-            FeedKind::Backpack => {
-                backpack_feed::client::run(
-                    ClientConfig::new(backpack_url, markets),
-                    Arc::clone(&health),
-                    sink,
-                    hundredx::shutdown_signal(),
-                )
-                .await;
-            }
-            FeedKind::Synthetic => {
-                let mut f = backpack_feed::synthetic::SyntheticFeed::new(
-                    backpack_feed::synthetic::SyntheticConfig { seed, ..Default::default() },
-                    &markets,
-                );
-                let mut every = tokio::time::interval(Duration::from_millis(33));
-                let stop = hundredx::shutdown_signal();
-                tokio::pin!(stop);
-                loop {
-                    tokio::select! {
-                        () = &mut stop => break,
-                        _ = every.tick() => {
-                            if let Some(t) = f.next_tick(hundredx::now_ns() / 1_000) {
-                                health.ticks.fetch_add(1, Ordering::Relaxed);
-                                sink.publish(t);
-                            }
-                        }
-                    }
-                }
-            }
-            FeedKind::Replay(path) => {
-                let n = backpack_feed::client::replay(
-                    path,
-                    &markets,
-                    &health,
-                    &mut sink,
-                    ReplayPace::Recorded,
-                )
-                .await?;
-                info!(ticks = n, "replay finished");
-                tokio::time::sleep(Duration::from_millis(200)).await; // let the writer drain
-            }
+        let dropped = Arc::clone(&sink.dropped);
+        let health = FeedHealth::new(opts.markets.len());
+        let stop = hundredx::shutdown_signal();
+        // The sink is dropped when the feed ends: the writer then writes what it holds and ends.
+        let ticks = price_feed::run(kind, opts, Arc::clone(&health), sink, stop).await?;
+        if tokio::time::timeout(Duration::from_secs(5), writer).await.is_err() {
+            warn!("feed: price-stream writer still busy after 5 s; leaving it");
         }
-        info!(ticks = health.ticks.load(Ordering::Relaxed), "feed stopped");
+        let dropped = dropped.load(Ordering::Relaxed);
+        info!(ticks, dropped, feed = kind.name(), "feed stopped");
         anyhow::Ok(())
     })
 }

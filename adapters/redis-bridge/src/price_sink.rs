@@ -1,36 +1,52 @@
 //! Any price feed into `price-stream` (`hundredx feed --redis`): [`RedisSink`] is the feed's
 //! [`TickSink`], each tick a signed, trimmed entry.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use engine_core::command::Tick;
 use ground::ports::TickSink;
+use tokio::sync::mpsc;
 use tracing::warn;
 
 use crate::signing::BridgeKey;
 use crate::target::RedisTarget;
 
-/// Publishes ticks to `price-stream` (trimmed), from any feed.
+/// Ticks waiting for the `price-stream` writer. A feed is faster than Redis only when Redis is
+/// in trouble; then a price is superseded by the next one, and a waiting tick is worth nothing.
+pub const PRICE_QUEUE_TICKS: usize = 4_096;
+
+/// Publishes ticks to `price-stream` (trimmed), from any feed. Never waits: a tick the writer's
+/// queue cannot take is dropped and counted in [`RedisSink::dropped`].
 #[derive(Debug)]
-pub struct RedisSink(tokio::sync::mpsc::UnboundedSender<Tick>);
+pub struct RedisSink {
+    tx: mpsc::Sender<Tick>,
+    /// Ticks dropped because the writer's queue was full.
+    pub dropped: Arc<AtomicU64>,
+}
 
 impl TickSink for RedisSink {
     fn publish(&mut self, tick: Tick) {
-        let _ = self.0.send(tick);
+        if self.tx.try_send(tick).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
-/// Starts the `price-stream` writer (signed entries); returns the sink feeding it, or `None` if
-/// a shutdown signal came while Redis was unreachable.
+/// Starts the `price-stream` writer (signed entries); returns the sink feeding it and the
+/// writer's task, which ends once every tick the sink took is written and the sink is dropped.
+/// `None` if a shutdown signal came while Redis was unreachable.
 pub async fn redis_sink(
     target: &RedisTarget,
     key: BridgeKey,
     stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-) -> redis::RedisResult<Option<RedisSink>> {
+) -> redis::RedisResult<Option<(RedisSink, tokio::task::JoinHandle<()>)>> {
     let connect = || crate::link::Link::connect(target);
     let Some(mut con) = target.retry("feed", connect, stop).await else {
         return Ok(None);
     };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Tick>();
-    tokio::spawn(async move {
+    let (tx, mut rx) = mpsc::channel::<Tick>(PRICE_QUEUE_TICKS);
+    let writer = tokio::spawn(async move {
         while let Some(t) = rx.recv().await {
             let body = crate::wire::encode_tick(&t);
             let r: redis::RedisResult<()> =
@@ -43,5 +59,5 @@ pub async fn redis_sink(
             }
         }
     });
-    Ok(Some(RedisSink(tx)))
+    Ok(Some((RedisSink { tx, dropped: Arc::default() }, writer)))
 }

@@ -1,119 +1,18 @@
-//! Pure parsing of Backpack bookTicker frames into engine ticks. No I/O.
+//! Backpack's bookTicker frames into engine ticks, exactly. No I/O.
 //!
 //! A frame is `{"stream": "bookTicker.<SYMBOL>", "data": {...}}` where `data` carries
 //! `e` ("bookTicker"), `E` (event time, µs), `s` (symbol), `a`/`A` (best ask price/size),
 //! `b`/`B` (best bid price/size), `u` (update id), `T` (engine time, µs). `u`, `E` and `T` arrive as
-//! strings or numbers. Prices are parsed exactly into the market's ticks: more decimals than the
-//! market allows, a non-positive price or a crossed book is an error, never a rounded price.
+//! strings or numbers. Prices are made exact by [`crate::frame::quote`].
 //!
 //! Subscription acknowledgements (`{"id":…,"result":null}`) are [`Frame::Ack`]; error frames
 //! (`{"error":…}`) are [`Frame::Error`]; anything else that is not a valid bookTicker is a
 //! [`ParseError`], counted by the caller.
 
-use engine_core::command::{MarketId, Tick};
-use engine_core::config::MarketConfig;
-use engine_core::num::{DecimalError, Price, parse_fixed};
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
-/// Symbol -> market lookup, built once from the engine's markets.
-#[derive(Debug, Clone)]
-pub struct Markets {
-    entries: Vec<(String, MarketId, u32, i64)>,
-}
-
-impl Markets {
-    /// From the engine's markets, in market-id order.
-    pub fn new(markets: &[MarketConfig]) -> Markets {
-        let entries = markets
-            .iter()
-            .enumerate()
-            .filter_map(|(i, m)| {
-                Some((
-                    m.symbol.clone(),
-                    MarketId(u16::try_from(i).ok()?),
-                    m.price_decimals,
-                    m.max_price_ticks,
-                ))
-            })
-            .collect();
-        Markets { entries }
-    }
-
-    fn get(&self, symbol: &str) -> Option<(MarketId, u32, i64)> {
-        self.entries.iter().find(|e| e.0 == symbol).map(|e| (e.1, e.2, e.3))
-    }
-
-    /// The symbols, for the SUBSCRIBE frame.
-    pub fn symbols(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|e| e.0.as_str())
-    }
-}
-
-/// What a frame was.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
-    /// A valid best bid/ask for a configured market.
-    Tick(Tick),
-    /// A subscription acknowledgement or other control reply.
-    Ack,
-    /// The server reported an error.
-    Error(String),
-}
-
-/// Why a frame was not a usable tick.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
-    /// Not JSON, or JSON of the wrong shape.
-    #[error("malformed frame: {0}")]
-    Malformed(String),
-    /// A bookTicker field is missing.
-    #[error("missing field {0}")]
-    MissingField(&'static str),
-    /// A stream or event other than bookTicker.
-    #[error("not a bookTicker frame")]
-    NotBookTicker,
-    /// The symbol is not configured.
-    #[error("unknown symbol {0}")]
-    UnknownSymbol(String),
-    /// A price is not a decimal or has too many decimals for its market.
-    #[error("bad price {field}: {error}")]
-    BadPrice {
-        /// `a` or `b`.
-        field: &'static str,
-        /// Why.
-        error: DecimalError,
-    },
-    /// A price is zero, negative or above the market's limit.
-    #[error("price out of range")]
-    PriceOutOfRange,
-    /// The ask is below the bid.
-    #[error("crossed book: ask below bid")]
-    Crossed,
-    /// `u`, `E` or `T` is not a non-negative integer.
-    #[error("bad integer in {0}")]
-    BadInteger(&'static str),
-    /// A binary WebSocket frame.
-    #[error("binary frame")]
-    Binary,
-}
-
-impl ParseError {
-    /// A stable label for counters.
-    pub fn label(&self) -> &'static str {
-        match self {
-            ParseError::Malformed(_) => "malformed",
-            ParseError::MissingField(_) => "missing_field",
-            ParseError::NotBookTicker => "not_book_ticker",
-            ParseError::UnknownSymbol(_) => "unknown_symbol",
-            ParseError::BadPrice { .. } => "bad_price",
-            ParseError::PriceOutOfRange => "price_out_of_range",
-            ParseError::Crossed => "crossed",
-            ParseError::BadInteger(_) => "bad_integer",
-            ParseError::Binary => "binary",
-        }
-    }
-}
+use crate::frame::{Frame, Markets, ParseError, QuoteFields, quote};
 
 /// An integer that may arrive as a JSON string or number.
 #[derive(Debug, Clone, Copy)]
@@ -176,11 +75,6 @@ fn int(v: Option<Int>, field: &'static str) -> Result<u64, ParseError> {
     v.ok_or(ParseError::MissingField(field))?.0.ok_or(ParseError::BadInteger(field))
 }
 
-fn price(text: Option<&str>, field: &'static str, decimals: u32) -> Result<Price, ParseError> {
-    let text = text.ok_or(ParseError::MissingField(field))?;
-    parse_fixed(text, decimals).map(Price).map_err(|error| ParseError::BadPrice { field, error })
-}
-
 /// Parses one text frame.
 pub fn parse_frame(text: &str, markets: &Markets) -> Result<Frame, ParseError> {
     let env: Envelope<'_> =
@@ -202,45 +96,22 @@ pub fn parse_frame(text: &str, markets: &Markets) -> Result<Frame, ParseError> {
         return Err(ParseError::NotBookTicker);
     }
     let symbol = data.symbol.ok_or(ParseError::MissingField("s"))?;
-    let (market, decimals, max_price) =
-        markets.get(symbol).ok_or_else(|| ParseError::UnknownSymbol(symbol.to_owned()))?;
-    let bid = price(data.bid, "b", decimals)?;
-    let ask = price(data.ask, "a", decimals)?;
-    if bid.0 <= 0 || ask.0 <= 0 || ask.0 > max_price {
-        return Err(ParseError::PriceOutOfRange);
-    }
-    if ask < bid {
-        return Err(ParseError::Crossed);
-    }
-    let update_id = int(data.update_id, "u")?;
-    let event_time = int(data.event_time, "E")?;
+    let market = markets.get(symbol).ok_or_else(|| ParseError::UnknownSymbol(symbol.to_owned()))?;
+    let fields = QuoteFields { bid: "b", ask: "a" };
+    // Prices are checked before the integers: a bad price is the cause a reader wants to see.
+    let mut tick = quote(market, (data.bid, data.ask), fields, 0, 0)?;
+    tick.update_id = int(data.update_id, "u")?;
+    tick.exchange_time_us = int(data.event_time, "E")?;
     let _engine_time = int(data.engine_time, "T")?;
-    Ok(Frame::Tick(Tick { market, bid, ask, update_id, exchange_time_us: event_time }))
-}
-
-/// Drops duplicate and out-of-order ticks per market by update id.
-#[derive(Debug, Clone, Default)]
-pub struct Dedup {
-    last: Vec<u64>,
-}
-
-impl Dedup {
-    /// True if `t` is newer than the last tick accepted for its market (and records it).
-    pub fn accept(&mut self, t: &Tick) -> bool {
-        let i = usize::from(t.market.0);
-        if self.last.len() <= i {
-            self.last.resize(i + 1, 0);
-        }
-        if t.update_id <= self.last[i] && self.last[i] != 0 {
-            return false;
-        }
-        self.last[i] = t.update_id;
-        true
-    }
+    Ok(Frame::Tick(tick))
 }
 
 #[cfg(test)]
 mod tests {
+    use engine_core::command::{MarketId, Tick};
+    use engine_core::config::MarketConfig;
+    use engine_core::num::Price;
+
     use super::*;
 
     fn markets() -> Markets {
@@ -249,7 +120,7 @@ mod tests {
 
     #[test]
     fn the_fixture_parses_exactly() {
-        let text = include_str!("../test_data/book_ticker.jsonl");
+        let text = include_str!("../../../test_data/backpack/book_ticker.jsonl");
         let frames: Vec<_> = text.lines().map(|l| parse_frame(l, &markets())).collect();
         assert_eq!(
             frames[0],
@@ -305,22 +176,6 @@ mod tests {
             parse_frame(r#"{"error":{"code":4000,"message":"bad"}}"#, &m),
             Ok(Frame::Error(_))
         ));
-    }
-
-    #[test]
-    fn dedup_drops_repeats_and_reorders() {
-        let mut d = Dedup::default();
-        let t = |u| Tick {
-            market: MarketId(1),
-            bid: Price(1),
-            ask: Price(1),
-            update_id: u,
-            exchange_time_us: 0,
-        };
-        assert!(d.accept(&t(5)));
-        assert!(!d.accept(&t(5)));
-        assert!(!d.accept(&t(4)));
-        assert!(d.accept(&t(6)));
     }
 
     proptest::proptest! {

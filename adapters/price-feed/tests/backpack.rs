@@ -1,4 +1,4 @@
-//! The live client against a local mock WebSocket server on 127.0.0.1:0 (no internet): subscribe,
+//! The live client with the Backpack venue against a local mock WebSocket server on 127.0.0.1:0 (no internet): subscribe,
 //! stream, ping, drop and reconnect, watchdog, refused handshakes with growing backoff, and an
 //! end-to-end liquidation through the engine.
 
@@ -6,10 +6,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use backpack_feed::client::{ClientConfig, EngineSink, FeedHealth, run};
 use engine_core::prelude::*;
 use futures_util::{SinkExt, StreamExt};
 use ground::ports::TickSink;
+use price_feed::client::{ClientConfig, run};
+use price_feed::health::FeedHealth;
+use price_feed::sink::EngineSink;
+use price_feed::venues::backpack::Backpack;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -129,7 +132,7 @@ async fn subscribes_streams_answers_pings_reconnects_and_resubscribes() {
     let sink = Collect::default();
     let ticks = Arc::clone(&sink.0);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(run(cfg(url), Arc::clone(&health), sink, async {
+    let task = tokio::spawn(run(&Backpack, cfg(url), Arc::clone(&health), sink, async {
         let _ = stopped.await;
     }));
     wait_until("two connections with their ticks", || ticks.lock().unwrap().len() >= 6).await;
@@ -171,9 +174,10 @@ async fn a_silent_server_trips_the_watchdog() {
     .await;
     let health = FeedHealth::new(3);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(run(cfg(url), Arc::clone(&health), Collect::default(), async {
-        let _ = stopped.await;
-    }));
+    let task =
+        tokio::spawn(run(&Backpack, cfg(url), Arc::clone(&health), Collect::default(), async {
+            let _ = stopped.await;
+        }));
     wait_until("a second connection after the watchdog", || {
         connections.load(Ordering::SeqCst) >= 2
     })
@@ -199,9 +203,10 @@ async fn refused_handshakes_back_off_without_a_busy_loop() {
     let health = FeedHealth::new(3);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = ClientConfig { backoff_max: Duration::from_secs(5), ..cfg(url) };
-    let task = tokio::spawn(run(config, Arc::clone(&health), Collect::default(), async {
-        let _ = stopped.await;
-    }));
+    let task =
+        tokio::spawn(run(&Backpack, config, Arc::clone(&health), Collect::default(), async {
+            let _ = stopped.await;
+        }));
     tokio::time::sleep(Duration::from_millis(1_600)).await;
     let _ = stop.send(());
     task.await.unwrap();
@@ -251,6 +256,7 @@ async fn end_to_end_a_scripted_price_path_liquidates_exactly_at_the_crossing() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = ClientConfig { watchdog: Duration::from_secs(10), ..cfg(url) };
     let task = tokio::spawn(run(
+        &Backpack,
         config,
         Arc::clone(&health),
         EngineSink(engine.submitter(), Arc::clone(&health)),

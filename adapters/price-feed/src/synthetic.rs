@@ -3,12 +3,20 @@
 //! Each step moves one market's mid by a uniform random amount of at most `volatility_ppm` of
 //! the mid (at least one tick when the walk moves), keeps a spread of `spread_ppm` (at least one
 //! tick), and gives the tick the next update id. The same seed gives the same prices.
+//! [`drive`] paces it into a sink.
+
+use std::future::Future;
+use std::time::Duration;
 
 use engine_core::command::{MarketId, Tick};
 use engine_core::config::MarketConfig;
 use engine_core::num::Price;
+use ground::ports::TickSink;
+use ground::time::now_ns;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
+
+use crate::health::FeedHealth;
 
 /// Settings of the walk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +119,32 @@ impl SyntheticFeed {
             update_id: w.update_id,
             exchange_time_us,
         })
+    }
+}
+
+/// Publishes one tick of `feed` into `sink` every `pause` until `shutdown`. A late timer does
+/// not burst to catch up: prices supersede each other.
+pub async fn drive<S: TickSink>(
+    mut feed: SyntheticFeed,
+    pause: Duration,
+    health: &FeedHealth,
+    sink: &mut S,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut every = tokio::time::interval(pause);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            _ = every.tick() => {
+                let now = now_ns();
+                if let Some(tick) = feed.next_tick(now / 1_000) {
+                    health.count_tick(&tick, now);
+                    sink.publish(tick);
+                }
+            }
+        }
     }
 }
 

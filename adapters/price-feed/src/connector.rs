@@ -1,0 +1,31 @@
+//! The venue seam (after barter-rs `barter-data/src/exchange/`): what differs from one venue to
+//! the next, and nothing else. The live client ([`crate::client`]), the replay feed
+//! ([`crate::replay`]) and health ([`crate::health`]) are written once, for every venue.
+//!
+//! A venue is one folder under `venues/` with a type implementing [`Connector`], and one line
+//! in [`crate::venues::ALL`].
+
+use std::time::Duration;
+
+use crate::frame::{Frame, Markets, ParseError};
+
+/// One venue's public best bid/offer stream.
+pub trait Connector: Send + Sync + std::fmt::Debug {
+    /// The venue's name: `--feed <name>`, and the feed's name in `/healthz`.
+    fn name(&self) -> &'static str;
+
+    /// The venue's public WebSocket endpoint (overridden by `--feed-url`, e.g. for a local mock).
+    fn default_url(&self) -> &'static str;
+
+    /// The frames sent after each connect: subscribe to every market in `markets`.
+    fn subscribe(&self, markets: &Markets) -> Vec<String>;
+
+    /// One text frame: a tick, a control reply, a server error, or why it is none of these.
+    fn parse(&self, text: &str, markets: &Markets) -> Result<Frame, ParseError>;
+
+    /// An application-level keepalive the venue expects, as (period, frame); `None` for a venue
+    /// that keeps the connection alive with WebSocket pings (answered by the client).
+    fn keepalive(&self) -> Option<(Duration, String)> {
+        None
+    }
+}

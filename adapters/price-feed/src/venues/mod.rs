@@ -1,0 +1,14 @@
+//! One folder per venue, each a [`Connector`]; [`ALL`] lists them. Adding a venue is its folder
+//! and one line here.
+
+pub mod backpack;
+
+use crate::connector::Connector;
+
+/// Every venue `--feed` can name.
+pub const ALL: &[&dyn Connector] = &[&backpack::Backpack];
+
+/// The venue called `name`.
+pub fn by_name(name: &str) -> Option<&'static dyn Connector> {
+    ALL.iter().copied().find(|c| c.name() == name)
+}

@@ -2,28 +2,21 @@
 //! stream, ping, drop and reconnect, watchdog, refused handshakes with growing backoff, and an
 //! end-to-end liquidation through the engine.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use engine_core::prelude::*;
 use futures_util::{SinkExt, StreamExt};
-use ground::ports::TickSink;
+use tokio::net::TcpListener;
+mod common;
+
+use common::{Collect, mock, wait_until};
 use price_feed::client::{ClientConfig, run};
 use price_feed::health::FeedHealth;
 use price_feed::sink::EngineSink;
 use price_feed::venues::backpack::Backpack;
-use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
-
-#[derive(Clone, Default)]
-struct Collect(Arc<Mutex<Vec<Tick>>>);
-
-impl TickSink for Collect {
-    fn publish(&mut self, tick: Tick) {
-        self.0.lock().unwrap().push(tick);
-    }
-}
 
 fn frame(symbol: &str, bid: &str, ask: &str, u: u64) -> String {
     format!(
@@ -47,42 +40,6 @@ fn cfg(url: String) -> ClientConfig {
 struct Seen {
     subscribe: Option<String>,
     pong: bool,
-}
-
-/// A mock server: connection `n` (0-based) is handled by `script(n, socket)`.
-async fn mock<F, Fut>(script: F) -> (String, Arc<AtomicU64>)
-where
-    F: Fn(u64, tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> Fut
-        + Send
-        + Sync
-        + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}", listener.local_addr().unwrap());
-    let connections = Arc::new(AtomicU64::new(0));
-    let count = Arc::clone(&connections);
-    let script = Arc::new(script);
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let n = count.fetch_add(1, Ordering::SeqCst);
-            let script = Arc::clone(&script);
-            tokio::spawn(async move {
-                if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
-                    script(n, ws).await;
-                }
-            });
-        }
-    });
-    (url, connections)
-}
-
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test]

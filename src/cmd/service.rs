@@ -2,7 +2,7 @@
 //! streams (docs/DESIGN.md, "Redis-bridged protocol").
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -20,6 +20,7 @@ use redis_bridge::client::RedisEngineClient;
 use redis_bridge::signing::BridgeKey;
 use redis_bridge::target::RedisTarget;
 use std::sync::atomic::AtomicU64;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::args::{DurabilityArgs, EdgeArgs, RedisArgs, jwt_secret};
@@ -150,6 +151,12 @@ pub fn run_api(args: ApiArgs) -> Result<()> {
 ///
 /// With `ha` (replicated mode) the engine first follows `engine-journal` as a standby and
 /// serves `engine-stream` only once it leads (see [`hundredx::replication`]).
+///
+/// The components, started in order: the lease (a plain engine), the changes publisher, the
+/// engine, following (replicated), the financing scheduler, the bridge. A signal cancels one
+/// [`CancellationToken`], which every component watches; they are stopped in reverse, and the
+/// lease last of all, by a token of its own: a standby must not take over while this engine
+/// still applies.
 pub fn engine(
     target: &RedisTarget,
     key: BridgeKey,
@@ -157,57 +164,149 @@ pub fn engine(
     durability: &DurableOptions,
     opts: EngineOptions<'_>,
 ) -> Result<()> {
-    let EngineOptions { consumer, financing: financing_interval, ha, single_lease } = opts;
-    let markets = cfg.markets.clone();
-    // Every engine that consumes engine-stream holds the lease: a plain one takes it before it
-    // publishes or consumes anything, and refuses to start when another engine leads.
-    let single = match ha {
-        Some(_) => None,
-        None => {
-            let token = format!("{}{consumer}:{:016x}", single::SINGLE_PREFIX, random_u64()?);
-            let mut log = RedisLog::new(target.clone(), key.clone(), Duration::from_secs(5));
-            single::claim(&mut log, &token, single_lease).context("taking the engine lease")?;
-            let stop = Arc::new(AtomicBool::new(false));
-            let thread = single::keep(log, token, single_lease, Arc::clone(&stop))?;
-            Some((thread, stop))
-        }
+    let mut life = Lifecycle {
+        runtime: tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?,
+        stop: CancellationToken::new(),
+        release: CancellationToken::new(),
+        leases: Vec::new(),
     };
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let Some((manager, published)) = runtime.block_on(async {
-        let stop = hundredx::shutdown_signal();
-        tokio::pin!(stop);
-        let connect = || async {
-            let mut con = redis_bridge::link::Link::connect(target).await?;
-            let published = redis_bridge::changes::published(&mut con).await?;
-            redis::RedisResult::Ok((con, published))
-        };
-        target.retry("engine", connect, stop).await
-    }) else {
+    life.runtime.spawn(cancel_on_signal(life.stop.clone()));
+    if opts.ha.is_none() {
+        life.leases.push(hold_single_lease(target, &key, &opts, life.release.clone())?);
+    }
+    let served = serve_engine(&mut life, target, key, cfg, durability, opts);
+    // The bridge's event copier is a blocking task waiting on engine events, which ended with
+    // the engine: do not wait for it longer.
+    life.runtime.shutdown_timeout(Duration::from_secs(1));
+    life.release.cancel();
+    for lease in life.leases {
+        lease.join().map_err(|_| anyhow::anyhow!("lease thread panicked"))?;
+    }
+    served
+}
+
+/// What `hundredx engine` stops by: `stop` (a signal, or the bridge ending) for everything
+/// beside the lease, then `release` for the lease threads in `leases`.
+struct Lifecycle {
+    runtime: tokio::runtime::Runtime,
+    stop: CancellationToken,
+    release: CancellationToken,
+    leases: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// A signal cancels `stop`.
+async fn cancel_on_signal(stop: CancellationToken) {
+    hundredx::shutdown_signal().await;
+    stop.cancel();
+}
+
+/// Every engine that consumes engine-stream holds the lease: a plain one takes it before it
+/// publishes or consumes anything, refuses to start when another engine leads, and renews it
+/// until `release`.
+fn hold_single_lease(
+    target: &RedisTarget,
+    key: &BridgeKey,
+    opts: &EngineOptions<'_>,
+    release: CancellationToken,
+) -> Result<std::thread::JoinHandle<()>> {
+    let token = format!("{}{}:{:016x}", single::SINGLE_PREFIX, opts.consumer, random_u64()?);
+    let mut log = RedisLog::new(target.clone(), key.clone(), Duration::from_secs(5));
+    single::claim(&mut log, &token, opts.single_lease).context("taking the engine lease")?;
+    Ok(single::keep(log, token, opts.single_lease, release)?)
+}
+
+/// The engine's components between the lease and its release; a replicated leader's lease
+/// thread joins `life.leases` once it leads.
+fn serve_engine(
+    life: &mut Lifecycle,
+    target: &RedisTarget,
+    key: BridgeKey,
+    cfg: EngineConfig,
+    durability: &DurableOptions,
+    opts: EngineOptions<'_>,
+) -> Result<()> {
+    let (runtime, stop) = (&life.runtime, &life.stop);
+    let markets = cfg.markets.clone();
+    let connect = || async {
+        let mut con = redis_bridge::link::Link::connect(target).await?;
+        let published = redis_bridge::changes::published(&mut con).await?;
+        redis::RedisResult::Ok((con, published))
+    };
+    let Some((link, published)) =
+        runtime.block_on(target.retry("engine", connect, std::pin::pin!(stop.cancelled())))
+    else {
         return Ok(());
     };
-    let Publisher { tap, prev: prev_tx, task } =
-        Publisher::start(&runtime, manager, key.clone(), published)?;
-    let (stage, node) = match ha {
-        None => (None, None),
-        Some(opts) => {
-            let (tx, rx) = crossbeam_channel::bounded(64);
-            let shared = Arc::new(Shared {
-                token: format!("{}:{:016x}", opts.node, random_u64()?),
-                follow_upto: AtomicU64::new(0),
-            });
-            let node =
-                Node::new(opts.clone(), Arc::clone(&shared), durability.data_dir.clone(), rx);
-            (Some(ReplicatedStage { opts, shared, hashes: tx }), Some(node))
-        }
-    };
+    let Publisher { tap, prev, task } = Publisher::start(runtime, link, key.clone(), published)?;
+    let (stage, node) = replication(opts.ha, durability)?;
     let options = DurableOptions { changes: Some(tap), replication: stage, ..durability.clone() };
     let durable = DurableEngine::start(cfg, &options)?;
     drop(options); // the last copy of the changes sender but the engine's: the publisher ends with it
-    let prev = match published {
+    let _ = prev.send(published_before(published, &durable));
+    let mut bridge = EngineBridgeConfig::new(target.clone(), key);
+    bridge.consumer = opts.consumer.to_owned();
+    let mut won_at = None;
+    match node {
+        // Requests applied before a crash whose entries are still pending (the acknowledgement
+        // comes after the reply) come back: refused as replays, never applied twice.
+        None => {
+            let since_ms = (hundredx::now_ns() / 1_000_000).saturating_sub(60_000);
+            bridge.applied = durable.recent_requests(since_ms, bridge.replay_capacity)?;
+        }
+        // Replicated: the log's last minute, remembered while following it.
+        Some(node) => match follow_until_leading(runtime, node, &durable, stop)? {
+            Some((takeover, node)) => {
+                bridge.applied = takeover.recent;
+                bridge.claim_at_start = true;
+                won_at = Some(takeover.won_at);
+                life.leases.push(node.lead(life.release.clone())?);
+            }
+            None => return stop_engine(runtime, durable, task),
+        },
+    }
+    let events = durable.handle.subscribe(Subscription::Events, 65_536);
+    let submitter = durable.handle.submitter();
+    let financing =
+        super::financing::spawn(submitter.clone(), &markets, opts.financing, stop.clone())?;
+    let served = runtime.block_on(async {
+        info!(redis = %target.redacted(), consumer = %bridge.consumer,
+            takeover_ms = ?won_at.map(|t| t.elapsed().as_millis()), "engine: serving engine-stream");
+        run_engine_bridge(bridge, submitter, events, stop.cancelled()).await
+    });
+    stop.cancel(); // the bridge may have ended on its own: everything beside it stops too
+    if let Some(t) = financing {
+        t.join().map_err(|_| anyhow::anyhow!("financing thread panicked"))?;
+    }
+    let stopped = stop_engine(runtime, durable, task);
+    served.map_err(anyhow::Error::from).and(stopped)
+}
+
+/// Replicated mode's input stage and node, if on.
+fn replication(
+    ha: Option<ReplicationOptions>,
+    durability: &DurableOptions,
+) -> Result<(Option<ReplicatedStage>, Option<Node>)> {
+    let Some(opts) = ha else {
+        return Ok((None, None));
+    };
+    let (tx, rx) = crossbeam_channel::bounded(64);
+    let shared = Arc::new(Shared {
+        token: format!("{}:{:016x}", opts.node, random_u64()?),
+        follow_upto: AtomicU64::new(0),
+    });
+    let node = Node::new(opts.clone(), Arc::clone(&shared), durability.data_dir.clone(), rx);
+    Ok((Some(ReplicatedStage { opts, shared, hashes: tx }), Some(node)))
+}
+
+/// The change before the first one this engine will publish: what Redis recorded, or for a new
+/// engine nothing; `None` when Redis lost its record, so that a reader must not take the next
+/// change for the one after what it holds.
+fn published_before(published: Option<(u64, i64)>, durable: &DurableEngine) -> Option<(u64, i64)> {
+    match published {
         Some(p) => Some(p),
-        // Nothing published yet: fine for a new engine; otherwise Redis lost the key, and
-        // a reader must not take the next change for the one after what it holds.
         None if durable.recovery.last_seq == 0 => Some((0, -1)),
         None => {
             warn!(
@@ -216,93 +315,34 @@ pub fn engine(
             );
             None
         }
-    };
-    let _ = prev_tx.send(prev);
-    let mut bridge_cfg = EngineBridgeConfig::new(target.clone(), key);
-    bridge_cfg.consumer = consumer.to_owned();
-    let mut lease = None;
-    match node {
-        // Requests applied before a crash whose entries are still pending (the acknowledgement
-        // comes after the reply) come back: refused as replays, never applied twice.
-        None => {
-            let since_ms = (hundredx::now_ns() / 1_000_000).saturating_sub(60_000);
-            bridge_cfg.applied = durable.recent_requests(since_ms, bridge_cfg.replay_capacity)?;
-        }
-        // Replicated: the log's last minute, remembered while following it.
-        Some(node) => match follow_until_leading(&runtime, node, &durable)? {
-            Some((takeover, node)) => {
-                bridge_cfg.applied = takeover.recent;
-                bridge_cfg.claim_at_start = true;
-                let stop = Arc::new(AtomicBool::new(false));
-                lease = Some((node.lead(Arc::clone(&stop))?, stop, takeover.won_at));
-            }
-            None => return stop_engine(runtime, durable, task),
-        },
     }
-    let events = durable.handle.subscribe(Subscription::Events, 65_536);
-    let submitter = durable.handle.submitter();
-    let stop_financing = tokio_util::sync::CancellationToken::new();
-    let financing = super::financing::spawn(
-        durable.handle.submitter(),
-        &markets,
-        financing_interval,
-        stop_financing.clone(),
-    )?;
-    let won_at = lease.as_ref().map(|l| l.2);
-    runtime.block_on(async move {
-        info!(redis = %target.redacted(), consumer = %bridge_cfg.consumer,
-            takeover_ms = ?won_at.map(|t| t.elapsed().as_millis()), "engine: serving engine-stream");
-        run_engine_bridge(bridge_cfg, submitter, events, hundredx::shutdown_signal()).await
-    })?;
-    stop_financing.cancel();
-    if let Some(t) = financing {
-        t.join().map_err(|_| anyhow::anyhow!("financing thread panicked"))?;
-    }
-    let stopped = stop_engine(runtime, durable, task);
-    // Only now: a standby must not take over while this engine still applies.
-    let leases = lease.map(|(t, s, _)| (t, s)).into_iter().chain(single);
-    for (thread, stop) in leases {
-        stop.store(true, Ordering::Relaxed);
-        thread.join().map_err(|_| anyhow::anyhow!("lease thread panicked"))?;
-    }
-    stopped
 }
 
-/// Follows `engine-journal` until this engine leads (`Some`) or a shutdown signal (`None`).
+/// Follows `engine-journal` until this engine leads (`Some`) or `stop` is cancelled (`None`).
 fn follow_until_leading(
     runtime: &tokio::runtime::Runtime,
     mut node: Node,
     durable: &DurableEngine,
+    stop: &CancellationToken,
 ) -> Result<Option<(Takeover, Node)>> {
     let local_seq = durable.recovery.last_seq;
     node.check_start(local_seq)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let mut submitter = durable.handle.submitter();
-    let stop_follow = Arc::clone(&stop);
-    let follower =
-        std::thread::Builder::new().name("hundredx-standby".into()).spawn(move || {
-            let r = node.follow(&mut submitter, local_seq, &stop_follow);
-            let _ = done_tx.send(());
-            (node, r)
-        })?;
-    let signalled = runtime.block_on(async {
-        tokio::select! {
-            () = hundredx::shutdown_signal() => true,
-            _ = done_rx => false,
-        }
+    let token = stop.clone();
+    let follower = runtime.spawn_blocking(move || {
+        let r = node.follow(&mut submitter, local_seq, &token);
+        (node, r)
     });
-    stop.store(true, Ordering::Relaxed);
-    let (node, r) = follower.join().map_err(|_| anyhow::anyhow!("standby thread panicked"))?;
+    let (node, r) = runtime.block_on(follower).context("standby thread")?;
     match r? {
-        Some(t) if !signalled => Ok(Some((t, node))),
+        Some(t) if !stop.is_cancelled() => Ok(Some((t, node))),
         _ => Ok(None), // the lease, if just won, expires by itself
     }
 }
 
 /// Stops the engine with a final snapshot and lets its last changes reach `engine-events`.
 fn stop_engine(
-    runtime: tokio::runtime::Runtime,
+    runtime: &tokio::runtime::Runtime,
     durable: DurableEngine,
     task: tokio::task::JoinHandle<()>,
 ) -> Result<()> {
@@ -313,9 +353,6 @@ fn stop_engine(
     if drained.is_err() {
         warn!("engine-events: changes not all published; they will be at the next start");
     }
-    // The bridge's event copier is a blocking task waiting on engine events, which ended with
-    // the engine: do not wait for it longer.
-    runtime.shutdown_timeout(Duration::from_secs(1));
     info!(last_seq, state_hash = %engine_core::hash::hex(&state.state_hash()), "engine stopped cleanly");
     Ok(())
 }

@@ -3,8 +3,10 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
+
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 use anyhow::{Result, bail};
 use crossbeam_channel::Receiver;
@@ -147,19 +149,19 @@ impl Node {
     }
 
     /// Follows the log from `local_seq` until this engine holds the lease and has submitted the
-    /// whole log (`Some`), or `stop` is set (`None`).
+    /// whole log (`Some`), or `stop` is cancelled (`None`).
     pub fn follow(
         &mut self,
         submitter: &mut Submitter,
         local_seq: u64,
-        stop: &AtomicBool,
+        stop: &CancellationToken,
     ) -> Result<Option<Takeover>> {
         let mut applied = local_seq;
         let mut tried = Instant::now() - self.opts.lease;
         let mut backoff = backoff();
         let mut seen = Instant::now() - SEEN_EVERY;
         info!(node = %self.opts.node, from = applied + 1, "standby: following engine-journal");
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.is_cancelled() {
             self.compare_hashes(true);
             if seen.elapsed() >= SEEN_EVERY {
                 seen = Instant::now();
@@ -269,14 +271,14 @@ impl Node {
         }
     }
 
-    /// Leads: renews the lease every quarter of it until `stop`, then gives it up. Exits the
+    /// Leads: renews the lease every quarter of it until `stop` is cancelled, then gives it up. Exits the
     /// process if the lease turns out to be someone else's. Takes it again when it vanished or
     /// holds a forged value; reports standbys that fell silent.
-    pub fn lead(mut self, stop: Arc<AtomicBool>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    pub fn lead(mut self, stop: CancellationToken) -> std::io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new().name("hundredx-lease".into()).spawn(move || {
             let mut trimmed = Instant::now();
             let mut lost: Vec<String> = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
+            while !stop.is_cancelled() {
                 hold_round(&mut self.log, &self.shared.token, self.opts.lease);
                 self.compare_hashes(false);
                 self.watch_standbys(&mut lost);

@@ -2,9 +2,8 @@
 //! holds `engine-leader`, like a replicated leader, so a second engine started by mistake on the
 //! same Redis refuses to start instead of splitting the requests between two states.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 use anyhow::{Result, bail};
 use tracing::{info, warn};
@@ -48,7 +47,7 @@ pub fn claim(log: &mut RedisLog, token: &str, lease: Duration) -> Result<()> {
     }
 }
 
-/// Renews the lease every quarter of it until `stop`, then gives it up. Takes it again when
+/// Renews the lease every quarter of it until `stop` is cancelled, then gives it up. Takes it again when
 /// it vanished (a Redis restarted without its data) or holds a forged value. Exits the process
 /// (deposed, 75) when the lease is someone else's, or when no renewal succeeded for a whole
 /// lease: another engine may then hold it, and this one must stop consuming.
@@ -56,11 +55,11 @@ pub fn keep(
     mut log: RedisLog,
     token: String,
     lease: Duration,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("hundredx-lease".into()).spawn(move || {
         let mut renewed = Instant::now();
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.is_cancelled() {
             if hold_round(&mut log, &token, lease) {
                 renewed = Instant::now();
             }

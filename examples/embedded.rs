@@ -46,6 +46,8 @@ fn show(v: &PositionView) -> String {
     s
 }
 
+// One function over ~70 lines on purpose: an example reads top to bottom, in the order an
+// embedder writes it.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut engine = EngineHandle::start(EngineConfig::default())?;
     let events = engine.subscribe(Subscription::Events, 1024);

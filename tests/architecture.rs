@@ -159,3 +159,40 @@ fn no_crate_has_an_import_circle() {
         }
     }
 }
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{dir:?}: {e}")) {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// A production file stays under ~600 lines (its unit tests not counted) unless its header says
+/// why it is longer: a reader should find one concern per file.
+#[test]
+fn a_file_over_600_lines_says_why() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for src in ["engine-core/src", "ground/src", "src"] {
+        rust_files(&root.join(src), &mut files);
+    }
+    for (folder, _) in ADAPTERS {
+        rust_files(&root.join(folder).join("src"), &mut files);
+    }
+    assert!(files.len() > 50, "{} files found", files.len());
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let production = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
+        let lines = production.lines().count();
+        let header: String = text.lines().take_while(|l| l.starts_with("//!")).collect();
+        assert!(
+            lines <= 600 || header.contains("600 lines on purpose"),
+            "{path:?}: {lines} lines of production code, and its header does not say why"
+        );
+    }
+}

@@ -66,7 +66,8 @@
 //! - [`limits`]: every fixed limit with its reason and the assertions that pair them.
 //! - [`math`]: the margin, PnL, fee and liquidation-price formulas with their rounding.
 //! - [`config`]: markets and engine limits, validated at start.
-//! - [`command`] / [`event`]: fixed-size, heap-free ring entries; stable reason codes.
+//! - [`command`] / [`event`]: fixed-size, heap-free ring entries; [`reason`]: stable reason codes;
+//!   [`view`]: the state as replies and events show it.
 //! - `position` (crate-private): an open position, 96 bytes packed; [`slab`]: where open
 //!   positions live, slots reused.
 //! - [`index`]: per market and side, positions ordered by liquidation / TP / SL / margin-call
@@ -96,12 +97,14 @@ pub mod num;
 pub mod persist;
 mod position;
 pub mod processor;
+pub mod reason;
 mod requests;
 pub mod slab;
 pub mod snapshot;
 pub mod state;
 pub mod table;
 pub mod trail;
+pub mod view;
 pub mod waiters;
 
 pub use state::Engine;

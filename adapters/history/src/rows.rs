@@ -317,80 +317,85 @@ impl Projection {
                     return Err(mismatch("position opened twice", rec));
                 }
             }
-            Change::Closed {
-                position,
-                of_position,
-                quantity,
-                exit_price,
-                margin_released,
-                realized_pnl,
-                fee,
-                payout,
-                reason,
-                bad_debt,
-                insurance_paid,
-                house_paid,
-                ..
-            } => {
-                let (part, parent) = (id(position.0, "position")?, id(of_position.0, "position")?);
-                let open = self.positions.get_mut(&parent).filter(|p| p.close.is_none());
-                let open = open.ok_or_else(|| mismatch("no open position", rec))?;
-                let close = CloseCols {
-                    exit_price: exit_price.0,
-                    realized_pnl: realized_pnl.0,
-                    close_fee: fee.0,
-                    payout: payout.0,
-                    reason: reason.as_str().to_owned(),
-                    bad_debt: bad_debt.0,
-                    insurance_paid: insurance_paid.0,
-                    house_paid: house_paid.0,
-                    closed_at_ns: at_ns,
-                    close_seq: id(rec.seq, "seq")?,
-                    close_n: i64::from(rec.n),
-                };
-                if part == parent {
-                    open.close = Some(close);
-                } else {
-                    // The closed part: a row of its own, copied from the parent.
-                    let row = PositionRow {
-                        of_position: parent,
-                        quantity: quantity.0,
-                        margin: margin_released.0,
-                        open_fee: 0,
-                        close: Some(close),
-                        ..open.clone()
-                    };
-                    open.quantity -= quantity.0;
-                    open.margin -= margin_released.0;
-                    if self.positions.insert(part, row).is_some() {
-                        return Err(mismatch("closed part id reused", rec));
-                    }
-                }
-            }
-            Change::MarginAdded { position, margin, liquidation_price, .. } => {
-                let pid = id(position.0, "position")?;
-                let open = self.positions.get_mut(&pid).filter(|p| p.close.is_none());
-                let open = open.ok_or_else(|| mismatch("no open position", rec))?;
-                open.margin = margin.0;
-                open.liquidation_price = liquidation_price.0;
-            }
-            Change::Financed { position, margin, liquidation_price, .. } => {
-                let pid = id(position.0, "position")?;
-                let open = self.positions.get_mut(&pid).filter(|p| p.close.is_none());
-                let open = open.ok_or_else(|| mismatch("no open position", rec))?;
+            Change::Closed { .. } => self.apply_close(rec, at_ns)?,
+            Change::MarginAdded { position, margin, liquidation_price, .. }
+            | Change::Financed { position, margin, liquidation_price, .. } => {
+                let open = self.open_mut(position.0, rec)?;
                 open.margin = margin.0;
                 open.liquidation_price = liquidation_price.0;
             }
             Change::TriggersSet { position, take_profit, stop_loss, .. } => {
-                let pid = id(position.0, "position")?;
-                let open = self.positions.get_mut(&pid).filter(|p| p.close.is_none());
-                let open = open.ok_or_else(|| mismatch("no open position", rec))?;
+                let open = self.open_mut(position.0, rec)?;
                 open.take_profit = take_profit.map(|p| p.0);
                 open.stop_loss = stop_loss.map(|p| p.0);
             }
             _ => {}
         }
         Ok(())
+    }
+
+    /// A close: of the whole position, or of a part, which becomes a row of its own.
+    fn apply_close(&mut self, rec: &ChangeRecord, at_ns: i64) -> Result<()> {
+        let Change::Closed {
+            position,
+            of_position,
+            quantity,
+            exit_price,
+            margin_released,
+            realized_pnl,
+            fee,
+            payout,
+            reason,
+            bad_debt,
+            insurance_paid,
+            house_paid,
+            ..
+        } = rec.change
+        else {
+            return Ok(());
+        };
+        let (part, parent) = (id(position.0, "position")?, id(of_position.0, "position")?);
+        let open = self.positions.get_mut(&parent).filter(|p| p.close.is_none());
+        let open = open.ok_or_else(|| mismatch("no open position", rec))?;
+        let close = CloseCols {
+            exit_price: exit_price.0,
+            realized_pnl: realized_pnl.0,
+            close_fee: fee.0,
+            payout: payout.0,
+            reason: reason.as_str().to_owned(),
+            bad_debt: bad_debt.0,
+            insurance_paid: insurance_paid.0,
+            house_paid: house_paid.0,
+            closed_at_ns: at_ns,
+            close_seq: id(rec.seq, "seq")?,
+            close_n: i64::from(rec.n),
+        };
+        if part == parent {
+            open.close = Some(close);
+        } else {
+            // The closed part: a row of its own, copied from the parent.
+            let row = PositionRow {
+                of_position: parent,
+                quantity: quantity.0,
+                margin: margin_released.0,
+                open_fee: 0,
+                close: Some(close),
+                ..open.clone()
+            };
+            open.quantity -= quantity.0;
+            open.margin -= margin_released.0;
+            if self.positions.insert(part, row).is_some() {
+                return Err(mismatch("closed part id reused", rec));
+            }
+        }
+        Ok(())
+    }
+
+    /// The open position `position`, or why the change does not fit what was stored.
+    fn open_mut(&mut self, position: u64, rec: &ChangeRecord) -> Result<&mut PositionRow> {
+        let pid = id(position, "position")?;
+        let open = self.positions.get_mut(&pid).filter(|p| p.close.is_none());
+        open.ok_or_else(|| mismatch("no open position", rec))
     }
 }
 

@@ -2,6 +2,9 @@
 //! body is one of these, and the OpenAPI document is generated from them (utoipa), so the
 //! document cannot drift from what is served. Decimals are strings (exact), ids are strings
 //! (u64 does not survive JavaScript), times are milliseconds since the Unix epoch.
+//!
+//! Over 600 lines on purpose: some sixty small types, each a few lines with the documentation
+//! the OpenAPI document shows; one file is the schema's table of contents.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -1,6 +1,7 @@
 //! Prometheus text metrics: requests by route and status, engine reply latency, engine counters.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -167,90 +168,87 @@ impl Metrics {
         history: Option<&ground::history::WriterStatus>,
         push: &crate::push::PushStats,
     ) -> String {
-        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        let push_open = push.open.load(Relaxed) as u64;
         let pushed = [
-            ("open", push.open.load(relaxed) as u64),
-            ("sent", push.sent.load(relaxed)),
-            ("slow_closed", push.slow_closed.load(relaxed)),
-            ("idle_closed", push.idle_closed.load(relaxed)),
-            ("refused", push.refused.load(relaxed)),
-            ("replayed", push.replayed.load(relaxed)),
+            ("open", push_open),
+            ("sent", push.sent.load(Relaxed)),
+            ("slow_closed", push.slow_closed.load(Relaxed)),
+            ("idle_closed", push.idle_closed.load(Relaxed)),
+            ("refused", push.refused.load(Relaxed)),
+            ("replayed", push.replayed.load(Relaxed)),
         ];
-        for (name, v) in pushed {
-            self.push
-                .get_or_create(&CounterLabels { counter: name })
-                .set(i64::try_from(v).unwrap_or(i64::MAX));
-        }
-        {
-            let source = &self.source;
-            let c = source.counters().unwrap_or_default();
-            let counters = [
-                ("commands", c.commands),
-                ("rejections", c.rejections),
-                ("ticks_applied", c.ticks_applied),
-                ("ticks_rejected", c.ticks_rejected),
-                ("positions_opened", c.opened),
-                ("take_profits", c.take_profits),
-                ("stop_losses", c.stop_losses),
-                ("liquidations", c.liquidations),
-                ("bad_debts", c.bad_debts),
-                ("duplicates", c.duplicates),
-            ];
-            for (name, v) in counters {
-                self.engine
-                    .get_or_create(&CounterLabels { counter: name })
-                    .set(i64::try_from(v).unwrap_or(i64::MAX));
-            }
-            self.in_flight.set(i64::try_from(source.in_flight()).unwrap_or(i64::MAX));
-            self.events_dropped.set(i64::try_from(source.events_dropped()).unwrap_or(i64::MAX));
-        }
-        let h = self.hasher.stats();
-        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-        let edge = [
-            ("connections_open", load(&self.server.open)),
-            // Every socket held against max_connections: HTTP and upgraded push sockets.
-            ("sockets_held", self.table.open() as u64),
-            ("connections_refused", load(&self.server.refused)),
-            ("connections_refused_per_address", load(&self.server.refused_per_address)),
-            ("connections_shed", load(&self.server.shed)),
-            ("accept_errors", load(&self.server.accept_errors)),
-            ("connections_idle_closed", load(&self.server.idle_closed)),
-            ("hash_in_flight", h.in_flight as u64),
-            ("hash_in_flight_max", h.in_flight_max as u64),
-            ("hash_rejected", h.rejected),
-        ];
-        for (name, v) in edge {
-            self.edge
-                .get_or_create(&CounterLabels { counter: name })
-                .set(i64::try_from(v).unwrap_or(i64::MAX));
-        }
+        set_all(&self.push, pushed);
+        self.fill_engine();
+        self.fill_edge();
         if let Some(feed) = &self.feed {
-            for (name, v) in feed.counters() {
-                self.feed_counters
-                    .get_or_create(&CounterLabels { counter: name })
-                    .set(i64::try_from(v).unwrap_or(i64::MAX));
-            }
+            set_all(&self.feed_counters, feed.counters());
         }
         if let Some(w) = history {
             let written = [
-                ("written_seq", load(&w.written_seq)),
-                ("written", load(&w.written)),
-                ("batches", load(&w.batches)),
-                ("errors", load(&w.errors)),
-                ("lag_ms", load(&w.lag_ms)),
-                ("stalled", u64::from(w.stalled.load(std::sync::atomic::Ordering::Relaxed))),
-                ("degraded", u64::from(w.degraded.load(std::sync::atomic::Ordering::Relaxed))),
-                ("dropped", w.dropped.load(std::sync::atomic::Ordering::Relaxed)),
+                ("written_seq", w.written_seq.load(Relaxed)),
+                ("written", w.written.load(Relaxed)),
+                ("batches", w.batches.load(Relaxed)),
+                ("errors", w.errors.load(Relaxed)),
+                ("lag_ms", w.lag_ms.load(Relaxed)),
+                ("stalled", u64::from(w.stalled.load(Relaxed))),
+                ("degraded", u64::from(w.degraded.load(Relaxed))),
+                ("dropped", w.dropped.load(Relaxed)),
             ];
-            for (name, v) in written {
-                self.history
-                    .get_or_create(&CounterLabels { counter: name })
-                    .set(i64::try_from(v).unwrap_or(i64::MAX));
-            }
+            set_all(&self.history, written);
         }
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    fn fill_engine(&self) {
+        let source = &self.source;
+        let c = source.counters().unwrap_or_default();
+        let counters = [
+            ("commands", c.commands),
+            ("rejections", c.rejections),
+            ("ticks_applied", c.ticks_applied),
+            ("ticks_rejected", c.ticks_rejected),
+            ("positions_opened", c.opened),
+            ("take_profits", c.take_profits),
+            ("stop_losses", c.stop_losses),
+            ("liquidations", c.liquidations),
+            ("bad_debts", c.bad_debts),
+            ("duplicates", c.duplicates),
+        ];
+        set_all(&self.engine, counters);
+        self.in_flight.set(i64::try_from(source.in_flight()).unwrap_or(i64::MAX));
+        self.events_dropped.set(i64::try_from(source.events_dropped()).unwrap_or(i64::MAX));
+    }
+
+    fn fill_edge(&self) {
+        let (h, server) = (self.hasher.stats(), &self.server);
+        let edge = [
+            ("connections_open", server.open.load(Relaxed)),
+            // Every socket held against max_connections: HTTP and upgraded push sockets.
+            ("sockets_held", self.table.open() as u64),
+            ("connections_refused", server.refused.load(Relaxed)),
+            ("connections_refused_per_address", server.refused_per_address.load(Relaxed)),
+            ("connections_shed", server.shed.load(Relaxed)),
+            ("accept_errors", server.accept_errors.load(Relaxed)),
+            ("connections_idle_closed", server.idle_closed.load(Relaxed)),
+            ("hash_in_flight", h.in_flight as u64),
+            ("hash_in_flight_max", h.in_flight_max as u64),
+            ("hash_rejected", h.rejected),
+        ];
+        set_all(&self.edge, edge);
+    }
+}
+
+/// Sets each named gauge of `family` (names are a closed set: bounded labels).
+fn set_all(
+    family: &Family<CounterLabels, Gauge>,
+    values: impl IntoIterator<Item = (&'static str, u64)>,
+) {
+    for (name, v) in values {
+        family
+            .get_or_create(&CounterLabels { counter: name })
+            .set(i64::try_from(v).unwrap_or(i64::MAX));
     }
 }
 

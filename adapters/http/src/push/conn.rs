@@ -1,5 +1,8 @@
 //! One connection: the upgrade (caps, the token, frame and buffer limits), the protocol
 //! (subscribe, unsubscribe, auth, ping), what it sends and when it ends.
+//!
+//! Just over 600 lines on purpose: one connection's whole state machine, whose limits (frame
+//! size, rates, lag, idle and send timeouts, token expiry) must be read together.
 
 use std::collections::HashMap;
 use std::sync::Arc;

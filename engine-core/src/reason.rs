@@ -1,0 +1,152 @@
+//! Why a command was rejected ([`Reason`], whose codes are stable API) and why a position
+//! closed ([`CloseReason`]). Below every output type: replies, views and events name them.
+
+/// Declares [`Reason`], its stable codes and the list of all of them from one table, so a
+/// variant cannot be added without its code (the three were written out by hand).
+macro_rules! reasons {
+    ($( $(#[$meta:meta])* $variant:ident => $code:literal, )*) => {
+        /// Why a command was rejected. The codes ([`Reason::code`]) are stable API.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Reason {
+            $( $(#[$meta])* $variant, )*
+        }
+
+        impl Reason {
+            /// Every reason, for lookups by code.
+            pub const ALL: &'static [Reason] = &[ $(Reason::$variant,)* ];
+
+            /// The stable snake_case code.
+            pub const fn code(self) -> &'static str {
+                match self { $(Reason::$variant => $code,)* }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// The market id is not configured.
+    UnknownMarket => "unknown_market",
+    /// No such account.
+    UnknownAccount => "unknown_account",
+    /// No such position, or it belongs to another account.
+    UnknownPosition => "unknown_position",
+    /// The position is already closed.
+    PositionClosed => "position_closed",
+    /// An amount is zero, negative or above the engine's maximum.
+    InvalidAmount => "invalid_amount",
+    /// Leverage is 0 or above the market's maximum.
+    InvalidLeverage => "invalid_leverage",
+    /// Quantity is zero, negative, above the limit or above the position's quantity.
+    InvalidQuantity => "invalid_quantity",
+    /// The resulting quantity is below the market's minimum.
+    QuantityTooSmall => "quantity_too_small",
+    /// The margin is below the market's minimum.
+    MarginTooSmall => "margin_too_small",
+    /// Available balance does not cover margin + fee (or the withdrawal).
+    InsufficientBalance => "insufficient_balance",
+    /// The position would be liquidatable at the current price.
+    WouldLiquidate => "would_liquidate",
+    /// No price has been received for the market.
+    NoPrice => "no_price",
+    /// The latest price is older than `max_price_age`.
+    StalePrice => "stale_price",
+    /// The fill price is worse than `expected_price` by more than `max_slippage_bps`.
+    SlippageExceeded => "slippage_exceeded",
+    /// Take-profit not on the profitable side of the fill.
+    InvalidTakeProfit => "invalid_take_profit",
+    /// Stop-loss not on the losing side of the fill.
+    InvalidStopLoss => "invalid_stop_loss",
+    /// Another account already has this login.
+    DuplicateLogin => "duplicate_login",
+    /// Empty login.
+    InvalidLogin => "invalid_login",
+    /// The account holds `max_positions_per_account` open positions.
+    TooManyPositions => "too_many_positions",
+    /// The engine holds `max_open_positions`.
+    PositionCapacity => "position_capacity",
+    /// The engine holds `max_accounts`.
+    AccountCapacity => "account_capacity",
+    /// A price is <= 0 or the ask is below the bid.
+    InvalidPrice => "invalid_price",
+    /// A price is above the market's `max_price_ticks`.
+    PriceOutOfRange => "price_out_of_range",
+    /// A tick's update id is not greater than the last applied one.
+    StaleUpdate => "stale_update",
+    /// A value overflowed the engine's representation.
+    Overflow => "overflow",
+    /// The command is malformed (e.g. a no-op with a request id).
+    InvalidRequest => "invalid_request",
+    /// This account already used the `client_order_id` for a different open.
+    ClientOrderIdReused => "client_order_id_reused",
+    /// This account already used the idempotency key for a different request.
+    IdempotencyKeyReused => "idempotency_key_reused",
+    /// The request id was already applied to a different command (nothing applied now).
+    RequestIdReused => "request_id_reused",
+    /// No such pending order of this account (never placed, filled, cancelled or expired).
+    UnknownOrder => "unknown_order",
+    /// A limit not on the better side of the current price, or a stop not on the worse side:
+    /// it would fill at once (open a position instead).
+    InvalidOrderPrice => "invalid_order_price",
+    /// A good-till-time order whose expiry is not after the command's time.
+    InvalidExpiry => "invalid_expiry",
+    /// The account holds `max_orders_per_account` pending orders.
+    TooManyOrders => "too_many_orders",
+    /// The engine holds `max_pending_orders`.
+    OrderCapacity => "order_capacity",
+    /// A trailing distance of zero, above 50 % (5000 bps), or at least the mark itself.
+    InvalidTrailingStop => "invalid_trailing_stop",
+    /// Financing for this period (or a later one) was already charged on this market.
+    FinancingAlreadyCharged => "financing_already_charged",
+    /// The market is halted: no opens and no new orders.
+    MarketHalted => "market_halted",
+    /// The market is reduce-only: no opens and no new orders.
+    MarketReduceOnly => "market_reduce_only",
+    /// The account does not hold the operator role.
+    NotAdmin => "not_admin",
+    /// The deposit (or sign-up credit) would take the money all accounts hold past the engine's
+    /// ceiling (`config::MAX_AMOUNT`, 10^12 USDC).
+    BalanceLimit => "balance_limit",
+}
+
+impl Reason {
+    /// The reason with this code.
+    pub fn from_code(code: &str) -> Option<Reason> {
+        Reason::ALL.iter().copied().find(|r| r.code() == code)
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// Why a position was closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// By its owner.
+    Manual,
+    /// Take-profit triggered.
+    TakeProfit,
+    /// Stop-loss triggered.
+    StopLoss,
+    /// Trailing stop triggered.
+    TrailingStop,
+    /// Liquidated.
+    Liquidation,
+}
+
+impl CloseReason {
+    /// `"manual"`, `"take_profit"`, `"stop_loss"`, `"trailing_stop"`, `"liquidation"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Manual => "manual",
+            CloseReason::TakeProfit => "take_profit",
+            CloseReason::StopLoss => "stop_loss",
+            CloseReason::TrailingStop => "trailing_stop",
+            CloseReason::Liquidation => "liquidation",
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! Views: the engine's state as replies, items and events show it (positions, orders, accounts,
+//! markets, exposure), split from [`crate::event`] so that the outputs' envelopes and the
+//! shapes they carry are read apart. Fixed-size, `Copy`, no heap.
+
+use crate::command::{
+    AccountId, Credential, MarketId, OrderId, OrderKind, PositionId, PositionStatus, Size,
+    TrailDistance,
+};
+use crate::math::Side;
+use crate::num::{Price, Qty, Usdc};
+use crate::reason::{CloseReason, Reason};
+
+/// A position as the API shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PositionView {
+    /// Id.
+    pub id: PositionId,
+    /// Owner.
+    pub account: AccountId,
+    /// Market.
+    pub market: MarketId,
+    /// Side.
+    pub side: Side,
+    /// Open, or closed (`close` is set).
+    pub status: PositionStatus,
+    /// Quantity (for a closed part: the quantity closed).
+    pub quantity: Qty,
+    /// Fill price at open.
+    pub entry_price: Price,
+    /// Locked margin (for a closed part: the margin released).
+    pub margin: Usdc,
+    /// Leverage chosen at open.
+    pub leverage: u32,
+    /// The price at which the engine liquidates it; 0 means never (a long at 1x).
+    pub liquidation_price: Price,
+    /// Take-profit trigger.
+    pub take_profit: Option<Price>,
+    /// Stop-loss trigger.
+    pub stop_loss: Option<Price>,
+    /// The trailing stop, if set.
+    pub trailing_stop: Option<Trailing>,
+    /// Unrealized PnL at the current mark (0 when closed or no price).
+    pub unrealized_pnl: Usdc,
+    /// Receive time of the open command.
+    pub opened_at_ns: u64,
+    /// Set once closed.
+    pub close: Option<CloseInfo>,
+}
+
+/// A pending entry order as the API shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OrderView {
+    /// Id.
+    pub id: OrderId,
+    /// Owner.
+    pub account: AccountId,
+    /// Market.
+    pub market: MarketId,
+    /// Side of the position it opens.
+    pub side: Side,
+    /// Limit or stop.
+    pub kind: OrderKind,
+    /// Trigger price.
+    pub price: Price,
+    /// Leverage.
+    pub leverage: u32,
+    /// Margin or quantity.
+    pub size: Size,
+    /// Take-profit of the position it opens.
+    pub take_profit: Option<Price>,
+    /// Stop-loss of the position it opens.
+    pub stop_loss: Option<Price>,
+    /// Expiry (command time, ns); `None`: good till cancelled.
+    pub expires_at_ns: Option<u64>,
+    /// Margin plus open fee held for it (computed at the order's price).
+    pub reserved: Usdc,
+    /// Receive time of the place command.
+    pub placed_at_ns: u64,
+}
+
+/// A position's trailing stop as shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Trailing {
+    /// How far behind the best mark since it was set.
+    pub distance: TrailDistance,
+    /// Where it stands now.
+    pub stop_price: Price,
+}
+
+/// How a pending order ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderEnd {
+    /// Its trigger was crossed and it opened this position.
+    Filled(PositionId),
+    /// Its owner cancelled it.
+    Cancelled,
+    /// A command arrived at or after its expiry.
+    Expired,
+    /// Its trigger was crossed but the open was refused at that moment (e.g. `would_liquidate`,
+    /// `insufficient_balance`): cancelled with the reason.
+    Rejected(Reason),
+}
+
+impl OrderEnd {
+    /// `"filled"`, `"cancelled"`, `"expired"`, `"rejected"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrderEnd::Filled(_) => "filled",
+            OrderEnd::Cancelled => "cancelled",
+            OrderEnd::Expired => "expired",
+            OrderEnd::Rejected(_) => "rejected",
+        }
+    }
+}
+
+/// An account's balances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AccountView {
+    /// Id.
+    pub id: AccountId,
+    /// Free balance.
+    pub available: Usdc,
+    /// Sum of open positions' margins.
+    pub locked_margin: Usdc,
+    /// Held for pending orders (their margin and open fee).
+    pub order_margin: Usdc,
+    /// Sum of open positions' uPnL at current marks.
+    pub unrealized_pnl: Usdc,
+    /// available + locked_margin + order_margin + unrealized_pnl.
+    pub equity: Usdc,
+    /// Open positions.
+    pub open_positions: u32,
+}
+
+/// A market's latest price.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MarketView {
+    /// Market.
+    pub market: MarketId,
+    /// Latest bid (0 before the first tick).
+    pub bid: Price,
+    /// Latest ask (0 before the first tick).
+    pub ask: Price,
+    /// Update id of the latest tick.
+    pub update_id: u64,
+    /// Receive time of the latest tick (0 before the first).
+    pub updated_at_ns: u64,
+    /// Open, halted or reduce-only.
+    pub mode: crate::command::MarketMode,
+    /// Maximum leverage of new positions (operators may change it).
+    pub max_leverage: u32,
+    /// Maintenance margin rate of new positions (operators may change it).
+    pub maintenance_margin_rate: crate::num::Ppm,
+}
+
+/// The state hash and the conservation totals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StateSummary {
+    /// SHA-256 of the canonical state encoding.
+    pub hash: [u8; 32],
+    /// Σ deposits − Σ withdrawals.
+    pub net_deposits: Usdc,
+    /// Σ available.
+    pub total_available: Usdc,
+    /// Σ open margins.
+    pub total_margin: Usdc,
+    /// Insurance fund.
+    pub insurance_fund: Usdc,
+    /// House balance.
+    pub house_balance: Usdc,
+    /// Accounts.
+    pub accounts: u32,
+    /// Open positions.
+    pub open_positions: u32,
+}
+
+/// The data of an accepted command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyData {
+    /// The new account.
+    AccountCreated {
+        /// Its id.
+        account: AccountId,
+    },
+    /// Balances after a deposit, withdrawal or account query.
+    Account(AccountView),
+    /// The tick was applied.
+    PriceApplied,
+    /// The opened position (or, for a repeated client order id, the first result).
+    Opened(PositionView),
+    /// The closed part, as a closed position.
+    Closed(PositionView),
+    /// The position after adding margin, or a single-position query.
+    Position(PositionView),
+    /// End of a list; `count` items preceded it.
+    List {
+        /// Items emitted before this reply.
+        count: u32,
+    },
+    /// Login lookup result.
+    Credential {
+        /// The account.
+        account: AccountId,
+        /// Its stored credential.
+        credential: Credential,
+        /// It holds the operator role.
+        admin: bool,
+    },
+    /// The operator role was granted or revoked.
+    Role {
+        /// The account.
+        account: AccountId,
+        /// Operator or not.
+        admin: bool,
+    },
+    /// A market's mode and limits after an operator's change.
+    Market(MarketView),
+    /// The risk view's totals (its items precede it).
+    Risk {
+        /// Insurance fund.
+        insurance_fund: Usdc,
+        /// House balance.
+        house_balance: Usdc,
+        /// Open positions.
+        open_positions: u32,
+        /// Exposure items then at-risk items emitted.
+        count: u32,
+    },
+    /// State hash and totals.
+    State(StateSummary),
+    /// The placed (or, for a repeated client order id, first-placed) or cancelled order.
+    Order(OrderView),
+    /// A financing charge was applied to a market.
+    Financing {
+        /// Market.
+        market: MarketId,
+        /// Period.
+        period: u64,
+        /// Positions charged or paid (swap-free accounts' are not counted).
+        positions: u32,
+        /// Net taken from traders (negative: paid to them).
+        net: Usdc,
+    },
+    /// A snapshot was requested; the processor writes it after this command.
+    SnapshotRequested,
+}
+
+/// An element of a list reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Item {
+    /// A position.
+    Position(PositionView),
+    /// A market.
+    Market(MarketView),
+    /// A pending order.
+    Order(OrderView),
+    /// One market side's exposure (risk view).
+    Exposure(Exposure),
+    /// A position close to liquidation (risk view).
+    AtRisk(AtRisk),
+}
+
+/// One side of one market, for operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Exposure {
+    /// Market.
+    pub market: MarketId,
+    /// Side.
+    pub side: Side,
+    /// Open positions.
+    pub positions: u32,
+    /// Open interest: Σ quantity.
+    pub open_interest: Qty,
+    /// Σ quantity × mark, rounded up.
+    pub notional: Usdc,
+}
+
+/// A position near its liquidation price, for operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AtRisk {
+    /// Position.
+    pub position: PositionId,
+    /// Owner.
+    pub account: AccountId,
+    /// Market.
+    pub market: MarketId,
+    /// Side.
+    pub side: Side,
+    /// Margin.
+    pub margin: Usdc,
+    /// Mark now.
+    pub mark: Price,
+    /// Liquidation price.
+    pub liquidation_price: Price,
+    /// How far the mark is from it, in basis points of the mark (rounded down).
+    pub distance_bps: u64,
+}
+
+/// How a position (or a closed part of it) ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CloseInfo {
+    /// The mark it closed at (the tick's bid for a long, ask for a short).
+    pub exit_price: Price,
+    /// PnL of the closed quantity at the exit price, rounded toward -infinity, before fees.
+    pub realized_pnl: Usdc,
+    /// Close fee (to the house) or liquidation fee (to the insurance fund).
+    pub fee: Usdc,
+    /// What the trader received: margin released + PnL - fee, floored at 0.
+    pub payout: Usdc,
+    /// Why.
+    pub reason: CloseReason,
+    /// Receive time of the command that closed it.
+    pub closed_at_ns: u64,
+    /// The position this closed: the view's own id for a full close or a liquidation; for a
+    /// partial close, the position that stays open (the closed part has an id of its own, so a
+    /// closed list never shows one id twice).
+    pub position: PositionId,
+}

@@ -46,7 +46,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use engine_core::command::{AccountId, CommandKind, MarketId};
 use engine_core::config::MarketConfig;
-use engine_core::processor::{Response, Submitter};
+// The engine's reply, named apart from axum's `Response`, which the routes return.
+use engine_core::processor::{Response as EngineReply, Submitter};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ground::ports::{EngineClient, LocalEngine};
 use tokio::net::TcpListener;
@@ -97,7 +98,7 @@ pub struct AppState {
     public_ip: DefaultKeyedRateLimiter<IpAddr>,
     any_ip: DefaultKeyedRateLimiter<IpAddr>,
     authed: DefaultKeyedRateLimiter<u32>,
-    markets_cache: tokio::sync::Mutex<Option<(Instant, Arc<Response>)>>,
+    markets_cache: tokio::sync::Mutex<Option<(Instant, Arc<EngineReply>)>>,
     edge: server::Edge,
     metrics: metrics::Metrics,
     started: Instant,
@@ -251,7 +252,7 @@ impl AppState {
 
     /// Sends `kind` to the engine and awaits its reply. A trader's accepted change is remembered
     /// with the reply's sequence: the history routes wait for the store to reach it.
-    pub async fn call(&self, kind: CommandKind) -> Result<Response, ApiError> {
+    pub async fn call(&self, kind: CommandKind) -> Result<EngineReply, ApiError> {
         let started = Instant::now();
         let writer = own_account(&kind);
         let reply = self.engine.call(kind).await.map_err(ApiError::from);
@@ -267,7 +268,7 @@ impl AppState {
 
     /// The engine's market list, reused for `limits.markets_cache`: one engine query per period
     /// however many unauthenticated readers ask (they wait for the one in flight).
-    pub async fn markets_snapshot(&self) -> Result<Arc<Response>, ApiError> {
+    pub async fn markets_snapshot(&self) -> Result<Arc<EngineReply>, ApiError> {
         let mut cached = self.markets_cache.lock().await;
         if let Some((at, r)) = cached.as_ref()
             && at.elapsed() < self.cfg.limits.markets_cache

@@ -203,6 +203,17 @@ pub fn random_secret() -> Result<Vec<u8>> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes())
 }
 
+/// One `ENGINE=VENUE` pair of `--feed-symbols` (`BTC_USDC=BTC-USD`).
+pub fn symbol_pair(s: &str) -> Result<(String, String), String> {
+    let ok = |p: &str| !p.is_empty() && p.len() <= 32 && p.bytes().all(|b| b.is_ascii_graphic());
+    match s.split_once('=') {
+        Some((engine, venue)) if ok(engine) && ok(venue) => {
+            Ok((engine.to_owned(), venue.to_owned()))
+        }
+        _ => Err(format!("{s:?}: expected ENGINE_SYMBOL=VENUE_SYMBOL, e.g. BTC_USDC=BTC-USD")),
+    }
+}
+
 /// The history store (see the `history` crate): where the engine's changes are kept in SQL.
 #[derive(clap::Args, Debug)]
 pub struct HistoryArgs {

@@ -30,6 +30,11 @@ pub struct FeedArgs {
     /// The venue's WebSocket endpoint instead of its public one.
     #[arg(long, visible_alias = "backpack-url")]
     pub feed_url: Option<String>,
+    /// The venue's symbol for an engine market where its default is not right, comma-separated
+    /// `ENGINE=VENUE` pairs (`BTC_USDC=BTC-USD`; defaults: Backpack the engine's own, Binance
+    /// `BTCUSDC`, OKX and Coinbase `BTC-USDC`).
+    #[arg(long, value_delimiter = ',', value_parser = super::args::symbol_pair)]
+    pub feed_symbols: Vec<(String, String)>,
     /// Markets, comma-separated (default: BTC_USDC, ETH_USDC, SOL_USDC).
     #[arg(long, value_delimiter = ',')]
     pub markets: Vec<String>,
@@ -57,6 +62,7 @@ pub fn run(args: FeedArgs) -> Result<()> {
     let kind = FeedKind::parse(&args.feed)?;
     let opts = FeedOptions {
         url: args.feed_url.clone(),
+        symbols: args.feed_symbols.iter().cloned().collect(),
         synthetic: price_feed::synthetic::SyntheticConfig { seed: args.seed, ..Default::default() },
         ..FeedOptions::new(markets)
     };

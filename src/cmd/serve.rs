@@ -40,6 +40,11 @@ pub struct ServeArgs {
     /// for it).
     #[arg(long, visible_alias = "backpack-url")]
     pub feed_url: Option<String>,
+    /// The venue's symbol for an engine market where its default is not right, comma-separated
+    /// `ENGINE=VENUE` pairs (`BTC_USDC=BTC-USD`; defaults: Backpack the engine's own, Binance
+    /// `BTCUSDC`, OKX and Coinbase `BTC-USDC`).
+    #[arg(long, value_delimiter = ',', value_parser = super::args::symbol_pair)]
+    pub feed_symbols: Vec<(String, String)>,
     /// With `--feed replay:FILE`: play as fast as possible instead of at the recorded pace.
     #[arg(long)]
     pub replay_fast: bool,
@@ -231,6 +236,7 @@ fn feed_options(args: &ServeArgs, plan: &Plan, engine: &EngineHandle) -> Result<
     };
     Ok(FeedOptions {
         url: args.feed_url.clone(),
+        symbols: args.feed_symbols.iter().cloned().collect(),
         synthetic,
         synthetic_pause: Duration::from_secs(1) / args.ticks_per_second,
         resume,

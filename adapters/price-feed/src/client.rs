@@ -8,6 +8,7 @@
 //! a while; it subscribes again each time. Health ([`FeedHealth`]) is shared for `/healthz` and
 //! `/metrics`.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ pub struct ClientConfig {
     pub url: String,
     /// Markets to subscribe to (engine order).
     pub markets: Vec<MarketConfig>,
+    /// The venue's symbol per engine symbol, where its default mapping is not right.
+    pub symbols: BTreeMap<String, String>,
     /// First reconnect delay.
     pub backoff_initial: Duration,
     /// Largest reconnect delay.
@@ -40,6 +43,8 @@ pub struct ClientConfig {
     pub watchdog: Duration,
     /// Give up a connection attempt after this long.
     pub connect_timeout: Duration,
+    /// Send the venue's keepalive this often instead of its own period (tests).
+    pub keepalive_period: Option<Duration>,
 }
 
 impl ClientConfig {
@@ -48,10 +53,12 @@ impl ClientConfig {
         ClientConfig {
             url: url.to_owned(),
             markets,
+            symbols: BTreeMap::new(),
             backoff_initial: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
             watchdog: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(10),
+            keepalive_period: None,
         }
     }
 }
@@ -89,7 +96,7 @@ pub async fn run<S: TickSink>(
     shutdown: impl Future<Output = ()>,
 ) {
     install_crypto_provider();
-    let markets = Markets::new(&cfg.markets);
+    let markets = Markets::for_venue(&cfg.markets, venue, &cfg.symbols);
     let mut session =
         Session { venue, cfg: &cfg, health: &health, markets, dedup: Dedup::default(), sink };
     // Equal jitter: many clients cut off at once do not come back at once.
@@ -175,6 +182,7 @@ impl<S: TickSink> Session<'_, S> {
         let (watchdog, health) = (self.cfg.watchdog, self.health);
         let keepalive = self.venue.keepalive();
         let period = keepalive.as_ref().map_or(Duration::from_secs(3_600), |k| k.0);
+        let period = self.cfg.keepalive_period.unwrap_or(period);
         let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             let next = tokio::select! {

@@ -17,7 +17,14 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     /// The venue's public WebSocket endpoint (overridden by `--feed-url`, e.g. for a local mock).
     fn default_url(&self) -> &'static str;
 
-    /// The frames sent after each connect: subscribe to every market in `markets`.
+    /// The venue's symbol for an engine market (`BTC_USDC`) when the configuration names none
+    /// (`--feed-symbols`): Backpack's are the engine's own.
+    fn symbol(&self, engine_symbol: &str) -> String {
+        engine_symbol.to_owned()
+    }
+
+    /// The frames sent after each connect: subscribe to every market in `markets` (under the
+    /// venue's symbols).
     fn subscribe(&self, markets: &Markets) -> Vec<String>;
 
     /// One text frame: a tick, a control reply, a server error, or why it is none of these.

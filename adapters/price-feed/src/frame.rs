@@ -2,9 +2,13 @@
 //! prices made exact by [`quote`], markets looked up by the venue's symbol in [`Markets`], and
 //! repeats dropped by [`Dedup`]. Pure: no I/O.
 
+use std::collections::BTreeMap;
+
 use engine_core::command::{MarketId, Tick};
 use engine_core::config::MarketConfig;
 use engine_core::num::{DecimalError, Price, parse_fixed};
+
+use crate::connector::Connector;
 
 /// A configured market as a venue's parser needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,15 +21,32 @@ pub struct MarketRef {
     pub max_price_ticks: i64,
 }
 
-/// Symbol -> market lookup, built once from the engine's markets.
+/// A venue's symbol -> market lookup, built once per connection from the engine's markets.
 #[derive(Debug, Clone)]
 pub struct Markets {
     entries: Vec<(String, MarketRef)>,
 }
 
 impl Markets {
-    /// From the engine's markets, in market-id order.
+    /// From the engine's markets, in market-id order, under their engine symbols (`BTC_USDC`).
     pub fn new(markets: &[MarketConfig]) -> Markets {
+        Markets::mapped(markets, |m| m.symbol.clone())
+    }
+
+    /// The same under `venue`'s symbols: `symbols` (engine symbol -> the venue's, from the
+    /// configuration) where it names one, else the venue's default mapping
+    /// ([`Connector::symbol`]).
+    pub fn for_venue(
+        markets: &[MarketConfig],
+        venue: &dyn Connector,
+        symbols: &BTreeMap<String, String>,
+    ) -> Markets {
+        Markets::mapped(markets, |m| {
+            symbols.get(&m.symbol).cloned().unwrap_or_else(|| venue.symbol(&m.symbol))
+        })
+    }
+
+    fn mapped(markets: &[MarketConfig], symbol: impl Fn(&MarketConfig) -> String) -> Markets {
         let entries = markets
             .iter()
             .enumerate()
@@ -36,18 +57,18 @@ impl Markets {
                     price_decimals: m.price_decimals,
                     max_price_ticks: m.max_price_ticks,
                 };
-                Some((m.symbol.clone(), r))
+                Some((symbol(m), r))
             })
             .collect();
         Markets { entries }
     }
 
-    /// The market whose engine symbol is `symbol`.
+    /// The market whose symbol (the venue's) is `symbol`.
     pub fn get(&self, symbol: &str) -> Option<MarketRef> {
         self.entries.iter().find(|e| e.0 == symbol).map(|e| e.1)
     }
 
-    /// The engine symbols, in market-id order (a venue maps them to its own).
+    /// The symbols (the venue's), in market-id order: what to subscribe to.
     pub fn symbols(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|e| e.0.as_str())
     }

@@ -26,6 +26,7 @@ pub mod sink;
 pub mod synthetic;
 pub mod venues;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -112,6 +113,9 @@ pub struct FeedOptions {
     pub markets: Vec<MarketConfig>,
     /// A venue's endpoint instead of its public one (a local mock, a proxy).
     pub url: Option<String>,
+    /// The venue's symbol per engine symbol, where the venue's default mapping is not right
+    /// (e.g. `BTC_USDC` -> `BTC-USD` on Coinbase).
+    pub symbols: BTreeMap<String, String>,
     /// The synthetic walk's settings.
     pub synthetic: SyntheticConfig,
     /// Pause between two synthetic ticks.
@@ -129,6 +133,7 @@ impl FeedOptions {
         FeedOptions {
             markets,
             url: None,
+            symbols: BTreeMap::new(),
             synthetic: SyntheticConfig::default(),
             synthetic_pause: Duration::from_millis(33),
             resume: Vec::new(),
@@ -149,7 +154,8 @@ pub async fn run<S: TickSink>(
     match kind {
         FeedKind::Venue(venue) => {
             let url = opts.url.as_deref().unwrap_or(venue.default_url());
-            let cfg = ClientConfig::new(url, opts.markets);
+            let cfg =
+                ClientConfig { symbols: opts.symbols, ..ClientConfig::new(url, opts.markets) };
             client::run(*venue, cfg, Arc::clone(&health), sink, shutdown).await;
         }
         FeedKind::Synthetic => {
@@ -161,7 +167,8 @@ pub async fn run<S: TickSink>(
         }
         FeedKind::Replay { venue, path } => {
             let pace = opts.replay_pace;
-            let replayed = replay::replay(*venue, path, &opts.markets, &health, &mut sink, pace);
+            let markets = (&opts.markets[..], &opts.symbols);
+            let replayed = replay::replay(*venue, path, markets, &health, &mut sink, pace);
             tokio::select! {
                 r = replayed => { r?; }
                 () = shutdown => {}

@@ -1,6 +1,7 @@
 //! Plays a recording (JSON lines, as `hundredx feed --record` writes them) through the venue's
 //! parser, so that a replayed run sees exactly what the live one saw.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use engine_core::config::MarketConfig;
@@ -26,13 +27,13 @@ pub enum ReplayPace {
 pub async fn replay<S: TickSink>(
     venue: &dyn Connector,
     path: &std::path::Path,
-    markets: &[MarketConfig],
+    (markets, symbols): (&[MarketConfig], &BTreeMap<String, String>),
     health: &FeedHealth,
     sink: &mut S,
     pace: ReplayPace,
 ) -> std::io::Result<u64> {
     let text = std::fs::read_to_string(path)?; // recordings are small; read before pacing starts
-    let markets = Markets::new(markets);
+    let markets = Markets::for_venue(markets, venue, symbols);
     let mut dedup = Dedup::default();
     let started = Instant::now();
     let mut first_us: Option<u64> = None;

@@ -5,7 +5,10 @@
 //! A venue is one folder under `venues/` with a type implementing [`Connector`], and one line
 //! in [`crate::venues::ALL`].
 
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+use engine_core::config::MarketConfig;
 
 use crate::frame::{Frame, Markets, ParseError};
 
@@ -34,5 +37,20 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     /// that keeps the connection alive with WebSocket pings (answered by the client).
     fn keepalive(&self) -> Option<(Duration, String)> {
         None
+    }
+}
+
+impl Markets {
+    /// The same under `venue`'s symbols: `symbols` (engine symbol -> the venue's, from the
+    /// configuration) where it names one, else the venue's default mapping
+    /// ([`Connector::symbol`]).
+    pub fn for_venue(
+        markets: &[MarketConfig],
+        venue: &dyn Connector,
+        symbols: &BTreeMap<String, String>,
+    ) -> Markets {
+        Markets::mapped(markets, |m| {
+            symbols.get(&m.symbol).cloned().unwrap_or_else(|| venue.symbol(&m.symbol))
+        })
     }
 }

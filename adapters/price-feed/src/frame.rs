@@ -2,13 +2,9 @@
 //! prices made exact by [`quote`], markets looked up by the venue's symbol in [`Markets`], and
 //! repeats dropped by [`Dedup`]. Pure: no I/O.
 
-use std::collections::BTreeMap;
-
 use engine_core::command::{MarketId, Tick};
 use engine_core::config::MarketConfig;
 use engine_core::num::{DecimalError, Price, parse_fixed};
-
-use crate::connector::Connector;
 
 /// A configured market as a venue's parser needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,20 +29,8 @@ impl Markets {
         Markets::mapped(markets, |m| m.symbol.clone())
     }
 
-    /// The same under `venue`'s symbols: `symbols` (engine symbol -> the venue's, from the
-    /// configuration) where it names one, else the venue's default mapping
-    /// ([`Connector::symbol`]).
-    pub fn for_venue(
-        markets: &[MarketConfig],
-        venue: &dyn Connector,
-        symbols: &BTreeMap<String, String>,
-    ) -> Markets {
-        Markets::mapped(markets, |m| {
-            symbols.get(&m.symbol).cloned().unwrap_or_else(|| venue.symbol(&m.symbol))
-        })
-    }
-
-    fn mapped(markets: &[MarketConfig], symbol: impl Fn(&MarketConfig) -> String) -> Markets {
+    /// The markets under the symbols `symbol` gives each (see `Markets::for_venue`).
+    pub fn mapped(markets: &[MarketConfig], symbol: impl Fn(&MarketConfig) -> String) -> Markets {
         let entries = markets
             .iter()
             .enumerate()

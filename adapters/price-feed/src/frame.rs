@@ -5,6 +5,7 @@
 use engine_core::command::{MarketId, Tick};
 use engine_core::config::MarketConfig;
 use engine_core::num::{DecimalError, Price, parse_fixed};
+use serde::Deserialize;
 
 /// A configured market as a venue's parser needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +140,41 @@ impl ParseError {
     /// A stable label for counters.
     pub fn label(&self) -> &'static str {
         ERROR_LABELS[self.index()]
+    }
+}
+
+/// Parses a frame's JSON, or says it is malformed.
+pub fn from_json<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, ParseError> {
+    serde_json::from_str(text).map_err(|e| ParseError::Malformed(e.to_string()))
+}
+
+/// The envelope Backpack and Binance share: `{"stream": …, "data": …}` for a stream's message,
+/// `{"id": …, "result": …}` for an acknowledgement, `{"error": …}` (or Binance's
+/// `{"code": …, "msg": …}`) for an error.
+#[derive(Debug, Deserialize)]
+pub struct StreamEnvelope<'a, D> {
+    /// The stream's name.
+    #[serde(borrow)]
+    pub stream: Option<&'a str>,
+    /// The stream's message.
+    pub data: Option<D>,
+    error: Option<serde_json::Value>,
+    msg: Option<serde_json::Value>,
+    id: Option<serde_json::Value>,
+}
+
+impl<'a, D> StreamEnvelope<'a, D> {
+    /// The stream's name and message, or what the frame is instead (an error frame, an
+    /// acknowledgement, or a frame with neither).
+    pub fn open(self) -> Result<(Option<&'a str>, D), Result<Frame, ParseError>> {
+        if let Some(err) = self.error.or(self.msg) {
+            return Err(Ok(Frame::Error(err.to_string())));
+        }
+        match self.data {
+            Some(data) => Ok((self.stream, data)),
+            None if self.id.is_some() => Err(Ok(Frame::Ack)),
+            None => Err(Err(ParseError::MissingField("data"))),
+        }
     }
 }
 

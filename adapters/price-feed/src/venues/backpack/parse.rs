@@ -12,7 +12,7 @@
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
-use crate::frame::{Frame, Markets, ParseError, QuoteFields, quote};
+use crate::frame::{Frame, Markets, ParseError, QuoteFields, StreamEnvelope, from_json, quote};
 
 /// An integer that may arrive as a JSON string or number.
 #[derive(Debug, Clone, Copy)]
@@ -61,35 +61,18 @@ struct Data<'a> {
     engine_time: Option<Int>,
 }
 
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow)]
-    stream: Option<&'a str>,
-    #[serde(borrow)]
-    data: Option<Data<'a>>,
-    error: Option<serde_json::Value>,
-    id: Option<serde_json::Value>,
-}
-
 fn int(v: Option<Int>, field: &'static str) -> Result<u64, ParseError> {
     v.ok_or(ParseError::MissingField(field))?.0.ok_or(ParseError::BadInteger(field))
 }
 
 /// Parses one text frame.
 pub fn parse_frame(text: &str, markets: &Markets) -> Result<Frame, ParseError> {
-    let env: Envelope<'_> =
-        serde_json::from_str(text).map_err(|e| ParseError::Malformed(e.to_string()))?;
-    if let Some(err) = env.error {
-        return Ok(Frame::Error(err.to_string()));
-    }
-    let Some(data) = env.data else {
-        return if env.id.is_some() {
-            Ok(Frame::Ack)
-        } else {
-            Err(ParseError::MissingField("data"))
-        };
+    let env: StreamEnvelope<'_, Data<'_>> = from_json(text)?;
+    let (stream, data) = match env.open() {
+        Ok(opened) => opened,
+        Err(other) => return other,
     };
-    if env.stream.is_some_and(|s| !s.starts_with("bookTicker.")) {
+    if stream.is_some_and(|s| !s.starts_with("bookTicker.")) {
         return Err(ParseError::NotBookTicker);
     }
     if data.event.is_some_and(|e| e != "bookTicker") {

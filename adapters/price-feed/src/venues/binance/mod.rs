@@ -13,7 +13,7 @@
 use serde::Deserialize;
 
 use crate::connector::Connector;
-use crate::frame::{Frame, Markets, ParseError, QuoteFields, quote};
+use crate::frame::{Frame, Markets, ParseError, QuoteFields, StreamEnvelope, from_json, quote};
 
 /// Binance spot's bookTicker streams.
 #[derive(Debug, Clone, Copy, Default)]
@@ -29,17 +29,6 @@ struct Data<'a> {
     bid: Option<&'a str>,
     #[serde(rename = "a", borrow)]
     ask: Option<&'a str>,
-}
-
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow)]
-    stream: Option<&'a str>,
-    #[serde(borrow)]
-    data: Option<Data<'a>>,
-    error: Option<serde_json::Value>,
-    msg: Option<serde_json::Value>,
-    id: Option<serde_json::Value>,
 }
 
 impl Connector for Binance {
@@ -64,19 +53,12 @@ impl Connector for Binance {
     }
 
     fn parse(&self, text: &str, markets: &Markets) -> Result<Frame, ParseError> {
-        let env: Envelope<'_> =
-            serde_json::from_str(text).map_err(|e| ParseError::Malformed(e.to_string()))?;
-        if let Some(err) = env.error.or(env.msg) {
-            return Ok(Frame::Error(err.to_string()));
-        }
-        let Some(data) = env.data else {
-            return if env.id.is_some() {
-                Ok(Frame::Ack)
-            } else {
-                Err(ParseError::MissingField("data"))
-            };
+        let env: StreamEnvelope<'_, Data<'_>> = from_json(text)?;
+        let (stream, data) = match env.open() {
+            Ok(opened) => opened,
+            Err(other) => return other,
         };
-        if env.stream.is_some_and(|s| !s.ends_with("@bookTicker")) {
+        if stream.is_some_and(|s| !s.ends_with("@bookTicker")) {
             return Err(ParseError::NotBookTicker);
         }
         let symbol = data.symbol.ok_or(ParseError::MissingField("s"))?;

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::connector::Connector;
-use crate::frame::{Frame, Markets, ParseError, QuoteFields, quote};
+use crate::frame::{Frame, Markets, ParseError, QuoteFields, from_json, quote};
 
 /// Coinbase Exchange's ticker channel.
 #[derive(Debug, Clone, Copy, Default)]
@@ -65,8 +65,7 @@ impl Connector for Coinbase {
     }
 
     fn parse(&self, text: &str, markets: &Markets) -> Result<Frame, ParseError> {
-        let m: Message<'_> =
-            serde_json::from_str(text).map_err(|e| ParseError::Malformed(e.to_string()))?;
+        let m: Message<'_> = from_json(text)?;
         match m.kind {
             Some("ticker") => {}
             Some("error") => return Ok(Frame::Error(format!("{:?}", m.message))),

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::connector::Connector;
-use crate::frame::{Frame, Markets, ParseError, QuoteFields, quote};
+use crate::frame::{Frame, Markets, ParseError, QuoteFields, from_json, quote};
 
 /// OKX's bbo-tbt channel.
 #[derive(Debug, Clone, Copy, Default)]
@@ -82,8 +82,7 @@ impl Connector for Okx {
         if text == "pong" {
             return Ok(Frame::Ack);
         }
-        let env: Envelope<'_> =
-            serde_json::from_str(text).map_err(|e| ParseError::Malformed(e.to_string()))?;
+        let env: Envelope<'_> = from_json(text)?;
         match env.event {
             Some("error") => return Ok(Frame::Error(format!("{:?}", env.msg))),
             Some(_) => return Ok(Frame::Ack),

@@ -59,6 +59,12 @@ pub struct AccountId(pub u32);
 )]
 pub struct MarketId(pub u16);
 
+/// One of a market's price sources (venues), 0-based, below [`crate::limits::SOURCES_MAX`].
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct SourceId(pub u8);
+
 /// Position id, assigned by the engine in open order (1, 2, ...). A partial close keeps the id.
 #[derive(
     Clone,
@@ -539,6 +545,19 @@ pub enum CommandKind {
         /// Account.
         account: AccountId,
     },
+    /// One price source's best bid/ask for a market with `sources` (docs/DESIGN.md, "Index
+    /// price"): stored, and the market's index made again from every source's latest quote.
+    /// The tick's update id is the source's own and must increase per source.
+    SourceQuote {
+        /// Which of the market's sources (0-based, below its `sources`).
+        source: SourceId,
+        /// The quote.
+        tick: Tick,
+    },
+    /// Time passes for the price guards: every market with sources checks which are still
+    /// fresh (a feed sends one every half second, so a market whose sources all fall silent is
+    /// guarded although no quote arrives).
+    SourceCheck,
 }
 
 impl CommandKind {

@@ -60,6 +60,26 @@ pub struct MarketConfig {
     /// The same for shorts.
     #[serde(default, deserialize_with = "serde_file::ppm")]
     pub financing_short_rate: Ppm,
+    /// Price sources (venues) whose quotes make this market's index (`SourceQuote`); 0: the
+    /// market takes one feed's ticks as they come (`PriceTick`), as before there were sources.
+    #[serde(default)]
+    pub sources: u8,
+    /// Fresh sources that must agree for the index to move and the market to stay open; 0:
+    /// a majority of `sources`.
+    #[serde(default)]
+    pub min_sources: u8,
+    /// A source quote older than this (by command receive time) is stale: left out of the index.
+    #[serde(rename = "max_source_age_ms", default = "serde_file::max_source_age_ns")]
+    #[serde(deserialize_with = "serde_file::ms_as_ns")]
+    pub max_source_age_ns: u64,
+    /// A source whose mid is further than this from the median of the others' is left out.
+    #[serde(default = "serde_file::max_deviation_bps")]
+    pub max_deviation_bps: u32,
+    /// After a guard (too few agreeing sources), the market reopens once they have agreed for
+    /// this long.
+    #[serde(rename = "guard_quiet_ms", default = "serde_file::guard_quiet_ns")]
+    #[serde(deserialize_with = "serde_file::ms_as_ns")]
+    pub guard_quiet_ns: u64,
 }
 
 impl MarketConfig {
@@ -82,7 +102,17 @@ impl MarketConfig {
             max_qty_steps: serde_file::max_qty_steps(),
             financing_long_rate: Ppm(0),
             financing_short_rate: Ppm(0),
+            sources: 0,
+            min_sources: 0,
+            max_source_age_ns: serde_file::max_source_age_ns(),
+            max_deviation_bps: serde_file::max_deviation_bps(),
+            guard_quiet_ns: serde_file::guard_quiet_ns(),
         }
+    }
+
+    /// Fresh, agreeing sources the index needs: `min_sources`, or a majority of `sources`.
+    pub fn sources_needed(&self) -> u8 {
+        if self.min_sources > 0 { self.min_sources } else { self.sources / 2 + 1 }
     }
 
     /// BTC_USDC, ETH_USDC and SOL_USDC as in docs/DESIGN.md.
@@ -128,6 +158,19 @@ impl MarketConfig {
         }
         if self.max_price_age_ns == 0 {
             return bad("max_price_age must be > 0");
+        }
+        if usize::from(self.sources) > crate::limits::SOURCES_MAX {
+            return bad("sources must be at most 8");
+        }
+        if self.min_sources > self.sources {
+            return bad("min_sources must be at most sources");
+        }
+        if self.sources > 0
+            && (self.max_source_age_ns == 0
+                || self.max_deviation_bps == 0
+                || self.max_deviation_bps > 10_000)
+        {
+            return bad("max_source_age must be > 0 and max_deviation_bps in 1..=10000");
         }
         if self.min_qty < 1 || self.min_qty > self.max_qty_steps {
             return bad("min_qty must be in 1..=max_qty_steps");
@@ -364,6 +407,21 @@ pub mod serde_file {
     use serde::{Deserialize, Deserializer, de::Error};
 
     use crate::num::{Ppm, Usdc};
+
+    /// Default source age: 5 s, as the price age.
+    pub fn max_source_age_ns() -> u64 {
+        5_000_000_000
+    }
+
+    /// Default deviation: 1 % from the median of the other sources.
+    pub fn max_deviation_bps() -> u32 {
+        100
+    }
+
+    /// Default quiet period before a guarded market reopens: 10 s.
+    pub fn guard_quiet_ns() -> u64 {
+        10_000_000_000
+    }
 
     /// 100x.
     pub fn max_leverage() -> u32 {

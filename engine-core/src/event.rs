@@ -42,6 +42,19 @@ pub enum Event {
         /// The tick's update id.
         update_id: u64,
     },
+    /// A market's price guard changed: too few fresh, agreeing sources (`reduce_only`), none
+    /// fresh (`halted`), or agreement again for the quiet period (`open`).
+    PriceGuard {
+        /// Market.
+        market: MarketId,
+        /// The guard's mode now (the market's effective mode is the stricter of it and the
+        /// operators').
+        mode: crate::command::MarketMode,
+        /// Fresh sources.
+        fresh: u8,
+        /// Fresh sources that agree.
+        agreeing: u8,
+    },
 }
 
 /// A state change, numbered, for read models (the history store, statements, push): every money

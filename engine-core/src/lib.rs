@@ -119,7 +119,7 @@ pub mod prelude {
     pub use crate::command::{
         AccountId, ClientOrderId, CloseSize, Command, CommandKind, Credential, IdempotencyKey,
         Login, MarketId, MarketMode, OpenRequest, OrderId, OrderKind, OrderRequest, PositionId,
-        PositionStatus, RequestId, Size, Tick, TrailDistance,
+        PositionStatus, RequestId, Size, SourceId, Tick, TrailDistance,
     };
     pub use crate::config::{EngineConfig, MarketConfig, RuntimeConfig, WaitMode};
     pub use crate::event::{

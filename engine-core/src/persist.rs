@@ -33,7 +33,10 @@ pub const RECORD_HEADER_BYTES: usize = 8;
 pub const MAX_RECORD_BYTES: usize = crate::command::MAX_ENCODED_BYTES;
 // 02: pending orders, margin-call state and the order sequence (a 01 file is refused as
 // malformed, not misread).
-const SNAPSHOT_MAGIC: &[u8; 8] = b"HXSNAP02";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"HXSNAP03";
+/// Snapshots written before price sources existed: the same payload without the trailing
+/// `sources` list, read as if it were empty.
+const SNAPSHOT_MAGIC_02: &[u8; 8] = b"HXSNAP02";
 const FORMAT_POSTCARD: u8 = 1;
 const FORMAT_TICK: u8 = 2;
 const FORMAT_TICK_COMPACT: u8 = 3;
@@ -312,7 +315,8 @@ pub fn encode_snapshot(seq: u64, state_hash: &[u8; 32], snapshot: &EngineSnapsho
 /// Decodes and checks a snapshot file's framing (not yet the state hash: that needs the
 /// configuration, see [`crate::Engine::restore`]).
 pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
-    if bytes.len() < SNAPSHOT_HEADER_BYTES || &bytes[..8] != SNAPSHOT_MAGIC {
+    let before_sources = bytes.len() >= 8 && &bytes[..8] == SNAPSHOT_MAGIC_02;
+    if bytes.len() < SNAPSHOT_HEADER_BYTES || (&bytes[..8] != SNAPSHOT_MAGIC && !before_sources) {
         return Err(SnapshotError::Malformed);
     }
     let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
@@ -327,7 +331,15 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
     if crc32c::crc32c(payload) != crc {
         return Err(SnapshotError::Checksum);
     }
-    let snapshot = postcard::from_bytes(payload).map_err(|_| SnapshotError::Undecodable)?;
+    let snapshot = if before_sources {
+        // An empty list is one byte, its length 0, in postcard.
+        let mut extended = payload.to_vec();
+        extended.push(0);
+        postcard::from_bytes(&extended)
+    } else {
+        postcard::from_bytes(payload)
+    };
+    let snapshot = snapshot.map_err(|_| SnapshotError::Undecodable)?;
     Ok(SnapshotFile { seq, state_hash, snapshot })
 }
 
@@ -338,6 +350,31 @@ mod tests {
         ClientOrderId, CommandKind, Credential, Login, OpenRequest, RequestId, Size,
     };
     use crate::prelude::*;
+
+    /// A snapshot written before price sources existed (HXSNAP02: the payload without the
+    /// trailing `sources` list) still restores, with no sources.
+    #[test]
+    fn a_snapshot_from_before_sources_decodes_with_none() {
+        let snap = crate::snapshot::EngineSnapshot {
+            sources: Vec::new(),
+            ..Engine::new(EngineConfig::default()).unwrap().snapshot()
+        };
+        let payload = encode_value(&snap);
+        assert_eq!(payload.last(), Some(&0), "an empty list is its length, 0");
+        let old = &payload[..payload.len() - 1];
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(SNAPSHOT_MAGIC_02);
+        bytes.extend_from_slice(&7u64.to_le_bytes());
+        bytes.extend_from_slice(&[9u8; 32]);
+        bytes.extend_from_slice(&(old.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&crc32c::crc32c(old).to_le_bytes());
+        bytes.extend_from_slice(old);
+        let file = decode_snapshot(&bytes).unwrap();
+        assert_eq!((file.seq, file.snapshot), (7, snap.clone()));
+        let current = encode_snapshot(7, &[9u8; 32], &snap);
+        assert_eq!(&current[..8], SNAPSHOT_MAGIC);
+        assert_eq!(decode_snapshot(&current).unwrap().snapshot, snap);
+    }
 
     fn biggest_command() -> Command {
         let open = OpenRequest {

@@ -107,6 +107,8 @@ reasons! {
     /// The deposit (or sign-up credit) would take the money all accounts hold past the engine's
     /// ceiling (`config::MAX_AMOUNT`, 10^12 USDC).
     BalanceLimit => "balance_limit",
+    /// A source quote names a source the market does not have (`sources` in its configuration).
+    UnknownSource => "unknown_source",
 }
 
 impl Reason {

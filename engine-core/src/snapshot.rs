@@ -247,6 +247,21 @@ pub struct EngineSnapshot {
     pub counters: Counters,
     /// Journal sequence of the last state-changing command in this state (not hashed).
     pub seq: u64,
+    /// Each market's price sources, in market order (empty for a market without sources).
+    /// Last, so that a snapshot written before sources existed decodes with none (see
+    /// `persist::decode_snapshot`).
+    pub sources: Vec<SourcesSnapshot>,
+}
+
+/// A market's price sources: each one's latest quote, and the guard.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourcesSnapshot {
+    /// (bid, ask, update id, receive time ns) per source; update id 0: no quote yet.
+    pub quotes: Vec<(Price, Price, u64, u64)>,
+    /// The guard's mode.
+    pub guard: crate::command::MarketMode,
+    /// Since when enough sources agree (0: they do not).
+    pub agreed_since_ns: u64,
 }
 
 impl Engine {
@@ -314,6 +329,18 @@ impl Engine {
             max_request_id: self.max_request_id,
             counters: self.counters,
             seq: self.seq,
+            sources: self
+                .markets
+                .iter()
+                .map(|m| SourcesSnapshot {
+                    quotes: m.sources.quotes[..usize::from(m.cfg.sources)]
+                        .iter()
+                        .map(|q| (q.bid, q.ask, q.update_id, q.at_ns))
+                        .collect(),
+                    guard: m.sources.guard,
+                    agreed_since_ns: m.sources.agreed_since_ns,
+                })
+                .collect(),
         }
     }
 
@@ -476,6 +503,21 @@ fn restore_markets(e: &mut Engine, snap: &EngineSnapshot) -> Result<(), Snapshot
         m.mode = s.mode;
         m.max_leverage = s.max_leverage;
         m.mmr = s.mmr;
+    }
+    for (m, s) in e.markets.iter_mut().zip(&snap.sources) {
+        if s.quotes.len() > usize::from(m.cfg.sources) {
+            return Err(SnapshotError::Config(format!(
+                "market {} had {} price sources, the configuration has {}",
+                m.cfg.symbol,
+                s.quotes.len(),
+                m.cfg.sources
+            )));
+        }
+        for (q, &(bid, ask, update_id, at_ns)) in m.sources.quotes.iter_mut().zip(&s.quotes) {
+            *q = crate::state::Quote { bid, ask, update_id, at_ns };
+        }
+        m.sources.guard = s.guard;
+        m.sources.agreed_since_ns = s.agreed_since_ns;
     }
     Ok(())
 }

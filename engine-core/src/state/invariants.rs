@@ -86,6 +86,13 @@ impl Engine {
             h.bool(m.has_price).i64(m.bid.0).i64(m.ask.0).u64(m.update_id);
             h.u64(m.updated_at_ns).u64(m.exchange_time_us).u64(m.financed_period);
             h.value(&m.mode).u64(u64::from(m.max_leverage)).i64(m.mmr.0);
+            // Only markets with sources: a market fed ticks hashes as it always did.
+            for q in &m.sources.quotes[..usize::from(m.cfg.sources)] {
+                h.i64(q.bid.0).i64(q.ask.0).u64(q.update_id).u64(q.at_ns);
+            }
+            if m.cfg.sources > 0 {
+                h.value(&m.sources.guard).u64(m.sources.agreed_since_ns);
+            }
         }
         h.u64(self.accounts.len() as u64);
         for a in &self.accounts {

@@ -43,6 +43,9 @@ mod open;
 mod orders;
 mod prices;
 mod queries;
+mod sources;
+
+pub(crate) use sources::Quote;
 mod trailing;
 mod triggers;
 mod windows;
@@ -70,6 +73,8 @@ pub(crate) struct Market {
     pub(crate) mmr: crate::num::Ppm,
     /// Open positions and Σ quantity, long then short.
     pub(crate) open_interest: [(u32, i64); 2],
+    /// The price sources' latest quotes and the guard (markets with `sources` only).
+    pub(crate) sources: sources::Sources,
 }
 
 impl Market {
@@ -262,6 +267,7 @@ impl Engine {
                 max_leverage: m.max_leverage,
                 mmr: m.maintenance_margin_rate,
                 open_interest: [(0, 0); 2],
+                sources: sources::Sources::default(),
             })
             .collect();
         let max_accounts = usize_from(cfg.max_accounts);
@@ -469,6 +475,10 @@ impl Engine {
             CommandKind::QueryMarkets => Ok(self.list_markets(rid, sink)),
             CommandKind::QueryStateHash => Ok(ReplyData::State(self.summary())),
             CommandKind::AdminSnapshot => Ok(ReplyData::SnapshotRequested),
+            CommandKind::SourceQuote { source, tick } => {
+                self.source_quote(ts, *source, *tick, sink)
+            }
+            CommandKind::SourceCheck => self.source_check(ts, sink),
         }
     }
 }

@@ -203,6 +203,27 @@ pub fn random_secret() -> Result<Vec<u8>> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes())
 }
 
+/// `--feed-url` values: one bare URL (the venue's), and `VENUE=URL` pairs (several venues).
+pub fn feed_urls(
+    values: &[String],
+) -> Result<(Option<String>, std::collections::BTreeMap<String, String>)> {
+    let mut bare = None;
+    let mut named = std::collections::BTreeMap::new();
+    for v in values {
+        let pair = v.split_once('=').filter(|(venue, _)| {
+            !venue.is_empty() && venue.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
+        match pair {
+            Some((venue, url)) => {
+                named.insert(venue.to_owned(), url.to_owned());
+            }
+            None if bare.is_none() => bare = Some(v.clone()),
+            None => bail!("--feed-url {v:?}: a second URL needs its venue (VENUE=URL)"),
+        }
+    }
+    Ok((bare, named))
+}
+
 /// One `ENGINE=VENUE` pair of `--feed-symbols` (`BTC_USDC=BTC-USD`).
 pub fn symbol_pair(s: &str) -> Result<(String, String), String> {
     let ok = |p: &str| !p.is_empty() && p.len() <= 32 && p.bytes().all(|b| b.is_ascii_graphic());

@@ -29,7 +29,7 @@ pub struct FeedArgs {
     pub seed: u64,
     /// The venue's WebSocket endpoint instead of its public one.
     #[arg(long, visible_alias = "backpack-url")]
-    pub feed_url: Option<String>,
+    pub feed_url: Vec<String>,
     /// The venue's symbol for an engine market where its default is not right, comma-separated
     /// `ENGINE=VENUE` pairs (`BTC_USDC=BTC-USD`; defaults: Backpack the engine's own, Binance
     /// `BTCUSDC`, OKX and Coinbase `BTC-USDC`).
@@ -61,12 +61,21 @@ pub fn run(args: FeedArgs) -> Result<()> {
     }
     let kind = FeedKind::parse(&args.feed)?;
     let opts = FeedOptions {
-        url: args.feed_url.clone(),
+        url: super::args::feed_urls(&args.feed_url)?.0,
+        urls: super::args::feed_urls(&args.feed_url)?.1,
         symbols: args.feed_symbols.iter().cloned().collect(),
         synthetic: price_feed::synthetic::SyntheticConfig { seed: args.seed, ..Default::default() },
         ..FeedOptions::new(markets)
     };
     if args.redis.given() {
+        if let FeedKind::Sources(_) = kind {
+            bail!(
+                "--feed {}: several venues make an index in the engine; `price-stream` carries one \
+                 feed's ticks, so run them with `hundredx serve --feed {}`",
+                args.feed,
+                args.feed
+            );
+        }
         let (target, key) = args.redis.link()?;
         return super::service::feed(&target, key, &kind, opts);
     }

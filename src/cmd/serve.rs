@@ -37,9 +37,9 @@ pub struct ServeArgs {
     #[arg(long, value_delimiter = ',')]
     pub markets: Vec<String>,
     /// The venue's WebSocket endpoint instead of its public one (a local server can stand in
-    /// for it).
+    /// for it); with several venues, `VENUE=URL`, repeated.
     #[arg(long, visible_alias = "backpack-url")]
-    pub feed_url: Option<String>,
+    pub feed_url: Vec<String>,
     /// The venue's symbol for an engine market where its default is not right, comma-separated
     /// `ENGINE=VENUE` pairs (`BTC_USDC=BTC-USD`; defaults: Backpack the engine's own, Binance
     /// `BTCUSDC`, OKX and Coinbase `BTC-USDC`).
@@ -143,7 +143,19 @@ impl Plan {
                 random_secret()?
             }
         };
-        let cfg = engine_config(args)?;
+        let mut cfg = engine_config(args)?;
+        if let FeedKind::Sources(venues) = &feed_kind {
+            let n = u8::try_from(venues.len()).context("at most 8 venues")?;
+            for m in &mut cfg.markets {
+                match m.sources {
+                    0 => m.sources = n, // every venue is a source of every market
+                    s if s == n => {}
+                    s => {
+                        bail!("market {} has {s} price sources, --feed names {n} venues", m.symbol)
+                    }
+                }
+            }
+        }
         let mut api = ApiConfig::new(jwt_secret, cfg.markets.clone());
         api.demo_deposits = cfg.demo_deposits;
         api.limits = edge_limits;
@@ -185,6 +197,8 @@ struct Beside {
     push: thread::JoinHandle<()>,
     feed: FeedOptions,
     health: Arc<FeedHealth>,
+    /// With several venues: each one's health.
+    sources: Vec<price_feed::sources::Source>,
 }
 
 impl Beside {
@@ -195,16 +209,29 @@ impl Beside {
         stop: CancellationToken,
     ) -> Result<(Beside, Arc<AppState>)> {
         let health = FeedHealth::new(plan.markets.len());
+        let sources: Vec<price_feed::sources::Source> = match &plan.feed_kind {
+            FeedKind::Sources(venues) => venues
+                .iter()
+                .map(|&venue| price_feed::sources::Source {
+                    venue,
+                    health: FeedHealth::new(plan.markets.len()),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         let feed = feed_options(args, plan, engine)?;
         let events = spawn_event_log(engine.subscribe(Subscription::Events, 4_096))?;
         let interval = Duration::from_secs(args.financing_interval_secs);
         let financing = super::financing::spawn(engine.submitter(), &plan.markets, interval, stop)?;
-        let report: Arc<dyn hundredx_http::FeedStatus> =
-            Arc::new(FeedReport { kind: plan.feed_kind.name(), health: Arc::clone(&health) });
+        let report: Arc<dyn hundredx_http::FeedStatus> = Arc::new(FeedReport {
+            kind: plan.feed_kind.name(),
+            health: Arc::clone(&health),
+            sources: sources.clone(),
+        });
         let api = AppState::with_feed(plan.api.clone(), engine.submitter(), Some(report));
         let changes = engine.subscribe(Subscription::ChangesBestEffort, 65_536);
         let push = spawn_push_feed(changes, api.hub())?;
-        Ok((Beside { financing, events, push, feed, health }, api))
+        Ok((Beside { financing, events, push, feed, health, sources }, api))
     }
 
     /// The threads the token stops (before the engine stops).
@@ -235,7 +262,8 @@ fn feed_options(args: &ServeArgs, plan: &Plan, engine: &EngineHandle) -> Result<
         _ => Vec::new(),
     };
     Ok(FeedOptions {
-        url: args.feed_url.clone(),
+        url: super::args::feed_urls(&args.feed_url)?.0,
+        urls: super::args::feed_urls(&args.feed_url)?.1,
         symbols: args.feed_symbols.iter().cloned().collect(),
         synthetic,
         synthetic_pause: Duration::from_secs(1) / args.ticks_per_second,
@@ -281,19 +309,31 @@ async fn serve_until_signal(
     Ok(())
 }
 
-/// The feed's health as `/healthz` and `/metrics` show it.
+/// The feed's health as `/healthz` and `/metrics` show it; with several venues, each one's.
 struct FeedReport {
     kind: &'static str,
     health: Arc<FeedHealth>,
+    sources: Vec<price_feed::sources::Source>,
 }
 
 impl hundredx_http::FeedStatus for FeedReport {
     fn health(&self) -> serde_json::Value {
-        self.health.summary(self.kind, now_ns())
+        let now = now_ns();
+        let mut health = self.health.summary(self.kind, now);
+        if !self.sources.is_empty() {
+            let sources: Vec<serde_json::Value> =
+                self.sources.iter().map(|s| s.health.summary(s.venue.name(), now)).collect();
+            health["sources"] = serde_json::Value::Array(sources);
+        }
+        health
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
         self.health.counters()
+    }
+
+    fn source_counters(&self) -> Vec<(&'static str, Vec<(&'static str, u64)>)> {
+        self.sources.iter().map(|s| (s.venue.name(), s.health.counters())).collect()
     }
 }
 
@@ -377,8 +417,9 @@ fn spawn_event_log(events: crossbeam_channel::Receiver<Output>) -> Result<thread
     })?)
 }
 
-/// The price feed (any kind: [`price_feed::run`] dispatches) into the engine's in-ring, until
-/// `stop` is cancelled or a replay ends.
+/// The price feed into the engine's in-ring, until `stop` is cancelled or a replay ends: several
+/// venues as the index's sources ([`price_feed::run_sources`]), any other kind as ticks
+/// ([`price_feed::run`] dispatches).
 fn spawn_feed(
     kind: &FeedKind,
     beside: &Beside,
@@ -388,7 +429,12 @@ fn spawn_feed(
     let (kind, opts, health) = (kind.clone(), beside.feed.clone(), Arc::clone(&beside.health));
     let sink = EngineSink(engine.submitter(), Arc::clone(&health));
     let stopped = stop.clone().cancelled_owned();
+    let sources = beside.sources.clone();
     tokio::spawn(async move {
+        if let FeedKind::Sources(_) = kind {
+            price_feed::run_sources(&sources, opts, sink, stopped).await;
+            return info!(feed = kind.name(), "feed stopped");
+        }
         match price_feed::run(&kind, opts, health, sink, stopped).await {
             Ok(n) => info!(ticks = n, feed = kind.name(), "feed stopped"),
             Err(e) => warn!(error = %e, feed = kind.name(), "feed failed"),

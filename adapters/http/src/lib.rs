@@ -67,6 +67,10 @@ pub trait FeedStatus: Send + Sync {
     fn health(&self) -> serde_json::Value;
     /// Named counters for `/metrics`.
     fn counters(&self) -> Vec<(&'static str, u64)>;
+    /// Each price source's named counters (several venues making an index), by venue name.
+    fn source_counters(&self) -> Vec<(&'static str, Vec<(&'static str, u64)>)> {
+        Vec::new()
+    }
 }
 
 /// Whether a sign-in carries a valid device token of its login.

@@ -50,6 +50,14 @@ struct CounterLabels {
     counter: &'static str,
 }
 
+/// A price source's counter: the venue (a closed set, from the feed's configuration) and the
+/// counter's name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+    counter: &'static str,
+}
+
 /// The registry and the handles the API updates.
 pub struct Metrics {
     registry: Registry,
@@ -60,6 +68,7 @@ pub struct Metrics {
     in_flight: Gauge,
     events_dropped: Gauge,
     feed_counters: Family<CounterLabels, Gauge>,
+    feed_sources: Family<SourceLabels, Gauge>,
     edge: Family<CounterLabels, Gauge>,
     history: Family<CounterLabels, Gauge>,
     push: Family<CounterLabels, Gauge>,
@@ -120,6 +129,12 @@ impl Metrics {
             "Price feed counters (ticks, reconnects, errors, ...)",
             feed_counters.clone(),
         );
+        let feed_sources = Family::<SourceLabels, Gauge>::default();
+        registry.register(
+            "feed_source",
+            "Each price source's counters (connected, ticks, reconnects, rejects by cause, ...)",
+            feed_sources.clone(),
+        );
         let edge = Family::<CounterLabels, Gauge>::default();
         registry.register(
             "edge",
@@ -146,6 +161,7 @@ impl Metrics {
             server,
             table,
             feed_counters,
+            feed_sources,
             feed,
             registry,
             requests,
@@ -182,6 +198,14 @@ impl Metrics {
         self.fill_edge();
         if let Some(feed) = &self.feed {
             set_all(&self.feed_counters, feed.counters());
+            for (source, counters) in feed.source_counters() {
+                for (counter, v) in counters {
+                    let labels = SourceLabels { source, counter };
+                    self.feed_sources
+                        .get_or_create(&labels)
+                        .set(i64::try_from(v).unwrap_or(i64::MAX));
+                }
+            }
         }
         if let Some(w) = history {
             let written = [

@@ -13,6 +13,7 @@
 //! - [`synthetic`]: a seeded random walk per market (machines without internet, reproducible
 //!   runs); [`replay`]: a recording played through its venue's parser.
 //! - [`sink`]: the engine's in-ring as a `ground::ports::TickSink`.
+//! - [`sources`]: several venues at once, each a source of the markets' index price.
 //!
 //! [`FeedKind`] is what `--feed` names, parsed here, and [`run`] is the one place that starts
 //! each kind.
@@ -23,6 +24,7 @@ pub mod frame;
 pub mod health;
 pub mod replay;
 pub mod sink;
+pub mod sources;
 pub mod synthetic;
 pub mod venues;
 
@@ -44,11 +46,13 @@ use crate::health::FeedHealth;
 use crate::replay::ReplayPace;
 use crate::synthetic::{SyntheticConfig, SyntheticFeed};
 
-/// Which price feed runs: `--feed <venue>`, `synthetic` or `replay:FILE`.
+/// Which price feed runs: `--feed <venue>`, `<venue>,<venue>,…`, `synthetic` or `replay:FILE`.
 #[derive(Debug, Clone)]
 pub enum FeedKind {
     /// A live venue.
     Venue(&'static dyn Connector),
+    /// Several live venues, each a source of every market's index price (source id = order).
+    Sources(Vec<&'static dyn Connector>),
     /// The seeded random walk.
     Synthetic,
     /// A recording of `venue`'s frames.
@@ -69,6 +73,9 @@ pub enum FeedKindError {
     /// `replay:FILE` names no file.
     #[error("replay file {0} not found")]
     NoFile(PathBuf),
+    /// A list of venues with a repeat, or longer than a market's sources may be.
+    #[error("--feed {0:?}: give 2 to 8 different venues")]
+    Sources(String),
 }
 
 impl FeedKind {
@@ -80,6 +87,9 @@ impl FeedKind {
         }
         if let Some(venue) = venues::by_name(s) {
             return Ok(FeedKind::Venue(venue));
+        }
+        if s.contains(',') {
+            return FeedKind::parse_sources(s);
         }
         match s.strip_prefix("replay:") {
             Some(path) if !path.is_empty() => {
@@ -96,10 +106,29 @@ impl FeedKind {
         }
     }
 
+    fn parse_sources(s: &str) -> Result<FeedKind, FeedKindError> {
+        let mut list: Vec<&'static dyn Connector> = Vec::new();
+        for name in s.split(',') {
+            let venue = venues::by_name(name).ok_or_else(|| {
+                let names: Vec<&str> = venues::ALL.iter().map(|v| v.name()).collect();
+                FeedKindError::Unknown(name.to_owned(), names.join(", "))
+            })?;
+            if list.iter().any(|v| v.name() == venue.name()) {
+                return Err(FeedKindError::Sources(s.to_owned()));
+            }
+            list.push(venue);
+        }
+        if list.len() > engine_core::limits::SOURCES_MAX {
+            return Err(FeedKindError::Sources(s.to_owned()));
+        }
+        Ok(FeedKind::Sources(list))
+    }
+
     /// The feed's name in `/healthz`.
     pub fn name(&self) -> &'static str {
         match self {
             FeedKind::Venue(v) => v.name(),
+            FeedKind::Sources(_) => "sources",
             FeedKind::Synthetic => "synthetic",
             FeedKind::Replay { .. } => "replay",
         }
@@ -113,6 +142,8 @@ pub struct FeedOptions {
     pub markets: Vec<MarketConfig>,
     /// A venue's endpoint instead of its public one (a local mock, a proxy).
     pub url: Option<String>,
+    /// Each venue's endpoint by name, when several run (`--feed-url okx=wss://…`).
+    pub urls: BTreeMap<String, String>,
     /// The venue's symbol per engine symbol, where the venue's default mapping is not right
     /// (e.g. `BTC_USDC` -> `BTC-USD` on Coinbase).
     pub symbols: BTreeMap<String, String>,
@@ -133,6 +164,7 @@ impl FeedOptions {
         FeedOptions {
             markets,
             url: None,
+            urls: BTreeMap::new(),
             symbols: BTreeMap::new(),
             synthetic: SyntheticConfig::default(),
             synthetic_pause: Duration::from_millis(33),
@@ -143,7 +175,8 @@ impl FeedOptions {
 }
 
 /// Runs the feed `kind` into `sink` until `shutdown` (a replay also ends with its file).
-/// Returns the ticks published.
+/// Returns the ticks published. Several venues ([`FeedKind::Sources`]) go through
+/// [`run_sources`] instead: their quotes are not plain ticks.
 pub async fn run<S: TickSink>(
     kind: &FeedKind,
     opts: FeedOptions,
@@ -165,6 +198,10 @@ pub async fn run<S: TickSink>(
             }
             synthetic::drive(feed, opts.synthetic_pause, &health, &mut sink, shutdown).await;
         }
+        FeedKind::Sources(_) => {
+            let why = "several venues make an index: run them with price_feed::run_sources";
+            return Err(std::io::Error::new(std::io::ErrorKind::Unsupported, why));
+        }
         FeedKind::Replay { venue, path } => {
             let pace = opts.replay_pace;
             let markets = (&opts.markets[..], &opts.symbols);
@@ -176,6 +213,25 @@ pub async fn run<S: TickSink>(
         }
     }
     Ok(health.ticks.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// Runs several venues (`sources`, in source-id order, with their health) into `sink` until
+/// `shutdown`, with the clock that lets the engine's guards see silence.
+pub async fn run_sources<S: sources::SourceSink + Clone>(
+    sources: &[sources::Source],
+    opts: FeedOptions,
+    sink: S,
+    shutdown: impl Future<Output = ()>,
+) {
+    let cfg = |venue: &'static dyn Connector| {
+        let url =
+            opts.urls.get(venue.name()).cloned().unwrap_or_else(|| venue.default_url().to_owned());
+        ClientConfig {
+            symbols: opts.symbols.clone(),
+            ..ClientConfig::new(&url, opts.markets.clone())
+        }
+    };
+    sources::run(sources, cfg, sink, shutdown).await;
 }
 
 #[cfg(test)]
@@ -195,5 +251,14 @@ mod tests {
         assert!(e.contains("backpack") && e.contains("synthetic"), "{e}");
         assert!(matches!(FeedKind::parse("replay:/no/such/file"), Err(FeedKindError::NoFile(_))));
         assert!(FeedKind::parse("replay:").is_err());
+        let Ok(FeedKind::Sources(list)) = FeedKind::parse("binance,okx,coinbase") else {
+            panic!("three venues")
+        };
+        assert_eq!(
+            list.iter().map(|v| v.name()).collect::<Vec<_>>(),
+            ["binance", "okx", "coinbase"]
+        );
+        assert!(matches!(FeedKind::parse("okx,okx"), Err(FeedKindError::Sources(_))));
+        assert!(matches!(FeedKind::parse("okx,nasdaq"), Err(FeedKindError::Unknown(..))));
     }
 }

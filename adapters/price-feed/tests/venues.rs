@@ -175,3 +175,68 @@ async fn every_venue_subscribes_streams_keeps_alive_and_comes_back() {
         assert!(counters["reconnects"] >= 1, "{name}: {counters:?}");
     }
 }
+
+/// Collects source quotes and clock checks.
+#[derive(Clone, Default)]
+struct Quotes {
+    quotes: Arc<Mutex<Vec<(u8, Tick)>>>,
+    checks: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl price_feed::sources::SourceSink for Quotes {
+    fn quote(&mut self, source: SourceId, tick: Tick) {
+        self.quotes.lock().unwrap().push((source.0, tick));
+    }
+
+    fn check(&mut self) {
+        self.checks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn several_venues_run_at_once_each_quote_tagged_with_its_source() {
+    let mut opts = price_feed::FeedOptions::new(MarketConfig::defaults());
+    let mut sources = Vec::new();
+    for case in cases().into_iter().filter(|c| ["binance", "okx"].contains(&c.venue.name())) {
+        let fixture = case.fixture;
+        let (url, _) = mock(move |_, mut ws| async move {
+            let _subscribe = ws.next().await;
+            for line in fixture.lines() {
+                ws.send(Message::text(line)).await.unwrap();
+            }
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
+        opts.urls.insert(case.venue.name().to_owned(), url);
+        sources.push(price_feed::sources::Source { venue: case.venue, health: FeedHealth::new(3) });
+    }
+    let sink = Quotes::default();
+    let (quotes, checks) = (Arc::clone(&sink.quotes), Arc::clone(&sink.checks));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn({
+        let sources = sources.clone();
+        async move {
+            price_feed::run_sources(&sources, opts, sink, async {
+                let _ = stopped.await;
+            })
+            .await
+        }
+    });
+    wait_until("three quotes from each venue and a clock check", || {
+        quotes.lock().unwrap().len() == 6 && checks.load(std::sync::atomic::Ordering::SeqCst) >= 1
+    })
+    .await;
+    let _ = stop.send(());
+    run.await.unwrap();
+    let quotes = quotes.lock().unwrap().clone();
+    let from = |s: u8| {
+        quotes
+            .iter()
+            .filter(|(source, _)| *source == s)
+            .map(|(_, t)| t.update_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(from(0), [400_900_217, 400_900_218, 400_900_219], "binance is source 0");
+    assert_eq!(from(1), [123, 124, 125], "okx is source 1");
+    assert!(sources.iter().all(|s| s.health.ticks.load(std::sync::atomic::Ordering::Relaxed) == 3));
+}

@@ -36,7 +36,13 @@ struct Bench {
 
 impl Bench {
     fn new(max_positions: u32) -> Bench {
-        let cfg = EngineConfig {
+        Bench::with_sources(max_positions, 0)
+    }
+
+    /// BTC made from `sources` price sources (0: plain ticks). The first price is a tick either
+    /// way, from every source.
+    fn with_sources(max_positions: u32, sources: u8) -> Bench {
+        let mut cfg = EngineConfig {
             max_open_positions: max_positions + 16,
             max_pending_orders: max_positions + 16,
             max_orders_per_account: 10_000,
@@ -45,14 +51,35 @@ impl Bench {
             margin_call_level: Ppm(std::env::var("HX_MC_OFF").map_or(1_500_000, |_| 0)),
             ..EngineConfig::default()
         };
+        cfg.markets[0].sources = sources;
         let mut b = Bench {
             engine: Engine::new(cfg).unwrap(),
             out: Vec::with_capacity(64),
             update_id: 0,
             rid: 0,
         };
-        b.tick(MID, MID);
+        if sources == 0 {
+            b.tick(MID, MID);
+        }
+        for s in 0..sources {
+            b.quote(s, MID, MID);
+        }
         b
+    }
+
+    /// Source `source` quotes `bid`/`ask` (its update id: the bench's, increasing).
+    fn quote(&mut self, source: u8, bid: i64, ask: i64) {
+        self.update_id += 1;
+        let tick = Tick {
+            market: BTC,
+            bid: Price(bid),
+            ask: Price(ask),
+            update_id: self.update_id,
+            exchange_time_us: 0,
+        };
+        let kind = CommandKind::SourceQuote { source: SourceId(source), tick };
+        self.out.clear();
+        self.engine.apply(&Command::new(RequestId::NONE, T0, kind), &mut self.out);
     }
 
     fn apply(&mut self, kind: CommandKind) -> Option<Result<ReplyData, Reason>> {
@@ -368,8 +395,32 @@ fn snapshot_copy(c: &mut Criterion) {
     group.finish();
 }
 
+/// One source's quote into a market of five sources with 100k open positions: kept, the index
+/// made again (medians over five, on the stack), and, when the index moves, the quiet tick.
+/// The sources take turns, each alternating between two prices a tick apart: the median
+/// moves about every other quote.
+fn source_quote(c: &mut Criterion) {
+    let mut group = c.benchmark_group("source_quote");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(4));
+    let mut b = Bench::with_sources(100_000, 5);
+    b.populate(100_000, |i| 2 + i % 49, true);
+    let mut turn = 0u64;
+    group.bench_function("5 sources, 100k open", |bencher| {
+        bencher.iter(|| {
+            turn += 1;
+            let flip = i64::try_from((turn / 5) % 2).unwrap_or(0);
+            let source = u8::try_from(turn % 5).unwrap_or(0);
+            b.quote(source, black_box(MID + flip), MID + flip);
+        })
+    });
+    assert_eq!(b.engine.open_positions(), 100_000, "nothing triggered");
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    source_quote,
     snapshot_copy,
     tick_no_trigger,
     tick_resting_orders,

@@ -119,6 +119,12 @@ fn three_venues_make_the_index_a_wick_on_one_moves_nothing_and_replay_agrees() {
     let before = ticks("binance");
     assert!(wait(20, || ticks("binance") > before + 10), "the wick reached the engine");
     assert!(btc().contains(r#""bid":"60000.00""#), "{}", btc());
+    let listed = btc();
+    assert!(listed.contains(r#""price_guard":"open""#), "{listed}");
+    assert!(
+        listed.contains(r#""sources":{"configured":3,"fresh":3,"agreeing":2}"#),
+        "the wick is left out: {listed}"
+    );
     let metrics = http(&addr, "GET", "/metrics", None, None).1;
     assert!(metrics.contains(r#"hundredx_feed_source{source="okx",counter="ticks"}"#), "{metrics}");
     // Stop; replay the whole journal from scratch: the same state hash as the clean stop's.

@@ -261,6 +261,21 @@ pub enum Item {
     Exposure(Exposure),
     /// A position close to liquidation (risk view).
     AtRisk(AtRisk),
+    /// A market made from price sources: its guard and its sources now (follows its
+    /// [`Item::Market`] in the markets list).
+    MarketSources {
+        /// Market.
+        market: MarketId,
+        /// The price guard's mode (the market's effective mode is the stricter of it and the
+        /// operators').
+        guard: crate::command::MarketMode,
+        /// Sources configured.
+        sources: u8,
+        /// Fresh at the query's time.
+        fresh: u8,
+        /// Fresh and agreeing.
+        agreeing: u8,
+    },
 }
 
 /// One side of one market, for operators.

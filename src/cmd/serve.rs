@@ -411,6 +411,10 @@ fn spawn_event_log(events: crossbeam_channel::Receiver<Output>) -> Result<thread
                 Output::Event(Event::PriceRejected { market, reason, update_id }) => {
                     warn!(market = market.0, reason = reason.code(), update_id, "price rejected");
                 }
+                Output::Event(Event::PriceGuard { market, mode, fresh, agreeing }) => {
+                    warn!(market = market.0, guard = mode.as_str(), fresh, agreeing,
+                        "price guard: too few fresh, agreeing sources make the market reduce-only, none heard from halts it, agreement reopens it");
+                }
                 _ => {}
             }
         }

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use engine_core::command::{
-    AccountId, ClientOrderId, CommandKind, PositionId, Size, TrailDistance,
+    AccountId, ClientOrderId, CommandKind, MarketId, PositionId, Size, TrailDistance,
 };
 use engine_core::config::MarketConfig;
 use engine_core::event::{AccountView, Item, MarketView, OrderView, PositionView, ReplyData};
@@ -115,7 +115,40 @@ pub(crate) fn market_dto(mv: &MarketView, m: &MarketConfig) -> dto::Market {
         max_leverage: mv.max_leverage,
         maintenance_margin_rate: format_fixed(i128::from(mv.maintenance_margin_rate.0), 6),
         mode: mv.mode.as_str(),
+        price_guard: None,
+        sources: None,
     }
+}
+
+/// The markets list from the engine's items: each market, with its sources' state where the
+/// engine sent one (right after it).
+pub(crate) fn markets_dto(
+    items: &[Item],
+    cfg_of: impl Fn(MarketId) -> Option<MarketConfig>,
+) -> Vec<dto::Market> {
+    let mut markets: Vec<(MarketId, dto::Market)> = Vec::new();
+    for item in items {
+        match item {
+            Item::Market(mv) => {
+                if let Some(m) = cfg_of(mv.market) {
+                    markets.push((mv.market, market_dto(mv, &m)));
+                }
+            }
+            Item::MarketSources { market, guard, sources, fresh, agreeing } => {
+                if let Some((_, dto)) = markets.iter_mut().rev().find(|(id, _)| id == market) {
+                    dto.price_guard = Some(guard.as_str());
+                    let state = dto::SourcesState {
+                        configured: *sources,
+                        fresh: *fresh,
+                        agreeing: *agreeing,
+                    };
+                    dto.sources = Some(state);
+                }
+            }
+            _ => {}
+        }
+    }
+    markets.into_iter().map(|(_, m)| m).collect()
 }
 
 pub(crate) fn balance_dto(a: &AccountView) -> dto::Balance {

@@ -422,6 +422,25 @@ pub struct Market {
     pub maintenance_margin_rate: String,
     /// `open`, `halted` or `reduce_only` (set by operators).
     pub mode: &'static str,
+    /// A market priced from several venues: its price guard, `open`, `reduce_only` (too few
+    /// fresh, agreeing sources) or `halted` (none heard from). New positions need both `mode`
+    /// and `price_guard` open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_guard: Option<&'static str>,
+    /// A market priced from several venues: its sources now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sources: Option<SourcesState>,
+}
+
+/// A market's price sources at the moment of the request (docs/DESIGN.md, "Index price").
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourcesState {
+    /// Venues configured.
+    pub configured: u8,
+    /// Quoted within `max_source_age`.
+    pub fresh: u8,
+    /// Fresh and within `max_deviation_bps` of the median: those the index is made of.
+    pub agreeing: u8,
 }
 
 /// Every market.

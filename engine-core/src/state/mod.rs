@@ -472,7 +472,7 @@ impl Engine {
                 self.find_position(*account, *position).map(ReplyData::Position)
             }
             CommandKind::QueryCredential { login } => self.credential(login),
-            CommandKind::QueryMarkets => Ok(self.list_markets(rid, sink)),
+            CommandKind::QueryMarkets => Ok(self.list_markets(rid, ts, sink)),
             CommandKind::QueryStateHash => Ok(ReplyData::State(self.summary())),
             CommandKind::AdminSnapshot => Ok(ReplyData::SnapshotRequested),
             CommandKind::SourceQuote { source, tick } => {

@@ -133,11 +133,14 @@ impl Engine {
         }
     }
 
-    pub(super) fn list_markets<S: Sink>(&self, rid: RequestId, sink: &mut S) -> ReplyData {
+    pub(super) fn list_markets<S: Sink>(&self, rid: RequestId, ts: u64, sink: &mut S) -> ReplyData {
         for i in 0..self.markets.len() {
             let market = MarketId(u16::try_from(i).expect("validated: at most 65535 markets"));
             let view = self.market_view(market);
             sink.emit(Output::Item { request_id: rid, item: Item::Market(view) });
+            if let Some(item) = self.sources_item(market, ts) {
+                sink.emit(Output::Item { request_id: rid, item });
+            }
         }
         ReplyData::List { count: u32::try_from(self.markets.len()).unwrap_or(u32::MAX) }
     }

@@ -21,7 +21,7 @@
 //! twice `max_source_age`: `halted`; it reopens by itself after `guard_quiet` of agreement. Everything is a function of the journaled quotes and their
 //! receive times: replay gives the same index and the same state hash.
 
-use super::{Engine, Event, MarketId, Outcome, Output, Price, Reason, ReplyData, Sink, Tick};
+use super::{Engine, Event, Item, MarketId, Outcome, Output, Price, Reason, ReplyData, Sink, Tick};
 use crate::command::{MarketMode, SourceId};
 use crate::config::MarketConfig;
 use crate::limits::SOURCES_MAX;
@@ -151,6 +151,21 @@ impl Engine {
             return Err(Reason::StaleUpdate);
         }
         Ok(())
+    }
+
+    /// `market`'s guard and sources at `ts`, for the markets list (`None` without sources).
+    pub(super) fn sources_item(&self, market: MarketId, ts: u64) -> Option<Item> {
+        let m = self.markets.get(usize::from(market.0))?;
+        (m.cfg.sources > 0).then(|| {
+            let idx = index(&m.sources.quotes[..usize::from(m.cfg.sources)], ts, &m.cfg);
+            Item::MarketSources {
+                market,
+                guard: m.sources.guard,
+                sources: m.cfg.sources,
+                fresh: idx.fresh,
+                agreeing: idx.agreeing,
+            }
+        })
     }
 
     /// Time passes: every market with sources looks at which are still fresh.

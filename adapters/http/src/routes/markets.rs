@@ -5,12 +5,11 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use engine_core::event::Item;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::convert::{market_dto, ms, px};
+use crate::convert::{markets_dto, ms, px};
 use crate::dto::{self};
 use crate::error::ApiError;
 use crate::extract::St;
@@ -71,13 +70,6 @@ async fn candles(
 async fn markets(State(state): St, ClientIp(ip): ClientIp) -> Result<Response, ApiError> {
     AppState::limited(&state.public_ip, &ip)?;
     let reply = state.markets_snapshot().await?;
-    let items = reply.items.as_slice();
-    let markets = items
-        .iter()
-        .filter_map(|i| match i {
-            Item::Market(mv) => state.market_cfg(mv.market).map(|m| market_dto(mv, m)),
-            _ => None,
-        })
-        .collect();
+    let markets = markets_dto(&reply.items, |id| state.market_cfg(id).cloned());
     Ok(Json(dto::Markets { markets }).into_response())
 }

@@ -105,7 +105,12 @@ async function loadMarkets() {
     tr.id = `m-${m.symbol}`;
     tr.tabIndex = 0;
     const mode = m.mode === "open" ? "" : `<span class="mode">${m.mode.replace("_", " ")}</span>`;
-    tr.innerHTML = `<td>${m.symbol}${mode}</td><td class="bid">${m.bid ?? "–"}</td><td class="ask">${m.ask ?? "–"}</td>`;
+    // A market priced from several venues: its guard, and how many venues make its index.
+    const guard = !m.price_guard || m.price_guard === "open" ? ""
+      : `<span class="mode" title="too few venues agree: new positions wait">price ${m.price_guard.replace("_", " ")}</span>`;
+    const src = m.sources
+      ? `<span class="sources" title="venues agreeing / configured">${m.sources.agreeing}/${m.sources.configured}</span>` : "";
+    tr.innerHTML = `<td>${m.symbol}${mode}${guard}${src}</td><td class="bid">${m.bid ?? "–"}</td><td class="ask">${m.ask ?? "–"}</td>`;
     tr.onclick = () => selectMarket(m.symbol);
     tr.onkeydown = (e) => { if (e.key === "Enter") selectMarket(m.symbol); };
     if (m.bid) st.prices[m.symbol] = { bid: m.bid, ask: m.ask };

@@ -10,7 +10,8 @@
 //!   "markets": [
 //!     { "symbol": "BTC_USDC", "price_decimals": 2, "qty_decimals": 5, "max_leverage": 50,
 //!       "maintenance_margin_rate": "0.01", "close_fee_rate": "0.0005" },
-//!     { "symbol": "ETH_USDC", "price_decimals": 2, "qty_decimals": 4 }
+//!     { "symbol": "ETH_USDC", "price_decimals": 2, "qty_decimals": 4, "sources": 3,
+//!       "min_sources": 2, "max_source_age_ms": 5000, "max_deviation_bps": 100 }
 //!   ],
 //!   "initial_balance": "10000",
 //!   "max_positions_per_account": 50

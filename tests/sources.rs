@@ -114,6 +114,8 @@ fn three_venues_make_the_index_a_wick_on_one_moves_nothing_and_replay_agrees() {
         s["ticks"].as_u64().unwrap_or(0)
     };
     assert!(names.iter().all(|n| ticks(n) > 0), "{}", health());
+    let feed: serde_json::Value = serde_json::from_str(&health()).unwrap();
+    assert_eq!(feed["feed"]["connected"], true, "{feed}");
     // One venue prints half the price for a while: the index does not move.
     wick.store(true, Ordering::SeqCst);
     let before = ticks("binance");

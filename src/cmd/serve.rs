@@ -323,6 +323,11 @@ impl hundredx_http::FeedStatus for FeedReport {
         if !self.sources.is_empty() {
             let sources: Vec<serde_json::Value> =
                 self.sources.iter().map(|s| s.health.summary(s.venue.name(), now)).collect();
+            // The feed as a whole: connected while any venue is, its ticks and reconnects summed.
+            let sum = |key: &str| sources.iter().filter_map(|s| s[key].as_u64()).sum::<u64>();
+            health["connected"] = sources.iter().any(|s| s["connected"] == true).into();
+            health["ticks"] = sum("ticks").into();
+            health["reconnects"] = sum("reconnects").into();
             health["sources"] = serde_json::Value::Array(sources);
         }
         health

@@ -152,3 +152,12 @@ pub trait TickSink: Send {
     /// Every text frame as received (for recording); ignored by default.
     fn raw(&mut self, _frame: &str) {}
 }
+
+/// Where the quotes of several price sources go (docs/DESIGN.md, "Index price"): the engine's
+/// in-ring (embedded) or `price-stream` (service mode).
+pub trait SourceSink: Send + 'static {
+    /// Publishes `tick` as source `source`'s quote.
+    fn quote(&mut self, source: engine_core::command::SourceId, tick: Tick);
+    /// Time passes: the engine looks at which sources are still fresh.
+    fn check(&mut self);
+}

@@ -68,14 +68,6 @@ pub fn run(args: FeedArgs) -> Result<()> {
         ..FeedOptions::new(markets)
     };
     if args.redis.given() {
-        if let FeedKind::Sources(_) = kind {
-            bail!(
-                "--feed {}: several venues make an index in the engine; `price-stream` carries one \
-                 feed's ticks, so run them with `hundredx serve --feed {}`",
-                args.feed,
-                args.feed
-            );
-        }
         let (target, key) = args.redis.link()?;
         return super::service::feed(&target, key, &kind, opts);
     }

@@ -494,7 +494,22 @@ pub fn feed(
         let health = FeedHealth::new(opts.markets.len());
         let stop = hundredx::shutdown_signal();
         // The sink is dropped when the feed ends: the writer then writes what it holds and ends.
-        let ticks = price_feed::run(kind, opts, Arc::clone(&health), sink, stop).await?;
+        let ticks = match kind {
+            // Each venue a source of the index the engine makes (its `--config` must give the
+            // markets as many `sources`).
+            FeedKind::Sources(venues) => {
+                let sources: Vec<price_feed::sources::Source> = venues
+                    .iter()
+                    .map(|&venue| price_feed::sources::Source {
+                        venue,
+                        health: FeedHealth::new(opts.markets.len()),
+                    })
+                    .collect();
+                price_feed::run_sources(&sources, opts, sink, stop).await;
+                sources.iter().map(|s| s.health.ticks.load(Ordering::Relaxed)).sum()
+            }
+            _ => price_feed::run(kind, opts, Arc::clone(&health), sink, stop).await?,
+        };
         if tokio::time::timeout(Duration::from_secs(5), writer).await.is_err() {
             warn!("feed: price-stream writer still busy after 5 s; leaving it");
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use engine_core::command::{SourceId, Tick};
+pub use ground::ports::SourceSink;
 use ground::ports::TickSink;
 
 use crate::client::{self, ClientConfig};
@@ -15,14 +16,6 @@ use crate::health::FeedHealth;
 
 /// How often the engine is told that time passes (`SourceCheck`).
 pub const CHECK_EVERY: Duration = Duration::from_millis(500);
-
-/// Where the quotes of several sources go.
-pub trait SourceSink: Send + 'static {
-    /// Publishes `tick` as source `source`'s quote.
-    fn quote(&mut self, source: SourceId, tick: Tick);
-    /// Time passes: the engine looks at which sources are still fresh.
-    fn check(&mut self);
-}
 
 /// One source's view of a [`SourceSink`]: the [`TickSink`] its client publishes into.
 #[derive(Debug, Clone)]

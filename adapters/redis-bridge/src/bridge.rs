@@ -392,12 +392,11 @@ async fn handle_tick(
         // A forged tick could liquidate every account: never applied, counted, kept aside.
         return gate.refuse(write, PRICE_STREAM, e, why).await;
     }
-    match wire::decode_tick(&e.data) {
+    match wire::decode_price(&e.data) {
         // A tick wants no reply; a lost one is superseded by the next.
-        Ok(t) => submitter
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(now_ns(), CommandKind::PriceTick(t)),
+        Ok(entry) => {
+            submitter.lock().unwrap_or_else(|e| e.into_inner()).send(now_ns(), entry.command())
+        }
         Err(err) => warn!(error = %err, "bridge: bad price-stream entry"),
     }
     Ok(())

@@ -4,32 +4,50 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use engine_core::command::Tick;
-use ground::ports::TickSink;
+use engine_core::command::{SourceId, Tick};
+use ground::ports::{SourceSink, TickSink};
 use tokio::sync::mpsc;
 use tracing::warn;
 
 use crate::signing::BridgeKey;
 use crate::target::RedisTarget;
+use crate::wire::PriceEntry;
 
 /// Ticks waiting for the `price-stream` writer. A feed is faster than Redis only when Redis is
 /// in trouble; then a price is superseded by the next one, and a waiting tick is worth nothing.
 pub const PRICE_QUEUE_TICKS: usize = 4_096;
 
-/// Publishes ticks to `price-stream` (trimmed), from any feed. Never waits: a tick the writer's
-/// queue cannot take is dropped and counted in [`RedisSink::dropped`].
-#[derive(Debug)]
+/// Publishes ticks, or several sources' quotes and their clock, to `price-stream` (trimmed),
+/// from any feed. Never waits: an entry the writer's queue cannot take is dropped and counted in
+/// [`RedisSink::dropped`].
+#[derive(Debug, Clone)]
 pub struct RedisSink {
-    tx: mpsc::Sender<Tick>,
-    /// Ticks dropped because the writer's queue was full.
+    tx: mpsc::Sender<PriceEntry>,
+    /// Entries dropped because the writer's queue was full.
     pub dropped: Arc<AtomicU64>,
+}
+
+impl RedisSink {
+    fn send(&mut self, entry: PriceEntry) {
+        if self.tx.try_send(entry).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl TickSink for RedisSink {
     fn publish(&mut self, tick: Tick) {
-        if self.tx.try_send(tick).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        self.send(PriceEntry::Tick(tick));
+    }
+}
+
+impl SourceSink for RedisSink {
+    fn quote(&mut self, source: SourceId, tick: Tick) {
+        self.send(PriceEntry::Quote(source, tick));
+    }
+
+    fn check(&mut self) {
+        self.send(PriceEntry::Check);
     }
 }
 
@@ -45,10 +63,10 @@ pub async fn redis_sink(
     let Some(mut con) = target.retry("feed", connect, stop).await else {
         return Ok(None);
     };
-    let (tx, mut rx) = mpsc::channel::<Tick>(PRICE_QUEUE_TICKS);
+    let (tx, mut rx) = mpsc::channel::<PriceEntry>(PRICE_QUEUE_TICKS);
     let writer = tokio::spawn(async move {
-        while let Some(t) = rx.recv().await {
-            let body = crate::wire::encode_tick(&t);
+        while let Some(entry) = rx.recv().await {
+            let body = crate::wire::encode_price(&entry);
             let r: redis::RedisResult<()> =
                 crate::entries::signed_xadd(&key, crate::PRICE_STREAM, 100_000, &body)
                     .query_async(&mut con)

@@ -10,7 +10,7 @@
 //!   "items": [...]}` or `{"id": "42", "ok": false, "error": "insufficient_balance", "items": []}`.
 //! - `price-stream` tick: a [`Tick`] as JSON.
 
-use engine_core::command::{CommandKind, RequestId, Tick};
+use engine_core::command::{CommandKind, RequestId, SourceId, Tick};
 use engine_core::event::{Item, Reason, ReplyData};
 use engine_core::processor::Response;
 use serde_json::{Value, json};
@@ -130,14 +130,60 @@ pub fn decode_reply(data: &str) -> Result<Response, WireError> {
     Ok(Response { request_id: RequestId(id), result, items, seq })
 }
 
-/// Encodes a tick for `price-stream`.
-pub fn encode_tick(t: &Tick) -> String {
-    serde_json::to_string(t).unwrap_or_default()
+/// What a `price-stream` entry carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PriceEntry {
+    /// One feed's tick (`PriceTick`): the tick's JSON, as always.
+    Tick(Tick),
+    /// One source's quote for a market's index (`SourceQuote`): `{"source": n, "tick": {…}}`.
+    Quote(SourceId, Tick),
+    /// The sources' clock (`SourceCheck`): `{"check": true}`.
+    Check,
 }
 
-/// Decodes a tick from `price-stream`.
-pub fn decode_tick(data: &str) -> Result<Tick, WireError> {
-    serde_json::from_str(data).map_err(|e| WireError::NotJson(e.to_string()))
+impl PriceEntry {
+    /// The command it becomes in the engine.
+    pub fn command(self) -> CommandKind {
+        match self {
+            PriceEntry::Tick(t) => CommandKind::PriceTick(t),
+            PriceEntry::Quote(source, tick) => CommandKind::SourceQuote { source, tick },
+            PriceEntry::Check => CommandKind::SourceCheck,
+        }
+    }
+}
+
+/// Encodes an entry for `price-stream`.
+pub fn encode_price(e: &PriceEntry) -> String {
+    match e {
+        // Byte for byte what a tick's entry was before sources existed.
+        PriceEntry::Tick(t) => serde_json::to_string(t).unwrap_or_default(),
+        PriceEntry::Quote(source, tick) => json!({ "source": source.0, "tick": tick }).to_string(),
+        PriceEntry::Check => json!({ "check": true }).to_string(),
+    }
+}
+
+/// Encodes a feed's tick for `price-stream` (the entry of [`PriceEntry::Tick`]).
+pub fn encode_tick(t: &Tick) -> String {
+    encode_price(&PriceEntry::Tick(*t))
+}
+
+/// Decodes an entry from `price-stream`.
+pub fn decode_price(data: &str) -> Result<PriceEntry, WireError> {
+    let v: Value = serde_json::from_str(data).map_err(|e| WireError::NotJson(e.to_string()))?;
+    let bad = |e: serde_json::Error| WireError::NotJson(e.to_string());
+    if v.get("check") == Some(&Value::Bool(true)) {
+        return Ok(PriceEntry::Check);
+    }
+    match v.get("source") {
+        Some(source) => {
+            let source = source.as_u64().and_then(|s| u8::try_from(s).ok());
+            let source = source.ok_or(WireError::NotJson("source: not 0..=255".into()))?;
+            let tick =
+                serde_json::from_value(v.get("tick").cloned().unwrap_or_default()).map_err(bad)?;
+            Ok(PriceEntry::Quote(SourceId(source), tick))
+        }
+        None => serde_json::from_value(v).map(PriceEntry::Tick).map_err(bad),
+    }
 }
 
 #[cfg(test)]
@@ -369,6 +415,14 @@ mod tests {
             update_id: 3,
             exchange_time_us: 4,
         };
-        assert_eq!(decode_tick(&encode_tick(&t)), Ok(t));
+        for e in [PriceEntry::Tick(t), PriceEntry::Quote(SourceId(2), t), PriceEntry::Check] {
+            assert_eq!(decode_price(&encode_price(&e)), Ok(e));
+        }
+        assert_eq!(
+            encode_price(&PriceEntry::Tick(t)),
+            serde_json::to_string(&t).unwrap(),
+            "a tick's entry is the tick, as before sources"
+        );
+        assert!(decode_price(r#"{"source":300,"tick":{}}"#).is_err());
     }
 }

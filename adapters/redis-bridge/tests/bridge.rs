@@ -469,3 +469,56 @@ async fn a_forged_reply_is_dropped_and_the_genuine_one_still_arrives() {
     assert!(matches!(r.result, Ok(ReplyData::List { count: 3 })), "the engine's own reply: {r:?}");
     assert_eq!(c.refused_replies(), 3);
 }
+
+/// Service mode with several venues (`hundredx feed --redis --feed a,b,c`): each venue's quote
+/// through `price-stream` becomes the engine's `SourceQuote`, the clock its `SourceCheck`; a
+/// print far from the other two is left out of the index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_quotes_through_price_stream_make_the_index() {
+    let (redis, _dir) = redis();
+    let mut cfg = EngineConfig::default();
+    cfg.markets[0].sources = 3;
+    let handle = EngineHandle::start(cfg).unwrap();
+    let events = handle.subscribe(Subscription::Events, 1024);
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let bridge = EngineBridgeConfig::new(RedisTarget::new(&redis.url), key());
+    tokio::spawn(run_engine_bridge(bridge, handle.submitter(), events, async {
+        let _ = stopped.await;
+    }));
+    let mut con = raw(&redis.url).await;
+    let quote = |source: u8, bid: i64, u: u64| {
+        let tick = Tick {
+            market: MarketId(0),
+            bid: Price(bid),
+            ask: Price(bid),
+            update_id: u,
+            exchange_time_us: 0,
+        };
+        wire::encode_price(&wire::PriceEntry::Quote(SourceId(source), tick))
+    };
+    for (source, bid) in [(0, 6_000_000), (1, 6_000_000), (2, 3_000_000)] {
+        xadd_signed(&mut con, PRICE_STREAM, &quote(source, bid, 1)).await;
+    }
+    xadd_signed(&mut con, PRICE_STREAM, &wire::encode_price(&wire::PriceEntry::Check)).await;
+    let mut submitter = handle.submitter();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (bid, sources) = loop {
+        let r = submitter
+            .call(ground::time::now_ns(), CommandKind::QueryMarkets, Duration::from_secs(2))
+            .unwrap();
+        let bid = r.items.iter().find_map(|i| match i {
+            Item::Market(m) if m.market == MarketId(0) => Some(m.bid),
+            _ => None,
+        });
+        let sources = r.items.iter().find_map(|i| match i {
+            Item::MarketSources { fresh, agreeing, .. } => Some((*fresh, *agreeing)),
+            _ => None,
+        });
+        if sources == Some((3, 2)) || Instant::now() > deadline {
+            break (bid, sources);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(sources, Some((3, 2)), "three quotes in, the third left out");
+    assert_eq!(bid, Some(Price(6_000_000)), "the index is the two that agree");
+}

@@ -558,6 +558,16 @@ pub enum CommandKind {
     /// fresh (a feed sends one every half second, so a market whose sources all fall silent is
     /// guarded although no quote arrives).
     SourceCheck,
+    /// An operator moves an account to another client group (docs/DESIGN.md, "Client groups"):
+    /// its markup and commission from its next command.
+    AdminSetGroup {
+        /// The operator (refused with `not_admin` unless the account holds the role).
+        by: AccountId,
+        /// The account's login.
+        login: Login,
+        /// The group's index in the configuration's `groups`.
+        group: u16,
+    },
 }
 
 impl CommandKind {

@@ -247,7 +247,41 @@ pub struct EngineConfig {
     pub margin_call_level: Ppm,
     /// Logins of swap-free accounts: financing is never charged to or paid to them.
     pub swap_free_logins: Vec<String>,
+    /// Client groups (a broker's account types): `groups[0]` is every new account's; none
+    /// configured is one group without markup or commission (docs/DESIGN.md, "Client groups").
+    pub groups: Vec<GroupConfig>,
 }
+
+/// A client group: what its accounts pay per market on top of the market's fees.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// Its name (`standard`, `pro`, …), 1..=32 bytes, unique.
+    pub name: String,
+    /// Its terms per market (a market not listed: no markup, no commission).
+    #[serde(default)]
+    pub markets: Vec<GroupMarket>,
+}
+
+/// A group's terms on one market.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMarket {
+    /// The market's symbol.
+    pub symbol: String,
+    /// Spread markup, in price ticks, on each side: every open and every close (manual, TP/SL,
+    /// trailing, an order's fill; not a liquidation) pays `markup_ticks × quantity`, rounded up
+    /// to the micro-USDC, to the house's spread revenue.
+    #[serde(default)]
+    pub markup_ticks: i64,
+    /// Commission on the notional at every open and close (not a liquidation), rounded up, to
+    /// the house's commission revenue.
+    #[serde(default, deserialize_with = "serde_file::ppm")]
+    pub commission_rate: Ppm,
+}
+
+/// Most client groups an engine holds (an account's group is a `u16`; a broker has a handful).
+pub const MAX_GROUPS: usize = 256;
 
 /// How the engine runs, not what it decides: rings, waits, pinning. Kept apart from
 /// [`EngineConfig`] (business limits, part of the state's meaning) because none of it changes
@@ -317,13 +351,64 @@ impl Default for EngineConfig {
             max_orders_per_account: 100,
             margin_call_level: Ppm(3 * PPM_ONE / 2),
             swap_free_logins: Vec::new(),
+            groups: Vec::new(),
         }
     }
 }
 
 impl EngineConfig {
+    /// Each group's (markup ticks, commission) per market, dense: `[group][market]`; at least
+    /// one group (the default, without either).
+    pub fn group_terms(&self) -> Vec<Vec<(i64, Ppm)>> {
+        let mut terms: Vec<Vec<(i64, Ppm)>> = self
+            .groups
+            .iter()
+            .map(|g| {
+                self.markets
+                    .iter()
+                    .map(|m| {
+                        let t = g.markets.iter().find(|t| t.symbol == m.symbol);
+                        t.map_or((0, Ppm(0)), |t| (t.markup_ticks, t.commission_rate))
+                    })
+                    .collect()
+            })
+            .collect();
+        if terms.is_empty() {
+            terms.push(vec![(0, Ppm(0)); self.markets.len()]);
+        }
+        terms
+    }
+
+    fn validate_groups(&self) -> Result<(), ConfigError> {
+        if self.groups.len() > MAX_GROUPS {
+            return Err(ConfigError::Limit("groups (at most 256)"));
+        }
+        for (i, g) in self.groups.iter().enumerate() {
+            let bad = |why: &'static str| Err(ConfigError::Market { symbol: g.name.clone(), why });
+            if g.name.is_empty()
+                || g.name.len() > 32
+                || self.groups[..i].iter().any(|o| o.name == g.name)
+            {
+                return bad("a group's name must be 1..=32 bytes and unique");
+            }
+            for t in &g.markets {
+                let Some(m) = self.markets.iter().find(|m| m.symbol == t.symbol) else {
+                    return bad("a group names a market that is not configured");
+                };
+                if t.markup_ticks < 0 || t.markup_ticks > m.max_price_ticks / 2 {
+                    return bad("markup_ticks must be in 0..=max_price_ticks / 2");
+                }
+                if t.commission_rate.0 < 0 || t.commission_rate.0 >= PPM_ONE / 10 {
+                    return bad("commission_rate must be in 0..0.1");
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks every limit. Called before anything is allocated.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_groups()?;
         if self.markets.is_empty() || self.markets.len() > usize::from(u16::MAX) {
             return Err(ConfigError::Limit("markets must hold 1..=65535 markets"));
         }

@@ -286,6 +286,27 @@ pub enum Change {
         /// The tick's update id.
         update_id: u64,
     },
+    /// An operator moved an account to another client group.
+    GroupSet {
+        /// The account.
+        account: AccountId,
+        /// The operator.
+        by: AccountId,
+        /// The group's index.
+        group: u16,
+    },
+    /// What a fill cost beyond the market's fee, by the account's group: the spread markup and
+    /// the commission (each also counted in the `Opened`/`Closed` change's `fee`).
+    Charged {
+        /// The account.
+        account: AccountId,
+        /// The position (for a partial close, the position it came from).
+        position: PositionId,
+        /// Spread markup, to the house's spread revenue.
+        spread: Usdc,
+        /// Commission, to the house's commission revenue.
+        commission: Usdc,
+    },
 }
 
 impl Change {
@@ -305,7 +326,9 @@ impl Change {
             | Change::Financed { account, .. }
             | Change::MarketChanged { by: account, .. }
             | Change::RoleSet { account, .. }
-            | Change::MarginCall { account, .. } => Some(account),
+            | Change::MarginCall { account, .. }
+            | Change::GroupSet { account, .. }
+            | Change::Charged { account, .. } => Some(account),
             Change::Checkpoint | Change::PriceApplied { .. } => None,
         }
     }

@@ -34,8 +34,8 @@ pub const MAX_RECORD_BYTES: usize = crate::command::MAX_ENCODED_BYTES;
 // 02: pending orders, margin-call state and the order sequence (a 01 file is refused as
 // malformed, not misread).
 const SNAPSHOT_MAGIC: &[u8; 8] = b"HXSNAP03";
-/// Snapshots written before price sources existed: the same payload without the trailing
-/// `sources` list, read as if it were empty.
+/// Snapshots written before price sources and client groups existed: the same payload without
+/// the trailing `sources`, `groups`, `spread_revenue` and `commission_revenue`, read as if empty.
 const SNAPSHOT_MAGIC_02: &[u8; 8] = b"HXSNAP02";
 const FORMAT_POSTCARD: u8 = 1;
 const FORMAT_TICK: u8 = 2;
@@ -332,9 +332,10 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
         return Err(SnapshotError::Checksum);
     }
     let snapshot = if before_sources {
-        // An empty list is one byte, its length 0, in postcard.
+        // The fields added since: two empty lists and two zero amounts, one byte 0 each in
+        // postcard (a length 0, a varint 0).
         let mut extended = payload.to_vec();
-        extended.push(0);
+        extended.extend_from_slice(&[0; 4]);
         postcard::from_bytes(&extended)
     } else {
         postcard::from_bytes(payload)
@@ -360,8 +361,8 @@ mod tests {
             ..Engine::new(EngineConfig::default()).unwrap().snapshot()
         };
         let payload = encode_value(&snap);
-        assert_eq!(payload.last(), Some(&0), "an empty list is its length, 0");
-        let old = &payload[..payload.len() - 1];
+        assert!(payload.ends_with(&[0; 4]), "empty lists and zero amounts are one byte 0 each");
+        let old = &payload[..payload.len() - 4];
         let mut bytes = Vec::new();
         bytes.extend_from_slice(SNAPSHOT_MAGIC_02);
         bytes.extend_from_slice(&7u64.to_le_bytes());

@@ -109,6 +109,8 @@ reasons! {
     BalanceLimit => "balance_limit",
     /// A source quote names a source the market does not have (`sources` in its configuration).
     UnknownSource => "unknown_source",
+    /// An operator named a client group that is not configured.
+    UnknownGroup => "unknown_group",
 }
 
 impl Reason {

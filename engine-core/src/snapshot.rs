@@ -251,6 +251,12 @@ pub struct EngineSnapshot {
     /// Last, so that a snapshot written before sources existed decodes with none (see
     /// `persist::decode_snapshot`).
     pub sources: Vec<SourcesSnapshot>,
+    /// Accounts outside the default client group: (account, group).
+    pub groups: Vec<(AccountId, u16)>,
+    /// Spread markups the client groups paid.
+    pub spread_revenue: Usdc,
+    /// Commissions the client groups paid.
+    pub commission_revenue: Usdc,
 }
 
 /// A market's price sources: each one's latest quote, and the guard.
@@ -341,6 +347,17 @@ impl Engine {
                     agreed_since_ns: m.sources.agreed_since_ns,
                 })
                 .collect(),
+            groups: self
+                .accounts
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| a.group != 0)
+                .map(|(i, a)| {
+                    (AccountId(u32::try_from(i + 1).expect("account ids fit u32")), a.group)
+                })
+                .collect(),
+            spread_revenue: self.spread_revenue,
+            commission_revenue: self.commission_revenue,
         }
     }
 
@@ -372,6 +389,7 @@ impl Engine {
                 orders: Vec::new(),
                 reserved: Usdc::ZERO,
                 admin: a.admin,
+                group: 0,
             });
             if e.logins.insert(a.login, id).is_some() {
                 return bad(format!("duplicate login {:?}", a.login));
@@ -407,6 +425,21 @@ impl Engine {
         e.next_position_id = snap.next_position_id;
         e.insurance_fund = snap.insurance_fund;
         e.house_balance = snap.house_balance;
+        e.spread_revenue = snap.spread_revenue;
+        e.commission_revenue = snap.commission_revenue;
+        for &(account, group) in &snap.groups {
+            let i = usize_from(account.0).wrapping_sub(1);
+            if i >= e.accounts.len() {
+                return bad(format!("group of unknown account {}", account.0));
+            }
+            if usize::from(group) >= e.groups.len() {
+                return bad(format!(
+                    "account {} is in group {group}, which is not configured",
+                    account.0
+                ));
+            }
+            e.accounts[i].group = group;
+        }
         e.total_deposits = snap.total_deposits;
         e.total_withdrawals = snap.total_withdrawals;
         e.total_available = Usdc(e.accounts.iter().map(|a| a.available.0).sum());

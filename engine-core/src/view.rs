@@ -173,6 +173,10 @@ pub struct StateSummary {
     pub accounts: u32,
     /// Open positions.
     pub open_positions: u32,
+    /// Spread markups the client groups paid (a term of the conservation equation).
+    pub spread_revenue: Usdc,
+    /// Commissions the client groups paid (likewise).
+    pub commission_revenue: Usdc,
 }
 
 /// The data of an accepted command.
@@ -227,6 +231,10 @@ pub enum ReplyData {
         open_positions: u32,
         /// Exposure items then at-risk items emitted.
         count: u32,
+        /// The client groups' spread markups.
+        spread_revenue: Usdc,
+        /// The client groups' commissions.
+        commission_revenue: Usdc,
     },
     /// State hash and totals.
     State(StateSummary),
@@ -245,6 +253,13 @@ pub enum ReplyData {
     },
     /// A snapshot was requested; the processor writes it after this command.
     SnapshotRequested,
+    /// An account's client group after an operator moved it.
+    Group {
+        /// The account.
+        account: AccountId,
+        /// The group's index.
+        group: u16,
+    },
 }
 
 /// An element of a list reply.

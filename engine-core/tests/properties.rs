@@ -425,6 +425,9 @@ fn assert_changes_account_for_every_movement(w: &mut World) {
             Change::OrderPlaced { order } => locked[user(order.account)] += order.reserved.0,
             Change::OrderEnded { account, released, .. } => locked[user(account)] -= released.0,
             Change::Checkpoint => checkpoints += 1,
+            // Inside the fee counted above as the house's: the spread and commission lines'.
+            Change::Charged { spread, commission, .. } => house -= spread.0 + commission.0,
+            Change::GroupSet { .. } => {}
             Change::PriceApplied { .. }
             | Change::TriggersSet { .. }
             | Change::TrailingStopSet { .. }

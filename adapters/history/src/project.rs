@@ -49,8 +49,11 @@ pub fn movements(change: &Change) -> Vec<Movement> {
         | Change::MarketChanged { .. }
         | Change::RoleSet { .. }
         | Change::MarginCall { .. }
+        | Change::GroupSet { .. }
         | Change::Checkpoint
         | Change::PriceApplied { .. } => vec![],
+        // Its amounts are inside the open's or close's fee, which the statement already shows.
+        Change::Charged { .. } => vec![],
     };
     let rows: Vec<Movement> = rows.into_iter().filter(|r| r.amount != 0).collect();
     debug_assert!(rows.len() <= MOVEMENTS_MAX);
@@ -87,6 +90,13 @@ pub fn house_movement(change: &Change) -> Option<HouseMovement> {
             let kind = if liquidation { "liquidation" } else { "close" };
             Some(HouseMovement { kind, insurance_delta, house_delta })
         }
+        // The group's charges were counted in the fee above as the house's; they are the spread
+        // and commission revenue's instead.
+        Change::Charged { spread, commission, .. } => Some(HouseMovement {
+            kind: "group_charges",
+            insurance_delta: 0,
+            house_delta: -(spread.0 + commission.0),
+        }),
         _ => None,
     }
 }
@@ -108,6 +118,8 @@ pub const fn kind(change: &Change) -> &'static str {
         Change::TriggersSet { .. } => "triggers_set",
         Change::TrailingStopSet { .. } => "trailing_stop_set",
         Change::MarginCall { .. } => "margin_call",
+        Change::GroupSet { .. } => "group_set",
+        Change::Charged { .. } => "charged",
         Change::Checkpoint => "checkpoint",
         Change::PriceApplied { .. } => "price_applied",
     }

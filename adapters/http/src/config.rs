@@ -20,6 +20,9 @@ pub struct ApiConfig {
     pub markets: Vec<MarketConfig>,
     /// Every operator limit of the edge.
     pub limits: Limits,
+    /// The client groups' names, in the engine's order (from its configuration; `default`
+    /// when none is configured).
+    pub groups: Vec<String>,
 }
 
 impl ApiConfig {
@@ -31,6 +34,7 @@ impl ApiConfig {
             demo_deposits: true,
             markets,
             limits: Limits::default(),
+            groups: vec!["default".to_owned()],
         }
     }
 }

@@ -333,6 +333,23 @@ pub struct RiskQuery {
     pub top: Option<u32>,
 }
 
+/// An operator's move of an account to a client group.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminGroupBody {
+    /// The group's name, from the configuration's `groups`.
+    pub group: String,
+}
+
+/// An account's client group.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountGroup {
+    /// The account's email.
+    pub email: String,
+    /// Its group's name.
+    pub group: String,
+}
+
 /// One market side's exposure.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Exposure {
@@ -378,6 +395,10 @@ pub struct Risk {
     pub insurance_fund: String,
     /// House balance.
     pub house_balance: String,
+    /// The client groups' spread markups, on their own line.
+    pub spread_revenue: String,
+    /// The client groups' commissions, on their own line.
+    pub commission_revenue: String,
     /// Open positions.
     pub open_positions: u32,
     /// Per market and side.

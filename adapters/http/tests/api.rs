@@ -32,11 +32,12 @@ struct Reply {
 
 impl Server {
     async fn start(tweak: impl FnOnce(&mut ApiConfig)) -> Server {
-        let engine = EngineHandle::start(EngineConfig {
-            max_open_positions: 10_000,
-            ..EngineConfig::default()
-        })
-        .unwrap();
+        Server::start_with(EngineConfig::default(), tweak).await
+    }
+
+    async fn start_with(engine: EngineConfig, tweak: impl FnOnce(&mut ApiConfig)) -> Server {
+        let engine =
+            EngineHandle::start(EngineConfig { max_open_positions: 10_000, ..engine }).unwrap();
         let mut cfg = ApiConfig::new(SECRET.to_vec(), MarketConfig::defaults());
         tweak(&mut cfg);
         let state = AppState::new(cfg, engine.submitter());
@@ -718,6 +719,7 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         ("POST", "/api/v1/user/signin"),
         ("POST", "/api/v1/user/signup"),
         ("POST", "/api/v1/user/withdraw"),
+        ("PUT", "/api/v1/admin/accounts/{email}/group"),
         ("PUT", "/api/v1/admin/markets/{symbol}"),
         ("PUT", "/api/v1/positions/{id}/trailing-stop"),
         ("PUT", "/api/v1/positions/{id}/triggers"),
@@ -822,4 +824,53 @@ fn check_openapi_31(doc: &Value) {
             }
         }
     }
+}
+
+/// Client groups over HTTP: an operator moves an account to `pro`; its round trip pays the
+/// group's markup on each side, which the risk view shows on its own line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_move_accounts_between_groups_whose_markup_the_books_show() {
+    use engine_core::config::{GroupConfig, GroupMarket};
+    let mut engine = EngineConfig::default();
+    let pro = GroupMarket { symbol: "BTC_USDC".into(), markup_ticks: 50, commission_rate: Ppm(0) };
+    engine.groups = vec![
+        GroupConfig { name: "default".into(), markets: vec![] },
+        GroupConfig { name: "pro".into(), markets: vec![pro] },
+    ];
+    let mut s = Server::start_with(engine, |cfg| {
+        cfg.groups = vec!["default".into(), "pro".into()];
+    })
+    .await;
+    s.price(0, 6_000_000, 6_000_000);
+    let (trader, _) = s.user("t@example.com").await;
+    let (_, _) = s.user("ops@example.com").await;
+    let login = Login::new("ops@example.com").unwrap();
+    let reply = s
+        .engine
+        .submitter()
+        .call(now_ns(), CommandKind::SetRole { login, admin: true }, Duration::from_secs(5))
+        .unwrap();
+    assert!(matches!(reply.result, Ok(ReplyData::Role { admin: true, .. })));
+    let creds = json!({ "email": "ops@example.com", "password": "correct horse" });
+    let ops = s.post("/api/v1/user/signin", None, creds).await.body["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = "/api/v1/admin/accounts/t@example.com/group";
+    let to = |g: &str| json!({ "group": g }).to_string();
+    assert_eq!(s.req("PUT", path, Some(&trader), Some(&to("pro"))).await.status, 403);
+    let r = s.req("PUT", path, Some(&ops), Some(&to("gold"))).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (400, Some("invalid_group")));
+    let r = s.req("PUT", path, Some(&ops), Some(&to("pro"))).await;
+    assert_eq!((r.status, &r.body), (200, &json!({ "email": "t@example.com", "group": "pro" })));
+    // 100 USDC at 50x at 60 000: 0.08333 BTC; 0.50 of markup a side: 0.041665 each way.
+    let p = s.post("/api/v1/positions", Some(&trader), open_body("100", 50)).await;
+    assert_eq!(p.status, 201, "{}", p.body);
+    let pid = p.body["id"].as_str().unwrap().to_string();
+    let c =
+        s.req("POST", &format!("/api/v1/positions/{pid}/close"), Some(&trader), Some("{}")).await;
+    assert_eq!(c.status, 200, "{}", c.body);
+    let risk = s.get("/api/v1/admin/risk", &ops).await;
+    assert_eq!(risk.body["spread_revenue"], "0.083330", "{}", risk.body);
+    assert_eq!(risk.body["commission_revenue"], "0.000000");
 }

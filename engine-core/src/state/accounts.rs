@@ -35,6 +35,7 @@ impl Engine {
             keys: KeyWindow::default(),
             orders: Vec::new(),
             reserved: Usdc::ZERO,
+            group: 0,
             admin: false,
         });
         self.logins.insert(login, id);

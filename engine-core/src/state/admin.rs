@@ -25,7 +25,7 @@ impl Engine {
         Ok(ReplyData::Role { account, admin })
     }
 
-    fn check_admin(&self, by: AccountId) -> Result<(), Reason> {
+    pub(super) fn check_admin(&self, by: AccountId) -> Result<(), Reason> {
         let i = self.account_index(by).map_err(|_| Reason::NotAdmin)?;
         if self.accounts[i].admin { Ok(()) } else { Err(Reason::NotAdmin) }
     }
@@ -125,6 +125,8 @@ impl Engine {
             house_balance: self.house_balance,
             open_positions: u32::try_from(self.positions.len()).unwrap_or(u32::MAX),
             count,
+            spread_revenue: self.spread_revenue,
+            commission_revenue: self.commission_revenue,
         })
     }
 

@@ -1,5 +1,6 @@
 //! Closing: manual and triggered closes, liquidation, settlement of the money, added margin.
 
+use super::groups::Charges;
 use super::{
     AccountId, Change, CloseInfo, CloseReason, CloseSize, Engine, Event, MAX_AMOUNT, Outcome,
     Output, PosRef, Position, PositionId, PositionView, Qty, Reason, ReplyData, Sink, Usdc, add,
@@ -108,8 +109,13 @@ impl Engine {
             Usdc(crate::num::div_floor(p.margin().0 * i128::from(qc.0), i128::from(p.qty.0)))
         };
         let pnl = m.scale.pnl_floor(p.side, p.entry, mark, qc);
-        let fee = m.scale.rate_of_value_ceil(m.cfg.close_fee_rate, mark, qc);
-        let value = sub(add(released, pnl), fee);
+        let market_fee = m.scale.rate_of_value_ceil(m.cfg.close_fee_rate, mark, qc);
+        // The group's markup and commission, out of what the trader has left (never a deficit).
+        let ai = usize_from(p.account.0) - 1;
+        let before = sub(add(released, pnl), market_fee);
+        let charges = self.charges(ai, p.market, mark, qc).capped(before);
+        let fee = add(market_fee, charges.total());
+        let value = sub(before, charges.total());
         let info = CloseInfo {
             exit_price: mark,
             realized_pnl: pnl,
@@ -119,7 +125,12 @@ impl Engine {
             closed_at_ns: ts,
             position: p.id,
         };
-        let settled = self.settle(&p, released, info, FeeTo::House, sink);
+        let settled = self.settle(&p, released, info, (FeeTo::House, charges), sink);
+        if charges != Charges::default() {
+            let (spread, commission) = (charges.spread, charges.commission);
+            let change = Change::Charged { account: p.account, position: p.id, spread, commission };
+            self.record(sink, change);
+        }
         self.record(sink, closed_change(&p, part, qc, released, &info, settled));
         if full {
             self.remove_position(r);
@@ -165,7 +176,8 @@ impl Engine {
             closed_at_ns: ts,
             position: p.id,
         };
-        let settled = self.settle(&p, margin, info, FeeTo::InsuranceFund, sink);
+        let to = (FeeTo::InsuranceFund, Charges::default()); // a liquidation pays no group charges
+        let settled = self.settle(&p, margin, info, to, sink);
         self.record(sink, closed_change(&p, p.id, p.qty, margin, &info, settled));
         let call = match by {
             LiquidatedBy::Tick => ArmedCall::LeaveForTheTick,
@@ -187,7 +199,7 @@ impl Engine {
         p: &Position,
         released: Usdc,
         info: CloseInfo,
-        fee_to: FeeTo,
+        (fee_to, charges): (FeeTo, Charges),
         sink: &mut S,
     ) -> Settlement {
         let value = sub(add(released, info.realized_pnl), info.fee);
@@ -200,8 +212,10 @@ impl Engine {
             FeeTo::House => Usdc::ZERO,
         };
         let insurance_delta = sub(insurance_fee, insurance_paid);
-        // Conservation: released = payout + Δinsurance + Δhouse.
-        let house_delta = sub(sub(released, info.payout), insurance_delta);
+        // Conservation: released = payout + Δinsurance + Δhouse + the group's charges (which
+        // `info.fee` includes, and which go to their own lines).
+        let house_delta = sub(sub(sub(released, info.payout), insurance_delta), charges.total());
+        self.collect(charges);
 
         self.total_margin = sub(self.total_margin, released);
         self.credit(usize_from(p.account.0) - 1, info.payout);

@@ -10,6 +10,7 @@ impl Engine {
         let held = add(self.total_margin, self.total_reserved);
         let rhs =
             add(add(self.total_available, held), add(self.insurance_fund, self.house_balance));
+        let rhs = add(rhs, add(self.spread_revenue, self.commission_revenue));
         assert_eq!(lhs, rhs, "conservation violated");
     }
 
@@ -44,6 +45,7 @@ impl Engine {
             add(add(available, margin), reserved),
             add(self.insurance_fund, self.house_balance),
         );
+        let rhs = add(rhs, add(self.spread_revenue, self.commission_revenue));
         if lhs != rhs {
             return Err(format!("deposits - withdrawals {lhs:?} != held {rhs:?}"));
         }
@@ -71,6 +73,8 @@ impl Engine {
             total_margin: self.total_margin,
             insurance_fund: self.insurance_fund,
             house_balance: self.house_balance,
+            spread_revenue: self.spread_revenue,
+            commission_revenue: self.commission_revenue,
             accounts: u32::try_from(self.accounts.len()).unwrap_or(u32::MAX),
             open_positions: u32::try_from(self.positions.len()).unwrap_or(u32::MAX),
         }
@@ -93,6 +97,13 @@ impl Engine {
             if m.cfg.sources > 0 {
                 h.value(&m.sources.guard).u64(m.sources.agreed_since_ns);
             }
+        }
+        // Client groups, only once used: an engine without them hashes as it always did.
+        if self.spread_revenue.0 != 0 || self.commission_revenue.0 != 0 {
+            h.i128(self.spread_revenue.0).i128(self.commission_revenue.0);
+        }
+        for (i, a) in self.accounts.iter().enumerate().filter(|(_, a)| a.group != 0) {
+            h.u64(i as u64).u64(u64::from(a.group));
         }
         h.u64(self.accounts.len() as u64);
         for a in &self.accounts {

@@ -37,6 +37,7 @@ mod accounts;
 mod admin;
 mod close;
 mod financing;
+mod groups;
 mod invariants;
 mod margin_call;
 mod open;
@@ -104,6 +105,8 @@ pub(crate) struct Account {
     pub(crate) orders: Vec<OrderId>,
     /// Σ of its pending orders' reservations.
     pub(crate) reserved: Usdc,
+    /// Its client group (index into the configuration's `groups`; 0: the default).
+    pub(crate) group: u16,
 }
 
 pub(crate) use crate::position::{NewPosition, Position};
@@ -216,6 +219,12 @@ pub struct Engine {
     pub(crate) total_reserved: Usdc,
     pub(crate) insurance_fund: Usdc,
     pub(crate) house_balance: Usdc,
+    /// Spread markups and commissions paid by the client groups: lines of the books apart from
+    /// the house balance (terms of the conservation equation).
+    pub(crate) spread_revenue: Usdc,
+    pub(crate) commission_revenue: Usdc,
+    /// Each group's (markup ticks, commission) per market, `[group][market]`.
+    pub(crate) groups: Vec<Vec<(i64, crate::num::Ppm)>>,
     pub(crate) total_deposits: Usdc,
     pub(crate) total_withdrawals: Usdc,
     /// Running Σ available and Σ open margins, so conservation is checked in O(1) per command.
@@ -287,6 +296,9 @@ impl Engine {
             total_reserved: Usdc::ZERO,
             insurance_fund: Usdc::ZERO,
             house_balance: Usdc::ZERO,
+            spread_revenue: Usdc::ZERO,
+            commission_revenue: Usdc::ZERO,
+            groups: cfg.group_terms(),
             total_deposits: Usdc::ZERO,
             total_withdrawals: Usdc::ZERO,
             total_available: Usdc::ZERO,
@@ -479,6 +491,9 @@ impl Engine {
                 self.source_quote(ts, *source, *tick, sink)
             }
             CommandKind::SourceCheck => self.source_check(ts, sink),
+            CommandKind::AdminSetGroup { by, login, group } => {
+                self.set_group(*by, login, *group, sink)
+            }
         }
     }
 }

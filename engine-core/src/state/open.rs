@@ -1,5 +1,6 @@
 //! Opening a position: sizing, fees, slippage, TP/SL checks, margin locked.
 
+use super::groups::Charges;
 use super::{
     Change, Engine, MAX_AMOUNT, Market, MarketConfig, NewPosition, OpenRequest, Position,
     PositionId, PositionView, Price, Qty, Reason, Scale, Side, Sink, Size, Usdc, add, check_amount,
@@ -44,7 +45,10 @@ impl Engine {
         if margin > MAX_AMOUNT {
             return Err(Reason::InvalidAmount);
         }
-        let cost = margin.checked_add(fee).ok_or(Reason::Overflow)?;
+        // The account's group: its spread markup and commission, on top of the market's fee.
+        let charges = self.charges(ai, req.market, e, q);
+        let cost = margin.checked_add(fee).and_then(|c| c.checked_add(charges.total()));
+        let cost = cost.ok_or(Reason::Overflow)?;
         if account.available < cost {
             return Err(Reason::InsufficientBalance);
         }
@@ -75,6 +79,7 @@ impl Engine {
         });
         self.debit(ai, cost);
         self.house_balance = add(self.house_balance, fee);
+        self.collect(charges);
         self.total_margin = add(self.total_margin, margin);
         assert_eq!(p.liq(m_scale), liq, "derived as checked");
         let r = self.positions.insert(p);
@@ -85,7 +90,16 @@ impl Engine {
         assert!(open.last().is_none_or(|l| *l < r), "ids increase: the open list stays sorted");
         open.push(r);
         self.counters.opened += 1;
-        self.record(sink, opened_change(&p, liq, fee));
+        self.record(sink, opened_change(&p, liq, add(fee, charges.total())));
+        if charges != Charges::default() {
+            let change = Change::Charged {
+                account: req.account,
+                position: id,
+                spread: charges.spread,
+                commission: charges.commission,
+            };
+            self.record(sink, change);
+        }
         Ok(self.view(&p))
     }
 

@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use engine_core::command::{CommandKind, MarketMode};
+use engine_core::command::{CommandKind, Login, MarketMode};
 use engine_core::event::{Item, ReplyData};
 use engine_core::num::{Ppm, format_fixed};
 
@@ -23,7 +23,47 @@ use crate::extract::{AdminUser, ApiJson, ApiPath, ApiQuery};
 
 /// This group's routes, with their OpenAPI operations.
 pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
-    OpenApiRouter::new().routes(routes!(set_market)).routes(routes!(risk))
+    OpenApiRouter::new()
+        .routes(routes!(set_market))
+        .routes(routes!(set_group))
+        .routes(routes!(risk))
+}
+
+#[utoipa::path(put, path = "/api/v1/admin/accounts/{email}/group", tag = "operations",
+    summary = "Operator: move an account to another client group (its markup and commission from its next command; journaled with who did it)",
+    security(("bearer" = [])), request_body = dto::AdminGroupBody,
+    params(("email" = String, Path, description = "The account's email")),
+    responses(
+        (status = 200, description = "the account's group now", body = dto::AccountGroup),
+        (status = 400, description = "not an email, or no such group", body = dto::ErrorBody),
+        (status = 403, description = "the caller is not an operator", body = dto::ErrorBody),
+        (status = 404, description = "no such account", body = dto::ErrorBody),
+        dto::BodyErrors,
+        dto::AuthedErrors,
+    ))]
+pub(crate) async fn set_group(
+    State(state): St,
+    AdminUser(by): AdminUser,
+    ApiPath(email): ApiPath<String>,
+    ApiJson(body): ApiJson<dto::AdminGroupBody>,
+) -> Result<Response, ApiError> {
+    let login = crate::auth::normalize_email(&email)
+        .and_then(|e| Login::new(&e))
+        .ok_or_else(|| ApiError::bad_request("invalid_login", "not an email address"))?;
+    let Some(group) = state.cfg.groups.iter().position(|g| *g == body.group) else {
+        let names = state.cfg.groups.join(", ");
+        return Err(ApiError::bad_request("invalid_group", format!("groups: {names}")));
+    };
+    let group =
+        u16::try_from(group).map_err(|_| ApiError::bad_request("invalid_group", "too many"))?;
+    match engine(&state, CommandKind::AdminSetGroup { by, login, group }).await? {
+        (ReplyData::Group { group, .. }, _) => {
+            let name = state.cfg.groups.get(usize::from(group)).cloned().unwrap_or_default();
+            Ok(Json(dto::AccountGroup { email: login.as_str().to_owned(), group: name })
+                .into_response())
+        }
+        (d, _) => Err(unexpected(&d)),
+    }
 }
 
 #[utoipa::path(put, path = "/api/v1/admin/markets/{symbol}", tag = "operations",
@@ -98,7 +138,15 @@ pub(crate) async fn risk(
         return Err(ApiError::bad_request("invalid_query", "top must be 0..=100"));
     }
     let (reply, items) = engine(&state, CommandKind::QueryRisk { by, top }).await?;
-    let ReplyData::Risk { insurance_fund, house_balance, open_positions, .. } = reply else {
+    let ReplyData::Risk {
+        insurance_fund,
+        house_balance,
+        open_positions,
+        spread_revenue,
+        commission_revenue,
+        ..
+    } = reply
+    else {
         return Err(unexpected(&reply));
     };
     let (mut exposure, mut at_risk) = (Vec::new(), Vec::new());
@@ -133,6 +181,8 @@ pub(crate) async fn risk(
     Ok(Json(dto::Risk {
         insurance_fund: money(insurance_fund),
         house_balance: money(house_balance),
+        spread_revenue: money(spread_revenue),
+        commission_revenue: money(commission_revenue),
         open_positions,
         exposure,
         at_risk,

@@ -1,0 +1,124 @@
+//! Client groups (docs/DESIGN.md, "Client groups"): a round trip at a constant price costs
+//! exactly twice the group's markup and commission plus the market's fees, to the micro-USDC,
+//! in every group; the revenue lines balance in the conservation equation (checked after every
+//! command by the harness); operators move accounts; liquidations pay no group charges; replay
+//! and snapshots keep groups and revenue.
+
+mod common;
+
+use common::*;
+use engine_core::config::{GroupConfig, GroupMarket};
+use engine_core::prelude::*;
+
+const DEFAULT: u16 = 0;
+const STANDARD: u16 = 1;
+const PRO: u16 = 2;
+
+/// `default` (nothing), `standard` (BTC: 50 ticks = 0.50 USDC of markup a side per BTC) and
+/// `pro` (BTC: 0.05 % commission a side); BTC's own fees: 0.01 % to open and to close.
+fn config() -> EngineConfig {
+    let mut cfg = EngineConfig::default();
+    cfg.markets[0].open_fee_rate = Ppm(100);
+    cfg.markets[0].close_fee_rate = Ppm(100);
+    let btc = |markup_ticks, commission_rate| GroupMarket {
+        symbol: "BTC_USDC".into(),
+        markup_ticks,
+        commission_rate: Ppm(commission_rate),
+    };
+    cfg.groups = vec![
+        GroupConfig { name: "default".into(), markets: vec![] },
+        GroupConfig { name: "standard".into(), markets: vec![btc(50, 0)] },
+        GroupConfig { name: "pro".into(), markets: vec![btc(0, 500)] },
+    ];
+    cfg
+}
+
+fn operator(h: &mut Harness) -> AccountId {
+    let ops = h.account("ops@x");
+    let login = Login::new("ops@x").unwrap();
+    h.run(CommandKind::SetRole { login, admin: true }).unwrap();
+    ops
+}
+
+fn move_to(h: &mut Harness, by: AccountId, login: &str, group: u16) -> Result<ReplyData, Reason> {
+    h.run(CommandKind::AdminSetGroup { by, login: Login::new(login).unwrap(), group })
+}
+
+#[test]
+fn a_round_trip_costs_twice_the_markup_and_commission_plus_fees_in_every_group() {
+    let mut h = Harness::with(config());
+    let ops = operator(&mut h);
+    h.price(BTC, usd(60_000));
+    // 1 BTC at 60 000: the market's fee is 6.00 a side.
+    let market_fees = 2 * 6_000_000;
+    for (login, group, group_cost) in [
+        ("d@x", DEFAULT, 0),
+        ("s@x", STANDARD, 2 * 500_000), // 0.50 a side
+        ("p@x", PRO, 2 * 30_000_000),   // 0.05 % of 60 000 = 30.00 a side
+    ] {
+        let a = h.account(login);
+        h.deposit(a, usdc(100_000)).unwrap();
+        assert!(move_to(&mut h, ops, login, group).is_ok());
+        let before = h.balance(a).available;
+        let (spread0, commission0) = (h.summary().spread_revenue, h.summary().commission_revenue);
+        let p = h.open(h.open_req(a, Side::Long, 10, Size::Quantity(btc(1)))).unwrap();
+        assert_eq!(p.entry_price, usd(60_000), "the price is the market's, whatever the group");
+        h.close(a, p.id, None).unwrap();
+        let after = h.balance(a).available;
+        assert_eq!(before.0 - after.0, market_fees + group_cost, "{login}");
+        let s = h.summary();
+        let (spread, commission) =
+            (s.spread_revenue.0 - spread0.0, s.commission_revenue.0 - commission0.0);
+        assert_eq!(
+            spread + commission,
+            group_cost,
+            "{login}: the group's charges, on their own lines"
+        );
+    }
+    let s = h.summary();
+    assert_eq!((s.spread_revenue, s.commission_revenue), (Usdc(1_000_000), Usdc(60_000_000)));
+}
+
+#[test]
+fn only_operators_move_accounts_to_configured_groups_and_it_applies_from_the_next_command() {
+    let mut h = Harness::with(config());
+    let ops = operator(&mut h);
+    let a = h.account("t@x");
+    assert_eq!(move_to(&mut h, a, "t@x", PRO), Err(Reason::NotAdmin));
+    assert_eq!(move_to(&mut h, ops, "t@x", 3), Err(Reason::UnknownGroup));
+    assert_eq!(move_to(&mut h, ops, "nobody@x", PRO), Err(Reason::UnknownAccount));
+    assert_eq!(move_to(&mut h, ops, "t@x", PRO), Ok(ReplyData::Group { account: a, group: PRO }));
+    let set = h.out.iter().rev().find_map(|o| match o {
+        Output::Change(ChangeRecord {
+            change: Change::GroupSet { account, by, group }, ..
+        }) => Some((*account, *by, *group)),
+        _ => None,
+    });
+    assert_eq!(set, Some((a, ops, PRO)), "the move is a change of its own, naming the operator");
+}
+
+#[test]
+fn a_liquidation_pays_no_group_charges_and_groups_survive_replay_and_snapshots() {
+    let mut h = Harness::with(config());
+    let ops = operator(&mut h);
+    let a = h.account("t@x");
+    move_to(&mut h, ops, "t@x", STANDARD).unwrap();
+    h.price(BTC, usd(60_000));
+    let p = h.open(h.open_req(a, Side::Long, 100, Size::Quantity(btc(1)))).unwrap();
+    let spread = h.summary().spread_revenue;
+    assert_eq!(spread, Usdc(500_000), "the open's markup");
+    h.price(BTC, usd(59_000));
+    let closed = h.position(a, p.id);
+    assert_eq!(closed.status, PositionStatus::Closed);
+    assert_eq!(closed.close.unwrap().reason, CloseReason::Liquidation);
+    assert_eq!(h.summary().spread_revenue, spread, "nothing more on a liquidation");
+    let snap = h.engine.snapshot();
+    let restored = Engine::restore(h.engine.config().clone(), &snap).unwrap();
+    assert_eq!(restored.state_hash(), h.engine.state_hash());
+    assert_eq!(restored.summary().spread_revenue, spread);
+    let mut replayed = Engine::new(h.engine.config().clone()).unwrap();
+    for cmd in &h.log {
+        replayed.apply(cmd, &mut Vec::new());
+    }
+    assert_eq!(replayed.state_hash(), h.engine.state_hash());
+}

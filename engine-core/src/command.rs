@@ -1,4 +1,8 @@
 //! Commands: what enters the in-ring. Fixed-size, `Copy`, no heap: a ring slot is written in place.
+//!
+//! Over 600 lines on purpose: the catalogue of every command the engine takes, one enum whose
+//! variants carry their documented fields, with the ids and small types they use; split, a
+//! reader would lose the one list that says what can enter the ring.
 
 use crate::math::Side;
 use crate::num::{Price, Qty, Usdc};

@@ -42,6 +42,16 @@ impl Bench {
     /// BTC made from `sources` price sources (0: plain ticks). The first price is a tick either
     /// way, from every source.
     fn with_sources(max_positions: u32, sources: u8) -> Bench {
+        Bench::with_config(max_positions, sources, Vec::new())
+    }
+
+    /// As [`Bench::with_sources`], with client `groups`: each new bench account is moved to the
+    /// next group in turn (by an operator account, `bench-ops@x`).
+    fn with_config(
+        max_positions: u32,
+        sources: u8,
+        groups: Vec<engine_core::config::GroupConfig>,
+    ) -> Bench {
         let mut cfg = EngineConfig {
             max_open_positions: max_positions + 16,
             max_pending_orders: max_positions + 16,
@@ -52,6 +62,7 @@ impl Bench {
             ..EngineConfig::default()
         };
         cfg.markets[0].sources = sources;
+        cfg.groups = groups;
         let mut b = Bench {
             engine: Engine::new(cfg).unwrap(),
             out: Vec::with_capacity(64),
@@ -117,6 +128,23 @@ impl Bench {
         let deposit =
             CommandKind::Deposit { account, amount: Usdc::from_whole(10_000_000), key: None };
         let Some(Ok(_)) = self.apply(deposit) else { panic!("deposit") };
+        let groups = self.engine.config().groups.len();
+        if groups > 1 {
+            let ops = Login::new("bench-ops@x").unwrap();
+            if i == 0 {
+                let kind =
+                    CommandKind::CreateAccount { login: ops, credential: Credential::empty() };
+                let Some(Ok(_)) = self.apply(kind) else { panic!("operator") };
+                let Some(Ok(_)) = self.apply(CommandKind::SetRole { login: ops, admin: true })
+                else {
+                    panic!("role")
+                };
+            }
+            let by = AccountId(2); // the operator: created right after the first account
+            let group = u16::try_from(i as usize % groups).unwrap_or(0);
+            let kind = CommandKind::AdminSetGroup { by, login, group };
+            let Some(Ok(ReplyData::Group { .. })) = self.apply(kind) else { panic!("group") };
+        }
         account
     }
 
@@ -418,9 +446,42 @@ fn source_quote(c: &mut Criterion) {
     group.finish();
 }
 
+/// The quiet tick with 1M positions whose accounts are spread over 10 client groups, each
+/// with its own markup and commission: group terms are charged on fills only, trigger keys do
+/// not depend on them, so the tick costs what it does without groups.
+fn tick_no_trigger_groups(c: &mut Criterion) {
+    use engine_core::config::{GroupConfig, GroupMarket};
+    let mut group = c.benchmark_group("tick_no_trigger_groups");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(4));
+    let n = 1_000_000u32;
+    let groups: Vec<GroupConfig> = (0..10)
+        .map(|g| GroupConfig {
+            name: format!("g{g}"),
+            markets: vec![GroupMarket {
+                symbol: "BTC_USDC".into(),
+                markup_ticks: 10 * g,
+                commission_rate: Ppm(50 * g),
+            }],
+        })
+        .collect();
+    let mut b = Bench::with_config(n, 0, groups);
+    b.populate(n, |i| 2 + i % 49, true);
+    let mut flip = 0i64;
+    group.bench_function("1000000 positions, 10 groups", |bencher| {
+        bencher.iter(|| {
+            flip ^= 1;
+            b.tick(black_box(MID + flip), MID + flip);
+        })
+    });
+    assert_eq!(b.engine.open_positions(), n as usize, "nothing triggered");
+    group.finish();
+}
+
 criterion_group!(
     benches,
     source_quote,
+    tick_no_trigger_groups,
     snapshot_copy,
     tick_no_trigger,
     tick_resting_orders,

@@ -14,7 +14,12 @@
 //!       "min_sources": 2, "max_source_age_ms": 5000, "max_deviation_bps": 100 }
 //!   ],
 //!   "initial_balance": "10000",
-//!   "max_positions_per_account": 50
+//!   "max_positions_per_account": 50,
+//!   "groups": [
+//!     { "name": "standard" },
+//!     { "name": "pro", "markets": [ { "symbol": "BTC_USDC", "markup_ticks": 50,
+//!       "commission_rate": "0.0002" } ] }
+//!   ]
 //! }
 //! ```
 

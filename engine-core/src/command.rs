@@ -572,6 +572,12 @@ pub enum CommandKind {
         /// The group's index in the configuration's `groups`.
         group: u16,
     },
+    /// What the account pays per market by its client group: one `Item::Terms` per market,
+    /// then `ReplyData::Group` naming the group.
+    QueryTerms {
+        /// Account.
+        account: AccountId,
+    },
 }
 
 impl CommandKind {
@@ -590,6 +596,7 @@ impl CommandKind {
                 | CommandKind::QueryMarkets
                 | CommandKind::QueryStateHash
                 | CommandKind::AdminSnapshot
+                | CommandKind::QueryTerms { .. }
         )
     }
 }

@@ -291,6 +291,15 @@ pub enum Item {
         /// Fresh and agreeing.
         agreeing: u8,
     },
+    /// What an account pays on one market by its client group.
+    Terms {
+        /// Market.
+        market: MarketId,
+        /// Spread markup a side, in price ticks, per unit of quantity.
+        markup_ticks: i64,
+        /// Commission on the notional a side.
+        commission_rate: crate::num::Ppm,
+    },
 }
 
 /// One side of one market, for operators.

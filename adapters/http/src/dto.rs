@@ -333,6 +333,31 @@ pub struct RiskQuery {
     pub top: Option<u32>,
 }
 
+/// What the caller pays by its client group.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Terms {
+    /// The group's name.
+    pub group: String,
+    /// Per market, in configuration order.
+    pub markets: Vec<MarketTerms>,
+}
+
+/// What the caller pays on one market, beside the market's own fees.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarketTerms {
+    /// Symbol.
+    pub symbol: String,
+    /// Spread markup a side, per unit of quantity (a price): `markup × quantity` on each open
+    /// and close, rounded up.
+    pub markup: String,
+    /// Commission on the notional a side, e.g. `0.000200`.
+    pub commission_rate: String,
+    /// The market's bid less the markup: what a sale is worth to the caller now.
+    pub quoted_bid: Option<String>,
+    /// The market's ask plus the markup: what a purchase costs the caller now.
+    pub quoted_ask: Option<String>,
+}
+
 /// An operator's move of an account to a client group.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

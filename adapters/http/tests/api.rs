@@ -35,7 +35,12 @@ impl Server {
         Server::start_with(EngineConfig::default(), tweak).await
     }
 
-    async fn start_with(engine: EngineConfig, tweak: impl FnOnce(&mut ApiConfig)) -> Server {
+    async fn start_with(mut engine: EngineConfig, tweak: impl FnOnce(&mut ApiConfig)) -> Server {
+        // A price set at the start stays tradable for the whole test: on a loaded machine the
+        // sign-ups' password hashing alone can take longer than the default 5 s price age.
+        for m in &mut engine.markets {
+            m.max_price_age_ns = 600_000_000_000;
+        }
         let engine =
             EngineHandle::start(EngineConfig { max_open_positions: 10_000, ..engine }).unwrap();
         let mut cfg = ApiConfig::new(SECRET.to_vec(), MarketConfig::defaults());
@@ -709,6 +714,7 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         ("GET", "/api/v1/positions/{id}"),
         ("GET", "/api/v1/user/balance"),
         ("GET", "/api/v1/user/ledger"),
+        ("GET", "/api/v1/user/terms"),
         ("GET", "/healthz"),
         ("GET", "/metrics"),
         ("POST", "/api/v1/orders"),
@@ -861,8 +867,15 @@ async fn operators_move_accounts_between_groups_whose_markup_the_books_show() {
     assert_eq!(s.req("PUT", path, Some(&trader), Some(&to("pro"))).await.status, 403);
     let r = s.req("PUT", path, Some(&ops), Some(&to("gold"))).await;
     assert_eq!((r.status, r.body["error"]["code"].as_str()), (400, Some("invalid_group")));
+    let terms = s.get("/api/v1/user/terms", &trader).await;
+    assert_eq!(terms.body["group"], "default", "{}", terms.body);
     let r = s.req("PUT", path, Some(&ops), Some(&to("pro"))).await;
     assert_eq!((r.status, &r.body), (200, &json!({ "email": "t@example.com", "group": "pro" })));
+    // Before opening, the trader sees what it will pay and the prices that means.
+    let terms = s.get("/api/v1/user/terms", &trader).await;
+    let btc = &terms.body["markets"][0];
+    assert_eq!((&terms.body["group"], &btc["markup"]), (&json!("pro"), &json!("0.50")));
+    assert_eq!((&btc["quoted_bid"], &btc["quoted_ask"]), (&json!("59999.50"), &json!("60000.50")));
     // 100 USDC at 50x at 60 000: 0.08333 BTC; 0.50 of markup a side: 0.041665 each way.
     let p = s.post("/api/v1/positions", Some(&trader), open_body("100", 50)).await;
     assert_eq!(p.status, 201, "{}", p.body);

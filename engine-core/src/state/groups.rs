@@ -12,7 +12,8 @@
 //! markup and commission plus the market's fees.
 
 use super::{
-    AccountId, Change, Engine, MarketId, Outcome, Price, Qty, Reason, ReplyData, Sink, Usdc, add,
+    AccountId, Change, Engine, Item, MarketId, Outcome, Output, Price, Qty, Reason, ReplyData,
+    RequestId, Sink, Usdc, add,
 };
 use crate::command::Login;
 use crate::num::Ppm;
@@ -59,6 +60,25 @@ impl Engine {
             spread: scale.notional_ceil(Price(markup), q),
             commission: scale.rate_of_value_ceil(rate, e, q),
         }
+    }
+
+    /// What `account` pays per market: one item each, then its group.
+    pub(super) fn terms_of<S: Sink>(
+        &self,
+        rid: RequestId,
+        account: AccountId,
+        sink: &mut S,
+    ) -> Outcome {
+        let ai = self.account_index(account)?;
+        let group = self.accounts[ai].group;
+        for (i, &(markup_ticks, commission_rate)) in
+            self.groups[usize::from(group)].iter().enumerate()
+        {
+            let market = MarketId(u16::try_from(i).expect("market ids fit u16"));
+            let item = Item::Terms { market, markup_ticks, commission_rate };
+            sink.emit(Output::Item { request_id: rid, item });
+        }
+        Ok(ReplyData::Group { account, group })
     }
 
     /// Books charges the trader has paid.

@@ -494,6 +494,7 @@ impl Engine {
             CommandKind::AdminSetGroup { by, login, group } => {
                 self.set_group(*by, login, *group, sink)
             }
+            CommandKind::QueryTerms { account } => self.terms_of(rid, *account, sink),
         }
     }
 }

@@ -7,12 +7,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use engine_core::command::{CommandKind, Credential, Login};
-use engine_core::event::ReplyData;
+use engine_core::event::{Item, ReplyData};
+use engine_core::num::{Price, format_fixed};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{hash_password, normalize_email, verify_password};
-use crate::convert::{balance_reply, engine, money, ms, unexpected, usdc};
+use crate::convert::{balance_reply, engine, money, ms, px, unexpected, usdc};
 use crate::dto::{self, AmountBody, Credentials};
 use crate::error::ApiError;
 use crate::extract::St;
@@ -26,6 +27,7 @@ pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(signup))
         .routes(routes!(signin))
         .routes(routes!(balance))
+        .routes(routes!(terms))
         .routes(routes!(ledger))
         .routes(routes!(deposit))
         .routes(routes!(withdraw))
@@ -151,6 +153,46 @@ async fn signin(
     ))]
 async fn balance(State(state): St, AuthUser(account): AuthUser) -> Result<Response, ApiError> {
     balance_reply(&state, account, CommandKind::QueryAccount { account }).await
+}
+
+#[utoipa::path(get, path = "/api/v1/user/terms", tag = "user",
+    summary = "What the caller pays per market by its client group (markup and commission a side), and the prices it effectively trades at now",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the caller's group and terms", body = dto::Terms),
+        dto::AuthedErrors,
+    ))]
+async fn terms(State(state): St, AuthUser(account): AuthUser) -> Result<Response, ApiError> {
+    let (reply, items) = engine(&state, CommandKind::QueryTerms { account }).await?;
+    let ReplyData::Group { group, .. } = reply else { return Err(unexpected(&reply)) };
+    let prices = state.markets_snapshot().await?;
+    let markets = items
+        .iter()
+        .filter_map(|item| {
+            let Item::Terms { market, markup_ticks, commission_rate } = *item else { return None };
+            let m = state.market_cfg(market)?;
+            let quote = prices.items.iter().find_map(|i| match i {
+                Item::Market(v) if v.market == market && v.updated_at_ns > 0 => {
+                    Some((v.bid, v.ask))
+                }
+                _ => None,
+            });
+            // The prices a fill is worth to the caller: the market's, the markup further out.
+            let quoted = quote.map(|(bid, ask)| {
+                (px(Price(bid.0 - markup_ticks), m), px(Price(ask.0 + markup_ticks), m))
+            });
+            Some(dto::MarketTerms {
+                symbol: m.symbol.clone(),
+                markup: px(Price(markup_ticks), m),
+                commission_rate: format_fixed(i128::from(commission_rate.0), 6),
+                quoted_bid: quoted.as_ref().map(|q| q.0.clone()),
+                quoted_ask: quoted.map(|q| q.1),
+            })
+        })
+        .collect();
+    let group =
+        state.cfg.groups.get(usize::from(group)).cloned().unwrap_or_else(|| group.to_string());
+    Ok(Json(dto::Terms { group, markets }).into_response())
 }
 
 #[utoipa::path(post, path = "/api/v1/user/deposit", tag = "user",

@@ -458,10 +458,12 @@ fn tick_no_trigger_groups(c: &mut Criterion) {
     let groups: Vec<GroupConfig> = (0..10)
         .map(|g| GroupConfig {
             name: format!("g{g}"),
+            swap_free: false,
             markets: vec![GroupMarket {
                 symbol: "BTC_USDC".into(),
                 markup_ticks: 10 * g,
                 commission_rate: Ppm(50 * g),
+                max_leverage: None,
             }],
         })
         .collect();

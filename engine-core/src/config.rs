@@ -261,6 +261,9 @@ pub struct GroupConfig {
     /// Its terms per market (a market not listed: no markup, no commission).
     #[serde(default)]
     pub markets: Vec<GroupMarket>,
+    /// Its accounts are never charged or paid financing (an Islamic / swap-free account type).
+    #[serde(default)]
+    pub swap_free: bool,
 }
 
 /// A group's terms on one market.
@@ -278,6 +281,27 @@ pub struct GroupMarket {
     /// the house's commission revenue.
     #[serde(default, deserialize_with = "serde_file::ppm")]
     pub commission_rate: Ppm,
+    /// Highest leverage its new positions and orders may use on this market, below the
+    /// market's own (none: the market's).
+    #[serde(default)]
+    pub max_leverage: Option<u32>,
+}
+
+/// A group's terms on one market, as the engine applies them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupTerms {
+    /// Spread markup a side, in price ticks.
+    pub markup_ticks: i64,
+    /// Commission on the notional a side.
+    pub commission_rate: Ppm,
+    /// Leverage cap of new positions (`u32::MAX`: the market's).
+    pub max_leverage: u32,
+}
+
+impl Default for GroupTerms {
+    fn default() -> Self {
+        GroupTerms { markup_ticks: 0, commission_rate: Ppm(0), max_leverage: u32::MAX }
+    }
 }
 
 /// Most client groups an engine holds (an account's group is a `u16`; a broker has a handful).
@@ -357,10 +381,10 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
-    /// Each group's (markup ticks, commission) per market, dense: `[group][market]`; at least
-    /// one group (the default, without either).
-    pub fn group_terms(&self) -> Vec<Vec<(i64, Ppm)>> {
-        let mut terms: Vec<Vec<(i64, Ppm)>> = self
+    /// Each group's terms per market, dense: `[group][market]`; at least one group (the
+    /// default, without charges).
+    pub fn group_terms(&self) -> Vec<Vec<GroupTerms>> {
+        let mut terms: Vec<Vec<GroupTerms>> = self
             .groups
             .iter()
             .map(|g| {
@@ -368,13 +392,17 @@ impl EngineConfig {
                     .iter()
                     .map(|m| {
                         let t = g.markets.iter().find(|t| t.symbol == m.symbol);
-                        t.map_or((0, Ppm(0)), |t| (t.markup_ticks, t.commission_rate))
+                        t.map_or(GroupTerms::default(), |t| GroupTerms {
+                            markup_ticks: t.markup_ticks,
+                            commission_rate: t.commission_rate,
+                            max_leverage: t.max_leverage.unwrap_or(u32::MAX),
+                        })
                     })
                     .collect()
             })
             .collect();
         if terms.is_empty() {
-            terms.push(vec![(0, Ppm(0)); self.markets.len()]);
+            terms.push(vec![GroupTerms::default(); self.markets.len()]);
         }
         terms
     }
@@ -400,6 +428,9 @@ impl EngineConfig {
                 }
                 if t.commission_rate.0 < 0 || t.commission_rate.0 >= PPM_ONE / 10 {
                     return bad("commission_rate must be in 0..0.1");
+                }
+                if t.max_leverage == Some(0) {
+                    return bad("a group's max_leverage must be at least 1");
                 }
             }
         }

@@ -299,6 +299,8 @@ pub enum Item {
         markup_ticks: i64,
         /// Commission on the notional a side.
         commission_rate: crate::num::Ppm,
+        /// Highest leverage of its new positions there (the market's, or the group's if lower).
+        max_leverage: u32,
     },
 }
 

@@ -24,11 +24,12 @@ fn config() -> EngineConfig {
         symbol: "BTC_USDC".into(),
         markup_ticks,
         commission_rate: Ppm(commission_rate),
+        max_leverage: None,
     };
     cfg.groups = vec![
-        GroupConfig { name: "default".into(), markets: vec![] },
-        GroupConfig { name: "standard".into(), markets: vec![btc(50, 0)] },
-        GroupConfig { name: "pro".into(), markets: vec![btc(0, 500)] },
+        GroupConfig { name: "default".into(), markets: vec![], swap_free: false },
+        GroupConfig { name: "standard".into(), markets: vec![btc(50, 0)], swap_free: false },
+        GroupConfig { name: "pro".into(), markets: vec![btc(0, 500)], swap_free: false },
     ];
     cfg
 }
@@ -121,4 +122,27 @@ fn a_liquidation_pays_no_group_charges_and_groups_survive_replay_and_snapshots()
         replayed.apply(cmd, &mut Vec::new());
     }
     assert_eq!(replayed.state_hash(), h.engine.state_hash());
+}
+
+#[test]
+fn a_group_caps_leverage_below_the_market_and_a_swap_free_group_pays_no_financing() {
+    let mut cfg = config();
+    cfg.markets[0].financing_long_rate = Ppm(100);
+    cfg.groups[1].markets[0].max_leverage = Some(20);
+    cfg.groups[2].swap_free = true;
+    let mut h = Harness::with(cfg);
+    let ops = operator(&mut h);
+    h.price(BTC, usd(60_000));
+    let (s, p) = (h.account("s@x"), h.account("p@x"));
+    for (login, a, group) in [("s@x", s, STANDARD), ("p@x", p, PRO)] {
+        h.deposit(a, usdc(100_000)).unwrap();
+        move_to(&mut h, ops, login, group).unwrap();
+    }
+    let over = h.open(h.open_req(s, Side::Long, 21, Size::Quantity(btc(1))));
+    assert_eq!(over.unwrap_err(), Reason::InvalidLeverage, "the standard group's 20x");
+    assert!(h.open(h.open_req(s, Side::Long, 20, Size::Quantity(btc(1)))).is_ok());
+    let free = h.open(h.open_req(p, Side::Long, 50, Size::Quantity(btc(1)))).unwrap();
+    let charged = h.run(CommandKind::ChargeFinancing { market: BTC, period: 1 }).unwrap();
+    assert!(matches!(charged, ReplyData::Financing { positions: 1, .. }), "{charged:?}");
+    assert_eq!(h.position(p, free.id).margin, free.margin, "the pro group is swap-free");
 }

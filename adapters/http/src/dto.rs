@@ -352,6 +352,9 @@ pub struct MarketTerms {
     pub markup: String,
     /// Commission on the notional a side, e.g. `0.000200`.
     pub commission_rate: String,
+    /// Highest leverage of the caller's new positions here (the market's, or its group's if
+    /// lower).
+    pub max_leverage: u32,
     /// The market's bid less the markup: what a sale is worth to the caller now.
     pub quoted_bid: Option<String>,
     /// The market's ask plus the markup: what a purchase costs the caller now.

@@ -838,10 +838,15 @@ fn check_openapi_31(doc: &Value) {
 async fn operators_move_accounts_between_groups_whose_markup_the_books_show() {
     use engine_core::config::{GroupConfig, GroupMarket};
     let mut engine = EngineConfig::default();
-    let pro = GroupMarket { symbol: "BTC_USDC".into(), markup_ticks: 50, commission_rate: Ppm(0) };
+    let pro = GroupMarket {
+        symbol: "BTC_USDC".into(),
+        markup_ticks: 50,
+        commission_rate: Ppm(0),
+        max_leverage: None,
+    };
     engine.groups = vec![
-        GroupConfig { name: "default".into(), markets: vec![] },
-        GroupConfig { name: "pro".into(), markets: vec![pro] },
+        GroupConfig { name: "default".into(), markets: vec![], swap_free: false },
+        GroupConfig { name: "pro".into(), markets: vec![pro], swap_free: false },
     ];
     let mut s = Server::start_with(engine, |cfg| {
         cfg.groups = vec!["default".into(), "pro".into()];

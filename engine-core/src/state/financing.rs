@@ -34,8 +34,8 @@ impl Engine {
         // positions) once a period, never per tick.
         let mut ids = std::mem::take(&mut self.scratch);
         ids.clear();
-        for a in &self.accounts {
-            if self.swap_free.contains(&a.login) {
+        for (ai, a) in self.accounts.iter().enumerate() {
+            if self.swap_free.contains(&a.login) || self.swap_free_group(ai) {
                 continue;
             }
             ids.extend(a.open.iter().filter(|&&r| self.positions.get(r).market == market));

@@ -16,7 +16,7 @@ use super::{
     RequestId, Sink, Usdc, add,
 };
 use crate::command::Login;
-use crate::num::Ppm;
+use crate::config::GroupTerms;
 
 /// What an account pays on one fill.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,15 +43,26 @@ impl Charges {
 }
 
 impl Engine {
-    /// The (markup ticks, commission rate) account index `ai` pays on `market`.
-    fn terms(&self, ai: usize, market: MarketId) -> (i64, Ppm) {
+    /// The terms account index `ai` trades `market` on.
+    pub(super) fn terms(&self, ai: usize, market: MarketId) -> GroupTerms {
         let group = usize::from(self.accounts[ai].group);
         self.groups[group][usize::from(market.0)]
     }
 
+    /// The highest leverage account index `ai` may open at on `market`: the market's, or its
+    /// group's if lower.
+    pub(super) fn leverage_cap(&self, ai: usize, market: MarketId, market_max: u32) -> u32 {
+        market_max.min(self.terms(ai, market).max_leverage)
+    }
+
+    /// Whether account index `ai` is swap-free by its group.
+    pub(super) fn swap_free_group(&self, ai: usize) -> bool {
+        self.swap_free_groups.get(usize::from(self.accounts[ai].group)).copied().unwrap_or(false)
+    }
+
     /// What account index `ai` pays on a fill of `q` on `market` at `e`.
     pub(super) fn charges(&self, ai: usize, market: MarketId, e: Price, q: Qty) -> Charges {
-        let (markup, rate) = self.terms(ai, market);
+        let GroupTerms { markup_ticks: markup, commission_rate: rate, .. } = self.terms(ai, market);
         if markup == 0 && rate.0 == 0 {
             return Charges::default();
         }
@@ -71,11 +82,11 @@ impl Engine {
     ) -> Outcome {
         let ai = self.account_index(account)?;
         let group = self.accounts[ai].group;
-        for (i, &(markup_ticks, commission_rate)) in
-            self.groups[usize::from(group)].iter().enumerate()
-        {
+        for (i, t) in self.groups[usize::from(group)].iter().enumerate() {
             let market = MarketId(u16::try_from(i).expect("market ids fit u16"));
-            let item = Item::Terms { market, markup_ticks, commission_rate };
+            let max_leverage = self.markets[i].max_leverage.min(t.max_leverage);
+            let (markup_ticks, commission_rate) = (t.markup_ticks, t.commission_rate);
+            let item = Item::Terms { market, markup_ticks, commission_rate, max_leverage };
             sink.emit(Output::Item { request_id: rid, item });
         }
         Ok(ReplyData::Group { account, group })

@@ -223,8 +223,9 @@ pub struct Engine {
     /// the house balance (terms of the conservation equation).
     pub(crate) spread_revenue: Usdc,
     pub(crate) commission_revenue: Usdc,
-    /// Each group's (markup ticks, commission) per market, `[group][market]`.
-    pub(crate) groups: Vec<Vec<(i64, crate::num::Ppm)>>,
+    /// Each group's terms per market, `[group][market]`, and whether it is swap-free.
+    pub(crate) groups: Vec<Vec<crate::config::GroupTerms>>,
+    pub(crate) swap_free_groups: Vec<bool>,
     pub(crate) total_deposits: Usdc,
     pub(crate) total_withdrawals: Usdc,
     /// Running Σ available and Σ open margins, so conservation is checked in O(1) per command.
@@ -299,6 +300,7 @@ impl Engine {
             spread_revenue: Usdc::ZERO,
             commission_revenue: Usdc::ZERO,
             groups: cfg.group_terms(),
+            swap_free_groups: cfg.groups.iter().map(|g| g.swap_free).collect(),
             total_deposits: Usdc::ZERO,
             total_withdrawals: Usdc::ZERO,
             total_available: Usdc::ZERO,

@@ -19,7 +19,7 @@ impl Engine {
         let ai = self.account_index(req.account)?;
         let m = self.market(req.market)?;
         let cfg = &m.cfg;
-        check_open_inputs(cfg, m.max_leverage, req)?;
+        check_open_inputs(cfg, self.leverage_cap(ai, req.market, m.max_leverage), req)?;
         super::admin::check_mode(m)?;
         // Fill: a long buys at the ask, a short sells at the bid.
         let e = self.fresh_mark(req.market, req.side.opposite(), ts)?;

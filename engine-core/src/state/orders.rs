@@ -22,7 +22,8 @@ impl Engine {
         if req.price.0 <= 0 || req.price.0 > m.cfg.max_price_ticks {
             return Err(Reason::InvalidPrice);
         }
-        check_open_inputs(&m.cfg, m.max_leverage, &open_request(&draft))?;
+        let cap = self.leverage_cap(ai, req.market, m.max_leverage);
+        check_open_inputs(&m.cfg, cap, &open_request(&draft))?;
         super::admin::check_mode(m)?;
         if req.expires_at_ns.is_some_and(|at| at <= ts) {
             return Err(Reason::InvalidExpiry);

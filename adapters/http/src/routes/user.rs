@@ -169,7 +169,9 @@ async fn terms(State(state): St, AuthUser(account): AuthUser) -> Result<Response
     let markets = items
         .iter()
         .filter_map(|item| {
-            let Item::Terms { market, markup_ticks, commission_rate } = *item else { return None };
+            let Item::Terms { market, markup_ticks, commission_rate, max_leverage } = *item else {
+                return None;
+            };
             let m = state.market_cfg(market)?;
             let quote = prices.items.iter().find_map(|i| match i {
                 Item::Market(v) if v.market == market && v.updated_at_ns > 0 => {
@@ -185,6 +187,7 @@ async fn terms(State(state): St, AuthUser(account): AuthUser) -> Result<Response
                 symbol: m.symbol.clone(),
                 markup: px(Price(markup_ticks), m),
                 commission_rate: format_fixed(i128::from(commission_rate.0), 6),
+                max_leverage,
                 quoted_bid: quoted.as_ref().map(|q| q.0.clone()),
                 quoted_ask: quoted.map(|q| q.1),
             })

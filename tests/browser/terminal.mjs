@@ -46,6 +46,9 @@ try {
   await page.fill("#size", "100");
   const liqEstimate = await page.locator("#e-liq").textContent();
   if (!/\d/.test(liqEstimate)) failures.push(`no liquidation estimate: ${liqEstimate}`);
+  // The account type's charges before opening (the default group: none).
+  const charges = await page.locator("#e-charges").textContent();
+  if (!/^0\.00 \(default\)$/.test(charges)) failures.push(`no group charges shown: ${charges}`);
   await page.click("#place");
   await toastWith("Opened");
   const row = page.locator("#positions tr").first();

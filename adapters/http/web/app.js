@@ -206,6 +206,11 @@ function estimate() {
   $("e-notional").textContent = fmt(qty * price);
   $("e-margin").textContent = fmt(margin);
   $("e-liq").textContent = liq > 0 ? fmt(liq, m.price_decimals) : "none";
+  // What the account's group charges on this open (and again on the close), before it is placed.
+  const t = st.terms && st.terms.markets.find((x) => x.symbol === st.market);
+  $("e-charges").textContent = t
+    ? `${fmt(num(t.markup) * qty + num(t.commission_rate) * qty * price)} (${st.terms.group})` : "–";
+  if (t && Number($("leverage").max) > t.max_leverage) $("leverage").max = t.max_leverage;
 }
 
 async function placeOrder(ev) {
@@ -249,6 +254,8 @@ async function refreshAll() {
   if (!st.token) return;
   try {
     setBalance(await api("GET", "/api/v1/user/balance"));
+    st.terms = await api("GET", "/api/v1/user/terms");
+    estimate();
     await renderPositions();
     if (st.admin) await renderRisk();
   } catch (e) { fail(e); }

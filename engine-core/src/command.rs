@@ -572,6 +572,22 @@ pub enum CommandKind {
         /// The group's index in the configuration's `groups`.
         group: u16,
     },
+    /// An operator changes a client group's terms on one market (from the next command; open
+    /// positions are charged the new terms when they close).
+    AdminSetGroupTerms {
+        /// The operator.
+        by: AccountId,
+        /// The group's index.
+        group: u16,
+        /// Market.
+        market: MarketId,
+        /// New markup a side, in price ticks (0..=max_price_ticks / 2).
+        markup_ticks: Option<i64>,
+        /// New commission on the notional (0..0.1).
+        commission_rate: Option<crate::num::Ppm>,
+        /// New leverage cap (1..; above the market's: the market's).
+        max_leverage: Option<u32>,
+    },
     /// What the account pays per market by its client group: one `Item::Terms` per market,
     /// then `ReplyData::Group` naming the group.
     QueryTerms {

@@ -307,6 +307,21 @@ pub enum Change {
         /// Commission, to the house's commission revenue.
         commission: Usdc,
     },
+    /// An operator changed a client group's terms on a market (what changed; `None`: kept).
+    GroupTermsSet {
+        /// The operator.
+        by: AccountId,
+        /// The group's index.
+        group: u16,
+        /// Market.
+        market: MarketId,
+        /// New markup a side, in price ticks.
+        markup_ticks: Option<i64>,
+        /// New commission rate.
+        commission_rate: Option<crate::num::Ppm>,
+        /// New leverage cap.
+        max_leverage: Option<u32>,
+    },
 }
 
 impl Change {
@@ -328,7 +343,8 @@ impl Change {
             | Change::RoleSet { account, .. }
             | Change::MarginCall { account, .. }
             | Change::GroupSet { account, .. }
-            | Change::Charged { account, .. } => Some(account),
+            | Change::Charged { account, .. }
+            | Change::GroupTermsSet { by: account, .. } => Some(account),
             Change::Checkpoint | Change::PriceApplied { .. } => None,
         }
     }

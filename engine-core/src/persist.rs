@@ -332,10 +332,10 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
         return Err(SnapshotError::Checksum);
     }
     let snapshot = if before_sources {
-        // The fields added since: two empty lists and two zero amounts, one byte 0 each in
+        // The fields added since: three empty lists and two zero amounts, one byte 0 each in
         // postcard (a length 0, a varint 0).
         let mut extended = payload.to_vec();
-        extended.extend_from_slice(&[0; 4]);
+        extended.extend_from_slice(&[0; 5]);
         postcard::from_bytes(&extended)
     } else {
         postcard::from_bytes(payload)
@@ -358,11 +358,12 @@ mod tests {
     fn a_snapshot_from_before_sources_decodes_with_none() {
         let snap = crate::snapshot::EngineSnapshot {
             sources: Vec::new(),
+            group_terms: Vec::new(),
             ..Engine::new(EngineConfig::default()).unwrap().snapshot()
         };
         let payload = encode_value(&snap);
-        assert!(payload.ends_with(&[0; 4]), "empty lists and zero amounts are one byte 0 each");
-        let old = &payload[..payload.len() - 4];
+        assert!(payload.ends_with(&[0; 5]), "empty lists and zero amounts are one byte 0 each");
+        let old = &payload[..payload.len() - 5];
         let mut bytes = Vec::new();
         bytes.extend_from_slice(SNAPSHOT_MAGIC_02);
         bytes.extend_from_slice(&7u64.to_le_bytes());

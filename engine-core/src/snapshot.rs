@@ -257,6 +257,9 @@ pub struct EngineSnapshot {
     pub spread_revenue: Usdc,
     /// Commissions the client groups paid.
     pub commission_revenue: Usdc,
+    /// Every group's terms per market, `[group][market]` as (markup ticks, commission, leverage
+    /// cap): operators may have changed the configuration's.
+    pub group_terms: Vec<Vec<(i64, crate::num::Ppm, u32)>>,
 }
 
 /// A market's price sources: each one's latest quote, and the guard.
@@ -358,6 +361,13 @@ impl Engine {
                 .collect(),
             spread_revenue: self.spread_revenue,
             commission_revenue: self.commission_revenue,
+            group_terms: self
+                .groups
+                .iter()
+                .map(|g| {
+                    g.iter().map(|t| (t.markup_ticks, t.commission_rate, t.max_leverage)).collect()
+                })
+                .collect(),
         }
     }
 
@@ -427,6 +437,13 @@ impl Engine {
         e.house_balance = snap.house_balance;
         e.spread_revenue = snap.spread_revenue;
         e.commission_revenue = snap.commission_revenue;
+        // Groups the snapshot knows keep their (possibly operator-changed) terms; groups added
+        // to the configuration since start from it.
+        for (g, terms) in e.groups.iter_mut().zip(&snap.group_terms) {
+            for (t, &(markup_ticks, commission_rate, max_leverage)) in g.iter_mut().zip(terms) {
+                *t = crate::config::GroupTerms { markup_ticks, commission_rate, max_leverage };
+            }
+        }
         for &(account, group) in &snap.groups {
             let i = usize_from(account.0).wrapping_sub(1);
             if i >= e.accounts.len() {

@@ -260,6 +260,19 @@ pub enum ReplyData {
         /// The group's index.
         group: u16,
     },
+    /// A client group's terms on a market after an operator's change.
+    GroupTerms {
+        /// The group's index.
+        group: u16,
+        /// Market.
+        market: MarketId,
+        /// Markup a side, in price ticks.
+        markup_ticks: i64,
+        /// Commission rate.
+        commission_rate: crate::num::Ppm,
+        /// Leverage cap (`u32::MAX`: the market's).
+        max_leverage: u32,
+    },
 }
 
 /// An element of a list reply.

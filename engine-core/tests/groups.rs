@@ -146,3 +146,34 @@ fn a_group_caps_leverage_below_the_market_and_a_swap_free_group_pays_no_financin
     assert!(matches!(charged, ReplyData::Financing { positions: 1, .. }), "{charged:?}");
     assert_eq!(h.position(p, free.id).margin, free.margin, "the pro group is swap-free");
 }
+
+#[test]
+fn operators_edit_a_groups_terms_from_the_next_command_and_snapshots_keep_them() {
+    let mut h = Harness::with(config());
+    let ops = operator(&mut h);
+    let a = h.account("s@x");
+    h.deposit(a, usdc(100_000)).unwrap();
+    move_to(&mut h, ops, "s@x", STANDARD).unwrap();
+    h.price(BTC, usd(60_000));
+    let edit = |h: &mut Harness, by, markup_ticks| {
+        h.run(CommandKind::AdminSetGroupTerms {
+            by,
+            group: STANDARD,
+            market: BTC,
+            markup_ticks: Some(markup_ticks),
+            commission_rate: None,
+            max_leverage: None,
+        })
+    };
+    assert_eq!(edit(&mut h, a, 100), Err(Reason::NotAdmin));
+    assert_eq!(edit(&mut h, ops, -1), Err(Reason::InvalidRequest));
+    let edited = edit(&mut h, ops, 100).unwrap();
+    assert!(matches!(edited, ReplyData::GroupTerms { markup_ticks: 100, .. }), "{edited:?}");
+    let before = h.balance(a).available;
+    let p = h.open(h.open_req(a, Side::Long, 10, Size::Quantity(btc(1)))).unwrap();
+    h.close(a, p.id, None).unwrap();
+    // 1.00 of markup a side now, and the market's 6.00 fee a side.
+    assert_eq!(before.0 - h.balance(a).available.0, 2 * 1_000_000 + 2 * 6_000_000);
+    let restored = Engine::restore(h.engine.config().clone(), &h.engine.snapshot()).unwrap();
+    assert_eq!(restored.state_hash(), h.engine.state_hash(), "the edited terms are kept");
+}

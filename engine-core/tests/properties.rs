@@ -427,7 +427,7 @@ fn assert_changes_account_for_every_movement(w: &mut World) {
             Change::Checkpoint => checkpoints += 1,
             // Inside the fee counted above as the house's: the spread and commission lines'.
             Change::Charged { spread, commission, .. } => house -= spread.0 + commission.0,
-            Change::GroupSet { .. } => {}
+            Change::GroupSet { .. } | Change::GroupTermsSet { .. } => {}
             Change::PriceApplied { .. }
             | Change::TriggersSet { .. }
             | Change::TrailingStopSet { .. }

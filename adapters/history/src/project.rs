@@ -50,6 +50,7 @@ pub fn movements(change: &Change) -> Vec<Movement> {
         | Change::RoleSet { .. }
         | Change::MarginCall { .. }
         | Change::GroupSet { .. }
+        | Change::GroupTermsSet { .. }
         | Change::Checkpoint
         | Change::PriceApplied { .. } => vec![],
         // Its amounts are inside the open's or close's fee, which the statement already shows.
@@ -120,6 +121,7 @@ pub const fn kind(change: &Change) -> &'static str {
         Change::MarginCall { .. } => "margin_call",
         Change::GroupSet { .. } => "group_set",
         Change::Charged { .. } => "charged",
+        Change::GroupTermsSet { .. } => "group_terms_set",
         Change::Checkpoint => "checkpoint",
         Change::PriceApplied { .. } => "price_applied",
     }

@@ -369,6 +369,35 @@ pub struct AdminGroupBody {
     pub group: String,
 }
 
+/// An operator's change of a group's terms on a market (what is omitted is kept).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminGroupTermsBody {
+    /// Spread markup a side, as a price (`"0.50"`), at most the market's decimals.
+    #[schema(value_type = Option<String>)]
+    pub markup: Option<Dec>,
+    /// Commission on the notional a side (`"0.0002"`).
+    #[schema(value_type = Option<String>)]
+    pub commission_rate: Option<Dec>,
+    /// Leverage cap of new positions.
+    pub max_leverage: Option<u32>,
+}
+
+/// A group's terms on a market.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GroupTerms {
+    /// The group's name.
+    pub group: String,
+    /// The market's symbol.
+    pub market: String,
+    /// Spread markup a side.
+    pub markup: String,
+    /// Commission on the notional a side.
+    pub commission_rate: String,
+    /// Leverage cap (none: the market's).
+    pub max_leverage: Option<u32>,
+}
+
 /// An account's client group.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountGroup {

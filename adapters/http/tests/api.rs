@@ -726,6 +726,7 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         ("POST", "/api/v1/user/signup"),
         ("POST", "/api/v1/user/withdraw"),
         ("PUT", "/api/v1/admin/accounts/{email}/group"),
+        ("PUT", "/api/v1/admin/groups/{group}/markets/{symbol}"),
         ("PUT", "/api/v1/admin/markets/{symbol}"),
         ("PUT", "/api/v1/positions/{id}/trailing-stop"),
         ("PUT", "/api/v1/positions/{id}/triggers"),
@@ -890,5 +891,16 @@ async fn operators_move_accounts_between_groups_whose_markup_the_books_show() {
     assert_eq!(c.status, 200, "{}", c.body);
     let risk = s.get("/api/v1/admin/risk", &ops).await;
     assert_eq!(risk.body["spread_revenue"], "0.083330", "{}", risk.body);
+    // The operator edits the group's terms: the trader sees them at once.
+    let terms =
+        json!({ "markup": "1.00", "commission_rate": "0.0002", "max_leverage": 20 }).to_string();
+    let path = "/api/v1/admin/groups/pro/markets/BTC_USDC";
+    assert_eq!(s.req("PUT", path, Some(&trader), Some(&terms)).await.status, 403);
+    let r = s.req("PUT", path, Some(&ops), Some(&terms)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!((&r.body["markup"], &r.body["max_leverage"]), (&json!("1.00"), &json!(20)));
+    let t = s.get("/api/v1/user/terms", &trader).await;
+    let btc = &t.body["markets"][0];
+    assert_eq!((&btc["commission_rate"], &btc["max_leverage"]), (&json!("0.000200"), &json!(20)));
     assert_eq!(risk.body["commission_revenue"], "0.000000");
 }

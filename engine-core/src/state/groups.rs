@@ -17,6 +17,7 @@ use super::{
 };
 use crate::command::Login;
 use crate::config::GroupTerms;
+use crate::num::Ppm;
 
 /// What an account pays on one fill.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -71,6 +72,51 @@ impl Engine {
             spread: scale.notional_ceil(Price(markup), q),
             commission: scale.rate_of_value_ceil(rate, e, q),
         }
+    }
+
+    /// An operator changes `group`'s terms on `market`.
+    pub(super) fn set_group_terms<S: Sink>(
+        &mut self,
+        by: AccountId,
+        (group, market): (u16, MarketId),
+        (markup_ticks, commission_rate, max_leverage): (Option<i64>, Option<Ppm>, Option<u32>),
+        sink: &mut S,
+    ) -> Outcome {
+        self.check_admin(by)?;
+        let max_price = self.market(market)?.cfg.max_price_ticks;
+        let g = usize::from(group);
+        if g >= self.groups.len() {
+            return Err(Reason::UnknownGroup);
+        }
+        if markup_ticks.is_some_and(|m| m < 0 || m > max_price / 2)
+            || commission_rate.is_some_and(|r| r.0 < 0 || r.0 >= crate::num::PPM_ONE / 10)
+        {
+            return Err(Reason::InvalidRequest);
+        }
+        if max_leverage == Some(0) {
+            return Err(Reason::InvalidLeverage);
+        }
+        let t = &mut self.groups[g][usize::from(market.0)];
+        t.markup_ticks = markup_ticks.unwrap_or(t.markup_ticks);
+        t.commission_rate = commission_rate.unwrap_or(t.commission_rate);
+        t.max_leverage = max_leverage.unwrap_or(t.max_leverage);
+        let t = *t;
+        let change = Change::GroupTermsSet {
+            by,
+            group,
+            market,
+            markup_ticks,
+            commission_rate,
+            max_leverage,
+        };
+        self.record(sink, change);
+        Ok(ReplyData::GroupTerms {
+            group,
+            market,
+            markup_ticks: t.markup_ticks,
+            commission_rate: t.commission_rate,
+            max_leverage: t.max_leverage,
+        })
     }
 
     /// What `account` pays per market: one item each, then its group.

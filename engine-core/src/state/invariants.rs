@@ -105,6 +105,12 @@ impl Engine {
         for (i, a) in self.accounts.iter().enumerate().filter(|(_, a)| a.group != 0) {
             h.u64(i as u64).u64(u64::from(a.group));
         }
+        // Configured groups' terms (operators may change them); none configured: nothing.
+        if !self.cfg.groups.is_empty() {
+            for t in self.groups.iter().flatten() {
+                h.i64(t.markup_ticks).i64(t.commission_rate.0).u64(u64::from(t.max_leverage));
+            }
+        }
         h.u64(self.accounts.len() as u64);
         for a in &self.accounts {
             h.bytes(a.login.as_bytes()).bytes(a.credential.as_bytes()).i128(a.available.0);

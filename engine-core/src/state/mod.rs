@@ -497,6 +497,17 @@ impl Engine {
                 self.set_group(*by, login, *group, sink)
             }
             CommandKind::QueryTerms { account } => self.terms_of(rid, *account, sink),
+            CommandKind::AdminSetGroupTerms {
+                by,
+                group,
+                market,
+                markup_ticks,
+                commission_rate,
+                max_leverage,
+            } => {
+                let change = (*markup_ticks, *commission_rate, *max_leverage);
+                self.set_group_terms(*by, (*group, *market), change, sink)
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use engine_core::command::{CommandKind, Login, MarketMode};
 use engine_core::event::{Item, ReplyData};
-use engine_core::num::{Ppm, format_fixed};
+use engine_core::num::{Ppm, Price, format_fixed};
 
 use std::sync::Arc;
 
@@ -26,6 +26,7 @@ pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(set_market))
         .routes(routes!(set_group))
+        .routes(routes!(set_group_terms))
         .routes(routes!(risk))
 }
 
@@ -50,12 +51,7 @@ pub(crate) async fn set_group(
     let login = crate::auth::normalize_email(&email)
         .and_then(|e| Login::new(&e))
         .ok_or_else(|| ApiError::bad_request("invalid_login", "not an email address"))?;
-    let Some(group) = state.cfg.groups.iter().position(|g| *g == body.group) else {
-        let names = state.cfg.groups.join(", ");
-        return Err(ApiError::bad_request("invalid_group", format!("groups: {names}")));
-    };
-    let group =
-        u16::try_from(group).map_err(|_| ApiError::bad_request("invalid_group", "too many"))?;
+    let group = group_index(&state, &body.group)?;
     match engine(&state, CommandKind::AdminSetGroup { by, login, group }).await? {
         (ReplyData::Group { group, .. }, _) => {
             let name = state.cfg.groups.get(usize::from(group)).cloned().unwrap_or_default();
@@ -117,6 +113,67 @@ pub(crate) async fn set_market(
         }
         (d, _) => Err(unexpected(&d)),
     }
+}
+
+#[utoipa::path(put, path = "/api/v1/admin/groups/{group}/markets/{symbol}", tag = "operations",
+    summary = "Operator: change a client group's markup, commission or leverage cap on a market (from the next command; journaled with who did it)",
+    security(("bearer" = [])), request_body = dto::AdminGroupTermsBody,
+    params(("group" = String, Path, description = "The group's name"), ("symbol" = String, Path, description = "Market symbol")),
+    responses(
+        (status = 200, description = "the group's terms on the market now", body = dto::GroupTerms),
+        (status = 400, description = "unknown group or market, or a value out of range", body = dto::ErrorBody),
+        (status = 403, description = "the caller is not an operator", body = dto::ErrorBody),
+        dto::BodyErrors,
+        dto::AuthedErrors,
+    ))]
+pub(crate) async fn set_group_terms(
+    State(state): St,
+    AdminUser(by): AdminUser,
+    ApiPath((name, symbol)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<dto::AdminGroupTermsBody>,
+) -> Result<Response, ApiError> {
+    let (market, m) = state.market(&symbol)?;
+    let group = group_index(&state, &name)?;
+    let markup_ticks = body
+        .markup
+        .as_ref()
+        .map(|d| crate::convert::price("markup", d, m).map(|p| p.0))
+        .transpose()?;
+    let commission_rate = body
+        .commission_rate
+        .as_ref()
+        .map(|d| Ppm::parse(&d.0).map_err(|e| ApiError::bad_request("invalid_rate", e.to_string())))
+        .transpose()?;
+    let kind = CommandKind::AdminSetGroupTerms {
+        by,
+        group,
+        market,
+        markup_ticks,
+        commission_rate,
+        max_leverage: body.max_leverage,
+    };
+    match engine(&state, kind).await? {
+        (ReplyData::GroupTerms { markup_ticks, commission_rate, max_leverage, .. }, _) => {
+            Ok(Json(dto::GroupTerms {
+                group: name,
+                market: symbol,
+                markup: px(Price(markup_ticks), m),
+                commission_rate: format_fixed(i128::from(commission_rate.0), 6),
+                max_leverage: (max_leverage != u32::MAX).then_some(max_leverage),
+            })
+            .into_response())
+        }
+        (d, _) => Err(unexpected(&d)),
+    }
+}
+
+/// The index of the configured group called `name`.
+fn group_index(state: &AppState, name: &str) -> Result<u16, ApiError> {
+    let Some(i) = state.cfg.groups.iter().position(|g| g == name) else {
+        let names = state.cfg.groups.join(", ");
+        return Err(ApiError::bad_request("invalid_group", format!("groups: {names}")));
+    };
+    u16::try_from(i).map_err(|_| ApiError::bad_request("invalid_group", "too many groups"))
 }
 
 #[utoipa::path(get, path = "/api/v1/admin/risk", tag = "operations",

@@ -177,3 +177,36 @@ fn operators_edit_a_groups_terms_from_the_next_command_and_snapshots_keep_them()
     let restored = Engine::restore(h.engine.config().clone(), &h.engine.snapshot()).unwrap();
     assert_eq!(restored.state_hash(), h.engine.state_hash(), "the edited terms are kept");
 }
+
+#[test]
+fn a_pending_order_holds_the_groups_charges_so_its_fill_can_pay_them() {
+    let mut h = Harness::with(config());
+    let ops = operator(&mut h);
+    let a = h.account("s@x");
+    move_to(&mut h, ops, "s@x", STANDARD).unwrap();
+    h.price(BTC, usd(60_000));
+    // Everything the account has goes into one limit order: margin, the market's fee and the
+    // group's markup, all held.
+    let available = h.balance(a).available;
+    let req = OrderRequest {
+        account: a,
+        market: BTC,
+        side: Side::Long,
+        kind: OrderKind::Limit,
+        price: usd(59_000),
+        leverage: 100,
+        size: Size::Quantity(btc(1)),
+        take_profit: None,
+        stop_loss: None,
+        expires_at_ns: None,
+        client_order_id: None,
+    };
+    let placed = h.run(CommandKind::PlaceOrder(req)).unwrap();
+    let ReplyData::Order(order) = placed else { panic!("{placed:?}") };
+    // 590 margin + 5.90 fee + 0.50 markup.
+    assert_eq!(order.reserved, Usdc(596_400_000));
+    assert!(order.reserved <= available);
+    h.price(BTC, usd(59_000));
+    assert_eq!(h.balance(a).order_margin, Usdc::ZERO, "filled");
+    assert_eq!(h.summary().spread_revenue, Usdc(500_000));
+}

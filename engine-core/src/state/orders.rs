@@ -47,7 +47,10 @@ impl Engine {
         if self.orders.len() >= usize_from(self.cfg.max_pending_orders) {
             return Err(Reason::OrderCapacity);
         }
-        let reserved = margin.checked_add(fee).ok_or(Reason::Overflow)?;
+        // The account's group charges too, at the order's price: the fill must not fail for them.
+        let charges = self.charges(ai, req.market, req.price, q).total();
+        let reserved = margin.checked_add(fee).and_then(|r| r.checked_add(charges));
+        let reserved = reserved.ok_or(Reason::Overflow)?;
         if self.accounts[ai].available < reserved {
             return Err(Reason::InsufficientBalance);
         }

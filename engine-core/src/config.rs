@@ -264,6 +264,10 @@ pub struct GroupConfig {
     /// Its accounts are never charged or paid financing (an Islamic / swap-free account type).
     #[serde(default)]
     pub swap_free: bool,
+    /// Its positions' margin-call level instead of the engine's `margin_call_level` (`"0"`:
+    /// none), fixed when a position opens or is resized.
+    #[serde(default, deserialize_with = "serde_file::opt_ppm")]
+    pub margin_call_level: Option<Ppm>,
 }
 
 /// A group's terms on one market.
@@ -452,14 +456,18 @@ impl EngineConfig {
                 });
             }
         }
-        let level = i128::from(self.margin_call_level.0);
-        let level_ok = level == 0
-            || (level > i128::from(PPM_ONE)
-                && level <= 100 * i128::from(PPM_ONE)
-                && self.markets.iter().all(|m| {
-                    i128::from(m.maintenance_margin_rate.0) * level
-                        < i128::from(PPM_ONE) * i128::from(PPM_ONE)
-                }));
+        let level_fits = |level: Ppm| {
+            let level = i128::from(level.0);
+            level == 0
+                || (level > i128::from(PPM_ONE)
+                    && level <= 100 * i128::from(PPM_ONE)
+                    && self.markets.iter().all(|m| {
+                        i128::from(m.maintenance_margin_rate.0) * level
+                            < i128::from(PPM_ONE) * i128::from(PPM_ONE)
+                    }))
+        };
+        let level_ok = level_fits(self.margin_call_level)
+            && self.groups.iter().filter_map(|g| g.margin_call_level).all(level_fits);
         let limits: [(bool, &'static str); 12] = [
             (self.swap_free_logins.len() > 100_000, "swap_free_logins (at most 100 000)"),
             (self.initial_balance.0 < 0 || self.initial_balance > MAX_AMOUNT, "initial_balance"),
@@ -570,6 +578,11 @@ pub mod serde_file {
     /// 10^10 steps.
     pub fn max_qty_steps() -> i64 {
         10_000_000_000
+    }
+
+    /// An optional rate written as a decimal string, exactly.
+    pub fn opt_ppm<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ppm>, D::Error> {
+        ppm(d).map(Some)
     }
 
     /// A rate written as a decimal string (`"0.005"`), exactly.

@@ -27,9 +27,24 @@ fn config() -> EngineConfig {
         max_leverage: None,
     };
     cfg.groups = vec![
-        GroupConfig { name: "default".into(), markets: vec![], swap_free: false },
-        GroupConfig { name: "standard".into(), markets: vec![btc(50, 0)], swap_free: false },
-        GroupConfig { name: "pro".into(), markets: vec![btc(0, 500)], swap_free: false },
+        GroupConfig {
+            name: "default".into(),
+            markets: vec![],
+            swap_free: false,
+            margin_call_level: None,
+        },
+        GroupConfig {
+            name: "standard".into(),
+            markets: vec![btc(50, 0)],
+            swap_free: false,
+            margin_call_level: None,
+        },
+        GroupConfig {
+            name: "pro".into(),
+            markets: vec![btc(0, 500)],
+            swap_free: false,
+            margin_call_level: None,
+        },
     ];
     cfg
 }
@@ -209,4 +224,34 @@ fn a_pending_order_holds_the_groups_charges_so_its_fill_can_pay_them() {
     h.price(BTC, usd(59_000));
     assert_eq!(h.balance(a).order_margin, Usdc::ZERO, "filled");
     assert_eq!(h.summary().spread_revenue, Usdc(500_000));
+}
+
+#[test]
+fn a_groups_margin_call_level_warns_its_positions_earlier() {
+    let mut cfg = config();
+    cfg.groups[2].margin_call_level = Some(Ppm(5_000_000)); // pro: warned at 5x the maintenance
+    let mut h = Harness::with(cfg);
+    let ops = operator(&mut h);
+    h.price(BTC, usd(60_000));
+    let (d, p) = (h.account("d@x"), h.account("p@x"));
+    h.deposit(p, usdc(100_000)).unwrap();
+    h.deposit(d, usdc(100_000)).unwrap();
+    move_to(&mut h, ops, "p@x", PRO).unwrap();
+    let pd = h.open(h.open_req(d, Side::Long, 50, Size::Quantity(btc(1)))).unwrap();
+    let pp = h.open(h.open_req(p, Side::Long, 50, Size::Quantity(btc(1)))).unwrap();
+    // Equity 1 200 at 60 000; maintenance 0.5 % of the notional ≈ 300. At 59 300 equity is
+    // ≈ 500: below 5 × 300 (pro) but above 1.5 × 300 (default).
+    let from = h.out.len();
+    h.price(BTC, usd(59_300));
+    let called: Vec<PositionId> = h.out[from..]
+        .iter()
+        .filter_map(|o| match o {
+            Output::Change(ChangeRecord {
+                change: Change::MarginCall { position, .. }, ..
+            }) => Some(*position),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(called, [pp.id], "only the pro group's position is called");
+    assert_ne!(pd.id, pp.id);
 }

@@ -846,8 +846,18 @@ async fn operators_move_accounts_between_groups_whose_markup_the_books_show() {
         max_leverage: None,
     };
     engine.groups = vec![
-        GroupConfig { name: "default".into(), markets: vec![], swap_free: false },
-        GroupConfig { name: "pro".into(), markets: vec![pro], swap_free: false },
+        GroupConfig {
+            name: "default".into(),
+            markets: vec![],
+            swap_free: false,
+            margin_call_level: None,
+        },
+        GroupConfig {
+            name: "pro".into(),
+            markets: vec![pro],
+            swap_free: false,
+            margin_call_level: None,
+        },
     ];
     let mut s = Server::start_with(engine, |cfg| {
         cfg.groups = vec!["default".into(), "pro".into()];

@@ -56,6 +56,12 @@ impl Engine {
         market_max.min(self.terms(ai, market).max_leverage)
     }
 
+    /// The margin-call level of account index `ai`'s positions: its group's, or the engine's.
+    pub(super) fn margin_call_level(&self, ai: usize) -> Ppm {
+        let group = usize::from(self.accounts[ai].group);
+        self.group_levels.get(group).copied().unwrap_or(self.cfg.margin_call_level)
+    }
+
     /// Whether account index `ai` is swap-free by its group.
     pub(super) fn swap_free_group(&self, ai: usize) -> bool {
         self.swap_free_groups.get(usize::from(self.accounts[ai].group)).copied().unwrap_or(false)

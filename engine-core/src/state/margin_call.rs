@@ -77,8 +77,8 @@ impl Engine {
     /// re-derives what depends on them: the liquidation and margin-call prices, re-indexed.
     pub(super) fn resize(&mut self, r: PosRef, qty: Qty, margin: Usdc) -> Position {
         let old = *self.positions.get(r);
+        let level = self.margin_call_level(super::usize_from(old.account.0) - 1);
         let m = &self.markets[usize::from(old.market.0)];
-        let level = self.cfg.margin_call_level;
         let mc = margin_call_price(m, old.side, old.entry, qty, margin, old.mmr(), level);
         let mut new = Position { qty, mc, ..old };
         new.set_margin(margin);

@@ -226,6 +226,8 @@ pub struct Engine {
     /// Each group's terms per market, `[group][market]`, and whether it is swap-free.
     pub(crate) groups: Vec<Vec<crate::config::GroupTerms>>,
     pub(crate) swap_free_groups: Vec<bool>,
+    /// Each group's margin-call level (the engine's where the group sets none).
+    pub(crate) group_levels: Vec<crate::num::Ppm>,
     pub(crate) total_deposits: Usdc,
     pub(crate) total_withdrawals: Usdc,
     /// Running Σ available and Σ open margins, so conservation is checked in O(1) per command.
@@ -301,6 +303,11 @@ impl Engine {
             commission_revenue: Usdc::ZERO,
             groups: cfg.group_terms(),
             swap_free_groups: cfg.groups.iter().map(|g| g.swap_free).collect(),
+            group_levels: cfg
+                .groups
+                .iter()
+                .map(|g| g.margin_call_level.unwrap_or(cfg.margin_call_level))
+                .collect(),
             total_deposits: Usdc::ZERO,
             total_withdrawals: Usdc::ZERO,
             total_available: Usdc::ZERO,

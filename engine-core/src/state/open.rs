@@ -56,7 +56,7 @@ impl Engine {
         if liquidatable(req.side, m.mark(req.side), liq) {
             return Err(Reason::WouldLiquidate);
         }
-        let (mmr, level) = (m.mmr, self.cfg.margin_call_level);
+        let (mmr, level) = (m.mmr, self.margin_call_level(ai));
         let mc = margin_call_price(m, req.side, e, q, margin, mmr, level);
         let m_scale = m.scale;
 

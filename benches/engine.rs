@@ -464,7 +464,7 @@ fn tick_no_trigger_groups(c: &mut Criterion) {
                 symbol: "BTC_USDC".into(),
                 markup_ticks: 10 * g,
                 commission_rate: Ppm(50 * g),
-                max_leverage: None,
+                ..GroupMarket::default()
             }],
         })
         .collect();

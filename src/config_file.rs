@@ -18,7 +18,9 @@
 //!   "groups": [
 //!     { "name": "standard" },
 //!     { "name": "pro", "markets": [ { "symbol": "BTC_USDC", "markup_ticks": 50,
-//!       "commission_rate": "0.0002" } ] }
+//!       "commission_rate": "0.0002" } ] },
+//!     { "name": "raw", "markets": [ { "symbol": "BTC_USDC", "markup_bps": 1,
+//!       "commission_per_lot": "3.5", "financing_long_rate": "0.0003" } ] }
 //!   ]
 //! }
 //! ```
@@ -111,6 +113,36 @@ mod tests {
             (dm.liquidation_fee_rate, dm.min_margin, dm.min_qty)
         );
         assert_eq!(parse("{}").unwrap(), d);
+    }
+
+    #[test]
+    fn a_groups_terms_parse_exactly_and_out_of_range_ones_are_refused() {
+        let group = |terms: &str| {
+            format!(
+                r#"{{ "groups": [ {{ "name": "raw", "markets": [ {{ "symbol": "BTC_USDC", {terms} }} ] }} ] }}"#
+            )
+        };
+        let cfg = parse(&group(
+            r#""markup_bps": 1, "commission_per_lot": "3.5", "financing_short_rate": "-0.0002""#,
+        ))
+        .unwrap();
+        let t = cfg.group_terms()[0][0];
+        assert_eq!((t.markup_bps, t.commission_per_lot), (1, Usdc(3_500_000)));
+        let market = &cfg.markets[0];
+        assert_eq!(
+            t.financing,
+            Some((market.financing_long_rate, Ppm(-200))),
+            "long: the market's"
+        );
+        for bad in [
+            r#""markup_bps": 1001"#,
+            r#""commission_per_lot": "1000.000001""#,
+            r#""commission_per_lot": "0.0000001""#,
+            r#""financing_long_rate": "0.0101""#,
+            r#""markup_bps": -1"#,
+        ] {
+            assert!(parse(&group(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

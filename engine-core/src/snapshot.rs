@@ -441,7 +441,9 @@ impl Engine {
         // to the configuration since start from it.
         for (g, terms) in e.groups.iter_mut().zip(&snap.group_terms) {
             for (t, &(markup_ticks, commission_rate, max_leverage)) in g.iter_mut().zip(terms) {
-                *t = crate::config::GroupTerms { markup_ticks, commission_rate, max_leverage };
+                // What an operator can edit; the rest of the terms are the configuration's.
+                (t.markup_ticks, t.commission_rate, t.max_leverage) =
+                    (markup_ticks, commission_rate, max_leverage);
             }
         }
         for &(account, group) in &snap.groups {

@@ -314,6 +314,13 @@ pub enum Item {
         commission_rate: crate::num::Ppm,
         /// Highest leverage of its new positions there (the market's, or the group's if lower).
         max_leverage: u32,
+        /// Spread markup a side in basis points of the fill price, on top of `markup_ticks`.
+        markup_bps: u32,
+        /// Commission a side per lot (one whole base unit), on top of `commission_rate`.
+        commission_per_lot: crate::num::Usdc,
+        /// Financing per period it pays (negative: earns) on a long, then on a short: its
+        /// group's rates, else the market's; zero when swap-free.
+        financing_rates: (crate::num::Ppm, crate::num::Ppm),
     },
 }
 

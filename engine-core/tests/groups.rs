@@ -13,9 +13,11 @@ use engine_core::prelude::*;
 const DEFAULT: u16 = 0;
 const STANDARD: u16 = 1;
 const PRO: u16 = 2;
+const RAW: u16 = 3;
 
-/// `default` (nothing), `standard` (BTC: 50 ticks = 0.50 USDC of markup a side per BTC) and
-/// `pro` (BTC: 0.05 % commission a side); BTC's own fees: 0.01 % to open and to close.
+/// `default` (nothing), `standard` (BTC: 50 ticks = 0.50 USDC of markup a side per BTC), `pro`
+/// (BTC: 0.05 % commission a side) and `raw` (BTC: 1 bps of markup and 3.50 USDC a lot of
+/// commission a side, its own financing rates); BTC's own fees: 0.01 % to open and to close.
 fn config() -> EngineConfig {
     let mut cfg = EngineConfig::default();
     cfg.markets[0].open_fee_rate = Ppm(100);
@@ -24,7 +26,14 @@ fn config() -> EngineConfig {
         symbol: "BTC_USDC".into(),
         markup_ticks,
         commission_rate: Ppm(commission_rate),
-        max_leverage: None,
+        ..GroupMarket::default()
+    };
+    let raw = GroupMarket {
+        markup_bps: 1,
+        commission_per_lot: Usdc(3_500_000),
+        financing_long_rate: Some(Ppm(300)),
+        financing_short_rate: Some(Ppm(-200)),
+        ..btc(0, 0)
     };
     cfg.groups = vec![
         GroupConfig {
@@ -45,6 +54,7 @@ fn config() -> EngineConfig {
             swap_free: false,
             margin_call_level: None,
         },
+        GroupConfig { name: "raw".into(), markets: vec![raw], ..GroupConfig::default() },
     ];
     cfg
 }
@@ -69,8 +79,9 @@ fn a_round_trip_costs_twice_the_markup_and_commission_plus_fees_in_every_group()
     let market_fees = 2 * 6_000_000;
     for (login, group, group_cost) in [
         ("d@x", DEFAULT, 0),
-        ("s@x", STANDARD, 2 * 500_000), // 0.50 a side
-        ("p@x", PRO, 2 * 30_000_000),   // 0.05 % of 60 000 = 30.00 a side
+        ("s@x", STANDARD, 2 * 500_000),            // 0.50 a side
+        ("p@x", PRO, 2 * 30_000_000),              // 0.05 % of 60 000 = 30.00 a side
+        ("r@x", RAW, 2 * (6_000_000 + 3_500_000)), // 1 bps of 60 000 = 6.00, and 3.50 a lot
     ] {
         let a = h.account(login);
         h.deposit(a, usdc(100_000)).unwrap();
@@ -92,7 +103,7 @@ fn a_round_trip_costs_twice_the_markup_and_commission_plus_fees_in_every_group()
         );
     }
     let s = h.summary();
-    assert_eq!((s.spread_revenue, s.commission_revenue), (Usdc(1_000_000), Usdc(60_000_000)));
+    assert_eq!((s.spread_revenue, s.commission_revenue), (Usdc(13_000_000), Usdc(67_000_000)));
 }
 
 #[test]
@@ -101,7 +112,7 @@ fn only_operators_move_accounts_to_configured_groups_and_it_applies_from_the_nex
     let ops = operator(&mut h);
     let a = h.account("t@x");
     assert_eq!(move_to(&mut h, a, "t@x", PRO), Err(Reason::NotAdmin));
-    assert_eq!(move_to(&mut h, ops, "t@x", 3), Err(Reason::UnknownGroup));
+    assert_eq!(move_to(&mut h, ops, "t@x", 4), Err(Reason::UnknownGroup));
     assert_eq!(move_to(&mut h, ops, "nobody@x", PRO), Err(Reason::UnknownAccount));
     assert_eq!(move_to(&mut h, ops, "t@x", PRO), Ok(ReplyData::Group { account: a, group: PRO }));
     let set = h.out.iter().rev().find_map(|o| match o {
@@ -254,4 +265,34 @@ fn a_groups_margin_call_level_warns_its_positions_earlier() {
         .collect();
     assert_eq!(called, [pp.id], "only the pro group's position is called");
     assert_ne!(pd.id, pp.id);
+}
+
+#[test]
+fn bps_markup_and_per_lot_commission_round_up_on_fractions_and_a_group_sets_its_own_financing() {
+    let mut cfg = config();
+    cfg.markets[0].financing_long_rate = Ppm(100);
+    cfg.markets[0].financing_short_rate = Ppm(100);
+    let mut h = Harness::with(cfg);
+    let ops = operator(&mut h);
+    h.price(BTC, usd(60_000));
+    let (d, r) = (h.account("d@x"), h.account("r@x"));
+    h.deposit(d, usdc(100_000)).unwrap();
+    h.deposit(r, usdc(100_000)).unwrap();
+    move_to(&mut h, ops, "r@x", RAW).unwrap();
+    // 0.333 BTC at 60 000: 1 bps of 19 980 = 1.998, 3.50 × 0.333 = 1.1655 (exact in micros).
+    let q = Qty(btc(1).0 / 1000 * 333);
+    let (spread0, commission0) = (h.summary().spread_revenue, h.summary().commission_revenue);
+    let long = h.open(h.open_req(r, Side::Long, 10, Size::Quantity(q))).unwrap();
+    let s = h.summary();
+    assert_eq!(s.spread_revenue.0 - spread0.0, 1_998_000);
+    assert_eq!(s.commission_revenue.0 - commission0.0, 1_165_500);
+    let short = h.open(h.open_req(r, Side::Short, 10, Size::Quantity(btc(1)))).unwrap();
+    let plain = h.open(h.open_req(d, Side::Long, 10, Size::Quantity(btc(1)))).unwrap();
+    h.run(CommandKind::ChargeFinancing { market: BTC, period: 1 }).unwrap();
+    // At 60 000 the raw group pays 0.03 % on its long (19 980 × 0.0003 = 5.994) and earns
+    // 0.02 % on its short (12.00); the default group pays the market's 0.01 % (6.00).
+    let taken = |h: &mut Harness, a, p: &PositionView| p.margin.0 - h.position(a, p.id).margin.0;
+    assert_eq!(taken(&mut h, r, &long), 5_994_000, "the raw group's long rate");
+    assert_eq!(taken(&mut h, r, &short), -12_000_000, "the raw group's short rate, paid to it");
+    assert_eq!(taken(&mut h, d, &plain), 6_000_000, "the market's rate for the default group");
 }

@@ -350,14 +350,24 @@ pub struct MarketTerms {
     /// Spread markup a side, per unit of quantity (a price): `markup × quantity` on each open
     /// and close, rounded up.
     pub markup: String,
+    /// Further spread markup a side in basis points of the price (`markup_bps / 10 000 ×
+    /// price × quantity`, rounded up).
+    pub markup_bps: u32,
     /// Commission on the notional a side, e.g. `0.000200`.
     pub commission_rate: String,
+    /// Further commission a side per lot (one whole unit of the base asset), in USDC.
+    pub commission_per_lot: String,
+    /// Financing per period on a long (negative: paid to the caller), e.g. `0.000100`; zero for
+    /// a swap-free account.
+    pub financing_long_rate: String,
+    /// Financing per period on a short.
+    pub financing_short_rate: String,
     /// Highest leverage of the caller's new positions here (the market's, or its group's if
     /// lower).
     pub max_leverage: u32,
-    /// The market's bid less the markup: what a sale is worth to the caller now.
+    /// The market's bid less the markup (ticks and bps): what a sale is worth to the caller now.
     pub quoted_bid: Option<String>,
-    /// The market's ask plus the markup: what a purchase costs the caller now.
+    /// The market's ask plus the markup (ticks and bps): what a purchase costs the caller now.
     pub quoted_ask: Option<String>,
 }
 

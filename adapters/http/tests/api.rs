@@ -842,8 +842,10 @@ async fn operators_move_accounts_between_groups_whose_markup_the_books_show() {
     let pro = GroupMarket {
         symbol: "BTC_USDC".into(),
         markup_ticks: 50,
-        commission_rate: Ppm(0),
-        max_leverage: None,
+        markup_bps: 1,
+        commission_per_lot: Usdc(2_000_000),
+        financing_long_rate: Some(Ppm(300)),
+        ..GroupMarket::default()
     };
     engine.groups = vec![
         GroupConfig {
@@ -891,8 +893,17 @@ async fn operators_move_accounts_between_groups_whose_markup_the_books_show() {
     let terms = s.get("/api/v1/user/terms", &trader).await;
     let btc = &terms.body["markets"][0];
     assert_eq!((&terms.body["group"], &btc["markup"]), (&json!("pro"), &json!("0.50")));
-    assert_eq!((&btc["quoted_bid"], &btc["quoted_ask"]), (&json!("59999.50"), &json!("60000.50")));
-    // 100 USDC at 50x at 60 000: 0.08333 BTC; 0.50 of markup a side: 0.041665 each way.
+    // 0.50 and 1 bps (6.00) of markup a side.
+    assert_eq!((&btc["quoted_bid"], &btc["quoted_ask"]), (&json!("59993.50"), &json!("60006.50")));
+    assert_eq!(
+        (&btc["markup_bps"], &btc["commission_per_lot"]),
+        (&json!(1), &json!("2.000000")),
+        "{btc}"
+    );
+    let rates = (&btc["financing_long_rate"], &btc["financing_short_rate"]);
+    assert_eq!(rates, (&json!("0.000300"), &json!("0.000000")), "the group's, else the market's");
+    // 100 USDC at 50x at 60 000: 0.08333 BTC. A side: 0.50 of markup a BTC (0.041665), 1 bps
+    // of 4 999.80 (0.49998), 2.00 a lot of commission (0.16666).
     let p = s.post("/api/v1/positions", Some(&trader), open_body("100", 50)).await;
     assert_eq!(p.status, 201, "{}", p.body);
     let pid = p.body["id"].as_str().unwrap().to_string();
@@ -900,7 +911,8 @@ async fn operators_move_accounts_between_groups_whose_markup_the_books_show() {
         s.req("POST", &format!("/api/v1/positions/{pid}/close"), Some(&trader), Some("{}")).await;
     assert_eq!(c.status, 200, "{}", c.body);
     let risk = s.get("/api/v1/admin/risk", &ops).await;
-    assert_eq!(risk.body["spread_revenue"], "0.083330", "{}", risk.body);
+    assert_eq!(risk.body["spread_revenue"], "1.083290", "{}", risk.body);
+    assert_eq!(risk.body["commission_revenue"], "0.333320", "{}", risk.body);
     // The operator edits the group's terms: the trader sees them at once.
     let terms =
         json!({ "markup": "1.00", "commission_rate": "0.0002", "max_leverage": 20 }).to_string();
@@ -912,5 +924,5 @@ async fn operators_move_accounts_between_groups_whose_markup_the_books_show() {
     let t = s.get("/api/v1/user/terms", &trader).await;
     let btc = &t.body["markets"][0];
     assert_eq!((&btc["commission_rate"], &btc["max_leverage"]), (&json!("0.000200"), &json!(20)));
-    assert_eq!(risk.body["commission_revenue"], "0.000000");
+    assert_eq!(btc["commission_per_lot"], "2.000000", "an edit keeps what it does not name");
 }

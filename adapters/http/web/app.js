@@ -208,8 +208,9 @@ function estimate() {
   $("e-liq").textContent = liq > 0 ? fmt(liq, m.price_decimals) : "none";
   // What the account's group charges on this open (and again on the close), before it is placed.
   const t = st.terms && st.terms.markets.find((x) => x.symbol === st.market);
-  $("e-charges").textContent = t
-    ? `${fmt(num(t.markup) * qty + num(t.commission_rate) * qty * price)} (${st.terms.group})` : "–";
+  const spread = t ? num(t.markup) * qty + (t.markup_bps / 10000) * qty * price : 0;
+  const commission = t ? num(t.commission_rate) * qty * price + num(t.commission_per_lot) * qty : 0;
+  $("e-charges").textContent = t ? `${fmt(spread + commission)} (${st.terms.group})` : "–";
   if (t && Number($("leverage").max) > t.max_leverage) $("leverage").max = t.max_leverage;
 }
 

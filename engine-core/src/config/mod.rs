@@ -253,7 +253,7 @@ pub struct EngineConfig {
 }
 
 /// A client group: what its accounts pay per market on top of the market's fees.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupConfig {
     /// Its name (`standard`, `pro`, …), 1..=32 bytes, unique.
@@ -271,7 +271,7 @@ pub struct GroupConfig {
 }
 
 /// A group's terms on one market.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupMarket {
     /// The market's symbol.
@@ -281,14 +281,30 @@ pub struct GroupMarket {
     /// to the micro-USDC, to the house's spread revenue.
     #[serde(default)]
     pub markup_ticks: i64,
+    /// Spread markup in basis points of the fill price, on each side, added to `markup_ticks`'s:
+    /// `markup_bps / 10 000 × price × quantity`, rounded up (0..=1000).
+    #[serde(default)]
+    pub markup_bps: u32,
     /// Commission on the notional at every open and close (not a liquidation), rounded up, to
     /// the house's commission revenue.
     #[serde(default, deserialize_with = "serde_file::ppm")]
     pub commission_rate: Ppm,
+    /// Commission per lot (one whole unit of the base asset: 1 BTC) at every open and close (not
+    /// a liquidation), on top of `commission_rate`'s: `commission_per_lot × quantity`, rounded
+    /// up (0..=1000 USDC).
+    #[serde(default, deserialize_with = "serde_file::usdc")]
+    pub commission_per_lot: Usdc,
     /// Highest leverage its new positions and orders may use on this market, below the
     /// market's own (none: the market's).
     #[serde(default)]
     pub max_leverage: Option<u32>,
+    /// Financing rate per period for its longs on this market instead of the market's
+    /// `financing_long_rate` (a swap-free group pays and earns none whatever this says).
+    #[serde(default, deserialize_with = "serde_file::opt_ppm")]
+    pub financing_long_rate: Option<Ppm>,
+    /// The same for its shorts.
+    #[serde(default, deserialize_with = "serde_file::opt_ppm")]
+    pub financing_short_rate: Option<Ppm>,
 }
 
 /// A group's terms on one market, as the engine applies them.
@@ -300,11 +316,25 @@ pub struct GroupTerms {
     pub commission_rate: Ppm,
     /// Leverage cap of new positions (`u32::MAX`: the market's).
     pub max_leverage: u32,
+    /// Spread markup a side in basis points of the fill price (configuration only).
+    pub markup_bps: u32,
+    /// Commission a side per lot, one whole base unit (configuration only).
+    pub commission_per_lot: Usdc,
+    /// Financing rates per period (long, short) instead of the market's; `None`: the market's
+    /// (configuration only).
+    pub financing: Option<(Ppm, Ppm)>,
 }
 
 impl Default for GroupTerms {
     fn default() -> Self {
-        GroupTerms { markup_ticks: 0, commission_rate: Ppm(0), max_leverage: u32::MAX }
+        GroupTerms {
+            markup_ticks: 0,
+            commission_rate: Ppm(0),
+            max_leverage: u32::MAX,
+            markup_bps: 0,
+            commission_per_lot: Usdc::ZERO,
+            financing: None,
+        }
     }
 }
 
@@ -400,6 +430,16 @@ impl EngineConfig {
                             markup_ticks: t.markup_ticks,
                             commission_rate: t.commission_rate,
                             max_leverage: t.max_leverage.unwrap_or(u32::MAX),
+                            markup_bps: t.markup_bps,
+                            commission_per_lot: t.commission_per_lot,
+                            financing: (t.financing_long_rate.is_some()
+                                || t.financing_short_rate.is_some())
+                            .then(|| {
+                                (
+                                    t.financing_long_rate.unwrap_or(m.financing_long_rate),
+                                    t.financing_short_rate.unwrap_or(m.financing_short_rate),
+                                )
+                            }),
                         })
                     })
                     .collect()
@@ -435,6 +475,16 @@ impl EngineConfig {
                 }
                 if t.max_leverage == Some(0) {
                     return bad("a group's max_leverage must be at least 1");
+                }
+                if t.markup_bps > 1000 {
+                    return bad("markup_bps must be in 0..=1000");
+                }
+                if t.commission_per_lot.0 < 0 || t.commission_per_lot.0 > 1_000_000_000 {
+                    return bad("commission_per_lot must be in 0..=1000 USDC");
+                }
+                let financing_ok = |r: Option<Ppm>| r.is_none_or(|r| r.0.abs() <= PPM_ONE / 100);
+                if !financing_ok(t.financing_long_rate) || !financing_ok(t.financing_short_rate) {
+                    return bad("a group's financing rates must be within -0.01..=0.01 per period");
                 }
             }
         }

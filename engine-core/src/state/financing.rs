@@ -58,9 +58,16 @@ impl Engine {
         let p = *self.positions.get(r);
         let m = &self.markets[usize::from(p.market.0)];
         let mark = m.mark(p.side);
+        // The account's group may set its own rates on this market (docs/DESIGN.md, "Client
+        // groups"); the group is read when the period is charged.
+        let ai = usize::try_from(p.account.0 - 1).expect("account ids fit usize");
+        let (long, short) = self
+            .terms(ai, p.market)
+            .financing
+            .unwrap_or((m.cfg.financing_long_rate, m.cfg.financing_short_rate));
         let rate = match p.side {
-            Side::Long => m.cfg.financing_long_rate,
-            Side::Short => m.cfg.financing_short_rate,
+            Side::Long => long,
+            Side::Short => short,
         };
         // House-favoured both ways: a charge rounds up (capped at the margin), a payment down.
         let amount = if rate.0 >= 0 {

@@ -67,16 +67,33 @@ impl Engine {
         self.swap_free_groups.get(usize::from(self.accounts[ai].group)).copied().unwrap_or(false)
     }
 
-    /// What account index `ai` pays on a fill of `q` on `market` at `e`.
+    /// What account index `ai` pays on a fill of `q` on `market` at `e`: the markup in ticks
+    /// and in bps, the commission as a rate and per lot, each part rounded up on its own.
     pub(super) fn charges(&self, ai: usize, market: MarketId, e: Price, q: Qty) -> Charges {
-        let GroupTerms { markup_ticks: markup, commission_rate: rate, .. } = self.terms(ai, market);
-        if markup == 0 && rate.0 == 0 {
+        let t = self.terms(ai, market);
+        if t.markup_ticks == 0
+            && t.markup_bps == 0
+            && t.commission_rate.0 == 0
+            && t.commission_per_lot.0 == 0
+        {
             return Charges::default();
         }
-        let scale = self.markets[usize::from(market.0)].scale;
+        let m = &self.markets[usize::from(market.0)];
+        let bps = Ppm(i64::from(t.markup_bps) * 100);
+        let lots = |per_lot: Usdc| {
+            // per_lot ≤ 10^9 micros and q < 2^63: the product fits i128.
+            let den = 10i128.pow(m.cfg.qty_decimals);
+            Usdc((per_lot.0 * i128::from(q.0) + den - 1).div_euclid(den))
+        };
         Charges {
-            spread: scale.notional_ceil(Price(markup), q),
-            commission: scale.rate_of_value_ceil(rate, e, q),
+            spread: add(
+                m.scale.notional_ceil(Price(t.markup_ticks), q),
+                m.scale.rate_of_value_ceil(bps, e, q),
+            ),
+            commission: add(
+                m.scale.rate_of_value_ceil(t.commission_rate, e, q),
+                lots(t.commission_per_lot),
+            ),
         }
     }
 
@@ -134,11 +151,25 @@ impl Engine {
     ) -> Outcome {
         let ai = self.account_index(account)?;
         let group = self.accounts[ai].group;
+        let swap_free =
+            self.swap_free.contains(&self.accounts[ai].login) || self.swap_free_group(ai);
         for (i, t) in self.groups[usize::from(group)].iter().enumerate() {
             let market = MarketId(u16::try_from(i).expect("market ids fit u16"));
-            let max_leverage = self.markets[i].max_leverage.min(t.max_leverage);
-            let (markup_ticks, commission_rate) = (t.markup_ticks, t.commission_rate);
-            let item = Item::Terms { market, markup_ticks, commission_rate, max_leverage };
+            let cfg = &self.markets[i].cfg;
+            let financing_rates = match (swap_free, t.financing) {
+                (true, _) => (Ppm(0), Ppm(0)),
+                (false, Some(rates)) => rates,
+                (false, None) => (cfg.financing_long_rate, cfg.financing_short_rate),
+            };
+            let item = Item::Terms {
+                market,
+                markup_ticks: t.markup_ticks,
+                commission_rate: t.commission_rate,
+                max_leverage: self.markets[i].max_leverage.min(t.max_leverage),
+                markup_bps: t.markup_bps,
+                commission_per_lot: t.commission_per_lot,
+                financing_rates,
+            };
             sink.emit(Output::Item { request_id: rid, item });
         }
         Ok(ReplyData::Group { account, group })

@@ -169,7 +169,16 @@ async fn terms(State(state): St, AuthUser(account): AuthUser) -> Result<Response
     let markets = items
         .iter()
         .filter_map(|item| {
-            let Item::Terms { market, markup_ticks, commission_rate, max_leverage } = *item else {
+            let Item::Terms {
+                market,
+                markup_ticks,
+                commission_rate,
+                max_leverage,
+                markup_bps,
+                commission_per_lot,
+                financing_rates: (long, short),
+            } = *item
+            else {
                 return None;
             };
             let m = state.market_cfg(market)?;
@@ -179,17 +188,26 @@ async fn terms(State(state): St, AuthUser(account): AuthUser) -> Result<Response
                 }
                 _ => None,
             });
-            // The prices a fill is worth to the caller: the market's, the markup further out.
-            let quoted = quote.map(|(bid, ask)| {
-                (px(Price(bid.0 - markup_ticks), m), px(Price(ask.0 + markup_ticks), m))
-            });
+            // The prices a fill is worth to the caller: the market's, the markup (ticks, then
+            // bps of the price, rounded away from the market) further out.
+            let bps_of = |p: Price| (i128::from(p.0) * i128::from(markup_bps) + 9_999) / 10_000;
+            let out = |p: Price, dir: i128| {
+                let v = i128::from(p.0) + dir * (i128::from(markup_ticks) + bps_of(p));
+                i64::try_from(v).ok().map(|v| px(Price(v), m))
+            };
+            let quoted = quote.map(|(bid, ask)| (out(bid, -1), out(ask, 1)));
+            let rate = |r: engine_core::num::Ppm| format_fixed(i128::from(r.0), 6);
             Some(dto::MarketTerms {
                 symbol: m.symbol.clone(),
                 markup: px(Price(markup_ticks), m),
-                commission_rate: format_fixed(i128::from(commission_rate.0), 6),
+                markup_bps,
+                commission_rate: rate(commission_rate),
+                commission_per_lot: format_fixed(commission_per_lot.0, 6),
+                financing_long_rate: rate(long),
+                financing_short_rate: rate(short),
                 max_leverage,
-                quoted_bid: quoted.as_ref().map(|q| q.0.clone()),
-                quoted_ask: quoted.map(|q| q.1),
+                quoted_bid: quoted.as_ref().and_then(|q| q.0.clone()),
+                quoted_ask: quoted.and_then(|q| q.1),
             })
         })
         .collect();

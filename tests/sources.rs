@@ -157,3 +157,78 @@ fn three_venues_make_the_index_a_wick_on_one_moves_nothing_and_replay_agrees() {
     assert!(text.contains("conservation    ok"), "{text}");
     drop(runtime);
 }
+
+/// A local stand-in for Binance's kline endpoint serving `adapters/price-feed`'s fixture (two
+/// candles of December 2024) for every span; counts the requests.
+async fn klines() -> (String, Arc<std::sync::atomic::AtomicU64>) {
+    let path =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/adapters/price-feed/test_data/binance/klines.json");
+    let body = std::fs::read_to_string(path).unwrap();
+    let asked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = Arc::clone(&asked);
+    let app = axum::Router::new().route(
+        "/api/v3/klines",
+        axum::routing::get(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+            let body = body.clone();
+            async move { ([("content-type", "application/json")], body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, asked)
+}
+
+#[test]
+fn a_fresh_install_charts_the_venues_recent_candles_before_its_own() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let binance = runtime.block_on(venue("binance", Arc::new(AtomicBool::new(false))));
+    let (rest, asked) = runtime.block_on(klines());
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |data: &str, extra: &[&str]| {
+        let data = dir.path().join(data);
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--feed", "binance", "--markets"];
+        args.extend(["BTC_USDC", "--feed-url", &binance, "--data-dir", data.to_str().unwrap()]);
+        args.extend(extra);
+        address_of(hundredx(&args))
+    };
+    let candles = |addr: &str| {
+        let (_, body) =
+            http(addr, "GET", "/api/v1/candles?market=BTC_USDC&interval=1m", None, None);
+        serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()
+    };
+    let sources = |v: &serde_json::Value| -> Vec<String> {
+        let list = v["candles"].as_array().cloned().unwrap_or_default();
+        list.iter().map(|c| c["source"].as_str().unwrap_or("").to_owned()).collect()
+    };
+    let (_serve, addr) = serve("a", &["--backfill-url", &rest]);
+    // The venue's two candles first, then the engine's own from its first tick on.
+    assert!(
+        wait(30, || sources(&candles(&addr)).last().is_some_and(|s| s == "engine")
+            && sources(&candles(&addr)).contains(&"venue".to_owned())),
+        "{}",
+        candles(&addr)
+    );
+    let got = candles(&addr);
+    assert_eq!(got["venue"], "binance", "{got}");
+    let list = got["candles"].as_array().unwrap();
+    assert_eq!(
+        (&list[0]["time"], &list[0]["open"]),
+        (&1_733_580_000_000u64.into(), &"60000.00".into())
+    );
+    assert_eq!(
+        (&list[1]["time"], &list[1]["source"]),
+        (&1_733_580_060_000u64.into(), &"venue".into())
+    );
+    assert_eq!(list[1]["ticks"], 0, "{got}");
+    assert!(list[2..].iter().all(|c| c["source"] == "engine"), "{got}");
+    assert_eq!(asked.load(Ordering::SeqCst), 6, "one request a span");
+    // --no-backfill: the engine's candles alone, and the venue is not asked.
+    let (_off, addr) = serve("b", &["--backfill-url", &rest, "--no-backfill"]);
+    assert!(wait(30, || !sources(&candles(&addr)).is_empty()), "{}", candles(&addr));
+    let got = candles(&addr);
+    assert!(got["venue"].is_null() && sources(&got).iter().all(|s| s == "engine"), "{got}");
+    assert_eq!(asked.load(Ordering::SeqCst), 6);
+    drop(runtime);
+}

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod args;
+pub mod backfill;
 pub mod drill;
 pub mod feed;
 pub mod financing;

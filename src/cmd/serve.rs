@@ -48,6 +48,14 @@ pub struct ServeArgs {
     /// With `--feed replay:FILE`: play as fast as possible instead of at the recorded pace.
     #[arg(long)]
     pub replay_fast: bool,
+    /// The REST endpoint of the venue whose recent candles fill the chart at start (the feed's
+    /// venue, or its first); by default the venue's public one, read only when the feed reads
+    /// the venue's public stream too.
+    #[arg(long)]
+    pub backfill_url: Option<String>,
+    /// Do not read a venue's recent candles at start: the chart shows the engine's alone.
+    #[arg(long)]
+    pub no_backfill: bool,
     /// Disable `POST /user/deposit` and the demo balance of new accounts.
     #[arg(long)]
     pub no_demo_deposits: bool,
@@ -301,6 +309,15 @@ async fn serve_until_signal(
             .context("opening the history store for reading")?;
         api.attach_history(Arc::new(store), Some(status));
     }
+    let backfill = super::backfill::BackfillArgs {
+        url: args.backfill_url.clone(),
+        off: args.no_backfill,
+        feed_url_set: !args.feed_url.is_empty(),
+    };
+    let backfill = super::backfill::source(&plan.feed_kind, &backfill).map(|source| {
+        let symbols = args.feed_symbols.iter().cloned().collect();
+        super::backfill::spawn(source, plan.markets.clone(), symbols, Arc::clone(&api), stop)
+    });
     // The API holds submitters of the engine: it is the server's alone, and gone with it,
     // before the engine stops.
     let server = tokio::spawn(hundredx_http::serve(listener, api, stop.clone().cancelled_owned()));
@@ -308,6 +325,9 @@ async fn serve_until_signal(
     log_status_until_signal(engine, Duration::from_secs(args.status_interval)).await;
     stop.cancel();
     let _ = feed.await;
+    if let Some(backfill) = backfill {
+        let _ = backfill.await;
+    }
     server.await.context("HTTP server task")?.context("HTTP server")?;
     Ok(())
 }

@@ -237,7 +237,7 @@ pub struct CandlesQuery {
     pub limit: Option<u32>,
 }
 
-/// One candle: OHLC of the engine's applied bid.
+/// One candle: OHLC of the engine's applied bid, or of a venue's trades before the engine's first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Candle {
     /// Bucket start (ms since the epoch, aligned to the interval in UTC).
@@ -250,8 +250,22 @@ pub struct Candle {
     pub low: String,
     /// Last bid.
     pub close: String,
-    /// Ticks applied in the bucket.
+    /// Ticks applied in the bucket (0 in a venue's candle).
     pub ticks: u64,
+    /// Whose candle: the engine's own, or the venue's history from before the engine's first
+    /// candle (read from the venue's public endpoint at start; its trades, not the engine's
+    /// bid).
+    pub source: CandleSource,
+}
+
+/// Whose candle it is.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CandleSource {
+    /// The engine's applied bid.
+    Engine,
+    /// A venue's candle (`Candles::venue` names it), from before the engine's first.
+    Venue,
 }
 
 /// `GET /candles`: oldest first.
@@ -264,6 +278,8 @@ pub struct Candles {
     pub interval: String,
     /// The candles.
     pub candles: Vec<Candle>,
+    /// The venue whose history came before the engine's candles, when this server read one.
+    pub venue: Option<String>,
 }
 
 /// `GET /user/ledger`.

@@ -107,7 +107,19 @@ pub struct AppState {
     metrics: metrics::Metrics,
     started: Instant,
     history: std::sync::OnceLock<History>,
+    /// A venue's recent candles, read at start: the chart's history before the engine's own.
+    venue_candles: std::sync::RwLock<VenueCandles>,
     hub: Arc<push::Hub>,
+}
+
+/// Candles a venue's public endpoint gave at start, per market and span: at most markets × 6
+/// spans × `price_feed`'s 300 candles.
+#[derive(Debug, Default)]
+pub(crate) struct VenueCandles {
+    /// The venue's name.
+    pub(crate) venue: &'static str,
+    /// Oldest first.
+    pub(crate) candles: HashMap<(MarketId, &'static str), Arc<[ground::history::Candle]>>,
 }
 
 /// The history store as the API sees it: where closed positions and the statement are read,
@@ -218,6 +230,7 @@ impl AppState {
             cfg,
             started: Instant::now(),
             history: std::sync::OnceLock::new(),
+            venue_candles: std::sync::RwLock::default(),
             hub: Arc::new(push::Hub::new(markets, lag)),
         })
     }
@@ -252,6 +265,34 @@ impl AppState {
         writer: Option<Arc<ground::history::WriterStatus>>,
     ) {
         let _ = self.history.set(History { store, writer });
+    }
+
+    /// Shows `candles` (oldest first) of `venue` for `market` and `span` (one of
+    /// `ground::history::SPANS`; another is ignored) before the engine's own candles.
+    pub fn attach_venue_candles(
+        &self,
+        venue: &'static str,
+        (market, span): (MarketId, &str),
+        candles: Vec<ground::history::Candle>,
+    ) {
+        let Some(&(span, _)) = ground::history::SPANS.iter().find(|(s, _)| *s == span) else {
+            return;
+        };
+        let mut held =
+            self.venue_candles.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.venue = venue;
+        held.candles.insert((market, span), candles.into());
+    }
+
+    /// The venue's candles of `market` and `span`, with the venue's name.
+    pub(crate) fn venue_candles(
+        &self,
+        market: MarketId,
+        span: &str,
+    ) -> Option<(&'static str, Arc<[ground::history::Candle]>)> {
+        let held = self.venue_candles.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let span = ground::history::SPANS.iter().find(|(s, _)| *s == span)?.0;
+        held.candles.get(&(market, span)).map(|c| (held.venue, Arc::clone(c)))
     }
 
     /// Sends `kind` to the engine and awaits its reply. A trader's accepted change is remembered

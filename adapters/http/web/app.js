@@ -174,7 +174,10 @@ async function loadCandles() {
   try {
     const r = await api("GET", `/api/v1/candles?market=${st.market}&interval=${st.interval}&limit=300`);
     st.series.setData(r.candles.map(bar));
-  } catch (e) { st.series.setData([]); }
+    // Candles from before the engine's first are the venue's history (its trades), said so.
+    const venue = r.candles.filter((c) => c.source === "venue").length;
+    $("chart-source").textContent = venue ? `${venue} earlier candles: ${r.venue} history` : "";
+  } catch (e) { st.series.setData([]); $("chart-source").textContent = ""; }
 }
 
 // ----- order form -----

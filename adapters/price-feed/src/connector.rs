@@ -11,6 +11,7 @@ use std::time::Duration;
 use engine_core::config::MarketConfig;
 
 use crate::frame::{Frame, Markets, ParseError};
+use crate::klines::Klines;
 
 /// One venue's public best bid/offer stream.
 pub trait Connector: Send + Sync + std::fmt::Debug {
@@ -36,6 +37,12 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     /// An application-level keepalive the venue expects, as (period, frame); `None` for a venue
     /// that keeps the connection alive with WebSocket pings (answered by the client).
     fn keepalive(&self) -> Option<(Duration, String)> {
+        None
+    }
+
+    /// The venue's public candles, for the chart's backfill at start; `None` for a venue that
+    /// has none.
+    fn klines(&self) -> Option<&'static dyn Klines> {
         None
     }
 }

@@ -10,6 +10,8 @@
 //! - [`client`]: the live WebSocket client, written once (reconnect with backoff and jitter,
 //!   watchdog, keepalive, dedup, health).
 //! - [`health`]: counters and last-tick times for `/healthz` and `/metrics`.
+//! - [`klines`]: what a venue's candles look like (pure); [`backfill`]: reading them once at
+//!   start for the chart.
 //! - [`synthetic`]: a seeded random walk per market (machines without internet, reproducible
 //!   runs); [`replay`]: a recording played through its venue's parser.
 //! - [`sink`]: the engine's in-ring as a `ground::ports::TickSink`.
@@ -18,10 +20,12 @@
 //! [`FeedKind`] is what `--feed` names, parsed here, and [`run`] is the one place that starts
 //! each kind.
 
+pub mod backfill;
 pub mod client;
 pub mod connector;
 pub mod frame;
 pub mod health;
+pub mod klines;
 pub mod replay;
 pub mod sink;
 pub mod sources;

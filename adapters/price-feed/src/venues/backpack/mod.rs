@@ -3,6 +3,7 @@
 //! (`BTC_USDC`); the server keeps the connection alive with WebSocket pings, which the client
 //! answers.
 
+pub mod klines;
 pub mod parse;
 
 use crate::connector::Connector;
@@ -29,5 +30,9 @@ impl Connector for Backpack {
 
     fn parse(&self, text: &str, markets: &Markets) -> Result<Frame, ParseError> {
         parse::parse_frame(text, markets)
+    }
+
+    fn klines(&self) -> Option<&'static dyn crate::klines::Klines> {
+        Some(&klines::BackpackKlines)
     }
 }

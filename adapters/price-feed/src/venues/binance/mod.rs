@@ -10,6 +10,8 @@
 //! `{"result":null,"id":1}` acknowledges the subscription; `{"error":{…},"id":1}` or
 //! `{"code":…,"msg":…}` is an error.
 
+pub mod klines;
+
 use serde::Deserialize;
 
 use crate::connector::Connector;
@@ -68,6 +70,10 @@ impl Connector for Binance {
         let mut tick = quote(market, (data.bid, data.ask), fields, 0, 0)?;
         tick.update_id = data.update_id.ok_or(ParseError::MissingField("u"))?;
         Ok(Frame::Tick(tick))
+    }
+
+    fn klines(&self) -> Option<&'static dyn crate::klines::Klines> {
+        Some(&klines::BinanceKlines)
     }
 }
 

@@ -11,6 +11,8 @@
 //! message sequence, `time` RFC 3339 with microseconds. `subscriptions` and `heartbeat` frames
 //! are control frames; `{"type":"error","message":…}` is an error.
 
+pub mod klines;
+
 use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -81,6 +83,10 @@ impl Connector for Coinbase {
         tick.update_id = m.sequence.ok_or(ParseError::MissingField("sequence"))?;
         tick.exchange_time_us = micros(m.time.ok_or(ParseError::MissingField("time"))?)?;
         Ok(Frame::Tick(tick))
+    }
+
+    fn klines(&self) -> Option<&'static dyn crate::klines::Klines> {
+        Some(&klines::CoinbaseKlines)
     }
 }
 

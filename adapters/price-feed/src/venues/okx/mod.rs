@@ -10,6 +10,8 @@
 //! the book's sequence. `{"event":"subscribe",…}` acknowledges; `{"event":"error","code":…,
 //! "msg":…}` is an error.
 
+pub mod klines;
+
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -108,6 +110,10 @@ impl Connector for Okx {
     /// `ping` every 20 s: OKX drops a connection silent for 30 s.
     fn keepalive(&self) -> Option<(Duration, String)> {
         Some((Duration::from_secs(20), "ping".to_owned()))
+    }
+
+    fn klines(&self) -> Option<&'static dyn crate::klines::Klines> {
+        Some(&klines::OkxKlines)
     }
 }
 

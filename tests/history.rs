@@ -483,3 +483,61 @@ fn deposits_past_the_ceiling_are_refused_and_serve_and_its_history_keep_going() 
     }
     drop(p);
 }
+
+/// A client group's charges are rows of their own in the statement (`spread_markup`,
+/// `commission`) before the fee row, which is the market's fee alone; the statement still sums
+/// to the balance.
+#[test]
+fn the_statement_shows_a_groups_markup_and_commission_apart_from_the_fee() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    // Every new account is in `raw` (groups[0]): 1 bps of markup, 3.50 a lot of commission.
+    std::fs::write(
+        &config,
+        r#"{"markets":[{"symbol":"BTC_USDC","price_decimals":2,"qty_decimals":5,
+            "open_fee_rate":"0.0001","close_fee_rate":"0.0001"}],
+            "groups":[{"name":"raw","markets":[{"symbol":"BTC_USDC","markup_bps":1,
+            "commission_per_lot":"3.5"}]}]}"#,
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let p = hundredx_with(
+        &[
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--feed",
+            "synthetic",
+        ],
+        &[],
+        Stdio::null(),
+    );
+    let (_serve, addr) = address_of(p);
+    let token = sign_up(&addr, "raw@example.com");
+    wait_for_price(&addr, &token);
+    assert_statement_matches_balance(&addr, &token);
+    let (_, ledger) =
+        until(200, 10, || http(&addr, "GET", "/api/v1/user/ledger?limit=500", Some(&token), None));
+    let rows = json(&ledger)["entries"].as_array().cloned().unwrap();
+    let kinds: Vec<&str> = rows.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    // The deposit; the open's charges, then its fee; the close's charges, PnL, then its fee.
+    let at = |kind: &str| kinds.iter().position(|k| *k == kind).unwrap_or(usize::MAX);
+    assert_eq!(kinds.iter().filter(|k| **k == "spread_markup").count(), 2, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "commission").count(), 2, "{kinds:?}");
+    assert!(
+        at("spread_markup") < at("commission") && at("commission") < at("open_fee"),
+        "{kinds:?}"
+    );
+    // 5 USDC at 1x: the market's fee (0.01 % of the notional, on the margin's 5 USDC at the
+    // open) is 0.000500; 1 bps of markup is of the filled notional (just under 5), rounded up.
+    let amount = |kind: &str| micros(rows[at(kind)]["amount"].as_str().unwrap(), 6);
+    assert_eq!(amount("open_fee"), -500, "the market's fee alone: {ledger}");
+    assert!((-500..=-400).contains(&amount("spread_markup")), "{ledger}");
+    assert!(amount("commission") < 0, "{ledger}");
+    let open = &rows[at("open_fee")];
+    assert_eq!(rows[at("spread_markup")]["position_id"], open["position_id"], "{ledger}");
+}

@@ -116,8 +116,12 @@ pub enum Change {
         margin: Usdc,
         /// Leverage.
         leverage: u32,
-        /// Open fee (to the house).
+        /// Open fee (to the house), the client group's charges included.
         fee: Usdc,
+        /// Of `fee`, the client group's spread markup and commission (to their revenue lines;
+        /// a `Charged` change right before splits them).
+        #[serde(default)]
+        charges: Usdc,
         /// Liquidation price (0: never).
         liquidation_price: Price,
         /// Take-profit trigger.
@@ -149,8 +153,12 @@ pub enum Change {
         margin_released: Usdc,
         /// PnL before fees, rounded toward -infinity.
         realized_pnl: Usdc,
-        /// Close fee or liquidation fee.
+        /// Close fee or liquidation fee, the client group's charges included.
         fee: Usdc,
+        /// Of `fee`, the client group's spread markup and commission (a `Charged` change right
+        /// before splits them; never on a liquidation).
+        #[serde(default)]
+        charges: Usdc,
         /// Credited to the trader.
         payout: Usdc,
         /// Why.
@@ -296,7 +304,8 @@ pub enum Change {
         group: u16,
     },
     /// What a fill cost beyond the market's fee, by the account's group: the spread markup and
-    /// the commission (each also counted in the `Opened`/`Closed` change's `fee`).
+    /// the commission (each also counted in the `Opened`/`Closed` change's `fee`, which comes
+    /// right after it).
     Charged {
         /// The account.
         account: AccountId,

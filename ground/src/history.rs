@@ -32,7 +32,7 @@ pub struct LedgerEntry {
     /// Journal sequence of the command that moved the money.
     pub seq: u64,
     /// deposit, withdrawal, open_fee, financing, realized_pnl, close_fee, liquidation_fee,
-    /// loss_forgiven.
+    /// loss_forgiven, spread_markup, commission.
     pub kind: String,
     /// Signed amount.
     pub amount: Usdc,

@@ -7,7 +7,7 @@ use engine_core::event::{Change, CloseReason};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Movement {
     /// `deposit`, `withdrawal`, `open_fee`, `financing`, `realized_pnl`, `close_fee`,
-    /// `liquidation_fee`, `loss_forgiven`.
+    /// `liquidation_fee`, `loss_forgiven`, `spread_markup`, `commission`.
     pub kind: &'static str,
     /// Signed micro-USDC.
     pub amount: i128,
@@ -17,7 +17,11 @@ pub struct Movement {
 pub const MOVEMENTS_MAX: usize = 3;
 
 /// The statement rows of `change`, in order (zero amounts are left out, except a deposit's).
-/// Their sum is exactly what the change did to the account's balance.
+/// Their sum is exactly what the change did to the account's balance — except that a client
+/// group's charges, part of an open's or close's fee, are rows of the `Charged` change that
+/// comes right before it (`spread_markup`, `commission`), and the fee row is the market's fee
+/// alone: the rows of a command sum to what it did. Each change's rows depend on it alone, so
+/// a batch may end between the two.
 pub fn movements(change: &Change) -> Vec<Movement> {
     let m = |kind, amount: i128| Movement { kind, amount };
     let rows = match *change {
@@ -26,16 +30,16 @@ pub fn movements(change: &Change) -> Vec<Movement> {
         }
         Change::Deposited { amount, .. } => vec![m("deposit", amount.0)],
         Change::Withdrawn { amount, .. } => vec![m("withdrawal", -amount.0)],
-        Change::Opened { fee, .. } => vec![m("open_fee", -fee.0)],
+        Change::Opened { fee, charges, .. } => vec![m("open_fee", -(fee.0 - charges.0))],
         Change::Financed { amount, .. } => vec![m("financing", -amount.0)],
-        Change::Closed { realized_pnl, fee, reason, bad_debt, .. } => {
+        Change::Closed { realized_pnl, fee, charges, reason, bad_debt, .. } => {
             let fee_kind = match reason {
                 CloseReason::Liquidation => "liquidation_fee",
                 _ => "close_fee",
             };
             vec![
                 m("realized_pnl", realized_pnl.0),
-                m(fee_kind, -fee.0),
+                m(fee_kind, -(fee.0 - charges.0)),
                 m("loss_forgiven", bad_debt.0),
             ]
         }
@@ -53,8 +57,11 @@ pub fn movements(change: &Change) -> Vec<Movement> {
         | Change::GroupTermsSet { .. }
         | Change::Checkpoint
         | Change::PriceApplied { .. } => vec![],
-        // Its amounts are inside the open's or close's fee, which the statement already shows.
-        Change::Charged { .. } => vec![],
+        // Its amounts are inside the fee of the open or close right after it, whose fee row
+        // leaves them out.
+        Change::Charged { spread, commission, .. } => {
+            vec![m("spread_markup", -spread.0), m("commission", -commission.0)]
+        }
     };
     let rows: Vec<Movement> = rows.into_iter().filter(|r| r.amount != 0).collect();
     debug_assert!(rows.len() <= MOVEMENTS_MAX);
@@ -149,6 +156,7 @@ mod tests {
             margin_released: Usdc(released),
             realized_pnl: Usdc(pnl),
             fee: Usdc(fee),
+            charges: Usdc::ZERO,
             payout: Usdc(value.max(0)),
             reason,
             bad_debt: Usdc(deficit),
@@ -186,5 +194,41 @@ mod tests {
         assert_eq!(house_movement(&open), None);
         let created = Change::AccountCreated { account: AccountId(1), initial_deposit: Usdc(0) };
         assert!(movements(&created).is_empty());
+    }
+
+    #[test]
+    fn a_groups_charges_are_rows_of_their_own_and_the_fee_row_is_the_markets_fee() {
+        let (spread, commission) = (Usdc(500_000), Usdc(200_000));
+        let charged =
+            Change::Charged { account: AccountId(1), position: PositionId(1), spread, commission };
+        // 6.00 of market fee and 0.70 of charges: the fee the close reports is 6.70.
+        let Change::Closed { payout, .. } =
+            closed(1_000, 6_700_000, 100_000_000, CloseReason::Manual, 0)
+        else {
+            unreachable!()
+        };
+        let mut close = closed(1_000, 6_700_000, 100_000_000, CloseReason::Manual, 0);
+        if let Change::Closed { charges, .. } = &mut close {
+            *charges = Usdc(700_000);
+        }
+        let rows: Vec<_> = [&charged, &close]
+            .iter()
+            .flat_map(|c| movements(c))
+            .map(|m| (m.kind, m.amount))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("spread_markup", -500_000),
+                ("commission", -200_000),
+                ("realized_pnl", 1_000),
+                ("close_fee", -6_000_000),
+            ]
+        );
+        let total: i128 = rows.iter().map(|r| r.1).sum();
+        assert_eq!(total, payout.0 - 100_000_000, "the command's rows sum to what it did");
+        assert!(
+            movements(&close).len() <= MOVEMENTS_MAX && movements(&charged).len() <= MOVEMENTS_MAX
+        );
     }
 }

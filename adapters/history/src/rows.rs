@@ -407,7 +407,8 @@ fn position_of(change: &Change) -> Result<Option<i64>> {
         | Change::TriggersSet { position, .. }
         | Change::TrailingStopSet { position, .. }
         | Change::Financed { position, .. }
-        | Change::MarginCall { position, .. } => Some(id(position.0, "position")?),
+        | Change::MarginCall { position, .. }
+        | Change::Charged { position, .. } => Some(id(position.0, "position")?),
         _ => None,
     })
 }

@@ -631,7 +631,8 @@ pub struct LedgerEntry {
     pub seq: u64,
     /// `deposit`, `withdrawal`, `open_fee`, `financing`, `realized_pnl`, `close_fee`,
     /// `liquidation_fee`, `loss_forgiven` (a loss beyond the margin that the fund or the house
-    /// paid).
+    /// paid), `spread_markup` and `commission` (the client group's charges on an open or a close,
+    /// just before its fee row, which is then the market's fee alone).
     #[schema(value_type = LedgerKind)]
     pub kind: String,
     /// Signed USDC.
@@ -847,6 +848,10 @@ pub enum LedgerKind {
     LiquidationFee,
     /// A loss beyond the margin that the fund or the house paid.
     LossForgiven,
+    /// The client group's spread markup on an open or a close (its fee row leaves it out).
+    SpreadMarkup,
+    /// The client group's commission on an open or a close (its fee row leaves it out).
+    Commission,
 }
 
 /// An engine reason code: why a command was refused, or an order ended (every

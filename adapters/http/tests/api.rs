@@ -785,6 +785,7 @@ fn check_enums(doc: &Value) {
     assert_eq!(values("CloseReasonName"), closes);
     let kinds = ["deposit", "withdrawal", "open_fee", "financing", "realized_pnl", "close_fee"];
     assert_eq!(values("LedgerKind")[..6], kinds);
+    assert_eq!(values("LedgerKind")[8..], ["spread_markup", "commission"]);
     let reasons = values("ReasonCode");
     assert_eq!(reasons.len(), engine_core::event::Reason::ALL.len());
     assert!(reasons.contains(&"insufficient_balance".to_owned()));

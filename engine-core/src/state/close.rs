@@ -131,7 +131,8 @@ impl Engine {
             let change = Change::Charged { account: p.account, position: p.id, spread, commission };
             self.record(sink, change);
         }
-        self.record(sink, closed_change(&p, part, qc, released, &info, settled));
+        let change = closed_change(&p, (part, qc), (released, charges.total()), &info, settled);
+        self.record(sink, change);
         if full {
             self.remove_position(r);
         } else {
@@ -178,7 +179,8 @@ impl Engine {
         };
         let to = (FeeTo::InsuranceFund, Charges::default()); // a liquidation pays no group charges
         let settled = self.settle(&p, margin, info, to, sink);
-        self.record(sink, closed_change(&p, p.id, p.qty, margin, &info, settled));
+        let change = closed_change(&p, (p.id, p.qty), (margin, Usdc::ZERO), &info, settled);
+        self.record(sink, change);
         let call = match by {
             LiquidatedBy::Tick => ArmedCall::LeaveForTheTick,
             LiquidatedBy::Command => ArmedCall::Remove,
@@ -320,9 +322,8 @@ pub(super) struct Settlement {
 
 fn closed_change(
     p: &Position,
-    part: PositionId,
-    qc: Qty,
-    released: Usdc,
+    (part, qc): (PositionId, Qty),
+    (released, charges): (Usdc, Usdc),
     info: &CloseInfo,
     settled: Settlement,
 ) -> Change {
@@ -338,6 +339,7 @@ fn closed_change(
         margin_released: released,
         realized_pnl: info.realized_pnl,
         fee: info.fee,
+        charges,
         payout: info.payout,
         reason: info.reason,
         bad_debt: settled.deficit,

@@ -90,7 +90,8 @@ impl Engine {
         assert!(open.last().is_none_or(|l| *l < r), "ids increase: the open list stays sorted");
         open.push(r);
         self.counters.opened += 1;
-        self.record(sink, opened_change(&p, liq, add(fee, charges.total())));
+        // The charges are announced before the open that includes them, as before a close:
+        // a reader of the changes splits the fee with what it already knows.
         if charges != Charges::default() {
             let change = Change::Charged {
                 account: req.account,
@@ -100,6 +101,7 @@ impl Engine {
             };
             self.record(sink, change);
         }
+        self.record(sink, opened_change(&p, liq, (add(fee, charges.total()), charges.total())));
         Ok(self.view(&p))
     }
 
@@ -144,7 +146,7 @@ pub(super) fn check_tp_sl(
     Ok(())
 }
 
-fn opened_change(p: &Position, liq: Price, fee: Usdc) -> Change {
+fn opened_change(p: &Position, liq: Price, (fee, charges): (Usdc, Usdc)) -> Change {
     Change::Opened {
         position: p.id,
         account: p.account,
@@ -155,6 +157,7 @@ fn opened_change(p: &Position, liq: Price, fee: Usdc) -> Change {
         margin: p.margin(),
         leverage: p.leverage,
         fee,
+        charges,
         liquidation_price: liq,
         take_profit: p.tp(),
         stop_loss: p.sl(),

@@ -49,6 +49,10 @@ try {
   // The account type's charges before opening (the default group: none).
   const charges = await page.locator("#e-charges").textContent();
   if (!/^0\.00 \(default\)$/.test(charges)) failures.push(`no group charges shown: ${charges}`);
+  // Without markup, the trader's price is the fill price.
+  const quote = await page.locator("#e-quote").textContent();
+  const fill = await page.locator("#e-price").textContent();
+  if (quote !== fill) failures.push(`your price ${quote} is not the fill price ${fill}`);
   await page.click("#place");
   await toastWith("Opened");
   const row = page.locator("#positions tr").first();

@@ -214,6 +214,9 @@ function estimate() {
   const spread = t ? num(t.markup) * qty + (t.markup_bps / 10000) * qty * price : 0;
   const commission = t ? num(t.commission_rate) * qty * price + num(t.commission_per_lot) * qty : 0;
   $("e-charges").textContent = t ? `${fmt(spread + commission)} (${st.terms.group})` : "–";
+  // The fill price moved out by the markup (ticks, then bps of the price): a buyer's is higher.
+  const away = t ? num(t.markup) + (t.markup_bps / 10000) * price : 0;
+  $("e-quote").textContent = fmt(st.side === "long" ? price + away : price - away, m.price_decimals);
   if (t && Number($("leverage").max) > t.max_leverage) $("leverage").max = t.max_leverage;
 }
 

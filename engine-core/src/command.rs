@@ -594,6 +594,40 @@ pub enum CommandKind {
         /// Account.
         account: AccountId,
     },
+    /// An operator edits any of a client group's terms on one market (from the next command;
+    /// open positions are charged the new terms when they close, financed at the new rates at
+    /// the next period). Supersedes `AdminSetGroupTerms`, which old journals still hold.
+    AdminEditGroup {
+        /// The operator.
+        by: AccountId,
+        /// The group's index.
+        group: u16,
+        /// Market.
+        market: MarketId,
+        /// What changes.
+        edit: GroupEdit,
+    },
+}
+
+/// An edit of a client group's terms on one market: what is `None` is kept. The ranges are
+/// the configuration's (docs/DESIGN.md, "Client groups").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GroupEdit {
+    /// Markup a side in price ticks (0..=max_price_ticks / 2).
+    pub markup_ticks: Option<i64>,
+    /// Markup a side in basis points of the price (0..=1000).
+    pub markup_bps: Option<u32>,
+    /// Commission on the notional (0..0.1).
+    pub commission_rate: Option<crate::num::Ppm>,
+    /// Commission per lot, one whole base unit (0..=1000 USDC).
+    pub commission_per_lot: Option<Usdc>,
+    /// Leverage cap (1..; above the market's: the market's).
+    pub max_leverage: Option<u32>,
+    /// Financing per period on a long (-0.01..=0.01); the other side, if not given, keeps the
+    /// group's rate, else the market's.
+    pub financing_long_rate: Option<crate::num::Ppm>,
+    /// Financing per period on a short (-0.01..=0.01).
+    pub financing_short_rate: Option<crate::num::Ppm>,
 }
 
 impl CommandKind {

@@ -324,12 +324,8 @@ pub enum Change {
         group: u16,
         /// Market.
         market: MarketId,
-        /// New markup a side, in price ticks.
-        markup_ticks: Option<i64>,
-        /// New commission rate.
-        commission_rate: Option<crate::num::Ppm>,
-        /// New leverage cap.
-        max_leverage: Option<u32>,
+        /// What changed.
+        edit: crate::command::GroupEdit,
     },
 }
 

@@ -17,7 +17,7 @@
 //! A record is at most [`MAX_RECORD_BYTES`]. A crash mid-write leaves a short or mismatching last
 //! record, which [`RecordReader`] reports instead of decoding.
 //!
-//! **Snapshot file**: `"HXSNAP01"`, `seq: u64 LE` (the journal sequence of the last command it
+//! **Snapshot file**: `"HXSNAP04"`, `seq: u64 LE` (the journal sequence of the last command it
 //! contains), `state_hash: [u8; 32]`, `len: u64 LE`, `crc32: u32 LE`, then the postcard encoding of
 //! [`crate::snapshot::EngineSnapshot`].
 
@@ -33,7 +33,10 @@ pub const RECORD_HEADER_BYTES: usize = 8;
 pub const MAX_RECORD_BYTES: usize = crate::command::MAX_ENCODED_BYTES;
 // 02: pending orders, margin-call state and the order sequence (a 01 file is refused as
 // malformed, not misread).
-const SNAPSHOT_MAGIC: &[u8; 8] = b"HXSNAP03";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"HXSNAP04";
+/// Snapshots written before the client groups' bps markup, per-lot commission and financing
+/// rates: the same payload without the trailing `group_pricing`, read as if empty.
+const SNAPSHOT_MAGIC_03: &[u8; 8] = b"HXSNAP03";
 /// Snapshots written before price sources and client groups existed: the same payload without
 /// the trailing `sources`, `groups`, `spread_revenue` and `commission_revenue`, read as if empty.
 const SNAPSHOT_MAGIC_02: &[u8; 8] = b"HXSNAP02";
@@ -315,8 +318,16 @@ pub fn encode_snapshot(seq: u64, state_hash: &[u8; 32], snapshot: &EngineSnapsho
 /// Decodes and checks a snapshot file's framing (not yet the state hash: that needs the
 /// configuration, see [`crate::Engine::restore`]).
 pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
-    let before_sources = bytes.len() >= 8 && &bytes[..8] == SNAPSHOT_MAGIC_02;
-    if bytes.len() < SNAPSHOT_HEADER_BYTES || (&bytes[..8] != SNAPSHOT_MAGIC && !before_sources) {
+    // Fields added since each older format: empty lists and zero amounts, one byte 0 each in
+    // postcard (a length 0, a varint 0).
+    let missing_bytes = match bytes.get(..8) {
+        Some(m) if m == SNAPSHOT_MAGIC => 0,
+        // sources, groups, spread and commission revenue, group terms; group pricing.
+        Some(m) if m == SNAPSHOT_MAGIC_02 => 6,
+        Some(m) if m == SNAPSHOT_MAGIC_03 => 1,
+        _ => return Err(SnapshotError::Malformed),
+    };
+    if bytes.len() < SNAPSHOT_HEADER_BYTES {
         return Err(SnapshotError::Malformed);
     }
     let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
@@ -331,11 +342,9 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
     if crc32c::crc32c(payload) != crc {
         return Err(SnapshotError::Checksum);
     }
-    let snapshot = if before_sources {
-        // The fields added since: three empty lists and two zero amounts, one byte 0 each in
-        // postcard (a length 0, a varint 0).
+    let snapshot = if missing_bytes > 0 {
         let mut extended = payload.to_vec();
-        extended.extend_from_slice(&[0; 5]);
+        extended.extend_from_slice(&[0; 6][..missing_bytes]);
         postcard::from_bytes(&extended)
     } else {
         postcard::from_bytes(payload)
@@ -353,26 +362,30 @@ mod tests {
     use crate::prelude::*;
 
     /// A snapshot written before price sources existed (HXSNAP02: the payload without the
-    /// trailing `sources` list) still restores, with no sources.
+    /// trailing `sources` list and what followed) or before the groups' pricing (HXSNAP03)
+    /// still restores, with none.
     #[test]
     fn a_snapshot_from_before_sources_decodes_with_none() {
         let snap = crate::snapshot::EngineSnapshot {
             sources: Vec::new(),
             group_terms: Vec::new(),
+            group_pricing: Vec::new(),
             ..Engine::new(EngineConfig::default()).unwrap().snapshot()
         };
         let payload = encode_value(&snap);
-        assert!(payload.ends_with(&[0; 5]), "empty lists and zero amounts are one byte 0 each");
-        let old = &payload[..payload.len() - 5];
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(SNAPSHOT_MAGIC_02);
-        bytes.extend_from_slice(&7u64.to_le_bytes());
-        bytes.extend_from_slice(&[9u8; 32]);
-        bytes.extend_from_slice(&(old.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&crc32c::crc32c(old).to_le_bytes());
-        bytes.extend_from_slice(old);
-        let file = decode_snapshot(&bytes).unwrap();
-        assert_eq!((file.seq, file.snapshot), (7, snap.clone()));
+        assert!(payload.ends_with(&[0; 6]), "empty lists and zero amounts are one byte 0 each");
+        for (magic, cut) in [(SNAPSHOT_MAGIC_02, 6), (SNAPSHOT_MAGIC_03, 1)] {
+            let old = &payload[..payload.len() - cut];
+            let mut bytes = Vec::new();
+            bytes.extend_from_slice(magic);
+            bytes.extend_from_slice(&7u64.to_le_bytes());
+            bytes.extend_from_slice(&[9u8; 32]);
+            bytes.extend_from_slice(&(old.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(&crc32c::crc32c(old).to_le_bytes());
+            bytes.extend_from_slice(old);
+            let file = decode_snapshot(&bytes).unwrap();
+            assert_eq!((file.seq, &file.snapshot), (7, &snap), "{magic:?}");
+        }
         let current = encode_snapshot(7, &[9u8; 32], &snap);
         assert_eq!(&current[..8], SNAPSHOT_MAGIC);
         assert_eq!(decode_snapshot(&current).unwrap().snapshot, snap);

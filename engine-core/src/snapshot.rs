@@ -260,7 +260,14 @@ pub struct EngineSnapshot {
     /// Every group's terms per market, `[group][market]` as (markup ticks, commission, leverage
     /// cap): operators may have changed the configuration's.
     pub group_terms: Vec<Vec<(i64, crate::num::Ppm, u32)>>,
+    /// The rest of every group's terms per market, `[group][market]` as (markup bps,
+    /// commission per lot, financing rates): last, so that a snapshot written before they
+    /// existed decodes with none (the configuration's then stand).
+    pub group_pricing: Vec<Vec<GroupPricing>>,
 }
+
+/// A group's markup in bps, commission per lot and financing rates (long, short) on a market.
+pub type GroupPricing = (u32, Usdc, Option<(crate::num::Ppm, crate::num::Ppm)>);
 
 /// A market's price sources: each one's latest quote, and the guard.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -368,6 +375,13 @@ impl Engine {
                     g.iter().map(|t| (t.markup_ticks, t.commission_rate, t.max_leverage)).collect()
                 })
                 .collect(),
+            group_pricing: self
+                .groups
+                .iter()
+                .map(|g| {
+                    g.iter().map(|t| (t.markup_bps, t.commission_per_lot, t.financing)).collect()
+                })
+                .collect(),
         }
     }
 
@@ -444,6 +458,11 @@ impl Engine {
                 // What an operator can edit; the rest of the terms are the configuration's.
                 (t.markup_ticks, t.commission_rate, t.max_leverage) =
                     (markup_ticks, commission_rate, max_leverage);
+            }
+        }
+        for (g, pricing) in e.groups.iter_mut().zip(&snap.group_pricing) {
+            for (t, &(bps, per_lot, financing)) in g.iter_mut().zip(pricing) {
+                (t.markup_bps, t.commission_per_lot, t.financing) = (bps, per_lot, financing);
             }
         }
         for &(account, group) in &snap.groups {

@@ -266,12 +266,8 @@ pub enum ReplyData {
         group: u16,
         /// Market.
         market: MarketId,
-        /// Markup a side, in price ticks.
-        markup_ticks: i64,
-        /// Commission rate.
-        commission_rate: crate::num::Ppm,
-        /// Leverage cap (`u32::MAX`: the market's).
-        max_leverage: u32,
+        /// The terms now.
+        terms: crate::config::GroupTerms,
     },
 }
 

@@ -7,6 +7,7 @@
 mod common;
 
 use common::*;
+use engine_core::command::GroupEdit;
 use engine_core::config::{GroupConfig, GroupMarket};
 use engine_core::prelude::*;
 
@@ -194,14 +195,55 @@ fn operators_edit_a_groups_terms_from_the_next_command_and_snapshots_keep_them()
     assert_eq!(edit(&mut h, a, 100), Err(Reason::NotAdmin));
     assert_eq!(edit(&mut h, ops, -1), Err(Reason::InvalidRequest));
     let edited = edit(&mut h, ops, 100).unwrap();
-    assert!(matches!(edited, ReplyData::GroupTerms { markup_ticks: 100, .. }), "{edited:?}");
+    let ReplyData::GroupTerms { terms, .. } = edited else { panic!("{edited:?}") };
+    assert_eq!(terms.markup_ticks, 100);
     let before = h.balance(a).available;
     let p = h.open(h.open_req(a, Side::Long, 10, Size::Quantity(btc(1)))).unwrap();
     h.close(a, p.id, None).unwrap();
     // 1.00 of markup a side now, and the market's 6.00 fee a side.
     assert_eq!(before.0 - h.balance(a).available.0, 2 * 1_000_000 + 2 * 6_000_000);
+    // The whole edit: bps markup, per-lot commission, the group's own financing.
+    let edit_all = |h: &mut Harness, edit| {
+        h.run(CommandKind::AdminEditGroup { by: ops, group: STANDARD, market: BTC, edit })
+    };
+    let bad =
+        GroupEdit { markup_bps: Some(2), commission_per_lot: Some(usdc(1)), ..Default::default() };
+    let terms = |h: &Harness| (h.engine.snapshot().group_terms, h.engine.snapshot().group_pricing);
+    let kept = terms(&h);
+    let refused = edit_all(&mut h, GroupEdit { markup_bps: Some(1001), ..bad });
+    assert_eq!(refused, Err(Reason::InvalidRequest));
+    assert_eq!(terms(&h), kept, "a refused edit changes nothing, not even its valid part");
+    let full = GroupEdit {
+        markup_ticks: Some(0),
+        markup_bps: Some(2),
+        commission_per_lot: Some(usdc(1)),
+        financing_long_rate: Some(Ppm(500)),
+        ..Default::default()
+    };
+    let ReplyData::GroupTerms { terms, .. } = edit_all(&mut h, full).unwrap() else { panic!() };
+    assert_eq!(terms.financing, Some((Ppm(500), Ppm(0))), "the short side keeps the market's");
+    let before = h.balance(a).available;
+    let p = h.open(h.open_req(a, Side::Long, 10, Size::Quantity(btc(1)))).unwrap();
+    h.run(CommandKind::ChargeFinancing { market: BTC, period: 1 }).unwrap();
+    // 0.05 % of 60 000 = 30.00 of financing at the group's new rate.
+    assert_eq!(p.margin.0 - h.position(a, p.id).margin.0, 30_000_000);
+    h.close(a, p.id, None).unwrap();
+    // A side: 2 bps of 60 000 = 12.00 of markup, 1.00 a lot, the market's 6.00.
+    let cost = before.0 - h.balance(a).available.0;
+    assert_eq!(cost, 2 * (12_000_000 + 1_000_000 + 6_000_000) + 30_000_000);
+    let changed = h.out.iter().rev().find_map(|o| match o {
+        Output::Change(ChangeRecord { change: Change::GroupTermsSet { by, edit, .. }, .. }) => {
+            Some((*by, *edit))
+        }
+        _ => None,
+    });
+    assert_eq!(changed, Some((ops, full)), "journaled and recorded with who did it");
     let restored = Engine::restore(h.engine.config().clone(), &h.engine.snapshot()).unwrap();
     assert_eq!(restored.state_hash(), h.engine.state_hash(), "the edited terms are kept");
+    let mut fresh = Harness::with(config());
+    assert_ne!(fresh.engine.snapshot().group_pricing, h.engine.snapshot().group_pricing);
+    fresh.engine = restored;
+    assert_eq!(fresh.engine.snapshot().group_pricing, h.engine.snapshot().group_pricing);
 }
 
 #[test]

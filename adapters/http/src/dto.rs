@@ -402,11 +402,23 @@ pub struct AdminGroupTermsBody {
     /// Spread markup a side, as a price (`"0.50"`), at most the market's decimals.
     #[schema(value_type = Option<String>)]
     pub markup: Option<Dec>,
+    /// Spread markup a side in basis points of the price (0..=1000).
+    pub markup_bps: Option<u32>,
     /// Commission on the notional a side (`"0.0002"`).
     #[schema(value_type = Option<String>)]
     pub commission_rate: Option<Dec>,
+    /// Commission a side per lot, one whole base unit, in USDC (`"3.5"`, at most 1000).
+    #[schema(value_type = Option<String>)]
+    pub commission_per_lot: Option<Dec>,
     /// Leverage cap of new positions.
     pub max_leverage: Option<u32>,
+    /// The group's financing per period on a long (`"0.0003"`, within ±0.01; the short side,
+    /// if not given, keeps the group's rate, else the market's).
+    #[schema(value_type = Option<String>)]
+    pub financing_long_rate: Option<Dec>,
+    /// The same on a short.
+    #[schema(value_type = Option<String>)]
+    pub financing_short_rate: Option<Dec>,
 }
 
 /// A group's terms on a market.
@@ -418,10 +430,18 @@ pub struct GroupTerms {
     pub market: String,
     /// Spread markup a side.
     pub markup: String,
+    /// Further spread markup a side in basis points of the price.
+    pub markup_bps: u32,
     /// Commission on the notional a side.
     pub commission_rate: String,
+    /// Further commission a side per lot.
+    pub commission_per_lot: String,
     /// Leverage cap (none: the market's).
     pub max_leverage: Option<u32>,
+    /// The group's financing per period on a long (none: the market's).
+    pub financing_long_rate: Option<String>,
+    /// The group's financing per period on a short (none: the market's).
+    pub financing_short_rate: Option<String>,
 }
 
 /// An account's client group.

@@ -915,8 +915,9 @@ async fn operators_move_accounts_between_groups_whose_markup_the_books_show() {
     assert_eq!(risk.body["spread_revenue"], "1.083290", "{}", risk.body);
     assert_eq!(risk.body["commission_revenue"], "0.333320", "{}", risk.body);
     // The operator edits the group's terms: the trader sees them at once.
-    let terms =
-        json!({ "markup": "1.00", "commission_rate": "0.0002", "max_leverage": 20 }).to_string();
+    let terms = json!({ "markup": "1.00", "commission_rate": "0.0002", "max_leverage": 20,
+        "markup_bps": 3, "financing_short_rate": "-0.0001" })
+    .to_string();
     let path = "/api/v1/admin/groups/pro/markets/BTC_USDC";
     assert_eq!(s.req("PUT", path, Some(&trader), Some(&terms)).await.status, 403);
     let r = s.req("PUT", path, Some(&ops), Some(&terms)).await;
@@ -926,4 +927,18 @@ async fn operators_move_accounts_between_groups_whose_markup_the_books_show() {
     let btc = &t.body["markets"][0];
     assert_eq!((&btc["commission_rate"], &btc["max_leverage"]), (&json!("0.000200"), &json!(20)));
     assert_eq!(btc["commission_per_lot"], "2.000000", "an edit keeps what it does not name");
+    assert_eq!(btc["markup_bps"], 3);
+    let rates = (&btc["financing_long_rate"], &btc["financing_short_rate"]);
+    assert_eq!(rates, (&json!("0.000300"), &json!("-0.000100")), "the long side kept");
+    assert_eq!(
+        (&r.body["markup_bps"], &r.body["financing_short_rate"]),
+        (&json!(3), &json!("-0.000100"))
+    );
+    // Out of range: refused whole, nothing changed.
+    let bad = json!({ "markup_bps": 1001, "commission_per_lot": "5" }).to_string();
+    let refused = s.req("PUT", path, Some(&ops), Some(&bad)).await;
+    let code = refused.body["error"]["code"].as_str();
+    assert_eq!((refused.status, code), (400, Some("invalid_request")), "{}", refused.body);
+    let t = s.get("/api/v1/user/terms", &trader).await;
+    assert_eq!(t.body["markets"][0]["commission_per_lot"], "2.000000", "{}", t.body);
 }

@@ -308,7 +308,7 @@ pub struct GroupMarket {
 }
 
 /// A group's terms on one market, as the engine applies them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GroupTerms {
     /// Spread markup a side, in price ticks.
     pub markup_ticks: i64,
@@ -316,12 +316,11 @@ pub struct GroupTerms {
     pub commission_rate: Ppm,
     /// Leverage cap of new positions (`u32::MAX`: the market's).
     pub max_leverage: u32,
-    /// Spread markup a side in basis points of the fill price (configuration only).
+    /// Spread markup a side in basis points of the fill price.
     pub markup_bps: u32,
-    /// Commission a side per lot, one whole base unit (configuration only).
+    /// Commission a side per lot, one whole base unit.
     pub commission_per_lot: Usdc,
-    /// Financing rates per period (long, short) instead of the market's; `None`: the market's
-    /// (configuration only).
+    /// Financing rates per period (long, short) instead of the market's; `None`: the market's.
     pub financing: Option<(Ppm, Ppm)>,
 }
 

@@ -15,7 +15,7 @@ use super::{
     AccountId, Change, Engine, Item, MarketId, Outcome, Output, Price, Qty, Reason, ReplyData,
     RequestId, Sink, Usdc, add,
 };
-use crate::command::Login;
+use crate::command::{GroupEdit, Login};
 use crate::config::GroupTerms;
 use crate::num::Ppm;
 
@@ -97,49 +97,52 @@ impl Engine {
         }
     }
 
-    /// An operator changes `group`'s terms on `market`.
-    pub(super) fn set_group_terms<S: Sink>(
+    /// An operator edits `group`'s terms on `market`: every value checked first, then all
+    /// applied, so a refused edit changes nothing.
+    pub(super) fn edit_group<S: Sink>(
         &mut self,
         by: AccountId,
         (group, market): (u16, MarketId),
-        (markup_ticks, commission_rate, max_leverage): (Option<i64>, Option<Ppm>, Option<u32>),
+        edit: GroupEdit,
         sink: &mut S,
     ) -> Outcome {
         self.check_admin(by)?;
-        let max_price = self.market(market)?.cfg.max_price_ticks;
+        let cfg = &self.market(market)?.cfg;
+        let (max_price, market_rates) =
+            (cfg.max_price_ticks, (cfg.financing_long_rate, cfg.financing_short_rate));
         let g = usize::from(group);
         if g >= self.groups.len() {
             return Err(Reason::UnknownGroup);
         }
-        if markup_ticks.is_some_and(|m| m < 0 || m > max_price / 2)
-            || commission_rate.is_some_and(|r| r.0 < 0 || r.0 >= crate::num::PPM_ONE / 10)
+        let rate_ok = |r: Option<Ppm>| r.is_none_or(|r| r.0.abs() <= crate::num::PPM_ONE / 100);
+        if edit.markup_ticks.is_some_and(|m| m < 0 || m > max_price / 2)
+            || edit.commission_rate.is_some_and(|r| r.0 < 0 || r.0 >= crate::num::PPM_ONE / 10)
+            || edit.markup_bps.is_some_and(|b| b > 1000)
+            || edit.commission_per_lot.is_some_and(|c| c.0 < 0 || c.0 > 1_000_000_000)
+            || !rate_ok(edit.financing_long_rate)
+            || !rate_ok(edit.financing_short_rate)
         {
             return Err(Reason::InvalidRequest);
         }
-        if max_leverage == Some(0) {
+        if edit.max_leverage == Some(0) {
             return Err(Reason::InvalidLeverage);
         }
         let t = &mut self.groups[g][usize::from(market.0)];
-        t.markup_ticks = markup_ticks.unwrap_or(t.markup_ticks);
-        t.commission_rate = commission_rate.unwrap_or(t.commission_rate);
-        t.max_leverage = max_leverage.unwrap_or(t.max_leverage);
-        let t = *t;
-        let change = Change::GroupTermsSet {
-            by,
-            group,
-            market,
-            markup_ticks,
-            commission_rate,
-            max_leverage,
-        };
-        self.record(sink, change);
-        Ok(ReplyData::GroupTerms {
-            group,
-            market,
-            markup_ticks: t.markup_ticks,
-            commission_rate: t.commission_rate,
-            max_leverage: t.max_leverage,
-        })
+        t.markup_ticks = edit.markup_ticks.unwrap_or(t.markup_ticks);
+        t.markup_bps = edit.markup_bps.unwrap_or(t.markup_bps);
+        t.commission_rate = edit.commission_rate.unwrap_or(t.commission_rate);
+        t.commission_per_lot = edit.commission_per_lot.unwrap_or(t.commission_per_lot);
+        t.max_leverage = edit.max_leverage.unwrap_or(t.max_leverage);
+        if edit.financing_long_rate.is_some() || edit.financing_short_rate.is_some() {
+            let (long, short) = t.financing.unwrap_or(market_rates);
+            t.financing = Some((
+                edit.financing_long_rate.unwrap_or(long),
+                edit.financing_short_rate.unwrap_or(short),
+            ));
+        }
+        let terms = *t;
+        self.record(sink, Change::GroupTermsSet { by, group, market, edit });
+        Ok(ReplyData::GroupTerms { group, market, terms })
     }
 
     /// What `account` pays per market: one item each, then its group.

@@ -109,6 +109,12 @@ impl Engine {
         if !self.cfg.groups.is_empty() {
             for t in self.groups.iter().flatten() {
                 h.i64(t.markup_ticks).i64(t.commission_rate.0).u64(u64::from(t.max_leverage));
+                // Only once used: a state without them hashes as it did before they existed.
+                if t.markup_bps != 0 || t.commission_per_lot.0 != 0 || t.financing.is_some() {
+                    h.u64(u64::from(t.markup_bps)).i128(t.commission_per_lot.0);
+                    let (long, short) = t.financing.unwrap_or_default();
+                    h.bool(t.financing.is_some()).i64(long.0).i64(short.0);
+                }
             }
         }
         h.u64(self.accounts.len() as u64);

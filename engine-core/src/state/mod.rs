@@ -512,8 +512,16 @@ impl Engine {
                 commission_rate,
                 max_leverage,
             } => {
-                let change = (*markup_ticks, *commission_rate, *max_leverage);
-                self.set_group_terms(*by, (*group, *market), change, sink)
+                let edit = crate::command::GroupEdit {
+                    markup_ticks: *markup_ticks,
+                    commission_rate: *commission_rate,
+                    max_leverage: *max_leverage,
+                    ..crate::command::GroupEdit::default()
+                };
+                self.edit_group(*by, (*group, *market), edit, sink)
+            }
+            CommandKind::AdminEditGroup { by, group, market, edit } => {
+                self.edit_group(*by, (*group, *market), *edit, sink)
             }
         }
     }

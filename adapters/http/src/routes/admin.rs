@@ -5,9 +5,9 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use engine_core::command::{CommandKind, Login, MarketMode};
+use engine_core::command::{CommandKind, GroupEdit, Login, MarketMode};
 use engine_core::event::{Item, ReplyData};
-use engine_core::num::{Ppm, Price, format_fixed};
+use engine_core::num::{Ppm, Price, Usdc, format_fixed};
 
 use std::sync::Arc;
 
@@ -116,7 +116,7 @@ pub(crate) async fn set_market(
 }
 
 #[utoipa::path(put, path = "/api/v1/admin/groups/{group}/markets/{symbol}", tag = "operations",
-    summary = "Operator: change a client group's markup, commission or leverage cap on a market (from the next command; journaled with who did it)",
+    summary = "Operator: change a client group's markup, commission, leverage cap or financing on a market (from the next command; journaled with who did it)",
     security(("bearer" = [])), request_body = dto::AdminGroupTermsBody,
     params(("group" = String, Path, description = "The group's name"), ("symbol" = String, Path, description = "Market symbol")),
     responses(
@@ -134,32 +134,47 @@ pub(crate) async fn set_group_terms(
 ) -> Result<Response, ApiError> {
     let (market, m) = state.market(&symbol)?;
     let group = group_index(&state, &name)?;
-    let markup_ticks = body
-        .markup
-        .as_ref()
-        .map(|d| crate::convert::price("markup", d, m).map(|p| p.0))
-        .transpose()?;
-    let commission_rate = body
-        .commission_rate
-        .as_ref()
-        .map(|d| Ppm::parse(&d.0).map_err(|e| ApiError::bad_request("invalid_rate", e.to_string())))
-        .transpose()?;
-    let kind = CommandKind::AdminSetGroupTerms {
-        by,
-        group,
-        market,
-        markup_ticks,
-        commission_rate,
-        max_leverage: body.max_leverage,
+    let rate = |d: &Option<dto::Dec>| {
+        d.as_ref()
+            .map(|d| {
+                Ppm::parse(&d.0).map_err(|e| ApiError::bad_request("invalid_rate", e.to_string()))
+            })
+            .transpose()
     };
+    let edit = GroupEdit {
+        markup_ticks: body
+            .markup
+            .as_ref()
+            .map(|d| crate::convert::price("markup", d, m).map(|p| p.0))
+            .transpose()?,
+        markup_bps: body.markup_bps,
+        commission_rate: rate(&body.commission_rate)?,
+        commission_per_lot: body
+            .commission_per_lot
+            .as_ref()
+            .map(|d| {
+                Usdc::parse(&d.0)
+                    .map_err(|e| ApiError::bad_request("invalid_amount", e.to_string()))
+            })
+            .transpose()?,
+        max_leverage: body.max_leverage,
+        financing_long_rate: rate(&body.financing_long_rate)?,
+        financing_short_rate: rate(&body.financing_short_rate)?,
+    };
+    let kind = CommandKind::AdminEditGroup { by, group, market, edit };
     match engine(&state, kind).await? {
-        (ReplyData::GroupTerms { markup_ticks, commission_rate, max_leverage, .. }, _) => {
+        (ReplyData::GroupTerms { terms: t, .. }, _) => {
+            let rate = |r: Ppm| format_fixed(i128::from(r.0), 6);
             Ok(Json(dto::GroupTerms {
                 group: name,
                 market: symbol,
-                markup: px(Price(markup_ticks), m),
-                commission_rate: format_fixed(i128::from(commission_rate.0), 6),
-                max_leverage: (max_leverage != u32::MAX).then_some(max_leverage),
+                markup: px(Price(t.markup_ticks), m),
+                markup_bps: t.markup_bps,
+                commission_rate: rate(t.commission_rate),
+                commission_per_lot: format_fixed(t.commission_per_lot.0, 6),
+                max_leverage: (t.max_leverage != u32::MAX).then_some(t.max_leverage),
+                financing_long_rate: t.financing.map(|f| rate(f.0)),
+                financing_short_rate: t.financing.map(|f| rate(f.1)),
             })
             .into_response())
         }

@@ -179,3 +179,32 @@ fn replay_and_a_snapshot_give_the_same_index_and_state_hash() {
     assert_eq!(replayed.state_hash(), h.engine.state_hash());
     assert_eq!(replayed.snapshot(), h.engine.snapshot());
 }
+
+/// docs/DESIGN.md, "Which price each rule uses": the worked example, to the cent.
+#[test]
+fn the_designs_worked_example_liquidates_at_the_index_bid_that_fired_it() {
+    let mut cfg = config();
+    cfg.markets[0].maintenance_margin_rate = Ppm(5_000);
+    cfg.markets[0].max_deviation_bps = 100;
+    let mut h = Harness::with(cfg);
+    let mut v = Venues { update_ids: [0; 3] };
+    let a = h.account("t@x");
+    h.deposit(a, usdc(10_000)).unwrap();
+    v.all(&mut h, usd(60_000));
+    let p = h.open(h.open_req(a, Side::Long, 10, Size::Quantity(btc(1)))).unwrap();
+    assert_eq!((p.margin, p.liquidation_price), (usdc(6_000), Price(5_427_136)));
+    let cents = Price;
+    let from = h.out.len();
+    v.quote(&mut h, 2, cents(4_000_000), cents(4_000_010)).unwrap();
+    v.quote(&mut h, 0, cents(5_430_000), cents(5_430_010)).unwrap();
+    v.quote(&mut h, 1, cents(5_428_000), cents(5_428_010)).unwrap();
+    assert_eq!(market(&mut h).bid, cents(5_429_000), "index mid 54 290.05");
+    assert!(closed_events(&h.events_since(from)).is_empty());
+    v.quote(&mut h, 0, cents(5_427_000), cents(5_427_010)).unwrap();
+    assert!(closed_events(&h.events_since(from)).is_empty(), "mid 54 280.05: bid 54 280.00");
+    v.quote(&mut h, 1, cents(5_426_800), cents(5_426_810)).unwrap();
+    let closed = closed_events(&h.events_since(from));
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    let close = closed[0].close.unwrap();
+    assert_eq!((close.reason, close.exit_price), (CloseReason::Liquidation, cents(5_426_900)));
+}

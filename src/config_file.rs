@@ -88,7 +88,8 @@ mod tests {
     fn file_overrides_defaults_exactly() {
         let text = r#"{ "markets": [ { "symbol": "BTC_USDC", "price_decimals": 2, "qty_decimals": 5,
             "max_leverage": 50, "maintenance_margin_rate": "0.01", "close_fee_rate": "0.0005",
-            "max_price_age_ms": 1500 } ],
+            "max_price_age_ms": 1500, "open_interest_cap_steps": 500000, "skew_cap_steps": 100000,
+            "skew_financing_rate": "0.001" } ],
             "initial_balance": "10000.5", "max_positions_per_account": 7,
             "idempotency_ttl_secs": 60, "http": { "body_limit_bytes": 4096 } }"#;
         let cfg = parse(text).unwrap();
@@ -97,6 +98,10 @@ mod tests {
         assert_eq!(
             (m.max_leverage, m.maintenance_margin_rate, m.close_fee_rate, m.max_price_age_ns),
             (50, Ppm(10_000), Ppm(500), 1_500_000_000)
+        );
+        assert_eq!(
+            (m.open_interest_cap_steps, m.skew_cap_steps, m.skew_financing_rate),
+            (500_000, 100_000, Ppm(1_000))
         );
         assert_eq!(cfg.initial_balance, Usdc(10_000_500_000));
         assert_eq!(cfg.max_positions_per_account, 7);
@@ -155,6 +160,8 @@ mod tests {
             r#"{ "markets": [ { "symbol": "X", "price_decimals": 2 } ] }"#,
             r#"{ "markets": [ { "symbol": "X", "price_decimals": 2, "qty_decimals": 2, "fee": "0" } ] }"#,
             r#"{ "markets": [] }"#,
+            r#"{ "markets": [ { "symbol": "X", "price_decimals": 2, "qty_decimals": 2, "skew_cap_steps": -1 } ] }"#,
+            r#"{ "markets": [ { "symbol": "X", "price_decimals": 2, "qty_decimals": 2, "skew_financing_rate": "0.02" } ] }"#,
             r#"{ "idempotency_ttl_secs": 18446744073709551615 }"#,
             "not json",
         ] {

@@ -111,6 +111,12 @@ reasons! {
     UnknownSource => "unknown_source",
     /// An operator named a client group that is not configured.
     UnknownGroup => "unknown_group",
+    /// The open (or the order's fill) would take its side's open quantity past the market's
+    /// `open_interest_cap_steps`.
+    OpenInterestCap => "open_interest_cap",
+    /// The open (or the order's fill) would take the difference between longs and shorts past
+    /// the market's `skew_cap_steps`, and make it larger.
+    SkewCap => "skew_cap",
 }
 
 impl Reason {

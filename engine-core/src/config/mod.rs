@@ -80,6 +80,20 @@ pub struct MarketConfig {
     #[serde(rename = "guard_quiet_ms", default = "serde_file::guard_quiet_ns")]
     #[serde(deserialize_with = "serde_file::ms_as_ns")]
     pub guard_quiet_ns: u64,
+    /// Most open quantity on each side, in steps (longs together, shorts together); an open or
+    /// a fill past it is refused `open_interest_cap`. 0: none.
+    #[serde(default)]
+    pub open_interest_cap_steps: i64,
+    /// Most difference between the longs' and the shorts' open quantity, in steps; an open or
+    /// a fill that takes the difference past it (and makes it larger) is refused `skew_cap`.
+    /// 0: none.
+    #[serde(default)]
+    pub skew_cap_steps: i64,
+    /// Financing per period the heavier side pays on top of its rate, scaled by the skew:
+    /// `skew_financing_rate × |long − short| / (long + short)` of the notional, rounded up; the
+    /// lighter side pays nothing more. 0: none.
+    #[serde(default, deserialize_with = "serde_file::ppm")]
+    pub skew_financing_rate: Ppm,
 }
 
 impl MarketConfig {
@@ -107,6 +121,9 @@ impl MarketConfig {
             max_source_age_ns: serde_file::max_source_age_ns(),
             max_deviation_bps: serde_file::max_deviation_bps(),
             guard_quiet_ns: serde_file::guard_quiet_ns(),
+            open_interest_cap_steps: 0,
+            skew_cap_steps: 0,
+            skew_financing_rate: Ppm(0),
         }
     }
 
@@ -126,6 +143,12 @@ impl MarketConfig {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |why: &'static str| Err(ConfigError::Market { symbol: self.symbol.clone(), why });
+        if self.open_interest_cap_steps < 0 || self.skew_cap_steps < 0 {
+            return bad("open_interest_cap_steps and skew_cap_steps must be 0 (none) or positive");
+        }
+        if !(0..=PPM_ONE / 100).contains(&self.skew_financing_rate.0) {
+            return bad("skew_financing_rate must be within 0..=0.01 per period");
+        }
         if self.symbol.is_empty() || self.symbol.len() > 32 {
             return bad("symbol must be 1..=32 bytes");
         }

@@ -32,6 +32,7 @@ impl Engine {
             return Err(Reason::MarginTooSmall);
         }
         check_tp_sl(req.side, req.take_profit, req.stop_loss, e)?;
+        check_open_interest(m, req.side, q)?;
         let account = &self.accounts[ai];
         if account.open.len() >= usize_from(self.cfg.max_positions_per_account) {
             return Err(Reason::TooManyPositions);
@@ -112,6 +113,29 @@ impl Engine {
         self.next_position_id += 1;
         id
     }
+}
+
+/// The market's caps on open quantity: each side's total, and the difference between them
+/// when the open makes it larger (an open that narrows the skew is always allowed).
+fn check_open_interest(m: &Market, side: Side, q: Qty) -> Result<(), Reason> {
+    let (cap, skew_cap) = (m.cfg.open_interest_cap_steps, m.cfg.skew_cap_steps);
+    if cap == 0 && skew_cap == 0 {
+        return Ok(());
+    }
+    let (long, short) = (i128::from(m.open_interest[0].1), i128::from(m.open_interest[1].1));
+    let (new_long, new_short) = match side {
+        Side::Long => (long + i128::from(q.0), short),
+        Side::Short => (long, short + i128::from(q.0)),
+    };
+    let new_side = if side == Side::Long { new_long } else { new_short };
+    if cap > 0 && new_side > i128::from(cap) {
+        return Err(Reason::OpenInterestCap);
+    }
+    let (skew, new_skew) = ((long - short).abs(), (new_long - new_short).abs());
+    if skew_cap > 0 && new_skew > i128::from(skew_cap) && new_skew > skew {
+        return Err(Reason::SkewCap);
+    }
+    Ok(())
 }
 
 /// Long rejects if e > expected * (1 + bps/10^4); short if e < expected * (1 - bps/10^4).

@@ -52,6 +52,15 @@ impl Bench {
         sources: u8,
         groups: Vec<engine_core::config::GroupConfig>,
     ) -> Bench {
+        Bench::with_market(max_positions, (sources, groups), |_| {})
+    }
+
+    /// As [`Bench::with_config`], with BTC's configuration changed by `tune` first.
+    fn with_market(
+        max_positions: u32,
+        (sources, groups): (u8, Vec<engine_core::config::GroupConfig>),
+        tune: impl FnOnce(&mut engine_core::config::MarketConfig),
+    ) -> Bench {
         let mut cfg = EngineConfig {
             max_open_positions: max_positions + 16,
             max_pending_orders: max_positions + 16,
@@ -62,6 +71,7 @@ impl Bench {
             ..EngineConfig::default()
         };
         cfg.markets[0].sources = sources;
+        tune(&mut cfg.markets[0]);
         cfg.groups = groups;
         let mut b = Bench {
             engine: Engine::new(cfg).unwrap(),
@@ -481,8 +491,65 @@ fn tick_no_trigger_groups(c: &mut Criterion) {
     group.finish();
 }
 
+/// The open + close of a trader whose client group charges every way (markup in ticks and bps,
+/// commission as a rate and per lot) on a market with open-interest and skew caps, 100k open:
+/// what a broker's fill costs beside the plain `open_close`.
+fn open_close_group(c: &mut Criterion) {
+    use engine_core::config::{GroupConfig, GroupMarket};
+    let mut group = c.benchmark_group("open_close_group");
+    group.throughput(Throughput::Elements(1));
+    let raw = GroupMarket {
+        symbol: "BTC_USDC".into(),
+        markup_ticks: 10,
+        markup_bps: 1,
+        commission_rate: Ppm(50),
+        commission_per_lot: Usdc::from_whole(1),
+        ..GroupMarket::default()
+    };
+    let groups = vec![
+        GroupConfig { name: "default".into(), ..GroupConfig::default() },
+        GroupConfig { name: "raw".into(), markets: vec![raw], ..GroupConfig::default() },
+    ];
+    let mut b = Bench::with_market(100_000, (0, groups), |m| {
+        m.open_interest_cap_steps = i64::MAX / 4;
+        m.skew_cap_steps = i64::MAX / 4;
+    });
+    b.populate(100_000, |i| 2 + i % 49, true);
+    let trader = b.account(u32::MAX); // u32::MAX % 2: the raw group
+    let req = OpenRequest {
+        account: trader,
+        market: BTC,
+        side: Side::Long,
+        leverage: 20,
+        size: Size::Margin(Usdc::from_whole(250)),
+        expected_price: Some(Price(MID)),
+        max_slippage_bps: 10,
+        take_profit: Some(Price(MID * 2)),
+        stop_loss: Some(Price(MID / 2)),
+        client_order_id: None,
+    };
+    let revenue = b.engine.summary().commission_revenue;
+    group.bench_function("open+close in a charging group, caps on, 100k open", |bencher| {
+        bencher.iter(|| {
+            let Some(Ok(ReplyData::Opened(p))) = b.apply(CommandKind::OpenPosition(black_box(req)))
+            else {
+                panic!("open")
+            };
+            b.apply(CommandKind::ClosePosition {
+                account: trader,
+                position: p.id,
+                quantity: None,
+                key: None,
+            });
+        })
+    });
+    assert!(b.engine.summary().commission_revenue > revenue, "the group was charged");
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    open_close_group,
     source_quote,
     tick_no_trigger_groups,
     snapshot_copy,

@@ -151,6 +151,23 @@ mod tests {
     }
 
     #[test]
+    fn brackets_parse_exactly() {
+        let cfg = parse(
+            r#"{ "markets": [ { "symbol": "BTC_USDC", "price_decimals": 2, "qty_decimals": 5,
+            "brackets": [
+              { "notional_cap": "50000", "max_leverage": 100, "maintenance_margin_rate": "0.005" },
+              { "max_leverage": 20, "maintenance_margin_rate": "0.025" } ] } ] }"#,
+        )
+        .unwrap();
+        let b = &cfg.markets[0].brackets;
+        assert_eq!((b[0].notional_cap, b[1].notional_cap), (Some(Usdc(50_000_000_000)), None));
+        assert_eq!(cfg.markets[0].maintenance_amounts(), [Usdc(0), Usdc(1_000_000_000)]);
+        let no_rate = r#"{ "markets": [ { "symbol": "BTC_USDC", "price_decimals": 2,
+            "qty_decimals": 5, "brackets": [ { "max_leverage": 100 } ] } ] }"#;
+        assert!(parse(no_rate).is_err());
+    }
+
+    #[test]
     fn bad_files_are_refused() {
         for bad in [
             r#"{ "markets_typo": [] }"#,

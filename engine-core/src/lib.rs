@@ -103,6 +103,7 @@ pub mod slab;
 pub mod snapshot;
 pub mod state;
 pub mod table;
+mod tier;
 pub mod trail;
 pub mod view;
 pub mod waiters;

@@ -4,7 +4,7 @@
 
 use crate::command::{AccountId, MarketId, PositionId, TrailDistance};
 use crate::limits::MAX_AMOUNT;
-use crate::math::{Scale, Side};
+use crate::math::Side;
 use crate::num::{Price, Qty, Usdc};
 
 /// An open position, 96 bytes (packed fields are `pub(crate)` for struct updates, and read and
@@ -134,11 +134,5 @@ impl Position {
 
     pub(crate) fn mmr(&self) -> crate::num::Ppm {
         crate::num::Ppm(i64::from(self.mmr_ppm))
-    }
-
-    /// The liquidation price: derived from entry, quantity, margin and rate, never stored
-    /// (the index keeps it as its key; removing the key derives it again, the same way).
-    pub(crate) fn liq(&self, scale: Scale) -> Price {
-        scale.liquidation_price(self.side, self.entry, self.qty, self.margin(), self.mmr())
     }
 }

@@ -117,6 +117,9 @@ reasons! {
     /// The open (or the order's fill) would take the difference between longs and shorts past
     /// the market's `skew_cap_steps`, and make it larger.
     SkewCap => "skew_cap",
+    /// The leverage is above what the position's notional bracket allows (the market's
+    /// `brackets`).
+    LeverageAboveBracket => "leverage_above_bracket",
 }
 
 impl Reason {

@@ -287,7 +287,7 @@ impl Engine {
             .positions
             .values()
             .map(|p| PositionSnapshot {
-                liq: p.liq(self.markets[usize::from(p.market.0)].scale),
+                liq: p.liq(&self.markets[usize::from(p.market.0)]),
                 trail_peak: p.trail().map_or(Price(0), |d| {
                     self.markets[usize::from(p.market.0)].trails.peak_price(
                         p.side,
@@ -435,11 +435,11 @@ impl Engine {
                 return bad("an account holds more positions than allowed".into());
             }
             let pos = Position::from(p);
-            if pos.liq(m.scale) != p.liq {
+            if pos.liq(m) != p.liq {
                 return bad(format!("position {}: liquidation price differs", p.id.0));
             }
             let r = e.positions.insert(pos);
-            m.index.insert(r.slot(), p.side, pos.triggers(m.scale));
+            m.index.insert(r.slot(), p.side, pos.triggers(m));
             m.open_interest[usize::from(p.side == Side::Short)].0 += 1;
             m.open_interest[usize::from(p.side == Side::Short)].1 += p.qty.0;
             e.accounts[ai].open.push(r);

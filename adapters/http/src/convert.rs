@@ -117,7 +117,22 @@ pub(crate) fn market_dto(mv: &MarketView, m: &MarketConfig) -> dto::Market {
         mode: mv.mode.as_str(),
         price_guard: None,
         sources: None,
+        brackets: brackets_dto(m),
     }
+}
+
+/// A market's brackets with their maintenance amounts, as the engine derives them.
+fn brackets_dto(m: &MarketConfig) -> Vec<dto::MarketBracket> {
+    m.brackets
+        .iter()
+        .zip(m.maintenance_amounts())
+        .map(|(b, cum)| dto::MarketBracket {
+            notional_cap: b.notional_cap.map(money),
+            max_leverage: b.max_leverage,
+            maintenance_margin_rate: format_fixed(i128::from(b.maintenance_margin_rate.0), 6),
+            maintenance_amount: money(cum),
+        })
+        .collect()
 }
 
 /// The markets list from the engine's items: each market, with its sources' state where the

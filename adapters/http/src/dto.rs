@@ -554,6 +554,23 @@ pub struct Market {
     /// A market priced from several venues: its sources now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sources: Option<SourcesState>,
+    /// Leverage brackets by notional at entry, ascending (docs/DESIGN.md, "Tiered margin");
+    /// absent: one bracket, `max_leverage` and `maintenance_margin_rate` above.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub brackets: Vec<MarketBracket>,
+}
+
+/// One leverage bracket of a market.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarketBracket {
+    /// The largest notional at entry in it, USDC; none for the last.
+    pub notional_cap: Option<String>,
+    /// Highest leverage in it.
+    pub max_leverage: u32,
+    /// Its maintenance margin rate.
+    pub maintenance_margin_rate: String,
+    /// Its maintenance amount: maintenance margin is `rate × notional − amount`.
+    pub maintenance_amount: String,
 }
 
 /// A market's price sources at the moment of the request (docs/DESIGN.md, "Index price").

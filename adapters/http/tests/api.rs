@@ -41,9 +41,11 @@ impl Server {
         for m in &mut engine.markets {
             m.max_price_age_ns = 600_000_000_000;
         }
+        // The API's markets are the engine's, as in `serve`.
+        let markets = engine.markets.clone();
         let engine =
             EngineHandle::start(EngineConfig { max_open_positions: 10_000, ..engine }).unwrap();
-        let mut cfg = ApiConfig::new(SECRET.to_vec(), MarketConfig::defaults());
+        let mut cfg = ApiConfig::new(SECRET.to_vec(), markets);
         tweak(&mut cfg);
         let state = AppState::new(cfg, engine.submitter());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -941,4 +943,35 @@ async fn operators_move_accounts_between_groups_whose_markup_the_books_show() {
     assert_eq!((refused.status, code), (400, Some("invalid_request")), "{}", refused.body);
     let t = s.get("/api/v1/user/terms", &trader).await;
     assert_eq!(t.body["markets"][0]["commission_per_lot"], "2.000000", "{}", t.body);
+}
+
+/// Tiered margin over HTTP: the markets list shows each bracket with its maintenance amount,
+/// and an open above its bracket's leverage is refused with `leverage_above_bracket`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_markets_list_shows_brackets_and_an_open_above_its_bracket_is_refused() {
+    use engine_core::config::Bracket;
+    let mut engine = EngineConfig::default();
+    engine.markets[0].brackets = vec![
+        Bracket {
+            notional_cap: Some(Usdc(50_000_000_000)),
+            max_leverage: 100,
+            maintenance_margin_rate: Ppm(5_000),
+        },
+        Bracket { notional_cap: None, max_leverage: 50, maintenance_margin_rate: Ppm(10_000) },
+    ];
+    let mut s = Server::start_with(engine, |_| {}).await;
+    s.price(0, 6_000_000, 6_000_000);
+    let (trader, _) = s.user("t@example.com").await;
+    let markets = s.get("/api/v1/markets", &trader).await;
+    let brackets = &markets.body["markets"][0]["brackets"];
+    assert_eq!(brackets[0]["notional_cap"], "50000.000000", "{brackets}");
+    assert_eq!(brackets[1]["maintenance_amount"], "250.000000", "{brackets}");
+    assert!(brackets[1]["notional_cap"].is_null(), "{brackets}");
+    assert!(markets.body["markets"][1].get("brackets").is_none(), "a market without brackets");
+    s.post("/api/v1/user/deposit", Some(&trader), json!({ "amount": "100000" })).await;
+    // 1 000 at 100x is 100 000 of notional: the second bracket, 50x at most.
+    let r = s.post("/api/v1/positions", Some(&trader), open_body("1000", 100)).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (422, Some("leverage_above_bracket")));
+    let r = s.post("/api/v1/positions", Some(&trader), open_body("1000", 50)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
 }

@@ -70,6 +70,11 @@ pub fn usdc<'de, D: Deserializer<'de>>(d: D) -> Result<Usdc, D::Error> {
     Usdc::parse(&s).map_err(|e| D::Error::custom(format_args!("amount {s:?}: {e}")))
 }
 
+/// An optional amount (present: a decimal string, exactly).
+pub fn opt_usdc<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Usdc>, D::Error> {
+    usdc(d).map(Some)
+}
+
 /// Milliseconds, held as nanoseconds.
 pub fn ms_as_ns<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     let ms = u64::deserialize(d)?;

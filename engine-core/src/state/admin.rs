@@ -48,6 +48,10 @@ impl Engine {
         if !(1..=1_000).contains(&lev) {
             return Err(Reason::InvalidLeverage);
         }
+        // A market with brackets takes its rates from them (the configuration's).
+        if mmr.is_some() && !m.tiers.is_empty() {
+            return Err(Reason::InvalidRequest);
+        }
         if rate.0 <= 0
             || i128::from(rate.0) * i128::from(lev) >= one
             || (level > 0 && i128::from(rate.0) * level >= one * one)
@@ -96,7 +100,7 @@ impl Engine {
                 for slot in m.index.nearest_liquidations(side, top) {
                     let p = self.positions.get(self.positions.at(slot));
                     let mark = m.mark(side);
-                    let liq = p.liq(m.scale);
+                    let liq = p.liq(m);
                     let gap = (i128::from(mark.0) - i128::from(liq.0)).unsigned_abs();
                     let distance_bps =
                         u64::try_from(gap * 10_000 / mark.0.max(1).unsigned_abs() as u128)

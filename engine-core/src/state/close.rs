@@ -162,7 +162,7 @@ impl Engine {
         let p = *self.positions.get(r);
         let m = &self.markets[usize::from(p.market.0)];
         let mark = m.mark(p.side);
-        debug_assert!(liquidatable(p.side, mark, p.liq(m.scale)));
+        debug_assert!(liquidatable(p.side, mark, p.liq(m)));
         let pnl = m.scale.pnl_floor(p.side, p.entry, mark, p.qty);
         let margin = p.margin();
         let equity = add(margin, pnl);
@@ -248,7 +248,7 @@ impl Engine {
         self.untrail(r, &p);
         self.count_open_interest(p.market, p.side, -1, -p.qty.0);
         let m = &mut self.markets[usize::from(p.market.0)];
-        let triggers = p.triggers(m.scale);
+        let triggers = p.triggers(m);
         match call {
             ArmedCall::LeaveForTheTick => m.index.remove_but_armed_call(r.slot(), p.side, triggers),
             ArmedCall::Remove => m.index.remove(r.slot(), p.side, triggers),
@@ -304,7 +304,7 @@ impl Engine {
         self.debit(ai, amount);
         self.total_margin = add(self.total_margin, amount);
         let pos = self.resize(r, p.qty, margin);
-        let liq = pos.liq(self.markets[usize::from(p.market.0)].scale);
+        let liq = pos.liq(&self.markets[usize::from(p.market.0)]);
         let change =
             Change::MarginAdded { position: id, account, amount, margin, liquidation_price: liq };
         self.record(sink, change);

@@ -113,7 +113,7 @@ impl Engine {
         self.total_margin = sub(self.total_margin, amount);
         self.house_balance = add(self.house_balance, amount);
         let now = self.resize(r, p.qty, margin);
-        let liq = now.liq(self.markets[usize::from(p.market.0)].scale);
+        let liq = now.liq(&self.markets[usize::from(p.market.0)]);
         let change = Change::Financed {
             position: p.id,
             account: p.account,

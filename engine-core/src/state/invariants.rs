@@ -57,7 +57,7 @@ impl Engine {
         }
         for p in self.positions.values() {
             let m = &self.markets[usize::from(p.market.0)];
-            if m.has_price && liquidatable(p.side, m.mark(p.side), p.liq(m.scale)) {
+            if m.has_price && liquidatable(p.side, m.mark(p.side), p.liq(m)) {
                 return Err(format!("position {} left open past its liquidation price", p.id.0));
             }
         }

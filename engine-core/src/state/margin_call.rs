@@ -47,7 +47,7 @@ impl Engine {
                 market: p.market,
                 mark: self.markets[mi].mark(p.side),
                 margin_call_price: p.mc,
-                liquidation_price: p.liq(self.markets[mi].scale),
+                liquidation_price: p.liq(&self.markets[mi]),
             };
             self.record(sink, change);
         }
@@ -68,22 +68,25 @@ impl Engine {
         let old = *self.positions.get(r);
         let new = Position { mc_armed: true, ..old };
         let m = &mut self.markets[usize::from(old.market.0)];
-        m.index.replace(r.slot(), old.side, old.triggers(m.scale), new.triggers(m.scale));
+        m.index.replace(r.slot(), old.side, old.triggers(m), new.triggers(m));
         *self.positions.get_mut(r) = new;
         new
     }
 
     /// Gives an open position a new quantity and margin (partial close, added margin) and
-    /// re-derives what depends on them: the liquidation and margin-call prices, re-indexed.
+    /// re-derives what depends on them: its bracket (by its new notional at entry, on a market
+    /// with brackets), the liquidation and margin-call prices, re-indexed.
     pub(super) fn resize(&mut self, r: PosRef, qty: Qty, margin: Usdc) -> Position {
         let old = *self.positions.get(r);
         let level = self.margin_call_level(super::usize_from(old.account.0) - 1);
         let m = &self.markets[usize::from(old.market.0)];
-        let mc = margin_call_price(m, old.side, old.entry, qty, margin, old.mmr(), level);
+        let (mmr, cum) = m.tier(old.entry, qty).map_or((old.mmr(), Usdc::ZERO), |t| (t.mmr, t.cum));
+        let mc = margin_call_price(m, old.side, old.entry, qty, (margin, cum), mmr, level);
         let mut new = Position { qty, mc, ..old };
+        new.mmr_ppm = u32::try_from(mmr.0).expect("rates are below 10^6");
         new.set_margin(margin);
         let m = &mut self.markets[usize::from(old.market.0)];
-        m.index.replace(r.slot(), old.side, old.triggers(m.scale), new.triggers(m.scale));
+        m.index.replace(r.slot(), old.side, old.triggers(m), new.triggers(m));
         *self.positions.get_mut(r) = new;
         self.count_open_interest(old.market, old.side, 0, qty.0 - old.qty.0);
         new

@@ -76,9 +76,24 @@ pub(crate) struct Market {
     pub(crate) open_interest: [(u32, i64); 2],
     /// The price sources' latest quotes and the guard (markets with `sources` only).
     pub(crate) sources: sources::Sources,
+    /// Leverage brackets by notional, ascending (empty: one bracket, the market's own).
+    pub(crate) tiers: Vec<crate::tier::Tier>,
 }
 
 impl Market {
+    /// The bracket of a position of `q` entered at `e` (by its notional at entry, rounded up);
+    /// `None` when the market has no brackets.
+    pub(crate) fn tier(&self, e: Price, q: Qty) -> Option<crate::tier::Tier> {
+        let last = *self.tiers.last()?;
+        let notional = self.scale.notional_ceil(e, q);
+        Some(self.tiers.iter().find(|t| notional <= t.cap).copied().unwrap_or(last))
+    }
+
+    /// A position's maintenance amount (0 without brackets).
+    pub(crate) fn cum(&self, p: &Position) -> Usdc {
+        self.tier(p.entry, p.qty).map_or(Usdc::ZERO, |t| t.cum)
+    }
+
     /// The mark a position of `side` is valued at: bid for a long, ask for a short.
     fn mark(&self, side: Side) -> Price {
         match side {
@@ -113,9 +128,18 @@ pub(crate) use crate::position::{NewPosition, Position};
 
 /// The index's view of a position (kept here: the index sits above the position type).
 impl Position {
-    pub(crate) fn triggers(&self, scale: Scale) -> Triggers {
+    /// The liquidation price: derived from entry, quantity, margin, rate and the bracket's
+    /// maintenance amount (which counts as margin: equity = mmr × notional − cum is the same
+    /// equation with `margin + cum`), never stored (the index keeps it as its key; removing the
+    /// key derives it again, the same way).
+    pub(crate) fn liq(&self, m: &Market) -> Price {
+        let margin = add(self.margin(), m.cum(self));
+        m.scale.liquidation_price(self.side, self.entry, self.qty, margin, self.mmr())
+    }
+
+    pub(crate) fn triggers(&self, m: &Market) -> Triggers {
         Triggers {
-            liq: self.liq(scale),
+            liq: self.liq(m),
             tp: self.tp(),
             sl: self.sl(),
             mc: self.mc,
@@ -280,6 +304,7 @@ impl Engine {
                 mmr: m.maintenance_margin_rate,
                 open_interest: [(0, 0); 2],
                 sources: sources::Sources::default(),
+                tiers: crate::tier::tiers(m),
             })
             .collect();
         let max_accounts = usize_from(cfg.max_accounts);

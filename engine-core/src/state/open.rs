@@ -53,13 +53,19 @@ impl Engine {
         if account.available < cost {
             return Err(Reason::InsufficientBalance);
         }
-        let liq = m.scale.liquidation_price(req.side, e, q, margin, m.mmr);
+        // Its bracket, by its notional at entry: the leverage it may use, its rate and its
+        // maintenance amount (which counts as margin in the liquidation formula).
+        let (mmr, cum) = match m.tier(e, q) {
+            Some(t) if req.leverage > t.max_leverage => return Err(Reason::LeverageAboveBracket),
+            Some(t) => (t.mmr, t.cum),
+            None => (m.mmr, Usdc::ZERO),
+        };
+        let liq = m.scale.liquidation_price(req.side, e, q, add(margin, cum), mmr);
         if liquidatable(req.side, m.mark(req.side), liq) {
             return Err(Reason::WouldLiquidate);
         }
-        let (mmr, level) = (m.mmr, self.margin_call_level(ai));
-        let mc = margin_call_price(m, req.side, e, q, margin, mmr, level);
-        let m_scale = m.scale;
+        let level = self.margin_call_level(ai);
+        let mc = margin_call_price(m, req.side, e, q, (margin, cum), mmr, level);
 
         // Accepted: from here on nothing can fail.
         let id = self.allocate_position_id();
@@ -82,10 +88,11 @@ impl Engine {
         self.house_balance = add(self.house_balance, fee);
         self.collect(charges);
         self.total_margin = add(self.total_margin, margin);
-        assert_eq!(p.liq(m_scale), liq, "derived as checked");
-        let r = self.positions.insert(p);
         let m = &mut self.markets[usize::from(req.market.0)];
-        m.index.insert(r.slot(), req.side, p.triggers(m.scale));
+        assert_eq!(p.liq(m), liq, "derived as checked");
+        let triggers = p.triggers(m);
+        let r = self.positions.insert(p);
+        m.index.insert(r.slot(), req.side, triggers);
         self.count_open_interest(req.market, req.side, 1, q.0);
         let open = &mut self.accounts[ai].open;
         assert!(open.last().is_none_or(|l| *l < r), "ids increase: the open list stays sorted");
@@ -244,20 +251,22 @@ pub(super) fn check_open_inputs(
     Ok(())
 }
 
-/// Where the position's equity equals `margin_call_level` × its maintenance margin: the
-/// liquidation formula at `mmr × level`, rounded up (0: margin calls off, or a long that never
-/// gets there).
+/// Where the position's equity equals `margin_call_level` × its maintenance margin
+/// (`mmr × notional − cum`): the liquidation formula at `mmr × level` with `margin + level ×
+/// cum` (that product rounded down: a warning a little early, never late), rounded up (0:
+/// margin calls off, or a long that never gets there).
 pub(super) fn margin_call_price(
     m: &Market,
     side: Side,
     e: Price,
     q: Qty,
-    margin: Usdc,
+    (margin, cum): (Usdc, Usdc),
     mmr: crate::num::Ppm,
     level: crate::num::Ppm,
 ) -> Price {
     if level.0 == 0 {
         return Price(0);
     }
-    m.scale.liquidation_price(side, e, q, margin, margin_call_rate(mmr, level))
+    let extra = cum.0 * i128::from(level.0) / i128::from(crate::num::PPM_ONE);
+    m.scale.liquidation_price(side, e, q, add(margin, Usdc(extra)), margin_call_rate(mmr, level))
 }

@@ -26,7 +26,7 @@ impl Engine {
             entry_price: p.entry,
             margin: p.margin(),
             leverage: p.leverage,
-            liquidation_price: p.liq(m.scale),
+            liquidation_price: p.liq(m),
             take_profit: p.tp(),
             stop_loss: p.sl(),
             trailing_stop: p.trail().map(|distance| crate::event::Trailing {

@@ -30,7 +30,7 @@ impl Engine {
         let mut new = p;
         new.set_tp_sl(take_profit, stop_loss);
         let m = &mut self.markets[usize::from(p.market.0)];
-        m.index.replace(r.slot(), p.side, p.triggers(m.scale), new.triggers(m.scale));
+        m.index.replace(r.slot(), p.side, p.triggers(m), new.triggers(m));
         *self.positions.get_mut(r) = new;
         self.record(sink, Change::TriggersSet { position: id, account, take_profit, stop_loss });
         Ok(ReplyData::Position(self.view(&new)))

@@ -492,8 +492,8 @@ fn tick_no_trigger_groups(c: &mut Criterion) {
 }
 
 /// The open + close of a trader whose client group charges every way (markup in ticks and bps,
-/// commission as a rate and per lot) on a market with open-interest and skew caps, 100k open:
-/// what a broker's fill costs beside the plain `open_close`.
+/// commission as a rate and per lot) on a market with open-interest and skew caps and three
+/// leverage brackets, 100k open: what a broker's fill costs beside the plain `open_close`.
 fn open_close_group(c: &mut Criterion) {
     use engine_core::config::{GroupConfig, GroupMarket};
     let mut group = c.benchmark_group("open_close_group");
@@ -511,8 +511,20 @@ fn open_close_group(c: &mut Criterion) {
         GroupConfig { name: "raw".into(), markets: vec![raw], ..GroupConfig::default() },
     ];
     let mut b = Bench::with_market(100_000, (0, groups), |m| {
+        use engine_core::config::Bracket;
         m.open_interest_cap_steps = i64::MAX / 4;
         m.skew_cap_steps = i64::MAX / 4;
+        // Three brackets; the trader's 5 000 of notional falls in the second.
+        let bracket = |cap: Option<i64>, max_leverage, rate| Bracket {
+            notional_cap: cap.map(Usdc::from_whole),
+            max_leverage,
+            maintenance_margin_rate: Ppm(rate),
+        };
+        m.brackets = vec![
+            bracket(Some(1_000), m.max_leverage, m.maintenance_margin_rate.0),
+            bracket(Some(100_000), 50, 10_000),
+            bracket(None, 20, 25_000),
+        ];
     });
     b.populate(100_000, |i| 2 + i % 49, true);
     let trader = b.account(u32::MAX); // u32::MAX % 2: the raw group
@@ -529,7 +541,7 @@ fn open_close_group(c: &mut Criterion) {
         client_order_id: None,
     };
     let revenue = b.engine.summary().commission_revenue;
-    group.bench_function("open+close in a charging group, caps on, 100k open", |bencher| {
+    group.bench_function("open+close, charging group, caps, brackets, 100k open", |bencher| {
         bencher.iter(|| {
             let Some(Ok(ReplyData::Opened(p))) = b.apply(CommandKind::OpenPosition(black_box(req)))
             else {

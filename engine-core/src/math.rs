@@ -91,6 +91,14 @@ impl Scale {
         Usdc(div_ceil(n, d))
     }
 
+    /// Whether the notional `p * q`, rounded up, is at most `cap` — without a division
+    /// (`⌈n / d⌉ ≤ c ⇔ n ≤ c × d`): a bracket's lookup at every open and resize.
+    #[inline]
+    pub fn notional_at_most(self, p: Price, q: Qty, cap: Usdc) -> bool {
+        let (n, d) = self.value(p, q);
+        n <= cap.0 * d
+    }
+
     /// `rate * p * q`, rounded up: fees and maintenance margin.
     #[inline]
     pub fn rate_of_value_ceil(self, rate: Ppm, p: Price, q: Qty) -> Usdc {
@@ -195,6 +203,19 @@ mod tests {
         assert_eq!(Scale::new(2, 5), BTC);
         assert_eq!(Scale::new(2, 4), Scale { num: 1, den: 1 });
         assert_eq!(Scale::new(2, 2), Scale { num: 100, den: 1 });
+    }
+
+    #[test]
+    fn notional_at_most_agrees_with_the_rounded_up_notional() {
+        for scale in [BTC, Scale::new(2, 4), Scale::new(2, 2), Scale::new(6, 8)] {
+            for (p, q) in [(5_000_000, 100_000), (5_000_000, 100_001), (1, 1), (123_457, 9_999)] {
+                let n = scale.notional_ceil(Price(p), Qty(q));
+                for cap in [n.0 - 1, n.0, n.0 + 1] {
+                    let want = n.0 <= cap;
+                    assert_eq!(scale.notional_at_most(Price(p), Qty(q), Usdc(cap)), want);
+                }
+            }
+        }
     }
 
     /// Long and short liquidation prices at 1x, 10x and 100x, BTC at 60 000.00, 1 BTC.

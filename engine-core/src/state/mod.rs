@@ -85,8 +85,8 @@ impl Market {
     /// `None` when the market has no brackets.
     pub(crate) fn tier(&self, e: Price, q: Qty) -> Option<crate::tier::Tier> {
         let last = *self.tiers.last()?;
-        let notional = self.scale.notional_ceil(e, q);
-        Some(self.tiers.iter().find(|t| notional <= t.cap).copied().unwrap_or(last))
+        let within = |t: &&crate::tier::Tier| self.scale.notional_at_most(e, q, t.cap);
+        Some(self.tiers.iter().find(within).copied().unwrap_or(last))
     }
 
     /// A position's maintenance amount (0 without brackets).

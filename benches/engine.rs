@@ -520,11 +520,14 @@ fn open_close_group(c: &mut Criterion) {
             max_leverage,
             maintenance_margin_rate: Ppm(rate),
         };
-        m.brackets = vec![
-            bracket(Some(1_000), m.max_leverage, m.maintenance_margin_rate.0),
-            bracket(Some(100_000), 50, 10_000),
-            bracket(None, 20, 25_000),
-        ];
+        // HX_NO_BRACKETS=1 measures the same without them (for attribution).
+        if std::env::var_os("HX_NO_BRACKETS").is_none() {
+            m.brackets = vec![
+                bracket(Some(1_000), m.max_leverage, m.maintenance_margin_rate.0),
+                bracket(Some(100_000), 50, 10_000),
+                bracket(None, 20, 25_000),
+            ];
+        }
     });
     b.populate(100_000, |i| 2 + i % 49, true);
     let trader = b.account(u32::MAX); // u32::MAX % 2: the raw group

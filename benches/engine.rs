@@ -309,7 +309,11 @@ fn tick_trailing(c: &mut Criterion) {
 /// 100k positions open (with TP, SL and liquidation prices indexed), a funded trader, and the
 /// open request (with TP and SL) the trader's benchmarks send.
 fn trader_among_100k() -> (Bench, AccountId, OpenRequest) {
-    let mut b = Bench::new(100_000);
+    populated_trader(Bench::new(100_000))
+}
+
+/// `b` with 100k positions open and a funded trader, and the trader's open request.
+fn populated_trader(mut b: Bench) -> (Bench, AccountId, OpenRequest) {
     b.populate(100_000, |i| 2 + i % 49, true);
     let trader = b.account(u32::MAX);
     let req = OpenRequest {
@@ -327,23 +331,25 @@ fn trader_among_100k() -> (Bench, AccountId, OpenRequest) {
     (b, trader, req)
 }
 
+/// One open of `req` and the close of what it opened.
+fn open_then_close(b: &mut Bench, trader: AccountId, req: OpenRequest) {
+    let Some(Ok(ReplyData::Opened(p))) = b.apply(CommandKind::OpenPosition(black_box(req))) else {
+        panic!("open")
+    };
+    b.apply(CommandKind::ClosePosition {
+        account: trader,
+        position: p.id,
+        quantity: None,
+        key: None,
+    });
+}
+
 fn open_close(c: &mut Criterion) {
     let mut group = c.benchmark_group("open_close");
     group.throughput(Throughput::Elements(1));
     let (mut b, trader, req) = trader_among_100k();
     group.bench_function("open+close with 100k open", |bencher| {
-        bencher.iter(|| {
-            let Some(Ok(ReplyData::Opened(p))) = b.apply(CommandKind::OpenPosition(black_box(req)))
-            else {
-                panic!("open")
-            };
-            b.apply(CommandKind::ClosePosition {
-                account: trader,
-                position: p.id,
-                quantity: None,
-                key: None,
-            });
-        })
+        bencher.iter(|| open_then_close(&mut b, trader, req))
     });
     group.finish();
 }
@@ -510,7 +516,7 @@ fn open_close_group(c: &mut Criterion) {
         GroupConfig { name: "default".into(), ..GroupConfig::default() },
         GroupConfig { name: "raw".into(), markets: vec![raw], ..GroupConfig::default() },
     ];
-    let mut b = Bench::with_market(100_000, (0, groups), |m| {
+    let b = Bench::with_market(100_000, (0, groups), |m| {
         use engine_core::config::Bracket;
         m.open_interest_cap_steps = i64::MAX / 4;
         m.skew_cap_steps = i64::MAX / 4;
@@ -529,34 +535,11 @@ fn open_close_group(c: &mut Criterion) {
             ];
         }
     });
-    b.populate(100_000, |i| 2 + i % 49, true);
-    let trader = b.account(u32::MAX); // u32::MAX % 2: the raw group
-    let req = OpenRequest {
-        account: trader,
-        market: BTC,
-        side: Side::Long,
-        leverage: 20,
-        size: Size::Margin(Usdc::from_whole(250)),
-        expected_price: Some(Price(MID)),
-        max_slippage_bps: 10,
-        take_profit: Some(Price(MID * 2)),
-        stop_loss: Some(Price(MID / 2)),
-        client_order_id: None,
-    };
+    // The trader is account u32::MAX: u32::MAX % 2, the raw group.
+    let (mut b, trader, req) = populated_trader(b);
     let revenue = b.engine.summary().commission_revenue;
     group.bench_function("open+close, charging group, caps, brackets, 100k open", |bencher| {
-        bencher.iter(|| {
-            let Some(Ok(ReplyData::Opened(p))) = b.apply(CommandKind::OpenPosition(black_box(req)))
-            else {
-                panic!("open")
-            };
-            b.apply(CommandKind::ClosePosition {
-                account: trader,
-                position: p.id,
-                quantity: None,
-                key: None,
-            });
-        })
+        bencher.iter(|| open_then_close(&mut b, trader, req))
     });
     assert!(b.engine.summary().commission_revenue > revenue, "the group was charged");
     group.finish();

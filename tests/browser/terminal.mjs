@@ -53,6 +53,9 @@ try {
   const quote = await page.locator("#e-quote").textContent();
   const fill = await page.locator("#e-price").textContent();
   if (quote !== fill) failures.push(`your price ${quote} is not the fill price ${fill}`);
+  // A market without brackets shows none.
+  const bracket = await page.locator("#e-bracket").textContent();
+  if (bracket !== "–") failures.push(`a bracket shown for a market without brackets: ${bracket}`);
   await page.click("#place");
   await toastWith("Opened");
   const row = page.locator("#positions tr").first();

@@ -201,9 +201,15 @@ function estimate() {
   const byMargin = $("size-kind").value === "margin";
   const margin = byMargin ? size : (size * price) / lev;
   const qty = byMargin ? (size * lev) / price : size;
-  const mmr = num(m.maintenance_margin_rate);
+  // The leverage bracket of this size (by notional), if the market has brackets.
+  const notional = qty * price;
+  const bracket = (m.brackets || []).find((b) => b.notional_cap === null || notional <= num(b.notional_cap));
+  const mmr = num(bracket ? bracket.maintenance_margin_rate : m.maintenance_margin_rate);
+  const amount = bracket ? num(bracket.maintenance_amount) : 0;
+  $("e-bracket").textContent = !bracket ? "–"
+    : lev > bracket.max_leverage ? `above this size's ${bracket.max_leverage}x` : `up to ${bracket.max_leverage}x`;
   // Estimate only: the engine computes the exact liquidation price on open.
-  const move = (margin - mmr * qty * price) / qty;
+  const move = (margin + amount - mmr * qty * price) / qty;
   const liq = st.side === "long" ? price - move : price + move;
   $("e-price").textContent = fmt(price, m.price_decimals);
   $("e-notional").textContent = fmt(qty * price);

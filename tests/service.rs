@@ -679,3 +679,36 @@ fn a_restarted_engine_does_not_apply_a_journaled_request_again() {
         drop(engine);
     });
 }
+
+/// `hundredx api --backfill binance`: an api process with no history store answers the chart
+/// with the venue's recent candles alone, marked as the venue's; without `--backfill` it reads
+/// no venue and keeps no candles (404).
+#[test]
+fn an_api_process_fills_the_charts_past_from_a_venue_when_told_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (rest, asked) = runtime.block_on(klines());
+    let args = ["api", "--redis", &redis.url, "--listen", "127.0.0.1:0", "--backfill"];
+    let (_api, addr) =
+        address_of(hundredx(&[&args[..], &["binance", "--backfill-url", &rest]].concat()));
+    let path = "/api/v1/candles?market=BTC_USDC&interval=1m";
+    let (status, body) = until(200, 20, || http(&addr, "GET", path, None, None));
+    assert_eq!(status, 200, "{body}");
+    let v = json(&body);
+    assert_eq!(v["venue"], "binance", "{body}");
+    let candles = v["candles"].as_array().unwrap();
+    assert_eq!(candles.len(), 2, "{body}");
+    assert!(candles.iter().all(|c| c["source"] == "venue"), "{body}");
+    // The three default markets, one request a span each (the later spans may still be read).
+    let all_read = Instant::now() + Duration::from_secs(20);
+    while asked.load(std::sync::atomic::Ordering::SeqCst) < 18 && Instant::now() < all_read {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 18);
+    let (_plain, addr) = api(&redis.url, "plain");
+    let (status, body) = until(404, 20, || http(&addr, "GET", path, None, None));
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 18, "the plain api asked nothing");
+    drop(runtime);
+}

@@ -95,6 +95,18 @@ pub struct ApiArgs {
     /// HUNDREDX_HISTORY_DATABASE): closed positions and the statement are read there.
     #[arg(long = "history-database", env = "HUNDREDX_HISTORY_DATABASE", hide_env_values = true)]
     pub history_database: Option<String>,
+    /// A venue (`backpack`, `binance`, `okx`, `coinbase`) whose recent candles fill the chart
+    /// before the engine's own, read once at start from its public kline endpoint (none by
+    /// default: an api process reaches no venue unless told to).
+    #[arg(long)]
+    pub backfill: Option<String>,
+    /// That venue's REST endpoint instead of its public one (a local server can stand in).
+    #[arg(long, requires = "backfill")]
+    pub backfill_url: Option<String>,
+    /// The venue's symbol for an engine market where its default is not right, comma-separated
+    /// `ENGINE=VENUE` pairs, as `hundredx feed` takes them.
+    #[arg(long, value_delimiter = ',', value_parser = super::args::symbol_pair)]
+    pub feed_symbols: Vec<(String, String)>,
 }
 
 /// `hundredx engine` from its flags.
@@ -145,8 +157,37 @@ pub fn run_api(args: ApiArgs) -> Result<()> {
     let (target, key) = args.redis.link()?;
     let history =
         args.history_database.as_deref().map(super::args::check_database_url).transpose()?;
-    api_main(&target, key, args.instance, args.listen, api, history)
+    let backfill = match args.backfill.as_deref() {
+        None => None,
+        Some(name) => {
+            let Some(venue) = price_feed::venues::by_name(name) else {
+                bail!("--backfill {name:?}: not a venue");
+            };
+            let Some(klines) = venue.klines() else { bail!("--backfill {name}: no candles") };
+            let url = args.backfill_url.clone().unwrap_or_else(|| klines.rest_url().to_owned());
+            Some(((venue, url), args.feed_symbols.iter().cloned().collect()))
+        }
+    };
+    let opts = ApiOptions { instance: args.instance, listen: args.listen, history, backfill };
+    api_main(&target, key, api, opts)
 }
+
+/// How `hundredx api` runs, besides Redis and its API configuration.
+#[derive(Debug)]
+pub struct ApiOptions {
+    /// Its instance name (default: random).
+    pub instance: Option<String>,
+    /// Where it listens.
+    pub listen: std::net::SocketAddr,
+    /// The history store to read, if any.
+    pub history: Option<String>,
+    /// A venue and its REST endpoint to fill the chart's past from, with symbol overrides.
+    pub backfill: Option<Backfill>,
+}
+
+/// A venue, its REST endpoint, and the venue's symbol per engine symbol where not the default.
+pub type Backfill =
+    ((&'static dyn price_feed::Connector, String), std::collections::BTreeMap<String, String>);
 
 /// `hundredx engine`: the engine with its journal, fed from `engine-stream` and `price-stream`,
 /// publishing its state changes to `engine-events` exactly once (see
@@ -423,11 +464,10 @@ fn random_u64() -> Result<u64> {
 pub fn api_main(
     target: &RedisTarget,
     key: BridgeKey,
-    instance: Option<String>,
-    listen: std::net::SocketAddr,
     api_cfg: ApiConfig,
-    history: Option<String>,
+    opts: ApiOptions,
 ) -> Result<()> {
+    let ApiOptions { instance, listen, history, backfill } = opts;
     let tag = random_u64()?;
     let instance = instance.unwrap_or_else(|| format!("api-{:06x}", tag & 0xff_ffff));
     // Request ids: a random 23-bit instance tag above a 40-bit counter, never 0.
@@ -473,7 +513,16 @@ pub fn api_main(
             .await
             .with_context(|| format!("binding {listen}"))?;
         println!("hundredx api {instance} listening on http://{}", listener.local_addr()?);
-        hundredx_http::serve(listener, state, hundredx::shutdown_signal()).await?;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let backfill = backfill.map(|(source, symbols)| {
+            super::backfill::spawn(source, markets.clone(), symbols, Arc::clone(&state), &stop)
+        });
+        let served = hundredx_http::serve(listener, state, hundredx::shutdown_signal()).await;
+        stop.cancel();
+        if let Some(backfill) = backfill {
+            let _ = backfill.await;
+        }
+        served?;
         anyhow::Ok(())
     })
 }

@@ -149,3 +149,25 @@ pub fn micros(s: &str, decimals: u32) -> i128 {
 pub fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_default()
 }
+
+/// A local stand-in for Binance's kline endpoint serving `adapters/price-feed`'s fixture (two
+/// candles of December 2024) for every span; counts the requests.
+pub async fn klines() -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    let path =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/adapters/price-feed/test_data/binance/klines.json");
+    let body = std::fs::read_to_string(path).unwrap();
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = std::sync::Arc::clone(&asked);
+    let app = axum::Router::new().route(
+        "/api/v3/klines",
+        axum::routing::get(move || {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let body = body.clone();
+            async move { ([("content-type", "application/json")], body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, asked)
+}

@@ -121,3 +121,20 @@ fn the_heavier_side_pays_the_skew_financing_rate_scaled_by_the_skew() {
     assert_eq!(taken(&mut h, &long), 108_000_000);
     assert_eq!(taken(&mut h, &short), 6_000_000);
 }
+
+#[test]
+fn each_side_may_have_a_cap_of_its_own() {
+    let mut cfg = config(btc(2).0, 0);
+    cfg.markets[0].open_interest_cap_short_steps = btc(1).0;
+    let mut h = Harness::with(cfg);
+    h.price(BTC, usd(60_000));
+    let a = trader(&mut h, "a@x");
+    open(&mut h, a, Side::Short, btc(1)).unwrap();
+    assert_eq!(
+        open(&mut h, a, Side::Short, SMALL),
+        Err(Reason::OpenInterestCap),
+        "the shorts' 1 BTC"
+    );
+    open(&mut h, a, Side::Long, btc(2)).unwrap(); // the longs keep the market's 2 BTC
+    assert_eq!(open(&mut h, a, Side::Long, SMALL), Err(Reason::OpenInterestCap));
+}

@@ -82,6 +82,12 @@ pub struct MarketConfig {
     /// a fill past it is refused `open_interest_cap`. 0: none.
     #[serde(default)]
     pub open_interest_cap_steps: i64,
+    /// The longs' cap instead of `open_interest_cap_steps` (0: that one).
+    #[serde(default)]
+    pub open_interest_cap_long_steps: i64,
+    /// The shorts' cap instead of `open_interest_cap_steps` (0: that one).
+    #[serde(default)]
+    pub open_interest_cap_short_steps: i64,
     /// Most difference between the longs' and the shorts' open quantity, in steps; an open or
     /// a fill that takes the difference past it (and makes it larger) is refused `skew_cap`.
     /// 0: none.
@@ -146,6 +152,8 @@ impl MarketConfig {
             max_deviation_bps: serde_file::max_deviation_bps(),
             guard_quiet_ns: serde_file::guard_quiet_ns(),
             open_interest_cap_steps: 0,
+            open_interest_cap_long_steps: 0,
+            open_interest_cap_short_steps: 0,
             skew_cap_steps: 0,
             skew_financing_rate: Ppm(0),
             brackets: Vec::new(),
@@ -168,6 +176,15 @@ impl MarketConfig {
             out.push(cum);
         }
         out
+    }
+
+    /// The cap on `side`'s open quantity, in steps (0: none): its own, else the market's.
+    pub fn open_interest_cap(&self, side: crate::math::Side) -> i64 {
+        let own = match side {
+            crate::math::Side::Long => self.open_interest_cap_long_steps,
+            crate::math::Side::Short => self.open_interest_cap_short_steps,
+        };
+        if own > 0 { own } else { self.open_interest_cap_steps }
     }
 
     /// Fresh, agreeing sources the index needs: `min_sources`, or a majority of `sources`.
@@ -240,8 +257,16 @@ impl MarketConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         let bad = |why: &'static str| Err(ConfigError::Market { symbol: self.symbol.clone(), why });
         self.validate_brackets()?;
-        if self.open_interest_cap_steps < 0 || self.skew_cap_steps < 0 {
-            return bad("open_interest_cap_steps and skew_cap_steps must be 0 (none) or positive");
+        if [
+            self.open_interest_cap_steps,
+            self.open_interest_cap_long_steps,
+            self.open_interest_cap_short_steps,
+            self.skew_cap_steps,
+        ]
+        .iter()
+        .any(|c| *c < 0)
+        {
+            return bad("open-interest and skew caps must be 0 (none) or positive");
         }
         if !(0..=PPM_ONE / 100).contains(&self.skew_financing_rate.0) {
             return bad("skew_financing_rate must be within 0..=0.01 per period");

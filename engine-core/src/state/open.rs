@@ -125,7 +125,7 @@ impl Engine {
 /// The market's caps on open quantity: each side's total, and the difference between them
 /// when the open makes it larger (an open that narrows the skew is always allowed).
 fn check_open_interest(m: &Market, side: Side, q: Qty) -> Result<(), Reason> {
-    let (cap, skew_cap) = (m.cfg.open_interest_cap_steps, m.cfg.skew_cap_steps);
+    let (cap, skew_cap) = (m.cfg.open_interest_cap(side), m.cfg.skew_cap_steps);
     if cap == 0 && skew_cap == 0 {
         return Ok(());
     }

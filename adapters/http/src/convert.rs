@@ -118,7 +118,15 @@ pub(crate) fn market_dto(mv: &MarketView, m: &MarketConfig) -> dto::Market {
         price_guard: None,
         sources: None,
         brackets: brackets_dto(m),
+        open_interest_cap_long: cap(m.open_interest_cap(Side::Long), m),
+        open_interest_cap_short: cap(m.open_interest_cap(Side::Short), m),
+        skew_cap: cap(m.skew_cap_steps, m),
     }
+}
+
+/// A cap in quantity steps as base units; 0 (none) as absent.
+fn cap(steps: i64, m: &MarketConfig) -> Option<String> {
+    (steps > 0).then(|| format_fixed(i128::from(steps), m.qty_decimals))
 }
 
 /// A market's brackets with their maintenance amounts, as the engine derives them.

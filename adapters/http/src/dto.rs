@@ -558,6 +558,15 @@ pub struct Market {
     /// absent: one bracket, `max_leverage` and `maintenance_margin_rate` above.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub brackets: Vec<MarketBracket>,
+    /// Most open quantity of all longs together, in base units (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_interest_cap_long: Option<String>,
+    /// Most open quantity of all shorts together (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_interest_cap_short: Option<String>,
+    /// Most difference between the longs' and the shorts' open quantity (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skew_cap: Option<String>,
 }
 
 /// One leverage bracket of a market.

@@ -951,6 +951,7 @@ async fn operators_move_accounts_between_groups_whose_markup_the_books_show() {
 async fn the_markets_list_shows_brackets_and_an_open_above_its_bracket_is_refused() {
     use engine_core::config::Bracket;
     let mut engine = EngineConfig::default();
+    engine.markets[0].open_interest_cap_short_steps = 50_000_000; // 500 BTC
     engine.markets[0].brackets = vec![
         Bracket {
             notional_cap: Some(Usdc(50_000_000_000)),
@@ -968,6 +969,9 @@ async fn the_markets_list_shows_brackets_and_an_open_above_its_bracket_is_refuse
     assert_eq!(brackets[1]["maintenance_amount"], "250.000000", "{brackets}");
     assert!(brackets[1]["notional_cap"].is_null(), "{brackets}");
     assert!(markets.body["markets"][1].get("brackets").is_none(), "a market without brackets");
+    let btc = &markets.body["markets"][0];
+    assert_eq!(btc["open_interest_cap_short"], "500.00000", "{btc}");
+    assert!(btc.get("open_interest_cap_long").is_none() && btc.get("skew_cap").is_none(), "{btc}");
     s.post("/api/v1/user/deposit", Some(&trader), json!({ "amount": "100000" })).await;
     // 1 000 at 100x is 100 000 of notional: the second bracket, 50x at most.
     let r = s.post("/api/v1/positions", Some(&trader), open_body("1000", 100)).await;

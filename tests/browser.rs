@@ -62,8 +62,20 @@ fn the_trading_page_in_chromium() {
     let feed = dir.path().join("prices.jsonl");
     recording(&feed);
     let data = dir.path().join("data");
+    // BTC with two leverage brackets: up to 10 000 of notional the market's own 100x, above it
+    // 50x (the page shows an order's bracket).
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"markets":[{"symbol":"BTC_USDC","price_decimals":2,"qty_decimals":5,"brackets":[
+            {"notional_cap":"10000","max_leverage":100,"maintenance_margin_rate":"0.005"},
+            {"max_leverage":50,"maintenance_margin_rate":"0.01"}]}]}"#,
+    )
+    .unwrap();
     let (_serve, addr) = address_of(hundredx(&[
         "serve",
+        "--config",
+        config.to_str().unwrap(),
         "--data-dir",
         data.to_str().unwrap(),
         "--listen",

@@ -53,9 +53,20 @@ try {
   const quote = await page.locator("#e-quote").textContent();
   const fill = await page.locator("#e-price").textContent();
   if (quote !== fill) failures.push(`your price ${quote} is not the fill price ${fill}`);
-  // A market without brackets shows none.
-  const bracket = await page.locator("#e-bracket").textContent();
-  if (bracket !== "–") failures.push(`a bracket shown for a market without brackets: ${bracket}`);
+  // The order's leverage bracket: 5 000 of notional is in the first (100x); 50 000 in the
+  // second (50x), where 60x is too much.
+  const bracketOf = async (size, lev) => {
+    await page.fill("#size", size);
+    await page.locator("#leverage").fill(lev);
+    return page.locator("#e-bracket").textContent();
+  };
+  const small = await bracketOf("100", "50");
+  if (small !== "up to 100x") failures.push(`bracket of 5 000 at 50x: ${small}`);
+  const big = await bracketOf("1000", "50");
+  if (big !== "up to 50x") failures.push(`bracket of 50 000 at 50x: ${big}`);
+  const over = await bracketOf("1000", "60");
+  if (over !== "above this size's 50x") failures.push(`bracket of 60 000 at 60x: ${over}`);
+  await bracketOf("100", "50");
   await page.click("#place");
   await toastWith("Opened");
   const row = page.locator("#positions tr").first();

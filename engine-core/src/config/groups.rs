@@ -1,8 +1,9 @@
 //! Client groups (a broker's account types, docs/DESIGN.md, "Client groups"): what each
 //! group's accounts pay per market, as configured and as the engine applies it.
 
+use super::market::MarketConfig;
 use super::serde_file;
-use crate::num::{Ppm, Usdc};
+use crate::num::{PPM_ONE, Ppm, Usdc};
 
 /// A client group: what its accounts pay per market on top of the market's fees.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
@@ -91,3 +92,47 @@ impl Default for GroupTerms {
 
 /// Most client groups an engine holds (an account's group is a `u16`; a broker has a handful).
 pub const MAX_GROUPS: usize = 256;
+
+impl GroupMarket {
+    /// These terms as the engine applies them on market `m` (a financing side not given: the
+    /// market's rate).
+    pub fn terms(&self, m: &MarketConfig) -> GroupTerms {
+        let own_financing =
+            self.financing_long_rate.is_some() || self.financing_short_rate.is_some();
+        GroupTerms {
+            markup_ticks: self.markup_ticks,
+            commission_rate: self.commission_rate,
+            max_leverage: self.max_leverage.unwrap_or(u32::MAX),
+            markup_bps: self.markup_bps,
+            commission_per_lot: self.commission_per_lot,
+            financing: own_financing.then(|| {
+                (
+                    self.financing_long_rate.unwrap_or(m.financing_long_rate),
+                    self.financing_short_rate.unwrap_or(m.financing_short_rate),
+                )
+            }),
+        }
+    }
+}
+
+impl GroupTerms {
+    /// Why these terms fall outside their ranges on a market whose highest price is
+    /// `max_price_ticks` (the leverage cap apart), or `None`: the one rule the configuration
+    /// and an operator's edit both follow.
+    pub fn out_of_range(&self, max_price_ticks: i64) -> Option<&'static str> {
+        let rate_ok = |r: Ppm| r.0.abs() <= PPM_ONE / 100;
+        if self.markup_ticks < 0 || self.markup_ticks > max_price_ticks / 2 {
+            Some("markup_ticks must be in 0..=max_price_ticks / 2")
+        } else if self.commission_rate.0 < 0 || self.commission_rate.0 >= PPM_ONE / 10 {
+            Some("commission_rate must be in 0..0.1")
+        } else if self.markup_bps > 1000 {
+            Some("markup_bps must be in 0..=1000")
+        } else if self.commission_per_lot.0 < 0 || self.commission_per_lot.0 > 1_000_000_000 {
+            Some("commission_per_lot must be in 0..=1000 USDC")
+        } else if self.financing.is_some_and(|(long, short)| !rate_ok(long) || !rate_ok(short)) {
+            Some("a group's financing rates must be within -0.01..=0.01 per period")
+        } else {
+            None
+        }
+    }
+}

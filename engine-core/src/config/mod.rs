@@ -165,21 +165,7 @@ impl EngineConfig {
                     .iter()
                     .map(|m| {
                         let t = g.markets.iter().find(|t| t.symbol == m.symbol);
-                        t.map_or(GroupTerms::default(), |t| GroupTerms {
-                            markup_ticks: t.markup_ticks,
-                            commission_rate: t.commission_rate,
-                            max_leverage: t.max_leverage.unwrap_or(u32::MAX),
-                            markup_bps: t.markup_bps,
-                            commission_per_lot: t.commission_per_lot,
-                            financing: (t.financing_long_rate.is_some()
-                                || t.financing_short_rate.is_some())
-                            .then(|| {
-                                (
-                                    t.financing_long_rate.unwrap_or(m.financing_long_rate),
-                                    t.financing_short_rate.unwrap_or(m.financing_short_rate),
-                                )
-                            }),
-                        })
+                        t.map_or(GroupTerms::default(), |t| t.terms(m))
                     })
                     .collect()
             })
@@ -206,24 +192,11 @@ impl EngineConfig {
                 let Some(m) = self.markets.iter().find(|m| m.symbol == t.symbol) else {
                     return bad("a group names a market that is not configured");
                 };
-                if t.markup_ticks < 0 || t.markup_ticks > m.max_price_ticks / 2 {
-                    return bad("markup_ticks must be in 0..=max_price_ticks / 2");
-                }
-                if t.commission_rate.0 < 0 || t.commission_rate.0 >= PPM_ONE / 10 {
-                    return bad("commission_rate must be in 0..0.1");
+                if let Some(why) = t.terms(m).out_of_range(m.max_price_ticks) {
+                    return bad(why);
                 }
                 if t.max_leverage == Some(0) {
                     return bad("a group's max_leverage must be at least 1");
-                }
-                if t.markup_bps > 1000 {
-                    return bad("markup_bps must be in 0..=1000");
-                }
-                if t.commission_per_lot.0 < 0 || t.commission_per_lot.0 > 1_000_000_000 {
-                    return bad("commission_per_lot must be in 0..=1000 USDC");
-                }
-                let financing_ok = |r: Option<Ppm>| r.is_none_or(|r| r.0.abs() <= PPM_ONE / 100);
-                if !financing_ok(t.financing_long_rate) || !financing_ok(t.financing_short_rate) {
-                    return bad("a group's financing rates must be within -0.01..=0.01 per period");
                 }
             }
         }

@@ -38,7 +38,7 @@ impl Engine {
         let mut ids = std::mem::take(&mut self.scratch);
         ids.clear();
         for (ai, a) in self.accounts.iter().enumerate() {
-            if self.swap_free.contains(&a.login) || self.swap_free_group(ai) {
+            if self.is_swap_free(ai) {
                 continue;
             }
             ids.extend(a.open.iter().filter(|&&r| self.positions.get(r).market == market));
@@ -88,10 +88,7 @@ impl Engine {
         // The account's group may set its own rates on this market (docs/DESIGN.md, "Client
         // groups"); the group is read when the period is charged.
         let ai = usize::try_from(p.account.0 - 1).expect("account ids fit usize");
-        let (long, short) = self
-            .terms(ai, p.market)
-            .financing
-            .unwrap_or((m.cfg.financing_long_rate, m.cfg.financing_short_rate));
+        let (long, short) = self.financing_rates(self.terms(ai, p.market), p.market);
         let rate = match p.side {
             Side::Long => long,
             Side::Short => short,

@@ -62,9 +62,17 @@ impl Engine {
         self.group_levels.get(group).copied().unwrap_or(self.cfg.margin_call_level)
     }
 
-    /// Whether account index `ai` is swap-free by its group.
-    pub(super) fn swap_free_group(&self, ai: usize) -> bool {
-        self.swap_free_groups.get(usize::from(self.accounts[ai].group)).copied().unwrap_or(false)
+    /// Whether account index `ai` is swap-free: by its login (`swap_free_logins`) or its group.
+    pub(super) fn is_swap_free(&self, ai: usize) -> bool {
+        let by_group = self.swap_free_groups.get(usize::from(self.accounts[ai].group));
+        self.swap_free.contains(&self.accounts[ai].login) || by_group.copied().unwrap_or(false)
+    }
+
+    /// The financing rates per period (long, short) of a group with `terms` on `market`: its
+    /// own, else the market's.
+    pub(super) fn financing_rates(&self, terms: GroupTerms, market: MarketId) -> (Ppm, Ppm) {
+        let cfg = &self.markets[usize::from(market.0)].cfg;
+        terms.financing.unwrap_or((cfg.financing_long_rate, cfg.financing_short_rate))
     }
 
     /// What account index `ai` pays on a fill of `q` on `market` at `e`: the markup in ticks
@@ -107,40 +115,35 @@ impl Engine {
         sink: &mut S,
     ) -> Outcome {
         self.check_admin(by)?;
-        let cfg = &self.market(market)?.cfg;
-        let (max_price, market_rates) =
-            (cfg.max_price_ticks, (cfg.financing_long_rate, cfg.financing_short_rate));
+        let max_price = self.market(market)?.cfg.max_price_ticks;
         let g = usize::from(group);
         if g >= self.groups.len() {
             return Err(Reason::UnknownGroup);
         }
-        let rate_ok = |r: Option<Ppm>| r.is_none_or(|r| r.0.abs() <= crate::num::PPM_ONE / 100);
-        if edit.markup_ticks.is_some_and(|m| m < 0 || m > max_price / 2)
-            || edit.commission_rate.is_some_and(|r| r.0 < 0 || r.0 >= crate::num::PPM_ONE / 10)
-            || edit.markup_bps.is_some_and(|b| b > 1000)
-            || edit.commission_per_lot.is_some_and(|c| c.0 < 0 || c.0 > 1_000_000_000)
-            || !rate_ok(edit.financing_long_rate)
-            || !rate_ok(edit.financing_short_rate)
-        {
+        let old = self.groups[g][usize::from(market.0)];
+        let mut terms = GroupTerms {
+            markup_ticks: edit.markup_ticks.unwrap_or(old.markup_ticks),
+            markup_bps: edit.markup_bps.unwrap_or(old.markup_bps),
+            commission_rate: edit.commission_rate.unwrap_or(old.commission_rate),
+            commission_per_lot: edit.commission_per_lot.unwrap_or(old.commission_per_lot),
+            max_leverage: edit.max_leverage.unwrap_or(old.max_leverage),
+            financing: old.financing,
+        };
+        if edit.financing_long_rate.is_some() || edit.financing_short_rate.is_some() {
+            let (long, short) = self.financing_rates(old, market);
+            terms.financing = Some((
+                edit.financing_long_rate.unwrap_or(long),
+                edit.financing_short_rate.unwrap_or(short),
+            ));
+        }
+        // The configuration's ranges, on the whole result (what the edit left was in range).
+        if terms.out_of_range(max_price).is_some() {
             return Err(Reason::InvalidRequest);
         }
         if edit.max_leverage == Some(0) {
             return Err(Reason::InvalidLeverage);
         }
-        let t = &mut self.groups[g][usize::from(market.0)];
-        t.markup_ticks = edit.markup_ticks.unwrap_or(t.markup_ticks);
-        t.markup_bps = edit.markup_bps.unwrap_or(t.markup_bps);
-        t.commission_rate = edit.commission_rate.unwrap_or(t.commission_rate);
-        t.commission_per_lot = edit.commission_per_lot.unwrap_or(t.commission_per_lot);
-        t.max_leverage = edit.max_leverage.unwrap_or(t.max_leverage);
-        if edit.financing_long_rate.is_some() || edit.financing_short_rate.is_some() {
-            let (long, short) = t.financing.unwrap_or(market_rates);
-            t.financing = Some((
-                edit.financing_long_rate.unwrap_or(long),
-                edit.financing_short_rate.unwrap_or(short),
-            ));
-        }
-        let terms = *t;
+        self.groups[g][usize::from(market.0)] = terms;
         self.record(sink, Change::GroupTermsSet { by, group, market, edit });
         Ok(ReplyData::GroupTerms { group, market, terms })
     }
@@ -154,16 +157,11 @@ impl Engine {
     ) -> Outcome {
         let ai = self.account_index(account)?;
         let group = self.accounts[ai].group;
-        let swap_free =
-            self.swap_free.contains(&self.accounts[ai].login) || self.swap_free_group(ai);
+        let swap_free = self.is_swap_free(ai);
         for (i, t) in self.groups[usize::from(group)].iter().enumerate() {
             let market = MarketId(u16::try_from(i).expect("market ids fit u16"));
-            let cfg = &self.markets[i].cfg;
-            let financing_rates = match (swap_free, t.financing) {
-                (true, _) => (Ppm(0), Ppm(0)),
-                (false, Some(rates)) => rates,
-                (false, None) => (cfg.financing_long_rate, cfg.financing_short_rate),
-            };
+            let financing_rates =
+                if swap_free { (Ppm(0), Ppm(0)) } else { self.financing_rates(*t, market) };
             let item = Item::Terms {
                 market,
                 markup_ticks: t.markup_ticks,

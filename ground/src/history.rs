@@ -15,6 +15,9 @@ use crate::ports::BoxFuture;
 pub const SPANS: [(&str, i64); 6] =
     [("1m", 60), ("5m", 300), ("15m", 900), ("1h", 3_600), ("4h", 14_400), ("1d", 86_400)];
 
+/// Most rows one page (or one read of candles) may ask for.
+pub const PAGE_LIMIT_MAX: u32 = 500;
+
 /// One page of a listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page<T> {

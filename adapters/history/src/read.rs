@@ -14,8 +14,7 @@ use ground::ports::BoxFuture;
 
 use crate::{Candle, HistoryError, LedgerEntry, LedgerQuery, Page, Result, Store, big_u};
 
-/// Most rows one page may ask for.
-pub const PAGE_LIMIT_MAX: u32 = 500;
+pub use ground::history::PAGE_LIMIT_MAX;
 
 /// seq, n, kind, amount, balance, position, at_ns.
 type LedgerRow = (i64, i64, String, i64, i64, Option<i64>, i64);

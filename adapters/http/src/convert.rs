@@ -58,6 +58,11 @@ pub(crate) fn money(v: Usdc) -> String {
     v.to_string()
 }
 
+/// A rate in millionths as a decimal (`0.005000`).
+pub(crate) fn rate(r: engine_core::num::Ppm) -> String {
+    format_fixed(i128::from(r.0), 6)
+}
+
 pub(crate) fn px(v: Price, m: &MarketConfig) -> String {
     format_fixed(i128::from(v.0), m.price_decimals)
 }
@@ -113,7 +118,7 @@ pub(crate) fn market_dto(mv: &MarketView, m: &MarketConfig) -> dto::Market {
         qty_decimals: m.qty_decimals,
         // The engine's: operators may have changed the configuration's.
         max_leverage: mv.max_leverage,
-        maintenance_margin_rate: format_fixed(i128::from(mv.maintenance_margin_rate.0), 6),
+        maintenance_margin_rate: rate(mv.maintenance_margin_rate),
         mode: mv.mode.as_str(),
         price_guard: None,
         sources: None,
@@ -137,7 +142,7 @@ fn brackets_dto(m: &MarketConfig) -> Vec<dto::MarketBracket> {
         .map(|(b, cum)| dto::MarketBracket {
             notional_cap: b.notional_cap.map(money),
             max_leverage: b.max_leverage,
-            maintenance_margin_rate: format_fixed(i128::from(b.maintenance_margin_rate.0), 6),
+            maintenance_margin_rate: rate(b.maintenance_margin_rate),
             maintenance_amount: money(cum),
         })
         .collect()

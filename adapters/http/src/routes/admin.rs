@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::convert::{engine, market_dto, money, px, unexpected};
+use crate::convert::{engine, market_dto, money, px, rate, unexpected};
 use crate::dto::{self, AdminMarketBody, RiskQuery};
 use crate::error::ApiError;
 use crate::extract::St;
@@ -134,7 +134,7 @@ pub(crate) async fn set_group_terms(
 ) -> Result<Response, ApiError> {
     let (market, m) = state.market(&symbol)?;
     let group = group_index(&state, &name)?;
-    let rate = |d: &Option<dto::Dec>| {
+    let parse_rate = |d: &Option<dto::Dec>| {
         d.as_ref()
             .map(|d| {
                 Ppm::parse(&d.0).map_err(|e| ApiError::bad_request("invalid_rate", e.to_string()))
@@ -148,7 +148,7 @@ pub(crate) async fn set_group_terms(
             .map(|d| crate::convert::price("markup", d, m).map(|p| p.0))
             .transpose()?,
         markup_bps: body.markup_bps,
-        commission_rate: rate(&body.commission_rate)?,
+        commission_rate: parse_rate(&body.commission_rate)?,
         commission_per_lot: body
             .commission_per_lot
             .as_ref()
@@ -158,26 +158,23 @@ pub(crate) async fn set_group_terms(
             })
             .transpose()?,
         max_leverage: body.max_leverage,
-        financing_long_rate: rate(&body.financing_long_rate)?,
-        financing_short_rate: rate(&body.financing_short_rate)?,
+        financing_long_rate: parse_rate(&body.financing_long_rate)?,
+        financing_short_rate: parse_rate(&body.financing_short_rate)?,
     };
     let kind = CommandKind::AdminEditGroup { by, group, market, edit };
     match engine(&state, kind).await? {
-        (ReplyData::GroupTerms { terms: t, .. }, _) => {
-            let rate = |r: Ppm| format_fixed(i128::from(r.0), 6);
-            Ok(Json(dto::GroupTerms {
-                group: name,
-                market: symbol,
-                markup: px(Price(t.markup_ticks), m),
-                markup_bps: t.markup_bps,
-                commission_rate: rate(t.commission_rate),
-                commission_per_lot: format_fixed(t.commission_per_lot.0, 6),
-                max_leverage: (t.max_leverage != u32::MAX).then_some(t.max_leverage),
-                financing_long_rate: t.financing.map(|f| rate(f.0)),
-                financing_short_rate: t.financing.map(|f| rate(f.1)),
-            })
-            .into_response())
-        }
+        (ReplyData::GroupTerms { terms: t, .. }, _) => Ok(Json(dto::GroupTerms {
+            group: name,
+            market: symbol,
+            markup: px(Price(t.markup_ticks), m),
+            markup_bps: t.markup_bps,
+            commission_rate: rate(t.commission_rate),
+            commission_per_lot: money(t.commission_per_lot),
+            max_leverage: (t.max_leverage != u32::MAX).then_some(t.max_leverage),
+            financing_long_rate: t.financing.map(|f| rate(f.0)),
+            financing_short_rate: t.financing.map(|f| rate(f.1)),
+        })
+        .into_response()),
         (d, _) => Err(unexpected(&d)),
     }
 }

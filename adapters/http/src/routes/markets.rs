@@ -45,10 +45,10 @@ async fn candles(
     let limit = q.limit.unwrap_or(200);
     let venue = state.venue_candles(market, &q.interval);
     let own = match (state.history.get(), &venue) {
-        // No store, but a venue's candles: those alone (after the same checks a store makes).
+        // No store, but a venue's candles: those alone, after the limit a store checks.
         (None, Some(_)) => {
-            if !(1..=500).contains(&limit) {
-                return Err(ApiError::bad_request("invalid_limit", "limit must be 1..=500"));
+            if !(1..=ground::history::PAGE_LIMIT_MAX).contains(&limit) {
+                return Err(history_error(ground::history::ReadError::InvalidLimit));
             }
             Vec::new()
         }

@@ -8,12 +8,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use engine_core::command::{CommandKind, Credential, Login};
 use engine_core::event::{Item, ReplyData};
-use engine_core::num::{Price, format_fixed};
+use engine_core::num::Price;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{hash_password, normalize_email, verify_password};
-use crate::convert::{balance_reply, engine, money, ms, px, unexpected, usdc};
+use crate::convert::{balance_reply, engine, money, ms, px, rate, unexpected, usdc};
 use crate::dto::{self, AmountBody, Credentials};
 use crate::error::ApiError;
 use crate::extract::St;
@@ -196,13 +196,12 @@ async fn terms(State(state): St, AuthUser(account): AuthUser) -> Result<Response
                 i64::try_from(v).ok().map(|v| px(Price(v), m))
             };
             let quoted = quote.map(|(bid, ask)| (out(bid, -1), out(ask, 1)));
-            let rate = |r: engine_core::num::Ppm| format_fixed(i128::from(r.0), 6);
             Some(dto::MarketTerms {
                 symbol: m.symbol.clone(),
                 markup: px(Price(markup_ticks), m),
                 markup_bps,
                 commission_rate: rate(commission_rate),
-                commission_per_lot: format_fixed(commission_per_lot.0, 6),
+                commission_per_lot: money(commission_per_lot),
                 financing_long_rate: rate(long),
                 financing_short_rate: rate(short),
                 max_leverage,

@@ -31,12 +31,20 @@ pub fn source(kind: &FeedKind, args: &BackfillArgs) -> Option<(&'static dyn Conn
         FeedKind::Sources(list) => *list.first()?,
         FeedKind::Synthetic | FeedKind::Replay { .. } => return None,
     };
-    let klines = venue.klines()?;
-    match (&args.url, args.off, args.feed_url_set) {
-        (_, true, _) | (None, false, true) => None,
-        (Some(url), false, _) => Some((venue, url.clone())),
-        (None, false, false) => Some((venue, klines.rest_url().to_owned())),
+    // Off, or a feed from elsewhere without an endpoint named for the candles.
+    if args.off || (args.url.is_none() && args.feed_url_set) {
+        return None;
     }
+    endpoint(venue, args.url.as_deref())
+}
+
+/// `venue` with `url`, or its public kline endpoint; `None` for a venue without candles.
+pub fn endpoint(
+    venue: &'static dyn Connector,
+    url: Option<&str>,
+) -> Option<(&'static dyn Connector, String)> {
+    let public = venue.klines()?.rest_url();
+    Some((venue, url.unwrap_or(public).to_owned()))
 }
 
 /// Reads the venue's candles for every market and span in the background and hands each set

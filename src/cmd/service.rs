@@ -163,9 +163,11 @@ pub fn run_api(args: ApiArgs) -> Result<()> {
             let Some(venue) = price_feed::venues::by_name(name) else {
                 bail!("--backfill {name:?}: not a venue");
             };
-            let Some(klines) = venue.klines() else { bail!("--backfill {name}: no candles") };
-            let url = args.backfill_url.clone().unwrap_or_else(|| klines.rest_url().to_owned());
-            Some(((venue, url), args.feed_symbols.iter().cloned().collect()))
+            let url = args.backfill_url.as_deref();
+            let Some(source) = super::backfill::endpoint(venue, url) else {
+                bail!("--backfill {name}: the venue has no candles")
+            };
+            Some((source, args.feed_symbols.iter().cloned().collect()))
         }
     };
     let opts = ApiOptions { instance: args.instance, listen: args.listen, history, backfill };

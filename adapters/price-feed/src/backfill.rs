@@ -50,7 +50,7 @@ pub async fn fetch(
     now_ms: u64,
 ) -> Vec<Backfilled> {
     let Some(klines) = venue.klines() else { return Vec::new() };
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::client::install_crypto_provider();
     let client = match reqwest::Client::builder().timeout(BACKFILL_REQUEST_TIMEOUT).build() {
         Ok(client) => client,
         Err(e) => {

@@ -198,10 +198,7 @@ pub fn quote(
     exchange_time_us: u64,
 ) -> Result<Tick, ParseError> {
     let price = |text: Option<&str>, field: &'static str| {
-        let text = text.ok_or(ParseError::MissingField(field))?;
-        parse_fixed(text, market.price_decimals)
-            .map(Price)
-            .map_err(|error| ParseError::BadPrice { field, error })
+        price(market, text.ok_or(ParseError::MissingField(field))?, field)
     };
     let bid = price(bid, fields.bid)?;
     let ask = price(ask, fields.ask)?;
@@ -212,6 +209,14 @@ pub fn quote(
         return Err(ParseError::Crossed);
     }
     Ok(Tick { market: market.id, bid, ask, update_id, exchange_time_us })
+}
+
+/// A venue's price text (the venue's `field`) in `market`'s ticks, exactly: more decimals than
+/// the market has is an error, never a rounded price.
+pub fn price(market: MarketRef, text: &str, field: &'static str) -> Result<Price, ParseError> {
+    parse_fixed(text, market.price_decimals)
+        .map(Price)
+        .map_err(|error| ParseError::BadPrice { field, error })
 }
 
 /// Drops duplicate and out-of-order ticks per market by update id.

@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
-use engine_core::num::{Price, parse_fixed};
+use engine_core::num::Price;
 
-use crate::frame::{MarketRef, ParseError};
+use crate::frame::{MarketRef, ParseError, price};
 
 /// One venue candle in the market's price ticks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,17 +63,12 @@ pub fn candle(
     start_ms: u64,
     [open, high, low, close]: [&str; 4],
 ) -> Result<VenueCandle, ParseError> {
-    let price = |text: &str, field: &'static str| {
-        parse_fixed(text, market.price_decimals)
-            .map(Price)
-            .map_err(|error| ParseError::BadPrice { field, error })
-    };
     let c = VenueCandle {
         start_ms,
-        open: price(open, "open")?,
-        high: price(high, "high")?,
-        low: price(low, "low")?,
-        close: price(close, "close")?,
+        open: price(market, open, "open")?,
+        high: price(market, high, "high")?,
+        low: price(market, low, "low")?,
+        close: price(market, close, "close")?,
     };
     let prices = [c.open, c.high, c.low, c.close];
     if prices.iter().any(|p| p.0 <= 0 || p.0 > market.max_price_ticks)

@@ -607,6 +607,39 @@ pub enum CommandKind {
         /// What changes.
         edit: GroupEdit,
     },
+    /// The account chooses how its positions are margined (docs/DESIGN.md, "Cross margin"):
+    /// refused with `positions_open` while it holds open positions or pending orders.
+    SetMarginMode {
+        /// Account.
+        account: AccountId,
+        /// Isolated (each position on its own margin) or cross (the whole account).
+        mode: MarginMode,
+    },
+}
+
+/// How an account's positions are margined.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum MarginMode {
+    /// Each position stands on its own margin and is liquidated at its own price.
+    #[default]
+    Isolated,
+    /// The account's balance and every position's margin and PnL defend each other; the
+    /// account is stopped out, most losing position first, when its margin level falls to the
+    /// stop-out level.
+    Cross,
+}
+
+impl MarginMode {
+    /// `"isolated"` / `"cross"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MarginMode::Isolated => "isolated",
+            MarginMode::Cross => "cross",
+        }
+    }
 }
 
 /// An edit of a client group's terms on one market: what is `None` is kept. The ranges are

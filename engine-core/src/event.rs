@@ -327,6 +327,57 @@ pub enum Change {
         /// What changed.
         edit: crate::command::GroupEdit,
     },
+    /// The account's margin mode changed (it held no positions and no orders).
+    MarginModeSet {
+        /// The account.
+        account: AccountId,
+        /// The new mode.
+        mode: crate::command::MarginMode,
+    },
+    /// Margin moved between two positions of one cross account: the closing position `to`
+    /// lost more than its own margin, and the account's other positions' margins cover it
+    /// (after its available balance, which moves with a `MarginAdded`). Its balance is
+    /// unchanged.
+    MarginMoved {
+        /// The account.
+        account: AccountId,
+        /// The position that gives margin.
+        from: PositionId,
+        /// The closing position that receives it.
+        to: PositionId,
+        /// How much.
+        amount: Usdc,
+    },
+    /// A cross account's margin level fell to its margin-call level: a warning, once per
+    /// crossing (re-armed when the account is next checked above the level).
+    AccountMarginCall {
+        /// The account.
+        account: AccountId,
+        /// The account's margin level at the check.
+        level: CrossLevel,
+    },
+    /// A cross account's margin level fell to the stop-out level: its positions are closed,
+    /// the most losing first (the `Closed` changes with reason `stop_out` follow), until it
+    /// recovers.
+    StopOut {
+        /// The account.
+        account: AccountId,
+        /// The account's margin level when the stop-out began.
+        level: CrossLevel,
+    },
+}
+
+/// A cross account's margin level and what it is made of (docs/DESIGN.md, "Cross margin").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CrossLevel {
+    /// Available balance + Σ position margins + Σ unrealized PnL at the marks (each rounded
+    /// down).
+    pub equity: Usdc,
+    /// Σ maintenance margins at the marks (each rounded up, less its bracket's amount).
+    pub maintenance_margin: Usdc,
+    /// `equity / maintenance_margin` in millionths, rounded down (`i64::MAX` without
+    /// maintenance margin).
+    pub level: crate::num::Ppm,
 }
 
 impl Change {
@@ -349,7 +400,11 @@ impl Change {
             | Change::MarginCall { account, .. }
             | Change::GroupSet { account, .. }
             | Change::Charged { account, .. }
-            | Change::GroupTermsSet { by: account, .. } => Some(account),
+            | Change::GroupTermsSet { by: account, .. }
+            | Change::MarginModeSet { account, .. }
+            | Change::MarginMoved { account, .. }
+            | Change::AccountMarginCall { account, .. }
+            | Change::StopOut { account, .. } => Some(account),
             Change::Checkpoint | Change::PriceApplied { .. } => None,
         }
     }

@@ -119,14 +119,14 @@ pub struct ReadmeDoctests;
 pub mod prelude {
     pub use crate::command::{
         AccountId, ClientOrderId, CloseSize, Command, CommandKind, Credential, IdempotencyKey,
-        Login, MarketId, MarketMode, OpenRequest, OrderId, OrderKind, OrderRequest, PositionId,
-        PositionStatus, RequestId, Size, SourceId, Tick, TrailDistance,
+        Login, MarginMode, MarketId, MarketMode, OpenRequest, OrderId, OrderKind, OrderRequest,
+        PositionId, PositionStatus, RequestId, Size, SourceId, Tick, TrailDistance,
     };
     pub use crate::config::{EngineConfig, MarketConfig, RuntimeConfig, WaitMode};
     pub use crate::event::{
-        AccountView, AtRisk, CHECKPOINT_EVERY, Change, ChangeRecord, CloseInfo, CloseReason, Event,
-        Exposure, Item, MarketView, OrderEnd, OrderView, Output, PositionView, Reason, ReplyData,
-        Sink, StateSummary, Trailing,
+        AccountView, AtRisk, CHECKPOINT_EVERY, Change, ChangeRecord, CloseInfo, CloseReason,
+        CrossLevel, Event, Exposure, Item, MarketView, OrderEnd, OrderView, Output, PositionView,
+        Reason, ReplyData, Sink, StateSummary, Trailing,
     };
     pub use crate::math::Side;
     pub use crate::num::{ExactDecimal, Ppm, Price, Qty, Usdc};

@@ -88,3 +88,7 @@ const _: () = assert!(TRAIL_BPS_MAX < 10_000);
 
 /// Most positions the operators' risk view lists.
 pub(crate) const AT_RISK_MAX: u32 = 100;
+
+/// Widest cross-margin band (docs/DESIGN.md, "Cross margin"), 20 % each way: wider bands make
+/// every cross account's trigger so conservative that most ticks would be false alarms.
+pub const CROSS_BAND_BPS_MAX: u32 = 2_000;

@@ -79,6 +79,18 @@ impl Scale {
         }
     }
 
+    /// The numerator of the micros a `price × qty` unit is worth.
+    #[inline]
+    pub fn num(self) -> i128 {
+        self.num
+    }
+
+    /// Its denominator.
+    #[inline]
+    pub fn den(self) -> i128 {
+        self.den
+    }
+
     /// `p * q` in micros, exactly, as the fraction `(numerator, denominator)`.
     #[inline]
     fn value(self, p: Price, q: Qty) -> (i128, i128) {

@@ -17,7 +17,7 @@
 //! A record is at most [`MAX_RECORD_BYTES`]. A crash mid-write leaves a short or mismatching last
 //! record, which [`RecordReader`] reports instead of decoding.
 //!
-//! **Snapshot file**: `"HXSNAP04"`, `seq: u64 LE` (the journal sequence of the last command it
+//! **Snapshot file**: `"HXSNAP05"`, `seq: u64 LE` (the journal sequence of the last command it
 //! contains), `state_hash: [u8; 32]`, `len: u64 LE`, `crc32: u32 LE`, then the postcard encoding of
 //! [`crate::snapshot::EngineSnapshot`].
 
@@ -33,7 +33,10 @@ pub const RECORD_HEADER_BYTES: usize = 8;
 pub const MAX_RECORD_BYTES: usize = crate::command::MAX_ENCODED_BYTES;
 // 02: pending orders, margin-call state and the order sequence (a 01 file is refused as
 // malformed, not misread).
-const SNAPSHOT_MAGIC: &[u8; 8] = b"HXSNAP04";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"HXSNAP05";
+/// Snapshots written before cross margin: the same payload without the trailing `cross`, read
+/// as none.
+const SNAPSHOT_MAGIC_04: &[u8; 8] = b"HXSNAP04";
 /// Snapshots written before the client groups' bps markup, per-lot commission and financing
 /// rates: the same payload without the trailing `group_pricing`, read as if empty.
 const SNAPSHOT_MAGIC_03: &[u8; 8] = b"HXSNAP03";
@@ -322,9 +325,10 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
     // postcard (a length 0, a varint 0).
     let missing_bytes = match bytes.get(..8) {
         Some(m) if m == SNAPSHOT_MAGIC => 0,
-        // sources, groups, spread and commission revenue, group terms; group pricing.
-        Some(m) if m == SNAPSHOT_MAGIC_02 => 6,
-        Some(m) if m == SNAPSHOT_MAGIC_03 => 1,
+        // sources, groups, spread and commission revenue, group terms; group pricing; cross.
+        Some(m) if m == SNAPSHOT_MAGIC_02 => 7,
+        Some(m) if m == SNAPSHOT_MAGIC_03 => 2,
+        Some(m) if m == SNAPSHOT_MAGIC_04 => 1,
         _ => return Err(SnapshotError::Malformed),
     };
     if bytes.len() < SNAPSHOT_HEADER_BYTES {
@@ -344,7 +348,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
     }
     let snapshot = if missing_bytes > 0 {
         let mut extended = payload.to_vec();
-        extended.extend_from_slice(&[0; 6][..missing_bytes]);
+        extended.extend_from_slice(&[0; 7][..missing_bytes]);
         postcard::from_bytes(&extended)
     } else {
         postcard::from_bytes(payload)
@@ -363,18 +367,23 @@ mod tests {
 
     /// A snapshot written before price sources existed (HXSNAP02: the payload without the
     /// trailing `sources` list and what followed) or before the groups' pricing (HXSNAP03)
-    /// still restores, with none.
+    /// or cross margin (HXSNAP04) still restores, with none.
     #[test]
     fn a_snapshot_from_before_sources_decodes_with_none() {
         let snap = crate::snapshot::EngineSnapshot {
             sources: Vec::new(),
             group_terms: Vec::new(),
             group_pricing: Vec::new(),
+            cross: None,
             ..Engine::new(EngineConfig::default()).unwrap().snapshot()
         };
         let payload = encode_value(&snap);
-        assert!(payload.ends_with(&[0; 6]), "empty lists and zero amounts are one byte 0 each");
-        for (magic, cut) in [(SNAPSHOT_MAGIC_02, 6), (SNAPSHOT_MAGIC_03, 1)] {
+        assert!(
+            payload.ends_with(&[0; 7]),
+            "empty lists, zero amounts and none are one byte 0 each"
+        );
+        for (magic, cut) in [(SNAPSHOT_MAGIC_02, 7), (SNAPSHOT_MAGIC_03, 2), (SNAPSHOT_MAGIC_04, 1)]
+        {
             let old = &payload[..payload.len() - cut];
             let mut bytes = Vec::new();
             bytes.extend_from_slice(magic);

@@ -37,6 +37,8 @@ pub(crate) struct Position {
     pub(crate) side: Side,
     /// Not yet called since it last went above the level.
     pub(crate) mc_armed: bool,
+    /// Held by a cross account: no liquidation or margin-call price of its own.
+    pub(crate) cross: bool,
 }
 
 const _: () = assert!(std::mem::size_of::<Position>() == 96);
@@ -57,6 +59,7 @@ pub(crate) struct NewPosition {
     pub(crate) sl: Option<Price>,
     pub(crate) opened_at_ns: u64,
     pub(crate) mmr: crate::num::Ppm,
+    pub(crate) cross: bool,
 }
 
 impl Position {
@@ -78,6 +81,7 @@ impl Position {
             market: n.market,
             side: n.side,
             mc_armed: true,
+            cross: n.cross,
         };
         p.set_margin(n.margin);
         p.set_tp_sl(n.tp, n.sl);

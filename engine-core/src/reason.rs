@@ -120,6 +120,8 @@ reasons! {
     /// The leverage is above what the position's notional bracket allows (the market's
     /// `brackets`).
     LeverageAboveBracket => "leverage_above_bracket",
+    /// The account holds open positions or pending orders: its margin mode cannot change.
+    PositionsOpen => "positions_open",
 }
 
 impl Reason {
@@ -149,10 +151,13 @@ pub enum CloseReason {
     TrailingStop,
     /// Liquidated.
     Liquidation,
+    /// Closed by its cross account's stop-out (the most losing position first).
+    StopOut,
 }
 
 impl CloseReason {
-    /// `"manual"`, `"take_profit"`, `"stop_loss"`, `"trailing_stop"`, `"liquidation"`.
+    /// `"manual"`, `"take_profit"`, `"stop_loss"`, `"trailing_stop"`, `"liquidation"`,
+    /// `"stop_out"`.
     pub const fn as_str(self) -> &'static str {
         match self {
             CloseReason::Manual => "manual",
@@ -160,6 +165,7 @@ impl CloseReason {
             CloseReason::StopLoss => "stop_loss",
             CloseReason::TrailingStop => "trailing_stop",
             CloseReason::Liquidation => "liquidation",
+            CloseReason::StopOut => "stop_out",
         }
     }
 }

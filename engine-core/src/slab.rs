@@ -152,6 +152,7 @@ mod tests {
             sl: Some(Price(90)),
             opened_at_ns: 7,
             mmr: Ppm(5_000),
+            cross: false,
         })
     }
 

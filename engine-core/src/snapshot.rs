@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
+use crate::command::MarginMode;
 use crate::command::{
     AccountId, Credential, Login, MarketId, OrderId, PositionId, RequestId, TrailDistance,
 };
@@ -208,6 +209,7 @@ impl From<&PositionSnapshot> for Position {
             sl,
             opened_at_ns,
             mmr,
+            cross: false, // the account's mode says (set by the restore)
         };
         let mut pos = Position::new(n);
         pos.mc_armed = mc_armed;
@@ -264,6 +266,20 @@ pub struct EngineSnapshot {
     /// commission per lot, financing rates): last, so that a snapshot written before they
     /// existed decodes with none (the configuration's then stand).
     pub group_pricing: Vec<Vec<GroupPricing>>,
+    /// Cross accounts and the cross counters: last, so that a snapshot written before cross
+    /// margin existed decodes with none (every account isolated).
+    pub cross: Option<CrossSnapshot>,
+}
+
+/// Cross margin's state: which accounts are cross, and whether each one's margin call is
+/// armed (their keys and the markets' bands are rebuilt: any conservative keys give the same
+/// outputs), and the counters added with it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrossSnapshot {
+    /// (account, armed) of every cross account, ascending.
+    pub accounts: Vec<(AccountId, bool)>,
+    /// Stop-out closes, exact checks, band crossings.
+    pub counters: (u64, u64, u64),
 }
 
 /// A group's markup in bps, commission per lot and financing rates (long, short) on a market.
@@ -382,6 +398,20 @@ impl Engine {
                     g.iter().map(|t| (t.markup_bps, t.commission_per_lot, t.financing)).collect()
                 })
                 .collect(),
+            cross: Some(CrossSnapshot {
+                accounts: (0..self.accounts.len())
+                    .filter(|&i| self.is_cross(i))
+                    .map(|i| {
+                        let id = AccountId(u32::try_from(i + 1).expect("account ids fit u32"));
+                        (id, self.accounts[i].cross.armed)
+                    })
+                    .collect(),
+                counters: (
+                    self.counters.stop_outs,
+                    self.counters.cross_checks,
+                    self.counters.band_crossings,
+                ),
+            }),
         }
     }
 
@@ -414,10 +444,21 @@ impl Engine {
                 reserved: Usdc::ZERO,
                 admin: a.admin,
                 group: 0,
+                mode: crate::command::MarginMode::Isolated,
+                cross: crate::state::cross::CrossBook::default(),
             });
             if e.logins.insert(a.login, id).is_some() {
                 return bad(format!("duplicate login {:?}", a.login));
             }
+        }
+        for &(account, armed) in snap.cross.iter().flat_map(|c| &c.accounts) {
+            let i = usize_from(account.0).wrapping_sub(1);
+            if i >= e.accounts.len() {
+                return bad(format!("cross mode of unknown account {}", account.0));
+            }
+            e.accounts[i].mode = crate::command::MarginMode::Cross;
+            e.accounts[i].cross = crate::state::cross::CrossBook::new(e.markets.len());
+            e.accounts[i].cross.armed = armed;
         }
         let mut last = PositionId(0);
         for p in &snap.positions {
@@ -434,7 +475,8 @@ impl Engine {
             if e.accounts[ai].open.len() >= usize_from(e.cfg.max_positions_per_account) {
                 return bad("an account holds more positions than allowed".into());
             }
-            let pos = Position::from(p);
+            let pos =
+                Position { cross: e.accounts[ai].mode == MarginMode::Cross, ..Position::from(p) };
             if pos.liq(m) != p.liq {
                 return bad(format!("position {}: liquidation price differs", p.id.0));
             }
@@ -491,6 +533,10 @@ impl Engine {
         }
         e.max_request_id = snap.max_request_id;
         e.counters = snap.counters;
+        if let Some(c) = &snap.cross {
+            (e.counters.stop_outs, e.counters.cross_checks, e.counters.band_crossings) = c.counters;
+        }
+        e.cross_restore();
         e.seq = snap.seq;
         e.check_conservation().map_err(SnapshotError::Config)?;
         Ok(e)

@@ -131,6 +131,10 @@ pub struct AccountView {
     pub equity: Usdc,
     /// Open positions.
     pub open_positions: u32,
+    /// Isolated or cross.
+    pub margin_mode: crate::command::MarginMode,
+    /// A cross account's margin level and what it is made of (`None` while isolated).
+    pub margin_level: Option<crate::event::CrossLevel>,
 }
 
 /// A market's latest price.

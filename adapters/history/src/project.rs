@@ -55,6 +55,10 @@ pub fn movements(change: &Change) -> Vec<Movement> {
         | Change::MarginCall { .. }
         | Change::GroupSet { .. }
         | Change::GroupTermsSet { .. }
+        | Change::MarginModeSet { .. }
+        | Change::MarginMoved { .. }
+        | Change::AccountMarginCall { .. }
+        | Change::StopOut { .. }
         | Change::Checkpoint
         | Change::PriceApplied { .. } => vec![],
         // Its amounts are inside the fee of the open or close right after it, whose fee row
@@ -129,6 +133,10 @@ pub const fn kind(change: &Change) -> &'static str {
         Change::GroupSet { .. } => "group_set",
         Change::Charged { .. } => "charged",
         Change::GroupTermsSet { .. } => "group_terms_set",
+        Change::MarginModeSet { .. } => "margin_mode_set",
+        Change::MarginMoved { .. } => "margin_moved",
+        Change::AccountMarginCall { .. } => "account_margin_call",
+        Change::StopOut { .. } => "stop_out",
         Change::Checkpoint => "checkpoint",
         Change::PriceApplied { .. } => "price_applied",
     }

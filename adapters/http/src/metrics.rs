@@ -239,6 +239,9 @@ impl Metrics {
             ("liquidations", c.liquidations),
             ("bad_debts", c.bad_debts),
             ("duplicates", c.duplicates),
+            ("stop_outs", c.stop_outs),
+            ("cross_checks", c.cross_checks),
+            ("cross_band_crossings", c.band_crossings),
         ];
         set_all(&self.engine, counters);
         self.in_flight.set(i64::try_from(source.in_flight()).unwrap_or(i64::MAX));

@@ -103,6 +103,12 @@ pub struct MarketConfig {
     /// bracket, as before brackets existed.
     #[serde(default)]
     pub brackets: Vec<Bracket>,
+    /// Half-width of the band, in basis points of the price, within which cross accounts'
+    /// trigger prices on other markets assume this market may move (docs/DESIGN.md, "Cross
+    /// margin"): wider re-keys less often but checks accounts earlier (false alarms); a move
+    /// out of it re-keys every cross account holding this market.
+    #[serde(default = "serde_file::cross_band_bps")]
+    pub cross_band_bps: u32,
 }
 
 /// One leverage bracket: positions whose notional at entry is at most `notional_cap` (and above
@@ -157,6 +163,7 @@ impl MarketConfig {
             skew_cap_steps: 0,
             skew_financing_rate: Ppm(0),
             brackets: Vec::new(),
+            cross_band_bps: serde_file::cross_band_bps(),
         }
     }
 
@@ -316,6 +323,9 @@ impl MarketConfig {
                 || self.max_deviation_bps > 10_000)
         {
             return bad("max_source_age must be > 0 and max_deviation_bps in 1..=10000");
+        }
+        if !(1..=crate::limits::CROSS_BAND_BPS_MAX).contains(&self.cross_band_bps) {
+            return bad("cross_band_bps must be in 1..=2000");
         }
         if self.min_qty < 1 || self.min_qty > self.max_qty_steps {
             return bad("min_qty must be in 1..=max_qty_steps");

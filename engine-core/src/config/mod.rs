@@ -73,6 +73,12 @@ pub struct EngineConfig {
     /// Must be above 1 (at 1 the position is already being liquidated).
     #[serde(deserialize_with = "serde_file::ppm")]
     pub margin_call_level: Ppm,
+    /// Cross accounts' stop-out level, a ratio of equity to maintenance margin (`"1"`: stopped
+    /// out when equity falls to the maintenance margin, where an isolated position is
+    /// liquidated). At least 1, below the margin-call level when that is on, and with
+    /// mmr × level < 1.
+    #[serde(deserialize_with = "serde_file::ppm")]
+    pub stop_out_level: Ppm,
     /// Logins of swap-free accounts: financing is never charged to or paid to them.
     pub swap_free_logins: Vec<String>,
     /// Client groups (a broker's account types): `groups[0]` is every new account's; none
@@ -147,6 +153,7 @@ impl Default for EngineConfig {
             max_pending_orders: 1_000_000,
             max_orders_per_account: 100,
             margin_call_level: Ppm(3 * PPM_ONE / 2),
+            stop_out_level: Ppm(PPM_ONE),
             swap_free_logins: Vec::new(),
             groups: Vec::new(),
         }
@@ -230,7 +237,20 @@ impl EngineConfig {
         };
         let level_ok = level_fits(self.margin_call_level)
             && self.groups.iter().filter_map(|g| g.margin_call_level).all(level_fits);
-        let limits: [(bool, &'static str); 12] = [
+        let stop = i128::from(self.stop_out_level.0);
+        // Every rate a position may carry, brackets included: a long's trigger price needs
+        // 1 − level × mmr > 0 (docs/DESIGN.md, "Cross margin").
+        let rates_fit = self.markets.iter().all(|m| {
+            let rates = m.brackets.iter().map(|b| b.maintenance_margin_rate);
+            std::iter::once(m.maintenance_margin_rate)
+                .chain(rates)
+                .all(|r| i128::from(r.0) * stop < i128::from(PPM_ONE) * i128::from(PPM_ONE))
+        });
+        let stop_ok = stop >= i128::from(PPM_ONE)
+            && stop <= 100 * i128::from(PPM_ONE)
+            && rates_fit
+            && (self.margin_call_level.0 == 0 || self.stop_out_level < self.margin_call_level);
+        let limits: [(bool, &'static str); 13] = [
             (self.swap_free_logins.len() > 100_000, "swap_free_logins (at most 100 000)"),
             (self.initial_balance.0 < 0 || self.initial_balance > MAX_AMOUNT, "initial_balance"),
             (self.max_accounts == 0 || self.max_accounts > 50_000_000, "max_accounts"),
@@ -255,6 +275,7 @@ impl EngineConfig {
                 "max_orders_per_account",
             ),
             (!level_ok, "margin_call_level must be 0 (off) or in (1, 100] with mmr * level < 1"),
+            (!stop_ok, "stop_out_level must be in [1, margin_call_level) with mmr * level < 1"),
         ];
         if let Some((_, what)) = limits.iter().find(|(bad, _)| *bad) {
             return Err(ConfigError::Limit(what));

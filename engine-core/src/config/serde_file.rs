@@ -15,6 +15,12 @@ pub fn max_deviation_bps() -> u32 {
     100
 }
 
+/// 2 %: a few minutes of a volatile crypto market, so band crossings (each re-keys the market's
+/// cross accounts) stay rare while trigger prices stay close to the exact ones.
+pub fn cross_band_bps() -> u32 {
+    200
+}
+
 /// Default quiet period before a guarded market reopens: 10 s.
 pub fn guard_quiet_ns() -> u64 {
     10_000_000_000

@@ -37,6 +37,8 @@ impl Engine {
             reserved: Usdc::ZERO,
             group: 0,
             admin: false,
+            mode: crate::command::MarginMode::Isolated,
+            cross: super::cross::CrossBook::default(),
         });
         self.logins.insert(login, id);
         self.total_deposits = add(self.total_deposits, initial);
@@ -60,6 +62,7 @@ impl Engine {
         check_amount(amount)?;
         self.check_room(amount)?;
         self.credit(i, amount);
+        self.cross_touch(i, true);
         self.total_deposits = add(self.total_deposits, amount);
         self.record(sink, Change::Deposited { account, amount });
         self.account_view(account).map(ReplyData::Account)
@@ -76,7 +79,11 @@ impl Engine {
         if self.accounts[i].available < amount {
             return Err(Reason::InsufficientBalance);
         }
+        if self.is_cross(i) {
+            self.cross_withdraw_check(i, amount)?;
+        }
         self.debit(i, amount);
+        self.cross_touch(i, true);
         self.total_withdrawals = add(self.total_withdrawals, amount);
         self.record(sink, Change::Withdrawn { account, amount });
         self.account_view(account).map(ReplyData::Account)

@@ -110,6 +110,14 @@ impl Engine {
         };
         let pnl = m.scale.pnl_floor(p.side, p.entry, mark, qc);
         let market_fee = m.scale.rate_of_value_ceil(m.cfg.close_fee_rate, mark, qc);
+        // A cross account pays a loss beyond the released margin from its balance and its
+        // other positions' margins first.
+        let owed = Usdc((-(released.0 + pnl.0 - market_fee.0)).max(0));
+        let released = if p.cross && owed.0 > 0 {
+            add(released, self.cross_cover(r, owed, sink))
+        } else {
+            released
+        };
         // The group's markup and commission, out of what the trader has left (never a deficit).
         let ai = usize_from(p.account.0) - 1;
         let before = sub(add(released, pnl), market_fee);
@@ -145,6 +153,7 @@ impl Engine {
         }
         let closed = PositionView { id: part, ..self.closed_view(&p, qc, released, info) };
         self.remember_closed(p.account, closed);
+        self.cross_touch(ai, true);
         closed
     }
 
@@ -304,6 +313,7 @@ impl Engine {
         self.debit(ai, amount);
         self.total_margin = add(self.total_margin, amount);
         let pos = self.resize(r, p.qty, margin);
+        self.cross_touch(ai, true);
         let liq = pos.liq(&self.markets[usize::from(p.market.0)]);
         let change =
             Change::MarginAdded { position: id, account, amount, margin, liquidation_price: liq };

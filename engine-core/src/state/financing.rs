@@ -121,6 +121,7 @@ impl Engine {
             liquidation_price: liq,
         };
         self.record(sink, change);
+        self.cross_touch(ai, true);
         if liquidatable(p.side, mark, liq) {
             let view = self.liquidate(ts, r, LiquidatedBy::Command, sink);
             sink.emit(Output::Event(Event::PositionClosed(view)));

@@ -61,6 +61,13 @@ impl Engine {
                 return Err(format!("position {} left open past its liquidation price", p.id.0));
             }
         }
+        let stop = self.cfg.stop_out_level;
+        for i in (0..self.accounts.len()).filter(|&i| self.is_cross(i)) {
+            let level = self.cross_level(i);
+            if !self.accounts[i].open.is_empty() && super::cross::below(&level, stop) {
+                return Err(format!("cross account {} at or below its stop-out: {level:?}", i + 1));
+            }
+        }
         Ok(())
     }
 
@@ -104,6 +111,11 @@ impl Engine {
         }
         for (i, a) in self.accounts.iter().enumerate().filter(|(_, a)| a.group != 0) {
             h.u64(i as u64).u64(u64::from(a.group));
+        }
+        // Cross accounts, only once used: their mode and whether their margin call is armed
+        // (the keys and bands are not state: any conservative keys give the same outputs).
+        for (i, a) in self.accounts.iter().enumerate().filter(|(i, _)| self.is_cross(*i)) {
+            h.u64(i as u64).bool(a.cross.armed);
         }
         // Configured groups' terms (operators may change them); none configured: nothing.
         if !self.cfg.groups.is_empty() {

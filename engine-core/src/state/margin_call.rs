@@ -2,7 +2,7 @@
 //! margin) first falls below the configured level — once per crossing, from the same ordered
 //! index as liquidation, so a tick that calls nobody costs O(1).
 
-use super::{Change, Engine, PosRef, Position, Qty, Side, Sink, Usdc};
+use super::{Change, Engine, PosRef, Position, Price, Qty, Side, Sink, Usdc};
 use crate::state::open::margin_call_price;
 
 impl Engine {
@@ -81,7 +81,11 @@ impl Engine {
         let level = self.margin_call_level(super::usize_from(old.account.0) - 1);
         let m = &self.markets[usize::from(old.market.0)];
         let (mmr, cum) = m.tier(old.entry, qty).map_or((old.mmr(), Usdc::ZERO), |t| (t.mmr, t.cum));
-        let mc = margin_call_price(m, old.side, old.entry, qty, (margin, cum), mmr, level);
+        let mc = if old.cross {
+            Price(0)
+        } else {
+            margin_call_price(m, old.side, old.entry, qty, (margin, cum), mmr, level)
+        };
         let mut new = Position { qty, mc, ..old };
         new.mmr_ppm = u32::try_from(mmr.0).expect("rates are below 10^6");
         new.set_margin(margin);

@@ -36,6 +36,8 @@ use crate::slab::PosRef;
 mod accounts;
 mod admin;
 mod close;
+pub(crate) mod cross;
+mod cross_funds;
 mod financing;
 mod groups;
 mod invariants;
@@ -78,6 +80,8 @@ pub(crate) struct Market {
     pub(crate) sources: sources::Sources,
     /// Leverage brackets by notional, ascending (empty: one bracket, the market's own).
     pub(crate) tiers: Vec<crate::tier::Tier>,
+    /// Its band and its cross accounts' trigger keys.
+    pub(crate) cross: cross::CrossMarket,
 }
 
 impl Market {
@@ -122,6 +126,10 @@ pub(crate) struct Account {
     pub(crate) reserved: Usdc,
     /// Its client group (index into the configuration's `groups`; 0: the default).
     pub(crate) group: u16,
+    /// Isolated or cross.
+    pub(crate) mode: crate::command::MarginMode,
+    /// Its cross-margin keys (empty while isolated).
+    pub(crate) cross: cross::CrossBook,
 }
 
 pub(crate) use crate::position::{NewPosition, Position};
@@ -133,6 +141,10 @@ impl Position {
     /// equation with `margin + cum`), never stored (the index keeps it as its key; removing the
     /// key derives it again, the same way).
     pub(crate) fn liq(&self, m: &Market) -> Price {
+        if self.cross {
+            // A cross account's positions are stopped out with the account, never alone.
+            return Price(0);
+        }
         let margin = add(self.margin(), m.cum(self));
         m.scale.liquidation_price(self.side, self.entry, self.qty, margin, self.mmr())
     }
@@ -171,11 +183,22 @@ pub struct Counters {
     pub bad_debts: u64,
     /// Commands whose request id was already applied (answered with the first reply).
     pub duplicates: u64,
+    /// Positions closed by cross accounts' stop-outs. (This and the two below are kept in a
+    /// snapshot's `cross`, so older snapshots' counters still decode.)
+    #[serde(skip)]
+    pub stop_outs: u64,
+    /// Exact margin-level checks of cross accounts (a trigger fired, a band crossed, or the
+    /// account changed); those that found the account above its level were false alarms.
+    #[serde(skip)]
+    pub cross_checks: u64,
+    /// Times a market left its cross band (each re-keys the cross accounts holding it).
+    #[serde(skip)]
+    pub band_crossings: u64,
 }
 
 impl Counters {
     /// Number of counters.
-    pub const LEN: usize = 10;
+    pub const LEN: usize = 13;
 
     /// The counters in declaration order (for lock-free publication as atomics).
     pub fn to_array(&self) -> [u64; Counters::LEN] {
@@ -191,6 +214,9 @@ impl Counters {
             c.liquidations,
             c.bad_debts,
             c.duplicates,
+            c.stop_outs,
+            c.cross_checks,
+            c.band_crossings,
         ]
     }
 
@@ -207,6 +233,9 @@ impl Counters {
             liquidations,
             bad_debts,
             duplicates,
+            stop_outs,
+            cross_checks,
+            band_crossings,
         ] = a;
         Counters {
             commands,
@@ -219,6 +248,9 @@ impl Counters {
             liquidations,
             bad_debts,
             duplicates,
+            stop_outs,
+            cross_checks,
+            band_crossings,
         }
     }
 }
@@ -268,6 +300,12 @@ pub struct Engine {
     /// Reused for the slots the trigger index returns.
     pub(crate) slot_scratch: Vec<crate::slab::Slot>,
     pub(crate) order_scratch: Vec<OrderId>,
+    /// Cross accounts to review before the command ends (indices), and the list being reviewed.
+    pub(crate) cross_dirty: Vec<u32>,
+    pub(crate) cross_work: Vec<u32>,
+    /// Reused for the cross keys a tick reaches, and for one account's sums when re-keyed.
+    pub(crate) key_scratch: Vec<crate::index::OrderKey>,
+    pub(crate) legs_scratch: Vec<cross::Legs>,
     pub(crate) counters: Counters,
     /// Journal sequence of the last state-changing command applied (queries take none): the
     /// `seq` of the [`ChangeRecord`]s it emits. Restored from snapshots; not hashed.
@@ -305,6 +343,7 @@ impl Engine {
                 open_interest: [(0, 0); 2],
                 sources: sources::Sources::default(),
                 tiers: crate::tier::tiers(m),
+                cross: cross::CrossMarket::default(),
             })
             .collect();
         let max_accounts = usize_from(cfg.max_accounts);
@@ -342,6 +381,10 @@ impl Engine {
             scratch: Vec::with_capacity(1024),
             slot_scratch: Vec::with_capacity(1024),
             order_scratch: Vec::with_capacity(1024),
+            cross_dirty: Vec::with_capacity(1024),
+            cross_work: Vec::with_capacity(1024),
+            key_scratch: Vec::with_capacity(1024),
+            legs_scratch: Vec::with_capacity(2 * cfg.markets.len()),
             counters: Counters::default(),
             seq: 0,
             change_n: 0,
@@ -441,6 +484,11 @@ impl Engine {
             }
             None => {
                 let outcome = self.dispatch(cmd, sink);
+                // Cross accounts the command changed or whose triggers it reached are checked
+                // before it is answered.
+                if !self.cross_dirty.is_empty() {
+                    self.cross_settle(cmd.ts_ns, sink);
+                }
                 if let Some((account, key)) = keyed
                     && outcome.is_ok()
                 {
@@ -548,6 +596,9 @@ impl Engine {
             CommandKind::AdminEditGroup { by, group, market, edit } => {
                 self.edit_group(*by, (*group, *market), *edit, sink)
             }
+            CommandKind::SetMarginMode { account, mode } => {
+                self.set_margin_mode(*account, *mode, sink)
+            }
         }
     }
 }
@@ -578,10 +629,12 @@ fn check_amount(amount: Usdc) -> Result<(), Reason> {
     if amount.0 <= 0 || amount > MAX_AMOUNT { Err(Reason::InvalidAmount) } else { Ok(()) }
 }
 
-/// Long: liquidated when bid <= liq (liq 0 = never). Short: when ask >= liq.
+/// Long: liquidated when bid <= liq. Short: when ask >= liq.
+/// A liquidation price of 0 is none: a cross position's (and a long's at 1x).
 fn liquidatable(side: Side, mark: Price, liq: Price) -> bool {
-    match side {
-        Side::Long => liq.0 > 0 && mark <= liq,
-        Side::Short => mark >= liq,
-    }
+    liq.0 > 0
+        && match side {
+            Side::Long => mark <= liq,
+            Side::Short => mark >= liq,
+        }
 }

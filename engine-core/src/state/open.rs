@@ -4,7 +4,7 @@ use super::groups::Charges;
 use super::{
     Change, Engine, MAX_AMOUNT, Market, MarketConfig, NewPosition, OpenRequest, Position,
     PositionId, PositionView, Price, Qty, Reason, Scale, Side, Sink, Size, Usdc, add, check_amount,
-    liquidatable, margin_call_rate, usize_from,
+    liquidatable, margin_call_rate, sub, usize_from,
 };
 
 impl Engine {
@@ -60,12 +60,20 @@ impl Engine {
             Some(t) => (t.mmr, t.cum),
             None => (m.mmr, Usdc::ZERO),
         };
-        let liq = m.scale.liquidation_price(req.side, e, q, add(margin, cum), mmr);
-        if liquidatable(req.side, m.mark(req.side), liq) {
-            return Err(Reason::WouldLiquidate);
-        }
-        let level = self.margin_call_level(ai);
-        let mc = margin_call_price(m, req.side, e, q, (margin, cum), mmr, level);
+        let cross = self.is_cross(ai);
+        let (liq, mc) = if cross {
+            // The account is the unit: within its free margin and above its stop-out level.
+            let spent = sub(cost, margin);
+            self.cross_open_check(ai, (req.market, req.side, e, q), (mmr, cum), (cost, spent))?;
+            (Price(0), Price(0))
+        } else {
+            let liq = m.scale.liquidation_price(req.side, e, q, add(margin, cum), mmr);
+            if liquidatable(req.side, m.mark(req.side), liq) {
+                return Err(Reason::WouldLiquidate);
+            }
+            let level = self.margin_call_level(ai);
+            (liq, margin_call_price(m, req.side, e, q, (margin, cum), mmr, level))
+        };
 
         // Accepted: from here on nothing can fail.
         let id = self.allocate_position_id();
@@ -83,6 +91,7 @@ impl Engine {
             sl: req.stop_loss,
             opened_at_ns: ts,
             mmr,
+            cross,
         });
         self.debit(ai, cost);
         self.house_balance = add(self.house_balance, fee);
@@ -98,6 +107,7 @@ impl Engine {
         assert!(open.last().is_none_or(|l| *l < r), "ids increase: the open list stays sorted");
         open.push(r);
         self.counters.opened += 1;
+        self.cross_touch(ai, true);
         // The charges are announced before the open that includes them, as before a close:
         // a reader of the changes splits the fee with what it already knows.
         if charges != Charges::default() {

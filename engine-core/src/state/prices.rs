@@ -104,6 +104,8 @@ impl Engine {
         self.slot_scratch = slots;
         self.fill_orders(ts, mi, sink);
         self.margin_calls(mi, sink);
+        // Cross accounts last: reviewed after the command, with every close above settled.
+        self.cross_tick(mi);
         Ok(ReplyData::PriceApplied)
     }
 

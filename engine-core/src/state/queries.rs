@@ -75,6 +75,10 @@ impl Engine {
             unrealized_pnl: upnl,
             equity: add(add(add(a.available, locked), a.reserved), upnl),
             open_positions: u32::try_from(a.open.len()).unwrap_or(u32::MAX),
+            margin_mode: a.mode,
+            margin_level: self
+                .is_cross(self.account_index(id)?)
+                .then(|| self.cross_level(self.account_index(id).expect("checked above"))),
         })
     }
 

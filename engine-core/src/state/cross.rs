@@ -1,0 +1,363 @@
+//! Cross margin (docs/DESIGN.md, "Cross margin"): an account whose balance, position margins
+//! and unrealized PnL defend each other, warned at the margin-call level and stopped out, most
+//! losing position first, at the stop-out level.
+//!
+//! A cross account's danger depends on every market it holds, yet a quiet tick must not look at
+//! any account. Each market keeps a band around its price; each cross account keeps, in each
+//! market it holds, one trigger key: the price of that market at which the account would reach
+//! its level if every other market stood at the adverse edge of its band. A tick costs two
+//! comparisons with the band and two with the nearest keys. An account is checked exactly
+//! ("reviewed") only when its key fires (a false alarm is re-keyed, never closed), when a market
+//! it holds leaves its band (the band is re-centred and the market's cross accounts re-keyed,
+//! counted as `band_crossings`), or when the account itself changes.
+
+use super::{AccountId, Change, CloseReason, Engine, Event, Output, PosRef, Price, Side, Sink};
+use crate::event::CrossLevel;
+use crate::index::{OrderKey, OrderedSet};
+use crate::num::{PPM_ONE, Ppm, Usdc};
+
+/// Not in a market's holders.
+const NOT_HELD: u32 = u32::MAX;
+
+/// A cross account's entries in the markets' trigger sets.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CrossBook {
+    /// Per market: its trigger key there (`None`: no trigger, or no position there).
+    pub(crate) keys: Vec<Option<(Side, i64)>>,
+    /// Per market: its place in the market's holders (`NOT_HELD`: it holds nothing there).
+    pub(crate) held_at: Vec<u32>,
+    /// The margin call goes out at the next crossing.
+    pub(crate) armed: bool,
+    /// Waiting to be reviewed.
+    pub(crate) dirty: bool,
+    /// The account itself changed since its last review (a command, a close, a fill,
+    /// financing): only then may a review re-arm its margin call, so that when a call goes out
+    /// never depends on when reviews happened (which depends on the bands).
+    pub(crate) changed: bool,
+}
+
+impl CrossBook {
+    pub(crate) fn new(markets: usize) -> CrossBook {
+        let (keys, held_at) = (vec![None; markets], vec![NOT_HELD; markets]);
+        CrossBook { keys, held_at, armed: true, dirty: false, changed: false }
+    }
+}
+
+/// A market's side of cross margin: its band and the cross accounts' trigger keys.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CrossMarket {
+    /// Keys `(price, account index)` of accounts that fire when the bid falls to the price.
+    pub(crate) on_bid: OrderedSet<OrderKey>,
+    /// Keys of accounts that fire when the ask rises to the price.
+    pub(crate) on_ask: OrderedSet<OrderKey>,
+    /// (low, high): while bid ≥ low and ask ≤ high, every key computed with this band holds.
+    /// (0, 0) before the first price.
+    pub(crate) band: (Price, Price),
+    /// Indices of the cross accounts holding a position here.
+    pub(crate) holders: Vec<u32>,
+}
+
+/// Per (market, side) sums of one account's positions, for its keys (one pass over them).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Legs {
+    /// Σ quantity.
+    qty: i128,
+    /// Σ of the positions' terms at the band's adverse edge (F units, below).
+    at_edge: i128,
+    /// Σ q × num × (10^12 ∓ level × mmr): the slope of F in this market's price.
+    slope: i128,
+    /// Σ q × entry × num.
+    entry_value: i128,
+}
+
+/// `level` applied to an amount in F units: F = 10^6 × equity − level × maintenance margin,
+/// in millionths of a micro-USDC; the account is at or below `level` exactly when F ≤ 0.
+pub(super) fn below(l: &CrossLevel, level: Ppm) -> bool {
+    l.equity.0 * i128::from(PPM_ONE) <= i128::from(level.0) * l.maintenance_margin.0
+}
+
+impl Engine {
+    /// Marks a cross account for review at the end of the command (`changed`: the account
+    /// itself changed, so its margin call may re-arm).
+    pub(super) fn cross_touch(&mut self, ai: usize, changed: bool) {
+        if self.accounts[ai].mode != crate::command::MarginMode::Cross {
+            return;
+        }
+        let book = &mut self.accounts[ai].cross;
+        book.changed |= changed;
+        if !book.dirty {
+            book.dirty = true;
+            self.cross_dirty.push(u32::try_from(ai).expect("accounts fit u32"));
+        }
+    }
+
+    /// Reviews every account marked, ascending, until none is (a review's closes mark its own
+    /// account again, which the flag skips).
+    pub(super) fn cross_settle<S: Sink>(&mut self, ts: u64, sink: &mut S) {
+        while !self.cross_dirty.is_empty() {
+            let mut work = std::mem::take(&mut self.cross_work);
+            std::mem::swap(&mut work, &mut self.cross_dirty);
+            work.sort_unstable();
+            for &ai in &work {
+                let ai = super::usize_from(ai);
+                if self.accounts[ai].cross.dirty {
+                    self.cross_review(ts, ai, sink);
+                }
+            }
+            work.clear();
+            self.cross_work = work;
+        }
+    }
+
+    /// A tick on market `mi`: re-centres a band the prices left (and marks the market's cross
+    /// accounts), then marks the accounts whose keys the prices reached. O(1) when neither.
+    pub(super) fn cross_tick(&mut self, mi: usize) {
+        let m = &mut self.markets[mi];
+        let (bid, ask) = (m.bid, m.ask);
+        let (lo, hi) = m.cross.band;
+        if bid < lo || ask > hi || lo.0 == 0 {
+            m.cross.band = band(bid, ask, m.cfg.cross_band_bps);
+            if lo.0 != 0 && !m.cross.holders.is_empty() {
+                self.counters.band_crossings += 1;
+                let holders = std::mem::take(&mut self.markets[mi].cross.holders);
+                for &ai in &holders {
+                    self.cross_touch(super::usize_from(ai), false);
+                }
+                self.markets[mi].cross.holders = holders;
+            }
+        }
+        let c = &self.markets[mi].cross;
+        let fired =
+            c.on_bid.last_key().is_some_and(|k| k.0 >= bid.0) || c.on_ask.any_at_or_below(ask.0);
+        if !fired {
+            return;
+        }
+        let mut keys = std::mem::take(&mut self.key_scratch);
+        keys.clear();
+        c.on_bid.extend_at_or_above(bid.0, &mut keys);
+        c.on_ask.extend_at_or_below(ask.0, &mut keys);
+        for &(_, ai) in &keys {
+            self.cross_touch(usize::try_from(ai).expect("an account index"), false);
+        }
+        keys.clear();
+        self.key_scratch = keys;
+    }
+
+    /// After a restore: every priced market's band around its price, every cross account
+    /// keyed.
+    pub(crate) fn cross_restore(&mut self) {
+        for m in self.markets.iter_mut().filter(|m| m.has_price) {
+            m.cross.band = band(m.bid, m.ask, m.cfg.cross_band_bps);
+        }
+        for ai in 0..self.accounts.len() {
+            if self.is_cross(ai) {
+                self.cross_rekey(ai);
+            }
+        }
+    }
+
+    /// The account's margin level now, exactly: each position's PnL rounded down and its
+    /// maintenance margin rounded up at its mark. O(its positions).
+    pub(crate) fn cross_level(&self, ai: usize) -> CrossLevel {
+        let a = &self.accounts[ai];
+        let (mut equity, mut mm) = (a.available.0, 0i128);
+        for &r in &a.open {
+            let p = self.positions.get(r);
+            let m = &self.markets[usize::from(p.market.0)];
+            let mark = m.mark(p.side);
+            equity += p.margin().0 + m.scale.pnl_floor(p.side, p.entry, mark, p.qty).0;
+            mm += m.scale.rate_of_value_ceil(p.mmr(), mark, p.qty).0 - m.cum(p).0;
+        }
+        CrossLevel {
+            equity: Usdc(equity),
+            maintenance_margin: Usdc(mm),
+            level: level_of(equity, mm),
+        }
+    }
+
+    /// Checks the account exactly: stops it out at the stop-out level (most losing position
+    /// first, until it recovers), warns it at the margin-call level, re-keys it.
+    fn cross_review<S: Sink>(&mut self, ts: u64, ai: usize, sink: &mut S) {
+        self.counters.cross_checks += 1;
+        let account = AccountId(u32::try_from(ai + 1).expect("accounts fit u32"));
+        let (stop, call) = (self.cfg.stop_out_level, self.margin_call_level(ai));
+        let mut level = self.cross_level(ai);
+        let held = !self.accounts[ai].open.is_empty();
+        if held && below(&level, stop) {
+            self.record(sink, Change::StopOut { account, level });
+            while let Some(r) = self.most_losing(ai) {
+                let qty = self.positions.get(r).qty;
+                let view = self.close_part(ts, r, qty, CloseReason::StopOut, sink);
+                sink.emit(Output::Event(Event::PositionClosed(view)));
+                self.counters.stop_outs += 1;
+                level = self.cross_level(ai);
+                if !below(&level, stop) {
+                    break;
+                }
+            }
+            self.accounts[ai].cross.armed = false;
+        } else if call.0 > 0 && held && self.accounts[ai].cross.armed && below(&level, call) {
+            self.record(sink, Change::AccountMarginCall { account, level });
+            self.accounts[ai].cross.armed = false;
+        }
+        let book = &mut self.accounts[ai].cross;
+        if book.changed && (call.0 == 0 || !below(&level, call)) {
+            book.armed = true;
+        }
+        book.changed = false;
+        book.dirty = false;
+        self.cross_rekey(ai);
+    }
+
+    /// The open position with the largest loss at its mark (lowest id among equals).
+    fn most_losing(&self, ai: usize) -> Option<PosRef> {
+        let pnl = |r: &PosRef| {
+            let p = self.positions.get(*r);
+            let m = &self.markets[usize::from(p.market.0)];
+            m.scale.pnl_floor(p.side, p.entry, m.mark(p.side), p.qty)
+        };
+        // `min_by_key` keeps the first of equal keys: the open list ascends by id.
+        self.accounts[ai].open.iter().copied().min_by_key(pnl)
+    }
+
+    /// Replaces the account's keys and its places among the markets' holders. O(its positions
+    /// + markets).
+    pub(super) fn cross_rekey(&mut self, ai: usize) {
+        let a = &self.accounts[ai];
+        let call = self.margin_call_level(ai);
+        let level = if a.cross.armed && call.0 > 0 { call } else { self.cfg.stop_out_level };
+        let mut legs = std::mem::take(&mut self.legs_scratch);
+        legs.clear();
+        legs.resize(self.markets.len() * 2, Legs::default());
+        // F at the edges of every position, and the constant part: 10^6 × (available + Σ
+        // margins) + level × Σ maintenance amounts − the rounding slack.
+        let l = i128::from(level.0);
+        let one = i128::from(PPM_ONE);
+        let mut base = a.available.0 * one;
+        for &r in &a.open {
+            let p = self.positions.get(r);
+            let m = &self.markets[usize::from(p.market.0)];
+            let edge = match p.side {
+                Side::Long => m.cross.band.0,
+                Side::Short => m.cross.band.1,
+            };
+            let pnl = m.scale.pnl_floor(p.side, p.entry, edge, p.qty).0;
+            let mm = m.scale.rate_of_value_ceil(p.mmr(), edge, p.qty).0;
+            let at_edge = pnl * one - l * mm;
+            base += p.margin().0 * one + l * m.cum(p).0 - (one + l);
+            let leg = &mut legs[usize::from(p.market.0) * 2 + side_index(p.side)];
+            let (num, q) = (m.scale.num(), i128::from(p.qty.0));
+            let rate = l * i128::from(p.mmr().0);
+            leg.qty += q;
+            leg.at_edge += at_edge;
+            leg.slope += q * num * (one * one - if p.side == Side::Long { rate } else { -rate });
+            leg.entry_value += q * i128::from(p.entry.0) * num;
+        }
+        let all_edges: i128 = legs.iter().map(|g| g.at_edge).sum();
+        for mi in 0..self.markets.len() {
+            let (long, short) = (legs[mi * 2], legs[mi * 2 + 1]);
+            let key = if long.qty == 0 && short.qty == 0 {
+                None
+            } else {
+                let (side, leg) =
+                    if long.qty >= short.qty { (Side::Long, long) } else { (Side::Short, short) };
+                let rest = base + all_edges - leg.at_edge;
+                Some((side, self.key_price(mi, side, rest, leg)))
+            };
+            self.set_cross_key(ai, mi, key, long.qty + short.qty > 0);
+        }
+        self.legs_scratch = legs;
+    }
+
+    /// The price of market `mi` at which F reaches 0 with the leg priced there and everything
+    /// else at `rest`, rounded toward the mark and clamped to it (an account already within
+    /// reach fires at the next adverse tick); `i64::MAX` / 0 for never. Overflow (amounts far
+    /// beyond any real account) clamps to the mark too: conservative, never late.
+    fn key_price(&self, mi: usize, side: Side, rest: i128, leg: Legs) -> i64 {
+        let m = &self.markets[mi];
+        let den_one = m.scale.den() * i128::from(PPM_ONE);
+        let scaled = rest.checked_mul(den_one);
+        let entry = leg.entry_value.checked_mul(i128::from(PPM_ONE) * i128::from(PPM_ONE));
+        match side {
+            // F(p) ≤ 0 ⇔ p ≤ (10^12 × E − den × 10^6 × rest) / slope: fires when bid ≤ key.
+            Side::Long => {
+                let x = entry.zip(scaled).and_then(|(e, s)| e.checked_sub(s));
+                let key = x.map(|x| crate::num::div_ceil(x, leg.slope));
+                match key {
+                    Some(k) if k <= 0 => 0,
+                    Some(k) if k < i128::from(m.bid.0) => i64::try_from(k).expect("below the bid"),
+                    _ => m.bid.0,
+                }
+            }
+            // F(p) ≤ 0 ⇔ p ≥ (den × 10^6 × rest + 10^12 × E) / slope: fires when ask ≥ key.
+            Side::Short => {
+                let y = entry.zip(scaled).and_then(|(e, s)| e.checked_add(s));
+                let key = y.map(|y| crate::num::div_floor(y, leg.slope));
+                match key {
+                    Some(k) if k > i128::from(m.ask.0) => i64::try_from(k).unwrap_or(i64::MAX),
+                    _ => m.ask.0,
+                }
+            }
+        }
+    }
+
+    fn set_cross_key(&mut self, ai: usize, mi: usize, key: Option<(Side, i64)>, holds: bool) {
+        let tag = u64::try_from(ai).expect("indices fit u64");
+        let (a, m) = (&mut self.accounts[ai], &mut self.markets[mi]);
+        let old = a.cross.keys[mi];
+        if old != key {
+            if let Some((side, k)) = old {
+                let set =
+                    if side == Side::Long { &mut m.cross.on_bid } else { &mut m.cross.on_ask };
+                assert!(set.remove(&(k, tag)), "a cross key is in its market's set");
+            }
+            // A long's key of 0 never fires (bids are positive): not stored.
+            let key = key.filter(|&(side, k)| side == Side::Short || k > 0);
+            if let Some((side, k)) = key {
+                let set =
+                    if side == Side::Long { &mut m.cross.on_bid } else { &mut m.cross.on_ask };
+                set.insert((k, tag));
+            }
+            a.cross.keys[mi] = key;
+        }
+        let at = a.cross.held_at[mi];
+        if holds && at == NOT_HELD {
+            a.cross.held_at[mi] = u32::try_from(m.cross.holders.len()).expect("accounts fit u32");
+            m.cross.holders.push(u32::try_from(ai).expect("accounts fit u32"));
+        } else if !holds && at != NOT_HELD {
+            a.cross.held_at[mi] = NOT_HELD;
+            let at = super::usize_from(at);
+            m.cross.holders.swap_remove(at);
+            if let Some(&moved) = m.cross.holders.get(at) {
+                self.accounts[super::usize_from(moved)].cross.held_at[mi] =
+                    u32::try_from(at).expect("accounts fit u32");
+            }
+        }
+    }
+}
+
+fn side_index(side: Side) -> usize {
+    match side {
+        Side::Long => 0,
+        Side::Short => 1,
+    }
+}
+
+/// `equity / mm` in millionths, rounded down; `i64::MAX` when there is no maintenance margin
+/// or the ratio does not fit.
+fn level_of(equity: i128, mm: i128) -> Ppm {
+    if mm <= 0 {
+        return Ppm(i64::MAX);
+    }
+    let level = crate::num::div_floor(equity * i128::from(PPM_ONE), mm);
+    Ppm(i64::try_from(level).unwrap_or(if level < 0 { i64::MIN } else { i64::MAX }))
+}
+
+/// The band around a new price: `bid − ⌈bid × w⌉` to `ask + ⌈ask × w⌉`, at least one tick.
+fn band(bid: Price, ask: Price, bps: u32) -> (Price, Price) {
+    let w = |p: Price| {
+        let d = crate::num::div_ceil(i128::from(p.0) * i128::from(bps), 10_000);
+        i64::try_from(d).expect("at most 20 % of a price").max(1)
+    };
+    (Price((bid.0 - w(bid)).max(1)), Price(ask.0 + w(ask)))
+}

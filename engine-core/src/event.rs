@@ -10,8 +10,8 @@ use crate::math::Side;
 use crate::num::{Price, Qty, Usdc};
 pub use crate::reason::{CloseReason, Reason};
 pub use crate::view::{
-    AccountView, AtRisk, CloseInfo, Exposure, Item, MarketView, OrderEnd, OrderView, PositionView,
-    ReplyData, StateSummary, Trailing,
+    AccountView, AtRisk, CloseInfo, CrossLevel, Exposure, Item, MarketView, OrderEnd, OrderView,
+    PositionView, ReplyData, StateSummary, Trailing,
 };
 
 /// Something the engine did on its own.
@@ -365,19 +365,6 @@ pub enum Change {
         /// The account's margin level when the stop-out began.
         level: CrossLevel,
     },
-}
-
-/// A cross account's margin level and what it is made of (docs/DESIGN.md, "Cross margin").
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CrossLevel {
-    /// Available balance + Σ position margins + Σ unrealized PnL at the marks (each rounded
-    /// down).
-    pub equity: Usdc,
-    /// Σ maintenance margins at the marks (each rounded up, less its bracket's amount).
-    pub maintenance_margin: Usdc,
-    /// `equity / maintenance_margin` in millionths, rounded down (`i64::MAX` without
-    /// maintenance margin).
-    pub level: crate::num::Ppm,
 }
 
 impl Change {

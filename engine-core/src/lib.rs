@@ -99,6 +99,7 @@ mod position;
 pub mod processor;
 pub mod reason;
 mod requests;
+mod restore;
 pub mod slab;
 pub mod snapshot;
 pub mod state;

@@ -134,7 +134,7 @@ pub struct AccountView {
     /// Isolated or cross.
     pub margin_mode: crate::command::MarginMode,
     /// A cross account's margin level and what it is made of (`None` while isolated).
-    pub margin_level: Option<crate::event::CrossLevel>,
+    pub margin_level: Option<CrossLevel>,
 }
 
 /// A market's latest price.
@@ -379,4 +379,17 @@ pub struct CloseInfo {
     /// partial close, the position that stays open (the closed part has an id of its own, so a
     /// closed list never shows one id twice).
     pub position: PositionId,
+}
+
+/// A cross account's margin level and what it is made of (docs/DESIGN.md, "Cross margin").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CrossLevel {
+    /// Available balance + Σ position margins + Σ unrealized PnL at the marks (each rounded
+    /// down).
+    pub equity: Usdc,
+    /// Σ maintenance margins at the marks (each rounded up, less its bracket's amount).
+    pub maintenance_margin: Usdc,
+    /// `equity / maintenance_margin` in millionths, rounded down (`i64::MAX` without
+    /// maintenance margin).
+    pub level: crate::num::Ppm,
 }

@@ -135,6 +135,10 @@ pub struct AccountView {
     pub margin_mode: crate::command::MarginMode,
     /// A cross account's margin level and what it is made of (`None` while isolated).
     pub margin_level: Option<CrossLevel>,
+    /// Its margin-call level (its group's or the engine's; 0: off).
+    pub margin_call_level: crate::num::Ppm,
+    /// The cross stop-out level.
+    pub stop_out_level: crate::num::Ppm,
 }
 
 /// A market's latest price.

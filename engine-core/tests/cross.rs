@@ -237,7 +237,7 @@ fn the_mode_changes_only_without_positions_or_orders() {
 
 /// BTC's band is 20 % wide, ETH's 2 %. The account holds 1 BTC and 10 ETH long at 100x; its
 /// BTC key assumes ETH at its band's low edge (2 940), so a BTC tick between the exact
-/// stop-out (≈ 45 377) and that key (≈ 45 977) is a false alarm: reviewed, re-keyed, nothing
+/// stop-out (45 376.88) and that key (45 976.89) is a false alarm: reviewed, re-keyed, nothing
 /// closed. A tick above the key reviews nobody; an ETH tick out of its band re-keys the
 /// account (one band crossing).
 #[test]
@@ -252,9 +252,10 @@ fn a_false_alarm_is_reviewed_and_re_keyed_never_closed() {
     open(&mut h, x, ETH, 100, eth(10));
     let checks = |h: &Harness| h.engine.counters().cross_checks;
     let before = checks(&h);
-    h.price(BTC, usd(46_100));
+    // The key of docs/DESIGN.md's example, to the cent: 45 976.89.
+    h.price(BTC, Price(4_597_690));
     assert_eq!(checks(&h), before, "above the key: nobody reviewed");
-    h.price(BTC, usd(45_950));
+    h.price(BTC, Price(4_597_689));
     assert_eq!(checks(&h), before + 1, "reached the key: reviewed");
     assert_eq!(h.balance(x).open_positions, 2, "and not closed");
     assert_eq!(h.engine.counters().band_crossings, 0);

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use engine_core::command::{
-    AccountId, ClientOrderId, CommandKind, MarketId, PositionId, Size, TrailDistance,
+    AccountId, ClientOrderId, CommandKind, MarginMode, MarketId, PositionId, Size, TrailDistance,
 };
 use engine_core::config::MarketConfig;
 use engine_core::event::{AccountView, Item, MarketView, OrderView, PositionView, ReplyData};
@@ -186,6 +186,17 @@ pub(crate) fn balance_dto(a: &AccountView) -> dto::Balance {
         order_margin: money(a.order_margin),
         equity: money(a.equity),
         unrealized_pnl: money(a.unrealized_pnl),
+        margin_mode: match a.margin_mode {
+            MarginMode::Isolated => dto::MarginModeName::Isolated,
+            MarginMode::Cross => dto::MarginModeName::Cross,
+        },
+        margin_level: a.margin_level.map(|l| dto::MarginLevel {
+            equity: money(l.equity),
+            maintenance_margin: money(l.maintenance_margin),
+            level: (l.level.0 != i64::MAX).then(|| rate(l.level)),
+            margin_call_level: (a.margin_call_level.0 > 0).then(|| rate(a.margin_call_level)),
+            stop_out_level: rate(a.stop_out_level),
+        }),
     }
 }
 

@@ -523,6 +523,11 @@ pub struct Balance {
     pub equity: String,
     /// Of open positions at the current marks.
     pub unrealized_pnl: String,
+    /// `isolated` or `cross`.
+    pub margin_mode: MarginModeName,
+    /// A cross account's margin level (absent while isolated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub margin_level: Option<MarginLevel>,
 }
 
 /// A market with its latest price (`null`s before the first tick).
@@ -645,7 +650,8 @@ pub struct Position {
     /// Closed: what the trader received.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payout: Option<String>,
-    /// Closed: `manual`, `take_profit`, `stop_loss`, `trailing_stop` or `liquidation`.
+    /// Closed: `manual`, `take_profit`, `stop_loss`, `trailing_stop`, `liquidation` or
+    /// `stop_out`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<CloseReasonName>)]
     pub close_reason: Option<&'static str>,
@@ -849,6 +855,42 @@ pub enum CloseReasonName {
     TrailingStop,
     /// Liquidated.
     Liquidation,
+    /// Closed by its cross account's stop-out.
+    StopOut,
+}
+
+/// How an account's positions are margined.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MarginModeName {
+    /// Each position on its own margin, liquidated at its own price.
+    Isolated,
+    /// The whole account: balance, margins and PnL defend every position; stopped out, most
+    /// losing position first, at the stop-out level.
+    Cross,
+}
+
+/// Choose the margin mode (only without open positions or pending orders).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarginModeBody {
+    /// `isolated` or `cross`.
+    pub mode: MarginModeName,
+}
+
+/// A cross account's margin level and what makes it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarginLevel {
+    /// Available + Σ position margins + Σ unrealized PnL at the marks.
+    pub equity: String,
+    /// Σ maintenance margins at the marks.
+    pub maintenance_margin: String,
+    /// equity / maintenance margin (6 decimals, rounded down; absent without positions).
+    pub level: Option<String>,
+    /// Notice below this (absent: margin calls off).
+    pub margin_call_level: Option<String>,
+    /// Stopped out at or below this.
+    pub stop_out_level: String,
 }
 
 /// A candle interval.

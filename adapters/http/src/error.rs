@@ -165,6 +165,9 @@ fn describe(reason: Reason) -> &'static str {
         Reason::BalanceLimit => {
             "the deposit would take the money held past the engine's ceiling (10^12 USDC)"
         }
+        Reason::PositionsOpen => {
+            "close your positions and cancel your orders before changing the margin mode"
+        }
         _ => "the engine rejected the request",
     }
 }

@@ -979,3 +979,34 @@ async fn the_markets_list_shows_brackets_and_an_open_above_its_bracket_is_refuse
     let r = s.post("/api/v1/positions", Some(&trader), open_body("1000", 50)).await;
     assert_eq!(r.status, 201, "{}", r.body);
 }
+
+/// Cross margin over HTTP: the mode is chosen without positions, the balance shows the
+/// account's margin level and its levels, and the mode cannot change while a position is open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_chooses_cross_margin_and_sees_its_level() {
+    let mut s = Server::start_with(EngineConfig::default(), |_| {}).await;
+    s.price(0, 5_000_000, 5_000_000);
+    let (trader, _) = s.user("t@example.com").await;
+    let b = s.get("/api/v1/user/balance", &trader).await;
+    assert_eq!(b.body["margin_mode"], "isolated", "{}", b.body);
+    assert!(b.body.get("margin_level").is_none(), "{}", b.body);
+    let bad = s.post("/api/v1/user/margin-mode", Some(&trader), json!({ "mode": "both" })).await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let r = s.post("/api/v1/user/margin-mode", Some(&trader), json!({ "mode": "cross" })).await;
+    assert_eq!((r.status, &r.body["margin_mode"]), (200, &json!("cross")), "{}", r.body);
+    // 2 500 of margin at 20x: 1 BTC at 50 000; maintenance 0.005 × 50 000 = 250.
+    let opened = s.post("/api/v1/positions", Some(&trader), open_body("2500", 20)).await;
+    assert_eq!(opened.status, 201, "{}", opened.body);
+    assert!(opened.body["liquidation_price"].is_null(), "{}", opened.body);
+    let b = s.get("/api/v1/user/balance", &trader).await;
+    let level = &b.body["margin_level"];
+    assert_eq!(level["equity"], "5000.000000", "{level}");
+    assert_eq!(level["maintenance_margin"], "250.000000", "{level}");
+    assert_eq!(level["level"], "20.000000", "{level}");
+    assert_eq!(
+        (&level["margin_call_level"], &level["stop_out_level"]),
+        (&json!("1.500000"), &json!("1.000000"))
+    );
+    let r = s.post("/api/v1/user/margin-mode", Some(&trader), json!({ "mode": "isolated" })).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (422, Some("positions_open")));
+}

@@ -59,7 +59,8 @@ impl Engine {
     }
 
     pub(super) fn account_view(&self, id: AccountId) -> Result<AccountView, Reason> {
-        let a = &self.accounts[self.account_index(id)?];
+        let ai = self.account_index(id)?;
+        let a = &self.accounts[ai];
         let mut locked = Usdc::ZERO;
         let mut upnl = Usdc::ZERO;
         for &r in &a.open {
@@ -76,9 +77,9 @@ impl Engine {
             equity: add(add(add(a.available, locked), a.reserved), upnl),
             open_positions: u32::try_from(a.open.len()).unwrap_or(u32::MAX),
             margin_mode: a.mode,
-            margin_level: self
-                .is_cross(self.account_index(id)?)
-                .then(|| self.cross_level(self.account_index(id).expect("checked above"))),
+            margin_level: self.is_cross(ai).then(|| self.cross_level(ai)),
+            margin_call_level: self.margin_call_level(ai),
+            stop_out_level: self.cfg.stop_out_level,
         })
     }
 

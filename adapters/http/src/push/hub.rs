@@ -14,7 +14,7 @@ use engine_core::num::Price;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
-use crate::convert::{money, ms, px};
+use crate::convert::{money, ms, px, rate};
 use crate::error::ApiError;
 
 use super::{PushLimits, PushStats};
@@ -324,6 +324,26 @@ impl Hub {
                     "liquidation_price": (liquidation_price.0 > 0).then(|| px(liquidation_price, m)),
                     "at": ms(c.at_ns)});
                 out.push((account, "notices", Some(n)));
+            }
+            Change::AccountMarginCall { level, .. } | Change::StopOut { level, .. } => {
+                let notice = match c.change {
+                    Change::StopOut { .. } => "stop_out",
+                    _ => "account_margin_call",
+                };
+                let n = json!({"notice": notice, "equity": money(level.equity),
+                    "maintenance_margin": money(level.maintenance_margin),
+                    "level": (level.level.0 != i64::MAX).then(|| rate(level.level)),
+                    "at": ms(c.at_ns)});
+                out.push((account, "notices", Some(n)));
+            }
+            Change::MarginMoved { from, to, amount, .. } => {
+                out.push((
+                    account,
+                    "positions",
+                    Some(json!({"event": "margin_moved",
+                    "from_position": from.0.to_string(), "to_position": to.0.to_string(),
+                    "amount": money(amount), "at": ms(c.at_ns)})),
+                ));
             }
             _ => {}
         }

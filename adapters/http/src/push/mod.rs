@@ -16,7 +16,7 @@
 //! after auth, the
 //! caller's own `positions` (opened, closed or partially closed with the reason, margin added,
 //! and `marks` refreshes with uPnL), `balance` (on every change of the account and every
-//! `refresh`), `notices` (liquidation, bad debt).
+//! `refresh`), `notices` (liquidation, bad debt, margin calls, a cross account's margin call and stop-out).
 //!
 //! Nothing here can hold back the engine or another client: prices are a `watch` (latest
 //! value), changes go to per-account queues filled with `try_send` (only the owner's connections

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use engine_core::command::{CommandKind, Credential, Login};
+use engine_core::command::{CommandKind, Credential, Login, MarginMode};
 use engine_core::event::{Item, ReplyData};
 use engine_core::num::Price;
 use utoipa_axum::router::OpenApiRouter;
@@ -31,6 +31,7 @@ pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(ledger))
         .routes(routes!(deposit))
         .routes(routes!(withdraw))
+        .routes(routes!(margin_mode))
 }
 
 /// A minimum strength: 10 to 128 characters, at least 5 different ones, no control characters.
@@ -254,7 +255,7 @@ async fn deposit(
         (status = 400, description = "invalid amount or key", body = dto::ErrorBody),
         (status = 409, description = "idempotency key reused with another body", body = dto::ErrorBody),
         dto::BodyErrors,
-        (status = 422, description = "refused by the engine: insufficient_balance (more than available; margin and order margin cannot be withdrawn)", body = dto::ErrorBody),
+        (status = 422, description = "refused by the engine: insufficient_balance (more than available; margin and order margin cannot be withdrawn; a cross account keeps its free margin and stays above its stop-out level)", body = dto::ErrorBody),
         dto::AuthedErrors,
     ))]
 async fn withdraw(
@@ -267,6 +268,29 @@ async fn withdraw(
     state.limit_trading(account.0, ip)?;
     let amount = usdc("amount", &body.amount)?;
     balance_reply(&state, account, CommandKind::Withdraw { account, amount, key }).await
+}
+
+#[utoipa::path(post, path = "/api/v1/user/margin-mode", tag = "user",
+    summary = "Choose isolated or cross margin (docs/DESIGN.md, \"Cross margin\"): only without open positions or pending orders",
+    security(("bearer" = [])), request_body = dto::MarginModeBody,
+    responses(
+        (status = 200, description = "the balances in the new mode", body = dto::Balance),
+        dto::BodyErrors,
+        (status = 422, description = "refused by the engine: positions_open (open positions or pending orders)", body = dto::ErrorBody),
+        dto::AuthedErrors,
+    ))]
+async fn margin_mode(
+    State(state): St,
+    AuthUser(account): AuthUser,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<dto::MarginModeBody>,
+) -> Result<Response, ApiError> {
+    state.limit_trading(account.0, ip)?;
+    let mode = match body.mode {
+        dto::MarginModeName::Isolated => MarginMode::Isolated,
+        dto::MarginModeName::Cross => MarginMode::Cross,
+    };
+    balance_reply(&state, account, CommandKind::SetMarginMode { account, mode }).await
 }
 
 #[utoipa::path(get, path = "/api/v1/user/ledger", tag = "user",

@@ -34,6 +34,16 @@ try {
   await page.locator("#order").waitFor({ state: "visible", timeout: 20000 });
   await page.waitForFunction(() => document.querySelector("#b-available").textContent.includes("."));
 
+  step("margin mode: cross shows the account's level; isolated again");
+  await page.selectOption("#b-mode", "cross");
+  await toastWith("Margin mode: cross");
+  await page.locator("#b-level-box").waitFor({ state: "visible" });
+  const lvl = await page.locator("#b-level").textContent();
+  if (!/stop-out 1\.000000/.test(lvl)) failures.push(`no stop-out level shown: ${lvl}`);
+  await page.selectOption("#b-mode", "isolated");
+  await toastWith("Margin mode: isolated");
+  await page.locator("#b-level-box").waitFor({ state: "hidden" });
+
   step("bad input shows the API's message");
   await page.fill("#size", "12.3.4");
   await page.click("#place");
@@ -92,6 +102,11 @@ try {
   await page.locator("#positions tr .trail", { hasText: "." }).first().waitFor();
   await page.locator("#positions tr .tp", { hasText: "70000.00" }).first().waitFor();
   await page.locator("#positions tr .sl", { hasText: "50000.00" }).first().waitFor();
+
+  step("the margin mode cannot change with a position open");
+  await page.selectOption("#b-mode", "cross");
+  await toastWith("close your positions");
+  if ((await page.locator("#b-mode").inputValue()) !== "isolated") failures.push("the mode did not go back to isolated");
 
   step("withdraw");
   const available = async () => Number((await page.locator("#b-available").textContent()).trim());

@@ -261,6 +261,25 @@ async function placePending(body) {
 function setBalance(b) {
   $("b-available").textContent = b.available; $("b-locked").textContent = b.locked_margin; $("b-orders").textContent = b.order_margin;
   $("b-equity").textContent = b.equity; $("b-upnl").textContent = b.unrealized_pnl;
+  $("b-mode").value = b.margin_mode;
+  const l = b.margin_level;
+  $("b-level-box").hidden = !l;
+  if (l) {
+    const call = l.margin_call_level ? `call ${l.margin_call_level}, ` : "";
+    $("b-level").textContent = `${l.level ?? "–"} (${call}stop-out ${l.stop_out_level})`;
+    $("b-level").title = `equity ${l.equity} / maintenance margin ${l.maintenance_margin}`;
+  }
+}
+
+async function setMarginMode() {
+  const mode = $("b-mode").value;
+  try {
+    setBalance(await api("POST", "/api/v1/user/margin-mode", { mode }));
+    toast(`Margin mode: ${mode}`);
+  } catch (e) {
+    $("b-mode").value = mode === "cross" ? "isolated" : "cross";
+    fail(e);
+  }
 }
 
 async function refreshAll() {
@@ -471,6 +490,8 @@ function onPush(m) {
   } else if (m.channel === "notices") {
     if (d.notice === "margin_call") toast(`Margin call: position ${d.position_id} at ${d.mark} (called below ${d.margin_call_price}, liquidation at ${d.liquidation_price ?? "none"}). Add margin or reduce.`, "margin-call");
     if (d.notice === "liquidation") toast(`Liquidated: position ${d.position.position_id} at ${d.position.exit_price}`, "liquidation");
+    if (d.notice === "account_margin_call") toast(`Margin call: your account's level is ${d.level} (equity ${d.equity}, maintenance ${d.maintenance_margin}). Deposit or reduce.`, "margin-call");
+    if (d.notice === "stop_out") toast(`Stop-out at level ${d.level ?? "–"}: closing your most losing positions`, "liquidation");
     if (d.notice === "bad_debt") toast(`Loss beyond margin on ${d.position_id}: ${d.amount} covered`, "liquidation");
   }
 }
@@ -507,6 +528,7 @@ function init() {
   $("triggers-form").onsubmit = saveTriggers;
   $("market-form").onsubmit = applyMarket;
   $("risk-refresh").onclick = () => renderRisk().catch(fail);
+  $("b-mode").onchange = setMarginMode;
   $("withdraw-open").onclick = () => $("withdraw").showModal();
   $("withdraw-form").onsubmit = async (e) => {
     if (e.submitter?.value !== "ok") return;

@@ -192,6 +192,12 @@ impl<K: IndexKey> OrderedSet<K> {
         self.last
     }
 
+    /// The smallest key, O(1).
+    #[inline]
+    pub(crate) fn first_key(&self) -> Option<K> {
+        self.first
+    }
+
     /// All keys, ascending.
     pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = K> + '_ {
         self.set.iter().copied()

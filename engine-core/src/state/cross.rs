@@ -75,17 +75,48 @@ impl CrossBook {
 }
 
 /// A market's side of cross margin: its band and the cross accounts' trigger keys.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct CrossMarket {
+    /// (lowest bid, highest ask) of a tick that needs nothing here: inside the band and short
+    /// of every key. The quiet tick's two comparisons; (MIN, MAX) while nobody holds the market.
+    quiet: (i64, i64),
     /// Keys `(price, account index)` of accounts that fire when the bid falls to the price.
     pub(crate) on_bid: OrderedSet<OrderKey>,
     /// Keys of accounts that fire when the ask rises to the price.
     pub(crate) on_ask: OrderedSet<OrderKey>,
     /// (low, high): while bid ≥ low and ask ≤ high, every key computed with this band holds.
-    /// (0, 0) before the first price.
+    /// Kept around the price while some cross account holds the market; re-centred when the
+    /// first one arrives.
     pub(crate) band: (Price, Price),
     /// Indices of the cross accounts holding a position here.
     pub(crate) holders: Vec<u32>,
+}
+
+impl Default for CrossMarket {
+    fn default() -> CrossMarket {
+        CrossMarket {
+            quiet: (i64::MIN, i64::MAX),
+            on_bid: OrderedSet::default(),
+            on_ask: OrderedSet::default(),
+            band: (Price(0), Price(0)),
+            holders: Vec::new(),
+        }
+    }
+}
+
+impl CrossMarket {
+    /// The quiet range again, after the band, a key or the holders changed. O(1).
+    fn refresh_quiet(&mut self) {
+        if self.holders.is_empty() {
+            // Keys exist only in markets an account holds.
+            debug_assert!(self.on_bid.last_key().is_none() && self.on_ask.len() == 0);
+            self.quiet = (i64::MIN, i64::MAX);
+            return;
+        }
+        let bid_min = self.on_bid.last_key().map_or(i64::MIN, |k| k.0.saturating_add(1));
+        let ask_max = self.on_ask.first_key().map_or(i64::MAX, |k| k.0.saturating_sub(1));
+        self.quiet = (bid_min.max(self.band.0.0), ask_max.min(self.band.1.0));
+    }
 }
 
 /// Per (market, side) sums of one account's positions, for its keys (one pass over them).
@@ -140,22 +171,32 @@ impl Engine {
         }
     }
 
-    /// A tick on market `mi`: re-centres a band the prices left (and marks the market's cross
-    /// accounts), then marks the accounts whose keys the prices reached. O(1) when neither.
+    /// A tick on market `mi`: nothing when it is inside the quiet range (two comparisons);
+    /// else see [`Engine::cross_tick_reached`].
+    #[inline]
     pub(super) fn cross_tick(&mut self, mi: usize) {
+        let m = &self.markets[mi];
+        if m.bid.0 < m.cross.quiet.0 || m.ask.0 > m.cross.quiet.1 {
+            self.cross_tick_reached(mi);
+        }
+    }
+
+    /// Re-centres a band the prices left (and marks the market's cross accounts), then marks
+    /// the accounts whose keys the prices reached.
+    #[cold]
+    fn cross_tick_reached(&mut self, mi: usize) {
         let m = &mut self.markets[mi];
         let (bid, ask) = (m.bid, m.ask);
         let (lo, hi) = m.cross.band;
-        if bid < lo || ask > hi || lo.0 == 0 {
+        if bid < lo || ask > hi {
             m.cross.band = band(bid, ask, m.cfg.cross_band_bps);
-            if lo.0 != 0 && !m.cross.holders.is_empty() {
-                self.counters.band_crossings += 1;
-                let holders = std::mem::take(&mut self.markets[mi].cross.holders);
-                for &ai in &holders {
-                    self.cross_touch(super::usize_from(ai), false);
-                }
-                self.markets[mi].cross.holders = holders;
+            m.cross.refresh_quiet();
+            self.counters.band_crossings += 1;
+            let holders = std::mem::take(&mut self.markets[mi].cross.holders);
+            for &ai in &holders {
+                self.cross_touch(super::usize_from(ai), false);
             }
+            self.markets[mi].cross.holders = holders;
         }
         let c = &self.markets[mi].cross;
         let fired =
@@ -174,12 +215,9 @@ impl Engine {
         self.key_scratch = keys;
     }
 
-    /// After a restore: every priced market's band around its price, every cross account
-    /// keyed.
+    /// After a restore: every cross account keyed (each market's band centred on its price
+    /// when its first holder arrives).
     pub(crate) fn cross_restore(&mut self) {
-        for m in self.markets.iter_mut().filter(|m| m.has_price) {
-            m.cross.band = band(m.bid, m.ask, m.cfg.cross_band_bps);
-        }
         for ai in 0..self.accounts.len() {
             if self.is_cross(ai) {
                 self.cross_rekey(ai);
@@ -254,6 +292,13 @@ impl Engine {
     /// Replaces the account's keys and its places among the markets' holders. O(its positions
     /// + markets).
     pub(super) fn cross_rekey(&mut self, ai: usize) {
+        // A market nobody else holds has a stale band: centre it on the price first.
+        for &r in &self.accounts[ai].open {
+            let m = &mut self.markets[usize::from(self.positions.get(r).market.0)];
+            if m.cross.holders.is_empty() {
+                m.cross.band = band(m.bid, m.ask, m.cfg.cross_band_bps);
+            }
+        }
         let a = &self.accounts[ai];
         let call = self.margin_call_level(ai);
         let level = if a.cross.armed && call.0 > 0 { call } else { self.cfg.stop_out_level };
@@ -365,6 +410,7 @@ impl Engine {
                     u32::try_from(at).expect("accounts fit u32");
             }
         }
+        self.markets[mi].cross.refresh_quiet();
     }
 }
 

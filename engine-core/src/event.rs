@@ -356,6 +356,51 @@ pub enum Change {
         /// The account's margin level at the check.
         level: CrossLevel,
     },
+    /// Why a position is being closed or called (docs/DESIGN.md, "Every close explained"):
+    /// recorded right before the `closed` (or `margin_call`) change it explains, in the same
+    /// command, with the inputs of the rule that fired.
+    Explained {
+        /// The position.
+        position: PositionId,
+        /// Owner.
+        account: AccountId,
+        /// Market.
+        market: MarketId,
+        /// What fired.
+        trigger: Trigger,
+        /// The price that was reached: the take-profit, stop-loss, trailing stop, liquidation
+        /// or margin-call price (0 for a stop-out: the account's level decided, see `stop_out`).
+        trigger_price: Price,
+        /// The market's bid and ask at that moment (a long is marked at the bid, a short at
+        /// the ask).
+        bid: Price,
+        /// See `bid`.
+        ask: Price,
+        /// The position's margin then.
+        margin: Usdc,
+        /// Its maintenance margin rate (its bracket's).
+        maintenance_rate: crate::num::Ppm,
+        /// Its bracket's maintenance amount.
+        maintenance_amount: Usdc,
+        /// The margin-call level applied (margin calls; 0 otherwise).
+        call_level: crate::num::Ppm,
+    },
+    /// The price sources' quotes behind the bid and ask of the `explained` change before it
+    /// (markets made from several venues only).
+    SourceQuotes {
+        /// Owner of the explained position.
+        account: AccountId,
+        /// The explained position.
+        position: PositionId,
+        /// Market.
+        market: MarketId,
+        /// Each configured source's latest (bid, ask), by source id ((0, 0): none yet).
+        quotes: [(Price, Price); crate::limits::SOURCES_MAX],
+        /// How many were fresh, and how many of those agreed (docs/DESIGN.md, "Index price").
+        fresh: u8,
+        /// See `fresh`.
+        agreeing: u8,
+    },
     /// A cross account's margin level fell to the stop-out level: its positions are closed,
     /// the most losing first (the `Closed` changes with reason `stop_out` follow), until it
     /// recovers.
@@ -391,13 +436,48 @@ impl Change {
             | Change::MarginModeSet { account, .. }
             | Change::MarginMoved { account, .. }
             | Change::AccountMarginCall { account, .. }
-            | Change::StopOut { account, .. } => Some(account),
+            | Change::StopOut { account, .. }
+            | Change::Explained { account, .. }
+            | Change::SourceQuotes { account, .. } => Some(account),
             Change::Checkpoint | Change::PriceApplied { .. } => None,
         }
     }
 }
 
 pub use crate::limits::CHECKPOINT_EVERY;
+
+/// What fired a close or a margin call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// The take-profit price was reached.
+    TakeProfit,
+    /// The stop-loss price was reached.
+    StopLoss,
+    /// The trailing stop was reached.
+    TrailingStop,
+    /// The liquidation price was reached (or financing took the margin past it).
+    Liquidation,
+    /// The margin-call price was reached.
+    MarginCall,
+    /// The account's stop-out.
+    StopOut,
+}
+
+impl Trigger {
+    /// `"take_profit"`, `"stop_loss"`, `"trailing_stop"`, `"liquidation"`, `"margin_call"`,
+    /// `"stop_out"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Trigger::TakeProfit => "take_profit",
+            Trigger::StopLoss => "stop_loss",
+            Trigger::TrailingStop => "trailing_stop",
+            Trigger::Liquidation => "liquidation",
+            Trigger::MarginCall => "margin_call",
+            Trigger::StopOut => "stop_out",
+        }
+    }
+}
 
 /// One out-ring entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

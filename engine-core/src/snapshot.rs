@@ -415,7 +415,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Change, ChangeRecord, CloseReason};
+    use crate::event::{Change, ChangeRecord, CloseReason, Trigger};
     use crate::persist::{decode_snapshot, encode_snapshot};
     use crate::prelude::*;
 
@@ -486,6 +486,10 @@ mod tests {
                     outs[..],
                     [
                         Output::Change(ChangeRecord { change: Change::PriceApplied { .. }, .. }),
+                        Output::Change(ChangeRecord {
+                            change: Change::Explained { trigger: Trigger::TakeProfit, .. },
+                            ..
+                        }),
                         Output::Change(ChangeRecord {
                             change: Change::Closed { reason: CloseReason::TakeProfit, .. },
                             ..

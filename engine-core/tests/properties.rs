@@ -437,7 +437,9 @@ fn assert_changes_account_for_every_movement(w: &mut World) {
             Change::MarginMoved { .. } => {}
             Change::MarginModeSet { .. }
             | Change::AccountMarginCall { .. }
-            | Change::StopOut { .. } => {}
+            | Change::StopOut { .. }
+            | Change::Explained { .. }
+            | Change::SourceQuotes { .. } => {}
             Change::PriceApplied { .. }
             | Change::TriggersSet { .. }
             | Change::TrailingStopSet { .. }

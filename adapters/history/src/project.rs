@@ -59,6 +59,8 @@ pub fn movements(change: &Change) -> Vec<Movement> {
         | Change::MarginMoved { .. }
         | Change::AccountMarginCall { .. }
         | Change::StopOut { .. }
+        | Change::Explained { .. }
+        | Change::SourceQuotes { .. }
         | Change::Checkpoint
         | Change::PriceApplied { .. } => vec![],
         // Its amounts are inside the fee of the open or close right after it, whose fee row
@@ -137,6 +139,8 @@ pub const fn kind(change: &Change) -> &'static str {
         Change::MarginMoved { .. } => "margin_moved",
         Change::AccountMarginCall { .. } => "account_margin_call",
         Change::StopOut { .. } => "stop_out",
+        Change::Explained { .. } => "explained",
+        Change::SourceQuotes { .. } => "source_quotes",
         Change::Checkpoint => "checkpoint",
         Change::PriceApplied { .. } => "price_applied",
     }

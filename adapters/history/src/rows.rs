@@ -408,7 +408,10 @@ fn position_of(change: &Change) -> Result<Option<i64>> {
         | Change::TrailingStopSet { position, .. }
         | Change::Financed { position, .. }
         | Change::MarginCall { position, .. }
-        | Change::Charged { position, .. } => Some(id(position.0, "position")?),
+        | Change::Charged { position, .. }
+        | Change::Explained { position, .. }
+        | Change::SourceQuotes { position, .. }
+        | Change::MarginMoved { to: position, .. } => Some(id(position.0, "position")?),
         _ => None,
     })
 }

@@ -169,9 +169,11 @@ impl Engine {
         sink: &mut S,
     ) -> PositionView {
         let p = *self.positions.get(r);
+        let liq = p.liq(&self.markets[usize::from(p.market.0)]);
+        self.explain(&p, (crate::event::Trigger::Liquidation, liq), sink);
         let m = &self.markets[usize::from(p.market.0)];
         let mark = m.mark(p.side);
-        debug_assert!(liquidatable(p.side, mark, p.liq(m)));
+        debug_assert!(liquidatable(p.side, mark, liq));
         let pnl = m.scale.pnl_floor(p.side, p.entry, mark, p.qty);
         let margin = p.margin();
         let equity = add(margin, pnl);

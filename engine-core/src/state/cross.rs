@@ -255,7 +255,9 @@ impl Engine {
         if held && below(&level, stop) {
             self.record(sink, Change::StopOut { account, level });
             while let Some(r) = self.most_losing(ai) {
-                let qty = self.positions.get(r).qty;
+                let p = *self.positions.get(r);
+                self.explain(&p, (crate::event::Trigger::StopOut, Price(0)), sink);
+                let qty = p.qty;
                 let view = self.close_part(ts, r, qty, CloseReason::StopOut, sink);
                 sink.emit(Output::Event(Event::PositionClosed(view)));
                 self.counters.stop_outs += 1;

@@ -41,6 +41,7 @@ impl Engine {
             let p = Position { mc_armed: false, ..old };
             self.markets[mi].index.insert_called(r.slot(), p.side, p.mc);
             *self.positions.get_mut(r) = p;
+            self.explain(&p, (crate::event::Trigger::MarginCall, p.mc), sink);
             let change = Change::MarginCall {
                 position: p.id,
                 account: p.account,

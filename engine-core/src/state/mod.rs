@@ -39,6 +39,7 @@ mod close;
 mod counters;
 pub(crate) mod cross;
 mod cross_funds;
+mod explain;
 mod financing;
 mod groups;
 mod invariants;

@@ -6,6 +6,7 @@ use super::{
     Change, CloseReason, Engine, Event, Market, MarketId, Outcome, Output, PosRef, Price, Reason,
     ReplyData, Side, Sink, Tick,
 };
+use crate::event::Trigger;
 
 impl Engine {
     // ----- prices -----
@@ -81,11 +82,16 @@ impl Engine {
                     (p.tp().is_some_and(|tp| mark <= tp), p.sl().is_some_and(|sl| mark >= sl))
                 }
             };
-            let reason = match (tp_hit, sl_hit) {
-                (true, _) => CloseReason::TakeProfit,
-                (false, true) => CloseReason::StopLoss,
-                (false, false) => CloseReason::TrailingStop,
+            let (reason, fired) = match (tp_hit, sl_hit, p.tp(), p.sl(), p.trail()) {
+                (true, _, Some(tp), _, _) => (CloseReason::TakeProfit, (Trigger::TakeProfit, tp)),
+                (false, true, _, Some(sl), _) => (CloseReason::StopLoss, (Trigger::StopLoss, sl)),
+                (_, _, _, _, d) => {
+                    let d = d.expect("a trailing stop fired");
+                    let stop = self.markets[mi].trails.stop_price(p.side, d, p.trail_group);
+                    (CloseReason::TrailingStop, (Trigger::TrailingStop, stop))
+                }
             };
+            self.explain(&p, fired, sink);
             let view = self.close_part(ts, r, p.qty, reason, sink);
             sink.emit(Output::Event(Event::PositionClosed(view)));
         }

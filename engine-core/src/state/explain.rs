@@ -1,0 +1,60 @@
+//! Every close explained (docs/DESIGN.md, "Every close explained"): a triggered close or a
+//! margin call records, right before it, what fired and the inputs of the rule — the price
+//! reached, the market's bid and ask, the position's margin, rate and maintenance amount, and,
+//! on a market made from several venues, each source's quote. A trader who disputes a
+//! liquidation gets the numbers, and `hundredx explain` replays the journal to check them.
+
+use super::{Change, Engine, Position, Price, Sink};
+use crate::event::Trigger;
+use crate::limits::SOURCES_MAX;
+use crate::num::Ppm;
+
+impl Engine {
+    /// Records why `p` is closed or called now (before its `closed` or `margin_call` change).
+    pub(super) fn explain<S: Sink>(
+        &mut self,
+        p: &Position,
+        (trigger, trigger_price): (Trigger, Price),
+        sink: &mut S,
+    ) {
+        let mi = usize::from(p.market.0);
+        let call_level = match trigger {
+            Trigger::MarginCall => self.margin_call_level(super::usize_from(p.account.0) - 1),
+            _ => Ppm(0),
+        };
+        let m = &self.markets[mi];
+        let change = Change::Explained {
+            position: p.id,
+            account: p.account,
+            market: p.market,
+            trigger,
+            trigger_price,
+            bid: m.bid,
+            ask: m.ask,
+            margin: p.margin(),
+            maintenance_rate: p.mmr(),
+            maintenance_amount: m.cum(p),
+            call_level,
+        };
+        let n = usize::from(m.cfg.sources);
+        let sources = (n > 0).then(|| {
+            let index = super::sources::index(&m.sources.quotes[..n], self.now_ns, &m.cfg);
+            let mut quotes = [(Price(0), Price(0)); SOURCES_MAX];
+            for (q, s) in quotes.iter_mut().zip(&m.sources.quotes[..n]) {
+                *q = (s.bid, s.ask);
+            }
+            Change::SourceQuotes {
+                account: p.account,
+                position: p.id,
+                market: p.market,
+                quotes,
+                fresh: index.fresh,
+                agreeing: index.agreeing,
+            }
+        });
+        self.record(sink, change);
+        if let Some(quotes) = sources {
+            self.record(sink, quotes);
+        }
+    }
+}

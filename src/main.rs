@@ -4,7 +4,7 @@
 //!   and snapshots under `--data-dir`, the HTTP API on `--listen`, and a price feed.
 //! - `engine`, `api`, `feed --redis`: service mode, three kinds of process over Redis streams.
 //! - `feed --record FILE`: records Backpack's frames for later replay.
-//! - `replay`, `snapshot`: offline tools over a stopped data directory.
+//! - `replay`, `snapshot`, `explain`: offline tools over a data directory.
 //! - `history --redis URL --database URL`: service mode's history writer; `history rebuild`:
 //!   the SQL history store rebuilt from the journal.
 
@@ -26,6 +26,10 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Re-apply a data directory's journal offline; print the final state hash and a summary.
     Replay(cmd::offline::ReplayArgs),
+    /// Why a position was closed or called: each triggered close and margin call with the
+    /// rule's inputs, replayed from the journal to check the same inputs give the same close and
+    /// the same state hash.
+    Explain(cmd::explain::ExplainArgs),
     /// Recover a stopped engine's state and write a snapshot of it (prunes old journal).
     Snapshot(cmd::args::DataArgs),
     /// Price feed on its own: `--redis URL` writes `price-stream` (service mode); `--record FILE`
@@ -72,6 +76,7 @@ fn run() -> Result<()> {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Replay(args) => cmd::offline::replay(args),
         Command::Snapshot(args) => cmd::offline::snapshot(args),
+        Command::Explain(args) => cmd::explain::run(args),
         Command::Feed(args) => cmd::feed::run(args),
         Command::Engine(args) => cmd::service::run_engine(args),
         Command::Api(args) => cmd::service::run_api(args),

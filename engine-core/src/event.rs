@@ -368,6 +368,12 @@ pub enum Change {
         market: MarketId,
         /// What fired.
         trigger: Trigger,
+        /// Long or short.
+        side: Side,
+        /// Its quantity then.
+        quantity: Qty,
+        /// Its entry price.
+        entry_price: Price,
         /// The price that was reached: the take-profit, stop-loss, trailing stop, liquidation
         /// or margin-call price (0 for a stop-out: the account's level decided, see `stop_out`).
         trigger_price: Price,

@@ -112,6 +112,14 @@ pub trait HistoryReader: Send + Sync + std::fmt::Debug {
         account: AccountId,
         position: PositionId,
     ) -> BoxFuture<'_, Result<Option<PositionView>, ReadError>>;
+    /// What explains `account`'s position's triggered closes and margin calls
+    /// (docs/DESIGN.md, "Every close explained"): its `explained`, `source_quotes` and `closed`
+    /// changes and the account's `stop_out` at the same sequences, oldest first.
+    fn explanations(
+        &self,
+        account: AccountId,
+        position: PositionId,
+    ) -> BoxFuture<'_, Result<Vec<engine_core::event::ChangeRecord>, ReadError>>;
     /// The latest `limit` candles of `market` for `span` (one of [`SPANS`]), oldest first.
     fn candles<'a>(
         &'a self,

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod args;
 pub mod backfill;
 pub mod drill;
+pub mod explain;
 pub mod feed;
 pub mod financing;
 pub mod history;

@@ -34,7 +34,7 @@ pub use data_dir::DataDir;
 pub use error::DurabilityError;
 pub use journal::Journal;
 pub use recent::recent_requests;
-pub use recovery::{RecoveryReport, Start, TornTail, recover, recover_into};
+pub use recovery::{RecoveryReport, Start, TornTail, recover, recover_into, recover_until};
 pub use snapshots::{JournalPruning, SnapshotWriter};
 
 /// What the durability layer returns.

@@ -82,6 +82,18 @@ pub fn recover_into<S: Sink>(
     torn_tail: TornTail,
     sink: &mut S,
 ) -> Result<(Engine, RecoveryReport)> {
+    recover_until(data, cfg, (start, u64::MAX), torn_tail, sink)
+}
+
+/// As [`recover_into`], stopping after the command at journal sequence `until` (the state a
+/// past command left: `hundredx explain`).
+pub fn recover_until<S: Sink>(
+    data: &DataDir,
+    cfg: &EngineConfig,
+    (start, until): (Start, u64),
+    torn_tail: TornTail,
+    sink: &mut S,
+) -> Result<(Engine, RecoveryReport)> {
     let started = Instant::now();
     let (mut engine, snapshot_seq, snapshots_rejected) = match start {
         Start::LatestSnapshot => load_newest_snapshot(data, cfg, u64::MAX)?,
@@ -99,6 +111,9 @@ pub fn recover_into<S: Sink>(
     let segments = data.segments()?;
     let mut progress = Instant::now();
     for (i, (first, path)) in segments.iter().enumerate() {
+        if report.last_seq >= until {
+            break;
+        }
         let last_segment = i + 1 == segments.len();
         if let Some((next_first, _)) = segments.get(i + 1)
             && *next_first <= report.last_seq + 1
@@ -113,7 +128,7 @@ pub fn recover_into<S: Sink>(
             });
         }
         let tail = if last_segment { TailOf::Last(torn_tail) } else { TailOf::Inner };
-        let mut replay = Replay { engine: &mut engine, report: &mut report, sink };
+        let mut replay = Replay { engine: &mut engine, report: &mut report, sink, until };
         replay.segment(path, tail, &mut progress, started)?;
     }
     report.elapsed = started.elapsed();
@@ -136,6 +151,8 @@ struct Replay<'a, S> {
     engine: &'a mut Engine,
     report: &'a mut RecoveryReport,
     sink: &'a mut S,
+    /// The last sequence to apply.
+    until: u64,
 }
 
 impl<S: Sink> Replay<'_, S> {
@@ -162,6 +179,9 @@ impl<S: Sink> Replay<'_, S> {
             };
             if seq <= self.report.last_seq {
                 continue;
+            }
+            if seq > self.until {
+                break;
             }
             if seq != self.report.last_seq + 1 {
                 return Err(DurabilityError::OutOfOrder {

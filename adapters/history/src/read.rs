@@ -3,7 +3,7 @@
 //! client pages never shift the pages it has not read yet.
 
 use engine_core::command::{AccountId, MarketId, PositionId, PositionStatus};
-use engine_core::event::{CloseInfo, CloseReason, PositionView};
+use engine_core::event::{ChangeRecord, CloseInfo, CloseReason, PositionView};
 use engine_core::math::Side;
 use engine_core::num::{Price, Qty, Usdc};
 use sqlx::Row;
@@ -15,6 +15,10 @@ use ground::ports::BoxFuture;
 use crate::{Candle, HistoryError, LedgerEntry, LedgerQuery, Page, Result, Store, big_u};
 
 pub use ground::history::PAGE_LIMIT_MAX;
+
+/// Most rows [`Store::explanations`] returns: a position's closes and margin calls with their
+/// quotes (a margin call per crossing: a long-lived position may have many).
+pub const EXPLANATION_ROWS_MAX: i64 = 300;
 
 /// seq, n, kind, amount, balance, position, at_ns.
 type LedgerRow = (i64, i64, String, i64, i64, Option<i64>, i64);
@@ -113,6 +117,52 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(closed_view).transpose()
+    }
+
+    /// What explains `account`'s position `id`'s triggered closes and margin calls
+    /// (docs/DESIGN.md, "Every close explained"): its `explained`, `source_quotes` and `closed`
+    /// changes and the account's `stop_out` at the same sequences, oldest first; the newest
+    /// [`EXPLANATION_ROWS_MAX`] of them.
+    pub async fn explanations(
+        &self,
+        account: AccountId,
+        id: PositionId,
+    ) -> Result<Vec<ChangeRecord>> {
+        let Ok(id) = i64::try_from(id.0) else { return Ok(Vec::new()) };
+        let account = i64::from(account.0);
+        let mut rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+            "SELECT seq, n, at_ns, body FROM changes WHERE position_id = $1 AND account_id = $2 \
+             AND kind IN ('explained', 'source_quotes', 'closed') ORDER BY seq DESC, n DESC LIMIT $3",
+        )
+        .bind(id)
+        .bind(account)
+        .bind(EXPLANATION_ROWS_MAX)
+        .fetch_all(&self.pool)
+        .await?;
+        let stop_outs: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+            "SELECT seq, n, at_ns, body FROM changes WHERE account_id = $1 AND kind = 'stop_out' \
+             AND seq IN (SELECT seq FROM changes WHERE position_id = $2 AND account_id = $1 \
+             AND kind = 'explained')",
+        )
+        .bind(account)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.extend(stop_outs);
+        rows.sort_unstable_by_key(|r| (r.0, r.1));
+        rows.into_iter()
+            .map(|(seq, n, at_ns, body)| {
+                let change = serde_json::from_str(&body)
+                    .map_err(|e| HistoryError::Mismatch(format!("stored change {seq}/{n}: {e}")))?;
+                let bad = |what| HistoryError::Mismatch(format!("stored change {seq}/{n}: {what}"));
+                Ok(ChangeRecord {
+                    seq: u64::try_from(seq).map_err(|_| bad("seq"))?,
+                    n: u32::try_from(n).map_err(|_| bad("n"))?,
+                    at_ns: u64::try_from(at_ns).map_err(|_| bad("time"))?,
+                    change,
+                })
+            })
+            .collect()
     }
 
     /// The latest `limit` candles of `market` for `span` (one of [`crate::SPANS`]), oldest
@@ -218,6 +268,7 @@ fn closed_view(row: &AnyRow) -> Result<PositionView> {
         Some("stop_loss") => CloseReason::StopLoss,
         Some("trailing_stop") => CloseReason::TrailingStop,
         Some("liquidation") => CloseReason::Liquidation,
+        Some("stop_out") => CloseReason::StopOut,
         _ => return Err(bad("close reason")),
     };
     let money =
@@ -276,6 +327,16 @@ impl ground::history::HistoryReader for Store {
         Box::pin(async move {
             Store::closed_position(self, account, position).await.map_err(read_error)
         })
+    }
+
+    fn explanations(
+        &self,
+        account: AccountId,
+        position: PositionId,
+    ) -> BoxFuture<'_, std::result::Result<Vec<ChangeRecord>, ReadError>> {
+        Box::pin(
+            async move { Store::explanations(self, account, position).await.map_err(read_error) },
+        )
     }
 
     fn candles<'a>(

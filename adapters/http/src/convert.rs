@@ -10,7 +10,9 @@ use engine_core::command::{
     AccountId, ClientOrderId, CommandKind, MarginMode, MarketId, PositionId, Size, TrailDistance,
 };
 use engine_core::config::MarketConfig;
-use engine_core::event::{AccountView, Item, MarketView, OrderView, PositionView, ReplyData};
+use engine_core::event::{
+    AccountView, CrossLevel, Item, MarketView, OrderView, PositionView, ReplyData,
+};
 use engine_core::math::Side;
 use engine_core::num::{
     DecimalError, Price, Qty, Usdc, format_fixed, parse_fixed, parse_fixed_i128,
@@ -190,13 +192,23 @@ pub(crate) fn balance_dto(a: &AccountView) -> dto::Balance {
             MarginMode::Isolated => dto::MarginModeName::Isolated,
             MarginMode::Cross => dto::MarginModeName::Cross,
         },
-        margin_level: a.margin_level.map(|l| dto::MarginLevel {
-            equity: money(l.equity),
-            maintenance_margin: money(l.maintenance_margin),
-            level: (l.level.0 != i64::MAX).then(|| rate(l.level)),
-            margin_call_level: (a.margin_call_level.0 > 0).then(|| rate(a.margin_call_level)),
-            stop_out_level: rate(a.stop_out_level),
-        }),
+        margin_level: a
+            .margin_level
+            .map(|l| level_dto(l, Some((a.margin_call_level, a.stop_out_level)))),
+    }
+}
+
+/// A cross account's level, with its margin-call and stop-out levels when known.
+pub(crate) fn level_dto(
+    l: CrossLevel,
+    levels: Option<(engine_core::num::Ppm, engine_core::num::Ppm)>,
+) -> dto::MarginLevel {
+    dto::MarginLevel {
+        equity: money(l.equity),
+        maintenance_margin: money(l.maintenance_margin),
+        level: (l.level.0 != i64::MAX).then(|| rate(l.level)),
+        margin_call_level: levels.and_then(|(call, _)| (call.0 > 0).then(|| rate(call))),
+        stop_out_level: levels.map(|(_, stop)| rate(stop)),
     }
 }
 

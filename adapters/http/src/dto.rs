@@ -887,10 +887,12 @@ pub struct MarginLevel {
     pub maintenance_margin: String,
     /// equity / maintenance margin (6 decimals, rounded down; absent without positions).
     pub level: Option<String>,
-    /// Notice below this (absent: margin calls off).
+    /// Notice below this (absent: margin calls off, or in an explanation).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub margin_call_level: Option<String>,
-    /// Stopped out at or below this.
-    pub stop_out_level: String,
+    /// Stopped out at or below this (absent in an explanation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_out_level: Option<String>,
 }
 
 /// A candle interval.
@@ -972,4 +974,91 @@ impl<'de> Deserialize<'de> for Dec {
             _ => Err(serde::de::Error::custom("expected a decimal as a string or number")),
         }
     }
+}
+
+/// Why a position was closed or called (docs/DESIGN.md, "Every close explained").
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Explanation {
+    /// The position.
+    pub position_id: String,
+    /// Its triggered closes and margin calls, oldest first (none: it was never called, and
+    /// closed by its owner if at all).
+    pub events: Vec<ExplainedEvent>,
+    /// How an operator checks it against the journal: the same inputs give the same close and
+    /// the same state hash.
+    pub verify: String,
+}
+
+/// One triggered close or margin call with the inputs of the rule that fired.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExplainedEvent {
+    /// The journal sequence of the command that fired it.
+    pub seq: u64,
+    /// When the engine received that command (ms).
+    pub at: u64,
+    /// `take_profit`, `stop_loss`, `trailing_stop`, `liquidation`, `margin_call` or `stop_out`.
+    pub trigger: &'static str,
+    /// E.g. `BTC_USDC`.
+    pub market: String,
+    /// `long` or `short`.
+    pub side: &'static str,
+    /// Quantity then.
+    pub quantity: String,
+    /// Entry price.
+    pub entry_price: String,
+    /// The price reached (absent for a stop-out: the account's level decided).
+    pub trigger_price: Option<String>,
+    /// The market's bid then.
+    pub bid: String,
+    /// The market's ask then.
+    pub ask: String,
+    /// What the position was valued at: the bid for a long, the ask for a short.
+    pub mark: String,
+    /// Margin then.
+    pub margin: String,
+    /// Maintenance margin rate (its bracket's).
+    pub maintenance_rate: String,
+    /// Its bracket's maintenance amount.
+    pub maintenance_amount: String,
+    /// Unrealized PnL at the mark, rounded down.
+    pub unrealized_pnl: String,
+    /// ⌈rate × mark × quantity⌉ − amount.
+    pub maintenance_margin: String,
+    /// (margin + unrealized PnL) / maintenance margin, 6 decimals rounded down: at or below 1
+    /// a position is liquidated, at or below `call_level` called.
+    pub margin_level: Option<String>,
+    /// The margin-call level applied (margin calls).
+    pub call_level: Option<String>,
+    /// A cross account's level when it was stopped out (stop-outs).
+    pub account: Option<MarginLevel>,
+    /// On a market made from several venues: each source's quote then.
+    pub sources: Option<SourcesThen>,
+    /// The close it caused (absent for a margin call).
+    pub close: Option<ExplainedClose>,
+}
+
+/// The venues' quotes behind a price.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourcesThen {
+    /// Each configured source's latest bid and ask, by source id (`null`: none yet).
+    pub quotes: Vec<Option<[String; 2]>>,
+    /// How many were fresh.
+    pub fresh: u8,
+    /// How many of those agreed (the index is the median of theirs).
+    pub agreeing: u8,
+}
+
+/// What a triggered close paid.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExplainedClose {
+    /// The price it closed at (the mark).
+    pub exit_price: String,
+    /// Realized PnL.
+    pub realized_pnl: String,
+    /// Fee (for a liquidation, to the insurance fund).
+    pub fee: String,
+    /// What the trader received.
+    pub payout: String,
+    /// Loss beyond the margin, forgiven.
+    pub bad_debt: String,
 }

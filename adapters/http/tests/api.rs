@@ -227,6 +227,42 @@ async fn a_price_move_liquidates_and_shows_as_a_closed_position() {
         (Some("liquidation"), p.body["id"].clone())
     );
     assert_eq!(v["exit_price"], p.body["liquidation_price"]);
+
+    // Why: the liquidation price reached at the mark, with the inputs that give a level <= 1.
+    let id = p.body["id"].as_str().unwrap();
+    let why = s.get(&format!("/api/v1/positions/{id}/explain"), &t).await;
+    assert_eq!(why.status, 200, "{}", why.body);
+    let e = &why.body["events"][0];
+    assert_eq!(
+        (e["trigger"].as_str(), &e["trigger_price"]),
+        (Some("liquidation"), &p.body["liquidation_price"]),
+        "{e}"
+    );
+    assert_eq!(
+        (&e["mark"], &e["close"]["exit_price"]),
+        (&p.body["liquidation_price"], &p.body["liquidation_price"])
+    );
+    assert_eq!(
+        (e["margin"].as_str(), e["maintenance_rate"].as_str()),
+        (Some("100.000000"), Some("0.005000"))
+    );
+    let level: f64 = e["margin_level"].as_str().unwrap().parse().unwrap();
+    assert!(level <= 1.0, "liquidated at or below the maintenance margin: {e}");
+    assert!(e["seq"].as_u64().unwrap() > 0 && e.get("sources").is_none_or(Value::is_null), "{e}");
+    assert!(why.body["verify"].as_str().unwrap().contains(&format!("--position {id}")));
+    // A position nothing fired on has no events; someone else's is 404.
+    let q = s.post("/api/v1/positions", Some(&t), open_body("100", 10)).await;
+    let quiet =
+        s.get(&format!("/api/v1/positions/{}/explain", q.body["id"].as_str().unwrap()), &t).await;
+    assert_eq!(
+        (quiet.status, quiet.body["events"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{}",
+        quiet.body
+    );
+    let (other, _) = s.user("b@example.com").await;
+    let theirs = s.get(&format!("/api/v1/positions/{id}/explain"), &other).await;
+    assert_eq!(theirs.status, 404, "{}", theirs.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

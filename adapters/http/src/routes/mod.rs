@@ -5,12 +5,14 @@
 //! - [`user`]: sign-up, sign-in, balances, deposits, withdrawals, the statement;
 //! - [`markets`]: markets and candles (public);
 //! - [`positions`]: open, list, one, close, add margin;
+//! - [`explain`]: why a position was closed or called;
 //! - [`orders`]: pending orders, TP/SL and trailing-stop edits;
 //! - [`admin`]: operator routes;
 //! - [`ops`]: health, metrics, the OpenAPI document;
 //! - [`history`]: what the groups share to read the history store.
 
 pub mod admin;
+pub mod explain;
 pub mod history;
 pub mod markets;
 pub mod ops;
@@ -40,6 +42,7 @@ pub fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .merge(user::router())
         .merge(markets::router())
         .merge(positions::router())
+        .merge(explain::router())
         .merge(orders::router())
         .merge(admin::router())
         .merge(ops::router())

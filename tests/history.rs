@@ -541,3 +541,62 @@ fn the_statement_shows_a_groups_markup_and_commission_apart_from_the_fee() {
     let open = &rows[at("open_fee")];
     assert_eq!(rows[at("spread_markup")]["position_id"], open["position_id"], "{ledger}");
 }
+
+/// Every close explained, live: a 100x long with a take-profit 0.5 % up, on the synthetic feed,
+/// ends by one or the other; its explanation (from the store) names what fired, the price
+/// reached and a mark on the right side of it; `hundredx explain` replays the journal to it.
+#[test]
+fn a_triggered_close_is_explained_over_http_and_by_replaying_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_serve, addr) = serve(&data);
+    let token = sign_up(&addr, "why@example.com");
+    wait_for_price(&addr, &token);
+    let (_, markets) = until(200, 10, || http(&addr, "GET", "/api/v1/markets", None, None));
+    let ask = micros(json(&markets)["markets"][0]["ask"].as_str().unwrap(), 2);
+    let tp = ask * 1005 / 1000;
+    let open = format!(
+        r#"{{"market":"BTC_USDC","side":"long","leverage":100,"margin":"10","take_profit":"{}.{:02}"}}"#,
+        tp / 100,
+        tp % 100
+    );
+    let (status, body) =
+        until(201, 10, || http(&addr, "POST", "/api/v1/positions", Some(&token), Some(&open)));
+    assert_eq!(status, 201, "{body}");
+    let id = field(&body, "id");
+    let path = format!("/api/v1/positions/{id}/explain");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let event = loop {
+        let (status, body) = http(&addr, "GET", &path, Some(&token), None);
+        assert_eq!(status, 200, "{body}");
+        let closed = json(&body)["events"]
+            .as_array()
+            .and_then(|e| e.iter().find(|e| e["close"].is_object()).cloned());
+        if let Some(e) = closed {
+            break e;
+        }
+        assert!(std::time::Instant::now() < deadline, "not closed in 120 s: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (mark, reached) = (
+        micros(event["mark"].as_str().unwrap(), 2),
+        micros(event["trigger_price"].as_str().unwrap(), 2),
+    );
+    match event["trigger"].as_str().unwrap() {
+        "take_profit" => assert!(mark >= reached && reached == tp, "{event}"),
+        "liquidation" => assert!(mark <= reached, "{event}"),
+        other => panic!("a 100x long with a take-profit closed by {other}: {event}"),
+    }
+    assert_eq!(event["close"]["exit_price"], event["mark"], "{event}");
+    assert_eq!(event["mark"], event["bid"], "a long is marked at the bid: {event}");
+    let out = Command::new(env!("CARGO_BIN_EXE_hundredx"))
+        .args(["explain", "--data-dir"])
+        .arg(&data)
+        .args(["--position", &id])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let seq = event["seq"].as_u64().unwrap();
+    assert!(text.contains(&format!("seq {seq} ")) && text.contains("verified"), "{text}");
+}

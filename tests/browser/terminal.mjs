@@ -145,6 +145,13 @@ try {
   await page.locator(".toast.liquidation").first().waitFor({ timeout: 60000 });
   await page.click("#tab-closed");
   await page.locator("#positions tr", { hasText: "liquidation" }).first().waitFor({ timeout: 10000 });
+
+  step("why: the liquidation explained");
+  await page.locator("#positions tr", { hasText: "liquidation" }).first().locator("button", { hasText: "Why?" }).click();
+  await page.locator("#why[open]").waitFor();
+  const why = await page.locator("#why-text").textContent();
+  if (!/liquidation at .*journal seq \d+/.test(why) || !/level /.test(why) || !/hundredx explain/.test(why)) failures.push(`no explanation: ${why}`);
+  await page.click("#why button");
   const partial = await page.locator("#positions tr", { hasText: "manual" }).count();
   if (partial < 1) failures.push("the partial close is not under Closed");
 } catch (e) {

@@ -321,7 +321,7 @@ async function renderPositions() {
   const closed = st.tab === "closed";
   const r = await api("GET", `/api/v1/positions?status=${closed ? "closed&limit=100" : "open"}`);
   const head = closed
-    ? ["Id", "Market", "Side", "Qty", "Entry", "Exit", "PnL", "Fee", "Reason"]
+    ? ["Id", "Market", "Side", "Qty", "Entry", "Exit", "PnL", "Fee", "Reason", ""]
     : ["Id", "Market", "Side", "Qty", "Entry", "Margin", "Lev", "Liq.", "uPnL", "TP", "SL", "Trail", ""];
   setHead(head);
   st.open = new Map();
@@ -330,6 +330,11 @@ async function renderPositions() {
       ? [p.id, p.market, p.side, p.quantity, p.entry_price, p.exit_price, p.realized_pnl, p.fee, p.close_reason]
       : [p.id, p.market, p.side, p.quantity, p.entry_price, p.margin, `${p.leverage}x`, p.liquidation_price ?? "none", p.unrealized_pnl, p.take_profit ?? "–", p.stop_loss ?? "–", p.trailing_stop?.stop_price ?? "–"];
     const tr = row(`p-${p.id}`, cells);
+    if (closed) {
+      const td = document.createElement("td");
+      if (p.close_reason !== "manual") td.append(button("Why?", () => explain(p.id)));
+      tr.append(td);
+    }
     if (!closed) {
       st.open.set(p.id, tr);
       tr.children[8].className = "upnl " + (num(p.unrealized_pnl) >= 0 ? "up" : "down");
@@ -341,6 +346,29 @@ async function renderPositions() {
     return tr;
   });
   $("positions").replaceChildren(...rows);
+}
+
+// Why a position was closed or called: what fired and the rule's inputs, from the history store.
+async function explain(id) {
+  try {
+    const r = await api("GET", `/api/v1/positions/${id}/explain`);
+    const lines = [];
+    for (const e of r.events) {
+      lines.push(`${e.trigger.replace("_", " ")} at ${new Date(e.at).toLocaleString()} (journal seq ${e.seq})`);
+      lines.push(`${e.market} ${e.side} ${e.quantity} at ${e.entry_price}`);
+      lines.push(e.trigger_price ? `reached ${e.trigger_price}: bid ${e.bid}, ask ${e.ask} (marked at ${e.mark})` : `bid ${e.bid}, ask ${e.ask}`);
+      lines.push(`margin ${e.margin}, PnL at the mark ${e.unrealized_pnl}, maintenance ${e.maintenance_margin} (rate ${e.maintenance_rate}): level ${e.margin_level ?? "–"}${e.call_level ? `, call level ${e.call_level}` : ""}`);
+      if (e.account) lines.push(`account: equity ${e.account.equity}, maintenance ${e.account.maintenance_margin}, level ${e.account.level ?? "–"}`);
+      if (e.sources) lines.push(`venues: ${e.sources.quotes.map((q, i) => `#${i} ${q ? `${q[0]}/${q[1]}` : "none"}`).join(", ")}; ${e.sources.fresh} fresh, ${e.sources.agreeing} agreeing`);
+      if (e.close) lines.push(`closed at ${e.close.exit_price}: PnL ${e.close.realized_pnl}, fee ${e.close.fee}, paid ${e.close.payout}`);
+      lines.push("");
+    }
+    if (!r.events.length) lines.push("Nothing fired on this position: it was closed by you.");
+    lines.push(`An operator can check it against the journal: ${r.verify}`);
+    $("why-id").textContent = id;
+    $("why-text").textContent = lines.join("\n");
+    $("why").showModal();
+  } catch (e) { fail(e); }
 }
 
 async function renderOrders() {

@@ -109,7 +109,7 @@ pub mod trail;
 pub mod view;
 pub mod waiters;
 
-pub use state::Engine;
+pub use state::{Engine, ExplainedLevel};
 
 /// The README's examples, compiled and run as doc tests so they cannot rot.
 #[doc = include_str!("../README.md")]

@@ -194,17 +194,15 @@ fn print_event(cfg: &EngineConfig, changes: &[ChangeRecord]) {
                     println!("  bid {}, ask {}", p(bid), p(ask));
                 }
                 let scale = engine_core::math::Scale::new(mc.price_decimals, mc.qty_decimals);
-                let mark = if side == engine_core::math::Side::Long { bid } else { ask };
-                let pnl = scale.pnl_floor(side, entry_price, mark, quantity);
-                let mm = scale.rate_of_value_ceil(maintenance_rate, mark, quantity).0
-                    - maintenance_amount.0;
-                if mm > 0 {
-                    let level = (margin.0 + pnl.0) * 1_000_000;
+                if let Some(l) = r.change.explained_level(scale)
+                    && let Some(level) = l.level
+                {
                     println!(
-                        "  at the mark {}: PnL {pnl}, maintenance margin {}, level {}",
-                        p(mark),
-                        engine_core::num::format_fixed(mm, 6),
-                        engine_core::num::format_fixed(level.div_euclid(mm), 6)
+                        "  at the mark {}: PnL {}, maintenance margin {}, level {}",
+                        p(l.mark),
+                        l.pnl,
+                        engine_core::num::format_fixed(l.maintenance_margin, 6),
+                        engine_core::num::format_fixed(level, 6)
                     );
                 }
                 println!(

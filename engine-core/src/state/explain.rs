@@ -61,3 +61,46 @@ impl Engine {
         }
     }
 }
+
+/// What an `explained` change's inputs give at its mark (the isolated rule; a stop-out's level
+/// is the account's, in its `stop_out` change).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExplainedLevel {
+    /// The bid for a long, the ask for a short.
+    pub mark: Price,
+    /// PnL at the mark, rounded down.
+    pub pnl: crate::num::Usdc,
+    /// ⌈rate × mark × quantity⌉ − the bracket's amount, in micro-USDC.
+    pub maintenance_margin: i128,
+    /// (margin + PnL) / maintenance margin in millionths, rounded down (`None` without
+    /// maintenance margin).
+    pub level: Option<i128>,
+}
+
+impl Change {
+    /// For an `explained` change, the level its own inputs give (docs/DESIGN.md, "Every close
+    /// explained"): what a reader re-evaluates to check the rule. `None` for other changes.
+    pub fn explained_level(&self, scale: crate::math::Scale) -> Option<ExplainedLevel> {
+        let Change::Explained {
+            side,
+            quantity,
+            entry_price,
+            bid,
+            ask,
+            margin,
+            maintenance_rate,
+            maintenance_amount,
+            ..
+        } = *self
+        else {
+            return None;
+        };
+        let mark = if side == crate::math::Side::Long { bid } else { ask };
+        let pnl = scale.pnl_floor(side, entry_price, mark, quantity);
+        let mm =
+            scale.rate_of_value_ceil(maintenance_rate, mark, quantity).0 - maintenance_amount.0;
+        let level =
+            (mm > 0).then(|| ((margin.0 + pnl.0) * i128::from(crate::num::PPM_ONE)).div_euclid(mm));
+        Some(ExplainedLevel { mark, pnl, maintenance_margin: mm, level })
+    }
+}

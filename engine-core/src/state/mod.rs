@@ -40,6 +40,7 @@ mod counters;
 pub(crate) mod cross;
 mod cross_funds;
 mod explain;
+pub use explain::ExplainedLevel;
 mod financing;
 mod groups;
 mod invariants;

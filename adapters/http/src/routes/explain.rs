@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use engine_core::command::{AccountId, CommandKind};
 use engine_core::config::MarketConfig;
 use engine_core::event::{Change, ChangeRecord, ReplyData};
-use engine_core::math::{Scale, Side};
-use engine_core::num::{PPM_ONE, Ppm, format_fixed};
+use engine_core::math::Scale;
+use engine_core::num::{Ppm, format_fixed};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -127,14 +127,9 @@ fn event(r: &ChangeRecord, m: &MarketConfig) -> Option<dto::ExplainedEvent> {
     else {
         return None;
     };
-    let scale = Scale::new(m.price_decimals, m.qty_decimals);
-    let mark = if side == Side::Long { bid } else { ask };
-    let pnl = scale.pnl_floor(side, entry_price, mark, quantity);
-    let mm = scale.rate_of_value_ceil(maintenance_rate, mark, quantity).0 - maintenance_amount.0;
-    let level = (mm > 0).then(|| {
-        let l = (margin.0 + pnl.0) * i128::from(PPM_ONE);
-        format_fixed(l.div_euclid(mm), 6)
-    });
+    let l = r.change.explained_level(Scale::new(m.price_decimals, m.qty_decimals))?;
+    let (mark, pnl, mm) = (l.mark, l.pnl, l.maintenance_margin);
+    let level = l.level.map(|l| format_fixed(l, 6));
     Some(dto::ExplainedEvent {
         seq: r.seq,
         at: ms(r.at_ns),

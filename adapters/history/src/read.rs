@@ -122,7 +122,7 @@ impl Store {
     /// What explains `account`'s position `id`'s triggered closes and margin calls
     /// (docs/DESIGN.md, "Every close explained"): its `explained`, `source_quotes` and `closed`
     /// changes and the account's `stop_out` at the same sequences, oldest first; the newest
-    /// [`EXPLANATION_ROWS_MAX`] of them.
+    /// 300 of them (`EXPLANATION_ROWS_MAX`).
     pub async fn explanations(
         &self,
         account: AccountId,

@@ -293,6 +293,13 @@ pub enum Item {
     Exposure(Exposure),
     /// A position close to liquidation (risk view).
     AtRisk(AtRisk),
+    /// A cross account close to its stop-out (risk view), lowest level first.
+    AccountAtRisk {
+        /// The account.
+        account: AccountId,
+        /// Its margin level now.
+        level: CrossLevel,
+    },
     /// A market made from price sources: its guard and its sources now (follows its
     /// [`Item::Market`] in the markets list).
     MarketSources {

@@ -291,3 +291,32 @@ fn cross_accounts_survive_a_snapshot() {
     assert_eq!(restored.state_hash(), h.engine.state_hash());
     assert_eq!(h.balance(x).open_positions, 0, "stopped out at 45 200");
 }
+
+/// The operators' risk view lists the cross accounts nearest their stop-out, lowest level
+/// first, with their exact levels; an isolated account is not among them.
+#[test]
+fn the_risk_view_lists_cross_accounts_nearest_their_stop_out() {
+    let mut h = Harness::with(no_margin_calls());
+    h.price(BTC, usd(50_000));
+    let ops = h.account("ops@x");
+    h.run(CommandKind::SetRole { login: Login::new("ops@x").unwrap(), admin: true }).unwrap();
+    let safe = cross(&mut h, "safe@x");
+    let close = cross(&mut h, "close@x");
+    let isolated = h.account("i@x");
+    open(&mut h, safe, BTC, 10, Qty(10_000)); // 0.1 BTC: level 100
+    open(&mut h, close, BTC, 100, btc(1)); // 1 BTC: level 20
+    open(&mut h, isolated, BTC, 100, btc(1));
+    let from = h.out.len();
+    h.run(CommandKind::QueryRisk { by: ops, top: 10 }).unwrap();
+    let listed: Vec<(AccountId, Ppm)> = h.out[from..]
+        .iter()
+        .filter_map(|o| match o {
+            Output::Item { item: Item::AccountAtRisk { account, level }, .. } => {
+                Some((*account, level.level))
+            }
+            _ => None,
+        })
+        .collect();
+    // 5 000 / (0.005 × 50 000) = 20; 5 000 / (0.005 × 5 000) = 200.
+    assert_eq!(listed, vec![(close, Ppm(20_000_000)), (safe, Ppm(200_000_000))]);
+}

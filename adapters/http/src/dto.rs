@@ -508,6 +508,17 @@ pub struct Risk {
     pub exposure: Vec<Exposure>,
     /// Closest to liquidation first.
     pub at_risk: Vec<AtRisk>,
+    /// Cross accounts closest to their stop-out, lowest margin level first.
+    pub accounts_at_risk: Vec<AccountAtRisk>,
+}
+
+/// A cross account near its stop-out.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountAtRisk {
+    /// The account's id.
+    pub user_id: String,
+    /// Its margin level now (no call or stop-out levels: those are the account's group's).
+    pub margin_level: MarginLevel,
 }
 
 /// Balances in USDC.

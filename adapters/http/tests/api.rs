@@ -449,6 +449,19 @@ async fn operators_halt_markets_and_see_risk_and_nobody_else_can() {
     assert_eq!(risk.status, 200, "{}", risk.body);
     assert_eq!(risk.body["open_positions"], 1);
     assert_eq!(risk.body["at_risk"][0]["position_id"], p.body["id"]);
+    assert_eq!(risk.body["accounts_at_risk"], json!([]), "no cross account yet");
+    // A cross account that can be stopped out: listed with its level, not among the positions
+    // near liquidation (one that no price could stop out has no trigger and is not listed).
+    let (x, x_id) = s.user("x@example.com").await;
+    s.post("/api/v1/user/margin-mode", Some(&x), json!({ "mode": "cross" })).await;
+    // 4 000 at 20x: 80 000 of notional on 5 000 of equity, stopped out about 6 % down.
+    let xp = s.post("/api/v1/positions", Some(&x), open_body("4000", 20)).await;
+    assert_eq!(xp.status, 201, "{}", xp.body);
+    let crossed = s.get("/api/v1/admin/risk?top=5", &ops).await;
+    let listed = &crossed.body["accounts_at_risk"][0];
+    assert_eq!(listed["user_id"], x_id.as_str(), "{}", crossed.body);
+    assert!(listed["margin_level"]["level"].as_str().is_some_and(|l| l.contains('.')), "{listed}");
+    assert_eq!(crossed.body["at_risk"].as_array().map(Vec::len), Some(1), "{}", crossed.body);
     let long = &risk.body["exposure"][0];
     assert_eq!(
         (long["market"].as_str(), long["side"].as_str(), long["positions"].as_u64()),

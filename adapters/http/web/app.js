@@ -299,6 +299,7 @@ async function renderRisk() {
   const r = await api("GET", "/api/v1/admin/risk?top=20");
   $("r-fund").textContent = r.insurance_fund; $("r-house").textContent = r.house_balance; $("r-open").textContent = r.open_positions;
   $("r-exposure").replaceChildren(...r.exposure.map((e) => row(`x-${e.market}-${e.side}`, [e.market, e.side, e.positions, e.open_interest, e.notional])));
+  $("r-accounts").replaceChildren(...r.accounts_at_risk.map((a) => row(`ka-${a.user_id}`, [a.user_id, a.margin_level.equity, a.margin_level.maintenance_margin, a.margin_level.level ?? "–"])));
   $("r-risk").replaceChildren(...r.at_risk.map((a) => row(`k-${a.position_id}`, [a.position_id, a.user_id, a.market, a.side, a.mark, a.liquidation_price, `${(a.distance_bps / 100).toFixed(2)}%`])));
 }
 

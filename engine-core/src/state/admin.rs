@@ -124,6 +124,13 @@ impl Engine {
             sink.emit(Output::Item { request_id: rid, item: Item::AtRisk(r) });
             count += 1;
         }
+        for (account, level) in self.cross_nearest(top) {
+            sink.emit(Output::Item {
+                request_id: rid,
+                item: Item::AccountAtRisk { account, level },
+            });
+            count += 1;
+        }
         Ok(ReplyData::Risk {
             insurance_fund: self.insurance_fund,
             house_balance: self.house_balance,

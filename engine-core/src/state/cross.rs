@@ -280,6 +280,31 @@ impl Engine {
         self.cross_rekey(ai);
     }
 
+    /// The `top` cross accounts nearest their stop-out, lowest level first (the risk view): the
+    /// candidates are the accounts whose keys are nearest each market's price (an account is
+    /// nearest its level in the market where its key is nearest), checked exactly. O(markets ×
+    /// top × their positions); a query, not the hot path.
+    pub(super) fn cross_nearest(&self, top: usize) -> Vec<(AccountId, CrossLevel)> {
+        let mut candidates: Vec<u64> = Vec::new();
+        for m in &self.markets {
+            let (bid, ask) = (m.cross.on_bid.iter().rev(), m.cross.on_ask.iter());
+            candidates.extend(bid.take(top).chain(ask.take(top)).map(|(_, ai)| ai));
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        let mut levels: Vec<(AccountId, CrossLevel)> = candidates
+            .into_iter()
+            .map(|ai| {
+                let ai = usize::try_from(ai).expect("an account index");
+                let id = AccountId(u32::try_from(ai + 1).expect("accounts fit u32"));
+                (id, self.cross_level(ai))
+            })
+            .collect();
+        levels.sort_by_key(|(id, l)| (l.level, *id));
+        levels.truncate(top);
+        levels
+    }
+
     /// The open position with the largest loss at its mark (lowest id among equals).
     fn most_losing(&self, ai: usize) -> Option<PosRef> {
         let pnl = |r: &PosRef| {

@@ -218,7 +218,7 @@ pub(crate) async fn risk(
     else {
         return Err(unexpected(&reply));
     };
-    let (mut exposure, mut at_risk) = (Vec::new(), Vec::new());
+    let (mut exposure, mut at_risk, mut accounts_at_risk) = (Vec::new(), Vec::new(), Vec::new());
     for item in &items {
         match item {
             Item::Exposure(e) => {
@@ -244,6 +244,12 @@ pub(crate) async fn risk(
                     distance_bps: r.distance_bps,
                 });
             }
+            Item::AccountAtRisk { account, level } => {
+                accounts_at_risk.push(dto::AccountAtRisk {
+                    user_id: account.0.to_string(),
+                    margin_level: crate::convert::level_dto(*level, None),
+                });
+            }
             _ => {}
         }
     }
@@ -255,6 +261,7 @@ pub(crate) async fn risk(
         open_positions,
         exposure,
         at_risk,
+        accounts_at_risk,
     })
     .into_response())
 }

@@ -476,6 +476,7 @@ fn tick_no_trigger_groups(c: &mut Criterion) {
             name: format!("g{g}"),
             swap_free: false,
             margin_call_level: None,
+            stop_out_level: None,
             markets: vec![GroupMarket {
                 symbol: "BTC_USDC".into(),
                 markup_ticks: 10 * g,

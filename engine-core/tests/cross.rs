@@ -320,3 +320,66 @@ fn the_risk_view_lists_cross_accounts_nearest_their_stop_out() {
     // 5 000 / (0.005 × 50 000) = 20; 5 000 / (0.005 × 5 000) = 200.
     assert_eq!(listed, vec![(close, Ppm(20_000_000)), (safe, Ppm(200_000_000))]);
 }
+
+/// A client group's own stop-out level (a broker's account types): the same position is
+/// stopped out earlier in a group stopping out at 1.5 than at the engine's 1, and moving an
+/// account into that group checks it with the new level at once.
+#[test]
+fn a_groups_stop_out_level_applies_to_its_accounts_and_to_one_moved_into_it() {
+    use engine_core::config::GroupConfig;
+    let mut cfg = no_margin_calls();
+    cfg.groups = vec![
+        GroupConfig { name: "standard".into(), ..GroupConfig::default() },
+        GroupConfig {
+            name: "cautious".into(),
+            stop_out_level: Some(Ppm(1_500_000)),
+            ..GroupConfig::default()
+        },
+    ];
+    let mut h = Harness::with(cfg);
+    h.price(BTC, usd(50_000));
+    let ops = h.account("ops@x");
+    h.run(CommandKind::SetRole { login: Login::new("ops@x").unwrap(), admin: true }).unwrap();
+    let a = cross(&mut h, "a@x");
+    let b = cross(&mut h, "b@x");
+    let to = |login: &str, group| CommandKind::AdminSetGroup {
+        by: ops,
+        login: Login::new(login).unwrap(),
+        group,
+    };
+    h.run(to("b@x", 1)).unwrap();
+    assert_eq!(level(&mut h, b).level, Ppm(i64::MAX), "no positions yet");
+    assert_eq!(h.balance(b).stop_out_level, Ppm(1_500_000));
+    open(&mut h, a, BTC, 20, btc(1));
+    open(&mut h, b, BTC, 20, btc(1));
+    // At 45 500: equity 500 against MM 227.50, level 2.197802: above both levels.
+    h.price(BTC, usd(45_500));
+    // At 45 400: equity 400 against 227, level 1.762114: above both.
+    h.price(BTC, usd(45_400));
+    assert_eq!((h.balance(a).open_positions, h.balance(b).open_positions), (1, 1));
+    // At 45 330: equity 330 against 226.65, level 1.455989: below 1.5, above 1.
+    h.price(BTC, usd(45_330));
+    assert_eq!((h.balance(a).open_positions, h.balance(b).open_positions), (1, 0));
+    // Moving `a` into the cautious group checks it at 1.5 in the same command.
+    h.run(to("a@x", 1)).unwrap();
+    assert_eq!(h.balance(a).open_positions, 0);
+}
+
+#[test]
+fn a_stop_out_level_must_be_at_least_one_and_below_the_margin_call_level() {
+    use engine_core::config::GroupConfig;
+    let invalid = |cfg: EngineConfig| Engine::new(cfg).is_err();
+    assert!(invalid(EngineConfig { stop_out_level: Ppm(999_999), ..EngineConfig::default() }));
+    // The default margin-call level is 1.5.
+    assert!(invalid(EngineConfig { stop_out_level: Ppm(1_500_000), ..EngineConfig::default() }));
+    assert!(!invalid(EngineConfig { stop_out_level: Ppm(1_499_999), ..EngineConfig::default() }));
+    let group = |stop| GroupConfig {
+        name: "g".into(),
+        stop_out_level: Some(Ppm(stop)),
+        margin_call_level: Some(Ppm(2_000_000)),
+        ..GroupConfig::default()
+    };
+    let with = |g| EngineConfig { groups: vec![g], ..EngineConfig::default() };
+    assert!(!invalid(with(group(1_800_000))), "below its own group's call level");
+    assert!(invalid(with(group(2_000_000))));
+}

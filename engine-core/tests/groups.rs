@@ -42,18 +42,21 @@ fn config() -> EngineConfig {
             markets: vec![],
             swap_free: false,
             margin_call_level: None,
+            stop_out_level: None,
         },
         GroupConfig {
             name: "standard".into(),
             markets: vec![btc(50, 0)],
             swap_free: false,
             margin_call_level: None,
+            stop_out_level: None,
         },
         GroupConfig {
             name: "pro".into(),
             markets: vec![btc(0, 500)],
             swap_free: false,
             margin_call_level: None,
+            stop_out_level: None,
         },
         GroupConfig { name: "raw".into(), markets: vec![raw], ..GroupConfig::default() },
     ];

@@ -878,12 +878,14 @@ async fn operators_move_accounts_between_groups_whose_markup_the_books_show() {
             markets: vec![],
             swap_free: false,
             margin_call_level: None,
+            stop_out_level: None,
         },
         GroupConfig {
             name: "pro".into(),
             markets: vec![pro],
             swap_free: false,
             margin_call_level: None,
+            stop_out_level: None,
         },
     ];
     let mut s = Server::start_with(engine, |cfg| {

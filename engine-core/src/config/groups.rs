@@ -21,6 +21,10 @@ pub struct GroupConfig {
     /// none), fixed when a position opens or is resized.
     #[serde(default, deserialize_with = "serde_file::opt_ppm")]
     pub margin_call_level: Option<Ppm>,
+    /// Its cross accounts' stop-out level instead of the engine's `stop_out_level` (at least 1,
+    /// below the group's margin-call level).
+    #[serde(default, deserialize_with = "serde_file::opt_ppm")]
+    pub stop_out_level: Option<Ppm>,
 }
 
 /// A group's terms on one market.

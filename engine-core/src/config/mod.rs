@@ -225,31 +225,41 @@ impl EngineConfig {
                 });
             }
         }
+        // Every rate a position may carry, brackets included, times a level stays below 1: the
+        // margin-call price's formula and a cross account's trigger keys (a long's slope is
+        // 1 − level × rate) need it (docs/DESIGN.md, "Cross margin").
+        let one2 = i128::from(PPM_ONE) * i128::from(PPM_ONE);
+        let rates_below = |level: i128| {
+            self.markets.iter().all(|m| {
+                let rates = m.brackets.iter().map(|b| b.maintenance_margin_rate);
+                std::iter::once(m.maintenance_margin_rate)
+                    .chain(rates)
+                    .all(|r| i128::from(r.0) * level < one2)
+            })
+        };
         let level_fits = |level: Ppm| {
             let level = i128::from(level.0);
             level == 0
                 || (level > i128::from(PPM_ONE)
                     && level <= 100 * i128::from(PPM_ONE)
-                    && self.markets.iter().all(|m| {
-                        i128::from(m.maintenance_margin_rate.0) * level
-                            < i128::from(PPM_ONE) * i128::from(PPM_ONE)
-                    }))
+                    && rates_below(level))
         };
         let level_ok = level_fits(self.margin_call_level)
             && self.groups.iter().filter_map(|g| g.margin_call_level).all(level_fits);
-        let stop = i128::from(self.stop_out_level.0);
-        // Every rate a position may carry, brackets included: a long's trigger price needs
-        // 1 − level × mmr > 0 (docs/DESIGN.md, "Cross margin").
-        let rates_fit = self.markets.iter().all(|m| {
-            let rates = m.brackets.iter().map(|b| b.maintenance_margin_rate);
-            std::iter::once(m.maintenance_margin_rate)
-                .chain(rates)
-                .all(|r| i128::from(r.0) * stop < i128::from(PPM_ONE) * i128::from(PPM_ONE))
-        });
-        let stop_ok = stop >= i128::from(PPM_ONE)
-            && stop <= 100 * i128::from(PPM_ONE)
-            && rates_fit
-            && (self.margin_call_level.0 == 0 || self.stop_out_level < self.margin_call_level);
+        let stop_fits = |stop: Ppm, call: Ppm| {
+            let s = i128::from(stop.0);
+            s >= i128::from(PPM_ONE)
+                && s <= 100 * i128::from(PPM_ONE)
+                && rates_below(s)
+                && (call.0 == 0 || stop < call)
+        };
+        let stop_ok = stop_fits(self.stop_out_level, self.margin_call_level)
+            && self.groups.iter().all(|g| {
+                stop_fits(
+                    g.stop_out_level.unwrap_or(self.stop_out_level),
+                    g.margin_call_level.unwrap_or(self.margin_call_level),
+                )
+            });
         let limits: [(bool, &'static str); 13] = [
             (self.swap_free_logins.len() > 100_000, "swap_free_logins (at most 100 000)"),
             (self.initial_balance.0 < 0 || self.initial_balance > MAX_AMOUNT, "initial_balance"),
@@ -275,7 +285,10 @@ impl EngineConfig {
                 "max_orders_per_account",
             ),
             (!level_ok, "margin_call_level must be 0 (off) or in (1, 100] with mmr * level < 1"),
-            (!stop_ok, "stop_out_level must be in [1, margin_call_level) with mmr * level < 1"),
+            (
+                !stop_ok,
+                "stop_out_level (the engine's and each group's) must be in [1, 100], below the margin_call_level, with mmr * level < 1",
+            ),
         ];
         if let Some((_, what)) = limits.iter().find(|(bad, _)| *bad) {
             return Err(ConfigError::Limit(what));

@@ -249,7 +249,7 @@ impl Engine {
     fn cross_review<S: Sink>(&mut self, ts: u64, ai: usize, sink: &mut S) {
         self.counters.cross_checks += 1;
         let account = AccountId(u32::try_from(ai + 1).expect("accounts fit u32"));
-        let (stop, call) = (self.cfg.stop_out_level, self.margin_call_level(ai));
+        let (stop, call) = (self.stop_out_level(ai), self.margin_call_level(ai));
         let mut level = self.cross_level(ai);
         let held = !self.accounts[ai].open.is_empty();
         if held && below(&level, stop) {
@@ -328,7 +328,7 @@ impl Engine {
         }
         let a = &self.accounts[ai];
         let call = self.margin_call_level(ai);
-        let level = if a.cross.armed && call.0 > 0 { call } else { self.cfg.stop_out_level };
+        let level = if a.cross.armed && call.0 > 0 { call } else { self.stop_out_level(ai) };
         let mut legs = std::mem::take(&mut self.legs_scratch);
         legs.clear();
         legs.resize(self.markets.len() * 2, Legs::default());
@@ -378,6 +378,10 @@ impl Engine {
     /// beyond any real account) clamps to the mark too: conservative, never late.
     fn key_price(&self, mi: usize, side: Side, rest: i128, leg: Legs) -> i64 {
         let m = &self.markets[mi];
+        if leg.slope <= 0 {
+            // Configuration keeps level × rate < 1, so this is unreachable; conservative anyway.
+            return if side == Side::Long { m.bid.0 } else { m.ask.0 };
+        }
         let den_one = m.scale.den() * i128::from(PPM_ONE);
         let scaled = rest.checked_mul(den_one);
         let entry = leg.entry_value.checked_mul(i128::from(PPM_ONE) * i128::from(PPM_ONE));

@@ -70,7 +70,7 @@ impl Engine {
             maintenance_margin: add(level.maintenance_margin, mm),
             level: Ppm(0),
         };
-        if super::cross::below(&after, self.cfg.stop_out_level) {
+        if super::cross::below(&after, self.stop_out_level(ai)) {
             return Err(Reason::WouldLiquidate);
         }
         Ok(())
@@ -81,7 +81,7 @@ impl Engine {
     pub(super) fn cross_withdraw_check(&self, ai: usize, amount: Usdc) -> Result<(), Reason> {
         let (free, level) = self.free_margin(ai);
         let after = CrossLevel { equity: sub(level.equity, amount), ..level };
-        if amount > free || super::cross::below(&after, self.cfg.stop_out_level) {
+        if amount > free || super::cross::below(&after, self.stop_out_level(ai)) {
             return Err(Reason::InsufficientBalance);
         }
         Ok(())

@@ -62,6 +62,13 @@ impl Engine {
         self.group_levels.get(group).copied().unwrap_or(self.cfg.margin_call_level)
     }
 
+    /// The stop-out level of account index `ai` when it is cross: its group's, or the
+    /// engine's.
+    pub(crate) fn stop_out_level(&self, ai: usize) -> Ppm {
+        let group = usize::from(self.accounts[ai].group);
+        self.group_stop_levels.get(group).copied().unwrap_or(self.cfg.stop_out_level)
+    }
+
     /// Whether account index `ai` is swap-free: by its login (`swap_free_logins`) or its group.
     pub(super) fn is_swap_free(&self, ai: usize) -> bool {
         let by_group = self.swap_free_groups.get(usize::from(self.accounts[ai].group));
@@ -198,6 +205,8 @@ impl Engine {
         let ai = self.account_index(account)?;
         self.accounts[ai].group = group;
         self.record(sink, Change::GroupSet { account, by, group });
+        // A cross account's levels are its group's: checked and re-keyed with the new ones.
+        self.cross_touch(ai, true);
         Ok(ReplyData::Group { account, group })
     }
 }

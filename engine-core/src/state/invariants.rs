@@ -61,9 +61,9 @@ impl Engine {
                 return Err(format!("position {} left open past its liquidation price", p.id.0));
             }
         }
-        let stop = self.cfg.stop_out_level;
         for i in (0..self.accounts.len()).filter(|&i| self.is_cross(i)) {
             let level = self.cross_level(i);
+            let stop = self.stop_out_level(i);
             if !self.accounts[i].open.is_empty() && super::cross::below(&level, stop) {
                 return Err(format!("cross account {} at or below its stop-out: {level:?}", i + 1));
             }

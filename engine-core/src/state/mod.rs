@@ -194,6 +194,8 @@ pub struct Engine {
     pub(crate) swap_free_groups: Vec<bool>,
     /// Each group's margin-call level (the engine's where the group sets none).
     pub(crate) group_levels: Vec<crate::num::Ppm>,
+    /// Each group's cross stop-out level (likewise).
+    pub(crate) group_stop_levels: Vec<crate::num::Ppm>,
     pub(crate) total_deposits: Usdc,
     pub(crate) total_withdrawals: Usdc,
     /// Running Σ available and Σ open margins, so conservation is checked in O(1) per command.
@@ -281,6 +283,11 @@ impl Engine {
                 .groups
                 .iter()
                 .map(|g| g.margin_call_level.unwrap_or(cfg.margin_call_level))
+                .collect(),
+            group_stop_levels: cfg
+                .groups
+                .iter()
+                .map(|g| g.stop_out_level.unwrap_or(cfg.stop_out_level))
                 .collect(),
             total_deposits: Usdc::ZERO,
             total_withdrawals: Usdc::ZERO,

@@ -79,7 +79,7 @@ impl Engine {
             margin_mode: a.mode,
             margin_level: self.is_cross(ai).then(|| self.cross_level(ai)),
             margin_call_level: self.margin_call_level(ai),
-            stop_out_level: self.cfg.stop_out_level,
+            stop_out_level: self.stop_out_level(ai),
         })
     }
 

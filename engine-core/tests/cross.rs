@@ -383,3 +383,30 @@ fn a_stop_out_level_must_be_at_least_one_and_below_the_margin_call_level() {
     assert!(!invalid(with(group(1_800_000))), "below its own group's call level");
     assert!(invalid(with(group(2_000_000))));
 }
+
+/// Money held for a pending order no longer defends a cross account's positions: an order
+/// whose hold would take it past its free margin is refused, as a withdrawal would be (found by
+/// the property test: the hold took an account below its stop-out with nobody checking).
+#[test]
+fn a_pending_orders_hold_must_fit_the_free_margin() {
+    let mut h = Harness::with(no_margin_calls());
+    h.price(BTC, usd(50_000));
+    let x = cross(&mut h, "c@x");
+    open(&mut h, x, BTC, 20, btc(1)); // 2 500 available
+    h.price(BTC, usd(48_000)); // −2 000: free margin 500
+    let order = |margin| OrderRequest {
+        account: x,
+        market: BTC,
+        side: Side::Long,
+        kind: OrderKind::Limit,
+        price: usd(47_000),
+        leverage: 10,
+        size: Size::Margin(usdc(margin)),
+        take_profit: None,
+        stop_loss: None,
+        expires_at_ns: None,
+        client_order_id: None,
+    };
+    assert_eq!(h.run(CommandKind::PlaceOrder(order(501))), Err(Reason::InsufficientBalance));
+    assert!(h.run(CommandKind::PlaceOrder(order(400))).is_ok());
+}

@@ -344,6 +344,40 @@ impl World {
     }
 }
 
+/// Every triggered close and margin call is explained in its own command, right before it, by
+/// the trigger that matches its reason; a liquidation's inputs give a level at or below 1.
+fn assert_every_close_explained(w: &World) {
+    let mut explained: Option<(u64, PositionId, Trigger, Change)> = None;
+    for o in &w.h.out {
+        let Output::Change(c) = o else { continue };
+        let want = match c.change {
+            Change::Explained { position, trigger, .. } => {
+                explained = Some((c.seq, position, trigger, c.change));
+                continue;
+            }
+            Change::Closed { position, reason, .. } => match reason {
+                CloseReason::Manual => None,
+                CloseReason::TakeProfit => Some((position, Trigger::TakeProfit)),
+                CloseReason::StopLoss => Some((position, Trigger::StopLoss)),
+                CloseReason::TrailingStop => Some((position, Trigger::TrailingStop)),
+                CloseReason::Liquidation => Some((position, Trigger::Liquidation)),
+                CloseReason::StopOut => Some((position, Trigger::StopOut)),
+            },
+            Change::MarginCall { position, .. } => Some((position, Trigger::MarginCall)),
+            _ => None,
+        };
+        let Some((position, trigger)) = want else { continue };
+        let Some((seq, p, t, why)) = explained else { panic!("{c:?} not explained") };
+        assert_eq!((seq, p, t), (c.seq, position, trigger), "{c:?} explained by {why:?}");
+        if trigger == Trigger::Liquidation {
+            let Change::Explained { market, .. } = why else { unreachable!() };
+            let scale = if market == BTC { Scale::new(2, 5) } else { Scale::new(2, 4) };
+            let level = why.explained_level(scale).and_then(|l| l.level);
+            assert!(level.is_none_or(|l| l <= 1_000_000), "liquidated above level 1: {why:?}");
+        }
+    }
+}
+
 /// A liquidated position was closed at or beyond its liquidation price, and that price is no more
 /// than one step earlier than the exact formula: one step further from the mark, equity <= MM.
 fn assert_fair_liquidation(v: &PositionView) {
@@ -479,6 +513,7 @@ proptest! {
         }
         prop_assert_eq!(liquidations, w.h.engine.counters().liquidations);
         assert_changes_account_for_every_movement(&mut w);
+        assert_every_close_explained(&w);
 
         // Same log, fresh engine, twice: identical outputs and state hash.
         let live_hash = w.h.summary().hash;

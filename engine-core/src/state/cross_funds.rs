@@ -76,8 +76,8 @@ impl Engine {
         Ok(())
     }
 
-    /// A withdrawal from a cross account: within its free margin, and leaving it above its
-    /// stop-out level.
+    /// A withdrawal from a cross account, or money held for its pending order: within its free
+    /// margin, and leaving it above its stop-out level.
     pub(super) fn cross_withdraw_check(&self, ai: usize, amount: Usdc) -> Result<(), Reason> {
         let (free, level) = self.free_margin(ai);
         let after = CrossLevel { equity: sub(level.equity, amount), ..level };

@@ -54,6 +54,11 @@ impl Engine {
         if self.accounts[ai].available < reserved {
             return Err(Reason::InsufficientBalance);
         }
+        // A cross account's held money no longer defends its positions: like a withdrawal, it
+        // must fit its free margin and leave it above its stop-out level.
+        if self.is_cross(ai) {
+            self.cross_withdraw_check(ai, reserved)?;
+        }
 
         // Accepted: from here on nothing can fail.
         let order = OrderView { id: OrderId(self.next_order_id), reserved, ..draft };

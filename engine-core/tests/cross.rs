@@ -410,3 +410,40 @@ fn a_pending_orders_hold_must_fit_the_free_margin() {
     assert_eq!(h.run(CommandKind::PlaceOrder(order(501))), Err(Reason::InsufficientBalance));
     assert!(h.run(CommandKind::PlaceOrder(order(400))).is_ok());
 }
+
+/// Hedged margin: a cross account holding 5 BTC long and 5 BTC short margins only the larger
+/// side (a tie: the long) where the market's `hedged_margin_rate` is 0, and both in full at the
+/// default 1. With a bid of 49 750 and an ask of 50 250 both legs lose 1 250: equity 2 500
+/// against 2 500 of maintenance in full (level 1: stopped out until it recovers) or 1 243.75
+/// hedged (level 2.010050: kept).
+#[test]
+fn a_hedged_account_margins_only_the_larger_side_at_a_zero_hedged_rate() {
+    let mut cfg = no_margin_calls();
+    cfg.markets[1].hedged_margin_rate = Ppm(0); // ETH: a market with hedged relief
+    cfg.markets[0].max_leverage = 100;
+    let mut h = Harness::with(cfg);
+    h.price(BTC, usd(50_000));
+    h.price(ETH, usd(50_000));
+    let full = cross(&mut h, "full@x");
+    let hedged = cross(&mut h, "hedged@x");
+    for (a, market) in [(full, BTC), (hedged, ETH)] {
+        let q = if market == BTC { btc(5) } else { eth(5) };
+        for side in [Side::Long, Side::Short] {
+            h.open(OpenRequest::new(a, market, side, 100, Size::Quantity(q))).unwrap();
+        }
+    }
+    assert_eq!(level(&mut h, full).maintenance_margin, usdc(2_500));
+    assert_eq!(level(&mut h, hedged).maintenance_margin, usdc(1_250));
+    h.tick(BTC, usd(49_750), usd(50_250)).unwrap();
+    h.tick(ETH, usd(49_750), usd(50_250)).unwrap();
+    // Stopped out at level 1: the long (equal losses: the lower id) closes, after which the
+    // short alone (1 256.25 of maintenance) leaves it above the level.
+    assert_eq!(h.balance(full).open_positions, 1, "stopped out at level 1, one leg closed");
+    assert_eq!(h.engine.counters().stop_outs, 1);
+    let l = level(&mut h, hedged);
+    assert_eq!(
+        (l.equity, l.maintenance_margin, l.level),
+        (usdc(2_500), Usdc(1_243_750_000), Ppm(2_010_050))
+    );
+    assert_eq!(h.balance(hedged).open_positions, 2);
+}

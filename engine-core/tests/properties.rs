@@ -139,6 +139,8 @@ impl World {
         cfg.markets[0].financing_long_rate = Ppm(3_000);
         cfg.markets[0].financing_short_rate = Ppm(-1_000);
         cfg.markets[1].financing_short_rate = Ppm(2_000);
+        // Cross accounts holding both sides of ETH margin the smaller at half.
+        cfg.markets[1].hedged_margin_rate = Ppm(500_000);
         let mut h = Harness::with(cfg);
         let users: Vec<AccountId> = (0..USERS).map(|i| h.account(&format!("u{i}@x"))).collect();
         // Half the users margin their whole account (docs/DESIGN.md, "Cross margin"): the

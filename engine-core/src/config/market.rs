@@ -109,6 +109,11 @@ pub struct MarketConfig {
     /// out of it re-keys every cross account holding this market.
     #[serde(default = "serde_file::cross_band_bps")]
     pub cross_band_bps: u32,
+    /// In a cross account holding both sides of this market, the smaller side's maintenance
+    /// margin counts at this rate of itself (docs/DESIGN.md, "Cross margin"): `"0"` margins
+    /// only the larger side, `"1"` (the default) both in full.
+    #[serde(default = "serde_file::one", deserialize_with = "serde_file::ppm")]
+    pub hedged_margin_rate: Ppm,
 }
 
 /// One leverage bracket: positions whose notional at entry is at most `notional_cap` (and above
@@ -164,6 +169,7 @@ impl MarketConfig {
             skew_financing_rate: Ppm(0),
             brackets: Vec::new(),
             cross_band_bps: serde_file::cross_band_bps(),
+            hedged_margin_rate: serde_file::one(),
         }
     }
 
@@ -323,6 +329,9 @@ impl MarketConfig {
                 || self.max_deviation_bps > 10_000)
         {
             return bad("max_source_age must be > 0 and max_deviation_bps in 1..=10000");
+        }
+        if !(0..=PPM_ONE).contains(&self.hedged_margin_rate.0) {
+            return bad("hedged_margin_rate must be in 0..=1");
         }
         if !(1..=crate::limits::CROSS_BAND_BPS_MAX).contains(&self.cross_band_bps) {
             return bad("cross_band_bps must be in 1..=2000");

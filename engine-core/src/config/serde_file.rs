@@ -21,6 +21,11 @@ pub fn cross_band_bps() -> u32 {
     200
 }
 
+/// A rate of 1 (no relief).
+pub fn one() -> crate::num::Ppm {
+    crate::num::Ppm(crate::num::PPM_ONE)
+}
+
 /// Default quiet period before a guarded market reopens: 10 s.
 pub fn guard_quiet_ns() -> u64 {
     10_000_000_000

@@ -11,7 +11,9 @@
 //! it holds leaves its band (the band is re-centred and the market's cross accounts re-keyed,
 //! counted as `band_crossings`), or when the account itself changes.
 
-use super::{AccountId, Change, CloseReason, Engine, Event, Output, PosRef, Price, Side, Sink};
+use super::{
+    AccountId, Change, CloseReason, Engine, Event, Output, PosRef, Position, Price, Side, Sink,
+};
 use crate::event::CrossLevel;
 use crate::index::{OrderKey, OrderedSet};
 use crate::num::{PPM_ONE, Ppm, Usdc};
@@ -43,12 +45,15 @@ struct CrossSlot {
     held_at: u32,
     /// 0: no key, 1: on the bid (a long key), 2: on the ask.
     side: u8,
+    /// The side margined at the market's hedged-margin rate (the smaller by quantity while the
+    /// account holds both): 0 none, 1 long, 2 short. Set by each review and re-key.
+    hedged: u8,
 }
 
 const _: () = assert!(std::mem::size_of::<CrossSlot>() == 16);
 
 impl CrossSlot {
-    const EMPTY: CrossSlot = CrossSlot { key: 0, held_at: NOT_HELD, side: 0 };
+    const EMPTY: CrossSlot = CrossSlot { key: 0, held_at: NOT_HELD, side: 0, hedged: 0 };
 
     fn key(self) -> Option<(Side, i64)> {
         match self.side {
@@ -235,7 +240,8 @@ impl Engine {
             let m = &self.markets[usize::from(p.market.0)];
             let mark = m.mark(p.side);
             equity += p.margin().0 + m.scale.pnl_floor(p.side, p.entry, mark, p.qty).0;
-            mm += m.scale.rate_of_value_ceil(p.mmr(), mark, p.qty).0 - m.cum(p).0;
+            let (rate, cum) = self.maintenance_terms(ai, p);
+            mm += m.scale.rate_of_value_ceil(rate, mark, p.qty).0 - cum.0;
         }
         CrossLevel {
             equity: Usdc(equity),
@@ -250,6 +256,7 @@ impl Engine {
         self.counters.cross_checks += 1;
         let account = AccountId(u32::try_from(ai + 1).expect("accounts fit u32"));
         let (stop, call) = (self.stop_out_level(ai), self.margin_call_level(ai));
+        self.refresh_hedges(ai);
         let mut level = self.cross_level(ai);
         let held = !self.accounts[ai].open.is_empty();
         if held && below(&level, stop) {
@@ -261,6 +268,7 @@ impl Engine {
                 let view = self.close_part(ts, r, qty, CloseReason::StopOut, sink);
                 sink.emit(Output::Event(Event::PositionClosed(view)));
                 self.counters.stop_outs += 1;
+                self.refresh_hedges(ai);
                 level = self.cross_level(ai);
                 if !below(&level, stop) {
                     break;
@@ -316,9 +324,48 @@ impl Engine {
         self.accounts[ai].open.iter().copied().min_by_key(pnl)
     }
 
+    /// A position's maintenance rate and amount in its cross account: its bracket's, or on the
+    /// hedged (smaller) side of a market where the account holds both, the market's
+    /// `hedged_margin_rate` of them (the rate rounded up, the amount down: the house's favour).
+    fn maintenance_terms(&self, ai: usize, p: &Position) -> (Ppm, Usdc) {
+        let m = &self.markets[usize::from(p.market.0)];
+        let (rate, cum) = (p.mmr(), m.cum(p));
+        let hedged = self.accounts[ai].cross.slots[usize::from(p.market.0)].hedged;
+        if hedged != 1 + u8::try_from(side_index(p.side)).expect("0 or 1") {
+            return (rate, cum);
+        }
+        let (h, one) = (i128::from(m.cfg.hedged_margin_rate.0), i128::from(PPM_ONE));
+        let rate = crate::num::div_ceil(i128::from(rate.0) * h, one);
+        let rate = Ppm(i64::try_from(rate).expect("at most the rate"));
+        (rate, Usdc(crate::num::div_floor(cum.0 * h, one)))
+    }
+
+    /// Which side of each market is hedged in the account (see [`CrossSlot::hedged`]), from
+    /// its positions now. O(its positions + markets).
+    fn refresh_hedges(&mut self, ai: usize) {
+        let mut legs = std::mem::take(&mut self.legs_scratch);
+        legs.clear();
+        legs.resize(self.markets.len() * 2, Legs::default());
+        for &r in &self.accounts[ai].open {
+            let p = self.positions.get(r);
+            legs[usize::from(p.market.0) * 2 + side_index(p.side)].qty += i128::from(p.qty.0);
+        }
+        for (mi, m) in self.markets.iter().enumerate() {
+            let (long, short) = (legs[mi * 2].qty, legs[mi * 2 + 1].qty);
+            let relief = m.cfg.hedged_margin_rate.0 < PPM_ONE && long > 0 && short > 0;
+            self.accounts[ai].cross.slots[mi].hedged = match (relief, long >= short) {
+                (false, _) => 0,
+                (true, true) => 2,
+                (true, false) => 1,
+            };
+        }
+        self.legs_scratch = legs;
+    }
+
     /// Replaces the account's keys and its places among the markets' holders. O(its positions
     /// + markets).
     pub(super) fn cross_rekey(&mut self, ai: usize) {
+        self.refresh_hedges(ai);
         // A market nobody else holds has a stale band: centre it on the price first.
         for &r in &self.accounts[ai].open {
             let m = &mut self.markets[usize::from(self.positions.get(r).market.0)];
@@ -345,12 +392,13 @@ impl Engine {
                 Side::Short => m.cross.band.1,
             };
             let pnl = m.scale.pnl_floor(p.side, p.entry, edge, p.qty).0;
-            let mm = m.scale.rate_of_value_ceil(p.mmr(), edge, p.qty).0;
+            let (mmr, cum) = self.maintenance_terms(ai, p);
+            let mm = m.scale.rate_of_value_ceil(mmr, edge, p.qty).0;
             let at_edge = pnl * one - l * mm;
-            base += p.margin().0 * one + l * m.cum(p).0 - (one + l);
+            base += p.margin().0 * one + l * cum.0 - (one + l);
             let leg = &mut legs[usize::from(p.market.0) * 2 + side_index(p.side)];
             let (num, q) = (m.scale.num(), i128::from(p.qty.0));
-            let rate = l * i128::from(p.mmr().0);
+            let rate = l * i128::from(mmr.0);
             leg.qty += q;
             leg.at_edge += at_edge;
             leg.slope += q * num * (one * one - if p.side == Side::Long { rate } else { -rate });

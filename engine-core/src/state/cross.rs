@@ -225,6 +225,7 @@ impl Engine {
     pub(crate) fn cross_restore(&mut self) {
         for ai in 0..self.accounts.len() {
             if self.is_cross(ai) {
+                self.refresh_hedges(ai);
                 self.cross_rekey(ai);
             }
         }
@@ -343,6 +344,9 @@ impl Engine {
     /// Which side of each market is hedged in the account (see [`CrossSlot::hedged`]), from
     /// its positions now. O(its positions + markets).
     fn refresh_hedges(&mut self, ai: usize) {
+        if self.markets.iter().all(|m| m.cfg.hedged_margin_rate.0 == PPM_ONE) {
+            return; // no market gives relief: every slot stays 0
+        }
         let mut legs = std::mem::take(&mut self.legs_scratch);
         legs.clear();
         legs.resize(self.markets.len() * 2, Legs::default());
@@ -364,8 +368,8 @@ impl Engine {
 
     /// Replaces the account's keys and its places among the markets' holders. O(its positions
     /// + markets).
+    /// The hedged sides must be current (`refresh_hedges`: a review does it first).
     pub(super) fn cross_rekey(&mut self, ai: usize) {
-        self.refresh_hedges(ai);
         // A market nobody else holds has a stale band: centre it on the price first.
         for &r in &self.accounts[ai].open {
             let m = &mut self.markets[usize::from(self.positions.get(r).market.0)];

@@ -366,9 +366,9 @@ impl Engine {
         self.legs_scratch = legs;
     }
 
-    /// Replaces the account's keys and its places among the markets' holders. O(its positions
-    /// + markets).
-    /// The hedged sides must be current (`refresh_hedges`: a review does it first).
+    /// Replaces the account's keys and its places among the markets' holders, in O(its
+    /// positions and the markets). The hedged sides must be current (`refresh_hedges`: a review
+    /// does it first).
     pub(super) fn cross_rekey(&mut self, ai: usize) {
         // A market nobody else holds has a stale band: centre it on the price first.
         for &r in &self.accounts[ai].open {

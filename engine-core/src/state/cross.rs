@@ -147,7 +147,7 @@ impl Engine {
     /// Marks a cross account for review at the end of the command (`changed`: the account
     /// itself changed, so its margin call may re-arm).
     pub(super) fn cross_touch(&mut self, ai: usize, changed: bool) {
-        if self.accounts[ai].mode != crate::command::MarginMode::Cross {
+        if !self.is_cross(ai) {
             return;
         }
         let book = &mut self.accounts[ai].cross;
@@ -186,7 +186,8 @@ impl Engine {
         }
     }
 
-    /// Re-centres a band the prices left (and marks the market's cross accounts), then marks
+    /// Re-centres a band the prices left and marks every cross account holding the market
+    /// (keys exist only for holders, so that covers every key the prices reached); else marks
     /// the accounts whose keys the prices reached.
     #[cold]
     fn cross_tick_reached(&mut self, mi: usize) {
@@ -202,6 +203,7 @@ impl Engine {
                 self.cross_touch(super::usize_from(ai), false);
             }
             self.markets[mi].cross.holders = holders;
+            return;
         }
         let c = &self.markets[mi].cross;
         let fired =

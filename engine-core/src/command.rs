@@ -615,6 +615,40 @@ pub enum CommandKind {
         /// Isolated (each position on its own margin) or cross (the whole account).
         mode: MarginMode,
     },
+    /// The account chooses how its orders meet its positions (docs/DESIGN.md, "Netting"):
+    /// refused with `positions_open` while it holds open positions or pending orders.
+    SetPositionMode {
+        /// Account.
+        account: AccountId,
+        /// Hedging (every order opens a position of its own) or netting (one position per
+        /// market, which an opposite order reduces, closes or reverses).
+        mode: PositionMode,
+    },
+}
+
+/// How an account's orders meet its positions.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum PositionMode {
+    /// Every order opens a position of its own; both sides may be held at once.
+    #[default]
+    Hedging,
+    /// One position per market: an order on its side adds to it (at the weighted average
+    /// entry), an opposite order reduces it, closes it, or closes it and opens the rest on
+    /// the other side.
+    Netting,
+}
+
+impl PositionMode {
+    /// `"hedging"` / `"netting"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PositionMode::Hedging => "hedging",
+            PositionMode::Netting => "netting",
+        }
+    }
 }
 
 /// How an account's positions are margined.

@@ -416,6 +416,51 @@ pub enum Change {
         /// The account's margin level when the stop-out began.
         level: CrossLevel,
     },
+    /// The account's position mode changed (it held no positions and no orders).
+    PositionModeSet {
+        /// The account.
+        account: AccountId,
+        /// The new mode.
+        mode: crate::command::PositionMode,
+    },
+    /// A netting account's order on its position's side added to it (docs/DESIGN.md,
+    /// "Netting"): `added_quantity` filled at `price`, the entry is the weighted average
+    /// (rounded against the trader), `added_margin` locked, `fee` paid as for an open.
+    Increased {
+        /// The position (its id stays).
+        position: PositionId,
+        /// Owner.
+        account: AccountId,
+        /// Market.
+        market: MarketId,
+        /// Side.
+        side: Side,
+        /// The quantity added.
+        added_quantity: Qty,
+        /// Its fill price.
+        price: Price,
+        /// The position's quantity after.
+        quantity: Qty,
+        /// The position's entry price after: the weighted average.
+        entry_price: Price,
+        /// Margin locked by the addition.
+        added_margin: Usdc,
+        /// The position's margin after.
+        margin: Usdc,
+        /// The position's leverage after: the larger of its own and the order's.
+        leverage: u32,
+        /// Fee of the addition (to the house), the client group's charges included.
+        fee: Usdc,
+        /// Of `fee`, the client group's spread markup and commission (a `Charged` change
+        /// right before splits them).
+        charges: Usdc,
+        /// Liquidation price after (0: never, or a cross account's).
+        liquidation_price: Price,
+        /// Take-profit after.
+        take_profit: Option<Price>,
+        /// Stop-loss after.
+        stop_loss: Option<Price>,
+    },
 }
 
 impl Change {
@@ -444,7 +489,9 @@ impl Change {
             | Change::AccountMarginCall { account, .. }
             | Change::StopOut { account, .. }
             | Change::Explained { account, .. }
-            | Change::SourceQuotes { account, .. } => Some(account),
+            | Change::SourceQuotes { account, .. }
+            | Change::PositionModeSet { account, .. }
+            | Change::Increased { account, .. } => Some(account),
             Change::Checkpoint | Change::PriceApplied { .. } => None,
         }
     }

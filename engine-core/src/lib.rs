@@ -121,7 +121,7 @@ pub mod prelude {
     pub use crate::command::{
         AccountId, ClientOrderId, CloseSize, Command, CommandKind, Credential, IdempotencyKey,
         Login, MarginMode, MarketId, MarketMode, OpenRequest, OrderId, OrderKind, OrderRequest,
-        PositionId, PositionStatus, RequestId, Size, SourceId, Tick, TrailDistance,
+        PositionId, PositionMode, PositionStatus, RequestId, Size, SourceId, Tick, TrailDistance,
     };
     pub use crate::config::{EngineConfig, MarketConfig, RuntimeConfig, WaitMode};
     pub use crate::event::{

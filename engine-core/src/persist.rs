@@ -17,7 +17,7 @@
 //! A record is at most [`MAX_RECORD_BYTES`]. A crash mid-write leaves a short or mismatching last
 //! record, which [`RecordReader`] reports instead of decoding.
 //!
-//! **Snapshot file**: `"HXSNAP05"`, `seq: u64 LE` (the journal sequence of the last command it
+//! **Snapshot file**: `"HXSNAP06"`, `seq: u64 LE` (the journal sequence of the last command it
 //! contains), `state_hash: [u8; 32]`, `len: u64 LE`, `crc32: u32 LE`, then the postcard encoding of
 //! [`crate::snapshot::EngineSnapshot`].
 
@@ -33,7 +33,10 @@ pub const RECORD_HEADER_BYTES: usize = 8;
 pub const MAX_RECORD_BYTES: usize = crate::command::MAX_ENCODED_BYTES;
 // 02: pending orders, margin-call state and the order sequence (a 01 file is refused as
 // malformed, not misread).
-const SNAPSHOT_MAGIC: &[u8; 8] = b"HXSNAP05";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"HXSNAP06";
+/// Snapshots written before netting: the same payload without the trailing `netting`, read as
+/// none.
+const SNAPSHOT_MAGIC_05: &[u8; 8] = b"HXSNAP05";
 /// Snapshots written before cross margin: the same payload without the trailing `cross`, read
 /// as none.
 const SNAPSHOT_MAGIC_04: &[u8; 8] = b"HXSNAP04";
@@ -325,10 +328,12 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
     // postcard (a length 0, a varint 0).
     let missing_bytes = match bytes.get(..8) {
         Some(m) if m == SNAPSHOT_MAGIC => 0,
-        // sources, groups, spread and commission revenue, group terms; group pricing; cross.
-        Some(m) if m == SNAPSHOT_MAGIC_02 => 7,
-        Some(m) if m == SNAPSHOT_MAGIC_03 => 2,
-        Some(m) if m == SNAPSHOT_MAGIC_04 => 1,
+        // sources, groups, spread and commission revenue, group terms; group pricing; cross;
+        // netting.
+        Some(m) if m == SNAPSHOT_MAGIC_02 => 8,
+        Some(m) if m == SNAPSHOT_MAGIC_03 => 3,
+        Some(m) if m == SNAPSHOT_MAGIC_04 => 2,
+        Some(m) if m == SNAPSHOT_MAGIC_05 => 1,
         _ => return Err(SnapshotError::Malformed),
     };
     if bytes.len() < SNAPSHOT_HEADER_BYTES {
@@ -348,7 +353,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
     }
     let snapshot = if missing_bytes > 0 {
         let mut extended = payload.to_vec();
-        extended.extend_from_slice(&[0; 7][..missing_bytes]);
+        extended.extend_from_slice(&[0; 8][..missing_bytes]);
         postcard::from_bytes(&extended)
     } else {
         postcard::from_bytes(payload)
@@ -367,7 +372,7 @@ mod tests {
 
     /// A snapshot written before price sources existed (HXSNAP02: the payload without the
     /// trailing `sources` list and what followed) or before the groups' pricing (HXSNAP03)
-    /// or cross margin (HXSNAP04) still restores, with none.
+    /// or cross margin (HXSNAP04) or netting (HXSNAP05) still restores, with none.
     #[test]
     fn a_snapshot_from_before_sources_decodes_with_none() {
         let snap = crate::snapshot::EngineSnapshot {
@@ -375,15 +380,21 @@ mod tests {
             group_terms: Vec::new(),
             group_pricing: Vec::new(),
             cross: None,
+            netting: Vec::new(),
             ..Engine::new(EngineConfig::default()).unwrap().snapshot()
         };
         let payload = encode_value(&snap);
         assert!(
-            payload.ends_with(&[0; 7]),
+            payload.ends_with(&[0; 8]),
             "empty lists, zero amounts and none are one byte 0 each"
         );
-        for (magic, cut) in [(SNAPSHOT_MAGIC_02, 7), (SNAPSHOT_MAGIC_03, 2), (SNAPSHOT_MAGIC_04, 1)]
-        {
+        let olds = [
+            (SNAPSHOT_MAGIC_02, 8),
+            (SNAPSHOT_MAGIC_03, 3),
+            (SNAPSHOT_MAGIC_04, 2),
+            (SNAPSHOT_MAGIC_05, 1),
+        ];
+        for (magic, cut) in olds {
             let old = &payload[..payload.len() - cut];
             let mut bytes = Vec::new();
             bytes.extend_from_slice(magic);

@@ -153,11 +153,13 @@ pub enum CloseReason {
     Liquidation,
     /// Closed by its cross account's stop-out (the most losing position first).
     StopOut,
+    /// Reduced or closed by an opposite order in a netting account.
+    Netted,
 }
 
 impl CloseReason {
     /// `"manual"`, `"take_profit"`, `"stop_loss"`, `"trailing_stop"`, `"liquidation"`,
-    /// `"stop_out"`.
+    /// `"stop_out"`, `"netted"`.
     pub const fn as_str(self) -> &'static str {
         match self {
             CloseReason::Manual => "manual",
@@ -166,6 +168,7 @@ impl CloseReason {
             CloseReason::TrailingStop => "trailing_stop",
             CloseReason::Liquidation => "liquidation",
             CloseReason::StopOut => "stop_out",
+            CloseReason::Netted => "netted",
         }
     }
 }

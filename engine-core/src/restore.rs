@@ -42,11 +42,19 @@ impl Engine {
                 admin: a.admin,
                 group: 0,
                 mode: crate::command::MarginMode::Isolated,
+                position_mode: crate::command::PositionMode::Hedging,
                 cross: crate::state::cross::CrossBook::default(),
             });
             if e.logins.insert(a.login, id).is_some() {
                 return bad(format!("duplicate login {:?}", a.login));
             }
+        }
+        for &account in &snap.netting {
+            let i = usize_from(account.0).wrapping_sub(1);
+            if i >= e.accounts.len() {
+                return bad(format!("netting mode of unknown account {}", account.0));
+            }
+            e.accounts[i].position_mode = crate::command::PositionMode::Netting;
         }
         for &(account, armed) in snap.cross.iter().flat_map(|c| &c.accounts) {
             let i = usize_from(account.0).wrapping_sub(1);

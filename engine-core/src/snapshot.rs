@@ -265,6 +265,9 @@ pub struct EngineSnapshot {
     /// Cross accounts and the cross counters: last, so that a snapshot written before cross
     /// margin existed decodes with none (every account isolated).
     pub cross: Option<CrossSnapshot>,
+    /// Netting accounts, ascending: last, so that a snapshot written before netting existed
+    /// decodes with none (every account hedging).
+    pub netting: Vec<AccountId>,
 }
 
 /// Cross margin's state: which accounts are cross, and whether each one's margin call is
@@ -408,6 +411,10 @@ impl Engine {
                     self.counters.band_crossings,
                 ),
             }),
+            netting: (0..self.accounts.len())
+                .filter(|&i| self.is_netting(i))
+                .map(|i| AccountId(u32::try_from(i + 1).expect("account ids fit u32")))
+                .collect(),
         }
     }
 }

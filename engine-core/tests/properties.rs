@@ -148,6 +148,12 @@ impl World {
         for &account in &users[USERS / 2..] {
             h.run(CommandKind::SetMarginMode { account, mode: MarginMode::Cross }).unwrap();
         }
+        // Every other user nets (docs/DESIGN.md, "Netting"): one isolated, one cross; their
+        // opens add to, reduce, close and reverse their positions.
+        for &account in users.iter().skip(1).step_by(2) {
+            let mode = PositionMode::Netting;
+            h.run(CommandKind::SetPositionMode { account, mode }).unwrap();
+        }
         let operator = h.account("ops@x");
         let login = Login::new("ops@x").unwrap();
         h.run(CommandKind::SetRole { login, admin: true }).unwrap();
@@ -358,7 +364,7 @@ fn assert_every_close_explained(w: &World) {
                 continue;
             }
             Change::Closed { position, reason, .. } => match reason {
-                CloseReason::Manual => None,
+                CloseReason::Manual | CloseReason::Netted => None,
                 CloseReason::TakeProfit => Some((position, Trigger::TakeProfit)),
                 CloseReason::StopLoss => Some((position, Trigger::StopLoss)),
                 CloseReason::TrailingStop => Some((position, Trigger::TrailingStop)),
@@ -437,7 +443,8 @@ fn assert_changes_account_for_every_movement(w: &mut World) {
             }
             Change::Deposited { account, amount } => cash[user(account)] += amount.0,
             Change::Withdrawn { account, amount } => cash[user(account)] -= amount.0,
-            Change::Opened { account, margin, fee, .. } => {
+            Change::Opened { account, margin, fee, .. }
+            | Change::Increased { account, added_margin: margin, fee, .. } => {
                 cash[user(account)] -= fee.0;
                 locked[user(account)] += margin.0;
                 house += fee.0;
@@ -472,6 +479,7 @@ fn assert_changes_account_for_every_movement(w: &mut World) {
             // Between two positions of one account: its balance and what it has locked stay.
             Change::MarginMoved { .. } => {}
             Change::MarginModeSet { .. }
+            | Change::PositionModeSet { .. }
             | Change::AccountMarginCall { .. }
             | Change::StopOut { .. }
             | Change::Explained { .. }

@@ -6,7 +6,7 @@ use engine_core::event::{Change, CloseReason};
 /// A movement of one account's balance (available + locked margin + margin held for orders).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Movement {
-    /// `deposit`, `withdrawal`, `open_fee`, `financing`, `realized_pnl`, `close_fee`,
+    /// `deposit`, `withdrawal`, `open_fee` (an open's or an increase's), `financing`, `realized_pnl`, `close_fee`,
     /// `liquidation_fee`, `loss_forgiven`, `spread_markup`, `commission`.
     pub kind: &'static str,
     /// Signed micro-USDC.
@@ -30,7 +30,9 @@ pub fn movements(change: &Change) -> Vec<Movement> {
         }
         Change::Deposited { amount, .. } => vec![m("deposit", amount.0)],
         Change::Withdrawn { amount, .. } => vec![m("withdrawal", -amount.0)],
-        Change::Opened { fee, charges, .. } => vec![m("open_fee", -(fee.0 - charges.0))],
+        Change::Opened { fee, charges, .. } | Change::Increased { fee, charges, .. } => {
+            vec![m("open_fee", -(fee.0 - charges.0))]
+        }
         Change::Financed { amount, .. } => vec![m("financing", -amount.0)],
         Change::Closed { realized_pnl, fee, charges, reason, bad_debt, .. } => {
             let fee_kind = match reason {
@@ -56,6 +58,7 @@ pub fn movements(change: &Change) -> Vec<Movement> {
         | Change::GroupSet { .. }
         | Change::GroupTermsSet { .. }
         | Change::MarginModeSet { .. }
+        | Change::PositionModeSet { .. }
         | Change::MarginMoved { .. }
         | Change::AccountMarginCall { .. }
         | Change::StopOut { .. }
@@ -90,7 +93,7 @@ pub struct HouseMovement {
 /// and the house takes the rest of the released margin the trader did not get.
 pub fn house_movement(change: &Change) -> Option<HouseMovement> {
     match *change {
-        Change::Opened { fee, .. } if fee.0 != 0 => {
+        Change::Opened { fee, .. } | Change::Increased { fee, .. } if fee.0 != 0 => {
             Some(HouseMovement { kind: "open_fee", insurance_delta: 0, house_delta: fee.0 })
         }
         Change::Financed { amount, .. } if amount.0 != 0 => {
@@ -143,6 +146,8 @@ pub const fn kind(change: &Change) -> &'static str {
         Change::SourceQuotes { .. } => "source_quotes",
         Change::Checkpoint => "checkpoint",
         Change::PriceApplied { .. } => "price_applied",
+        Change::PositionModeSet { .. } => "position_mode_set",
+        Change::Increased { .. } => "increased",
     }
 }
 

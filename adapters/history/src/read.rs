@@ -269,6 +269,7 @@ fn closed_view(row: &AnyRow) -> Result<PositionView> {
         Some("trailing_stop") => CloseReason::TrailingStop,
         Some("liquidation") => CloseReason::Liquidation,
         Some("stop_out") => CloseReason::StopOut,
+        Some("netted") => CloseReason::Netted,
         _ => return Err(bad("close reason")),
     };
     let money =

@@ -137,6 +137,7 @@ pub fn touched(batch: &[ChangeRecord], start: Cursor) -> (Vec<i64>, Vec<i64>) {
             Change::Closed { of_position, .. } => positions.push(of_position.0),
             Change::MarginAdded { position, .. }
             | Change::TriggersSet { position, .. }
+            | Change::Increased { position, .. }
             | Change::Financed { position, .. } => positions.push(position.0),
             _ => {}
         }
@@ -216,6 +217,7 @@ impl Projection {
         let a = self.accounts.get_mut(&account).ok_or_else(|| mismatch("unknown account", rec))?;
         a.locked += match rec.change {
             Change::Opened { margin, .. } => margin.0,
+            Change::Increased { added_margin, .. } => added_margin.0,
             Change::Closed { margin_released, .. } => -margin_released.0,
             Change::MarginAdded { amount, .. } => amount.0,
             Change::OrderPlaced { order } => order.reserved.0,
@@ -329,6 +331,29 @@ impl Projection {
                 open.take_profit = take_profit.map(|p| p.0);
                 open.stop_loss = stop_loss.map(|p| p.0);
             }
+            Change::Increased {
+                position,
+                quantity,
+                entry_price,
+                margin,
+                leverage,
+                fee,
+                liquidation_price,
+                take_profit,
+                stop_loss,
+                ..
+            } => {
+                // The row holds the whole position: its open fee is every addition's.
+                let open = self.open_mut(position.0, rec)?;
+                open.quantity = quantity.0;
+                open.entry_price = entry_price.0;
+                open.margin = margin.0;
+                open.leverage = i64::from(leverage);
+                open.open_fee += fee.0;
+                open.liquidation_price = liquidation_price.0;
+                open.take_profit = take_profit.map(|p| p.0);
+                open.stop_loss = stop_loss.map(|p| p.0);
+            }
             _ => {}
         }
         Ok(())
@@ -404,6 +429,7 @@ fn position_of(change: &Change) -> Result<Option<i64>> {
         Change::Opened { position, .. }
         | Change::Closed { position, .. }
         | Change::MarginAdded { position, .. }
+        | Change::Increased { position, .. }
         | Change::TriggersSet { position, .. }
         | Change::TrailingStopSet { position, .. }
         | Change::Financed { position, .. }

@@ -38,6 +38,7 @@ impl Engine {
             group: 0,
             admin: false,
             mode: crate::command::MarginMode::Isolated,
+            position_mode: crate::command::PositionMode::Hedging,
             cross: super::cross::CrossBook::default(),
         });
         self.logins.insert(login, id);

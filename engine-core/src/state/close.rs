@@ -101,15 +101,7 @@ impl Engine {
         // A partial close's closed part is a position of its own in the history (its own id
         // from the same sequence, its close info naming the position it came from).
         let part = if full { p.id } else { self.allocate_position_id() };
-        let m = &self.markets[usize::from(p.market.0)];
-        let mark = m.mark(p.side);
-        let released = if full {
-            p.margin()
-        } else {
-            Usdc(crate::num::div_floor(p.margin().0 * i128::from(qc.0), i128::from(p.qty.0)))
-        };
-        let pnl = m.scale.pnl_floor(p.side, p.entry, mark, qc);
-        let market_fee = m.scale.rate_of_value_ceil(m.cfg.close_fee_rate, mark, qc);
+        let CloseTerms { mark, released, pnl, market_fee } = self.close_terms(&p, qc);
         // A cross account pays a loss beyond the released margin from its balance and its
         // other positions' margins first.
         let owed = Usdc((-(released.0 + pnl.0 - market_fee.0)).max(0));
@@ -155,6 +147,22 @@ impl Engine {
         self.remember_closed(p.account, closed);
         self.cross_touch(ai, true);
         closed
+    }
+
+    /// What closing `qc` of `p` at its market's current mark releases (pro rata, rounded down),
+    /// realizes and costs in the market's fee, before a cross account's cover and the group's
+    /// charges.
+    pub(super) fn close_terms(&self, p: &Position, qc: Qty) -> CloseTerms {
+        let m = &self.markets[usize::from(p.market.0)];
+        let mark = m.mark(p.side);
+        let released = if qc == p.qty {
+            p.margin()
+        } else {
+            Usdc(crate::num::div_floor(p.margin().0 * i128::from(qc.0), i128::from(p.qty.0)))
+        };
+        let pnl = m.scale.pnl_floor(p.side, p.entry, mark, qc);
+        let market_fee = m.scale.rate_of_value_ceil(m.cfg.close_fee_rate, mark, qc);
+        CloseTerms { mark, released, pnl, market_fee }
     }
 
     /// Liquidates the whole position at its market's current mark. Fee = min(max(equity, 0),
@@ -322,6 +330,14 @@ impl Engine {
         self.record(sink, change);
         Ok(ReplyData::Position(self.view(&pos)))
     }
+}
+
+/// See [`Engine::close_terms`].
+pub(super) struct CloseTerms {
+    pub(super) mark: crate::num::Price,
+    pub(super) released: Usdc,
+    pub(super) pnl: Usdc,
+    pub(super) market_fee: Usdc,
 }
 
 /// Who paid a close's deficit (all zero when there was none).

@@ -330,7 +330,7 @@ impl Engine {
     /// A position's maintenance rate and amount in its cross account: its bracket's, or on the
     /// hedged (smaller) side of a market where the account holds both, the market's
     /// `hedged_margin_rate` of them (the rate rounded up, the amount down: the house's favour).
-    fn maintenance_terms(&self, ai: usize, p: &Position) -> (Ppm, Usdc) {
+    pub(super) fn maintenance_terms(&self, ai: usize, p: &Position) -> (Ppm, Usdc) {
         let m = &self.markets[usize::from(p.market.0)];
         let (rate, cum) = (p.mmr(), m.cum(p));
         let hedged = self.accounts[ai].cross.slots[usize::from(p.market.0)].hedged;

@@ -40,7 +40,7 @@ impl Engine {
 
     /// What a cross account may still commit: equity − Σ position margins (its available
     /// balance plus its positions' PnL), and its level.
-    fn free_margin(&self, ai: usize) -> (Usdc, CrossLevel) {
+    pub(super) fn free_margin(&self, ai: usize) -> (Usdc, CrossLevel) {
         let level = self.cross_level(ai);
         let a = &self.accounts[ai];
         let locked = a.open.iter().fold(0, |s, &r| s + self.positions.get(r).margin().0);
@@ -53,18 +53,26 @@ impl Engine {
         &self,
         ai: usize,
         new: (crate::command::MarketId, Side, Price, Qty),
+        tier: (Ppm, Usdc),
+        money: (Usdc, Usdc),
+    ) -> Result<(), Reason> {
+        self.cross_open_check_from(ai, self.free_margin(ai), new, tier, money)
+    }
+
+    /// [`Engine::cross_open_check`] from a given free margin and level: a netting account's
+    /// order checks its addition or its reversal against the account as it will be.
+    pub(super) fn cross_open_check_from(
+        &self,
+        ai: usize,
+        (free, level): (Usdc, CrossLevel),
+        new: (crate::command::MarketId, Side, Price, Qty),
         (mmr, cum): (Ppm, Usdc),
         (cost, spent): (Usdc, Usdc),
     ) -> Result<(), Reason> {
-        let (free, level) = self.free_margin(ai);
         if cost > free {
             return Err(Reason::InsufficientBalance);
         }
-        let (market, side, entry, q) = new;
-        let m = &self.markets[usize::from(market.0)];
-        let mark = m.mark(side);
-        let pnl = m.scale.pnl_floor(side, entry, mark, q);
-        let mm = sub(m.scale.rate_of_value_ceil(mmr, mark, q), cum);
+        let (pnl, mm) = self.marked_terms(new, (mmr, cum));
         let after = CrossLevel {
             equity: add(sub(level.equity, spent), pnl),
             maintenance_margin: add(level.maintenance_margin, mm),
@@ -74,6 +82,18 @@ impl Engine {
             return Err(Reason::WouldLiquidate);
         }
         Ok(())
+    }
+
+    /// A position's PnL and maintenance margin at its market's mark, as the level counts them.
+    pub(super) fn marked_terms(
+        &self,
+        (market, side, entry, q): (crate::command::MarketId, Side, Price, Qty),
+        (mmr, cum): (Ppm, Usdc),
+    ) -> (Usdc, Usdc) {
+        let m = &self.markets[usize::from(market.0)];
+        let mark = m.mark(side);
+        let pnl = m.scale.pnl_floor(side, entry, mark, q);
+        (pnl, sub(m.scale.rate_of_value_ceil(mmr, mark, q), cum))
     }
 
     /// A withdrawal from a cross account, or money held for its pending order: within its free

@@ -117,6 +117,10 @@ impl Engine {
         for (i, a) in self.accounts.iter().enumerate().filter(|(i, _)| self.is_cross(*i)) {
             h.u64(i as u64).bool(a.cross.armed);
         }
+        // Netting accounts, only once used.
+        for i in (0..self.accounts.len()).filter(|&i| self.is_netting(i)) {
+            h.bytes(b"netting").u64(i as u64);
+        }
         // Configured groups' terms (operators may change them); none configured: nothing.
         if !self.cfg.groups.is_empty() {
             for t in self.groups.iter().flatten() {

@@ -45,6 +45,7 @@ mod financing;
 mod groups;
 mod invariants;
 mod margin_call;
+mod netting;
 mod open;
 mod orders;
 mod prices;
@@ -131,6 +132,8 @@ pub(crate) struct Account {
     pub(crate) group: u16,
     /// Isolated or cross.
     pub(crate) mode: crate::command::MarginMode,
+    /// Hedging or netting.
+    pub(crate) position_mode: crate::command::PositionMode,
     /// Its cross-margin keys (empty while isolated).
     pub(crate) cross: cross::CrossBook,
 }
@@ -515,6 +518,9 @@ impl Engine {
             }
             CommandKind::SetMarginMode { account, mode } => {
                 self.set_margin_mode(*account, *mode, sink)
+            }
+            CommandKind::SetPositionMode { account, mode } => {
+                self.set_position_mode(*account, *mode, sink)
             }
         }
     }

@@ -20,10 +20,18 @@ impl Engine {
         let m = self.market(req.market)?;
         let cfg = &m.cfg;
         check_open_inputs(cfg, self.leverage_cap(ai, req.market, m.max_leverage), req)?;
-        super::admin::check_mode(m)?;
+        // A netting account's position in the market takes the order (an opposite one only
+        // reduces it, which a halted or reduce-only market allows: its reversal checks again).
+        let netted = self.netted_position(ai, req.market);
+        if netted.is_none_or(|(_, p)| p.side == req.side) {
+            super::admin::check_mode(m)?;
+        }
         // Fill: a long buys at the ask, a short sells at the bid.
         let e = self.fresh_mark(req.market, req.side.opposite(), ts)?;
         check_slippage(req, e)?;
+        if let Some(held) = netted {
+            return self.open_netted(ts, req, held, e, sink);
+        }
         let (q, margin, fee) = size_position(m, req.leverage, req.size, e)?;
         if q.0 < cfg.min_qty {
             return Err(Reason::QuantityTooSmall);
@@ -134,12 +142,22 @@ impl Engine {
 
 /// The market's caps on open quantity: each side's total, and the difference between them
 /// when the open makes it larger (an open that narrows the skew is always allowed).
-fn check_open_interest(m: &Market, side: Side, q: Qty) -> Result<(), Reason> {
+pub(super) fn check_open_interest(m: &Market, side: Side, q: Qty) -> Result<(), Reason> {
+    let open = (i128::from(m.open_interest[0].1), i128::from(m.open_interest[1].1));
+    check_open_interest_from(m, open, side, q)
+}
+
+/// [`check_open_interest`] from given totals (long, short): a reversal's, after its close.
+pub(super) fn check_open_interest_from(
+    m: &Market,
+    (long, short): (i128, i128),
+    side: Side,
+    q: Qty,
+) -> Result<(), Reason> {
     let (cap, skew_cap) = (m.cfg.open_interest_cap(side), m.cfg.skew_cap_steps);
     if cap == 0 && skew_cap == 0 {
         return Ok(());
     }
-    let (long, short) = (i128::from(m.open_interest[0].1), i128::from(m.open_interest[1].1));
     let (new_long, new_short) = match side {
         Side::Long => (long + i128::from(q.0), short),
         Side::Short => (long, short + i128::from(q.0)),
@@ -156,7 +174,7 @@ fn check_open_interest(m: &Market, side: Side, q: Qty) -> Result<(), Reason> {
 }
 
 /// Long rejects if e > expected * (1 + bps/10^4); short if e < expected * (1 - bps/10^4).
-fn check_slippage(req: &OpenRequest, e: Price) -> Result<(), Reason> {
+pub(super) fn check_slippage(req: &OpenRequest, e: Price) -> Result<(), Reason> {
     let Some(expected) = req.expected_price else { return Ok(()) };
     let e = i128::from(e.0) * 10_000;
     let bps = i128::from(req.max_slippage_bps);
@@ -187,7 +205,7 @@ pub(super) fn check_tp_sl(
     Ok(())
 }
 
-fn opened_change(p: &Position, liq: Price, (fee, charges): (Usdc, Usdc)) -> Change {
+pub(super) fn opened_change(p: &Position, liq: Price, (fee, charges): (Usdc, Usdc)) -> Change {
     Change::Opened {
         position: p.id,
         account: p.account,

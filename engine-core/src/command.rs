@@ -624,6 +624,11 @@ pub enum CommandKind {
         /// market, which an opposite order reduces, closes or reverses).
         mode: PositionMode,
     },
+    /// The account's position mode: `ReplyData::PositionMode`.
+    QueryPositionMode {
+        /// Account.
+        account: AccountId,
+    },
 }
 
 /// How an account's orders meet its positions.
@@ -714,6 +719,7 @@ impl CommandKind {
                 | CommandKind::QueryStateHash
                 | CommandKind::AdminSnapshot
                 | CommandKind::QueryTerms { .. }
+                | CommandKind::QueryPositionMode { .. }
         )
     }
 }

@@ -277,6 +277,15 @@ pub enum ReplyData {
         /// The terms now.
         terms: crate::config::GroupTerms,
     },
+    /// An account's position mode (its query, or its change). Not a field of
+    /// [`AccountView`]: snapshots keep account replies in their request window, and a view
+    /// that grows would not decode from an older snapshot.
+    PositionMode {
+        /// The account.
+        account: AccountId,
+        /// Hedging or netting.
+        mode: crate::command::PositionMode,
+    },
 }
 
 /// An element of a list reply.

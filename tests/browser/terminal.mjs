@@ -44,6 +44,12 @@ try {
   await toastWith("Margin mode: isolated");
   await page.locator("#b-level-box").waitFor({ state: "hidden" });
 
+  step("position mode: netting, then hedging again");
+  await page.selectOption("#b-pmode", "netting");
+  await toastWith("Position mode: netting");
+  await page.selectOption("#b-pmode", "hedging");
+  await toastWith("Position mode: hedging");
+
   step("bad input shows the API's message");
   await page.fill("#size", "12.3.4");
   await page.click("#place");

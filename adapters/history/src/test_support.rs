@@ -186,6 +186,11 @@ pub fn session(seed: u64, commands: usize) -> (Engine, Vec<ChangeRecord>) {
             &mut out,
         );
     }
+    // Two accounts net (one position a market: additions, netted closes and reversals).
+    for account in [AccountId(9), AccountId(10)] {
+        let mode = PositionMode::Netting;
+        apply(&mut e, t, CommandKind::SetPositionMode { account, mode }, &mut out);
+    }
     for _ in 0..commands {
         t += 20_000_000; // 20 ms a command: a session spans several one-minute candles
         let account = AccountId(1 + u32::try_from(next(10)).unwrap_or(0));

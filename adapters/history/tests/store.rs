@@ -87,6 +87,7 @@ async fn exactly_once_and_books(store: &Store, reference: &Store) {
         "order_ended",
         "triggers_set",
         "margin_call",
+        "increased",
     ];
     for k in all {
         assert!(kinds(k) > 5, "the session exercises {k}: {}", kinds(k));
@@ -96,6 +97,11 @@ async fn exactly_once_and_books(store: &Store, reference: &Store) {
         .filter(|c| matches!(c.change, Change::Closed { reason: CloseReason::Liquidation, .. }))
         .count();
     assert!(liquidations > 0, "the session liquidates");
+    let netted = changes
+        .iter()
+        .filter(|c| matches!(c.change, Change::Closed { reason: CloseReason::Netted, .. }))
+        .count();
+    assert!(netted > 5, "the session nets: {netted}");
     reference.write(&changes).await.unwrap();
     let mut at = 0;
     let mut size = 1;

@@ -868,6 +868,8 @@ pub enum CloseReasonName {
     Liquidation,
     /// Closed by its cross account's stop-out.
     StopOut,
+    /// Reduced or closed by an opposite order of its netting account.
+    Netted,
 }
 
 /// How an account's positions are margined.
@@ -879,6 +881,25 @@ pub enum MarginModeName {
     /// The whole account: balance, margins and PnL defend every position; stopped out, most
     /// losing position first, at the stop-out level.
     Cross,
+}
+
+/// How an account's orders meet its positions.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PositionModeName {
+    /// Every order opens a position of its own; both sides may be held.
+    Hedging,
+    /// One position per market: an order on its side adds to it (weighted average entry),
+    /// an opposite order reduces, closes or reverses it.
+    Netting,
+}
+
+/// Choose the position mode (only without open positions or pending orders); also the reply.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PositionModeBody {
+    /// `hedging` or `netting`.
+    pub mode: PositionModeName,
 }
 
 /// Choose the margin mode (only without open positions or pending orders).

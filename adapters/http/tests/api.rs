@@ -736,6 +736,7 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         ("GET", "/api/v1/positions/{id}/explain"),
         ("GET", "/api/v1/user/balance"),
         ("GET", "/api/v1/user/ledger"),
+        ("GET", "/api/v1/user/position-mode"),
         ("GET", "/api/v1/user/terms"),
         ("GET", "/healthz"),
         ("GET", "/metrics"),
@@ -745,6 +746,7 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         ("POST", "/api/v1/positions/{id}/margin"),
         ("POST", "/api/v1/user/deposit"),
         ("POST", "/api/v1/user/margin-mode"),
+        ("POST", "/api/v1/user/position-mode"),
         ("POST", "/api/v1/user/signin"),
         ("POST", "/api/v1/user/signup"),
         ("POST", "/api/v1/user/withdraw"),
@@ -804,7 +806,15 @@ fn check_enums(doc: &Value) {
     assert_eq!(values("OrderType"), ["limit", "stop"]);
     assert_eq!(values("PositionStatusName"), ["open", "closed"]);
     assert_eq!(values("Interval"), ["1m", "5m", "15m", "1h", "4h", "1d"]);
-    let closes = ["manual", "take_profit", "stop_loss", "trailing_stop", "liquidation", "stop_out"];
+    let closes = [
+        "manual",
+        "take_profit",
+        "stop_loss",
+        "trailing_stop",
+        "liquidation",
+        "stop_out",
+        "netted",
+    ];
     assert_eq!(values("CloseReasonName"), closes);
     assert_eq!(values("MarginModeName"), ["isolated", "cross"]);
     let kinds = ["deposit", "withdrawal", "open_fee", "financing", "realized_pnl", "close_fee"];
@@ -1032,5 +1042,38 @@ async fn an_account_chooses_cross_margin_and_sees_its_level() {
         (&json!("1.500000"), &json!("1.000000"))
     );
     let r = s.post("/api/v1/user/margin-mode", Some(&trader), json!({ "mode": "isolated" })).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (422, Some("positions_open")));
+}
+
+/// Netting over HTTP: hedging by default; a netting account's second long adds to its position
+/// (same id), a larger short reverses it (one position left, the other side), and the mode
+/// cannot change while a position is open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_netting_account_adds_to_and_reverses_its_position() {
+    let mut s = Server::start_with(EngineConfig::default(), |_| {}).await;
+    s.price(0, 5_000_000, 5_000_000);
+    let (trader, _) = s.user("n@example.com").await;
+    let m = s.get("/api/v1/user/position-mode", &trader).await;
+    assert_eq!((m.status, &m.body["mode"]), (200, &json!("hedging")), "{}", m.body);
+    let bad = s.post("/api/v1/user/position-mode", Some(&trader), json!({ "mode": "both" })).await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let r = s.post("/api/v1/user/position-mode", Some(&trader), json!({ "mode": "netting" })).await;
+    assert_eq!((r.status, &r.body["mode"]), (200, &json!("netting")), "{}", r.body);
+
+    let first = s.post("/api/v1/positions", Some(&trader), open_body("500", 20)).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let id = first.body["id"].clone();
+    let more = s.post("/api/v1/positions", Some(&trader), open_body("500", 20)).await;
+    assert_eq!((more.status, &more.body["id"]), (201, &id), "{}", more.body);
+    assert_eq!(more.body["quantity"], "0.40000", "{}", more.body);
+    // 0.4 BTC long; a short of 0.6 (1 200 at 25x = 30 000 of notional) reverses it.
+    let short = json!({ "market": "BTC_USDC", "side": "short", "leverage": 25, "margin": "1200" });
+    let rev = s.post("/api/v1/positions", Some(&trader), short).await;
+    assert_eq!(rev.status, 201, "{}", rev.body);
+    assert_ne!(rev.body["id"], id, "{}", rev.body);
+    assert_eq!((&rev.body["side"], &rev.body["quantity"]), (&json!("short"), &json!("0.20000")));
+    let open = s.get("/api/v1/positions?status=open", &trader).await;
+    assert_eq!(open.body["positions"].as_array().map(Vec::len), Some(1), "{}", open.body);
+    let r = s.post("/api/v1/user/position-mode", Some(&trader), json!({ "mode": "hedging" })).await;
     assert_eq!((r.status, r.body["error"]["code"].as_str()), (422, Some("positions_open")));
 }

@@ -282,10 +282,22 @@ async function setMarginMode() {
   }
 }
 
+async function setPositionMode() {
+  const mode = $("b-pmode").value;
+  try {
+    $("b-pmode").value = (await api("POST", "/api/v1/user/position-mode", { mode })).mode;
+    toast(`Position mode: ${mode}`);
+  } catch (e) {
+    $("b-pmode").value = mode === "netting" ? "hedging" : "netting";
+    fail(e);
+  }
+}
+
 async function refreshAll() {
   if (!st.token) return;
   try {
     setBalance(await api("GET", "/api/v1/user/balance"));
+    $("b-pmode").value = (await api("GET", "/api/v1/user/position-mode")).mode;
     st.terms = await api("GET", "/api/v1/user/terms");
     estimate();
     await renderPositions();
@@ -508,6 +520,8 @@ function onPush(m) {
       }
       return;
     }
+    if (d.event === "increased") toast(`Added ${d.added_quantity} at ${d.price}: position ${d.position_id} is now ${d.quantity} at ${d.entry_price}`, "fill");
+    if (d.reason === "netted") toast(`Netted: ${d.quantity} of position ${d.of_position} closed at ${d.exit_price}, PnL ${d.realized_pnl}`);
     if (d.event === "financed") toast(`Financing on position ${d.position_id}: ${num(d.amount) >= 0 ? "charged" : "paid"} ${d.amount.replace("-", "")} (margin now ${d.margin})`);
     if (d.reason === "take_profit" || d.reason === "stop_loss" || d.reason === "trailing_stop") {
       const what = { take_profit: "Take-profit", stop_loss: "Stop-loss", trailing_stop: "Trailing stop" }[d.reason];
@@ -558,6 +572,7 @@ function init() {
   $("market-form").onsubmit = applyMarket;
   $("risk-refresh").onclick = () => renderRisk().catch(fail);
   $("b-mode").onchange = setMarginMode;
+  $("b-pmode").onchange = setPositionMode;
   $("withdraw-open").onclick = () => $("withdraw").showModal();
   $("withdraw-form").onsubmit = async (e) => {
     if (e.submitter?.value !== "ok") return;

@@ -522,6 +522,11 @@ impl Engine {
             CommandKind::SetPositionMode { account, mode } => {
                 self.set_position_mode(*account, *mode, sink)
             }
+            CommandKind::QueryPositionMode { account } => {
+                let ai = self.account_index(*account)?;
+                let mode = self.accounts[ai].position_mode;
+                Ok(ReplyData::PositionMode { account: *account, mode })
+            }
         }
     }
 }

@@ -32,7 +32,7 @@ impl Engine {
         }
         a.position_mode = mode;
         self.record(sink, Change::PositionModeSet { account, mode });
-        self.account_view(account).map(ReplyData::Account)
+        Ok(ReplyData::PositionMode { account, mode })
     }
 
     pub(crate) fn is_netting(&self, ai: usize) -> bool {

@@ -245,6 +245,35 @@ impl Hub {
                     out.push((account, "notices", Some(n)));
                 }
             }
+            Change::Increased {
+                position,
+                market: mid,
+                added_quantity,
+                price,
+                quantity,
+                entry_price,
+                margin,
+                leverage,
+                fee,
+                liquidation_price,
+                take_profit,
+                stop_loss,
+                ..
+            } => {
+                let Some(m) = market(mid) else { return out };
+                let qty = |q: engine_core::num::Qty| {
+                    engine_core::num::format_fixed(i128::from(q.0), m.qty_decimals)
+                };
+                let data = json!({"event": "increased", "position_id": position.0.to_string(),
+                    "market": m.symbol, "added_quantity": qty(added_quantity),
+                    "price": px(price, m), "quantity": qty(quantity),
+                    "entry_price": px(entry_price, m), "margin": money(margin),
+                    "leverage": leverage, "fee": money(fee),
+                    "liquidation_price": (liquidation_price.0 > 0).then(|| px(liquidation_price, m)),
+                    "take_profit": take_profit.map(|p| px(p, m)), "stop_loss": stop_loss.map(|p| px(p, m)),
+                    "at": ms(c.at_ns)});
+                out.push((account, "positions", Some(data)));
+            }
             Change::MarginAdded { position, amount, margin, liquidation_price, .. } => {
                 let data = json!({"event": "margin_added", "position_id": position.0.to_string(),
                     "amount": money(amount), "margin": money(margin),

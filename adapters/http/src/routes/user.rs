@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use engine_core::command::{CommandKind, Credential, Login, MarginMode};
+use engine_core::command::{CommandKind, Credential, Login, MarginMode, PositionMode};
 use engine_core::event::{Item, ReplyData};
 use engine_core::num::Price;
 use utoipa_axum::router::OpenApiRouter;
@@ -32,6 +32,7 @@ pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(deposit))
         .routes(routes!(withdraw))
         .routes(routes!(margin_mode))
+        .routes(routes!(position_mode, set_position_mode))
 }
 
 /// A minimum strength: 10 to 128 characters, at least 5 different ones, no control characters.
@@ -291,6 +292,60 @@ async fn margin_mode(
         dto::MarginModeName::Cross => MarginMode::Cross,
     };
     balance_reply(&state, account, CommandKind::SetMarginMode { account, mode }).await
+}
+
+#[utoipa::path(get, path = "/api/v1/user/position-mode", tag = "user",
+    summary = "The caller's position mode: hedging or netting (docs/DESIGN.md, \"Netting\")",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the mode", body = dto::PositionModeBody),
+        dto::AuthedErrors,
+    ))]
+async fn position_mode(
+    State(state): St,
+    AuthUser(account): AuthUser,
+) -> Result<Response, ApiError> {
+    mode_reply(&state, account, CommandKind::QueryPositionMode { account }).await
+}
+
+#[utoipa::path(post, path = "/api/v1/user/position-mode", tag = "user",
+    summary = "Choose hedging or netting (docs/DESIGN.md, \"Netting\"): only without open positions or pending orders",
+    security(("bearer" = [])), request_body = dto::PositionModeBody,
+    responses(
+        (status = 200, description = "the new mode", body = dto::PositionModeBody),
+        dto::BodyErrors,
+        (status = 422, description = "refused by the engine: positions_open (open positions or pending orders)", body = dto::ErrorBody),
+        dto::AuthedErrors,
+    ))]
+async fn set_position_mode(
+    State(state): St,
+    AuthUser(account): AuthUser,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<dto::PositionModeBody>,
+) -> Result<Response, ApiError> {
+    state.limit_trading(account.0, ip)?;
+    let mode = match body.mode {
+        dto::PositionModeName::Hedging => PositionMode::Hedging,
+        dto::PositionModeName::Netting => PositionMode::Netting,
+    };
+    mode_reply(&state, account, CommandKind::SetPositionMode { account, mode }).await
+}
+
+async fn mode_reply(
+    state: &AppState,
+    account: engine_core::command::AccountId,
+    kind: CommandKind,
+) -> Result<Response, ApiError> {
+    match engine(state, kind).await? {
+        (ReplyData::PositionMode { account: owner, mode }, _) if owner == account => {
+            let mode = match mode {
+                PositionMode::Hedging => dto::PositionModeName::Hedging,
+                PositionMode::Netting => dto::PositionModeName::Netting,
+            };
+            Ok(Json(dto::PositionModeBody { mode }).into_response())
+        }
+        (d, _) => Err(crate::convert::unexpected(&d)),
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/user/ledger", tag = "user",

@@ -26,6 +26,21 @@ impl Canonical {
         self.bytes(&bytes)
     }
 
+    /// A remembered reply: by its canonical bytes, an account view in the shape `shape` gave it.
+    pub(crate) fn outcome(
+        &mut self,
+        o: &Result<crate::event::ReplyData, crate::event::Reason>,
+        shape: crate::persist::HashShape,
+    ) -> &mut Self {
+        match (shape, o) {
+            (crate::persist::HashShape::BeforeCross, Ok(crate::event::ReplyData::Account(v))) => {
+                let old = crate::persist::AccountReply04::Account(v.into());
+                self.value(&Ok::<_, crate::event::Reason>(old))
+            }
+            _ => self.value(o),
+        }
+    }
+
     pub(crate) fn u64(&mut self, v: u64) -> &mut Self {
         self.hasher.update(v.to_le_bytes());
         self

@@ -197,7 +197,7 @@ pub enum ReplyData {
         account: AccountId,
     },
     /// Balances after a deposit, withdrawal or account query.
-    Account(AccountView),
+    Account(#[serde(deserialize_with = "crate::persist::account_view_compat")] AccountView),
     /// The tick was applied.
     PriceApplied,
     /// The opened position (or, for a repeated client order id, the first result).

@@ -91,6 +91,12 @@ impl Engine {
     /// order with their history, positions in id order, the funds, and the idempotency window in
     /// arrival order. Counters and configuration are not included.
     pub fn state_hash(&self) -> [u8; 32] {
+        self.state_hash_in(crate::persist::HashShape::Current)
+    }
+
+    /// [`Engine::state_hash`] as an earlier release computed it (`shape`): a snapshot it wrote
+    /// verifies against the state it restores to (see [`crate::persist::SnapshotFile`]).
+    pub fn state_hash_in(&self, shape: crate::persist::HashShape) -> [u8; 32] {
         let mut h = crate::hash::Canonical::new();
         h.u64(self.markets.len() as u64);
         for m in &self.markets {
@@ -152,7 +158,7 @@ impl Engine {
             h.u64(a.keys.len() as u64);
             for k in a.keys.iter() {
                 h.bytes(k.key.as_bytes()).u64(k.fingerprint).u64(k.at_ns);
-                h.value(&k.outcome);
+                h.outcome(&k.outcome, shape);
             }
         }
         // By id: the slots a position happens to occupy are not state.
@@ -178,7 +184,7 @@ impl Engine {
         }
         h.u64(self.max_request_id).u64(self.requests.len() as u64);
         for (rid, fingerprint, outcome) in self.requests.iter() {
-            h.u64(rid.0).u64(fingerprint).value(&outcome);
+            h.u64(rid.0).u64(fingerprint).outcome(&outcome, shape);
         }
         h.finish()
     }

@@ -566,7 +566,8 @@ fn netting(c: &mut Criterion) {
         stop_loss: None,
         ..req
     };
-    let Some(Ok(ReplyData::Opened(p))) = b.apply(CommandKind::OpenPosition(order(Side::Long, q(2))))
+    let Some(Ok(ReplyData::Opened(p))) =
+        b.apply(CommandKind::OpenPosition(order(Side::Long, q(2))))
     else {
         panic!("open")
     };

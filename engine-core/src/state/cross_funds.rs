@@ -4,8 +4,8 @@
 //! insurance fund's.
 
 use super::{
-    AccountId, Change, Engine, Outcome, PosRef, Position, Price, Qty, Reason, ReplyData, Side,
-    Sink, Usdc, add, sub,
+    Account, AccountId, Change, Engine, Outcome, PosRef, Position, Price, Qty, Reason, ReplyData,
+    Side, Sink, Usdc, add, sub,
 };
 use crate::command::MarginMode;
 use crate::event::CrossLevel;
@@ -20,18 +20,25 @@ impl Engine {
         mode: MarginMode,
         sink: &mut S,
     ) -> Outcome {
+        let book = match mode {
+            MarginMode::Cross => super::cross::CrossBook::new(self.markets.len()),
+            MarginMode::Isolated => super::cross::CrossBook::default(),
+        };
+        let a = self.empty_account(account)?;
+        a.mode = mode;
+        a.cross = book;
+        self.record(sink, Change::MarginModeSet { account, mode });
+        self.account_view(account).map(ReplyData::Account)
+    }
+
+    /// The account, if it holds no position and no order (a mode may change only then).
+    pub(super) fn empty_account(&mut self, account: AccountId) -> Result<&mut Account, Reason> {
         let ai = self.account_index(account)?;
         let a = &mut self.accounts[ai];
         if !a.open.is_empty() || !a.orders.is_empty() {
             return Err(Reason::PositionsOpen);
         }
-        a.mode = mode;
-        a.cross = match mode {
-            MarginMode::Cross => super::cross::CrossBook::new(self.markets.len()),
-            MarginMode::Isolated => super::cross::CrossBook::default(),
-        };
-        self.record(sink, Change::MarginModeSet { account, mode });
-        self.account_view(account).map(ReplyData::Account)
+        Ok(a)
     }
 
     pub(crate) fn is_cross(&self, ai: usize) -> bool {

@@ -25,12 +25,7 @@ impl Engine {
         mode: PositionMode,
         sink: &mut S,
     ) -> Outcome {
-        let ai = self.account_index(account)?;
-        let a = &mut self.accounts[ai];
-        if !a.open.is_empty() || !a.orders.is_empty() {
-            return Err(Reason::PositionsOpen);
-        }
-        a.position_mode = mode;
+        self.empty_account(account)?.position_mode = mode;
         self.record(sink, Change::PositionModeSet { account, mode });
         Ok(ReplyData::PositionMode { account, mode })
     }

@@ -165,6 +165,19 @@ mod tests {
         let no_rate = r#"{ "markets": [ { "symbol": "BTC_USDC", "price_decimals": 2,
             "qty_decimals": 5, "brackets": [ { "max_leverage": 100 } ] } ] }"#;
         assert!(parse(no_rate).is_err());
+        // A group's own (docs/OPERATIONS.md's example), and one whose first leverage is above
+        // the market's.
+        let group = |lev: u32| {
+            format!(
+                r#"{{ "groups": [ {{ "name": "retail", "markets": [ {{ "symbol": "BTC_USDC", "brackets": [
+                {{ "notional_cap": "10000", "max_leverage": {lev}, "maintenance_margin_rate": "0.005" }},
+                {{ "max_leverage": 20, "maintenance_margin_rate": "0.02" }} ] }} ] }} ] }}"#
+            )
+        };
+        let cfg = parse(&group(100)).unwrap();
+        let own = &cfg.groups[0].markets[0].brackets;
+        assert_eq!((own.len(), own[1].maintenance_margin_rate), (2, Ppm(20_000)));
+        assert!(parse(&group(101)).is_err());
     }
 
     #[test]

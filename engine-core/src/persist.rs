@@ -331,11 +331,11 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
     let missing_bytes = match bytes.get(..8) {
         Some(m) if m == SNAPSHOT_MAGIC => 0,
         // sources, groups, spread and commission revenue, group terms; group pricing; cross;
-        // netting.
-        Some(m) if m == SNAPSHOT_MAGIC_02 => 8,
-        Some(m) if m == SNAPSHOT_MAGIC_03 => 3,
-        Some(m) if m == SNAPSHOT_MAGIC_04 => 2,
-        Some(m) if m == SNAPSHOT_MAGIC_05 => 1,
+        // netting and bracket groups.
+        Some(m) if m == SNAPSHOT_MAGIC_02 => 9,
+        Some(m) if m == SNAPSHOT_MAGIC_03 => 4,
+        Some(m) if m == SNAPSHOT_MAGIC_04 => 3,
+        Some(m) if m == SNAPSHOT_MAGIC_05 => 2,
         _ => return Err(SnapshotError::Malformed),
     };
     if bytes.len() < SNAPSHOT_HEADER_BYTES {
@@ -358,7 +358,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
     let _shape = LegacyAccountViews::set(magic_before_cross(bytes));
     let snapshot = if missing_bytes > 0 {
         let mut extended = payload.to_vec();
-        extended.extend_from_slice(&[0; 8][..missing_bytes]);
+        extended.extend_from_slice(&[0; 9][..missing_bytes]);
         postcard::from_bytes(&extended)
     } else {
         postcard::from_bytes(payload)
@@ -487,18 +487,19 @@ mod tests {
             group_pricing: Vec::new(),
             cross: None,
             netting: Vec::new(),
+            bracket_groups: Vec::new(),
             ..Engine::new(EngineConfig::default()).unwrap().snapshot()
         };
         let payload = encode_value(&snap);
         assert!(
-            payload.ends_with(&[0; 8]),
+            payload.ends_with(&[0; 9]),
             "empty lists, zero amounts and none are one byte 0 each"
         );
         let olds = [
-            (SNAPSHOT_MAGIC_02, 8),
-            (SNAPSHOT_MAGIC_03, 3),
-            (SNAPSHOT_MAGIC_04, 2),
-            (SNAPSHOT_MAGIC_05, 1),
+            (SNAPSHOT_MAGIC_02, 9),
+            (SNAPSHOT_MAGIC_03, 4),
+            (SNAPSHOT_MAGIC_04, 3),
+            (SNAPSHOT_MAGIC_05, 2),
         ];
         for (magic, cut) in olds {
             let old = &payload[..payload.len() - cut];

@@ -34,6 +34,9 @@ pub(crate) struct Position {
     /// Its group in the market's trailing book (meaningful only with a trailing stop).
     pub(crate) trail_group: u32,
     pub(crate) market: MarketId,
+    /// The client group whose brackets it keeps: its account's when it last opened or changed
+    /// size or margin (its maintenance amount is derived from them).
+    pub(crate) bracket_group: u16,
     pub(crate) side: Side,
     /// Not yet called since it last went above the level.
     pub(crate) mc_armed: bool,
@@ -60,6 +63,7 @@ pub(crate) struct NewPosition {
     pub(crate) opened_at_ns: u64,
     pub(crate) mmr: crate::num::Ppm,
     pub(crate) cross: bool,
+    pub(crate) bracket_group: u16,
 }
 
 impl Position {
@@ -79,6 +83,7 @@ impl Position {
             mmr_ppm: u32::try_from(n.mmr.0).expect("the config bounds the rate below 10^6"),
             trail_group: 0,
             market: n.market,
+            bracket_group: n.bracket_group,
             side: n.side,
             mc_armed: true,
             cross: n.cross,

@@ -80,8 +80,15 @@ impl Engine {
             if e.accounts[ai].open.len() >= usize_from(e.cfg.max_positions_per_account) {
                 return bad("an account holds more positions than allowed".into());
             }
-            let pos =
-                Position { cross: e.accounts[ai].mode == MarginMode::Cross, ..Position::from(p) };
+            let bracket_group = match snap.bracket_groups.binary_search_by_key(&p.id, |b| b.0) {
+                Ok(at) => snap.bracket_groups[at].1,
+                Err(_) => 0,
+            };
+            if usize::from(bracket_group) >= e.groups.len() {
+                return bad(format!("position {} keeps an unknown group's brackets", p.id.0));
+            }
+            let cross = e.accounts[ai].mode == MarginMode::Cross;
+            let pos = Position { cross, bracket_group, ..Position::from(p) };
             if pos.liq(m) != p.liq {
                 return bad(format!("position {}: liquidation price differs", p.id.0));
             }

@@ -153,6 +153,7 @@ mod tests {
             opened_at_ns: 7,
             mmr: Ppm(5_000),
             cross: false,
+            bracket_group: 0,
         })
     }
 

@@ -205,7 +205,8 @@ impl From<&PositionSnapshot> for Position {
             sl,
             opened_at_ns,
             mmr,
-            cross: false, // the account's mode says (set by the restore)
+            cross: false,     // the account's mode says (set by the restore)
+            bracket_group: 0, // the snapshot's `bracket_groups` say (set by the restore)
         };
         let mut pos = Position::new(n);
         pos.mc_armed = mc_armed;
@@ -268,6 +269,10 @@ pub struct EngineSnapshot {
     /// Netting accounts, ascending: last, so that a snapshot written before netting existed
     /// decodes with none (every account hedging).
     pub netting: Vec<AccountId>,
+    /// Open positions that keep another group's brackets than group 0's, ascending id, with
+    /// that group: last, so that a snapshot written before groups had brackets decodes with
+    /// none.
+    pub bracket_groups: Vec<(PositionId, u16)>,
 }
 
 /// Cross margin's state: which accounts are cross, and whether each one's margin call is
@@ -411,6 +416,16 @@ impl Engine {
                     self.counters.band_crossings,
                 ),
             }),
+            bracket_groups: {
+                let mut v: Vec<(PositionId, u16)> = self
+                    .positions
+                    .values()
+                    .filter(|p| p.bracket_group != 0)
+                    .map(|p| (p.id, p.bracket_group))
+                    .collect();
+                v.sort_unstable();
+                v
+            },
             netting: (0..self.accounts.len())
                 .filter(|&i| self.is_netting(i))
                 .map(|i| AccountId(u32::try_from(i + 1).expect("account ids fit u32")))

@@ -1,7 +1,7 @@
 //! Leverage brackets as the engine applies them (docs/DESIGN.md, "Tiered margin"): each with
 //! its cap on notional, leverage, maintenance rate and maintenance amount.
 
-use crate::config::MarketConfig;
+use crate::config::{Bracket, EngineConfig};
 use crate::limits::MAX_AMOUNT;
 use crate::num::Usdc;
 
@@ -16,10 +16,10 @@ pub(crate) struct Tier {
     pub(crate) cum: Usdc,
 }
 
-/// The brackets of `cfg` as the engine applies them, with their maintenance amounts.
-pub(crate) fn tiers(cfg: &MarketConfig) -> Vec<Tier> {
-    let cums = cfg.maintenance_amounts();
-    cfg.brackets
+/// `brackets` as the engine applies them, with their maintenance amounts.
+pub(crate) fn tiers(brackets: &[Bracket]) -> Vec<Tier> {
+    let cums = crate::config::maintenance_amounts(brackets);
+    brackets
         .iter()
         .zip(cums)
         .map(|(b, cum)| Tier {
@@ -29,4 +29,14 @@ pub(crate) fn tiers(cfg: &MarketConfig) -> Vec<Tier> {
             cum,
         })
         .collect()
+}
+
+/// Each configured group's brackets on `market` (`[group]`, empty: the market's), or none at
+/// all when no group has brackets of its own there.
+pub(crate) fn group_tiers(cfg: &EngineConfig, market: &str) -> Vec<Vec<Tier>> {
+    let own = |g: &crate::config::GroupConfig| {
+        g.markets.iter().find(|t| t.symbol == market).map_or(Vec::new(), |t| tiers(&t.brackets))
+    };
+    let all: Vec<Vec<Tier>> = cfg.groups.iter().map(own).collect();
+    if all.iter().all(Vec::is_empty) { Vec::new() } else { all }
 }

@@ -161,3 +161,86 @@ fn the_margin_call_counts_the_maintenance_amount_too() {
     h.price(BTC, Price(4_955_584));
     assert!(called(&h, from));
 }
+
+/// A client group's own brackets on BTC (the market has none): up to 10 000 USDC of notional
+/// 100x at 0.5 %, above that 20x at 2 % (maintenance amount 10 000 × 1.5 % = 150).
+fn pro_config() -> EngineConfig {
+    use engine_core::config::{GroupConfig, GroupMarket};
+    let pro = GroupMarket {
+        symbol: "BTC_USDC".into(),
+        brackets: vec![
+            Bracket {
+                notional_cap: Some(usdc(10_000)),
+                max_leverage: 100,
+                maintenance_margin_rate: Ppm(5_000),
+            },
+            Bracket { notional_cap: None, max_leverage: 20, maintenance_margin_rate: Ppm(20_000) },
+        ],
+        ..GroupMarket::default()
+    };
+    let mut cfg = EngineConfig { margin_call_level: Ppm(0), ..EngineConfig::default() };
+    cfg.groups = vec![
+        GroupConfig { name: "standard".into(), ..GroupConfig::default() },
+        GroupConfig { name: "pro".into(), markets: vec![pro], ..GroupConfig::default() },
+    ];
+    cfg
+}
+
+#[test]
+fn a_groups_brackets_apply_to_its_accounts_and_a_position_keeps_them_until_resized() {
+    let mut h = Harness::with(pro_config());
+    h.price(BTC, usd(50_000));
+    let ops = h.account("ops@x");
+    h.run(CommandKind::SetRole { login: Login::new("ops@x").unwrap(), admin: true }).unwrap();
+    let move_to = |h: &mut Harness, login: &str, group| {
+        let login = Login::new(login).unwrap();
+        h.run(CommandKind::AdminSetGroup { by: ops, login, group }).unwrap();
+    };
+    let standard = trader(&mut h);
+    assert!(open(&mut h, standard, 100, btc(1)).is_ok(), "the market's terms: no brackets");
+    let pro = h.account("p@x");
+    h.deposit(pro, usdc(100_000)).unwrap();
+    move_to(&mut h, "p@x", 1);
+    // 1 BTC at 50 000 is above the group's first cap: 20x at most.
+    assert_eq!(open(&mut h, pro, 100, btc(1)), Err(Reason::LeverageAboveBracket));
+    assert_eq!(open(&mut h, pro, 21, btc(1)), Err(Reason::LeverageAboveBracket));
+    let p = open(&mut h, pro, 20, btc(1)).unwrap();
+    // 2 500 + 150 + (p − 50 000) = 0.02 p: p = 48 316.326… → 48 316.33 (up).
+    let liq = engine_core::math::Scale::new(2, 5).liquidation_price(
+        Side::Long,
+        usd(50_000),
+        btc(1),
+        usdc(2_650),
+        Ppm(20_000),
+    );
+    assert_eq!((p.liquidation_price, liq), (Price(4_831_633), Price(4_831_633)));
+    // 0.2 BTC (10 000, the first cap exactly): 100x.
+    assert!(open(&mut h, pro, 100, Qty(20_000)).is_ok());
+
+    // Moved back: the open position keeps the group's brackets, and a snapshot keeps them.
+    move_to(&mut h, "p@x", 0);
+    assert_eq!(h.position(pro, p.id).liquidation_price, Price(4_831_633));
+    let restored = Engine::restore(h.engine.config().clone(), &h.engine.snapshot()).unwrap();
+    assert_eq!(restored.state_hash(), h.engine.state_hash());
+    h.engine = restored;
+    assert_eq!(h.position(pro, p.id).liquidation_price, Price(4_831_633));
+    // Its margin changes: the account's group's terms now (the market's 0.5 %, no amount):
+    // 2 600 + (p − 50 000) = 0.005 p, p = 47 638.190… → 47 638.20.
+    let add = CommandKind::AddMargin { account: pro, position: p.id, amount: usdc(100), key: None };
+    h.run(add).unwrap();
+    assert_eq!(h.position(pro, p.id).liquidation_price, Price(4_763_820));
+}
+
+#[test]
+fn a_groups_brackets_follow_the_same_rules() {
+    let mut cfg = pro_config();
+    assert!(cfg.validate().is_ok());
+    cfg.groups[1].markets[0].brackets[0].max_leverage = 101; // above the market's 100
+    assert!(cfg.validate().is_err());
+    let mut cfg = pro_config();
+    cfg.groups[1].markets[0].brackets[1].maintenance_margin_rate = Ppm(4_000); // falling
+    assert!(cfg.validate().is_err());
+    let mut cfg = pro_config();
+    cfg.groups[1].markets[0].brackets[1].notional_cap = Some(usdc(20_000)); // the last capped
+    assert!(cfg.validate().is_err());
+}

@@ -165,9 +165,7 @@ impl Plan {
             }
         }
         let mut api = ApiConfig::new(jwt_secret, cfg.markets.clone());
-        if !cfg.groups.is_empty() {
-            api.groups = cfg.groups.iter().map(|g| g.name.clone()).collect();
-        }
+        api.set_groups(&cfg.groups);
         api.demo_deposits = cfg.demo_deposits;
         api.limits = edge_limits;
         Ok(Plan { feed_kind, markets: cfg.markets.clone(), cfg, api })

@@ -147,11 +147,8 @@ pub fn run_api(args: ApiArgs) -> Result<()> {
         bail!("service mode needs HUNDREDX_JWT_SECRET or --jwt-secret-file");
     };
     let cfg = hundredx::config_file::load_engine(args.config.as_deref())?;
-    let groups: Vec<String> = cfg.groups.iter().map(|g| g.name.clone()).collect();
     let mut api = ApiConfig::new(jwt_secret, cfg.markets);
-    if !groups.is_empty() {
-        api.groups = groups;
-    }
+    api.set_groups(&cfg.groups);
     api.demo_deposits = !args.no_demo_deposits;
     api.limits = args.edge.limits(args.config.as_deref())?;
     let (target, key) = args.redis.link()?;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use engine_core::config::MarketConfig;
+use engine_core::config::{Bracket, GroupConfig, MarketConfig};
 
 use crate::{push, server};
 
@@ -23,6 +23,8 @@ pub struct ApiConfig {
     /// The client groups' names, in the engine's order (from its configuration; `default`
     /// when none is configured).
     pub groups: Vec<String>,
+    /// Each group's own leverage brackets per market, `[group][market]` (empty: the market's).
+    pub group_brackets: Vec<Vec<Vec<Bracket>>>,
 }
 
 impl ApiConfig {
@@ -35,7 +37,25 @@ impl ApiConfig {
             markets,
             limits: Limits::default(),
             groups: vec!["default".to_owned()],
+            group_brackets: Vec::new(),
         }
+    }
+
+    /// The engine's client groups: their names and brackets (none configured: one `default`
+    /// group on the markets' terms).
+    pub fn set_groups(&mut self, groups: &[GroupConfig]) {
+        if groups.is_empty() {
+            return;
+        }
+        self.groups = groups.iter().map(|g| g.name.clone()).collect();
+        let brackets_of = |g: &GroupConfig, m: &MarketConfig| {
+            let own = g.markets.iter().find(|t| t.symbol == m.symbol);
+            own.map_or(Vec::new(), |t| t.brackets.clone())
+        };
+        self.group_brackets = groups
+            .iter()
+            .map(|g| self.markets.iter().map(|m| brackets_of(g, m)).collect())
+            .collect();
     }
 }
 

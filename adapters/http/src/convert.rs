@@ -138,9 +138,16 @@ fn cap(steps: i64, m: &MarketConfig) -> Option<String> {
 
 /// A market's brackets with their maintenance amounts, as the engine derives them.
 fn brackets_dto(m: &MarketConfig) -> Vec<dto::MarketBracket> {
-    m.brackets
+    bracket_list_dto(&m.brackets)
+}
+
+/// Brackets with their maintenance amounts, as the engine derives them.
+pub(crate) fn bracket_list_dto(
+    brackets: &[engine_core::config::Bracket],
+) -> Vec<dto::MarketBracket> {
+    brackets
         .iter()
-        .zip(m.maintenance_amounts())
+        .zip(engine_core::config::maintenance_amounts(brackets))
         .map(|(b, cum)| dto::MarketBracket {
             notional_cap: b.notional_cap.map(money),
             max_leverage: b.max_leverage,

@@ -385,6 +385,10 @@ pub struct MarketTerms {
     pub quoted_bid: Option<String>,
     /// The market's ask plus the markup (ticks and bps): what a purchase costs the caller now.
     pub quoted_ask: Option<String>,
+    /// The leverage brackets the caller's new positions get here: its group's own, else the
+    /// market's (absent: one bracket, `max_leverage` and the market's rate).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub brackets: Vec<MarketBracket>,
 }
 
 /// An operator's move of an account to a client group.

@@ -880,6 +880,19 @@ async fn operators_move_accounts_between_groups_whose_markup_the_books_show() {
         markup_bps: 1,
         commission_per_lot: Usdc(2_000_000),
         financing_long_rate: Some(Ppm(300)),
+        // Its own brackets: up to 10 000 of notional 50x at 1 %, above that 20x at 2.5 %.
+        brackets: vec![
+            engine_core::config::Bracket {
+                notional_cap: Some(Usdc(10_000_000_000)),
+                max_leverage: 50,
+                maintenance_margin_rate: Ppm(10_000),
+            },
+            engine_core::config::Bracket {
+                notional_cap: None,
+                max_leverage: 20,
+                maintenance_margin_rate: Ppm(25_000),
+            },
+        ],
         ..GroupMarket::default()
     };
     engine.groups = vec![
@@ -898,10 +911,8 @@ async fn operators_move_accounts_between_groups_whose_markup_the_books_show() {
             stop_out_level: None,
         },
     ];
-    let mut s = Server::start_with(engine, |cfg| {
-        cfg.groups = vec!["default".into(), "pro".into()];
-    })
-    .await;
+    let groups = engine.groups.clone();
+    let mut s = Server::start_with(engine, |cfg| cfg.set_groups(&groups)).await;
     s.price(0, 6_000_000, 6_000_000);
     let (trader, _) = s.user("t@example.com").await;
     let (_, _) = s.user("ops@example.com").await;
@@ -924,6 +935,7 @@ async fn operators_move_accounts_between_groups_whose_markup_the_books_show() {
     assert_eq!((r.status, r.body["error"]["code"].as_str()), (400, Some("invalid_group")));
     let terms = s.get("/api/v1/user/terms", &trader).await;
     assert_eq!(terms.body["group"], "default", "{}", terms.body);
+    assert!(terms.body["markets"][0].get("brackets").is_none(), "the market has none");
     let r = s.req("PUT", path, Some(&ops), Some(&to("pro"))).await;
     assert_eq!((r.status, &r.body), (200, &json!({ "email": "t@example.com", "group": "pro" })));
     // Before opening, the trader sees what it will pay and the prices that means.
@@ -939,6 +951,16 @@ async fn operators_move_accounts_between_groups_whose_markup_the_books_show() {
     );
     let rates = (&btc["financing_long_rate"], &btc["financing_short_rate"]);
     assert_eq!(rates, (&json!("0.000300"), &json!("0.000000")), "the group's, else the market's");
+    let brackets = json!([
+        { "notional_cap": "10000.000000", "max_leverage": 50,
+          "maintenance_margin_rate": "0.010000", "maintenance_amount": "0.000000" },
+        { "notional_cap": null, "max_leverage": 20,
+          "maintenance_margin_rate": "0.025000", "maintenance_amount": "150.000000" },
+    ]);
+    assert_eq!(btc["brackets"], brackets, "the group's own brackets");
+    // 12 000 of notional at 50x is above the group's first bracket.
+    let big = s.post("/api/v1/positions", Some(&trader), open_body("240", 50)).await;
+    assert_eq!(big.body["error"]["code"], "leverage_above_bracket", "{}", big.body);
     // 100 USDC at 50x at 60 000: 0.08333 BTC. A side: 0.50 of markup a BTC (0.041665), 1 bps
     // of 4 999.80 (0.49998), 2.00 a lot of commission (0.16666).
     let p = s.post("/api/v1/positions", Some(&trader), open_body("100", 50)).await;

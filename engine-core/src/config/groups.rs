@@ -62,6 +62,12 @@ pub struct GroupMarket {
     /// The same for its shorts.
     #[serde(default, deserialize_with = "serde_file::opt_ppm")]
     pub financing_short_rate: Option<Ppm>,
+    /// Its own leverage brackets on this market instead of the market's (docs/DESIGN.md,
+    /// "Tiered margin"), by the same rules, the first at most the market's `max_leverage`;
+    /// empty: the market's. A position keeps the brackets of the group its account was in when
+    /// it last opened or changed size or margin.
+    #[serde(default)]
+    pub brackets: Vec<super::market::Bracket>,
 }
 
 /// A group's terms on one market, as the engine applies them.

@@ -134,8 +134,63 @@ pub struct Bracket {
     pub maintenance_margin_rate: Ppm,
 }
 
-/// Most brackets per market.
+/// Most brackets per market (and per group on a market).
 pub const BRACKETS_MAX: usize = 16;
+
+/// Why `b` is not a list of brackets, or `None`: ascending whole-USDC caps, the last without
+/// one; leverage not rising (the first at most `max_leverage`) and the rate not falling from one
+/// to the next; each bracket's rate × leverage below 1; at most [`BRACKETS_MAX`].
+pub fn check_brackets(b: &[Bracket], max_leverage: u32) -> Option<&'static str> {
+    if b.len() > BRACKETS_MAX {
+        return Some("at most 16 brackets");
+    }
+    if b.first().is_some_and(|f| f.max_leverage > max_leverage) {
+        return Some("the first bracket's leverage must be at most the market's max_leverage");
+    }
+    for (i, t) in b.iter().enumerate() {
+        let last = i + 1 == b.len();
+        let cap_ok = match t.notional_cap {
+            None => last,
+            Some(c) => !last && c.0 > 0 && c.0 % 1_000_000 == 0 && c <= crate::limits::MAX_AMOUNT,
+        };
+        if !cap_ok {
+            return Some("every bracket but the last has a whole-USDC notional_cap; the last none");
+        }
+        let rate = i128::from(t.maintenance_margin_rate.0);
+        if t.max_leverage == 0
+            || rate <= 0
+            || rate * i128::from(t.max_leverage) >= i128::from(PPM_ONE)
+        {
+            return Some("a bracket's leverage must be at least 1 and its rate × leverage below 1");
+        }
+        let prev = i.checked_sub(1).map(|j| &b[j]);
+        if prev.is_some_and(|prev| {
+            prev.notional_cap >= t.notional_cap && t.notional_cap.is_some()
+                || t.max_leverage > prev.max_leverage
+                || t.maintenance_margin_rate < prev.maintenance_margin_rate
+        }) {
+            return Some("brackets must rise in cap and rate and not in leverage");
+        }
+    }
+    None
+}
+
+/// Each bracket's maintenance amount (docs/DESIGN.md, "Tiered margin"): `cum[0] = 0`,
+/// `cum[i] = cum[i−1] + cap[i−1] × (rate[i] − rate[i−1])`, exact (caps are whole USDC), so
+/// maintenance margin `rate × notional − cum` is continuous at every cap.
+pub fn maintenance_amounts(brackets: &[Bracket]) -> Vec<Usdc> {
+    let mut out: Vec<Usdc> = Vec::with_capacity(brackets.len());
+    for (i, b) in brackets.iter().enumerate() {
+        let cum = i.checked_sub(1).map_or(Usdc::ZERO, |j| {
+            let p = &brackets[j];
+            let cap = p.notional_cap.map_or(0, |c| c.0);
+            let step = cap * i128::from(b.maintenance_margin_rate.0 - p.maintenance_margin_rate.0);
+            Usdc(out[j].0 + step / i128::from(PPM_ONE))
+        });
+        out.push(cum);
+    }
+    out
+}
 
 impl MarketConfig {
     /// A market with docs/DESIGN.md's defaults: 100x, mmr 0.5%, liquidation fee 0.5%, no open/close
@@ -173,22 +228,9 @@ impl MarketConfig {
         }
     }
 
-    /// Each bracket's maintenance amount (docs/DESIGN.md, "Tiered margin"): `cum[0] = 0`,
-    /// `cum[i] = cum[i−1] + cap[i−1] × (rate[i] − rate[i−1])`, exact (caps are whole USDC), so
-    /// maintenance margin `rate × notional − cum` is continuous at every cap.
+    /// Each bracket's maintenance amount: see [`maintenance_amounts`].
     pub fn maintenance_amounts(&self) -> Vec<Usdc> {
-        let mut out: Vec<Usdc> = Vec::with_capacity(self.brackets.len());
-        for (i, b) in self.brackets.iter().enumerate() {
-            let cum = i.checked_sub(1).map_or(Usdc::ZERO, |j| {
-                let p = &self.brackets[j];
-                let cap = p.notional_cap.map_or(0, |c| c.0);
-                let step =
-                    cap * i128::from(b.maintenance_margin_rate.0 - p.maintenance_margin_rate.0);
-                Usdc(out[j].0 + step / i128::from(PPM_ONE))
-            });
-            out.push(cum);
-        }
-        out
+        maintenance_amounts(&self.brackets)
     }
 
     /// The cap on `side`'s open quantity, in steps (0: none): its own, else the market's.
@@ -214,57 +256,20 @@ impl MarketConfig {
         ]
     }
 
-    /// Brackets: ascending whole-USDC caps, the last without one; leverage not rising and the
-    /// rate not falling from one to the next; each bracket's rate × leverage below 1; the first
-    /// is the market's own leverage and rate.
+    /// The market's brackets follow [`check_brackets`], the first being the market's own
+    /// leverage and rate.
     fn validate_brackets(&self) -> Result<(), ConfigError> {
         let bad = |why: &'static str| Err(ConfigError::Market { symbol: self.symbol.clone(), why });
         let b = &self.brackets;
-        if b.is_empty() {
-            return Ok(());
-        }
-        if b.len() > BRACKETS_MAX {
-            return bad("at most 16 brackets");
-        }
-        if b[0].max_leverage != self.max_leverage
-            || b[0].maintenance_margin_rate != self.maintenance_margin_rate
-        {
+        if b.first().is_some_and(|f| {
+            f.max_leverage != self.max_leverage
+                || f.maintenance_margin_rate != self.maintenance_margin_rate
+        }) {
             return bad(
                 "the first bracket must be the market's max_leverage and maintenance_margin_rate",
             );
         }
-        for (i, t) in b.iter().enumerate() {
-            let last = i + 1 == b.len();
-            let cap_ok = match t.notional_cap {
-                None => last,
-                Some(c) => {
-                    !last && c.0 > 0 && c.0 % 1_000_000 == 0 && c <= crate::limits::MAX_AMOUNT
-                }
-            };
-            if !cap_ok {
-                return bad(
-                    "every bracket but the last has a whole-USDC notional_cap; the last none",
-                );
-            }
-            let rate = i128::from(t.maintenance_margin_rate.0);
-            if t.max_leverage == 0
-                || rate <= 0
-                || rate * i128::from(t.max_leverage) >= i128::from(PPM_ONE)
-            {
-                return bad(
-                    "a bracket's leverage must be at least 1 and its rate × leverage below 1",
-                );
-            }
-            let prev = i.checked_sub(1).map(|j| &b[j]);
-            if prev.is_some_and(|prev| {
-                prev.notional_cap >= t.notional_cap && t.notional_cap.is_some()
-                    || t.max_leverage > prev.max_leverage
-                    || t.maintenance_margin_rate < prev.maintenance_margin_rate
-            }) {
-                return bad("brackets must rise in cap and rate and not in leverage");
-            }
-        }
-        Ok(())
+        check_brackets(b, self.max_leverage).map_or(Ok(()), bad)
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {

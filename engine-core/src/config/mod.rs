@@ -14,7 +14,7 @@ mod market;
 
 pub use error::ConfigError;
 pub use groups::{GroupConfig, GroupMarket, GroupTerms, MAX_GROUPS};
-pub use market::{BRACKETS_MAX, Bracket, MarketConfig};
+pub use market::{BRACKETS_MAX, Bracket, MarketConfig, check_brackets, maintenance_amounts};
 
 /// How the engine thread waits for work when its ring is empty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -205,6 +205,9 @@ impl EngineConfig {
                 if t.max_leverage == Some(0) {
                     return bad("a group's max_leverage must be at least 1");
                 }
+                if let Some(why) = market::check_brackets(&t.brackets, m.max_leverage) {
+                    return bad(why);
+                }
             }
         }
         Ok(())
@@ -230,12 +233,14 @@ impl EngineConfig {
         // 1 − level × rate) need it (docs/DESIGN.md, "Cross margin").
         let one2 = i128::from(PPM_ONE) * i128::from(PPM_ONE);
         let rates_below = |level: i128| {
+            let groups = self.groups.iter().flat_map(|g| &g.markets).flat_map(|t| &t.brackets);
+            let mut group_rates = groups.map(|b| b.maintenance_margin_rate);
             self.markets.iter().all(|m| {
                 let rates = m.brackets.iter().map(|b| b.maintenance_margin_rate);
                 std::iter::once(m.maintenance_margin_rate)
                     .chain(rates)
                     .all(|r| i128::from(r.0) * level < one2)
-            })
+            }) && group_rates.all(|r| i128::from(r.0) * level < one2)
         };
         let level_fits = |level: Ppm| {
             let level = i128::from(level.0);

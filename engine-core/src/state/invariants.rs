@@ -167,6 +167,10 @@ impl Engine {
         h.u64(open.len() as u64);
         for p in open {
             h.view(&self.view(p)).i64(p.mc.0).bool(p.mc_armed).value(&p.trail()).i64(p.mmr().0);
+            // Only once used: a state without group brackets hashes as it did before them.
+            if p.bracket_group != 0 {
+                h.bytes(b"brackets").u64(u64::from(p.bracket_group));
+            }
             if let Some(d) = p.trail() {
                 let peak = self.markets[usize::from(p.market.0)].trails.peak_price(
                     p.side,

@@ -79,15 +79,20 @@ impl Engine {
     /// with brackets), the liquidation and margin-call prices, re-indexed.
     pub(super) fn resize(&mut self, r: PosRef, qty: Qty, margin: Usdc) -> Position {
         let old = *self.positions.get(r);
-        let level = self.margin_call_level(super::usize_from(old.account.0) - 1);
+        let ai = super::usize_from(old.account.0) - 1;
+        let (level, group) = (self.margin_call_level(ai), self.accounts[ai].group);
         let m = &self.markets[usize::from(old.market.0)];
-        let (mmr, cum) = m.tier(old.entry, qty).map_or((old.mmr(), Usdc::ZERO), |t| (t.mmr, t.cum));
+        let tier = m.tier(group, old.entry, qty);
+        // Without brackets it keeps its rate from when it opened (an operator's change of the
+        // market's rate is for new positions), unless it leaves another group's brackets.
+        let rate = if old.bracket_group == group { old.mmr() } else { m.mmr };
+        let (mmr, cum) = tier.map_or((rate, Usdc::ZERO), |t| (t.mmr, t.cum));
         let mc = if old.cross {
             Price(0)
         } else {
             margin_call_price(m, old.side, old.entry, qty, (margin, cum), mmr, level)
         };
-        let mut new = Position { qty, mc, ..old };
+        let mut new = Position { qty, mc, bracket_group: group, ..old };
         new.mmr_ppm = u32::try_from(mmr.0).expect("rates are below 10^6");
         new.set_margin(margin);
         let m = &mut self.markets[usize::from(old.market.0)];

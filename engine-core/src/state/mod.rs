@@ -84,22 +84,28 @@ pub(crate) struct Market {
     pub(crate) sources: sources::Sources,
     /// Leverage brackets by notional, ascending (empty: one bracket, the market's own).
     pub(crate) tiers: Vec<crate::tier::Tier>,
+    /// Client groups' own brackets here, `[group]` (empty: the market's; no group has any:
+    /// empty).
+    pub(crate) group_tiers: Vec<Vec<crate::tier::Tier>>,
     /// Its band and its cross accounts' trigger keys.
     pub(crate) cross: cross::CrossMarket,
 }
 
 impl Market {
-    /// The bracket of a position of `q` entered at `e` (by its notional at entry, rounded up);
-    /// `None` when the market has no brackets.
-    pub(crate) fn tier(&self, e: Price, q: Qty) -> Option<crate::tier::Tier> {
-        let last = *self.tiers.last()?;
+    /// The bracket of a position of `q` entered at `e` (by its notional at entry, rounded up)
+    /// under client group `group`'s brackets (the market's if it has none of its own); `None`
+    /// without brackets.
+    pub(crate) fn tier(&self, group: u16, e: Price, q: Qty) -> Option<crate::tier::Tier> {
+        let own = self.group_tiers.get(usize::from(group)).filter(|t| !t.is_empty());
+        let tiers = own.unwrap_or(&self.tiers);
+        let last = *tiers.last()?;
         let within = |t: &&crate::tier::Tier| self.scale.notional_at_most(e, q, t.cap);
-        Some(self.tiers.iter().find(within).copied().unwrap_or(last))
+        Some(tiers.iter().find(within).copied().unwrap_or(last))
     }
 
-    /// A position's maintenance amount (0 without brackets).
+    /// A position's maintenance amount (0 without brackets), by the brackets it keeps.
     pub(crate) fn cum(&self, p: &Position) -> Usdc {
-        self.tier(p.entry, p.qty).map_or(Usdc::ZERO, |t| t.cum)
+        self.tier(p.bracket_group, p.entry, p.qty).map_or(Usdc::ZERO, |t| t.cum)
     }
 
     /// The mark a position of `side` is valued at: bid for a long, ask for a short.
@@ -257,7 +263,8 @@ impl Engine {
                 mmr: m.maintenance_margin_rate,
                 open_interest: [(0, 0); 2],
                 sources: sources::Sources::default(),
-                tiers: crate::tier::tiers(m),
+                tiers: crate::tier::tiers(&m.brackets),
+                group_tiers: crate::tier::group_tiers(&cfg, &m.symbol),
                 cross: cross::CrossMarket::default(),
             })
             .collect();

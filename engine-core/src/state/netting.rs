@@ -108,7 +108,8 @@ impl Engine {
         let sum = p.margin().checked_add(margin).filter(|s| *s <= super::MAX_AMOUNT);
         let sum = sum.ok_or(Reason::InvalidAmount)?;
         let leverage = p.leverage.max(req.leverage);
-        let (mmr, cum) = match m.tier(entry, total) {
+        let group = self.accounts[ai].group;
+        let (mmr, cum) = match m.tier(group, entry, total) {
             Some(t) if leverage > t.max_leverage => return Err(Reason::LeverageAboveBracket),
             Some(t) => (t.mmr, t.cum),
             None => (m.mmr, Usdc::ZERO),
@@ -193,15 +194,17 @@ impl Engine {
         triggers: Option<(Option<Price>, Option<Price>)>,
     ) -> Position {
         let old = *self.positions.get(r);
-        let level = self.margin_call_level(super::usize_from(old.account.0) - 1);
+        let ai = super::usize_from(old.account.0) - 1;
+        let (level, group) = (self.margin_call_level(ai), self.accounts[ai].group);
         let m = &self.markets[usize::from(old.market.0)];
-        let (mmr, cum) = m.tier(entry, qty).map_or((m.mmr, Usdc::ZERO), |t| (t.mmr, t.cum));
+        let tier = m.tier(group, entry, qty);
+        let (mmr, cum) = tier.map_or((m.mmr, Usdc::ZERO), |t| (t.mmr, t.cum));
         let mc = if old.cross {
             Price(0)
         } else {
             super::open::margin_call_price(m, old.side, entry, qty, (margin, cum), mmr, level)
         };
-        let mut new = Position { qty, entry, mc, leverage, ..old };
+        let mut new = Position { qty, entry, mc, leverage, bracket_group: group, ..old };
         new.mmr_ppm = u32::try_from(mmr.0).expect("rates are below 10^6");
         new.set_margin(margin);
         if let Some((tp, sl)) = triggers {
@@ -250,7 +253,7 @@ impl Engine {
         if margin > super::MAX_AMOUNT {
             return Err(Reason::InvalidAmount);
         }
-        let (mmr, cum) = match m.tier(e, q) {
+        let (mmr, cum) = match m.tier(self.accounts[ai].group, e, q) {
             Some(t) if req.leverage > t.max_leverage => return Err(Reason::LeverageAboveBracket),
             Some(t) => (t.mmr, t.cum),
             None => (m.mmr, Usdc::ZERO),

@@ -63,7 +63,8 @@ impl Engine {
         }
         // Its bracket, by its notional at entry: the leverage it may use, its rate and its
         // maintenance amount (which counts as margin in the liquidation formula).
-        let (mmr, cum) = match m.tier(e, q) {
+        let group = self.accounts[ai].group;
+        let (mmr, cum) = match m.tier(group, e, q) {
             Some(t) if req.leverage > t.max_leverage => return Err(Reason::LeverageAboveBracket),
             Some(t) => (t.mmr, t.cum),
             None => (m.mmr, Usdc::ZERO),
@@ -100,6 +101,7 @@ impl Engine {
             opened_at_ns: ts,
             mmr,
             cross,
+            bracket_group: group,
         });
         self.debit(ai, cost);
         self.house_balance = add(self.house_balance, fee);

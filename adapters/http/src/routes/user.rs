@@ -209,6 +209,12 @@ async fn terms(State(state): St, AuthUser(account): AuthUser) -> Result<Response
                 max_leverage,
                 quoted_bid: quoted.as_ref().and_then(|q| q.0.clone()),
                 quoted_ask: quoted.and_then(|q| q.1),
+                brackets: {
+                    let own = state.cfg.group_brackets.get(usize::from(group));
+                    let own = own.and_then(|g| g.get(usize::from(market.0)));
+                    let own = own.filter(|b| !b.is_empty());
+                    crate::convert::bracket_list_dto(own.unwrap_or(&m.brackets))
+                },
             })
         })
         .collect();

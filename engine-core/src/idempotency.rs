@@ -42,6 +42,11 @@ pub struct KeyWindow {
 }
 
 impl KeyWindow {
+    /// An empty window (no storage until its first key).
+    pub const fn new() -> KeyWindow {
+        KeyWindow { entries: VecDeque::new() }
+    }
+
     /// The live entry for `key` at time `now_ns` (entries older than `ttl_ns` are forgotten).
     pub fn find(&self, key: &IdempotencyKey, now_ns: u64, ttl_ns: u64) -> Option<&KeyEntry> {
         self.entries.iter().rev().find(|e| e.key == *key && !expired(e, now_ns, ttl_ns))

@@ -92,6 +92,7 @@ pub mod hash;
 pub mod idempotency;
 pub mod index;
 pub mod limits;
+mod logins;
 pub mod math;
 pub mod num;
 pub mod persist;

@@ -27,27 +27,19 @@ impl Engine {
             let id = AccountId(u32::try_from(i + 1).map_err(|_| SnapshotError::Malformed)?);
             let keep = usize_from(e.cfg.closed_history_per_account);
             let skip = a.history.len().saturating_sub(keep);
-            e.accounts.push(Account {
-                login: a.login,
-                credential: a.credential,
-                available: a.available,
-                open: Vec::with_capacity(usize_from(e.cfg.max_positions_per_account)),
-                history: a.history[skip..].iter().copied().collect::<VecDeque<_>>(),
-                keys: KeyWindow::from_entries(
-                    &a.keys,
-                    usize_from(e.cfg.idempotency_keys_per_account),
-                ),
-                orders: Vec::new(),
-                reserved: Usdc::ZERO,
-                admin: a.admin,
-                group: 0,
-                mode: crate::command::MarginMode::Isolated,
-                position_mode: crate::command::PositionMode::Hedging,
-                cross: crate::state::cross::CrossBook::default(),
-            });
-            if e.logins.insert(a.login, id).is_some() {
+            let mut account = Account::new(a.login, a.credential, a.available);
+            account.admin = a.admin;
+            if skip < a.history.len() || !a.keys.is_empty() {
+                let lists = account.lists_mut();
+                lists.history = a.history[skip..].iter().copied().collect::<VecDeque<_>>();
+                let cap = usize_from(e.cfg.idempotency_keys_per_account);
+                lists.keys = KeyWindow::from_entries(&a.keys, cap);
+            }
+            if e.account_of_login(&a.login).is_some() {
                 return bad(format!("duplicate login {:?}", a.login));
             }
+            e.accounts.push(account);
+            e.logins.insert(&a.login, id);
         }
         for &account in &snap.netting {
             let i = usize_from(account.0).wrapping_sub(1);
@@ -96,7 +88,7 @@ impl Engine {
             m.index.insert(r.slot(), p.side, pos.triggers(m));
             m.open_interest[usize::from(p.side == Side::Short)].0 += 1;
             m.open_interest[usize::from(p.side == Side::Short)].1 += p.qty.0;
-            e.accounts[ai].open.push(r);
+            e.accounts[ai].push_open(r, usize_from(e.cfg.max_positions_per_account));
         }
         restore_trails(&mut e, snap);
         restore_orders(&mut e, snap)?;
@@ -192,7 +184,7 @@ fn restore_orders(e: &mut Engine, snap: &EngineSnapshot) -> Result<(), SnapshotE
         if usize::from(o.market.0) >= e.markets.len() {
             return bad(format!("order {} has no market", o.id.0));
         }
-        if e.accounts[ai].orders.len() >= usize_from(e.cfg.max_orders_per_account) {
+        if e.accounts[ai].lists().orders.len() >= usize_from(e.cfg.max_orders_per_account) {
             return bad("an account holds more orders than allowed".into());
         }
         e.index_order(o);

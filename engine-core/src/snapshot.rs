@@ -348,8 +348,8 @@ impl Engine {
                     login: a.login,
                     credential: a.credential,
                     available: a.available,
-                    history: a.history.iter().copied().collect(),
-                    keys: a.keys.iter().copied().collect(),
+                    history: a.lists().history.iter().copied().collect(),
+                    keys: a.lists().keys.iter().copied().collect(),
                     admin: a.admin,
                 })
                 .collect(),

@@ -1,8 +1,8 @@
 //! Accounts: creation, deposits, withdrawals, and every credit and debit of a balance.
 
 use super::{
-    Account, AccountId, Change, Credential, Engine, KeyWindow, Login, MAX_AMOUNT, Outcome, Reason,
-    ReplyData, Sink, Usdc, VecDeque, add, check_amount, sub, usize_from,
+    Account, AccountId, Change, Credential, Engine, Login, MAX_AMOUNT, Outcome, Reason, ReplyData,
+    Sink, Usdc, add, check_amount, sub, usize_from,
 };
 
 impl Engine {
@@ -17,7 +17,7 @@ impl Engine {
         if login.is_empty() {
             return Err(Reason::InvalidLogin);
         }
-        if self.logins.contains_key(&login) {
+        if self.account_of_login(&login).is_some() {
             return Err(Reason::DuplicateLogin);
         }
         if self.accounts.len() >= usize_from(self.cfg.max_accounts) {
@@ -26,26 +26,17 @@ impl Engine {
         let id = AccountId(u32::try_from(self.accounts.len() + 1).map_err(|_| Reason::Overflow)?);
         let initial = if self.cfg.demo_deposits { self.cfg.initial_balance } else { Usdc::ZERO };
         self.check_room(initial)?;
-        self.accounts.push(Account {
-            login,
-            credential,
-            available: initial,
-            open: Vec::with_capacity(usize_from(self.cfg.max_positions_per_account)),
-            history: VecDeque::new(),
-            keys: KeyWindow::default(),
-            orders: Vec::new(),
-            reserved: Usdc::ZERO,
-            group: 0,
-            admin: false,
-            mode: crate::command::MarginMode::Isolated,
-            position_mode: crate::command::PositionMode::Hedging,
-            cross: super::cross::CrossBook::default(),
-        });
-        self.logins.insert(login, id);
+        self.accounts.push(Account::new(login, credential, initial));
+        self.logins.insert(&login, id);
         self.total_deposits = add(self.total_deposits, initial);
         self.total_available = add(self.total_available, initial);
         self.record(sink, Change::AccountCreated { account: id, initial_deposit: initial });
         Ok(ReplyData::AccountCreated { account: id })
+    }
+
+    /// The account whose login is `login`.
+    pub(crate) fn account_of_login(&self, login: &Login) -> Option<AccountId> {
+        self.logins.get(login, |i| &self.accounts[i].login)
     }
 
     pub(super) fn account_index(&self, id: AccountId) -> Result<usize, Reason> {
@@ -116,7 +107,7 @@ impl Engine {
     }
 
     pub(super) fn credential(&self, login: &Login) -> Outcome {
-        let id = *self.logins.get(login).ok_or(Reason::UnknownAccount)?;
+        let id = self.account_of_login(login).ok_or(Reason::UnknownAccount)?;
         let i = self.account_index(id)?;
         let a = &self.accounts[i];
         Ok(ReplyData::Credential { account: id, credential: a.credential, admin: a.admin })

@@ -18,7 +18,7 @@ impl Engine {
         admin: bool,
         sink: &mut S,
     ) -> Outcome {
-        let account = *self.logins.get(login).ok_or(Reason::UnknownAccount)?;
+        let account = self.account_of_login(login).ok_or(Reason::UnknownAccount)?;
         let i = self.account_index(account)?;
         self.accounts[i].admin = admin;
         self.record(sink, Change::RoleSet { account, admin });

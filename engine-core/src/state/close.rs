@@ -52,7 +52,7 @@ impl Engine {
                 assert_eq!(p.account, account, "an open list holds its account's positions");
                 Ok((r, p))
             }
-            Err(_) if a.history.iter().any(|h| h.id == id) => Err(Reason::PositionClosed),
+            Err(_) if a.lists().history.iter().any(|h| h.id == id) => Err(Reason::PositionClosed),
             Err(_) => Err(Reason::UnknownPosition),
         }
     }
@@ -288,7 +288,7 @@ impl Engine {
         if limit == 0 {
             return;
         }
-        let history = &mut self.accounts[usize_from(account.0) - 1].history;
+        let history = &mut self.accounts[usize_from(account.0) - 1].lists_mut().history;
         if history.len() >= limit {
             history.pop_front();
         } else if history.len() == history.capacity() {
@@ -412,9 +412,9 @@ mod tests {
                 key: None,
             };
             apply(&mut e, close);
-            capacities.push(e.accounts[0].history.capacity());
+            capacities.push(e.accounts[0].lists().history.capacity());
         }
-        let history = &e.accounts[0].history;
+        let history = &e.accounts[0].lists().history;
         assert_eq!(history.len(), 100, "the newest {limit} kept");
         assert_eq!(history.back().map(|v| v.id), Some(PositionId(120)));
         assert_eq!(history.capacity(), 100, "and no more room than that");

@@ -35,7 +35,7 @@ impl Engine {
     pub(super) fn empty_account(&mut self, account: AccountId) -> Result<&mut Account, Reason> {
         let ai = self.account_index(account)?;
         let a = &mut self.accounts[ai];
-        if !a.open.is_empty() || !a.orders.is_empty() {
+        if !a.open.is_empty() || !a.lists().orders.is_empty() {
             return Err(Reason::PositionsOpen);
         }
         Ok(a)

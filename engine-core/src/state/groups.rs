@@ -201,7 +201,7 @@ impl Engine {
         if usize::from(group) >= self.groups.len() {
             return Err(Reason::UnknownGroup);
         }
-        let account = *self.logins.get(login).ok_or(Reason::UnknownAccount)?;
+        let account = self.account_of_login(login).ok_or(Reason::UnknownAccount)?;
         let ai = self.account_index(account)?;
         self.accounts[ai].group = group;
         self.record(sink, Change::GroupSet { account, by, group });

@@ -31,7 +31,8 @@ impl Engine {
             ));
         }
         for (i, a) in self.accounts.iter().enumerate() {
-            let held = a.orders.iter().fold(Usdc::ZERO, |s, id| add(s, self.orders[id].reserved));
+            let held =
+                a.lists().orders.iter().fold(Usdc::ZERO, |s, id| add(s, self.orders[id].reserved));
             if held != a.reserved {
                 return Err(format!(
                     "account {} holds {:?} for orders of {held:?}",
@@ -147,16 +148,17 @@ impl Engine {
             a.open.iter().for_each(|r| {
                 h.u64(r.id().0);
             });
-            h.u64(a.history.len() as u64);
-            a.history.iter().for_each(|v| {
+            let lists = a.lists();
+            h.u64(lists.history.len() as u64);
+            lists.history.iter().for_each(|v| {
                 h.view(v);
             });
-            h.i128(a.reserved.0).u64(a.orders.len() as u64);
-            a.orders.iter().for_each(|id| {
+            h.i128(a.reserved.0).u64(lists.orders.len() as u64);
+            lists.orders.iter().for_each(|id| {
                 h.value(&self.orders[id]);
             });
-            h.u64(a.keys.len() as u64);
-            for k in a.keys.iter() {
+            h.u64(lists.keys.len() as u64);
+            for k in lists.keys.iter() {
                 h.bytes(k.key.as_bytes()).u64(k.fingerprint).u64(k.at_ns);
                 h.outcome(&k.outcome, shape);
             }

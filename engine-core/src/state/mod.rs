@@ -124,14 +124,11 @@ pub(crate) struct Account {
     pub(crate) available: Usdc,
     /// Open positions, ascending id (ids are assigned increasing, removal keeps order).
     pub(crate) open: Vec<crate::slab::PosRef>,
-    /// Closed positions and closed parts, oldest first, at most `closed_history_per_account`.
-    pub(crate) history: VecDeque<PositionView>,
-    /// This account's recent idempotency keys (client order ids included).
-    pub(crate) keys: KeyWindow,
+    /// Its closed positions, idempotency keys and pending orders, once it has any (see
+    /// [`AccountLists`]).
+    lists: Option<Box<AccountLists>>,
     /// Holds the operator role (granted from the command line only).
     pub(crate) admin: bool,
-    /// Pending orders, ascending id.
-    pub(crate) orders: Vec<OrderId>,
     /// Σ of its pending orders' reservations.
     pub(crate) reserved: Usdc,
     /// Its client group (index into the configuration's `groups`; 0: the default).
@@ -142,6 +139,64 @@ pub(crate) struct Account {
     pub(crate) position_mode: crate::command::PositionMode,
     /// Its cross-margin keys (empty while isolated).
     pub(crate) cross: cross::CrossBook,
+}
+
+/// What an account holds only once it has used it: 88 bytes that a dormant account (most of
+/// a broker's) keeps as one empty pointer instead.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AccountLists {
+    /// Closed positions and closed parts, oldest first, at most `closed_history_per_account`.
+    pub(crate) history: VecDeque<PositionView>,
+    /// Its recent idempotency keys (client order ids included).
+    pub(crate) keys: KeyWindow,
+    /// Pending orders, ascending id.
+    pub(crate) orders: Vec<OrderId>,
+}
+
+static NO_LISTS: AccountLists =
+    AccountLists { history: VecDeque::new(), keys: KeyWindow::new(), orders: Vec::new() };
+
+impl Account {
+    /// A new account with nothing but its login, credential and balance.
+    pub(crate) fn new(login: Login, credential: Credential, available: Usdc) -> Account {
+        Account {
+            login,
+            credential,
+            available,
+            open: Vec::new(),
+            lists: None,
+            admin: false,
+            reserved: Usdc::ZERO,
+            group: 0,
+            mode: crate::command::MarginMode::Isolated,
+            position_mode: crate::command::PositionMode::Hedging,
+            cross: cross::CrossBook::default(),
+        }
+    }
+
+    /// Adds a newly opened position (ids increase: the list stays sorted). The list grows by a
+    /// quarter (at least 2, at most to `max`) when full: a dormant account holds none, a busy
+    /// one at most a quarter more than the most it has held, and an open allocates only when
+    /// the account holds more positions than ever before — never in a steady state.
+    pub(crate) fn push_open(&mut self, r: crate::slab::PosRef, max: usize) {
+        assert!(self.open.last().is_none_or(|l| *l < r), "ids increase: the list stays sorted");
+        assert!(self.open.len() < max, "the caller checked max_positions_per_account");
+        if self.open.len() == self.open.capacity() {
+            let grow = (self.open.len() / 4).max(2).min(max - self.open.len());
+            self.open.reserve_exact(grow);
+        }
+        self.open.push(r);
+    }
+
+    /// Its lists (empty ones until it has used any).
+    pub(crate) fn lists(&self) -> &AccountLists {
+        self.lists.as_deref().unwrap_or(&NO_LISTS)
+    }
+
+    /// Its lists, allocated at the first use (once an account, like its key window's storage).
+    pub(crate) fn lists_mut(&mut self) -> &mut AccountLists {
+        self.lists.get_or_insert_with(Box::default)
+    }
 }
 
 pub(crate) use crate::position::{NewPosition, Position};
@@ -181,7 +236,7 @@ pub struct Engine {
     pub(crate) markets: Vec<Market>,
     /// `accounts[i]` is `AccountId(i + 1)`.
     pub(crate) accounts: Vec<Account>,
-    pub(crate) logins: Table<Login, AccountId>,
+    pub(crate) logins: crate::logins::LoginIndex,
     /// Accounts never charged or paid financing (from `swap_free_logins`).
     pub(crate) swap_free: rustc_hash::FxHashSet<Login>,
     pub(crate) positions: crate::slab::Slab,
@@ -275,7 +330,7 @@ impl Engine {
         Ok(Engine {
             markets,
             accounts: Vec::with_capacity(max_accounts),
-            logins: Table::with_capacity(max_accounts),
+            logins: crate::logins::LoginIndex::with_capacity(max_accounts),
             swap_free: cfg.swap_free_logins.iter().filter_map(|l| Login::new(l)).collect(),
             positions: crate::slab::Slab::with_capacity(max_positions),
             next_position_id: 1,

@@ -113,9 +113,8 @@ impl Engine {
         let r = self.positions.insert(p);
         m.index.insert(r.slot(), req.side, triggers);
         self.count_open_interest(req.market, req.side, 1, q.0);
-        let open = &mut self.accounts[ai].open;
-        assert!(open.last().is_none_or(|l| *l < r), "ids increase: the open list stays sorted");
-        open.push(r);
+        let max = usize_from(self.cfg.max_positions_per_account);
+        self.accounts[ai].push_open(r, max);
         self.counters.opened += 1;
         self.cross_touch(ai, true);
         // The charges are announced before the open that includes them, as before a close:

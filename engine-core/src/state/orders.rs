@@ -41,7 +41,7 @@ impl Engine {
         if margin < m.cfg.min_margin {
             return Err(Reason::MarginTooSmall);
         }
-        if self.accounts[ai].orders.len() >= usize_from(self.cfg.max_orders_per_account) {
+        if self.accounts[ai].lists().orders.len() >= usize_from(self.cfg.max_orders_per_account) {
             return Err(Reason::TooManyOrders);
         }
         if self.orders.len() >= usize_from(self.cfg.max_pending_orders) {
@@ -140,7 +140,7 @@ impl Engine {
             let fresh = self.expiries.insert((i64::try_from(at).unwrap_or(i64::MAX), o.id.0));
             assert!(fresh, "order {} has two expiries", o.id.0);
         }
-        self.accounts[ai].orders.push(o.id);
+        self.accounts[ai].lists_mut().orders.push(o.id);
         let fresh = self.orders.insert(o.id, *o).is_none();
         assert!(fresh, "order id reused");
     }
@@ -152,7 +152,7 @@ impl Engine {
             let was = self.expiries.remove(&(i64::try_from(at).unwrap_or(i64::MAX), o.id.0));
             assert!(was, "order {} missing from the expiry index", o.id.0);
         }
-        let list = &mut self.accounts[ai].orders;
+        let list = &mut self.accounts[ai].lists_mut().orders;
         let at = list.binary_search(&o.id).expect("the account lists every pending order");
         list.remove(at);
         self.orders.remove(&o.id);
@@ -185,7 +185,7 @@ impl Engine {
         let mut count = 0u32;
         // A query changes nothing, so an order past its expiry is still held until the next
         // state-changing command: it is not shown (it can no longer fill).
-        for o in a.orders.iter().map(|id| &self.orders[id]) {
+        for o in a.lists().orders.iter().map(|id| &self.orders[id]) {
             if o.expires_at_ns.is_none_or(|at| ts < at) {
                 count += 1;
                 sink.emit(Output::Item { request_id: rid, item: Item::Order(*o) });

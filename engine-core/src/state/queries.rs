@@ -100,7 +100,7 @@ impl Engine {
             PositionStatus::Open => {
                 a.open.iter().for_each(|&r| emit(self.view(self.positions.get(r))))
             }
-            PositionStatus::Closed => a.history.iter().rev().for_each(|v| emit(*v)),
+            PositionStatus::Closed => a.lists().history.iter().rev().for_each(|v| emit(*v)),
         }
         Ok(ReplyData::List { count })
     }
@@ -116,6 +116,7 @@ impl Engine {
             return Ok(self.view(self.positions.get(open[at])));
         }
         self.accounts[ai]
+            .lists()
             .history
             .iter()
             .rev()

@@ -13,14 +13,14 @@ impl Engine {
         now: u64,
     ) -> Option<KeyEntry> {
         let i = self.account_index(account).ok()?;
-        self.accounts[i].keys.find(key, now, self.cfg.idempotency_ttl_ns).copied()
+        self.accounts[i].lists().keys.find(key, now, self.cfg.idempotency_ttl_ns).copied()
     }
 
     pub(super) fn remember_key(&mut self, account: AccountId, entry: KeyEntry) {
         let cap = usize_from(self.cfg.idempotency_keys_per_account);
         let ttl = self.cfg.idempotency_ttl_ns;
         if let Ok(i) = self.account_index(account) {
-            self.accounts[i].keys.insert(entry, cap, ttl);
+            self.accounts[i].lists_mut().keys.insert(entry, cap, ttl);
         }
     }
 

@@ -629,6 +629,100 @@ pub enum CommandKind {
         /// Account.
         account: AccountId,
     },
+    /// A signed-in user adds an API key (docs/DESIGN.md, "API keys"): its Ed25519 public key,
+    /// scopes, allowed networks and expiry.
+    CreateApiKey(NewApiKey),
+    /// Revokes one of the account's API keys (effective for the next request that names it).
+    RevokeApiKey {
+        /// Owner.
+        account: AccountId,
+        /// The key.
+        key: KeyId,
+    },
+    /// The account's API keys: one `Item::ApiKey` each, then `ReplyData::ApiKeys`.
+    QueryApiKeys {
+        /// Account.
+        account: AccountId,
+    },
+    /// The key with this public key, as it stands at the command's time: `ReplyData::ApiKey`,
+    /// `unknown_api_key` (none, or revoked) or `api_key_expired`.
+    QueryApiKey {
+        /// Its Ed25519 public key.
+        public_key: [u8; 32],
+    },
+}
+
+/// An API key's id (engine-assigned, increasing).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub struct KeyId(pub u64);
+
+/// An API key's label.
+pub type KeyLabel = InlineStr<32>;
+
+/// What an API key may do (bits of [`KeyScopes::READ`], [`KeyScopes::TRADE`],
+/// [`KeyScopes::WITHDRAW`]).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct KeyScopes(pub u8);
+
+impl KeyScopes {
+    /// Read balances, positions, orders, history.
+    pub const READ: u8 = 1;
+    /// Open, close, place, amend and cancel.
+    pub const TRADE: u8 = 2;
+    /// Withdraw (never on unless asked for).
+    pub const WITHDRAW: u8 = 4;
+
+    /// Holds every bit of `scope`.
+    pub const fn allows(self, scope: u8) -> bool {
+        self.0 & scope == scope
+    }
+}
+
+/// A client network an API key may be used from: `addr/prefix`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct Network {
+    /// The network's address, its octets in order (IPv4: the first 4, the rest 0).
+    pub addr: [u8; 16],
+    /// Its prefix length (at most 32 for IPv4, 128 for IPv6).
+    pub prefix: u8,
+    /// IPv6.
+    pub v6: bool,
+}
+
+/// Most networks an API key may name.
+pub const KEY_NETWORKS_MAX: usize = 4;
+
+/// A new API key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NewApiKey {
+    /// Owner.
+    pub account: AccountId,
+    /// Its Ed25519 public key (the client keeps the private key).
+    pub public_key: [u8; 32],
+    /// A label for its owner.
+    pub label: KeyLabel,
+    /// What it may do (at least one scope).
+    pub scopes: KeyScopes,
+    /// The client networks it may be used from (none: any).
+    pub networks: [Option<Network>; KEY_NETWORKS_MAX],
+    /// When it stops working (`None`: never).
+    pub expires_at_ns: Option<u64>,
 }
 
 /// How an account's orders meet its positions.
@@ -720,6 +814,8 @@ impl CommandKind {
                 | CommandKind::AdminSnapshot
                 | CommandKind::QueryTerms { .. }
                 | CommandKind::QueryPositionMode { .. }
+                | CommandKind::QueryApiKeys { .. }
+                | CommandKind::QueryApiKey { .. }
         )
     }
 }

@@ -10,8 +10,8 @@ use crate::math::Side;
 use crate::num::{Price, Qty, Usdc};
 pub use crate::reason::{CloseReason, Reason};
 pub use crate::view::{
-    AccountView, AtRisk, CloseInfo, CrossLevel, Exposure, Item, MarketView, OrderEnd, OrderView,
-    PositionView, ReplyData, StateSummary, Trailing,
+    AccountView, ApiKeyView, AtRisk, CloseInfo, CrossLevel, Exposure, Item, MarketView, OrderEnd,
+    OrderView, PositionView, ReplyData, StateSummary, Trailing,
 };
 
 /// Something the engine did on its own.
@@ -461,6 +461,18 @@ pub enum Change {
         /// Stop-loss after.
         stop_loss: Option<Price>,
     },
+    /// An API key was created (its public key: nothing secret).
+    ApiKeyCreated {
+        /// The key.
+        key: crate::view::ApiKeyView,
+    },
+    /// An API key was revoked.
+    ApiKeyRevoked {
+        /// Owner.
+        account: AccountId,
+        /// The key.
+        key: crate::command::KeyId,
+    },
 }
 
 impl Change {
@@ -491,7 +503,9 @@ impl Change {
             | Change::Explained { account, .. }
             | Change::SourceQuotes { account, .. }
             | Change::PositionModeSet { account, .. }
-            | Change::Increased { account, .. } => Some(account),
+            | Change::Increased { account, .. }
+            | Change::ApiKeyCreated { key: crate::view::ApiKeyView { account, .. } }
+            | Change::ApiKeyRevoked { account, .. } => Some(account),
             Change::Checkpoint | Change::PriceApplied { .. } => None,
         }
     }

@@ -126,9 +126,9 @@ pub mod prelude {
     };
     pub use crate::config::{EngineConfig, MarketConfig, RuntimeConfig, WaitMode};
     pub use crate::event::{
-        AccountView, AtRisk, CHECKPOINT_EVERY, Change, ChangeRecord, CloseInfo, CloseReason,
-        CrossLevel, Event, Exposure, Item, MarketView, OrderEnd, OrderView, Output, PositionView,
-        Reason, ReplyData, Sink, StateSummary, Trailing, Trigger,
+        AccountView, ApiKeyView, AtRisk, CHECKPOINT_EVERY, Change, ChangeRecord, CloseInfo,
+        CloseReason, CrossLevel, Event, Exposure, Item, MarketView, OrderEnd, OrderView, Output,
+        PositionView, Reason, ReplyData, Sink, StateSummary, Trailing, Trigger,
     };
     pub use crate::math::Side;
     pub use crate::num::{ExactDecimal, Ppm, Price, Qty, Usdc};

@@ -331,11 +331,11 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
     let missing_bytes = match bytes.get(..8) {
         Some(m) if m == SNAPSHOT_MAGIC => 0,
         // sources, groups, spread and commission revenue, group terms; group pricing; cross;
-        // netting and bracket groups.
-        Some(m) if m == SNAPSHOT_MAGIC_02 => 9,
-        Some(m) if m == SNAPSHOT_MAGIC_03 => 4,
-        Some(m) if m == SNAPSHOT_MAGIC_04 => 3,
-        Some(m) if m == SNAPSHOT_MAGIC_05 => 2,
+        // netting, bracket groups, API keys and the next key id.
+        Some(m) if m == SNAPSHOT_MAGIC_02 => 11,
+        Some(m) if m == SNAPSHOT_MAGIC_03 => 6,
+        Some(m) if m == SNAPSHOT_MAGIC_04 => 5,
+        Some(m) if m == SNAPSHOT_MAGIC_05 => 4,
         _ => return Err(SnapshotError::Malformed),
     };
     if bytes.len() < SNAPSHOT_HEADER_BYTES {
@@ -358,7 +358,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
     let _shape = LegacyAccountViews::set(magic_before_cross(bytes));
     let snapshot = if missing_bytes > 0 {
         let mut extended = payload.to_vec();
-        extended.extend_from_slice(&[0; 9][..missing_bytes]);
+        extended.extend_from_slice(&[0; 11][..missing_bytes]);
         postcard::from_bytes(&extended)
     } else {
         postcard::from_bytes(payload)
@@ -488,18 +488,20 @@ mod tests {
             cross: None,
             netting: Vec::new(),
             bracket_groups: Vec::new(),
+            api_keys: Vec::new(),
+            next_key_id: 0,
             ..Engine::new(EngineConfig::default()).unwrap().snapshot()
         };
         let payload = encode_value(&snap);
         assert!(
-            payload.ends_with(&[0; 9]),
+            payload.ends_with(&[0; 11]),
             "empty lists, zero amounts and none are one byte 0 each"
         );
         let olds = [
-            (SNAPSHOT_MAGIC_02, 9),
-            (SNAPSHOT_MAGIC_03, 4),
-            (SNAPSHOT_MAGIC_04, 3),
-            (SNAPSHOT_MAGIC_05, 2),
+            (SNAPSHOT_MAGIC_02, 11),
+            (SNAPSHOT_MAGIC_03, 6),
+            (SNAPSHOT_MAGIC_04, 5),
+            (SNAPSHOT_MAGIC_05, 4),
         ];
         for (magic, cut) in olds {
             let old = &payload[..payload.len() - cut];

@@ -122,6 +122,14 @@ reasons! {
     LeverageAboveBracket => "leverage_above_bracket",
     /// The account holds open positions or pending orders: its margin mode cannot change.
     PositionsOpen => "positions_open",
+    /// No such API key (never created, or revoked).
+    UnknownApiKey => "unknown_api_key",
+    /// The API key's expiry has passed.
+    ApiKeyExpired => "api_key_expired",
+    /// Another key already has this public key.
+    ApiKeyExists => "api_key_exists",
+    /// The account holds `max_api_keys_per_account` keys (or the engine `max_api_keys`).
+    TooManyApiKeys => "too_many_api_keys",
 }
 
 impl Reason {

@@ -41,6 +41,20 @@ impl Engine {
             e.accounts.push(account);
             e.logins.insert(&a.login, id);
         }
+        e.next_key_id = snap.next_key_id.max(1);
+        for &key in &snap.api_keys {
+            let i = usize_from(key.account.0).wrapping_sub(1);
+            if i >= e.accounts.len() || key.id.0 >= e.next_key_id {
+                return bad(format!(
+                    "API key {} of unknown account or beyond next_key_id",
+                    key.id.0
+                ));
+            }
+            if e.api_keys.insert(key.public_key, (key.account, key.id)).is_some() {
+                return bad(format!("API key {}: duplicate public key", key.id.0));
+            }
+            e.accounts[i].lists_mut().api_keys.push(key);
+        }
         for &account in &snap.netting {
             let i = usize_from(account.0).wrapping_sub(1);
             if i >= e.accounts.len() {

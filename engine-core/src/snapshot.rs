@@ -273,6 +273,11 @@ pub struct EngineSnapshot {
     /// that group: last, so that a snapshot written before groups had brackets decodes with
     /// none.
     pub bracket_groups: Vec<(PositionId, u16)>,
+    /// API keys, ascending id: last, so that a snapshot written before keys existed decodes
+    /// with none.
+    pub api_keys: Vec<crate::view::ApiKeyView>,
+    /// The next API key's id (0 in a snapshot from before keys: 1).
+    pub next_key_id: u64,
 }
 
 /// Cross margin's state: which accounts are cross, and whether each one's margin call is
@@ -416,6 +421,13 @@ impl Engine {
                     self.counters.band_crossings,
                 ),
             }),
+            api_keys: {
+                let mut keys: Vec<crate::view::ApiKeyView> =
+                    self.accounts.iter().flat_map(|a| a.lists().api_keys.iter().copied()).collect();
+                keys.sort_unstable_by_key(|k| k.id);
+                keys
+            },
+            next_key_id: self.next_key_id,
             bracket_groups: {
                 let mut v: Vec<(PositionId, u16)> = self
                     .positions

@@ -286,6 +286,34 @@ pub enum ReplyData {
         /// Hedging or netting.
         mode: crate::command::PositionMode,
     },
+    /// An API key (created, revoked, or looked up).
+    ApiKey(ApiKeyView),
+    /// The end of an account's keys list (`Item::ApiKey`s before it).
+    ApiKeys {
+        /// How many.
+        count: u32,
+    },
+}
+
+/// An API key as the engine holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ApiKeyView {
+    /// Its id.
+    pub id: crate::command::KeyId,
+    /// Owner.
+    pub account: AccountId,
+    /// Its Ed25519 public key.
+    pub public_key: [u8; 32],
+    /// Its label.
+    pub label: crate::command::KeyLabel,
+    /// What it may do.
+    pub scopes: crate::command::KeyScopes,
+    /// Where it may be used from (none: anywhere).
+    pub networks: [Option<crate::command::Network>; crate::command::KEY_NETWORKS_MAX],
+    /// When it stops working.
+    pub expires_at_ns: Option<u64>,
+    /// When it was created (the command's time).
+    pub created_at_ns: u64,
 }
 
 /// An element of a list reply.
@@ -342,6 +370,8 @@ pub enum Item {
         /// group's rates, else the market's; zero when swap-free.
         financing_rates: (crate::num::Ppm, crate::num::Ppm),
     },
+    /// One of an account's API keys.
+    ApiKey(ApiKeyView),
 }
 
 /// One side of one market, for operators.

@@ -480,6 +480,8 @@ fn assert_changes_account_for_every_movement(w: &mut World) {
             Change::MarginMoved { .. } => {}
             Change::MarginModeSet { .. }
             | Change::PositionModeSet { .. }
+            | Change::ApiKeyCreated { .. }
+            | Change::ApiKeyRevoked { .. }
             | Change::AccountMarginCall { .. }
             | Change::StopOut { .. }
             | Change::Explained { .. }

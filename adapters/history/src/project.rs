@@ -59,6 +59,8 @@ pub fn movements(change: &Change) -> Vec<Movement> {
         | Change::GroupTermsSet { .. }
         | Change::MarginModeSet { .. }
         | Change::PositionModeSet { .. }
+        | Change::ApiKeyCreated { .. }
+        | Change::ApiKeyRevoked { .. }
         | Change::MarginMoved { .. }
         | Change::AccountMarginCall { .. }
         | Change::StopOut { .. }
@@ -148,6 +150,8 @@ pub const fn kind(change: &Change) -> &'static str {
         Change::PriceApplied { .. } => "price_applied",
         Change::PositionModeSet { .. } => "position_mode_set",
         Change::Increased { .. } => "increased",
+        Change::ApiKeyCreated { .. } => "api_key_created",
+        Change::ApiKeyRevoked { .. } => "api_key_revoked",
     }
 }
 

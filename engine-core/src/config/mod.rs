@@ -68,6 +68,10 @@ pub struct EngineConfig {
     pub max_pending_orders: u32,
     /// Most pending entry orders one account may hold.
     pub max_orders_per_account: u32,
+    /// Most API keys across all accounts (the engine's table is reserved at it).
+    pub max_api_keys: u32,
+    /// Most API keys one account may hold.
+    pub max_api_keys_per_account: u32,
     /// Margin-call level as a ratio of equity to maintenance margin (`"2"`: warn when a
     /// position's equity falls below twice its maintenance margin); `"0"` turns margin calls off.
     /// Must be above 1 (at 1 the position is already being liquidated).
@@ -152,6 +156,8 @@ impl Default for EngineConfig {
             request_id_window: 100_000,
             max_pending_orders: 1_000_000,
             max_orders_per_account: 100,
+            max_api_keys: 100_000,
+            max_api_keys_per_account: 10,
             margin_call_level: Ppm(3 * PPM_ONE / 2),
             stop_out_level: Ppm(PPM_ONE),
             swap_free_logins: Vec::new(),
@@ -265,7 +271,7 @@ impl EngineConfig {
                     g.margin_call_level.unwrap_or(self.margin_call_level),
                 )
             });
-        let limits: [(bool, &'static str); 13] = [
+        let limits: [(bool, &'static str); 15] = [
             (self.swap_free_logins.len() > 100_000, "swap_free_logins (at most 100 000)"),
             (self.initial_balance.0 < 0 || self.initial_balance > MAX_AMOUNT, "initial_balance"),
             (self.max_accounts == 0 || self.max_accounts > 50_000_000, "max_accounts"),
@@ -288,6 +294,11 @@ impl EngineConfig {
             (
                 self.max_orders_per_account == 0 || self.max_orders_per_account > 10_000,
                 "max_orders_per_account",
+            ),
+            (self.max_api_keys == 0 || self.max_api_keys > 10_000_000, "max_api_keys"),
+            (
+                self.max_api_keys_per_account == 0 || self.max_api_keys_per_account > 100,
+                "max_api_keys_per_account",
             ),
             (!level_ok, "margin_call_level must be 0 (off) or in (1, 100] with mmr * level < 1"),
             (

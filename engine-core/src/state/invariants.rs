@@ -124,6 +124,15 @@ impl Engine {
         for (i, a) in self.accounts.iter().enumerate().filter(|(i, _)| self.is_cross(*i)) {
             h.u64(i as u64).bool(a.cross.armed);
         }
+        // API keys, only once used (their public keys, scopes, networks and expiries).
+        if self.next_key_id > 1 {
+            h.bytes(b"api-keys").u64(self.next_key_id);
+            for a in &self.accounts {
+                a.lists().api_keys.iter().for_each(|k| {
+                    h.value(k);
+                });
+            }
+        }
         // Netting accounts, only once used.
         for i in (0..self.accounts.len()).filter(|&i| self.is_netting(i)) {
             h.bytes(b"netting").u64(i as u64);

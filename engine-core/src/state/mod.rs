@@ -44,6 +44,7 @@ pub use explain::ExplainedLevel;
 mod financing;
 mod groups;
 mod invariants;
+mod keys;
 mod margin_call;
 mod netting;
 mod open;
@@ -151,10 +152,16 @@ pub(crate) struct AccountLists {
     pub(crate) keys: KeyWindow,
     /// Pending orders, ascending id.
     pub(crate) orders: Vec<OrderId>,
+    /// Its API keys, ascending id.
+    pub(crate) api_keys: Vec<crate::view::ApiKeyView>,
 }
 
-static NO_LISTS: AccountLists =
-    AccountLists { history: VecDeque::new(), keys: KeyWindow::new(), orders: Vec::new() };
+static NO_LISTS: AccountLists = AccountLists {
+    history: VecDeque::new(),
+    keys: KeyWindow::new(),
+    orders: Vec::new(),
+    api_keys: Vec::new(),
+};
 
 impl Account {
     /// A new account with nothing but its login, credential and balance.
@@ -237,6 +244,11 @@ pub struct Engine {
     /// `accounts[i]` is `AccountId(i + 1)`.
     pub(crate) accounts: Vec<Account>,
     pub(crate) logins: crate::logins::LoginIndex,
+    /// API keys by public key: (owner, key id); the keys themselves are in their accounts'
+    /// lists.
+    pub(crate) api_keys: Table<[u8; 32], (AccountId, crate::command::KeyId)>,
+    /// The next API key's id.
+    pub(crate) next_key_id: u64,
     /// Accounts never charged or paid financing (from `swap_free_logins`).
     pub(crate) swap_free: rustc_hash::FxHashSet<Login>,
     pub(crate) positions: crate::slab::Slab,
@@ -331,6 +343,8 @@ impl Engine {
             markets,
             accounts: Vec::with_capacity(max_accounts),
             logins: crate::logins::LoginIndex::with_capacity(max_accounts),
+            api_keys: Table::with_capacity(usize_from(cfg.max_api_keys)),
+            next_key_id: 1,
             swap_free: cfg.swap_free_logins.iter().filter_map(|l| Login::new(l)).collect(),
             positions: crate::slab::Slab::with_capacity(max_positions),
             next_position_id: 1,
@@ -584,6 +598,10 @@ impl Engine {
             CommandKind::SetPositionMode { account, mode } => {
                 self.set_position_mode(*account, *mode, sink)
             }
+            CommandKind::CreateApiKey(new) => self.create_api_key(ts, new, sink),
+            CommandKind::RevokeApiKey { account, key } => self.revoke_api_key(*account, *key, sink),
+            CommandKind::QueryApiKeys { account } => self.list_api_keys(rid, *account, sink),
+            CommandKind::QueryApiKey { public_key } => self.api_key(ts, public_key),
             CommandKind::QueryPositionMode { account } => {
                 let ai = self.account_index(*account)?;
                 let mode = self.accounts[ai].position_mode;

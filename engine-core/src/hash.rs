@@ -34,7 +34,7 @@ impl Canonical {
     ) -> &mut Self {
         match (shape, o) {
             (crate::persist::HashShape::BeforeCross, Ok(crate::event::ReplyData::Account(v))) => {
-                let old = crate::persist::AccountReply04::Account(v.into());
+                let old = crate::view::AccountReply04::Account(v.into());
                 self.value(&Ok::<_, crate::event::Reason>(old))
             }
             _ => self.value(o),

@@ -355,7 +355,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
     }
     // Before cross margin (HXSNAP04 and older) an account view had 7 fields: the account
     // replies in the request window are read in that shape.
-    let _shape = LegacyAccountViews::set(magic_before_cross(bytes));
+    let _shape = crate::view::LegacyAccountViews::set(magic_before_cross(bytes));
     let snapshot = if missing_bytes > 0 {
         let mut extended = payload.to_vec();
         extended.extend_from_slice(&[0; 11][..missing_bytes]);
@@ -373,66 +373,6 @@ fn magic_before_cross(bytes: &[u8]) -> bool {
     matches!(bytes.get(..8), Some(m) if m == SNAPSHOT_MAGIC_02 || m == SNAPSHOT_MAGIC_03 || m == SNAPSHOT_MAGIC_04)
 }
 
-thread_local! {
-    /// Set while a snapshot from before cross margin decodes (see [`account_view_compat`]).
-    static LEGACY_ACCOUNT_VIEWS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Reads account views in their shape before cross margin for as long as it lives.
-struct LegacyAccountViews;
-
-impl LegacyAccountViews {
-    fn set(on: bool) -> Option<LegacyAccountViews> {
-        on.then(|| {
-            LEGACY_ACCOUNT_VIEWS.set(true);
-            LegacyAccountViews
-        })
-    }
-}
-
-impl Drop for LegacyAccountViews {
-    fn drop(&mut self) {
-        LEGACY_ACCOUNT_VIEWS.set(false);
-    }
-}
-
-/// An account view as HXSNAP04 and older snapshots hold it (in their request window's replies).
-#[derive(serde::Serialize, serde::Deserialize)]
-pub(crate) struct AccountView04 {
-    id: crate::command::AccountId,
-    available: crate::num::Usdc,
-    locked_margin: crate::num::Usdc,
-    order_margin: crate::num::Usdc,
-    unrealized_pnl: crate::num::Usdc,
-    equity: crate::num::Usdc,
-    open_positions: u32,
-}
-
-impl From<&crate::event::AccountView> for AccountView04 {
-    fn from(v: &crate::event::AccountView) -> AccountView04 {
-        AccountView04 {
-            id: v.id,
-            available: v.available,
-            locked_margin: v.locked_margin,
-            order_margin: v.order_margin,
-            unrealized_pnl: v.unrealized_pnl,
-            equity: v.equity,
-            open_positions: v.open_positions,
-        }
-    }
-}
-
-/// The start of `ReplyData` as an account reply encoded before cross margin: the variant index
-/// (1) and the 7-field view.
-#[derive(serde::Serialize)]
-pub(crate) enum AccountReply04 {
-    /// Index 0 (`AccountCreated`), never built.
-    #[allow(dead_code)]
-    AccountCreated,
-    /// Index 1.
-    Account(AccountView04),
-}
-
 /// How the state hash a snapshot records was computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HashShape {
@@ -440,32 +380,6 @@ pub enum HashShape {
     Current,
     /// Before cross margin (HXSNAP04 and older): remembered account replies as 7-field views.
     BeforeCross,
-}
-
-/// Decodes a reply's account view: in its current shape, or, while a snapshot from before cross
-/// margin decodes, in that one (an isolated account then; no levels). Postcard is not
-/// self-describing, so a view that grew would otherwise misread everything after it.
-pub(crate) fn account_view_compat<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<crate::event::AccountView, D::Error> {
-    use serde::Deserialize;
-    if !LEGACY_ACCOUNT_VIEWS.get() {
-        return crate::event::AccountView::deserialize(d);
-    }
-    let v = AccountView04::deserialize(d)?;
-    Ok(crate::event::AccountView {
-        id: v.id,
-        available: v.available,
-        locked_margin: v.locked_margin,
-        order_margin: v.order_margin,
-        unrealized_pnl: v.unrealized_pnl,
-        equity: v.equity,
-        open_positions: v.open_positions,
-        margin_mode: crate::command::MarginMode::Isolated,
-        margin_level: None,
-        margin_call_level: crate::num::Ppm(0),
-        stop_out_level: crate::num::Ppm(0),
-    })
 }
 
 #[cfg(test)]

@@ -197,7 +197,7 @@ pub enum ReplyData {
         account: AccountId,
     },
     /// Balances after a deposit, withdrawal or account query.
-    Account(#[serde(deserialize_with = "crate::persist::account_view_compat")] AccountView),
+    Account(#[serde(deserialize_with = "account_view_compat")] AccountView),
     /// The tick was applied.
     PriceApplied,
     /// The opened position (or, for a repeated client order id, the first result).
@@ -442,4 +442,92 @@ pub struct CrossLevel {
     /// `equity / maintenance_margin` in millionths, rounded down (`i64::MAX` without
     /// maintenance margin).
     pub level: crate::num::Ppm,
+}
+
+// ----- account views as snapshots before cross margin hold them -----
+
+thread_local! {
+    /// Set while a snapshot from before cross margin decodes (see [`account_view_compat`]).
+    static LEGACY_ACCOUNT_VIEWS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Reads account views in their shape before cross margin for as long as it lives.
+pub(crate) struct LegacyAccountViews;
+
+impl LegacyAccountViews {
+    pub(crate) fn set(on: bool) -> Option<LegacyAccountViews> {
+        on.then(|| {
+            LEGACY_ACCOUNT_VIEWS.set(true);
+            LegacyAccountViews
+        })
+    }
+}
+
+impl Drop for LegacyAccountViews {
+    fn drop(&mut self) {
+        LEGACY_ACCOUNT_VIEWS.set(false);
+    }
+}
+
+/// An account view as HXSNAP04 and older snapshots hold it (in their request window's replies).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct AccountView04 {
+    id: crate::command::AccountId,
+    available: crate::num::Usdc,
+    locked_margin: crate::num::Usdc,
+    order_margin: crate::num::Usdc,
+    unrealized_pnl: crate::num::Usdc,
+    equity: crate::num::Usdc,
+    open_positions: u32,
+}
+
+impl From<&AccountView> for AccountView04 {
+    fn from(v: &AccountView) -> AccountView04 {
+        AccountView04 {
+            id: v.id,
+            available: v.available,
+            locked_margin: v.locked_margin,
+            order_margin: v.order_margin,
+            unrealized_pnl: v.unrealized_pnl,
+            equity: v.equity,
+            open_positions: v.open_positions,
+        }
+    }
+}
+
+/// The start of `ReplyData` as an account reply encoded before cross margin: the variant index
+/// (1) and the 7-field view.
+#[derive(serde::Serialize)]
+pub(crate) enum AccountReply04 {
+    /// Index 0 (`AccountCreated`), never built.
+    #[allow(dead_code)]
+    AccountCreated,
+    /// Index 1.
+    Account(AccountView04),
+}
+
+/// Decodes a reply's account view: in its current shape, or, while a snapshot from before cross
+/// margin decodes, in that one (an isolated account then; no levels). Postcard is not
+/// self-describing, so a view that grew would otherwise misread everything after it.
+pub(crate) fn account_view_compat<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<AccountView, D::Error> {
+    use serde::Deserialize;
+    if !LEGACY_ACCOUNT_VIEWS.get() {
+        return AccountView::deserialize(d);
+    }
+    let v = AccountView04::deserialize(d)?;
+    Ok(AccountView {
+        id: v.id,
+        available: v.available,
+        locked_margin: v.locked_margin,
+        order_margin: v.order_margin,
+        unrealized_pnl: v.unrealized_pnl,
+        equity: v.equity,
+        open_positions: v.open_positions,
+        margin_mode: crate::command::MarginMode::Isolated,
+        margin_level: None,
+        margin_call_level: crate::num::Ppm(0),
+        stop_out_level: crate::num::Ppm(0),
+    })
 }

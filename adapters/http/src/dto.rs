@@ -1098,3 +1098,62 @@ pub struct ExplainedClose {
     /// Loss beyond the margin, forgiven.
     pub bad_debt: String,
 }
+
+/// An API key's scope.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeName {
+    /// Balances, positions, orders, history.
+    Read,
+    /// Open, close, place, amend, cancel.
+    Trade,
+    /// Withdraw (never on unless asked for).
+    Withdraw,
+}
+
+/// A new API key: the client made an Ed25519 key pair and sends only the public key.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyBody {
+    /// A label for you, 1..=32 bytes.
+    pub label: String,
+    /// Base64 of the 32-byte Ed25519 public key.
+    pub public_key: String,
+    /// At least one of `read`, `trade`, `withdraw` (default `["read"]`).
+    #[serde(default)]
+    pub scopes: Vec<ScopeName>,
+    /// Up to 4 client networks it may be used from, CIDR (`203.0.113.0/24`, `2001:db8::/48`, or
+    /// a bare address); none: any.
+    #[serde(default)]
+    pub networks: Vec<String>,
+    /// When it stops working, ms since the epoch (absent: never).
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+}
+
+/// An API key (the server holds only its public key).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKey {
+    /// Its id.
+    pub id: String,
+    /// Its label.
+    pub label: String,
+    /// Base64 of its Ed25519 public key: the `X-API-Key` header.
+    pub public_key: String,
+    /// What it may do.
+    pub scopes: Vec<ScopeName>,
+    /// Where it may be used from (empty: anywhere).
+    pub networks: Vec<String>,
+    /// When it stops working, ms (absent: never).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// When it was created, ms.
+    pub created_at: u64,
+}
+
+/// The caller's API keys, ascending id.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeys {
+    /// Its keys.
+    pub keys: Vec<ApiKey>,
+}

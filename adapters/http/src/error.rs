@@ -89,9 +89,9 @@ impl ApiError {
             | InvalidTakeProfit | InvalidStopLoss | InvalidLogin | PriceOutOfRange | Overflow
             | InvalidRequest | InvalidExpiry | InvalidTrailingStop => StatusCode::BAD_REQUEST,
             UnknownPosition | UnknownAccount | UnknownOrder => StatusCode::NOT_FOUND,
-            DuplicateLogin | ClientOrderIdReused | IdempotencyKeyReused | RequestIdReused => {
-                StatusCode::CONFLICT
-            }
+            DuplicateLogin | ClientOrderIdReused | IdempotencyKeyReused | RequestIdReused
+            | ApiKeyExists => StatusCode::CONFLICT,
+            UnknownApiKey | ApiKeyExpired => StatusCode::UNAUTHORIZED,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         ApiError::new(status, reason.code(), describe(reason))

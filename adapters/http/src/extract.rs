@@ -186,7 +186,12 @@ pub(crate) async fn limit_every_request(
     resp
 }
 
-/// The authenticated caller, from `Authorization: Bearer <JWT>`.
+/// The account a request's API key belongs to (set by [`crate::keys::verify_signed`] once the
+/// request's signature, window, key, scope and address are checked).
+#[derive(Clone, Copy, Debug)]
+pub struct KeyAuth(pub AccountId);
+
+/// The authenticated caller, from `Authorization: Bearer <JWT>` or a signed request.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthUser(pub AccountId);
 
@@ -197,7 +202,11 @@ impl FromRequestParts<Arc<AppState>> for AuthUser {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let account = state.tokens.verify(bearer(parts)?)?;
+        // A request signed with an API key, already verified (crate::keys::verify_signed).
+        let account = match parts.extensions.get::<KeyAuth>() {
+            Some(k) => k.0.0,
+            None => state.tokens.verify(bearer(parts)?)?,
+        };
         AppState::limited(&state.authed, &account)?;
         Ok(AuthUser(AccountId(account)))
     }

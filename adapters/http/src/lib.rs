@@ -28,6 +28,7 @@ pub mod convert;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod keys;
 pub mod metrics;
 pub mod openapi;
 pub mod own_writes;
@@ -110,6 +111,8 @@ pub struct AppState {
     /// A venue's recent candles, read at start: the chart's history before the engine's own.
     venue_candles: std::sync::RwLock<VenueCandles>,
     hub: Arc<push::Hub>,
+    /// Signatures of signed requests within their window (replays are refused).
+    signatures: keys::SeenSignatures,
 }
 
 /// Candles a venue's public endpoint gave at start, per market and span: at most markets × 6
@@ -232,6 +235,7 @@ impl AppState {
             history: std::sync::OnceLock::new(),
             venue_candles: std::sync::RwLock::default(),
             hub: Arc::new(push::Hub::new(markets, lag)),
+            signatures: keys::SeenSignatures::default(),
         })
     }
 
@@ -418,6 +422,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     use tower_http::set_header::SetResponseHeaderLayer;
     let l = &state.cfg.limits;
     let mut app = routes::routes()
+        .layer(axum::middleware::from_fn_with_state(state.clone(), keys::verify_signed))
         .layer(axum::middleware::from_fn_with_state(state.clone(), extract::limit_every_request))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(l.body_limit_bytes))

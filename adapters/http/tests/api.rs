@@ -726,6 +726,7 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         ops.iter().map(|(m, p, _)| (m.clone(), p.clone())).collect();
     let expected = [
         ("DELETE", "/api/v1/orders/{id}"),
+        ("DELETE", "/api/v1/user/api-keys/{id}"),
         ("GET", "/api/v1/admin/risk"),
         ("GET", "/api/v1/candles"),
         ("GET", "/api/v1/markets"),
@@ -734,6 +735,7 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         ("GET", "/api/v1/positions"),
         ("GET", "/api/v1/positions/{id}"),
         ("GET", "/api/v1/positions/{id}/explain"),
+        ("GET", "/api/v1/user/api-keys"),
         ("GET", "/api/v1/user/balance"),
         ("GET", "/api/v1/user/ledger"),
         ("GET", "/api/v1/user/position-mode"),
@@ -744,6 +746,7 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         ("POST", "/api/v1/positions"),
         ("POST", "/api/v1/positions/{id}/close"),
         ("POST", "/api/v1/positions/{id}/margin"),
+        ("POST", "/api/v1/user/api-keys"),
         ("POST", "/api/v1/user/deposit"),
         ("POST", "/api/v1/user/margin-mode"),
         ("POST", "/api/v1/user/position-mode"),

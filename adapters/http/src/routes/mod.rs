@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod explain;
 pub mod history;
+pub mod keys;
 pub mod markets;
 pub mod ops;
 pub mod orders;
@@ -40,6 +41,7 @@ use crate::error::ApiError;
 pub fn api_router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(user::router())
+        .merge(keys::router())
         .merge(markets::router())
         .merge(positions::router())
         .merge(explain::router())

@@ -65,18 +65,7 @@ impl Server {
     }
 
     async fn raw(&self, request: &[u8]) -> Reply {
-        let mut s = TcpStream::connect(self.addr).await.unwrap();
-        s.write_all(request).await.unwrap();
-        let mut buf = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
-            .await
-            .expect("response in time")
-            .unwrap();
-        let text = String::from_utf8_lossy(&buf).to_string();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let body = serde_json::from_str(body).unwrap_or(Value::String(body.to_string()));
-        Reply { status, headers: head.to_lowercase(), body }
+        raw_at(self.addr, request).await
     }
 
     async fn req(
@@ -126,6 +115,21 @@ impl Server {
         let id = r.body["user_id"].as_str().unwrap().to_string();
         (r.body["token"].as_str().unwrap().to_string(), id)
     }
+}
+
+async fn raw_at(addr: std::net::SocketAddr, request: &[u8]) -> Reply {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = serde_json::from_str(body).unwrap_or(Value::String(body.to_string()));
+    Reply { status, headers: head.to_lowercase(), body }
 }
 
 impl Drop for Server {
@@ -1101,4 +1105,154 @@ async fn a_netting_account_adds_to_and_reverses_its_position() {
     assert_eq!(open.body["positions"].as_array().map(Vec::len), Some(1), "{}", open.body);
     let r = s.post("/api/v1/user/position-mode", Some(&trader), json!({ "mode": "hedging" })).await;
     assert_eq!((r.status, r.body["error"]["code"].as_str()), (422, Some("positions_open")));
+}
+
+/// A request signed with `key` (docs/API.md, "Signed requests"): the headers and the bytes to
+/// send, signed at `ts_ms` for `window_ms`.
+fn signed(
+    key: &ed25519_dalek::SigningKey,
+    (method, path, body): (&str, &str, &str),
+    (ts_ms, window_ms): (u64, u64),
+) -> String {
+    use ed25519_dalek::Signer;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (path_only, query) = path.split_once('?').unwrap_or((path, ""));
+    let msg =
+        hundredx_http::keys::message(method, path_only, query, ts_ms, window_ms, body.as_bytes());
+    let sig = key.sign(&msg);
+    let mut r = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    r += &format!("X-API-Key: {}\r\n", b64.encode(key.verifying_key().as_bytes()));
+    r += &format!("X-Timestamp: {ts_ms}\r\nX-Window: {window_ms}\r\n");
+    r += &format!("X-Signature: {}\r\n", b64.encode(sig.to_bytes()));
+    if !body.is_empty() {
+        r += &format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len());
+    }
+    r + "\r\n" + body
+}
+
+fn now_ms() -> u64 {
+    now_ns() / 1_000_000
+}
+
+/// API keys over real sockets: a session creates a key (withdraw off unless asked), the key
+/// reads and trades signed; a missing scope, a replay, a stale timestamp, a wrong signature, a
+/// foreign address, key management by a key, and (after the session revokes it) the revoked
+/// key on another api instance over the same engine are each refused with their own code and
+/// change nothing; an expired key stops working at its expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_sign_requests_and_every_refusal_has_its_code() {
+    let mut s = Server::start(|_| {}).await;
+    s.price(0, 6_000_000, 6_000_000);
+    let (session, _) = s.user("bot@example.com").await;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let public = b64.encode(key.verifying_key().as_bytes());
+    let body = json!({ "label": "bot", "public_key": public, "scopes": ["read", "trade"] });
+    let created = s.post("/api/v1/user/api-keys", Some(&session), body).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["scopes"], json!(["read", "trade"]));
+    let id = created.body["id"].as_str().unwrap().to_string();
+    let listed = s.get("/api/v1/user/api-keys", &session).await;
+    assert_eq!(listed.body["keys"][0]["public_key"], json!(public), "{}", listed.body);
+
+    // Reads and trades, signed.
+    let balance = s
+        .raw(signed(&key, ("GET", "/api/v1/user/balance", ""), (now_ms(), 5_000)).as_bytes())
+        .await;
+    assert_eq!(balance.status, 200, "{}", balance.body);
+    let open = open_body("100", 10).to_string();
+    let opened = s
+        .raw(signed(&key, ("POST", "/api/v1/positions", &open), (now_ms(), 5_000)).as_bytes())
+        .await;
+    assert_eq!(opened.status, 201, "{}", opened.body);
+    let listed = s
+        .raw(
+            signed(&key, ("GET", "/api/v1/positions?status=open", ""), (now_ms(), 5_000))
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(listed.body["positions"].as_array().map(Vec::len), Some(1), "{}", listed.body);
+
+    let code = |r: &Reply| (r.status, r.body["error"]["code"].as_str().unwrap_or("").to_string());
+    // No withdraw scope.
+    let w = json!({ "amount": "1" }).to_string();
+    let r = s
+        .raw(signed(&key, ("POST", "/api/v1/user/withdraw", &w), (now_ms(), 5_000)).as_bytes())
+        .await;
+    assert_eq!(code(&r), (403, "missing_scope".into()));
+    // The same bytes again: a replay.
+    let once = signed(&key, ("GET", "/api/v1/user/balance", ""), (now_ms(), 5_000));
+    assert_eq!(s.raw(once.as_bytes()).await.status, 200);
+    assert_eq!(code(&s.raw(once.as_bytes()).await), (401, "replayed_signature".into()));
+    // Signed 10 s ago with a 5 s window; or too far ahead.
+    let stale = signed(&key, ("GET", "/api/v1/user/balance", ""), (now_ms() - 10_000, 5_000));
+    assert_eq!(code(&s.raw(stale.as_bytes()).await), (401, "timestamp_outside_window".into()));
+    let ahead = signed(&key, ("GET", "/api/v1/user/balance", ""), (now_ms() + 10_000, 5_000));
+    assert_eq!(code(&s.raw(ahead.as_bytes()).await), (401, "timestamp_outside_window".into()));
+    // A body other than the one signed.
+    let forged = signed(&key, ("POST", "/api/v1/positions", &open), (now_ms(), 5_000))
+        .replace("\"100\"", "\"900\"");
+    assert_eq!(code(&s.raw(forged.as_bytes()).await), (401, "invalid_signature".into()));
+    // A key never manages keys.
+    let k2 = json!({ "label": "x", "public_key": public }).to_string();
+    let r = s
+        .raw(signed(&key, ("POST", "/api/v1/user/api-keys", &k2), (now_ms(), 5_000)).as_bytes())
+        .await;
+    assert_eq!(code(&r), (403, "session_required".into()));
+    // Nothing of the refused requests happened: still one position.
+    let p = s.get("/api/v1/positions?status=open", &session).await;
+    assert_eq!(p.body["positions"].as_array().map(Vec::len), Some(1), "{}", p.body);
+
+    // A key limited to another network is refused from here (127.0.0.1).
+    let far = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+    let body = json!({ "label": "far", "public_key": b64.encode(far.verifying_key().as_bytes()),
+        "networks": ["192.0.2.0/24"] });
+    assert_eq!(s.post("/api/v1/user/api-keys", Some(&session), body).await.status, 201);
+    let r = s
+        .raw(signed(&far, ("GET", "/api/v1/user/balance", ""), (now_ms(), 5_000)).as_bytes())
+        .await;
+    assert_eq!(code(&r), (403, "address_not_allowed".into()));
+
+    // Revoked through this instance; refused by a second api instance over the same engine.
+    let second = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let second_addr = second.local_addr().unwrap();
+    let cfg = ApiConfig::new(SECRET.to_vec(), MarketConfig::defaults());
+    let state = AppState::new(cfg, s.engine.submitter());
+    tokio::spawn(hundredx_http::serve(second, state, std::future::pending()));
+    let r = raw_at(
+        second_addr,
+        signed(&key, ("GET", "/api/v1/user/balance", ""), (now_ms(), 5_000)).as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "the key works there too: {}", r.body);
+    let revoked =
+        s.req("DELETE", &format!("/api/v1/user/api-keys/{id}"), Some(&session), None).await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    let r = raw_at(
+        second_addr,
+        signed(&key, ("GET", "/api/v1/user/balance", ""), (now_ms(), 5_000)).as_bytes(),
+    )
+    .await;
+    assert_eq!(code(&r), (401, "unknown_api_key".into()));
+    let again = s.req("DELETE", &format!("/api/v1/user/api-keys/{id}"), Some(&session), None).await;
+    assert_eq!(code(&again), (404, "unknown_api_key".into()));
+
+    // A key that expires in a second: refused once the engine's clock passes it.
+    let brief = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let body = json!({ "label": "brief", "public_key": b64.encode(brief.verifying_key().as_bytes()),
+        "expires_at": now_ms() + 1_000 });
+    assert_eq!(s.post("/api/v1/user/api-keys", Some(&session), body).await.status, 201);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = s
+            .raw(signed(&brief, ("GET", "/api/v1/user/balance", ""), (now_ms(), 5_000)).as_bytes())
+            .await;
+        if r.status == 401 {
+            assert_eq!(code(&r), (401, "api_key_expired".into()));
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(std::time::Instant::now() < deadline, "the key never expired");
+        tokio::task::yield_now().await;
+    }
 }

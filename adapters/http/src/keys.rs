@@ -319,3 +319,50 @@ mod tests {
         assert_eq!(scope_for(&Method::GET, "/api/v1/admin/risk"), None);
     }
 }
+
+#[cfg(test)]
+mod worked_example {
+    use base64::Engine as _;
+    use ed25519_dalek::Signer;
+
+    /// docs/API.md's worked example, byte for byte: a client that signs as documented gets
+    /// these signatures, and the server accepts them.
+    #[test]
+    fn the_documented_example_signs_and_verifies_to_the_byte() {
+        let seed: [u8; 32] = std::array::from_fn(|i| u8::try_from(i + 1).unwrap());
+        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        assert_eq!(
+            b64.encode(key.verifying_key().as_bytes()),
+            "ebVWLo/mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ="
+        );
+        let body = br#"{"market":"BTC_USDC","side":"long","leverage":10,"margin":"100"}"#;
+        let msg = super::message("POST", "/api/v1/positions", "", 1_765_000_000_000, 5_000, body);
+        assert_eq!(
+            msg,
+            [&b"POST\n/api/v1/positions\n\n1765000000000\n5000\n"[..], &body[..]].concat()
+        );
+        let sig = key.sign(&msg);
+        assert_eq!(
+            b64.encode(sig.to_bytes()),
+            "5gBLjv4EWSiu/T+e+/vwl66YqrHPPHrlOSNVGwAGVMK8PtH/2bzK1j7JnlEUIP251AcD5mOPg0BPzWULaeE1DA=="
+        );
+        assert!(key.verifying_key().verify_strict(&msg, &sig).is_ok());
+        let q = super::message(
+            "GET",
+            "/api/v1/positions",
+            "status=closed&limit=2",
+            1_765_000_000_000,
+            5_000,
+            b"",
+        );
+        assert_eq!(
+            q,
+            b"GET\n/api/v1/positions\nlimit=2&status=closed\n1765000000000\n5000\n".to_vec()
+        );
+        assert_eq!(
+            b64.encode(key.sign(&q).to_bytes()),
+            "o88ZOob/pPm+TO3Po76DlR6fN1Lj/irmnxBegK5n3thW3uxESjaY774QjJg5bnTnL4cXX+QFSka//B6NibYPAg=="
+        );
+    }
+}

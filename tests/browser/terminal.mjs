@@ -50,6 +50,18 @@ try {
   await page.selectOption("#b-pmode", "hedging");
   await toastWith("Position mode: hedging");
 
+  step("API keys: add one by its public key, see it, revoke it");
+  await page.click("#keys-open");
+  await page.fill("#key-public", "ebVWLo/mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ=");
+  await page.check("#key-trade");
+  await page.click("#key-add");
+  await toastWith("added: read, trade");
+  await page.locator("#keys-list tr", { hasText: "read trade" }).waitFor();
+  await page.click("#keys-list .key-revoke");
+  await toastWith("revoked");
+  await page.locator("#keys-list tr").waitFor({ state: "detached" });
+  await page.click("#keys-form button[value=cancel]");
+
   step("bad input shows the API's message");
   await page.fill("#size", "12.3.4");
   await page.click("#place");

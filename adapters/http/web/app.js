@@ -293,6 +293,36 @@ async function setPositionMode() {
   }
 }
 
+// ----- API keys -----
+
+async function renderKeys() {
+  const { keys } = await api("GET", "/api/v1/user/api-keys");
+  const rows = keys.map((k) => {
+    const tr = document.createElement("tr");
+    const cells = [k.id, k.label, k.scopes.join(" "), k.networks.join(" ") || "any", k.expires_at ? new Date(k.expires_at).toISOString() : "never"];
+    for (const c of cells) { const td = document.createElement("td"); td.textContent = c; tr.append(td); }
+    const td = document.createElement("td");
+    const b = document.createElement("button");
+    b.type = "button"; b.textContent = "Revoke"; b.className = "key-revoke";
+    b.onclick = () => api("DELETE", `/api/v1/user/api-keys/${k.id}`).then(() => { toast(`Key ${k.id} revoked`); return renderKeys(); }).catch(fail);
+    td.append(b); tr.append(td);
+    return tr;
+  });
+  $("keys-list").replaceChildren(...rows);
+}
+
+async function addKey(ev) {
+  ev.preventDefault();
+  const scopes = ["read", "trade", "withdraw"].filter((s) => $(`key-${s}`).checked);
+  const networks = $("key-networks").value.split(",").map((n) => n.trim()).filter(Boolean);
+  try {
+    const k = await api("POST", "/api/v1/user/api-keys", { label: $("key-label").value, public_key: $("key-public").value.trim(), scopes, networks });
+    toast(`Key ${k.id} added: ${k.scopes.join(", ")}`);
+    $("key-public").value = "";
+    await renderKeys();
+  } catch (e) { fail(e); }
+}
+
 async function refreshAll() {
   if (!st.token) return;
   try {
@@ -574,6 +604,8 @@ function init() {
   $("b-mode").onchange = setMarginMode;
   $("b-pmode").onchange = setPositionMode;
   $("withdraw-open").onclick = () => $("withdraw").showModal();
+  $("keys-open").onclick = () => { $("keys").showModal(); renderKeys().catch(fail); };
+  $("key-add").onclick = addKey;
   $("withdraw-form").onsubmit = async (e) => {
     if (e.submitter?.value !== "ok") return;
     try {

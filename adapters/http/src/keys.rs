@@ -104,8 +104,8 @@ fn refused(status: StatusCode, code: &'static str, message: &str) -> ApiError {
     ApiError::new(status, code, message)
 }
 
-/// The signed request's parts, parsed.
-struct Signed {
+/// A signed request's (or a push `auth` message's) proof, parsed.
+pub(crate) struct Signed {
     public_key: [u8; 32],
     ts_ms: u64,
     window_ms: u64,
@@ -160,22 +160,9 @@ pub async fn verify_signed(
 
 async fn authenticate(state: &AppState, req: Request) -> Result<Request, ApiError> {
     let signed = parse(&req)?;
-    let now_ms = now_ns() / 1_000_000;
-    if now_ms > signed.ts_ms.saturating_add(signed.window_ms)
-        || signed.ts_ms > now_ms.saturating_add(signed.window_ms)
-    {
-        return Err(refused(
-            StatusCode::UNAUTHORIZED,
-            "timestamp_outside_window",
-            "X-Timestamp is outside X-Window of the server's clock",
-        ));
-    }
     let Some(scope) = scope_for(req.method(), req.uri().path()) else {
-        return Err(refused(
-            StatusCode::FORBIDDEN,
-            "session_required",
-            "this needs a signed-in session, not an API key",
-        ));
+        let why = "this needs a signed-in session, not an API key";
+        return Err(refused(StatusCode::FORBIDDEN, "session_required", why));
     };
     let (parts, body) = req.into_parts();
     let limit = state.cfg.limits.body_limit_bytes;
@@ -183,30 +170,39 @@ async fn authenticate(state: &AppState, req: Request) -> Result<Request, ApiErro
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the body is too large")
     })?;
     let query = parts.uri.query().unwrap_or("");
-    let msg = message(
-        parts.method.as_str(),
-        parts.uri.path(),
-        query,
-        signed.ts_ms,
-        signed.window_ms,
-        &bytes,
-    );
-    let key = ed25519_dalek::VerifyingKey::from_bytes(&signed.public_key).map_err(|_| {
-        refused(StatusCode::UNAUTHORIZED, "invalid_signature", "not an Ed25519 public key")
-    })?;
+    let peer = parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    let trusted = &state.cfg.limits.trusted_proxies;
+    let client = peer.map(|p| crate::extract::client_ip(p, &parts.headers, trusted));
+    let what = (parts.method.as_str(), parts.uri.path(), query, &bytes[..]);
+    let found = check(state, &signed, what, scope, client).await?;
+    let mut req = Request::from_parts(parts, Body::from(bytes));
+    req.extensions_mut().insert(KeyAuth(found.account));
+    Ok(req)
+}
+
+/// Checks a proof over `(method, path, query, body)`: the window, the signature, that it is
+/// new, the key at the engine, `scope`, and the client's network. The key, or why not.
+pub(crate) async fn check(
+    state: &AppState,
+    signed: &Signed,
+    (method, path, query, body): (&str, &str, &str, &[u8]),
+    scope: u8,
+    client: Option<IpAddr>,
+) -> Result<engine_core::event::ApiKeyView, ApiError> {
+    let now_ms = now_ns() / 1_000_000;
+    let until = signed.ts_ms.saturating_add(signed.window_ms);
+    if now_ms > until || signed.ts_ms > now_ms.saturating_add(signed.window_ms) {
+        let why = "the timestamp is outside the window of the server's clock";
+        return Err(refused(StatusCode::UNAUTHORIZED, "timestamp_outside_window", why));
+    }
+    let invalid = |why: &str| refused(StatusCode::UNAUTHORIZED, "invalid_signature", why);
+    let msg = message(method, path, query, signed.ts_ms, signed.window_ms, body);
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&signed.public_key)
+        .map_err(|_| invalid("not an Ed25519 public key"))?;
     let signature = ed25519_dalek::Signature::from_bytes(&signed.signature);
-    key.verify_strict(&msg, &signature).map_err(|_| {
-        refused(
-            StatusCode::UNAUTHORIZED,
-            "invalid_signature",
-            "the signature does not match the request",
-        )
-    })?;
-    state.signatures.first_use(
-        signed.signature,
-        signed.ts_ms.saturating_add(signed.window_ms),
-        now_ms,
-    )?;
+    key.verify_strict(&msg, &signature)
+        .map_err(|_| invalid("the signature does not match the request"))?;
+    state.signatures.first_use(signed.signature, until, now_ms)?;
     let reply = state.call(CommandKind::QueryApiKey { public_key: signed.public_key }).await?;
     let found = match reply.result {
         Ok(ReplyData::ApiKey(k)) => k,
@@ -214,26 +210,41 @@ async fn authenticate(state: &AppState, req: Request) -> Result<Request, ApiErro
         Err(reason) => return Err(ApiError::from_reason(reason)),
     };
     if !found.scopes.allows(scope) {
-        return Err(refused(
-            StatusCode::FORBIDDEN,
-            "missing_scope",
-            "the key lacks the scope this route needs",
-        ));
+        let why = "the key lacks the scope this route needs";
+        return Err(refused(StatusCode::FORBIDDEN, "missing_scope", why));
     }
-    let peer = parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
-    let client = peer
-        .map(|p| crate::extract::client_ip(p, &parts.headers, &state.cfg.limits.trusted_proxies));
     let allowed = found.networks.iter().flatten().collect::<Vec<_>>();
     if !allowed.is_empty() && !client.is_some_and(|ip| allowed.iter().any(|n| contains(n, ip))) {
-        return Err(refused(
-            StatusCode::FORBIDDEN,
-            "address_not_allowed",
-            "the key may not be used from this address",
-        ));
+        let why = "the key may not be used from this address";
+        return Err(refused(StatusCode::FORBIDDEN, "address_not_allowed", why));
     }
-    let mut req = Request::from_parts(parts, Body::from(bytes));
-    req.extensions_mut().insert(KeyAuth(found.account));
-    Ok(req)
+    Ok(found)
+}
+
+/// A push `auth` message's proof: `{"op":"auth","api_key","timestamp","window","signature"}`,
+/// signing `AUTH\n/api/v1/ws\n\n{timestamp}\n{window}\n` (docs/API.md).
+pub(crate) fn signed_auth(v: &serde_json::Value) -> Result<Signed, ApiError> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let bad = |what: &str| refused(StatusCode::UNAUTHORIZED, "invalid_signature", what);
+    let public_key = v["api_key"].as_str().and_then(|k| b64.decode(k).ok());
+    let public_key: [u8; 32] = public_key
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| bad("api_key must be the base64 of a 32-byte Ed25519 public key"))?;
+    let ts_ms = v["timestamp"]
+        .as_u64()
+        .ok_or_else(|| bad("timestamp must be milliseconds since the epoch"))?;
+    let window_ms = match v.get("window") {
+        None => WINDOW_DEFAULT_MS,
+        Some(w) => w
+            .as_u64()
+            .filter(|w| (1..=WINDOW_MAX_MS).contains(w))
+            .ok_or_else(|| bad("window must be 1..=60000 ms"))?,
+    };
+    let signature = v["signature"].as_str().and_then(|s| b64.decode(s).ok());
+    let signature: [u8; 64] = signature
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| bad("signature must be the base64 of a 64-byte Ed25519 signature"))?;
+    Ok(Signed { public_key, ts_ms, window_ms, signature })
 }
 
 /// Whether `ip` is in network `n` (an IPv4 address in an IPv4 network, IPv6 in IPv6; an

@@ -657,3 +657,56 @@ async fn anonymous_push_is_capped_and_expires_and_push_sockets_keep_their_server
     let m = next(&mut owner, 10).await;
     assert_eq!(m["op"], "subscribed", "the signed-in connection still serves: {m}");
 }
+
+/// The push API signs in with an API key too: an `auth` frame signed with a `read` key (the
+/// message `AUTH\n/api/v1/ws\n\n{timestamp}\n{window}\n`) gets the owner's private channels;
+/// a bad signature and a key without `read` are refused with their codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_key_signs_the_push_connection_in() {
+    use base64::Engine as _;
+    use ed25519_dalek::Signer;
+    let s = Server::start(|_| {}).await;
+    let (token, account) = s.user("keyed@example.com").await;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let add = |pk: &ed25519_dalek::SigningKey, scopes: Value| json!({"label": "push", "public_key": b64.encode(pk.verifying_key().as_bytes()), "scopes": scopes});
+    let reader = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+    let trader = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+    let (status, _) =
+        s.post("/api/v1/user/api-keys", Some(&token), &add(&reader, json!(["read"]))).await;
+    assert_eq!(status, 201);
+    let (status, _) =
+        s.post("/api/v1/user/api-keys", Some(&token), &add(&trader, json!(["trade"]))).await;
+    assert_eq!(status, 201);
+    let auth = |k: &ed25519_dalek::SigningKey, forge: bool| {
+        let ts = now_ns() / 1_000_000;
+        let msg = hundredx_http::keys::message("AUTH", "/api/v1/ws", "", ts, 5_000, b"");
+        let sig = k.sign(if forge { b"something else" } else { &msg[..] });
+        json!({"op": "auth", "api_key": b64.encode(k.verifying_key().as_bytes()), "timestamp": ts,
+            "window": 5_000, "signature": b64.encode(sig.to_bytes())})
+    };
+    let mut ws = s.connect(None).await;
+    send(&mut ws, auth(&reader, true)).await;
+    assert_eq!(next(&mut ws, 5).await["code"], "invalid_signature");
+    send(&mut ws, auth(&trader, false)).await;
+    assert_eq!(next(&mut ws, 5).await["code"], "missing_scope");
+    send(&mut ws, auth(&reader, false)).await;
+    assert_eq!(next(&mut ws, 5).await, json!({"op": "authed", "user_id": account.0.to_string()}));
+    send(&mut ws, json!({"op": "subscribe", "channels": ["balance"]})).await;
+    let balance = until(&mut ws, "balance", |_| true).await;
+    assert!(balance["data"]["available"].is_string(), "{balance}");
+    // Revoked by its owner's session: the connection it signed in is closed 4005.
+    let (status, keys) = s.post("/api/v1/user/api-keys", Some(&token), &json!({})).await;
+    assert_eq!(status, 400, "{keys}");
+    let mut del = "DELETE /api/v1/user/api-keys/1 HTTP/1.1
+Host: t
+Connection: close
+"
+    .to_string();
+    del += &format!("Authorization: Bearer {token}\r\n\r\n");
+    let mut c = TcpStream::connect(s.addr).await.unwrap();
+    c.write_all(del.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    c.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert_eq!(close_code(&mut ws, Duration::from_secs(10)).await, Some(4005));
+}

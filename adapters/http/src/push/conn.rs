@@ -56,12 +56,15 @@ pub(crate) struct WsQuery {
 pub(crate) async fn upgrade(
     State(state): State<Arc<AppState>>,
     ClientIp(ip): ClientIp,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     Query(q): Query<WsQuery>,
     conn_slot: Option<axum::Extension<Arc<crate::server::ConnSlot>>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let limits = state.push_limits().clone();
+    let trusted = &state.cfg.limits.trusted_proxies;
+    let client = peer.map(|p| crate::extract::client_ip(p.0.0.ip(), &headers, trusted));
     // A token on the upgrade authenticates the connection from the start; a bad one is refused.
     let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -98,7 +101,9 @@ pub(crate) async fn upgrade(
             // The server's slot for this socket stays taken while it is open (one budget for
             // HTTP and push), and shedding it closes the socket.
             let conn_slot = conn_slot.map(|axum::Extension(s)| s);
-            Conn::new(state, account, limits, slot, conn_slot).run(socket).await;
+            let mut conn = Conn::new(state, account, limits, slot, conn_slot);
+            conn.client = client;
+            conn.run(socket).await;
         })
 }
 
@@ -108,6 +113,10 @@ struct Conn {
     account: Option<AccountId>,
     /// When the token that signed it in expires (then it is closed, unless re-authed).
     expires: Option<tokio::time::Instant>,
+    /// The client's address (for an API key's networks).
+    client: Option<std::net::IpAddr>,
+    /// The API key that signed it in, if one did (its revocation closes the connection).
+    key: Option<engine_core::command::KeyId>,
     /// The client's frame allowance (`client_frames_per_second`).
     frames: governor::DefaultDirectRateLimiter,
     limits: PushLimits,
@@ -167,6 +176,8 @@ enum End {
     Shed,
     /// Its token expired.
     Expired,
+    /// The API key that signed it in was revoked.
+    Revoked,
     /// It sent frames faster than `client_frames_per_second`.
     Flooding,
 }
@@ -187,6 +198,8 @@ impl Conn {
             state,
             account: signed_in.map(|(a, _)| a),
             expires: signed_in.map(|(_, life)| tokio::time::Instant::now() + life),
+            client: None,
+            key: None,
             frames: governor::RateLimiter::direct(quota),
             limits,
             subscribed: Vec::new(),
@@ -241,6 +254,7 @@ impl Conn {
             }
             End::Anonymous => (4003, "sign_in_required"),
             End::Expired => (4004, "token_expired"),
+            End::Revoked => (4005, "key_revoked"),
             End::Flooding => (4008, "rate_limited"),
             End::Shed => (1013, "try_again_later"),
         };
@@ -403,6 +417,7 @@ impl Conn {
         };
         match v["op"].as_str() {
             Some("ping") => self.send_json(socket, &json!({"op": "pong"})).await,
+            Some("auth") if v.get("api_key").is_some() => self.on_key_auth(socket, &v).await,
             Some("auth") => self.on_auth(socket, v["token"].as_str().unwrap_or("")).await,
             Some("subscribe") => self.on_subscribe(socket, &v["channels"], true).await,
             Some("unsubscribe") => self.on_subscribe(socket, &v["channels"], false).await,
@@ -414,6 +429,36 @@ impl Conn {
                 )
                 .await
             }
+        }
+    }
+
+    /// `{"op":"auth","api_key","timestamp","window","signature"}`: signed with an API key that
+    /// has the `read` scope, as a request would be (crate::keys::check). The connection then
+    /// lives until it closes or the key expires.
+    async fn on_key_auth(&mut self, socket: &mut WebSocket, v: &Value) -> Result<(), End> {
+        let what = ("AUTH", "/api/v1/ws", "", &b""[..]);
+        let checked = match crate::keys::signed_auth(v) {
+            Ok(proof) => {
+                let read = engine_core::command::KeyScopes::READ;
+                crate::keys::check(&self.state, &proof, what, read, self.client).await
+            }
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(key) if self.account.is_none_or(|mine| mine == key.account) => {
+                if let Some(at) = key.expires_at_ns {
+                    let life = Duration::from_nanos(at.saturating_sub(crate::now_ns()));
+                    self.expires = Some(tokio::time::Instant::now() + life);
+                }
+                self.key = Some(key.id);
+                self.sign_in(key.account);
+                let data = json!({"op": "authed", "user_id": key.account.0.to_string()});
+                self.send_json(socket, &data).await
+            }
+            Ok(_) => {
+                self.error(socket, "invalid_message", "this connection is another user's").await
+            }
+            Err(e) => self.error(socket, e.code, &e.message).await,
         }
     }
 
@@ -572,6 +617,14 @@ impl Conn {
         match &p.data {
             None => {
                 self.balance_dirty = true;
+                Ok(())
+            }
+            Some(data) if p.channel == "keys" => {
+                let revoked =
+                    serde_json::from_str::<Value>(data).ok().and_then(|v| v["revoked"].as_u64());
+                if revoked.is_some() && revoked == self.key.map(|k| k.0) {
+                    return Err(End::Revoked);
+                }
                 Ok(())
             }
             Some(data) => {

@@ -274,6 +274,10 @@ impl Hub {
                     "at": ms(c.at_ns)});
                 out.push((account, "positions", Some(data)));
             }
+            // Not a channel of its own: tells a connection signed in by this key to close.
+            Change::ApiKeyRevoked { key, .. } => {
+                out.push((account, "keys", Some(json!({"revoked": key.0}))));
+            }
             Change::MarginAdded { position, amount, margin, liquidation_price, .. } => {
                 let data = json!({"event": "margin_added", "position_id": position.0.to_string(),
                     "amount": money(amount), "margin": money(margin),

@@ -1,7 +1,8 @@
 //! Schema-less fuzzing over real HTTP: arbitrary requests to every operation of the generated
 //! OpenAPI document (`openapi::operations`, so a new route is fuzzed without touching this file) — arbitrary JSON
-//! and near-valid bodies, hostile path ids and query strings, no / a valid / a forged token,
-//! random idempotency keys — and not one answer may be a 5xx. Every error is JSON with a code.
+//! and near-valid bodies, hostile path ids and query strings, no / a valid / a forged token, a
+//! request signed with a registered API key or hostile signing headers, random idempotency
+//! keys — and not one answer may be a 5xx. Every error is JSON with a code.
 //!
 //! Cases: `PROPTEST_CASES` (default 2048 here; CI runs the default).
 
@@ -112,19 +113,45 @@ fn request() -> impl Strategy<Value = Request> {
         near_valid().prop_map(|v| Some(v.to_string())),
         ".{0,64}".prop_map(Some),
     ];
-    (0..routes, id, query, body, 0u8..3, prop::option::of("[ -~]{0,50}")).prop_map(
+    (0..routes, id, query, body, 0u8..5, prop::option::of("[ -~]{0,50}")).prop_map(
         |(route, id, query, body, token, key)| Request { route, id, query, body, token, key },
     )
 }
 
+/// The fuzz user's API key (registered with every scope before the cases run).
+fn signing_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[42; 32])
+}
+
 async fn send(addr: std::net::SocketAddr, r: &Request, token: &str) -> (u16, String) {
+    use base64::Engine as _;
+    use ed25519_dalek::Signer;
     let (method, path, _) = &hundredx_http::openapi::operations()[r.route];
     let path = path.replace("{id}", &r.id);
     let mut head =
         format!("{method} {path}{} HTTP/1.1\r\nHost: fuzz\r\nConnection: close\r\n", r.query);
+    let b64 = base64::engine::general_purpose::STANDARD;
     match r.token {
         1 => head += &format!("Authorization: Bearer {token}\r\n"),
         2 => head += "Authorization: Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0.\r\n",
+        3 => {
+            // Signed as documented, with the registered key.
+            let key = signing_key();
+            let ts = now_ns() / 1_000_000;
+            let query = r.query.strip_prefix('?').unwrap_or("");
+            let body = r.body.clone().unwrap_or_default();
+            let upper = method.to_uppercase();
+            let msg = hundredx_http::keys::message(&upper, &path, query, ts, 5_000, body.as_bytes());
+            head += &format!("X-API-Key: {}\r\n", b64.encode(key.verifying_key().as_bytes()));
+            head += &format!("X-Timestamp: {ts}\r\nX-Window: 5000\r\n");
+            head += &format!("X-Signature: {}\r\n", b64.encode(key.sign(&msg).to_bytes()));
+        }
+        4 => {
+            // Hostile signing headers.
+            let junk = r.key.clone().unwrap_or_default();
+            head += &format!("X-API-Key: {junk}\r\nX-Timestamp: {junk}\r\n");
+            head += &format!("X-Window: {junk}\r\nX-Signature: {junk}\r\n");
+        }
         _ => {}
     }
     if let Some(k) = &r.key {
@@ -190,7 +217,23 @@ fn arbitrary_requests_to_every_route_never_get_a_5xx() {
         let (status, text) = send(addr, &signin, "").await;
         assert_eq!(status, 200, "{text}");
         let body: Value = serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).unwrap();
-        (addr, body["token"].as_str().unwrap().to_owned())
+        let token = body["token"].as_str().unwrap().to_owned();
+        use base64::Engine as _;
+        let public = base64::engine::general_purpose::STANDARD
+            .encode(signing_key().verifying_key().as_bytes());
+        let key = json!({"label": "fuzz", "public_key": public,
+            "scopes": ["read", "trade", "withdraw"]});
+        let add = Request {
+            route: route("post", "/api/v1/user/api-keys"),
+            id: String::new(),
+            query: String::new(),
+            body: Some(key.to_string()),
+            token: 1,
+            key: None,
+        };
+        let (status, text) = send(addr, &add, &token).await;
+        assert_eq!(status, 201, "{text}");
+        (addr, token)
     });
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(2_048);
     let mut runner =

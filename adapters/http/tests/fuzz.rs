@@ -141,7 +141,8 @@ async fn send(addr: std::net::SocketAddr, r: &Request, token: &str) -> (u16, Str
             let query = r.query.strip_prefix('?').unwrap_or("");
             let body = r.body.clone().unwrap_or_default();
             let upper = method.to_uppercase();
-            let msg = hundredx_http::keys::message(&upper, &path, query, ts, 5_000, body.as_bytes());
+            let msg =
+                hundredx_http::keys::message(&upper, &path, query, ts, 5_000, body.as_bytes());
             head += &format!("X-API-Key: {}\r\n", b64.encode(key.verifying_key().as_bytes()));
             head += &format!("X-Timestamp: {ts}\r\nX-Window: 5000\r\n");
             head += &format!("X-Signature: {}\r\n", b64.encode(key.sign(&msg).to_bytes()));

@@ -178,7 +178,14 @@ async fn send(addr: std::net::SocketAddr, r: &Request, token: &str) -> (u16, Str
 fn arbitrary_requests_to_every_route_never_get_a_5xx() {
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let mut engine = EngineHandle::start(EngineConfig::default()).unwrap();
+    // A price stays fresh for the whole run (`/healthz` answers 503 once it is stale, and a
+    // loaded machine may take longer than the default 5 s over the cases).
+    let mut markets = MarketConfig::defaults();
+    for m in &mut markets {
+        m.max_price_age_ns = 600_000_000_000;
+    }
+    let engine_cfg = EngineConfig { markets: markets.clone(), ..EngineConfig::default() };
+    let mut engine = EngineHandle::start(engine_cfg).unwrap();
     let tick = Tick {
         market: MarketId(0),
         bid: Price(6_200_000),
@@ -188,8 +195,7 @@ fn arbitrary_requests_to_every_route_never_get_a_5xx() {
     };
     let r = engine.call(now_ns(), CommandKind::PriceTick(tick), Duration::from_secs(5)).unwrap();
     assert!(r.result.is_ok(), "{r:?}");
-    let mut cfg =
-        ApiConfig::new(b"fuzz-secret-of-enough-length".to_vec(), MarketConfig::defaults());
+    let mut cfg = ApiConfig::new(b"fuzz-secret-of-enough-length".to_vec(), markets);
     // Limits wide open, so requests reach parsing, validation and the engine, not a 429.
     cfg.limits.trading_per_second = 1_000_000;
     cfg.limits.public_per_ip_per_second = 1_000_000;

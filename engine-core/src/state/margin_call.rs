@@ -79,26 +79,55 @@ impl Engine {
     /// with brackets), the liquidation and margin-call prices, re-indexed.
     pub(super) fn resize(&mut self, r: PosRef, qty: Qty, margin: Usdc) -> Position {
         let old = *self.positions.get(r);
+        let shape = (qty, old.entry, margin, old.leverage);
+        self.reprice(r, shape, None, Unbracketed::KeepOwnRate)
+    }
+
+    /// The position becomes `(qty, entry, margin, leverage)` under its account's group's
+    /// brackets now, with new TP/SL when given (`Some`); its margin-call price, index entries
+    /// and its market's open interest follow.
+    pub(super) fn reprice(
+        &mut self,
+        r: PosRef,
+        (qty, entry, margin, leverage): (Qty, Price, Usdc, u32),
+        triggers: Option<(Option<Price>, Option<Price>)>,
+        unbracketed: Unbracketed,
+    ) -> Position {
+        let old = *self.positions.get(r);
         let ai = super::usize_from(old.account.0) - 1;
         let (level, group) = (self.margin_call_level(ai), self.accounts[ai].group);
         let m = &self.markets[usize::from(old.market.0)];
-        let tier = m.tier(group, old.entry, qty);
-        // Without brackets it keeps its rate from when it opened (an operator's change of the
-        // market's rate is for new positions), unless it leaves another group's brackets.
-        let rate = if old.bracket_group == group { old.mmr() } else { m.mmr };
+        let rate = match unbracketed {
+            Unbracketed::KeepOwnRate if old.bracket_group == group => old.mmr(),
+            Unbracketed::KeepOwnRate | Unbracketed::MarketRate => m.mmr,
+        };
+        let tier = m.tier(group, entry, qty);
         let (mmr, cum) = tier.map_or((rate, Usdc::ZERO), |t| (t.mmr, t.cum));
         let mc = if old.cross {
             Price(0)
         } else {
-            margin_call_price(m, old.side, old.entry, qty, (margin, cum), mmr, level)
+            margin_call_price(m, old.side, entry, qty, (margin, cum), mmr, level)
         };
-        let mut new = Position { qty, mc, bracket_group: group, ..old };
+        let mut new = Position { qty, entry, mc, leverage, bracket_group: group, ..old };
         new.mmr_ppm = u32::try_from(mmr.0).expect("rates are below 10^6");
         new.set_margin(margin);
+        if let Some((tp, sl)) = triggers {
+            new.set_tp_sl(tp, sl);
+        }
         let m = &mut self.markets[usize::from(old.market.0)];
         m.index.replace(r.slot(), old.side, old.triggers(m), new.triggers(m));
         *self.positions.get_mut(r) = new;
         self.count_open_interest(old.market, old.side, 0, qty.0 - old.qty.0);
         new
     }
+}
+
+/// The maintenance rate of a repriced position on a market (or group) without brackets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Unbracketed {
+    /// Its own, from when it opened (an operator's change of the market's rate is for new
+    /// positions), unless it leaves another group's brackets: then the market's.
+    KeepOwnRate,
+    /// The market's now, as for an open (a netting addition).
+    MarketRate,
 }

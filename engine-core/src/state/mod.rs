@@ -103,6 +103,22 @@ impl Market {
         Some(tiers.iter().find(within).copied().unwrap_or(last))
     }
 
+    /// A new (or newly sized) position's maintenance rate and amount under `group`'s brackets
+    /// (the market's rate and 0 without brackets), refused `leverage_above_bracket` when
+    /// `leverage` is above its bracket's.
+    pub(crate) fn bracket_terms(
+        &self,
+        group: u16,
+        (e, q): (Price, Qty),
+        leverage: u32,
+    ) -> Result<(crate::num::Ppm, Usdc), Reason> {
+        match self.tier(group, e, q) {
+            Some(t) if leverage > t.max_leverage => Err(Reason::LeverageAboveBracket),
+            Some(t) => Ok((t.mmr, t.cum)),
+            None => Ok((self.mmr, Usdc::ZERO)),
+        }
+    }
+
     /// A position's maintenance amount (0 without brackets), by the brackets it keeps.
     pub(crate) fn cum(&self, p: &Position) -> Usdc {
         self.tier(p.bracket_group, p.entry, p.qty).map_or(Usdc::ZERO, |t| t.cum)

@@ -5,6 +5,7 @@
 
 use std::cmp::Ordering;
 
+use super::margin_call::Unbracketed;
 use super::open::{check_open_interest, check_open_interest_from, check_tp_sl, size_position};
 use super::{
     AccountId, Change, CloseReason, Engine, Event, OpenRequest, Outcome, Output, PosRef, Position,
@@ -108,15 +109,9 @@ impl Engine {
         let sum = p.margin().checked_add(margin).filter(|s| *s <= super::MAX_AMOUNT);
         let sum = sum.ok_or(Reason::InvalidAmount)?;
         let leverage = p.leverage.max(req.leverage);
-        let group = self.accounts[ai].group;
-        let (mmr, cum) = match m.tier(group, entry, total) {
-            Some(t) if leverage > t.max_leverage => return Err(Reason::LeverageAboveBracket),
-            Some(t) => (t.mmr, t.cum),
-            None => (m.mmr, Usdc::ZERO),
-        };
+        let (mmr, cum) = m.bracket_terms(self.accounts[ai].group, (entry, total), leverage)?;
         let charges = self.charges(ai, req.market, e, q);
-        let cost = margin.checked_add(fee).and_then(|c| c.checked_add(charges.total()));
-        let cost = cost.ok_or(Reason::Overflow)?;
+        let cost = super::open::open_cost(margin, fee, charges)?;
         // As an open: the cost from the available balance, whatever the mode.
         if self.accounts[ai].available < cost {
             return Err(Reason::InsufficientBalance);
@@ -149,12 +144,12 @@ impl Engine {
         // Accepted: from here on nothing can fail.
         let triggers = (req.take_profit.is_some() || req.stop_loss.is_some())
             .then_some((req.take_profit, req.stop_loss));
-        let pos = self.reprice(r, (total, entry, sum, leverage), triggers);
+        let shape = (total, entry, sum, leverage);
+        let pos = self.reprice(r, shape, triggers, Unbracketed::MarketRate);
         self.debit(ai, cost);
         self.house_balance = add(self.house_balance, fee);
         self.collect(charges);
         self.total_margin = add(self.total_margin, margin);
-        self.count_open_interest(req.market, p.side, 0, q.0);
         self.cross_touch(ai, true);
         if charges != super::groups::Charges::default() {
             let (spread, commission) = (charges.spread, charges.commission);
@@ -183,37 +178,6 @@ impl Engine {
         };
         self.record(sink, change);
         Ok(self.view(&pos))
-    }
-
-    /// The position becomes `(qty, entry, margin, leverage)` with the bracket of its new
-    /// notional and, when given, new TP/SL; its index entries move with it.
-    fn reprice(
-        &mut self,
-        r: PosRef,
-        (qty, entry, margin, leverage): (Qty, Price, Usdc, u32),
-        triggers: Option<(Option<Price>, Option<Price>)>,
-    ) -> Position {
-        let old = *self.positions.get(r);
-        let ai = super::usize_from(old.account.0) - 1;
-        let (level, group) = (self.margin_call_level(ai), self.accounts[ai].group);
-        let m = &self.markets[usize::from(old.market.0)];
-        let tier = m.tier(group, entry, qty);
-        let (mmr, cum) = tier.map_or((m.mmr, Usdc::ZERO), |t| (t.mmr, t.cum));
-        let mc = if old.cross {
-            Price(0)
-        } else {
-            super::open::margin_call_price(m, old.side, entry, qty, (margin, cum), mmr, level)
-        };
-        let mut new = Position { qty, entry, mc, leverage, bracket_group: group, ..old };
-        new.mmr_ppm = u32::try_from(mmr.0).expect("rates are below 10^6");
-        new.set_margin(margin);
-        if let Some((tp, sl)) = triggers {
-            new.set_tp_sl(tp, sl);
-        }
-        let m = &mut self.markets[usize::from(old.market.0)];
-        m.index.replace(r.slot(), old.side, old.triggers(m), new.triggers(m));
-        *self.positions.get_mut(r) = new;
-        new
     }
 
     /// Closes the whole position and opens `rest` on the order's side at the order's leverage
@@ -253,14 +217,9 @@ impl Engine {
         if margin > super::MAX_AMOUNT {
             return Err(Reason::InvalidAmount);
         }
-        let (mmr, cum) = match m.tier(self.accounts[ai].group, e, q) {
-            Some(t) if req.leverage > t.max_leverage => return Err(Reason::LeverageAboveBracket),
-            Some(t) => (t.mmr, t.cum),
-            None => (m.mmr, Usdc::ZERO),
-        };
+        let (mmr, cum) = m.bracket_terms(self.accounts[ai].group, (e, q), req.leverage)?;
         let charges = self.charges(ai, req.market, e, q);
-        let cost = margin.checked_add(fee).and_then(|c| c.checked_add(charges.total()));
-        let cost = cost.ok_or(Reason::Overflow)?;
+        let cost = super::open::open_cost(margin, fee, charges)?;
         let (available, from_others) = self.after_full_close(ai, r, &p);
         if available < cost {
             return Err(Reason::InsufficientBalance);

@@ -56,19 +56,14 @@ impl Engine {
         }
         // The account's group: its spread markup and commission, on top of the market's fee.
         let charges = self.charges(ai, req.market, e, q);
-        let cost = margin.checked_add(fee).and_then(|c| c.checked_add(charges.total()));
-        let cost = cost.ok_or(Reason::Overflow)?;
+        let cost = open_cost(margin, fee, charges)?;
         if account.available < cost {
             return Err(Reason::InsufficientBalance);
         }
         // Its bracket, by its notional at entry: the leverage it may use, its rate and its
         // maintenance amount (which counts as margin in the liquidation formula).
         let group = self.accounts[ai].group;
-        let (mmr, cum) = match m.tier(group, e, q) {
-            Some(t) if req.leverage > t.max_leverage => return Err(Reason::LeverageAboveBracket),
-            Some(t) => (t.mmr, t.cum),
-            None => (m.mmr, Usdc::ZERO),
-        };
+        let (mmr, cum) = m.bracket_terms(group, (e, q), req.leverage)?;
         let cross = self.is_cross(ai);
         let (liq, mc) = if cross {
             // The account is the unit: within its free margin and above its stop-out level.
@@ -172,6 +167,13 @@ pub(super) fn check_open_interest_from(
         return Err(Reason::SkewCap);
     }
     Ok(())
+}
+
+/// What an open (or an addition) takes from the available balance: margin, fee and the
+/// group's charges.
+pub(super) fn open_cost(margin: Usdc, fee: Usdc, charges: Charges) -> Result<Usdc, Reason> {
+    let cost = margin.checked_add(fee).and_then(|c| c.checked_add(charges.total()));
+    cost.ok_or(Reason::Overflow)
 }
 
 /// Long rejects if e > expected * (1 + bps/10^4); short if e < expected * (1 - bps/10^4).

@@ -600,3 +600,76 @@ fn a_triggered_close_is_explained_over_http_and_by_replaying_the_journal() {
     let seq = event["seq"].as_u64().unwrap();
     assert!(text.contains(&format!("seq {seq} ")) && text.contains("verified"), "{text}");
 }
+
+/// A statement for an accountant: one CSV (or JSON-lines) file of a date range, each line with
+/// its journal sequence and the running balance, the same lines as the paged ledger, ending at
+/// the balance the engine reports; a range after the last line is the header alone.
+#[test]
+fn a_trader_downloads_a_statement_of_a_date_range_as_csv_and_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_serve, addr) = serve(&dir.path().join("data"));
+    let token = sign_up(&addr, "statement@example.com");
+    wait_for_price(&addr, &token);
+    let open = r#"{"market":"BTC_USDC","side":"long","leverage":3,"margin":"7"}"#;
+    for _ in 0..5 {
+        let (status, body) =
+            until(201, 10, || http(&addr, "POST", "/api/v1/positions", Some(&token), Some(open)));
+        assert_eq!(status, 201, "{body}");
+        let close = format!("/api/v1/positions/{}/close", field(&body, "id"));
+        let (status, body) = until(200, 10, || http(&addr, "POST", &close, Some(&token), None));
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_statement_matches_balance(&addr, &token);
+    let (status, csv) =
+        until(200, 10, || http(&addr, "GET", "/api/v1/user/statement?from=0", Some(&token), None));
+    assert_eq!(status, 200, "{csv}");
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("seq,time,kind,amount,balance,position_id"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    // The demo deposit, then a realized P&L per round trip (serve's demo markets charge no fee).
+    assert!(rows.len() >= 1 + 6, "{csv}");
+    let (mut balance, mut seq) = (0i128, 0u64);
+    for r in &rows {
+        assert_eq!(r.len(), 6, "{r:?}");
+        let at: u64 = r[0].parse().unwrap();
+        assert!(at >= seq, "journal order: {r:?}");
+        seq = at;
+        assert!(r[1].ends_with('Z') && r[1].len() == 24 && r[1].starts_with("20"), "{r:?}");
+        balance += micros(r[3], 6);
+        assert_eq!(balance, micros(r[4], 6), "running balance: {r:?}");
+    }
+    assert_eq!(rows[0][2], "deposit");
+    let (_, bal) =
+        until(200, 10, || http(&addr, "GET", "/api/v1/user/balance", Some(&token), None));
+    let b = json(&bal);
+    let engine_balance = micros(b["available"].as_str().unwrap(), 6)
+        + micros(b["locked_margin"].as_str().unwrap(), 6);
+    assert_eq!(balance, engine_balance, "the statement ends at the engine's balance");
+    let (_, ledger) = until(200, 10, || {
+        http(&addr, "GET", "/api/v1/user/ledger?limit=500&from=0", Some(&token), None)
+    });
+    assert_eq!(json(&ledger)["entries"].as_array().unwrap().len(), rows.len(), "same lines");
+
+    let (status, jsonl) = until(200, 10, || {
+        http(&addr, "GET", "/api/v1/user/statement?format=jsonl", Some(&token), None)
+    });
+    assert_eq!(status, 200, "{jsonl}");
+    let parsed: Vec<serde_json::Value> = jsonl.lines().map(json).collect();
+    assert_eq!(parsed.len(), rows.len());
+    for (j, r) in parsed.iter().zip(&rows) {
+        assert_eq!(j["seq"].as_u64().unwrap().to_string(), r[0]);
+        assert_eq!(j["time"].as_str().unwrap(), r[1]);
+        assert_eq!(j["balance"].as_str().unwrap(), r[4]);
+    }
+    // A range that starts after the last line holds none; a range before the first likewise.
+    let later = json(&parsed[parsed.len() - 1].to_string())["at"].as_u64().unwrap() + 1;
+    let path = format!("/api/v1/user/statement?from={later}");
+    let (status, empty) = until(200, 10, || http(&addr, "GET", &path, Some(&token), None));
+    assert_eq!((status, empty.as_str()), (200, "seq,time,kind,amount,balance,position_id\n"));
+    let (status, body) =
+        http(&addr, "GET", "/api/v1/user/statement?format=xlsx", Some(&token), None);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(json(&body)["error"]["code"], "invalid_query");
+    let (status, _) = http(&addr, "GET", "/api/v1/user/statement", None, None);
+    assert_eq!(status, 401);
+}

@@ -112,6 +112,13 @@ pub struct Limits {
     /// read waits for the store to hold the caller's own last change (0: never waits).
     #[serde(deserialize_with = "millis", rename = "history_read_wait_ms")]
     pub history_read_wait: Duration,
+    /// Most lines one statement file holds (`GET /user/statement`): it is read whole before it
+    /// is sent, so it is never cut short; a longer range is refused `statement_too_large`.
+    /// 100 000 lines are about 8 MB of CSV.
+    pub statement_lines_max: usize,
+    /// Statements read at once (each reads up to `statement_lines_max` lines from the store);
+    /// more are refused 503 `busy`.
+    pub statements_concurrent: usize,
     /// Reverse proxies (CIDRs) whose `X-Forwarded-For` is believed; everyone else's is ignored.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Origins allowed by CORS (`*` for any); empty (the default) sends no CORS headers.
@@ -144,6 +151,8 @@ impl Default for Limits {
             authed_per_second: 200,
             markets_cache: Duration::from_millis(250),
             history_read_wait: Duration::from_secs(2),
+            statement_lines_max: 100_000,
+            statements_concurrent: 2,
             trusted_proxies: Vec::new(),
             cors_origins: Vec::new(),
             push: push::PushLimits::default(),
@@ -182,6 +191,14 @@ impl Limits {
             (
                 self.history_read_wait <= Duration::from_secs(10),
                 "history_read_wait_ms must be at most 10000",
+            ),
+            (
+                (1..=1_000_000).contains(&self.statement_lines_max),
+                "statement_lines_max must be 1..=1000000",
+            ),
+            (
+                (1..=64).contains(&self.statements_concurrent),
+                "statements_concurrent must be 1..=64",
             ),
             (
                 self.cors_origins

@@ -297,6 +297,19 @@ pub struct LedgerQuery {
     pub limit: Option<u32>,
 }
 
+/// `GET /user/statement`: a date range and a file format.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StatementQuery {
+    /// Only lines at or after this time (ms since the epoch).
+    pub from: Option<u64>,
+    /// Only lines before this time (ms since the epoch).
+    pub to: Option<u64>,
+    /// `csv` (the default) or `jsonl`.
+    pub format: Option<String>,
+}
+
 // ----- responses -----
 
 /// Sign-up's uniform answer (the same whether the email was new or taken).
@@ -723,6 +736,26 @@ pub struct Ledger {
     pub next_cursor: Option<String>,
     /// The store held every change up to this engine sequence.
     pub consistent_to: u64,
+}
+
+/// One line of `GET /user/statement?format=jsonl`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatementLine {
+    /// The journal sequence of the command that moved the money.
+    pub seq: u64,
+    /// When, RFC 3339 in UTC with milliseconds.
+    pub time: String,
+    /// When (ms since the epoch).
+    pub at: u64,
+    /// What moved the money (as the ledger's `kind`).
+    pub kind: String,
+    /// Signed USDC.
+    pub amount: String,
+    /// Balance (available + locked margin) after it.
+    pub balance: String,
+    /// The position it concerns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position_id: Option<String>,
 }
 
 /// The history store's writer, in `/healthz`.

@@ -113,6 +113,8 @@ pub struct AppState {
     hub: Arc<push::Hub>,
     /// Signatures of signed requests within their window (replays are refused).
     signatures: keys::SeenSignatures,
+    /// Statement files being read (`limits.statements_concurrent`).
+    statements: tokio::sync::Semaphore,
 }
 
 /// Candles a venue's public endpoint gave at start, per market and span: at most markets × 6
@@ -196,6 +198,7 @@ impl AppState {
         let l = &cfg.limits;
         let (markets, lag) = (cfg.markets.clone(), l.push.lag_capacity);
         let hasher = auth::Hasher::new(l.hash_concurrency.max(1), l.hash_queue, l.reply_timeout);
+        let statements = tokio::sync::Semaphore::new(l.statements_concurrent);
         let edge =
             server::Edge { trusted_proxies: l.trusted_proxies.clone(), ..server::Edge::default() };
         Arc::new(AppState {
@@ -236,6 +239,7 @@ impl AppState {
             venue_candles: std::sync::RwLock::default(),
             hub: Arc::new(push::Hub::new(markets, lag)),
             signatures: keys::SeenSignatures::default(),
+            statements,
         })
     }
 

@@ -578,6 +578,25 @@ function onOrder(d) {
 
 // ----- wiring -----
 
+// The statement is fetched with the session's token (a plain link would carry none), then
+// saved from a blob.
+async function downloadStatement() {
+  const from = Date.parse(`${$("statement-from").value}T00:00:00Z`);
+  const to = Date.parse(`${$("statement-to").value}T00:00:00Z`) + 86400000;
+  if (!Number.isFinite(from) || !Number.isFinite(to) || to <= from) throw new Error("choose a range: from on or before to");
+  const format = $("statement-format").value;
+  const r = await fetch(`/api/v1/user/statement?from=${from}&to=${to}&format=${format}`, { headers: { authorization: `Bearer ${st.token}` } });
+  if (!r.ok) {
+    const data = await r.json().catch(() => ({}));
+    throw new Error(data.error ? data.error.message : `HTTP ${r.status}`);
+  }
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(await r.blob());
+  a.download = `statement-${$("statement-from").value}-${$("statement-to").value}.${format}`;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+}
+
 function init() {
   setupChart();
   $("auth").onsubmit = signIn;
@@ -612,6 +631,15 @@ function init() {
       setBalance(await api("POST", "/api/v1/user/withdraw", { amount: $("withdraw-amount").value }));
       toast(`Withdrew ${$("withdraw-amount").value} USDC`);
     } catch (err) { fail(err); }
+  };
+  $("statement-open").onclick = () => {
+    const today = new Date().toISOString().slice(0, 10);
+    if (!$("statement-to").value) $("statement-to").value = today;
+    if (!$("statement-from").value) $("statement-from").value = `${today.slice(0, 4)}-01-01`;
+    $("statement").showModal();
+  };
+  $("statement-form").onsubmit = (e) => {
+    if (e.submitter?.value === "ok") downloadStatement().catch(fail);
   };
   $("deposit-open").onclick = () => $("deposit").showModal();
   $("deposit-form").onsubmit = async (e) => {

@@ -3,6 +3,7 @@
 //! conversions in [`crate::convert`].
 //!
 //! - [`user`]: sign-up, sign-in, balances, deposits, withdrawals, the statement;
+//! - [`statement`]: the statement of a date range as one CSV or JSON-lines file;
 //! - [`markets`]: markets and candles (public);
 //! - [`positions`]: open, list, one, close, add margin;
 //! - [`explain`]: why a position was closed or called;
@@ -19,6 +20,7 @@ pub mod markets;
 pub mod ops;
 pub mod orders;
 pub mod positions;
+pub mod statement;
 pub mod user;
 
 use std::sync::{Arc, OnceLock};
@@ -41,6 +43,7 @@ use crate::error::ApiError;
 pub fn api_router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(user::router())
+        .merge(statement::router())
         .merge(keys::router())
         .merge(markets::router())
         .merge(positions::router())

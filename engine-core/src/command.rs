@@ -650,6 +650,63 @@ pub enum CommandKind {
         /// Its Ed25519 public key.
         public_key: [u8; 32],
     },
+    /// Cancels every pending order of the account, or of one market (docs/DESIGN.md, "Safety
+    /// controls"): an `Item::Order` for each, then `ReplyData::Bulk`.
+    CancelAllOrders {
+        /// Owner.
+        account: AccountId,
+        /// Only this market's (`None`: every market's).
+        market: Option<MarketId>,
+        /// Idempotency key.
+        key: Option<IdempotencyKey>,
+    },
+    /// Closes every open position of the account, or of one market, at its mark: an
+    /// `Item::Position` for each closed one, then `ReplyData::Bulk` (one that cannot close now
+    /// — no fresh price — is counted as failed, with the first reason; the others close).
+    CloseAllPositions {
+        /// Owner.
+        account: AccountId,
+        /// Only this market's (`None`: every market's).
+        market: Option<MarketId>,
+        /// Idempotency key.
+        key: Option<IdempotencyKey>,
+    },
+    /// Changes a pending order in place: it keeps its id; its reservation is made again for
+    /// the new terms, checked as a new order would be. Refused: nothing changes.
+    AmendOrder {
+        /// Owner.
+        account: AccountId,
+        /// The order.
+        order: OrderId,
+        /// What changes.
+        edit: OrderEdit,
+        /// Idempotency key.
+        key: Option<IdempotencyKey>,
+    },
+    /// The dead-man's switch: every pending order of the account is cancelled by the first
+    /// command at or after `after_ms` from this one's time, unless renewed (sent again) or
+    /// disarmed (`None`) before. `ReplyData::CancelSchedule`.
+    ScheduleCancel {
+        /// Owner.
+        account: AccountId,
+        /// Milliseconds from now (`limits::CANCEL_AFTER_MS_MIN..=MAX`); `None` disarms.
+        after_ms: Option<u32>,
+    },
+}
+
+/// An amendment of a pending order: what is `None` is kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OrderEdit {
+    /// New trigger price.
+    pub price: Option<Price>,
+    /// New size (margin or quantity).
+    pub size: Option<Size>,
+    /// New expiry (`Some(None)`: good till cancelled).
+    pub expires_at_ns: Option<Option<u64>>,
+    /// New take-profit (`Some(None)` removes it).
+    pub take_profit: Option<Option<Price>>,
+    /// New stop-loss (`Some(None)` removes it).
+    pub stop_loss: Option<Option<Price>>,
 }
 
 /// An API key's id (engine-assigned, increasing).

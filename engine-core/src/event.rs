@@ -473,6 +473,31 @@ pub enum Change {
         /// The key.
         key: crate::command::KeyId,
     },
+    /// A pending order was amended in place: `released` (its reservation before) moved back
+    /// from held to available, then `order.reserved` from available to held.
+    OrderAmended {
+        /// The order as it is now (same id).
+        order: OrderView,
+        /// The reservation it held before.
+        released: Usdc,
+    },
+    /// The account's dead-man's switch was armed, renewed (`at_ns`) or disarmed (`None`).
+    CancelScheduled {
+        /// The account.
+        account: AccountId,
+        /// When its pending orders will be cancelled.
+        at_ns: Option<u64>,
+    },
+    /// The account's dead-man's switch fired: its `cancelled` pending orders are cancelled
+    /// (the `order_ended` changes follow).
+    CancelScheduleFired {
+        /// The account.
+        account: AccountId,
+        /// The time it was set for.
+        at_ns: u64,
+        /// Orders cancelled.
+        cancelled: u32,
+    },
 }
 
 impl Change {
@@ -505,7 +530,10 @@ impl Change {
             | Change::PositionModeSet { account, .. }
             | Change::Increased { account, .. }
             | Change::ApiKeyCreated { key: crate::view::ApiKeyView { account, .. } }
-            | Change::ApiKeyRevoked { account, .. } => Some(account),
+            | Change::ApiKeyRevoked { account, .. }
+            | Change::OrderAmended { order: OrderView { account, .. }, .. }
+            | Change::CancelScheduled { account, .. }
+            | Change::CancelScheduleFired { account, .. } => Some(account),
             Change::Checkpoint | Change::PriceApplied { .. } => None,
         }
     }

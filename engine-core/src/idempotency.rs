@@ -108,7 +108,10 @@ pub fn keyed(cmd: &Command) -> Option<(AccountId, IdempotencyKey)> {
         | CommandKind::AddMargin { account, key, .. }
         | CommandKind::CancelOrder { account, key, .. }
         | CommandKind::SetTriggers { account, key, .. }
-        | CommandKind::SetTrailingStop { account, key, .. } => key.map(|k| (account, k)),
+        | CommandKind::SetTrailingStop { account, key, .. }
+        | CommandKind::CancelAllOrders { account, key, .. }
+        | CommandKind::CloseAllPositions { account, key, .. }
+        | CommandKind::AmendOrder { account, key, .. } => key.map(|k| (account, k)),
         _ => None,
     }
 }

@@ -121,7 +121,8 @@ pub struct ReadmeDoctests;
 pub mod prelude {
     pub use crate::command::{
         AccountId, ClientOrderId, CloseSize, Command, CommandKind, Credential, IdempotencyKey,
-        Login, MarginMode, MarketId, MarketMode, OpenRequest, OrderId, OrderKind, OrderRequest,
+        Login, MarginMode, MarketId, MarketMode, OpenRequest, OrderEdit, OrderId, OrderKind,
+        OrderRequest,
         PositionId, PositionMode, PositionStatus, RequestId, Size, SourceId, Tick, TrailDistance,
     };
     pub use crate::config::{EngineConfig, MarketConfig, RuntimeConfig, WaitMode};

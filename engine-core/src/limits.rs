@@ -92,3 +92,16 @@ pub(crate) const AT_RISK_MAX: u32 = 100;
 /// Widest cross-margin band (docs/DESIGN.md, "Cross margin"), 20 % each way: wider bands make
 /// every cross account's trigger so conservative that most ticks would be false alarms.
 pub const CROSS_BAND_BPS_MAX: u32 = 2_000;
+
+/// Shortest dead-man's switch (`ScheduleCancel`), 5 s as Hyperliquid's `scheduleCancel`:
+/// shorter than a client's round trip plus a retry, it would fire on a healthy bot that was a
+/// moment slow to renew.
+pub const CANCEL_AFTER_MS_MIN: u32 = 5_000;
+
+/// Longest dead-man's switch: one day (a switch is a heartbeat, not a schedule).
+pub const CANCEL_AFTER_MS_MAX: u32 = 86_400_000;
+
+const _: () = assert!(CANCEL_AFTER_MS_MIN < CANCEL_AFTER_MS_MAX);
+// The deadline, command time plus the delay in ns, cannot overflow for any command time that
+// fits an i64 (the ordered set's key).
+const _: () = assert!((CANCEL_AFTER_MS_MAX as u64) * 1_000_000 < (u64::MAX - i64::MAX as u64));

@@ -17,7 +17,7 @@
 //! A record is at most [`MAX_RECORD_BYTES`]. A crash mid-write leaves a short or mismatching last
 //! record, which [`RecordReader`] reports instead of decoding.
 //!
-//! **Snapshot file**: `"HXSNAP06"`, `seq: u64 LE` (the journal sequence of the last command it
+//! **Snapshot file**: `"HXSNAP07"`, `seq: u64 LE` (the journal sequence of the last command it
 //! contains), `state_hash: [u8; 32]`, `len: u64 LE`, `crc32: u32 LE`, then the postcard encoding of
 //! [`crate::snapshot::EngineSnapshot`].
 
@@ -33,7 +33,10 @@ pub const RECORD_HEADER_BYTES: usize = 8;
 pub const MAX_RECORD_BYTES: usize = crate::command::MAX_ENCODED_BYTES;
 // 02: pending orders, margin-call state and the order sequence (a 01 file is refused as
 // malformed, not misread).
-const SNAPSHOT_MAGIC: &[u8; 8] = b"HXSNAP06";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"HXSNAP07";
+/// Snapshots written before the dead-man's switch: the same payload without the trailing
+/// `cancel_schedules`, read as none.
+const SNAPSHOT_MAGIC_06: &[u8; 8] = b"HXSNAP06";
 /// Snapshots written before netting: the same payload without the trailing `netting`, read as
 /// none.
 const SNAPSHOT_MAGIC_05: &[u8; 8] = b"HXSNAP05";
@@ -331,11 +334,12 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
     let missing_bytes = match bytes.get(..8) {
         Some(m) if m == SNAPSHOT_MAGIC => 0,
         // sources, groups, spread and commission revenue, group terms; group pricing; cross;
-        // netting, bracket groups, API keys and the next key id.
-        Some(m) if m == SNAPSHOT_MAGIC_02 => 11,
-        Some(m) if m == SNAPSHOT_MAGIC_03 => 6,
-        Some(m) if m == SNAPSHOT_MAGIC_04 => 5,
-        Some(m) if m == SNAPSHOT_MAGIC_05 => 4,
+        // netting, bracket groups, API keys and the next key id; dead-man's switches.
+        Some(m) if m == SNAPSHOT_MAGIC_02 => 12,
+        Some(m) if m == SNAPSHOT_MAGIC_03 => 7,
+        Some(m) if m == SNAPSHOT_MAGIC_04 => 6,
+        Some(m) if m == SNAPSHOT_MAGIC_05 => 5,
+        Some(m) if m == SNAPSHOT_MAGIC_06 => 1,
         _ => return Err(SnapshotError::Malformed),
     };
     if bytes.len() < SNAPSHOT_HEADER_BYTES {
@@ -358,7 +362,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
     let _shape = crate::view::LegacyAccountViews::set(magic_before_cross(bytes));
     let snapshot = if missing_bytes > 0 {
         let mut extended = payload.to_vec();
-        extended.extend_from_slice(&[0; 11][..missing_bytes]);
+        extended.extend_from_slice(&[0; 12][..missing_bytes]);
         postcard::from_bytes(&extended)
     } else {
         postcard::from_bytes(payload)
@@ -404,18 +408,20 @@ mod tests {
             bracket_groups: Vec::new(),
             api_keys: Vec::new(),
             next_key_id: 0,
+            cancel_schedules: Vec::new(),
             ..Engine::new(EngineConfig::default()).unwrap().snapshot()
         };
         let payload = encode_value(&snap);
         assert!(
-            payload.ends_with(&[0; 11]),
+            payload.ends_with(&[0; 12]),
             "empty lists, zero amounts and none are one byte 0 each"
         );
         let olds = [
-            (SNAPSHOT_MAGIC_02, 11),
-            (SNAPSHOT_MAGIC_03, 6),
-            (SNAPSHOT_MAGIC_04, 5),
-            (SNAPSHOT_MAGIC_05, 4),
+            (SNAPSHOT_MAGIC_02, 12),
+            (SNAPSHOT_MAGIC_03, 7),
+            (SNAPSHOT_MAGIC_04, 6),
+            (SNAPSHOT_MAGIC_05, 5),
+            (SNAPSHOT_MAGIC_06, 1),
         ];
         for (magic, cut) in olds {
             let old = &payload[..payload.len() - cut];

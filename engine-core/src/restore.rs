@@ -55,6 +55,14 @@ impl Engine {
             }
             e.accounts[i].lists_mut().api_keys.push(key);
         }
+        for &(account, at) in &snap.cancel_schedules {
+            let i = usize_from(account.0).wrapping_sub(1);
+            if i >= e.accounts.len() || i64::try_from(at).is_err() {
+                return bad(format!("dead-man's switch of unknown account {}", account.0));
+            }
+            e.cancel_schedules.insert(account, at);
+            e.cancel_due.insert((i64::try_from(at).unwrap_or(i64::MAX), u64::from(account.0)));
+        }
         for &account in &snap.netting {
             let i = usize_from(account.0).wrapping_sub(1);
             if i >= e.accounts.len() {

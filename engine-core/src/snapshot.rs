@@ -278,6 +278,9 @@ pub struct EngineSnapshot {
     pub api_keys: Vec<crate::view::ApiKeyView>,
     /// The next API key's id (0 in a snapshot from before keys: 1).
     pub next_key_id: u64,
+    /// Armed dead-man's switches, ascending account, with their time: last, so that a
+    /// snapshot written before they existed decodes with none.
+    pub cancel_schedules: Vec<(AccountId, u64)>,
 }
 
 /// Cross margin's state: which accounts are cross, and whether each one's margin call is
@@ -428,6 +431,12 @@ impl Engine {
                 keys
             },
             next_key_id: self.next_key_id,
+            cancel_schedules: {
+                let mut v: Vec<(AccountId, u64)> =
+                    self.cancel_schedules.iter().map(|(a, at)| (*a, *at)).collect();
+                v.sort_unstable();
+                v
+            },
             bracket_groups: {
                 let mut v: Vec<(PositionId, u16)> = self
                     .positions

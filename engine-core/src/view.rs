@@ -293,6 +293,21 @@ pub enum ReplyData {
         /// How many.
         count: u32,
     },
+    /// A cancel-all or close-all: how many were done (an item each before this reply), how
+    /// many could not be, and the first reason why.
+    Bulk {
+        /// Cancelled or closed.
+        done: u32,
+        /// Not closed (cancels never fail).
+        failed: u32,
+        /// The first failure's reason.
+        first_failure: Option<Reason>,
+    },
+    /// The account's dead-man's switch after the command.
+    CancelSchedule {
+        /// When its orders will be cancelled (`None`: disarmed).
+        at_ns: Option<u64>,
+    },
 }
 
 /// An API key as the engine holds it.

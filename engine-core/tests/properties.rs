@@ -18,6 +18,24 @@ const MMR: Ppm = Ppm(5_000);
 
 #[derive(Debug, Clone)]
 enum Op {
+    /// Cancel all (`all`) or one market's; close all likewise (`close`).
+    Bulk {
+        user: usize,
+        market: Option<u16>,
+        close: bool,
+    },
+    /// Amend the k-th pending order's price by `bps` of it and its size to `size`.
+    Amend {
+        user: usize,
+        k: usize,
+        bps: i64,
+        size: Option<i64>,
+    },
+    /// Arm (or disarm) the dead-man's switch.
+    Switch {
+        user: usize,
+        after_ms: Option<u32>,
+    },
     Tick {
         market: u16,
         move_bps: i64,
@@ -116,6 +134,12 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..USERS, 0usize..8, any::<bool>(), proptest::option::of(0i64..600))
             .prop_map(|(user, k, bps, distance)| Op::Trail { user, k, bps, distance }),
         1 => (0u16..2).prop_map(|market| Op::Finance { market }),
+        1 => (0..USERS, proptest::option::of(0u16..2), prop_oneof![6 => Just(false), 1 => Just(true)])
+            .prop_map(|(user, market, close)| Op::Bulk { user, market, close }),
+        1 => (0..USERS, 0usize..8, -300i64..300, proptest::option::of(1i64..3_000))
+            .prop_map(|(user, k, bps, size)| Op::Amend { user, k, bps, size }),
+        1 => (0..USERS, proptest::option::of(5_000u32..12_000))
+            .prop_map(|(user, after_ms)| Op::Switch { user, after_ms }),
         1 => (0u16..2, 0u8..3, proptest::option::of(2u32..=100))
             .prop_map(|(market, mode, lev)| Op::Mode { market, mode, lev }),
     ]
@@ -241,6 +265,31 @@ impl World {
                     self.h.run(CommandKind::Withdraw { account, amount: usdc(amount), key: None });
             }
             Op::Wait { ms } => self.h.now += ms * 1_000_000,
+            Op::Bulk { user, market, close } => {
+                let (account, market) = (self.users[user], market.map(MarketId));
+                let _ = self.h.run(if close {
+                    CommandKind::CloseAllPositions { account, market, key: None }
+                } else {
+                    CommandKind::CancelAllOrders { account, market, key: None }
+                });
+            }
+            Op::Amend { user, k, bps, size } => {
+                let ids = self.order_ids(user);
+                if let Some(&order) = ids.get(k % ids.len().max(1)) {
+                    let account = self.users[user];
+                    let price = self.order_price(user, order);
+                    let edit = OrderEdit {
+                        price: Some(Price((price.0 + price.0 * bps / 10_000).max(1))),
+                        size: size.map(|s| Size::Margin(usdc(s))),
+                        ..OrderEdit::default()
+                    };
+                    let _ = self.h.run(CommandKind::AmendOrder { account, order, edit, key: None });
+                }
+            }
+            Op::Switch { user, after_ms } => {
+                let account = self.users[user];
+                let _ = self.h.run(CommandKind::ScheduleCancel { account, after_ms });
+            }
             Op::Place { user, market, long, limit, lev, away_bps, size, expires_ms } => {
                 self.place(user, market, long, limit, lev, away_bps, size, expires_ms)
             }
@@ -349,6 +398,18 @@ impl World {
                 _ => None,
             })
             .collect()
+    }
+
+    fn order_price(&mut self, user: usize, id: OrderId) -> Price {
+        let from = self.h.out.len();
+        self.h.run(CommandKind::QueryOrders { account: self.users[user] }).unwrap();
+        self.h.out[from..]
+            .iter()
+            .find_map(|o| match o {
+                Output::Item { item: Item::Order(v), .. } if v.id == id => Some(v.price),
+                _ => None,
+            })
+            .expect("listed just before")
     }
 }
 
@@ -472,6 +533,10 @@ fn assert_changes_account_for_every_movement(w: &mut World) {
             }
             Change::OrderPlaced { order } => locked[user(order.account)] += order.reserved.0,
             Change::OrderEnded { account, released, .. } => locked[user(account)] -= released.0,
+            Change::OrderAmended { order, released } => {
+                locked[user(order.account)] += order.reserved.0 - released.0;
+            }
+            Change::CancelScheduled { .. } | Change::CancelScheduleFired { .. } => {}
             Change::Checkpoint => checkpoints += 1,
             // Inside the fee counted above as the house's: the spread and commission lines'.
             Change::Charged { spread, commission, .. } => house -= spread.0 + commission.0,

@@ -61,6 +61,9 @@ pub fn movements(change: &Change) -> Vec<Movement> {
         | Change::PositionModeSet { .. }
         | Change::ApiKeyCreated { .. }
         | Change::ApiKeyRevoked { .. }
+        | Change::OrderAmended { .. }
+        | Change::CancelScheduled { .. }
+        | Change::CancelScheduleFired { .. }
         | Change::MarginMoved { .. }
         | Change::AccountMarginCall { .. }
         | Change::StopOut { .. }
@@ -152,6 +155,9 @@ pub const fn kind(change: &Change) -> &'static str {
         Change::Increased { .. } => "increased",
         Change::ApiKeyCreated { .. } => "api_key_created",
         Change::ApiKeyRevoked { .. } => "api_key_revoked",
+        Change::OrderAmended { .. } => "order_amended",
+        Change::CancelScheduled { .. } => "cancel_scheduled",
+        Change::CancelScheduleFired { .. } => "cancel_schedule_fired",
     }
 }
 

@@ -223,6 +223,7 @@ impl Projection {
             Change::OrderPlaced { order } => order.reserved.0,
             Change::Financed { amount, .. } => -amount.0,
             Change::OrderEnded { released, .. } => -released.0,
+            Change::OrderAmended { order, released } => order.reserved.0 - released.0,
             _ => 0,
         };
         let stride = i64::try_from(project::MOVEMENTS_MAX).unwrap_or(3);

@@ -133,6 +133,10 @@ impl Engine {
                 });
             }
         }
+        // Dead-man's switches, only while one is armed, by time then account.
+        for (at, account) in self.cancel_due.iter() {
+            h.bytes(b"cancel-at").i64(at).u64(account);
+        }
         // Netting accounts, only once used.
         for i in (0..self.accounts.len()).filter(|&i| self.is_netting(i)) {
             h.bytes(b"netting").u64(i as u64);

@@ -35,6 +35,7 @@ mod account;
 mod accounts;
 mod admin;
 mod close;
+mod controls;
 mod counters;
 pub(crate) mod cross;
 mod cross_funds;
@@ -185,6 +186,10 @@ pub struct Engine {
     pub(crate) next_order_id: u64,
     /// Good-till-time orders by expiry: `(expires_at_ns, order id)`.
     pub(crate) expiries: OrderedSet,
+    /// Armed dead-man's switches: when each account's orders are cancelled, and the same by
+    /// time, `(at_ns, account id)`.
+    pub(crate) cancel_schedules: Table<AccountId, u64>,
+    pub(crate) cancel_due: OrderedSet,
     /// Running Σ of pending orders' reservations (a term of the conservation equation).
     pub(crate) total_reserved: Usdc,
     pub(crate) insurance_fund: Usdc,
@@ -216,6 +221,8 @@ pub struct Engine {
     /// Reused for the slots the trigger index returns.
     pub(crate) slot_scratch: Vec<crate::slab::Slot>,
     pub(crate) order_scratch: Vec<OrderId>,
+    /// Reused for the positions a close-all closes.
+    pub(crate) id_scratch: Vec<PositionId>,
     /// Cross accounts to review before the command ends (indices), and the list being reviewed.
     pub(crate) cross_dirty: Vec<u32>,
     pub(crate) cross_work: Vec<u32>,
@@ -279,6 +286,10 @@ impl Engine {
             orders: Table::with_capacity(max_orders),
             next_order_id: 1,
             expiries: OrderedSet::default(),
+            // Armed by bots only: grows past this (rarely) rather than reserving for every
+            // account.
+            cancel_schedules: Table::with_capacity(max_accounts.min(65_536)),
+            cancel_due: OrderedSet::default(),
             total_reserved: Usdc::ZERO,
             insurance_fund: Usdc::ZERO,
             house_balance: Usdc::ZERO,
@@ -305,6 +316,7 @@ impl Engine {
             scratch: Vec::with_capacity(1024),
             slot_scratch: Vec::with_capacity(1024),
             order_scratch: Vec::with_capacity(1024),
+            id_scratch: Vec::with_capacity(usize_from(cfg.max_positions_per_account).min(1024)),
             cross_dirty: Vec::with_capacity(1024),
             cross_work: Vec::with_capacity(1024),
             key_scratch: Vec::with_capacity(1024),
@@ -373,6 +385,7 @@ impl Engine {
             // Time moves only with commands: whatever expired by this one's time ends first, so
             // an expired order can never fill or be counted.
             self.expire_orders(cmd.ts_ns, sink);
+            self.fire_cancel_schedules(cmd.ts_ns, sink);
         }
         let rid = cmd.request_id;
         if rid == RequestId::NONE && matches!(cmd.kind, CommandKind::Noop) {
@@ -530,6 +543,18 @@ impl Engine {
             CommandKind::RevokeApiKey { account, key } => self.revoke_api_key(*account, *key, sink),
             CommandKind::QueryApiKeys { account } => self.list_api_keys(rid, *account, sink),
             CommandKind::QueryApiKey { public_key } => self.api_key(ts, public_key),
+            CommandKind::CancelAllOrders { account, market, .. } => {
+                self.cancel_all_orders(rid, *account, *market, sink)
+            }
+            CommandKind::CloseAllPositions { account, market, .. } => {
+                self.close_all_positions(ts, rid, (*account, *market), sink)
+            }
+            CommandKind::AmendOrder { account, order, edit, .. } => {
+                self.amend_order(ts, (*account, *order), edit, sink)
+            }
+            CommandKind::ScheduleCancel { account, after_ms } => {
+                self.schedule_cancel(ts, *account, *after_ms, sink)
+            }
             CommandKind::QueryPositionMode { account } => {
                 let ai = self.account_index(*account)?;
                 let mode = self.accounts[ai].position_mode;

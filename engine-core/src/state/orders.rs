@@ -17,13 +17,31 @@ impl Engine {
         sink: &mut S,
     ) -> Outcome {
         let ai = self.account_index(req.account)?;
+        let reserved = self.order_reservation(ts, ai, req)?;
+        // Accepted: from here on nothing can fail.
+        let order = OrderView { id: OrderId(self.next_order_id), reserved, ..draft(req, ts) };
+        self.next_order_id += 1;
+        self.debit(ai, reserved);
+        self.hold(ai, reserved);
+        self.index_order(&order);
+        self.record(sink, Change::OrderPlaced { order });
+        Ok(ReplyData::Order(order))
+    }
+
+    /// Every check a new order (or an amended one, once its old reservation is back) meets;
+    /// what it must hold: margin, fee and the group's charges at the order's price.
+    pub(super) fn order_reservation(
+        &self,
+        ts: u64,
+        ai: usize,
+        req: &OrderRequest,
+    ) -> Result<Usdc, Reason> {
         let m = self.market(req.market)?;
-        let draft = draft(req, ts);
         if req.price.0 <= 0 || req.price.0 > m.cfg.max_price_ticks {
             return Err(Reason::InvalidPrice);
         }
         let cap = self.leverage_cap(ai, req.market, m.max_leverage);
-        check_open_inputs(&m.cfg, cap, &open_request(&draft))?;
+        check_open_inputs(&m.cfg, cap, &open_request(&draft(req, ts)))?;
         super::admin::check_mode(m)?;
         if req.expires_at_ns.is_some_and(|at| at <= ts) {
             return Err(Reason::InvalidExpiry);
@@ -59,15 +77,7 @@ impl Engine {
         if self.is_cross(ai) {
             self.cross_withdraw_check(ai, reserved)?;
         }
-
-        // Accepted: from here on nothing can fail.
-        let order = OrderView { id: OrderId(self.next_order_id), reserved, ..draft };
-        self.next_order_id += 1;
-        self.debit(ai, reserved);
-        self.hold(ai, reserved);
-        self.index_order(&order);
-        self.record(sink, Change::OrderPlaced { order });
-        Ok(ReplyData::Order(order))
+        Ok(reserved)
     }
 
     pub(super) fn cancel_order<S: Sink>(
@@ -140,12 +150,15 @@ impl Engine {
             let fresh = self.expiries.insert((i64::try_from(at).unwrap_or(i64::MAX), o.id.0));
             assert!(fresh, "order {} has two expiries", o.id.0);
         }
-        self.accounts[ai].lists_mut().orders.push(o.id);
+        // Sorted by id: a new order goes last; an amended one that is put back, in its place.
+        let list = &mut self.accounts[ai].lists_mut().orders;
+        let at = list.partition_point(|id| *id < o.id);
+        list.insert(at, o.id);
         let fresh = self.orders.insert(o.id, *o).is_none();
         assert!(fresh, "order id reused");
     }
 
-    fn unindex_order(&mut self, o: &OrderView) {
+    pub(super) fn unindex_order(&mut self, o: &OrderView) {
         let ai = usize_from(o.account.0) - 1;
         self.markets[usize::from(o.market.0)].index.remove_order(o.id, o.side, o.kind, o.price);
         if let Some(at) = o.expires_at_ns {
@@ -165,7 +178,7 @@ impl Engine {
     }
 
     /// Gives an order's reservation back to its owner's available balance.
-    fn release(&mut self, o: &OrderView) {
+    pub(super) fn release(&mut self, o: &OrderView) {
         let ai = usize_from(o.account.0) - 1;
         let a = &mut self.accounts[ai];
         assert!(a.reserved >= o.reserved, "an account holds at least its orders' reservations");
@@ -203,7 +216,7 @@ fn crossed(side: Side, kind: OrderKind, price: Price, now: Price) -> bool {
     }
 }
 
-fn ended(o: &OrderView, end: OrderEnd) -> Change {
+pub(super) fn ended(o: &OrderView, end: OrderEnd) -> Change {
     Change::OrderEnded {
         order: o.id,
         account: o.account,
@@ -229,7 +242,7 @@ fn open_request(o: &OrderView) -> OpenRequest {
 }
 
 /// The order a request describes, before its id and reservation are known.
-fn draft(req: &OrderRequest, ts: u64) -> OrderView {
+pub(super) fn draft(req: &OrderRequest, ts: u64) -> OrderView {
     OrderView {
         id: OrderId(0),
         account: req.account,

@@ -378,6 +378,23 @@ impl Hub {
                     "amount": money(amount), "at": ms(c.at_ns)})),
                 ));
             }
+            Change::OrderAmended { order, released } => {
+                let Some(m) = market(order.market) else { return };
+                let mut data = json!(crate::convert::order_dto(&order, m));
+                data["event"] = json!("amended");
+                data["released"] = json!(money(released));
+                out.push((account, "orders", Some(data)));
+            }
+            Change::CancelScheduled { at_ns, .. } => {
+                let n = json!({"notice": "cancel_scheduled", "cancel_at": at_ns.map(ms),
+                    "at": ms(c.at_ns)});
+                out.push((account, "notices", Some(n)));
+            }
+            Change::CancelScheduleFired { at_ns, cancelled, .. } => {
+                let n = json!({"notice": "cancel_schedule_fired", "cancel_at": ms(at_ns),
+                    "cancelled": cancelled, "at": ms(c.at_ns)});
+                out.push((account, "notices", Some(n)));
+            }
             _ => {}
         }
     }

@@ -8,7 +8,7 @@
 use crate::command::{AccountId, MarketId, OrderId, PositionId, RequestId, TrailDistance};
 use crate::math::Side;
 use crate::num::{Price, Qty, Usdc};
-pub use crate::reason::{CloseReason, Reason};
+pub use crate::reason::{CloseReason, Reason, Trigger};
 pub use crate::view::{
     AccountView, ApiKeyView, AtRisk, CloseInfo, CrossLevel, Exposure, Item, MarketView, OrderEnd,
     OrderView, PositionView, ReplyData, StateSummary, Trailing,
@@ -540,39 +540,6 @@ impl Change {
 }
 
 pub use crate::limits::CHECKPOINT_EVERY;
-
-/// What fired a close or a margin call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Trigger {
-    /// The take-profit price was reached.
-    TakeProfit,
-    /// The stop-loss price was reached.
-    StopLoss,
-    /// The trailing stop was reached.
-    TrailingStop,
-    /// The liquidation price was reached (or financing took the margin past it).
-    Liquidation,
-    /// The margin-call price was reached.
-    MarginCall,
-    /// The account's stop-out.
-    StopOut,
-}
-
-impl Trigger {
-    /// `"take_profit"`, `"stop_loss"`, `"trailing_stop"`, `"liquidation"`, `"margin_call"`,
-    /// `"stop_out"`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Trigger::TakeProfit => "take_profit",
-            Trigger::StopLoss => "stop_loss",
-            Trigger::TrailingStop => "trailing_stop",
-            Trigger::Liquidation => "liquidation",
-            Trigger::MarginCall => "margin_call",
-            Trigger::StopOut => "stop_out",
-        }
-    }
-}
 
 /// One out-ring entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

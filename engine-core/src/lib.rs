@@ -122,8 +122,8 @@ pub mod prelude {
     pub use crate::command::{
         AccountId, ClientOrderId, CloseSize, Command, CommandKind, Credential, IdempotencyKey,
         Login, MarginMode, MarketId, MarketMode, OpenRequest, OrderEdit, OrderId, OrderKind,
-        OrderRequest,
-        PositionId, PositionMode, PositionStatus, RequestId, Size, SourceId, Tick, TrailDistance,
+        OrderRequest, PositionId, PositionMode, PositionStatus, RequestId, Size, SourceId, Tick,
+        TrailDistance,
     };
     pub use crate::config::{EngineConfig, MarketConfig, RuntimeConfig, WaitMode};
     pub use crate::event::{

@@ -180,3 +180,36 @@ impl CloseReason {
         }
     }
 }
+
+/// What fired a close or a margin call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// The take-profit price was reached.
+    TakeProfit,
+    /// The stop-loss price was reached.
+    StopLoss,
+    /// The trailing stop was reached.
+    TrailingStop,
+    /// The liquidation price was reached (or financing took the margin past it).
+    Liquidation,
+    /// The margin-call price was reached.
+    MarginCall,
+    /// The account's stop-out.
+    StopOut,
+}
+
+impl Trigger {
+    /// `"take_profit"`, `"stop_loss"`, `"trailing_stop"`, `"liquidation"`, `"margin_call"`,
+    /// `"stop_out"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Trigger::TakeProfit => "take_profit",
+            Trigger::StopLoss => "stop_loss",
+            Trigger::TrailingStop => "trailing_stop",
+            Trigger::Liquidation => "liquidation",
+            Trigger::MarginCall => "margin_call",
+            Trigger::StopOut => "stop_out",
+        }
+    }
+}

@@ -205,7 +205,10 @@ fn a_refused_amendment_leaves_the_order_exactly_as_it_was() {
             Reason::InsufficientBalance,
         ),
         // Already past.
-        (OrderEdit { expires_at_ns: Some(Some(T0)), ..OrderEdit::default() }, Reason::InvalidExpiry),
+        (
+            OrderEdit { expires_at_ns: Some(Some(T0)), ..OrderEdit::default() },
+            Reason::InvalidExpiry,
+        ),
         // Nothing to change.
         (OrderEdit::default(), Reason::InvalidRequest),
     ];
@@ -215,7 +218,8 @@ fn a_refused_amendment_leaves_the_order_exactly_as_it_was() {
     }
     let b = funded(&mut h, "b@x");
     let not_theirs = OrderEdit { price: Some(usd(58_000)), ..OrderEdit::default() };
-    let r = h.run(CommandKind::AmendOrder { account: b, order: o1.id, edit: not_theirs, key: None });
+    let r =
+        h.run(CommandKind::AmendOrder { account: b, order: o1.id, edit: not_theirs, key: None });
     assert_eq!(r, Err(Reason::UnknownOrder));
     // Same orders, same holds, same order of the account's list (o1 went back before o2).
     assert_eq!(pending(&mut h, a), vec![o1.id, o2.id]);
@@ -262,8 +266,12 @@ fn the_dead_mans_switch_cancels_every_order_at_its_time_unless_renewed_or_disarm
         ch[0],
         Change::CancelScheduleFired { account: a, at_ns: T0 + 18 * SECOND, cancelled: 2 }
     );
-    assert!(matches!(ch[1], Change::OrderEnded { order, end: OrderEnd::Cancelled, .. } if order == o1.id));
-    assert!(matches!(ch[2], Change::OrderEnded { order, end: OrderEnd::Cancelled, .. } if order == o2.id));
+    assert!(
+        matches!(ch[1], Change::OrderEnded { order, end: OrderEnd::Cancelled, .. } if order == o1.id)
+    );
+    assert!(
+        matches!(ch[2], Change::OrderEnded { order, end: OrderEnd::Cancelled, .. } if order == o2.id)
+    );
     assert!(pending(&mut h, a).is_empty());
     assert_eq!(h.balance(a).order_margin, Usdc::ZERO);
     assert_eq!(pending(&mut h, b), vec![theirs.id], "not another account's");
@@ -271,7 +279,9 @@ fn the_dead_mans_switch_cancels_every_order_at_its_time_unless_renewed_or_disarm
     h.advance(60 * SECOND);
     let from = h.out.len();
     h.price(BTC, usd(60_000));
-    assert!(!changes_since(&h, from).iter().any(|c| matches!(c, Change::CancelScheduleFired { .. })));
+    assert!(
+        !changes_since(&h, from).iter().any(|c| matches!(c, Change::CancelScheduleFired { .. }))
+    );
     // Disarmed before its time: nothing fires.
     let o3 = place(&mut h, limit_long(a, BTC, usd(59_000)));
     h.run(arm(Some(5_000))).unwrap();
@@ -292,7 +302,13 @@ fn an_armed_switch_survives_a_snapshot_and_fires_the_same_after_restore() {
     let mut restored = Engine::restore(h.engine.config().clone(), &snap).unwrap();
     assert_eq!(restored.state_hash(), h.engine.state_hash());
     // The same tick 31 s later on both: the switch fires on each, the same way.
-    let tick = Tick { market: BTC, bid: usd(60_000), ask: usd(60_000), update_id: 99, exchange_time_us: 0 };
+    let tick = Tick {
+        market: BTC,
+        bid: usd(60_000),
+        ask: usd(60_000),
+        update_id: 99,
+        exchange_time_us: 0,
+    };
     let cmd = Command::new(RequestId::NONE, h.now + 31 * SECOND, CommandKind::PriceTick(tick));
     let (mut live_out, mut restored_out) = (Vec::new(), Vec::new());
     h.engine.apply(&cmd, &mut live_out);
@@ -300,7 +316,10 @@ fn an_armed_switch_survives_a_snapshot_and_fires_the_same_after_restore() {
     assert_eq!(live_out, restored_out);
     assert!(restored_out.iter().any(|o| matches!(
         o,
-        Output::Change(ChangeRecord { change: Change::CancelScheduleFired { cancelled: 1, .. }, .. })
+        Output::Change(ChangeRecord {
+            change: Change::CancelScheduleFired { cancelled: 1, .. },
+            ..
+        })
     )));
     assert_eq!(restored.state_hash(), h.engine.state_hash());
     assert!(pending(&mut h, a).is_empty());

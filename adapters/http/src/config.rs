@@ -112,6 +112,8 @@ pub struct Limits {
     /// read waits for the store to hold the caller's own last change (0: never waits).
     #[serde(deserialize_with = "millis", rename = "history_read_wait_ms")]
     pub history_read_wait: Duration,
+    /// Most orders one `POST /orders/batch` places (each weighs one trading request).
+    pub batch_orders_max: usize,
     /// Most lines one statement file holds (`GET /user/statement`): it is read whole before it
     /// is sent, so it is never cut short; a longer range is refused `statement_too_large`.
     /// 100 000 lines are about 8 MB of CSV.
@@ -151,6 +153,7 @@ impl Default for Limits {
             authed_per_second: 200,
             markets_cache: Duration::from_millis(250),
             history_read_wait: Duration::from_secs(2),
+            batch_orders_max: 10,
             statement_lines_max: 100_000,
             statements_concurrent: 2,
             trusted_proxies: Vec::new(),
@@ -192,6 +195,7 @@ impl Limits {
                 self.history_read_wait <= Duration::from_secs(10),
                 "history_read_wait_ms must be at most 10000",
             ),
+            ((1..=50).contains(&self.batch_orders_max), "batch_orders_max must be 1..=50"),
             (
                 (1..=1_000_000).contains(&self.statement_lines_max),
                 "statement_lines_max must be 1..=1000000",

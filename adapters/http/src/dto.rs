@@ -124,6 +124,115 @@ pub struct OrderBody {
     pub client_order_id: Option<String>,
 }
 
+/// `POST /orders/batch`: up to `http.batch_orders_max` orders, each placed on its own.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchOrdersBody {
+    /// The orders, placed in this order.
+    pub orders: Vec<OrderBody>,
+}
+
+/// One order's result in a batch: `status` as if it had been placed alone.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResult {
+    /// 201 placed (or, for a repeated `client_order_id`, placed before), else the status its
+    /// error would have had.
+    pub status: u16,
+    /// The order, when placed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<Order>,
+    /// Why not, when refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// `POST /orders/batch`'s answer: one result per order, in the request's order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchOrders {
+    /// The results.
+    pub results: Vec<BatchResult>,
+}
+
+/// `PATCH /orders/{id}`: what changes (absent: kept; `null` removes a TP/SL or makes the
+/// order good till cancelled). At most one of `margin` or `quantity`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AmendBody {
+    /// New trigger price (must not be crossed now).
+    #[schema(value_type = Option<String>)]
+    pub price: Option<Dec>,
+    /// New margin in USDC.
+    #[schema(value_type = Option<String>)]
+    pub margin: Option<Dec>,
+    /// New quantity of the base asset.
+    #[schema(value_type = Option<String>)]
+    pub quantity: Option<Dec>,
+    /// New expiry (ms since the epoch); `null`: good till cancelled.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
+    pub expires_at: Option<Option<u64>>,
+    /// New take-profit; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub take_profit: Option<Option<Dec>>,
+    /// New stop-loss; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub stop_loss: Option<Option<Dec>>,
+}
+
+/// A field that is present (its value, `null` included) as `Some`; absent stays `None`
+/// through `#[serde(default)]`.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// One market, or every market when absent.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MarketFilter {
+    /// A configured market, e.g. `BTC_USDC`.
+    pub market: Option<String>,
+}
+
+/// `DELETE /orders`: the orders cancelled, ascending id.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancelledAll {
+    /// The cancelled orders (their holds are back in available).
+    pub cancelled: Vec<Order>,
+}
+
+/// `POST /positions/close-all`: what closed, and what could not close now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClosedAll {
+    /// The closed positions, ascending id.
+    pub closed: Vec<Position>,
+    /// How many could not close now (e.g. `stale_price`): they stay open.
+    pub failed: u32,
+    /// The first failure's code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_failure: Option<&'static str>,
+}
+
+/// `POST /orders/cancel-after`: the dead-man's switch.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelAfterBody {
+    /// Cancel every pending order this many ms from now unless sent again before
+    /// (5000..=86400000); `null` disarms.
+    pub after_ms: Option<u32>,
+}
+
+/// The dead-man's switch now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancelSchedule {
+    /// When every pending order will be cancelled (ms since the epoch); `null`: disarmed.
+    pub cancel_at: Option<u64>,
+}
+
 /// A pending order.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Order {

@@ -375,8 +375,30 @@ impl AppState {
 
     /// Per-user and per-IP limits of the trading endpoints.
     pub fn limit_trading(&self, account: u32, ip: IpAddr) -> Result<(), ApiError> {
-        AppState::limited(&self.trading_ip, &ip)?;
-        AppState::limited(&self.trading, &account)
+        self.limit_trading_n(account, ip, 1)
+    }
+
+    /// As [`AppState::limit_trading`] for a request that weighs `n` (a batch of `n` orders).
+    pub fn limit_trading_n(&self, account: u32, ip: IpAddr, n: u32) -> Result<(), ApiError> {
+        let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        AppState::limited_n(&self.trading_ip, &ip, n)?;
+        AppState::limited_n(&self.trading, &account, n)
+    }
+
+    fn limited_n<K: std::hash::Hash + Eq + Clone>(
+        limiter: &DefaultKeyedRateLimiter<K>,
+        key: &K,
+        n: NonZeroU32,
+    ) -> Result<(), ApiError> {
+        match limiter.check_key_n(key, n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => {
+                let now = governor::clock::Clock::now(&governor::clock::DefaultClock::default());
+                Err(ApiError::rate_limited(not_until.wait_time_from(now).as_secs() + 1))
+            }
+            // More than the whole burst: never allowed at once, whatever the wait.
+            Err(_) => Err(ApiError::rate_limited(1)),
+        }
     }
 
     /// Sign-in limits: per IP, per (login, IP), and the looser per-login ceiling — or, for a
@@ -455,11 +477,15 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
     };
     CorsLayer::new()
         .allow_origin(allow)
-        .allow_methods([Method::GET, Method::POST])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("x-api-key"),
+            HeaderName::from_static("x-timestamp"),
+            HeaderName::from_static("x-window"),
+            HeaderName::from_static("x-signature"),
         ])
         .max_age(Duration::from_secs(600))
 }

@@ -729,6 +729,7 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
     let listed: Vec<(String, String)> =
         ops.iter().map(|(m, p, _)| (m.clone(), p.clone())).collect();
     let expected = [
+        ("DELETE", "/api/v1/orders"),
         ("DELETE", "/api/v1/orders/{id}"),
         ("DELETE", "/api/v1/user/api-keys/{id}"),
         ("GET", "/api/v1/admin/risk"),
@@ -743,11 +744,16 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         ("GET", "/api/v1/user/balance"),
         ("GET", "/api/v1/user/ledger"),
         ("GET", "/api/v1/user/position-mode"),
+        ("GET", "/api/v1/user/statement"),
         ("GET", "/api/v1/user/terms"),
         ("GET", "/healthz"),
         ("GET", "/metrics"),
+        ("PATCH", "/api/v1/orders/{id}"),
         ("POST", "/api/v1/orders"),
+        ("POST", "/api/v1/orders/batch"),
+        ("POST", "/api/v1/orders/cancel-after"),
         ("POST", "/api/v1/positions"),
+        ("POST", "/api/v1/positions/close-all"),
         ("POST", "/api/v1/positions/{id}/close"),
         ("POST", "/api/v1/positions/{id}/margin"),
         ("POST", "/api/v1/user/api-keys"),
@@ -768,7 +774,7 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
     assert_eq!(listed, expected, "the document lists exactly the API's operations");
     for (method, path) in &listed {
         let concrete = path.replace("{id}", "1");
-        let body = (method == "POST" || method == "PUT").then_some("{}");
+        let body = (method == "POST" || method == "PUT" || method == "PATCH").then_some("{}");
         let r = s.req(method, &concrete, None, body).await;
         // Served: anything but the router's own "no such route" / "method not allowed".
         let code = r.body["error"]["code"].as_str().unwrap_or("");
@@ -1255,4 +1261,117 @@ async fn api_keys_sign_requests_and_every_refusal_has_its_code() {
         assert!(std::time::Instant::now() < deadline, "the key never expired");
         tokio::task::yield_now().await;
     }
+}
+
+/// Safety controls a bot calls: a batch with a result per order, an amendment that keeps the
+/// id, cancel all (one market, then all), close all, and the dead-man's switch.
+#[tokio::test]
+async fn a_bot_batches_amends_cancels_all_closes_all_and_arms_its_switch() {
+    let mut s = Server::start(|_| {}).await;
+    s.price(0, 6_000_000, 6_000_000);
+    s.price(1, 300_000, 300_000);
+    let (t, _) = s.user("bot@example.com").await;
+    let order = |market: &str, price: &str, cid: &str| {
+        json!({ "market": market, "side": "long", "type": "limit", "price": price,
+            "leverage": 10, "quantity": "0.1", "client_order_id": cid })
+    };
+    // Three good orders and one crossed: each its own result, in order.
+    let batch = json!({ "orders": [order("BTC_USDC", "59000", "b-1"), order("BTC_USDC", "61000", "b-2"),
+        order("ETH_USDC", "2900", "b-3"), order("BTC_USDC", "58000", "b-4")] });
+    let r = s.post("/api/v1/orders/batch", Some(&t), batch.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let results = r.body["results"].as_array().unwrap().clone();
+    let statuses: Vec<u64> = results.iter().map(|x| x["status"].as_u64().unwrap()).collect();
+    assert_eq!(statuses, vec![201, 422, 201, 201]);
+    assert_eq!(results[1]["error"]["code"], "invalid_order_price");
+    // The same batch again: the placed ones are not placed twice (their client order ids).
+    let again = s.post("/api/v1/orders/batch", Some(&t), batch).await;
+    let ids = |v: &Value| -> Vec<Option<String>> {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["order"]["id"].as_str().map(String::from))
+            .collect()
+    };
+    assert_eq!(ids(&again.body), ids(&r.body));
+    assert_eq!(s.get("/api/v1/orders", &t).await.body["orders"].as_array().unwrap().len(), 3);
+    let too_many = json!({ "orders": vec![order("BTC_USDC", "59000", "x"); 11] });
+    let r = s.post("/api/v1/orders/batch", Some(&t), too_many).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (400, Some("invalid_batch")));
+
+    // Amend the first: a new price and a stop-loss, same id; 0.1 × 58 500 / 10 = 585 held.
+    let first = results[0]["order"]["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/orders/{first}");
+    let body = json!({ "price": "58500", "stop_loss": "55000" }).to_string();
+    let r = s.req("PATCH", &path, Some(&t), Some(&body)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        (r.body["id"].as_str(), r.body["reserved"].as_str()),
+        (Some(first.as_str()), Some("585.000000"))
+    );
+    assert_eq!(r.body["stop_loss"], "55000.00");
+    // Remove the stop-loss again (null), keep the rest.
+    let r = s.req("PATCH", &path, Some(&t), Some(r#"{"stop_loss":null}"#)).await;
+    assert_eq!(
+        (r.status, r.body.get("stop_loss").and_then(Value::as_str)),
+        (200, None),
+        "{}",
+        r.body
+    );
+    let crossed = s.req("PATCH", &path, Some(&t), Some(r#"{"price":"61000"}"#)).await;
+    assert_eq!(
+        (crossed.status, crossed.body["error"]["code"].as_str()),
+        (422, Some("invalid_order_price"))
+    );
+    let nothing = s.req("PATCH", &path, Some(&t), Some("{}")).await;
+    assert_eq!(nothing.status, 400);
+    let (other, _) = s.user("other@example.com").await;
+    let theirs = s.req("PATCH", &path, Some(&other), Some(r#"{"price":"58000"}"#)).await;
+    assert_eq!(theirs.status, 404);
+
+    // Cancel BTC's, then the rest.
+    let r = s.req("DELETE", "/api/v1/orders?market=BTC_USDC", Some(&t), None).await;
+    assert_eq!((r.status, r.body["cancelled"].as_array().unwrap().len()), (200, 2), "{}", r.body);
+    let r = s.req("DELETE", "/api/v1/orders", Some(&t), None).await;
+    let left: Vec<&str> = r.body["cancelled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["market"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, vec!["ETH_USDC"]);
+    let b = s.get("/api/v1/user/balance", &t).await;
+    assert_eq!(
+        (b.body["available"].as_str(), b.body["order_margin"].as_str()),
+        (Some("5000.000000"), Some("0.000000"))
+    );
+    let r = s.req("DELETE", "/api/v1/orders?market=DOGE_USDC", Some(&t), None).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (400, Some("unknown_market")));
+
+    // Close all: two positions close, the other account's stays.
+    for market in ["BTC_USDC", "ETH_USDC"] {
+        let open = json!({ "market": market, "side": "long", "leverage": 5, "margin": "100" });
+        assert_eq!(s.post("/api/v1/positions", Some(&t), open).await.status, 201);
+    }
+    let mine_too = json!({ "market": "BTC_USDC", "side": "short", "leverage": 5, "margin": "100" });
+    assert_eq!(s.post("/api/v1/positions", Some(&other), mine_too).await.status, 201);
+    let r = s.post("/api/v1/positions/close-all", Some(&t), json!({})).await;
+    assert_eq!(
+        (r.status, r.body["closed"].as_array().unwrap().len(), r.body["failed"].as_u64()),
+        (200, 2, Some(0)),
+        "{}",
+        r.body
+    );
+    let open = s.get("/api/v1/positions?status=open", &other).await;
+    assert_eq!(open.body["positions"].as_array().unwrap().len(), 1);
+
+    // The switch: armed, then disarmed; out of range refused.
+    let r = s.post("/api/v1/orders/cancel-after", Some(&t), json!({ "after_ms": 60_000 })).await;
+    let at = r.body["cancel_at"].as_u64().unwrap();
+    assert!(at > now_ms() && at <= now_ms() + 60_000, "{}", r.body);
+    let r = s.post("/api/v1/orders/cancel-after", Some(&t), json!({ "after_ms": null })).await;
+    assert_eq!((r.status, &r.body["cancel_at"]), (200, &Value::Null));
+    let r = s.post("/api/v1/orders/cancel-after", Some(&t), json!({ "after_ms": 10 })).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (400, Some("invalid_request")));
 }

@@ -4,8 +4,8 @@
 
 use super::orders::{draft, ended};
 use super::{
-    AccountId, Change, Engine, Item, MarketId, OrderEnd, OrderId, OrderRequest, OrderView,
-    Outcome, Output, Reason, ReplyData, RequestId, Sink, usize_from,
+    AccountId, Change, Engine, Item, MarketId, OrderEnd, OrderId, OrderRequest, OrderView, Outcome,
+    Output, Reason, ReplyData, RequestId, Sink, usize_from,
 };
 use crate::command::OrderEdit;
 use crate::limits::{CANCEL_AFTER_MS_MAX, CANCEL_AFTER_MS_MIN};
@@ -140,8 +140,7 @@ impl Engine {
                 return Err(reason);
             }
         };
-        let order =
-            OrderView { id, reserved, placed_at_ns: old.placed_at_ns, ..draft(&req, ts) };
+        let order = OrderView { id, reserved, placed_at_ns: old.placed_at_ns, ..draft(&req, ts) };
         self.debit(ai, reserved);
         self.hold(ai, reserved);
         self.index_order(&order);

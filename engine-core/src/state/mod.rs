@@ -186,8 +186,7 @@ pub struct Engine {
     pub(crate) next_order_id: u64,
     /// Good-till-time orders by expiry: `(expires_at_ns, order id)`.
     pub(crate) expiries: OrderedSet,
-    /// Armed dead-man's switches: when each account's orders are cancelled, and the same by
-    /// time, `(at_ns, account id)`.
+    /// Armed dead-man's switches: each account's time, and by time `(at_ns, account id)`.
     pub(crate) cancel_schedules: Table<AccountId, u64>,
     pub(crate) cancel_due: OrderedSet,
     /// Running Σ of pending orders' reservations (a term of the conservation equation).
@@ -286,8 +285,7 @@ impl Engine {
             orders: Table::with_capacity(max_orders),
             next_order_id: 1,
             expiries: OrderedSet::default(),
-            // Armed by bots only: grows past this (rarely) rather than reserving for every
-            // account.
+            // Armed by bots only: grows past this (rarely) rather than reserving per account.
             cancel_schedules: Table::with_capacity(max_accounts.min(65_536)),
             cancel_due: OrderedSet::default(),
             total_reserved: Usdc::ZERO,

@@ -8,11 +8,13 @@
 //! - [`positions`]: open, list, one, close, add margin;
 //! - [`explain`]: why a position was closed or called;
 //! - [`orders`]: pending orders, TP/SL and trailing-stop edits;
+//! - [`controls`]: a batch of orders, amend, cancel all, close all, the dead-man's switch;
 //! - [`admin`]: operator routes;
 //! - [`ops`]: health, metrics, the OpenAPI document;
 //! - [`history`]: what the groups share to read the history store.
 
 pub mod admin;
+pub mod controls;
 pub mod explain;
 pub mod history;
 pub mod keys;
@@ -49,6 +51,7 @@ pub fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .merge(positions::router())
         .merge(explain::router())
         .merge(orders::router())
+        .merge(controls::router())
         .merge(admin::router())
         .merge(ops::router())
         .routes(routes!(openapi_json))

@@ -35,7 +35,14 @@ pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(cancel))
 }
 
-fn order_response(
+/// Milliseconds to the engine's nanoseconds: a time that does not fit is refused, not clamped.
+pub(crate) fn expiry_ns(at_ms: u64) -> Result<u64, ApiError> {
+    at_ms.checked_mul(1_000_000).filter(|ns| i64::try_from(*ns).is_ok()).ok_or_else(|| {
+        ApiError::bad_request("invalid_expiry", "expires_at is too far in the future")
+    })
+}
+
+pub(crate) fn order_response(
     state: &AppState,
     status: StatusCode,
     o: &OrderView,
@@ -46,7 +53,7 @@ fn order_response(
     Ok((status, Json(order_dto(o, m))).into_response())
 }
 
-fn order_request(
+pub(crate) fn order_request(
     state: &AppState,
     account: AccountId,
     b: &OrderBody,
@@ -63,16 +70,7 @@ fn order_request(
         }
     };
     let opt_price = |f: &str, d: &Option<Dec>| d.as_ref().map(|d| price(f, d, m)).transpose();
-    // Milliseconds to the engine's nanoseconds: a time that does not fit is refused, not clamped.
-    let expires_at_ns = b
-        .expires_at
-        .map(|at| at.checked_mul(1_000_000).filter(|ns| i64::try_from(*ns).is_ok()))
-        .map(|ns| {
-            ns.ok_or_else(|| {
-                ApiError::bad_request("invalid_expiry", "expires_at is too far in the future")
-            })
-        })
-        .transpose()?;
+    let expires_at_ns = b.expires_at.map(expiry_ns).transpose()?;
     Ok(OrderRequest {
         account,
         market,
@@ -243,7 +241,7 @@ pub(crate) async fn set_trailing_stop(
     position_reply(&state, account, kind).await
 }
 
-async fn position_market(
+pub(crate) async fn position_market(
     state: &Arc<AppState>,
     account: AccountId,
     position: engine_core::command::PositionId,

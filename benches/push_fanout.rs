@@ -120,7 +120,13 @@ fn run(clients: usize, hz: u32, secs: u64) {
     // Connect and subscribe every client before the measured window.
     let ready = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for a in accounts.iter().take(clients) {
-        let (token, _) = tokens.issue(a.0, false).unwrap();
+        // A token names its session: open one in the engine, as a sign-in does.
+        let expires_at_ns = now_ns() + 3_600_000_000_000;
+        let new = NewSession { account: *a, expires_at_ns, client: SessionClient::default() };
+        let r =
+            engine.call(now_ns(), CommandKind::OpenSession(new), Duration::from_secs(5)).unwrap();
+        let Ok(ReplyData::Session(session)) = r.result else { panic!("{r:?}") };
+        let token = tokens.issue(a.0, false, session.id.0, expires_at_ns / 1_000_000_000).unwrap();
         let (ps, os, ph, oh, ready) = (
             Arc::clone(&prices_sent),
             Arc::clone(&opens_sent),

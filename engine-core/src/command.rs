@@ -692,6 +692,96 @@ pub enum CommandKind {
         /// Milliseconds from now (`limits::CANCEL_AFTER_MS_MIN..=MAX`); `None` disarms.
         after_ms: Option<u32>,
     },
+    /// A sign-in (docs/DESIGN.md, "Sessions"): the adapter checked the password; the engine
+    /// records the session, whose id its tokens carry. `ReplyData::Session`.
+    OpenSession(NewSession),
+    /// Signs sessions out: their tokens are refused from the next request on, on every api
+    /// instance. `ReplyData::SessionsRevoked`.
+    RevokeSessions {
+        /// Owner.
+        account: AccountId,
+        /// Which.
+        scope: SessionScope,
+    },
+    /// A new password (the adapter checked the old one): every other session is signed out.
+    ChangePassword {
+        /// Owner.
+        account: AccountId,
+        /// The new credential (the adapter's hash).
+        credential: Credential,
+        /// The session that changed it (kept).
+        keep: SessionId,
+    },
+    /// The account's live sessions: one `Item::Session` each, then `ReplyData::Sessions`.
+    QuerySessions {
+        /// Owner.
+        account: AccountId,
+    },
+    /// The credential stored for an account (a password change checks the old password):
+    /// `ReplyData::Credential`.
+    QueryCredentialOf {
+        /// The account.
+        account: AccountId,
+    },
+    /// One live session of the account at the command's time: `ReplyData::Session` or
+    /// `unknown_session`.
+    QuerySession {
+        /// Owner.
+        account: AccountId,
+        /// The session.
+        session: SessionId,
+    },
+}
+
+/// A session's id (engine-assigned, increasing): the `sid` of its tokens.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub struct SessionId(pub u64);
+
+/// Where and with what a session signed in (for its owner's list): the client's address and
+/// the start of its `User-Agent`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionClient {
+    /// The address's octets (IPv4: the first 4, the rest 0).
+    pub addr: [u8; 16],
+    /// IPv6.
+    pub v6: bool,
+    /// The first 48 bytes of its `User-Agent` (cut at a character boundary).
+    pub agent: InlineStr<48>,
+}
+
+/// A new session, after its password (and second factor) were checked by the adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NewSession {
+    /// Owner.
+    pub account: AccountId,
+    /// When its tokens stop working (command time, ns; after the command's).
+    pub expires_at_ns: u64,
+    /// Where it signed in from.
+    pub client: SessionClient,
+}
+
+/// Which of an account's sessions a sign-out ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionScope {
+    /// This one.
+    One(SessionId),
+    /// Every one but this (the caller's).
+    Others(SessionId),
+    /// Every one.
+    All,
 }
 
 /// An amendment of a pending order: what is `None` is kept.
@@ -873,6 +963,9 @@ impl CommandKind {
                 | CommandKind::QueryPositionMode { .. }
                 | CommandKind::QueryApiKeys { .. }
                 | CommandKind::QueryApiKey { .. }
+                | CommandKind::QuerySessions { .. }
+                | CommandKind::QuerySession { .. }
+                | CommandKind::QueryCredentialOf { .. }
         )
     }
 }

@@ -9,53 +9,11 @@ use crate::command::{AccountId, MarketId, OrderId, PositionId, RequestId, TrailD
 use crate::math::Side;
 use crate::num::{Price, Qty, Usdc};
 pub use crate::reason::{CloseReason, Reason, Trigger};
+pub use crate::unsolicited::Event;
 pub use crate::view::{
     AccountView, ApiKeyView, AtRisk, CloseInfo, CrossLevel, Exposure, Item, MarketView, OrderEnd,
-    OrderView, PositionView, ReplyData, StateSummary, Trailing,
+    OrderView, PositionView, ReplyData, SessionView, StateSummary, Trailing,
 };
-
-/// Something the engine did on its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Event {
-    /// A position closed by take-profit, stop-loss or liquidation.
-    PositionClosed(PositionView),
-    /// A close whose loss exceeded the margin: who paid the deficit.
-    BadDebt {
-        /// Position.
-        position: PositionId,
-        /// Owner.
-        account: AccountId,
-        /// Deficit: loss beyond margin (and fee).
-        amount: Usdc,
-        /// Paid by the insurance fund.
-        insurance_paid: Usdc,
-        /// Paid by the house (what the fund could not).
-        house_paid: Usdc,
-    },
-    /// A tick was not applied.
-    PriceRejected {
-        /// Market (raw id, may be unknown).
-        market: MarketId,
-        /// Why.
-        reason: Reason,
-        /// The tick's update id.
-        update_id: u64,
-    },
-    /// A market's price guard changed: too few fresh, agreeing sources (`reduce_only`), none
-    /// fresh (`halted`), or agreement again for the quiet period (`open`).
-    PriceGuard {
-        /// Market.
-        market: MarketId,
-        /// The guard's mode now (the market's effective mode is the stricter of it and the
-        /// operators').
-        mode: crate::command::MarketMode,
-        /// Fresh sources.
-        fresh: u8,
-        /// Fresh sources that agree.
-        agreeing: u8,
-    },
-}
 
 /// A state change, numbered, for read models (the history store, statements, push): every money
 /// movement and every step in the life of an account or a position, in the order the engine made
@@ -488,6 +446,26 @@ pub enum Change {
         /// When its pending orders will be cancelled.
         at_ns: Option<u64>,
     },
+    /// A session signed in (`session.id` is its tokens' `sid`).
+    SessionOpened {
+        /// The session.
+        session: crate::view::SessionView,
+    },
+    /// Sessions were signed out (by their owner, a password change, or the oldest making room
+    /// for a new one): their tokens are refused from now on.
+    SessionsRevoked {
+        /// Owner.
+        account: AccountId,
+        /// Which.
+        scope: crate::command::SessionScope,
+        /// How many.
+        count: u32,
+    },
+    /// The account's password changed (the `sessions_revoked` of the others follows).
+    PasswordChanged {
+        /// The account.
+        account: AccountId,
+    },
     /// The account's dead-man's switch fired: its `cancelled` pending orders are cancelled
     /// (the `order_ended` changes follow).
     CancelScheduleFired {
@@ -533,7 +511,10 @@ impl Change {
             | Change::ApiKeyRevoked { account, .. }
             | Change::OrderAmended { order: OrderView { account, .. }, .. }
             | Change::CancelScheduled { account, .. }
-            | Change::CancelScheduleFired { account, .. } => Some(account),
+            | Change::CancelScheduleFired { account, .. }
+            | Change::SessionOpened { session: crate::view::SessionView { account, .. } }
+            | Change::SessionsRevoked { account, .. }
+            | Change::PasswordChanged { account } => Some(account),
             Change::Checkpoint | Change::PriceApplied { .. } => None,
         }
     }

@@ -107,6 +107,7 @@ pub mod state;
 pub mod table;
 mod tier;
 pub mod trail;
+pub mod unsolicited;
 pub mod view;
 pub mod waiters;
 
@@ -121,15 +122,15 @@ pub struct ReadmeDoctests;
 pub mod prelude {
     pub use crate::command::{
         AccountId, ClientOrderId, CloseSize, Command, CommandKind, Credential, IdempotencyKey,
-        Login, MarginMode, MarketId, MarketMode, OpenRequest, OrderEdit, OrderId, OrderKind,
-        OrderRequest, PositionId, PositionMode, PositionStatus, RequestId, Size, SourceId, Tick,
-        TrailDistance,
+        Login, MarginMode, MarketId, MarketMode, NewSession, OpenRequest, OrderEdit, OrderId,
+        OrderKind, OrderRequest, PositionId, PositionMode, PositionStatus, RequestId,
+        SessionClient, SessionId, SessionScope, Size, SourceId, Tick, TrailDistance,
     };
     pub use crate::config::{EngineConfig, MarketConfig, RuntimeConfig, WaitMode};
     pub use crate::event::{
         AccountView, ApiKeyView, AtRisk, CHECKPOINT_EVERY, Change, ChangeRecord, CloseInfo,
         CloseReason, CrossLevel, Event, Exposure, Item, MarketView, OrderEnd, OrderView, Output,
-        PositionView, Reason, ReplyData, Sink, StateSummary, Trailing, Trigger,
+        PositionView, Reason, ReplyData, SessionView, Sink, StateSummary, Trailing, Trigger,
     };
     pub use crate::math::Side;
     pub use crate::num::{ExactDecimal, Ppm, Price, Qty, Usdc};

@@ -34,8 +34,8 @@ pub const MAX_RECORD_BYTES: usize = crate::command::MAX_ENCODED_BYTES;
 // 02: pending orders, margin-call state and the order sequence (a 01 file is refused as
 // malformed, not misread).
 const SNAPSHOT_MAGIC: &[u8; 8] = b"HXSNAP07";
-/// Snapshots written before the dead-man's switch: the same payload without the trailing
-/// `cancel_schedules`, read as none.
+/// Snapshots written before the dead-man's switch and sessions: the same payload without the
+/// trailing `cancel_schedules`, `sessions` and `next_session_id`, read as none.
 const SNAPSHOT_MAGIC_06: &[u8; 8] = b"HXSNAP06";
 /// Snapshots written before netting: the same payload without the trailing `netting`, read as
 /// none.
@@ -334,12 +334,13 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
     let missing_bytes = match bytes.get(..8) {
         Some(m) if m == SNAPSHOT_MAGIC => 0,
         // sources, groups, spread and commission revenue, group terms; group pricing; cross;
-        // netting, bracket groups, API keys and the next key id; dead-man's switches.
-        Some(m) if m == SNAPSHOT_MAGIC_02 => 12,
-        Some(m) if m == SNAPSHOT_MAGIC_03 => 7,
-        Some(m) if m == SNAPSHOT_MAGIC_04 => 6,
-        Some(m) if m == SNAPSHOT_MAGIC_05 => 5,
-        Some(m) if m == SNAPSHOT_MAGIC_06 => 1,
+        // netting, bracket groups, API keys and the next key id; dead-man's switches, sessions
+        // and the next session id.
+        Some(m) if m == SNAPSHOT_MAGIC_02 => 14,
+        Some(m) if m == SNAPSHOT_MAGIC_03 => 9,
+        Some(m) if m == SNAPSHOT_MAGIC_04 => 8,
+        Some(m) if m == SNAPSHOT_MAGIC_05 => 7,
+        Some(m) if m == SNAPSHOT_MAGIC_06 => 3,
         _ => return Err(SnapshotError::Malformed),
     };
     if bytes.len() < SNAPSHOT_HEADER_BYTES {
@@ -362,7 +363,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
     let _shape = crate::view::LegacyAccountViews::set(magic_before_cross(bytes));
     let snapshot = if missing_bytes > 0 {
         let mut extended = payload.to_vec();
-        extended.extend_from_slice(&[0; 12][..missing_bytes]);
+        extended.extend_from_slice(&[0; 14][..missing_bytes]);
         postcard::from_bytes(&extended)
     } else {
         postcard::from_bytes(payload)
@@ -409,19 +410,21 @@ mod tests {
             api_keys: Vec::new(),
             next_key_id: 0,
             cancel_schedules: Vec::new(),
+            sessions: Vec::new(),
+            next_session_id: 0,
             ..Engine::new(EngineConfig::default()).unwrap().snapshot()
         };
         let payload = encode_value(&snap);
         assert!(
-            payload.ends_with(&[0; 12]),
+            payload.ends_with(&[0; 14]),
             "empty lists, zero amounts and none are one byte 0 each"
         );
         let olds = [
-            (SNAPSHOT_MAGIC_02, 12),
-            (SNAPSHOT_MAGIC_03, 7),
-            (SNAPSHOT_MAGIC_04, 6),
-            (SNAPSHOT_MAGIC_05, 5),
-            (SNAPSHOT_MAGIC_06, 1),
+            (SNAPSHOT_MAGIC_02, 14),
+            (SNAPSHOT_MAGIC_03, 9),
+            (SNAPSHOT_MAGIC_04, 8),
+            (SNAPSHOT_MAGIC_05, 7),
+            (SNAPSHOT_MAGIC_06, 3),
         ];
         for (magic, cut) in olds {
             let old = &payload[..payload.len() - cut];

@@ -130,6 +130,10 @@ reasons! {
     ApiKeyExists => "api_key_exists",
     /// The account holds `max_api_keys_per_account` keys (or the engine `max_api_keys`).
     TooManyApiKeys => "too_many_api_keys",
+    /// The session was signed out (or expired, or never existed): sign in again.
+    UnknownSession => "unknown_session",
+    /// Every session the engine holds is taken (`max_sessions`).
+    SessionCapacity => "session_capacity",
 }
 
 impl Reason {

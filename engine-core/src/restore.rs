@@ -55,6 +55,20 @@ impl Engine {
             }
             e.accounts[i].lists_mut().api_keys.push(key);
         }
+        e.next_session_id = snap.next_session_id.max(1);
+        for &session in &snap.sessions {
+            let i = usize_from(session.account.0).wrapping_sub(1);
+            let last = e.accounts.get(i).and_then(|a| a.lists().sessions.last().map(|s| s.id));
+            if i >= e.accounts.len()
+                || session.id.0 >= e.next_session_id
+                || last.is_some_and(|l| l >= session.id)
+                || e.sessions.contains_key(&session.id)
+                || i64::try_from(session.expires_at_ns).is_err()
+            {
+                return bad(format!("session {} out of order or of unknown account", session.id.0));
+            }
+            e.index_session(session);
+        }
         for &(account, at) in &snap.cancel_schedules {
             let i = usize_from(account.0).wrapping_sub(1);
             if i >= e.accounts.len() || i64::try_from(at).is_err() {

@@ -281,6 +281,11 @@ pub struct EngineSnapshot {
     /// Armed dead-man's switches, ascending account, with their time: last, so that a
     /// snapshot written before they existed decodes with none.
     pub cancel_schedules: Vec<(AccountId, u64)>,
+    /// Live sessions, ascending id: last, so that a snapshot written before sessions existed
+    /// decodes with none.
+    pub sessions: Vec<crate::view::SessionView>,
+    /// The next session's id (0 in a snapshot from before sessions: 1).
+    pub next_session_id: u64,
 }
 
 /// Cross margin's state: which accounts are cross, and whether each one's margin call is
@@ -431,6 +436,13 @@ impl Engine {
                 keys
             },
             next_key_id: self.next_key_id,
+            sessions: {
+                let mut v: Vec<crate::view::SessionView> =
+                    self.accounts.iter().flat_map(|a| a.lists().sessions.iter().copied()).collect();
+                v.sort_unstable_by_key(|s| s.id);
+                v
+            },
+            next_session_id: self.next_session_id,
             cancel_schedules: {
                 let mut v: Vec<(AccountId, u64)> =
                     self.cancel_schedules.iter().map(|(a, at)| (*a, *at)).collect();

@@ -308,6 +308,33 @@ pub enum ReplyData {
         /// When its orders will be cancelled (`None`: disarmed).
         at_ns: Option<u64>,
     },
+    /// A session (opened, or looked up).
+    Session(SessionView),
+    /// The end of an account's sessions list (`Item::Session`s before it).
+    Sessions {
+        /// How many.
+        count: u32,
+    },
+    /// Sessions signed out (or, for a password change, the others).
+    SessionsRevoked {
+        /// How many.
+        count: u32,
+    },
+}
+
+/// A session as the engine holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionView {
+    /// Its id (its tokens' `sid`).
+    pub id: crate::command::SessionId,
+    /// Owner.
+    pub account: AccountId,
+    /// When it signed in (command time, ns).
+    pub created_at_ns: u64,
+    /// When its tokens stop working.
+    pub expires_at_ns: u64,
+    /// Where it signed in from.
+    pub client: crate::command::SessionClient,
 }
 
 /// An API key as the engine holds it.
@@ -387,6 +414,8 @@ pub enum Item {
     },
     /// One of an account's API keys.
     ApiKey(ApiKeyView),
+    /// One of an account's live sessions.
+    Session(SessionView),
 }
 
 /// One side of one market, for operators.

@@ -537,6 +537,9 @@ fn assert_changes_account_for_every_movement(w: &mut World) {
                 locked[user(order.account)] += order.reserved.0 - released.0;
             }
             Change::CancelScheduled { .. } | Change::CancelScheduleFired { .. } => {}
+            Change::SessionOpened { .. }
+            | Change::SessionsRevoked { .. }
+            | Change::PasswordChanged { .. } => {}
             Change::Checkpoint => checkpoints += 1,
             // Inside the fee counted above as the house's: the spread and commission lines'.
             Change::Charged { spread, commission, .. } => house -= spread.0 + commission.0,

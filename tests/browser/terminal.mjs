@@ -62,6 +62,16 @@ try {
   await page.locator("#keys-list tr").waitFor({ state: "detached" });
   await page.click("#keys-form button[value=cancel]");
 
+  step("sessions: this one is listed; the password changes, this session stays");
+  await page.click("#sessions-open");
+  await page.locator("#sessions-list tr", { hasText: "this one" }).waitFor();
+  await page.fill("#password-current", "correct horse battery");
+  await page.fill("#password-new", "battery horse correct 2");
+  await page.click("#password-change");
+  await toastWith("Password changed");
+  await page.locator("#sessions-list tr", { hasText: "this one" }).waitFor();
+  await page.click("#password-form button[value=cancel]");
+
   step("bad input shows the API's message");
   await page.fill("#size", "12.3.4");
   await page.click("#place");

@@ -64,6 +64,9 @@ pub fn movements(change: &Change) -> Vec<Movement> {
         | Change::OrderAmended { .. }
         | Change::CancelScheduled { .. }
         | Change::CancelScheduleFired { .. }
+        | Change::SessionOpened { .. }
+        | Change::SessionsRevoked { .. }
+        | Change::PasswordChanged { .. }
         | Change::MarginMoved { .. }
         | Change::AccountMarginCall { .. }
         | Change::StopOut { .. }
@@ -158,6 +161,9 @@ pub const fn kind(change: &Change) -> &'static str {
         Change::OrderAmended { .. } => "order_amended",
         Change::CancelScheduled { .. } => "cancel_scheduled",
         Change::CancelScheduleFired { .. } => "cancel_schedule_fired",
+        Change::SessionOpened { .. } => "session_opened",
+        Change::SessionsRevoked { .. } => "sessions_revoked",
+        Change::PasswordChanged { .. } => "password_changed",
     }
 }
 

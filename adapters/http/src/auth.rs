@@ -225,6 +225,22 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
         && argon2::password_hash::phc::Output::new(out).is_ok_and(|o| o == *expected)
 }
 
+/// A minimum strength: 10 to 128 characters, at least 5 different ones, no control characters.
+pub fn check_password(p: &str) -> Result<(), ApiError> {
+    let n = p.chars().count();
+    let mut distinct: Vec<char> = p.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if (10..=128).contains(&n) && distinct.len() >= 5 && !p.chars().any(char::is_control) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "weak_password",
+            "password must be 10 to 128 characters with at least 5 different ones",
+        ))
+    }
+}
+
 /// The token's claims.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
@@ -237,6 +253,22 @@ pub struct Claims {
     /// `"admin"` for an operator (the role is the engine's, read at sign-in).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// The session (engine state) it belongs to, as a string: a token whose session was signed
+    /// out is refused. Required: a token without one is from before sessions existed.
+    pub sid: String,
+}
+
+/// What a valid token says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// The account.
+    pub account: u32,
+    /// Its session.
+    pub sid: u64,
+    /// It carries the operator role.
+    pub admin: bool,
+    /// Its expiry, seconds since the epoch.
+    pub exp: u64,
 }
 
 /// A remembered device's claims: proof that this browser or bot once signed in to `login`
@@ -296,22 +328,25 @@ impl Tokens {
         }
     }
 
-    /// A token for `account` (an operator's carries `role: "admin"`); returns it and its expiry
-    /// (seconds since the epoch).
-    pub fn issue(&self, account: u32, admin: bool) -> Result<(String, u64), ApiError> {
+    /// How long a token (and its session) lasts, in seconds.
+    pub fn ttl_secs(&self) -> u64 {
+        self.ttl_secs
+    }
+
+    /// A token of session `sid` of `account` (an operator's carries `role: "admin"`), valid
+    /// until `exp` (seconds since the epoch: the session's expiry).
+    pub fn issue(&self, account: u32, admin: bool, sid: u64, exp: u64) -> Result<String, ApiError> {
         let iat = now_secs();
         let role = admin.then(|| "admin".to_owned());
-        let claims = Claims { sub: account.to_string(), exp: iat + self.ttl_secs, iat, role };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map(|t| (t, claims.exp))
-            .map_err(|e| {
-                tracing::error!(error = %e, "token signing failed");
-                ApiError::new(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "token_error",
-                    "the token could not be issued",
-                )
-            })
+        let claims = Claims { sub: account.to_string(), exp, iat, role, sid: sid.to_string() };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| {
+            tracing::error!(error = %e, "token signing failed");
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "token_error",
+                "the token could not be issued",
+            )
+        })
     }
 
     /// A device token for `login` (normalised): sent back with the next sign-ins of that login,
@@ -343,24 +378,9 @@ impl Tokens {
             })
     }
 
-    /// The account id a valid token names.
-    pub fn verify(&self, token: &str) -> Result<u32, ApiError> {
-        self.verify_claims(token).map(|(account, _)| account)
-    }
-
-    /// The account id a valid token names, and its expiry (seconds since the epoch).
-    pub fn verify_expiry(&self, token: &str) -> Result<(u32, u64), ApiError> {
-        let invalid = || ApiError::unauthorized("invalid or expired token");
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|_| invalid())?;
-        if data.claims.iat > now_secs() + self.validation.leeway {
-            return Err(invalid());
-        }
-        Ok((data.claims.sub.parse().map_err(|_| invalid())?, data.claims.exp))
-    }
-
-    /// The account id a valid token names, and whether it carries the operator role.
-    pub fn verify_claims(&self, token: &str) -> Result<(u32, bool), ApiError> {
+    /// What a valid token says (its session is the engine's to confirm:
+    /// [`crate::AppState::check_session`]).
+    pub fn verify(&self, token: &str) -> Result<Verified, ApiError> {
         let invalid = || ApiError::unauthorized("invalid or expired token");
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| invalid())?;
@@ -368,8 +388,12 @@ impl Tokens {
         if data.claims.iat > now_secs() + self.validation.leeway {
             return Err(invalid());
         }
-        let account = data.claims.sub.parse().map_err(|_| invalid())?;
-        Ok((account, data.claims.role.as_deref() == Some("admin")))
+        Ok(Verified {
+            account: data.claims.sub.parse().map_err(|_| invalid())?,
+            sid: data.claims.sid.parse().map_err(|_| invalid())?,
+            admin: data.claims.role.as_deref() == Some("admin"),
+            exp: data.claims.exp,
+        })
     }
 }
 
@@ -419,7 +443,7 @@ mod tests {
         assert!(t.is_device_of(&d, "a@example.com"));
         assert!(!t.is_device_of(&d, "b@example.com"), "bound to its login");
         assert!(t.verify(&d).is_err(), "a device token is no access token");
-        let (access, _) = t.issue(7, false).unwrap();
+        let access = t.issue(7, false, 1, now_secs() + 60).unwrap();
         assert!(!t.is_device_of(&access, "a@example.com"), "nor the other way round");
         let other = Tokens::new(b"secret-two-long-enough", 60, 3600);
         assert!(!other.is_device_of(&d, "a@example.com"), "another secret");
@@ -428,9 +452,9 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_other_secrets_fail() {
         let t = Tokens::new(b"secret-one", 60, 3600);
-        let (tok, exp) = t.issue(42, false).unwrap();
-        assert!(exp > now_secs());
-        assert_eq!(t.verify(&tok), Ok(42));
+        let exp = now_secs() + 60;
+        let tok = t.issue(42, true, 9, exp).unwrap();
+        assert_eq!(t.verify(&tok), Ok(Verified { account: 42, sid: 9, admin: true, exp }));
         assert!(Tokens::new(b"secret-two", 60, 3600).verify(&tok).is_err());
         assert!(t.verify("not.a.token").is_err());
     }

@@ -446,6 +446,59 @@ pub struct Token {
     /// A device token for this login: send it as `device` with the next sign-ins (see
     /// `SignIn.device`). Valid for `remembered_device_days` (90 by default).
     pub device: String,
+    /// The session this sign-in opened (its token's `sid`; `GET /user/sessions` lists it).
+    pub session_id: String,
+}
+
+/// One of the caller's live sessions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Session {
+    /// Id.
+    pub id: String,
+    /// When it signed in (ms).
+    pub created_at: u64,
+    /// When its token expires (ms).
+    pub expires_at: u64,
+    /// The address it signed in from.
+    pub ip: String,
+    /// The start of its `User-Agent`.
+    pub agent: String,
+    /// It is the caller's own.
+    pub current: bool,
+}
+
+/// `GET /user/sessions`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Sessions {
+    /// Live sessions, oldest first.
+    pub sessions: Vec<Session>,
+}
+
+/// `POST /user/signout`: which sessions end.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignOutBody {
+    /// `this` (the default), `others` (every session but this one) or `all` (everywhere).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "all")]
+    pub scope: Option<String>,
+}
+
+/// How many sessions a sign-out or a password change ended.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignedOut {
+    /// Sessions signed out.
+    pub signed_out: u32,
+}
+
+/// `POST /user/password`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordBody {
+    /// The password now.
+    pub current_password: String,
+    /// The new one (10 to 128 characters, at least 5 different).
+    pub new_password: String,
 }
 
 /// An operator's change to a market: any of the fields (absent: unchanged).

@@ -91,7 +91,8 @@ impl ApiError {
             UnknownPosition | UnknownAccount | UnknownOrder => StatusCode::NOT_FOUND,
             DuplicateLogin | ClientOrderIdReused | IdempotencyKeyReused | RequestIdReused
             | ApiKeyExists => StatusCode::CONFLICT,
-            UnknownApiKey | ApiKeyExpired => StatusCode::UNAUTHORIZED,
+            UnknownApiKey | ApiKeyExpired | UnknownSession => StatusCode::UNAUTHORIZED,
+            SessionCapacity => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         ApiError::new(status, reason.code(), describe(reason))
@@ -168,6 +169,8 @@ fn describe(reason: Reason) -> &'static str {
         Reason::PositionsOpen => {
             "close your positions and cancel your orders before changing the margin mode"
         }
+        Reason::UnknownSession => "this session was signed out or has expired: sign in again",
+        Reason::SessionCapacity => "the server holds as many sessions as it can: retry later",
         _ => "the engine rejected the request",
     }
 }

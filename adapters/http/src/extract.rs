@@ -205,10 +205,43 @@ impl FromRequestParts<Arc<AppState>> for AuthUser {
         // A request signed with an API key, already verified (crate::keys::verify_signed).
         let account = match parts.extensions.get::<KeyAuth>() {
             Some(k) => k.0.0,
-            None => state.tokens.verify(bearer(parts)?)?,
+            None => state.verify_token(bearer(parts)?).await?.0.account,
         };
         AppState::limited(&state.authed, &account)?;
         Ok(AuthUser(AccountId(account)))
+    }
+}
+
+/// The caller signed in with a password (a token of a live session, never an API key): the
+/// routes that manage sessions, keys and the password.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionUser {
+    /// The account.
+    pub account: AccountId,
+    /// The session its token belongs to.
+    pub sid: engine_core::command::SessionId,
+}
+
+impl FromRequestParts<Arc<AppState>> for SessionUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        if parts.extensions.get::<KeyAuth>().is_some() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "session_required",
+                "this needs a signed-in session, not an API key",
+            ));
+        }
+        let (v, _) = state.verify_token(bearer(parts)?).await?;
+        AppState::limited(&state.authed, &v.account)?;
+        Ok(SessionUser {
+            account: AccountId(v.account),
+            sid: engine_core::command::SessionId(v.sid),
+        })
     }
 }
 
@@ -224,17 +257,16 @@ impl FromRequestParts<Arc<AppState>> for AdminUser {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        match state.tokens.verify_claims(bearer(parts)?)? {
-            (account, true) => {
-                AppState::limited(&state.authed, &account)?;
-                Ok(AdminUser(AccountId(account)))
-            }
-            (_, false) => Err(ApiError::new(
+        let (v, _) = state.verify_token(bearer(parts)?).await?;
+        if !v.admin {
+            return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "this needs the operator role",
-            )),
+            ));
         }
+        AppState::limited(&state.authed, &v.account)?;
+        Ok(AdminUser(AccountId(v.account)))
     }
 }
 

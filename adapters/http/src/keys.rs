@@ -59,8 +59,15 @@ pub fn message(
 /// What a key needs for a route: `None` for what only a signed-in session may do (keys, the
 /// operator's routes, sign-in itself).
 pub fn scope_for(method: &Method, path: &str) -> Option<u8> {
-    let session_only =
-        ["/api/v1/user/api-keys", "/api/v1/admin", "/api/v1/user/signin", "/api/v1/user/signup"];
+    let session_only = [
+        "/api/v1/user/api-keys",
+        "/api/v1/admin",
+        "/api/v1/user/signin",
+        "/api/v1/user/signup",
+        "/api/v1/user/sessions",
+        "/api/v1/user/signout",
+        "/api/v1/user/password",
+    ];
     if session_only.iter().any(|p| path.starts_with(p)) {
         return None;
     }

@@ -35,6 +35,7 @@ pub mod own_writes;
 pub mod push;
 pub mod routes;
 pub mod server;
+pub mod sessions;
 pub mod web;
 
 use std::collections::HashMap;
@@ -253,16 +254,36 @@ impl AppState {
         &self.cfg.limits.push
     }
 
-    /// The account a JWT names, if it is valid.
-    pub fn verify_token(&self, token: &str) -> Result<AccountId, ApiError> {
-        self.tokens.verify(token).map(AccountId)
+    /// The caller a JWT names, once the engine confirms its session is live
+    /// ([`AppState::check_session`]), and how long the token stays valid from now.
+    pub async fn verify_token(&self, token: &str) -> Result<(auth::Verified, Duration), ApiError> {
+        let v = self.tokens.verify(token)?;
+        let sid = engine_core::command::SessionId(v.sid);
+        self.check_session(AccountId(v.account), sid).await?;
+        let life = Duration::from_secs(v.exp.saturating_sub(ground::time::now_secs()));
+        Ok((v, life))
     }
 
-    /// The account a valid JWT names, and how long it stays valid from now.
-    pub fn verify_token_life(&self, token: &str) -> Result<(AccountId, Duration), ApiError> {
-        let (account, exp) = self.tokens.verify_expiry(token)?;
-        let now = ground::time::now_secs();
-        Ok((AccountId(account), Duration::from_secs(exp.saturating_sub(now))))
+    /// Is session `sid` of `account` live? Confirmed by the engine at most once per
+    /// [`sessions::CONFIRMED_FOR`]; a sign-out forgets it at once (docs/DESIGN.md, "Sessions").
+    pub async fn check_session(
+        &self,
+        account: AccountId,
+        sid: engine_core::command::SessionId,
+    ) -> Result<(), ApiError> {
+        if self.hub.sessions.confirmed(account, sid) {
+            return Ok(());
+        }
+        match self.call(CommandKind::QuerySession { account, session: sid }).await?.result {
+            Ok(engine_core::event::ReplyData::Session(s))
+                if s.account == account && s.id == sid =>
+            {
+                self.hub.sessions.confirm(account, sid);
+                Ok(())
+            }
+            Ok(other) => Err(convert::unexpected(&other)),
+            Err(reason) => Err(ApiError::from_reason(reason)),
+        }
     }
 
     /// Serves closed positions, closed-position details and the statement from `store` (once;

@@ -732,6 +732,7 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         ("DELETE", "/api/v1/orders"),
         ("DELETE", "/api/v1/orders/{id}"),
         ("DELETE", "/api/v1/user/api-keys/{id}"),
+        ("DELETE", "/api/v1/user/sessions/{id}"),
         ("GET", "/api/v1/admin/risk"),
         ("GET", "/api/v1/candles"),
         ("GET", "/api/v1/markets"),
@@ -744,6 +745,7 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         ("GET", "/api/v1/user/balance"),
         ("GET", "/api/v1/user/ledger"),
         ("GET", "/api/v1/user/position-mode"),
+        ("GET", "/api/v1/user/sessions"),
         ("GET", "/api/v1/user/statement"),
         ("GET", "/api/v1/user/terms"),
         ("GET", "/healthz"),
@@ -759,8 +761,10 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         ("POST", "/api/v1/user/api-keys"),
         ("POST", "/api/v1/user/deposit"),
         ("POST", "/api/v1/user/margin-mode"),
+        ("POST", "/api/v1/user/password"),
         ("POST", "/api/v1/user/position-mode"),
         ("POST", "/api/v1/user/signin"),
+        ("POST", "/api/v1/user/signout"),
         ("POST", "/api/v1/user/signup"),
         ("POST", "/api/v1/user/withdraw"),
         ("PUT", "/api/v1/admin/accounts/{email}/group"),
@@ -1374,4 +1378,75 @@ async fn a_bot_batches_amends_cancels_all_closes_all_and_arms_its_switch() {
     assert_eq!((r.status, &r.body["cancel_at"]), (200, &Value::Null));
     let r = s.post("/api/v1/orders/cancel-after", Some(&t), json!({ "after_ms": 10 })).await;
     assert_eq!((r.status, r.body["error"]["code"].as_str()), (400, Some("invalid_request")));
+}
+
+/// Sessions: each sign-in is one, listed with where it came from; signing one out, the others,
+/// or everywhere refuses their tokens from the next request; a password change keeps the
+/// caller's and signs the others out; keys cannot manage sessions.
+#[tokio::test]
+async fn sign_out_everywhere_and_a_password_change_end_the_other_sessions_at_once() {
+    let s = Server::start(|_| {}).await;
+    let creds = json!({ "email": "s@example.com", "password": "correct horse" });
+    assert_eq!(s.post("/api/v1/user/signup", None, creds.clone()).await.status, 202);
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let r = s.post("/api/v1/user/signin", None, creds.clone()).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        tokens.push((
+            r.body["token"].as_str().unwrap().to_string(),
+            r.body["session_id"].as_str().unwrap().to_string(),
+        ));
+    }
+    let (laptop, phone, bot) = (&tokens[0], &tokens[1], &tokens[2]);
+    let list = s.get("/api/v1/user/sessions", &laptop.0).await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let sessions = list.body["sessions"].as_array().unwrap().clone();
+    assert_eq!(sessions.len(), 3);
+    assert_eq!(sessions[0]["id"].as_str(), Some(laptop.1.as_str()));
+    assert_eq!(
+        (sessions[0]["current"].as_bool(), sessions[1]["current"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(sessions[0]["ip"], "127.0.0.1");
+    // Sign the phone out from the laptop: its token is refused at once; the others work.
+    let r =
+        s.req("DELETE", &format!("/api/v1/user/sessions/{}", phone.1), Some(&laptop.0), None).await;
+    assert_eq!((r.status, r.body["signed_out"].as_u64()), (200, Some(1)), "{}", r.body);
+    let r = s.get("/api/v1/user/balance", &phone.0).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (401, Some("unknown_session")));
+    assert_eq!(s.get("/api/v1/user/balance", &bot.0).await.status, 200);
+    // Another account's session id: not the caller's.
+    let (other, _) = s.user("o@example.com").await;
+    let r = s.req("DELETE", &format!("/api/v1/user/sessions/{}", bot.1), Some(&other), None).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(s.get("/api/v1/user/balance", &bot.0).await.status, 200, "still live");
+    // A password change from the laptop: the bot's session ends, the laptop's stays; the old
+    // password no longer signs in, the new one does.
+    let wrong = json!({ "current_password": "not it at all", "new_password": "battery staple 42" });
+    let r = s.post("/api/v1/user/password", Some(&laptop.0), wrong).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (403, Some("wrong_password")));
+    let weak = json!({ "current_password": "correct horse", "new_password": "aaaa" });
+    assert_eq!(s.post("/api/v1/user/password", Some(&laptop.0), weak).await.status, 400);
+    let change =
+        json!({ "current_password": "correct horse", "new_password": "battery staple 42" });
+    let r = s.post("/api/v1/user/password", Some(&laptop.0), change).await;
+    assert_eq!((r.status, r.body["signed_out"].as_u64()), (200, Some(1)), "{}", r.body);
+    assert_eq!(s.get("/api/v1/user/balance", &bot.0).await.status, 401);
+    assert_eq!(s.get("/api/v1/user/balance", &laptop.0).await.status, 200);
+    assert_eq!(s.post("/api/v1/user/signin", None, creds.clone()).await.status, 401);
+    let new_creds = json!({ "email": "s@example.com", "password": "battery staple 42" });
+    let again = s.post("/api/v1/user/signin", None, new_creds).await;
+    assert_eq!(again.status, 200);
+    let again = again.body["token"].as_str().unwrap().to_string();
+    // Everywhere: both live sessions end, this one included.
+    let r = s.post("/api/v1/user/signout", Some(&again), json!({ "scope": "all" })).await;
+    assert_eq!((r.status, r.body["signed_out"].as_u64()), (200, Some(2)), "{}", r.body);
+    assert_eq!(s.get("/api/v1/user/balance", &laptop.0).await.status, 401);
+    assert_eq!(s.get("/api/v1/user/balance", &again).await.status, 401);
+    let r = s.post("/api/v1/user/signout", Some(&other), json!({ "scope": "nowhere" })).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (400, Some("invalid_scope")));
+    // This session only (the default): the other account's token ends, nothing else.
+    let r = s.post("/api/v1/user/signout", Some(&other), json!({})).await;
+    assert_eq!((r.status, r.body["signed_out"].as_u64()), (200, Some(1)));
+    assert_eq!(s.get("/api/v1/user/balance", &other).await.status, 401);
 }

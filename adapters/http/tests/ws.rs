@@ -710,3 +710,44 @@ Connection: close
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert_eq!(close_code(&mut ws, Duration::from_secs(10)).await, Some(4005));
 }
+
+/// A push connection belongs to the session whose token signed it in: signing that session out
+/// (here from another session, "others") closes it 4006 `signed_out`; the caller's own stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_a_session_out_closes_its_push_connections() {
+    let s = Server::start(|_| {}).await;
+    let (first, _) = s.user("two@example.com").await;
+    let creds = json!({ "email": "two@example.com", "password": "correct horse battery" });
+    let (status, second) = s.post("/api/v1/user/signin", None, &creds).await;
+    assert_eq!(status, 200);
+    let second = second["token"].as_str().unwrap().to_string();
+    let mut old = s.connect(Some(&first)).await;
+    let mut mine = s.connect(Some(&second)).await;
+    for ws in [&mut old, &mut mine] {
+        send(ws, json!({"op": "subscribe", "channels": ["balance"]})).await;
+        assert_eq!(next(ws, 10).await["op"], "subscribed");
+    }
+    let (status, body) =
+        s.post("/api/v1/user/signout", Some(&second), &json!({"scope": "others"})).await;
+    assert_eq!((status, body["signed_out"].as_u64()), (200, Some(1)), "{body}");
+    assert_eq!(close_code(&mut old, Duration::from_secs(10)).await, Some(4006));
+    send(&mut mine, json!({"op": "subscribe", "channels": ["positions"]})).await;
+    let mut subscribed = false;
+    for _ in 0..100 {
+        let m = next(&mut mine, 10).await;
+        assert!(m.get("closed").is_none() && m.get("ended").is_none(), "mine closed: {m}");
+        if m["op"] == "subscribed" {
+            subscribed = true;
+            break;
+        }
+    }
+    assert!(subscribed, "the caller's own connection still serves");
+    // A signed-out token cannot open a new connection either.
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}/api/v1/ws", s.addr).into_client_request().unwrap();
+    req.headers_mut().insert("authorization", format!("Bearer {first}").parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("a signed-out token connected: {other:?}"),
+    }
+}

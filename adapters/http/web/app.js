@@ -76,6 +76,12 @@ async function signUp() {
   } catch (e) { fail(e); }
 }
 
+// Signs this session out on the server too (its token stops working everywhere), then locally.
+function signOutHere() {
+  if (st.token) api("POST", "/api/v1/user/signout", {}).catch(() => {});
+  signOut();
+}
+
 function signOut() {
   st.token = null;
   st.admin = false;
@@ -309,6 +315,36 @@ async function renderKeys() {
     return tr;
   });
   $("keys-list").replaceChildren(...rows);
+}
+
+async function renderSessions() {
+  const { sessions } = await api("GET", "/api/v1/user/sessions");
+  const rows = sessions.map((x) => {
+    const tr = document.createElement("tr");
+    const cells = [new Date(x.created_at).toISOString().slice(0, 16).replace("T", " "), x.ip, x.agent || "–", x.current ? "this one" : ""];
+    for (const c of cells) { const td = document.createElement("td"); td.textContent = c; tr.append(td); }
+    const td = document.createElement("td");
+    if (!x.current) {
+      const b = document.createElement("button");
+      b.type = "button"; b.textContent = "Sign out"; b.className = "session-revoke";
+      b.onclick = () => api("DELETE", `/api/v1/user/sessions/${x.id}`).then(() => renderSessions()).catch(fail);
+      td.append(b);
+    }
+    tr.append(td);
+    return tr;
+  });
+  $("sessions-list").replaceChildren(...rows);
+}
+
+async function changePassword(ev) {
+  if (ev.submitter?.value !== "change") return;
+  ev.preventDefault();
+  try {
+    const r = await api("POST", "/api/v1/user/password", { current_password: $("password-current").value, new_password: $("password-new").value });
+    toast(`Password changed; ${r.signed_out} other session(s) signed out`);
+    $("password-current").value = ""; $("password-new").value = "";
+    await renderSessions();
+  } catch (e) { fail(e); }
 }
 
 async function addKey(ev) {
@@ -601,7 +637,11 @@ function init() {
   setupChart();
   $("auth").onsubmit = signIn;
   $("signup").onclick = signUp;
-  $("signout").onclick = signOut;
+  $("signout").onclick = signOutHere;
+  $("sessions-open").onclick = () => { $("sessions").showModal(); renderSessions().catch(fail); };
+  $("sessions-others").onclick = () => api("POST", "/api/v1/user/signout", { scope: "others" })
+    .then((r) => { toast(`${r.signed_out} other session(s) signed out`); return renderSessions(); }).catch(fail);
+  $("password-form").onsubmit = changePassword;
   $("order").onsubmit = placeOrder;
   $("long").onclick = () => { st.side = "long"; $("long").classList.add("active"); $("short").classList.remove("active"); estimate(); };
   $("short").onclick = () => { st.side = "short"; $("short").classList.add("active"); $("long").classList.remove("active"); estimate(); };

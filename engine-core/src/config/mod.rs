@@ -72,6 +72,10 @@ pub struct EngineConfig {
     pub max_api_keys: u32,
     /// Most API keys one account may hold.
     pub max_api_keys_per_account: u32,
+    /// Most live sessions across all accounts (a sign-in beyond: `session_capacity`).
+    pub max_sessions: u32,
+    /// Most live sessions one account holds: a sign-in beyond signs its oldest out.
+    pub max_sessions_per_account: u32,
     /// Margin-call level as a ratio of equity to maintenance margin (`"2"`: warn when a
     /// position's equity falls below twice its maintenance margin); `"0"` turns margin calls off.
     /// Must be above 1 (at 1 the position is already being liquidated).
@@ -158,6 +162,8 @@ impl Default for EngineConfig {
             max_orders_per_account: 100,
             max_api_keys: 100_000,
             max_api_keys_per_account: 10,
+            max_sessions: 1_000_000,
+            max_sessions_per_account: 20,
             margin_call_level: Ppm(3 * PPM_ONE / 2),
             stop_out_level: Ppm(PPM_ONE),
             swap_free_logins: Vec::new(),
@@ -271,7 +277,7 @@ impl EngineConfig {
                     g.margin_call_level.unwrap_or(self.margin_call_level),
                 )
             });
-        let limits: [(bool, &'static str); 15] = [
+        let limits: [(bool, &'static str); 17] = [
             (self.swap_free_logins.len() > 100_000, "swap_free_logins (at most 100 000)"),
             (self.initial_balance.0 < 0 || self.initial_balance > MAX_AMOUNT, "initial_balance"),
             (self.max_accounts == 0 || self.max_accounts > 50_000_000, "max_accounts"),
@@ -299,6 +305,11 @@ impl EngineConfig {
             (
                 self.max_api_keys_per_account == 0 || self.max_api_keys_per_account > 100,
                 "max_api_keys_per_account",
+            ),
+            (self.max_sessions == 0 || self.max_sessions > 100_000_000, "max_sessions"),
+            (
+                self.max_sessions_per_account == 0 || self.max_sessions_per_account > 1_000,
+                "max_sessions_per_account",
             ),
             (!level_ok, "margin_call_level must be 0 (off) or in (1, 100] with mmr * level < 1"),
             (

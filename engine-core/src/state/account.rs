@@ -33,7 +33,7 @@ pub(crate) struct Account {
     pub(crate) cross: cross::CrossBook,
 }
 
-/// What an account holds only once it has used it: 88 bytes that a dormant account (most of
+/// What an account holds only once it has used it: 112 bytes that a dormant account (most of
 /// a broker's) keeps as one empty pointer instead.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AccountLists {
@@ -45,6 +45,8 @@ pub(crate) struct AccountLists {
     pub(crate) orders: Vec<OrderId>,
     /// Its API keys, ascending id.
     pub(crate) api_keys: Vec<crate::view::ApiKeyView>,
+    /// Its live sessions, ascending id.
+    pub(crate) sessions: Vec<crate::view::SessionView>,
 }
 
 static NO_LISTS: AccountLists = AccountLists {
@@ -52,6 +54,7 @@ static NO_LISTS: AccountLists = AccountLists {
     keys: KeyWindow::new(),
     orders: Vec::new(),
     api_keys: Vec::new(),
+    sessions: Vec::new(),
 };
 
 impl Account {

@@ -108,6 +108,10 @@ impl Engine {
 
     pub(super) fn credential(&self, login: &Login) -> Outcome {
         let id = self.account_of_login(login).ok_or(Reason::UnknownAccount)?;
+        self.credential_of(id)
+    }
+
+    pub(super) fn credential_of(&self, id: AccountId) -> Outcome {
         let i = self.account_index(id)?;
         let a = &self.accounts[i];
         Ok(ReplyData::Credential { account: id, credential: a.credential, admin: a.admin })

@@ -137,6 +137,15 @@ impl Engine {
         for (at, account) in self.cancel_due.iter() {
             h.bytes(b"cancel-at").i64(at).u64(account);
         }
+        // Sessions, only once used.
+        if self.next_session_id > 1 {
+            h.bytes(b"sessions").u64(self.next_session_id);
+            for a in &self.accounts {
+                a.lists().sessions.iter().for_each(|s| {
+                    h.value(s);
+                });
+            }
+        }
         // Netting accounts, only once used.
         for i in (0..self.accounts.len()).filter(|&i| self.is_netting(i)) {
             h.bytes(b"netting").u64(i as u64);

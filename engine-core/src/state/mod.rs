@@ -39,6 +39,7 @@ mod controls;
 mod counters;
 pub(crate) mod cross;
 mod cross_funds;
+mod dispatch;
 mod explain;
 pub use explain::ExplainedLevel;
 mod financing;
@@ -51,6 +52,7 @@ mod open;
 mod orders;
 mod prices;
 mod queries;
+mod sessions;
 mod sources;
 
 pub(crate) use sources::Quote;
@@ -178,6 +180,11 @@ pub struct Engine {
     pub(crate) api_keys: Table<[u8; 32], (AccountId, crate::command::KeyId)>,
     /// The next API key's id.
     pub(crate) next_key_id: u64,
+    /// Live sessions' owners (the sessions are in their accounts' lists), by expiry
+    /// `(expires_at_ns, id)`, and the next id.
+    pub(crate) sessions: Table<crate::command::SessionId, AccountId>,
+    pub(crate) session_expiries: OrderedSet,
+    pub(crate) next_session_id: u64,
     /// Accounts never charged or paid financing (from `swap_free_logins`).
     pub(crate) swap_free: rustc_hash::FxHashSet<Login>,
     pub(crate) positions: crate::slab::Slab,
@@ -279,6 +286,10 @@ impl Engine {
             logins: crate::logins::LoginIndex::with_capacity(max_accounts),
             api_keys: Table::with_capacity(usize_from(cfg.max_api_keys)),
             next_key_id: 1,
+            // Grows past this (on sign-ins, not ticks) rather than reserving every session.
+            sessions: Table::with_capacity(usize_from(cfg.max_sessions).min(65_536)),
+            session_expiries: OrderedSet::default(),
+            next_session_id: 1,
             swap_free: cfg.swap_free_logins.iter().filter_map(|l| Login::new(l)).collect(),
             positions: crate::slab::Slab::with_capacity(max_positions),
             next_position_id: 1,
@@ -384,6 +395,7 @@ impl Engine {
             // an expired order can never fill or be counted.
             self.expire_orders(cmd.ts_ns, sink);
             self.fire_cancel_schedules(cmd.ts_ns, sink);
+            self.expire_sessions(cmd.ts_ns);
         }
         let rid = cmd.request_id;
         if rid == RequestId::NONE && matches!(cmd.kind, CommandKind::Noop) {
@@ -445,120 +457,6 @@ impl Engine {
             sink.emit(Output::Reply { request_id: rid, result: outcome, seq: self.seq });
         }
         self.assert_conservation();
-    }
-
-    /// The one dispatch from a command to the function that applies it.
-    fn dispatch<S: Sink>(&mut self, cmd: &Command, sink: &mut S) -> Outcome {
-        let (rid, ts) = (cmd.request_id, cmd.ts_ns);
-        match &cmd.kind {
-            CommandKind::Noop => Err(Reason::InvalidRequest),
-            CommandKind::CreateAccount { login, credential } => {
-                self.create_account(*login, *credential, sink)
-            }
-            CommandKind::Deposit { account, amount, .. } => self.deposit(*account, *amount, sink),
-            CommandKind::Withdraw { account, amount, .. } => self.withdraw(*account, *amount, sink),
-            CommandKind::PriceTick(tick) => self.tick(ts, *tick, sink),
-            CommandKind::OpenPosition(req) => self.open(ts, req, sink).map(ReplyData::Opened),
-            CommandKind::ClosePosition { account, position, quantity, .. } => {
-                self.close_manual(ts, *account, *position, *quantity, sink)
-            }
-            CommandKind::AddMargin { account, position, amount, .. } => {
-                self.add_margin(*account, *position, *amount, sink)
-            }
-            CommandKind::PlaceOrder(req) => self.place_order(ts, req, sink),
-            CommandKind::CancelOrder { account, order, .. } => {
-                self.cancel_order(*account, *order, sink)
-            }
-            CommandKind::SetTriggers { account, position, take_profit, stop_loss, .. } => {
-                self.set_triggers(ts, *account, *position, *take_profit, *stop_loss, sink)
-            }
-            CommandKind::QueryOrders { account } => self.list_orders(rid, *account, ts, sink),
-            CommandKind::SetTrailingStop { account, position, distance, .. } => {
-                self.set_trailing_stop(ts, *account, *position, *distance, sink)
-            }
-            CommandKind::ChargeFinancing { market, period } => {
-                self.charge_financing(ts, *market, *period, sink)
-            }
-            CommandKind::SetRole { login, admin } => self.set_role(login, *admin, sink),
-            CommandKind::AdminSetMarket {
-                by,
-                market,
-                mode,
-                max_leverage,
-                maintenance_margin_rate,
-            } => {
-                let change = (*mode, *max_leverage, *maintenance_margin_rate);
-                self.admin_set_market(*by, *market, change, sink)
-            }
-            CommandKind::QueryRisk { by, top } => self.risk(rid, *by, *top, sink),
-            CommandKind::QueryAccount { account } => {
-                self.account_view(*account).map(ReplyData::Account)
-            }
-            CommandKind::QueryPositions { account, status } => {
-                self.list_positions(rid, *account, *status, sink)
-            }
-            CommandKind::QueryPosition { account, position } => {
-                self.find_position(*account, *position).map(ReplyData::Position)
-            }
-            CommandKind::QueryCredential { login } => self.credential(login),
-            CommandKind::QueryMarkets => Ok(self.list_markets(rid, ts, sink)),
-            CommandKind::QueryStateHash => Ok(ReplyData::State(self.summary())),
-            CommandKind::AdminSnapshot => Ok(ReplyData::SnapshotRequested),
-            CommandKind::SourceQuote { source, tick } => {
-                self.source_quote(ts, *source, *tick, sink)
-            }
-            CommandKind::SourceCheck => self.source_check(ts, sink),
-            CommandKind::AdminSetGroup { by, login, group } => {
-                self.set_group(*by, login, *group, sink)
-            }
-            CommandKind::QueryTerms { account } => self.terms_of(rid, *account, sink),
-            CommandKind::AdminSetGroupTerms {
-                by,
-                group,
-                market,
-                markup_ticks,
-                commission_rate,
-                max_leverage,
-            } => {
-                let edit = crate::command::GroupEdit {
-                    markup_ticks: *markup_ticks,
-                    commission_rate: *commission_rate,
-                    max_leverage: *max_leverage,
-                    ..crate::command::GroupEdit::default()
-                };
-                self.edit_group(*by, (*group, *market), edit, sink)
-            }
-            CommandKind::AdminEditGroup { by, group, market, edit } => {
-                self.edit_group(*by, (*group, *market), *edit, sink)
-            }
-            CommandKind::SetMarginMode { account, mode } => {
-                self.set_margin_mode(*account, *mode, sink)
-            }
-            CommandKind::SetPositionMode { account, mode } => {
-                self.set_position_mode(*account, *mode, sink)
-            }
-            CommandKind::CreateApiKey(new) => self.create_api_key(ts, new, sink),
-            CommandKind::RevokeApiKey { account, key } => self.revoke_api_key(*account, *key, sink),
-            CommandKind::QueryApiKeys { account } => self.list_api_keys(rid, *account, sink),
-            CommandKind::QueryApiKey { public_key } => self.api_key(ts, public_key),
-            CommandKind::CancelAllOrders { account, market, .. } => {
-                self.cancel_all_orders(rid, *account, *market, sink)
-            }
-            CommandKind::CloseAllPositions { account, market, .. } => {
-                self.close_all_positions(ts, rid, (*account, *market), sink)
-            }
-            CommandKind::AmendOrder { account, order, edit, .. } => {
-                self.amend_order(ts, (*account, *order), edit, sink)
-            }
-            CommandKind::ScheduleCancel { account, after_ms } => {
-                self.schedule_cancel(ts, *account, *after_ms, sink)
-            }
-            CommandKind::QueryPositionMode { account } => {
-                let ai = self.account_index(*account)?;
-                let mode = self.accounts[ai].position_mode;
-                Ok(ReplyData::PositionMode { account: *account, mode })
-            }
-        }
     }
 }
 

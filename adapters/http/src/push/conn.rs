@@ -13,7 +13,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use engine_core::command::{AccountId, CommandKind, PositionStatus};
+use engine_core::command::{AccountId, CommandKind, PositionStatus, SessionId, SessionScope};
 use engine_core::event::{Item, ReplyData};
 use futures_util::SinkExt;
 use serde::Deserialize;
@@ -78,8 +78,8 @@ pub(crate) async fn upgrade(
         return ApiError::bad_request("token_in_url", why).into_response();
     }
     let account = match bearer {
-        Some(t) => match state.verify_token_life(&t) {
-            Ok(a) => Some(a),
+        Some(t) => match state.verify_token(&t).await {
+            Ok((v, life)) => Some((AccountId(v.account), life, SessionId(v.sid))),
             Err(e) => return e.into_response(),
         },
         None => None,
@@ -117,6 +117,8 @@ struct Conn {
     client: Option<std::net::IpAddr>,
     /// The API key that signed it in, if one did (its revocation closes the connection).
     key: Option<engine_core::command::KeyId>,
+    /// The session whose token signed it in, if one did (its sign-out closes the connection).
+    session: Option<SessionId>,
     /// The client's frame allowance (`client_frames_per_second`).
     frames: governor::DefaultDirectRateLimiter,
     limits: PushLimits,
@@ -178,6 +180,8 @@ enum End {
     Expired,
     /// The API key that signed it in was revoked.
     Revoked,
+    /// The session whose token signed it in was signed out.
+    SignedOut,
     /// It sent frames faster than `client_frames_per_second`.
     Flooding,
 }
@@ -185,7 +189,7 @@ enum End {
 impl Conn {
     fn new(
         state: Arc<AppState>,
-        signed_in: Option<(AccountId, Duration)>,
+        signed_in: Option<(AccountId, Duration, SessionId)>,
         limits: PushLimits,
         slot: Slot,
         conn_slot: Option<Arc<crate::server::ConnSlot>>,
@@ -196,10 +200,11 @@ impl Conn {
         let quota = governor::Quota::per_second(per_second).allow_burst(burst);
         Conn {
             state,
-            account: signed_in.map(|(a, _)| a),
-            expires: signed_in.map(|(_, life)| tokio::time::Instant::now() + life),
+            account: signed_in.map(|(a, _, _)| a),
+            expires: signed_in.map(|(_, life, _)| tokio::time::Instant::now() + life),
             client: None,
             key: None,
+            session: signed_in.map(|(_, _, sid)| sid),
             frames: governor::RateLimiter::direct(quota),
             limits,
             subscribed: Vec::new(),
@@ -255,6 +260,7 @@ impl Conn {
             End::Anonymous => (4003, "sign_in_required"),
             End::Expired => (4004, "token_expired"),
             End::Revoked => (4005, "key_revoked"),
+            End::SignedOut => (4006, "signed_out"),
             End::Flooding => (4008, "rate_limited"),
             End::Shed => (1013, "try_again_later"),
         };
@@ -463,8 +469,15 @@ impl Conn {
     }
 
     async fn on_auth(&mut self, socket: &mut WebSocket, token: &str) -> Result<(), End> {
-        match self.state.verify_token_life(token) {
-            Ok((a, life)) if self.account.is_none_or(|mine| mine == a) => {
+        match self
+            .state
+            .verify_token(token)
+            .await
+            .map(|(v, life)| (AccountId(v.account), life, v.sid))
+        {
+            Ok((a, life, sid)) if self.account.is_none_or(|mine| mine == a) => {
+                // The newest token's session is the one whose sign-out closes it.
+                self.session = Some(SessionId(sid));
                 // A newer token extends the connection's life; an older one never shortens it.
                 let until = tokio::time::Instant::now() + life;
                 self.expires = Some(self.expires.map_or(until, |e| e.max(until)));
@@ -620,10 +633,16 @@ impl Conn {
                 Ok(())
             }
             Some(data) if p.channel == "keys" => {
-                let revoked =
-                    serde_json::from_str::<Value>(data).ok().and_then(|v| v["revoked"].as_u64());
+                let v = serde_json::from_str::<Value>(data).unwrap_or_default();
+                let revoked = v["revoked"].as_u64();
                 if revoked.is_some() && revoked == self.key.map(|k| k.0) {
                     return Err(End::Revoked);
+                }
+                let scope = serde_json::from_value::<SessionScope>(v["sessions"].clone()).ok();
+                if let (Some(scope), Some(mine)) = (scope, self.session)
+                    && crate::sessions::ends(scope, mine)
+                {
+                    return Err(End::SignedOut);
                 }
                 Ok(())
             }

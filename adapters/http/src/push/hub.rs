@@ -73,6 +73,8 @@ pub struct Hub {
     pub stats: PushStats,
     /// Each account's last change: the history routes' read-your-writes.
     pub own_writes: crate::own_writes::OwnWrites,
+    /// Sessions confirmed live with the engine (a sign-out in the changes forgets them).
+    pub sessions: crate::sessions::LiveSessions,
 }
 
 impl Hub {
@@ -101,6 +103,7 @@ impl Hub {
             poller: std::sync::OnceLock::new(),
             stats: PushStats::default(),
             own_writes: crate::own_writes::OwnWrites::default(),
+            sessions: crate::sessions::LiveSessions::default(),
         }
     }
 
@@ -112,6 +115,9 @@ impl Hub {
         }
         let Some(account) = c.change.account() else { return };
         self.own_writes.record(account, c.seq);
+        if let Change::SessionsRevoked { scope, .. } = c.change {
+            self.sessions.revoke(account, scope);
+        }
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         let Some(queues) = routes.get_mut(&account) else {
             return; // nobody of that account is connected: nothing to build
@@ -277,6 +283,10 @@ impl Hub {
             // Not a channel of its own: tells a connection signed in by this key to close.
             Change::ApiKeyRevoked { key, .. } => {
                 out.push((account, "keys", Some(json!({"revoked": key.0}))));
+            }
+            // Likewise for a connection signed in by a token of a session signed out.
+            Change::SessionsRevoked { scope, .. } => {
+                out.push((account, "keys", Some(json!({"sessions": scope}))));
             }
             Change::MarginAdded { position, amount, margin, liquidation_price, .. } => {
                 let data = json!({"event": "margin_added", "position_id": position.0.to_string(),

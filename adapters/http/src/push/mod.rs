@@ -6,7 +6,8 @@
 //! `token_in_url`, since URLs end up in proxies' logs), `{"op":"ping"}`. At most
 //! `client_frames_per_second` frames a second (burst twice that), else the connection is
 //! closed 4008 `rate_limited`; it is closed 4004 `token_expired` when its token expires,
-//! unless an `auth` with a newer token of the same account came first.
+//! unless an `auth` with a newer token of the same account came first, 4005 `key_revoked` when
+//! the API key that signed it in is revoked, 4006 `signed_out` when its token's session is.
 //! Server → client: `{"channel":…,"seq":n,"data":…}`, with `seq` counting 1, 2, 3… per channel
 //! per connection, and `{"op":"subscribed"|"unsubscribed"|"authed"|"pong"|"error",…}` answers.
 //!

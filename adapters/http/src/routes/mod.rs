@@ -3,6 +3,7 @@
 //! conversions in [`crate::convert`].
 //!
 //! - [`user`]: sign-up, sign-in, balances, deposits, withdrawals, the statement;
+//! - [`sessions`]: the caller's sessions, sign-out, password change;
 //! - [`statement`]: the statement of a date range as one CSV or JSON-lines file;
 //! - [`markets`]: markets and candles (public);
 //! - [`positions`]: open, list, one, close, add margin;
@@ -22,6 +23,7 @@ pub mod markets;
 pub mod ops;
 pub mod orders;
 pub mod positions;
+pub mod sessions;
 pub mod statement;
 pub mod user;
 
@@ -46,6 +48,7 @@ pub fn api_router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(user::router())
         .merge(statement::router())
+        .merge(sessions::router())
         .merge(keys::router())
         .merge(markets::router())
         .merge(positions::router())

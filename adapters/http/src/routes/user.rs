@@ -12,7 +12,7 @@ use engine_core::num::Price;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{hash_password, normalize_email, verify_password};
+use crate::auth::{check_password, hash_password, normalize_email, verify_password};
 use crate::convert::{balance_reply, engine, money, ms, px, rate, unexpected, usdc};
 use crate::dto::{self, AmountBody, Credentials};
 use crate::error::ApiError;
@@ -33,22 +33,6 @@ pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(withdraw))
         .routes(routes!(margin_mode))
         .routes(routes!(position_mode, set_position_mode))
-}
-
-/// A minimum strength: 10 to 128 characters, at least 5 different ones, no control characters.
-fn check_password(p: &str) -> Result<(), ApiError> {
-    let n = p.chars().count();
-    let mut distinct: Vec<char> = p.chars().collect();
-    distinct.sort_unstable();
-    distinct.dedup();
-    if (10..=128).contains(&n) && distinct.len() >= 5 && !p.chars().any(char::is_control) {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "weak_password",
-            "password must be 10 to 128 characters with at least 5 different ones",
-        ))
-    }
 }
 
 #[utoipa::path(post, path = "/api/v1/user/signup", tag = "user",
@@ -116,6 +100,7 @@ fn dummy_hash() -> &'static str {
 async fn signin(
     State(state): St,
     ClientIp(ip): ClientIp,
+    headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<dto::SignIn>,
 ) -> Result<Response, ApiError> {
     let denied = || ApiError::unauthorized("invalid email or password");
@@ -139,12 +124,16 @@ async fn signin(
         .run(move || verify_password(&password, hash.as_deref().unwrap_or_else(|| dummy_hash())))
         .await?;
     let (account, admin) = account.filter(|_| ok).ok_or_else(denied)?;
-    let (token, expires_at) = state.tokens.issue(account.0, admin)?;
+    let agent = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let expires_at = ground::time::now_secs() + state.tokens.ttl_secs();
+    let sid = crate::routes::sessions::open(&state, account, expires_at, (ip, agent)).await?;
+    let token = state.tokens.issue(account.0, admin, sid.0, expires_at)?;
     let device = state.tokens.issue_device(&email)?;
     let user_id = account.0.to_string();
     let demo_deposits = state.cfg.demo_deposits;
-    Ok(Json(dto::Token { token, expires_at, user_id, admin, demo_deposits, device })
-        .into_response())
+    let session_id = sid.0.to_string();
+    let body = dto::Token { token, expires_at, user_id, admin, demo_deposits, device, session_id };
+    Ok(Json(body).into_response())
 }
 
 #[utoipa::path(get, path = "/api/v1/user/balance", tag = "user",

@@ -112,6 +112,11 @@ pub struct Limits {
     /// read waits for the store to hold the caller's own last change (0: never waits).
     #[serde(deserialize_with = "millis", rename = "history_read_wait_ms")]
     pub history_read_wait: Duration,
+    /// Weight an account may spend a minute over all its sessions and keys (docs/API.md, "Rate
+    /// limits"; a query weighs 1, a statement 50, a batch one per order).
+    pub weight_per_minute_account: u32,
+    /// Weight one API key may spend a minute (within its account's).
+    pub weight_per_minute_key: u32,
     /// Most orders one `POST /orders/batch` places (each weighs one trading request).
     pub batch_orders_max: usize,
     /// Most lines one statement file holds (`GET /user/statement`): it is read whole before it
@@ -154,6 +159,8 @@ impl Default for Limits {
             markets_cache: Duration::from_millis(250),
             history_read_wait: Duration::from_secs(2),
             batch_orders_max: 10,
+            weight_per_minute_account: 6_000,
+            weight_per_minute_key: 3_000,
             statement_lines_max: 100_000,
             statements_concurrent: 2,
             trusted_proxies: Vec::new(),
@@ -226,6 +233,8 @@ impl Limits {
             (self.public_per_ip_per_second, "public_per_ip_per_second"),
             (self.any_per_ip_per_second, "any_per_ip_per_second"),
             (self.authed_per_second, "authed_per_second"),
+            (self.weight_per_minute_account, "weight_per_minute_account"),
+            (self.weight_per_minute_key, "weight_per_minute_key"),
         ] {
             if n == 0 {
                 return Err(format!("http.{what} must be at least 1"));

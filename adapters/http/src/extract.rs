@@ -186,10 +186,11 @@ pub(crate) async fn limit_every_request(
     resp
 }
 
-/// The account a request's API key belongs to (set by [`crate::keys::verify_signed`] once the
-/// request's signature, window, key, scope and address are checked).
+/// The account a request's API key belongs to, and the key (set by
+/// [`crate::keys::verify_signed`] once the request's signature, window, key, scope and address
+/// are checked).
 #[derive(Clone, Copy, Debug)]
-pub struct KeyAuth(pub AccountId);
+pub struct KeyAuth(pub AccountId, pub engine_core::command::KeyId);
 
 /// The authenticated caller, from `Authorization: Bearer <JWT>` or a signed request.
 #[derive(Debug, Clone, Copy)]
@@ -268,6 +269,14 @@ impl FromRequestParts<Arc<AppState>> for AdminUser {
         AppState::limited(&state.authed, &v.account)?;
         Ok(AdminUser(AccountId(v.account)))
     }
+}
+
+/// The token of an `Authorization: Bearer <JWT>` header, if there is one.
+pub(crate) fn bearer_of(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let h = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    h.split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
 }
 
 /// The token of `Authorization: Bearer <JWT>` (the scheme is case-insensitive, RFC 9110).

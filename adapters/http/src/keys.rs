@@ -183,7 +183,7 @@ async fn authenticate(state: &AppState, req: Request) -> Result<Request, ApiErro
     let what = (parts.method.as_str(), parts.uri.path(), query, &bytes[..]);
     let found = check(state, &signed, what, scope, client).await?;
     let mut req = Request::from_parts(parts, Body::from(bytes));
-    req.extensions_mut().insert(KeyAuth(found.account));
+    req.extensions_mut().insert(KeyAuth(found.account, found.id));
     Ok(req)
 }
 

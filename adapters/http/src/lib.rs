@@ -37,6 +37,7 @@ pub mod routes;
 pub mod server;
 pub mod sessions;
 pub mod web;
+pub mod weights;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -116,6 +117,8 @@ pub struct AppState {
     signatures: keys::SeenSignatures,
     /// Statement files being read (`limits.statements_concurrent`).
     statements: tokio::sync::Semaphore,
+    /// Weight budgets per account and per API key (`limits.weight_per_minute_*`).
+    budgets: weights::Budgets,
 }
 
 /// Candles a venue's public endpoint gave at start, per market and span: at most markets × 6
@@ -200,6 +203,7 @@ impl AppState {
         let (markets, lag) = (cfg.markets.clone(), l.push.lag_capacity);
         let hasher = auth::Hasher::new(l.hash_concurrency.max(1), l.hash_queue, l.reply_timeout);
         let statements = tokio::sync::Semaphore::new(l.statements_concurrent);
+        let budgets = weights::Budgets::new(l.weight_per_minute_account, l.weight_per_minute_key);
         let edge =
             server::Edge { trusted_proxies: l.trusted_proxies.clone(), ..server::Edge::default() };
         Arc::new(AppState {
@@ -241,6 +245,7 @@ impl AppState {
             hub: Arc::new(push::Hub::new(markets, lag)),
             signatures: keys::SeenSignatures::default(),
             statements,
+            budgets,
         })
     }
 
@@ -392,6 +397,7 @@ impl AppState {
         self.public_ip.retain_recent();
         self.any_ip.retain_recent();
         self.authed.retain_recent();
+        self.budgets.sweep();
     }
 
     /// Per-user and per-IP limits of the trading endpoints.
@@ -469,6 +475,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     use tower_http::set_header::SetResponseHeaderLayer;
     let l = &state.cfg.limits;
     let mut app = routes::routes()
+        .layer(axum::middleware::from_fn_with_state(state.clone(), weights::charge))
         .layer(axum::middleware::from_fn_with_state(state.clone(), keys::verify_signed))
         .layer(axum::middleware::from_fn_with_state(state.clone(), extract::limit_every_request))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
@@ -507,6 +514,13 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
             HeaderName::from_static("x-timestamp"),
             HeaderName::from_static("x-window"),
             HeaderName::from_static("x-signature"),
+        ])
+        // A page on another origin paces itself by these (docs/API.md, "Rate limits").
+        .expose_headers([
+            HeaderName::from_static("ratelimit"),
+            HeaderName::from_static("ratelimit-policy"),
+            HeaderName::from_static("x-weight-used-1m"),
+            header::RETRY_AFTER,
         ])
         .max_age(Duration::from_secs(600))
 }

@@ -1450,3 +1450,87 @@ async fn sign_out_everywhere_and_a_password_change_end_the_other_sessions_at_onc
     assert_eq!((r.status, r.body["signed_out"].as_u64()), (200, Some(1)));
     assert_eq!(s.get("/api/v1/user/balance", &other).await.status, 401);
 }
+
+/// Weights a bot can pace itself by: every authenticated answer says what is left of the
+/// minute's budget (`RateLimit-Policy`, `RateLimit`, `X-Weight-Used-1m`); a key has a budget of
+/// its own within its account's; a statement weighs 50, a batch one per order; over budget is
+/// 429 with `Retry-After`, and the account's sessions keep their own budget. Budgets refill
+/// continuously (q per minute), so every figure is checked against what may have refilled
+/// since its start: the test holds on a loaded machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_says_the_weight_left_and_a_spent_key_gets_429() {
+    let mut s = Server::start(|c| {
+        c.limits.weight_per_minute_account = 100;
+        c.limits.weight_per_minute_key = 10;
+    })
+    .await;
+    s.price(0, 6_000_000, 6_000_000);
+    let (session, _) = s.user("weights@example.com").await;
+    let header = |r: &Reply, name: &str| -> String {
+        r.headers
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    let used = |r: &Reply| header(r, "x-weight-used-1m").parse::<u64>().unwrap();
+    // `got` is `want` less at most what refilled in `since` at q a minute (and one in progress).
+    let near = |got: u64, want: u64, since: std::time::Instant, q: u64| {
+        let refilled = since.elapsed().as_secs() * q / 60 + 1;
+        assert!(got <= want && got + refilled >= want, "{got} used, {want} charged");
+    };
+    let start = std::time::Instant::now();
+    let r = s.get("/api/v1/user/balance", &session).await;
+    assert_eq!(header(&r, "ratelimit-policy"), r#""account";q=100;w=60"#);
+    // Sign-in is not a weighed request: the balance is the first (1): 99 left, whole in 1 s.
+    assert_eq!(header(&r, "ratelimit"), r#""account";r=99;t=1"#, "{}", r.headers);
+    assert_eq!(used(&r), 1);
+    // A batch of 3 weighs 1 + 3.
+    let order = |p: &str| json!({ "market": "BTC_USDC", "side": "long", "type": "limit", "price": p, "leverage": 10, "quantity": "0.01" });
+    let r = s
+        .post(
+            "/api/v1/orders/batch",
+            Some(&session),
+            json!({ "orders": [order("59000"), order("58000"), order("57000")] }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    near(used(&r), 5, start, 100);
+
+    // A key's budget is its own: 10 a minute.
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let body = json!({ "label": "w", "public_key": b64.encode(key.verifying_key().as_bytes()), "scopes": ["read"] });
+    assert_eq!(s.post("/api/v1/user/api-keys", Some(&session), body).await.status, 201);
+    let key_start = std::time::Instant::now();
+    let mut charged = 0;
+    let refused = loop {
+        let r =
+            s.raw(signed(&key, ("GET", "/api/v1/orders", ""), (now_ms(), 5_000)).as_bytes()).await;
+        if r.status == 429 {
+            break r;
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+        charged += 1;
+        assert!(header(&r, "ratelimit").starts_with(r#""key";r="#), "{}", r.headers);
+        near(used(&r), charged.min(10), key_start, 10);
+        assert!(charged < 40, "a key of 10 a minute was never refused");
+    };
+    assert!(charged >= 10, "refused after {charged}");
+    assert_eq!(refused.body["error"]["code"], "rate_limited");
+    let retry: u64 = header(&refused, "retry-after").parse().unwrap();
+    assert!((1..=7).contains(&retry), "{retry}");
+    assert_eq!(header(&refused, "ratelimit"), r#""key";r=0;t=60"#);
+    // The session still has the account's budget.
+    let r = s.get("/api/v1/user/balance", &session).await;
+    assert_eq!(r.status, 200);
+    let before = used(&r);
+    assert!(before < 100, "{before}");
+    // A statement weighs 50 (its route answers 404 here, no history store: the weight is
+    // charged before any route runs).
+    let at = std::time::Instant::now();
+    let r = s.get("/api/v1/user/statement", &session).await;
+    near(used(&r), before + 50, at, 100);
+}

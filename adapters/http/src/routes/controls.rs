@@ -12,12 +12,12 @@ use engine_core::event::{Item, ReplyData};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::AppState;
 use crate::convert::{engine, order_dto, own, position_dto, price, size, unexpected};
 use crate::dto::{self, AmendBody, BatchOrdersBody, CancelAfterBody, MarketFilter};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, AuthUser, ClientIp, IdemKey, St};
 use crate::routes::orders::{expiry_ns, order_request, order_response};
+use crate::{AppState, weights};
 
 /// This group's routes, with their OpenAPI operations.
 pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
@@ -42,6 +42,7 @@ async fn batch(
     State(state): St,
     AuthUser(account): AuthUser,
     ClientIp(ip): ClientIp,
+    key: Option<axum::Extension<crate::extract::KeyAuth>>,
     ApiJson(body): ApiJson<BatchOrdersBody>,
 ) -> Result<Response, ApiError> {
     let max = state.cfg.limits.batch_orders_max;
@@ -51,8 +52,10 @@ async fn batch(
             format!("a batch holds 1 to {max} orders"),
         ));
     }
-    // A batch of n weighs n trading requests.
+    // A batch of n weighs n trading requests, and n more in the minute's budget.
     state.limit_trading_n(account.0, ip, u32::try_from(body.orders.len()).unwrap_or(u32::MAX))?;
+    let key = key.map(|axum::Extension(k)| k.1.0);
+    let usage = state.charge_weight(account.0, key, weights::batch_weight(body.orders.len()))?;
     let mut results = Vec::with_capacity(body.orders.len());
     for b in &body.orders {
         results.push(match place_one(&state, account, b).await {
@@ -64,7 +67,7 @@ async fn batch(
             },
         });
     }
-    Ok(Json(dto::BatchOrders { results }).into_response())
+    Ok(weights::with_usage(Json(dto::BatchOrders { results }).into_response(), usage))
 }
 
 async fn place_one(

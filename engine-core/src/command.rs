@@ -717,6 +717,31 @@ pub enum CommandKind {
         /// Owner.
         account: AccountId,
     },
+    /// Starts a two-factor enrolment (docs/DESIGN.md, "Two-factor sign-in"): pending until a
+    /// code confirms it (`SpendCode` with `TotpUse::Confirm`); refused `totp_state` while on.
+    EnrolTotp {
+        /// Owner.
+        account: AccountId,
+        /// The secret and the recovery codes' hashes.
+        enrolment: TotpEnrolment,
+    },
+    /// Spends a one-time code the adapter checked: a TOTP step above the last one spent, or an
+    /// unused recovery code; `Confirm` turns the pending enrolment on, `Disable` turns it off.
+    /// `ReplyData::Totp`, or `invalid_totp` (nothing spent).
+    SpendCode {
+        /// Owner.
+        account: AccountId,
+        /// The code.
+        code: OneTimeCode,
+        /// What for.
+        purpose: TotpUse,
+    },
+    /// The account's two-factor state and secret (for the adapter to check a code):
+    /// `ReplyData::Totp`.
+    QueryTotp {
+        /// Owner.
+        account: AccountId,
+    },
     /// The credential stored for an account (a password change checks the old password):
     /// `ReplyData::Credential`.
     QueryCredentialOf {
@@ -782,6 +807,51 @@ pub enum SessionScope {
     Others(SessionId),
     /// Every one.
     All,
+}
+
+/// Most recovery codes a two-factor enrolment holds.
+pub const RECOVERY_CODES: usize = 10;
+
+/// A recovery code as the engine keeps it: the first 16 bytes of its SHA-256 (a code is random,
+/// about 50 bits: 128 bits of its hash leave nothing to search; 16 bytes keep the enrolment
+/// command within a ring slot).
+pub type RecoveryHash = [u8; 16];
+
+/// A two-factor enrolment (RFC 6238 TOTP), made by the adapter: the shared secret (the engine
+/// keeps it to hand back for checks: it never computes codes) and each recovery code's hash
+/// (the codes themselves are shown once to the user and kept nowhere).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TotpEnrolment {
+    /// The TOTP secret (160 bits, RFC 4226's recommendation).
+    pub secret: [u8; 20],
+    /// Each recovery code's hash.
+    pub recovery: [RecoveryHash; RECOVERY_CODES],
+}
+
+/// A one-time code the adapter checked against the secret, for the engine to spend once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OneTimeCode {
+    /// A TOTP code that matched this time step (30 s): spent if above the last step spent.
+    Step(u64),
+    /// A recovery code's hash: spent if it is one of the account's unused ones.
+    Recovery(RecoveryHash),
+}
+
+/// What a one-time code is spent on (kept in the change for the account's audit trail).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TotpUse {
+    /// Turning two-factor sign-in on (the pending enrolment's first code).
+    Confirm,
+    /// A sign-in.
+    SignIn,
+    /// Creating an API key.
+    CreateKey,
+    /// A withdrawal.
+    Withdraw,
+    /// Turning two-factor sign-in off.
+    Disable,
 }
 
 /// An amendment of a pending order: what is `None` is kept.
@@ -966,6 +1036,7 @@ impl CommandKind {
                 | CommandKind::QuerySessions { .. }
                 | CommandKind::QuerySession { .. }
                 | CommandKind::QueryCredentialOf { .. }
+                | CommandKind::QueryTotp { .. }
         )
     }
 }

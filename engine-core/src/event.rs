@@ -466,6 +466,22 @@ pub enum Change {
         /// The account.
         account: AccountId,
     },
+    /// A two-factor enrolment began (pending its first code; the secret is not in the
+    /// change).
+    TotpEnrolled {
+        /// The account.
+        account: AccountId,
+    },
+    /// A one-time code was spent (for `confirm`, two-factor sign-in is now on; for `disable`,
+    /// off).
+    CodeSpent {
+        /// The account.
+        account: AccountId,
+        /// What for.
+        purpose: crate::command::TotpUse,
+        /// A recovery code (else a TOTP code).
+        recovery: bool,
+    },
     /// The account's dead-man's switch fired: its `cancelled` pending orders are cancelled
     /// (the `order_ended` changes follow).
     CancelScheduleFired {
@@ -514,7 +530,9 @@ impl Change {
             | Change::CancelScheduleFired { account, .. }
             | Change::SessionOpened { session: crate::view::SessionView { account, .. } }
             | Change::SessionsRevoked { account, .. }
-            | Change::PasswordChanged { account } => Some(account),
+            | Change::PasswordChanged { account }
+            | Change::TotpEnrolled { account }
+            | Change::CodeSpent { account, .. } => Some(account),
             Change::Checkpoint | Change::PriceApplied { .. } => None,
         }
     }

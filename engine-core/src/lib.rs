@@ -85,6 +85,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod command;
 pub mod config;
 pub mod event;
@@ -122,9 +123,10 @@ pub struct ReadmeDoctests;
 pub mod prelude {
     pub use crate::command::{
         AccountId, ClientOrderId, CloseSize, Command, CommandKind, Credential, IdempotencyKey,
-        Login, MarginMode, MarketId, MarketMode, NewSession, OpenRequest, OrderEdit, OrderId,
-        OrderKind, OrderRequest, PositionId, PositionMode, PositionStatus, RequestId,
-        SessionClient, SessionId, SessionScope, Size, SourceId, Tick, TrailDistance,
+        Login, MarginMode, MarketId, MarketMode, NewSession, OneTimeCode, OpenRequest, OrderEdit,
+        OrderId, OrderKind, OrderRequest, PositionId, PositionMode, PositionStatus, RequestId,
+        SessionClient, SessionId, SessionScope, Size, SourceId, Tick, TotpEnrolment, TotpUse,
+        TrailDistance,
     };
     pub use crate::config::{EngineConfig, MarketConfig, RuntimeConfig, WaitMode};
     pub use crate::event::{

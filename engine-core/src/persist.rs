@@ -34,8 +34,9 @@ pub const MAX_RECORD_BYTES: usize = crate::command::MAX_ENCODED_BYTES;
 // 02: pending orders, margin-call state and the order sequence (a 01 file is refused as
 // malformed, not misread).
 const SNAPSHOT_MAGIC: &[u8; 8] = b"HXSNAP07";
-/// Snapshots written before the dead-man's switch and sessions: the same payload without the
-/// trailing `cancel_schedules`, `sessions` and `next_session_id`, read as none.
+/// Snapshots written before the dead-man's switch, sessions and two-factor sign-in: the same
+/// payload without the trailing `cancel_schedules`, `sessions`, `next_session_id` and `totp`,
+/// read as none.
 const SNAPSHOT_MAGIC_06: &[u8; 8] = b"HXSNAP06";
 /// Snapshots written before netting: the same payload without the trailing `netting`, read as
 /// none.
@@ -334,13 +335,13 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
     let missing_bytes = match bytes.get(..8) {
         Some(m) if m == SNAPSHOT_MAGIC => 0,
         // sources, groups, spread and commission revenue, group terms; group pricing; cross;
-        // netting, bracket groups, API keys and the next key id; dead-man's switches, sessions
-        // and the next session id.
-        Some(m) if m == SNAPSHOT_MAGIC_02 => 14,
-        Some(m) if m == SNAPSHOT_MAGIC_03 => 9,
-        Some(m) if m == SNAPSHOT_MAGIC_04 => 8,
-        Some(m) if m == SNAPSHOT_MAGIC_05 => 7,
-        Some(m) if m == SNAPSHOT_MAGIC_06 => 3,
+        // netting, bracket groups, API keys and the next key id; dead-man's switches, sessions,
+        // the next session id and two-factor enrolments.
+        Some(m) if m == SNAPSHOT_MAGIC_02 => 15,
+        Some(m) if m == SNAPSHOT_MAGIC_03 => 10,
+        Some(m) if m == SNAPSHOT_MAGIC_04 => 9,
+        Some(m) if m == SNAPSHOT_MAGIC_05 => 8,
+        Some(m) if m == SNAPSHOT_MAGIC_06 => 4,
         _ => return Err(SnapshotError::Malformed),
     };
     if bytes.len() < SNAPSHOT_HEADER_BYTES {
@@ -363,7 +364,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
     let _shape = crate::view::LegacyAccountViews::set(magic_before_cross(bytes));
     let snapshot = if missing_bytes > 0 {
         let mut extended = payload.to_vec();
-        extended.extend_from_slice(&[0; 14][..missing_bytes]);
+        extended.extend_from_slice(&[0; 15][..missing_bytes]);
         postcard::from_bytes(&extended)
     } else {
         postcard::from_bytes(payload)
@@ -412,19 +413,20 @@ mod tests {
             cancel_schedules: Vec::new(),
             sessions: Vec::new(),
             next_session_id: 0,
+            totp: Vec::new(),
             ..Engine::new(EngineConfig::default()).unwrap().snapshot()
         };
         let payload = encode_value(&snap);
         assert!(
-            payload.ends_with(&[0; 14]),
+            payload.ends_with(&[0; 15]),
             "empty lists, zero amounts and none are one byte 0 each"
         );
         let olds = [
-            (SNAPSHOT_MAGIC_02, 14),
-            (SNAPSHOT_MAGIC_03, 9),
-            (SNAPSHOT_MAGIC_04, 8),
-            (SNAPSHOT_MAGIC_05, 7),
-            (SNAPSHOT_MAGIC_06, 3),
+            (SNAPSHOT_MAGIC_02, 15),
+            (SNAPSHOT_MAGIC_03, 10),
+            (SNAPSHOT_MAGIC_04, 9),
+            (SNAPSHOT_MAGIC_05, 8),
+            (SNAPSHOT_MAGIC_06, 4),
         ];
         for (magic, cut) in olds {
             let old = &payload[..payload.len() - cut];

@@ -134,6 +134,10 @@ reasons! {
     UnknownSession => "unknown_session",
     /// Every session the engine holds is taken (`max_sessions`).
     SessionCapacity => "session_capacity",
+    /// A one-time code (TOTP step or recovery code) that is not valid now, or was used.
+    InvalidTotp => "invalid_totp",
+    /// Two-factor sign-in is already on (disable it first), or not on (enrol first).
+    TotpState => "totp_state",
 }
 
 impl Reason {

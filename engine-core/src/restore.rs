@@ -69,6 +69,13 @@ impl Engine {
             }
             e.index_session(session);
         }
+        for &(account, t) in &snap.totp {
+            let i = usize_from(account.0).wrapping_sub(1);
+            if i >= e.accounts.len() || e.accounts[i].lists().totp.is_some() {
+                return bad(format!("two-factor state of unknown account {}", account.0));
+            }
+            e.accounts[i].lists_mut().totp = Some(Box::new(t));
+        }
         for &(account, at) in &snap.cancel_schedules {
             let i = usize_from(account.0).wrapping_sub(1);
             if i >= e.accounts.len() || i64::try_from(at).is_err() {

@@ -286,6 +286,9 @@ pub struct EngineSnapshot {
     pub sessions: Vec<crate::view::SessionView>,
     /// The next session's id (0 in a snapshot from before sessions: 1).
     pub next_session_id: u64,
+    /// Two-factor enrolments (on or pending), ascending account: last, so that a snapshot
+    /// written before them decodes with none.
+    pub totp: Vec<(AccountId, crate::view::TotpState)>,
 }
 
 /// Cross margin's state: which accounts are cross, and whether each one's margin call is
@@ -443,6 +446,12 @@ impl Engine {
                 v
             },
             next_session_id: self.next_session_id,
+            totp: (0..self.accounts.len())
+                .filter_map(|i| {
+                    let t = self.accounts[i].lists().totp.as_deref()?;
+                    Some((AccountId(u32::try_from(i + 1).expect("account ids fit u32")), *t))
+                })
+                .collect(),
             cancel_schedules: {
                 let mut v: Vec<(AccountId, u64)> =
                     self.cancel_schedules.iter().map(|(a, at)| (*a, *at)).collect();

@@ -2,6 +2,7 @@
 //! markets, exposure), split from [`crate::event`] so that the outputs' envelopes and the
 //! shapes they carry are read apart. Fixed-size, `Copy`, no heap.
 
+pub use crate::access::{ApiKeyView, SessionView, TotpState};
 use crate::command::{
     AccountId, Credential, MarketId, OrderId, OrderKind, PositionId, PositionStatus, Size,
     TrailDistance,
@@ -320,42 +321,21 @@ pub enum ReplyData {
         /// How many.
         count: u32,
     },
-}
-
-/// A session as the engine holds it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SessionView {
-    /// Its id (its tokens' `sid`).
-    pub id: crate::command::SessionId,
-    /// Owner.
-    pub account: AccountId,
-    /// When it signed in (command time, ns).
-    pub created_at_ns: u64,
-    /// When its tokens stop working.
-    pub expires_at_ns: u64,
-    /// Where it signed in from.
-    pub client: crate::command::SessionClient,
-}
-
-/// An API key as the engine holds it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ApiKeyView {
-    /// Its id.
-    pub id: crate::command::KeyId,
-    /// Owner.
-    pub account: AccountId,
-    /// Its Ed25519 public key.
-    pub public_key: [u8; 32],
-    /// Its label.
-    pub label: crate::command::KeyLabel,
-    /// What it may do.
-    pub scopes: crate::command::KeyScopes,
-    /// Where it may be used from (none: anywhere).
-    pub networks: [Option<crate::command::Network>; crate::command::KEY_NETWORKS_MAX],
-    /// When it stops working.
-    pub expires_at_ns: Option<u64>,
-    /// When it was created (the command's time).
-    pub created_at_ns: u64,
+    /// An account's two-factor state (its recovery codes' hashes stay in the engine).
+    Totp {
+        /// Owner.
+        account: AccountId,
+        /// On: sign-in, key creation and withdrawal need a code.
+        enabled: bool,
+        /// An enrolment waits for its first code.
+        pending: bool,
+        /// The secret (on, or pending; zero with neither).
+        secret: [u8; 20],
+        /// The last TOTP step spent (a code of it or before is refused).
+        last_step: u64,
+        /// Recovery codes not yet used.
+        recovery_left: u8,
+    },
 }
 
 /// An element of a list reply.

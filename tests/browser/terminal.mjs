@@ -72,6 +72,19 @@ try {
   await page.locator("#sessions-list tr", { hasText: "this one" }).waitFor();
   await page.click("#password-form button[value=cancel]");
 
+  step("two-factor: turning it on shows a QR code and ten recovery codes; a wrong code is refused");
+  await page.click("#tfa-open");
+  await page.click("#tfa-start");
+  await page.locator("#tfa-qr").waitFor({ state: "visible" });
+  const codes = (await page.locator("#tfa-codes").textContent()).trim().split(/\s+/);
+  if (codes.length !== 10) failures.push(`recovery codes: ${codes.length}`);
+  const qr = await page.locator("#tfa-qr").evaluate((img) => img.naturalWidth);
+  if (!(qr > 0)) failures.push("the QR code did not render");
+  await page.fill("#tfa-code", "000000");
+  await page.click("#tfa-confirm");
+  await page.locator(".toast.error", { hasText: "code" }).first().waitFor();
+  await page.click("#tfa form button[value=cancel]");
+
   step("bad input shows the API's message");
   await page.fill("#size", "12.3.4");
   await page.click("#place");

@@ -67,6 +67,8 @@ pub fn movements(change: &Change) -> Vec<Movement> {
         | Change::SessionOpened { .. }
         | Change::SessionsRevoked { .. }
         | Change::PasswordChanged { .. }
+        | Change::TotpEnrolled { .. }
+        | Change::CodeSpent { .. }
         | Change::MarginMoved { .. }
         | Change::AccountMarginCall { .. }
         | Change::StopOut { .. }
@@ -164,6 +166,8 @@ pub const fn kind(change: &Change) -> &'static str {
         Change::SessionOpened { .. } => "session_opened",
         Change::SessionsRevoked { .. } => "sessions_revoked",
         Change::PasswordChanged { .. } => "password_changed",
+        Change::TotpEnrolled { .. } => "totp_enrolled",
+        Change::CodeSpent { .. } => "code_spent",
     }
 }
 

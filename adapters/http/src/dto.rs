@@ -39,6 +39,10 @@ pub struct SignIn {
     /// another login's: ignored (the sign-in is treated as from a new device).
     #[serde(default)]
     pub device: Option<String>,
+    /// With two-factor sign-in on: the authenticator's 6-digit code, or an unused recovery
+    /// code (`totp_required` without one).
+    #[serde(default)]
+    pub totp: Option<String>,
 }
 
 /// A demo deposit or a withdrawal.
@@ -48,6 +52,10 @@ pub struct AmountBody {
     /// USDC, up to 6 decimals, > 0 (a string or a number).
     #[schema(value_type = String, example = "100.5")]
     pub amount: Dec,
+    /// With two-factor sign-in on, a withdrawal needs a code: the authenticator's 6 digits or
+    /// an unused recovery code.
+    #[serde(default)]
+    pub totp: Option<String>,
 }
 
 /// Open a position: exactly one of `margin` or `quantity`.
@@ -448,6 +456,38 @@ pub struct Token {
     pub device: String,
     /// The session this sign-in opened (its token's `sid`; `GET /user/sessions` lists it).
     pub session_id: String,
+}
+
+/// `POST /user/2fa/enrol`: what to put in the authenticator, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TotpEnrolled {
+    /// The secret, base32 (to type in by hand).
+    pub secret: String,
+    /// `otpauth://totp/…` (RFC 6238, SHA-1, 6 digits, 30 s).
+    pub otpauth_uri: String,
+    /// The URI as a QR code, an SVG document.
+    pub qr_svg: String,
+    /// Ten single-use recovery codes: keep them somewhere safe; they are not shown again.
+    pub recovery_codes: Vec<String>,
+}
+
+/// A one-time code.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeBody {
+    /// The authenticator's 6 digits (or, to turn it off, a recovery code).
+    pub code: String,
+}
+
+/// The caller's two-factor state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TotpStatus {
+    /// On: sign-in, key creation and withdrawal need a code.
+    pub enabled: bool,
+    /// An enrolment waits for its first code.
+    pub pending: bool,
+    /// Recovery codes not yet used.
+    pub recovery_codes_left: u8,
 }
 
 /// One of the caller's live sessions.
@@ -1324,6 +1364,9 @@ pub struct ApiKeyBody {
     /// When it stops working, ms since the epoch (absent: never).
     #[serde(default)]
     pub expires_at: Option<u64>,
+    /// With two-factor sign-in on: a code (6 digits, or a recovery code).
+    #[serde(default)]
+    pub totp: Option<String>,
 }
 
 /// An API key (the server holds only its public key).

@@ -91,7 +91,9 @@ impl ApiError {
             UnknownPosition | UnknownAccount | UnknownOrder => StatusCode::NOT_FOUND,
             DuplicateLogin | ClientOrderIdReused | IdempotencyKeyReused | RequestIdReused
             | ApiKeyExists => StatusCode::CONFLICT,
-            UnknownApiKey | ApiKeyExpired | UnknownSession => StatusCode::UNAUTHORIZED,
+            UnknownApiKey | ApiKeyExpired | UnknownSession | InvalidTotp => {
+                StatusCode::UNAUTHORIZED
+            }
             SessionCapacity => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
@@ -169,6 +171,8 @@ fn describe(reason: Reason) -> &'static str {
         Reason::PositionsOpen => {
             "close your positions and cancel your orders before changing the margin mode"
         }
+        Reason::InvalidTotp => "the code is wrong, expired or already used",
+        Reason::TotpState => "two-factor sign-in is not in the state this needs (on, or pending)",
         Reason::UnknownSession => "this session was signed out or has expired: sign in again",
         Reason::SessionCapacity => "the server holds as many sessions as it can: retry later",
         _ => "the engine rejected the request",

@@ -67,6 +67,7 @@ pub fn scope_for(method: &Method, path: &str) -> Option<u8> {
         "/api/v1/user/sessions",
         "/api/v1/user/signout",
         "/api/v1/user/password",
+        "/api/v1/user/2fa",
     ];
     if session_only.iter().any(|p| path.starts_with(p)) {
         return None;

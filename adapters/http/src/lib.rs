@@ -36,6 +36,7 @@ pub mod push;
 pub mod routes;
 pub mod server;
 pub mod sessions;
+pub mod totp;
 pub mod web;
 pub mod weights;
 

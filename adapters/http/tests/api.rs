@@ -741,6 +741,7 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         ("GET", "/api/v1/positions"),
         ("GET", "/api/v1/positions/{id}"),
         ("GET", "/api/v1/positions/{id}/explain"),
+        ("GET", "/api/v1/user/2fa"),
         ("GET", "/api/v1/user/api-keys"),
         ("GET", "/api/v1/user/balance"),
         ("GET", "/api/v1/user/ledger"),
@@ -758,6 +759,9 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         ("POST", "/api/v1/positions/close-all"),
         ("POST", "/api/v1/positions/{id}/close"),
         ("POST", "/api/v1/positions/{id}/margin"),
+        ("POST", "/api/v1/user/2fa/confirm"),
+        ("POST", "/api/v1/user/2fa/disable"),
+        ("POST", "/api/v1/user/2fa/enrol"),
         ("POST", "/api/v1/user/api-keys"),
         ("POST", "/api/v1/user/deposit"),
         ("POST", "/api/v1/user/margin-mode"),
@@ -1533,4 +1537,119 @@ async fn every_answer_says_the_weight_left_and_a_spent_key_gets_429() {
     let at = std::time::Instant::now();
     let r = s.get("/api/v1/user/statement", &session).await;
     near(used(&r), before + 50, at, 100);
+}
+
+/// Two-factor sign-in (RFC 6238): enrol (a secret, its otpauth URI and QR code, ten recovery
+/// codes), confirm with a code; then sign-in, key creation and withdrawal need one; a code is
+/// spent once (its time step, or the recovery code), a wrong one is refused with its code;
+/// turning it off needs a code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_factor_sign_in_needs_a_fresh_code_each_time() {
+    use totp_rs::{Algorithm, Secret, TOTP};
+    // More sign-ins than a minute's default allowance (5 per login and address) happen here;
+    // the bound itself is checked at the end.
+    let s = Server::start(|c| c.limits.signin_per_login_ip_per_minute = 16).await;
+    let (session, _) = s.user("otp@example.com").await;
+    let creds = json!({ "email": "otp@example.com", "password": "correct horse" });
+    let r = s.get("/api/v1/user/2fa", &session).await;
+    assert_eq!((r.status, r.body["enabled"].as_bool()), (200, Some(false)));
+    let r = s.post("/api/v1/user/2fa/enrol", Some(&session), json!({})).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let secret =
+        Secret::Encoded(r.body["secret"].as_str().unwrap().to_string()).to_bytes().unwrap();
+    assert!(r.body["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/hundredx:"));
+    assert!(r.body["qr_svg"].as_str().unwrap().contains("<svg"));
+    let recovery: Vec<String> = r.body["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(recovery.len(), 10);
+    let totp = TOTP::new_unchecked(Algorithm::SHA1, 6, 1, 30, secret, None, String::new());
+    let now = now_ms() / 1_000;
+    let code_at = |secs: u64| totp.generate(secs);
+    // Pending: sign-in needs nothing yet. A wrong code does not confirm.
+    assert_eq!(s.post("/api/v1/user/signin", None, creds.clone()).await.status, 200);
+    let wrong = if code_at(now) == "000000" { "111111" } else { "000000" };
+    let r = s.post("/api/v1/user/2fa/confirm", Some(&session), json!({ "code": wrong })).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (401, Some("invalid_totp")));
+    let r =
+        s.post("/api/v1/user/2fa/confirm", Some(&session), json!({ "code": code_at(now) })).await;
+    assert_eq!((r.status, r.body["enabled"].as_bool()), (200, Some(true)), "{}", r.body);
+    // On: a sign-in without a code, or with the code just spent, is refused.
+    let r = s.post("/api/v1/user/signin", None, creds.clone()).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (401, Some("totp_required")));
+    let mut with = creds.clone();
+    with["totp"] = json!(code_at(now));
+    let r = s.post("/api/v1/user/signin", None, with.clone()).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (401, Some("invalid_totp")),
+        "replayed within its step"
+    );
+    // The next step's code (one step of skew) signs in, once.
+    with["totp"] = json!(code_at(now + 30));
+    assert_eq!(s.post("/api/v1/user/signin", None, with.clone()).await.status, 200);
+    let r = s.post("/api/v1/user/signin", None, with).await;
+    assert_eq!(r.body["error"]["code"], "invalid_totp");
+    // A recovery code signs in once.
+    let mut by_recovery = creds.clone();
+    by_recovery["totp"] = json!(recovery[0].to_uppercase());
+    assert_eq!(s.post("/api/v1/user/signin", None, by_recovery.clone()).await.status, 200);
+    assert_eq!(s.post("/api/v1/user/signin", None, by_recovery).await.status, 401);
+    // A withdrawal and a key need one too.
+    let r = s.post("/api/v1/user/withdraw", Some(&session), json!({ "amount": "1" })).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (401, Some("totp_required")));
+    let r = s
+        .post(
+            "/api/v1/user/withdraw",
+            Some(&session),
+            json!({ "amount": "1", "totp": recovery[1] }),
+        )
+        .await;
+    assert_eq!((r.status, r.body["available"].as_str()), (200, Some("4999.000000")), "{}", r.body);
+    let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut body =
+        json!({ "label": "k", "public_key": b64.encode(key.verifying_key().as_bytes()) });
+    let r = s.post("/api/v1/user/api-keys", Some(&session), body.clone()).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (401, Some("totp_required")));
+    body["totp"] = json!(recovery[2]);
+    assert_eq!(s.post("/api/v1/user/api-keys", Some(&session), body).await.status, 201);
+    let r = s.get("/api/v1/user/2fa", &session).await;
+    assert_eq!(r.body["recovery_codes_left"], 7);
+    // Enrolling again while on is refused; off needs a code; then sign-in needs none.
+    let r = s.post("/api/v1/user/2fa/enrol", Some(&session), json!({})).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (422, Some("totp_state")));
+    let r = s.post("/api/v1/user/2fa/disable", Some(&session), json!({ "code": wrong })).await;
+    assert_eq!(r.status, 401);
+    let r =
+        s.post("/api/v1/user/2fa/disable", Some(&session), json!({ "code": recovery[3] })).await;
+    assert_eq!((r.status, r.body["enabled"].as_bool()), (200, Some(false)), "{}", r.body);
+    assert_eq!(s.post("/api/v1/user/signin", None, creds.clone()).await.status, 200);
+    // Guessing codes is bounded like guessing passwords: on again, wrong codes until 429.
+    let r = s.post("/api/v1/user/2fa/enrol", Some(&session), json!({})).await;
+    let secret =
+        Secret::Encoded(r.body["secret"].as_str().unwrap().to_string()).to_bytes().unwrap();
+    let totp = TOTP::new_unchecked(Algorithm::SHA1, 6, 1, 30, secret, None, String::new());
+    let r = s
+        .post(
+            "/api/v1/user/2fa/confirm",
+            Some(&session),
+            json!({ "code": totp.generate(now_ms() / 1_000) }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut guess = creds;
+    guess["totp"] = json!("123456");
+    let mut refused = 0;
+    for _ in 0..16 {
+        let r = s.post("/api/v1/user/signin", None, guess.clone()).await;
+        if r.status == 429 {
+            break;
+        }
+        refused += 1;
+    }
+    assert!(refused < 16, "16 guesses a minute were all answered");
 }

@@ -21,7 +21,9 @@ async function api(method, path, body) {
   const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const data = await r.json().catch(() => ({}));
   if (!r.ok) {
-    if (r.status === 401 && st.token) signOut();
+    // A 401 about the session ends it here; a wrong one-time code does not.
+    const code = data.error ? data.error.code : "";
+    if (r.status === 401 && st.token && code !== "invalid_totp" && code !== "totp_required") signOut();
     throw new Error(data.error ? data.error.message : `HTTP ${r.status}`);
   }
   return data;
@@ -48,6 +50,7 @@ async function signIn(ev) {
   ev?.preventDefault();
   const email = $("email").value.trim().toLowerCase();
   const body = { email, password: $("password").value };
+  if ($("otp").value.trim()) body.totp = $("otp").value.trim();
   // A device token from an earlier sign-in of this login: it gets the owner past a guessing
   // flood. Kept per login, and across sign-outs (it grants nothing without the password).
   let devices = {};
@@ -347,12 +350,43 @@ async function changePassword(ev) {
   } catch (e) { fail(e); }
 }
 
+// Two-factor sign-in: its state; turning it on shows the QR code (an SVG drawn by the server)
+// and the recovery codes once.
+async function renderTwoFactor() {
+  const t = await api("GET", "/api/v1/user/2fa");
+  $("tfa-state").textContent = t.enabled ? `On (${t.recovery_codes_left} recovery codes left)` : t.pending ? "Waiting for your first code" : "Off";
+  $("tfa-on").hidden = t.enabled;
+  $("tfa-off").hidden = !t.enabled;
+}
+
+async function startTwoFactor() {
+  const e = await api("POST", "/api/v1/user/2fa/enrol", {});
+  $("tfa-qr").src = `data:image/svg+xml;base64,${btoa(e.qr_svg)}`;
+  $("tfa-qr").hidden = false;
+  $("tfa-secret").textContent = e.secret;
+  $("tfa-codes").textContent = e.recovery_codes.join("  ");
+  $("tfa-new").hidden = false;
+  await renderTwoFactor();
+}
+
+async function twoFactorCode(path, done) {
+  try {
+    await api("POST", path, { code: $("tfa-code").value.trim() });
+    $("tfa-code").value = ""; $("tfa-new").hidden = true; $("tfa-qr").hidden = true;
+    toast(done);
+    await renderTwoFactor();
+  } catch (e) { fail(e); }
+}
+
 async function addKey(ev) {
   ev.preventDefault();
   const scopes = ["read", "trade", "withdraw"].filter((s) => $(`key-${s}`).checked);
   const networks = $("key-networks").value.split(",").map((n) => n.trim()).filter(Boolean);
   try {
-    const k = await api("POST", "/api/v1/user/api-keys", { label: $("key-label").value, public_key: $("key-public").value.trim(), scopes, networks });
+    const body = { label: $("key-label").value, public_key: $("key-public").value.trim(), scopes, networks };
+    if ($("key-otp").value.trim()) body.totp = $("key-otp").value.trim();
+    const k = await api("POST", "/api/v1/user/api-keys", body);
+    $("key-otp").value = "";
     toast(`Key ${k.id} added: ${k.scopes.join(", ")}`);
     $("key-public").value = "";
     await renderKeys();
@@ -642,6 +676,10 @@ function init() {
   $("sessions-others").onclick = () => api("POST", "/api/v1/user/signout", { scope: "others" })
     .then((r) => { toast(`${r.signed_out} other session(s) signed out`); return renderSessions(); }).catch(fail);
   $("password-form").onsubmit = changePassword;
+  $("tfa-open").onclick = () => { $("tfa").showModal(); renderTwoFactor().catch(fail); };
+  $("tfa-start").onclick = () => startTwoFactor().catch(fail);
+  $("tfa-confirm").onclick = () => twoFactorCode("/api/v1/user/2fa/confirm", "Two-factor sign-in is on");
+  $("tfa-off").onclick = () => twoFactorCode("/api/v1/user/2fa/disable", "Two-factor sign-in is off");
   $("order").onsubmit = placeOrder;
   $("long").onclick = () => { st.side = "long"; $("long").classList.add("active"); $("short").classList.remove("active"); estimate(); };
   $("short").onclick = () => { st.side = "short"; $("short").classList.add("active"); $("long").classList.remove("active"); estimate(); };
@@ -668,7 +706,10 @@ function init() {
   $("withdraw-form").onsubmit = async (e) => {
     if (e.submitter?.value !== "ok") return;
     try {
-      setBalance(await api("POST", "/api/v1/user/withdraw", { amount: $("withdraw-amount").value }));
+      const w = { amount: $("withdraw-amount").value };
+      if ($("withdraw-otp").value.trim()) w.totp = $("withdraw-otp").value.trim();
+      setBalance(await api("POST", "/api/v1/user/withdraw", w));
+      $("withdraw-otp").value = "";
       toast(`Withdrew ${$("withdraw-amount").value} USDC`);
     } catch (err) { fail(err); }
   };

@@ -33,7 +33,7 @@ pub(crate) struct Account {
     pub(crate) cross: cross::CrossBook,
 }
 
-/// What an account holds only once it has used it: 112 bytes that a dormant account (most of
+/// What an account holds only once it has used it: 120 bytes that a dormant account (most of
 /// a broker's) keeps as one empty pointer instead.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AccountLists {
@@ -47,6 +47,8 @@ pub(crate) struct AccountLists {
     pub(crate) api_keys: Vec<crate::view::ApiKeyView>,
     /// Its live sessions, ascending id.
     pub(crate) sessions: Vec<crate::view::SessionView>,
+    /// Its two-factor enrolment, on or pending.
+    pub(crate) totp: Option<Box<crate::view::TotpState>>,
 }
 
 static NO_LISTS: AccountLists = AccountLists {
@@ -55,6 +57,7 @@ static NO_LISTS: AccountLists = AccountLists {
     orders: Vec::new(),
     api_keys: Vec::new(),
     sessions: Vec::new(),
+    totp: None,
 };
 
 impl Account {

@@ -121,6 +121,13 @@ impl Engine {
             CommandKind::QuerySessions { account } => self.list_sessions(rid, (*account, ts), sink),
             CommandKind::QuerySession { account, session } => self.session(ts, *account, *session),
             CommandKind::QueryCredentialOf { account } => self.credential_of(*account),
+            CommandKind::EnrolTotp { account, enrolment } => {
+                self.enrol_totp(*account, enrolment, sink)
+            }
+            CommandKind::SpendCode { account, code, purpose } => {
+                self.spend_code(*account, *code, *purpose, sink)
+            }
+            CommandKind::QueryTotp { account } => self.query_totp(*account),
             CommandKind::QueryPositionMode { account } => {
                 let ai = self.account_index(*account)?;
                 let mode = self.accounts[ai].position_mode;

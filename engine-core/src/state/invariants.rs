@@ -146,6 +146,15 @@ impl Engine {
                 });
             }
         }
+        // Two-factor enrolments, only once used.
+        for (i, t) in self
+            .accounts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| Some((i, a.lists().totp.as_deref()?)))
+        {
+            h.bytes(b"totp").u64(i as u64).value(t);
+        }
         // Netting accounts, only once used.
         for i in (0..self.accounts.len()).filter(|&i| self.is_netting(i)) {
             h.bytes(b"netting").u64(i as u64);

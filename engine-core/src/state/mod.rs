@@ -54,6 +54,7 @@ mod prices;
 mod queries;
 mod sessions;
 mod sources;
+mod totp;
 
 pub(crate) use sources::Quote;
 mod trailing;

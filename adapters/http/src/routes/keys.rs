@@ -109,6 +109,10 @@ async fn create(
 ) -> Result<Response, ApiError> {
     state.limit_trading(account.0, ip)?;
     let new = new_key(account, &body)?;
+    // Guessing the second factor here is bounded like a sign-in.
+    state.limit_signin(&format!("account:{}", account.0), ip, crate::Remembered::No)?;
+    let totp = body.totp.as_deref();
+    state.second_factor(account, totp, engine_core::command::TotpUse::CreateKey).await?;
     match engine(&state, CommandKind::CreateApiKey(new)).await? {
         (ReplyData::ApiKey(k), _) if k.account == account => {
             Ok((StatusCode::CREATED, Json(key_dto(&k))).into_response())

@@ -4,6 +4,7 @@
 //!
 //! - [`user`]: sign-up, sign-in, balances, deposits, withdrawals, the statement;
 //! - [`sessions`]: the caller's sessions, sign-out, password change;
+//! - [`two_factor`]: two-factor sign-in (TOTP);
 //! - [`statement`]: the statement of a date range as one CSV or JSON-lines file;
 //! - [`markets`]: markets and candles (public);
 //! - [`positions`]: open, list, one, close, add margin;
@@ -25,6 +26,7 @@ pub mod orders;
 pub mod positions;
 pub mod sessions;
 pub mod statement;
+pub mod two_factor;
 pub mod user;
 
 use std::sync::{Arc, OnceLock};
@@ -49,6 +51,7 @@ pub fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .merge(user::router())
         .merge(statement::router())
         .merge(sessions::router())
+        .merge(two_factor::router())
         .merge(keys::router())
         .merge(markets::router())
         .merge(positions::router())

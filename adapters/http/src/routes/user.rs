@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use engine_core::command::{CommandKind, Credential, Login, MarginMode, PositionMode};
+use engine_core::command::{CommandKind, Credential, Login, MarginMode, PositionMode, TotpUse};
 use engine_core::event::{Item, ReplyData};
 use engine_core::num::Price;
 use utoipa_axum::router::OpenApiRouter;
@@ -124,6 +124,9 @@ async fn signin(
         .run(move || verify_password(&password, hash.as_deref().unwrap_or_else(|| dummy_hash())))
         .await?;
     let (account, admin) = account.filter(|_| ok).ok_or_else(denied)?;
+    // The password was right: the second factor, if on (its guesses count in the sign-in
+    // limits above, like the password's).
+    state.second_factor(account, body.totp.as_deref(), TotpUse::SignIn).await?;
     let agent = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok());
     let expires_at = ground::time::now_secs() + state.tokens.ttl_secs();
     let sid = crate::routes::sessions::open(&state, account, expires_at, (ip, agent)).await?;
@@ -263,6 +266,7 @@ async fn withdraw(
 ) -> Result<Response, ApiError> {
     state.limit_trading(account.0, ip)?;
     let amount = usdc("amount", &body.amount)?;
+    state.second_factor(account, body.totp.as_deref(), TotpUse::Withdraw).await?;
     balance_reply(&state, account, CommandKind::Withdraw { account, amount, key }).await
 }
 

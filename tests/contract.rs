@@ -32,6 +32,54 @@ fn every_documented_route_is_in_the_contract() {
 }
 
 #[test]
+fn every_error_code_is_in_the_api_guide() {
+    // A bot's author reads docs/API.md: every code the engine or the edge can answer is there.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let guide = std::fs::read_to_string(root.join("docs/API.md")).expect("docs/API.md");
+    let mut codes: Vec<String> =
+        engine_core::event::Reason::ALL.iter().map(|r| r.code().to_string()).collect();
+    // The edge's: the snake_case literal each error constructor of the HTTP crate is given.
+    let openers = [
+        "bad_request(",
+        "not_found(",
+        "unavailable(",
+        "gateway_timeout(",
+        "error(socket, ",
+        "StatusCode::UNAUTHORIZED,",
+        "StatusCode::FORBIDDEN,",
+        "StatusCode::PAYLOAD_TOO_LARGE,",
+        "StatusCode::UNPROCESSABLE_ENTITY,",
+        "StatusCode::SERVICE_UNAVAILABLE,",
+        "StatusCode::BAD_GATEWAY,",
+        "StatusCode::TOO_MANY_REQUESTS,",
+        "StatusCode::GATEWAY_TIMEOUT,",
+        "StatusCode::METHOD_NOT_ALLOWED,",
+        "StatusCode::UNSUPPORTED_MEDIA_TYPE,",
+        "StatusCode::BAD_REQUEST,",
+    ];
+    let src = root.join("adapters/http/src");
+    for file in walk(&src) {
+        let text = std::fs::read_to_string(src.join(&file)).unwrap();
+        for opener in openers {
+            for (at, _) in text.match_indices(opener) {
+                let rest = text[at + opener.len()..].trim_start();
+                let Some(lit) = rest.strip_prefix('"') else { continue };
+                let code: String = lit.chars().take_while(|c| *c != '"').collect();
+                if !code.is_empty() && code.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                    codes.push(code);
+                }
+            }
+        }
+    }
+    codes.sort();
+    codes.dedup();
+    assert!(codes.len() > 80, "the scan found only {} codes", codes.len());
+    let missing: Vec<&String> =
+        codes.iter().filter(|c| !guide.contains(&format!("`{c}`"))).collect();
+    assert!(missing.is_empty(), "error codes missing from docs/API.md: {missing:?}");
+}
+
+#[test]
 fn nothing_points_at_a_contract_outside_the_repository() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let listed = std::process::Command::new("git")

@@ -76,7 +76,7 @@ fn load(
             let base = base.to_string();
             tasks.push(tokio::spawn(async move {
                 while Instant::now() < until {
-                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    let i = usize::try_from(next.fetch_add(1, Ordering::Relaxed)).unwrap_or(0);
                     let Some(h) = requests.get(i % requests.len()) else { break };
                     let url = format!("{base}/api/v1/user/balance?n={i}");
                     if get(&c, &url, h).await == 200 {
@@ -173,7 +173,7 @@ fn main() {
             } else {
                 // Enough signed requests for the run, each with its nonce, signed now (window 60 s).
                 let ts = hundredx_http::now_ns() / 1_000_000;
-                let n = 60_000 * secs as usize;
+                let n = 60_000 * usize::try_from(secs).unwrap_or(1);
                 Arc::new(
                     (0..n)
                         .map(|i| {

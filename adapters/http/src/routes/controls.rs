@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use engine_core::command::{AccountId, CommandKind, MarketId, OrderEdit, OrderId};
+use engine_core::command::{AccountId, CommandKind, MarketId, OrderEdit};
 use engine_core::event::{Item, ReplyData};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -16,7 +16,7 @@ use crate::convert::{engine, order_dto, own, position_dto, price, size, unexpect
 use crate::dto::{self, AmendBody, BatchOrdersBody, CancelAfterBody, MarketFilter};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, AuthUser, ClientIp, IdemKey, St};
-use crate::routes::orders::{expiry_ns, order_request, order_response};
+use crate::routes::orders::{expiry_ns, order_id, order_response, place_order};
 use crate::{AppState, weights};
 
 /// This group's routes, with their OpenAPI operations.
@@ -75,15 +75,9 @@ async fn place_one(
     account: AccountId,
     b: &dto::OrderBody,
 ) -> Result<dto::Order, ApiError> {
-    let req = order_request(state, account, b)?;
-    match engine(state, CommandKind::PlaceOrder(req)).await? {
-        (ReplyData::Order(o), _) => {
-            own(account, o.account)?;
-            let m = state.market_cfg(o.market).ok_or_else(|| unexpected(&ReplyData::Order(o)))?;
-            Ok(order_dto(&o, m))
-        }
-        (d, _) => Err(unexpected(&d)),
-    }
+    let o = place_order(state, account, b).await?;
+    let m = state.market_cfg(o.market).ok_or_else(|| unexpected(&ReplyData::Order(o)))?;
+    Ok(order_dto(&o, m))
 }
 
 #[utoipa::path(patch, path = "/api/v1/orders/{id}", tag = "orders",
@@ -237,12 +231,6 @@ async fn cancel_after(
         }
         (d, _) => Err(unexpected(&d)),
     }
-}
-
-fn order_id(id: &str) -> Result<OrderId, ApiError> {
-    id.parse::<u64>().ok().filter(|n| *n > 0).map(OrderId).ok_or_else(|| {
-        ApiError::bad_request("invalid_order_id", "order id must be a positive integer")
-    })
 }
 
 fn market_of(state: &AppState, q: &MarketFilter) -> Result<Option<MarketId>, ApiError> {

@@ -35,6 +35,13 @@ pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(cancel))
 }
 
+/// An order id from a path.
+pub(crate) fn order_id(id: &str) -> Result<OrderId, ApiError> {
+    id.parse::<u64>().ok().filter(|n| *n > 0).map(OrderId).ok_or_else(|| {
+        ApiError::bad_request("invalid_order_id", "order id must be a positive integer")
+    })
+}
+
 /// Milliseconds to the engine's nanoseconds: a time that does not fit is refused, not clamped.
 pub(crate) fn expiry_ns(at_ms: u64) -> Result<u64, ApiError> {
     at_ms.checked_mul(1_000_000).filter(|ns| i64::try_from(*ns).is_ok()).ok_or_else(|| {
@@ -104,11 +111,21 @@ pub(crate) async fn place(
     ApiJson(body): ApiJson<OrderBody>,
 ) -> Result<Response, ApiError> {
     state.limit_trading(account.0, ip)?;
-    let req = order_request(&state, account, &body)?;
-    match engine(&state, CommandKind::PlaceOrder(req)).await? {
+    let o = place_order(&state, account, &body).await?;
+    order_response(&state, StatusCode::CREATED, &o)
+}
+
+/// Places the order `b` describes for `account` (a single order, or one of a batch).
+pub(crate) async fn place_order(
+    state: &AppState,
+    account: AccountId,
+    b: &OrderBody,
+) -> Result<OrderView, ApiError> {
+    let req = order_request(state, account, b)?;
+    match engine(state, CommandKind::PlaceOrder(req)).await? {
         (ReplyData::Order(o), _) => {
             own(account, o.account)?;
-            order_response(&state, StatusCode::CREATED, &o)
+            Ok(o)
         }
         (d, _) => Err(unexpected(&d)),
     }
@@ -155,9 +172,7 @@ pub(crate) async fn cancel(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     state.limit_trading(account.0, ip)?;
-    let order = id.parse::<u64>().ok().filter(|n| *n > 0).map(OrderId).ok_or_else(|| {
-        ApiError::bad_request("invalid_order_id", "order id must be a positive integer")
-    })?;
+    let order = order_id(&id)?;
     match engine(&state, CommandKind::CancelOrder { account, order, key }).await? {
         (ReplyData::Order(o), _) => {
             own(account, o.account)?;

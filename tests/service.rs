@@ -712,3 +712,41 @@ fn an_api_process_fills_the_charts_past_from_a_venue_when_told_to() {
     assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 18, "the plain api asked nothing");
     drop(runtime);
 }
+
+/// A sign-out holds on every api instance: a session's token used on the second instance (so
+/// that instance has confirmed it), then signed out everywhere through the first, is refused by
+/// the second — from the `sessions_revoked` change it reads off Redis, and within
+/// `sessions::CONFIRMED_FOR` (2 s) in any case.
+#[test]
+fn a_sign_out_everywhere_holds_on_the_other_api_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path());
+    let url = redis.url.clone();
+    let data = dir.path().join("engine");
+    let _engine = hundredx(&["engine", "--redis", &url, "--data-dir", data.to_str().unwrap()]);
+    let (_api1, a1) = api(&url, "api-1");
+    let (_api2, a2) = api(&url, "api-2");
+    let token = sign_up(&a1, "everywhere@example.com");
+    let (status, body) =
+        until(200, 20, || http(&a2, "GET", "/api/v1/user/balance", Some(&token), None));
+    assert_eq!(status, 200, "the token works on the second instance: {body}");
+    let (status, body) =
+        http(&a1, "POST", "/api/v1/user/signout", Some(&token), Some(r#"{"scope":"all"}"#));
+    assert_eq!(status, 200, "{body}");
+    let signed_out = Instant::now();
+    let deadline = signed_out + Duration::from_secs(20);
+    loop {
+        let (status, body) = http(&a2, "GET", "/api/v1/user/balance", Some(&token), None);
+        if status == 401 {
+            assert!(body.contains("unknown_session"), "{body}");
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(Instant::now() < deadline, "the second instance still takes the signed-out token");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("refused by the other instance {:?} after the sign-out", signed_out.elapsed());
+    // And the first, at once.
+    let (status, _) = http(&a1, "GET", "/api/v1/user/balance", Some(&token), None);
+    assert_eq!(status, 401);
+}

@@ -809,6 +809,17 @@ pub enum SessionScope {
     All,
 }
 
+impl SessionScope {
+    /// Does this sign-out end session `id` (of the account it names)?
+    pub fn ends(self, id: SessionId) -> bool {
+        match self {
+            SessionScope::One(one) => one == id,
+            SessionScope::Others(keep) => keep != id,
+            SessionScope::All => true,
+        }
+    }
+}
+
 /// Most recovery codes a two-factor enrolment holds.
 pub const RECOVERY_CODES: usize = 10;
 

@@ -28,6 +28,12 @@ pub(crate) trait IndexKey: Ord + Copy + std::fmt::Debug {
 /// Pending orders and expiries: `(price or time, order id)`.
 pub(crate) type OrderKey = (i64, u64);
 
+/// A command time (ns) as the first half of an [`OrderKey`] (order expiries, dead-man's
+/// switches, session expiries). Times beyond `i64` never arrive: the edges refuse them.
+pub(crate) fn time_key(ns: u64) -> i64 {
+    i64::try_from(ns).unwrap_or(i64::MAX)
+}
+
 impl IndexKey for OrderKey {
     #[inline]
     fn price(self) -> i64 {

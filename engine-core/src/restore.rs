@@ -82,7 +82,7 @@ impl Engine {
                 return bad(format!("dead-man's switch of unknown account {}", account.0));
             }
             e.cancel_schedules.insert(account, at);
-            e.cancel_due.insert((i64::try_from(at).unwrap_or(i64::MAX), u64::from(account.0)));
+            e.cancel_due.insert((crate::index::time_key(at), u64::from(account.0)));
         }
         for &account in &snap.netting {
             let i = usize_from(account.0).wrapping_sub(1);

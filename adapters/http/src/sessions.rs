@@ -46,22 +46,7 @@ impl LiveSessions {
     /// Forgets the sessions of `account` that `scope` signed out.
     pub fn revoke(&self, account: AccountId, scope: SessionScope) {
         let mut held = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match scope {
-            SessionScope::One(id) => {
-                held.remove(&id.0);
-            }
-            SessionScope::Others(keep) => held.retain(|id, (a, _)| *a != account || *id == keep.0),
-            SessionScope::All => held.retain(|_, (a, _)| *a != account),
-        }
-    }
-}
-
-/// Does `scope`, a sign-out of `account`'s sessions, end session `sid`?
-pub fn ends(scope: SessionScope, sid: SessionId) -> bool {
-    match scope {
-        SessionScope::One(id) => id == sid,
-        SessionScope::Others(keep) => keep != sid,
-        SessionScope::All => true,
+        held.retain(|id, (a, _)| *a != account || !scope.ends(SessionId(*id)));
     }
 }
 
@@ -84,7 +69,7 @@ mod tests {
         live.revoke(a, SessionScope::All);
         assert!(!live.confirmed(a, SessionId(2)));
         assert!(live.confirmed(b, SessionId(4)), "not b's");
-        assert!(ends(SessionScope::Others(SessionId(2)), SessionId(3)));
-        assert!(!ends(SessionScope::Others(SessionId(2)), SessionId(2)));
+        assert!(SessionScope::Others(SessionId(2)).ends(SessionId(3)));
+        assert!(!SessionScope::Others(SessionId(2)).ends(SessionId(2)));
     }
 }

@@ -8,6 +8,7 @@ use super::{
     Output, Reason, ReplyData, RequestId, Sink, usize_from,
 };
 use crate::command::OrderEdit;
+use crate::index::time_key;
 use crate::limits::{CANCEL_AFTER_MS_MAX, CANCEL_AFTER_MS_MIN};
 
 impl Engine {
@@ -165,12 +166,12 @@ impl Engine {
             return Err(Reason::InvalidExpiry);
         }
         if let Some(before) = self.cancel_schedules.remove(&account) {
-            let was = self.cancel_due.remove(&(key_time(before), u64::from(account.0)));
+            let was = self.cancel_due.remove(&(time_key(before), u64::from(account.0)));
             assert!(was, "an armed switch is in the due index");
         }
         if let Some(at) = at_ns {
             self.cancel_schedules.insert(account, at);
-            self.cancel_due.insert((key_time(at), u64::from(account.0)));
+            self.cancel_due.insert((time_key(at), u64::from(account.0)));
         }
         self.record(sink, Change::CancelScheduled { account, at_ns });
         Ok(ReplyData::CancelSchedule { at_ns })
@@ -180,7 +181,7 @@ impl Engine {
     /// O(1) when none is due.
     #[inline]
     pub(super) fn fire_cancel_schedules<S: Sink>(&mut self, ts: u64, sink: &mut S) {
-        let now = key_time(ts);
+        let now = time_key(ts);
         while let Some((at, account)) = self.cancel_due.first_key().filter(|k| k.0 <= now) {
             self.cancel_due.remove(&(at, account));
             let account = AccountId(u32::try_from(account).expect("account ids are u32"));
@@ -191,10 +192,4 @@ impl Engine {
             self.cancel_orders_of(ai, None, RequestId::NONE, sink);
         }
     }
-}
-
-/// A command time as the due index's key (times beyond i64 never come: the HTTP edge refuses
-/// them, and a deadline that would not fit was refused above).
-fn key_time(ns: u64) -> i64 {
-    i64::try_from(ns).unwrap_or(i64::MAX)
 }

@@ -7,6 +7,7 @@ use super::{
     OrderView, Outcome, Output, Price, Reason, ReplyData, RequestId, Side, Sink, Usdc, add, sub,
     usize_from,
 };
+use crate::index::time_key;
 use crate::state::open::{check_open_inputs, check_tp_sl, size_position};
 
 impl Engine {
@@ -100,12 +101,12 @@ impl Engine {
     /// Ends every good-till-time order whose expiry is at or before `ts`. O(1) when none is due.
     #[inline]
     pub(super) fn expire_orders<S: Sink>(&mut self, ts: u64, sink: &mut S) {
-        if !self.expiries.any_at_or_below(i64::try_from(ts).unwrap_or(i64::MAX)) {
+        if !self.expiries.any_at_or_below(time_key(ts)) {
             return;
         }
         let mut due = std::mem::take(&mut self.order_scratch);
         due.clear();
-        let now = i64::try_from(ts).unwrap_or(i64::MAX);
+        let now = time_key(ts);
         self.expiries.extend_at_or_below(now, &mut crate::index::OrderIds(&mut due));
         for id in &due {
             let order = self.orders[id];
@@ -147,7 +148,7 @@ impl Engine {
         let ai = usize_from(o.account.0) - 1;
         self.markets[usize::from(o.market.0)].index.insert_order(o.id, o.side, o.kind, o.price);
         if let Some(at) = o.expires_at_ns {
-            let fresh = self.expiries.insert((i64::try_from(at).unwrap_or(i64::MAX), o.id.0));
+            let fresh = self.expiries.insert((time_key(at), o.id.0));
             assert!(fresh, "order {} has two expiries", o.id.0);
         }
         // Sorted by id: a new order goes last; an amended one that is put back, in its place.
@@ -162,7 +163,7 @@ impl Engine {
         let ai = usize_from(o.account.0) - 1;
         self.markets[usize::from(o.market.0)].index.remove_order(o.id, o.side, o.kind, o.price);
         if let Some(at) = o.expires_at_ns {
-            let was = self.expiries.remove(&(i64::try_from(at).unwrap_or(i64::MAX), o.id.0));
+            let was = self.expiries.remove(&(time_key(at), o.id.0));
             assert!(was, "order {} missing from the expiry index", o.id.0);
         }
         let list = &mut self.accounts[ai].lists_mut().orders;

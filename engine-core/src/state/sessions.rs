@@ -7,6 +7,7 @@ use super::{
     AccountId, Change, Engine, Item, Outcome, Output, Reason, ReplyData, Sink, usize_from,
 };
 use crate::command::{Credential, NewSession, RequestId, SessionId, SessionScope};
+use crate::index::time_key;
 use crate::view::SessionView;
 
 impl Engine {
@@ -80,15 +81,10 @@ impl Engine {
         if named.is_some_and(|id| list.binary_search_by_key(&id, |s| s.id).is_err()) {
             return Err(Reason::UnknownSession);
         }
-        let ends = |s: &SessionView| match scope {
-            SessionScope::One(id) => s.id == id,
-            SessionScope::Others(id) => s.id != id,
-            SessionScope::All => true,
-        };
         let mut count = 0u32;
         let mut at = 0;
         while at < self.accounts[ai].lists().sessions.len() {
-            if ends(&self.accounts[ai].lists().sessions[at]) {
+            if scope.ends(self.accounts[ai].lists().sessions[at].id) {
                 self.end_session(ai, at);
                 count += 1;
             } else {
@@ -158,9 +154,4 @@ impl Engine {
             self.end_session(ai, pos);
         }
     }
-}
-
-/// A command time as the expiry index's key (a session's expiry was checked to fit).
-fn time_key(ns: u64) -> i64 {
-    i64::try_from(ns).unwrap_or(i64::MAX)
 }

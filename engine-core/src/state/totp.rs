@@ -64,16 +64,9 @@ impl Engine {
             }
             _ => return Err(Reason::InvalidTotp),
         };
-        match purpose {
-            TotpUse::Confirm => next.enabled = true,
-            TotpUse::Disable => {
-                self.accounts[ai].lists_mut().totp = None;
-                self.record(sink, Change::CodeSpent { account, purpose, recovery });
-                return Ok(self.totp_view(ai));
-            }
-            TotpUse::SignIn | TotpUse::CreateKey | TotpUse::Withdraw => {}
-        }
-        self.accounts[ai].lists_mut().totp = Some(Box::new(next));
+        next.enabled |= purpose == TotpUse::Confirm;
+        let kept = (purpose != TotpUse::Disable).then(|| Box::new(next));
+        self.accounts[ai].lists_mut().totp = kept;
         self.record(sink, Change::CodeSpent { account, purpose, recovery });
         Ok(self.totp_view(ai))
     }

@@ -640,7 +640,7 @@ impl Conn {
                 }
                 let scope = serde_json::from_value::<SessionScope>(v["sessions"].clone()).ok();
                 if let (Some(scope), Some(mine)) = (scope, self.session)
-                    && crate::sessions::ends(scope, mine)
+                    && scope.ends(mine)
                 {
                     return Err(End::SignedOut);
                 }

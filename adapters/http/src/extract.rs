@@ -206,7 +206,7 @@ impl FromRequestParts<Arc<AppState>> for AuthUser {
         // A request signed with an API key, already verified (crate::keys::verify_signed).
         let account = match parts.extensions.get::<KeyAuth>() {
             Some(k) => k.0.0,
-            None => state.verify_token(bearer(parts)?).await?.0.account,
+            None => signed_in(parts, state).await?.0.account,
         };
         AppState::limited(&state.authed, &account)?;
         Ok(AuthUser(AccountId(account)))
@@ -237,7 +237,7 @@ impl FromRequestParts<Arc<AppState>> for SessionUser {
                 "this needs a signed-in session, not an API key",
             ));
         }
-        let (v, _) = state.verify_token(bearer(parts)?).await?;
+        let (v, _) = signed_in(parts, state).await?;
         AppState::limited(&state.authed, &v.account)?;
         Ok(SessionUser {
             account: AccountId(v.account),
@@ -258,7 +258,7 @@ impl FromRequestParts<Arc<AppState>> for AdminUser {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let (v, _) = state.verify_token(bearer(parts)?).await?;
+        let (v, _) = signed_in(parts, state).await?;
         if !v.admin {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -268,6 +268,18 @@ impl FromRequestParts<Arc<AppState>> for AdminUser {
         }
         AppState::limited(&state.authed, &v.account)?;
         Ok(AdminUser(AccountId(v.account)))
+    }
+}
+
+/// The caller of a request with a token, once its session is confirmed: the token as
+/// [`crate::weights::charge`] verified it, or verified here.
+async fn signed_in(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<(crate::auth::Verified, std::time::Duration), ApiError> {
+    match parts.extensions.get::<crate::auth::Verified>() {
+        Some(v) => state.confirm_token(*v).await,
+        None => state.verify_token(bearer(parts)?).await,
     }
 }
 

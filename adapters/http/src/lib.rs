@@ -263,7 +263,15 @@ impl AppState {
     /// The caller a JWT names, once the engine confirms its session is live
     /// ([`AppState::check_session`]), and how long the token stays valid from now.
     pub async fn verify_token(&self, token: &str) -> Result<(auth::Verified, Duration), ApiError> {
-        let v = self.tokens.verify(token)?;
+        self.confirm_token(self.tokens.verify(token)?).await
+    }
+
+    /// A token already verified ([`auth::Tokens::verify`]), once its session is confirmed live;
+    /// how long it stays valid from now.
+    pub async fn confirm_token(
+        &self,
+        v: auth::Verified,
+    ) -> Result<(auth::Verified, Duration), ApiError> {
         let sid = engine_core::command::SessionId(v.sid);
         self.check_session(AccountId(v.account), sid).await?;
         let life = Duration::from_secs(v.exp.saturating_sub(ground::time::now_secs()));
@@ -443,6 +451,13 @@ impl AppState {
             Remembered::Device => AppState::limited(&self.signin_remembered, &login.to_owned()),
             Remembered::No => AppState::limited(&self.signin_login, &login.to_owned()),
         }
+    }
+
+    /// Guesses of a signed-in account's password or one-time code (a password change, a
+    /// two-factor confirm or disable, a key creation's code): the sign-in limiter per (account,
+    /// address), so they come no faster than a sign-in's.
+    pub fn limit_code_guess(&self, account: AccountId, ip: IpAddr) -> Result<(), ApiError> {
+        self.limit_signin(&format!("account:{}", account.0), ip, Remembered::No)
     }
 
     /// The password hasher (bounded).

@@ -64,8 +64,7 @@ pub fn weight_of(method: &Method, path: &str) -> u32 {
         ("GET", "/user/statement") => 50,
         ("GET", "/user/ledger" | "/positions" | "/candles") => 5,
         ("DELETE", "/orders") | ("POST", "/positions/close-all") => 10,
-        // The batch's own weight is its size, charged once its body is read.
-        ("POST", "/orders/batch") => 1,
+        // A batch's orders are charged by its handler once its body is read.
         _ => 1,
     }
 }
@@ -151,12 +150,18 @@ impl AppState {
 /// The middleware: charges an authenticated request its route's weight before it runs, and
 /// writes the budget left into its answer (a 429 included). Unauthenticated requests have the
 /// per-address limits instead.
-pub async fn charge(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+pub async fn charge(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let caller = match req.extensions().get::<KeyAuth>() {
         Some(k) => Some((k.0.0, Some(k.1.0))),
-        None => crate::extract::bearer_of(req.headers())
-            .and_then(|t| state.tokens.verify(t).ok())
-            .map(|v| (v.account, None)),
+        None => {
+            let verified =
+                crate::extract::bearer_of(req.headers()).and_then(|t| state.tokens.verify(t).ok());
+            // The route's extractor takes it from here instead of verifying the token again.
+            if let Some(v) = verified {
+                req.extensions_mut().insert(v);
+            }
+            verified.map(|v| (v.account, None))
+        }
     };
     let Some((account, key)) = caller else { return next.run(req).await };
     let weight = weight_of(req.method(), req.uri().path());

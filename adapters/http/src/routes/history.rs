@@ -49,6 +49,16 @@ pub(crate) async fn caught_up(state: &AppState, h: &crate::History, account: Acc
     }
 }
 
+/// A query's time in ms as the store's ns: a time that does not fit is refused, not clamped.
+pub(crate) fn query_ns(ms: Option<u64>) -> Result<Option<u64>, ApiError> {
+    ms.map(|ms| {
+        ms.checked_mul(1_000_000)
+            .filter(|ns| i64::try_from(*ns).is_ok())
+            .ok_or_else(|| ApiError::bad_request("invalid_query", "time out of range"))
+    })
+    .transpose()
+}
+
 /// Rows per page when the client does not say.
 pub(crate) const PAGE_DEFAULT: u32 = 100;
 

@@ -110,7 +110,7 @@ async fn create(
     state.limit_trading(account.0, ip)?;
     let new = new_key(account, &body)?;
     // Guessing the second factor here is bounded like a sign-in.
-    state.limit_signin(&format!("account:{}", account.0), ip, crate::Remembered::No)?;
+    state.limit_code_guess(account, ip)?;
     let totp = body.totp.as_deref();
     state.second_factor(account, totp, engine_core::command::TotpUse::CreateKey).await?;
     match engine(&state, CommandKind::CreateApiKey(new)).await? {

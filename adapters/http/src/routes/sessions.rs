@@ -181,7 +181,7 @@ async fn password(
 ) -> Result<Response, ApiError> {
     check_password(&body.new_password)?;
     // Bounded like a sign-in: the current password is guessed no faster.
-    state.limit_signin(&format!("account:{}", me.account.0), ip, crate::Remembered::No)?;
+    state.limit_code_guess(me.account, ip)?;
     let stored =
         match engine(&state, CommandKind::QueryCredentialOf { account: me.account }).await? {
             (ReplyData::Credential { account, credential, .. }, _) if account == me.account => {

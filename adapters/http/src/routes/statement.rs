@@ -20,7 +20,7 @@ use crate::convert::money;
 use crate::dto;
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, AuthUser, St};
-use crate::routes::history::{caught_up, history_error, history_of};
+use crate::routes::history::{caught_up, history_error, history_of, query_ns};
 
 /// This group's routes, with their OpenAPI operations.
 pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
@@ -56,8 +56,12 @@ async fn statement(
         .statements
         .try_acquire()
         .map_err(|_| ApiError::busy("too many statements are being read; retry in a moment"))?;
-    let mut query =
-        LedgerQuery { from_ns: ns(q.from)?, to_ns: ns(q.to)?, cursor: None, limit: PAGE_LIMIT_MAX };
+    let mut query = LedgerQuery {
+        from_ns: query_ns(q.from)?,
+        to_ns: query_ns(q.to)?,
+        cursor: None,
+        limit: PAGE_LIMIT_MAX,
+    };
     caught_up(&state, h, account).await;
     let max = state.cfg.limits.statement_lines_max;
     let (mut lines, mut consistent_to) = (Vec::new(), u64::MAX);
@@ -91,16 +95,6 @@ async fn statement(
     }
     headers.insert("x-consistent-to", HeaderValue::from(consistent_to.min(i64::MAX as u64)));
     Ok(resp)
-}
-
-/// Milliseconds to the store's nanoseconds: a time that does not fit is refused, not clamped.
-fn ns(ms: Option<u64>) -> Result<Option<u64>, ApiError> {
-    ms.map(|ms| {
-        ms.checked_mul(1_000_000)
-            .filter(|ns| i64::try_from(*ns).is_ok())
-            .ok_or_else(|| ApiError::bad_request("invalid_query", "time out of range"))
-    })
-    .transpose()
 }
 
 /// RFC 3339 in UTC with milliseconds (`2026-12-07T18:42:05.123Z`).

@@ -116,7 +116,7 @@ async fn spend(
     purpose: TotpUse,
 ) -> Result<Response, ApiError> {
     // Guessing codes is bounded like guessing passwords.
-    state.limit_signin(&format!("account:{}", me.account.0), ip, crate::Remembered::No)?;
+    state.limit_code_guess(me.account, ip)?;
     let secret = match engine(state, CommandKind::QueryTotp { account: me.account }).await? {
         (ReplyData::Totp { account, secret, .. }, _) if account == me.account => secret,
         (d, _) => return Err(unexpected(&d)),

@@ -18,7 +18,7 @@ use crate::dto::{self, AmountBody, Credentials};
 use crate::error::ApiError;
 use crate::extract::St;
 use crate::extract::{ApiJson, ApiQuery, AuthUser, ClientIp, IdemKey};
-use crate::routes::history::{PAGE_DEFAULT, caught_up, history_error, history_of};
+use crate::routes::history::{PAGE_DEFAULT, caught_up, history_error, history_of, query_ns};
 use crate::{AppState, Remembered};
 
 /// This group's routes, with their OpenAPI operations.
@@ -362,17 +362,9 @@ async fn ledger(
     ApiQuery(q): ApiQuery<dto::LedgerQuery>,
 ) -> Result<Response, ApiError> {
     let h = history_of(&state)?;
-    let ns = |ms: Option<u64>| -> Result<Option<u64>, ApiError> {
-        ms.map(|ms| {
-            ms.checked_mul(1_000_000)
-                .filter(|ns| i64::try_from(*ns).is_ok())
-                .ok_or_else(|| ApiError::bad_request("invalid_query", "time out of range"))
-        })
-        .transpose()
-    };
     let query = ground::history::LedgerQuery {
-        from_ns: ns(q.from)?,
-        to_ns: ns(q.to)?,
+        from_ns: query_ns(q.from)?,
+        to_ns: query_ns(q.to)?,
         cursor: q.cursor,
         limit: q.limit.unwrap_or(PAGE_DEFAULT),
     };

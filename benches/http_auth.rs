@@ -28,21 +28,12 @@ type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Ful
 
 const CONNECTIONS: usize = 16;
 
-/// CPU ticks (100 a second) of this process's threads whose name does not start with `skip`.
+#[path = "support/cpu.rs"]
+mod cpu;
+
+/// CPU ticks of this process's threads whose name does not start with `skip`.
 fn cpu_ticks_but(skip: &str) -> u64 {
-    let mut total = 0;
-    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        let name =
-            stat.split_once('(').and_then(|(_, r)| r.rsplit_once(')')).map_or("", |(n, _)| n);
-        if name.starts_with(skip) {
-            continue;
-        }
-        let f: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-        let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        total += n(11) + n(12);
-    }
-    total
+    cpu::cpu_ticks(|name| !name.starts_with(skip))
 }
 
 async fn get(c: &HttpClient, url: &str, headers: &[(String, String)]) -> u16 {

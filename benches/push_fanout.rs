@@ -24,23 +24,13 @@ const SECRET: &[u8] = b"push-bench-secret-of-enough-length";
 
 type Sent = Arc<Mutex<HashMap<String, Instant>>>;
 
-/// CPU clock ticks (100/s) used so far by this process's threads whose name starts with
-/// `prefix` ("" for all).
+#[path = "support/cpu.rs"]
+mod cpu;
+
+/// CPU clock ticks used so far by this process's threads whose name starts with `prefix` ("" for
+/// all).
 fn cpu_ticks(prefix: &str) -> u64 {
-    let mut total = 0;
-    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        let name =
-            stat.split_once('(').and_then(|(_, r)| r.rsplit_once(')')).map_or("", |(n, _)| n);
-        if !name.starts_with(prefix) {
-            continue;
-        }
-        let after = stat.rsplit(')').next().unwrap_or("");
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        total += n(11) + n(12); // utime + stime
-    }
-    total
+    cpu::cpu_ticks(|name| name.starts_with(prefix))
 }
 
 fn main() {

@@ -38,20 +38,6 @@ fn place(h: &mut Harness, req: OrderRequest) -> OrderView {
     }
 }
 
-fn items_since(h: &Harness, from: usize) -> Vec<Item> {
-    h.out[from..]
-        .iter()
-        .filter_map(|o| if let Output::Item { item, .. } = o { Some(*item) } else { None })
-        .collect()
-}
-
-fn changes_since(h: &Harness, from: usize) -> Vec<Change> {
-    h.out[from..]
-        .iter()
-        .filter_map(|o| if let Output::Change(c) = o { Some(c.change) } else { None })
-        .collect()
-}
-
 fn pending(h: &mut Harness, a: AccountId) -> Vec<OrderId> {
     let from = h.out.len();
     h.run(CommandKind::QueryOrders { account: a }).unwrap();

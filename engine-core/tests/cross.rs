@@ -29,13 +29,6 @@ fn level(h: &mut Harness, a: AccountId) -> CrossLevel {
     h.balance(a).margin_level.expect("a cross account shows its level")
 }
 
-fn changes_since(h: &Harness, from: usize) -> Vec<Change> {
-    h.out[from..]
-        .iter()
-        .filter_map(|o| if let Output::Change(c) = o { Some(c.change) } else { None })
-        .collect()
-}
-
 fn no_margin_calls() -> EngineConfig {
     EngineConfig { margin_call_level: Ppm(0), ..EngineConfig::default() }
 }

@@ -8,13 +8,6 @@ mod common;
 use common::*;
 use engine_core::prelude::*;
 
-fn changes_since(h: &Harness, from: usize) -> Vec<Change> {
-    h.out[from..]
-        .iter()
-        .filter_map(|o| if let Output::Change(c) = o { Some(c.change) } else { None })
-        .collect()
-}
-
 /// The `explained` change right before the close (or call) of `position`, and what follows it.
 fn explained_before(changes: &[Change], position: PositionId) -> (Change, Change) {
     let at = changes

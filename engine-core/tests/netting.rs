@@ -34,13 +34,6 @@ fn order(
     h.open(OpenRequest::new(a, BTC, side, lev, Size::Quantity(q)))
 }
 
-fn changes_since(h: &Harness, from: usize) -> Vec<Change> {
-    h.out[from..]
-        .iter()
-        .filter_map(|o| if let Output::Change(c) = o { Some(c.change) } else { None })
-        .collect()
-}
-
 fn open_positions(h: &mut Harness, account: AccountId) -> Vec<PositionView> {
     let from = h.out.len();
     h.run(CommandKind::QueryPositions { account, status: PositionStatus::Open }).unwrap();

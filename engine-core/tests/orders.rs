@@ -56,13 +56,6 @@ fn orders(h: &mut Harness, account: AccountId) -> Vec<OrderView> {
         .collect()
 }
 
-fn changes_since(h: &Harness, from: usize) -> Vec<Change> {
-    h.out[from..]
-        .iter()
-        .filter_map(|o| if let Output::Change(c) = o { Some(c.change) } else { None })
-        .collect()
-}
-
 /// The margin calls recorded since output `from`.
 fn margin_calls(h: &Harness, from: usize) -> Vec<Change> {
     changes_since(h, from).into_iter().filter(|c| matches!(c, Change::MarginCall { .. })).collect()

@@ -78,12 +78,8 @@ fn a_password_change_keeps_the_caller_and_signs_the_others_out() {
     let from = h.out.len();
     let r = h.run(CommandKind::ChangePassword { account: a, credential, keep: s2.id });
     assert_eq!(r, Ok(ReplyData::SessionsRevoked { count: 1 }));
-    let changes: Vec<Change> = h.out[from..]
-        .iter()
-        .filter_map(|o| if let Output::Change(c) = o { Some(c.change) } else { None })
-        .collect();
     assert_eq!(
-        changes,
+        changes_since(&h, from),
         vec![
             Change::PasswordChanged { account: a },
             Change::SessionsRevoked { account: a, scope: SessionScope::Others(s2.id), count: 1 }

@@ -76,12 +76,8 @@ fn the_secret_never_appears_in_a_change() {
     let from = h.out.len();
     h.run(CommandKind::EnrolTotp { account: a, enrolment: enrolment() }).unwrap();
     spend(&mut h, a, OneTimeCode::Step(5), TotpUse::Confirm).unwrap();
-    let changes: Vec<Change> = h.out[from..]
-        .iter()
-        .filter_map(|o| if let Output::Change(c) = o { Some(c.change) } else { None })
-        .collect();
     assert_eq!(
-        changes,
+        changes_since(&h, from),
         vec![
             Change::TotpEnrolled { account: a },
             Change::CodeSpent { account: a, purpose: TotpUse::Confirm, recovery: false }

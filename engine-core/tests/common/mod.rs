@@ -182,6 +182,22 @@ impl Harness {
     }
 }
 
+/// The state changes recorded since output index `from`.
+pub fn changes_since(h: &Harness, from: usize) -> Vec<Change> {
+    h.out[from..]
+        .iter()
+        .filter_map(|o| if let Output::Change(c) = o { Some(c.change) } else { None })
+        .collect()
+}
+
+/// The list items emitted since output index `from`.
+pub fn items_since(h: &Harness, from: usize) -> Vec<Item> {
+    h.out[from..]
+        .iter()
+        .filter_map(|o| if let Output::Item { item, .. } = o { Some(*item) } else { None })
+        .collect()
+}
+
 /// The closed positions reported by events since `from`.
 pub fn closed_events(events: &[Event]) -> Vec<PositionView> {
     events

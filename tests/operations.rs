@@ -89,3 +89,100 @@ fn the_operator_role_comes_from_the_command_line_and_financing_from_the_schedule
     assert_eq!(status, 200, "{body}");
     assert_eq!(json(&body)["exposure"][0]["positions"], 1, "{body}");
 }
+
+/// The back office over real processes (docs/DESIGN.md, "Account controls"): an operator pays,
+/// suspends, reinstates and grants credit to a trader, each with a reason; the trader sees it
+/// in its answers and its statement; the audit log shows who did what and why, newest first.
+#[test]
+fn an_operator_acts_on_an_account_with_a_reason_and_the_audit_log_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let config = dir.path().join("config.json").display().to_string();
+    let markets = r#"{"markets":[{"symbol":"BTC_USDC","price_decimals":2,"qty_decimals":5}]}"#;
+    std::fs::write(&config, markets).unwrap();
+    let (server, addr) = serve(&data, &config);
+    let trader = sign_up(&addr, "trader@example.com");
+    sign_up(&addr, "ops@example.com");
+    drop(server);
+    let out = Command::new(BIN)
+        .args(["admin", "grant", "ops@example.com", "--data-dir", &data, "--config", &config])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_server, addr) = serve(&data, &config);
+    let ops = until(200, 20, || {
+        let creds = r#"{"email":"ops@example.com","password":"correct horse battery"}"#;
+        http(&addr, "POST", "/api/v1/user/signin", None, Some(creds))
+    });
+    let ops = field(&ops.1, "token");
+    drop(trader); // its session's token held the old server's secret
+    let trader = sign_in(&addr, "trader@example.com");
+    let act = |who: &str, body: &str| {
+        let path = "/api/v1/admin/accounts/trader@example.com/actions";
+        http(&addr, "POST", path, Some(who), Some(body))
+    };
+    // Refused without a reason, or by a trader: nothing changes.
+    let (status, body) = act(&ops, r#"{"action":"adjust_balance","amount":"250","reason":" "}"#);
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (400, Some("reason_required")));
+    let (status, _) = act(&trader, r#"{"action":"suspend","reason":"x"}"#);
+    assert_eq!(status, 403);
+    let (status, body) =
+        act(&ops, r#"{"action":"adjust_balance","amount":"250.5","reason":"refund, ticket 7"}"#);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["withdrawable"], "5250.500000", "{body}");
+    // Suspended: the trader may look, not trade.
+    let (status, body) = act(&ops, r#"{"action":"suspend","reason":"chargeback review"}"#);
+    assert_eq!((status, json(&body)["status"].as_str()), (200, Some("suspended")), "{body}");
+    let (status, body) = until(403, 20, || open_long(&addr, &trader));
+    assert_eq!(json(&body)["error"]["code"], "account_suspended", "{status} {body}");
+    let (_, body) = http(&addr, "GET", "/api/v1/user/controls", Some(&trader), None);
+    assert_eq!(json(&body)["status"], "suspended", "{body}");
+    let (status, _) = act(&ops, r#"{"action":"reinstate","reason":"review closed"}"#);
+    assert_eq!(status, 200);
+    // Credit: counted in what it trades with, never withdrawable.
+    let (status, body) = act(&ops, r#"{"action":"adjust_credit","amount":"100","reason":"bonus"}"#);
+    assert_eq!((status, json(&body)["credit"].as_str()), (200, Some("100.000000")), "{body}");
+    let all = r#"{"amount":"5350.5"}"#;
+    let (status, body) = http(&addr, "POST", "/api/v1/user/withdraw", Some(&trader), Some(all));
+    assert_eq!(json(&body)["error"]["code"], "insufficient_balance", "{status} {body}");
+    let mine = r#"{"amount":"5250.5"}"#;
+    let (status, body) = http(&addr, "POST", "/api/v1/user/withdraw", Some(&trader), Some(mine));
+    assert_eq!(status, 200, "{body}");
+    // The audit log: newest first, with who and why (once the history store caught up).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let entries = loop {
+        let (status, body) = http(&addr, "GET", "/api/v1/admin/audit", Some(&ops), None);
+        let entries = json(&body)["entries"].as_array().cloned().unwrap_or_default();
+        if status == 200 && entries.len() >= 5 {
+            break entries;
+        }
+        assert!(Instant::now() < deadline, "audit log: {status} {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let actions: Vec<(&str, &str)> = entries
+        .iter()
+        .filter_map(|e| Some((e["action"].as_str()?, e["reason"].as_str()?)))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("adjust_credit", "bonus"),
+            ("reinstate", "review closed"),
+            ("suspend", "chargeback review"),
+            ("adjust_balance", "refund, ticket 7"),
+        ]
+    );
+    assert_eq!(entries.last().unwrap()["kind"], "role_set", "the grant from the command line");
+    let (status, _) = http(&addr, "GET", "/api/v1/admin/audit", Some(&trader), None);
+    assert_eq!(status, 403, "operators only");
+    // The trader's statement shows the payment and the credit.
+    let (_, ledger) = http(&addr, "GET", "/api/v1/user/ledger", Some(&trader), None);
+    let kinds: Vec<String> = json(&ledger)["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| format!("{} {}", e["kind"].as_str().unwrap(), e["amount"].as_str().unwrap()))
+        .collect();
+    assert!(kinds.contains(&"adjustment 250.500000".to_owned()), "{kinds:?}");
+    assert!(kinds.contains(&"credit 100.000000".to_owned()), "{kinds:?}");
+}

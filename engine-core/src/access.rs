@@ -51,3 +51,22 @@ pub struct SessionView {
     /// Where it signed in from.
     pub client: crate::command::SessionClient,
 }
+
+/// An account's controls as the back office sees them (`ReplyData::Controls`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AccountControls {
+    /// The account.
+    pub account: AccountId,
+    /// What it may do.
+    pub status: crate::desk::AccountStatus,
+    /// Its credit: at most its money (available, margins and order margin), none of it
+    /// withdrawable.
+    pub credit: crate::num::Usdc,
+    /// What it may withdraw now (its available balance less the credit that margins do not
+    /// hold, and for a cross account what keeps it above its stop-out).
+    pub withdrawable: crate::num::Usdc,
+    /// Its client group's index.
+    pub group: u16,
+    /// Holds the operator role.
+    pub admin: bool,
+}

@@ -756,6 +756,23 @@ pub enum CommandKind {
         /// The session.
         session: SessionId,
     },
+    /// An operator's action on one account (docs/DESIGN.md, "Account controls"), with its
+    /// reason: `ReplyData::Controls` with the account's controls after it.
+    AdminAccount {
+        /// The operator.
+        by: AccountId,
+        /// The account acted on.
+        account: AccountId,
+        /// What.
+        action: crate::desk::AccountAction,
+        /// Why (required).
+        note: Note,
+    },
+    /// An account's status, credit and group: `ReplyData::Controls`.
+    QueryControls {
+        /// The account.
+        account: AccountId,
+    },
 }
 
 /// A session's id (engine-assigned, increasing): the `sid` of its tokens.
@@ -898,6 +915,10 @@ pub struct KeyId(pub u64);
 
 /// An API key's label.
 pub type KeyLabel = InlineStr<32>;
+
+/// Why an operator acted on an account: required, at most 120 bytes of UTF-8, kept in the
+/// journal and shown in the audit log.
+pub type Note = InlineStr<120>;
 
 /// What an API key may do (bits of [`KeyScopes::READ`], [`KeyScopes::TRADE`],
 /// [`KeyScopes::WITHDRAW`]).
@@ -1048,6 +1069,7 @@ impl CommandKind {
                 | CommandKind::QuerySession { .. }
                 | CommandKind::QueryCredentialOf { .. }
                 | CommandKind::QueryTotp { .. }
+                | CommandKind::QueryControls { .. }
         )
     }
 }

@@ -4,6 +4,10 @@
 //! [`Output::Item`] per element with the same request id. Unsolicited events
 //! ([`Output::Event`]) report what the engine did on its own: TP/SL/liquidation closes, bad debt,
 //! rejected prices.
+//!
+//! Over 600 lines on purpose: the catalogue of every state change a read model may see, one
+//! enum whose variants carry their documented fields; split, a read model's author would lose
+//! the one list to match.
 
 use crate::command::{AccountId, MarketId, OrderId, PositionId, RequestId, TrailDistance};
 use crate::math::Side;
@@ -492,6 +496,32 @@ pub enum Change {
         /// Orders cancelled.
         cancelled: u32,
     },
+    /// An operator acted on an account (docs/DESIGN.md, "Account controls"): the audit log's
+    /// line, with the account's money and credit after it.
+    AccountControlled {
+        /// The account.
+        account: AccountId,
+        /// The operator.
+        by: AccountId,
+        /// What.
+        action: crate::desk::AccountAction,
+        /// Why.
+        note: crate::command::Note,
+        /// Its available balance after the action.
+        available: Usdc,
+        /// Its credit after the action.
+        credit: Usdc,
+    },
+    /// The account's money fell below its credit: `amount` of credit was lost (found at its
+    /// next deposit, withdrawal or credit change; no money moves).
+    CreditLost {
+        /// The account.
+        account: AccountId,
+        /// Credit lost.
+        amount: Usdc,
+        /// Its credit now.
+        credit: Usdc,
+    },
 }
 
 impl Change {
@@ -532,7 +562,9 @@ impl Change {
             | Change::SessionsRevoked { account, .. }
             | Change::PasswordChanged { account }
             | Change::TotpEnrolled { account }
-            | Change::CodeSpent { account, .. } => Some(account),
+            | Change::CodeSpent { account, .. }
+            | Change::AccountControlled { account, .. }
+            | Change::CreditLost { account, .. } => Some(account),
             Change::Checkpoint | Change::PriceApplied { .. } => None,
         }
     }

@@ -66,6 +66,7 @@
 //! - [`limits`]: every fixed limit with its reason and the assertions that pair them.
 //! - [`math`]: the margin, PnL, fee and liquidation-price formulas with their rounding.
 //! - [`config`]: markets and engine limits, validated at start.
+//! - [`desk`]: an operator's account controls (status, balance and credit adjustments).
 //! - [`command`] / [`event`]: fixed-size, heap-free ring entries; [`reason`]: stable reason codes;
 //!   [`view`]: the state as replies and events show it.
 //! - `position` (crate-private): an open position, 96 bytes packed; [`slab`]: where open
@@ -88,6 +89,7 @@
 pub mod access;
 pub mod command;
 pub mod config;
+pub mod desk;
 pub mod event;
 pub mod hash;
 pub mod idempotency;

@@ -17,7 +17,7 @@
 //! A record is at most [`MAX_RECORD_BYTES`]. A crash mid-write leaves a short or mismatching last
 //! record, which [`RecordReader`] reports instead of decoding.
 //!
-//! **Snapshot file**: `"HXSNAP07"`, `seq: u64 LE` (the journal sequence of the last command it
+//! **Snapshot file**: `"HXSNAP08"`, `seq: u64 LE` (the journal sequence of the last command it
 //! contains), `state_hash: [u8; 32]`, `len: u64 LE`, `crc32: u32 LE`, then the postcard encoding of
 //! [`crate::snapshot::EngineSnapshot`].
 
@@ -33,7 +33,10 @@ pub const RECORD_HEADER_BYTES: usize = 8;
 pub const MAX_RECORD_BYTES: usize = crate::command::MAX_ENCODED_BYTES;
 // 02: pending orders, margin-call state and the order sequence (a 01 file is refused as
 // malformed, not misread).
-const SNAPSHOT_MAGIC: &[u8; 8] = b"HXSNAP07";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"HXSNAP08";
+/// Snapshots written before account controls: the same payload without the trailing
+/// `controls`, read as none.
+const SNAPSHOT_MAGIC_07: &[u8; 8] = b"HXSNAP07";
 /// Snapshots written before the dead-man's switch, sessions and two-factor sign-in: the same
 /// payload without the trailing `cancel_schedules`, `sessions`, `next_session_id` and `totp`,
 /// read as none.
@@ -337,11 +340,12 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
         // sources, groups, spread and commission revenue, group terms; group pricing; cross;
         // netting, bracket groups, API keys and the next key id; dead-man's switches, sessions,
         // the next session id and two-factor enrolments.
-        Some(m) if m == SNAPSHOT_MAGIC_02 => 15,
-        Some(m) if m == SNAPSHOT_MAGIC_03 => 10,
-        Some(m) if m == SNAPSHOT_MAGIC_04 => 9,
-        Some(m) if m == SNAPSHOT_MAGIC_05 => 8,
-        Some(m) if m == SNAPSHOT_MAGIC_06 => 4,
+        Some(m) if m == SNAPSHOT_MAGIC_02 => 16,
+        Some(m) if m == SNAPSHOT_MAGIC_03 => 11,
+        Some(m) if m == SNAPSHOT_MAGIC_04 => 10,
+        Some(m) if m == SNAPSHOT_MAGIC_05 => 9,
+        Some(m) if m == SNAPSHOT_MAGIC_06 => 5,
+        Some(m) if m == SNAPSHOT_MAGIC_07 => 1,
         _ => return Err(SnapshotError::Malformed),
     };
     if bytes.len() < SNAPSHOT_HEADER_BYTES {
@@ -364,7 +368,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, SnapshotError> {
     let _shape = crate::view::LegacyAccountViews::set(magic_before_cross(bytes));
     let snapshot = if missing_bytes > 0 {
         let mut extended = payload.to_vec();
-        extended.extend_from_slice(&[0; 15][..missing_bytes]);
+        extended.extend_from_slice(&[0; 16][..missing_bytes]);
         postcard::from_bytes(&extended)
     } else {
         postcard::from_bytes(payload)
@@ -414,19 +418,21 @@ mod tests {
             sessions: Vec::new(),
             next_session_id: 0,
             totp: Vec::new(),
+            controls: Vec::new(),
             ..Engine::new(EngineConfig::default()).unwrap().snapshot()
         };
         let payload = encode_value(&snap);
         assert!(
-            payload.ends_with(&[0; 15]),
+            payload.ends_with(&[0; 16]),
             "empty lists, zero amounts and none are one byte 0 each"
         );
         let olds = [
-            (SNAPSHOT_MAGIC_02, 15),
-            (SNAPSHOT_MAGIC_03, 10),
-            (SNAPSHOT_MAGIC_04, 9),
-            (SNAPSHOT_MAGIC_05, 8),
-            (SNAPSHOT_MAGIC_06, 4),
+            (SNAPSHOT_MAGIC_02, 16),
+            (SNAPSHOT_MAGIC_03, 11),
+            (SNAPSHOT_MAGIC_04, 10),
+            (SNAPSHOT_MAGIC_05, 9),
+            (SNAPSHOT_MAGIC_06, 5),
+            (SNAPSHOT_MAGIC_07, 1),
         ];
         for (magic, cut) in olds {
             let old = &payload[..payload.len() - cut];

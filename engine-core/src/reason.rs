@@ -138,6 +138,14 @@ reasons! {
     InvalidTotp => "invalid_totp",
     /// Two-factor sign-in is already on (disable it first), or not on (enrol first).
     TotpState => "totp_state",
+    /// An operator suspended the account: it may query, sign in and out, nothing else.
+    AccountSuspended => "account_suspended",
+    /// An operator set the account close-only: nothing that opens exposure.
+    AccountCloseOnly => "account_close_only",
+    /// An operator's action on an account without its reason.
+    ReasonRequired => "reason_required",
+    /// An operator may not move money into or out of their own account.
+    OwnAccount => "own_account",
 }
 
 impl Reason {

@@ -76,6 +76,16 @@ impl Engine {
             }
             e.accounts[i].lists_mut().totp = Some(Box::new(t));
         }
+        for &(account, status, credit) in &snap.controls {
+            let i = usize_from(account.0).wrapping_sub(1);
+            if i >= e.accounts.len() || credit.0 < 0 || credit > crate::config::MAX_AMOUNT {
+                return bad(format!("controls of unknown account {}", account.0));
+            }
+            e.accounts[i].status = status;
+            if credit.0 != 0 {
+                e.accounts[i].lists_mut().credit = credit;
+            }
+        }
         for &(account, at) in &snap.cancel_schedules {
             let i = usize_from(account.0).wrapping_sub(1);
             if i >= e.accounts.len() || i64::try_from(at).is_err() {

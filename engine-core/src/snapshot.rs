@@ -289,6 +289,9 @@ pub struct EngineSnapshot {
     /// Two-factor enrolments (on or pending), ascending account: last, so that a snapshot
     /// written before them decodes with none.
     pub totp: Vec<(AccountId, crate::view::TotpState)>,
+    /// Accounts an operator suspended, set close-only or granted credit, ascending: last, so
+    /// that a snapshot written before account controls decodes with none.
+    pub controls: Vec<(AccountId, crate::desk::AccountStatus, Usdc)>,
 }
 
 /// Cross margin's state: which accounts are cross, and whether each one's margin call is
@@ -450,6 +453,16 @@ impl Engine {
                 .filter_map(|i| {
                     let t = self.accounts[i].lists().totp.as_deref()?;
                     Some((AccountId(u32::try_from(i + 1).expect("account ids fit u32")), *t))
+                })
+                .collect(),
+            controls: (0..self.accounts.len())
+                .filter_map(|i| {
+                    let a = &self.accounts[i];
+                    let credit = a.lists().credit;
+                    (a.status != crate::desk::AccountStatus::Active || credit.0 != 0).then(|| {
+                        let id = AccountId(u32::try_from(i + 1).expect("account ids fit u32"));
+                        (id, a.status, credit)
+                    })
                 })
                 .collect(),
             cancel_schedules: {

@@ -336,6 +336,8 @@ pub enum ReplyData {
         /// Recovery codes not yet used.
         recovery_left: u8,
     },
+    /// An account's status, credit and group (after an operator's action, or queried).
+    Controls(crate::access::AccountControls),
 }
 
 /// An element of a list reply.

@@ -9,6 +9,7 @@
 mod common;
 
 use common::*;
+use engine_core::desk::AccountAction;
 use engine_core::math::Scale;
 use engine_core::prelude::*;
 use proptest::prelude::*;
@@ -106,6 +107,12 @@ enum Op {
         mode: u8,
         lev: Option<u32>,
     },
+    /// An operator's action on a user (docs/DESIGN.md, "Account controls").
+    Desk {
+        user: usize,
+        action: u8,
+        amount: i64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -142,6 +149,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(user, after_ms)| Op::Switch { user, after_ms }),
         1 => (0u16..2, 0u8..3, proptest::option::of(2u32..=100))
             .prop_map(|(market, mode, lev)| Op::Mode { market, mode, lev }),
+        1 => (0..USERS, 0u8..5, -3_000i64..3_000)
+            .prop_map(|(user, action, amount)| Op::Desk { user, action, amount }),
     ]
 }
 
@@ -314,6 +323,23 @@ impl World {
                     mode: Some(mode),
                     max_leverage: lev,
                     maintenance_margin_rate: None,
+                });
+            }
+            Op::Desk { user, action, amount } => {
+                use engine_core::desk::AccountStatus;
+                let amount = Usdc(i128::from(amount) * 1_000_000);
+                let action = match action {
+                    0 => AccountAction::AdjustBalance(amount),
+                    1 => AccountAction::AdjustCredit(amount),
+                    2 => AccountAction::SetStatus(AccountStatus::CloseOnly),
+                    3 => AccountAction::SetStatus(AccountStatus::Suspended),
+                    _ => AccountAction::SetStatus(AccountStatus::Active),
+                };
+                let _ = self.h.run(CommandKind::AdminAccount {
+                    by: self.operator,
+                    account: self.users[user],
+                    action,
+                    note: engine_core::command::Note::new("property").unwrap(),
                 });
             }
             Op::Trail { user, k, bps, distance } => {
@@ -544,6 +570,15 @@ fn assert_changes_account_for_every_movement(w: &mut World) {
                 locked[user(order.account)] += order.reserved.0 - released.0;
             }
             Change::CancelScheduled { .. } | Change::CancelScheduleFired { .. } => {}
+            // An operator's payment or credit: between the house and the account's cash.
+            Change::AccountControlled { account, action, .. } => match action {
+                AccountAction::AdjustBalance(a) | AccountAction::AdjustCredit(a) => {
+                    cash[user(account)] += a.0;
+                    house -= a.0;
+                }
+                _ => {}
+            },
+            Change::CreditLost { .. } => {}
             Change::SessionOpened { .. }
             | Change::SessionsRevoked { .. }
             | Change::PasswordChanged { .. }

@@ -94,7 +94,7 @@ pub enum ReadError {
     Unavailable(String),
 }
 
-/// What an API reads from the history store. Every read is scoped to one account; pages are
+/// What an API reads from the history store. Every trader's read is scoped to one account; pages are
 /// keyed by engine order, so rows that arrive while a client pages never shift its pages.
 pub trait HistoryReader: Send + Sync + std::fmt::Debug {
     /// The journal sequence up to which the store holds every change.
@@ -133,6 +133,14 @@ pub trait HistoryReader: Send + Sync + std::fmt::Debug {
         account: AccountId,
         q: &'a LedgerQuery,
     ) -> BoxFuture<'a, Result<Page<LedgerEntry>, ReadError>>;
+    /// A page of the audit log: every operator's action (`account_controlled`,
+    /// `market_changed`, `group_set`, `group_terms_set`, `role_set` changes), newest first.
+    /// Not scoped to an account: the operator routes alone read it.
+    fn audit<'a>(
+        &'a self,
+        cursor: Option<&'a str>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Page<engine_core::event::ChangeRecord>, ReadError>>;
 }
 
 /// What the history writer has done, for health and metrics (shared by the writer, the API and

@@ -1,13 +1,15 @@
 //! What each change does to the books, without I/O: the rows of the statement and of the
 //! house's ledger a [`Change`] produces. The SQL in [`crate::write`] only stores these.
 
+use engine_core::desk::AccountAction;
 use engine_core::event::{Change, CloseReason};
 
 /// A movement of one account's balance (available + locked margin + margin held for orders).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Movement {
     /// `deposit`, `withdrawal`, `open_fee` (an open's or an increase's), `financing`, `realized_pnl`, `close_fee`,
-    /// `liquidation_fee`, `loss_forgiven`, `spread_markup`, `commission`.
+    /// `liquidation_fee`, `loss_forgiven`, `spread_markup`, `commission`, `adjustment` (an
+    /// operator's), `credit` (granted or taken back by an operator).
     pub kind: &'static str,
     /// Signed micro-USDC.
     pub amount: i128,
@@ -34,6 +36,14 @@ pub fn movements(change: &Change) -> Vec<Movement> {
             vec![m("open_fee", -(fee.0 - charges.0))]
         }
         Change::Financed { amount, .. } => vec![m("financing", -amount.0)],
+        // An operator's payment or charge, or credit granted or taken back (credit is money
+        // the account holds, not withdrawable).
+        Change::AccountControlled { action: AccountAction::AdjustBalance(a), .. } => {
+            vec![m("adjustment", a.0)]
+        }
+        Change::AccountControlled { action: AccountAction::AdjustCredit(a), .. } => {
+            vec![m("credit", a.0)]
+        }
         Change::Closed { realized_pnl, fee, charges, reason, bad_debt, .. } => {
             let fee_kind = match reason {
                 CloseReason::Liquidation => "liquidation_fee",
@@ -69,6 +79,8 @@ pub fn movements(change: &Change) -> Vec<Movement> {
         | Change::PasswordChanged { .. }
         | Change::TotpEnrolled { .. }
         | Change::CodeSpent { .. }
+        | Change::AccountControlled { .. }
+        | Change::CreditLost { .. }
         | Change::MarginMoved { .. }
         | Change::AccountMarginCall { .. }
         | Change::StopOut { .. }
@@ -90,7 +102,8 @@ pub fn movements(change: &Change) -> Vec<Movement> {
 /// What a change did to the insurance fund and the house balance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HouseMovement {
-    /// `open_fee`, `financing`, `close` or `liquidation`.
+    /// `open_fee`, `financing`, `close`, `liquidation`, `group_charges`, `adjustment` or
+    /// `credit`.
     pub kind: &'static str,
     /// Change of the insurance fund.
     pub insurance_delta: i128,
@@ -108,6 +121,12 @@ pub fn house_movement(change: &Change) -> Option<HouseMovement> {
         }
         Change::Financed { amount, .. } if amount.0 != 0 => {
             Some(HouseMovement { kind: "financing", insurance_delta: 0, house_delta: amount.0 })
+        }
+        Change::AccountControlled { action: AccountAction::AdjustBalance(a), .. } => {
+            Some(HouseMovement { kind: "adjustment", insurance_delta: 0, house_delta: -a.0 })
+        }
+        Change::AccountControlled { action: AccountAction::AdjustCredit(a), .. } => {
+            Some(HouseMovement { kind: "credit", insurance_delta: 0, house_delta: -a.0 })
         }
         Change::Closed { margin_released, payout, fee, reason, insurance_paid, .. } => {
             let liquidation = reason == CloseReason::Liquidation;
@@ -168,6 +187,8 @@ pub const fn kind(change: &Change) -> &'static str {
         Change::PasswordChanged { .. } => "password_changed",
         Change::TotpEnrolled { .. } => "totp_enrolled",
         Change::CodeSpent { .. } => "code_spent",
+        Change::AccountControlled { .. } => "account_controlled",
+        Change::CreditLost { .. } => "credit_lost",
     }
 }
 
@@ -267,5 +288,34 @@ mod tests {
         assert!(
             movements(&close).len() <= MOVEMENTS_MAX && movements(&charged).len() <= MOVEMENTS_MAX
         );
+    }
+
+    #[test]
+    fn an_operators_payment_or_credit_moves_money_between_the_house_and_the_account_only() {
+        let note = engine_core::command::Note::new("refund").unwrap();
+        let control = |action| Change::AccountControlled {
+            account: AccountId(2),
+            by: AccountId(1),
+            action,
+            note,
+            available: Usdc::ZERO,
+            credit: Usdc::ZERO,
+        };
+        for (action, kind) in [
+            (AccountAction::AdjustBalance(Usdc(-250)), "adjustment"),
+            (AccountAction::AdjustBalance(Usdc(250)), "adjustment"),
+            (AccountAction::AdjustCredit(Usdc(100)), "credit"),
+        ] {
+            let c = control(action);
+            let rows = movements(&c);
+            let house = house_movement(&c).unwrap();
+            assert_eq!((rows[0].kind, house.kind), (kind, kind));
+            assert_eq!(rows[0].amount + house.house_delta, 0, "nothing created or destroyed");
+        }
+        let suspend =
+            control(AccountAction::SetStatus(engine_core::desk::AccountStatus::Suspended));
+        assert!(movements(&suspend).is_empty() && house_movement(&suspend).is_none());
+        let lost = Change::CreditLost { account: AccountId(2), amount: Usdc(5), credit: Usdc(0) };
+        assert!(movements(&lost).is_empty() && house_movement(&lost).is_none(), "no money moves");
     }
 }

@@ -150,19 +150,33 @@ impl Store {
         .await?;
         rows.extend(stop_outs);
         rows.sort_unstable_by_key(|r| (r.0, r.1));
-        rows.into_iter()
-            .map(|(seq, n, at_ns, body)| {
-                let change = serde_json::from_str(&body)
-                    .map_err(|e| HistoryError::Mismatch(format!("stored change {seq}/{n}: {e}")))?;
-                let bad = |what| HistoryError::Mismatch(format!("stored change {seq}/{n}: {what}"));
-                Ok(ChangeRecord {
-                    seq: u64::try_from(seq).map_err(|_| bad("seq"))?,
-                    n: u32::try_from(n).map_err(|_| bad("n"))?,
-                    at_ns: u64::try_from(at_ns).map_err(|_| bad("time"))?,
-                    change,
-                })
-            })
-            .collect()
+        rows.into_iter().map(change_record).collect()
+    }
+
+    /// The audit log: every operator's action (`account_controlled`, `market_changed`,
+    /// `group_set`, `group_terms_set` and `role_set` changes), newest first, `limit` per
+    /// page.
+    pub async fn audit(&self, cursor: Option<&str>, limit: u32) -> Result<Page<ChangeRecord>> {
+        let limit = check_limit(limit)?;
+        let (seq, n) = match cursor {
+            Some(c) => decode_cursor(c)?,
+            None => (i64::MAX, i64::MAX),
+        };
+        let consistent_to = self.consistent_to().await?;
+        let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+            "SELECT seq, n, at_ns, body FROM changes WHERE kind IN ('account_controlled', \
+             'market_changed', 'group_set', 'group_terms_set', 'role_set') \
+             AND (seq < $1 OR (seq = $1 AND n < $2)) ORDER BY seq DESC, n DESC LIMIT $3",
+        )
+        .bind(seq)
+        .bind(n)
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let keys: Vec<(i64, i64)> = rows.iter().map(|r| (r.0, r.1)).collect();
+        let mut items = rows.into_iter().map(change_record).collect::<Result<Vec<_>>>()?;
+        let next = page_end(&mut items, &keys, limit);
+        Ok(Page { items, next, consistent_to })
     }
 
     /// The latest `limit` candles of `market` for `span` (one of [`crate::SPANS`]), oldest
@@ -235,6 +249,19 @@ impl Store {
         let next = page_end(&mut items, &keys, limit);
         Ok(Page { items, next, consistent_to })
     }
+}
+
+/// A stored change as the engine recorded it.
+fn change_record((seq, n, at_ns, body): (i64, i64, i64, String)) -> Result<ChangeRecord> {
+    let change = serde_json::from_str(&body)
+        .map_err(|e| HistoryError::Mismatch(format!("stored change {seq}/{n}: {e}")))?;
+    let bad = |what| HistoryError::Mismatch(format!("stored change {seq}/{n}: {what}"));
+    Ok(ChangeRecord {
+        seq: u64::try_from(seq).map_err(|_| bad("seq"))?,
+        n: u32::try_from(n).map_err(|_| bad("n"))?,
+        at_ns: u64::try_from(at_ns).map_err(|_| bad("time"))?,
+        change,
+    })
 }
 
 /// Cuts the extra row fetched to learn whether another page exists; the cursor is the key of
@@ -355,6 +382,14 @@ impl ground::history::HistoryReader for Store {
         q: &'a LedgerQuery,
     ) -> BoxFuture<'a, std::result::Result<Page<LedgerEntry>, ReadError>> {
         Box::pin(async move { Store::ledger(self, account, q).await.map_err(read_error) })
+    }
+
+    fn audit<'a>(
+        &'a self,
+        cursor: Option<&'a str>,
+        limit: u32,
+    ) -> BoxFuture<'a, std::result::Result<Page<ChangeRecord>, ReadError>> {
+        Box::pin(async move { Store::audit(self, cursor, limit).await.map_err(read_error) })
     }
 }
 

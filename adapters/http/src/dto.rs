@@ -1395,3 +1395,100 @@ pub struct ApiKeys {
     /// Its keys.
     pub keys: Vec<ApiKey>,
 }
+
+// ----- the back office (docs/DESIGN.md, "Account controls") -----
+
+/// An operator's action on one account. `reason` is required (it goes to the audit log).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountActionBody {
+    /// `suspend`, `close_only`, `reinstate`, `adjust_balance`, `adjust_credit`, `move_group` or
+    /// `revoke_access`.
+    #[schema(example = "adjust_balance")]
+    pub action: String,
+    /// For `adjust_balance` and `adjust_credit`: a signed USDC amount (`"250.00"` pays or
+    /// grants, `"-250.00"` takes back), at most 6 decimals.
+    #[schema(value_type = Option<String>, example = "250.00")]
+    pub amount: Option<Dec>,
+    /// For `move_group`: the group's name.
+    pub group: Option<String>,
+    /// Why: 1 to 120 bytes of printable text.
+    #[schema(example = "ticket 4711: refund of a disputed fill")]
+    pub reason: String,
+}
+
+/// An account's controls.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountControls {
+    /// The account's id.
+    pub account_id: String,
+    /// `active`, `close_only` or `suspended`.
+    pub status: String,
+    /// Credit: traded with, lost with losses, never withdrawable.
+    pub credit: String,
+    /// What it may withdraw now.
+    pub withdrawable: String,
+    /// Its client group.
+    pub group: String,
+    /// Holds the operator role.
+    pub admin: bool,
+}
+
+/// An account as the back office sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminAccount {
+    /// Status, credit, group.
+    pub controls: AccountControls,
+    /// Balances.
+    pub balance: Balance,
+}
+
+/// `GET /admin/audit`: a page.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Rows per page, 1..=500 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// One operator's action, as the engine journaled it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEntry {
+    /// The journal sequence of the command.
+    pub seq: u64,
+    /// When (ms since the epoch, the command's time).
+    pub at: u64,
+    /// The change's kind: `account_controlled`, `market_changed`, `group_set`,
+    /// `group_terms_set` or `role_set`.
+    pub kind: String,
+    /// The operator's account id (absent for a role granted from the command line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// The account acted on, if one was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// For `account_controlled`: the action's code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// For `account_controlled`: the operator's reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The change as the engine recorded it.
+    #[schema(value_type = Object)]
+    pub change: serde_json::Value,
+}
+
+/// A page of the audit log, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Audit {
+    /// Newest first.
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `cursor` for the next (older) page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    /// The store held every change up to this engine sequence.
+    pub consistent_to: u64,
+}

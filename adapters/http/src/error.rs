@@ -87,7 +87,9 @@ impl ApiError {
         let status = match reason {
             UnknownMarket | InvalidAmount | InvalidLeverage | InvalidQuantity | InvalidPrice
             | InvalidTakeProfit | InvalidStopLoss | InvalidLogin | PriceOutOfRange | Overflow
-            | InvalidRequest | InvalidExpiry | InvalidTrailingStop => StatusCode::BAD_REQUEST,
+            | InvalidRequest | InvalidExpiry | InvalidTrailingStop | ReasonRequired => {
+                StatusCode::BAD_REQUEST
+            }
             UnknownPosition | UnknownAccount | UnknownOrder => StatusCode::NOT_FOUND,
             DuplicateLogin | ClientOrderIdReused | IdempotencyKeyReused | RequestIdReused
             | ApiKeyExists => StatusCode::CONFLICT,
@@ -95,6 +97,7 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED
             }
             SessionCapacity => StatusCode::SERVICE_UNAVAILABLE,
+            AccountSuspended | AccountCloseOnly => StatusCode::FORBIDDEN,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         ApiError::new(status, reason.code(), describe(reason))
@@ -175,6 +178,14 @@ fn describe(reason: Reason) -> &'static str {
         Reason::TotpState => "two-factor sign-in is not in the state this needs (on, or pending)",
         Reason::UnknownSession => "this session was signed out or has expired: sign in again",
         Reason::SessionCapacity => "the server holds as many sessions as it can: retry later",
+        Reason::AccountSuspended => {
+            "this account is suspended: it may sign in and look, nothing else; contact support"
+        }
+        Reason::AccountCloseOnly => {
+            "this account is close-only: close, cancel, deposit and withdraw, but open nothing new"
+        }
+        Reason::ReasonRequired => "an operator's action needs its reason",
+        Reason::OwnAccount => "an operator may not act on their own account",
         _ => "the engine rejected the request",
     }
 }

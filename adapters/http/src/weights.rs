@@ -62,7 +62,7 @@ pub fn weight_of(method: &Method, path: &str) -> u32 {
     let p = path.strip_prefix(crate::API_PREFIX).unwrap_or(path);
     match (method.as_str(), p) {
         ("GET", "/user/statement") => 50,
-        ("GET", "/user/ledger" | "/positions" | "/candles") => 5,
+        ("GET", "/user/ledger" | "/positions" | "/candles" | "/admin/audit") => 5,
         ("DELETE", "/orders") | ("POST", "/positions/close-all") => 10,
         // A batch's orders are charged by its handler once its body is read.
         _ => 1,

@@ -21,6 +21,8 @@ pub(crate) struct Account {
     lists: Option<Box<AccountLists>>,
     /// Holds the operator role (granted from the command line only).
     pub(crate) admin: bool,
+    /// What an operator lets it do.
+    pub(crate) status: crate::desk::AccountStatus,
     /// Σ of its pending orders' reservations.
     pub(crate) reserved: Usdc,
     /// Its client group (index into the configuration's `groups`; 0: the default).
@@ -49,6 +51,9 @@ pub(crate) struct AccountLists {
     pub(crate) sessions: Vec<crate::view::SessionView>,
     /// Its two-factor enrolment, on or pending.
     pub(crate) totp: Option<Box<crate::view::TotpState>>,
+    /// Credit an operator granted (docs/DESIGN.md, "Account controls"): part of its money that
+    /// it may trade with but never withdraw; lowered to its money when that falls below it.
+    pub(crate) credit: Usdc,
 }
 
 static NO_LISTS: AccountLists = AccountLists {
@@ -58,6 +63,7 @@ static NO_LISTS: AccountLists = AccountLists {
     api_keys: Vec::new(),
     sessions: Vec::new(),
     totp: None,
+    credit: Usdc::ZERO,
 };
 
 impl Account {
@@ -70,6 +76,7 @@ impl Account {
             open: Vec::new(),
             lists: None,
             admin: false,
+            status: crate::desk::AccountStatus::Active,
             reserved: Usdc::ZERO,
             group: 0,
             mode: crate::command::MarginMode::Isolated,

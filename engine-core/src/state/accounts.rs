@@ -53,6 +53,7 @@ impl Engine {
         let i = self.account_index(account)?;
         check_amount(amount)?;
         self.check_room(amount)?;
+        self.settle_credit(i, sink);
         self.credit(i, amount);
         self.cross_touch(i, true);
         self.total_deposits = add(self.total_deposits, amount);
@@ -74,6 +75,9 @@ impl Engine {
         if self.is_cross(i) {
             self.cross_withdraw_check(i, amount)?;
         }
+        if self.accounts[i].lists().credit.0 > 0 && amount > self.withdrawable(i) {
+            return Err(Reason::InsufficientBalance);
+        }
         self.debit(i, amount);
         self.cross_touch(i, true);
         self.total_withdrawals = add(self.total_withdrawals, amount);
@@ -84,7 +88,7 @@ impl Engine {
     /// Refuses money that would take what all accounts hold together (available, order margin,
     /// position margins) past [`MAX_AMOUNT`]: the one ceiling every balance and total stays
     /// under, whatever users deposit (see its doc for why it is that value).
-    fn check_room(&self, amount: Usdc) -> Result<(), Reason> {
+    pub(super) fn check_room(&self, amount: Usdc) -> Result<(), Reason> {
         let held = add(add(self.total_available, self.total_margin), self.total_reserved);
         match held.checked_add(amount) {
             Some(after) if after <= MAX_AMOUNT => Ok(()),

@@ -30,7 +30,7 @@ impl Engine {
 
     /// Cancels account `ai`'s pending orders (of `market`, if given), each with its change and,
     /// for a request, its item. Returns how many.
-    fn cancel_orders_of<S: Sink>(
+    pub(super) fn cancel_orders_of<S: Sink>(
         &mut self,
         ai: usize,
         market: Option<MarketId>,

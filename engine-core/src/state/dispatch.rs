@@ -8,6 +8,7 @@ impl Engine {
     /// The one dispatch from a command to the function that applies it.
     pub(super) fn dispatch<S: Sink>(&mut self, cmd: &Command, sink: &mut S) -> Outcome {
         let (rid, ts) = (cmd.request_id, cmd.ts_ns);
+        self.check_status(&cmd.kind)?;
         match &cmd.kind {
             CommandKind::Noop => Err(Reason::InvalidRequest),
             CommandKind::CreateAccount { login, credential } => {
@@ -128,6 +129,13 @@ impl Engine {
                 self.spend_code(*account, *code, *purpose, sink)
             }
             CommandKind::QueryTotp { account } => self.query_totp(*account),
+            CommandKind::AdminAccount { by, account, action, note } => {
+                self.admin_account((*by, *account), *action, note, sink)
+            }
+            CommandKind::QueryControls { account } => {
+                let ai = self.account_index(*account)?;
+                Ok(ReplyData::Controls(self.controls(ai)))
+            }
             CommandKind::QueryPositionMode { account } => {
                 let ai = self.account_index(*account)?;
                 let mode = self.accounts[ai].position_mode;

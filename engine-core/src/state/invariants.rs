@@ -155,6 +155,12 @@ impl Engine {
         {
             h.bytes(b"totp").u64(i as u64).value(t);
         }
+        // Account controls, only once used: status and credit.
+        for (i, a) in self.accounts.iter().enumerate() {
+            if a.status != crate::desk::AccountStatus::Active || a.lists().credit.0 != 0 {
+                h.bytes(b"controls").u64(i as u64).value(&a.status).i128(a.lists().credit.0);
+            }
+        }
         // Netting accounts, only once used.
         for i in (0..self.accounts.len()).filter(|&i| self.is_netting(i)) {
             h.bytes(b"netting").u64(i as u64);

@@ -39,6 +39,7 @@ mod controls;
 mod counters;
 pub(crate) mod cross;
 mod cross_funds;
+mod desk;
 mod dispatch;
 mod explain;
 pub use explain::ExplainedLevel;

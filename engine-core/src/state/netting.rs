@@ -194,7 +194,7 @@ impl Engine {
     ) -> Result<PositionView, Reason> {
         let ai = super::usize_from(req.account.0) - 1;
         let m = &self.markets[usize::from(req.market.0)];
-        super::admin::check_mode(m)?;
+        self.check_new_exposure(ai, m)?;
         let rest_req = OpenRequest { size: Size::Quantity(rest), ..*req };
         let e = m.mark(req.side.opposite());
         let (q, margin, fee) = size_position(m, req.leverage, rest_req.size, e)?;

@@ -24,7 +24,7 @@ impl Engine {
         // reduces it, which a halted or reduce-only market allows: its reversal checks again).
         let netted = self.netted_position(ai, req.market);
         if netted.is_none_or(|(_, p)| p.side == req.side) {
-            super::admin::check_mode(m)?;
+            self.check_new_exposure(ai, m)?;
         }
         // Fill: a long buys at the ask, a short sells at the bid.
         let e = self.fresh_mark(req.market, req.side.opposite(), ts)?;

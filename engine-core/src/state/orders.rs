@@ -43,7 +43,7 @@ impl Engine {
         }
         let cap = self.leverage_cap(ai, req.market, m.max_leverage);
         check_open_inputs(&m.cfg, cap, &open_request(&draft(req, ts)))?;
-        super::admin::check_mode(m)?;
+        self.check_new_exposure(ai, m)?;
         if req.expires_at_ns.is_some_and(|at| at <= ts) {
             return Err(Reason::InvalidExpiry);
         }

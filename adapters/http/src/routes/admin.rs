@@ -180,7 +180,7 @@ pub(crate) async fn set_group_terms(
 }
 
 /// The index of the configured group called `name`.
-fn group_index(state: &AppState, name: &str) -> Result<u16, ApiError> {
+pub(super) fn group_index(state: &AppState, name: &str) -> Result<u16, ApiError> {
     let Some(i) = state.cfg.groups.iter().position(|g| g == name) else {
         let names = state.cfg.groups.join(", ");
         return Err(ApiError::bad_request("invalid_group", format!("groups: {names}")));

@@ -11,12 +11,13 @@
 //! - [`explain`]: why a position was closed or called;
 //! - [`orders`]: pending orders, TP/SL and trailing-stop edits;
 //! - [`controls`]: a batch of orders, amend, cancel all, close all, the dead-man's switch;
-//! - [`admin`]: operator routes;
+//! - [`admin`]: operator routes; [`desk`]: account controls and the audit log;
 //! - [`ops`]: health, metrics, the OpenAPI document;
 //! - [`history`]: what the groups share to read the history store.
 
 pub mod admin;
 pub mod controls;
+pub mod desk;
 pub mod explain;
 pub mod history;
 pub mod keys;
@@ -59,6 +60,7 @@ pub fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .merge(orders::router())
         .merge(controls::router())
         .merge(admin::router())
+        .merge(desk::router())
         .merge(ops::router())
         .routes(routes!(openapi_json))
 }

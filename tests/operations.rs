@@ -100,22 +100,7 @@ fn an_operator_acts_on_an_account_with_a_reason_and_the_audit_log_shows_it() {
     let config = dir.path().join("config.json").display().to_string();
     let markets = r#"{"markets":[{"symbol":"BTC_USDC","price_decimals":2,"qty_decimals":5}]}"#;
     std::fs::write(&config, markets).unwrap();
-    let (server, addr) = serve(&data, &config);
-    let trader = sign_up(&addr, "trader@example.com");
-    sign_up(&addr, "ops@example.com");
-    drop(server);
-    let out = Command::new(BIN)
-        .args(["admin", "grant", "ops@example.com", "--data-dir", &data, "--config", &config])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let (_server, addr) = serve(&data, &config);
-    let ops = until(200, 20, || {
-        let creds = r#"{"email":"ops@example.com","password":"correct horse battery"}"#;
-        http(&addr, "POST", "/api/v1/user/signin", None, Some(creds))
-    });
-    let ops = field(&ops.1, "token");
-    drop(trader); // its session's token held the old server's secret
+    let (_server, addr, ops) = with_operator(&data, &config);
     let trader = sign_in(&addr, "trader@example.com");
     let act = |who: &str, body: &str| {
         let path = "/api/v1/admin/accounts/trader@example.com/actions";
@@ -185,4 +170,132 @@ fn an_operator_acts_on_an_account_with_a_reason_and_the_audit_log_shows_it() {
         .collect();
     assert!(kinds.contains(&"adjustment 250.500000".to_owned()), "{kinds:?}");
     assert!(kinds.contains(&"credit 100.000000".to_owned()), "{kinds:?}");
+}
+
+/// `serve` with a trader and an operator: both sign up, the server stops, `hundredx admin
+/// grant` gives the operator the role, the server starts again; the operator's token.
+fn with_operator(data: &str, config: &str) -> (Proc, String, String) {
+    let (server, addr) = serve(data, config);
+    sign_up(&addr, "trader@example.com");
+    sign_up(&addr, "ops@example.com");
+    drop(server);
+    let out = Command::new(BIN)
+        .args(["admin", "grant", "ops@example.com", "--data-dir", data, "--config", config])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (server, addr) = serve(data, config);
+    let ops = until(200, 20, || {
+        let creds = r#"{"email":"ops@example.com","password":"correct horse battery"}"#;
+        http(&addr, "POST", "/api/v1/user/signin", None, Some(creds))
+    });
+    (server, addr, field(&ops.1, "token"))
+}
+
+/// `YYYY-MM-DD` of a day since the epoch (Howard Hinnant's civil_from_days).
+fn utc_date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// The daily report over real processes (docs/DESIGN.md, "Daily report"): trades with a
+/// group's markup and commission, the markets' fees, financing charged by the scheduler, an
+/// operator's payment, charge and credit; the report's totals, summed over its days, equal
+/// what the engine holds on the house's lines (house balance, insurance fund, spread and
+/// commission revenue) to the micro-USDC, and its spread and commission columns the revenue
+/// lines.
+#[test]
+fn the_daily_report_reconciles_with_the_house_lines_to_the_micro_usdc() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let config = dir.path().join("config.json").display().to_string();
+    let markets = r#"{"markets":[{"symbol":"BTC_USDC","price_decimals":2,"qty_decimals":5,
+        "open_fee_rate":"0.0002","close_fee_rate":"0.0003","financing_long_rate":"0.001"}],
+        "groups":[{"name":"raw","markets":[{"symbol":"BTC_USDC","markup_bps":1,
+        "commission_per_lot":"3.5"}]}]}"#;
+    std::fs::write(&config, markets).unwrap();
+    let (_server, addr, ops) = with_operator(&data, &config);
+    let trader = sign_in(&addr, "trader@example.com");
+    let (status, body) = until(201, 20, || open_long(&addr, &trader));
+    assert_eq!(status, 201, "{body}");
+    for side in ["long", "short", "long", "short"] {
+        assert!(trade_round(&addr, &trader, side));
+    }
+    let act = |body: &str| {
+        let path = "/api/v1/admin/accounts/trader@example.com/actions";
+        http(&addr, "POST", path, Some(&ops), Some(body))
+    };
+    for body in [
+        r#"{"action":"adjust_balance","amount":"10.25","reason":"goodwill"}"#,
+        r#"{"action":"adjust_balance","amount":"-3","reason":"fee correction"}"#,
+        r#"{"action":"adjust_credit","amount":"7","reason":"bonus"}"#,
+    ] {
+        assert_eq!(act(body).0, 200);
+    }
+    let today = i64::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+            / 86_400,
+    )
+    .unwrap();
+    let path = format!(
+        "/api/v1/admin/reports/daily?from={}&to={}",
+        utc_date(today - 1),
+        utc_date(today + 1)
+    );
+    let sum = |days: &[serde_json::Value], column: &str| -> i128 {
+        days.iter().map(|d| micros(d[column].as_str().unwrap(), 6)).sum()
+    };
+    // The store follows the engine a moment behind, and the scheduler charges financing every
+    // 2 s: read both until they agree (they must, at some instant between two charges).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, risk) = http(&addr, "GET", "/api/v1/admin/risk", Some(&ops), None);
+        let (status, report) = http(&addr, "GET", &path, Some(&ops), None);
+        let (risk, report) = (json(&risk), json(&report));
+        let line = |name: &str| micros(risk[name].as_str().unwrap_or("0"), 6);
+        let days = report["days"].as_array().cloned().unwrap_or_default();
+        let lines = line("house_balance")
+            + line("insurance_fund")
+            + line("spread_revenue")
+            + line("commission_revenue");
+        let agreed = status == 200
+            && sum(&days, "total") == lines
+            && sum(&days, "spread_markup") == line("spread_revenue")
+            && sum(&days, "commission") == line("commission_revenue")
+            && sum(&days, "financing") > 0
+            && sum(&days, "adjustments") == -7_250_000
+            && sum(&days, "credit") == -7_000_000;
+        if agreed {
+            assert!(sum(&days, "market_fees") > 0 && sum(&days, "spread_markup") > 0, "{report}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never reconciled: {risk} against {report}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, csv) = http(&addr, "GET", &format!("{path}&format=csv"), Some(&ops), None);
+    assert_eq!(status, 200);
+    assert!(csv.starts_with("day,spread_markup,commission,"), "{csv}");
+    // Any account's statement of a day, for an operator only.
+    let day = utc_date(today);
+    let statement = "/api/v1/admin/accounts/trader@example.com/statement?format=jsonl";
+    let (status, lines) = http(&addr, "GET", statement, Some(&ops), None);
+    assert_eq!(status, 200, "{lines}");
+    assert!(lines.contains(r#""kind":"adjustment""#) && lines.contains(&day), "{lines}");
+    assert_eq!(http(&addr, "GET", statement, Some(&trader), None).0, 403);
+    let (status, body) = http(
+        &addr,
+        "GET",
+        "/api/v1/admin/reports/daily?from=2026-01-01&to=2027-06-01",
+        Some(&ops),
+        None,
+    );
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (400, Some("invalid_query")));
 }

@@ -64,6 +64,18 @@ pub struct Candle {
     pub ticks: u64,
 }
 
+/// What every account's statement rows of one kind add up to on one UTC day (the daily
+/// report's input: what the accounts gained by a source, the house lost, and back).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DailyTotal {
+    /// Days since the Unix epoch (UTC).
+    pub day: u64,
+    /// The statement rows' kind (`deposit`, `realized_pnl`, `spread_markup`, …).
+    pub kind: String,
+    /// Their sum, signed, as the accounts saw it.
+    pub amount: Usdc,
+}
+
 /// A statement request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LedgerQuery {
@@ -133,6 +145,13 @@ pub trait HistoryReader: Send + Sync + std::fmt::Debug {
         account: AccountId,
         q: &'a LedgerQuery,
     ) -> BoxFuture<'a, Result<Page<LedgerEntry>, ReadError>>;
+    /// Every account's statement rows summed per UTC day and kind, for days `from_day..to_day`
+    /// (days since the epoch), ordered by day then kind.
+    fn daily_totals(
+        &self,
+        from_day: u64,
+        to_day: u64,
+    ) -> BoxFuture<'_, Result<Vec<DailyTotal>, ReadError>>;
     /// A page of the audit log: every operator's action (`account_controlled`,
     /// `market_changed`, `group_set`, `group_terms_set`, `role_set` changes), newest first.
     /// Not scoped to an account: the operator routes alone read it.

@@ -13,12 +13,16 @@ use ground::history::ReadError;
 use ground::ports::BoxFuture;
 
 use crate::{Candle, HistoryError, LedgerEntry, LedgerQuery, Page, Result, Store, big_u};
+use ground::history::DailyTotal;
 
 pub use ground::history::PAGE_LIMIT_MAX;
 
 /// Most rows [`Store::explanations`] returns: a position's closes and margin calls with their
 /// quotes (a margin call per crossing: a long-lived position may have many).
 pub const EXPLANATION_ROWS_MAX: i64 = 300;
+
+/// Nanoseconds in a UTC day (the store's times are ns since the epoch; UTC has no DST).
+const NS_PER_DAY: u64 = 86_400_000_000_000;
 
 /// seq, n, kind, amount, balance, position, at_ns.
 type LedgerRow = (i64, i64, String, i64, i64, Option<i64>, i64);
@@ -151,6 +155,26 @@ impl Store {
         rows.extend(stop_outs);
         rows.sort_unstable_by_key(|r| (r.0, r.1));
         rows.into_iter().map(change_record).collect()
+    }
+
+    /// Every account's statement rows summed per UTC day and kind, for days
+    /// `from_day..to_day` (days since the epoch).
+    pub async fn daily_totals(&self, from_day: u64, to_day: u64) -> Result<Vec<DailyTotal>> {
+        let ns = |day: u64| big_u(day.saturating_mul(NS_PER_DAY), "day");
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT CAST(at_ns / 86400000000000 AS BIGINT) AS day, kind, \
+             CAST(SUM(amount) AS BIGINT) FROM ledger WHERE at_ns >= $1 AND at_ns < $2 \
+             GROUP BY day, kind ORDER BY day, kind",
+        )
+        .bind(ns(from_day)?)
+        .bind(ns(to_day)?)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(day, kind, amount)| {
+                Ok(DailyTotal { day: unsigned(day)?, kind, amount: Usdc(amount.into()) })
+            })
+            .collect()
     }
 
     /// The audit log: every operator's action (`account_controlled`, `market_changed`,
@@ -382,6 +406,16 @@ impl ground::history::HistoryReader for Store {
         q: &'a LedgerQuery,
     ) -> BoxFuture<'a, std::result::Result<Page<LedgerEntry>, ReadError>> {
         Box::pin(async move { Store::ledger(self, account, q).await.map_err(read_error) })
+    }
+
+    fn daily_totals(
+        &self,
+        from_day: u64,
+        to_day: u64,
+    ) -> BoxFuture<'_, std::result::Result<Vec<DailyTotal>, ReadError>> {
+        Box::pin(
+            async move { Store::daily_totals(self, from_day, to_day).await.map_err(read_error) },
+        )
     }
 
     fn audit<'a>(

@@ -1492,3 +1492,57 @@ pub struct Audit {
     /// The store held every change up to this engine sequence.
     pub consistent_to: u64,
 }
+
+/// `GET /admin/reports/daily`: a range of UTC days.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReportQuery {
+    /// First day, `YYYY-MM-DD` (UTC).
+    pub from: String,
+    /// Last day, included, `YYYY-MM-DD` (UTC); at most 366 days after `from`.
+    pub to: String,
+    /// `json` (the default) or `csv`.
+    pub format: Option<String>,
+}
+
+/// The house's P&L of one UTC day by source: what it gained (positive) or paid (negative).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportDay {
+    /// `YYYY-MM-DD` (UTC).
+    pub day: String,
+    /// The client groups' spread markups (the spread revenue line).
+    pub spread_markup: String,
+    /// The client groups' commissions (the commission revenue line).
+    pub commission: String,
+    /// The markets' open and close fees (the house).
+    pub market_fees: String,
+    /// Liquidation fees (the insurance fund).
+    pub liquidation_fees: String,
+    /// Financing charged (positive) or paid (negative) by the house.
+    pub financing: String,
+    /// The house's side of the traders' realized P&L (B-book: minus their P&L).
+    pub trading_pnl: String,
+    /// Losses beyond the traders' margins, paid by the insurance fund or the house.
+    pub bad_debt: String,
+    /// Operators' payments (negative) and charges (positive).
+    pub adjustments: String,
+    /// Credit granted (negative) and taken back (positive).
+    pub credit: String,
+    /// The sum: exactly what the house balance, the insurance fund and the revenue lines moved
+    /// this day.
+    pub total: String,
+    /// The traders' deposits (for context: not the house's).
+    pub deposits: String,
+    /// The traders' withdrawals.
+    pub withdrawals: String,
+}
+
+/// The daily report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DailyReport {
+    /// Days with any movement, oldest first.
+    pub days: Vec<ReportDay>,
+    /// The store held every change up to this engine sequence.
+    pub consistent_to: u64,
+}

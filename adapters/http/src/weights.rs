@@ -56,13 +56,15 @@ impl Budgets {
 }
 
 /// What a route costs. Reads from the engine weigh 1; list and history reads that walk a
-/// store 5; a statement file 50; bulk controls 10; a batch 1 per order plus 1 (counted by its
+/// store 5; a statement file or a daily report 50; bulk controls 10; a batch 1 per order plus 1 (counted by its
 /// handler: [`batch_weight`]).
 pub fn weight_of(method: &Method, path: &str) -> u32 {
     let p = path.strip_prefix(crate::API_PREFIX).unwrap_or(path);
     match (method.as_str(), p) {
         ("GET", "/user/statement") => 50,
         ("GET", "/user/ledger" | "/positions" | "/candles" | "/admin/audit") => 5,
+        ("GET", "/admin/reports/daily") => 50,
+        ("GET", p) if p.starts_with("/admin/accounts/") && p.ends_with("/statement") => 50,
         ("DELETE", "/orders") | ("POST", "/positions/close-all") => 10,
         // A batch's orders are charged by its handler once its body is read.
         _ => 1,

@@ -210,7 +210,7 @@ fn action(state: &AppState, body: &dto::AccountActionBody) -> Result<AccountActi
 }
 
 /// An account named by its id or its email.
-async fn resolve(state: &AppState, raw: &str) -> Result<AccountId, ApiError> {
+pub(super) async fn resolve(state: &AppState, raw: &str) -> Result<AccountId, ApiError> {
     if let Ok(id) = raw.parse::<u32>() {
         return Ok(AccountId(id));
     }

@@ -12,6 +12,7 @@
 //! - [`orders`]: pending orders, TP/SL and trailing-stop edits;
 //! - [`controls`]: a batch of orders, amend, cancel all, close all, the dead-man's switch;
 //! - [`admin`]: operator routes; [`desk`]: account controls and the audit log;
+//!   [`reports`]: the daily house P&L and any account's statement;
 //! - [`ops`]: health, metrics, the OpenAPI document;
 //! - [`history`]: what the groups share to read the history store.
 
@@ -25,6 +26,7 @@ pub mod markets;
 pub mod ops;
 pub mod orders;
 pub mod positions;
+pub mod reports;
 pub mod sessions;
 pub mod statement;
 pub mod two_factor;
@@ -61,6 +63,7 @@ pub fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .merge(controls::router())
         .merge(admin::router())
         .merge(desk::router())
+        .merge(reports::router())
         .merge(ops::router())
         .routes(routes!(openapi_json))
 }

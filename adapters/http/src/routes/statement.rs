@@ -46,7 +46,17 @@ async fn statement(
     AuthUser(account): AuthUser,
     ApiQuery(q): ApiQuery<dto::StatementQuery>,
 ) -> Result<Response, ApiError> {
-    let h = history_of(&state)?;
+    statement_file(&state, account, &q).await
+}
+
+/// `account`'s statement of `q`'s range as one file (the trader's own, or an operator's read
+/// of any account's).
+pub(crate) async fn statement_file(
+    state: &AppState,
+    account: engine_core::command::AccountId,
+    q: &dto::StatementQuery,
+) -> Result<Response, ApiError> {
+    let h = history_of(state)?;
     let csv = match q.format.as_deref().unwrap_or("csv") {
         "csv" => true,
         "jsonl" => false,
@@ -62,7 +72,7 @@ async fn statement(
         cursor: None,
         limit: PAGE_LIMIT_MAX,
     };
-    caught_up(&state, h, account).await;
+    caught_up(state, h, account).await;
     let max = state.cfg.limits.statement_lines_max;
     let (mut lines, mut consistent_to) = (Vec::new(), u64::MAX);
     loop {

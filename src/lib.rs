@@ -1,6 +1,7 @@
 //! The `hundredx` crate: wiring of the engine to its adapters, and durability.
 //!
 //! - [`durability`]: journal (input stage), snapshot writer, recovery.
+//! - [`stress`]: a price path applied to a copy of the state, and what the engine did.
 //! - [`config_file`]: `serve --config FILE` (markets and limits as JSON).
 //! - [`DurableEngine`]: recover from a data directory, then run the engine with its journal and
 //!   snapshot writer; shut down with a final snapshot.
@@ -11,6 +12,7 @@ pub mod config_file;
 pub mod durability;
 pub mod replication;
 pub mod secrets;
+pub mod stress;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -30,6 +30,10 @@ enum Command {
     /// rule's inputs, replayed from the journal to check the same inputs give the same close and
     /// the same state hash.
     Explain(cmd::explain::ExplainArgs),
+    /// Stress replay: a recorded or synthetic crash applied to a copy of the current state by
+    /// the production engine; prints who would be liquidated or stopped out, the bad debt and
+    /// who pays it. Reads the data directory only (a running `serve` goes on).
+    Stress(cmd::stress::StressArgs),
     /// Recover a stopped engine's state and write a snapshot of it (prunes old journal).
     Snapshot(cmd::args::DataArgs),
     /// Price feed on its own: `--redis URL` writes `price-stream` (service mode); `--record FILE`
@@ -77,6 +81,7 @@ fn run() -> Result<()> {
         Command::Replay(args) => cmd::offline::replay(args),
         Command::Snapshot(args) => cmd::offline::snapshot(args),
         Command::Explain(args) => cmd::explain::run(args),
+        Command::Stress(args) => cmd::stress::run(args),
         Command::Feed(args) => cmd::feed::run(args),
         Command::Engine(args) => cmd::service::run_engine(args),
         Command::Api(args) => cmd::service::run_api(args),

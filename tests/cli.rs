@@ -236,3 +236,116 @@ fn explain_replays_a_liquidation_from_the_journal_and_from_a_snapshot() {
     assert!(!none.status.success());
     assert!(String::from_utf8_lossy(&none.stderr).contains("nothing fired on it"));
 }
+
+/// `hundredx stress` (docs/DESIGN.md, "Stress replay") on a data directory written by a real
+/// journal and snapshot: a synthetic crash and the bundled recorded one report exactly the
+/// positions whose liquidation prices they reach, and not one byte of the directory changes.
+#[test]
+fn stress_reports_who_a_crash_would_liquidate_and_touches_nothing() {
+    use engine_core::command::Command as EngineCommand;
+    use engine_core::prelude::{
+        AccountId, CommandKind, Credential, Engine, EngineConfig, Login, MarketId, OpenRequest,
+        Price, RequestId, Side, Size, Tick, Usdc,
+    };
+    use engine_core::processor::InputStage;
+    use hundredx::durability::{DataDir, Journal, JournalPruning, SnapshotWriter, SyncPolicy};
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::create(dir.path()).unwrap();
+    let mut engine = Engine::new(EngineConfig::default()).unwrap();
+    let mut journal = Journal::open(&data, 1, SyncPolicy::None, 0).unwrap();
+    let tick = |market, p| {
+        let t = Tick {
+            market: MarketId(market),
+            bid: Price(p),
+            ask: Price(p),
+            update_id: 1,
+            exchange_time_us: 0,
+        };
+        CommandKind::PriceTick(t)
+    };
+    let mut commands = vec![tick(0, 6_000_000), tick(1, 300_000)];
+    // Accounts 1..=3 on BTC: 50x long, 2x long, 10x short; account 4: 20x long on ETH.
+    let books =
+        [(0, Side::Long, 50), (0, Side::Long, 2), (0, Side::Short, 10), (1, Side::Long, 20)];
+    for (i, &(market, side, leverage)) in books.iter().enumerate() {
+        let login = Login::new(&format!("t{i}@x")).unwrap();
+        commands.push(CommandKind::CreateAccount { login, credential: Credential::empty() });
+        let account = AccountId(u32::try_from(i).unwrap() + 1);
+        let size = Size::Margin(Usdc::from_whole(1_000));
+        commands.push(CommandKind::OpenPosition(OpenRequest::new(
+            account,
+            MarketId(market),
+            side,
+            leverage,
+            size,
+        )));
+    }
+    let mut out = Vec::new();
+    let n = commands.len();
+    for (i, kind) in commands.into_iter().enumerate() {
+        let seq = u64::try_from(i).unwrap() + 1;
+        let cmd = EngineCommand::new(RequestId(seq), 1_700_000_000_000_000_000 + seq, kind);
+        journal.on_command(seq, &cmd, true);
+        engine.apply(&cmd, &mut out);
+        if i == 5 {
+            SnapshotWriter::new(&data, 3, JournalPruning::Keep).write(seq, &engine).unwrap();
+        }
+    }
+    drop(journal);
+    assert_eq!(engine.open_positions(), 4, "{n} commands");
+    let files = || {
+        let mut all = Vec::new();
+        for sub in ["journal", "snapshots"] {
+            for e in std::fs::read_dir(dir.path().join(sub)).unwrap() {
+                let p = e.unwrap().path();
+                all.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+        all.sort();
+        all
+    };
+    let before = files();
+    let stress = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["stress", "--data-dir"])
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success(), text, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // −20 % on BTC: the 50x long (liquidated near −2 %) goes; the 2x long and the short stay;
+    // ETH does not move.
+    let (ok, text, err) = stress(&["--crash", "BTC_USDC=-20%", "--json"]);
+    assert!(ok, "{text}{err}");
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let liquidated: Vec<u64> = report["liquidated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(liquidated, [1], "{text}");
+    assert_eq!(report["open_positions"], serde_json::json!([4, 3]), "{text}");
+    // The bundled flash crash: BTC −25 % and ETH −30 %, from today's prices.
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/flash-crash.jsonl");
+    let (ok, text, err) = stress(&["--feed", &format!("replay:{scenario}"), "--json"]);
+    assert!(ok, "{text}{err}");
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut liquidated: Vec<u64> = report["liquidated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["position"].as_u64().unwrap())
+        .collect();
+    liquidated.sort_unstable();
+    assert_eq!(liquidated, [1, 4], "the 50x BTC and the 20x ETH longs: {text}");
+    let (ok, text, _) = stress(&["--crash", "BTC_USDC=-20%"]);
+    assert!(ok && text.contains("liquidated: account 1 position 1 BTC_USDC long"), "{text}");
+    let (ok, _, err) = stress(&["--crash", "DOGE_USDC=-20%"]);
+    assert!(!ok && err.contains("no market DOGE_USDC"), "{err}");
+    let (ok, _, err) = stress(&[]);
+    assert!(!ok && err.contains("give one of"), "{err}");
+    assert!(files() == before, "stress wrote to the data directory");
+}

@@ -11,3 +11,4 @@ pub mod history;
 pub mod offline;
 pub mod serve;
 pub mod service;
+pub mod stress;

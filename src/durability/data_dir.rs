@@ -22,6 +22,18 @@ impl DataDir {
         Ok(DataDir { root: root.to_path_buf() })
     }
 
+    /// An existing data directory, read as it is (nothing created): for tools that must not
+    /// write, such as `hundredx stress`.
+    pub fn open_existing(root: &Path) -> Result<DataDir> {
+        for sub in [JOURNAL_DIR, SNAPSHOT_DIR] {
+            let dir = root.join(sub);
+            if !dir.is_dir() {
+                return Err(io("finding", &dir)(std::io::ErrorKind::NotFound.into()));
+            }
+        }
+        Ok(DataDir { root: root.to_path_buf() })
+    }
+
     /// Takes the directory's lock file: one process per data directory.
     pub fn lock(&self) -> Result<File> {
         let path = self.root.join("LOCK");

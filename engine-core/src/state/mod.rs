@@ -368,6 +368,12 @@ impl Engine {
         self.change_n += 1;
     }
 
+    /// The time of the last state-changing command (ns since the epoch; 0 before any): the
+    /// engine's only clock.
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
     /// Number of open positions.
     pub fn open_positions(&self) -> usize {
         self.positions.len()

@@ -141,6 +141,8 @@ impl Engine {
             m.index.insert(r.slot(), p.side, pos.triggers(m));
             m.open_interest[usize::from(p.side == Side::Short)].0 += 1;
             m.open_interest[usize::from(p.side == Side::Short)].1 += p.qty.0;
+            m.entry_sum[usize::from(p.side == Side::Short)] +=
+                i128::from(p.entry.0) * i128::from(p.qty.0);
             e.accounts[ai].push_open(r, usize_from(e.cfg.max_positions_per_account));
         }
         restore_trails(&mut e, snap);

@@ -413,6 +413,9 @@ pub struct Exposure {
     pub open_interest: Qty,
     /// Σ quantity × mark, rounded up.
     pub notional: Usdc,
+    /// The side's traders' unrealized P&L at the mark, Σ over its positions before each one's
+    /// rounding (the house's is its negative: a B-book's open result).
+    pub unrealized_pnl: Usdc,
 }
 
 /// A position near its liquidation price, for operators.

@@ -166,3 +166,41 @@ fn the_risk_view_shows_exposure_and_the_positions_nearest_liquidation_first() {
     // 50x long ~1.5 % away, 20x short ~4.5 %, 2x long ~50 %.
     assert_eq!(at_risk, vec![near.id, short.id, far.id]);
 }
+
+/// The risk view's open result per market side: the traders' unrealized P&L at the mark, kept
+/// in O(1) from the side's entry sum (the house's is its negative), equal to the positions'
+/// own within their rounding, and followed through a partial close and a restore.
+#[test]
+fn the_risk_view_shows_each_sides_open_result_from_its_entry_sum() {
+    let mut h = Harness::new();
+    let t = h.account("t@x");
+    h.deposit(t, usdc(100_000)).unwrap();
+    let ops = operator(&mut h);
+    h.price(BTC, usd(60_000));
+    let a = h.open(h.open_req(t, Side::Long, 10, Size::Quantity(btc(1)))).unwrap();
+    h.price(BTC, usd(61_000));
+    h.open(h.open_req(t, Side::Long, 10, Size::Quantity(btc(2)))).unwrap();
+    h.open(h.open_req(t, Side::Short, 10, Size::Quantity(btc(1)))).unwrap();
+    h.close(t, a.id, Some(Qty(btc(1).0 / 2))).unwrap();
+    h.price(BTC, usd(62_000));
+    let exposure = |h: &mut Harness| {
+        let from = h.out.len();
+        h.run(CommandKind::QueryRisk { by: ops, top: 0 }).unwrap();
+        items_since(h, from)
+            .into_iter()
+            .filter_map(|i| match i {
+                Item::Exposure(e) if e.market == BTC => Some((e.side, e.unrealized_pnl)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    // Longs: 0.5 from 60 000 and 2 from 61 000, at 62 000: 1 000 + 2 000; the short from
+    // 61 000: −1 000.
+    let want = vec![(Side::Long, usdc(3_000)), (Side::Short, usdc(-1_000))];
+    assert_eq!(exposure(&mut h), want);
+    let positions: i128 = h.balance(t).unrealized_pnl.0;
+    assert_eq!(positions, usdc(2_000).0, "the positions' own sum agrees");
+    let snap = h.engine.snapshot();
+    h.engine = Engine::restore(h.engine.config().clone(), &snap).unwrap();
+    assert_eq!(exposure(&mut h), want, "rebuilt from the positions on restore");
+}

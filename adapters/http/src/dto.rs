@@ -686,6 +686,13 @@ pub struct Exposure {
     pub open_interest: String,
     /// Σ quantity × mark.
     pub notional: String,
+    /// The side's traders' unrealized P&L at the mark.
+    pub unrealized_pnl: String,
+    /// The house's: the traders' with the sign turned (what it holds as their counterparty).
+    pub house_unrealized_pnl: String,
+    /// The side's open-interest cap (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_interest_cap: Option<String>,
 }
 
 /// A position near liquidation.

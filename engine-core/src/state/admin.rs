@@ -88,7 +88,25 @@ impl Engine {
                 } else {
                     Usdc::ZERO
                 };
-                let item = Exposure { market, side, positions, open_interest: Qty(qty), notional };
+                let unrealized_pnl = if m.has_price {
+                    // Σ (mark − entry) × q for longs, Σ (entry − mark) × q for shorts.
+                    let at_mark = i128::from(m.mark(side).0) * i128::from(qty);
+                    let diff = match side {
+                        Side::Long => at_mark - m.entry_sum[k],
+                        Side::Short => m.entry_sum[k] - at_mark,
+                    };
+                    Usdc((diff * m.scale.num()).div_euclid(m.scale.den()))
+                } else {
+                    Usdc::ZERO
+                };
+                let item = Exposure {
+                    market,
+                    side,
+                    positions,
+                    open_interest: Qty(qty),
+                    notional,
+                    unrealized_pnl,
+                };
                 sink.emit(Output::Item { request_id: rid, item: Item::Exposure(item) });
                 count += 1;
             }
@@ -141,16 +159,19 @@ impl Engine {
         })
     }
 
-    /// Counts a position into (or, with `sign` -1, out of) its market side's open interest.
+    /// Counts a position into (or, with `sign` -1, out of) its market side's open interest, and
+    /// its entry × quantity (`entry_delta`, ticks × steps) into the side's entry sum.
     pub(super) fn count_open_interest(
         &mut self,
         market: MarketId,
         side: Side,
-        positions: i32,
-        qty: i64,
+        (positions, qty): (i32, i64),
+        entry_delta: i128,
     ) {
         let k = usize::from(side == Side::Short);
-        let oi = &mut self.markets[usize::from(market.0)].open_interest[k];
+        let m = &mut self.markets[usize::from(market.0)];
+        m.entry_sum[k] += entry_delta;
+        let oi = &mut m.open_interest[k];
         oi.0 = u32::try_from(i64::from(oi.0) + i64::from(positions)).expect("open interest count");
         oi.1 += qty;
         assert!(oi.1 >= 0, "open interest below zero");

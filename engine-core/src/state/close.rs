@@ -265,7 +265,8 @@ impl Engine {
     fn remove_position_with(&mut self, r: PosRef, call: ArmedCall) {
         let p = *self.positions.get(r);
         self.untrail(r, &p);
-        self.count_open_interest(p.market, p.side, -1, -p.qty.0);
+        let entry = i128::from(p.entry.0) * i128::from(p.qty.0);
+        self.count_open_interest(p.market, p.side, (-1, -p.qty.0), -entry);
         let m = &mut self.markets[usize::from(p.market.0)];
         let triggers = p.triggers(m);
         match call {

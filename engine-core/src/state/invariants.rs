@@ -30,6 +30,19 @@ impl Engine {
                 self.total_available, self.total_margin, self.total_reserved
             ));
         }
+        let mut entry_sums = vec![[0i128; 2]; self.markets.len()];
+        for p in self.positions.values() {
+            let k = usize::from(p.side == crate::math::Side::Short);
+            entry_sums[usize::from(p.market.0)][k] += i128::from(p.entry.0) * i128::from(p.qty.0);
+        }
+        for (i, m) in self.markets.iter().enumerate() {
+            if m.entry_sum != entry_sums[i] {
+                return Err(format!(
+                    "market {i}: entry sums {:?}, positions say {:?}",
+                    m.entry_sum, entry_sums[i]
+                ));
+            }
+        }
         for (i, a) in self.accounts.iter().enumerate() {
             let held =
                 a.lists().orders.iter().fold(Usdc::ZERO, |s, id| add(s, self.orders[id].reserved));

@@ -117,7 +117,9 @@ impl Engine {
         let m = &mut self.markets[usize::from(old.market.0)];
         m.index.replace(r.slot(), old.side, old.triggers(m), new.triggers(m));
         *self.positions.get_mut(r) = new;
-        self.count_open_interest(old.market, old.side, 0, qty.0 - old.qty.0);
+        let entry_delta = i128::from(entry.0) * i128::from(qty.0)
+            - i128::from(old.entry.0) * i128::from(old.qty.0);
+        self.count_open_interest(old.market, old.side, (0, qty.0 - old.qty.0), entry_delta);
         new
     }
 }

@@ -85,6 +85,9 @@ pub(crate) struct Market {
     pub(crate) mmr: crate::num::Ppm,
     /// Open positions and Σ quantity, long then short.
     pub(crate) open_interest: [(u32, i64); 2],
+    /// Per side (long, short): Σ entry × quantity of its open positions, in ticks × steps (the
+    /// house's unrealized P&L on the side in O(1): `mark × open interest − this`).
+    pub(crate) entry_sum: [i128; 2],
     /// The price sources' latest quotes and the guard (markets with `sources` only).
     pub(crate) sources: sources::Sources,
     /// Leverage brackets by notional, ascending (empty: one bracket, the market's own).
@@ -272,6 +275,7 @@ impl Engine {
                 max_leverage: m.max_leverage,
                 mmr: m.maintenance_margin_rate,
                 open_interest: [(0, 0); 2],
+                entry_sum: [0; 2],
                 sources: sources::Sources::default(),
                 tiers: crate::tier::tiers(&m.brackets),
                 group_tiers: crate::tier::group_tiers(&cfg, &m.symbol),

@@ -107,7 +107,7 @@ impl Engine {
         let triggers = p.triggers(m);
         let r = self.positions.insert(p);
         m.index.insert(r.slot(), req.side, triggers);
-        self.count_open_interest(req.market, req.side, 1, q.0);
+        self.count_open_interest(req.market, req.side, (1, q.0), i128::from(e.0) * i128::from(q.0));
         let max = usize_from(self.cfg.max_positions_per_account);
         self.accounts[ai].push_open(r, max);
         self.counters.opened += 1;

@@ -223,12 +223,17 @@ pub(crate) async fn risk(
         match item {
             Item::Exposure(e) => {
                 let Some(m) = state.market_cfg(e.market) else { continue };
+                let cap = m.open_interest_cap(e.side);
                 exposure.push(dto::Exposure {
                     market: m.symbol.clone(),
                     side: e.side.as_str(),
                     positions: e.positions,
                     open_interest: format_fixed(i128::from(e.open_interest.0), m.qty_decimals),
                     notional: money(e.notional),
+                    unrealized_pnl: money(e.unrealized_pnl),
+                    house_unrealized_pnl: money(Usdc(-e.unrealized_pnl.0)),
+                    open_interest_cap: (cap > 0)
+                        .then(|| format_fixed(i128::from(cap), m.qty_decimals)),
                 });
             }
             Item::AtRisk(r) => {

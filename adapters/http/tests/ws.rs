@@ -751,3 +751,39 @@ async fn signing_a_session_out_closes_its_push_connections() {
         other => panic!("a signed-out token connected: {other:?}"),
     }
 }
+
+/// The operators' `risk` channel: the house's risk view pushed when it changes (a new
+/// position moves the exposure and the house's open result); a trader's subscription is
+/// refused, the engine checking the role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_get_the_risk_view_by_push_and_traders_do_not() {
+    use engine_core::command::{CommandKind, Login};
+    let mut s = Server::start(|_| {}).await;
+    s.price(6_000_000);
+    let (trader_token, trader) = s.user("t@example.com").await;
+    let (_, _) = s.user("ops@example.com").await;
+    let role = CommandKind::SetRole { login: Login::new("ops@example.com").unwrap(), admin: true };
+    s.engine.submitter().call(1, role, Duration::from_secs(5)).unwrap();
+    let creds = json!({"email": "ops@example.com", "password": "correct horse battery"});
+    let ops =
+        s.post("/api/v1/user/signin", None, &creds).await.1["token"].as_str().unwrap().to_owned();
+    let mut ws = s.connect(Some(&ops)).await;
+    send(&mut ws, json!({"op": "subscribe", "channels": ["risk"]})).await;
+    let first = until(&mut ws, "risk", |d| d["open_positions"] == 0).await;
+    assert_eq!(first["data"]["exposure"][0]["market"], "BTC_USDC", "{first}");
+    s.open(trader, 10, 1_000);
+    let moved = until(&mut ws, "risk", |d| d["open_positions"] == 1).await;
+    let long = &moved["data"]["exposure"][0];
+    assert_eq!(
+        (long["side"].as_str(), long["positions"].as_u64()),
+        (Some("long"), Some(1)),
+        "{moved}"
+    );
+    let (traders, house) =
+        (long["unrealized_pnl"].as_str().unwrap(), long["house_unrealized_pnl"].as_str().unwrap());
+    assert_eq!(traders.trim_start_matches('-'), house.trim_start_matches('-'), "{moved}");
+    let mut theirs = s.connect(Some(&trader_token)).await;
+    send(&mut theirs, json!({"op": "subscribe", "channels": ["risk"]})).await;
+    assert_eq!(next(&mut theirs, 5).await, json!({"op": "subscribed", "channels": ["risk"]}));
+    assert_eq!(next(&mut theirs, 5).await["code"], "forbidden");
+}

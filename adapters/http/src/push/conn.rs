@@ -134,6 +134,8 @@ struct Conn {
     balance_dirty: bool,
     last_balance: Option<Value>,
     last_marks: Option<Value>,
+    /// The risk view last sent (operators' `risk` channel).
+    last_risk: Option<Value>,
     /// The account may have open positions (marks to refresh).
     has_open: bool,
     /// This connection's queue of its account's changes (once signed in), and its route id.
@@ -216,6 +218,7 @@ impl Conn {
             balance_dirty: true,
             last_balance: None,
             last_marks: None,
+            last_risk: None,
             has_open: true,
             private: None,
             route: None,
@@ -511,7 +514,7 @@ impl Conn {
                 continue;
             }
             let Some(ch) = CHANNELS.iter().copied().find(|c| *c == name) else {
-                let all = "channels: prices, positions, balance, notices, orders, \
+                let all = "channels: prices, positions, balance, notices, orders, risk, \
                            candles.<MARKET>.<1m|5m|15m|1h|4h|1d>";
                 return self.error(socket, "unknown_channel", all).await;
             };
@@ -551,6 +554,10 @@ impl Conn {
             self.last_balance = None;
             self.last_marks = None;
             self.has_open = true;
+            self.on_refresh(socket).await?;
+        }
+        if on && named("risk") {
+            self.last_risk = None;
             self.on_refresh(socket).await?;
         }
         if on && done.iter().any(|d| d.starts_with("candles.")) {
@@ -669,6 +676,24 @@ impl Conn {
                     self.last_balance = Some(v.clone());
                     self.push(socket, "balance", &v.to_string()).await?;
                 }
+            }
+        }
+        if self.subscribed.contains(&"risk") {
+            match crate::routes::admin::risk_view(&self.state, account, super::RISK_TOP).await {
+                Ok(risk) => {
+                    let v = serde_json::to_value(risk).unwrap_or_default();
+                    if self.last_risk.as_ref() != Some(&v) {
+                        self.last_risk = Some(v.clone());
+                        self.push(socket, "risk", &v.to_string()).await?;
+                    }
+                }
+                Err(e) if e.code == "not_admin" => {
+                    self.subscribed.retain(|c| *c != "risk");
+                    return self
+                        .error(socket, "forbidden", "the risk channel is for operators")
+                        .await;
+                }
+                Err(_) => {} // the engine is slow or away: the next refresh tries again
             }
         }
         if self.subscribed.contains(&"positions") && self.has_open {

@@ -134,8 +134,12 @@ pub struct PushStats {
     pub replayed: Arc<AtomicU64>,
 }
 
-/// Every channel a client may name.
-pub const CHANNELS: [&str; 5] = ["prices", "positions", "balance", "notices", "orders"];
+/// Every channel a client may name (`risk`: operators only, the house's risk view every
+/// refresh when it changed).
+pub const CHANNELS: [&str; 6] = ["prices", "positions", "balance", "notices", "orders", "risk"];
+
+/// Nearest liquidations the `risk` channel carries.
+pub const RISK_TOP: u32 = 20;
 
 /// The protocol as an AsyncAPI 3.0 document (`GET /api/v1/asyncapi.json`).
 pub const ASYNCAPI: &str = include_str!("../../asyncapi.json");

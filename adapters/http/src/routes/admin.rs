@@ -206,7 +206,16 @@ pub(crate) async fn risk(
     if top > 100 {
         return Err(ApiError::bad_request("invalid_query", "top must be 0..=100"));
     }
-    let (reply, items) = engine(&state, CommandKind::QueryRisk { by, top }).await?;
+    Ok(Json(risk_view(&state, by, top).await?).into_response())
+}
+
+/// The risk view for operator `by` (the route's answer, and the `risk` push channel's).
+pub(crate) async fn risk_view(
+    state: &AppState,
+    by: engine_core::command::AccountId,
+    top: u32,
+) -> Result<dto::Risk, ApiError> {
+    let (reply, items) = engine(state, CommandKind::QueryRisk { by, top }).await?;
     let ReplyData::Risk {
         insurance_fund,
         house_balance,
@@ -258,7 +267,7 @@ pub(crate) async fn risk(
             _ => {}
         }
     }
-    Ok(Json(dto::Risk {
+    Ok(dto::Risk {
         insurance_fund: money(insurance_fund),
         house_balance: money(house_balance),
         spread_revenue: money(spread_revenue),
@@ -268,5 +277,4 @@ pub(crate) async fn risk(
         at_risk,
         accounts_at_risk,
     })
-    .into_response())
 }

@@ -133,6 +133,15 @@ fn an_operator_acts_on_an_account_with_a_reason_and_the_audit_log_shows_it() {
     let mine = r#"{"amount":"5250.5"}"#;
     let (status, body) = http(&addr, "POST", "/api/v1/user/withdraw", Some(&trader), Some(mine));
     assert_eq!(status, 200, "{body}");
+    // The desk's view of the account.
+    let (status, body) =
+        http(&addr, "GET", "/api/v1/admin/accounts/trader@example.com", Some(&ops), None);
+    let view = json(&body);
+    assert_eq!((status, &view["controls"]["credit"]), (200, &serde_json::json!("100.000000")));
+    assert_eq!(view["controls"]["status"], "active", "{body}");
+    // Signed in before the restart and after it: both sessions live.
+    assert_eq!(view["sessions"].as_array().map(Vec::len), Some(2), "{body}");
+    assert_eq!(view["positions"], serde_json::json!([]), "{body}");
     // The audit log: newest first, with who and why (once the history store caught up).
     let deadline = Instant::now() + Duration::from_secs(30);
     let entries = loop {

@@ -1448,6 +1448,14 @@ pub struct AdminAccount {
     pub controls: AccountControls,
     /// Balances.
     pub balance: Balance,
+    /// Open positions.
+    pub positions: Vec<Position>,
+    /// Pending orders.
+    pub orders: Vec<Order>,
+    /// API keys.
+    pub api_keys: Vec<ApiKey>,
+    /// Live sessions (`current` is never set here).
+    pub sessions: Vec<Session>,
 }
 
 /// `GET /admin/audit`: a page.

@@ -7,15 +7,15 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use engine_core::command::{AccountId, CommandKind, Login, Note};
+use engine_core::command::{AccountId, CommandKind, Login, Note, PositionStatus, SessionId};
 use engine_core::desk::{AccountAction, AccountStatus};
-use engine_core::event::{Change, ReplyData};
+use engine_core::event::{Change, Item, ReplyData};
 use engine_core::num::{USDC_DECIMALS, Usdc, parse_fixed_i128};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::convert::{balance_dto, dec_error, engine, money, unexpected};
+use crate::convert::{balance_dto, dec_error, engine, money, order_dto, position_dto, unexpected};
 use crate::dto;
 use crate::error::ApiError;
 use crate::extract::{AdminUser, ApiJson, ApiPath, ApiQuery, AuthUser, St};
@@ -68,7 +68,7 @@ async fn act(
 }
 
 #[utoipa::path(get, path = "/api/v1/admin/accounts/{account}", tag = "operations",
-    summary = "Operator: an account's status, credit, group and balances",
+    summary = "Operator: an account's status, credit, group, balances, open positions, pending orders, API keys and sessions",
     security(("bearer" = [])),
     params(("account" = String, Path, description = "The account's id or email")),
     responses(
@@ -91,7 +91,40 @@ async fn account(
         (ReplyData::Account(a), _) => balance_dto(&a),
         (d, _) => return Err(unexpected(&d)),
     };
-    Ok(Json(dto::AdminAccount { controls, balance }))
+    let open = CommandKind::QueryPositions { account, status: PositionStatus::Open };
+    let (mut positions, mut orders) = (Vec::new(), Vec::new());
+    for item in engine(&state, open).await?.1.iter().chain(
+        engine(&state, CommandKind::QueryOrders { account }).await?.1.iter(),
+    ) {
+        match item {
+            Item::Position(v) if v.account == account => {
+                positions.extend(state.market_cfg(v.market).map(|m| position_dto(v, m)));
+            }
+            Item::Order(o) if o.account == account => {
+                orders.extend(state.market_cfg(o.market).map(|m| order_dto(o, m)));
+            }
+            _ => {}
+        }
+    }
+    let (_, keys) = engine(&state, CommandKind::QueryApiKeys { account }).await?;
+    let api_keys = keys
+        .iter()
+        .filter_map(|i| match i {
+            Item::ApiKey(k) if k.account == account => Some(super::keys::key_dto(k)),
+            _ => None,
+        })
+        .collect();
+    let (_, live) = engine(&state, CommandKind::QuerySessions { account }).await?;
+    let sessions = live
+        .iter()
+        .filter_map(|i| match i {
+            Item::Session(v) if v.account == account => {
+                Some(super::sessions::session_dto(v, SessionId(0)))
+            }
+            _ => None,
+        })
+        .collect();
+    Ok(Json(dto::AdminAccount { controls, balance, positions, orders, api_keys, sessions }))
 }
 
 #[utoipa::path(get, path = "/api/v1/user/controls", tag = "user",

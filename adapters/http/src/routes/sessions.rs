@@ -69,7 +69,7 @@ fn agent_of(agent: Option<&str>) -> InlineStr<48> {
     InlineStr::new(&clean[..end]).unwrap_or_default()
 }
 
-fn session_dto(s: &SessionView, current: SessionId) -> dto::Session {
+pub(crate) fn session_dto(s: &SessionView, current: SessionId) -> dto::Session {
     let ip = if s.client.v6 {
         IpAddr::from(s.client.addr)
     } else {

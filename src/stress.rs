@@ -293,6 +293,101 @@ pub fn render(r: &Report, symbol: impl Fn(u16) -> String) -> String {
     out
 }
 
+/// The scenarios the operator console can start (`POST /api/v1/admin/stress`).
+pub const BUNDLED: [&str; 2] = ["flash-crash", "gap-10"];
+
+/// `flash-crash`: BTC −25 %, ETH −30 % in a minute, then a partial recovery (a recording of
+/// Backpack frames, applied relative to today's prices).
+const FLASH_CRASH: &str = include_str!("../scenarios/flash-crash.jsonl");
+
+/// The path of bundled scenario `name` on `engine`'s book: `flash-crash`, or `gap-10` (every
+/// market −10 % in one step).
+pub fn bundled(name: &str, engine: &mut Engine) -> Option<Vec<Step>> {
+    let now = markets(engine);
+    match name {
+        "flash-crash" => {
+            let venue = price_feed::venues::by_name("backpack")?;
+            let cfg = &engine.config().markets;
+            let ticks = price_feed::replay::ticks_of(
+                venue,
+                FLASH_CRASH,
+                (cfg, &BTreeMap::new()),
+                SCENARIO_TICKS_MAX,
+            )?;
+            Some(rebase(&ticks, &now))
+        }
+        "gap-10" => {
+            let moves: Vec<(MarketId, i64)> = now.iter().map(|v| (v.market, -100_000)).collect();
+            Some(crash(&now, &moves, 1))
+        }
+        _ => None,
+    }
+}
+
+/// The embedded `serve`'s stress runner: recovers a copy of the state from its data directory
+/// (the latest snapshot and the journal after it, read without the lock, nothing written) on a
+/// blocking thread, one run at a time.
+#[derive(Debug)]
+pub struct DataDirStress {
+    data_dir: std::path::PathBuf,
+    cfg: engine_core::config::EngineConfig,
+    busy: std::sync::atomic::AtomicBool,
+}
+
+impl DataDirStress {
+    /// A runner over `data_dir`, whose engine runs `cfg`.
+    pub fn new(
+        data_dir: std::path::PathBuf,
+        cfg: engine_core::config::EngineConfig,
+    ) -> DataDirStress {
+        DataDirStress { data_dir, cfg, busy: std::sync::atomic::AtomicBool::new(false) }
+    }
+
+    fn run_now(
+        data_dir: &std::path::Path,
+        cfg: &engine_core::config::EngineConfig,
+        name: &str,
+    ) -> Result<String, ground::ports::StressError> {
+        use crate::durability::{DataDir, Start, TornTail, recover};
+        use ground::ports::StressError;
+        let failed = |e: &dyn std::fmt::Display| StressError::Failed(e.to_string());
+        let data = DataDir::open_existing(data_dir).map_err(|e| failed(&e))?;
+        let (mut engine, _) =
+            recover(&data, cfg, Start::LatestSnapshot, TornTail::Report).map_err(|e| failed(&e))?;
+        let path =
+            bundled(name, &mut engine).ok_or_else(|| StressError::Unknown(name.to_owned()))?;
+        let (report, _) = run(engine, &path);
+        serde_json::to_string(&report).map_err(|e| failed(&e))
+    }
+}
+
+impl ground::ports::StressRunner for DataDirStress {
+    fn scenarios(&self) -> Vec<&'static str> {
+        BUNDLED.to_vec()
+    }
+
+    fn run<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> ground::ports::BoxFuture<'a, Result<String, ground::ports::StressError>> {
+        use std::sync::atomic::Ordering;
+        Box::pin(async move {
+            if !BUNDLED.contains(&name) {
+                return Err(ground::ports::StressError::Unknown(name.to_owned()));
+            }
+            if self.busy.swap(true, Ordering::AcqRel) {
+                return Err(ground::ports::StressError::Busy);
+            }
+            let (dir, cfg, owned) = (self.data_dir.clone(), self.cfg.clone(), name.to_owned());
+            let result = tokio::task::spawn_blocking(move || Self::run_now(&dir, &cfg, &owned))
+                .await
+                .unwrap_or_else(|e| Err(ground::ports::StressError::Failed(e.to_string())));
+            self.busy.store(false, Ordering::Release);
+            result
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use engine_core::prelude::*;

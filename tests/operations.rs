@@ -308,3 +308,48 @@ fn the_daily_report_reconciles_with_the_house_lines_to_the_micro_usdc() {
     );
     assert_eq!((status, json(&body)["error"]["code"].as_str()), (400, Some("invalid_query")));
 }
+
+/// The console's stress run over real processes (docs/DESIGN.md, "Stress replay"): a bundled
+/// gap on a copy of the live state names the 50x long it would liquidate, and the live
+/// position is still open afterwards.
+#[test]
+fn an_operator_stresses_todays_book_and_nothing_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let config = dir.path().join("config.json").display().to_string();
+    std::fs::write(
+        &config,
+        r#"{"markets":[{"symbol":"BTC_USDC","price_decimals":2,"qty_decimals":5}]}"#,
+    )
+    .unwrap();
+    let (_server, addr, ops) = with_operator(&data, &config);
+    let trader = sign_in(&addr, "trader@example.com");
+    let open = r#"{"market":"BTC_USDC","side":"long","leverage":50,"margin":"100"}"#;
+    let (status, body) =
+        until(201, 20, || http(&addr, "POST", "/api/v1/positions", Some(&trader), Some(open)));
+    assert_eq!(status, 201, "{body}");
+    let id: u64 = field(&body, "id").parse().unwrap();
+    let (status, body) = http(&addr, "GET", "/api/v1/admin/stress", Some(&ops), None);
+    assert_eq!((status, json(&body)["scenarios"][1].as_str()), (200, Some("gap-10")), "{body}");
+    let run = |scenario: &str| {
+        let body = format!(r#"{{"scenario":"{scenario}"}}"#);
+        http(&addr, "POST", "/api/v1/admin/stress", Some(&ops), Some(&body))
+    };
+    let (status, body) = run("gap-10");
+    assert_eq!(status, 200, "{body}");
+    let report = json(&body);
+    assert_eq!(report["liquidated"][0]["position"].as_u64(), Some(id), "{body}");
+    assert_eq!(report["open_positions"][1], 0, "{body}");
+    let (status, body) = run("meteor");
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (400, Some("invalid_scenario")));
+    let (status, _) = http(
+        &addr,
+        "POST",
+        "/api/v1/admin/stress",
+        Some(&trader),
+        Some(r#"{"scenario":"gap-10"}"#),
+    );
+    assert_eq!(status, 403);
+    let (_, positions) = http(&addr, "GET", "/api/v1/positions", Some(&trader), None);
+    assert_eq!(json(&positions)["positions"][0]["id"], id.to_string(), "still open: {positions}");
+}

@@ -161,3 +161,27 @@ pub trait SourceSink: Send + 'static {
     /// Time passes: the engine looks at which sources are still fresh.
     fn check(&mut self);
 }
+
+/// Runs a stress scenario on a copy of the engine's state (docs/DESIGN.md, "Stress replay"):
+/// the binary's, which recovers the copy from the data directory. Absent in service mode's api.
+pub trait StressRunner: Send + Sync + std::fmt::Debug {
+    /// The bundled scenarios, by name.
+    fn scenarios(&self) -> Vec<&'static str>;
+    /// Runs the bundled scenario `name`: the report as JSON, or why not
+    /// ([`StressError`]).
+    fn run<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<String, StressError>>;
+}
+
+/// Why a stress run did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StressError {
+    /// No bundled scenario has that name.
+    #[error("no scenario {0:?}")]
+    Unknown(String),
+    /// Another run is under way (one at a time: it recovers a whole copy of the state).
+    #[error("a stress run is under way")]
+    Busy,
+    /// The copy could not be made or the run failed (its words, for the log).
+    #[error("{0}")]
+    Failed(String),
+}

@@ -307,6 +307,10 @@ async fn serve_until_signal(
             .context("opening the history store for reading")?;
         api.attach_history(Arc::new(store), Some(status));
     }
+    // The console's stress runs read a copy of the state from the data directory.
+    let stress =
+        hundredx::stress::DataDirStress::new(args.durability.data_dir.clone(), plan.cfg.clone());
+    api.attach_stress(Arc::new(stress));
     let backfill = super::backfill::BackfillArgs {
         url: args.backfill_url.clone(),
         off: args.no_backfill,

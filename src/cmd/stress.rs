@@ -4,16 +4,12 @@
 //! production engine, and prints who would be liquidated or stopped out, the bad debt and who
 //! pays it.
 
-use std::sync::Arc;
-
 use anyhow::{Context, Result, bail};
 use engine_core::command::{MarketId, Tick};
 use engine_core::num::parse_fixed_i128;
-use ground::ports::TickSink;
 use hundredx::durability::{DataDir, Start, TornTail, recover};
 use hundredx::stress::{self, SCENARIO_TICKS_MAX, Step};
 use price_feed::FeedKind;
-use price_feed::replay::ReplayPace;
 
 use super::args::DataArgs;
 
@@ -101,28 +97,10 @@ fn recorded(feed: &str, markets: &[engine_core::config::MarketConfig]) -> Result
     let FeedKind::Replay { venue, path } = FeedKind::parse(feed)? else {
         bail!("--feed takes replay:FILE here");
     };
-    struct Keep(Vec<Tick>);
-    impl TickSink for Keep {
-        fn publish(&mut self, tick: Tick) {
-            if self.0.len() < SCENARIO_TICKS_MAX {
-                self.0.push(tick);
-            }
-        }
-    }
-    let health = price_feed::health::FeedHealth::new(markets.len());
-    let mut keep = Keep(Vec::new());
-    let symbols = Default::default();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
-    rt.block_on(price_feed::replay::replay(
-        venue,
-        &path,
-        (markets, &symbols),
-        &Arc::clone(&health),
-        &mut keep,
-        ReplayPace::Flat,
-    ))?;
-    if keep.0.len() >= SCENARIO_TICKS_MAX {
-        bail!("the recording holds more than {SCENARIO_TICKS_MAX} ticks: cut it");
-    }
-    Ok(keep.0)
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    price_feed::replay::ticks_of(venue, &text, (markets, &Default::default()), SCENARIO_TICKS_MAX)
+        .with_context(|| {
+            format!("the recording holds more than {SCENARIO_TICKS_MAX} ticks: cut it")
+        })
 }

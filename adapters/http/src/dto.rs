@@ -1561,3 +1561,19 @@ pub struct DailyReport {
     /// The store held every change up to this engine sequence.
     pub consistent_to: u64,
 }
+
+/// `POST /admin/stress`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StressBody {
+    /// A bundled scenario's name (`GET /admin/stress` lists them).
+    #[schema(example = "flash-crash")]
+    pub scenario: String,
+}
+
+/// `GET /admin/stress`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StressScenarios {
+    /// Their names.
+    pub scenarios: Vec<String>,
+}

@@ -111,6 +111,8 @@ pub struct AppState {
     metrics: metrics::Metrics,
     started: Instant,
     history: std::sync::OnceLock<History>,
+    /// The stress runner (embedded `serve` only: it reads the data directory).
+    pub(crate) stress: std::sync::OnceLock<Arc<dyn ground::ports::StressRunner>>,
     /// A venue's recent candles, read at start: the chart's history before the engine's own.
     venue_candles: std::sync::RwLock<VenueCandles>,
     hub: Arc<push::Hub>,
@@ -242,6 +244,7 @@ impl AppState {
             cfg,
             started: Instant::now(),
             history: std::sync::OnceLock::new(),
+            stress: std::sync::OnceLock::new(),
             venue_candles: std::sync::RwLock::default(),
             hub: Arc::new(push::Hub::new(markets, lag)),
             signatures: keys::SeenSignatures::default(),
@@ -298,6 +301,11 @@ impl AppState {
             Ok(other) => Err(convert::unexpected(&other)),
             Err(reason) => Err(ApiError::from_reason(reason)),
         }
+    }
+
+    /// Runs the console's stress scenarios with `runner` (once; later calls are ignored).
+    pub fn attach_stress(&self, runner: Arc<dyn ground::ports::StressRunner>) {
+        let _ = self.stress.set(runner);
     }
 
     /// Serves closed positions, closed-position details and the statement from `store` (once;

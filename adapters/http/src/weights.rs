@@ -63,7 +63,7 @@ pub fn weight_of(method: &Method, path: &str) -> u32 {
     match (method.as_str(), p) {
         ("GET", "/user/statement") => 50,
         ("GET", "/user/ledger" | "/positions" | "/candles" | "/admin/audit") => 5,
-        ("GET", "/admin/reports/daily") => 50,
+        ("GET", "/admin/reports/daily") | ("POST", "/admin/stress") => 50,
         ("GET", p) if p.starts_with("/admin/accounts/") && p.ends_with("/statement") => 50,
         ("DELETE", "/orders") | ("POST", "/positions/close-all") => 10,
         // A batch's orders are charged by its handler once its body is read.

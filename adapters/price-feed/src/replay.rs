@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use engine_core::command::Tick;
 use engine_core::config::MarketConfig;
 use ground::ports::TickSink;
 use std::sync::atomic::Ordering;
@@ -50,4 +51,31 @@ pub async fn replay<S: TickSink>(
         handle(health, &mut dedup, sink, frame);
     }
     Ok(health.ticks.load(Ordering::Relaxed))
+}
+
+/// The ticks of a recording's text, parsed and deduplicated by the venue's own code as a live
+/// feed's would be, unpaced; at most `max` (then `None`: the caller says it is too long).
+pub fn ticks_of(
+    venue: &dyn Connector,
+    text: &str,
+    (markets, symbols): (&[MarketConfig], &BTreeMap<String, String>),
+    max: usize,
+) -> Option<Vec<Tick>> {
+    struct Keep(Vec<Tick>);
+    impl TickSink for Keep {
+        fn publish(&mut self, tick: Tick) {
+            self.0.push(tick);
+        }
+    }
+    let markets_of = Markets::for_venue(markets, venue, symbols);
+    let health = FeedHealth::new(markets.len());
+    let mut dedup = Dedup::default();
+    let mut keep = Keep(Vec::new());
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        handle(&health, &mut dedup, &mut keep, venue.parse(line, &markets_of));
+        if keep.0.len() > max {
+            return None;
+        }
+    }
+    Some(keep.0)
 }

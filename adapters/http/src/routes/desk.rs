@@ -93,9 +93,12 @@ async fn account(
     };
     let open = CommandKind::QueryPositions { account, status: PositionStatus::Open };
     let (mut positions, mut orders) = (Vec::new(), Vec::new());
-    for item in engine(&state, open).await?.1.iter().chain(
-        engine(&state, CommandKind::QueryOrders { account }).await?.1.iter(),
-    ) {
+    for item in engine(&state, open)
+        .await?
+        .1
+        .iter()
+        .chain(engine(&state, CommandKind::QueryOrders { account }).await?.1.iter())
+    {
         match item {
             Item::Position(v) if v.account == account => {
                 positions.extend(state.market_cfg(v.market).map(|m| position_dto(v, m)));

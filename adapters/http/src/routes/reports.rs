@@ -26,7 +26,10 @@ use engine_core::num::Usdc;
 
 /// This group's routes, with their OpenAPI operations.
 pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
-    OpenApiRouter::new().routes(routes!(daily)).routes(routes!(account_statement))
+    OpenApiRouter::new()
+        .routes(routes!(daily))
+        .routes(routes!(account_statement))
+        .routes(routes!(scenarios, stress))
 }
 
 /// Most days one report covers: a year and a day (a leap year's).
@@ -113,6 +116,69 @@ async fn account_statement(
 ) -> Result<Response, ApiError> {
     let account = super::desk::resolve(&state, &account).await?;
     super::statement::statement_file(&state, account, &q).await
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/stress", tag = "operations",
+    summary = "Operator: the bundled stress scenarios this server can run",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "their names", body = dto::StressScenarios),
+        (status = 403, description = "the caller is not an operator", body = dto::ErrorBody),
+        (status = 404, description = "stress_unavailable: this server has no data directory (service mode's api)", body = dto::ErrorBody),
+        dto::AuthedErrors,
+    ))]
+async fn scenarios(
+    State(state): St,
+    AdminUser(_by): AdminUser,
+) -> Result<axum::Json<dto::StressScenarios>, ApiError> {
+    let runner = stress_runner(&state)?;
+    let names = runner.scenarios().into_iter().map(str::to_owned).collect();
+    Ok(axum::Json(dto::StressScenarios { scenarios: names }))
+}
+
+#[utoipa::path(post, path = "/api/v1/admin/stress", tag = "operations",
+    summary = "Operator: run a bundled crash scenario on a copy of the current state (nothing touched) and report who would be liquidated or stopped out, the bad debt and who pays it (docs/DESIGN.md, \"Stress replay\")",
+    security(("bearer" = [])), request_body = dto::StressBody,
+    responses(
+        (status = 200, description = "the report, as `hundredx stress --json` prints it", body = Object),
+        (status = 400, description = "invalid_scenario", body = dto::ErrorBody),
+        (status = 403, description = "the caller is not an operator", body = dto::ErrorBody),
+        (status = 404, description = "stress_unavailable", body = dto::ErrorBody),
+        (status = 503, description = "busy: a run is under way", body = dto::ErrorBody),
+        dto::BodyErrors,
+        dto::AuthedErrors,
+    ))]
+async fn stress(
+    State(state): St,
+    AdminUser(by): AdminUser,
+    crate::extract::ApiJson(body): crate::extract::ApiJson<dto::StressBody>,
+) -> Result<Response, ApiError> {
+    use ground::ports::StressError;
+    let runner = stress_runner(&state)?;
+    tracing::info!(by = by.0, scenario = %body.scenario, "stress run");
+    match runner.run(&body.scenario).await {
+        Ok(json) => Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response()),
+        Err(StressError::Unknown(_)) => Err(ApiError::bad_request(
+            "invalid_scenario",
+            format!("scenarios: {}", runner.scenarios().join(", ")),
+        )),
+        Err(StressError::Busy) => {
+            Err(ApiError::busy("a stress run is under way; retry when it ends"))
+        }
+        Err(StressError::Failed(why)) => {
+            tracing::warn!(error = %why, "stress run failed");
+            Err(ApiError::unavailable(
+                "stress_failed",
+                "the stress run failed (see the server's log)",
+            ))
+        }
+    }
+}
+
+fn stress_runner(state: &AppState) -> Result<&Arc<dyn ground::ports::StressRunner>, ApiError> {
+    state.stress.get().ok_or_else(|| {
+        ApiError::not_found("stress_unavailable", "this server has no data directory to stress")
+    })
 }
 
 /// `YYYY-MM-DD` as days since the epoch.

@@ -45,8 +45,9 @@ fn recording(path: &Path) {
     std::fs::write(path, out).unwrap();
 }
 
-#[test]
-fn the_trading_page_in_chromium() {
+/// Chromium, node and playwright-core are here (`npm ci` in tests/browser when missing):
+/// the directory of the browser scripts.
+fn browser_ready() -> std::path::PathBuf {
     need("chromium", "chromium");
     need("node", "nodejs npm");
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
@@ -58,6 +59,12 @@ fn the_trading_page_in_chromium() {
             .expect("npm (apt-get install npm)");
         assert!(status.success(), "npm ci in tests/browser failed");
     }
+    browser_dir
+}
+
+#[test]
+fn the_trading_page_in_chromium() {
+    let browser_dir = browser_ready();
     let dir = tempfile::tempdir().unwrap();
     let feed = dir.path().join("prices.jsonl");
     recording(&feed);
@@ -97,5 +104,68 @@ fn the_trading_page_in_chromium() {
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     println!("{log}");
     assert!(out.status.success(), "the browser test failed:\n{log}");
+    assert!(screenshot.exists(), "a screenshot was saved");
+}
+
+/// The operator console in Chromium (tests/browser/desk.mjs): a trader is turned away; the
+/// operator sees live prices and the house's book by push, opens an account, pays it and
+/// suspends it with reasons, finds both in the audit log and the payment in today's report,
+/// stresses a copy of the book, and reinstates the account.
+#[test]
+fn the_operator_console_in_chromium() {
+    let browser_dir = browser_ready();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"markets":[{"symbol":"BTC_USDC","price_decimals":2,"qty_decimals":5}]}"#,
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let serve = || {
+        address_of(hundredx(&[
+            "serve",
+            "--data-dir",
+            data,
+            "--config",
+            config,
+            "--listen",
+            "127.0.0.1:0",
+            "--feed",
+            "synthetic",
+        ]))
+    };
+    let (server, addr) = serve();
+    sign_up(&addr, "trader@example.com");
+    sign_up(&addr, "ops@example.com");
+    drop(server);
+    let grant = Command::new(BIN)
+        .args(["admin", "grant", "ops@example.com", "--data-dir", data, "--config", config])
+        .output()
+        .unwrap();
+    assert!(grant.status.success(), "{}", String::from_utf8_lossy(&grant.stderr));
+    let (_server, addr) = serve();
+    let trader = sign_in(&addr, "trader@example.com");
+    let open = r#"{"market":"BTC_USDC","side":"long","leverage":50,"margin":"100"}"#;
+    let (status, body) =
+        until(201, 20, || http(&addr, "POST", "/api/v1/positions", Some(&trader), Some(open)));
+    assert_eq!(status, 201, "{body}");
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("desk.png");
+    let out = Command::new("node")
+        .arg(browser_dir.join("desk.mjs"))
+        .env("HX_URL", format!("http://{addr}/admin"))
+        .env("CHROMIUM", "/usr/bin/chromium")
+        .env("SCREENSHOT", &screenshot)
+        .env("OPS_EMAIL", "ops@example.com")
+        .env("TRADER_EMAIL", "trader@example.com")
+        .env("PASSWORD", "correct horse battery")
+        .output()
+        .unwrap();
+    let log =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("{log}");
+    assert!(out.status.success(), "the console test failed:\n{log}");
     assert!(screenshot.exists(), "a screenshot was saved");
 }

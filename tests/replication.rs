@@ -30,15 +30,39 @@ fn leader_kill_9_standby_takes_over_and_a_wiped_engine_rejoins() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let ha = RedisHa::start(dir.path());
-    let mut a = EngineProc::start(BIN, &ha.url, dir.path(), "engine-a");
+    // Each engine serves its /metrics: whether it leads, the last sequence it journaled.
+    let (pa, pb) = (free_port(), free_port());
+    let metrics_a = format!("127.0.0.1:{pa}");
+    let metrics_b = format!("127.0.0.1:{pb}");
+    let mut a = EngineProc::start_with(
+        BIN,
+        &ha.url,
+        dir.path(),
+        "engine-a",
+        &["--metrics-listen", &metrics_a],
+    );
     assert!(a.wait_leading(Duration::from_secs(20)), "a leads: {}", a.log_text());
-    let mut b = EngineProc::start(BIN, &ha.url, dir.path(), "engine-b");
+    let mut b = EngineProc::start_with(
+        BIN,
+        &ha.url,
+        dir.path(),
+        "engine-b",
+        &["--metrics-listen", &metrics_b],
+    );
     runtime().block_on(async {
         let c = Arc::new(client(&ha.url, "ha-1", 11).await);
         let account = account(&c).await;
         let load = Load::spawn(Arc::clone(&c), account, 8);
         let running = wait_for(Duration::from_secs(30), || load.acked_count() > 20);
         assert!(running, "the load runs before the fault");
+        assert_eq!(gauge(&metrics_a, "hundredx_replication_leading"), Some(1));
+        assert_eq!(gauge(&metrics_b, "hundredx_replication_leading"), Some(0));
+        // The standby follows: its journaled sequence reaches one the leader had.
+        let leader_at = gauge(&metrics_a, "hundredx_replication_journaled_seq").unwrap();
+        assert!(leader_at > 0);
+        let caught_up =
+            || gauge(&metrics_b, "hundredx_replication_journaled_seq") >= Some(leader_at);
+        assert!(wait_for(Duration::from_secs(10), caught_up), "b follows a");
 
         let killed = Instant::now();
         a.kill();
@@ -49,6 +73,7 @@ fn leader_kill_9_standby_takes_over_and_a_wiped_engine_rejoins() {
         );
         let outage = load.first_ok_after(killed).unwrap() - killed;
         assert!(outage < Duration::from_secs(5), "the standby led within 5 s: {outage:?}");
+        assert_eq!(gauge(&metrics_b, "hundredx_replication_leading"), Some(1), "b says it leads");
 
         // a's machine is replaced: nothing of its data directory is left.
         std::fs::remove_dir_all(&a.data).unwrap();
@@ -491,4 +516,18 @@ fn forged_lease_journal_and_hashes_stop_neither_engine_and_a_lost_standby_is_rep
         a.log_text()
     );
     assert!(a.log_text().contains("engine-b"));
+}
+
+/// A port nobody listens on now (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A gauge's value on an engine's `/metrics` (`None`: not there, or not answering).
+fn gauge(addr: &str, name: &str) -> Option<i64> {
+    let (status, body) = common::http(addr, "GET", "/metrics", None, None);
+    if status != 200 {
+        return None;
+    }
+    body.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }

@@ -773,6 +773,8 @@ pub enum CommandKind {
         /// The account.
         account: AccountId,
     },
+    /// The house's lines and the book's size in O(1), for monitoring: `ReplyData::Book`.
+    QueryBook,
 }
 
 /// A session's id (engine-assigned, increasing): the `sid` of its tokens.
@@ -1070,6 +1072,7 @@ impl CommandKind {
                 | CommandKind::QueryCredentialOf { .. }
                 | CommandKind::QueryTotp { .. }
                 | CommandKind::QueryControls { .. }
+                | CommandKind::QueryBook
         )
     }
 }

@@ -338,6 +338,21 @@ pub enum ReplyData {
     },
     /// An account's status, credit and group (after an operator's action, or queried).
     Controls(crate::access::AccountControls),
+    /// The house's lines and the book's size (`QueryBook`).
+    Book {
+        /// Insurance fund.
+        insurance_fund: Usdc,
+        /// House balance.
+        house_balance: Usdc,
+        /// The groups' spread markups.
+        spread_revenue: Usdc,
+        /// The groups' commissions.
+        commission_revenue: Usdc,
+        /// Open positions.
+        open_positions: u32,
+        /// Accounts.
+        accounts: u32,
+    },
 }
 
 /// An element of a list reply.

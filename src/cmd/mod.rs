@@ -4,6 +4,7 @@ pub mod admin;
 pub mod args;
 pub mod backfill;
 pub mod drill;
+pub mod engine_metrics;
 pub mod explain;
 pub mod feed;
 pub mod financing;

@@ -19,7 +19,6 @@ use redis_bridge::bridge::{EngineBridgeConfig, run_engine_bridge};
 use redis_bridge::client::RedisEngineClient;
 use redis_bridge::signing::BridgeKey;
 use redis_bridge::target::RedisTarget;
-use std::sync::atomic::AtomicU64;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -47,6 +46,10 @@ pub struct EngineArgs {
     pub financing_interval_secs: u64,
     #[command(flatten)]
     pub replication: ReplicationArgs,
+    /// Serve this engine's `/metrics` here (its counters; replicated, whether it leads and the
+    /// last sequence it journaled). Off by default.
+    #[arg(long)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Replicated mode (docs/REPLICATION.md): the same flags on every engine; whichever holds the
@@ -124,7 +127,13 @@ pub fn run_engine(args: EngineArgs) -> Result<()> {
         ..ReplicationOptions::new(target.clone(), key.clone(), &args.consumer)
     });
     let single_lease = Duration::from_millis(r.lease_ms);
-    let opts = EngineOptions { consumer: &args.consumer, financing, ha, single_lease };
+    let opts = EngineOptions {
+        consumer: &args.consumer,
+        financing,
+        ha,
+        single_lease,
+        metrics_listen: args.metrics_listen,
+    };
     engine(&target, key, cfg, &args.durability.options(), opts)
 }
 
@@ -139,6 +148,8 @@ pub struct EngineOptions<'a> {
     pub ha: Option<ReplicationOptions>,
     /// The lease a plain (not replicated) engine holds while it serves.
     pub single_lease: Duration,
+    /// Where its `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// `hundredx api` from its flags.
@@ -286,8 +297,13 @@ fn serve_engine(
     };
     let Publisher { tap, prev, task } = Publisher::start(runtime, link, key.clone(), published)?;
     let (stage, node) = replication(opts.ha, durability)?;
+    let shared = stage.as_ref().map(|s| Arc::clone(&s.shared));
     let options = DurableOptions { changes: Some(tap), replication: stage, ..durability.clone() };
     let durable = DurableEngine::start(cfg, &options)?;
+    if let Some(listen) = opts.metrics_listen {
+        let submitter = durable.handle.submitter();
+        super::engine_metrics::spawn(runtime, listen, submitter, shared, stop.clone())?;
+    }
     drop(options); // the last copy of the changes sender but the engine's: the publisher ends with it
     let _ = prev.send(published_before(published, &durable));
     let mut bridge = EngineBridgeConfig::new(target.clone(), key);
@@ -337,10 +353,7 @@ fn replication(
         return Ok((None, None));
     };
     let (tx, rx) = crossbeam_channel::bounded(64);
-    let shared = Arc::new(Shared {
-        token: format!("{}:{:016x}", opts.node, random_u64()?),
-        follow_upto: AtomicU64::new(0),
-    });
+    let shared = Arc::new(Shared::new(format!("{}:{:016x}", opts.node, random_u64()?)));
     let node = Node::new(opts.clone(), Arc::clone(&shared), durability.data_dir.clone(), rx);
     Ok((Some(ReplicatedStage { opts, shared, hashes: tx }), Some(node)))
 }

@@ -98,4 +98,21 @@ pub struct Shared {
     pub token: String,
     /// Commands at or below this sequence came from `engine-journal`.
     pub follow_upto: AtomicU64,
+    /// This engine leads (holds the lease and appends to the log).
+    pub leading: std::sync::atomic::AtomicBool,
+    /// The last sequence journaled here (the log's, applied, on a standby; appended on the
+    /// leader): the leader's minus a standby's is how far that standby is behind.
+    pub journaled_seq: AtomicU64,
+}
+
+impl Shared {
+    /// This process's state for a node whose lease token is `token`.
+    pub fn new(token: String) -> Shared {
+        Shared {
+            token,
+            follow_upto: AtomicU64::new(0),
+            leading: std::sync::atomic::AtomicBool::new(false),
+            journaled_seq: AtomicU64::new(0),
+        }
+    }
 }

@@ -275,6 +275,7 @@ impl Node {
     /// process if the lease turns out to be someone else's. Takes it again when it vanished or
     /// holds a forged value; reports standbys that fell silent.
     pub fn lead(mut self, stop: CancellationToken) -> std::io::Result<std::thread::JoinHandle<()>> {
+        self.shared.leading.store(true, Ordering::Release);
         std::thread::Builder::new().name("hundredx-lease".into()).spawn(move || {
             let mut trimmed = Instant::now();
             let mut lost: Vec<String> = Vec::new();

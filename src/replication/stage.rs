@@ -114,6 +114,7 @@ impl ReplicatedJournal {
 
 impl InputStage for ReplicatedJournal {
     fn on_command(&mut self, seq: u64, cmd: &Command, end_of_batch: bool) {
+        self.shared.journaled_seq.store(seq, Ordering::Relaxed);
         if seq <= self.shared.follow_upto.load(Ordering::Acquire) {
             // From engine-journal already: local only (after anything of ours, in order).
             self.flush();

@@ -68,6 +68,18 @@ impl EngineProc {
         p
     }
 
+    /// Starts replicated engine `node` with extra arguments (e.g. `--metrics-listen`).
+    pub fn start_with(bin: &str, url: &str, dir: &Path, node: &str, extra: &[&str]) -> EngineProc {
+        let data = dir.join(node);
+        let log = dir.join(format!("{node}.log"));
+        let mut args = ["--sync", "fsync", "--snapshot-every", "100"].map(String::from).to_vec();
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let mut p =
+            EngineProc { child: None, replicated: true, args, node: node.into(), data, log };
+        p.restart(bin, url);
+        p
+    }
+
     /// Starts it again (after a kill), appending to its log.
     pub fn restart(&mut self, bin: &str, url: &str) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();

@@ -214,7 +214,7 @@ impl AppState {
                 Arc::clone(&engine),
                 feed.clone(),
                 hasher.clone(),
-                &edge,
+                (&edge, cfg.markets.iter().map(|m| m.symbol.clone()).collect()),
             ),
             feed,
             tokens: Tokens::new(

@@ -16,6 +16,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::AppState;
+use engine_core::command::{CommandKind, MarketId, MarketMode};
+use engine_core::event::{Item, ReplyData};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
@@ -50,6 +52,27 @@ struct CounterLabels {
     counter: &'static str,
 }
 
+/// A market (a closed set: the configured symbols).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MarketLabels {
+    market: String,
+}
+
+/// A market and one of its three modes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModeLabels {
+    market: String,
+    mode: &'static str,
+}
+
+/// One of the house's lines.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LineLabels {
+    line: &'static str,
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 /// A price source's counter: the venue (a closed set, from the feed's configuration) and the
 /// counter's name.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -72,6 +95,12 @@ pub struct Metrics {
     edge: Family<CounterLabels, Gauge>,
     history: Family<CounterLabels, Gauge>,
     push: Family<CounterLabels, Gauge>,
+    /// The configured markets' symbols, by engine market id (the `market` label's set).
+    symbols: Vec<String>,
+    price_age: Family<MarketLabels, FloatGauge>,
+    market_mode: Family<ModeLabels, Gauge>,
+    house: Family<LineLabels, FloatGauge>,
+    book: Family<CounterLabels, Gauge>,
     source: Arc<dyn ground::ports::EngineClient>,
     feed: Option<Arc<dyn crate::FeedStatus>>,
     hasher: crate::auth::Hasher,
@@ -91,7 +120,7 @@ impl Metrics {
         source: Arc<dyn ground::ports::EngineClient>,
         feed: Option<Arc<dyn crate::FeedStatus>>,
         hasher: crate::auth::Hasher,
-        edge: &crate::server::Edge,
+        (edge, symbols): (&crate::server::Edge, Vec<String>),
     ) -> Metrics {
         let (server, table) = (Arc::clone(&edge.stats), Arc::clone(&edge.table));
         let mut registry = Registry::with_prefix("hundredx");
@@ -153,7 +182,32 @@ impl Metrics {
             "Push API (open, sent, slow_closed, idle_closed, refused, replayed)",
             push.clone(),
         );
+        let price_age = Family::<MarketLabels, FloatGauge>::default();
+        registry.register(
+            "market_price_age_seconds",
+            "Seconds since each market's latest applied price (the engine's receive time)",
+            price_age.clone(),
+        );
+        let market_mode = Family::<ModeLabels, Gauge>::default();
+        registry.register(
+            "market_mode",
+            "1 for each market's effective mode (open, reduce_only, halted: the operators' or the price guard's, whichever is stricter), 0 for the others",
+            market_mode.clone(),
+        );
+        let house = Family::<LineLabels, FloatGauge>::default();
+        registry.register(
+            "house_usdc",
+            "The house's lines in USDC (insurance_fund, house_balance, spread_revenue, commission_revenue; exact values in GET /api/v1/admin/risk)",
+            house.clone(),
+        );
+        let book = Family::<CounterLabels, Gauge>::default();
+        registry.register("book", "The book's size (open_positions, accounts)", book.clone());
         Metrics {
+            symbols,
+            price_age,
+            market_mode,
+            house,
+            book,
             edge,
             history,
             push,
@@ -183,7 +237,14 @@ impl Metrics {
         &self,
         history: Option<&ground::history::WriterStatus>,
         push: &crate::push::PushStats,
+        (markets, book): (Option<&engine_core::processor::Response>, Option<&ReplyData>),
     ) -> String {
+        if let Some(m) = markets {
+            self.fill_markets(&m.items);
+        }
+        if let Some(b) = book {
+            self.fill_book(b);
+        }
         let push_open = push.open.load(Relaxed) as u64;
         let pushed = [
             ("open", push_open),
@@ -248,6 +309,67 @@ impl Metrics {
         self.events_dropped.set(i64::try_from(source.events_dropped()).unwrap_or(i64::MAX));
     }
 
+    /// Each market's price age and effective mode, from a `QueryMarkets` answer.
+    fn fill_markets(&self, items: &[Item]) {
+        let now_ns = ground::time::now_ns();
+        let mut modes: Vec<(MarketId, MarketMode)> = Vec::new();
+        for item in items {
+            match *item {
+                Item::Market(v) => {
+                    let Some(symbol) = self.symbols.get(usize::from(v.market.0)) else { continue };
+                    if v.updated_at_ns > 0 {
+                        let age = now_ns.saturating_sub(v.updated_at_ns) as f64 / 1e9;
+                        self.price_age
+                            .get_or_create(&MarketLabels { market: symbol.clone() })
+                            .set(age);
+                    }
+                    modes.push((v.market, v.mode));
+                }
+                Item::MarketSources { market, guard, .. } => {
+                    if let Some(m) = modes.iter_mut().find(|(id, _)| *id == market) {
+                        m.1 = stricter(m.1, guard);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (market, mode) in modes {
+            let Some(symbol) = self.symbols.get(usize::from(market.0)) else { continue };
+            for m in [MarketMode::Open, MarketMode::ReduceOnly, MarketMode::Halted] {
+                let labels = ModeLabels { market: symbol.clone(), mode: m.as_str() };
+                self.market_mode.get_or_create(&labels).set(i64::from(m == mode));
+            }
+        }
+    }
+
+    /// The house's lines and the book's size, from a `QueryBook` answer.
+    fn fill_book(&self, book: &ReplyData) {
+        let ReplyData::Book {
+            insurance_fund,
+            house_balance,
+            spread_revenue,
+            commission_revenue,
+            open_positions,
+            accounts,
+        } = *book
+        else {
+            return;
+        };
+        let usdc = |v: engine_core::num::Usdc| v.0 as f64 / 1e6;
+        for (line, v) in [
+            ("insurance_fund", insurance_fund),
+            ("house_balance", house_balance),
+            ("spread_revenue", spread_revenue),
+            ("commission_revenue", commission_revenue),
+        ] {
+            self.house.get_or_create(&LineLabels { line }).set(usdc(v));
+        }
+        set_all(
+            &self.book,
+            [("open_positions", u64::from(open_positions)), ("accounts", u64::from(accounts))],
+        );
+    }
+
     fn fill_edge(&self) {
         let (h, server) = (self.hasher.stats(), &self.server);
         let edge = [
@@ -282,7 +404,11 @@ fn set_all(
 /// `GET /metrics`.
 pub async fn render(State(state): State<Arc<AppState>>) -> Response {
     let writer = state.history.get().and_then(|h| h.writer.as_deref());
-    let body = state.metrics.encode(writer, &state.hub().stats);
+    // Two O(1)-per-market engine reads; an engine that does not answer leaves the last values.
+    let markets = state.markets_snapshot().await.ok();
+    let book = state.call(CommandKind::QueryBook).await.ok().and_then(|r| r.result.ok());
+    let engine = (markets.as_deref(), book.as_ref());
+    let body = state.metrics.encode(writer, &state.hub().stats, engine);
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
         .into_response()
 }
@@ -310,4 +436,14 @@ pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next)
         tracing::debug!(%method, %route, status, elapsed = ?started.elapsed(), "request");
     }
     resp
+}
+
+/// The stricter of two modes (halted over reduce-only over open).
+fn stricter(a: MarketMode, b: MarketMode) -> MarketMode {
+    let rank = |m: MarketMode| match m {
+        MarketMode::Open => 0,
+        MarketMode::ReduceOnly => 1,
+        MarketMode::Halted => 2,
+    };
+    if rank(b) > rank(a) { b } else { a }
 }

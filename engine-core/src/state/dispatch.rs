@@ -132,6 +132,14 @@ impl Engine {
             CommandKind::AdminAccount { by, account, action, note } => {
                 self.admin_account((*by, *account), *action, note, sink)
             }
+            CommandKind::QueryBook => Ok(ReplyData::Book {
+                insurance_fund: self.insurance_fund,
+                house_balance: self.house_balance,
+                spread_revenue: self.spread_revenue,
+                commission_revenue: self.commission_revenue,
+                open_positions: u32::try_from(self.positions.len()).unwrap_or(u32::MAX),
+                accounts: u32::try_from(self.accounts.len()).unwrap_or(u32::MAX),
+            }),
             CommandKind::QueryControls { account } => {
                 let ai = self.account_index(*account)?;
                 Ok(ReplyData::Controls(self.controls(ai)))

@@ -71,8 +71,6 @@ struct LineLabels {
     line: &'static str,
 }
 
-type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
-
 /// A price source's counter: the venue (a closed set, from the feed's configuration) and the
 /// counter's name.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -97,9 +95,9 @@ pub struct Metrics {
     push: Family<CounterLabels, Gauge>,
     /// The configured markets' symbols, by engine market id (the `market` label's set).
     symbols: Vec<String>,
-    price_age: Family<MarketLabels, FloatGauge>,
+    price_age: Family<MarketLabels, Gauge>,
     market_mode: Family<ModeLabels, Gauge>,
-    house: Family<LineLabels, FloatGauge>,
+    house: Family<LineLabels, Gauge>,
     book: Family<CounterLabels, Gauge>,
     source: Arc<dyn ground::ports::EngineClient>,
     feed: Option<Arc<dyn crate::FeedStatus>>,
@@ -182,10 +180,10 @@ impl Metrics {
             "Push API (open, sent, slow_closed, idle_closed, refused, replayed)",
             push.clone(),
         );
-        let price_age = Family::<MarketLabels, FloatGauge>::default();
+        let price_age = Family::<MarketLabels, Gauge>::default();
         registry.register(
-            "market_price_age_seconds",
-            "Seconds since each market's latest applied price (the engine's receive time)",
+            "market_price_age_ms",
+            "Milliseconds since each market's latest applied price (the engine's receive time)",
             price_age.clone(),
         );
         let market_mode = Family::<ModeLabels, Gauge>::default();
@@ -194,10 +192,10 @@ impl Metrics {
             "1 for each market's effective mode (open, reduce_only, halted: the operators' or the price guard's, whichever is stricter), 0 for the others",
             market_mode.clone(),
         );
-        let house = Family::<LineLabels, FloatGauge>::default();
+        let house = Family::<LineLabels, Gauge>::default();
         registry.register(
-            "house_usdc",
-            "The house's lines in USDC (insurance_fund, house_balance, spread_revenue, commission_revenue; exact values in GET /api/v1/admin/risk)",
+            "house_micro_usdc",
+            "The house's lines in micro-USDC, exact (insurance_fund, house_balance, spread_revenue, commission_revenue)",
             house.clone(),
         );
         let book = Family::<CounterLabels, Gauge>::default();
@@ -318,10 +316,11 @@ impl Metrics {
                 Item::Market(v) => {
                     let Some(symbol) = self.symbols.get(usize::from(v.market.0)) else { continue };
                     if v.updated_at_ns > 0 {
-                        let age = now_ns.saturating_sub(v.updated_at_ns) as f64 / 1e9;
+                        let age_ms = now_ns.saturating_sub(v.updated_at_ns) / 1_000_000;
+                        let age_ms = i64::try_from(age_ms).unwrap_or(i64::MAX);
                         self.price_age
                             .get_or_create(&MarketLabels { market: symbol.clone() })
-                            .set(age);
+                            .set(age_ms);
                     }
                     modes.push((v.market, v.mode));
                 }
@@ -355,7 +354,8 @@ impl Metrics {
         else {
             return;
         };
-        let usdc = |v: engine_core::num::Usdc| v.0 as f64 / 1e6;
+        // Every amount is below MAX_AMOUNT (2^62 micro-USDC): an i64 holds it exactly.
+        let usdc = |v: engine_core::num::Usdc| i64::try_from(v.0).unwrap_or(i64::MAX);
         for (line, v) in [
             ("insurance_fund", insurance_fund),
             ("house_balance", house_balance),

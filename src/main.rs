@@ -34,6 +34,9 @@ enum Command {
     /// the production engine; prints who would be liquidated or stopped out, the bad debt and
     /// who pays it. Reads the data directory only (a running `serve` goes on).
     Stress(cmd::stress::StressArgs),
+    /// A-book hedging: follows the clients' exposure in the history store and keeps the
+    /// house's net exposure per market within its band by trading on a venue (Backpack).
+    Hedger(cmd::hedger::HedgerArgs),
     /// Recover a stopped engine's state and write a snapshot of it (prunes old journal).
     Snapshot(cmd::args::DataArgs),
     /// Price feed on its own: `--redis URL` writes `price-stream` (service mode); `--record FILE`
@@ -82,6 +85,7 @@ fn run() -> Result<()> {
         Command::Snapshot(args) => cmd::offline::snapshot(args),
         Command::Explain(args) => cmd::explain::run(args),
         Command::Stress(args) => cmd::stress::run(args),
+        Command::Hedger(args) => cmd::hedger::run(args),
         Command::Feed(args) => cmd::feed::run(args),
         Command::Engine(args) => cmd::service::run_engine(args),
         Command::Api(args) => cmd::service::run_api(args),

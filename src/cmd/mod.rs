@@ -8,6 +8,7 @@ pub mod engine_metrics;
 pub mod explain;
 pub mod feed;
 pub mod financing;
+pub mod hedger;
 pub mod history;
 pub mod offline;
 pub mod serve;

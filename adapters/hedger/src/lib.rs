@@ -17,6 +17,8 @@
 //! Quantities are in each market's quantity steps and money in micro-USDC, as in the engine.
 
 pub mod journal;
+#[cfg(feature = "test-support")]
+pub mod mock;
 pub mod plan;
 pub mod run;
 pub mod venue;

@@ -157,6 +157,43 @@ impl Store {
         rows.into_iter().map(change_record).collect()
     }
 
+    /// The clients' open exposure per market, in steps (long positive), split by whether the
+    /// account's group is in `a_book_groups`: `(market, a_book, b_book)`. An account's group is
+    /// its last `group_set` change (0, the default, before any). O(open positions + group
+    /// moves): for the hedger's rounds, not a trader's request.
+    pub async fn open_exposure(&self, a_book_groups: &[u16]) -> Result<Vec<(MarketId, i64, i64)>> {
+        let moves: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT account_id, body FROM changes WHERE kind = 'group_set' ORDER BY seq, n",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut group_of = std::collections::HashMap::new();
+        for (account, body) in moves {
+            let v: serde_json::Value = serde_json::from_str(&body)
+                .map_err(|e| HistoryError::Mismatch(format!("stored group_set: {e}")))?;
+            let group = v["group_set"]["group"].as_u64().and_then(|g| u16::try_from(g).ok());
+            group_of.insert(account, group.unwrap_or(0));
+        }
+        let open: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+            "SELECT account_id, market, side, quantity FROM positions WHERE status = 'open'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_market: std::collections::BTreeMap<u16, (i64, i64)> = Default::default();
+        for (account, market, side, qty) in open {
+            let market =
+                u16::try_from(market).map_err(|_| HistoryError::Mismatch("market".into()))?;
+            let signed = if side == "short" { -qty } else { qty };
+            let e = by_market.entry(market).or_default();
+            if a_book_groups.contains(group_of.get(&account).unwrap_or(&0)) {
+                e.0 += signed;
+            } else {
+                e.1 += signed;
+            }
+        }
+        Ok(by_market.into_iter().map(|(m, (a, b))| (MarketId(m), a, b)).collect())
+    }
+
     /// Every account's statement rows summed per UTC day and kind, for days
     /// `from_day..to_day` (days since the epoch).
     pub async fn daily_totals(&self, from_day: u64, to_day: u64) -> Result<Vec<DailyTotal>> {

@@ -34,26 +34,49 @@ fn the_hedger_holds_an_a_booked_clients_position_at_the_venue_one_for_one() {
     )
     .unwrap();
     let config = config.to_str().unwrap();
-    let (_serve, addr) = address_of(hundredx(&[
-        "serve",
-        "--data-dir",
-        data,
-        "--config",
-        config,
-        "--listen",
-        "127.0.0.1:0",
-        "--feed",
-        "synthetic",
-    ]));
-    let trader = sign_up(&addr, "trader@example.com");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics = format!("127.0.0.1:{port}");
+    let hedger_url = format!("http://{metrics}");
+    let serve = || {
+        address_of(hundredx(&[
+            "serve",
+            "--data-dir",
+            data,
+            "--config",
+            config,
+            "--listen",
+            "127.0.0.1:0",
+            "--feed",
+            "synthetic",
+            "--hedger-url",
+            &hedger_url,
+        ]))
+    };
+    // An operator (the role from the command line, against the stopped data directory).
+    let (server, addr) = serve();
+    sign_up(&addr, "trader@example.com");
+    sign_up(&addr, "ops@example.com");
+    drop(server);
+    let grant = Command::new(BIN)
+        .args(["admin", "grant", "ops@example.com", "--data-dir", data, "--config", config])
+        .output()
+        .unwrap();
+    assert!(grant.status.success(), "{}", String::from_utf8_lossy(&grant.stderr));
+    let (_serve, addr) = serve();
+    let trader = sign_in(&addr, "trader@example.com");
+    let ops = sign_in(&addr, "ops@example.com");
+    let (status, body) = http(&addr, "GET", "/api/v1/admin/hedge", Some(&ops), None);
+    assert_eq!(
+        (status, json(&body)["error"]["code"].as_str()),
+        (503, Some("hedger_unavailable")),
+        "not started yet"
+    );
     let open = r#"{"market":"BTC_USDC","side":"long","leverage":50,"margin":"100"}"#;
     let (status, body) =
         until(201, 20, || http(&addr, "POST", "/api/v1/positions", Some(&trader), Some(open)));
     assert_eq!(status, 201, "{body}");
     let id = field(&body, "id");
     let qty = micros(&field(&body, "quantity"), 5);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let metrics = format!("127.0.0.1:{port}");
     let key = base64::engine::general_purpose::STANDARD.encode(hedger::mock::SEED);
     let start_hedger = || {
         let log = std::fs::OpenOptions::new()
@@ -90,6 +113,14 @@ fn the_hedger_holds_an_a_booked_clients_position_at_the_venue_one_for_one() {
     wait("the hedger to record it", 10, || scrape(&metrics, "/metrics").contains(&recorded));
     let text = scrape(&metrics, "/metrics");
     assert!(text.contains(r#"hundredx_hedger{counter="halted"} 0"#), "{text}\n{}", log());
+    // The console's A-book: the hedge at the engine's mark, its cash and P&L.
+    let (status, body) = http(&addr, "GET", "/api/v1/admin/hedge", Some(&ops), None);
+    let hedge = json(&body);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(micros(hedge["positions"][0]["quantity"].as_str().unwrap(), 5), qty, "{body}");
+    let m = |k: &str| micros(hedge[k].as_str().unwrap(), 6);
+    assert_eq!(m("pnl"), m("cash") + m("value"), "{body}");
+    assert_eq!(http(&addr, "GET", "/api/v1/admin/hedge", Some(&trader), None).0, 403);
     // The client closes: the hedge follows to nothing.
     let (status, body) =
         http(&addr, "POST", &format!("/api/v1/positions/{id}/close"), Some(&trader), Some("{}"));

@@ -185,3 +185,10 @@ pub enum StressError {
     #[error("{0}")]
     Failed(String),
 }
+
+/// The hedger's status as the console reads it (docs/DESIGN.md, "A-book hedging"): the
+/// binary's link to `hundredx hedger --metrics-listen`'s `/status`.
+pub trait HedgeStatus: Send + Sync + std::fmt::Debug {
+    /// Its `/status` JSON, or why it could not be read.
+    fn status(&self) -> BoxFuture<'_, Result<String, String>>;
+}

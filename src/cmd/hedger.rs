@@ -245,3 +245,36 @@ fn metrics(s: &Status) -> axum::response::Response {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], out)
         .into_response()
 }
+
+/// `serve --hedger-url`: the console's view of a running hedger's `/status`.
+#[derive(Debug)]
+pub struct HedgerLink {
+    url: String,
+    client: reqwest::Client,
+}
+
+impl HedgerLink {
+    /// A link to the hedger whose `--metrics-listen` answers at `url` (`http://HOST:PORT`).
+    pub fn new(url: &str) -> Result<HedgerLink> {
+        // reqwest's TLS needs the process's crypto provider (a plain-HTTP link too).
+        price_feed::client::install_crypto_provider();
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+        Ok(HedgerLink { url: format!("{}/status", url.trim_end_matches('/')), client })
+    }
+}
+
+impl ground::ports::HedgeStatus for HedgerLink {
+    fn status(&self) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(async move {
+            let resp = self.client.get(&self.url).send().await.map_err(|e| e.to_string())?;
+            if !resp.status().is_success() {
+                return Err(format!("hedger answered {}", resp.status()));
+            }
+            let body = resp.text().await.map_err(|e| e.to_string())?;
+            if body.len() > 1 << 20 {
+                return Err("hedger status too large".into());
+            }
+            Ok(body)
+        })
+    }
+}

@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// Do not read a venue's recent candles at start: the chart shows the engine's alone.
     #[arg(long)]
     pub no_backfill: bool,
+    /// A running `hundredx hedger`'s status address (its `--metrics-listen`, as
+    /// `http://HOST:PORT`): the console shows the A-book's position and P&L from it.
+    #[arg(long)]
+    pub hedger_url: Option<String>,
     /// Disable `POST /user/deposit` and the demo balance of new accounts.
     #[arg(long)]
     pub no_demo_deposits: bool,
@@ -306,6 +310,9 @@ async fn serve_until_signal(
             .await
             .context("opening the history store for reading")?;
         api.attach_history(Arc::new(store), Some(status));
+    }
+    if let Some(url) = &args.hedger_url {
+        api.attach_hedger(Arc::new(super::hedger::HedgerLink::new(url)?));
     }
     // The console's stress runs read a copy of the state from the data directory.
     let stress =

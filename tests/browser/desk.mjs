@@ -41,6 +41,10 @@ try {
   await page.locator("#book tr.long", { hasText: "BTC_USDC" }).first().waitFor();
   await page.locator("#at-risk tr", { hasText: "BTC_USDC" }).first().waitFor();
 
+  step("B-book figures by push; no hedger linked: everything is B-book");
+  await page.locator("#books dt", { hasText: "B-book open result" }).waitFor();
+  await page.locator("#hedge-state", { hasText: "No hedger linked" }).waitFor();
+
   step("open the trader's account");
   await page.fill("#who", process.env.TRADER_EMAIL);
   await page.click("#find button");

@@ -1577,3 +1577,36 @@ pub struct StressScenarios {
     /// Their names.
     pub scenarios: Vec<String>,
 }
+
+/// One market of the hedge.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HedgePosition {
+    /// The engine's symbol.
+    pub market: String,
+    /// Signed, in base units (positive: long at the venue).
+    pub quantity: String,
+    /// The engine's price it is valued at (the bid for a long, the ask for a short).
+    pub mark: String,
+    /// What it is worth there (a short: negative, what buying it back costs).
+    pub value: String,
+}
+
+/// The A-book: the hedger's position and P&L.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Hedge {
+    /// Why the hedger stopped, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub halted: Option<String>,
+    /// Orders it sent.
+    pub orders: u64,
+    /// Orders of unknown outcome.
+    pub pending: u64,
+    /// Per market.
+    pub positions: Vec<HedgePosition>,
+    /// What its fills cost (negative) or brought, USDC.
+    pub cash: String,
+    /// Its positions at the mark.
+    pub value: String,
+    /// cash + value: the A-book's P&L.
+    pub pnl: String,
+}

@@ -113,6 +113,8 @@ pub struct AppState {
     history: std::sync::OnceLock<History>,
     /// The stress runner (embedded `serve` only: it reads the data directory).
     pub(crate) stress: std::sync::OnceLock<Arc<dyn ground::ports::StressRunner>>,
+    /// The hedger's status, when one is linked (`serve --hedger-url`).
+    pub(crate) hedger: std::sync::OnceLock<Arc<dyn ground::ports::HedgeStatus>>,
     /// A venue's recent candles, read at start: the chart's history before the engine's own.
     venue_candles: std::sync::RwLock<VenueCandles>,
     hub: Arc<push::Hub>,
@@ -245,6 +247,7 @@ impl AppState {
             started: Instant::now(),
             history: std::sync::OnceLock::new(),
             stress: std::sync::OnceLock::new(),
+            hedger: std::sync::OnceLock::new(),
             venue_candles: std::sync::RwLock::default(),
             hub: Arc::new(push::Hub::new(markets, lag)),
             signatures: keys::SeenSignatures::default(),
@@ -301,6 +304,11 @@ impl AppState {
             Ok(other) => Err(convert::unexpected(&other)),
             Err(reason) => Err(ApiError::from_reason(reason)),
         }
+    }
+
+    /// Shows the hedger's status on the console (once; later calls are ignored).
+    pub fn attach_hedger(&self, link: Arc<dyn ground::ports::HedgeStatus>) {
+        let _ = self.hedger.set(link);
     }
 
     /// Runs the console's stress scenarios with `runner` (once; later calls are ignored).

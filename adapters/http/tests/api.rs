@@ -736,6 +736,7 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         ("GET", "/api/v1/admin/accounts/{account}"),
         ("GET", "/api/v1/admin/accounts/{account}/statement"),
         ("GET", "/api/v1/admin/audit"),
+        ("GET", "/api/v1/admin/hedge"),
         ("GET", "/api/v1/admin/reports/daily"),
         ("GET", "/api/v1/admin/risk"),
         ("GET", "/api/v1/admin/stress"),

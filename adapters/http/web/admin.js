@@ -5,7 +5,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const st = { token: sessionStorage.getItem("hx-desk-token"), ws: null, retry: 500, account: null, auditNext: null, markets: [] };
+const st = { token: sessionStorage.getItem("hx-desk-token"), ws: null, retry: 500, account: null, auditNext: null, markets: [], risk: null, hedge: null, hedgeTimer: null };
 
 // ----- REST -----
 
@@ -94,6 +94,7 @@ function signOut() {
   if (st.token) fetch("/api/v1/user/signout", { method: "POST", headers: { authorization: `Bearer ${st.token}`, "content-type": "application/json" }, body: "{}" }).catch(() => {});
   st.token = null;
   sessionStorage.removeItem("hx-desk-token");
+  clearInterval(st.hedgeTimer);
   $("desk").hidden = true; $("lines").hidden = true; $("auth").hidden = false;
   if (st.ws) { const ws = st.ws; st.ws = null; ws.close(); }
 }
@@ -105,6 +106,9 @@ function onSignedIn() {
   loadMarkets().catch(fail);
   loadAudit(true).catch(fail);
   loadScenarios().catch(fail);
+  loadHedge();
+  clearInterval(st.hedgeTimer);
+  st.hedgeTimer = setInterval(loadHedge, 5000);
   connect();
 }
 
@@ -146,6 +150,8 @@ async function setMode(symbol, mode) {
 // ----- the house's book (pushed) -----
 
 function onRisk(r) {
+  st.risk = r;
+  renderBooks();
   $("l-fund").textContent = r.insurance_fund;
   $("l-house").textContent = r.house_balance;
   $("l-spread").textContent = r.spread_revenue;
@@ -161,6 +167,36 @@ function onRisk(r) {
     a.position_id, a.user_id, a.market, a.side, a.margin, a.mark, a.liquidation_price, `${(a.distance_bps / 100).toFixed(2)} %`])));
   $("accounts-at-risk").replaceChildren(...r.accounts_at_risk.map((a) => row([
     a.user_id, a.margin_level.level, a.margin_level.equity, a.margin_level.maintenance_margin])));
+}
+
+// ----- B-book and A-book -----
+
+// The B-book: what the house made against its clients (its balance and the groups' revenue
+// lines) and its open result on their positions; the A-book: the hedge's P&L at the venue.
+function renderBooks() {
+  const r = st.risk, h = st.hedge;
+  const pairs = [];
+  if (r) {
+    const realized = num(r.house_balance) + num(r.spread_revenue) + num(r.commission_revenue);
+    const open = r.exposure.reduce((s, e) => s + num(e.house_unrealized_pnl), 0);
+    pairs.push(["B-book realized (house balance + revenue)", realized.toFixed(6)], ["B-book open result", open.toFixed(6)]);
+  }
+  if (h && h.pnl !== undefined) pairs.push(["A-book (hedge) P&L", h.pnl], ["Hedge cash", h.cash], ["Hedge value at mark", h.value]);
+  facts($("books"), pairs);
+}
+
+async function loadHedge() {
+  try {
+    st.hedge = await api("GET", "/api/v1/admin/hedge");
+    $("hedge-state").textContent = st.hedge.halted ? `The hedger stopped: ${st.hedge.halted}` : `Hedging: ${st.hedge.orders} orders, ${st.hedge.pending} of unknown outcome`;
+    $("hedge-state").className = st.hedge.halted ? "hint down" : "hint";
+    $("hedge").replaceChildren(...st.hedge.positions.map((p) => row([p.market, p.quantity, p.mark, p.value])));
+  } catch (e) {
+    st.hedge = null;
+    $("hedge-state").textContent = e.code === "hedger_unlinked" ? "No hedger linked (serve --hedger-url): everything is B-book." : `Hedger: ${e.message}`;
+    $("hedge").replaceChildren();
+  }
+  renderBooks();
 }
 
 // ----- push -----

@@ -12,7 +12,7 @@
 //! - [`orders`]: pending orders, TP/SL and trailing-stop edits;
 //! - [`controls`]: a batch of orders, amend, cancel all, close all, the dead-man's switch;
 //! - [`admin`]: operator routes; [`desk`]: account controls and the audit log;
-//!   [`reports`]: the daily house P&L and any account's statement;
+//!   [`reports`]: the daily house P&L and any account's statement; [`hedge`]: the A-book;
 //! - [`ops`]: health, metrics, the OpenAPI document;
 //! - [`history`]: what the groups share to read the history store.
 
@@ -20,6 +20,7 @@ pub mod admin;
 pub mod controls;
 pub mod desk;
 pub mod explain;
+pub mod hedge;
 pub mod history;
 pub mod keys;
 pub mod markets;
@@ -63,6 +64,7 @@ pub fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .merge(controls::router())
         .merge(admin::router())
         .merge(desk::router())
+        .merge(hedge::router())
         .merge(reports::router())
         .merge(ops::router())
         .routes(routes!(openapi_json))

@@ -775,6 +775,14 @@ pub enum CommandKind {
     },
     /// The house's lines and the book's size in O(1), for monitoring: `ReplyData::Book`.
     QueryBook,
+    /// A client group's terms on every market (an `Item::Terms` each, as `QueryTerms` gives
+    /// an account of the group), then `ReplyData::Group` with account 0. Operators only.
+    QueryGroupTerms {
+        /// The operator.
+        by: AccountId,
+        /// The group.
+        group: u16,
+    },
 }
 
 /// A session's id (engine-assigned, increasing): the `sid` of its tokens.
@@ -1073,6 +1081,7 @@ impl CommandKind {
                 | CommandKind::QueryTotp { .. }
                 | CommandKind::QueryControls { .. }
                 | CommandKind::QueryBook
+                | CommandKind::QueryGroupTerms { .. }
         )
     }
 }

@@ -41,6 +41,9 @@ try {
   await page.locator("#book tr.long", { hasText: "BTC_USDC" }).first().waitFor();
   await page.locator("#at-risk tr", { hasText: "BTC_USDC" }).first().waitFor();
 
+  step("every client group's terms");
+  await page.locator("#groups tr", { hasText: "default" }).first().waitFor();
+
   step("B-book figures by push; no hedger linked: everything is B-book");
   await page.locator("#books dt", { hasText: "B-book open result" }).waitFor();
   await page.locator("#hedge-state", { hasText: "No hedger linked" }).waitFor();

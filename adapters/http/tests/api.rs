@@ -736,6 +736,7 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         ("GET", "/api/v1/admin/accounts/{account}"),
         ("GET", "/api/v1/admin/accounts/{account}/statement"),
         ("GET", "/api/v1/admin/audit"),
+        ("GET", "/api/v1/admin/groups"),
         ("GET", "/api/v1/admin/hedge"),
         ("GET", "/api/v1/admin/reports/daily"),
         ("GET", "/api/v1/admin/risk"),
@@ -999,6 +1000,12 @@ async fn operators_move_accounts_between_groups_whose_markup_the_books_show() {
     let c =
         s.req("POST", &format!("/api/v1/positions/{pid}/close"), Some(&trader), Some("{}")).await;
     assert_eq!(c.status, 200, "{}", c.body);
+    // The desk sees every group's terms; a trader does not.
+    let groups = s.get("/api/v1/admin/groups", &ops).await;
+    assert_eq!(groups.status, 200, "{}", groups.body);
+    let pro = groups.body.as_array().unwrap().iter().find(|g| g["group"] == "pro").unwrap();
+    assert_eq!(pro["markets"][0]["markup"], "0.50", "{}", groups.body);
+    assert_eq!(s.get("/api/v1/admin/groups", &trader).await.status, 403);
     let risk = s.get("/api/v1/admin/risk", &ops).await;
     assert_eq!(risk.body["spread_revenue"], "1.083290", "{}", risk.body);
     assert_eq!(risk.body["commission_revenue"], "0.333320", "{}", risk.body);

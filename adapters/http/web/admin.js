@@ -106,6 +106,7 @@ function onSignedIn() {
   loadMarkets().catch(fail);
   loadAudit(true).catch(fail);
   loadScenarios().catch(fail);
+  loadGroups().catch(fail);
   loadHedge();
   clearInterval(st.hedgeTimer);
   st.hedgeTimer = setInterval(loadHedge, 5000);
@@ -167,6 +168,14 @@ function onRisk(r) {
     a.position_id, a.user_id, a.market, a.side, a.margin, a.mark, a.liquidation_price, `${(a.distance_bps / 100).toFixed(2)} %`])));
   $("accounts-at-risk").replaceChildren(...r.accounts_at_risk.map((a) => row([
     a.user_id, a.margin_level.level, a.margin_level.equity, a.margin_level.maintenance_margin])));
+}
+
+// ----- client groups -----
+
+async function loadGroups() {
+  const groups = await api("GET", "/api/v1/admin/groups");
+  $("groups").replaceChildren(...groups.flatMap((g) => g.markets.map((m) => row([
+    g.group, m.symbol, m.markup, String(m.markup_bps), m.commission_rate, m.commission_per_lot, String(m.max_leverage), m.quoted_bid, m.quoted_ask]))));
 }
 
 // ----- B-book and A-book -----

@@ -132,6 +132,9 @@ impl Engine {
             CommandKind::AdminAccount { by, account, action, note } => {
                 self.admin_account((*by, *account), *action, note, sink)
             }
+            CommandKind::QueryGroupTerms { by, group } => {
+                self.group_terms(rid, (*by, *group), sink)
+            }
             CommandKind::QueryBook => Ok(ReplyData::Book {
                 insurance_fund: self.insurance_fund,
                 house_balance: self.house_balance,

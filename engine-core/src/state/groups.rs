@@ -165,6 +165,27 @@ impl Engine {
         let ai = self.account_index(account)?;
         let group = self.accounts[ai].group;
         let swap_free = self.is_swap_free(ai);
+        self.emit_terms(rid, group, swap_free, sink);
+        Ok(ReplyData::Group { account, group })
+    }
+
+    /// A group's terms on every market, for operators (a swap-free group's financing is 0).
+    pub(super) fn group_terms<S: Sink>(
+        &self,
+        rid: RequestId,
+        (by, group): (AccountId, u16),
+        sink: &mut S,
+    ) -> Outcome {
+        self.check_admin(by)?;
+        if usize::from(group) >= self.groups.len() {
+            return Err(Reason::UnknownGroup);
+        }
+        let swap_free = self.swap_free_groups.get(usize::from(group)).copied().unwrap_or(false);
+        self.emit_terms(rid, group, swap_free, sink);
+        Ok(ReplyData::Group { account: AccountId(0), group })
+    }
+
+    fn emit_terms<S: Sink>(&self, rid: RequestId, group: u16, swap_free: bool, sink: &mut S) {
         for (i, t) in self.groups[usize::from(group)].iter().enumerate() {
             let market = MarketId(u16::try_from(i).expect("market ids fit u16"));
             let financing_rates =
@@ -180,7 +201,6 @@ impl Engine {
             };
             sink.emit(Output::Item { request_id: rid, item });
         }
-        Ok(ReplyData::Group { account, group })
     }
 
     /// Books charges the trader has paid.

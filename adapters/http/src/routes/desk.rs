@@ -28,6 +28,7 @@ pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(account))
         .routes(routes!(audit))
         .routes(routes!(own_controls))
+        .routes(routes!(groups))
 }
 
 #[utoipa::path(post, path = "/api/v1/admin/accounts/{account}/actions", tag = "operations",
@@ -128,6 +129,33 @@ async fn account(
         })
         .collect();
     Ok(Json(dto::AdminAccount { controls, balance, positions, orders, api_keys, sessions }))
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/groups", tag = "operations",
+    summary = "Operator: every client group's terms on every market (markup, commission, leverage cap, financing) as its accounts see them now",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the groups, in configuration order", body = Vec<dto::Terms>),
+        (status = 403, description = "the caller is not an operator", body = dto::ErrorBody),
+        dto::AuthedErrors,
+    ))]
+async fn groups(
+    State(state): St,
+    AdminUser(by): AdminUser,
+) -> Result<Json<Vec<dto::Terms>>, ApiError> {
+    // At least the default group, which every engine has.
+    let count = state.cfg.groups.len().max(1);
+    let mut out = Vec::with_capacity(count);
+    for g in 0..count {
+        let group = u16::try_from(g)
+            .map_err(|_| ApiError::bad_request("invalid_group", "too many groups"))?;
+        let (reply, items) = engine(&state, CommandKind::QueryGroupTerms { by, group }).await?;
+        let ReplyData::Group { .. } = reply else { return Err(unexpected(&reply)) };
+        let markets = super::user::terms_dto(&state, group, &items).await?;
+        let name = state.cfg.groups.get(g).cloned().unwrap_or_else(|| "default".to_owned());
+        out.push(dto::Terms { group: name, markets });
+    }
+    Ok(Json(out))
 }
 
 #[utoipa::path(get, path = "/api/v1/user/controls", tag = "user",

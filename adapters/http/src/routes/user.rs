@@ -159,57 +159,7 @@ async fn balance(State(state): St, AuthUser(account): AuthUser) -> Result<Respon
 async fn terms(State(state): St, AuthUser(account): AuthUser) -> Result<Response, ApiError> {
     let (reply, items) = engine(&state, CommandKind::QueryTerms { account }).await?;
     let ReplyData::Group { group, .. } = reply else { return Err(unexpected(&reply)) };
-    let prices = state.markets_snapshot().await?;
-    let markets = items
-        .iter()
-        .filter_map(|item| {
-            let Item::Terms {
-                market,
-                markup_ticks,
-                commission_rate,
-                max_leverage,
-                markup_bps,
-                commission_per_lot,
-                financing_rates: (long, short),
-            } = *item
-            else {
-                return None;
-            };
-            let m = state.market_cfg(market)?;
-            let quote = prices.items.iter().find_map(|i| match i {
-                Item::Market(v) if v.market == market && v.updated_at_ns > 0 => {
-                    Some((v.bid, v.ask))
-                }
-                _ => None,
-            });
-            // The prices a fill is worth to the caller: the market's, the markup (ticks, then
-            // bps of the price, rounded away from the market) further out.
-            let bps_of = |p: Price| (i128::from(p.0) * i128::from(markup_bps) + 9_999) / 10_000;
-            let out = |p: Price, dir: i128| {
-                let v = i128::from(p.0) + dir * (i128::from(markup_ticks) + bps_of(p));
-                i64::try_from(v).ok().map(|v| px(Price(v), m))
-            };
-            let quoted = quote.map(|(bid, ask)| (out(bid, -1), out(ask, 1)));
-            Some(dto::MarketTerms {
-                symbol: m.symbol.clone(),
-                markup: px(Price(markup_ticks), m),
-                markup_bps,
-                commission_rate: rate(commission_rate),
-                commission_per_lot: money(commission_per_lot),
-                financing_long_rate: rate(long),
-                financing_short_rate: rate(short),
-                max_leverage,
-                quoted_bid: quoted.as_ref().and_then(|q| q.0.clone()),
-                quoted_ask: quoted.and_then(|q| q.1),
-                brackets: {
-                    let own = state.cfg.group_brackets.get(usize::from(group));
-                    let own = own.and_then(|g| g.get(usize::from(market.0)));
-                    let own = own.filter(|b| !b.is_empty());
-                    crate::convert::bracket_list_dto(own.unwrap_or(&m.brackets))
-                },
-            })
-        })
-        .collect();
+    let markets = terms_dto(&state, group, &items).await?;
     let group =
         state.cfg.groups.get(usize::from(group)).cloned().unwrap_or_else(|| group.to_string());
     Ok(Json(dto::Terms { group, markets }).into_response())
@@ -384,4 +334,64 @@ async fn ledger(
         .collect();
     let body = dto::Ledger { entries, next_cursor: page.next, consistent_to: page.consistent_to };
     Ok(Json(body).into_response())
+}
+
+/// A group's `Item::Terms` as the API shows them, with the prices a fill is worth to its
+/// accounts now (the trader's terms, and an operator's view of every group).
+pub(crate) async fn terms_dto(
+    state: &AppState,
+    group: u16,
+    items: &[Item],
+) -> Result<Vec<dto::MarketTerms>, ApiError> {
+    let prices = state.markets_snapshot().await?;
+    Ok(items
+        .iter()
+        .filter_map(|item| {
+            let Item::Terms {
+                market,
+                markup_ticks,
+                commission_rate,
+                max_leverage,
+                markup_bps,
+                commission_per_lot,
+                financing_rates: (long, short),
+            } = *item
+            else {
+                return None;
+            };
+            let m = state.market_cfg(market)?;
+            let quote = prices.items.iter().find_map(|i| match i {
+                Item::Market(v) if v.market == market && v.updated_at_ns > 0 => {
+                    Some((v.bid, v.ask))
+                }
+                _ => None,
+            });
+            // The prices a fill is worth to the caller: the market's, the markup (ticks, then
+            // bps of the price, rounded away from the market) further out.
+            let bps_of = |p: Price| (i128::from(p.0) * i128::from(markup_bps) + 9_999) / 10_000;
+            let out = |p: Price, dir: i128| {
+                let v = i128::from(p.0) + dir * (i128::from(markup_ticks) + bps_of(p));
+                i64::try_from(v).ok().map(|v| px(Price(v), m))
+            };
+            let quoted = quote.map(|(bid, ask)| (out(bid, -1), out(ask, 1)));
+            Some(dto::MarketTerms {
+                symbol: m.symbol.clone(),
+                markup: px(Price(markup_ticks), m),
+                markup_bps,
+                commission_rate: rate(commission_rate),
+                commission_per_lot: money(commission_per_lot),
+                financing_long_rate: rate(long),
+                financing_short_rate: rate(short),
+                max_leverage,
+                quoted_bid: quoted.as_ref().and_then(|q| q.0.clone()),
+                quoted_ask: quoted.and_then(|q| q.1),
+                brackets: {
+                    let own = state.cfg.group_brackets.get(usize::from(group));
+                    let own = own.and_then(|g| g.get(usize::from(market.0)));
+                    let own = own.filter(|b| !b.is_empty());
+                    crate::convert::bracket_list_dto(own.unwrap_or(&m.brackets))
+                },
+            })
+        })
+        .collect())
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{BIN, address_of, http, hundredx};
+use common::{BIN, address_of, http, hundredx, sign_in, sign_up};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -96,13 +96,27 @@ fn three_venues_make_the_index_a_wick_on_one_moves_nothing_and_replay_agrees() {
         "--feed",
         "binance,okx,coinbase",
         "--no-history",
+        // The whole journal stays, for the replay from scratch below (the server restarts once).
+        "--keep-journal",
         "--config",
         config.to_str().unwrap(),
         "--data-dir",
         data.to_str().unwrap(),
     ];
     args.extend(feed_urls.iter().map(String::as_str));
+    // An operator, for the index against each venue (the role from the command line, against
+    // the stopped data directory).
+    let (first, addr) = address_of(hundredx(&args));
+    sign_up(&addr, "ops@example.com");
+    drop(first);
+    let grant = Command::new(BIN)
+        .args(["admin", "grant", "ops@example.com", "--config", config.to_str().unwrap()])
+        .args(["--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(grant.status.success(), "{}", String::from_utf8_lossy(&grant.stderr));
     let (serve, addr) = address_of(hundredx(&args));
+    let ops = sign_in(&addr, "ops@example.com");
     // The index of 60000.00/60000.10 from three agreeing venues is that quote.
     let btc = || http(&addr, "GET", "/api/v1/markets", None, None).1;
     assert!(wait(20, || btc().contains(r#""bid":"60000.00""#)), "{}", btc());
@@ -126,6 +140,21 @@ fn three_venues_make_the_index_a_wick_on_one_moves_nothing_and_replay_agrees() {
     assert!(
         listed.contains(r#""sources":{"configured":3,"fresh":3,"agreeing":2}"#),
         "the wick is left out: {listed}"
+    );
+    // The desk sees which venue is off, and by how much.
+    let (status, body) =
+        http(&addr, "GET", "/api/v1/admin/markets/BTC_USDC/sources", Some(&ops), None);
+    assert_eq!(status, 200, "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let by_name = |n: &str| {
+        view["sources"].as_array().unwrap().iter().find(|s| s["source"] == n).cloned().unwrap()
+    };
+    assert!(by_name("binance")["deviation_bps"].as_u64() > Some(4_000), "{body}");
+    assert_eq!(by_name("okx")["deviation_bps"], 0, "{body}");
+    assert_eq!(
+        (by_name("coinbase")["fresh"].as_bool(), view["index_bid"].as_str()),
+        (Some(true), Some("60000.00")),
+        "{body}"
     );
     let metrics = http(&addr, "GET", "/metrics", None, None).1;
     assert!(metrics.contains(r#"hundredx_feed_source{source="okx",counter="ticks"}"#), "{metrics}");

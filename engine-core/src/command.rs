@@ -775,6 +775,12 @@ pub enum CommandKind {
     },
     /// The house's lines and the book's size in O(1), for monitoring: `ReplyData::Book`.
     QueryBook,
+    /// Every source's latest quote on `market` (an `Item::SourceQuote` each, then
+    /// `ReplyData::List`): the index against each venue, for operators' screens.
+    QuerySources {
+        /// The market.
+        market: MarketId,
+    },
     /// A client group's terms on every market (an `Item::Terms` each, as `QueryTerms` gives
     /// an account of the group), then `ReplyData::Group` with account 0. Operators only.
     QueryGroupTerms {
@@ -1082,6 +1088,7 @@ impl CommandKind {
                 | CommandKind::QueryControls { .. }
                 | CommandKind::QueryBook
                 | CommandKind::QueryGroupTerms { .. }
+                | CommandKind::QuerySources { .. }
         )
     }
 }

@@ -376,6 +376,19 @@ pub enum Item {
         /// Its margin level now.
         level: CrossLevel,
     },
+    /// One price source's latest quote on a market (`QuerySources`, for operators).
+    SourceQuote {
+        /// Market.
+        market: MarketId,
+        /// The source.
+        source: crate::command::SourceId,
+        /// Its bid (0 before its first quote).
+        bid: Price,
+        /// Its ask.
+        ask: Price,
+        /// When it arrived (command time; 0 before its first quote).
+        at_ns: u64,
+    },
     /// A market made from price sources: its guard and its sources now (follows its
     /// [`Item::Market`] in the markets list).
     MarketSources {

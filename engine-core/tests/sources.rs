@@ -208,3 +208,38 @@ fn the_designs_worked_example_liquidates_at_the_index_bid_that_fired_it() {
     let close = closed[0].close.unwrap();
     assert_eq!((close.reason, close.exit_price), (CloseReason::Liquidation, cents(5_426_900)));
 }
+
+/// The index against each venue, for operators' screens: every source's latest quote and its
+/// time, a venue never heard from at zero.
+#[test]
+fn each_sources_latest_quote_is_listed() {
+    let mut h = Harness::with(config());
+    let mut v = Venues { update_ids: [0; 3] };
+    v.quote(&mut h, 0, usd(60_000), usd(60_001)).unwrap();
+    h.advance(5);
+    v.quote(&mut h, 2, usd(60_010), usd(60_012)).unwrap();
+    let from = h.out.len();
+    assert!(matches!(
+        h.run(CommandKind::QuerySources { market: BTC }),
+        Ok(ReplyData::List { count: 3 })
+    ));
+    let quotes: Vec<(u8, Price, Price, u64)> = items_since(&h, from)
+        .into_iter()
+        .filter_map(|i| match i {
+            Item::SourceQuote { source, bid, ask, at_ns, .. } => Some((source.0, bid, ask, at_ns)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        quotes,
+        vec![
+            (0, usd(60_000), usd(60_001), T0),
+            (1, Price(0), Price(0), 0),
+            (2, usd(60_010), usd(60_012), T0 + 5),
+        ]
+    );
+    assert_eq!(
+        h.run(CommandKind::QuerySources { market: MarketId(9) }),
+        Err(Reason::UnknownMarket)
+    );
+}

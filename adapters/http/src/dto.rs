@@ -1610,3 +1610,35 @@ pub struct Hedge {
     /// cash + value: the A-book's P&L.
     pub pnl: String,
 }
+
+/// One venue's latest quote against the index.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceView {
+    /// The venue's name (its position in `--feed` when the server does not know it).
+    pub source: String,
+    /// Its bid (absent before its first quote).
+    pub bid: Option<String>,
+    /// Its ask.
+    pub ask: Option<String>,
+    /// Milliseconds since it quoted.
+    pub age_ms: Option<u64>,
+    /// Within the market's `max_source_age`.
+    pub fresh: bool,
+    /// Its mid's distance from the index's mid, basis points (rounded down).
+    pub deviation_bps: Option<u64>,
+}
+
+/// A market's index against each venue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarketSourcesView {
+    /// Symbol.
+    pub market: String,
+    /// The index's bid (the market's price).
+    pub index_bid: Option<String>,
+    /// The index's ask.
+    pub index_ask: Option<String>,
+    /// A source further than this from the median does not count toward the index.
+    pub max_deviation_bps: u32,
+    /// Every configured source, by id.
+    pub sources: Vec<SourceView>,
+}

@@ -738,6 +738,7 @@ async fn openapi_lists_every_route_and_every_listed_route_is_served() {
         ("GET", "/api/v1/admin/audit"),
         ("GET", "/api/v1/admin/groups"),
         ("GET", "/api/v1/admin/hedge"),
+        ("GET", "/api/v1/admin/markets/{symbol}/sources"),
         ("GET", "/api/v1/admin/reports/daily"),
         ("GET", "/api/v1/admin/risk"),
         ("GET", "/api/v1/admin/stress"),

@@ -127,6 +127,12 @@ async function loadMarkets() {
     for (const mode of ["open", "reduce_only", "halted"]) sel.add(new Option(mode.replace("_", "-"), mode, false, mode === m.mode));
     sel.onchange = () => setMode(m.symbol, sel.value);
     tr.cells[3].replaceChildren(sel);
+    if (m.sources) {
+      const b = document.createElement("button");
+      b.type = "button"; b.textContent = "venues"; b.className = "venues";
+      b.onclick = () => showVenues(m.symbol).catch(fail);
+      tr.cells[5].append(" ", b);
+    }
     return tr;
   }));
 }
@@ -137,6 +143,15 @@ function sourcesText(m) {
   if (!m.sources) return "one feed";
   const s = m.sources;
   return `${s.fresh}/${s.configured} fresh, ${s.agreeing} agreeing`;
+}
+
+// A market made from several venues: each one's latest quote against the index.
+async function showVenues(symbol) {
+  const v = await api("GET", `/api/v1/admin/markets/${encodeURIComponent(symbol)}/sources`);
+  $("venues-title").textContent = `${v.market}: index ${v.index_bid ?? "–"} / ${v.index_ask ?? "–"} against each venue (a venue more than ${v.max_deviation_bps} bps away does not count)`;
+  $("venues").replaceChildren(...v.sources.map((q) => row([
+    q.source, q.bid, q.ask, q.age_ms === null ? null : String(q.age_ms), q.fresh ? "yes" : "no", q.deviation_bps === null ? null : String(q.deviation_bps)])));
+  $("venues-box").hidden = false;
 }
 
 async function setMode(symbol, mode) {

@@ -132,6 +132,7 @@ impl Engine {
             CommandKind::AdminAccount { by, account, action, note } => {
                 self.admin_account((*by, *account), *action, note, sink)
             }
+            CommandKind::QuerySources { market } => self.list_sources(rid, *market, sink),
             CommandKind::QueryGroupTerms { by, group } => {
                 self.group_terms(rid, (*by, *group), sink)
             }

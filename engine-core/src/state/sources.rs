@@ -168,6 +168,23 @@ impl Engine {
         })
     }
 
+    /// Every source's latest quote on `market`.
+    pub(super) fn list_sources<S: Sink>(
+        &self,
+        rid: crate::command::RequestId,
+        market: MarketId,
+        sink: &mut S,
+    ) -> Outcome {
+        let m = self.market(market)?;
+        let n = m.cfg.sources;
+        for (i, q) in m.sources.quotes[..usize::from(n)].iter().enumerate() {
+            let source = crate::command::SourceId(u8::try_from(i).expect("sources fit u8"));
+            let item = Item::SourceQuote { market, source, bid: q.bid, ask: q.ask, at_ns: q.at_ns };
+            sink.emit(Output::Item { request_id: rid, item });
+        }
+        Ok(ReplyData::List { count: u32::from(n) })
+    }
+
     /// Time passes: every market with sources looks at which are still fresh.
     pub(super) fn source_check<S: Sink>(&mut self, ts: u64, sink: &mut S) -> Outcome {
         for i in 0..self.markets.len() {

@@ -28,6 +28,7 @@ pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(set_group))
         .routes(routes!(set_group_terms))
         .routes(routes!(risk))
+        .routes(routes!(sources))
 }
 
 #[utoipa::path(put, path = "/api/v1/admin/accounts/{email}/group", tag = "operations",
@@ -277,4 +278,72 @@ pub(crate) async fn risk_view(
         at_risk,
         accounts_at_risk,
     })
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/markets/{symbol}/sources", tag = "operations",
+    summary = "Operator: a market's index against each venue — every source's latest quote, its age, whether it is fresh, and how far its mid is from the index",
+    security(("bearer" = [])),
+    params(("symbol" = String, Path, description = "Market symbol")),
+    responses(
+        (status = 200, description = "the sources (none for a market fed by one feed)", body = dto::MarketSourcesView),
+        (status = 400, description = "unknown market", body = dto::ErrorBody),
+        (status = 403, description = "the caller is not an operator", body = dto::ErrorBody),
+        dto::AuthedErrors,
+    ))]
+pub(crate) async fn sources(
+    State(state): St,
+    AdminUser(_by): AdminUser,
+    ApiPath(symbol): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let (market, m) = state.market(&symbol)?;
+    let (_, items) = engine(&state, CommandKind::QuerySources { market }).await?;
+    let snapshot = state.markets_snapshot().await?;
+    let index = snapshot.items.iter().find_map(|i| match i {
+        Item::Market(v) if v.market == market && v.updated_at_ns > 0 => Some((v.bid, v.ask)),
+        _ => None,
+    });
+    let names: Vec<&'static str> = state
+        .feed
+        .as_ref()
+        .map(|f| f.source_counters().into_iter().map(|(n, _)| n).collect())
+        .unwrap_or_default();
+    let now_ns = ground::time::now_ns();
+    let mid = |bid: Price, ask: Price| (i128::from(bid.0) + i128::from(ask.0)) / 2;
+    let out: Vec<dto::SourceView> = items
+        .iter()
+        .filter_map(|i| match *i {
+            Item::SourceQuote { source, bid, ask, at_ns, .. } => {
+                let name = names
+                    .get(usize::from(source.0))
+                    .map_or_else(|| format!("source {}", source.0), |n| (*n).to_owned());
+                let quoted = at_ns > 0;
+                let age_ms = quoted.then(|| now_ns.saturating_sub(at_ns) / 1_000_000);
+                let deviation_bps = match (quoted, index) {
+                    (true, Some((b, a))) if mid(b, a) > 0 => u64::try_from(
+                        ((mid(bid, ask) - mid(b, a)) * 10_000 / mid(b, a)).unsigned_abs(),
+                    )
+                    .ok(),
+                    _ => None,
+                };
+                Some(dto::SourceView {
+                    source: name,
+                    bid: quoted.then(|| px(bid, m)),
+                    ask: quoted.then(|| px(ask, m)),
+                    age_ms,
+                    fresh: age_ms
+                        .is_some_and(|a| a.saturating_mul(1_000_000) <= m.max_source_age_ns),
+                    deviation_bps,
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    Ok(Json(dto::MarketSourcesView {
+        market: m.symbol.clone(),
+        index_bid: index.map(|(b, _)| px(b, m)),
+        index_ask: index.map(|(_, a)| px(a, m)),
+        max_deviation_bps: m.max_deviation_bps,
+        sources: out,
+    })
+    .into_response())
 }

@@ -129,6 +129,13 @@ fn the_hedger_holds_an_a_booked_clients_position_at_the_venue_one_for_one() {
     wait("the hedger to record it", 10, || scrape(&metrics, "/status").contains(r#""pending":0"#));
     let posts = venue.lock().unwrap().posts;
     assert_eq!((posts, venue.lock().unwrap().bad_signatures), (2, 0), "{}", log());
+    // Today's report carries the A-book's P&L: flat at the end of the day, its fills' cash.
+    let day = utc_date(today());
+    let report = format!("/api/v1/admin/reports/daily?from={day}&to={day}");
+    let (_, hedge) = http(&addr, "GET", "/api/v1/admin/hedge", Some(&ops), None);
+    let (status, body) = http(&addr, "GET", &report, Some(&ops), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["days"][0]["hedge_pnl"], json(&hedge)["cash"], "{body} {hedge}");
     // Restarted, it finds its journal: nothing is sent again.
     drop(hedger_proc);
     let _again = start_hedger();

@@ -201,20 +201,6 @@ fn with_operator(data: &str, config: &str) -> (Proc, String, String) {
     (server, addr, field(&ops.1, "token"))
 }
 
-/// `YYYY-MM-DD` of a day since the epoch (Howard Hinnant's civil_from_days).
-fn utc_date(days: i64) -> String {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
 /// The daily report over real processes (docs/DESIGN.md, "Daily report"): trades with a
 /// group's markup and commission, the markets' fees, financing charged by the scheduler, an
 /// operator's payment, charge and credit; the report's totals, summed over its days, equal
@@ -249,11 +235,7 @@ fn the_daily_report_reconciles_with_the_house_lines_to_the_micro_usdc() {
     ] {
         assert_eq!(act(body).0, 200);
     }
-    let today = i64::try_from(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-            / 86_400,
-    )
-    .unwrap();
+    let today = today();
     let path = format!(
         "/api/v1/admin/reports/daily?from={}&to={}",
         utc_date(today - 1),

@@ -191,4 +191,7 @@ pub enum StressError {
 pub trait HedgeStatus: Send + Sync + std::fmt::Debug {
     /// Its `/status` JSON, or why it could not be read.
     fn status(&self) -> BoxFuture<'_, Result<String, String>>;
+    /// Its `/days` JSON for UTC days `from_day..=to_day` (days since the epoch): each day's cash
+    /// and closing positions, the day before `from_day` first.
+    fn days(&self, from_day: u64, to_day: u64) -> BoxFuture<'_, Result<String, String>>;
 }

@@ -107,6 +107,7 @@ pub fn run(args: HedgerArgs) -> Result<()> {
     };
     let state_dir = args.state_dir.clone().unwrap_or_else(|| args.data.data_dir.join("hedger"));
     let journal = hedger::journal::Journal::open(&state_dir)?;
+    let state_dir_for_status = state_dir.clone();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
@@ -117,7 +118,7 @@ pub fn run(args: HedgerArgs) -> Result<()> {
         tracing::info!(venue = %args.venue_url, api_key = %venue.api_key(), markets = ?markets.keys().collect::<Vec<_>>(), "hedger: starting");
         let h = Hedger::new(venue, book, journal, Config { markets, max_errors: args.max_errors });
         if let Some(listen) = args.metrics_listen {
-            serve_status(listen, h.status()).await?;
+            serve_status(listen, h.status(), state_dir_for_status).await?;
         }
         h.run(Duration::from_millis(args.interval_ms), hundredx::shutdown_signal()).await;
         tracing::info!("hedger: stopped");
@@ -172,7 +173,11 @@ fn venue_seed(file: Option<&std::path::Path>) -> Result<[u8; 32]> {
 }
 
 /// `/metrics` and `/status` from the hedger's status.
-async fn serve_status(listen: std::net::SocketAddr, status: Arc<Mutex<Status>>) -> Result<()> {
+async fn serve_status(
+    listen: std::net::SocketAddr,
+    status: Arc<Mutex<Status>>,
+    state_dir: PathBuf,
+) -> Result<()> {
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     tracing::info!(addr = %listener.local_addr()?, "hedger: /metrics and /status");
@@ -192,6 +197,10 @@ async fn serve_status(listen: std::net::SocketAddr, status: Arc<Mutex<Status>>) 
                 let s = read();
                 async move { metrics(&s) }
             }),
+        )
+        .route(
+            "/days",
+            get(move |q: axum::extract::Query<DaysQuery>| days(state_dir.clone(), q.0)),
         );
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -199,6 +208,27 @@ async fn serve_status(listen: std::net::SocketAddr, status: Arc<Mutex<Status>>) 
         }
     });
     Ok(())
+}
+
+/// `/days?from=D&to=D` (days since the epoch; at most 366).
+#[derive(Debug, serde::Deserialize)]
+struct DaysQuery {
+    from: u64,
+    to: u64,
+}
+
+async fn days(state_dir: PathBuf, q: DaysQuery) -> axum::response::Response {
+    if q.to < q.from || q.to - q.from > 366 {
+        return (axum::http::StatusCode::BAD_REQUEST, "from..=to, at most 366 days")
+            .into_response();
+    }
+    let read =
+        tokio::task::spawn_blocking(move || hedger::journal::days(&state_dir, q.from, q.to)).await;
+    match read {
+        Ok(Ok(days)) => axum::Json(days).into_response(),
+        Ok(Err(e)) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+        Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
 }
 
 fn metrics(s: &Status) -> axum::response::Response {
@@ -259,22 +289,33 @@ impl HedgerLink {
         // reqwest's TLS needs the process's crypto provider (a plain-HTTP link too).
         price_feed::client::install_crypto_provider();
         let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
-        Ok(HedgerLink { url: format!("{}/status", url.trim_end_matches('/')), client })
+        Ok(HedgerLink { url: url.trim_end_matches('/').to_owned(), client })
+    }
+
+    async fn get(&self, path: &str) -> Result<String, String> {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("hedger answered {}", resp.status()));
+        }
+        let body = resp.text().await.map_err(|e| e.to_string())?;
+        if body.len() > 1 << 20 {
+            return Err("hedger reply too large".into());
+        }
+        Ok(body)
     }
 }
 
 impl ground::ports::HedgeStatus for HedgerLink {
     fn status(&self) -> BoxFuture<'_, Result<String, String>> {
-        Box::pin(async move {
-            let resp = self.client.get(&self.url).send().await.map_err(|e| e.to_string())?;
-            if !resp.status().is_success() {
-                return Err(format!("hedger answered {}", resp.status()));
-            }
-            let body = resp.text().await.map_err(|e| e.to_string())?;
-            if body.len() > 1 << 20 {
-                return Err("hedger status too large".into());
-            }
-            Ok(body)
-        })
+        Box::pin(self.get("/status"))
+    }
+
+    fn days(&self, from_day: u64, to_day: u64) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(async move { self.get(&format!("/days?from={from_day}&to={to_day}")).await })
     }
 }

@@ -171,3 +171,24 @@ pub async fn klines() -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) 
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (url, asked)
 }
+
+/// `YYYY-MM-DD` of a day since the epoch (Howard Hinnant's civil_from_days).
+pub fn utc_date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// Today, UTC, in days since the epoch.
+pub fn today() -> i64 {
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    i64::try_from(secs / 86_400).unwrap()
+}

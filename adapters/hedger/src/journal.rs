@@ -215,6 +215,65 @@ impl Journal {
     }
 }
 
+/// One UTC day of the hedge: the cash its fills cost or brought that day and the position per
+/// market at the day's end.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Day {
+    /// Days since the Unix epoch.
+    pub day: u64,
+    /// Σ quote amounts of the day's fills, micro-USDC (negative: bought).
+    pub cash_micros: i64,
+    /// The hedge per market at the day's end, in steps.
+    pub positions: BTreeMap<String, i64>,
+}
+
+/// Each UTC day `from_day..=to_day` of the journal at `dir` (read again from the file: the
+/// report is rare and the journal two lines an order), plus the day before `from_day` as the
+/// first row (its positions value the first day's start).
+pub fn days(dir: &Path, from_day: u64, to_day: u64) -> Result<Vec<Day>, JournalError> {
+    const DAY_MS: u64 = 86_400_000;
+    let path = dir.join(FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| JournalError::Io {
+        what: "reading",
+        path: path.clone(),
+        source,
+    })?;
+    let mut pending: BTreeMap<u32, String> = BTreeMap::new();
+    let mut positions: BTreeMap<String, i64> = BTreeMap::new();
+    let first = from_day.saturating_sub(1);
+    let mut out: Vec<Day> = (first..=to_day).map(|day| Day { day, ..Day::default() }).collect();
+    // Which days have ended (their positions set), so a later fill never changes them.
+    let mut closed = vec![false; out.len()];
+    let mut close_until = |out: &mut Vec<Day>, upto_day: u64, positions: &BTreeMap<String, i64>| {
+        for (d, done) in out.iter_mut().zip(closed.iter_mut()) {
+            if d.day < upto_day && !*done {
+                d.positions = positions.clone();
+                *done = true;
+            }
+        }
+    };
+    for line in text.lines() {
+        let Ok(r) = serde_json::from_str::<Record>(line) else { break };
+        match r {
+            Record::Intent { client_id, symbol, .. } => {
+                pending.insert(client_id, symbol);
+            }
+            Record::Result { client_id, executed, quote_micros, at_ms, .. } => {
+                let Some(symbol) = pending.remove(&client_id) else { continue };
+                let day = at_ms / DAY_MS;
+                // Days before this one ended with the positions as they were.
+                close_until(&mut out, day, &positions);
+                *positions.entry(symbol).or_default() += executed;
+                if let Some(d) = out.iter_mut().find(|d| d.day == day) {
+                    d.cash_micros += quote_micros;
+                }
+            }
+        }
+    }
+    close_until(&mut out, u64::MAX, &positions);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,5 +311,31 @@ mod tests {
         j.append(&intent(3, 5)).unwrap();
         drop(j);
         assert_eq!(Journal::open(dir.path()).unwrap().pending().len(), 2);
+    }
+
+    #[test]
+    fn each_day_has_its_fills_cash_and_its_closing_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        let day = 86_400_000u64;
+        let fill = |j: &mut Journal, id, qty, cash, at_ms| {
+            j.append(&Record::Intent { client_id: id, symbol: "BTC_USDC".into(), qty, at_ms })
+                .unwrap();
+            let r = Record::Result {
+                client_id: id,
+                status: "filled".into(),
+                executed: qty,
+                quote_micros: cash,
+                reason: None,
+                at_ms,
+            };
+            j.append(&r).unwrap();
+        };
+        fill(&mut j, 1, 100, -60_000, 10 * day + 5);
+        fill(&mut j, 2, -40, 25_000, 12 * day + 7);
+        let days = days(dir.path(), 11, 12).unwrap();
+        let at = |i: usize| (days[i].day, days[i].cash_micros, days[i].positions["BTC_USDC"]);
+        // Day 10 (the one before) closes long 100; 11 has no fill; 12 sells 40.
+        assert_eq!((at(0), at(1), at(2)), ((10, -60_000, 100), (11, 0, 100), (12, 25_000, 60)));
     }
 }

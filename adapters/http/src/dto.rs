@@ -1551,6 +1551,11 @@ pub struct ReportDay {
     pub deposits: String,
     /// The traders' withdrawals.
     pub withdrawals: String,
+    /// The A-book's P&L that day at the venue (the hedger's fills' cash and its positions'
+    /// change of value at the engine's daily closes), when a hedger is linked; outside `total`
+    /// and the conservation identity: the hedge's money is the venue account's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hedge_pnl: Option<String>,
 }
 
 /// The daily report.

@@ -50,7 +50,7 @@ const SOURCES: [(&str, &[&str]); 9] = [
 ];
 
 /// The CSV header.
-pub const CSV_HEADER: &str = "day,spread_markup,commission,market_fees,liquidation_fees,financing,trading_pnl,bad_debt,adjustments,credit,total,deposits,withdrawals\n";
+pub const CSV_HEADER: &str = "day,spread_markup,commission,market_fees,liquidation_fees,financing,trading_pnl,bad_debt,adjustments,credit,total,deposits,withdrawals,hedge_pnl\n";
 
 #[utoipa::path(get, path = "/api/v1/admin/reports/daily", tag = "operations",
     summary = "Operator: the house's P&L of each UTC day by source (spread markup, commission, market fees, liquidation fees, financing, the traders' realized P&L, bad debt, adjustments, credit), reconciling with the conservation identity to the micro-USDC",
@@ -82,7 +82,10 @@ async fn daily(
     }
     let consistent_to = h.store.consistent_to().await.map_err(history_error)?;
     let totals = h.store.daily_totals(from, to).await.map_err(history_error)?;
-    let days = report(&totals);
+    let mut days = report(&totals);
+    if let Some(hedge) = hedge_by_day(&state, h, (from, to)).await? {
+        add_hedge(&mut days, &hedge);
+    }
     if csv {
         let mut resp = to_csv(&days).into_response();
         let headers = resp.headers_mut();
@@ -181,6 +184,92 @@ fn stress_runner(state: &AppState) -> Result<&Arc<dyn ground::ports::StressRunne
     })
 }
 
+/// A market's price and quantity decimals and its daily closes `(day, close ticks)`, oldest first.
+type Closes = (u32, u32, Vec<(u64, i64)>);
+
+/// The A-book's P&L of each day `from..to` from the linked hedger (none without one): the
+/// cash its fills cost or brought that day, plus the change of its positions' value between the
+/// previous day's close and this day's (the engine's 1d candle closes, the last one carried
+/// over a day without one). Outside the conservation identity: the hedge's money is at the venue.
+async fn hedge_by_day(
+    state: &AppState,
+    h: &crate::History,
+    (from, to): (u64, u64),
+) -> Result<Option<BTreeMap<u64, i128>>, ApiError> {
+    let Some(link) = state.hedger.get() else { return Ok(None) };
+    let unavailable = |why: String| {
+        tracing::warn!(error = %why, "hedger days");
+        ApiError::unavailable("hedger_unavailable", "the hedger does not answer")
+    };
+    let raw = link.days(from, to - 1).await.map_err(unavailable)?;
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&raw).map_err(|e| unavailable(e.to_string()))?;
+    let today = ground::time::now_ns() / 86_400_000_000_000;
+    let limit = u32::try_from(today.saturating_sub(from) + 3).unwrap_or(u32::MAX).min(1_000);
+    let mut closes: BTreeMap<String, Closes> = BTreeMap::new();
+    let mut value_of = BTreeMap::new();
+    for row in &rows {
+        let day = row["day"].as_u64().unwrap_or(0);
+        let mut value = 0i128;
+        for (symbol, steps) in row["positions"].as_object().into_iter().flatten() {
+            let steps = i128::from(steps.as_i64().unwrap_or(0));
+            if !closes.contains_key(symbol) {
+                let Ok((id, m)) = state.market(symbol) else { continue };
+                let candles = h.store.candles(id, "1d", limit).await.map_err(history_error)?;
+                let by_day =
+                    candles.iter().map(|c| (c.start_ns / 86_400_000_000_000, c.close.0)).collect();
+                closes.insert(symbol.clone(), (m.price_decimals, m.qty_decimals, by_day));
+            }
+            let Some((pd, qd, by_day)) = closes.get(symbol) else { continue };
+            let close = by_day.iter().rev().find(|(d, _)| *d <= day).map_or(0, |(_, c)| *c);
+            let scale = engine_core::math::Scale::new(*pd, *qd);
+            value += (steps * i128::from(close) * scale.num()).div_euclid(scale.den());
+        }
+        value_of.insert(day, (value, i128::from(row["cash_micros"].as_i64().unwrap_or(0))));
+    }
+    Ok(Some(
+        (from..to)
+            .filter_map(|d| {
+                let (value, cash) = *value_of.get(&d)?;
+                let before = value_of.get(&(d.wrapping_sub(1))).map_or(0, |v| v.0);
+                Some((d, cash + value - before))
+            })
+            .collect(),
+    ))
+}
+
+/// Puts each day's hedge P&L on its row (a day with hedge P&L but no client movement gets a
+/// row of its own).
+fn add_hedge(days: &mut Vec<dto::ReportDay>, hedge: &BTreeMap<u64, i128>) {
+    for (&day, &pnl) in hedge {
+        let date = date_of(day);
+        match days.iter_mut().find(|d| d.day == date) {
+            Some(d) => d.hedge_pnl = Some(money(Usdc(pnl))),
+            None if pnl != 0 => {
+                let zero = money(Usdc::ZERO);
+                days.push(dto::ReportDay {
+                    day: date,
+                    spread_markup: zero.clone(),
+                    commission: zero.clone(),
+                    market_fees: zero.clone(),
+                    liquidation_fees: zero.clone(),
+                    financing: zero.clone(),
+                    trading_pnl: zero.clone(),
+                    bad_debt: zero.clone(),
+                    adjustments: zero.clone(),
+                    credit: zero.clone(),
+                    total: zero.clone(),
+                    deposits: zero.clone(),
+                    withdrawals: zero,
+                    hedge_pnl: Some(money(Usdc(pnl))),
+                });
+            }
+            None => {}
+        }
+    }
+    days.sort_by(|a, b| a.day.cmp(&b.day));
+}
+
 /// `YYYY-MM-DD` as days since the epoch.
 fn day_of(raw: &str) -> Result<u64, ApiError> {
     let format = time::format_description::parse_borrowed::<2>("[year]-[month]-[day]")
@@ -221,6 +310,7 @@ fn report(totals: &[DailyTotal]) -> Vec<dto::ReportDay> {
                 total: money(Usdc(total)),
                 deposits: money(Usdc(of(&["deposit"]))),
                 withdrawals: money(Usdc(-of(&["withdrawal"]))),
+                hedge_pnl: None,
             }
         })
         .collect()
@@ -238,7 +328,7 @@ fn to_csv(days: &[dto::ReportDay]) -> String {
     for d in days {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             d.day,
             d.spread_markup,
             d.commission,
@@ -251,7 +341,8 @@ fn to_csv(days: &[dto::ReportDay]) -> String {
             d.credit,
             d.total,
             d.deposits,
-            d.withdrawals
+            d.withdrawals,
+            d.hedge_pnl.as_deref().unwrap_or("")
         );
     }
     out

@@ -137,16 +137,7 @@ fn the_operator_console_in_chromium() {
             "synthetic",
         ]))
     };
-    let (server, addr) = serve();
-    sign_up(&addr, "trader@example.com");
-    sign_up(&addr, "ops@example.com");
-    drop(server);
-    let grant = Command::new(BIN)
-        .args(["admin", "grant", "ops@example.com", "--data-dir", data, "--config", config])
-        .output()
-        .unwrap();
-    assert!(grant.status.success(), "{}", String::from_utf8_lossy(&grant.stderr));
-    let (_server, addr) = serve();
+    let (_server, addr, _ops) = with_operator(serve, data, config);
     let trader = sign_in(&addr, "trader@example.com");
     let open = r#"{"market":"BTC_USDC","side":"long","leverage":50,"margin":"100"}"#;
     let (status, body) =

@@ -53,18 +53,8 @@ fn the_hedger_holds_an_a_booked_clients_position_at_the_venue_one_for_one() {
         ]))
     };
     // An operator (the role from the command line, against the stopped data directory).
-    let (server, addr) = serve();
-    sign_up(&addr, "trader@example.com");
-    sign_up(&addr, "ops@example.com");
-    drop(server);
-    let grant = Command::new(BIN)
-        .args(["admin", "grant", "ops@example.com", "--data-dir", data, "--config", config])
-        .output()
-        .unwrap();
-    assert!(grant.status.success(), "{}", String::from_utf8_lossy(&grant.stderr));
-    let (_serve, addr) = serve();
+    let (_serve, addr, ops) = with_operator(serve, data, config);
     let trader = sign_in(&addr, "trader@example.com");
-    let ops = sign_in(&addr, "ops@example.com");
     let (status, body) = http(&addr, "GET", "/api/v1/admin/hedge", Some(&ops), None);
     assert_eq!(
         (status, json(&body)["error"]["code"].as_str()),

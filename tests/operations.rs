@@ -100,7 +100,7 @@ fn an_operator_acts_on_an_account_with_a_reason_and_the_audit_log_shows_it() {
     let config = dir.path().join("config.json").display().to_string();
     let markets = r#"{"markets":[{"symbol":"BTC_USDC","price_decimals":2,"qty_decimals":5}]}"#;
     std::fs::write(&config, markets).unwrap();
-    let (_server, addr, ops) = with_operator(&data, &config);
+    let (_server, addr, ops) = with_operator(|| serve(&data, &config), &data, &config);
     let trader = sign_in(&addr, "trader@example.com");
     let act = |who: &str, body: &str| {
         let path = "/api/v1/admin/accounts/trader@example.com/actions";
@@ -181,26 +181,6 @@ fn an_operator_acts_on_an_account_with_a_reason_and_the_audit_log_shows_it() {
     assert!(kinds.contains(&"credit 100.000000".to_owned()), "{kinds:?}");
 }
 
-/// `serve` with a trader and an operator: both sign up, the server stops, `hundredx admin
-/// grant` gives the operator the role, the server starts again; the operator's token.
-fn with_operator(data: &str, config: &str) -> (Proc, String, String) {
-    let (server, addr) = serve(data, config);
-    sign_up(&addr, "trader@example.com");
-    sign_up(&addr, "ops@example.com");
-    drop(server);
-    let out = Command::new(BIN)
-        .args(["admin", "grant", "ops@example.com", "--data-dir", data, "--config", config])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let (server, addr) = serve(data, config);
-    let ops = until(200, 20, || {
-        let creds = r#"{"email":"ops@example.com","password":"correct horse battery"}"#;
-        http(&addr, "POST", "/api/v1/user/signin", None, Some(creds))
-    });
-    (server, addr, field(&ops.1, "token"))
-}
-
 /// The daily report over real processes (docs/DESIGN.md, "Daily report"): trades with a
 /// group's markup and commission, the markets' fees, financing charged by the scheduler, an
 /// operator's payment, charge and credit; the report's totals, summed over its days, equal
@@ -217,7 +197,7 @@ fn the_daily_report_reconciles_with_the_house_lines_to_the_micro_usdc() {
         "groups":[{"name":"raw","markets":[{"symbol":"BTC_USDC","markup_bps":1,
         "commission_per_lot":"3.5"}]}]}"#;
     std::fs::write(&config, markets).unwrap();
-    let (_server, addr, ops) = with_operator(&data, &config);
+    let (_server, addr, ops) = with_operator(|| serve(&data, &config), &data, &config);
     let trader = sign_in(&addr, "trader@example.com");
     let (status, body) = until(201, 20, || open_long(&addr, &trader));
     assert_eq!(status, 201, "{body}");
@@ -304,7 +284,7 @@ fn an_operator_stresses_todays_book_and_nothing_changes() {
         r#"{"markets":[{"symbol":"BTC_USDC","price_decimals":2,"qty_decimals":5}]}"#,
     )
     .unwrap();
-    let (_server, addr, ops) = with_operator(&data, &config);
+    let (_server, addr, ops) = with_operator(|| serve(&data, &config), &data, &config);
     let trader = sign_in(&addr, "trader@example.com");
     let open = r#"{"market":"BTC_USDC","side":"long","leverage":50,"margin":"100"}"#;
     let (status, body) =

@@ -192,3 +192,25 @@ pub fn today() -> i64 {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     i64::try_from(secs / 86_400).unwrap()
 }
+
+/// A server with an operator: `serve` starts it, `trader@example.com` and `ops@example.com`
+/// sign up, it stops, `hundredx admin grant` gives ops the role against its data directory
+/// (the only way to), and `serve` starts it again. The server, its address, ops's token.
+pub fn with_operator(
+    serve: impl Fn() -> (Proc, String),
+    data: &str,
+    config: &str,
+) -> (Proc, String, String) {
+    let (server, addr) = serve();
+    sign_up(&addr, "trader@example.com");
+    sign_up(&addr, "ops@example.com");
+    drop(server);
+    let out = Command::new(BIN)
+        .args(["admin", "grant", "ops@example.com", "--data-dir", data, "--config", config])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (server, addr) = serve();
+    let ops = sign_in(&addr, "ops@example.com");
+    (server, addr, ops)
+}

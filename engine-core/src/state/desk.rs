@@ -65,22 +65,15 @@ impl Engine {
         amount: Usdc,
         sink: &mut S,
     ) -> Result<(), Reason> {
-        let size = Usdc(amount.0.checked_abs().ok_or(Reason::InvalidAmount)?);
-        check_amount(size)?;
+        let size = adjustment_size(amount)?;
         if amount.0 > 0 {
-            self.check_room(size)?;
-            // Credit lost before this money arrived stays lost.
-            self.settle_credit(ai, sink);
-            self.credit(ai, size);
-            self.house_balance = sub(self.house_balance, size);
+            self.from_house(ai, size, sink)?;
         } else {
             if size > self.withdrawable(ai) {
                 return Err(Reason::InsufficientBalance);
             }
-            self.debit(ai, size);
-            self.house_balance = add(self.house_balance, size);
+            self.to_house(ai, size, sink);
         }
-        self.cross_touch(ai, true);
         Ok(())
     }
 
@@ -92,13 +85,9 @@ impl Engine {
         amount: Usdc,
         sink: &mut S,
     ) -> Result<(), Reason> {
-        let size = Usdc(amount.0.checked_abs().ok_or(Reason::InvalidAmount)?);
-        check_amount(size)?;
+        let size = adjustment_size(amount)?;
         if amount.0 > 0 {
-            self.check_room(size)?;
-            self.settle_credit(ai, sink);
-            self.credit(ai, size);
-            self.house_balance = sub(self.house_balance, size);
+            self.from_house(ai, size, sink)?;
             let lists = self.accounts[ai].lists_mut();
             lists.credit = add(lists.credit, size);
         } else {
@@ -111,14 +100,30 @@ impl Engine {
             if self.is_cross(ai) {
                 self.cross_withdraw_check(ai, size)?;
             }
-            self.settle_credit(ai, sink);
-            self.debit(ai, size);
-            self.house_balance = add(self.house_balance, size);
+            self.to_house(ai, size, sink);
             let lists = self.accounts[ai].lists_mut();
             lists.credit = sub(lists.credit, size);
         }
+        Ok(())
+    }
+
+    /// Moves `size` from the house balance to the account (refused past the money ceiling, as
+    /// a deposit). Credit lost before this money arrived stays lost.
+    fn from_house<S: Sink>(&mut self, ai: usize, size: Usdc, sink: &mut S) -> Result<(), Reason> {
+        self.check_room(size)?;
+        self.settle_credit(ai, sink);
+        self.credit(ai, size);
+        self.house_balance = sub(self.house_balance, size);
         self.cross_touch(ai, true);
         Ok(())
+    }
+
+    /// Moves `size` (checked by the caller) from the account's available balance to the house.
+    fn to_house<S: Sink>(&mut self, ai: usize, size: Usdc, sink: &mut S) {
+        self.settle_credit(ai, sink);
+        self.debit(ai, size);
+        self.house_balance = add(self.house_balance, size);
+        self.cross_touch(ai, true);
     }
 
     /// The account's money: available, position margins and order margin (no unrealized PnL).
@@ -220,6 +225,13 @@ impl Engine {
             AccountStatus::Suspended => Err(Reason::AccountSuspended),
         }
     }
+}
+
+/// An adjustment's size: nonzero and at most the money ceiling either way.
+fn adjustment_size(amount: Usdc) -> Result<Usdc, Reason> {
+    let size = Usdc(amount.0.checked_abs().ok_or(Reason::InvalidAmount)?);
+    check_amount(size)?;
+    Ok(size)
 }
 
 /// The id of the account at index `ai`.

@@ -67,12 +67,12 @@ impl Engine {
     ) -> Result<(), Reason> {
         let size = adjustment_size(amount)?;
         if amount.0 > 0 {
-            self.from_house(ai, size, sink)?;
+            self.pay_from_house(ai, size, sink)?;
         } else {
             if size > self.withdrawable(ai) {
                 return Err(Reason::InsufficientBalance);
             }
-            self.to_house(ai, size, sink);
+            self.take_for_house(ai, size, sink);
         }
         Ok(())
     }
@@ -87,7 +87,7 @@ impl Engine {
     ) -> Result<(), Reason> {
         let size = adjustment_size(amount)?;
         if amount.0 > 0 {
-            self.from_house(ai, size, sink)?;
+            self.pay_from_house(ai, size, sink)?;
             let lists = self.accounts[ai].lists_mut();
             lists.credit = add(lists.credit, size);
         } else {
@@ -100,7 +100,7 @@ impl Engine {
             if self.is_cross(ai) {
                 self.cross_withdraw_check(ai, size)?;
             }
-            self.to_house(ai, size, sink);
+            self.take_for_house(ai, size, sink);
             let lists = self.accounts[ai].lists_mut();
             lists.credit = sub(lists.credit, size);
         }
@@ -109,7 +109,12 @@ impl Engine {
 
     /// Moves `size` from the house balance to the account (refused past the money ceiling, as
     /// a deposit). Credit lost before this money arrived stays lost.
-    fn from_house<S: Sink>(&mut self, ai: usize, size: Usdc, sink: &mut S) -> Result<(), Reason> {
+    fn pay_from_house<S: Sink>(
+        &mut self,
+        ai: usize,
+        size: Usdc,
+        sink: &mut S,
+    ) -> Result<(), Reason> {
         self.check_room(size)?;
         self.settle_credit(ai, sink);
         self.credit(ai, size);
@@ -119,7 +124,7 @@ impl Engine {
     }
 
     /// Moves `size` (checked by the caller) from the account's available balance to the house.
-    fn to_house<S: Sink>(&mut self, ai: usize, size: Usdc, sink: &mut S) {
+    fn take_for_house<S: Sink>(&mut self, ai: usize, size: Usdc, sink: &mut S) {
         self.settle_credit(ai, sink);
         self.debit(ai, size);
         self.house_balance = add(self.house_balance, size);

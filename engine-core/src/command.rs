@@ -47,6 +47,13 @@ impl RequestId {
 )]
 pub struct AccountId(pub u32);
 
+impl AccountId {
+    /// The id of the account at 0-based index `i` in the engine's table (ids start at 1).
+    pub(crate) fn at(i: usize) -> AccountId {
+        AccountId(u32::try_from(i + 1).expect("account ids fit u32"))
+    }
+}
+
 /// Dense market id: the index of the market in [`crate::config::EngineConfig::markets`].
 #[derive(
     Clone,
@@ -331,6 +338,18 @@ pub enum MarketMode {
 }
 
 impl MarketMode {
+    /// The stricter of two modes: halted over reduce-only over open.
+    pub const fn stricter(self, other: MarketMode) -> MarketMode {
+        const fn rank(m: MarketMode) -> u8 {
+            match m {
+                MarketMode::Open => 0,
+                MarketMode::ReduceOnly => 1,
+                MarketMode::Halted => 2,
+            }
+        }
+        if rank(other) > rank(self) { other } else { self }
+    }
+
     /// `"open"`, `"halted"`, `"reduce_only"`.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -401,9 +401,7 @@ impl Engine {
                 .iter()
                 .enumerate()
                 .filter(|(_, a)| a.group != 0)
-                .map(|(i, a)| {
-                    (AccountId(u32::try_from(i + 1).expect("account ids fit u32")), a.group)
-                })
+                .map(|(i, a)| (AccountId::at(i), a.group))
                 .collect(),
             spread_revenue: self.spread_revenue,
             commission_revenue: self.commission_revenue,
@@ -425,7 +423,7 @@ impl Engine {
                 accounts: (0..self.accounts.len())
                     .filter(|&i| self.is_cross(i))
                     .map(|i| {
-                        let id = AccountId(u32::try_from(i + 1).expect("account ids fit u32"));
+                        let id = AccountId::at(i);
                         (id, self.accounts[i].cross.armed)
                     })
                     .collect(),
@@ -452,7 +450,7 @@ impl Engine {
             totp: (0..self.accounts.len())
                 .filter_map(|i| {
                     let t = self.accounts[i].lists().totp.as_deref()?;
-                    Some((AccountId(u32::try_from(i + 1).expect("account ids fit u32")), *t))
+                    Some((AccountId::at(i), *t))
                 })
                 .collect(),
             controls: (0..self.accounts.len())
@@ -460,7 +458,7 @@ impl Engine {
                     let a = &self.accounts[i];
                     let credit = a.lists().credit;
                     (a.status != crate::desk::AccountStatus::Active || credit.0 != 0).then(|| {
-                        let id = AccountId(u32::try_from(i + 1).expect("account ids fit u32"));
+                        let id = AccountId::at(i);
                         (id, a.status, credit)
                     })
                 })
@@ -483,7 +481,7 @@ impl Engine {
             },
             netting: (0..self.accounts.len())
                 .filter(|&i| self.is_netting(i))
-                .map(|i| AccountId(u32::try_from(i + 1).expect("account ids fit u32")))
+                .map(AccountId::at)
                 .collect(),
         }
     }

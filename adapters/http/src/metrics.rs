@@ -326,7 +326,7 @@ impl Metrics {
                 }
                 Item::MarketSources { market, guard, .. } => {
                     if let Some(m) = modes.iter_mut().find(|(id, _)| *id == market) {
-                        m.1 = stricter(m.1, guard);
+                        m.1 = m.1.stricter(guard);
                     }
                 }
                 _ => {}
@@ -436,14 +436,4 @@ pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next)
         tracing::debug!(%method, %route, status, elapsed = ?started.elapsed(), "request");
     }
     resp
-}
-
-/// The stricter of two modes (halted over reduce-only over open).
-fn stricter(a: MarketMode, b: MarketMode) -> MarketMode {
-    let rank = |m: MarketMode| match m {
-        MarketMode::Open => 0,
-        MarketMode::ReduceOnly => 1,
-        MarketMode::Halted => 2,
-    };
-    if rank(b) > rank(a) { b } else { a }
 }

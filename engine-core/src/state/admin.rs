@@ -181,14 +181,7 @@ impl Engine {
 /// Refuses new exposure on a halted or reduce-only market: by its operators or by its price
 /// guard, whichever is stricter.
 pub(super) fn check_mode(m: &Market) -> Result<(), Reason> {
-    let strictness = |mode: MarketMode| match mode {
-        MarketMode::Open => 0,
-        MarketMode::ReduceOnly => 1,
-        MarketMode::Halted => 2,
-    };
-    let mode =
-        if strictness(m.sources.guard) > strictness(m.mode) { m.sources.guard } else { m.mode };
-    match mode {
+    match m.mode.stricter(m.sources.guard) {
         MarketMode::Open => Ok(()),
         MarketMode::Halted => Err(Reason::MarketHalted),
         MarketMode::ReduceOnly => Err(Reason::MarketReduceOnly),

@@ -257,7 +257,7 @@ impl Engine {
     /// first, until it recovers), warns it at the margin-call level, re-keys it.
     fn cross_review<S: Sink>(&mut self, ts: u64, ai: usize, sink: &mut S) {
         self.counters.cross_checks += 1;
-        let account = AccountId(u32::try_from(ai + 1).expect("accounts fit u32"));
+        let account = AccountId::at(ai);
         let (stop, call) = (self.stop_out_level(ai), self.margin_call_level(ai));
         self.refresh_hedges(ai);
         let mut level = self.cross_level(ai);
@@ -307,7 +307,7 @@ impl Engine {
             .into_iter()
             .map(|ai| {
                 let ai = usize::try_from(ai).expect("an account index");
-                let id = AccountId(u32::try_from(ai + 1).expect("accounts fit u32"));
+                let id = AccountId::at(ai);
                 (id, self.cross_level(ai))
             })
             .collect();

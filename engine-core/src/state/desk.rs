@@ -174,7 +174,7 @@ impl Engine {
         if money < credit {
             let lost = sub(credit, money);
             self.accounts[ai].lists_mut().credit = money;
-            let account = id_at(ai);
+            let account = AccountId::at(ai);
             self.record(sink, Change::CreditLost { account, amount: lost, credit: money });
         }
     }
@@ -183,7 +183,7 @@ impl Engine {
     pub(super) fn controls(&self, ai: usize) -> AccountControls {
         let a = &self.accounts[ai];
         AccountControls {
-            account: id_at(ai),
+            account: AccountId::at(ai),
             status: a.status,
             credit: self.effective_credit(ai),
             withdrawable: self.withdrawable(ai),
@@ -237,9 +237,4 @@ fn adjustment_size(amount: Usdc) -> Result<Usdc, Reason> {
     let size = Usdc(amount.0.checked_abs().ok_or(Reason::InvalidAmount)?);
     check_amount(size)?;
     Ok(size)
-}
-
-/// The id of the account at index `ai`.
-pub(super) fn id_at(ai: usize) -> AccountId {
-    AccountId(u32::try_from(ai + 1).expect("account ids fit u32"))
 }

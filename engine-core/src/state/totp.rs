@@ -76,7 +76,7 @@ impl Engine {
     }
 
     fn totp_view(&self, ai: usize) -> ReplyData {
-        let account = AccountId(u32::try_from(ai + 1).expect("account ids fit u32"));
+        let account = AccountId::at(ai);
         let t = self.accounts[ai].lists().totp.as_deref().copied().unwrap_or_default();
         let present = self.accounts[ai].lists().totp.is_some();
         let left = t.recovery.iter().filter(|h| **h != [0; 16]).count();

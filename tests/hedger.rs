@@ -7,18 +7,11 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
+use common::ha::wait_for;
 use common::*;
-
-fn wait(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn the_hedger_holds_an_a_booked_clients_position_at_the_venue_one_for_one() {
@@ -97,10 +90,10 @@ fn the_hedger_holds_an_a_booked_clients_position_at_the_venue_one_for_one() {
     let log = || std::fs::read_to_string(dir.path().join("hedger.log")).unwrap_or_default();
     let hedger_proc = start_hedger();
     let position = || i128::from(venue.lock().unwrap().position);
-    wait("the hedge to match the client's long", 30, || position() == qty);
+    wait_until("the hedge to match the client's long", 30, || position() == qty);
     // The hedger records the fill once the venue answered: its metrics follow.
     let recorded = format!(r#"hundredx_hedger_position_steps{{market="BTC_USDC"}} {qty}"#);
-    wait("the hedger to record it", 10, || scrape(&metrics, "/metrics").contains(&recorded));
+    wait_until("the hedger to record it", 10, || scrape(&metrics, "/metrics").contains(&recorded));
     let text = scrape(&metrics, "/metrics");
     assert!(text.contains(r#"hundredx_hedger{counter="halted"} 0"#), "{text}\n{}", log());
     // The console's A-book: the hedge at the engine's mark, its cash and P&L.
@@ -115,8 +108,10 @@ fn the_hedger_holds_an_a_booked_clients_position_at_the_venue_one_for_one() {
     let (status, body) =
         http(&addr, "POST", &format!("/api/v1/positions/{id}/close"), Some(&trader), Some("{}"));
     assert_eq!(status, 200, "{body}");
-    wait("the hedge to close", 30, || position() == 0);
-    wait("the hedger to record it", 10, || scrape(&metrics, "/status").contains(r#""pending":0"#));
+    wait_until("the hedge to close", 30, || position() == 0);
+    wait_until("the hedger to record it", 10, || {
+        scrape(&metrics, "/status").contains(r#""pending":0"#)
+    });
     let posts = venue.lock().unwrap().posts;
     assert_eq!((posts, venue.lock().unwrap().bad_signatures), (2, 0), "{}", log());
     // Today's report carries the A-book's P&L: flat at the end of the day, its fills' cash.
@@ -129,7 +124,7 @@ fn the_hedger_holds_an_a_booked_clients_position_at_the_venue_one_for_one() {
     // Restarted, it finds its journal: nothing is sent again.
     drop(hedger_proc);
     let _again = start_hedger();
-    wait("two rounds of the restarted hedger", 10, || {
+    wait_until("two rounds of the restarted hedger", 10, || {
         serde_json::from_str::<serde_json::Value>(&scrape(&metrics, "/status"))
             .is_ok_and(|v| v["rounds"].as_u64() >= Some(2))
     });
@@ -142,4 +137,9 @@ fn scrape(addr: &str, path: &str) -> String {
         return String::new();
     }
     http(addr, "GET", path, None, None).1
+}
+
+/// Waits on `ok` (polled, up to `secs`), failing with what it waited for.
+fn wait_until(what: &str, secs: u64, ok: impl FnMut() -> bool) {
+    assert!(wait_for(Duration::from_secs(secs), ok), "timed out waiting for {what}");
 }

@@ -60,13 +60,12 @@ async fn hedge(State(state): St, AdminUser(_by): AdminUser) -> Result<Json<dto::
         let scale = Scale::new(m.price_decimals, m.qty_decimals);
         let side = if steps >= 0 { Side::Long } else { Side::Short };
         let mark = if side == Side::Long { view.bid } else { view.ask };
-        let notional = scale.notional_ceil(mark, Qty(steps.abs()));
         // A long is worth what selling it brings (rounded down), a short costs what buying it
         // back costs (rounded up): the house's side of every rounding.
         let worth = if side == Side::Long {
             Usdc((i128::from(mark.0) * i128::from(steps) * scale.num()).div_euclid(scale.den()))
         } else {
-            Usdc(-notional.0)
+            Usdc(-scale.notional_ceil(mark, Qty(steps.abs())).0)
         };
         value = Usdc(value.0 + worth.0);
         positions.push(dto::HedgePosition {

@@ -456,6 +456,18 @@ fn both_api_instances_push_a_users_changes() {
             ws.send(Message::Text(auth.into())).await.unwrap();
             let sub = r#"{"op":"subscribe","channels":["positions"]}"#;
             ws.send(Message::Text(sub.into())).await.unwrap();
+            // Subscribed before the open: a push sent before the subscription took would be
+            // missed (the test once failed so on a loaded machine).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                assert!(Instant::now() < deadline, "no subscription acknowledged");
+                let m = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap();
+                let Some(Ok(Message::Text(t))) = m else { continue };
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["op"] == "subscribed" {
+                    break;
+                }
+            }
             out.push(ws);
         }
         out

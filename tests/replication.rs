@@ -209,6 +209,7 @@ fn tail(log: &str) -> String {
 /// with the bridge key is never handed out.
 #[test]
 fn the_log_fences_by_lease_and_by_sequence() {
+    use hundredx::replication::ReplicatedLog;
     use hundredx::replication::log::{AppendError, HashCheck, Kept, Lease, RedisLog};
     let dir = tempfile::tempdir().unwrap();
     let redis = redis_bridge::test_support::RedisServer::start(dir.path());

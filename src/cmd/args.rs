@@ -1,6 +1,7 @@
 //! Flags shared by several subcommands (`#[command(flatten)]`), and what they resolve to.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use engine_core::config::EngineConfig;
@@ -322,4 +323,69 @@ fn url_has_password(url: &str) -> bool {
     let rest = url.split_once("://").map_or("", |(_, r)| r);
     let authority = rest.split(['/', '?']).next().unwrap_or("");
     authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
+/// Replicated mode (docs/REPLICATION.md): the same flags on every engine; whichever holds the
+/// lease leads, the others follow `engine-journal` as hot standbys.
+#[derive(clap::Args, Debug)]
+pub struct ReplicationArgs {
+    /// Join the replicated journal: follow `engine-journal` as a standby, lead when the lease
+    /// is free (the first engine leads at once). `--consumer` names this engine; give each
+    /// engine its own, and its own data directory.
+    #[arg(long, visible_alias = "replicated")]
+    pub standby: bool,
+    /// The leader's lease: a standby takes over this long after the leader's last renewal.
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(500..=60_000))]
+    pub lease_ms: u64,
+    /// Replicas (of Redis) that must hold a batch before it is applied: `WAIT <n>`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=5))]
+    pub replicas: u32,
+    /// How long one `WAIT` may take before the batch is tried again (the engine waits).
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub replica_wait_ms: u64,
+    /// Keep the replicated journal and the lease on NATS JetStream instead of Redis:
+    /// `nats://host:4222[,nats://host2:4222…]` (a quorum-replicated stream: an append counts once
+    /// a majority of the cluster stored it). With credentials, set it in HUNDREDX_JOURNAL, not
+    /// on the command line. Requests and replies stay on Redis.
+    #[arg(long, env = "HUNDREDX_JOURNAL", hide_env_values = true, requires = "standby")]
+    pub journal: Option<String>,
+    /// Replicas of the JetStream journal and lease bucket when this engine creates them (3 on a
+    /// three-node cluster: one node may fail without stopping appends or losing any).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=5))]
+    pub journal_replicas: u64,
+}
+
+impl ReplicationArgs {
+    /// Replicated mode's options (`None` unless `--standby`), for engine `consumer`.
+    pub fn options(
+        &self,
+        target: &redis_bridge::target::RedisTarget,
+        key: &redis_bridge::signing::BridgeKey,
+        consumer: &str,
+        trim: bool,
+    ) -> anyhow::Result<Option<hundredx::replication::ReplicationOptions>> {
+        use hundredx::replication::{NatsJournal, ReplicationOptions};
+        if self.journal.is_some() && !nats_key_safe(consumer) {
+            anyhow::bail!(
+                "--consumer {consumer:?}: with --journal nats:// an engine's name is a key in \
+                 JetStream: use letters, digits, '-' and '_' only"
+            );
+        }
+        Ok(self.standby.then(|| ReplicationOptions {
+            lease: Duration::from_millis(self.lease_ms),
+            wait: Duration::from_millis(self.replica_wait_ms),
+            replicas: self.replicas,
+            trim,
+            nats: self.journal.as_ref().map(|url| NatsJournal {
+                url: url.clone(),
+                replicas: usize::try_from(self.journal_replicas).unwrap_or(3),
+            }),
+            ..ReplicationOptions::new(target.clone(), key.clone(), consumer)
+        }))
+    }
+}
+
+/// Can `name` be part of a JetStream key (`node.<name>`, `seen.<name>`)?
+fn nats_key_safe(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }

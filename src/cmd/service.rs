@@ -45,31 +45,11 @@ pub struct EngineArgs {
     #[arg(long, default_value_t = 28_800, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub financing_interval_secs: u64,
     #[command(flatten)]
-    pub replication: ReplicationArgs,
+    pub replication: super::args::ReplicationArgs,
     /// Serve this engine's `/metrics` here (its counters; replicated, whether it leads and the
     /// last sequence it journaled). Off by default.
     #[arg(long)]
     pub metrics_listen: Option<std::net::SocketAddr>,
-}
-
-/// Replicated mode (docs/REPLICATION.md): the same flags on every engine; whichever holds the
-/// lease leads, the others follow `engine-journal` as hot standbys.
-#[derive(clap::Args, Debug)]
-pub struct ReplicationArgs {
-    /// Join the replicated journal: follow `engine-journal` as a standby, lead when the lease
-    /// is free (the first engine leads at once). `--consumer` names this engine; give each
-    /// engine its own, and its own data directory.
-    #[arg(long, visible_alias = "replicated")]
-    pub standby: bool,
-    /// The leader's lease: a standby takes over this long after the leader's last renewal.
-    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(500..=60_000))]
-    pub lease_ms: u64,
-    /// Replicas (of Redis) that must hold a batch before it is applied: `WAIT <n>`.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=5))]
-    pub replicas: u32,
-    /// How long one `WAIT` may take before the batch is tried again (the engine waits).
-    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
-    pub replica_wait_ms: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -119,13 +99,7 @@ pub fn run_engine(args: EngineArgs) -> Result<()> {
     let (target, key) = args.redis.link()?;
     let financing = Duration::from_secs(args.financing_interval_secs);
     let r = &args.replication;
-    let ha = r.standby.then(|| ReplicationOptions {
-        lease: Duration::from_millis(r.lease_ms),
-        wait: Duration::from_millis(r.replica_wait_ms),
-        replicas: r.replicas,
-        trim: !args.durability.keep_journal,
-        ..ReplicationOptions::new(target.clone(), key.clone(), &args.consumer)
-    });
+    let ha = r.options(&target, &key, &args.consumer, !args.durability.keep_journal)?;
     let single_lease = Duration::from_millis(r.lease_ms);
     let opts = EngineOptions {
         consumer: &args.consumer,

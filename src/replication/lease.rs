@@ -7,11 +7,11 @@ use ground::backoff::Backoff;
 use tracing::{error, warn};
 
 use super::EXIT_DEPOSED;
-use super::log::{Kept, RedisLog};
+use super::journal::{Kept, ReplicatedLog};
 
 /// One round of the lease holder: renew, or take the lease again if it vanished or held a
 /// forged value; exit (deposed) if another engine holds it. `true`: held after the round.
-pub(super) fn hold_round(log: &mut RedisLog, token: &str, lease: Duration) -> bool {
+pub(super) fn hold_round(log: &mut dyn ReplicatedLog, token: &str, lease: Duration) -> bool {
     match log.keep(token, lease) {
         Ok(Kept::Renewed) => true,
         Ok(Kept::Retaken(why)) => {

@@ -23,6 +23,8 @@ use redis_bridge::signing::BridgeKey;
 use redis_bridge::target::RedisTarget;
 use tracing::error;
 
+pub use super::journal::{AppendError, Entry, HashCheck, Kept, Read};
+use super::journal::{LogError, ReplicatedLog};
 use super::{HASHES_KEY, HEAD_KEY, JOURNAL_STREAM, LEASE_KEY, NODES_KEY, SEEN_KEY};
 
 /// Appends a batch of records with explicit ids `<seq>-0`, only for the lease holder and only
@@ -124,41 +126,6 @@ return 0
 /// Forged ids remembered so that each is reported once.
 const FORGED_REPORTED_MAX: usize = 64;
 
-/// Why an append did not make it.
-#[derive(Debug, thiserror::Error)]
-pub enum AppendError {
-    /// Another engine leads (an entry signed by the bridge key sits at our sequence): this
-    /// engine has been deposed and must not apply the batch.
-    #[error("deposed: {0}")]
-    Fenced(String),
-    /// The lease value is not ours (another engine's, expired, or forged): see
-    /// [`RedisLog::keep`] before trying again.
-    #[error("the lease is not ours")]
-    Lease,
-    /// The log ends before our batch: Redis lost acknowledged entries (both nodes' data).
-    #[error("engine-journal has a gap: {0}")]
-    Gap(String),
-    /// Written, but no replica confirmed it within the wait: not yet acknowledged.
-    #[error("no replica confirmed the batch within {0:?}")]
-    NotReplicated(Duration),
-    /// Redis unreachable or failing over: try again.
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-}
-
-/// One record as read back from the log.
-pub type Entry = (u64, Vec<u8>);
-
-/// Records read from the log: the genuine ones, in order, and the ids of entries skipped
-/// because they are not signed by the bridge key (or sit at an id that is not `<seq>-0`).
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Read {
-    /// Entries signed by the bridge key at their own sequence.
-    pub entries: Vec<Entry>,
-    /// Ids of the entries skipped.
-    pub forged: Vec<String>,
-}
-
 /// What `engine-leader` holds, as checked with the bridge key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lease {
@@ -169,30 +136,6 @@ pub enum Lease {
     /// Not signed by the bridge key, or expired long ago but kept (no time to live): nobody
     /// leads by it. The raw value, to replace exactly it.
     Invalid(String),
-}
-
-/// The outcome of [`RedisLog::keep`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kept {
-    /// Ours, with a new expiry.
-    Renewed,
-    /// It had vanished (`vanished`) or held a forged or stale value (`forged`): taken again.
-    Retaken(&'static str),
-    /// Another engine holds it (its token): this one is deposed.
-    Lost(String),
-    /// It changed while we looked: try again at the next round.
-    Unsure,
-}
-
-/// How a state hash compared with the board's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HashCheck {
-    /// Recorded, or equal to the one recorded.
-    Same,
-    /// Another engine recorded this different hash at the sequence.
-    Differs(String),
-    /// The board held a value not signed by the bridge key: replaced with ours.
-    Forged(String),
 }
 
 /// A blocking connection to the master holding `engine-journal`.
@@ -260,36 +203,6 @@ impl RedisLog {
         r
     }
 
-    /// Appends `records` (consecutive sequences, the first at `records[0].0`) as the holder of
-    /// `token`, then waits up to `wait` for `replicas` replicas to hold them. Entries in the
-    /// way that are not signed by the bridge key are removed (with an `ALERT`) and the append
-    /// is tried again: a forged tail cannot depose the leader.
-    pub fn append(
-        &mut self,
-        token: &str,
-        records: &[(u64, &[u8])],
-        replicas: u32,
-        wait: Duration,
-    ) -> Result<(), AppendError> {
-        let (Some(&(first, _)), Some(&(last, _))) = (records.first(), records.last()) else {
-            return Ok(());
-        };
-        assert_eq!(last - first + 1, records.len() as u64, "a batch is consecutive sequences");
-        let sigs: Vec<String> =
-            records.iter().map(|(seq, b)| self.key.sign_bytes(JOURNAL_STREAM, *seq, b)).collect();
-        if self.append_once(token, records, &sigs, replicas, wait)? {
-            return Ok(());
-        }
-        self.clear_forged(token, records)?;
-        if self.append_once(token, records, &sigs, replicas, wait)? {
-            return Ok(());
-        }
-        Err(AppendError::Redis(redis::RedisError::from((
-            redis::ErrorKind::Client,
-            "engine-journal changed during its repair",
-        ))))
-    }
-
     /// One try: `Ok(false)` when entries at or after the batch are not exactly it.
     fn append_once(
         &mut self,
@@ -320,7 +233,7 @@ impl RedisLog {
                 (Some("CONFLICT"), _) => Ok(false),
                 (Some("LEASE"), _) => Err(AppendError::Lease),
                 (Some("GAP"), d) => Err(AppendError::Gap(d.unwrap_or_default().to_owned())),
-                _ => Err(AppendError::Redis(e)),
+                _ => Err(e.into()),
             },
         }
     }
@@ -365,7 +278,7 @@ impl RedisLog {
         match self.with(|con| call.invoke::<i64>(con)) {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("LEASE") => Err(AppendError::Lease),
-            Err(e) => Err(AppendError::Redis(e)),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -377,35 +290,6 @@ impl RedisLog {
             }
             _ => false,
         }
-    }
-
-    /// Up to `count` records after `seq`, waiting up to `block` for the first (0: not at all),
-    /// each checked against its signature.
-    pub fn read_after(&mut self, seq: u64, count: usize, block: Duration) -> RedisResult<Read> {
-        let after = format!("{seq}-0");
-        let reply: redis::Value = self.with(|con| {
-            if block.is_zero() {
-                cmd("XRANGE")
-                    .arg(JOURNAL_STREAM)
-                    .arg(format!("({after}"))
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(count)
-                    .query(con)
-            } else {
-                let r: redis::Value = cmd("XREAD")
-                    .arg("COUNT")
-                    .arg(count)
-                    .arg("BLOCK")
-                    .arg(ms(block).max(1))
-                    .arg("STREAMS")
-                    .arg(JOURNAL_STREAM)
-                    .arg(&after)
-                    .query(con)?;
-                Ok(first_stream_entries(r))
-            }
-        })?;
-        Ok(self.checked(parse_entries(reply)?))
     }
 
     fn checked(&mut self, raw: Vec<RawEntry>) -> Read {
@@ -431,35 +315,6 @@ impl RedisLog {
             self.reported.push_back(id.clone());
         }
         read
-    }
-
-    /// Up to `count` records at or before `seq`, newest first, each checked.
-    pub fn read_back(&mut self, seq: u64, count: usize) -> RedisResult<Read> {
-        let reply: redis::Value = self.with(|con| {
-            cmd("XREVRANGE")
-                .arg(JOURNAL_STREAM)
-                .arg(format!("{seq}-0"))
-                .arg("-")
-                .arg("COUNT")
-                .arg(count)
-                .query(con)
-        })?;
-        Ok(self.checked(parse_entries(reply)?))
-    }
-
-    /// The sequences of the log's first and last genuine entries (`None`: none), looking at
-    /// most 64 entries in from either end (forged entries are not the log).
-    pub fn bounds(&mut self) -> RedisResult<Option<(u64, u64)>> {
-        let ends = |con: &mut Connection, dir: &str| -> RedisResult<Vec<RawEntry>> {
-            let (a, b) = if dir == "XRANGE" { ("-", "+") } else { ("+", "-") };
-            let r: redis::Value =
-                cmd(dir).arg(JOURNAL_STREAM).arg(a).arg(b).arg("COUNT").arg(64).query(con)?;
-            parse_entries(r)
-        };
-        let (head, tail) = self.with(|con| Ok((ends(con, "XRANGE")?, ends(con, "XREVRANGE")?)))?;
-        let first = head.into_iter().find(|e| self.genuine(e)).and_then(|e| e.seq);
-        let last = tail.into_iter().find(|e| self.genuine(e)).and_then(|e| e.seq);
-        Ok(first.zip(last))
     }
 
     /// The signed lease value of `token`, valid until `lease` from now.
@@ -488,8 +343,130 @@ impl RedisLog {
         Ok(if valid { Lease::Held(token.to_owned()) } else { Lease::Invalid(raw) })
     }
 
+    fn replace_invalid(&mut self, raw: &str, token: &str, lease: Duration) -> RedisResult<bool> {
+        let value = self.lease_value(token, lease);
+        let script = self.replace.clone();
+        let mut call = script.prepare_invoke();
+        call.key(LEASE_KEY).arg(raw).arg(value).arg(ms(lease));
+        let replaced = self.with(|con| call.invoke::<i64>(con))? == 1;
+        if replaced {
+            error!(
+                value = raw,
+                "ALERT: engine-leader held a value not signed by the bridge key \
+                (or expired long ago and kept): a Redis writer without the secret? Replaced it"
+            );
+        }
+        Ok(replaced)
+    }
+
+    /// Extends the lease; `false`: it is not ours any more.
+    pub fn renew(&mut self, token: &str, lease: Duration) -> RedisResult<bool> {
+        let value = self.lease_value(token, lease);
+        let script = self.renew.clone();
+        let mut call = script.prepare_invoke();
+        call.key(LEASE_KEY).arg(token).arg(value).arg(ms(lease));
+        let r: i64 = self.with(|con| call.invoke(con))?;
+        Ok(r == 1)
+    }
+}
+
+impl ReplicatedLog for RedisLog {
+    /// Nothing to do: every append checks, in the same script, that the lease is this
+    /// engine's and that the log ends right before the batch.
+    fn seal(&mut self, _token: &str, _last_seq: u64) -> Result<bool, AppendError> {
+        Ok(true)
+    }
+
+    /// Appends `records` (consecutive sequences, the first at `records[0].0`) as the holder of
+    /// `token`, then waits up to `wait` for `replicas` replicas to hold them. Entries in the
+    /// way that are not signed by the bridge key are removed (with an `ALERT`) and the append
+    /// is tried again: a forged tail cannot depose the leader.
+    fn append(
+        &mut self,
+        token: &str,
+        records: &[(u64, &[u8])],
+        replicas: u32,
+        wait: Duration,
+    ) -> Result<(), AppendError> {
+        let (Some(&(first, _)), Some(&(last, _))) = (records.first(), records.last()) else {
+            return Ok(());
+        };
+        assert_eq!(last - first + 1, records.len() as u64, "a batch is consecutive sequences");
+        let sigs: Vec<String> =
+            records.iter().map(|(seq, b)| self.key.sign_bytes(JOURNAL_STREAM, *seq, b)).collect();
+        if self.append_once(token, records, &sigs, replicas, wait)? {
+            return Ok(());
+        }
+        self.clear_forged(token, records)?;
+        if self.append_once(token, records, &sigs, replicas, wait)? {
+            return Ok(());
+        }
+        Err(AppendError::from(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "engine-journal changed during its repair",
+        ))))
+    }
+
+    /// Up to `count` records after `seq`, waiting up to `block` for the first (0: not at all),
+    /// each checked against its signature.
+    fn read_after(&mut self, seq: u64, count: usize, block: Duration) -> Result<Read, LogError> {
+        let after = format!("{seq}-0");
+        let reply: redis::Value = self.with(|con| {
+            if block.is_zero() {
+                cmd("XRANGE")
+                    .arg(JOURNAL_STREAM)
+                    .arg(format!("({after}"))
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(count)
+                    .query(con)
+            } else {
+                let r: redis::Value = cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(count)
+                    .arg("BLOCK")
+                    .arg(ms(block).max(1))
+                    .arg("STREAMS")
+                    .arg(JOURNAL_STREAM)
+                    .arg(&after)
+                    .query(con)?;
+                Ok(first_stream_entries(r))
+            }
+        })?;
+        Ok(self.checked(parse_entries(reply)?))
+    }
+
+    /// Up to `count` records at or before `seq`, newest first, each checked.
+    fn read_back(&mut self, seq: u64, count: usize) -> Result<Read, LogError> {
+        let reply: redis::Value = self.with(|con| {
+            cmd("XREVRANGE")
+                .arg(JOURNAL_STREAM)
+                .arg(format!("{seq}-0"))
+                .arg("-")
+                .arg("COUNT")
+                .arg(count)
+                .query(con)
+        })?;
+        Ok(self.checked(parse_entries(reply)?))
+    }
+
+    /// The sequences of the log's first and last genuine entries (`None`: none), looking at
+    /// most 64 entries in from either end (forged entries are not the log).
+    fn bounds(&mut self) -> Result<Option<(u64, u64)>, LogError> {
+        let ends = |con: &mut Connection, dir: &str| -> RedisResult<Vec<RawEntry>> {
+            let (a, b) = if dir == "XRANGE" { ("-", "+") } else { ("+", "-") };
+            let r: redis::Value =
+                cmd(dir).arg(JOURNAL_STREAM).arg(a).arg(b).arg("COUNT").arg(64).query(con)?;
+            parse_entries(r)
+        };
+        let (head, tail) = self.with(|con| Ok((ends(con, "XRANGE")?, ends(con, "XREVRANGE")?)))?;
+        let first = head.into_iter().find(|e| self.genuine(e)).and_then(|e| e.seq);
+        let last = tail.into_iter().find(|e| self.genuine(e)).and_then(|e| e.seq);
+        Ok(first.zip(last))
+    }
+
     /// Who holds the lease now (its token), if anyone does by a valid value.
-    pub fn holder(&mut self, lease: Duration) -> RedisResult<Option<String>> {
+    fn holder(&mut self, lease: Duration) -> Result<Option<String>, LogError> {
         Ok(match self.lease(lease)? {
             Lease::Held(token) => Some(token),
             Lease::Vacant | Lease::Invalid(_) => None,
@@ -498,7 +475,7 @@ impl RedisLog {
 
     /// Takes the lease if nobody holds it. An invalid value (forged, or kept past its expiry)
     /// is replaced once it has stayed for a whole `lease`: a healthy leader replaces it sooner.
-    pub fn try_lead(&mut self, token: &str, lease: Duration) -> RedisResult<bool> {
+    fn try_lead(&mut self, token: &str, lease: Duration) -> Result<bool, LogError> {
         let value = self.lease_value(token, lease);
         let set: Option<String> = self.with(|con| {
             cmd("SET").arg(LEASE_KEY).arg(&value).arg("NX").arg("PX").arg(ms(lease)).query(con)
@@ -525,35 +502,9 @@ impl RedisLog {
         }
     }
 
-    fn replace_invalid(&mut self, raw: &str, token: &str, lease: Duration) -> RedisResult<bool> {
-        let value = self.lease_value(token, lease);
-        let script = self.replace.clone();
-        let mut call = script.prepare_invoke();
-        call.key(LEASE_KEY).arg(raw).arg(value).arg(ms(lease));
-        let replaced = self.with(|con| call.invoke::<i64>(con))? == 1;
-        if replaced {
-            error!(
-                value = raw,
-                "ALERT: engine-leader held a value not signed by the bridge key \
-                (or expired long ago and kept): a Redis writer without the secret? Replaced it"
-            );
-        }
-        Ok(replaced)
-    }
-
-    /// Extends the lease; `false`: it is not ours any more.
-    pub fn renew(&mut self, token: &str, lease: Duration) -> RedisResult<bool> {
-        let value = self.lease_value(token, lease);
-        let script = self.renew.clone();
-        let mut call = script.prepare_invoke();
-        call.key(LEASE_KEY).arg(token).arg(value).arg(ms(lease));
-        let r: i64 = self.with(|con| call.invoke(con))?;
-        Ok(r == 1)
-    }
-
     /// The lease holder's round: renews the lease, or takes it again at once when it vanished
     /// (a Redis that restarted without its data) or holds a value nobody signed.
-    pub fn keep(&mut self, token: &str, lease: Duration) -> RedisResult<Kept> {
+    fn keep(&mut self, token: &str, lease: Duration) -> Result<Kept, LogError> {
         if self.renew(token, lease)? {
             return Ok(Kept::Renewed);
         }
@@ -578,17 +529,18 @@ impl RedisLog {
     }
 
     /// Gives the lease up (clean shutdown of the leader: the standby need not wait it out).
-    pub fn release(&mut self, token: &str) -> RedisResult<()> {
+    fn release(&mut self, token: &str) -> Result<(), LogError> {
         let script = self.release.clone();
         let mut call = script.prepare_invoke();
         call.key(LEASE_KEY).arg(token);
-        self.with(|con| call.invoke::<i64>(con)).map(|_| ())
+        self.with(|con| call.invoke::<i64>(con))?;
+        Ok(())
     }
 
     /// Records this engine's state hash at `seq` (signed, bound to `seq`) and compares it with
     /// the one another engine recorded there. A value not signed by the bridge key is
     /// overwritten with ours.
-    pub fn compare_hash(&mut self, seq: u64, hash: &str) -> RedisResult<HashCheck> {
+    fn compare_hash(&mut self, seq: u64, hash: &str) -> Result<HashCheck, LogError> {
         let ours = format!("{hash}|{}", self.key.sign_bytes(HASHES_KEY, seq, hash.as_bytes()));
         let theirs: Option<String> = self.with(|con| {
             let fresh: bool = cmd("HSETNX").arg(HASHES_KEY).arg(seq).arg(&ours).query(con)?;
@@ -611,18 +563,18 @@ impl RedisLog {
     }
 
     /// Records the oldest snapshot `node` holds (0: none): the log is kept from there on.
-    pub fn register(&mut self, node: &str, oldest_snapshot: u64) -> RedisResult<()> {
-        self.with(|con| cmd("HSET").arg(NODES_KEY).arg(node).arg(oldest_snapshot).query(con))
+    fn register(&mut self, node: &str, oldest_snapshot: u64) -> Result<(), LogError> {
+        Ok(self.with(|con| cmd("HSET").arg(NODES_KEY).arg(node).arg(oldest_snapshot).query(con))?)
     }
 
     /// Says that `node` is alive now (a standby following, or the leader).
-    pub fn seen(&mut self, node: &str) -> RedisResult<()> {
+    fn seen(&mut self, node: &str) -> Result<(), LogError> {
         let now = now_ms();
-        self.with(|con| cmd("HSET").arg(SEEN_KEY).arg(node).arg(now).query(con))
+        Ok(self.with(|con| cmd("HSET").arg(SEEN_KEY).arg(node).arg(now).query(con))?)
     }
 
     /// Every engine that said it is alive, and how long ago (milliseconds).
-    pub fn last_seen(&mut self) -> RedisResult<Vec<(String, u64)>> {
+    fn last_seen(&mut self) -> Result<Vec<(String, u64)>, LogError> {
         let all: Vec<(String, String)> =
             self.with(|con| cmd("HGETALL").arg(SEEN_KEY).query(con))?;
         let now = now_ms();
@@ -635,14 +587,14 @@ impl RedisLog {
     /// Trims the log below the oldest snapshot every registered engine holds, once two are
     /// registered (a lone leader keeps everything a new standby would need). Returns the
     /// sequence trimmed below, if any.
-    pub fn trim(&mut self) -> RedisResult<Option<u64>> {
+    fn trim(&mut self) -> Result<Option<u64>, LogError> {
         let nodes: Vec<String> = self.with(|con| cmd("HVALS").arg(NODES_KEY).query(con))?;
         let nodes: Vec<u64> = nodes.iter().filter_map(|n| n.parse().ok()).collect();
         let Some(&min) = nodes.iter().min() else { return Ok(None) };
         if nodes.len() < 2 || min == 0 {
             return Ok(None);
         }
-        self.with(|con| {
+        Ok(self.with(|con| {
             cmd("XTRIM")
                 .arg(JOURNAL_STREAM)
                 .arg("MINID")
@@ -656,7 +608,7 @@ impl RedisLog {
                 cmd("HDEL").arg(HASHES_KEY).arg(old).query::<u64>(con)?;
             }
             Ok(Some(min))
-        })
+        })?)
     }
 }
 

@@ -3,6 +3,11 @@
 //! LMAX replicated its input journal to a standby before the business logic ran; we do it on
 //! Redis (primary + replica behind Sentinel). See docs/REPLICATION.md for the guarantees.
 //!
+//! - [`journal`]: what the logic below needs of a replicated journal ([`ReplicatedLog`]),
+//!   whichever system holds it: Redis ([`log`]) or NATS JetStream ([`nats`]).
+//! - [`nats`]: the journal as a JetStream stream with three replicas (Raft: an append is
+//!   acknowledged once a majority stored it), fenced by the expected last sequence, and the
+//!   lease as a key-value entry updated by revision.
 //! - [`log`]: `engine-journal` (one entry per command, id `<seq>-0`, the journal record as
 //!   bytes), the lease key, the state-hash board and the trim rule — every Redis call.
 //! - [`stage`]: the leader's input stage: append + `WAIT`, then the local journal, then the
@@ -15,8 +20,10 @@
 //!   standby (same commands, same sequence, same state hash), take the lease when it expires,
 //!   finish the log, then lead (renewing the lease, comparing hashes, trimming).
 
+pub mod journal;
 pub mod lease;
 pub mod log;
+pub mod nats;
 pub mod node;
 pub mod single;
 pub mod stage;
@@ -26,6 +33,8 @@ use std::time::Duration;
 
 use redis_bridge::signing::BridgeKey;
 use redis_bridge::target::RedisTarget;
+
+pub use journal::ReplicatedLog;
 
 /// The replicated journal stream.
 pub const JOURNAL_STREAM: &str = "engine-journal";
@@ -74,6 +83,29 @@ pub struct ReplicationOptions {
     /// The leader trims the log below the oldest snapshot every engine holds (off: keep all,
     /// like `--keep-journal` for the local journal).
     pub trim: bool,
+    /// The journal and the lease on NATS JetStream instead of Redis (the requests and replies
+    /// stay on Redis streams).
+    pub nats: Option<NatsJournal>,
+}
+
+/// Where the JetStream journal lives.
+#[derive(Clone)]
+pub struct NatsJournal {
+    /// `nats://[user:password@]host:port[,host:port…]` (credentials: from the environment,
+    /// never the command line).
+    pub url: String,
+    /// Replicas of the journal stream and the lease bucket (3 on a three-node cluster; an
+    /// append is acknowledged once a majority of them stored it).
+    pub replicas: usize,
+}
+
+impl std::fmt::Debug for NatsJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsJournal")
+            .field("url", &nats::redacted(&self.url))
+            .field("replicas", &self.replicas)
+            .finish()
+    }
 }
 
 impl ReplicationOptions {
@@ -87,6 +119,18 @@ impl ReplicationOptions {
             wait: Duration::from_secs(1),
             replicas: 1,
             trim: true,
+            nats: None,
+        }
+    }
+
+    /// The replicated journal these options name, connected on first use; `reply_timeout` is
+    /// the longest one call may take (blocking reads add their own wait).
+    pub fn open_log(&self, reply_timeout: Duration) -> Box<dyn ReplicatedLog> {
+        match &self.nats {
+            Some(n) => Box::new(nats::NatsLog::new(n.clone(), self.key.clone(), reply_timeout)),
+            None => {
+                Box::new(log::RedisLog::new(self.target.clone(), self.key.clone(), reply_timeout))
+            }
         }
     }
 }

@@ -15,8 +15,8 @@ use engine_core::persist::RecordReader;
 use engine_core::processor::Submitter;
 use tracing::{error, info, warn};
 
+use super::journal::{AppendError, Entry, HashCheck, ReplicatedLog};
 use super::lease::{backoff, hold_round};
-use super::log::{Entry, HashCheck, RedisLog};
 use super::{EXIT_DIVERGED, ReplicationOptions, SEEN_EVERY, STANDBY_LOST_AFTER, Shared};
 use crate::durability::DataDir;
 
@@ -49,7 +49,7 @@ pub struct Takeover {
 pub struct Node {
     opts: ReplicationOptions,
     shared: Arc<Shared>,
-    log: RedisLog,
+    log: Box<dyn ReplicatedLog>,
     data_dir: PathBuf,
     hashes: Receiver<(u64, [u8; 32])>,
     recent: VecDeque<(u64, u64)>,
@@ -63,11 +63,7 @@ impl Node {
         data_dir: PathBuf,
         hashes: Receiver<(u64, [u8; 32])>,
     ) -> Node {
-        let log = RedisLog::new(
-            opts.target.clone(),
-            opts.key.clone(),
-            READ_BLOCK + Duration::from_secs(2),
-        );
+        let log = opts.open_log(READ_BLOCK + Duration::from_secs(2));
         Node { opts, shared, log, data_dir, hashes, recent: VecDeque::new() }
     }
 
@@ -196,7 +192,8 @@ impl Node {
         Ok(None)
     }
 
-    /// The lease is ours: nobody else can append now, so what the log holds is final.
+    /// The lease is ours: read the log to its end and seal it there, so that an older
+    /// leader's next append fails; what the log holds then is final.
     fn finish(&mut self, submitter: &mut Submitter, mut applied: u64) -> Result<Takeover> {
         let won_at = Instant::now();
         loop {
@@ -204,10 +201,19 @@ impl Node {
                 self.log.read_after(applied, READ_MAX, Duration::ZERO)
             })?
             .entries;
-            if batch.is_empty() {
-                break;
+            if !batch.is_empty() {
+                applied = self.submit(submitter, applied, &batch)?;
+                continue;
             }
-            applied = self.submit(submitter, applied, &batch)?;
+            let token = self.shared.token.clone();
+            let sealed =
+                retry("sealing engine-journal", || match self.log.seal(&token, applied) {
+                    Err(AppendError::Fenced(why)) => super::lease::deposed(&why),
+                    other => other,
+                })?;
+            if sealed {
+                break;
+            } // else an older leader appended meanwhile: read on
         }
         info!(node = %self.opts.node, last_seq = applied, "standby: lease won, log finished; leading");
         let now_ms = crate::now_ns() / 1_000_000;
@@ -280,7 +286,7 @@ impl Node {
             let mut trimmed = Instant::now();
             let mut lost: Vec<String> = Vec::new();
             while !stop.is_cancelled() {
-                hold_round(&mut self.log, &self.shared.token, self.opts.lease);
+                hold_round(self.log.as_mut(), &self.shared.token, self.opts.lease);
                 self.compare_hashes(false);
                 self.watch_standbys(&mut lost);
                 if self.opts.trim && trimmed.elapsed() >= TRIM_EVERY {

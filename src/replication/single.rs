@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use anyhow::{Result, bail};
 use tracing::{info, warn};
 
+use super::journal::ReplicatedLog;
 use super::lease::{deposed, hold_round};
 use super::log::RedisLog;
 

@@ -1,5 +1,5 @@
-//! The leader's input stage: each batch goes to `engine-journal` (and a replica) before the
-//! local journal and before the engine sees it.
+//! The leader's input stage: each batch goes to the replicated journal (Redis + a replica, or
+//! a JetStream majority) before the local journal and before the engine sees it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,15 +10,16 @@ use engine_core::persist::{MAX_RECORD_BYTES, encode_record};
 use engine_core::processor::InputStage;
 use tracing::{error, warn};
 
+use super::journal::{AppendError, ReplicatedLog};
 use super::lease::{backoff, deposed, hold_round};
-use super::log::{AppendError, RedisLog};
 use super::{ReplicationOptions, Shared};
 use crate::durability::Journal;
 
 /// Commands in one replicated batch at most (a larger ring batch is split).
 const BATCH_MAX: usize = 4_096;
 
-/// The replicated journal: [`RedisLog::append`] + `WAIT`, then the local [`Journal`].
+/// The replicated journal: [`ReplicatedLog::append`] (Redis + `WAIT`, or a JetStream
+/// majority), then the local [`Journal`].
 ///
 /// Commands at or below [`Shared::follow_upto`] came from `engine-journal` (this engine is, or
 /// was until a moment ago, the standby): they go to the local journal only. Everything after is
@@ -28,7 +29,7 @@ const BATCH_MAX: usize = 4_096;
 /// A forged lease value or forged entries in the way are replaced or removed, not obeyed.
 pub struct ReplicatedJournal {
     local: Journal,
-    log: RedisLog,
+    log: Box<dyn ReplicatedLog>,
     shared: Arc<Shared>,
     opts: ReplicationOptions,
     pending: Vec<(u64, Command)>,
@@ -47,7 +48,7 @@ impl ReplicatedJournal {
     /// Wraps `local`.
     pub fn new(local: Journal, shared: Arc<Shared>, opts: ReplicationOptions) -> Self {
         let timeout = opts.wait + Duration::from_secs(2);
-        let log = RedisLog::new(opts.target.clone(), opts.key.clone(), timeout);
+        let log = opts.open_log(timeout);
         ReplicatedJournal {
             local,
             log,
@@ -94,7 +95,7 @@ impl ReplicatedJournal {
                 // Expired while we waited, vanished, or forged: take it again unless another
                 // engine holds it (then this one is deposed, inside hold_round).
                 Err(AppendError::Lease) => {
-                    if !hold_round(&mut self.log, &self.shared.token, self.opts.lease) {
+                    if !hold_round(self.log.as_mut(), &self.shared.token, self.opts.lease) {
                         std::thread::sleep(backoff.next());
                     }
                 }

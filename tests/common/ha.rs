@@ -332,9 +332,20 @@ pub async fn settle(c: &RedisEngineClient, account: AccountId, deposits: usize) 
 /// acknowledged request in `engine-journal` exactly once, no request twice, the balance equal to
 /// the deposits in the log, and the serving engine's state hash equal to a from-scratch replay.
 pub async fn stop_and_check(url: &str, c: &RedisEngineClient, account: AccountId, load: &Load) {
+    let url = url.to_owned();
+    stop_and_check_with(move || read_journal(&url), c, account, load).await;
+}
+
+/// [`stop_and_check`] against the journal `read` returns (read on a blocking thread).
+pub async fn stop_and_check_with(
+    read: impl FnOnce() -> Vec<(u64, Command)> + Send + 'static,
+    c: &RedisEngineClient,
+    account: AccountId,
+    load: &Load,
+) {
     load.stop.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let journal = read_journal(url);
+    let journal = tokio::task::spawn_blocking(read).await.unwrap();
     let acked = load.acked.lock().unwrap().clone();
     let deposits = check_exactly_once(&journal, &acked);
     assert!(deposits >= acked.len(), "every acknowledged deposit is in the log");

@@ -1,0 +1,211 @@
+//! The connection under [`super::NatsLog`]: its own runtime (the callers are plain threads),
+//! the journal stream and the lease bucket (created on first use), and one blocking call per
+//! JetStream operation, each within the reply timeout.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::kv::{self, Operation};
+use async_nats::jetstream::message::{PublishMessage, StreamMessage};
+use async_nats::jetstream::stream::{self, LastRawMessageErrorKind};
+use async_nats::jetstream::{self as js};
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+
+use super::{BUCKET, DUPLICATE_WINDOW, STREAM, SUBJECT};
+use crate::replication::NatsJournal;
+use crate::replication::journal::LogError;
+
+/// The connection, its runtime, and the two JetStream objects.
+pub(super) struct Link {
+    pub(super) cfg: NatsJournal,
+    pub(super) timeout: Duration,
+    pub(super) rt: Option<tokio::runtime::Runtime>,
+    pub(super) conn: Option<(js::Context, stream::Stream, kv::Store)>,
+}
+
+impl Link {
+    /// Runs `fut` to completion on this log's runtime, within the reply timeout.
+    pub(super) fn block<T>(&self, fut: impl Future<Output = T>) -> Result<T, LogError> {
+        let rt = self.rt.as_ref().expect("connected before use");
+        rt.block_on(async { tokio::time::timeout(self.timeout, fut).await })
+            .map_err(|_| LogError::Nats(format!("no answer within {:?}", self.timeout)))
+    }
+
+    /// The stream and the bucket, created on first use (the first engine of a deployment
+    /// creates them with the configured replicas).
+    pub(super) fn connect(&mut self) -> Result<(js::Context, stream::Stream, kv::Store), LogError> {
+        if let Some(c) = &self.conn {
+            return Ok(c.clone());
+        }
+        if self.rt.is_none() {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("hundredx-nats")
+                .enable_all()
+                .build()
+                .map_err(|e| LogError::Nats(format!("runtime: {e}")))?;
+            self.rt = Some(rt);
+        }
+        let (url, replicas, timeout) = (self.cfg.url.clone(), self.cfg.replicas, self.timeout);
+        let servers: Vec<String> = url.split(',').map(str::to_owned).collect();
+        let made = self.block(async move {
+            let client = async_nats::ConnectOptions::new()
+                .connection_timeout(Duration::from_secs(2))
+                .request_timeout(Some(timeout))
+                .connect(servers)
+                .await
+                .map_err(nats)?;
+            let mut ctx = js::new(client);
+            ctx.set_timeout(timeout);
+            let stream = ctx
+                .get_or_create_stream(stream::Config {
+                    name: STREAM.into(),
+                    subjects: vec![SUBJECT.into()],
+                    storage: stream::StorageType::File,
+                    num_replicas: replicas,
+                    duplicate_window: DUPLICATE_WINDOW,
+                    ..Default::default()
+                })
+                .await
+                .map_err(nats)?;
+            // The bucket's stream made as the client library would (`KV_<bucket>`), but
+            // directly: its `create_key_value` first asks for account details in a form
+            // nats-server 2.9 (Debian's) does not answer. Reads go through the stream's leader
+            // (no direct gets from a replica that may lag).
+            ctx.get_or_create_stream(stream::Config {
+                name: format!("KV_{BUCKET}"),
+                subjects: vec![format!("$KV.{BUCKET}.>")],
+                max_messages_per_subject: 1,
+                storage: stream::StorageType::File,
+                num_replicas: replicas,
+                allow_rollup: true,
+                deny_delete: true,
+                discard: stream::DiscardPolicy::New,
+                ..Default::default()
+            })
+            .await
+            .map_err(nats)?;
+            let store = ctx.get_key_value(BUCKET).await.map_err(nats)?;
+            Ok::<_, LogError>((ctx, stream, store))
+        })??;
+        self.conn = Some(made.clone());
+        Ok(made)
+    }
+
+    pub(super) fn state(&mut self) -> Result<stream::State, LogError> {
+        let (_, mut s, _) = self.connect()?;
+        self.block(async move { s.info().await.map(|i| i.state.clone()) })?.map_err(nats)
+    }
+
+    /// The message at `seq`; `None` when there is none (never written, deleted or purged).
+    pub(super) fn get(&mut self, seq: u64) -> Result<Option<StreamMessage>, LogError> {
+        let (_, s, _) = self.connect()?;
+        match self.block(async move { s.get_raw_message(seq).await })? {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(nats(e)),
+        }
+    }
+
+    /// Publishes `msg` if the stream's last sequence is `after`; `Ok(None)`: it was not.
+    pub(super) fn publish(
+        &mut self,
+        msg: PublishMessage,
+        after: u64,
+    ) -> Result<Option<js::publish::PublishAck>, LogError> {
+        let (ctx, _, _) = self.connect()?;
+        let msg = msg.expected_last_sequence(after);
+        let r = self.block(async move { ctx.send_publish(SUBJECT, msg).await?.await })?;
+        match r {
+            Ok(ack) => Ok(Some(ack)),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(None),
+            Err(e) => Err(nats(e)),
+        }
+    }
+
+    pub(super) fn delete(&mut self, seq: u64) -> Result<(), LogError> {
+        let (_, s, _) = self.connect()?;
+        self.block(async move { s.delete_message(seq).await })?.map_err(nats)?;
+        Ok(())
+    }
+
+    /// Removes every message below stream sequence `seq`.
+    pub(super) fn purge_below(&mut self, seq: u64) -> Result<(), LogError> {
+        let (_, s, _) = self.connect()?;
+        self.block(async move { s.purge().sequence(seq).await })?.map_err(nats)?;
+        Ok(())
+    }
+
+    /// A key's value and revision (`None`: absent or deleted).
+    pub(super) fn entry(&mut self, key: &str) -> Result<Option<(Bytes, u64)>, LogError> {
+        let (_, _, kv) = self.connect()?;
+        let key = key.to_owned();
+        let e = self.block(async move { kv.entry(key).await })?.map_err(nats)?;
+        Ok(e.filter(|e| e.operation == Operation::Put).map(|e| (e.value, e.revision)))
+    }
+
+    /// Writes `key` only if it is absent (`revision` 0) or still at `revision`; `false`: it
+    /// changed.
+    pub(super) fn swap(
+        &mut self,
+        key: &str,
+        value: Bytes,
+        revision: u64,
+    ) -> Result<bool, LogError> {
+        let (_, _, kv) = self.connect()?;
+        let key = key.to_owned();
+        if revision == 0 {
+            let r = self.block(async move { kv.create(key, value).await })?;
+            return match r {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(nats(e)),
+            };
+        }
+        match self.block(async move { kv.update(key, value, revision).await })? {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+            Err(e) => Err(nats(e)),
+        }
+    }
+
+    pub(super) fn put(&mut self, key: &str, value: Bytes) -> Result<(), LogError> {
+        let (_, _, kv) = self.connect()?;
+        let key = key.to_owned();
+        self.block(async move { kv.put(key, value).await })?.map_err(nats)?;
+        Ok(())
+    }
+
+    pub(super) fn remove(&mut self, key: &str, revision: Option<u64>) -> Result<(), LogError> {
+        let (_, _, kv) = self.connect()?;
+        let key = key.to_owned();
+        self.block(async move { kv.delete_expect_revision(key, revision).await })?.map_err(nats)?;
+        Ok(())
+    }
+
+    pub(super) fn keys(&mut self) -> Result<Vec<String>, LogError> {
+        let (_, _, kv) = self.connect()?;
+        self.block(async move {
+            let keys = kv.keys().await.map_err(nats)?;
+            keys.try_collect::<Vec<String>>().await.map_err(nats)
+        })?
+    }
+}
+
+/// `nats://user:password@host` with the password hidden, for logs.
+pub fn redacted(url: &str) -> String {
+    url.split(',')
+        .map(|u| match (u.find("://"), u.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}***{}", &u[..s + 3], &u[at..]),
+            (None, Some(at)) => format!("***{}", &u[at..]),
+            _ => u.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub(super) fn nats(e: impl std::fmt::Display) -> LogError {
+    LogError::Nats(e.to_string())
+}

@@ -1,0 +1,150 @@
+//! A three-node NATS cluster with JetStream for the tests and the benchmark: each node on free
+//! ports (client, cluster, monitoring) with its own store directory; killed on drop. Fails
+//! with a message naming the package to install.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One `nats-server` of the cluster.
+pub struct NatsNode {
+    pub name: String,
+    pub port: u16,
+    pub monitor: u16,
+    conf: PathBuf,
+    log: PathBuf,
+    pub child: Option<Child>,
+}
+
+impl NatsNode {
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start nats-server ({e}): install it with `apt-get install nats-server`"
+                )
+            });
+        self.child = Some(child);
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `/healthz` answers 200: the server runs and JetStream on it is current.
+    pub fn healthy(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.monitor)) else { return false };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let req = "GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n";
+        if s.write_all(req.as_bytes()).is_err() {
+            return false;
+        }
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200")
+    }
+}
+
+/// Three nodes, routes between all of them.
+pub struct NatsCluster {
+    pub nodes: Vec<NatsNode>,
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            n.kill();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl NatsCluster {
+    /// Starts three nodes under `dir` and waits until each is healthy.
+    pub fn start(dir: &Path) -> NatsCluster {
+        let ports: Vec<(u16, u16, u16)> =
+            (0..3).map(|_| (free_port(), free_port(), free_port())).collect();
+        let mut nodes = Vec::new();
+        for (i, (port, cluster, monitor)) in ports.iter().enumerate() {
+            let name = format!("n{}", i + 1);
+            let store = dir.join(format!("nats-{name}"));
+            std::fs::create_dir_all(&store).unwrap();
+            let routes: Vec<String> = ports
+                .iter()
+                .filter(|p| p.1 != *cluster)
+                .map(|p| format!("nats-route://127.0.0.1:{}", p.1))
+                .collect();
+            let conf = dir.join(format!("nats-{name}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "server_name: {name}\nlisten: 127.0.0.1:{port}\nhttp: 127.0.0.1:{monitor}\n\
+                     jetstream {{ store_dir: {store:?}, max_memory_store: 64MB, max_file_store: 4GB }}\n\
+                     cluster {{ name: hx, listen: 127.0.0.1:{cluster}, routes: [{}] }}\n",
+                    routes.join(", ")
+                ),
+            )
+            .unwrap();
+            let log = dir.join(format!("nats-{name}.log"));
+            let mut node =
+                NatsNode { name, port: *port, monitor: *monitor, conf, log, child: None };
+            node.spawn();
+            nodes.push(node);
+        }
+        let c = NatsCluster { nodes };
+        let up = wait(Duration::from_secs(60), || c.nodes.iter().all(NatsNode::healthy));
+        assert!(up, "the NATS cluster did not become healthy: {}", c.logs());
+        c
+    }
+
+    /// `nats://127.0.0.1:<p1>,nats://127.0.0.1:<p2>,…` (every node).
+    pub fn url(&self) -> String {
+        let urls: Vec<String> =
+            self.nodes.iter().map(|n| format!("nats://127.0.0.1:{}", n.port)).collect();
+        urls.join(",")
+    }
+
+    /// Starts node `i` again (after a kill), with its data.
+    pub fn restart(&mut self, i: usize) {
+        self.nodes[i].spawn();
+    }
+
+    /// Every node's log, for a failure message.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let text = std::fs::read_to_string(&n.log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                format!("--- {}\n{}", n.name, tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn wait(within: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}

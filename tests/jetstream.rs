@@ -110,8 +110,20 @@ fn the_log_is_fenced_by_its_sequence_and_a_takeover_seals_it() {
     assert_eq!(mid, vec![3, 4, 5]);
     let back: Vec<u64> = b.read_back(4, 3).unwrap().entries.iter().map(|e| e.0).collect();
     assert_eq!(back, vec![4, 3, 2]);
+    // A standby follows through a consumer the server feeds: what is there, then nothing
+    // within the wait, then the next batch as soon as it is committed.
+    let mut standby = log(&url);
+    let seqs = |r: hundredx::replication::journal::Read| -> Vec<u64> {
+        r.entries.iter().map(|e| e.0).collect()
+    };
+    let wait = Duration::from_secs(5);
+    assert_eq!(seqs(standby.read_after(0, 100, wait).unwrap()), vec![1, 2, 3, 4, 5]);
+    assert!(standby.read_after(5, 100, Duration::from_millis(200)).unwrap().entries.is_empty());
     // A gap is refused: the log ends at 5.
     assert!(matches!(append(&mut a, ta, &records(7, 1)), Err(AppendError::Gap(_))));
+
+    append(&mut a, ta, &records(6, 1)).unwrap();
+    assert_eq!(seqs(standby.read_after(5, 100, wait).unwrap()), vec![6]);
 
     // b watches a lease that a keeps renewing: never taken.
     assert!(!b.try_lead(tb, lease).unwrap());
@@ -122,16 +134,16 @@ fn the_log_is_fenced_by_its_sequence_and_a_takeover_seals_it() {
     until(Duration::from_secs(10), || b.try_lead(tb, lease).unwrap().then_some(()));
     assert_eq!(b.holder(lease).unwrap().as_deref(), Some(tb));
     // Before b seals, the old leader still appends (its clients get acknowledgements)…
-    append(&mut a, ta, &records(6, 1)).unwrap();
-    // …so b's seal at 5 fails: it must read on, then seal at the real end.
-    assert!(!b.seal(tb, 5).unwrap(), "the log grew: read on");
-    assert_eq!(b.read_after(5, 10, Duration::ZERO).unwrap().entries[0].0, 6);
-    assert!(b.seal(tb, 6).unwrap());
+    append(&mut a, ta, &records(7, 1)).unwrap();
+    // …so b's seal at 6 fails: it must read on, then seal at the real end.
+    assert!(!b.seal(tb, 6).unwrap(), "the log grew: read on");
+    assert_eq!(b.read_after(6, 10, Duration::ZERO).unwrap().entries[0].0, 7);
+    assert!(b.seal(tb, 7).unwrap());
     // Now the old leader is fenced by the log itself, and told so by the lease.
-    let fenced = append(&mut a, ta, &records(7, 1));
+    let fenced = append(&mut a, ta, &records(8, 1));
     assert!(matches!(fenced, Err(AppendError::Fenced(_))), "{fenced:?}");
     assert_eq!(a.keep(ta, lease).unwrap(), Kept::Lost(tb.to_owned()));
-    append(&mut b, tb, &records(7, 2)).unwrap();
+    append(&mut b, tb, &records(8, 2)).unwrap();
 
     // A message not signed by the bridge key: skipped by readers, removed by the leader.
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -146,11 +158,11 @@ fn the_log_is_fenced_by_its_sequence_and_a_takeover_seals_it() {
             .unwrap();
     });
     let mut reader = log(&url);
-    let read = reader.read_after(8, 10, Duration::ZERO).unwrap();
+    let read = reader.read_after(9, 10, Duration::ZERO).unwrap();
     assert!(read.entries.is_empty() && read.forged.len() == 1, "{read:?}");
-    append(&mut b, tb, &records(9, 1)).unwrap();
+    append(&mut b, tb, &records(10, 1)).unwrap();
     let all: Vec<u64> = read_all(&mut reader).iter().map(|e| e.0).collect();
-    assert_eq!(all, (1..=9).collect::<Vec<_>>(), "the journal: every record once");
+    assert_eq!(all, (1..=10).collect::<Vec<_>>(), "the journal: every record once");
 
     // State hashes at snapshots: the same, or a difference reported.
     assert_eq!(a.compare_hash(100, "aa").unwrap(), HashCheck::Same);
@@ -163,10 +175,10 @@ fn the_log_is_fenced_by_its_sequence_and_a_takeover_seals_it() {
     a.register("engine-a", 6).unwrap();
     assert_eq!(b.trim().unwrap(), Some(4));
     let (first, last) = reader.bounds().unwrap().unwrap();
-    assert!(first <= 5 && first > 1 && last == 9, "trimmed below 5: {first}..{last}");
+    assert!(first <= 5 && first > 1 && last == 10, "trimmed below 5: {first}..{last}");
     let after: Vec<u64> =
         reader.read_after(4, 10, Duration::ZERO).unwrap().entries.iter().map(|e| e.0).collect();
-    assert_eq!(after, (5..=9).collect::<Vec<_>>());
+    assert_eq!(after, (5..=10).collect::<Vec<_>>());
     b.seen("engine-b").unwrap();
     assert!(b.last_seen().unwrap().iter().any(|(n, age)| n == "engine-b" && *age < 60_000));
     b.release(tb).unwrap();
@@ -208,20 +220,6 @@ fn a_batch_is_acknowledged_only_by_a_majority_and_none_is_lost() {
     let mut reader = log(&url);
     let all: Vec<u64> = read_all(&mut reader).iter().map(|e| e.0).collect();
     assert_eq!(all, (1..=next).collect::<Vec<_>>(), "{}", cluster.logs());
-}
-
-/// Every command in the JetStream journal, in order.
-fn read_journal_nats(url: &str) -> Vec<(u64, Command)> {
-    let mut l = log(url);
-    read_all(&mut l)
-        .into_iter()
-        .map(|(seq, bytes)| {
-            let (rseq, cmd) =
-                engine_core::persist::RecordReader::new(&bytes).next().unwrap().unwrap();
-            assert_eq!(rseq, seq);
-            (seq, cmd)
-        })
-        .collect()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -272,6 +270,6 @@ fn engines_on_jetstream_fail_over_and_a_stopped_leader_is_fenced_by_the_log() {
         assert!(wait_for(Duration::from_secs(30), || load.acked_count() > at + 50), "served");
 
         let url = nats_url.clone();
-        stop_and_check_with(move || read_journal_nats(&url), &c, account, &load).await;
+        stop_and_check_with(move || common::nats::read_journal(&url), &c, account, &load).await;
     });
 }

@@ -148,3 +148,35 @@ fn wait(within: Duration, mut ok: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// Every command in the JetStream journal at `url`, in order (retried while a stream leader is
+/// being elected after a fault).
+pub fn read_journal(url: &str) -> Vec<(u64, engine_core::command::Command)> {
+    use hundredx::replication::ReplicatedLog;
+    let cfg = hundredx::replication::NatsJournal { url: url.to_owned(), replicas: 3 };
+    let key = redis_bridge::test_support::test_key();
+    let mut log = hundredx::replication::nats::NatsLog::new(cfg, key, Duration::from_secs(5));
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let after = out.last().map_or(0, |e: &(u64, _)| e.0);
+        let read = match log.read_after(after, 10_000, Duration::ZERO) {
+            Ok(read) => read,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("reading the journal: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            Err(e) => panic!("reading the journal: {e}"),
+        };
+        if read.entries.is_empty() {
+            return out;
+        }
+        for (seq, bytes) in read.entries {
+            let (rseq, cmd) =
+                engine_core::persist::RecordReader::new(&bytes).next().unwrap().unwrap();
+            assert_eq!(rseq, seq, "a record at its own sequence");
+            out.push((seq, cmd));
+        }
+    }
+}

@@ -5,13 +5,15 @@
 use std::future::Future;
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::kv::{self, Operation};
 use async_nats::jetstream::message::{PublishMessage, StreamMessage};
 use async_nats::jetstream::stream::{self, LastRawMessageErrorKind};
 use async_nats::jetstream::{self as js};
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::{FutureExt, StreamExt, TryStreamExt};
 
 use super::{BUCKET, DUPLICATE_WINDOW, STREAM, SUBJECT};
 use crate::replication::NatsJournal;
@@ -23,6 +25,10 @@ pub(super) struct Link {
     pub(super) timeout: Duration,
     pub(super) rt: Option<tokio::runtime::Runtime>,
     pub(super) conn: Option<(js::Context, stream::Stream, kv::Store)>,
+    /// An ordered consumer delivering the journal from a stream sequence (the standby's way of
+    /// following: the server pushes each batch, no request per message), and the next
+    /// sequence it will deliver.
+    pub(super) follower: Option<(u64, Ordered)>,
 }
 
 impl Link {
@@ -107,6 +113,63 @@ impl Link {
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
             Err(e) => Err(nats(e)),
         }
+    }
+
+    /// Up to `max` journal messages from stream sequence `from` on, waiting up to `wait` for
+    /// the first: through an ordered consumer kept open between calls (made again when asked
+    /// for another position, or after it failed).
+    pub(super) fn follow(
+        &mut self,
+        from: u64,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<StreamMessage>, LogError> {
+        if self.follower.as_ref().is_none_or(|(next, _)| *next != from) {
+            self.follower = None;
+            let (_, s, _) = self.connect()?;
+            let config = OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from.max(1) },
+                filter_subject: SUBJECT.into(),
+                ..Default::default()
+            };
+            let ordered = self.block(async move {
+                let consumer = s.create_consumer(config).await.map_err(nats)?;
+                consumer.messages().await.map_err(nats)
+            })??;
+            self.follower = Some((from, ordered));
+        }
+        let (_, mut ordered) = self.follower.take().expect("made above");
+        let rt = self.rt.as_ref().expect("connected before use");
+        let got = rt.block_on(async {
+            let mut out = Vec::new();
+            let first = tokio::time::timeout(wait, ordered.next()).await;
+            let mut next = match first {
+                Ok(Some(m)) => Some(m),
+                Ok(None) => return Err(LogError::Nats("the journal consumer ended".into())),
+                Err(_) => None, // nothing within the wait
+            };
+            while let Some(m) = next {
+                let m = m.map_err(nats)?;
+                let info = m.info().map_err(nats)?;
+                out.push(StreamMessage {
+                    subject: m.subject.clone(),
+                    sequence: info.stream_sequence,
+                    headers: m.headers.clone().unwrap_or_default(),
+                    payload: m.payload.clone(),
+                    time: info.published,
+                });
+                if out.len() >= max {
+                    break;
+                }
+                next = ordered.next().now_or_never().flatten();
+            }
+            Ok(out)
+        });
+        if let Ok(got) = &got {
+            let next = got.last().map_or(from, |m| m.sequence + 1);
+            self.follower = Some((next, ordered));
+        }
+        got
     }
 
     /// Publishes `msg` if the stream's last sequence is `after`; `Ok(None)`: it was not.

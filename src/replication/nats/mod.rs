@@ -22,6 +22,7 @@
 //!   oldest snapshot, for trimming), `seen.<name>` (liveness), in the same bucket.
 
 mod link;
+mod read;
 
 pub use link::redacted;
 
@@ -29,9 +30,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::message::{PublishMessage, StreamMessage};
+use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
-use engine_core::persist::RecordReader;
 use ground::time::now_ms;
 use redis_bridge::signing::BridgeKey;
 use tracing::error;
@@ -39,7 +39,7 @@ use tracing::error;
 use link::Link;
 
 use super::NatsJournal;
-use super::journal::{AppendError, Entry, HashCheck, Kept, LogError, Read, ReplicatedLog};
+use super::journal::{AppendError, HashCheck, Kept, LogError, Read, ReplicatedLog};
 
 /// The journal stream.
 pub const STREAM: &str = "ENGINE_JOURNAL";
@@ -55,8 +55,9 @@ const HASH_DOMAIN: &str = super::HASHES_KEY;
 /// A message's payload at most: under NATS's default 1 MiB `max_payload`, with room for
 /// the headers. A larger batch goes as several messages, each fenced like the first.
 const PAYLOAD_MAX_BYTES: usize = 768 * 1024;
-/// How often a blocked read looks for the leader's next batch.
-const POLL: Duration = Duration::from_millis(2);
+/// How long a read back waits for the next messages of a consumer (they exist: only a log
+/// that ends before the sequence asked for waits it out, once).
+const READ_BACK_WAIT: Duration = Duration::from_millis(500);
 /// Messages looked at past forged or deleted ones before giving up on finding a genuine one.
 const SCAN_MAX: u64 = 64;
 /// JetStream's deduplication window: a retry within it is recognized by its message id.
@@ -100,7 +101,7 @@ impl NatsLog {
     /// a majority acknowledged it).
     pub fn new(cfg: NatsJournal, key: BridgeKey, reply_timeout: Duration) -> NatsLog {
         NatsLog {
-            link: Link { cfg, timeout: reply_timeout, rt: None, conn: None },
+            link: Link { cfg, timeout: reply_timeout, rt: None, conn: None, follower: None },
             key,
             tail: None,
             cursor: None,
@@ -135,132 +136,6 @@ impl NatsLog {
         h.insert("Hx-Token", token);
         h.insert("Hx-Sig", sig.as_str());
         PublishMessage::build().payload(payload).headers(h).message_id(id)
-    }
-
-    /// The message as a genuine batch, or `None` (with an `ALERT`, once) when it is not signed
-    /// by the bridge key.
-    fn batch(&mut self, m: StreamMessage) -> Option<Batch> {
-        let h = |name: &str| m.headers.get(name).map(|v| v.as_str().to_owned());
-        let num = |name: &str| h(name).and_then(|v| v.parse::<u64>().ok());
-        let checked =
-            match (num("Hx-First"), num("Hx-Last"), h("Hx-Token"), h("Hx-Sig")) {
-                (Some(first), Some(last), Some(token), Some(sig)) if last + 1 >= first => {
-                    let data = Self::signed(&token, last, &m.payload);
-                    self.key.verify_bytes(JOURNAL_DOMAIN, first, &sig, &data).is_ok().then_some(
-                        Batch { stream_seq: m.sequence, first, last, token, payload: m.payload },
-                    )
-                }
-                _ => None,
-            };
-        if checked.is_none() && !self.reported.contains(&m.sequence) {
-            error!(
-                stream_seq = m.sequence,
-                "ALERT: {STREAM} holds a message not signed by the \
-                bridge key (a NATS writer without the secret?); skipped, never applied"
-            );
-            if self.reported.len() == FORGED_REPORTED_MAX {
-                self.reported.pop_front();
-            }
-            self.reported.push_back(m.sequence);
-        }
-        checked
-    }
-
-    /// The first genuine batch at or after stream sequence `from` (up to `end`, exclusive).
-    fn genuine_from(&mut self, from: u64, end: u64) -> Result<Option<Batch>, LogError> {
-        for s in from..end.min(from.saturating_add(SCAN_MAX)) {
-            if let Some(b) = self.link.get(s)?.and_then(|m| self.batch(m)) {
-                return Ok(Some(b));
-            }
-        }
-        Ok(None)
-    }
-
-    /// The newest genuine batch at or before stream sequence `from` (down to `stop`).
-    fn genuine_back(&mut self, from: u64, stop: u64) -> Result<Option<Batch>, LogError> {
-        let mut s = from;
-        while s >= stop.max(1) && from - s < SCAN_MAX {
-            if let Some(b) = self.link.get(s)?.and_then(|m| self.batch(m)) {
-                return Ok(Some(b));
-            }
-            s -= 1;
-        }
-        Ok(None)
-    }
-
-    /// The stream sequence to read from to find record `target` first: the smallest whose
-    /// batch ends at or after it (binary search; the batches' ranges only grow).
-    fn locate(&mut self, target: u64) -> Result<u64, LogError> {
-        let st = self.link.state()?;
-        let (mut lo, mut hi) = (st.first_sequence.max(1), st.last_sequence + 1);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.genuine_from(mid, hi)? {
-                Some(b) if b.last >= target => hi = mid,
-                Some(b) => lo = b.stream_seq + 1,
-                None => hi = mid,
-            }
-        }
-        Ok(lo)
-    }
-
-    /// The records of a batch, each with its own bytes.
-    fn records(b: &Batch) -> Result<Vec<Entry>, LogError> {
-        let mut reader = RecordReader::new(&b.payload);
-        let mut out = Vec::with_capacity(usize::try_from(b.last + 1 - b.first).unwrap_or(0));
-        let mut at = 0;
-        while let Some(r) = reader.next() {
-            let (seq, _) =
-                r.map_err(|e| LogError::Nats(format!("batch at {}: {e}", b.stream_seq)))?;
-            out.push((seq, b.payload[at..reader.position()].to_vec()));
-            at = reader.position();
-        }
-        let expected = (b.first..=b.last).eq(out.iter().map(|e| e.0));
-        if !expected {
-            return Err(LogError::Nats(format!(
-                "batch at stream seq {} does not hold records {}..={}",
-                b.stream_seq, b.first, b.last
-            )));
-        }
-        Ok(out)
-    }
-
-    /// Reads from the cursor (or from where `after + 1` is) up to `count` records.
-    fn read_once(&mut self, after: u64, count: usize) -> Result<Read, LogError> {
-        let mut s = match self.cursor {
-            Some((s, next)) if next == after + 1 => s,
-            _ => self.locate(after + 1)?,
-        };
-        let mut read = Read::default();
-        let mut end = None;
-        while read.entries.len() < count {
-            match self.link.get(s)? {
-                Some(m) => match self.batch(m) {
-                    Some(b) => {
-                        let fresh = Self::records(&b)?.into_iter().filter(|e| e.0 > after);
-                        read.entries.extend(fresh);
-                    }
-                    None => read.forged.push(s.to_string()),
-                },
-                None => {
-                    let (first, last) = match end {
-                        Some(e) => e,
-                        None => {
-                            let st = self.link.state()?;
-                            *end.insert((st.first_sequence, st.last_sequence))
-                        }
-                    };
-                    if s > last {
-                        break;
-                    }
-                    s = s.max(first.saturating_sub(1)); // purged below: go on from the first
-                }
-            }
-            s += 1;
-        }
-        let next = read.entries.last().map_or(after + 1, |e| e.0 + 1);
-        self.cursor = Some((s, next));
-        Ok(read)
     }
 
     /// Where this leader's appends continue: the newest genuine message, which must be its own
@@ -418,32 +293,59 @@ impl ReplicatedLog for NatsLog {
         }
     }
 
+    /// Without a wait (a takeover finishing the log, a check): message by message up to the
+    /// stream's end. With one (a standby following): through an ordered consumer, which the
+    /// server feeds as batches are committed.
     fn read_after(&mut self, seq: u64, count: usize, block: Duration) -> Result<Read, LogError> {
-        let deadline = Instant::now() + block;
-        loop {
-            let read = self.read_once(seq, count)?;
-            if !read.entries.is_empty() || !read.forged.is_empty() || Instant::now() >= deadline {
-                return Ok(read);
-            }
-            std::thread::sleep(POLL.min(deadline.saturating_duration_since(Instant::now())));
+        if block.is_zero() {
+            return self.read_once(seq, count);
         }
+        let from = match self.cursor {
+            Some((s, next)) if next == seq + 1 => s,
+            _ => self.locate(seq + 1)?,
+        };
+        let messages = self.link.follow(from, count, block)?;
+        let mut read = Read::default();
+        let mut s = from;
+        for m in messages {
+            s = m.sequence + 1;
+            let at = m.sequence;
+            match self.batch(m) {
+                Some(b) => {
+                    read.entries.extend(Self::records(&b)?.into_iter().filter(|e| e.0 > seq))
+                }
+                None => read.forged.push(at.to_string()),
+            }
+        }
+        let next = read.entries.last().map_or(seq + 1, |e| e.0 + 1);
+        self.cursor = Some((s, next));
+        Ok(read)
     }
 
+    /// Finds where record `seq - count + 1` is (a binary search), then reads forward to `seq`
+    /// through a consumer: a request per batch read backwards made a restarted standby spend
+    /// seconds on the last minute of the log before following (found by the takeover bench).
     fn read_back(&mut self, seq: u64, count: usize) -> Result<Read, LogError> {
-        let st = self.link.state()?;
-        let mut s = self.locate(seq)?.min(st.last_sequence);
+        let oldest = seq.saturating_sub(u64::try_from(count).unwrap_or(u64::MAX)) + 1;
+        let mut s = self.locate(oldest)?;
         let mut read = Read::default();
-        while s >= st.first_sequence.max(1) && read.entries.len() < count {
-            match self.link.get(s)?.map(|m| self.batch(m)) {
-                Some(Some(b)) => {
-                    let mine = Self::records(&b)?.into_iter().rev().filter(|e| e.0 <= seq);
-                    read.entries.extend(mine.take(count - read.entries.len()));
-                }
-                Some(None) => read.forged.push(s.to_string()),
-                None => {}
+        while read.entries.last().is_none_or(|e| e.0 < seq) {
+            let messages = self.link.follow(s, 1_024, READ_BACK_WAIT)?;
+            if messages.is_empty() {
+                break; // the log's end, before `seq`
             }
-            s -= 1;
+            for m in messages {
+                s = m.sequence + 1;
+                let at = m.sequence;
+                match self.batch(m) {
+                    Some(b) => read.entries.extend(
+                        Self::records(&b)?.into_iter().filter(|e| (oldest..=seq).contains(&e.0)),
+                    ),
+                    None => read.forged.push(at.to_string()),
+                }
+            }
         }
+        read.entries.reverse();
         Ok(read)
     }
 

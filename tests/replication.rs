@@ -402,6 +402,7 @@ fn a_second_engine_on_one_redis_refuses_to_start_and_says_why() {
         node: "engine-4".into(),
         data: dir.path().join("engine-4"),
         log: dir.path().join("engine-4.log"),
+        prefix: Vec::new(),
     };
     leader.restart(BIN, &url);
     assert!(leader.wait_leading(Duration::from_secs(30)), "{}", leader.log_text());
@@ -440,6 +441,7 @@ fn forged_lease_journal_and_hashes_stop_neither_engine_and_a_lost_standby_is_rep
             node: node.into(),
             data: dir.path().join(node),
             log: dir.path().join(format!("{node}.log")),
+            prefix: Vec::new(),
         };
         p.restart(BIN, &url);
         p

@@ -280,29 +280,48 @@ impl Node {
     /// Leads: renews the lease every quarter of it until `stop` is cancelled, then gives it up. Exits the
     /// process if the lease turns out to be someone else's. Takes it again when it vanished or
     /// holds a forged value; reports standbys that fell silent.
-    pub fn lead(mut self, stop: CancellationToken) -> std::io::Result<std::thread::JoinHandle<()>> {
+    pub fn lead(self, stop: CancellationToken) -> std::io::Result<std::thread::JoinHandle<()>> {
         self.shared.leading.store(true, Ordering::Release);
+        // The renewals on a connection and a thread of their own: the board's work (hashes,
+        // standbys, trimming) is several round trips, and on a loaded JetStream it once held a
+        // renewal back for a whole lease, so that a standby took over from a live leader
+        // (found by the takeover bench).
+        let (token, lease) = (self.shared.token.clone(), self.opts.lease);
+        let mut log = self.opts.open_log(lease);
+        let board_stop = stop.clone();
+        let board = std::thread::Builder::new().name("hundredx-board".into()).spawn(move || {
+            self.keep_board(&board_stop);
+        })?;
         std::thread::Builder::new().name("hundredx-lease".into()).spawn(move || {
-            let mut trimmed = Instant::now();
-            let mut lost: Vec<String> = Vec::new();
             while !stop.is_cancelled() {
-                hold_round(self.log.as_mut(), &self.shared.token, self.opts.lease);
-                self.compare_hashes(false);
-                self.watch_standbys(&mut lost);
-                if self.opts.trim && trimmed.elapsed() >= TRIM_EVERY {
-                    trimmed = Instant::now();
-                    match self.log.trim() {
-                        Ok(Some(below)) => info!(below, "engine-journal trimmed"),
-                        Ok(None) => {}
-                        Err(e) => warn!(error = %e, "engine-journal trim failed"),
-                    }
-                }
-                std::thread::sleep(self.opts.lease / 4);
+                hold_round(log.as_mut(), &token, lease);
+                std::thread::sleep(lease / 4);
             }
-            if let Err(e) = self.log.release(&self.shared.token) {
+            let _ = board.join();
+            if let Err(e) = log.release(&token) {
                 warn!(error = %e, "leader: could not release the lease (it expires by itself)");
             }
         })
+    }
+
+    /// The leader's board, every quarter lease until `stop`: state hashes compared, standbys
+    /// watched, the log trimmed every [`TRIM_EVERY`].
+    fn keep_board(mut self, stop: &CancellationToken) {
+        let mut trimmed = Instant::now();
+        let mut lost: Vec<String> = Vec::new();
+        while !stop.is_cancelled() {
+            self.compare_hashes(false);
+            self.watch_standbys(&mut lost);
+            if self.opts.trim && trimmed.elapsed() >= TRIM_EVERY {
+                trimmed = Instant::now();
+                match self.log.trim() {
+                    Ok(Some(below)) => info!(below, "engine-journal trimmed"),
+                    Ok(None) => {}
+                    Err(e) => warn!(error = %e, "engine-journal trim failed"),
+                }
+            }
+            std::thread::sleep(self.opts.lease / 4);
+        }
     }
 
     /// Says the leader is alive, and raises an alert for every other engine that fell silent

@@ -30,6 +30,8 @@ pub struct EngineProc {
     pub node: String,
     pub data: PathBuf,
     pub log: PathBuf,
+    /// What runs it (`ip netns exec <ns>` on a test host), if anything.
+    pub prefix: Vec<String>,
 }
 
 impl Drop for EngineProc {
@@ -60,7 +62,15 @@ impl EngineProc {
         let data = dir.join(node);
         let log = dir.join(format!("{node}.log"));
         let args = ["--sync", "fsync", "--snapshot-every", "100"].map(String::from).to_vec();
-        let mut p = EngineProc { child: None, replicated, args, node: node.into(), data, log };
+        let mut p = EngineProc {
+            child: None,
+            replicated,
+            args,
+            node: node.into(),
+            data,
+            log,
+            prefix: Vec::new(),
+        };
         if let Some(n) = snapshot_every {
             p.args[3] = n.to_string();
         }
@@ -74,8 +84,15 @@ impl EngineProc {
         let log = dir.join(format!("{node}.log"));
         let mut args = ["--sync", "fsync", "--snapshot-every", "100"].map(String::from).to_vec();
         args.extend(extra.iter().map(|a| (*a).to_owned()));
-        let mut p =
-            EngineProc { child: None, replicated: true, args, node: node.into(), data, log };
+        let mut p = EngineProc {
+            child: None,
+            replicated: true,
+            args,
+            node: node.into(),
+            data,
+            log,
+            prefix: Vec::new(),
+        };
         p.restart(bin, url);
         p
     }
@@ -83,7 +100,14 @@ impl EngineProc {
     /// Starts it again (after a kill), appending to its log.
     pub fn restart(&mut self, bin: &str, url: &str) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let mut cmd = Process::new(bin);
+        let mut cmd = match self.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Process::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Process::new(bin),
+        };
         cmd.arg("engine");
         if self.replicated {
             cmd.arg("--standby");

@@ -4,6 +4,7 @@
 
 pub mod ha;
 pub mod nats;
+pub mod netns;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};

@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 /// One `nats-server` of the cluster.
 pub struct NatsNode {
     pub name: String,
+    /// Its address (127.0.0.1, or its host's in a network namespace).
+    pub ip: String,
     pub port: u16,
+    /// What runs it (`ip netns exec <ns>`), if anything.
+    prefix: Vec<String>,
     pub monitor: u16,
     conf: PathBuf,
     log: PathBuf,
@@ -21,7 +25,15 @@ pub struct NatsNode {
 impl NatsNode {
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = Command::new("nats-server")
+        let mut cmd = match self.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg("nats-server");
+                c
+            }
+            None => Command::new("nats-server"),
+        };
+        let child = cmd
             .arg("-c")
             .arg(&self.conf)
             .stdout(Stdio::null())
@@ -45,7 +57,7 @@ impl NatsNode {
 
     /// `/healthz` answers 200: the server runs and JetStream on it is current.
     pub fn healthy(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.monitor)) else { return false };
+        let Ok(mut s) = TcpStream::connect((self.ip.as_str(), self.monitor)) else { return false };
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
         let req = "GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n";
         if s.write_all(req.as_bytes()).is_err() {
@@ -75,34 +87,60 @@ fn free_port() -> u16 {
 }
 
 impl NatsCluster {
-    /// Starts three nodes under `dir` and waits until each is healthy.
+    /// Starts three nodes on 127.0.0.1 under `dir` and waits until each is healthy.
     pub fn start(dir: &Path) -> NatsCluster {
-        let ports: Vec<(u16, u16, u16)> =
-            (0..3).map(|_| (free_port(), free_port(), free_port())).collect();
+        let hosts = (0..3).map(|_| ("127.0.0.1".to_owned(), Vec::new())).collect();
+        NatsCluster::start_on(dir, hosts)
+    }
+
+    /// Starts one node per `(address, prefix)` (a network namespace's address and `ip netns
+    /// exec <ns>`; on 127.0.0.1 each node gets free ports, elsewhere the standard ones).
+    pub fn start_on(dir: &Path, hosts: Vec<(String, Vec<String>)>) -> NatsCluster {
+        let ports: Vec<(u16, u16, u16)> = hosts
+            .iter()
+            .map(|(ip, _)| {
+                if ip == "127.0.0.1" {
+                    (free_port(), free_port(), free_port())
+                } else {
+                    (4222, 6222, 8222)
+                }
+            })
+            .collect();
         let mut nodes = Vec::new();
-        for (i, (port, cluster, monitor)) in ports.iter().enumerate() {
+        for (i, ((ip, prefix), (port, cluster, monitor))) in
+            hosts.into_iter().zip(&ports).enumerate()
+        {
             let name = format!("n{}", i + 1);
             let store = dir.join(format!("nats-{name}"));
             std::fs::create_dir_all(&store).unwrap();
             let routes: Vec<String> = ports
                 .iter()
-                .filter(|p| p.1 != *cluster)
-                .map(|p| format!("nats-route://127.0.0.1:{}", p.1))
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(j, p)| format!("nats-route://{}:{}", route_ip(&ip, j, i), p.1))
                 .collect();
             let conf = dir.join(format!("nats-{name}.conf"));
             std::fs::write(
                 &conf,
                 format!(
-                    "server_name: {name}\nlisten: 127.0.0.1:{port}\nhttp: 127.0.0.1:{monitor}\n\
+                    "server_name: {name}\nlisten: {ip}:{port}\nhttp: {ip}:{monitor}\n\
                      jetstream {{ store_dir: {store:?}, max_memory_store: 64MB, max_file_store: 4GB }}\n\
-                     cluster {{ name: hx, listen: 127.0.0.1:{cluster}, routes: [{}] }}\n",
+                     cluster {{ name: hx, listen: {ip}:{cluster}, routes: [{}] }}\n",
                     routes.join(", ")
                 ),
             )
             .unwrap();
             let log = dir.join(format!("nats-{name}.log"));
-            let mut node =
-                NatsNode { name, port: *port, monitor: *monitor, conf, log, child: None };
+            let mut node = NatsNode {
+                name,
+                ip,
+                port: *port,
+                prefix,
+                monitor: *monitor,
+                conf,
+                log,
+                child: None,
+            };
             node.spawn();
             nodes.push(node);
         }
@@ -112,10 +150,10 @@ impl NatsCluster {
         c
     }
 
-    /// `nats://127.0.0.1:<p1>,nats://127.0.0.1:<p2>,…` (every node).
+    /// `nats://<ip>:<p1>,nats://<ip>:<p2>,…` (every node).
     pub fn url(&self) -> String {
         let urls: Vec<String> =
-            self.nodes.iter().map(|n| format!("nats://127.0.0.1:{}", n.port)).collect();
+            self.nodes.iter().map(|n| format!("nats://{}:{}", n.ip, n.port)).collect();
         urls.join(",")
     }
 
@@ -136,6 +174,17 @@ impl NatsCluster {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// The address node `j` is reached at from node `i` whose address is `ip_i`: on 127.0.0.1
+/// every node shares it; in namespaces `10.x.0.<k>` are consecutive from the first.
+fn route_ip(ip_i: &str, j: usize, i: usize) -> String {
+    if ip_i == "127.0.0.1" {
+        return ip_i.to_owned();
+    }
+    let (net, last) = ip_i.rsplit_once('.').expect("an IPv4 address");
+    let last: usize = last.parse().expect("an IPv4 address");
+    format!("{net}.{}", last - i + j)
 }
 
 fn wait(within: Duration, mut ok: impl FnMut() -> bool) -> bool {

@@ -4,7 +4,8 @@
 //! unique request ids while a seeded schedule injects faults: kill -9 of any engine or NATS node,
 //! SIGSTOP of the leader past its lease, the leader cut off from the whole NATS cluster, the
 //! leader cut off from the clients (Redis), one NATS node cut off from the other two, and a
-//! bridge (two NATS nodes that cannot see each other, both seeing the third). After each fault
+//! bridge (two NATS nodes that cannot see each other, both seeing the third), and a jump of one
+//! engine's wall clock by a minute, forward or back, and back again (libfaketime). After each fault
 //! the cut is healed and exited processes are restarted, as a supervisor would.
 //!
 //! The checker then reads the whole client history and the journal: the journal is dense; every
@@ -15,7 +16,7 @@
 //!
 //! The test command runs a short schedule (`HUNDREDX_FAULTS`, default 6 faults, seed
 //! `HUNDREDX_FAULT_SEED`, default 1); `scripts/partitions` runs long ones. Needs root (network
-//! namespaces), iproute2, nats-server and redis-server.
+//! namespaces), iproute2, nats-server, redis-server and faketime.
 
 use ground::ports::EngineClient;
 use std::process::{Child, Command as Process, Stdio};
@@ -34,6 +35,10 @@ use engine_core::prelude::*;
 use redis_bridge::client::RedisEngineClient;
 
 const LEASE: Duration = Duration::from_millis(1_000);
+/// libfaketime (Debian's `faketime`), the variant for multithreaded programs: every engine runs
+/// under it, its offset read from a file at every clock read, so a fault can move one engine's
+/// wall clock while it runs.
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 /// Hosts: three NATS nodes, then the two engines.
 const ENGINE_HOSTS: [usize; 2] = [3, 4];
 
@@ -233,8 +238,24 @@ fn faults_on_jetstream_lose_nothing_acknowledged_and_apply_nothing_twice() {
             prefix: Vec::new(),
         } // EngineProc::restart adds `--lease-ms 1000` (LEASE)
     });
+    assert!(
+        std::path::Path::new(FAKETIME).exists(),
+        "{FAKETIME} is missing: install it with `apt-get install faketime`"
+    );
+    let clocks: Vec<std::path::PathBuf> =
+        ["a", "b"].iter().map(|n| dir.path().join(format!("clock-{n}"))).collect();
     for (i, e) in engines.iter_mut().enumerate() {
+        std::fs::write(&clocks[i], "+0\n").unwrap();
         e.prefix = net.on(ENGINE_HOSTS[i]);
+        e.prefix.extend([
+            "env".to_owned(),
+            format!("LD_PRELOAD={FAKETIME}"),
+            format!("FAKETIME_TIMESTAMP_FILE={}", clocks[i].display()),
+            "FAKETIME_NO_CACHE=1".to_owned(),
+            // The wall clock only, as NTP or an operator steps it: CLOCK_MONOTONIC never goes
+            // back on a real machine (moving it made every tokio timer fire at once).
+            "FAKETIME_DONT_FAKE_MONOTONIC=1".to_owned(),
+        ]);
         e.restart(BIN, &url);
         if i == 0 {
             assert!(e.wait_leading(Duration::from_secs(60)), "a leads: {}", e.log_text());
@@ -263,7 +284,7 @@ fn faults_on_jetstream_lose_nothing_acknowledged_and_apply_nothing_twice() {
             panic!("no leader before fault {step}: {events:?}")
         };
         let hold = Duration::from_millis(1_500 + rng.below(1_500));
-        let fault = rng.below(7);
+        let fault = rng.below(8);
         let what = match fault {
             0 => {
                 engines[l].kill();
@@ -304,6 +325,18 @@ fn faults_on_jetstream_lose_nothing_acknowledged_and_apply_nothing_twice() {
                 std::thread::sleep(hold);
                 net.heal();
                 format!("NATS n{} cut off from the other two for {hold:?}", n + 1)
+            }
+            6 => {
+                let e = usize::try_from(rng.below(2)).unwrap();
+                let jump = if rng.below(2) == 0 { "+60" } else { "-60" };
+                std::fs::write(&clocks[e], format!("{jump}\n")).unwrap();
+                std::thread::sleep(hold);
+                std::fs::write(&clocks[e], "+0\n").unwrap();
+                let role = if e == l { "leader" } else { "standby" };
+                format!(
+                    "{role} {}'s wall clock jumped {jump} s for {hold:?}, then back",
+                    engines[e].node
+                )
             }
             _ => {
                 let a = usize::try_from(rng.below(3)).unwrap();

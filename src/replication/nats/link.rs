@@ -5,22 +5,24 @@
 use std::future::Future;
 use std::time::Duration;
 
+use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::kv::{self, Operation};
-use async_nats::jetstream::message::{PublishMessage, StreamMessage};
+use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{self, LastRawMessageErrorKind};
 use async_nats::jetstream::{self as js};
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt, TryStreamExt};
 
+use super::transport::{Msg, StreamState, Transport};
 use super::{BUCKET, DUPLICATE_WINDOW, STREAM, SUBJECT};
 use crate::replication::NatsJournal;
 use crate::replication::journal::LogError;
 
 /// The connection, its runtime, and the two JetStream objects.
-pub(super) struct Link {
+pub struct Link {
     pub(super) cfg: NatsJournal,
     pub(super) timeout: Duration,
     pub(super) rt: Option<tokio::runtime::Runtime>,
@@ -29,6 +31,12 @@ pub(super) struct Link {
     /// following: the server pushes each batch, no request per message), and the next
     /// sequence it will deliver.
     pub(super) follower: Option<(u64, Ordered)>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").field("journal", &self.cfg).finish_non_exhaustive()
+    }
 }
 
 impl Link {
@@ -99,17 +107,25 @@ impl Link {
         self.conn = Some(made.clone());
         Ok(made)
     }
+}
 
-    pub(super) fn state(&mut self) -> Result<stream::State, LogError> {
+impl Transport for Link {
+    fn state(&mut self) -> Result<StreamState, LogError> {
         let (_, mut s, _) = self.connect()?;
-        self.block(async move { s.info().await.map(|i| i.state.clone()) })?.map_err(nats)
+        let st =
+            self.block(async move { s.info().await.map(|i| i.state.clone()) })?.map_err(nats)?;
+        Ok(StreamState {
+            messages: st.messages,
+            first_sequence: st.first_sequence,
+            last_sequence: st.last_sequence,
+        })
     }
 
     /// The message at `seq`; `None` when there is none (never written, deleted or purged).
-    pub(super) fn get(&mut self, seq: u64) -> Result<Option<StreamMessage>, LogError> {
+    fn get(&mut self, seq: u64) -> Result<Option<Msg>, LogError> {
         let (_, s, _) = self.connect()?;
         match self.block(async move { s.get_raw_message(seq).await })? {
-            Ok(m) => Ok(Some(m)),
+            Ok(m) => Ok(Some(Msg { sequence: m.sequence, headers: m.headers, payload: m.payload })),
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
             Err(e) => Err(nats(e)),
         }
@@ -118,12 +134,7 @@ impl Link {
     /// Up to `max` journal messages from stream sequence `from` on, waiting up to `wait` for
     /// the first: through an ordered consumer kept open between calls (made again when asked
     /// for another position, or after it failed).
-    pub(super) fn follow(
-        &mut self,
-        from: u64,
-        max: usize,
-        wait: Duration,
-    ) -> Result<Vec<StreamMessage>, LogError> {
+    fn follow(&mut self, from: u64, max: usize, wait: Duration) -> Result<Vec<Msg>, LogError> {
         if self.follower.as_ref().is_none_or(|(next, _)| *next != from) {
             self.follower = None;
             let (_, s, _) = self.connect()?;
@@ -151,12 +162,10 @@ impl Link {
             while let Some(m) = next {
                 let m = m.map_err(nats)?;
                 let info = m.info().map_err(nats)?;
-                out.push(StreamMessage {
-                    subject: m.subject.clone(),
+                out.push(Msg {
                     sequence: info.stream_sequence,
                     headers: m.headers.clone().unwrap_or_default(),
                     payload: m.payload.clone(),
-                    time: info.published,
                 });
                 if out.len() >= max {
                     break;
@@ -173,36 +182,42 @@ impl Link {
     }
 
     /// Publishes `msg` if the stream's last sequence is `after`; `Ok(None)`: it was not.
-    pub(super) fn publish(
+    fn publish(
         &mut self,
-        msg: PublishMessage,
+        headers: HeaderMap,
+        payload: Bytes,
+        id: &str,
         after: u64,
-    ) -> Result<Option<js::publish::PublishAck>, LogError> {
+    ) -> Result<Option<u64>, LogError> {
         let (ctx, _, _) = self.connect()?;
-        let msg = msg.expected_last_sequence(after);
+        let msg = PublishMessage::build()
+            .payload(payload)
+            .headers(headers)
+            .message_id(id)
+            .expected_last_sequence(after);
         let r = self.block(async move { ctx.send_publish(SUBJECT, msg).await?.await })?;
         match r {
-            Ok(ack) => Ok(Some(ack)),
+            Ok(ack) => Ok(Some(ack.sequence)),
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(None),
             Err(e) => Err(nats(e)),
         }
     }
 
-    pub(super) fn delete(&mut self, seq: u64) -> Result<(), LogError> {
+    fn delete(&mut self, seq: u64) -> Result<(), LogError> {
         let (_, s, _) = self.connect()?;
         self.block(async move { s.delete_message(seq).await })?.map_err(nats)?;
         Ok(())
     }
 
     /// Removes every message below stream sequence `seq`.
-    pub(super) fn purge_below(&mut self, seq: u64) -> Result<(), LogError> {
+    fn purge_below(&mut self, seq: u64) -> Result<(), LogError> {
         let (_, s, _) = self.connect()?;
         self.block(async move { s.purge().sequence(seq).await })?.map_err(nats)?;
         Ok(())
     }
 
     /// A key's value and revision (`None`: absent or deleted).
-    pub(super) fn entry(&mut self, key: &str) -> Result<Option<(Bytes, u64)>, LogError> {
+    fn entry(&mut self, key: &str) -> Result<Option<(Bytes, u64)>, LogError> {
         let (_, _, kv) = self.connect()?;
         let key = key.to_owned();
         let e = self.block(async move { kv.entry(key).await })?.map_err(nats)?;
@@ -211,12 +226,7 @@ impl Link {
 
     /// Writes `key` only if it is absent (`revision` 0) or still at `revision`; `false`: it
     /// changed.
-    pub(super) fn swap(
-        &mut self,
-        key: &str,
-        value: Bytes,
-        revision: u64,
-    ) -> Result<bool, LogError> {
+    fn swap(&mut self, key: &str, value: Bytes, revision: u64) -> Result<bool, LogError> {
         let (_, _, kv) = self.connect()?;
         let key = key.to_owned();
         if revision == 0 {
@@ -234,21 +244,21 @@ impl Link {
         }
     }
 
-    pub(super) fn put(&mut self, key: &str, value: Bytes) -> Result<(), LogError> {
+    fn put(&mut self, key: &str, value: Bytes) -> Result<(), LogError> {
         let (_, _, kv) = self.connect()?;
         let key = key.to_owned();
         self.block(async move { kv.put(key, value).await })?.map_err(nats)?;
         Ok(())
     }
 
-    pub(super) fn remove(&mut self, key: &str, revision: Option<u64>) -> Result<(), LogError> {
+    fn remove(&mut self, key: &str, revision: Option<u64>) -> Result<(), LogError> {
         let (_, _, kv) = self.connect()?;
         let key = key.to_owned();
         self.block(async move { kv.delete_expect_revision(key, revision).await })?.map_err(nats)?;
         Ok(())
     }
 
-    pub(super) fn keys(&mut self) -> Result<Vec<String>, LogError> {
+    fn keys(&mut self) -> Result<Vec<String>, LogError> {
         let (_, _, kv) = self.connect()?;
         self.block(async move {
             let keys = kv.keys().await.map_err(nats)?;

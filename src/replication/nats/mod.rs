@@ -23,6 +23,7 @@
 
 mod link;
 mod read;
+pub mod transport;
 
 pub use link::redacted;
 
@@ -30,13 +31,13 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 use ground::time::now_ms;
 use redis_bridge::signing::BridgeKey;
 use tracing::error;
 
-use link::Link;
+pub use link::Link;
+pub use transport::{Msg, StreamState, Transport};
 
 use super::NatsJournal;
 use super::journal::{AppendError, HashCheck, Kept, LogError, Read, ReplicatedLog};
@@ -77,8 +78,8 @@ struct Batch {
 
 /// The replicated journal on JetStream, as one engine sees it (blocking calls on a runtime of
 /// its own: the engine's input stage and the standby's loop are plain threads).
-pub struct NatsLog {
-    link: Link,
+pub struct NatsLog<T: Transport = Link> {
+    link: T,
     key: BridgeKey,
     /// Where this engine's last append or seal ended: (stream sequence, last record's sequence).
     tail: Option<(u64, u64)>,
@@ -90,24 +91,25 @@ pub struct NatsLog {
     reported: VecDeque<u64>,
 }
 
-impl std::fmt::Debug for NatsLog {
+impl<T: Transport> std::fmt::Debug for NatsLog<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NatsLog").field("journal", &self.link.cfg).finish_non_exhaustive()
+        f.debug_struct("NatsLog").field("tail", &self.tail).finish_non_exhaustive()
     }
 }
 
-impl NatsLog {
+impl NatsLog<Link> {
     /// Connects lazily, on the first call; `reply_timeout` bounds each call (an append: until
     /// a majority acknowledged it).
     pub fn new(cfg: NatsJournal, key: BridgeKey, reply_timeout: Duration) -> NatsLog {
-        NatsLog {
-            link: Link { cfg, timeout: reply_timeout, rt: None, conn: None, follower: None },
-            key,
-            tail: None,
-            cursor: None,
-            watched: None,
-            reported: VecDeque::new(),
-        }
+        let link = Link { cfg, timeout: reply_timeout, rt: None, conn: None, follower: None };
+        NatsLog::with_transport(link, key)
+    }
+}
+
+impl<T: Transport> NatsLog<T> {
+    /// The log over `link` (a simulation's, for one).
+    pub fn with_transport(link: T, key: BridgeKey) -> NatsLog<T> {
+        NatsLog { link, key, tail: None, cursor: None, watched: None, reported: VecDeque::new() }
     }
 
     fn signed(token: &str, last: u64, payload: &[u8]) -> Vec<u8> {
@@ -121,21 +123,14 @@ impl NatsLog {
     }
 
     /// A batch message of `token` holding records `first..=last` (none: a seal after `last`).
-    fn message(
-        &self,
-        token: &str,
-        first: u64,
-        last: u64,
-        payload: Bytes,
-        id: &str,
-    ) -> PublishMessage {
-        let sig = self.key.sign_bytes(JOURNAL_DOMAIN, first, &Self::signed(token, last, &payload));
+    fn headers(&self, token: &str, first: u64, last: u64, payload: &[u8]) -> HeaderMap {
+        let sig = self.key.sign_bytes(JOURNAL_DOMAIN, first, &Self::signed(token, last, payload));
         let mut h = HeaderMap::new();
         h.insert("Hx-First", first.to_string().as_str());
         h.insert("Hx-Last", last.to_string().as_str());
         h.insert("Hx-Token", token);
         h.insert("Hx-Sig", sig.as_str());
-        PublishMessage::build().payload(payload).headers(h).message_id(id)
+        h
     }
 
     /// Where this leader's appends continue: the newest genuine message, which must be its own
@@ -207,9 +202,9 @@ impl NatsLog {
         let mut tail = tail;
         // Twice at most: the second time after forged messages in the way were removed.
         for _ in 0..2 {
-            let msg = self.message(token, first, last, payload.clone(), &id);
-            let seq = match self.link.publish(msg, tail)? {
-                Some(ack) => ack.sequence,
+            let headers = self.headers(token, first, last, &payload);
+            let seq = match self.link.publish(headers, payload.clone(), &id, tail)? {
+                Some(seq) => seq,
                 None => match self.after_refusal(token, tail, first)? {
                     Some(seq) => seq,
                     None => {
@@ -246,7 +241,7 @@ fn node_of(token: &str) -> &str {
     token.rsplit_once(':').map_or(token, |(n, _)| n)
 }
 
-impl ReplicatedLog for NatsLog {
+impl<T: Transport> ReplicatedLog for NatsLog<T> {
     fn append(
         &mut self,
         token: &str,
@@ -283,10 +278,10 @@ impl ReplicatedLog for NatsLog {
             return Ok(false);
         }
         let id = format!("{token}:seal:{last_seq}");
-        let msg = self.message(token, last_seq + 1, last_seq, Bytes::new(), &id);
-        match self.link.publish(msg, st.last_sequence)? {
-            Some(ack) => {
-                self.tail = Some((ack.sequence, last_seq));
+        let headers = self.headers(token, last_seq + 1, last_seq, &[]);
+        match self.link.publish(headers, Bytes::new(), &id, st.last_sequence)? {
+            Some(seq) => {
+                self.tail = Some((seq, last_seq));
                 Ok(true)
             }
             None => Ok(false),

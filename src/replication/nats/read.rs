@@ -1,17 +1,18 @@
 //! Reading the journal stream: which messages are genuine batches, where a record is (a
 //! binary search over the batches' ranges), and the records of the messages read one by one.
 
-use async_nats::jetstream::message::StreamMessage;
 use engine_core::persist::RecordReader;
 use tracing::error;
 
-use super::{Batch, FORGED_REPORTED_MAX, JOURNAL_DOMAIN, NatsLog, SCAN_MAX, STREAM};
+use super::{
+    Batch, FORGED_REPORTED_MAX, JOURNAL_DOMAIN, Msg, NatsLog, SCAN_MAX, STREAM, Transport,
+};
 use crate::replication::journal::{Entry, LogError, Read};
 
-impl NatsLog {
+impl<T: Transport> NatsLog<T> {
     /// The message as a genuine batch, or `None` (with an `ALERT`, once) when it is not signed
     /// by the bridge key.
-    pub(super) fn batch(&mut self, m: StreamMessage) -> Option<Batch> {
+    pub(super) fn batch(&mut self, m: Msg) -> Option<Batch> {
         let h = |name: &str| m.headers.get(name).map(|v| v.as_str().to_owned());
         let num = |name: &str| h(name).and_then(|v| v.parse::<u64>().ok());
         let checked =

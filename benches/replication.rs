@@ -116,31 +116,6 @@ fn main() {
     }
 }
 
-/// Publishes a fresh BTC price every 50 ms until `stop` (opens need a live price).
-fn prices(url: &str, stop: Arc<AtomicBool>) {
-    let client = redis_bridge::target::RedisTarget::new(url).resolve_blocking().unwrap();
-    let mut con = client.get_connection().unwrap();
-    let key = redis_bridge::test_support::test_key();
-    std::thread::spawn(move || {
-        let mut update = 1u64;
-        while !stop.load(Ordering::Relaxed) {
-            let t = Tick {
-                market: MarketId(0),
-                bid: Price(6_000_000),
-                ask: Price(6_000_010),
-                update_id: update,
-                exchange_time_us: hundredx::now_ns() / 1_000,
-            };
-            let body = redis_bridge::wire::encode_tick(&t);
-            let xadd =
-                redis_bridge::entries::signed_xadd(&key, redis_bridge::PRICE_STREAM, 10_000, &body);
-            let _: redis::RedisResult<String> = xadd.query(&mut con);
-            update += 1;
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    });
-}
-
 /// Closed loop: `CONCURRENCY` tasks, each opening a position then closing it, for `RUN`.
 /// Returns the requests acknowledged (opens + closes) and the opens' round trips (µs).
 async fn closed_loop(c: Arc<RedisEngineClient>, account: AccountId) -> (u64, Histogram<u64>) {
@@ -199,7 +174,7 @@ fn cost(rt: &tokio::runtime::Runtime, backend: Backend) {
     assert!(!replicated || a.wait_leading(Duration::from_secs(30)), "{}", a.log_text());
     let _b = replicated.then(|| d.engine(backend, "engine-b"));
     let stop = Arc::new(AtomicBool::new(false));
-    prices(url, Arc::clone(&stop));
+    publish_prices(url, Arc::clone(&stop));
     rt.block_on(async {
         let c = Arc::new(client(url, "bench", 21).await);
         let account = account(&c).await;

@@ -152,31 +152,6 @@ fn spawn_clients(c: &Arc<RedisEngineClient>, accounts: &[AccountId]) -> Arc<Hist
     h
 }
 
-/// Publishes a fresh BTC price every 50 ms until `stop`.
-fn publish_prices(url: &str, stop: Arc<AtomicBool>) {
-    let client = redis::Client::open(url).unwrap();
-    let key = redis_bridge::test_support::test_key();
-    std::thread::spawn(move || {
-        let mut con = client.get_connection().unwrap();
-        let mut update = 1u64;
-        while !stop.load(Ordering::Relaxed) {
-            let t = Tick {
-                market: MarketId(0),
-                bid: Price(6_000_000 + i64::try_from(update % 7).unwrap() * 10),
-                ask: Price(6_000_020 + i64::try_from(update % 7).unwrap() * 10),
-                update_id: update,
-                exchange_time_us: hundredx::now_ns() / 1_000,
-            };
-            let body = redis_bridge::wire::encode_tick(&t);
-            let x =
-                redis_bridge::entries::signed_xadd(&key, redis_bridge::PRICE_STREAM, 10_000, &body);
-            let _: redis::RedisResult<String> = x.query(&mut con);
-            update += 1;
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    });
-}
-
 /// The engine that leads now: alive, and the last to log that it serves.
 fn leader(engines: &mut [EngineProc; 2]) -> Option<usize> {
     let mut best: Option<(String, usize)> = None;

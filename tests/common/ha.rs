@@ -376,3 +376,30 @@ pub async fn stop_and_check_with(
     let hash = settle(c, account, deposits).await;
     assert_eq!(hash, replay_hash(&journal), "state = from-scratch replay of engine-journal");
 }
+
+/// Publishes a fresh BTC price into `price-stream` every 50 ms until `stop` (opens need a live
+/// price; service mode has no feed in the tests). `url`: plain or through Sentinel.
+pub fn publish_prices(url: &str, stop: Arc<AtomicBool>) {
+    let client = RedisTarget::new(url).resolve_blocking().unwrap();
+    let key = test_key();
+    std::thread::spawn(move || {
+        let mut con = client.get_connection().unwrap();
+        let mut update = 1u64;
+        while !stop.load(Ordering::Relaxed) {
+            let wobble = i64::try_from(update % 7).unwrap() * 10;
+            let t = Tick {
+                market: MarketId(0),
+                bid: Price(6_000_000 + wobble),
+                ask: Price(6_000_020 + wobble),
+                update_id: update,
+                exchange_time_us: hundredx::now_ns() / 1_000,
+            };
+            let body = redis_bridge::wire::encode_tick(&t);
+            let xadd =
+                redis_bridge::entries::signed_xadd(&key, redis_bridge::PRICE_STREAM, 10_000, &body);
+            let _: redis::RedisResult<String> = xadd.query(&mut con);
+            update += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+}

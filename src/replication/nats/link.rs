@@ -47,11 +47,12 @@ impl Link {
             .map_err(|_| LogError::Nats(format!("no answer within {:?}", self.timeout)))
     }
 
-    /// The stream and the bucket, created on first use (the first engine of a deployment
-    /// creates them with the configured replicas).
-    pub(super) fn connect(&mut self) -> Result<(js::Context, stream::Stream, kv::Store), LogError> {
-        if let Some(c) = &self.conn {
-            return Ok(c.clone());
+    /// The connection, the stream and the bucket, made on first use (the first engine of a
+    /// deployment creates the stream and the bucket with the configured replicas). Borrowed by
+    /// each call: the append's path copies nothing.
+    pub(super) fn connect(&mut self) -> Result<(), LogError> {
+        if self.conn.is_some() {
+            return Ok(());
         }
         if self.rt.is_none() {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -104,16 +105,21 @@ impl Link {
             let store = ctx.get_key_value(BUCKET).await.map_err(nats)?;
             Ok::<_, LogError>((ctx, stream, store))
         })??;
-        self.conn = Some(made.clone());
-        Ok(made)
+        self.conn = Some(made);
+        Ok(())
+    }
+
+    /// The connection, made by [`Link::connect`] just before.
+    fn made(&self) -> &(js::Context, stream::Stream, kv::Store) {
+        self.conn.as_ref().expect("connected before use")
     }
 }
 
 impl Transport for Link {
     fn state(&mut self) -> Result<StreamState, LogError> {
-        let (_, mut s, _) = self.connect()?;
-        let st =
-            self.block(async move { s.info().await.map(|i| i.state.clone()) })?.map_err(nats)?;
+        self.connect()?;
+        let s = &self.made().1;
+        let st = self.block(async { s.get_info().await.map(|i| i.state) })?.map_err(nats)?;
         Ok(StreamState {
             messages: st.messages,
             first_sequence: st.first_sequence,
@@ -123,8 +129,9 @@ impl Transport for Link {
 
     /// The message at `seq`; `None` when there is none (never written, deleted or purged).
     fn get(&mut self, seq: u64) -> Result<Option<Msg>, LogError> {
-        let (_, s, _) = self.connect()?;
-        match self.block(async move { s.get_raw_message(seq).await })? {
+        self.connect()?;
+        let s = &self.made().1;
+        match self.block(s.get_raw_message(seq))? {
             Ok(m) => Ok(Some(Msg { sequence: m.sequence, headers: m.headers, payload: m.payload })),
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
             Err(e) => Err(nats(e)),
@@ -137,7 +144,8 @@ impl Transport for Link {
     fn follow(&mut self, from: u64, max: usize, wait: Duration) -> Result<Vec<Msg>, LogError> {
         if self.follower.as_ref().is_none_or(|(next, _)| *next != from) {
             self.follower = None;
-            let (_, s, _) = self.connect()?;
+            self.connect()?;
+            let s = self.made().1.clone();
             let config = OrderedConfig {
                 deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from.max(1) },
                 filter_subject: SUBJECT.into(),
@@ -189,13 +197,14 @@ impl Transport for Link {
         id: &str,
         after: u64,
     ) -> Result<Option<u64>, LogError> {
-        let (ctx, _, _) = self.connect()?;
+        self.connect()?;
+        let ctx = &self.made().0;
         let msg = PublishMessage::build()
             .payload(payload)
             .headers(headers)
             .message_id(id)
             .expected_last_sequence(after);
-        let r = self.block(async move { ctx.send_publish(SUBJECT, msg).await?.await })?;
+        let r = self.block(async { ctx.send_publish(SUBJECT, msg).await?.await })?;
         match r {
             Ok(ack) => Ok(Some(ack.sequence)),
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(None),
@@ -204,40 +213,39 @@ impl Transport for Link {
     }
 
     fn delete(&mut self, seq: u64) -> Result<(), LogError> {
-        let (_, s, _) = self.connect()?;
-        self.block(async move { s.delete_message(seq).await })?.map_err(nats)?;
+        self.connect()?;
+        self.block(self.made().1.delete_message(seq))?.map_err(nats)?;
         Ok(())
     }
 
     /// Removes every message below stream sequence `seq`.
     fn purge_below(&mut self, seq: u64) -> Result<(), LogError> {
-        let (_, s, _) = self.connect()?;
-        self.block(async move { s.purge().sequence(seq).await })?.map_err(nats)?;
+        self.connect()?;
+        self.block(self.made().1.purge().sequence(seq).into_future())?.map_err(nats)?;
         Ok(())
     }
 
     /// A key's value and revision (`None`: absent or deleted).
     fn entry(&mut self, key: &str) -> Result<Option<(Bytes, u64)>, LogError> {
-        let (_, _, kv) = self.connect()?;
-        let key = key.to_owned();
-        let e = self.block(async move { kv.entry(key).await })?.map_err(nats)?;
+        self.connect()?;
+        let e = self.block(self.made().2.entry(key))?.map_err(nats)?;
         Ok(e.filter(|e| e.operation == Operation::Put).map(|e| (e.value, e.revision)))
     }
 
     /// Writes `key` only if it is absent (`revision` 0) or still at `revision`; `false`: it
     /// changed.
     fn swap(&mut self, key: &str, value: Bytes, revision: u64) -> Result<bool, LogError> {
-        let (_, _, kv) = self.connect()?;
-        let key = key.to_owned();
+        self.connect()?;
+        let kv = &self.made().2;
         if revision == 0 {
-            let r = self.block(async move { kv.create(key, value).await })?;
+            let r = self.block(kv.create(key, value))?;
             return match r {
                 Ok(_) => Ok(true),
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
                 Err(e) => Err(nats(e)),
             };
         }
-        match self.block(async move { kv.update(key, value, revision).await })? {
+        match self.block(kv.update(key, value, revision))? {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
             Err(e) => Err(nats(e)),
@@ -245,22 +253,21 @@ impl Transport for Link {
     }
 
     fn put(&mut self, key: &str, value: Bytes) -> Result<(), LogError> {
-        let (_, _, kv) = self.connect()?;
-        let key = key.to_owned();
-        self.block(async move { kv.put(key, value).await })?.map_err(nats)?;
+        self.connect()?;
+        self.block(self.made().2.put(key, value))?.map_err(nats)?;
         Ok(())
     }
 
     fn remove(&mut self, key: &str, revision: Option<u64>) -> Result<(), LogError> {
-        let (_, _, kv) = self.connect()?;
-        let key = key.to_owned();
-        self.block(async move { kv.delete_expect_revision(key, revision).await })?.map_err(nats)?;
+        self.connect()?;
+        self.block(self.made().2.delete_expect_revision(key, revision))?.map_err(nats)?;
         Ok(())
     }
 
     fn keys(&mut self) -> Result<Vec<String>, LogError> {
-        let (_, _, kv) = self.connect()?;
-        self.block(async move {
+        self.connect()?;
+        let kv = &self.made().2;
+        self.block(async {
             let keys = kv.keys().await.map_err(nats)?;
             keys.try_collect::<Vec<String>>().await.map_err(nats)
         })?

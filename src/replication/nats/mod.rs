@@ -304,13 +304,7 @@ impl<T: Transport> ReplicatedLog for NatsLog<T> {
         let mut s = from;
         for m in messages {
             s = m.sequence + 1;
-            let at = m.sequence;
-            match self.batch(m) {
-                Some(b) => {
-                    read.entries.extend(Self::records(&b)?.into_iter().filter(|e| e.0 > seq))
-                }
-                None => read.forged.push(at.to_string()),
-            }
+            self.take(m, seq + 1..=u64::MAX, &mut read)?;
         }
         let next = read.entries.last().map_or(seq + 1, |e| e.0 + 1);
         self.cursor = Some((s, next));
@@ -331,13 +325,7 @@ impl<T: Transport> ReplicatedLog for NatsLog<T> {
             }
             for m in messages {
                 s = m.sequence + 1;
-                let at = m.sequence;
-                match self.batch(m) {
-                    Some(b) => read.entries.extend(
-                        Self::records(&b)?.into_iter().filter(|e| (oldest..=seq).contains(&e.0)),
-                    ),
-                    None => read.forged.push(at.to_string()),
-                }
+                self.take(m, oldest..=seq, &mut read)?;
             }
         }
         read.entries.reverse();

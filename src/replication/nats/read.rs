@@ -77,6 +77,23 @@ impl<T: Transport> NatsLog<T> {
         Ok(lo)
     }
 
+    /// Adds message `m`'s records within `keep` to `read`, or its sequence to the forged ones.
+    pub(super) fn take(
+        &mut self,
+        m: Msg,
+        keep: std::ops::RangeInclusive<u64>,
+        read: &mut Read,
+    ) -> Result<(), LogError> {
+        let at = m.sequence;
+        match self.batch(m) {
+            Some(b) => {
+                read.entries.extend(Self::records(&b)?.into_iter().filter(|e| keep.contains(&e.0)))
+            }
+            None => read.forged.push(at.to_string()),
+        }
+        Ok(())
+    }
+
     /// The records of a batch, each with its own bytes.
     pub(super) fn records(b: &Batch) -> Result<Vec<Entry>, LogError> {
         let mut reader = RecordReader::new(&b.payload);
@@ -121,14 +138,9 @@ impl<T: Transport> NatsLog<T> {
                 }
                 got = self.link.get(s)?;
             }
-            match got.map(|m| self.batch(m)) {
-                Some(Some(b)) => {
-                    let fresh = Self::records(&b)?.into_iter().filter(|e| e.0 > after);
-                    read.entries.extend(fresh);
-                }
-                Some(None) => read.forged.push(s.to_string()),
-                None => {} // deleted
-            }
+            if let Some(m) = got {
+                self.take(m, after + 1..=u64::MAX, &mut read)?;
+            } // else deleted
             s += 1;
         }
         let next = read.entries.last().map_or(after + 1, |e| e.0 + 1);

@@ -12,26 +12,20 @@
 //!    request is in the journal exactly once and the state equals its replay.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
 use common::BIN;
 use common::ha::*;
-use common::nats::NatsCluster;
+use common::nats::{NatsCluster, log, read_records};
 use engine_core::prelude::*;
-use hundredx::replication::NatsJournal;
 use hundredx::replication::journal::{AppendError, HashCheck, Kept, ReplicatedLog};
 use hundredx::replication::nats::NatsLog;
-use redis_bridge::test_support::{RedisServer, test_key};
+use redis_bridge::test_support::RedisServer;
 
 /// One cluster at a time: each is three servers (and engines) on a two-core machine.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn log(url: &str) -> NatsLog {
-    let cfg = NatsJournal { url: url.to_owned(), replicas: 3 };
-    NatsLog::new(cfg, test_key(), Duration::from_secs(5))
-}
 
 /// `n` journal records (deposits) from `first` on, encoded as the stage encodes them.
 fn records(first: u64, n: u64) -> Vec<(u64, Vec<u8>)> {
@@ -58,32 +52,6 @@ fn append(l: &mut NatsLog, token: &str, recs: &[(u64, Vec<u8>)]) -> Result<(), A
     l.append(token, &refs, 0, Duration::from_secs(1))
 }
 
-/// Every record of the journal from the start, in order.
-fn read_all(l: &mut NatsLog) -> Vec<(u64, Vec<u8>)> {
-    let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
-    loop {
-        let after = out.last().map_or(0, |e| e.0);
-        // Retried: a node may have just died, and a stream leader is being elected.
-        let read =
-            until(Duration::from_secs(30), || l.read_after(after, 10_000, Duration::ZERO).ok());
-        if read.entries.is_empty() {
-            return out;
-        }
-        out.extend(read.entries);
-    }
-}
-
-fn until<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "condition not met within {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn the_log_is_fenced_by_its_sequence_and_a_takeover_seals_it() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -102,7 +70,7 @@ fn the_log_is_fenced_by_its_sequence_and_a_takeover_seals_it() {
     // A retry of a batch already acknowledged is not written twice.
     append(&mut a, ta, &records(4, 2)).unwrap();
     assert_eq!(b.bounds().unwrap(), Some((1, 5)));
-    let seen: Vec<u64> = read_all(&mut b).iter().map(|e| e.0).collect();
+    let seen: Vec<u64> = read_records(&mut b).iter().map(|e| e.0).collect();
     assert_eq!(seen, vec![1, 2, 3, 4, 5], "each record once, in order");
     // Reads continue mid-batch and read back newest first.
     let mid: Vec<u64> =
@@ -131,7 +99,7 @@ fn the_log_is_fenced_by_its_sequence_and_a_takeover_seals_it() {
     std::thread::sleep(lease);
     assert!(!b.try_lead(tb, lease).unwrap(), "renewed within the lease: still a's");
     // a stops renewing (stopped, partitioned…): after a whole lease b takes it.
-    until(Duration::from_secs(10), || b.try_lead(tb, lease).unwrap().then_some(()));
+    assert!(wait_for(Duration::from_secs(10), || b.try_lead(tb, lease).unwrap()), "b leads");
     assert_eq!(b.holder(lease).unwrap().as_deref(), Some(tb));
     // Before b seals, the old leader still appends (its clients get acknowledgements)…
     append(&mut a, ta, &records(7, 1)).unwrap();
@@ -161,7 +129,7 @@ fn the_log_is_fenced_by_its_sequence_and_a_takeover_seals_it() {
     let read = reader.read_after(9, 10, Duration::ZERO).unwrap();
     assert!(read.entries.is_empty() && read.forged.len() == 1, "{read:?}");
     append(&mut b, tb, &records(10, 1)).unwrap();
-    let all: Vec<u64> = read_all(&mut reader).iter().map(|e| e.0).collect();
+    let all: Vec<u64> = read_records(&mut reader).iter().map(|e| e.0).collect();
     assert_eq!(all, (1..=10).collect::<Vec<_>>(), "the journal: every record once");
 
     // State hashes at snapshots: the same, or a difference reported.
@@ -201,11 +169,12 @@ fn a_batch_is_acknowledged_only_by_a_majority_and_none_is_lost() {
     // on once the other two elect a leader.
     cluster.nodes[0].kill();
     let mut next = 11;
-    until(Duration::from_secs(30), || {
+    let appended = wait_for(Duration::from_secs(30), || {
         let ok = append(&mut a, t, &records(next, 1)).is_ok();
         next += u64::from(ok);
-        ok.then_some(())
+        ok
     });
+    assert!(appended, "appends go on with two nodes of three: {}", cluster.logs());
     append(&mut a, t, &records(next, 5)).unwrap();
     next += 5;
 
@@ -216,9 +185,10 @@ fn a_batch_is_acknowledged_only_by_a_majority_and_none_is_lost() {
 
     // One back: a majority again; the batch goes in (once), and every acknowledged one is there.
     cluster.restart(0);
-    until(Duration::from_secs(60), || append(&mut a, t, &records(next, 1)).is_ok().then_some(()));
+    let back = wait_for(Duration::from_secs(60), || append(&mut a, t, &records(next, 1)).is_ok());
+    assert!(back, "appends resume with a majority again: {}", cluster.logs());
     let mut reader = log(&url);
-    let all: Vec<u64> = read_all(&mut reader).iter().map(|e| e.0).collect();
+    let all: Vec<u64> = read_records(&mut reader).iter().map(|e| e.0).collect();
     assert_eq!(all, (1..=next).collect::<Vec<_>>(), "{}", cluster.logs());
 }
 

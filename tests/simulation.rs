@@ -242,26 +242,12 @@ struct Node {
     pending: Vec<Command>,
 }
 
-fn genesis() -> Engine {
+/// Every node's starting state: four accounts, outside the journal. With their ids, as the
+/// engine gave them.
+fn genesis() -> (Engine, Vec<AccountId>) {
     let cfg = hundredx::config_file::load_engine(None).unwrap();
     let mut e = Engine::new(cfg).unwrap();
-    for i in 0..4 {
-        let login = Login::new(&format!("sim{i}@x")).unwrap();
-        let cmd = Command::new(
-            RequestId(0),
-            1,
-            CommandKind::CreateAccount { login, credential: Credential::empty() },
-        );
-        let _ = e.apply_collect(&cmd);
-    }
-    e
-}
-
-/// The genesis accounts' ids, as the engine gave them.
-fn accounts() -> Vec<AccountId> {
-    let cfg = hundredx::config_file::load_engine(None).unwrap();
-    let mut e = Engine::new(cfg).unwrap();
-    (0..4)
+    let accounts = (0..4)
         .map(|i| {
             let login = Login::new(&format!("sim{i}@x")).unwrap();
             let kind = CommandKind::CreateAccount { login, credential: Credential::empty() };
@@ -276,7 +262,8 @@ fn accounts() -> Vec<AccountId> {
                 })
                 .unwrap_or_else(|| panic!("a genesis account: {out:?}"))
         })
-        .collect()
+        .collect();
+    (e, accounts)
 }
 
 /// One seed's world.
@@ -313,7 +300,7 @@ impl World {
             step: 0,
         }));
         let key = redis_bridge::test_support::test_key();
-        let accounts = accounts();
+        let (_, accounts) = genesis();
         let mut w = World {
             seed,
             rng,
@@ -342,7 +329,7 @@ impl World {
 
     /// A node (re)started from its local journal, as a standby.
     fn fresh_node(&self, i: usize, incarnation: u64, local: Vec<Command>) -> Node {
-        let mut engine = genesis();
+        let (mut engine, _) = genesis();
         for c in &local {
             let _ = engine.apply_collect(c);
         }
@@ -601,7 +588,7 @@ impl World {
         // Every running node = a replay of the journal to where it is; conservation holds. (A
         // node down has no state but its local journal, checked above at every step.)
         for (i, n) in self.nodes.iter().enumerate().filter(|(_, n)| n.role != Role::Down) {
-            let mut replay = genesis();
+            let (mut replay, _) = genesis();
             for c in &self.journal[..n.local.len()] {
                 let _ = replay.apply_collect(c);
             }

@@ -321,12 +321,17 @@ pub fn check_exactly_once(journal: &[(u64, Command)], acked: &[u64]) -> usize {
 
 /// The state hash of a from-scratch replay of `journal` with the default configuration.
 pub fn replay_hash(journal: &[(u64, Command)]) -> String {
+    engine_core::hash::hex(&replay(journal).state_hash())
+}
+
+/// The engine a from-scratch replay of `journal` gives, with the default configuration.
+pub fn replay(journal: &[(u64, Command)]) -> engine_core::state::Engine {
     let cfg = hundredx::config_file::load_engine(None).unwrap();
     let mut engine = engine_core::state::Engine::new(cfg).unwrap();
     for (_, c) in journal {
         let _ = engine.apply_collect(c);
     }
-    engine_core::hash::hex(&engine.state_hash())
+    engine
 }
 
 /// The serving engine's state hash and the account's balance, once every deposit in the log

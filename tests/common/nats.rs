@@ -145,7 +145,8 @@ impl NatsCluster {
             nodes.push(node);
         }
         let c = NatsCluster { nodes };
-        let up = wait(Duration::from_secs(60), || c.nodes.iter().all(NatsNode::healthy));
+        let up =
+            super::ha::wait_for(Duration::from_secs(60), || c.nodes.iter().all(NatsNode::healthy));
         assert!(up, "the NATS cluster did not become healthy: {}", c.logs());
         c
     }
@@ -187,28 +188,21 @@ fn route_ip(ip_i: &str, j: usize, i: usize) -> String {
     format!("{net}.{}", last - i + j)
 }
 
-fn wait(within: Duration, mut ok: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
-/// Every command in the JetStream journal at `url`, in order (retried while a stream leader is
-/// being elected after a fault).
-pub fn read_journal(url: &str) -> Vec<(u64, engine_core::command::Command)> {
-    use hundredx::replication::ReplicatedLog;
+/// A view of the JetStream journal at `url` (the test bridge key, 5 s a call).
+pub fn log(url: &str) -> hundredx::replication::nats::NatsLog {
     let cfg = hundredx::replication::NatsJournal { url: url.to_owned(), replicas: 3 };
     let key = redis_bridge::test_support::test_key();
-    let mut log = hundredx::replication::nats::NatsLog::new(cfg, key, Duration::from_secs(5));
-    let mut out = Vec::new();
+    hundredx::replication::nats::NatsLog::new(cfg, key, Duration::from_secs(5))
+}
+
+/// Every record of the journal from the start, in order (retried for up to a minute while a
+/// stream leader is being elected after a fault).
+pub fn read_records(log: &mut hundredx::replication::nats::NatsLog) -> Vec<(u64, Vec<u8>)> {
+    use hundredx::replication::ReplicatedLog;
+    let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let after = out.last().map_or(0, |e: &(u64, _)| e.0);
+        let after = out.last().map_or(0, |e| e.0);
         let read = match log.read_after(after, 10_000, Duration::ZERO) {
             Ok(read) => read,
             Err(e) if Instant::now() < deadline => {
@@ -221,11 +215,19 @@ pub fn read_journal(url: &str) -> Vec<(u64, engine_core::command::Command)> {
         if read.entries.is_empty() {
             return out;
         }
-        for (seq, bytes) in read.entries {
+        out.extend(read.entries);
+    }
+}
+
+/// Every command in the JetStream journal at `url`, in order.
+pub fn read_journal(url: &str) -> Vec<(u64, engine_core::command::Command)> {
+    read_records(&mut log(url))
+        .into_iter()
+        .map(|(seq, bytes)| {
             let (rseq, cmd) =
                 engine_core::persist::RecordReader::new(&bytes).next().unwrap().unwrap();
             assert_eq!(rseq, seq, "a record at its own sequence");
-            out.push((seq, cmd));
-        }
-    }
+            (seq, cmd)
+        })
+        .collect()
 }
